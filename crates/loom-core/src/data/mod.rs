@@ -1,0 +1,1 @@
+//! Data objects: plain, file, array, index and JS values, with their stream encoding.

@@ -1,0 +1,18 @@
+//! HyperLoom core: everything on the hot paths, in pure Rust (no N-API).
+//!
+//! - [`frame`]: the u64le length-prefixed framing shared by every connection.
+//! - [`proto`]: the wire messages, generated from `proto/`.
+//! - [`symbols`]: the symbol dictionary (`loom/...` names and their ids).
+//! - [`server`]: plan ingestion, task graph, scheduler and the server side of both protocols.
+//! - [`data`]: data objects (plain, file, array, index, JS value) and their stream encoding.
+//! - [`worker`]: the worker side: data store, built-in tasks, transfers.
+//!
+//! This crate knows nothing of sockets or JavaScript: callers feed it bytes and events and
+//! write out the framed bytes it returns.
+
+pub mod frame;
+pub mod proto;
+pub mod symbols;
+pub mod server;
+pub mod data;
+pub mod worker;

@@ -1,0 +1,1 @@
+//! Worker side of HyperLoom: data store, built-in tasks, transfers, resource slots.
