@@ -1,0 +1,116 @@
+//! Plain (raw) data, `loom/data`: bytes in memory, in a mapped data file, or a view of another
+//! D-object (an index piece or slice, read without copying).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::DataRef;
+
+/// Raw bytes. A spilled object owns its data file and deletes it when dropped.
+#[derive(Debug)]
+pub struct Plain {
+    repr: Repr,
+}
+
+#[derive(Debug)]
+enum Repr {
+    Mem(Vec<u8>),
+    /// A file in the data directory; `map` is `None` for an empty file (mmap of 0 bytes fails).
+    Mapped {
+        map: Option<Mmap>,
+        path: PathBuf,
+    },
+    /// `base.bytes()[start..end]`; `base` is a D-object.
+    View {
+        base: DataRef,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Plain {
+    /// Bytes held in memory.
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        Plain {
+            repr: Repr::Mem(bytes),
+        }
+    }
+
+    /// Takes ownership of the data file at `path` (deleted when this object dies) and maps it.
+    /// On error the file is deleted.
+    pub fn adopt_file(path: PathBuf) -> std::io::Result<Self> {
+        match map_file(&path) {
+            Ok(map) => Ok(Plain {
+                repr: Repr::Mapped { map, path },
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// A view of `base.bytes()[start..end]`. `base` must be a D-object and the range valid.
+    pub fn view(base: DataRef, start: usize, end: usize) -> Self {
+        let len = base.bytes().map_or(0, <[u8]>::len);
+        assert!(start <= end && end <= len, "view out of range");
+        Plain {
+            repr: Repr::View { base, start, end },
+        }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.repr {
+            Repr::Mem(v) => v,
+            Repr::Mapped { map, .. } => map.as_deref().unwrap_or(&[]),
+            Repr::View { base, start, end } => &base.bytes().unwrap_or(&[])[*start..*end],
+        }
+    }
+
+    /// Number of bytes.
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Mem(v) => v.len(),
+            Repr::Mapped { map, .. } => map.as_ref().map_or(0, |m| m.len()),
+            Repr::View { start, end, .. } => end - start,
+        }
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The data file, for a spilled object.
+    pub fn file_path(&self) -> Option<&Path> {
+        match &self.repr {
+            Repr::Mapped { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        if let Repr::Mapped { map, path } = &mut self.repr {
+            drop(map.take());
+            let _ = std::fs::remove_file(&*path);
+        }
+    }
+}
+
+/// Maps a whole file read-only; `None` for an empty file.
+pub(super) fn map_file(path: &Path) -> std::io::Result<Option<Mmap>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the mapping is read-only. Data files are private to this worker and never written
+    // after they are adopted; extern files are, per the spec, not modified while in use.
+    let map = unsafe { Mmap::map(&file)? };
+    Ok(Some(map))
+}

@@ -1,0 +1,332 @@
+use super::stream::{encode_stream, encoded_len, n_frames, NextFrame, StreamDecoder};
+use super::*;
+use crate::frame::{FrameError, FrameReader};
+
+/// Original ids (spec 3.2), with loom/js/obj at 20 as in our server dictionary.
+pub(crate) fn ids() -> TypeIds {
+    TypeIds::from_symbols(&Symbols::for_server())
+}
+
+pub(crate) fn tmp_dir(name: &str) -> DataDir {
+    let p = std::env::temp_dir().join(format!("loom-data-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    DataDir::new(p)
+}
+
+fn plain(b: &[u8]) -> DataRef {
+    Arc::new(DataObject::Plain(Plain::from_vec(b.to_vec())))
+}
+
+fn arr(items: Vec<DataRef>) -> DataRef {
+    Arc::new(DataObject::Array(Array::new(items)))
+}
+
+fn frames(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut r = FrameReader::new(u64::MAX);
+    let mut out = Vec::new();
+    r.feed::<FrameError>(bytes, |f| {
+        out.push(f.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(r.pending_bytes(), 0);
+    out
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '|')
+        .collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn decode_all(bytes: &[u8], dd: &DataDir) -> Vec<Decoded> {
+    let mut dec = StreamDecoder::new();
+    let mut got = Vec::new();
+    for f in frames(bytes) {
+        if let Some(d) = dec.feed(&f, &ids(), dd).unwrap() {
+            got.push(d);
+        }
+    }
+    assert!(!dec.in_progress());
+    got
+}
+
+use super::stream::Decoded;
+
+#[test]
+fn type_ids_follow_the_dictionary() {
+    let t = ids();
+    assert_eq!(
+        (t.pyobj, t.index, t.array, t.data, t.jsobj),
+        (16, 17, 18, 19, 20)
+    );
+    assert_eq!(TypeIds::from_symbols(&Symbols::new()), TypeIds::default());
+}
+
+#[test]
+fn plain_size_length_and_encoding() {
+    let p = plain(b"ABCDE123");
+    assert_eq!((p.size(), p.length(), p.type_name()), (8, 0, "loom/data"));
+    assert_eq!(p.info(), "RawData file=");
+    let mut out = Vec::new();
+    encode_stream(2, &p, &ids(), &mut out);
+    assert_eq!(out.len(), encoded_len(2, &p, &ids()));
+    let f = frames(&out);
+    assert_eq!(f.len(), 2);
+    // DataHeader{id=2, n_messages=1, type_id=19}
+    assert_eq!(f[0], hex("0802 1001 1813"));
+    assert_eq!(f[1], b"ABCDE123");
+}
+
+#[test]
+fn empty_plain_is_one_empty_frame() {
+    let p = plain(b"");
+    let mut out = Vec::new();
+    encode_stream(0, &p, &ids(), &mut out);
+    assert_eq!(&out[out.len() - 8..], &[0u8; 8]);
+    assert_eq!(n_frames(&p), 1);
+}
+
+#[test]
+fn split_matches_the_observed_stream() {
+    let base = plain(b"x\ny\n\nz");
+    let idx = Arc::new(DataObject::Index(Index::split_lines(base).unwrap()));
+    assert_eq!(idx.length(), 4);
+    assert_eq!(idx.size(), 6 + 8 * 5);
+    let mut out = Vec::new();
+    encode_stream(7, &idx, &ids(), &mut out);
+    let f = frames(&out);
+    assert_eq!(f.len(), 3);
+    assert_eq!(f[0], hex("0807 1002 1811"));
+    assert_eq!(
+        f[1],
+        hex("13000000 | 0000000000000000 0200000000000000 0400000000000000 0500000000000000 0600000000000000")
+    );
+    assert_eq!(f[2], b"x\ny\n\nz");
+    let pieces: Vec<_> = (0..4)
+        .map(|i| idx.get(i).unwrap().bytes().unwrap().to_vec())
+        .collect();
+    assert_eq!(pieces, [&b"x\n"[..], b"y\n", b"\n", b"z"]);
+    assert!(idx.get(4).is_none());
+}
+
+#[test]
+fn split_edge_cases() {
+    let lines = |s: &[u8]| {
+        let i = Index::split_lines(plain(s)).unwrap();
+        (0..i.len())
+            .map(|k| i.piece(k).to_vec())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lines(b"E\n\n"), [&b"E\n"[..], b"\n"]);
+    assert_eq!(
+        lines(b"AAA\nBBB\n\nC\nDDDDDDDDDDD\nEEE"),
+        [
+            &b"AAA\n"[..],
+            b"BBB\n",
+            b"\n",
+            b"C\n",
+            b"DDDDDDDDDDD\n",
+            b"EEE"
+        ]
+    );
+    assert_eq!(lines(b"\n"), [&b"\n"[..]]);
+    // Documented choice: empty input gives zero pieces.
+    assert!(lines(b"").is_empty());
+    assert_eq!(Index::split_lines(plain(b"")).unwrap().offsets(), [0]);
+    assert!(Index::split_lines(arr(vec![])).is_err());
+}
+
+#[test]
+fn array_matches_the_fetch_example() {
+    // Spec 4.5 with loom/js/obj standing in for the pyobj (its id set to 16 here).
+    let t = TypeIds { jsobj: 16, ..ids() };
+    let a = plain(b"AB");
+    let b = plain(b"");
+    let js = Arc::new(DataObject::JsObj(JsObj::new(b"obj".to_vec())));
+    let inner = arr(vec![a.clone(), b]);
+    let outer = arr(vec![inner, a, js]);
+    assert_eq!((outer.size(), outer.length()), (2 + 2 + 3, 3));
+    let mut out = Vec::new();
+    encode_stream(4, &outer, &t, &mut out);
+    assert_eq!(out.len(), encoded_len(4, &outer, &t));
+    let f = frames(&out);
+    assert_eq!(f[0], hex("0804 1006 1812"));
+    assert_eq!(f[1], hex("12000000 13000000 10000000"));
+    assert_eq!(f[2], hex("13000000 13000000"));
+    assert_eq!(f[3], b"AB");
+    assert_eq!(f[4], b"");
+    assert_eq!(f[5], b"AB");
+    assert_eq!(f[6], b"obj");
+    assert_eq!(f.len(), 7);
+}
+
+#[test]
+fn empty_array_is_one_empty_frame() {
+    let a = arr(vec![]);
+    assert_eq!((a.size(), a.length(), n_frames(&a)), (0, 0, 1));
+    let mut out = Vec::new();
+    encode_stream(1, &a, &ids(), &mut out);
+    assert_eq!(frames(&out)[1], b"");
+}
+
+fn same(a: &DataObject, b: &DataObject) {
+    assert_eq!(a.type_name().replace("file", "data"), b.type_name());
+    assert_eq!((a.size(), a.length()), (b.size(), b.length()));
+    assert_eq!(a.bytes(), b.bytes());
+    for i in 0..a.length() {
+        same(&a.get(i).unwrap(), &b.get(i).unwrap());
+    }
+}
+
+#[test]
+fn decoder_roundtrip_of_nested_objects() {
+    let dd = tmp_dir("roundtrip");
+    let big = vec![7u8; SPILL_LIMIT + 10];
+    let bigp = Arc::new(DataObject::Plain(dd.plain(big).unwrap()));
+    assert!(bigp.file_path().is_some());
+    let idx = Arc::new(DataObject::Index(
+        Index::split_lines(plain(b"a\nbb\nccc")).unwrap(),
+    ));
+    let js = Arc::new(DataObject::JsObj(JsObj::new(b"{}".to_vec())));
+    let objs = [
+        plain(b"hello"),
+        plain(b""),
+        bigp.clone(),
+        arr(vec![]),
+        idx.clone(),
+        js.clone(),
+        arr(vec![
+            arr(vec![plain(b"x"), idx, arr(vec![])]),
+            bigp,
+            js,
+            plain(b""),
+        ]),
+    ];
+    let mut stream = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        encode_stream(i as i32 * 10, o, &ids(), &mut stream);
+    }
+    let got = decode_all(&stream, &dd);
+    assert_eq!(got.len(), objs.len());
+    for (i, (o, (id, d))) in objs.iter().zip(&got).enumerate() {
+        assert_eq!(*id, i as i32 * 10);
+        same(o, d);
+    }
+    // The received big plain was spilled to its own file.
+    assert!(got[2].1.file_path().is_some());
+}
+
+#[test]
+fn decoder_rejects_inconsistent_streams() {
+    let dd = tmp_dir("reject");
+    let t = ids();
+    let mut dec = StreamDecoder::new();
+    assert_eq!(dec.next_frame(&t), NextFrame::Header);
+    // Header says 2 frames for a plain object.
+    let h = hex("0801 1002 1813");
+    dec.feed(&h, &t, &dd).unwrap();
+    assert_eq!(dec.next_frame(&t), NextFrame::Plain);
+    assert!(dec.feed(b"x", &t, &dd).is_err());
+    // Header says 1 frame for an index.
+    let mut dec = StreamDecoder::new();
+    dec.feed(&hex("0801 1001 1811"), &t, &dd).unwrap();
+    assert_eq!(dec.next_frame(&t), NextFrame::Other);
+    assert!(dec
+        .feed(&hex("13000000 0000000000000000"), &t, &dd)
+        .is_err());
+    // Offsets beyond the base.
+    let mut dec = StreamDecoder::new();
+    dec.feed(&hex("0801 1002 1811"), &t, &dd).unwrap();
+    dec.feed(&hex("13000000 0000000000000000 0900000000000000"), &t, &dd)
+        .unwrap();
+    assert!(dec.feed(b"abc", &t, &dd).is_err());
+    // Python objects and unknown types.
+    let mut dec = StreamDecoder::new();
+    dec.feed(&hex("0801 1001 1810"), &t, &dd).unwrap();
+    assert!(dec.feed(b"x", &t, &dd).unwrap_err().contains("Python"));
+    let mut dec = StreamDecoder::new();
+    assert!(dec.feed(&hex("0801 1000 1813"), &t, &dd).is_err());
+}
+
+#[test]
+fn spilled_plain_file_dies_with_the_last_reference() {
+    let dd = tmp_dir("spill");
+    let p = Arc::new(DataObject::Plain(
+        dd.plain(vec![1u8; SPILL_LIMIT + 1]).unwrap(),
+    ));
+    let path = p.file_path().unwrap().to_owned();
+    assert_eq!(path, dd.path().join("1"));
+    assert_eq!(p.info(), format!("RawData file={}", path.display()));
+    assert_eq!(p.size(), SPILL_LIMIT as u64 + 1);
+    let second = p.clone();
+    drop(p);
+    assert!(path.exists());
+    drop(second);
+    assert!(!path.exists());
+    // At the limit it stays in memory.
+    assert!(dd
+        .plain(vec![0; SPILL_LIMIT])
+        .unwrap()
+        .file_path()
+        .is_none());
+}
+
+#[test]
+fn extern_file_is_mapped_and_kept() {
+    let dd = tmp_dir("extern");
+    let path = dd.path().join("ext");
+    std::fs::write(&path, b"line1\nline2").unwrap();
+    let f = Arc::new(DataObject::File(ExternFile::open(&path).unwrap()));
+    assert_eq!((f.size(), f.length(), f.type_name()), (11, 0, "loom/file"));
+    assert_eq!(f.info(), format!("<ExternFile '{}'>", path.display()));
+    // Sent as loom/data.
+    let mut out = Vec::new();
+    encode_stream(3, &f, &ids(), &mut out);
+    assert_eq!(frames(&out)[0], hex("0803 1001 1813"));
+    // An index over a file reads its mapping.
+    let idx = Index::split_lines(f.clone()).unwrap();
+    assert_eq!(idx.piece(1), b"line2");
+    drop((f, idx));
+    assert!(path.exists());
+    // Empty file: no mapping needed.
+    let empty = dd.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    assert_eq!(ExternFile::open(&empty).unwrap().bytes(), b"");
+    let e = ExternFile::open(dd.path().join("missing")).unwrap_err();
+    assert_eq!(strerror(&e), "No such file or directory");
+    assert_eq!(
+        strerror(&ExternFile::open(dd.path()).unwrap_err()),
+        "Is a directory"
+    );
+}
+
+#[test]
+fn adopt_moves_a_file_into_the_data_dir() {
+    let dd = tmp_dir("adopt");
+    let src = dd.path().join("out");
+    std::fs::write(&src, b"result").unwrap();
+    let p = dd.adopt(&src).unwrap();
+    assert!(!src.exists());
+    assert_eq!(p.bytes(), b"result");
+    let path = p.file_path().unwrap().to_owned();
+    drop(p);
+    assert!(!path.exists());
+    assert!(dd.adopt(&src).is_err());
+}
+
+#[test]
+fn jsobj_size_is_its_byte_length() {
+    let j = DataObject::JsObj(JsObj::new(vec![0; 42]));
+    assert_eq!(
+        (j.size(), j.length(), j.type_name()),
+        (42, 0, "loom/js/obj")
+    );
+    assert!(j.bytes().is_none());
+}
