@@ -1,6 +1,10 @@
-//! Thin napi-rs binding over `loom-core`: converts Buffers and numbers, calls the core, returns
-//! Buffers. No protocol or scheduling logic lives here.
+//! Thin napi-rs binding over `loom-core`: converts Buffers, numbers and plain objects, calls the
+//! core, and returns its output. No protocol or scheduling logic lives here. Every call that feeds
+//! the core bytes returns the output of that event, so one event costs one boundary crossing.
 #![deny(clippy::all)]
+
+mod server;
+mod worker;
 
 use napi_derive::napi;
 
@@ -8,4 +12,13 @@ use napi_derive::napi;
 #[napi]
 pub fn protocol_version() -> i32 {
     loom_core::proto::PROTOCOL_VERSION
+}
+
+/// A log line produced by the core.
+#[napi(object)]
+pub struct LogLine {
+    /// `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The message.
+    pub message: String,
 }

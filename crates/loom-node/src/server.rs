@@ -1,0 +1,124 @@
+//! `ServerCore`: the server's plan graph and scheduler, fed with socket bytes.
+
+use crate::LogLine;
+use loom_core::server::{LogLevel, Output, Server};
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+/// Bytes to write on one connection.
+#[napi(object)]
+pub struct ConnWrite {
+    /// Connection id given by the TS layer.
+    pub conn: u32,
+    /// Already framed bytes.
+    pub data: Buffer,
+}
+
+/// What the server layer must do after an event.
+#[napi(object)]
+pub struct ServerOutput {
+    /// Writes, per connection.
+    pub writes: Vec<ConnWrite>,
+    /// Connections to close after their writes.
+    pub close: Vec<u32>,
+    /// Log lines.
+    pub logs: Vec<LogLine>,
+    /// A client asked the server to terminate.
+    pub terminate: bool,
+}
+
+/// Where to relay a fetched object.
+#[napi(object)]
+pub struct DataRelay {
+    /// The client connection.
+    pub client: u32,
+    /// The framed `ClientResponse{DATA}` to write before the data frames.
+    pub response: Buffer,
+    /// Number of raw frames that follow on the data connection.
+    pub n_messages: i64,
+}
+
+pub(crate) fn level_name(l: &LogLevel) -> String {
+    match l {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    }
+    .to_owned()
+}
+
+fn convert(out: Output) -> ServerOutput {
+    ServerOutput {
+        writes: out
+            .writes
+            .into_iter()
+            .map(|(conn, data)| ConnWrite {
+                conn,
+                data: data.into(),
+            })
+            .collect(),
+        close: out.close,
+        logs: out
+            .logs
+            .iter()
+            .map(|(l, m)| LogLine {
+                level: level_name(l),
+                message: m.clone(),
+            })
+            .collect(),
+        terminate: out.terminate,
+    }
+}
+
+/// The server core (one per server process).
+#[napi]
+pub struct ServerCore {
+    inner: Server,
+}
+
+#[napi]
+impl ServerCore {
+    /// `dataPort`: the port of the server's data listener.
+    #[napi(constructor)]
+    pub fn new(data_port: u32) -> Self {
+        ServerCore {
+            inner: Server::new(data_port as u16),
+        }
+    }
+
+    /// A main-port connection was accepted.
+    #[napi]
+    pub fn on_connect(&mut self, conn: u32, peer_ip: String) -> ServerOutput {
+        self.inner.on_connect(conn, &peer_ip);
+        convert(self.inner.take_output())
+    }
+
+    /// Bytes arrived on a main-port connection.
+    #[napi]
+    pub fn on_data(&mut self, conn: u32, chunk: &[u8]) -> ServerOutput {
+        self.inner.on_data(conn, chunk);
+        convert(self.inner.take_output())
+    }
+
+    /// A main-port connection closed.
+    #[napi]
+    pub fn on_close(&mut self, conn: u32) -> ServerOutput {
+        self.inner.on_close(conn);
+        convert(self.inner.take_output())
+    }
+
+    /// A DataHeader frame arrived on the data port; says where the object goes.
+    #[napi]
+    pub fn on_data_header(&mut self, header: &[u8]) -> napi::Result<DataRelay> {
+        let relay = self
+            .inner
+            .on_data_header(header)
+            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+        Ok(DataRelay {
+            client: relay.client,
+            response: relay.response_frame.into(),
+            n_messages: relay.n_messages as i64,
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! `WorkerCore`: the worker's data store and built-in tasks, fed with socket bytes.
+
+use crate::server::level_name;
+use crate::LogLine;
+use loom_core::worker::{JsResult, JsTask, Worker, WorkerConfig, WorkerOutput};
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+/// A data stream to push to a worker or to the server's data port.
+#[napi(object)]
+pub struct DataSend {
+    /// `ip:port`, or `!:port` for the server's host.
+    pub address: String,
+    /// Framed header and data.
+    pub data: Buffer,
+}
+
+/// An input of a task run by the JS layer.
+#[napi(object)]
+pub struct TaskInput {
+    /// Data type name (`loom/data`, `loom/file`, `loom/array`, `loom/index`, `loom/js/obj`).
+    pub type_name: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Length (items or pieces).
+    pub length: i64,
+    /// Content, when held in memory.
+    pub bytes: Option<Buffer>,
+    /// Path of the file holding the content, when on disk.
+    pub path: Option<String>,
+}
+
+/// A task the JS layer runs (`run`, functions, ...). Its CPU slots are already allocated.
+#[napi(object)]
+pub struct TaskToRun {
+    /// Task id.
+    pub id: i32,
+    /// Task type symbol.
+    pub task_type: String,
+    /// Configuration bytes.
+    pub config: Buffer,
+    /// Inputs in order.
+    pub inputs: Vec<TaskInput>,
+    /// CPUs allocated.
+    pub n_cpus: u32,
+    /// The allocated CPU slots.
+    pub cpu_slots: Vec<u32>,
+}
+
+/// A result produced by the JS layer.
+#[napi(object)]
+pub struct TaskResult {
+    /// `plain`, `file`, `jsobj`, `array` or `input`.
+    pub kind: String,
+    /// Bytes for `plain` and `jsobj`.
+    pub data: Option<Buffer>,
+    /// A file to move into the data directory, for `file`.
+    pub path: Option<String>,
+    /// Items of an `array`.
+    pub items: Option<Vec<TaskResult>>,
+    /// Input number passed through, for `input`.
+    pub index: Option<u32>,
+}
+
+/// What the worker layer must do after an event.
+#[napi(object)]
+pub struct WorkerEffects {
+    /// Framed responses for the server.
+    pub to_server: Buffer,
+    /// Data streams to push.
+    pub sends: Vec<DataSend>,
+    /// Tasks to run in JS.
+    pub tasks: Vec<TaskToRun>,
+    /// Log lines.
+    pub logs: Vec<LogLine>,
+}
+
+fn convert_task(t: JsTask) -> TaskToRun {
+    TaskToRun {
+        id: t.id,
+        task_type: t.task_type,
+        config: t.config.into(),
+        inputs: t
+            .inputs
+            .into_iter()
+            .map(|i| TaskInput {
+                type_name: i.type_name,
+                size: i.size as i64,
+                length: i.length as i64,
+                bytes: i.bytes.map(Into::into),
+                path: i.path,
+            })
+            .collect(),
+        n_cpus: t.n_cpus,
+        cpu_slots: t.cpu_slots,
+    }
+}
+
+fn convert(out: WorkerOutput) -> WorkerEffects {
+    WorkerEffects {
+        to_server: out.to_server.into(),
+        sends: out
+            .sends
+            .into_iter()
+            .map(|s| DataSend {
+                address: s.address,
+                data: s.bytes.into(),
+            })
+            .collect(),
+        tasks: out.js_tasks.into_iter().map(convert_task).collect(),
+        logs: out
+            .logs
+            .iter()
+            .map(|(l, m)| LogLine {
+                level: level_name_w(l),
+                message: m.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn level_name_w(l: &loom_core::worker::LogLevel) -> String {
+    use loom_core::worker::LogLevel as L;
+    let s = match l {
+        L::Debug => loom_core::server::LogLevel::Debug,
+        L::Info => loom_core::server::LogLevel::Info,
+        L::Warn => loom_core::server::LogLevel::Warn,
+        L::Error => loom_core::server::LogLevel::Error,
+    };
+    level_name(&s)
+}
+
+fn to_result(r: TaskResult) -> napi::Result<JsResult> {
+    let bad = |what: &str| napi::Error::from_reason(format!("task result of kind '{what}' is incomplete"));
+    Ok(match r.kind.as_str() {
+        "plain" => JsResult::Plain(r.data.ok_or_else(|| bad("plain"))?.to_vec()),
+        "jsobj" => JsResult::JsObj(r.data.ok_or_else(|| bad("jsobj"))?.to_vec()),
+        "file" => JsResult::PlainFile(r.path.ok_or_else(|| bad("file"))?.into()),
+        "input" => JsResult::Input(r.index.ok_or_else(|| bad("input"))? as usize),
+        "array" => JsResult::Array(
+            r.items
+                .ok_or_else(|| bad("array"))?
+                .into_iter()
+                .map(to_result)
+                .collect::<napi::Result<_>>()?,
+        ),
+        other => {
+            return Err(napi::Error::from_reason(format!(
+                "unknown task result kind '{other}'"
+            )))
+        }
+    })
+}
+
+/// The worker core (one per worker process).
+#[napi]
+pub struct WorkerCore {
+    inner: Worker,
+}
+
+#[napi]
+impl WorkerCore {
+    /// Creates the data directory under `workDir` (which must be this worker's own directory).
+    #[napi(constructor)]
+    pub fn new(
+        work_dir: String,
+        cpus: u32,
+        data_port: u32,
+        extra_task_types: Vec<String>,
+    ) -> napi::Result<Self> {
+        let inner = Worker::new(WorkerConfig {
+            work_dir: work_dir.into(),
+            cpus,
+            data_port: data_port as u16,
+            extra_task_types,
+        })
+        .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+        Ok(WorkerCore { inner })
+    }
+
+    /// The framed Register message to send to the server.
+    #[napi]
+    pub fn register_frame(&self) -> Buffer {
+        self.inner.register_frame().into()
+    }
+
+    /// Bytes from the server connection.
+    #[napi]
+    pub fn on_server_data(&mut self, chunk: &[u8]) -> napi::Result<WorkerEffects> {
+        self.inner
+            .on_server_data(chunk)
+            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+        Ok(convert(self.inner.take_output()))
+    }
+
+    /// Bytes on a data connection.
+    #[napi]
+    pub fn on_peer_data(&mut self, conn: u32, chunk: &[u8]) -> napi::Result<WorkerEffects> {
+        self.inner
+            .on_peer_data(conn, chunk)
+            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+        Ok(convert(self.inner.take_output()))
+    }
+
+    /// A data connection closed.
+    #[napi]
+    pub fn on_peer_close(&mut self, conn: u32) -> WorkerEffects {
+        self.inner.on_peer_close(conn);
+        convert(self.inner.take_output())
+    }
+
+    /// A JS task finished with `result`.
+    #[napi]
+    pub fn finish_task(&mut self, id: i32, result: TaskResult) -> napi::Result<WorkerEffects> {
+        match to_result(result) {
+            Ok(r) => self.inner.finish_js_task(id, r),
+            Err(e) => self
+                .inner
+                .fail_task(id, format!("invalid task result: {e}").as_bytes()),
+        }
+        Ok(convert(self.inner.take_output()))
+    }
+
+    /// A JS task failed with `message`.
+    #[napi]
+    pub fn fail_task(&mut self, id: i32, message: String) -> WorkerEffects {
+        self.inner.fail_task(id, message.as_bytes());
+        convert(self.inner.take_output())
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+/** `loom-server`: the original server's command line (`-p/--port`, `--debug`; positionals ignored). */
+import { Command, InvalidArgumentError } from "commander";
+import { serverMain } from "./roles.js";
+
+new Command("loom-server")
+  .option("-p, --port <NUMBER>", "main port", (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError("Invalid port number");
+    return n;
+  }, 9010)
+  .option("--debug", "debug logging")
+  .allowExcessArguments(true)
+  .argument("[ignored...]")
+  .action((_ignored: string[], opts: { port: number; debug?: boolean }) => serverMain({ port: opts.port, host: "0.0.0.0", ...(opts.debug ? { debug: true } : {}) }))
+  .parseAsync(process.argv)
+  .catch((e: unknown) => {
+    process.stderr.write(`loom-server: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });

@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+/** `loom-worker`: the original worker's command line (`SERVER-ADDRESS PORT --cpus --wdir --nopin --debug`). */
+import { Command, InvalidArgumentError } from "commander";
+import { workerMain } from "./roles.js";
+
+new Command("loom-worker")
+  .argument("<SERVER-ADDRESS>")
+  .argument("<PORT>", "server port", (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError("Invalid port number");
+    return n;
+  })
+  .option("--cpus <NUMBER>", "CPU slots (0: autodetect)", (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("Invalid number of cpus");
+    return n;
+  }, 0)
+  .option("--wdir <DIRECTORY>", "work directory root", "/tmp")
+  .option("--nopin", "do not pin programs with taskset")
+  .option("--debug", "debug logging")
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 64))
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean }) => workerMain(host, port, opts))
+  .parseAsync(process.argv)
+  .catch((e: unknown) => {
+    process.stderr.write(`loom-worker: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });

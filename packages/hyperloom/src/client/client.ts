@@ -1,0 +1,427 @@
+/**
+ * The client: connects to a server, submits plans, and waits for, fetches and releases results.
+ * Pure TypeScript (no native addon): the wire format comes from the code generated from `proto/`.
+ */
+import { Socket, connect as netConnect } from "node:net";
+import { resolve as resolvePath } from "node:path";
+import { FrameReader, frame } from "../protocol/frame.js";
+import { comm, PROTOCOL_VERSION } from "../protocol/messages.js";
+import { Symbol } from "../protocol/symbols.js";
+import { Future } from "./future.js";
+import { Task } from "./task.js";
+import { LoomError, TaskFailed } from "./errors.js";
+import { decodeData, type DataValue } from "./data.js";
+import { encodePlan, numberPlan } from "./plan.js";
+
+const RequestType = comm.ClientRequest.Type;
+const ResponseType = comm.ClientResponse.Type;
+
+/** Server statistics. */
+export interface Stats {
+  /** Connected workers. */
+  nWorkers: number;
+  /** Data objects computed and not yet freed, for this client. */
+  nDataObjects: number;
+}
+
+/** Options of {@link Client.submit}. */
+export interface SubmitOptions {
+  /** Load existing checkpoints instead of computing those tasks. */
+  load?: boolean;
+}
+
+/** The fields of a decoded `Error` message. */
+interface ErrorFields {
+  id?: number | null;
+  worker?: string | null;
+  errorMsg?: Uint8Array | null;
+}
+
+/** A field that was present on the wire (protobufjs puts defaults on the prototype). */
+function fieldOf(msg: ErrorFields | undefined, key: "id"): number | undefined {
+  return msg !== undefined && Object.prototype.hasOwnProperty.call(msg, key) ? (msg[key] ?? undefined) : undefined;
+}
+
+interface Pending<T> {
+  resolve: (v: T) => void;
+  reject: (e: Error) => void;
+}
+
+/** A connection to a HyperLoom server. */
+export class Client {
+  private readonly reader = new FrameReader();
+  private readonly symbols = new Map<string, number>();
+  private symbolNames: string[] = [];
+  private nextId = 0;
+  private readonly running = new Map<number, Future>();
+  private readonly plans: Array<{ idBase: number; end: number; futures: Future[] }> = [];
+  private readonly fetches = new Map<number, Array<Pending<DataValue>>>();
+  private readonly statsWaiters: Array<Pending<Stats>> = [];
+  private data: { id: number; typeId: number; remaining: number; frames: Buffer[] } | undefined;
+  private outgoing: Buffer[] = [];
+  private flushScheduled = false;
+  private closedError: Error | undefined;
+  private trace = false;
+  private readonly finishedListeners = new Set<(f: Future) => void>();
+  private readonly releaser = new FinalizationRegistry<number>((id) => this.releaseId(id));
+
+  private constructor(private readonly socket: Socket) {}
+
+  /** Connects to the server at `host:port` and waits for its symbol dictionary. */
+  static connect(host = "127.0.0.1", port = 9010): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const socket = netConnect({ host, port, noDelay: true });
+      const client = new Client(socket);
+      let ready = false;
+      socket.once("connect", () => {
+        socket.write(frame(comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT }).finish()));
+      });
+      socket.on("data", (chunk: Buffer) => {
+        try {
+          for (const f of client.reader.push(chunk)) {
+            if (!ready) {
+              const msg = comm.ClientResponse.decode(f);
+              if (msg.type !== ResponseType.DICTIONARY) {
+                throw new LoomError(`expected the symbol dictionary, got response type ${msg.type}`);
+              }
+              client.symbolNames = msg.symbols;
+              msg.symbols.forEach((s, i) => client.symbols.set(s, i));
+              ready = true;
+              resolve(client);
+            } else {
+              client.onFrame(f);
+            }
+          }
+        } catch (e) {
+          client.fail(e instanceof Error ? e : new Error(String(e)));
+          socket.destroy();
+        }
+      });
+      socket.on("error", (e) => {
+        if (!ready) reject(new LoomError(`cannot connect to ${host}:${port}: ${e.message}`));
+        client.fail(new LoomError(`connection to server ${host}:${port} failed: ${e.message}`));
+      });
+      socket.on("close", () => {
+        if (!ready) reject(new LoomError(`server ${host}:${port} closed the connection`));
+        client.fail(new LoomError(`connection to server ${host}:${port} closed`));
+      });
+    });
+  }
+
+  /** The id of a symbol in the server's dictionary; throws for a name the server does not know. */
+  symbolId(name: string): number {
+    const id = this.symbols.get(name);
+    if (id === undefined) throw new LoomError(`Unknown symbol '${name}': no worker registered this task type`);
+    return id;
+  }
+
+  /** Submits a plan made of `tasks` and everything they reach; returns one future per task. */
+  submit(tasks: readonly Task[], options: SubmitOptions = {}): Future[] {
+    this.checkOpen();
+    const plan = numberPlan(tasks, this.nextId);
+    const buf = encodePlan(plan, {
+      symbol: (n) => this.symbolId(n),
+      cpusSymbol: this.symbolId(Symbol.RESOURCE_CPUS),
+      labels: true,
+      loadCheckpoints: options.load ?? false,
+    });
+    this.nextId = plan.idBase + plan.tasks.length;
+    const futures: Future[] = [];
+    const seen = new Map<Task, Future>();
+    for (const t of tasks) {
+      let f = seen.get(t);
+      if (f === undefined) {
+        f = new Future(this, t._planId, t.label);
+        seen.set(t, f);
+        this.running.set(f.taskId, f);
+      }
+      futures.push(f);
+    }
+    this.plans.push({ idBase: plan.idBase, end: this.nextId, futures: [...seen.values()] });
+    this.send(buf);
+    return futures;
+  }
+
+  /** Submits one task; returns its future. */
+  submitOne(task: Task, options: SubmitOptions = {}): Future {
+    return this.submit([task], options)[0]!;
+  }
+
+  /** Resolves when every future has finished; rejects with the first `TaskFailed`. */
+  async wait(futures: readonly Future[]): Promise<void> {
+    await Promise.all(futures.map((f) => this.waitOne(f)));
+  }
+
+  /** Fetches the results (kept on the workers), in the order of `futures`. */
+  async fetch(futures: readonly Future[]): Promise<DataValue[]> {
+    return Promise.all(futures.map((f) => this.fetchOne(f)));
+  }
+
+  /** Fetches the results, then releases them. */
+  async gather(futures: readonly Future[]): Promise<DataValue[]> {
+    const results = await this.fetch(futures);
+    this.release(futures);
+    return results;
+  }
+
+  /** Releases results on the server, in one batch. Running futures are canceled locally. */
+  release(futures: readonly Future[]): void {
+    for (const f of futures) {
+      if (f.client !== this) throw new LoomError(`${f} belongs to another client`);
+      if (f.status_ === "finished") {
+        f.status_ = "released";
+        this.releaseId(f.taskId);
+      } else if (f.status_ === "running") {
+        f.status_ = "canceled";
+      }
+    }
+  }
+
+  /** Yields the futures as they finish (in completion order). */
+  async *asCompleted(futures: readonly Future[]): AsyncGenerator<Future> {
+    const ready: Future[] = [];
+    let wake: (() => void) | undefined;
+    let remaining = 0;
+    const unique = new Set(futures);
+    const listener = (f: Future): void => {
+      if (unique.has(f)) {
+        ready.push(f);
+        wake?.();
+      }
+    };
+    this.finishedListeners.add(listener);
+    try {
+      for (const f of unique) {
+        if (f.status_ === "running") remaining++;
+        else if (f.error) throw f.error;
+        else ready.push(f);
+      }
+      let yielded = 0;
+      const total = ready.length + remaining;
+      while (yielded < total) {
+        if (ready.length === 0) {
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+          continue;
+        }
+        const f = ready.shift()!;
+        if (f.error) throw f.error;
+        yielded++;
+        yield f;
+      }
+    } finally {
+      this.finishedListeners.delete(listener);
+    }
+  }
+
+  /** Asks the server for statistics. */
+  stats(): Promise<Stats> {
+    this.checkOpen();
+    return new Promise((resolve, reject) => {
+      this.statsWaiters.push({ resolve, reject });
+      this.sendRequest({ type: RequestType.STATS });
+    });
+  }
+
+  /** Turns tracing on: the server and workers write trace files under `path`. */
+  setTrace(path: string): void {
+    this.trace = true;
+    this.sendRequest({ type: RequestType.TRACE, tracePath: resolvePath(path) });
+  }
+
+  /** Whether `setTrace` was called. */
+  get tracing(): boolean {
+    return this.trace;
+  }
+
+  /** Asks the server to exit; its workers exit too. */
+  async terminate(): Promise<void> {
+    this.sendRequest({ type: RequestType.TERMINATE });
+    await this.close();
+  }
+
+  /** Closes the connection; the server discards this client's tasks and results. */
+  close(): Promise<void> {
+    this.flush();
+    return new Promise((resolve) => {
+      if (this.socket.destroyed) return resolve();
+      this.socket.end(() => resolve());
+      this.socket.once("close", () => resolve());
+    });
+  }
+
+  private waitOne(f: Future): Promise<void> {
+    if (f.status_ === "finished" || f.status_ === "released") return Promise.resolve();
+    if (f.error) return Promise.reject(f.error);
+    if (f.status_ === "canceled") return Promise.reject(new LoomError(`${f} was canceled`));
+    return new Promise((resolve, reject) => f.waiters.push({ resolve, reject }));
+  }
+
+  private async fetchOne(f: Future): Promise<DataValue> {
+    if (f.hasResult) return f.result;
+    if (!f.active()) throw new LoomError(`Fetch called on invalid future ${f}`);
+    await this.waitOne(f);
+    if (f.hasResult) return f.result;
+    this.checkOpen();
+    const value = await new Promise<DataValue>((resolve, reject) => {
+      let list = this.fetches.get(f.taskId);
+      if (list === undefined) {
+        list = [];
+        this.fetches.set(f.taskId, list);
+        this.sendRequest({ type: RequestType.FETCH, id: f.taskId });
+      }
+      list.push({ resolve, reject });
+    });
+    f.result = value;
+    f.hasResult = true;
+    return value;
+  }
+
+  private releaseId(id: number): void {
+    if (!this.socket.destroyed) this.sendRequest({ type: RequestType.RELEASE, id });
+  }
+
+  private sendRequest(msg: { type: number; id?: number; tracePath?: string }): void {
+    this.send(frame(comm.ClientRequest.encode(msg).finish()));
+  }
+
+  /** Queues bytes; everything queued in one tick goes out in one write. */
+  private send(buf: Buffer): void {
+    this.outgoing.push(buf);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.outgoing.length === 0 || this.socket.destroyed) return;
+    const out = this.outgoing.length === 1 ? this.outgoing[0]! : Buffer.concat(this.outgoing);
+    this.outgoing = [];
+    this.socket.write(out);
+  }
+
+  private checkOpen(): void {
+    if (this.closedError) throw this.closedError;
+  }
+
+  private onFrame(f: Buffer): void {
+    const d = this.data;
+    if (d !== undefined) {
+      d.frames.push(f);
+      if (--d.remaining === 0) {
+        this.data = undefined;
+        this.onData(d.id, d.typeId, d.frames);
+      }
+      return;
+    }
+    const msg = comm.ClientResponse.decode(f);
+    switch (msg.type) {
+      case ResponseType.TASK_FINISHED:
+        this.onFinished(msg.id);
+        break;
+      case ResponseType.TASK_FAILED:
+        this.onFailed(msg.error ?? undefined);
+        break;
+      case ResponseType.DATA: {
+        const h = msg.data!;
+        if (h.nMessages === 0) this.onData(h.id, h.typeId, []);
+        else this.data = { id: h.id, typeId: h.typeId, remaining: h.nMessages, frames: [] };
+        break;
+      }
+      case ResponseType.ERROR:
+        this.onError(msg.error ?? undefined);
+        break;
+      case ResponseType.STATS: {
+        const w = this.statsWaiters.shift();
+        w?.resolve({ nWorkers: msg.stats?.nWorkers ?? 0, nDataObjects: msg.stats?.nDataObjects ?? 0 });
+        break;
+      }
+      default:
+        throw new LoomError(`unexpected response type ${msg.type} from the server`);
+    }
+  }
+
+  private onFinished(id: number): void {
+    const f = this.running.get(id);
+    if (f === undefined) return;
+    this.running.delete(id);
+    if (f.status_ === "canceled") {
+      // Released while running: release it now that the server holds it.
+      this.releaseId(id);
+      return;
+    }
+    f.status_ = "finished";
+    // A future the program drops is released for it.
+    this.releaser.register(f, id, f);
+    f.settle();
+    for (const l of this.finishedListeners) l(f);
+  }
+
+  private onFailed(err: ErrorFields | undefined): void {
+    const id = fieldOf(err, "id") ?? -1;
+    const msg = Buffer.from(err?.errorMsg ?? []).toString("utf8");
+    const worker = err?.worker ?? "";
+    if (id < 0) {
+      // The original server's "Worker lost": every running future fails.
+      for (const f of [...this.running.values()]) this.failFuture(f, new TaskFailed(f.taskId, f.label, worker, msg));
+      return;
+    }
+    const f = this.running.get(id);
+    if (f !== undefined) this.failFuture(f, new TaskFailed(id, f.label, worker, msg));
+  }
+
+  private failFuture(f: Future, e: Error): void {
+    this.running.delete(f.taskId);
+    const wasCanceled = f.status_ === "canceled";
+    f.status_ = "failed";
+    f.error = e;
+    if (wasCanceled) return;
+    f.settle(e);
+    for (const l of this.finishedListeners) l(f);
+    this.fetches.get(f.taskId)?.forEach((p) => p.reject(e));
+    this.fetches.delete(f.taskId);
+  }
+
+  private onError(err: ErrorFields | undefined): void {
+    const text = Buffer.from(err?.errorMsg ?? []).toString("utf8");
+    const e = new LoomError(text);
+    const id = fieldOf(err, "id") ?? -1;
+    // A rejected plan names one of its tasks: every future of that plan fails.
+    const plan = id >= 0 ? this.plans.find((p) => id >= p.idBase && id < p.end) : undefined;
+    if (plan && text.startsWith("Plan rejected")) {
+      for (const f of plan.futures) if (f.status_ === "running") this.failFuture(f, e);
+      return;
+    }
+    // Otherwise it answers a FETCH (ids are given by our server, not by the original).
+    const match = /Invalid id: (-?\d+)/.exec(text);
+    const fid = id >= 0 ? id : match ? Number(match[1]) : [...this.fetches.keys()][0];
+    if (fid !== undefined && this.fetches.has(fid)) {
+      this.fetches.get(fid)!.forEach((p) => p.reject(e));
+      this.fetches.delete(fid);
+      return;
+    }
+    process.emitWarning(`HyperLoom server error: ${text}`);
+  }
+
+  private onData(id: number, typeId: number, frames: Buffer[]): void {
+    const list = this.fetches.get(id);
+    this.fetches.delete(id);
+    try {
+      const [value] = decodeData(typeId, frames, 0, (t) => this.symbolNames[t]);
+      list?.forEach((p) => p.resolve(value));
+    } catch (e) {
+      list?.forEach((p) => p.reject(e as Error));
+    }
+  }
+
+  private fail(e: Error): void {
+    if (this.closedError) return;
+    this.closedError = e;
+    for (const f of [...this.running.values()]) this.failFuture(f, e);
+    for (const list of this.fetches.values()) list.forEach((p) => p.reject(e));
+    this.fetches.clear();
+    for (const w of this.statsWaiters.splice(0)) w.reject(e);
+  }
+}

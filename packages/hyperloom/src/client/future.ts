@@ -1,0 +1,84 @@
+/**
+ * A future: the client's handle on a result task of a submitted plan. It can be waited for,
+ * fetched, released, and used as an input of later plans while it is active.
+ */
+import type { Client } from "./client.js";
+import type { DataValue } from "./data.js";
+
+/** Where a future stands, as the guide names it. */
+export type FutureStatus = "running" | "finished" | "failed" | "released" | "canceled";
+
+/** The handle on one result task. Created by `Client.submit`. */
+export class Future {
+  /** @internal */ status_: FutureStatus = "running";
+  /** @internal */ error: Error | undefined;
+  /** @internal */ result: DataValue | undefined;
+  /** @internal */ hasResult = false;
+  /** @internal */ waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+
+  /** @internal */
+  constructor(
+    /** The client that submitted the task. */
+    readonly client: Client,
+    /** The task's id in this client's numbering. */
+    readonly taskId: number,
+    /** The task's label, if any. */
+    readonly label: string | undefined,
+  ) {}
+
+  /** `running`, `finished`, `failed`, `released` or `canceled`. */
+  get status(): FutureStatus {
+    return this.status_;
+  }
+
+  /** True once the task has finished (its result is held on the workers). */
+  finished(): boolean {
+    return this.status_ === "finished";
+  }
+
+  /** True while the future may be used as an input (running or finished). */
+  active(): boolean {
+    return this.status_ === "running" || this.status_ === "finished";
+  }
+
+  /** True after release. */
+  released(): boolean {
+    return this.status_ === "released" || this.status_ === "canceled";
+  }
+
+  /** Resolves when the task finishes; rejects with `TaskFailed` if it (or an input) failed. */
+  wait(): Promise<void> {
+    return this.client.wait([this]);
+  }
+
+  /** Waits and downloads the result; the result stays on the workers. */
+  async fetch(): Promise<DataValue> {
+    const [r] = await this.client.fetch([this]);
+    return r as DataValue;
+  }
+
+  /** Fetches the result, then releases it. */
+  async gather(): Promise<DataValue> {
+    const [r] = await this.client.gather([this]);
+    return r as DataValue;
+  }
+
+  /** Releases the result on the server (nothing is sent for a running future: it is canceled). */
+  release(): void {
+    this.client.release([this]);
+  }
+
+  /** @internal Resolves or rejects every waiter. */
+  settle(error?: Error): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) {
+      if (error) w.reject(error);
+      else w.resolve();
+    }
+  }
+
+  toString(): string {
+    return `<Future task_id=${this.taskId} ${this.status_}${this.hasResult ? " R" : ""}>`;
+  }
+}

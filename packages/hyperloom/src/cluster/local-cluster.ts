@@ -1,0 +1,132 @@
+/**
+ * A local cluster: a server and workers as child processes on 127.0.0.1, for tests and scripts.
+ * Stopping it stops every process and removes the workers' directories.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { Client } from "../client/client.js";
+
+/** Options of {@link LocalCluster.start}. */
+export interface LocalClusterOptions {
+  /** Number of workers (default 1). */
+  workers?: number;
+  /** CPUs of each worker (default 1). */
+  cpus?: number;
+  /** Main port of the server (default: a free one). */
+  port?: number;
+  /** Forward the processes' output to this process's stderr. */
+  verbose?: boolean;
+  /** Extra arguments for every worker. */
+  workerArgs?: string[];
+}
+
+const cliPath = join(__dirname, "..", "cli", "main.js");
+
+/** A server and its workers running as child processes. */
+export class LocalCluster {
+  private constructor(
+    /** Host of the server. */
+    readonly host: string,
+    /** Main port of the server. */
+    readonly port: number,
+    private readonly server: ChildProcess,
+    private readonly workers: ChildProcess[],
+    private readonly wdir: string,
+  ) {}
+
+  /** Starts the server and the workers, and waits until every worker has registered. */
+  static async start(options: LocalClusterOptions = {}): Promise<LocalCluster> {
+    const nWorkers = options.workers ?? 1;
+    const wdir = mkdtempSync(join(tmpdir(), "hyperloom-"));
+    const server = spawn(process.execPath, [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0)], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const children: ChildProcess[] = [server];
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        const lines = createInterface({ input: server.stdout! });
+        lines.on("line", (line) => {
+          if (options.verbose) process.stderr.write(`[server] ${line}\n`);
+          const m = /listening on [\d.]+:(\d+)/.exec(line);
+          if (m) resolve(Number(m[1]));
+        });
+        server.stderr!.on("data", (d: Buffer) => process.stderr.write(`[server] ${d}`));
+        server.once("exit", (code) => reject(new Error(`server exited with status ${code} before listening`)));
+      });
+      const workers: ChildProcess[] = [];
+      for (let i = 0; i < nWorkers; i++) {
+        const w = spawn(
+          process.execPath,
+          [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, ...(options.workerArgs ?? [])],
+          { stdio: ["ignore", options.verbose ? "inherit" : "ignore", "inherit"] },
+        );
+        workers.push(w);
+        children.push(w);
+      }
+      const cluster = new LocalCluster("127.0.0.1", port, server, workers, wdir);
+      await cluster.waitForWorkers(nWorkers, 30_000);
+      return cluster;
+    } catch (e) {
+      for (const c of children) c.kill("SIGKILL");
+      rmSync(wdir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** `host:port` of the server. */
+  get address(): string {
+    return `${this.host}:${this.port}`;
+  }
+
+  /** The worker processes (e.g. to kill one in a test). */
+  get workerProcesses(): readonly ChildProcess[] {
+    return this.workers;
+  }
+
+  /** Connects a new client to the server. */
+  connect(): Promise<Client> {
+    return Client.connect(this.host, this.port);
+  }
+
+  /** Waits until `n` workers are registered. */
+  async waitForWorkers(n: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const client = await this.connect();
+    try {
+      for (;;) {
+        const s = await client.stats();
+        if (s.nWorkers >= n) return;
+        for (const w of this.workers) {
+          if (w.exitCode !== null) throw new Error(`a worker exited with status ${w.exitCode} while starting`);
+        }
+        if (Date.now() > deadline) throw new Error(`only ${s.nWorkers} of ${n} workers registered in ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await client.close();
+    }
+  }
+
+  /** Stops every process and removes the work directories. */
+  async stop(): Promise<void> {
+    const all = [...this.workers, this.server];
+    await Promise.all(
+      all.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.exitCode !== null || p.signalCode !== null) return resolve();
+            const timer = setTimeout(() => p.kill("SIGKILL"), 3000);
+            p.once("exit", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            p.kill("SIGTERM");
+          }),
+      ),
+    );
+    rmSync(this.wdir, { recursive: true, force: true });
+  }
+}

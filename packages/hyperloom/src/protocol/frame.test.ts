@@ -1,0 +1,20 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { FrameError, FrameReader, frame } from "./frame.js";
+
+test("frames split at every position come out whole and in order", () => {
+  const bytes = Buffer.concat([frame(Buffer.from("abc")), frame(Buffer.alloc(0)), frame(Buffer.from("hello"))]);
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    const r = new FrameReader();
+    const got = [...r.push(bytes.subarray(0, cut)), ...r.push(bytes.subarray(cut))].map((b) => b.toString());
+    assert.equal(got, ["abc", "", "hello"], `cut at ${cut}`);
+    assert.is(r.pendingBytes, 0);
+  }
+});
+
+test("a frame longer than the limit is an error", () => {
+  const r = new FrameReader(4);
+  assert.throws(() => r.push(frame(Buffer.from("too long"))), (e: unknown) => e instanceof FrameError);
+});
+
+test.run();

@@ -1,0 +1,84 @@
+/**
+ * Framing shared by every connection of every role on the TypeScript side: a u64 little-endian
+ * length, then that many payload bytes (spec section 1.2).
+ */
+
+/** Largest frame a control connection accepts; anything longer is garbage or an attack. */
+export const MAX_CONTROL_FRAME = 2 ** 32;
+
+/** A frame length prefix announced more bytes than the reader allows. */
+export class FrameError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "FrameError";
+  }
+}
+
+/**
+ * Splits a byte stream into frames. Frames that lie inside one chunk are returned as views
+ * (no copy); only a frame split across chunks is assembled.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly limit: number = MAX_CONTROL_FRAME) {}
+
+  /** Bytes held back (an incomplete frame). */
+  get pendingBytes(): number {
+    return this.buffered;
+  }
+
+  /** Feeds a chunk; returns every complete frame payload in order. Throws {@link FrameError}. */
+  push(chunk: Buffer): Buffer[] {
+    let data: Buffer;
+    if (this.buffered === 0) {
+      data = chunk;
+    } else {
+      this.chunks.push(chunk);
+      data = Buffer.concat(this.chunks, this.buffered + chunk.length);
+      this.chunks = [];
+      this.buffered = 0;
+    }
+    const frames: Buffer[] = [];
+    let pos = 0;
+    while (data.length - pos >= 8) {
+      const len = readLength(data, pos);
+      if (len > this.limit) {
+        throw new FrameError(`frame of ${len} bytes exceeds the limit of ${this.limit} bytes`);
+      }
+      if (data.length - pos - 8 < len) break;
+      frames.push(data.subarray(pos + 8, pos + 8 + len));
+      pos += 8 + len;
+    }
+    if (pos < data.length) {
+      const rest = data.subarray(pos);
+      this.chunks.push(rest);
+      this.buffered = rest.length;
+    }
+    return frames;
+  }
+}
+
+function readLength(b: Buffer, pos: number): number {
+  const lo = b.readUInt32LE(pos);
+  const hi = b.readUInt32LE(pos + 4);
+  return hi * 2 ** 32 + lo;
+}
+
+/** The 8-byte length prefix of a frame of `length` bytes. */
+export function frameHeader(length: number): Buffer {
+  const h = Buffer.allocUnsafe(8);
+  h.writeUInt32LE(length >>> 0, 0);
+  h.writeUInt32LE(Math.floor(length / 2 ** 32), 4);
+  return h;
+}
+
+/** One framed message: prefix and payload in one buffer. */
+export function frame(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(8 + payload.length);
+  out.writeUInt32LE(payload.length >>> 0, 0);
+  out.writeUInt32LE(Math.floor(payload.length / 2 ** 32), 4);
+  out.set(payload, 8);
+  return out;
+}

@@ -1,0 +1,114 @@
+/**
+ * The `loom/run/run` task: runs an external program in a fresh directory under the worker's work
+ * dir, with inputs mapped to files, variables or stdin, and its outputs as the result (spec 7).
+ * Standard streams go to files, never through JavaScript, so large outputs cannot deadlock.
+ */
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, fstatSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs";
+import { isAbsolute, join, normalize } from "node:path";
+import { run as runProto } from "../protocol/messages.js";
+import type { TaskInput, TaskResult, TaskToRun } from "../native.js";
+
+/** Most stderr bytes quoted in a failure message. */
+const STDERR_TAIL = 64 * 1024;
+
+/** Rejects a mapped name that would escape the run directory. */
+function checkName(name: string): void {
+  if (name === "" || isAbsolute(name) || normalize(name).split("/").includes("..") || name.includes("\0")) {
+    throw new Error(`Invalid file name '${name}': it must be a relative path inside the run directory`);
+  }
+}
+
+function contentOf(input: TaskInput): Buffer {
+  if (input.bytes) return input.bytes;
+  if (input.path) return readFileSync(input.path);
+  if (input.typeName === "loom/data") return Buffer.alloc(0);
+  throw new Error(`input of type ${input.typeName} is not a D-Object`);
+}
+
+/** Places input `i` at `target` (a link to its file, or its bytes written out). */
+function placeInput(input: TaskInput, target: string): void {
+  if (input.path) symlinkSync(input.path, target);
+  else if (input.bytes || input.typeName === "loom/data") writeFileSync(target, input.bytes ?? Buffer.alloc(0));
+  else throw new Error(`input of type ${input.typeName} is not a D-Object and cannot be mapped to a file`);
+}
+
+function stderrTail(path: string): string {
+  if (!existsSync(path)) return "";
+  const fd = openSync(path, "r");
+  try {
+    const size = fstatSync(fd).size;
+    const n = Math.min(size, STDERR_TAIL);
+    const buf = Buffer.alloc(n);
+    readSync(fd, buf, 0, n, size - n);
+    return (size > n ? "... (stderr truncated to its last 64 KiB)\n" : "") + buf.toString("utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Runs the program of `task`; resolves to its outputs. Rejects with the guide's failure messages. */
+export async function runProgram(task: TaskToRun, ctx: { workDir: string; pin: boolean }): Promise<TaskResult> {
+  const cfg = runProto.Run.decode(task.config);
+  if (cfg.args.length === 0) throw new Error("No arguments provided");
+  const dir = join(ctx.workDir, "run", String(task.id));
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const fds: number[] = [];
+  try {
+    const vars = new Map<string, string>();
+    let stdin: number | "ignore" = "ignore";
+    cfg.mapInputs.forEach((name, i) => {
+      const input = task.inputs[i];
+      if (input === undefined) throw new Error(`input ${i} ('${name}') is missing`);
+      if (name.startsWith("$")) {
+        vars.set(name, contentOf(input).toString("utf8"));
+        return;
+      }
+      checkName(name);
+      placeInput(input, join(dir, name));
+      if (name === "+in") {
+        stdin = openSync(join(dir, name), "r");
+        fds.push(stdin);
+      }
+    });
+    const wantsStdout = cfg.mapOutputs.includes("+out");
+    for (const o of cfg.mapOutputs) if (o !== "+out") checkName(o);
+    const stdout = wantsStdout ? openSync(join(dir, "+out"), "w") : "ignore";
+    if (typeof stdout === "number") fds.push(stdout);
+    const stderr = openSync(join(dir, "+err"), "w");
+    fds.push(stderr);
+    let argv = cfg.args.map((a) => vars.get(a) ?? a);
+    if (ctx.pin && task.cpuSlots.length > 0) argv = ["taskset", "-c", task.cpuSlots.join(","), ...argv];
+    const status = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      const child = spawn(argv[0]!, argv.slice(1), { cwd: dir, stdio: [stdin, stdout, stderr] });
+      child.once("error", (e) => reject(new Error(`spawning '${argv[0]}': ${e.message}`)));
+      child.once("exit", (code, signal) => resolve({ code, signal }));
+    });
+    for (const fd of fds.splice(0)) closeSync(fd);
+    if (status.signal !== null) {
+      throw new Error(`Program terminated by signal ${status.signal}\nStderr:\n${stderrTail(join(dir, "+err"))}`);
+    }
+    if (status.code !== 0) {
+      throw new Error(`Program terminated with status ${status.code}\nStderr:\n${stderrTail(join(dir, "+err"))}`);
+    }
+    const outputs: TaskResult[] = cfg.mapOutputs.map((name) => {
+      const path = join(dir, name);
+      if (!existsSync(path)) {
+        throw new Error(`Output '${name}' error: No such file or directory\nStderr:\n${stderrTail(join(dir, "+err"))}`);
+      }
+      return { kind: "file", path };
+    });
+    return outputs.length === 1 ? outputs[0]! : { kind: "array", items: outputs };
+  } finally {
+    for (const fd of fds) closeSync(fd);
+    // The core moves output files out synchronously when the result is handed over; the
+    // directory is removed right after (see the caller), or here on failure.
+    scheduleRemoval(dir);
+  }
+}
+
+/** Removes the run directory once the result has been handed to the core. */
+function scheduleRemoval(dir: string): void {
+  setImmediate(() => rmSync(dir, { recursive: true, force: true }));
+}

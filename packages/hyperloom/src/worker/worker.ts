@@ -1,0 +1,177 @@
+/**
+ * The worker process: registers with the server, feeds the server's commands and peers' data
+ * streams to the Rust core (which runs the built-in tasks itself), pushes the data streams the core
+ * produces, and runs the tasks that need JavaScript (`run`, functions) as the core hands them out.
+ */
+import { createServer, connect as netConnect, type Server as NetServer, type Socket } from "node:net";
+import { lookup } from "node:dns/promises";
+import { hostname } from "node:os";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { native, type TaskResult, type TaskToRun, type WorkerCore, type WorkerEffects } from "../native.js";
+import { log } from "../log.js";
+import { frame } from "../protocol/frame.js";
+import { comm } from "../protocol/messages.js";
+import { runProgram } from "./run.js";
+
+/** Options of {@link startWorker}. */
+export interface WorkerOptions {
+  /** Server host name or IPv4 address. */
+  serverHost: string;
+  /** Server main port. */
+  serverPort: number;
+  /** CPU slots; defaults to the machine's cores. */
+  cpus: number;
+  /** Root of the work directory (`<wdir>/worker-<host>-<port>/` is created under it). */
+  wdir: string;
+  /** Prefix programs with `taskset` for their CPU slots. */
+  pin: boolean;
+  /** Listen address of the data port. Default `0.0.0.0`. */
+  host?: string;
+}
+
+/** A running worker. */
+export interface RunningWorker {
+  /** Its data port. */
+  dataPort: number;
+  /** Its work directory. */
+  workDir: string;
+  /** Resolves when the worker has stopped (server connection closed). */
+  done: Promise<void>;
+  /** Stops the worker and removes its work directory. */
+  close(): void;
+}
+
+/** A handler of a task type executed in JS. */
+type TaskHandler = (task: TaskToRun, ctx: { workDir: string; pin: boolean }) => Promise<TaskResult>;
+
+const handlers: Record<string, TaskHandler> = {
+  "loom/run/run": runProgram,
+};
+
+/** Starts a worker and connects it to the server. */
+export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
+  const { address: serverIp } = await lookup(options.serverHost, { family: 4 });
+  const peers = new Map<number, Socket>();
+  const outgoing = new Map<string, { conn: number; socket: Socket }>();
+  let nextConn = 1;
+  let core: WorkerCore | undefined;
+  let stopped = false;
+
+  const dataServer = createServer({ noDelay: true }, (socket) => {
+    const conn = nextConn++;
+    peers.set(conn, socket);
+    socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
+    socket.on("error", (e) => log("debug", `data connection ${conn}: ${e.message}`));
+    socket.on("close", () => {
+      peers.delete(conn);
+      if (!stopped) apply(core!.onPeerClose(conn));
+    });
+  });
+  const dataPort = await listen(dataServer, options.host ?? "0.0.0.0");
+  const workDir = join(options.wdir, `worker-${hostname() || "nohostname"}-${dataPort}`);
+  mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  core = new (native().WorkerCore)(workDir, options.cpus, dataPort, Object.keys(handlers).filter((t) => !t.startsWith("loom/")));
+
+  const server = netConnect({ host: serverIp, port: options.serverPort, noDelay: true });
+
+  function guard(f: () => WorkerEffects, onError: () => void): void {
+    let effects: WorkerEffects;
+    try {
+      effects = f();
+    } catch (e) {
+      log("error", (e as Error).message);
+      onError();
+      return;
+    }
+    apply(effects);
+  }
+
+  function apply(e: WorkerEffects): void {
+    for (const l of e.logs) log(l.level, l.message);
+    if (e.toServer.length > 0) server.write(e.toServer);
+    for (const s of e.sends) sendStream(s.address, s.data);
+    for (const t of e.tasks) startTask(t);
+  }
+
+  function sendStream(address: string, data: Buffer): void {
+    const target = address.startsWith("!:") ? `${serverIp}:${address.slice(2)}` : address;
+    let peer = outgoing.get(target);
+    if (peer === undefined) {
+      const sep = target.lastIndexOf(":");
+      const host = target.slice(0, sep);
+      const port = Number(target.slice(sep + 1));
+      const conn = nextConn++;
+      const socket = netConnect({ host, port, noDelay: true });
+      peer = { conn, socket };
+      outgoing.set(target, peer);
+      peers.set(conn, socket);
+      socket.write(frame(comm.Announce.encode({ port: dataPort }).finish()));
+      // The peer may send on this connection too (the original reuses it in reverse): the core
+      // expects every connection to start with an Announce, so it gets the peer's.
+      apply(core!.onPeerData(conn, frame(comm.Announce.encode({ port }).finish())));
+      socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
+      socket.on("error", (err) => log("warn", `data connection to ${target}: ${err.message}`));
+      socket.on("close", () => {
+        outgoing.delete(target);
+        peers.delete(conn);
+        if (!stopped) apply(core!.onPeerClose(conn));
+      });
+    }
+    peer.socket.write(data);
+  }
+
+  function startTask(t: TaskToRun): void {
+    const handler = handlers[t.taskType];
+    if (handler === undefined) {
+      apply(core!.failTask(t.id, `Task type '${t.taskType}' is not supported by this worker`));
+      return;
+    }
+    handler(t, { workDir, pin: options.pin }).then(
+      (result) => {
+        if (!stopped) apply(core!.finishTask(t.id, result));
+      },
+      (err: unknown) => {
+        if (!stopped) apply(core!.failTask(t.id, err instanceof Error ? err.message : String(err)));
+      },
+    );
+  }
+
+  let resolveDone: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const close = (): void => {
+    if (stopped) return;
+    stopped = true;
+    server.destroy();
+    for (const s of peers.values()) s.destroy();
+    dataServer.close();
+    rmSync(workDir, { recursive: true, force: true });
+    resolveDone();
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("connect", () => {
+      server.write(core!.registerFrame());
+      resolve();
+    });
+    server.once("error", (e) => reject(new Error(`cannot connect to server ${options.serverHost}:${options.serverPort}: ${e.message}`)));
+  });
+  server.on("data", (chunk: Buffer) => guard(() => core!.onServerData(chunk), () => server.destroy()));
+  server.on("error", (e) => log("warn", `server connection: ${e.message}`));
+  server.on("close", () => {
+    log("info", "Connection to server is closed. Terminating ...");
+    close();
+  });
+  log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus, work dir ${workDir}`);
+  return { dataPort, workDir, done, close };
+}
+
+function listen(server: NetServer, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ port: 0, host }, () => {
+      const addr = server.address();
+      resolve(typeof addr === "object" && addr ? addr.port : 0);
+    });
+  });
+}
