@@ -1,1 +1,769 @@
 //! Worker side of HyperLoom: data store, built-in tasks, transfers, resource slots.
+//!
+//! [`Worker`] is a pure state machine: the JS layer feeds it server bytes, peer bytes and JS task
+//! results, and after each call takes a [`WorkerOutput`] holding the framed responses to write
+//! to the server, the data streams to push, the tasks JS must execute and log lines.
+//!
+//! - Built-in tasks run inline, in the call that made them ready; their `FINISHED` frames are in
+//!   that call's output, written after the result is stored (a later `SEND` finds it).
+//! - `loom/run/run`, `loom/js/*` and extra task types become [`JsTask`]s once their inputs are
+//!   present and CPU slots are free (FIFO, head-of-line blocking; `n_cpus == 0` starts at once).
+//! - Nothing a peer sends panics: a bad command fails its task (`FAILED`) or, when there is no
+//!   task to fail, is logged and ignored. Only a broken byte stream is an `Err`.
+
+mod builtin;
+mod peer;
+mod slots;
+mod wire;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use prost::Message;
+
+use crate::data::stream::{encode_frames, encode_stream};
+use crate::data::{strerror, Array, DataDir, DataObject, DataRef, ExternFile, JsObj, TypeIds};
+use crate::frame::{push_frame, FrameError, FrameReader, MAX_CONTROL_FRAME};
+use crate::proto::comm::{register, Register, WorkerCommand};
+use crate::proto::PROTOCOL_VERSION;
+use crate::symbols::{Symbols, JS_TASK_TYPES, ORIGINAL_TASK_TYPES, WORKER_DATA_TYPES};
+use builtin::Kind;
+use peer::Peer;
+use slots::Slots;
+use wire::{cmd, resp};
+
+/// Start-up parameters of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The per-worker directory (already unique); `data/` is created inside it.
+    pub work_dir: PathBuf,
+    /// CPU slots.
+    pub cpus: u32,
+    /// The worker's data listen port (sent in Register).
+    pub data_port: u16,
+    /// Task types executed by JS besides `loom/run/run` and `loom/js/*`.
+    pub extra_task_types: Vec<String>,
+}
+
+/// Level of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warning.
+    Warn,
+    /// Error.
+    Error,
+}
+
+/// A task the JS layer must execute (run, js/call, js/value, or any type it registered via
+/// extra_task_types). CPU slots are already allocated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsTask {
+    /// Task id (answer with [`Worker::finish_js_task`] or [`Worker::fail_task`]).
+    pub id: i32,
+    /// Task type name.
+    pub task_type: String,
+    /// The task's config bytes.
+    pub config: Vec<u8>,
+    /// The inputs, in order.
+    pub inputs: Vec<JsInput>,
+    /// CPUs requested.
+    pub n_cpus: u32,
+    /// The allocated slots (`n_cpus` of them).
+    pub cpu_slots: Vec<u32>,
+}
+
+/// One input of a [`JsTask`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsInput {
+    /// `loom/data`, `loom/file`, `loom/array`, `loom/index` or `loom/js/obj`.
+    pub type_name: String,
+    /// Size per spec 5.3.
+    pub size: u64,
+    /// Length per spec 5.3.
+    pub length: u64,
+    /// D-objects (and JsObj): the bytes when held in memory (<= 64 KiB, or a piece/slice view
+    /// of any size) … For `loom/array` and `loom/index`: the object's stream frames (spec 5.4,
+    /// framed, without the DataHeader), so JS can decode them like a fetched result.
+    pub bytes: Option<Vec<u8>>,
+    /// … or the path of the file holding them (spilled plain data or an opened file); JS
+    /// reads/links it.
+    pub path: Option<String>,
+}
+
+/// What JS produced for a JsTask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsResult {
+    /// Raw bytes.
+    Plain(Vec<u8>),
+    /// A file in the run dir to MOVE (rename) into the data dir as the plain result.
+    PlainFile(PathBuf),
+    /// A serialized JS value.
+    JsObj(Vec<u8>),
+    /// An array of results.
+    Array(Vec<JsResult>),
+    /// Pass input #i through unchanged.
+    Input(usize),
+}
+
+/// A data stream to push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Send {
+    /// "ip:port" of a worker or "!:port" (the server's host) exactly as in SEND.
+    pub address: String,
+    /// DataHeader frame + data frames, all framed.
+    pub bytes: Vec<u8>,
+}
+
+/// Everything produced since the last [`Worker::take_output`].
+#[derive(Debug, Default)]
+pub struct WorkerOutput {
+    /// Framed WorkerResponses, in order.
+    pub to_server: Vec<u8>,
+    /// Data streams to push.
+    pub sends: Vec<Send>,
+    /// Tasks to execute in JS.
+    pub js_tasks: Vec<JsTask>,
+    /// Log lines.
+    pub logs: Vec<(LogLevel, String)>,
+}
+
+/// Errors that end a connection (or the worker, for `new`).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// `<work_dir>/data` could not be created (it must not exist).
+    #[error("Cannot create 'data' in working directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Bad framing on the server connection.
+    #[error("server stream: {0}")]
+    Frame(#[from] FrameError),
+    /// An undecodable message on the server connection.
+    #[error("malformed message from the server: {0}")]
+    BadMessage(String),
+    /// A broken data connection.
+    #[error("data connection {conn}: {msg}")]
+    Stream {
+        /// The connection.
+        conn: u32,
+        /// What was wrong.
+        msg: String,
+    },
+}
+
+/// A task waiting for inputs to arrive.
+#[derive(Debug)]
+struct Waiting {
+    type_id: i32,
+    kind: Kind,
+    config: Vec<u8>,
+    inputs: Vec<i32>,
+    n_cpus: u32,
+    checkpoint: String,
+    missing: usize,
+}
+
+/// A JS task whose inputs are present, waiting for CPU slots.
+#[derive(Debug)]
+struct Queued {
+    id: i32,
+    type_id: i32,
+    config: Vec<u8>,
+    inputs: Vec<DataRef>,
+    n_cpus: u32,
+    checkpoint: String,
+}
+
+/// A JS task handed out and not yet answered.
+#[derive(Debug)]
+struct Running {
+    inputs: Vec<DataRef>,
+    slots: Vec<u32>,
+    checkpoint: String,
+}
+
+/// The worker core.
+#[derive(Debug)]
+pub struct Worker {
+    cfg: WorkerConfig,
+    dd: DataDir,
+    symbols: Symbols,
+    ids: TypeIds,
+    kinds: Vec<Kind>,
+    server: FrameReader,
+    store: HashMap<i32, DataRef>,
+    waiting: HashMap<i32, Waiting>,
+    /// data id -> tasks waiting for it (one entry per occurrence in the task's inputs).
+    waiters: HashMap<i32, Vec<i32>>,
+    woken: VecDeque<i32>,
+    queue: VecDeque<Queued>,
+    slots: Slots,
+    running: HashMap<i32, Running>,
+    peers: HashMap<u32, Peer>,
+    out: WorkerOutput,
+    input_ids: Vec<i32>,
+    input_refs: Vec<DataRef>,
+}
+
+impl Worker {
+    /// Creates `<work_dir>/data` (an error if it exists).
+    pub fn new(cfg: WorkerConfig) -> Result<Worker, WorkerError> {
+        let data = cfg.work_dir.join("data");
+        std::fs::create_dir(&data).map_err(|source| WorkerError::DataDir {
+            path: cfg.work_dir.clone(),
+            source,
+        })?;
+        Ok(Worker {
+            dd: DataDir::new(data),
+            symbols: Symbols::new(),
+            ids: TypeIds::default(),
+            kinds: Vec::new(),
+            server: FrameReader::new(MAX_CONTROL_FRAME),
+            store: HashMap::new(),
+            waiting: HashMap::new(),
+            waiters: HashMap::new(),
+            woken: VecDeque::new(),
+            queue: VecDeque::new(),
+            slots: Slots::new(cfg.cpus),
+            running: HashMap::new(),
+            peers: HashMap::new(),
+            out: WorkerOutput::default(),
+            input_ids: Vec::new(),
+            input_refs: Vec::new(),
+            cfg,
+        })
+    }
+
+    /// The framed Register message (REGISTER_WORKER, v2, port, cpus, task_types =
+    /// ORIGINAL_TASK_TYPES + JS_TASK_TYPES + extra, data_types = WORKER_DATA_TYPES).
+    pub fn register_frame(&self) -> Vec<u8> {
+        let task_types = ORIGINAL_TASK_TYPES
+            .iter()
+            .chain(JS_TASK_TYPES.iter())
+            .map(|s| s.to_string())
+            .chain(self.cfg.extra_task_types.iter().cloned())
+            .collect();
+        let msg = Register {
+            protocol_version: PROTOCOL_VERSION,
+            r#type: register::Type::RegisterWorker as i32,
+            port: Some(i32::from(self.cfg.data_port)),
+            task_types,
+            data_types: WORKER_DATA_TYPES.iter().map(|s| s.to_string()).collect(),
+            cpus: Some(self.cfg.cpus as i32),
+        };
+        let mut out = Vec::new();
+        push_frame(&mut out, &msg);
+        out
+    }
+
+    /// The data directory (`<work_dir>/data`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dd.path()
+    }
+
+    /// Number of objects in the store.
+    pub fn stored_objects(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Bytes from the server connection. Err only for a broken stream (TS then closes and
+    /// exits); a bad command becomes FAILED, never a panic.
+    pub fn on_server_data(&mut self, chunk: &[u8]) -> Result<(), WorkerError> {
+        let mut reader = std::mem::take(&mut self.server);
+        let r = reader.feed(chunk, |frame| self.command(frame));
+        self.server = reader;
+        self.drain_woken();
+        r
+    }
+
+    /// Bytes on a data connection `conn` (accepted or opened by TS; TS sends the Announce on
+    /// ones it opens). The first frame of a connection is recognised as an Announce by its
+    /// shape and skipped, so either kind of connection may be fed here.
+    pub fn on_peer_data(&mut self, conn: u32, chunk: &[u8]) -> Result<(), WorkerError> {
+        let mut peer = self.peers.remove(&conn).unwrap_or_else(Peer::new);
+        let mut done = Vec::new();
+        let r = peer.feed(chunk, &self.ids, &self.dd, |d| done.push(d));
+        for (id, obj) in done {
+            self.received(id, obj);
+        }
+        let r = match r {
+            Ok(()) => {
+                self.peers.insert(conn, peer);
+                Ok(())
+            }
+            Err(msg) => Err(WorkerError::Stream { conn, msg }),
+        };
+        self.drain_woken();
+        r
+    }
+
+    /// A data connection closed: a partly received object is dropped (logged).
+    pub fn on_peer_close(&mut self, conn: u32) {
+        if let Some(peer) = self.peers.remove(&conn) {
+            if let Some(id) = peer.partial_id() {
+                self.log(
+                    LogLevel::Warn,
+                    format!("data connection {conn} closed while receiving data id={id}"),
+                );
+            }
+        }
+    }
+
+    /// JS finished task `id`; its slots are released and queued tasks may start.
+    pub fn finish_js_task(&mut self, id: i32, result: JsResult) {
+        let Some(r) = self.running.remove(&id) else {
+            self.log(
+                LogLevel::Warn,
+                format!("finish_js_task: task id={id} is not running"),
+            );
+            return;
+        };
+        self.slots.release(&r.slots);
+        match self.convert(result, &r.inputs) {
+            Ok(obj) => self.publish(id, obj, &r.checkpoint),
+            Err(msg) => wire::push_error(&mut self.out.to_server, resp::FAILED, id, msg.as_bytes()),
+        }
+        self.start_queued();
+        self.drain_woken();
+    }
+
+    /// JS failed task `id` with `message`; FAILED goes to the server.
+    pub fn fail_task(&mut self, id: i32, message: &[u8]) {
+        let Some(r) = self.running.remove(&id) else {
+            self.log(
+                LogLevel::Warn,
+                format!("fail_task: task id={id} is not running"),
+            );
+            return;
+        };
+        self.slots.release(&r.slots);
+        wire::push_error(&mut self.out.to_server, resp::FAILED, id, message);
+        self.start_queued();
+        self.drain_woken();
+    }
+
+    /// Everything produced since the last call.
+    pub fn take_output(&mut self) -> WorkerOutput {
+        std::mem::take(&mut self.out)
+    }
+
+    fn log(&mut self, level: LogLevel, msg: String) {
+        self.out.logs.push((level, msg));
+    }
+
+    fn fail(&mut self, id: i32, msg: &str) {
+        wire::push_error(&mut self.out.to_server, resp::FAILED, id, msg.as_bytes());
+    }
+
+    fn command(&mut self, frame: &[u8]) -> Result<(), WorkerError> {
+        let mut inputs = std::mem::take(&mut self.input_ids);
+        let r = wire::decode_command(frame, &mut inputs);
+        let c = match r {
+            Ok(c) => c,
+            Err(e) => {
+                self.input_ids = inputs;
+                return Err(WorkerError::BadMessage(e.to_owned()));
+            }
+        };
+        match c.ty {
+            Some(cmd::TASK) => match c.id {
+                Some(id) => self.task(id, &c, &inputs),
+                None => self.log(LogLevel::Warn, "TASK without an id; ignored".to_owned()),
+            },
+            Some(cmd::SEND) => self.send(c.id, c.address),
+            Some(cmd::REMOVE) => match c.id.map(|id| (id, self.store.remove(&id))) {
+                Some((_, Some(_))) => {}
+                Some((id, None)) => {
+                    self.log(LogLevel::Warn, format!("REMOVE of unknown data id={id}"))
+                }
+                None => self.log(LogLevel::Warn, "REMOVE without an id; ignored".to_owned()),
+            },
+            Some(cmd::DICTIONARY) => match WorkerCommand::decode(frame) {
+                Ok(m) => self.dictionary(&m.symbols),
+                Err(e) => {
+                    self.input_ids = inputs;
+                    return Err(WorkerError::BadMessage(e.to_string()));
+                }
+            },
+            Some(cmd::UPDATE) => self.log(
+                LogLevel::Info,
+                "UPDATE (tracing) is not supported by this worker; ignored".to_owned(),
+            ),
+            Some(cmd::LOAD_CHECKPOINT) => self.load_checkpoint(c.id, c.checkpoint_path),
+            other => self.log(
+                LogLevel::Warn,
+                format!("Invalid message from the server (type {other:?}); ignored"),
+            ),
+        }
+        self.input_ids = inputs;
+        Ok(())
+    }
+
+    fn dictionary(&mut self, names: &[String]) {
+        let mut symbols = Symbols::new();
+        for n in names {
+            symbols.add(n);
+        }
+        self.kinds = names
+            .iter()
+            .map(|n| Kind::of(n, &self.cfg.extra_task_types))
+            .collect();
+        self.ids = TypeIds::from_symbols(&symbols);
+        self.symbols = symbols;
+        let missing: Vec<&str> = ORIGINAL_TASK_TYPES
+            .iter()
+            .chain(JS_TASK_TYPES.iter())
+            .chain(WORKER_DATA_TYPES.iter())
+            .copied()
+            .chain(self.cfg.extra_task_types.iter().map(String::as_str))
+            .filter(|n| self.symbols.id(n).is_none())
+            .collect();
+        if !missing.is_empty() {
+            let msg = format!(
+                "Unknown symbol(s) in the dictionary: {}",
+                missing.join(", ")
+            );
+            self.log(LogLevel::Warn, msg);
+        }
+    }
+
+    fn task(&mut self, id: i32, c: &wire::Command<'_>, inputs: &[i32]) {
+        let type_id = c.task_type.unwrap_or(-1);
+        let kind = usize::try_from(type_id)
+            .ok()
+            .and_then(|i| self.kinds.get(i).copied())
+            .unwrap_or(Kind::Unknown);
+        match kind {
+            Kind::Unknown => {
+                let name = self
+                    .symbols
+                    .name(type_id)
+                    .unwrap_or("not in the dictionary");
+                let msg = format!("Task with unknown type {type_id} ({name}) received");
+                return self.fail(id, &msg);
+            }
+            Kind::Python => return self.fail(id, "Python tasks are not supported by this worker"),
+            _ => {}
+        }
+        let n_cpus = c.n_cpus.max(0) as u32;
+        let checkpoint = match std::str::from_utf8(c.checkpoint_path) {
+            Ok(s) => s,
+            Err(_) => return self.fail(id, "checkpoint_path is not valid UTF-8"),
+        };
+        let mut refs = std::mem::take(&mut self.input_refs);
+        refs.clear();
+        let mut missing = 0;
+        for i in inputs {
+            match self.store.get(i) {
+                Some(x) if missing == 0 => refs.push(x.clone()),
+                Some(_) => {}
+                None => missing += 1,
+            }
+        }
+        if missing == 0 {
+            self.start(id, type_id, kind, c.config, &mut refs, n_cpus, checkpoint);
+        } else {
+            refs.clear();
+            for &i in inputs {
+                if !self.store.contains_key(&i) {
+                    self.waiters.entry(i).or_default().push(id);
+                }
+            }
+            self.waiting.insert(
+                id,
+                Waiting {
+                    type_id,
+                    kind,
+                    config: c.config.to_vec(),
+                    inputs: inputs.to_vec(),
+                    n_cpus,
+                    checkpoint: checkpoint.to_owned(),
+                    missing,
+                },
+            );
+        }
+        self.input_refs = refs;
+    }
+
+    /// Runs a built-in at once or queues a JS task. `refs` holds the inputs (left empty).
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &mut self,
+        id: i32,
+        type_id: i32,
+        kind: Kind,
+        config: &[u8],
+        refs: &mut Vec<DataRef>,
+        n_cpus: u32,
+        checkpoint: &str,
+    ) {
+        if kind == Kind::Js {
+            let q = Queued {
+                id,
+                type_id,
+                config: config.to_vec(),
+                inputs: std::mem::take(refs),
+                n_cpus,
+                checkpoint: checkpoint.to_owned(),
+            };
+            if n_cpus == 0 {
+                self.start_js(q, Vec::new());
+            } else {
+                self.queue.push_back(q);
+                self.start_queued();
+            }
+            return;
+        }
+        let r = builtin::run(kind, config, refs, &self.dd);
+        refs.clear();
+        match r {
+            Ok(obj) => self.publish(id, obj, checkpoint),
+            Err(msg) => self.fail(id, &msg),
+        }
+    }
+
+    /// Starts queued JS tasks in FIFO order while their CPUs are free.
+    fn start_queued(&mut self) {
+        while let Some(q) = self.queue.front() {
+            if q.n_cpus > self.slots.cpus() {
+                let q = self.queue.pop_front().expect("front");
+                let msg = format!(
+                    "Task needs {} cpus but this worker has only {}",
+                    q.n_cpus,
+                    self.slots.cpus()
+                );
+                self.fail(q.id, &msg);
+                continue;
+            }
+            let Some(slots) = self.slots.take(q.n_cpus) else {
+                break;
+            };
+            let q = self.queue.pop_front().expect("front");
+            self.start_js(q, slots);
+        }
+    }
+
+    fn start_js(&mut self, q: Queued, slots: Vec<u32>) {
+        let inputs = q.inputs.iter().map(|x| self.js_input(x)).collect();
+        self.out.js_tasks.push(JsTask {
+            id: q.id,
+            task_type: self.symbols.name(q.type_id).unwrap_or_default().to_owned(),
+            config: q.config,
+            inputs,
+            n_cpus: q.n_cpus,
+            cpu_slots: slots.clone(),
+        });
+        self.running.insert(
+            q.id,
+            Running {
+                inputs: q.inputs,
+                slots,
+                checkpoint: q.checkpoint,
+            },
+        );
+    }
+
+    fn js_input(&self, x: &DataObject) -> JsInput {
+        let (bytes, path) = match x {
+            DataObject::Array(_) | DataObject::Index(_) => {
+                let mut b = Vec::new();
+                encode_frames(x, &self.ids, &mut b);
+                (Some(b), None)
+            }
+            DataObject::JsObj(j) => (Some(j.bytes().to_vec()), None),
+            _ => match x.file_path() {
+                Some(p) => (None, Some(p.to_string_lossy().into_owned())),
+                None => (Some(x.bytes().unwrap_or_default().to_vec()), None),
+            },
+        };
+        JsInput {
+            type_name: x.type_name().to_owned(),
+            size: x.size(),
+            length: x.length(),
+            bytes,
+            path,
+        }
+    }
+
+    fn convert(&self, r: JsResult, inputs: &[DataRef]) -> Result<DataRef, String> {
+        Ok(match r {
+            JsResult::Plain(v) => {
+                Arc::new(DataObject::Plain(self.dd.plain(v).map_err(|e| {
+                    format!("cannot store the result: {}", strerror(&e))
+                })?))
+            }
+            JsResult::PlainFile(p) => {
+                Arc::new(DataObject::Plain(self.dd.adopt(&p).map_err(|e| {
+                    let name = p.file_name().unwrap_or(p.as_os_str()).to_string_lossy();
+                    format!("Output '{name}' error: {}", strerror(&e))
+                })?))
+            }
+            JsResult::JsObj(v) => Arc::new(DataObject::JsObj(JsObj::new(v))),
+            JsResult::Array(items) => {
+                let items = items
+                    .into_iter()
+                    .map(|x| self.convert(x, inputs))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Arc::new(DataObject::Array(Array::new(items)))
+            }
+            JsResult::Input(i) => inputs.get(i).cloned().ok_or_else(|| {
+                format!(
+                    "the result refers to input #{i} but the task has {} inputs",
+                    inputs.len()
+                )
+            })?,
+        })
+    }
+
+    /// Stores a task result, answers FINISHED (and writes its checkpoint), wakes waiters.
+    fn publish(&mut self, id: i32, obj: DataRef, checkpoint: &str) {
+        let sl = Some((obj.size(), obj.length()));
+        if checkpoint.is_empty() {
+            self.store.insert(id, obj);
+            wire::push_response(&mut self.out.to_server, resp::FINISHED, id, sl);
+        } else {
+            self.store.insert(id, obj.clone());
+            let out = &mut self.out.to_server;
+            wire::push_response(out, resp::FINISHED_AND_CHECKPOINTING, id, sl);
+            match write_checkpoint(&obj, checkpoint) {
+                Ok(()) => wire::push_response(out, resp::CHECKPOINT_WRITTEN, id, None),
+                Err(msg) => {
+                    wire::push_error(out, resp::CHECKPOINT_WRITE_FAILED, id, msg.as_bytes())
+                }
+            }
+        }
+        self.wake(id);
+    }
+
+    /// An object arrived from a peer.
+    fn received(&mut self, id: i32, obj: DataRef) {
+        self.store.insert(id, obj);
+        wire::push_response(&mut self.out.to_server, resp::TRANSFERED, id, None);
+        self.wake(id);
+    }
+
+    fn wake(&mut self, data_id: i32) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        if let Some(tasks) = self.waiters.remove(&data_id) {
+            for t in tasks {
+                if let Some(w) = self.waiting.get_mut(&t) {
+                    w.missing -= 1;
+                    if w.missing == 0 {
+                        self.woken.push_back(t);
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain_woken(&mut self) {
+        while let Some(t) = self.woken.pop_front() {
+            let Some(w) = self.waiting.remove(&t) else {
+                continue;
+            };
+            let mut refs = Vec::with_capacity(w.inputs.len());
+            let mut lost = None;
+            for i in &w.inputs {
+                match self.store.get(i) {
+                    Some(x) => refs.push(x.clone()),
+                    None => lost = Some(*i),
+                }
+            }
+            match lost {
+                Some(i) => {
+                    let msg = format!("input data id={i} was removed before the task started");
+                    self.fail(t, &msg)
+                }
+                None => self.start(
+                    t,
+                    w.type_id,
+                    w.kind,
+                    &w.config,
+                    &mut refs,
+                    w.n_cpus,
+                    &w.checkpoint,
+                ),
+            }
+        }
+    }
+
+    fn send(&mut self, id: Option<i32>, address: &[u8]) {
+        let address = String::from_utf8_lossy(address).into_owned();
+        let Some(id) = id else {
+            return self.log(LogLevel::Warn, "SEND without an id; ignored".to_owned());
+        };
+        let Some(obj) = self.store.get(&id) else {
+            return self.log(
+                LogLevel::Error,
+                format!("SEND of unknown data id={id} to {address}; ignored"),
+            );
+        };
+        let mut bytes = Vec::new();
+        encode_stream(id, obj, &self.ids, &mut bytes);
+        self.out.sends.push(Send { address, bytes });
+    }
+
+    fn load_checkpoint(&mut self, id: Option<i32>, path: &[u8]) {
+        let Some(id) = id else {
+            return self.log(
+                LogLevel::Warn,
+                "LOAD_CHECKPOINT without an id; ignored".to_owned(),
+            );
+        };
+        let path = String::from_utf8_lossy(path).into_owned();
+        match ExternFile::open(&path) {
+            Ok(f) => {
+                let obj = Arc::new(DataObject::File(f));
+                let sl = Some((obj.size(), obj.length()));
+                self.store.insert(id, obj);
+                wire::push_response(&mut self.out.to_server, resp::CHECKPOINT_LOADED, id, sl);
+                self.wake(id);
+            }
+            Err(_) => {
+                let msg = format!("File '{path}' does not exists");
+                wire::push_error(
+                    &mut self.out.to_server,
+                    resp::CHECKPOINT_LOAD_FAILED,
+                    id,
+                    msg.as_bytes(),
+                );
+            }
+        }
+    }
+}
+
+/// Writes `<path>.loom.tmp` and renames it to `path` (spec 8), synchronously.
+fn write_checkpoint(obj: &DataObject, path: &str) -> Result<(), String> {
+    let Some(bytes) = obj.bytes() else {
+        let info = obj.info();
+        return Err(format!("Data '{info}' cannot be checkpointed"));
+    };
+    let tmp = format!("{path}.loom.tmp");
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "Writing checkpoint '{path}' failed. Cannot create {tmp}:{}",
+            strerror(&e)
+        ));
+    }
+    if std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "Writing checkpoint '{path}' failed. Cannot move {tmp}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
