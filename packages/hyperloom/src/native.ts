@@ -70,6 +70,8 @@ export interface WorkerCore {
   onPeerClose(conn: number): WorkerEffects;
   finishTask(id: number, result: TaskResult): WorkerEffects;
   failTask(id: number, message: string): WorkerEffects;
+  /** Runs `taskType` in place of task `id` (task redirection); inputs are the task's inputs by index, or new bytes. */
+  redirectTask(id: number, taskType: string, config: Buffer, inputs: Array<{ index?: number; data?: Buffer }>): WorkerEffects;
 }
 
 /** The addon's exports. */

@@ -25,6 +25,14 @@ export class ResourceRequest {
   }
 }
 
+/** A request for `n` CPU cores. */
+export function cpus(n: number): ResourceRequest {
+  return new ResourceRequest(n);
+}
+
+/** One core: the default request of `run`, `save` and function tasks. */
+export const cpu1 = cpus(1);
+
 /** Options accepted by {@link Task}'s constructor. */
 export interface TaskOptions {
   /** Inputs, in order; duplicates allowed. */

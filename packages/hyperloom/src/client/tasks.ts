@@ -5,16 +5,10 @@
 import { isAbsolute, normalize } from "node:path";
 import { run as runProto } from "../protocol/messages.js";
 import { Symbol } from "../protocol/symbols.js";
-import { ResourceRequest, Task, type TaskConfig, type TaskInput } from "./task.js";
+import { cpu1, cpus, ResourceRequest, Task, type TaskConfig, type TaskInput } from "./task.js";
 import { LoomError } from "./errors.js";
 
-/** A request for `n` CPU cores. */
-export function cpus(n: number): ResourceRequest {
-  return new ResourceRequest(n);
-}
-
-/** One core: the default request of `run` and `save`. */
-export const cpu1 = cpus(1);
+export { cpus, cpu1 };
 
 /** A task whose result is the given bytes (a string is UTF-8 encoded). */
 function constTask(data: TaskConfig): Task {
@@ -135,3 +129,5 @@ export function run(command: string | readonly string[], inputs: readonly RunInp
     label: options.label ?? args[0],
   });
 }
+
+export { jsValue, jsCall, jsTask, jsFunction, type JsCallOptions, type JsTaskOptions } from "./functions.js";

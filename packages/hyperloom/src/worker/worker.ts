@@ -8,11 +8,12 @@ import { lookup } from "node:dns/promises";
 import { hostname } from "node:os";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { native, type TaskResult, type TaskToRun, type WorkerCore, type WorkerEffects } from "../native.js";
+import { native, type TaskToRun, type WorkerCore, type WorkerEffects } from "../native.js";
 import { log } from "../log.js";
 import { frame } from "../protocol/frame.js";
 import { comm } from "../protocol/messages.js";
 import { runProgram } from "./run.js";
+import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -43,11 +44,7 @@ export interface RunningWorker {
 }
 
 /** A handler of a task type executed in JS. */
-type TaskHandler = (task: TaskToRun, ctx: { workDir: string; pin: boolean }) => Promise<TaskResult>;
-
-const handlers: Record<string, TaskHandler> = {
-  "loom/run/run": runProgram,
-};
+type TaskHandler = (task: TaskToRun) => Promise<FunctionOutcome>;
 
 /** Starts a worker and connects it to the server. */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
@@ -71,7 +68,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const dataPort = await listen(dataServer, options.host ?? "0.0.0.0");
   const workDir = join(options.wdir, `worker-${hostname() || "nohostname"}-${dataPort}`);
   mkdirSync(workDir, { recursive: true, mode: 0o700 });
-  core = new (native().WorkerCore)(workDir, options.cpus, dataPort, Object.keys(handlers).filter((t) => !t.startsWith("loom/")));
+  const functions = new FunctionRunner(options.cpus);
+  const handlers: Record<string, TaskHandler> = {
+    "loom/run/run": async (t) => ({ result: await runProgram(t, { workDir, pin: options.pin }) }),
+    "loom/js/call": (t) => functions.call(t),
+    "loom/js/value": (t) => functions.value(t),
+  };
+  core = new (native().WorkerCore)(workDir, options.cpus, dataPort, []);
 
   const server = netConnect({ host: serverIp, port: options.serverPort, noDelay: true });
 
@@ -127,9 +130,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       apply(core!.failTask(t.id, `Task type '${t.taskType}' is not supported by this worker`));
       return;
     }
-    handler(t, { workDir, pin: options.pin }).then(
-      (result) => {
-        if (!stopped) apply(core!.finishTask(t.id, result));
+    handler(t).then(
+      (outcome) => {
+        if (stopped) return;
+        if ("redirect" in outcome) {
+          const r = outcome.redirect;
+          apply(core!.redirectTask(t.id, r.taskType, r.config, r.inputs));
+        } else {
+          apply(core!.finishTask(t.id, outcome.result));
+        }
       },
       (err: unknown) => {
         if (!stopped) apply(core!.failTask(t.id, err instanceof Error ? err.message : String(err)));
@@ -145,6 +154,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     server.destroy();
     for (const s of peers.values()) s.destroy();
     dataServer.close();
+    void functions.close();
     rmSync(workDir, { recursive: true, force: true });
     resolveDone();
   };

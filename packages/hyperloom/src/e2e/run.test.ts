@@ -1,0 +1,77 @@
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { LocalCluster } from "../cluster/local-cluster.js";
+import { Client, TaskFailed, tasks } from "../index.js";
+
+const t = suite<{ cluster: LocalCluster; client: Client }>("run");
+
+t.before(async (ctx) => {
+  ctx.cluster = await LocalCluster.start({ workers: 2, cpus: 2 });
+  ctx.client = await ctx.cluster.connect();
+});
+t.after(async (ctx) => {
+  await ctx.client.close();
+  await ctx.cluster.stop();
+});
+
+const str = (b: unknown): string => (b as Buffer).toString();
+
+t("stdin, file inputs, variables and several outputs", async ({ client }) => {
+  const text = tasks.const("Line 1\nLoom is here\nLine 3\nLoom again\n");
+  const fs = client.submit([
+    tasks.run("/bin/grep Loom", [], { stdin: text }),
+    tasks.run("/bin/cat file1 file2", [[tasks.const("ONE\n"), "file1"], [tasks.const("TWO\n"), "file2"]]),
+    tasks.run("/bin/echo $X and $X", [[tasks.const("VALUE"), "$X"]]),
+    tasks.run(["/bin/sh", "-c", "echo FILEDATA > myout; echo STDOUT"], [], { outputs: ["myout", null] }),
+  ]);
+  const [grep, cat, echo, outs] = await client.gather(fs);
+  assert.is(str(grep), "Loom is here\nLoom again\n");
+  assert.is(str(cat), "ONE\nTWO\n");
+  assert.is(str(echo), "VALUE and VALUE\n");
+  assert.equal((outs as Buffer[]).map(str), ["FILEDATA\n", "STDOUT\n"]);
+});
+
+t("a failing program fails its task with status and stderr, and its dependants", async ({ client }) => {
+  const ls = tasks.run("ls /non-existent-path");
+  const dependant = tasks.merge([ls, tasks.const("x")]);
+  const [f, d] = client.submit([ls, dependant]);
+  for (const fut of [f!, d!]) {
+    try {
+      await fut.gather();
+      assert.unreachable("should fail");
+    } catch (e) {
+      assert.instance(e, TaskFailed);
+      assert.match((e as Error).message, "Program terminated with status 2");
+      assert.match((e as Error).message, "No such file or directory");
+    }
+  }
+  // Independent work of the same client keeps working.
+  assert.is(str(await client.submitOne(tasks.const("ok")).gather()), "ok");
+});
+
+t("a program that cannot be started and a missing output file fail clearly", async ({ client }) => {
+  const [a, b] = client.submit([tasks.run("/usr/bin/non-existing-program"), tasks.run("/bin/true", [], { outputs: ["xxx"] })]);
+  await a!.gather().then(
+    () => assert.unreachable("should fail"),
+    (e: Error) => assert.match(e.message, /non-existing-program/),
+  );
+  await b!.gather().then(
+    () => assert.unreachable("should fail"),
+    (e: Error) => assert.match(e.message, "Output 'xxx'"),
+  );
+});
+
+t("a file name escaping the run directory is refused when the task is built", () => {
+  assert.throws(() => tasks.run("/bin/cat x", [[tasks.const("a"), "../x"]]), /inside the run directory/);
+  assert.throws(() => tasks.run("/bin/cat x", [[tasks.const("a"), "/etc/passwd"]]), /inside the run directory/);
+});
+
+t("large standard output does not deadlock", async ({ client }) => {
+  const f = client.submitOne(tasks.run(["/bin/sh", "-c", "head -c 100000000 /dev/zero"]));
+  await f.wait();
+  const n = client.submitOne(tasks.size([f]));
+  assert.is(Number((await n.gather() as Buffer).readBigUInt64LE(0)), 100_000_000);
+  f.release();
+});
+
+t.run();

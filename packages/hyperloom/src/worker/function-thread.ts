@@ -1,0 +1,130 @@
+/**
+ * Runs one function task inside a worker thread of the pool (see `functions.ts`). The function
+ * comes as source text; its inputs as wrappers over the data objects; its return value is turned
+ * into a task result (or a redirection) here, so only bytes go back to the worker's main thread.
+ */
+import { deserialize, serialize } from "node:v8";
+import { readFileSync } from "node:fs";
+import { runInThisContext } from "node:vm";
+import * as tasks from "../client/tasks.js";
+import { Task } from "../client/task.js";
+import { FUNCTION_MARK, type FunctionSpec } from "../client/functions.js";
+import type { TaskInput } from "../native.js";
+import type { FunctionCall, ThreadOutcome, ThreadResult } from "./function-call.js";
+
+// Function tasks may use the task builders for redirection without importing them.
+(globalThis as Record<string, unknown>).tasks = tasks;
+
+const compiled = new Map<string, Function>();
+
+function compile(spec: FunctionSpec): Function {
+  let fn = compiled.get(spec.source);
+  if (fn === undefined) {
+    fn = runInThisContext(`(${spec.source})`, { filename: `jsTask:${spec.name || "anonymous"}` }) as Function;
+    if (typeof fn !== "function") throw new Error(`the function value of '${spec.name}' is not a function`);
+    compiled.set(spec.source, fn);
+  }
+  return fn;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === "object" && !Object.isFrozen(v)) {
+    if (ArrayBuffer.isView(v)) return v; // typed arrays cannot be frozen; they are copies anyway
+    Object.freeze(v);
+    for (const key of Reflect.ownKeys(v)) deepFreeze((v as Record<string | symbol, unknown>)[key]);
+  }
+  return v;
+}
+
+/** The argument a function receives for each input. */
+class Data {
+  constructor(
+    private readonly input: TaskInput,
+    /** Position among the call's inputs. */
+    readonly index: number,
+  ) {}
+
+  /** The bytes of a D-Object (empty for other objects). */
+  read(): Buffer {
+    const t = this.input.typeName;
+    if (t !== "loom/data" && t !== "loom/file") return Buffer.alloc(0);
+    if (this.input.bytes) return Buffer.from(this.input.bytes);
+    if (this.input.path) return readFileSync(this.input.path);
+    return Buffer.alloc(0);
+  }
+
+  /** Size in bytes. */
+  size(): number {
+    return this.input.size;
+  }
+
+  /** Length (items of an array, pieces of an index; 0 otherwise). */
+  length(): number {
+    return this.input.length;
+  }
+
+  /** The value of a value object (frozen), or undefined for other objects. */
+  unwrap(): unknown {
+    if (this.input.typeName !== "loom/js/obj" || !this.input.bytes) return undefined;
+    return deepFreeze(deserialize(Buffer.from(this.input.bytes)));
+  }
+}
+
+/** A value wrapped by `ctx.wrap`: becomes a value object. */
+class Wrapped {
+  constructor(readonly value: unknown) {}
+}
+
+function convert(v: unknown, args: Data[]): ThreadResult {
+  if (typeof v === "string") return { kind: "plain", data: Buffer.from(v) };
+  if (v instanceof Uint8Array) return { kind: "plain", data: v };
+  if (v instanceof Data) return { kind: "input", index: v.index };
+  if (v instanceof Wrapped) return { kind: "jsobj", data: serialize(v.value) };
+  if (v instanceof Task) {
+    const inputs = v.inputs.map((i) => {
+      if (i instanceof Data) return { index: i.index };
+      if (i instanceof Task && i.taskType === "loom/data/const") {
+        return { data: typeof i.config === "string" ? Buffer.from(i.config) : i.config };
+      }
+      throw new Error("a redirected task takes arguments of this call or tasks.const(...) as inputs");
+    });
+    return { kind: "redirect", taskType: v.taskType, config: typeof v.config === "string" ? Buffer.from(v.config) : v.config, inputs };
+  }
+  if (Array.isArray(v)) return { kind: "array", items: v.map((x) => convert(x, args)) };
+  throw new Error(`Invalid result from the function: ${v === null ? "null" : typeof v} (return a string, bytes, a Task, ctx.wrap(value), an argument, or an array of those)`);
+}
+
+/** Runs one call (the pool's entry point). */
+async function runFunctionTask(call: FunctionCall): Promise<ThreadOutcome> {
+  const logs: Array<[string, string]> = [];
+  try {
+    const spec = deserialize(Buffer.from(call.fnValue)) as FunctionSpec;
+    if (spec === null || typeof spec !== "object" || spec[FUNCTION_MARK] !== true) {
+      throw new Error("The first argument is not a function value (make it with tasks.jsTask or tasks.jsFunction)");
+    }
+    const fn = compile(spec);
+    const direct = deserialize(Buffer.from(call.directArgs)) as unknown[];
+    const args = call.inputs.map((input, i) => new Data(input, i));
+    const log = (level: string) => (msg: unknown) => void logs.push([level, `JsTask id=${call.taskId}: ${String(msg)}`]);
+    const ctx = {
+      taskId: call.taskId,
+      logDebug: log("debug"),
+      logInfo: log("info"),
+      logWarn: log("warn"),
+      logError: log("error"),
+      logCritical: log("error"),
+      wrap: (v: unknown) => (v instanceof Data || v instanceof Wrapped ? v : new Wrapped(v)),
+    };
+    const all = spec.context ? [ctx, ...direct, ...args] : [...direct, ...args];
+    const value = await fn(...all);
+    return { result: convert(value, args), logs };
+  } catch (e) {
+    let text = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    if (e instanceof ReferenceError) {
+      text += "\n(function tasks travel as source text: they cannot use variables of the client program; pass values as direct arguments or inputs)";
+    }
+    return { error: `JavaScript exception:\n${text}`, logs };
+  }
+}
+
+export = runFunctionTask;

@@ -1,0 +1,100 @@
+/**
+ * Function tasks (`loom/js/call`, `loom/js/value`) on a worker: calls run in a tinypool pool of
+ * worker threads sized to the worker's cores, never on the worker's event loop. A thread that
+ * crashes fails only its task; the pool replaces it.
+ */
+import { join } from "node:path";
+import { deserialize } from "node:v8";
+import type { TaskResult, TaskToRun } from "../native.js";
+import { log, type Level } from "../log.js";
+import type { FunctionCall, ThreadOutcome, ThreadResult } from "./function-call.js";
+
+type Pool = { run(task: FunctionCall): Promise<ThreadOutcome>; destroy(): Promise<void> };
+
+/** A redirection: the task to run in place of a function task. */
+export interface Redirect {
+  taskType: string;
+  config: Buffer;
+  inputs: Array<{ index: number } | { data: Buffer }>;
+}
+
+/** What a function call produced. */
+export type FunctionOutcome = { result: TaskResult } | { redirect: Redirect };
+
+/** The worker's pool of function threads. */
+export class FunctionRunner {
+  private pool: Promise<Pool> | undefined;
+
+  constructor(private readonly threads: number) {}
+
+  private getPool(): Promise<Pool> {
+    this.pool ??= import("tinypool").then(
+      ({ Tinypool }) =>
+        new Tinypool({
+          filename: join(__dirname, "function-thread.js"),
+          minThreads: 1,
+          maxThreads: this.threads,
+          isolateWorkers: false,
+        }) as unknown as Pool,
+    );
+    return this.pool;
+  }
+
+  /** `loom/js/value`: the config is the value; checked, then stored as a value object. */
+  async value(task: TaskToRun): Promise<FunctionOutcome> {
+    try {
+      deserialize(task.config);
+    } catch (e) {
+      throw new Error(`JavaScript exception:\nthe value cannot be deserialized: ${(e as Error).message}`);
+    }
+    return { result: { kind: "jsobj", data: task.config } };
+  }
+
+  /** `loom/js/call`: input 0 is the function value, the rest its inputs. */
+  async call(task: TaskToRun): Promise<FunctionOutcome> {
+    const [fnInput, ...inputs] = task.inputs;
+    if (fnInput === undefined || fnInput.typeName !== "loom/js/obj" || !fnInput.bytes) {
+      throw new Error("The first argument is not a function value (make it with tasks.jsTask or tasks.jsFunction)");
+    }
+    const pool = await this.getPool();
+    let outcome: ThreadOutcome;
+    try {
+      outcome = await pool.run({ taskId: task.id, fnValue: fnInput.bytes, directArgs: task.config, inputs });
+    } catch (e) {
+      throw new Error(`JavaScript thread failed: ${(e as Error).message}`);
+    }
+    for (const [level, message] of outcome.logs) log(level as Level, message);
+    if (outcome.error !== undefined) throw new Error(outcome.error);
+    const r = outcome.result!;
+    if (r.kind === "redirect") {
+      return {
+        redirect: {
+          taskType: r.taskType,
+          config: Buffer.from(r.config),
+          // Input indices of the call are shifted by one in the task (input 0 is the function).
+          inputs: r.inputs.map((i) => ("index" in i ? { index: i.index + 1 } : { data: Buffer.from(i.data) })),
+        },
+      };
+    }
+    return { result: toTaskResult(r, 1) };
+  }
+
+  /** Stops the threads. */
+  async close(): Promise<void> {
+    if (this.pool) await (await this.pool).destroy();
+  }
+}
+
+function toTaskResult(r: ThreadResult, shift: number): TaskResult {
+  switch (r.kind) {
+    case "plain":
+    case "jsobj":
+      return { kind: r.kind, data: Buffer.from(r.data) };
+    case "input":
+      return { kind: "input", index: r.index + shift };
+    case "array":
+      return { kind: "array", items: r.items.map((x) => toTaskResult(x, shift)) };
+    case "redirect":
+      throw new Error("a redirection can only be the whole result of a function, not an item of an array");
+  }
+}
