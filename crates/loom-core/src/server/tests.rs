@@ -1,0 +1,963 @@
+//! Drives [`Server`] through its event functions with encoded frames (no sockets).
+
+use super::*;
+use crate::proto::comm::{
+    client_request, worker_response, ClientRequest, Plan, Resource, ResourceRequest, Task,
+    WorkerResponse,
+};
+use crate::symbols::ORIGINAL_TASK_TYPES;
+
+const CONST: i32 = 7;
+const MERGE: i32 = 8;
+const ARRAY: i32 = 12;
+const RUN: i32 = 13;
+const DSLICE: i32 = 2;
+const DGET: i32 = 3;
+
+fn framed<M: Message>(m: &M) -> Vec<u8> {
+    let mut v = Vec::new();
+    push_frame(&mut v, m);
+    v
+}
+
+fn split(buf: &[u8]) -> Vec<Vec<u8>> {
+    let mut r = FrameReader::new(u64::MAX);
+    let mut v = Vec::new();
+    r.feed::<FrameError>(buf, |f| {
+        v.push(f.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    v
+}
+
+fn task(ty: i32, cfg: &[u8], inputs: &[i32], result: bool) -> Task {
+    Task {
+        task_type: ty,
+        config: cfg.to_vec().into(),
+        input_ids: inputs.to_vec(),
+        resource_request_index: None,
+        result: Some(result),
+        ..Default::default()
+    }
+}
+
+fn with_cpus(mut t: Task, rr: i32) -> Task {
+    t.resource_request_index = Some(rr);
+    t
+}
+
+fn plan_req(id_base: i32, tasks: Vec<Task>, cpus: &[i32]) -> ClientRequest {
+    ClientRequest {
+        r#type: client_request::Type::Plan as i32,
+        plan: Some(Plan {
+            resource_requests: cpus
+                .iter()
+                .map(|&c| ResourceRequest {
+                    resources: vec![Resource {
+                        resource_type: 4,
+                        value: c,
+                    }],
+                })
+                .collect(),
+            tasks,
+            id_base: Some(id_base),
+        }),
+        load_checkpoints: Some(false),
+        ..Default::default()
+    }
+}
+
+fn req(ty: client_request::Type, id: Option<i32>) -> ClientRequest {
+    ClientRequest {
+        r#type: ty as i32,
+        id,
+        ..Default::default()
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    cmds: HashMap<ConnId, Vec<WorkerCommand>>,
+    resps: HashMap<ConnId, Vec<ClientResponse>>,
+    close: Vec<ConnId>,
+    terminate: bool,
+}
+
+struct H {
+    s: Server,
+    workers: Vec<ConnId>,
+}
+
+impl H {
+    fn new() -> H {
+        H {
+            s: Server::new(9999),
+            workers: Vec::new(),
+        }
+    }
+
+    fn worker(&mut self, conn: ConnId, cpus: i32) {
+        self.s.on_connect(conn, "10.0.0.1");
+        let r = Register {
+            protocol_version: 2,
+            r#type: 1,
+            port: Some(1000 + conn as i32),
+            task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
+            data_types: vec!["loom/data".into()],
+            cpus: Some(cpus),
+        };
+        self.s.on_data(conn, &framed(&r));
+        self.workers.push(conn);
+    }
+
+    fn client(&mut self, conn: ConnId) {
+        self.s.on_connect(conn, "10.0.0.2");
+        let r = Register {
+            protocol_version: 2,
+            r#type: 2,
+            ..Default::default()
+        };
+        self.s.on_data(conn, &framed(&r));
+    }
+
+    fn send(&mut self, conn: ConnId, m: &ClientRequest) {
+        self.s.on_data(conn, &framed(m));
+    }
+
+    fn respond(
+        &mut self,
+        conn: ConnId,
+        ty: worker_response::Type,
+        id: i32,
+        size: u64,
+        length: u64,
+    ) {
+        let m = WorkerResponse {
+            r#type: ty as i32,
+            id,
+            size: Some(size),
+            length: Some(length),
+            error_msg: if ty == worker_response::Type::Failed {
+                Some(b"boom"[..].into())
+            } else {
+                None
+            },
+        };
+        self.s.on_data(conn, &framed(&m));
+    }
+
+    fn fin(&mut self, conn: ConnId, id: i32, size: u64) {
+        self.respond(conn, worker_response::Type::Finished, id, size, 0);
+    }
+
+    fn take(&mut self) -> Seen {
+        let out = self.s.take_output();
+        let mut seen = Seen {
+            close: out.close,
+            terminate: out.terminate,
+            ..Default::default()
+        };
+        for (conn, buf) in out.writes {
+            for f in split(&buf) {
+                if self.workers.contains(&conn) {
+                    seen.cmds
+                        .entry(conn)
+                        .or_default()
+                        .push(WorkerCommand::decode(&f[..]).unwrap());
+                } else {
+                    seen.resps
+                        .entry(conn)
+                        .or_default()
+                        .push(ClientResponse::decode(&f[..]).unwrap());
+                }
+            }
+        }
+        seen
+    }
+}
+
+impl Seen {
+    fn of(&self, conn: ConnId, ty: i32) -> Vec<&WorkerCommand> {
+        self.cmds
+            .get(&conn)
+            .map(|v| v.iter().filter(|c| c.r#type == ty).collect())
+            .unwrap_or_default()
+    }
+    fn tasks(&self, conn: ConnId) -> Vec<i32> {
+        self.of(conn, 1).iter().map(|c| c.id.unwrap()).collect()
+    }
+    fn removes(&self, conn: ConnId) -> Vec<i32> {
+        let mut v: Vec<i32> = self.of(conn, 3).iter().map(|c| c.id.unwrap()).collect();
+        v.sort();
+        v
+    }
+    fn resp(&self, conn: ConnId) -> Vec<&ClientResponse> {
+        self.resps
+            .get(&conn)
+            .map(|v| v.iter().collect())
+            .unwrap_or_default()
+    }
+    fn finished(&self, conn: ConnId) -> Vec<i32> {
+        self.resp(conn)
+            .iter()
+            .filter(|r| r.r#type == 2)
+            .map(|r| r.id.unwrap())
+            .collect()
+    }
+    fn errors(&self, conn: ConnId) -> Vec<String> {
+        self.resp(conn)
+            .iter()
+            .filter(|r| r.r#type == 4 || r.r#type == 3)
+            .map(|r| {
+                String::from_utf8_lossy(r.error.as_ref().unwrap().error_msg.as_deref().unwrap())
+                    .into_owned()
+            })
+            .collect()
+    }
+}
+
+fn stats(h: &mut H, c: ConnId) -> (i32, i32) {
+    h.send(c, &req(client_request::Type::Stats, None));
+    let seen = h.take();
+    let st = seen
+        .resp(c)
+        .iter()
+        .find(|r| r.r#type == 11)
+        .unwrap()
+        .stats
+        .unwrap();
+    (st.n_workers.unwrap(), st.n_data_objects.unwrap())
+}
+
+/// One worker (conn 1, `cpus`) and one client (conn 2), outputs drained.
+fn setup(cpus: i32) -> H {
+    let mut h = H::new();
+    h.worker(1, cpus);
+    h.client(2);
+    let seen = h.take();
+    assert_eq!(seen.of(1, 8).len(), 1, "worker dictionary");
+    assert_eq!(seen.resp(2)[0].r#type, 10, "client dictionary");
+    assert_eq!(seen.resp(2)[0].symbols.len(), h.s.symbols.names().len());
+    h
+}
+
+#[test]
+fn hello_full_flow() {
+    let mut h = setup(1);
+    let p = plan_req(
+        0,
+        vec![
+            task(CONST, b"ABCDE", &[], false),
+            task(CONST, b"123", &[], false),
+            task(MERGE, b"", &[0, 1], true),
+        ],
+        &[],
+    );
+    h.send(2, &p);
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![0, 1]);
+    let t0 = seen.of(1, 1)[0];
+    assert_eq!(t0.task_type, Some(CONST));
+    assert_eq!(t0.task_config.as_deref(), Some(&b"ABCDE"[..]));
+    assert_eq!(t0.checkpoint_path.as_deref(), Some(""));
+    h.fin(1, 0, 5);
+    h.fin(1, 1, 3);
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![2]);
+    assert_eq!(seen.of(1, 1)[0].task_inputs, vec![0, 1]);
+    assert_eq!(stats(&mut h, 2), (1, 2));
+    h.fin(1, 2, 8);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![0, 1]);
+    assert_eq!(seen.finished(2), vec![2]);
+    h.send(2, &req(client_request::Type::Fetch, Some(2)));
+    let seen = h.take();
+    let send = seen.of(1, 2);
+    assert_eq!(
+        (send[0].id, send[0].address.as_deref()),
+        (Some(2), Some("!:9999"))
+    );
+    let hdr = DataHeader {
+        id: 2,
+        n_messages: 1,
+        type_id: 19,
+    }
+    .encode_to_vec();
+    let relay = h.s.on_data_header(&hdr).unwrap();
+    assert_eq!(relay.client, 2);
+    assert_eq!(relay.n_messages, 1);
+    let r = ClientResponse::decode(&split(&relay.response_frame)[0][..]).unwrap();
+    assert_eq!((r.r#type, r.data.unwrap().id), (1, 2));
+    assert!(matches!(
+        h.s.on_data_header(&hdr),
+        Err(ServerError::NoReceiver {
+            id: 2,
+            n_messages: 1
+        })
+    ));
+    h.send(2, &req(client_request::Type::Release, Some(2)));
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![2]);
+    assert_eq!(stats(&mut h, 2), (1, 0));
+    h.send(2, &req(client_request::Type::Release, Some(2)));
+    assert_eq!(h.take().errors(2), vec!["Invalid id: 2"]);
+    h.send(2, &req(client_request::Type::Terminate, None));
+    assert!(h.take().terminate);
+}
+
+#[test]
+fn fetch_errors() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![task(CONST, b"a", &[], false), task(MERGE, b"", &[0], true)],
+            &[],
+        ),
+    );
+    h.take();
+    h.send(2, &req(client_request::Type::Fetch, Some(7)));
+    h.send(2, &req(client_request::Type::Fetch, Some(0)));
+    h.send(2, &req(client_request::Type::Fetch, Some(1)));
+    assert_eq!(
+        h.take().errors(2),
+        vec![
+            "Invalid id: 7",
+            "Task is not result",
+            "Task is not finished"
+        ]
+    );
+}
+
+fn rejected(h: &mut H, p: ClientRequest) -> String {
+    h.send(2, &p);
+    let seen = h.take();
+    assert!(
+        seen.cmds.is_empty(),
+        "nothing scheduled for a rejected plan"
+    );
+    let e = seen.errors(2);
+    assert_eq!(e.len(), 1, "{e:?}");
+    e[0].clone()
+}
+
+#[test]
+fn plan_validation_errors() {
+    let mut h = setup(2);
+    let mut labelled = task(CONST, b"", &[5], true);
+    labelled.label = Some("my label".into());
+    let e = rejected(&mut h, plan_req(0, vec![labelled], &[]));
+    assert_eq!(
+        e,
+        "Plan rejected: task id=0 (label 'my label'): unknown input id 5"
+    );
+    let e = rejected(&mut h, plan_req(0, vec![task(MERGE, b"", &[0], true)], &[]));
+    assert!(e.contains("task id=0") && e.contains("itself"), "{e}");
+    let e = rejected(
+        &mut h,
+        plan_req(
+            0,
+            vec![task(MERGE, b"", &[1], false), task(MERGE, b"", &[0], true)],
+            &[],
+        ),
+    );
+    assert!(e.contains("cycle"), "{e}");
+    let e = rejected(&mut h, plan_req(0, vec![task(999, b"", &[], true)], &[]));
+    assert!(e.contains("unknown task type 999"), "{e}");
+    let e = rejected(&mut h, plan_req(0, vec![task(19, b"", &[], true)], &[]));
+    assert!(e.contains("unknown task type 19"), "{e}");
+    let mut p = plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 0)], &[1]);
+    p.plan.as_mut().unwrap().resource_requests[0].resources[0].resource_type = 5;
+    let e = rejected(&mut h, p);
+    assert!(e.contains("unknown resource type 5"), "{e}");
+    let e = rejected(
+        &mut h,
+        plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 0)], &[3]),
+    );
+    assert!(e.contains("requests 3 cpus"), "{e}");
+    let e = rejected(
+        &mut h,
+        plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 4)], &[1]),
+    );
+    assert!(e.contains("resource request index"), "{e}");
+    // Forward references without a cycle are fine.
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![task(MERGE, b"", &[1], true), task(CONST, b"x", &[], false)],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    assert!(seen.errors(2).is_empty());
+    assert_eq!(seen.tasks(1), vec![1]);
+    // Overlapping id_base.
+    let e = rejected(&mut h, plan_req(1, vec![task(CONST, b"", &[], true)], &[]));
+    assert!(e.starts_with("Plan rejected: id_base 1 overlaps"), "{e}");
+    // Malformed plan bytes.
+    let mut bad = framed(&req(client_request::Type::Plan, None));
+    bad.truncate(8);
+    let mut raw = vec![0x08, 0x01, 0x12, 0x03, 0x12, 0x05, 0x08];
+    let mut f = (raw.len() as u64).to_le_bytes().to_vec();
+    f.append(&mut raw);
+    h.s.on_data(2, &f);
+    let seen = h.take();
+    assert_eq!(
+        seen.errors(2),
+        vec!["Plan rejected: malformed plan message"]
+    );
+    assert_eq!(seen.resp(2)[0].error.as_ref().unwrap().id, Some(-1));
+}
+
+#[test]
+fn cpus_request_accepted_without_workers_and_waits() {
+    let mut h = H::new();
+    h.client(2);
+    h.take();
+    h.send(
+        2,
+        &plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 0)], &[8]),
+    );
+    assert!(h.take().errors(2).is_empty());
+    h.worker(1, 2);
+    assert!(h.take().tasks(1).is_empty(), "too small for it: waits");
+    h.worker(3, 8);
+    assert_eq!(h.take().tasks(3), vec![0]);
+}
+
+#[test]
+fn released_and_failed_inputs_rejected() {
+    let mut h = setup(1);
+    h.send(2, &plan_req(0, vec![task(CONST, b"a", &[], true)], &[]));
+    h.take();
+    h.fin(1, 0, 1);
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    h.take();
+    let e = rejected(&mut h, plan_req(1, vec![task(MERGE, b"", &[0], true)], &[]));
+    assert!(e.contains("unknown input id 0"), "{e}");
+}
+
+#[test]
+fn cpu_accounting() {
+    let mut h = setup(1);
+    let t = |cfg: &[u8]| with_cpus(task(RUN, cfg, &[], true), 0);
+    h.send(2, &plan_req(0, vec![t(b"a"), t(b"b"), t(b"c")], &[1]));
+    assert_eq!(h.take().tasks(1), vec![0]);
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().tasks(1), vec![1]);
+    h.respond(1, worker_response::Type::Failed, 1, 0, 0);
+    assert_eq!(h.take().tasks(1), vec![2]);
+
+    let mut h = setup(4);
+    let t4 = |cfg: &[u8]| with_cpus(task(RUN, cfg, &[], true), 0);
+    h.send(
+        2,
+        &plan_req(0, vec![t4(b"a"), t4(b"b"), t4(b"c"), t4(b"d")], &[4]),
+    );
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![0]);
+    assert_eq!(seen.of(1, 1)[0].n_cpus, Some(4));
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().tasks(1), vec![1]);
+    // 1-cpu tasks run four at a time.
+    let t1 = |cfg: &[u8]| with_cpus(task(RUN, cfg, &[], true), 0);
+    h.send(
+        2,
+        &plan_req(
+            4,
+            vec![t1(b"a"), t1(b"b"), t1(b"c"), t1(b"d"), t1(b"e")],
+            &[1],
+        ),
+    );
+    assert!(
+        h.take().tasks(1).is_empty(),
+        "the 4-cpu task holds all cpus"
+    );
+    h.fin(1, 1, 1);
+    // task 2/3 (4 cpus) queue; the 1-cpu class is separate.
+    let got = h.take().tasks(1);
+    assert_eq!(got.len(), 1, "{got:?}");
+}
+
+#[test]
+fn light_tasks_and_cap() {
+    let mut h = setup(1);
+    let n = LIGHT_CAP as usize + 10;
+    let tasks: Vec<Task> = (0..n).map(|_| task(CONST, b"x", &[], true)).collect();
+    h.send(2, &plan_req(0, tasks, &[]));
+    let got = h.take().tasks(1);
+    assert_eq!(got.len(), LIGHT_CAP as usize);
+    for id in 0..5 {
+        h.fin(1, id, 1);
+    }
+    let seen = h.take();
+    assert_eq!(seen.tasks(1).len(), 5);
+    assert_eq!(seen.finished(2), vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn locality_and_transfers() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"big", &[], false),
+                task(CONST, b"small", &[], false),
+                task(MERGE, b"", &[1, 0], true),
+            ],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    // Spread across workers.
+    assert_eq!(seen.tasks(1), vec![0]);
+    assert_eq!(seen.tasks(3), vec![1]);
+    h.fin(1, 0, 1_000_000);
+    h.fin(3, 1, 10);
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![2], "goes where the big input is");
+    let send = seen.of(3, 2);
+    assert_eq!(send.len(), 1);
+    assert_eq!(
+        (send[0].id, send[0].address.as_deref()),
+        (Some(1), Some("10.0.0.1:1001"))
+    );
+    h.respond(1, worker_response::Type::Transfered, 1, 0, 0);
+    h.fin(1, 2, 1_000_010);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![0, 1]);
+    assert_eq!(seen.removes(3), vec![1]);
+    assert_eq!(seen.finished(2), vec![2]);
+}
+
+#[test]
+fn release_and_refcounts() {
+    let mut h = setup(1);
+    h.send(2, &plan_req(0, vec![task(CONST, b"a", &[], true)], &[]));
+    h.take();
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().finished(2), vec![0]);
+    // A later plan uses the result; releasing it keeps it until the consumer finishes.
+    h.send(2, &plan_req(1, vec![task(MERGE, b"", &[0, 0], true)], &[]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![1]);
+    assert_eq!(seen.of(1, 1)[0].task_inputs, vec![0, 0]);
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    assert!(h.take().removes(1).is_empty());
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    assert_eq!(h.take().errors(2), vec!["Task is not result"]);
+    h.fin(1, 1, 2);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![0]);
+    assert_eq!(seen.finished(2), vec![1]);
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    h.send(2, &req(client_request::Type::Release, Some(-3)));
+    assert_eq!(h.take().errors(2), vec!["Invalid id: 0", "Invalid id: -3"]);
+    // A result that is not needed by anything and released before finishing.
+    h.send(2, &plan_req(2, vec![task(CONST, b"a", &[], true)], &[]));
+    h.take();
+    h.send(2, &req(client_request::Type::Release, Some(2)));
+    h.fin(1, 2, 1);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![2]);
+    assert!(seen.finished(2).is_empty());
+    h.send(2, &req(client_request::Type::Release, Some(1)));
+    h.take();
+    assert_eq!(stats(&mut h, 2), (1, 0));
+    // Unreachable tasks are never computed.
+    h.send(
+        2,
+        &plan_req(
+            3,
+            vec![task(CONST, b"u", &[], false), task(CONST, b"r", &[], true)],
+            &[],
+        ),
+    );
+    assert_eq!(h.take().tasks(1), vec![4]);
+}
+
+#[test]
+fn failure_propagates_only_to_dependants() {
+    let mut h = setup(2);
+    let mut run = with_cpus(task(RUN, b"r", &[0], false), 0);
+    run.label = Some("myrun".into());
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], false),
+                run,
+                task(MERGE, b"", &[1, 0], true),
+                task(ARRAY, b"", &[2], true),
+                task(CONST, b"d", &[], true),
+            ],
+            &[1],
+        ),
+    );
+    assert_eq!(h.take().tasks(1), vec![0, 4]);
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().tasks(1), vec![1]);
+    h.respond(1, worker_response::Type::Failed, 1, 0, 0);
+    let seen = h.take();
+    let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
+    assert_eq!(failed.len(), 2);
+    let e = failed[0].error.as_ref().unwrap();
+    assert_eq!(e.id, Some(2));
+    assert_eq!(e.worker.as_deref(), Some("10.0.0.1:1001"));
+    assert_eq!(
+        e.error_msg.as_deref(),
+        Some(&b"Task id=1 (myrun) failed: boom"[..])
+    );
+    assert_eq!(failed[1].error.as_ref().unwrap().id, Some(3));
+    assert_eq!(seen.removes(1), vec![0], "the input nobody needs any more");
+    h.fin(1, 4, 1);
+    assert_eq!(h.take().finished(2), vec![4]);
+    // Depending on a failed task is rejected.
+    let e = rejected(&mut h, plan_req(5, vec![task(MERGE, b"", &[2], true)], &[]));
+    assert!(e.contains("failed") || e.contains("unknown"), "{e}");
+}
+
+#[test]
+fn failed_result_itself_reported() {
+    let mut h = setup(1);
+    h.send(2, &plan_req(0, vec![task(CONST, b"a", &[], true)], &[]));
+    h.take();
+    h.respond(1, worker_response::Type::Failed, 0, 0, 0);
+    let seen = h.take();
+    let r = seen.resp(2)[0];
+    assert_eq!(r.r#type, 3);
+    let e = r.error.as_ref().unwrap();
+    assert_eq!(
+        (e.id, e.error_msg.as_deref()),
+        (Some(0), Some(&b"boom"[..]))
+    );
+}
+
+#[test]
+fn two_clients_both_from_zero() {
+    let mut h = setup(1);
+    h.client(4);
+    h.take();
+    h.send(2, &plan_req(0, vec![task(CONST, b"one", &[], true)], &[]));
+    h.send(4, &plan_req(0, vec![task(CONST, b"two", &[], true)], &[]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![0, 1]);
+    h.fin(1, 1, 3);
+    let seen = h.take();
+    assert_eq!(seen.finished(4), vec![0]);
+    assert!(seen.finished(2).is_empty());
+    h.fin(1, 0, 3);
+    assert_eq!(h.take().finished(2), vec![0]);
+    h.send(4, &req(client_request::Type::Fetch, Some(0)));
+    let seen = h.take();
+    assert_eq!(seen.of(1, 2)[0].id, Some(1));
+    let relay =
+        h.s.on_data_header(
+            &DataHeader {
+                id: 1,
+                n_messages: 1,
+                type_id: 19,
+            }
+            .encode_to_vec(),
+        )
+        .unwrap();
+    assert_eq!(relay.client, 4);
+    let r = ClientResponse::decode(&split(&relay.response_frame)[0][..]).unwrap();
+    assert_eq!(r.data.unwrap().id, 0);
+}
+
+#[test]
+fn client_disconnect_leaves_residuals() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], false),
+                with_cpus(task(RUN, b"r", &[0], true), 0),
+            ],
+            &[1],
+        ),
+    );
+    h.take();
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().tasks(1), vec![1]);
+    h.s.on_close(2);
+    h.take();
+    // New client: its 1-cpu task waits until the residual one answers.
+    h.client(4);
+    h.take();
+    h.send(
+        4,
+        &plan_req(0, vec![with_cpus(task(RUN, b"n", &[], true), 0)], &[1]),
+    );
+    assert!(h.take().tasks(1).is_empty());
+    h.fin(1, 1, 1);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![1]);
+    assert_eq!(seen.tasks(1), vec![2]);
+    h.fin(1, 2, 1);
+    assert_eq!(h.take().finished(4), vec![0]);
+    // A stale TRANSFERED for a discarded id is answered with REMOVE; FAILED is ignored.
+    h.respond(1, worker_response::Type::Transfered, 0, 0, 0);
+    h.respond(1, worker_response::Type::Failed, 12345, 0, 0);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![0]);
+    assert!(seen.close.is_empty());
+}
+
+#[test]
+fn worker_loss_reschedules_and_recomputes() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], false),
+                task(CONST, b"b", &[], false),
+                with_cpus(task(RUN, b"x", &[0], false), 0),
+                with_cpus(task(RUN, b"y", &[1], false), 0),
+                task(MERGE, b"", &[2, 3], true),
+            ],
+            &[1],
+        ),
+    );
+    let seen = h.take();
+    assert_eq!((seen.tasks(1), seen.tasks(3)), (vec![0], vec![1]));
+    h.fin(1, 0, 1);
+    h.fin(3, 1, 1);
+    let seen = h.take();
+    assert_eq!((seen.tasks(1), seen.tasks(3)), (vec![2], vec![3]));
+    h.fin(3, 3, 5); // y on worker 3
+    h.take();
+    // Worker 3 dies: y (only there, needed by the merge) is recomputed from b... but b was
+    // freed (y finished), so the merge fails? No: b is freed, hence y cannot be recomputed.
+    h.s.on_close(3);
+    let seen = h.take();
+    let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        failed[0].error.as_ref().unwrap().error_msg.as_deref(),
+        Some(&b"Worker lost"[..])
+    );
+    assert_eq!(stats(&mut h, 2).0, 1);
+
+    // Running task on a lost worker is rescheduled.
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                with_cpus(task(RUN, b"x", &[], true), 0),
+                with_cpus(task(RUN, b"y", &[], true), 0),
+            ],
+            &[1],
+        ),
+    );
+    let seen = h.take();
+    assert_eq!((seen.tasks(1), seen.tasks(3)), (vec![0], vec![1]));
+    h.s.on_close(3);
+    assert!(h.take().tasks(1).is_empty());
+    h.fin(1, 0, 1);
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![1]);
+    assert_eq!(seen.finished(2), vec![0]);
+    h.fin(1, 1, 1);
+    assert_eq!(h.take().finished(2), vec![1]);
+
+    // Lost data whose inputs still exist is recomputed.
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], true),
+                task(MERGE, b"", &[0], false),
+                with_cpus(task(RUN, b"slow", &[], false), 0),
+                task(MERGE, b"", &[1, 2], true),
+            ],
+            &[1],
+        ),
+    );
+    let seen = h.take();
+    assert_eq!((seen.tasks(1), seen.tasks(3)), (vec![0], vec![2]));
+    h.fin(1, 0, 1);
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![1]);
+    h.fin(1, 1, 1); // task 1 on worker 1, a (result) is also on worker 1
+    h.take();
+    h.s.on_close(1);
+    let seen = h.take();
+    // a is a held result with no inputs: recomputed (light, runs beside the 1-cpu task);
+    // then 1 is recomputed from it.
+    assert_eq!(seen.tasks(3), vec![0]);
+    h.fin(3, 0, 1);
+    let seen = h.take();
+    assert_eq!(seen.tasks(3), vec![1]);
+    h.fin(3, 1, 1);
+    assert!(h.take().tasks(3).is_empty());
+    h.fin(3, 2, 1);
+    assert_eq!(h.take().tasks(3), vec![3]);
+    h.fin(3, 3, 1);
+    assert_eq!(h.take().finished(2), vec![3]);
+}
+
+#[test]
+fn dslice_and_dget_expand() {
+    let mut h = setup(1);
+    // X = array of 8 consts (length 8); dslice(X) -> merge copies; result is T (array).
+    let mut tasks: Vec<Task> = (0..8).map(|_| task(CONST, b"c", &[], false)).collect();
+    tasks.push(task(ARRAY, b"", &(0..8).collect::<Vec<_>>(), false)); // 8
+    tasks.push(task(DSLICE, b"", &[8], false)); // 9
+    tasks.push(task(MERGE, b"", &[9], true)); // 10
+    h.send(2, &plan_req(0, tasks, &[]));
+    assert_eq!(h.take().tasks(1).len(), 8);
+    for i in 0..8 {
+        h.fin(1, i, 1);
+    }
+    assert_eq!(h.take().tasks(1), vec![8]);
+    h.respond(1, worker_response::Type::Finished, 8, 8, 8);
+    let seen = h.take();
+    // 1 cpu -> slice size round(8/4) = 2 -> 4 slices.
+    let slices = seen.of(1, 1);
+    assert_eq!(slices.len(), 4);
+    let cfg = slices[1].task_config.as_deref().unwrap();
+    assert_eq!(cfg.len(), 16);
+    assert_eq!(u64::from_le_bytes(cfg[..8].try_into().unwrap()), 2);
+    assert_eq!(u64::from_le_bytes(cfg[8..].try_into().unwrap()), 4);
+    assert!(slices
+        .iter()
+        .all(|s| s.task_type == Some(0) && s.task_inputs == vec![8]));
+    let ids: Vec<i32> = slices.iter().map(|s| s.id.unwrap()).collect();
+    for &s in &ids {
+        h.fin(1, s, 2);
+    }
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![8], "X is freed once every slice ran");
+    let copies = seen.of(1, 1);
+    assert_eq!(copies.len(), 4);
+    assert!(copies.iter().all(|c| c.task_type == Some(MERGE)));
+    assert_eq!(copies[0].task_inputs, vec![ids[0]]);
+    let cids: Vec<i32> = copies.iter().map(|c| c.id.unwrap()).collect();
+    for &c in &cids {
+        h.fin(1, c, 2);
+    }
+    let seen = h.take();
+    assert_eq!(seen.removes(1), ids);
+    let arr = seen.of(1, 1);
+    assert_eq!(arr.len(), 1);
+    assert_eq!((arr[0].id, arr[0].task_type), (Some(10), Some(ARRAY)));
+    assert_eq!(arr[0].task_inputs, cids);
+    h.respond(1, worker_response::Type::Finished, 10, 8, 4);
+    let seen = h.take();
+    assert_eq!(seen.finished(2), vec![10]);
+    assert_eq!(seen.removes(1), cids);
+
+    // dget: N = 3 gets.
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"x", &[], false),
+                task(DGET, b"", &[0], false),
+                task(CONST, b"sep", &[], false),
+                task(MERGE, b"", &[1, 2], true),
+            ],
+            &[],
+        ),
+    );
+    assert_eq!(h.take().tasks(1), vec![0, 2]);
+    h.fin(1, 2, 3);
+    h.respond(1, worker_response::Type::Finished, 0, 3, 3);
+    let seen = h.take();
+    let gets = seen.of(1, 1);
+    assert_eq!(gets.len(), 3);
+    assert!(gets.iter().all(|g| g.task_type == Some(1)));
+    assert_eq!(
+        gets[2].task_config.as_deref(),
+        Some(&2u64.to_le_bytes()[..])
+    );
+    let gids: Vec<i32> = gets.iter().map(|g| g.id.unwrap()).collect();
+    for &g in &gids {
+        h.fin(1, g, 1);
+    }
+    let seen = h.take();
+    let copies = seen.of(1, 1);
+    assert_eq!(copies.len(), 3);
+    assert_eq!(copies[1].task_inputs, vec![gids[1], 2]);
+    // Invalid dslice shapes.
+    let e = rejected(
+        &mut h,
+        plan_req(
+            10,
+            vec![
+                task(CONST, b"x", &[], false),
+                task(DSLICE, b"", &[10], true),
+            ],
+            &[],
+        ),
+    );
+    assert!(e.contains("dslice/dget"), "{e}");
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let mut h = setup(1);
+    h.worker(3, 1);
+    h.client(4);
+    h.take();
+    // Garbage from a worker, a client, and a bad first frame.
+    h.s.on_data(3, &[3, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff]);
+    h.s.on_data(4, &[2, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x63]);
+    h.s.on_connect(5, "1.2.3.4");
+    h.s.on_data(
+        5,
+        &framed(&Register {
+            protocol_version: 3,
+            r#type: 2,
+            ..Default::default()
+        }),
+    );
+    h.s.on_connect(6, "1.2.3.4");
+    h.s.on_data(6, &[0xff; 16]);
+    let seen = h.take();
+    assert_eq!(seen.close, vec![3, 4, 5, 6]);
+    assert_eq!(stats(&mut h, 2), (1, 0));
+    h.s.on_close(3);
+    h.send(2, &plan_req(0, vec![task(CONST, b"a", &[], true)], &[]));
+    assert_eq!(h.take().tasks(1), vec![0]);
+    // Unknown response type, unknown ids.
+    h.respond(1, worker_response::Type::Finished, 777, 1, 0);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![777]);
+    assert!(seen.close.is_empty());
+    assert!(h.s.on_data_header(b"\xff\xff").is_err());
+}
