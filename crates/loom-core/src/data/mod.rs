@@ -245,7 +245,7 @@ impl DataDir {
     /// Like [`DataDir::plain`], from borrowed bytes (copied once, into memory or the file).
     pub fn plain_from_slice(&self, bytes: &[u8]) -> std::io::Result<Plain> {
         if bytes.len() <= SPILL_LIMIT {
-            return Ok(Plain::from_vec(bytes.to_vec()));
+            return Ok(Plain::from_slice(bytes));
         }
         let path = self.next_path();
         if let Err(e) = std::fs::write(&path, bytes) {

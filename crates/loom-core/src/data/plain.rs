@@ -14,8 +14,16 @@ pub struct Plain {
     repr: Repr,
 }
 
+/// Bytes up to this length live inside the object itself (no separate allocation): const
+/// values, size/length results and other tiny results of 1M-task plans.
+pub const INLINE_LEN: usize = 38;
+
 #[derive(Debug)]
 enum Repr {
+    Inline {
+        len: u8,
+        buf: [u8; INLINE_LEN],
+    },
     Mem(Vec<u8>),
     /// A file in the data directory; `map` is `None` for an empty file (mmap of 0 bytes fails).
     Mapped {
@@ -33,8 +41,28 @@ enum Repr {
 impl Plain {
     /// Bytes held in memory.
     pub fn from_vec(bytes: Vec<u8>) -> Self {
+        if bytes.len() <= INLINE_LEN {
+            return Self::from_slice(&bytes);
+        }
         Plain {
             repr: Repr::Mem(bytes),
+        }
+    }
+
+    /// A copy of `bytes` held in memory (inline when tiny).
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE_LEN {
+            let mut buf = [0u8; INLINE_LEN];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            return Plain {
+                repr: Repr::Inline {
+                    len: bytes.len() as u8,
+                    buf,
+                },
+            };
+        }
+        Plain {
+            repr: Repr::Mem(bytes.to_vec()),
         }
     }
 
@@ -64,6 +92,7 @@ impl Plain {
     /// The bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.repr {
+            Repr::Inline { len, buf } => &buf[..*len as usize],
             Repr::Mem(v) => v,
             Repr::Mapped { map, .. } => map.as_deref().unwrap_or(&[]),
             Repr::View { base, start, end } => &base.bytes().unwrap_or(&[])[*start..*end],
@@ -73,6 +102,7 @@ impl Plain {
     /// Number of bytes.
     pub fn len(&self) -> usize {
         match &self.repr {
+            Repr::Inline { len, .. } => *len as usize,
             Repr::Mem(v) => v.len(),
             Repr::Mapped { map, .. } => map.as_ref().map_or(0, |m| m.len()),
             Repr::View { start, end, .. } => end - start,

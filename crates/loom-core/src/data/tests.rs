@@ -60,6 +60,16 @@ fn decode_all(bytes: &[u8], dd: &DataDir) -> Vec<Decoded> {
 use super::stream::Decoded;
 
 #[test]
+fn tiny_plain_data_is_inline_without_growing_objects() {
+    assert!(std::mem::size_of::<DataObject>() <= 56);
+    for n in [0, 1, plain::INLINE_LEN, plain::INLINE_LEN + 1, 1000] {
+        let v: Vec<u8> = (0..n).map(|i| i as u8).collect();
+        assert_eq!(Plain::from_vec(v.clone()).bytes(), &v[..]);
+        assert_eq!(Plain::from_slice(&v).len(), n);
+    }
+}
+
+#[test]
 fn type_ids_follow_the_dictionary() {
     let t = ids();
     assert_eq!(

@@ -13,7 +13,8 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn sym(name: &str) -> i32 {
-    Symbols::for_server().id(name).unwrap()
+    static DICT: std::sync::OnceLock<Symbols> = std::sync::OnceLock::new();
+    DICT.get_or_init(Symbols::for_server).id(name).unwrap()
 }
 
 fn worker_with(name: &str, cpus: u32, extra: &[&str]) -> Worker {
@@ -871,11 +872,11 @@ fn checkpoints_are_written_and_loaded() {
     );
 }
 
-/// 1M trivial tasks in chunks: prints the cost per task (run with --release --ignored).
+/// 1.5M trivial tasks (1M const + 0.5M merge) fed in 64 KiB chunks; prints the best of 5 rounds
+/// per task (run with `--release -- --ignored --nocapture`).
 #[test]
 #[ignore]
 fn bench_trivial_tasks() {
-    let mut w = worker("bench", 1);
     let n = 1_000_000;
     let mut b = Vec::new();
     for i in 0..n {
@@ -884,28 +885,23 @@ fn bench_trivial_tasks() {
     for i in 0..n / 2 {
         b.extend(task(n + i, "loom/data/merge", b"", &[2 * i, 2 * i + 1], 0));
     }
-    let t = Instant::now();
-    for chunk in b.chunks(64 * 1024) {
-        w.on_server_data(chunk).unwrap();
-        let out = w.take_output();
-        std::hint::black_box(out);
-    }
-    let el = t.elapsed();
-    eprintln!(
-        "{} tasks in {:?}: {:.0} ns/task",
-        n + n / 2,
-        el,
-        el.as_nanos() as f64 / (n + n / 2) as f64
-    );
     let mut rm = Vec::new();
     for i in 0..n + n / 2 {
         rm.extend(simple(worker_command::Type::Remove, i, None));
     }
-    let t = Instant::now();
-    w.on_server_data(&rm).unwrap();
-    eprintln!(
-        "removes: {:.0} ns each",
-        t.elapsed().as_nanos() as f64 / (n + n / 2) as f64
-    );
-    assert_eq!(w.stored_objects(), 0);
+    let (mut best, mut best_rm) = (f64::MAX, f64::MAX);
+    for round in 0..5 {
+        let mut w = worker(&format!("bench{round}"), 1);
+        let t = Instant::now();
+        for chunk in b.chunks(64 * 1024) {
+            w.on_server_data(chunk).unwrap();
+            std::hint::black_box(w.take_output());
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / (n + n / 2) as f64);
+        let t = Instant::now();
+        w.on_server_data(&rm).unwrap();
+        best_rm = best_rm.min(t.elapsed().as_nanos() as f64 / (n + n / 2) as f64);
+        assert_eq!(w.stored_objects(), 0);
+    }
+    eprintln!("tasks: {best:.0} ns/task; removes: {best_rm:.0} ns each");
 }
