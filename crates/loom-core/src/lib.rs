@@ -16,3 +16,4 @@ pub mod symbols;
 pub mod server;
 pub mod data;
 pub mod worker;
+pub mod extension;
