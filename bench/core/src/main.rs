@@ -2,10 +2,12 @@
 //! simulated 2-cpu worker and a client, PLAN bytes in, every TASK answered with FINISHED frames
 //! fed back in batches, until TASK_FINISHED of the result, then RELEASE).
 //!
-//! Usage: `loom-bench-core [--quick] [--json] [--chunked]`
+//! Usage: `loom-bench-core [--quick] [--json] [--chunked] [--shape KEY] [--n N] [--reps R]`
 //! - `--quick`: small sizes (1k, 10k);
 //! - `--json`: one JSON object instead of the table;
-//! - `--chunked`: deliver the plan frame in 64 KiB socket-sized chunks instead of one chunk.
+//! - `--chunked`: deliver the plan frame in 64 KiB socket-sized chunks instead of one chunk;
+//! - `--shape independent|map_reduce|chain|tree`, `--n N`: run only that (for profiling);
+//! - `--reps R`: runs per configuration (default 3: min/median/max).
 //!
 //! Memory per task = (peak live heap bytes during the run - live bytes before the plan is fed)
 //! / tasks, counted by a counting global allocator. The encoded plan itself (owned by the
@@ -228,6 +230,7 @@ struct Run {
     peak_bytes: usize,
 }
 
+#[inline(never)]
 fn run_once(plan: &[u8], chunked: bool) -> Run {
     let mut s = Server::new(9999);
     s.on_connect(WORKER, "127.0.0.1");
@@ -335,27 +338,41 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
     let chunked = args.iter().any(|a| a == "--chunked");
-    let sizes: &[usize] = if quick {
-        &[1_000, 10_000]
-    } else {
-        &[10_000, 100_000, 1_000_000]
+    let arg_of = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let reps: usize = arg_of("--reps")
+        .map(|v| v.parse().expect("--reps R"))
+        .unwrap_or(3)
+        .max(1);
+    let only_n: Option<Vec<usize>> = arg_of("--n").map(|v| vec![v.parse().expect("--n N")]);
+    let sizes: &[usize] = match &only_n {
+        Some(v) => v,
+        None if quick => &[1_000, 10_000],
+        None => &[10_000, 100_000, 1_000_000],
     };
     let symbols = Symbols::for_server();
-    let shapes = [
+    let mut shapes = vec![
         Shape::Independent,
         Shape::MapReduce,
         Shape::Chain,
         Shape::Tree,
     ];
+    if let Some(k) = arg_of("--shape") {
+        shapes.retain(|s| s.key() == k);
+    }
     let mut rows = Vec::new();
     for &shape in &shapes {
-        for &n in sizes {
+        for &n in sizes.iter() {
             let (plan, tasks) = build(shape, n, &symbols);
-            let mut runs: Vec<Run> = (0..3).map(|_| run_once(&plan, chunked)).collect();
+            let mut runs: Vec<Run> = (0..reps).map(|_| run_once(&plan, chunked)).collect();
             runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
             let rates = [
-                tasks as f64 / runs[2].secs,
-                tasks as f64 / runs[1].secs,
+                tasks as f64 / runs[reps - 1].secs,
+                tasks as f64 / runs[reps / 2].secs,
                 tasks as f64 / runs[0].secs,
             ];
             let peak = runs.iter().map(|r| r.peak_bytes).max().unwrap();
@@ -364,7 +381,7 @@ fn main() {
                 n,
                 tasks,
                 rates,
-                median_secs: runs[1].secs,
+                median_secs: runs[reps / 2].secs,
                 bytes_per_task: peak as f64 / tasks as f64,
             });
             if !json {

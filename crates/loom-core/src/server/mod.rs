@@ -670,6 +670,9 @@ impl Server {
         if primary != NO_WORKER && self.workers[primary as usize].alive {
             wire::push_remove(&mut self.workers[primary as usize].out, id);
         }
+        if self.extra_owners.is_empty() {
+            return;
+        }
         if let Some(extra) = self.extra_owners.remove(&id) {
             for w in extra {
                 if self.workers[w as usize].alive {

@@ -29,7 +29,7 @@ struct TaskScan<'a> {
 }
 
 /// Scans one `Task`; inputs (client ids) are appended to `sink` when given.
-#[inline]
+#[inline(always)]
 fn scan_task<'a>(b: &'a [u8], mut sink: Option<&mut Vec<i32>>) -> Result<TaskScan<'a>, Malformed> {
     let mut r = Rd::new(b);
     let mut t = TaskScan {
@@ -116,10 +116,10 @@ impl Server {
     /// Validates and inserts a plan of client `ci`. On error nothing is changed.
     pub(crate) fn ingest_plan(&mut self, ci: u32, plan: &[u8]) -> Result<(), PlanError> {
         let malformed = |_| plan_err("malformed plan message");
-        // Pass 1: structure and sizes.
+        // Pass 1: task count, id_base and the resource requests (task bodies are skipped).
         let mut requests: Vec<Result<u16, String>> = Vec::new();
         let mut id_base: Option<i64> = None;
-        let (mut n, mut n_inputs, mut n_cfg) = (0usize, 0usize, 0usize);
+        let mut n = 0usize;
         let mut r = Rd::new(plan);
         while !r.done() {
             let (f, wt) = r.key().map_err(malformed)?;
@@ -129,11 +129,8 @@ impl Server {
                         .map_err(malformed)?,
                 ),
                 2 => {
-                    let t =
-                        scan_task(r.bytes_of(wt).map_err(malformed)?, None).map_err(malformed)?;
+                    r.bytes_of(wt).map_err(malformed)?;
                     n += 1;
-                    n_inputs += t.n_inputs as usize;
-                    n_cfg += t.config.len();
                 }
                 4 => id_base = Some(r.varint_of(wt).map_err(malformed)? as i32 as i64),
                 _ => r.skip(wt).map_err(malformed)?,
@@ -147,10 +144,7 @@ impl Server {
                 client.next_base
             )));
         }
-        if base + n as i64 > i32::MAX as i64
-            || n_inputs > u32::MAX as usize
-            || n_cfg > u32::MAX as usize
-        {
+        if base + n as i64 > i32::MAX as i64 || plan.len() > u32::MAX as usize {
             return Err(plan_err("plan too large"));
         }
         let ibase = self.next_id as i64;
@@ -166,29 +160,38 @@ impl Server {
             .map(|w| w.cpus)
             .max();
 
-        // Pass 2: fill the arrays.
+        // Pass 2: fill the arrays, check each task and resolve its inputs to internal ids.
         let mut ttype = Vec::with_capacity(n);
         let mut cfg_off = Vec::with_capacity(n + 1);
-        let mut arena = Vec::with_capacity(n_cfg);
+        let mut arena = Vec::with_capacity(n);
         let mut in_off = Vec::with_capacity(n + 1);
-        let mut inputs = Vec::with_capacity(n_inputs);
+        let mut inputs: Vec<i32> = Vec::with_capacity(n + n / 2);
         let mut flags = vec![0u8; n];
         let mut cpus = vec![0u16; n];
         let mut labels: Vec<(u32, &[u8])> = Vec::new();
         cfg_off.push(0u32);
         in_off.push(0u32);
+        let mut forward = false;
         let mut r = Rd::new(plan);
         let mut i = 0usize;
-        // Errors found in pass 2 are reported after the labels are known.
-        let mut first_err: Option<(usize, String)> = None;
         while !r.done() {
             let (f, wt) = r.key().map_err(malformed)?;
             if f != 2 {
                 r.skip(wt).map_err(malformed)?;
                 continue;
             }
+            let first_input = inputs.len();
             let t = scan_task(r.bytes_of(wt).map_err(malformed)?, Some(&mut inputs))
                 .map_err(malformed)?;
+            let err = |cause: String| PlanError {
+                task: Some((
+                    base + i as i32,
+                    t.label
+                        .map(|l| String::from_utf8_lossy(l).into_owned())
+                        .unwrap_or_default(),
+                )),
+                cause,
+            };
             arena.extend_from_slice(t.config);
             cfg_off.push(arena.len() as u32);
             in_off.push(inputs.len() as u32);
@@ -200,68 +203,42 @@ impl Server {
             }
             let ty = t.ttype.unwrap_or(-1);
             ttype.push(ty);
-            if first_err.is_none() {
-                if ty < 0 || !self.known_type.get(ty as usize).copied().unwrap_or(false) {
-                    first_err = Some((i, format!("unknown task type {ty}")));
-                } else if t.rr >= 0 {
-                    match requests.get(t.rr as usize) {
-                        None => {
-                            first_err =
-                                Some((i, format!("invalid resource request index {}", t.rr)))
-                        }
-                        Some(Err(cause)) => first_err = Some((i, cause.clone())),
-                        Some(Ok(c)) => {
-                            cpus[i] = *c;
-                            if let Some(m) = max_cpus {
-                                if *c as u32 > m {
-                                    first_err = Some((
-                                        i,
-                                        format!(
-                                            "requests {c} cpus but no worker has more than {m}"
-                                        ),
-                                    ));
-                                }
+            if ty < 0 || !self.known_type.get(ty as usize).copied().unwrap_or(false) {
+                return Err(err(format!("unknown task type {ty}")));
+            }
+            if t.rr != -1 {
+                match requests.get(t.rr as usize) {
+                    _ if t.rr < 0 => {
+                        return Err(err(format!("invalid resource request index {}", t.rr)))
+                    }
+                    None => return Err(err(format!("invalid resource request index {}", t.rr))),
+                    Some(Err(cause)) => return Err(err(cause.clone())),
+                    Some(Ok(c)) => {
+                        cpus[i] = *c;
+                        if let Some(m) = max_cpus {
+                            if *c as u32 > m {
+                                return Err(err(format!(
+                                    "requests {c} cpus but no worker has more than {m}"
+                                )));
                             }
                         }
                     }
-                } else if t.rr < -1 {
-                    first_err = Some((i, format!("invalid resource request index {}", t.rr)));
                 }
             }
-            i += 1;
-        }
-        let label_of = |off: usize| -> String {
-            labels
-                .binary_search_by_key(&(off as u32), |l| l.0)
-                .map(|k| String::from_utf8_lossy(labels[k].1).into_owned())
-                .unwrap_or_default()
-        };
-        let task_err = |off: usize, cause: String| PlanError {
-            task: Some((base + off as i32, label_of(off))),
-            cause,
-        };
-        if let Some((off, cause)) = first_err {
-            return Err(task_err(off, cause));
-        }
-
-        // Resolve inputs to internal ids.
-        let mut forward = false;
-        for t in 0..n {
-            let (a, b) = (in_off[t] as usize, in_off[t + 1] as usize);
-            let own = base + t as i32;
-            for k in a..b {
-                let cid = inputs[k];
+            let own = base + i as i32;
+            for input in &mut inputs[first_input..] {
+                let cid = *input;
                 let d = cid.wrapping_sub(base) as u32;
                 if (d as usize) < n {
                     if cid == own {
-                        return Err(task_err(t, "task depends on itself".into()));
+                        return Err(err("task depends on itself".into()));
                     }
                     forward |= cid > own;
-                    inputs[k] = ibase + d as i32;
+                    *input = ibase + d as i32;
                     continue;
                 }
                 let Some(x) = self.resolve_client_id(ci, cid) else {
-                    return Err(task_err(t, format!("unknown input id {cid}")));
+                    return Err(err(format!("unknown input id {cid}")));
                 };
                 let (si, off) = self.locate(x).expect("resolved id has a segment");
                 let s = &self.segs[si];
@@ -277,11 +254,26 @@ impl Server {
                     _ => None,
                 };
                 if let Some(cause) = cause {
-                    return Err(task_err(t, cause));
+                    return Err(err(cause));
                 }
-                inputs[k] = x;
+                *input = x;
             }
+            i += 1;
         }
+        if inputs.capacity() > inputs.len() + inputs.len() / 4 + 16 {
+            inputs.shrink_to_fit();
+        }
+        arena.shrink_to_fit();
+        let label_of = |off: usize| -> String {
+            labels
+                .binary_search_by_key(&(off as u32), |l| l.0)
+                .map(|k| String::from_utf8_lossy(labels[k].1).into_owned())
+                .unwrap_or_default()
+        };
+        let task_err = |off: usize, cause: String| PlanError {
+            task: Some((base + off as i32, label_of(off))),
+            cause,
+        };
 
         let mut seg = Segment {
             base: ibase,

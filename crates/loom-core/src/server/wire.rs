@@ -22,18 +22,24 @@ impl<'a> Rd<'a> {
         self.p >= self.b.len()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn varint(&mut self) -> Result<u64, Malformed> {
+        match self.b.get(self.p) {
+            Some(&b) if b < 0x80 => {
+                self.p += 1;
+                Ok(b as u64)
+            }
+            _ => self.varint_slow(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, Malformed> {
         let b = self.b;
         let mut p = self.p;
-        let first = *b.get(p).ok_or(Malformed)?;
-        p += 1;
-        if first < 0x80 {
-            self.p = p;
-            return Ok(first as u64);
-        }
-        let mut v = (first & 0x7f) as u64;
-        let mut shift = 7;
+        let mut v = 0u64;
+        let mut shift = 0;
         loop {
             let byte = *b.get(p).ok_or(Malformed)?;
             p += 1;
@@ -54,7 +60,7 @@ impl<'a> Rd<'a> {
     }
 
     /// Reads a field key: (field number, wire type).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn key(&mut self) -> Result<(u32, u8), Malformed> {
         let k = self.varint()?;
         let field = (k >> 3) as u32;
@@ -65,7 +71,7 @@ impl<'a> Rd<'a> {
     }
 
     /// Reads a length-delimited payload.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
         let len = self.varint()?;
         let end = (self.p as u64).checked_add(len).ok_or(Malformed)?;
