@@ -23,6 +23,8 @@ pub(crate) const FAILED: u8 = 6;
 pub(crate) const RESULT: u8 = 1;
 /// Inputs replaced by a dslice/dget expansion (see `Server::overrides`).
 pub(crate) const OVERRIDE: u8 = 2;
+/// TASK_FINISHED was already sent for this result (a recomputation must not repeat it).
+pub(crate) const NOTIFIED: u8 = 4;
 
 /// The tasks of one plan: internal ids `base..base+n`.
 pub(crate) struct Segment {

@@ -689,6 +689,7 @@ impl Server {
         }
         self.segs_dirty = false;
         let clients = &mut self.clients;
+        let mut dropped: Vec<(i32, u32)> = Vec::new();
         self.segs.retain(|s| {
             if s.live > 0 {
                 return true;
@@ -697,7 +698,30 @@ impl Server {
                 let r = &mut clients[s.client as usize].ranges;
                 r.retain(|x| x.0 != cb);
             }
+            dropped.push((s.base, s.n));
             false
         });
+        if dropped.is_empty() {
+            return;
+        }
+        // Side tables keyed by ids of dropped segments (rare entries: labels, expansions,
+        // cross-plan consumers).
+        let gone = |id: &i32| {
+            dropped
+                .iter()
+                .any(|&(b, n)| (id.wrapping_sub(b) as u32) < n)
+        };
+        if !self.labels.is_empty() {
+            self.labels.retain(|k, _| !gone(k));
+        }
+        if !self.overrides.is_empty() {
+            self.overrides.retain(|k, _| !gone(k));
+        }
+        if !self.extra_cons.is_empty() {
+            self.extra_cons.retain(|k, _| !gone(k));
+        }
+        if !self.lengths.is_empty() {
+            self.lengths.retain(|k, _| !gone(k));
+        }
     }
 }

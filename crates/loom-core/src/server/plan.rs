@@ -328,7 +328,7 @@ impl Server {
                 indeg[t] = seg
                     .inputs(t)
                     .iter()
-                    .filter(|&&x| ((x - ibase) as u32) < n as u32)
+                    .filter(|&&x| (x.wrapping_sub(ibase) as u32) < n as u32)
                     .count() as u32;
             }
             let mut stack: Vec<u32> = (0..n as u32).filter(|&t| indeg[t as usize] == 0).collect();
@@ -396,8 +396,10 @@ impl Server {
             s.refc[off] += 1;
             if s.state[off] != graph::FINISHED {
                 seg.waiting[(c - ibase) as usize] += 1;
-                self.extra_cons.entry(x).or_default().push(c);
             }
+            // Recorded even for finished inputs: if the input is lost with a worker and
+            // recomputed, its consumers must wait for it again.
+            self.extra_cons.entry(x).or_default().push(c);
         }
         if seg.live == 0 {
             self.segs_dirty = true;

@@ -299,11 +299,12 @@ impl Server {
         let c = seg.cpus[off];
         seg.state[off] = graph::FINISHED;
         seg.size[off] = size;
-        let result = seg.flags[off] & graph::RESULT != 0;
-        let ov = seg.flags[off] & graph::OVERRIDE != 0;
+        let flags = seg.flags[off];
+        let ov = flags & graph::OVERRIDE != 0;
         let client = &mut self.clients[seg.client as usize];
         client.n_data += 1;
-        if result {
+        if flags & (graph::RESULT | graph::NOTIFIED) == graph::RESULT {
+            seg.flags[off] |= graph::NOTIFIED;
             wire::push_task_finished(&mut client.out, seg.client_id(off));
         }
         let wk = &mut self.workers[w as usize];
@@ -343,8 +344,12 @@ impl Server {
                 self.dec_ref(si, x);
             }
         }
+        // (An expansion triggered above may already have freed it.)
         let seg = &self.segs[si];
-        if seg.refc[off] == 0 && seg.flags[off] & graph::RESULT == 0 {
+        if seg.state[off] == graph::FINISHED
+            && seg.refc[off] == 0
+            && seg.flags[off] & graph::RESULT == 0
+        {
             self.free(si, off);
         }
     }
@@ -496,7 +501,8 @@ impl Server {
             self.segs_dirty = true;
         }
         if was_finished {
-            // (its data is gone; the caller fixed n_data)
+            // Its data is gone.
+            self.clients[ci as usize].n_data -= 1;
         }
         if seg.flags[off] & graph::RESULT != 0 {
             self.client_task_failed(ci, root_cid, worker, msg.clone());
@@ -650,8 +656,8 @@ impl Server {
         for &x in &lost {
             let (si, off) = self.locate(x).expect("live");
             let seg = &mut self.segs[si];
-            self.clients[seg.client as usize].n_data -= 1;
             if seg.refc[off] == 0 && seg.flags[off] & graph::RESULT == 0 {
+                self.clients[seg.client as usize].n_data -= 1;
                 seg.state[off] = graph::FREED;
                 seg.live -= 1;
                 if seg.live == 0 {
@@ -672,6 +678,7 @@ impl Server {
                 fail.push(x);
                 continue;
             }
+            self.clients[self.segs[si].client as usize].n_data -= 1;
             self.segs[si].state[off] = graph::WAITING;
             for &i in &ins {
                 let (s, o) = self.locate(i).expect("checked");
@@ -691,7 +698,13 @@ impl Server {
             }
         }
         for x in fail {
-            let (si, off) = self.locate(x).expect("live");
+            // An earlier failure may have released it meanwhile (freed: nothing to fail).
+            let Some((si, off)) = self.locate(x) else {
+                continue;
+            };
+            if self.segs[si].state[off] != graph::FINISHED {
+                continue;
+            }
             self.fail_tree(
                 si,
                 off,
@@ -859,11 +872,11 @@ impl Server {
                 ys_.refc[yo] += k as u32;
                 if ys_.state[yo] != graph::FINISHED {
                     extra_waiting += 1;
-                    self.extra_cons
-                        .entry(y)
-                        .or_default()
-                        .extend_from_slice(&copies);
                 }
+                self.extra_cons
+                    .entry(y)
+                    .or_default()
+                    .extend_from_slice(&copies);
             }
         }
         for i in 0..k {
@@ -872,6 +885,9 @@ impl Server {
         if let Some((xs, xo)) = self.locate(x) {
             self.segs[xs].refc[xo] += k as u32;
         }
+        // Cross-segment consumers are always recorded (a lost X must re-wait them).
+        let piece_ids = (0..k).map(|i| base + 2 * i as i32);
+        self.extra_cons.entry(x).or_default().extend(piece_ids);
         for &c in &copies {
             self.extra_cons.insert(c, vec![t_id]);
         }

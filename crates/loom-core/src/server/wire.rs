@@ -24,13 +24,24 @@ impl<'a> Rd<'a> {
 
     #[inline(always)]
     pub(crate) fn varint(&mut self) -> Result<u64, Malformed> {
-        match self.b.get(self.p) {
-            Some(&b) if b < 0x80 => {
-                self.p += 1;
-                Ok(b as u64)
+        let b = self.b;
+        let p = self.p;
+        if p < b.len() {
+            let b0 = b[p];
+            if b0 < 0x80 {
+                self.p = p + 1;
+                return Ok(b0 as u64);
             }
-            _ => self.varint_slow(),
         }
+        if p + 1 < b.len() {
+            let b0 = b[p];
+            let b1 = b[p + 1];
+            if b1 < 0x80 {
+                self.p = p + 2;
+                return Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7);
+            }
+        }
+        self.varint_slow()
     }
 
     #[cold]
@@ -235,6 +246,18 @@ pub(crate) fn frame_end(out: &mut [u8], p: usize) {
     out[p..p + 8].copy_from_slice(&len.to_le_bytes());
 }
 
+/// Writes `v` as a varint at `buf[*p..]` (the caller guarantees 10 bytes of room).
+#[inline(always)]
+fn stack_varint(buf: &mut [u8], p: &mut usize, mut v: u64) {
+    while v >= 0x80 {
+        buf[*p] = (v as u8) | 0x80;
+        *p += 1;
+        v >>= 7;
+    }
+    buf[*p] = v as u8;
+    *p += 1;
+}
+
 /// `WorkerCommand{TASK, id, task_type, task_config, task_inputs (unpacked), n_cpus, checkpoint_path: ""}`.
 #[inline]
 pub(crate) fn push_task(
@@ -245,6 +268,39 @@ pub(crate) fn push_task(
     inputs: &[i32],
     n_cpus: u32,
 ) {
+    // Small tasks (the common case) are encoded on the stack and appended at once.
+    const SMALL: usize = 160;
+    if config.len() <= 48 && inputs.len() <= 8 {
+        let mut buf = [0u8; SMALL];
+        let mut p = 8;
+        buf[p] = 0x08;
+        buf[p + 1] = 0x01;
+        buf[p + 2] = 0x10;
+        p += 3;
+        stack_varint(&mut buf, &mut p, id as i64 as u64);
+        buf[p] = 0x18;
+        p += 1;
+        stack_varint(&mut buf, &mut p, task_type as i64 as u64);
+        buf[p] = 0x22;
+        buf[p + 1] = config.len() as u8;
+        p += 2;
+        buf[p..p + config.len()].copy_from_slice(config);
+        p += config.len();
+        for &i in inputs {
+            buf[p] = 0x28;
+            p += 1;
+            stack_varint(&mut buf, &mut p, i as i64 as u64);
+        }
+        buf[p] = 0x30;
+        p += 1;
+        stack_varint(&mut buf, &mut p, n_cpus as u64);
+        buf[p] = 0x3a;
+        buf[p + 1] = 0;
+        p += 2;
+        buf[..8].copy_from_slice(&((p - 8) as u64).to_le_bytes());
+        out.extend_from_slice(&buf[..p]);
+        return;
+    }
     let p = frame_begin(out);
     out.extend_from_slice(&[0x08, 0x01]);
     put_i32(out, 0x10, id);
@@ -270,10 +326,15 @@ pub(crate) fn push_send(out: &mut Vec<u8>, id: i32, address: &str) {
 /// `WorkerCommand{REMOVE, id}`.
 #[inline]
 pub(crate) fn push_remove(out: &mut Vec<u8>, id: i32) {
-    let p = frame_begin(out);
-    out.extend_from_slice(&[0x08, 0x03]);
-    put_i32(out, 0x10, id);
-    frame_end(out, p);
+    let mut buf = [0u8; 24];
+    let mut p = 8;
+    buf[p] = 0x08;
+    buf[p + 1] = 0x03;
+    buf[p + 2] = 0x10;
+    p += 3;
+    stack_varint(&mut buf, &mut p, id as i64 as u64);
+    buf[..8].copy_from_slice(&((p - 8) as u64).to_le_bytes());
+    out.extend_from_slice(&buf[..p]);
 }
 
 /// `ClientResponse{TASK_FINISHED, id}`.
@@ -307,6 +368,30 @@ mod tests {
         assert_eq!(cmd.task_inputs, vec![1, 2, 300]);
         assert_eq!(cmd.n_cpus, Some(2));
         assert_eq!(cmd.checkpoint_path.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn big_task_and_remove_frames() {
+        let mut out = Vec::new();
+        let inputs: Vec<i32> = (0..100).map(|i| i * 1000 - 7).collect();
+        push_task(&mut out, i32::MAX, 300, &[7u8; 200], &inputs, 0);
+        push_remove(&mut out, -1);
+        push_remove(&mut out, 1 << 30);
+        let len = u64::from_le_bytes(out[..8].try_into().unwrap()) as usize;
+        let cmd = WorkerCommand::decode(&out[8..8 + len]).unwrap();
+        assert_eq!(cmd.task_inputs, inputs);
+        assert_eq!(cmd.task_config.as_deref().map(<[u8]>::len), Some(200));
+        let rest = &out[8 + len..];
+        let l2 = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+        let r = WorkerCommand::decode(&rest[8..8 + l2]).unwrap();
+        assert_eq!((r.r#type, r.id), (3, Some(-1)));
+        let r = WorkerCommand::decode(&rest[16 + l2..]).unwrap();
+        assert_eq!(r.id, Some(1 << 30));
+        let mut rd = Rd::new(&[0x80, 0x01, 0xff, 0x7f, 0x05]);
+        assert_eq!(rd.varint(), Ok(128));
+        assert_eq!(rd.varint(), Ok(0x3fff));
+        assert_eq!(rd.varint(), Ok(5));
+        assert!(rd.done());
     }
 
     #[test]
