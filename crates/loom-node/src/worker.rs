@@ -2,7 +2,7 @@
 
 use crate::server::level_name;
 use crate::LogLine;
-use loom_core::worker::{JsResult, JsTask, Worker, WorkerConfig, WorkerOutput};
+use loom_core::worker::{JsResult, JsTask, RedirectInput, Worker, WorkerConfig, WorkerOutput};
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
@@ -60,6 +60,15 @@ pub struct TaskResult {
     pub items: Option<Vec<TaskResult>>,
     /// Input number passed through, for `input`.
     pub index: Option<u32>,
+}
+
+/// An input of a redirected task: `index` of the original task's inputs, or new `data`.
+#[napi(object)]
+pub struct RedirectedInput {
+    /// Input number of the task being redirected.
+    pub index: Option<u32>,
+    /// New plain data.
+    pub data: Option<Buffer>,
 }
 
 /// What the worker layer must do after an event.
@@ -219,6 +228,31 @@ impl WorkerCore {
                 .fail_task(id, format!("invalid task result: {e}").as_bytes()),
         }
         Ok(convert(self.inner.take_output()))
+    }
+
+    /// Runs `taskType` in place of task `id` (task redirection).
+    #[napi]
+    pub fn redirect_task(
+        &mut self,
+        id: i32,
+        task_type: String,
+        config: &[u8],
+        inputs: Vec<RedirectedInput>,
+    ) -> WorkerEffects {
+        let mut converted = Vec::with_capacity(inputs.len());
+        for i in inputs {
+            match (i.index, i.data) {
+                (Some(idx), _) => converted.push(RedirectInput::Input(idx as usize)),
+                (None, Some(d)) => converted.push(RedirectInput::Data(d.to_vec())),
+                (None, None) => {
+                    self.inner
+                        .fail_task(id, b"task redirection input has neither index nor data");
+                    return convert(self.inner.take_output());
+                }
+            }
+        }
+        self.inner.redirect_task(id, &task_type, config, converted);
+        convert(self.inner.take_output())
     }
 
     /// A JS task failed with `message`.

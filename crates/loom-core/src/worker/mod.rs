@@ -110,6 +110,15 @@ pub enum JsResult {
     Input(usize),
 }
 
+/// An input of a redirected task (see [`Worker::redirect_task`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectInput {
+    /// Input number `i` of the task being redirected.
+    Input(usize),
+    /// New plain data.
+    Data(Vec<u8>),
+}
+
 /// A data stream to push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Send {
@@ -360,6 +369,84 @@ impl Worker {
             Err(msg) => wire::push_error(&mut self.out.to_server, resp::FAILED, id, msg.as_bytes()),
         }
         self.start_queued();
+        self.drain_woken();
+    }
+
+    /// Task redirection: JS asks to run `task_type` in place of task `id` (same id, same CPU
+    /// slots). Its inputs are inputs of the original task (by position) or new plain data.
+    pub fn redirect_task(
+        &mut self,
+        id: i32,
+        task_type: &str,
+        config: &[u8],
+        inputs: Vec<RedirectInput>,
+    ) {
+        let Some(r) = self.running.remove(&id) else {
+            self.log(
+                LogLevel::Warn,
+                format!("redirect_task: task id={id} is not running"),
+            );
+            return;
+        };
+        let kind = self
+            .symbols
+            .id(task_type)
+            .and_then(|t| usize::try_from(t).ok().map(|i| (t, i)))
+            .and_then(|(t, i)| self.kinds.get(i).map(|k| (t, *k)));
+        let mut refs = Vec::with_capacity(inputs.len());
+        let mut error = None;
+        for input in inputs {
+            match input {
+                RedirectInput::Input(i) => match r.inputs.get(i) {
+                    Some(x) => refs.push(x.clone()),
+                    None => {
+                        error = Some(format!(
+                            "task redirection refers to input #{i} but the task has {} inputs",
+                            r.inputs.len()
+                        ));
+                        break;
+                    }
+                },
+                RedirectInput::Data(bytes) => match self.dd.plain(bytes) {
+                    Ok(p) => refs.push(Arc::new(DataObject::Plain(p))),
+                    Err(e) => {
+                        error = Some(format!("cannot store a redirection input: {}", strerror(&e)));
+                        break;
+                    }
+                },
+            }
+        }
+        let (type_id, kind) = match (kind, error) {
+            (_, Some(msg)) => {
+                self.slots.release(&r.slots);
+                self.fail(id, &msg);
+                return self.start_queued();
+            }
+            (None, None) | (Some((_, Kind::Unknown | Kind::Python)), None) => {
+                self.slots.release(&r.slots);
+                let msg = format!("Task redirection to unknown task type '{task_type}'");
+                self.fail(id, &msg);
+                return self.start_queued();
+            }
+            (Some(k), None) => k,
+        };
+        if kind == Kind::Js {
+            let n_cpus = r.slots.len() as u32;
+            let q = Queued {
+                id,
+                type_id,
+                config: config.to_vec(),
+                inputs: refs,
+                n_cpus,
+                checkpoint: String::new(),
+            };
+            // The redirected task keeps the slots of the task it replaces.
+            self.start_js(q, r.slots);
+        } else {
+            self.slots.release(&r.slots);
+            self.start(id, type_id, kind, config, &mut refs, 0, "");
+            self.start_queued();
+        }
         self.drain_woken();
     }
 

@@ -259,6 +259,7 @@ export class Client {
 
   private async fetchOne(f: Future): Promise<DataValue> {
     if (f.hasResult) return f.result;
+    if (f.error) throw f.error;
     if (!f.active()) throw new LoomError(`Fetch called on invalid future ${f}`);
     await this.waitOne(f);
     if (f.hasResult) return f.result;
