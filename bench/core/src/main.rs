@@ -12,6 +12,11 @@
 //! Memory per task = (peak live heap bytes during the run - live bytes before the plan is fed)
 //! / tasks, counted by a counting global allocator. The encoded plan itself (owned by the
 //! transport) is in the baseline.
+//!
+//! At 1M tasks a sizeable part of the time is the kernel's first-touch page faults on fresh
+//! memory (glibc returns large freed blocks to the OS; at 10k the heap is reused). To compare
+//! with a retained heap, run with
+//! `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=68719476736`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,6 +11,26 @@
 //! - plans are scanned straight from the encoded bytes ([`plan`]);
 //! - the reactive scheduler, finish/failure/loss handling and dslice/dget expansion are in
 //!   [`sched`].
+//!
+//! Rules implemented (where the spec leaves a choice):
+//! - Task types accepted in a plan: the standard ones seeded in the dictionary (original task
+//!   types, `loom/js/*`, dslice/dget) and any a worker registered. A task is only sent to a
+//!   worker that registered its type; until one exists it waits ("parked").
+//! - An input from an earlier plan must be a task of the same client that is planned and not
+//!   freed or failed (not an unreachable, never-computed task, and not a dslice/dget).
+//! - dslice/dget need exactly one input and exactly one consumer in their plan, and cannot be
+//!   results.
+//! - A FAILED task fails every planned task depending on it (TASK_FAILED for each held result);
+//!   independent work continues. Late answers for discarded tasks free the worker's cpus and
+//!   get REMOVE (FINISHED/TRANSFERED) or are ignored (FAILED).
+//! - Worker loss: see [`Server::on_close`] and `lose_worker` in [`sched`].
+//! - TRACE and checkpoints are not implemented: TRACE is logged and ignored, checkpoint
+//!   responses are logged, FINISHED_AND_CHECKPOINTING counts as FINISHED.
+//!
+//! Known gaps: a task running on a surviving worker whose input transfer can never complete
+//! (its only source was lost and the input cannot be recomputed) keeps its cpus booked on that
+//! worker until it answers; ready tasks of one cpu class wait behind the head of their queue
+//! when only the head's type has no free worker (head-of-line blocking per class).
 
 mod graph;
 mod plan;
@@ -163,7 +183,7 @@ struct Conn {
 
 /// The HyperLoom server core.
 pub struct Server {
-    data_port: u16,
+    pub(crate) data_port: u16,
     pub(crate) symbols: Symbols,
     pub(crate) sym: SymIds,
     /// Task types accepted in plans (indexed by symbol id).
@@ -191,8 +211,9 @@ pub struct Server {
     pub(crate) heavy_q: Vec<(u16, VecDeque<i32>)>,
     /// Ready tasks no connected worker can run (type or cpus); retried when a worker registers.
     pub(crate) parked: Vec<i32>,
-    /// Pending fetches: internal id -> FIFO of (client index, client id).
-    fetches: HashMap<i32, VecDeque<(u32, i32)>>,
+    /// Pending fetches: internal id -> FIFO of (client index, client id, worker asked to SEND
+    /// or NO_WORKER while the object is being recomputed).
+    pub(crate) fetches: HashMap<i32, VecDeque<(u32, i32, u16)>>,
     pub(crate) scratch_score: Vec<u64>,
     pub(crate) out: Output,
 }
@@ -290,6 +311,12 @@ impl Server {
     }
 
     /// A main-port connection closed (client gone or worker lost).
+    ///
+    /// Client gone: all its tasks are discarded (REMOVE for its data, running tasks become
+    /// residual on their workers). Worker lost: nothing is written to it again, its copies are
+    /// forgotten, its running tasks are rescheduled, and objects only it held that are still
+    /// needed are recomputed when their inputs still exist, else they and their dependants fail
+    /// with "Worker lost".
     pub fn on_close(&mut self, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
@@ -317,7 +344,7 @@ impl Server {
         if self.fetches.get(&h.id).is_some_and(|q| q.is_empty()) {
             self.fetches.remove(&h.id);
         }
-        let Some((ci, cid)) = entry else {
+        let Some((ci, cid, _)) = entry else {
             return Err(ServerError::NoReceiver {
                 id: h.id,
                 n_messages,
@@ -585,7 +612,10 @@ impl Server {
         let owner = seg.wk[off];
         let addr = format!("!:{}", self.data_port);
         wire::push_send(&mut self.workers[owner as usize].out, id, &addr);
-        self.fetches.entry(id).or_default().push_back((ci, cid));
+        self.fetches
+            .entry(id)
+            .or_default()
+            .push_back((ci, cid, owner));
     }
 
     fn release(&mut self, ci: u32, cid: i32) {
@@ -722,6 +752,9 @@ impl Server {
         }
         if !self.lengths.is_empty() {
             self.lengths.retain(|k, _| !gone(k));
+        }
+        if !self.fetches.is_empty() {
+            self.fetches.retain(|k, _| !gone(k));
         }
     }
 }

@@ -319,6 +319,9 @@ impl Server {
         if !self.transfers.is_empty() {
             self.resend_pending(id, w);
         }
+        if !self.fetches.is_empty() {
+            self.resend_fetches(id, w);
+        }
         // Consumers.
         let (a, b) = self.segs[si].cons_range(off);
         for k in a..b {
@@ -367,6 +370,18 @@ impl Server {
             }
         }
         list.retain(|t| t.0 != w);
+    }
+
+    /// Fetches of `id` that lost their sender (worker loss) are re-sent from `w`.
+    fn resend_fetches(&mut self, id: i32, w: u16) {
+        let Some(q) = self.fetches.get_mut(&id) else {
+            return;
+        };
+        let addr = format!("!:{}", self.data_port);
+        for e in q.iter_mut().filter(|e| e.2 == NO_WORKER) {
+            e.2 = w;
+            wire::push_send(&mut self.workers[w as usize].out, id, &addr);
+        }
     }
 
     #[inline]
@@ -713,6 +728,37 @@ impl Server {
                 false,
                 Some(b"Worker lost".to_vec()),
             );
+        }
+        // Fetches whose SEND went to the lost worker: re-send from another owner, after the
+        // recomputation, or drop them (the client got TASK_FAILED).
+        if !self.fetches.is_empty() {
+            let addr = format!("!:{}", self.data_port);
+            let ids: Vec<i32> = self.fetches.keys().copied().collect();
+            for id in ids {
+                let (state, owner) = match self.locate(id) {
+                    Some((si, off)) => (self.segs[si].state[off], self.segs[si].wk[off]),
+                    None => (graph::FREED, NO_WORKER),
+                };
+                let q = self.fetches.get_mut(&id).expect("key");
+                q.retain_mut(|e| {
+                    if e.2 != w {
+                        return true;
+                    }
+                    if state == graph::FINISHED && owner != NO_WORKER {
+                        e.2 = owner;
+                        wire::push_send(&mut self.workers[owner as usize].out, id, &addr);
+                        true
+                    } else if matches!(state, graph::WAITING | graph::READY | graph::RUNNING) {
+                        e.2 = NO_WORKER;
+                        true
+                    } else {
+                        false
+                    }
+                });
+                if q.is_empty() {
+                    self.fetches.remove(&id);
+                }
+            }
         }
         for t in recount {
             let Some((si, off)) = self.locate(t) else {

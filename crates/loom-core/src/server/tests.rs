@@ -841,6 +841,44 @@ fn worker_loss_reschedules_and_recomputes() {
     assert_eq!(stats(&mut h, 2), (1, 0));
     assert!(h.s.segs.is_empty(), "every segment was dropped");
     assert!(h.s.labels.is_empty() && h.s.extra_cons.is_empty());
+    assert!(h.s.fetches.is_empty());
+}
+
+#[test]
+fn fetch_resent_after_worker_loss() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    h.send(2, &plan_req(0, vec![task(CONST, b"a", &[], true)], &[]));
+    assert_eq!(h.take().tasks(1), vec![0]);
+    h.fin(1, 0, 1);
+    h.take();
+    h.send(2, &req(client_request::Type::Fetch, Some(0)));
+    assert_eq!(h.take().of(1, 2).len(), 1);
+    h.s.on_close(1);
+    let seen = h.take();
+    assert_eq!(seen.tasks(3), vec![0], "recomputed on the other worker");
+    h.fin(3, 0, 1);
+    let seen = h.take();
+    let send = seen.of(3, 2);
+    assert_eq!(
+        (send[0].id, send[0].address.as_deref()),
+        (Some(0), Some("!:9999"))
+    );
+    assert!(seen.finished(2).is_empty(), "announced once only");
+    let relay =
+        h.s.on_data_header(
+            &DataHeader {
+                id: 0,
+                n_messages: 1,
+                type_id: 19,
+            }
+            .encode_to_vec(),
+        )
+        .unwrap();
+    assert_eq!(relay.client, 2);
 }
 
 #[test]
