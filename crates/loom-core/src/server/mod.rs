@@ -7,10 +7,10 @@
 //! - every task has an *internal id* from a global `i32` counter that is never reused; a client's
 //!   own ids (each client counts from 0) map affinely onto internal ids per plan;
 //! - tasks live in per-plan *segments* stored as flat arrays (struct of arrays), found by binary
-//!   search over their bases ([`graph`]);
-//! - plans are scanned straight from the encoded bytes ([`plan`]);
+//!   search over their bases (`graph`);
+//! - plans are scanned straight from the encoded bytes (`plan`);
 //! - the reactive scheduler, finish/failure/loss handling and dslice/dget expansion are in
-//!   [`sched`].
+//!   `sched`.
 //!
 //! Rules implemented (where the spec leaves a choice):
 //! - Task types accepted in a plan: the standard ones seeded in the dictionary (original task
@@ -23,7 +23,7 @@
 //! - A FAILED task fails every planned task depending on it (TASK_FAILED for each held result);
 //!   independent work continues. Late answers for discarded tasks free the worker's cpus and
 //!   get REMOVE (FINISHED/TRANSFERED) or are ignored (FAILED).
-//! - Worker loss: see [`Server::on_close`] and `lose_worker` in [`sched`].
+//! - Worker loss: see [`Server::on_close`] and `lose_worker` in `sched`.
 //! - TRACE and checkpoints are not implemented: TRACE is logged and ignored, checkpoint
 //!   responses are logged, FINISHED_AND_CHECKPOINTING counts as FINISHED.
 //!
