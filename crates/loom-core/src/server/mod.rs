@@ -219,7 +219,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// `data_port`: the server's data listener port, used in SEND addresses "!:<port>".
+    /// `data_port`: the server's data listener port, used in SEND addresses `"!:<port>"`.
     pub fn new(data_port: u16) -> Server {
         let symbols = Symbols::for_server();
         let id = |n: &str| symbols.id(n).expect("standard symbol");
