@@ -3,6 +3,7 @@
 //! the core bytes returns the output of that event, so one event costs one boundary crossing.
 #![deny(clippy::all)]
 
+mod extension;
 mod server;
 mod worker;
 

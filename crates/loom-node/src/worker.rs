@@ -140,7 +140,9 @@ fn level_name_w(l: &loom_core::worker::LogLevel) -> String {
 }
 
 fn to_result(r: TaskResult) -> napi::Result<JsResult> {
-    let bad = |what: &str| napi::Error::from_reason(format!("task result of kind '{what}' is incomplete"));
+    let bad = |what: &str| {
+        napi::Error::from_reason(format!("task result of kind '{what}' is incomplete"))
+    };
     Ok(match r.kind.as_str() {
         "plain" => JsResult::Plain(r.data.ok_or_else(|| bad("plain"))?.to_vec()),
         "jsobj" => JsResult::JsObj(r.data.ok_or_else(|| bad("jsobj"))?.to_vec()),

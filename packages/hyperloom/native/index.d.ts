@@ -69,6 +69,29 @@ export interface DataSend {
   data: Buffer
 }
 
+/** A loaded task library. */
+export interface ExtensionInfo {
+  /** Handle to pass to `runExtensionTask`. */
+  handle: number
+  /** The library's name. */
+  name: string
+  /** The library's version. */
+  version: string
+  /** The task types it implements. */
+  taskTypes: Array<string>
+}
+
+/** The outcome of a native task. */
+export interface ExtensionOutcome {
+  /** The result. */
+  result: TaskResult
+  /** Lines the task logged. */
+  logs: Array<LogLine>
+}
+
+/** Loads the task library at `path` (checks its ABI first). */
+export declare function loadExtension(path: string): ExtensionInfo
+
 /** A log line produced by the core. */
 export interface LogLine {
   /** `debug`, `info`, `warn` or `error`. */
@@ -87,6 +110,9 @@ export interface RedirectedInput {
   /** New plain data. */
   data?: Buffer
 }
+
+/** Runs `taskType` of library `handle` on the thread pool. */
+export declare function runExtensionTask(handle: number, taskType: string, config: Buffer, inputs: Array<TaskInput>): Promise<unknown>
 
 /** What the server layer must do after an event. */
 export interface ServerOutput {

@@ -837,4 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.ServerCore = nativeBinding.ServerCore
 module.exports.WorkerCore = nativeBinding.WorkerCore
+module.exports.loadExtension = nativeBinding.loadExtension
 module.exports.protocolVersion = nativeBinding.protocolVersion
+module.exports.runExtensionTask = nativeBinding.runExtensionTask

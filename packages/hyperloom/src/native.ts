@@ -74,9 +74,19 @@ export interface WorkerCore {
   redirectTask(id: number, taskType: string, config: Buffer, inputs: Array<{ index?: number; data?: Buffer }>): WorkerEffects;
 }
 
+/** A loaded native task library. */
+export interface ExtensionInfo {
+  handle: number;
+  name: string;
+  version: string;
+  taskTypes: string[];
+}
+
 /** The addon's exports. */
 export interface Native {
   protocolVersion(): number;
+  loadExtension(path: string): ExtensionInfo;
+  runExtensionTask(handle: number, taskType: string, config: Buffer, inputs: TaskInput[]): Promise<{ result: TaskResult; logs: LogLine[] }>;
   ServerCore: new (dataPort: number) => ServerCore;
   WorkerCore: new (workDir: string, cpus: number, dataPort: number, extraTaskTypes: string[]) => WorkerCore;
 }

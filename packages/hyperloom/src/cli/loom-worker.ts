@@ -17,9 +17,10 @@ new Command("loom-worker")
   }, 0)
   .option("--wdir <DIRECTORY>", "work directory root", "/tmp")
   .option("--nopin", "do not pin programs with taskset")
+  .option("--extension <PATH>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--debug", "debug logging")
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 64))
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean }) => workerMain(host, port, opts))
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; extension: string[] }) => workerMain(host, port, opts))
   .parseAsync(process.argv)
   .catch((e: unknown) => {
     process.stderr.write(`loom-worker: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -35,8 +35,9 @@ program
   .option("--wdir <directory>", "root of the work directory", "/tmp")
   .option("--nopin", "do not pin programs to their CPU slots with taskset")
   .option("--host <address>", "listen address of the data port", "0.0.0.0")
+  .option("--extension <path>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--debug", "debug logging")
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host: string }) =>
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host: string; extension: string[] }) =>
     workerMain(host, port, opts),
   );
 

@@ -20,7 +20,7 @@ export async function serverMain(opts: { port: number; host: string; debug?: boo
 export async function workerMain(
   host: string,
   port: number,
-  opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host?: string },
+  opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host?: string; extension?: string[] },
 ): Promise<void> {
   if (opts.debug) setLogLevel("debug");
   const w = await startWorker({
@@ -30,6 +30,7 @@ export async function workerMain(
     wdir: opts.wdir,
     pin: !opts.nopin,
     ...(opts.host ? { host: opts.host } : {}),
+    extensions: opts.extension ?? [],
   });
   const stop = (): void => {
     w.close();

@@ -29,6 +29,8 @@ export interface WorkerOptions {
   pin: boolean;
   /** Listen address of the data port. Default `0.0.0.0`. */
   host?: string;
+  /** Native task libraries to load (`--extension`). */
+  extensions?: string[];
 }
 
 /** A running worker. */
@@ -74,7 +76,33 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     "loom/js/call": (t) => functions.call(t),
     "loom/js/value": (t) => functions.value(t),
   };
-  core = new (native().WorkerCore)(workDir, options.cpus, dataPort, []);
+  const extraTypes: string[] = [];
+  for (const path of options.extensions ?? []) {
+    let info;
+    try {
+      info = native().loadExtension(path);
+    } catch (e) {
+      dataServer.close();
+      rmSync(workDir, { recursive: true, force: true });
+      throw new Error(`cannot load task library '${path}': ${(e as Error).message}`);
+    }
+    for (const type of info.taskTypes) {
+      if (handlers[type] !== undefined) {
+        dataServer.close();
+        rmSync(workDir, { recursive: true, force: true });
+        throw new Error(`task library '${path}' (${info.name} ${info.version}) defines '${type}', which is already defined`);
+      }
+      const handle = info.handle;
+      handlers[type] = async (t) => {
+        const out = await native().runExtensionTask(handle, type, t.config, t.inputs);
+        for (const l of out.logs) log(l.level, `Task id=${t.id} (${type}): ${l.message}`);
+        return { result: out.result };
+      };
+      extraTypes.push(type);
+    }
+    log("info", `Loaded task library ${info.name} ${info.version} from ${path}: ${info.taskTypes.join(", ")}`);
+  }
+  core = new (native().WorkerCore)(workDir, options.cpus, dataPort, extraTypes);
 
   const server = netConnect({ host: serverIp, port: options.serverPort, noDelay: true });
 
