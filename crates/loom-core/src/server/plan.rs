@@ -404,6 +404,11 @@ impl Server {
         if seg.live == 0 {
             self.segs_dirty = true;
         }
+        // Reserve the ready queue once (rather than growing it by doubling).
+        let ready_light = (0..n)
+            .filter(|&t| seg.state[t] == graph::WAITING && seg.waiting[t] == 0 && seg.cpus[t] == 0)
+            .count();
+        self.light_q.reserve(ready_light);
         let si = self.segs.len();
         self.segs.push(seg);
         for t in 0..n {
