@@ -1,7 +1,10 @@
 //! `ServerCore`: the server's plan graph and scheduler, fed with socket bytes.
 
 use crate::LogLine;
-use loom_core::server::{LogLevel, Output, Server};
+use loom_core::server::{LogLevel, Output, Server, ServerError};
+
+/// `DataRelay.client` when nobody waits for the object: its frames are read and dropped.
+const NO_CLIENT: u32 = u32::MAX;
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
@@ -111,10 +114,18 @@ impl ServerCore {
     /// A DataHeader frame arrived on the data port; says where the object goes.
     #[napi]
     pub fn on_data_header(&mut self, header: &[u8]) -> napi::Result<DataRelay> {
-        let relay = self
-            .inner
-            .on_data_header(header)
-            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+        let relay = match self.inner.on_data_header(header) {
+            Ok(r) => r,
+            // Nobody waits for it any more (the client left): the frames are skipped.
+            Err(ServerError::NoReceiver { n_messages, .. }) => {
+                return Ok(DataRelay {
+                    client: NO_CLIENT,
+                    response: Vec::new().into(),
+                    n_messages: n_messages as i64,
+                })
+            }
+            Err(e) => return Err(napi::Error::from_reason(e.to_string())),
+        };
         Ok(DataRelay {
             client: relay.client,
             response: relay.response_frame.into(),

@@ -17,4 +17,14 @@ test("a frame longer than the limit is an error", () => {
   assert.throws(() => r.push(frame(Buffer.from("too long"))), (e: unknown) => e instanceof FrameError);
 });
 
+test("a large frame arriving in many chunks is assembled once", () => {
+  const payload = Buffer.alloc(1 << 20, 7);
+  const bytes = frame(payload);
+  const r = new FrameReader();
+  const got: Buffer[] = [];
+  for (let i = 0; i < bytes.length; i += 1000) got.push(...r.push(bytes.subarray(i, i + 1000)));
+  assert.is(got.length, 1);
+  assert.ok(got[0]!.equals(payload));
+});
+
 test.run();

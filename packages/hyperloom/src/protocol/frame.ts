@@ -21,6 +21,8 @@ export class FrameError extends Error {
 export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  /** Bytes needed before the buffered frame is complete (0: unknown yet). */
+  private needed = 0;
 
   constructor(private readonly limit: number = MAX_CONTROL_FRAME) {}
 
@@ -34,6 +36,11 @@ export class FrameReader {
     let data: Buffer;
     if (this.buffered === 0) {
       data = chunk;
+    } else if (this.buffered + chunk.length < this.needed) {
+      // Still inside a large frame: keep the chunk, copy nothing (no quadratic re-concatenation).
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+      return [];
     } else {
       this.chunks.push(chunk);
       data = Buffer.concat(this.chunks, this.buffered + chunk.length);
@@ -55,6 +62,9 @@ export class FrameReader {
       const rest = data.subarray(pos);
       this.chunks.push(rest);
       this.buffered = rest.length;
+      this.needed = rest.length >= 8 ? 8 + readLength(rest, 0) : 8;
+    } else {
+      this.needed = 0;
     }
     return frames;
   }
