@@ -218,7 +218,7 @@ impl Server {
                         if let Some(m) = max_cpus {
                             if *c as u32 > m {
                                 return Err(err(format!(
-                                    "requests {c} cpus but no worker has more than {m}"
+                                    "no worker can satisfy cpus({c}): no worker has more than {m}"
                                 )));
                             }
                         }

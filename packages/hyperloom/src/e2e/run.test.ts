@@ -66,6 +66,54 @@ t("a file name escaping the run directory is refused when the task is built", ()
   assert.throws(() => tasks.run("/bin/cat x", [[tasks.const("a"), "/etc/passwd"]]), /inside the run directory/);
 });
 
+t("three parallel runs with the same file name do not clash", async ({ client }) => {
+  const fs = ["A", "B", "C"].map((v) => tasks.run("/bin/cat data.txt", [[tasks.const(v), "data.txt"]]));
+  assert.equal((await client.gather(client.submit(fs))).map(str), ["A", "B", "C"]);
+});
+
+t("a task reachable twice in one submission runs once", async ({ client }) => {
+  const dir = (await import("node:fs")).mkdtempSync("/tmp/hyperloom-once-");
+  const counted = tasks.run(["/bin/sh", "-c", `echo run >> ${dir}/count; echo value`]);
+  const fs = client.submit([tasks.merge([counted, counted]), tasks.merge([counted])]);
+  assert.equal((await client.gather(fs)).map(str), ["value\nvalue\n", "value\n"]);
+  const { readFileSync, rmSync } = await import("node:fs");
+  assert.is(readFileSync(`${dir}/count`, "utf8"), "run\n");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+t("cpus(2) tasks on a 2-core worker run one at a time while light tasks flow", async () => {
+  const cluster = await LocalCluster.start({ workers: 1, cpus: 2 });
+  const client = await cluster.connect();
+  try {
+  const timed = (): ReturnType<typeof tasks.run> => {
+    const t = tasks.run(["/bin/sh", "-c", "date +%s%N; sleep 0.3; date +%s%N"], [], { request: tasks.cpus(2) });
+    return t;
+  };
+  const heavy = client.submit([timed(), timed(), timed()]);
+  const started = Date.now();
+  const light = await client.submitOne(tasks.merge([tasks.const("light "), tasks.const("task")])).gather();
+  const lightMs = Date.now() - started;
+  assert.is(str(light), "light task");
+  assert.ok(lightMs < 300, `light task took ${lightMs} ms while heavy tasks ran`);
+  const spans = (await client.gather(heavy)).map((b) => str(b).trim().split("\n").map((x) => Number(BigInt(x) / 1000000n)));
+  spans.sort((a, b) => a[0]! - b[0]!);
+  for (let i = 1; i < spans.length; i++) {
+    assert.ok(spans[i]![0]! >= spans[i - 1]![1]!, `cpus(2) tasks overlapped: ${JSON.stringify(spans)}`);
+  }
+  } finally {
+    await client.close();
+    await cluster.stop();
+  }
+});
+
+t("a request larger than every worker's cores is an error at submission", async ({ client }) => {
+  const f = client.submitOne(tasks.run("/bin/true", [], { request: tasks.cpus(8) }));
+  await f.wait().then(
+    () => assert.unreachable("should be rejected"),
+    (e: Error) => assert.match(e.message, "no worker can satisfy cpus(8)"),
+  );
+});
+
 t("large standard output does not deadlock", async ({ client }) => {
   const f = client.submitOne(tasks.run(["/bin/sh", "-c", "head -c 100000000 /dev/zero"]));
   await f.wait();
