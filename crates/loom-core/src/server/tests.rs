@@ -376,7 +376,7 @@ fn plan_validation_errors() {
         &mut h,
         plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 0)], &[3]),
     );
-    assert!(e.contains("requests 3 cpus"), "{e}");
+    assert!(e.contains("no worker can satisfy cpus(3)"), "{e}");
     let e = rejected(
         &mut h,
         plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 4)], &[1]),
