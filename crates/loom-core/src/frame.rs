@@ -143,7 +143,10 @@ mod tests {
         push_raw_frame(&mut buf, b"abc");
         push_raw_frame(&mut buf, b"");
         push_raw_frame(&mut buf, b"hello");
-        assert_eq!(frames_of(&[&buf]), vec![b"abc".to_vec(), vec![], b"hello".to_vec()]);
+        assert_eq!(
+            frames_of(&[&buf]),
+            vec![b"abc".to_vec(), vec![], b"hello".to_vec()]
+        );
         // Every split point gives the same frames.
         for cut in 0..buf.len() {
             let (a, b) = buf.split_at(cut);

@@ -3,9 +3,9 @@
 //! the core bytes returns the output of that event, so one event costs one boundary crossing.
 #![deny(clippy::all)]
 
-mod extension;
-mod server;
-mod worker;
+pub mod extension;
+pub mod server;
+pub mod worker;
 
 use napi_derive::napi;
 

@@ -410,7 +410,10 @@ impl Worker {
                 RedirectInput::Data(bytes) => match self.dd.plain(bytes) {
                     Ok(p) => refs.push(Arc::new(DataObject::Plain(p))),
                     Err(e) => {
-                        error = Some(format!("cannot store a redirection input: {}", strerror(&e)));
+                        error = Some(format!(
+                            "cannot store a redirection input: {}",
+                            strerror(&e)
+                        ));
                         break;
                     }
                 },
