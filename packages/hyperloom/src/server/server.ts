@@ -65,7 +65,19 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     sockets.set(conn, socket);
     const ip = (socket.remoteAddress ?? "127.0.0.1").replace(/^::ffff:/, "");
     apply(core!.onConnect(conn, ip));
-    socket.on("data", (chunk: Buffer) => apply(core!.onData(conn, chunk)));
+    socket.on("data", (chunk: Buffer) => {
+      let out: ServerOutput;
+      try {
+        out = core!.onData(conn, chunk);
+      } catch (e) {
+        // The core turns bad input into closed connections; anything else is a bug of ours,
+        // still confined to the connection that triggered it.
+        log("error", `connection ${conn}: ${(e as Error).message}; closing it`);
+        socket.destroy();
+        return;
+      }
+      apply(out);
+    });
     socket.on("error", (e) => log("debug", `connection ${conn}: ${e.message}`));
     socket.on("close", () => {
       sockets.delete(conn);
