@@ -138,8 +138,22 @@ function varintLen(v: number): number {
   return n;
 }
 
+/** UTF-8 length of a config; short ASCII strings (the common case) are measured in JS. */
 function configLength(c: TaskConfig): number {
-  return typeof c === "string" ? Buffer.byteLength(c) : c.length;
+  if (typeof c !== "string") return c.length;
+  const n = c.length;
+  if (n > 64) return Buffer.byteLength(c);
+  for (let i = 0; i < n; i++) if (c.charCodeAt(i) >= 0x80) return Buffer.byteLength(c);
+  return n;
+}
+
+/** Writes `s` whose UTF-8 length is `len` at `pos`; ASCII is copied in JS (a native call costs more). */
+function writeString(b: Buffer, pos: number, s: string, len: number): void {
+  if (len === s.length && len <= 64) {
+    for (let i = 0; i < len; i++) b[pos + i] = s.charCodeAt(i);
+  } else {
+    b.write(s, pos, "utf8");
+  }
 }
 
 /** Options of {@link encodePlan}. */
@@ -182,16 +196,16 @@ export function encodePlan(plan: NumberedPlan, opts: EncodeOptions): Buffer {
     w.buf[w.pos++] = 0x10;
     w.varint(cpus);
   }
-  let lastType = "";
-  let lastTypeId = 0;
+  const typeIds = new Map<string, number>();
   for (const t of tasks) {
-    if (t.taskType !== lastType) {
-      lastType = t.taskType;
-      lastTypeId = opts.symbol(t.taskType);
+    let typeId = typeIds.get(t.taskType);
+    if (typeId === undefined) {
+      typeId = opts.symbol(t.taskType);
+      typeIds.set(t.taskType, typeId);
     }
     const cfg = t.config;
     const cfgLen = configLength(cfg);
-    let len = 1 + varintLen(lastTypeId) + 1 + varintLen(cfgLen) + cfgLen + 2;
+    let len = 1 + varintLen(typeId) + 1 + varintLen(cfgLen) + cfgLen + 2;
     const inputs = t.inputs;
     for (let i = 0; i < inputs.length; i++) {
       len += 1 + varintLen(inputIdOf(inputs[i]!, epoch));
@@ -205,7 +219,7 @@ export function encodePlan(plan: NumberedPlan, opts: EncodeOptions): Buffer {
     }
     let labelLen = 0;
     if (opts.labels && t.label !== undefined) {
-      labelLen = Buffer.byteLength(t.label);
+      labelLen = configLength(t.label);
       len += 1 + varintLen(labelLen) + labelLen;
     }
     w.ensure(1 + 5 + len);
@@ -213,11 +227,12 @@ export function encodePlan(plan: NumberedPlan, opts: EncodeOptions): Buffer {
     b[w.pos++] = 0x12;
     w.varint(len);
     b[w.pos++] = 0x08;
-    w.varint(lastTypeId);
+    w.varint(typeId);
     b[w.pos++] = 0x12;
     w.varint(cfgLen);
     if (typeof cfg === "string") {
-      w.pos += b.write(cfg, w.pos, "utf8");
+      writeString(b, w.pos, cfg, cfgLen);
+      w.pos += cfgLen;
     } else {
       b.set(cfg, w.pos);
       w.pos += cfgLen;
@@ -240,7 +255,8 @@ export function encodePlan(plan: NumberedPlan, opts: EncodeOptions): Buffer {
     if (opts.labels && t.label !== undefined) {
       b[w.pos++] = 0x62;
       w.varint(labelLen);
-      w.pos += b.write(t.label, w.pos, "utf8");
+      writeString(b, w.pos, t.label, labelLen);
+      w.pos += labelLen;
     }
   }
   // Plan.id_base (field 4)
