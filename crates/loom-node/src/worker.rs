@@ -2,8 +2,10 @@
 
 use crate::server::level_name;
 use crate::LogLine;
+use loom_core::data::stream::StreamPart;
 use loom_core::worker::{JsResult, JsTask, RedirectInput, Worker, WorkerConfig, WorkerOutput};
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, BufferSlice};
+use napi::Env;
 use napi_derive::napi;
 
 /// A data stream to push to a worker or to the server's data port.
@@ -11,8 +13,8 @@ use napi_derive::napi;
 pub struct DataSend {
     /// `ip:port`, or `!:port` for the server's host.
     pub address: String,
-    /// Framed header and data.
-    pub data: Buffer,
+    /// The stream, in order (write them all; large objects are views of the stored bytes).
+    pub parts: Vec<Buffer>,
 }
 
 /// An input of a task run by the JS layer.
@@ -105,17 +107,43 @@ fn convert_task(t: JsTask) -> TaskToRun {
     }
 }
 
-fn convert(out: WorkerOutput) -> WorkerEffects {
-    WorkerEffects {
-        to_server: out.to_server.into(),
-        sends: out
-            .sends
+/// A JS Buffer over a part of a stream: encoded bytes are moved, stored objects are shared (the
+/// Buffer keeps the object alive until JS drops it), so large data crosses without a copy.
+fn part_buffer(env: &Env, part: StreamPart) -> napi::Result<Buffer> {
+    match part {
+        StreamPart::Bytes(b) => Ok(b.into()),
+        StreamPart::Shared(obj) => {
+            let bytes = obj.bytes().unwrap_or_default();
+            if bytes.is_empty() {
+                return Ok(Vec::new().into());
+            }
+            let (ptr, len) = (bytes.as_ptr() as *mut u8, bytes.len());
+            // SAFETY: the bytes belong to `obj` (an mmap or heap buffer that never moves and is
+            // never written while shared); `obj` is kept alive by the finalizer hint until the
+            // JS Buffer is collected. JS only reads these Buffers (socket writes).
+            let slice =
+                unsafe { BufferSlice::from_external(env, ptr, len, obj, |_, obj| drop(obj))? };
+            slice.into_buffer(env)
+        }
+    }
+}
+
+fn convert(env: &Env, out: WorkerOutput) -> napi::Result<WorkerEffects> {
+    let mut sends = Vec::with_capacity(out.sends.len());
+    for s in out.sends {
+        let parts = s
+            .parts
             .into_iter()
-            .map(|s| DataSend {
-                address: s.address,
-                data: s.bytes.into(),
-            })
-            .collect(),
+            .map(|p| part_buffer(env, p))
+            .collect::<napi::Result<_>>()?;
+        sends.push(DataSend {
+            address: s.address,
+            parts,
+        });
+    }
+    Ok(WorkerEffects {
+        to_server: out.to_server.into(),
+        sends,
         tasks: out.js_tasks.into_iter().map(convert_task).collect(),
         logs: out
             .logs
@@ -125,7 +153,7 @@ fn convert(out: WorkerOutput) -> WorkerEffects {
                 message: m.clone(),
             })
             .collect(),
-    }
+    })
 }
 
 fn level_name_w(l: &loom_core::worker::LogLevel) -> String {
@@ -197,50 +225,61 @@ impl WorkerCore {
 
     /// Bytes from the server connection.
     #[napi]
-    pub fn on_server_data(&mut self, chunk: &[u8]) -> napi::Result<WorkerEffects> {
+    pub fn on_server_data(&mut self, env: Env, chunk: &[u8]) -> napi::Result<WorkerEffects> {
         self.inner
             .on_server_data(chunk)
             .map_err(|e| napi::Error::from_reason(e.to_string()))?;
-        Ok(convert(self.inner.take_output()))
+        convert(&env, self.inner.take_output())
     }
 
     /// Bytes on a data connection.
     #[napi]
-    pub fn on_peer_data(&mut self, conn: u32, chunk: &[u8]) -> napi::Result<WorkerEffects> {
+    pub fn on_peer_data(
+        &mut self,
+        env: Env,
+        conn: u32,
+        chunk: &[u8],
+    ) -> napi::Result<WorkerEffects> {
         self.inner
             .on_peer_data(conn, chunk)
             .map_err(|e| napi::Error::from_reason(e.to_string()))?;
-        Ok(convert(self.inner.take_output()))
+        convert(&env, self.inner.take_output())
     }
 
     /// A data connection closed.
     #[napi]
-    pub fn on_peer_close(&mut self, conn: u32) -> WorkerEffects {
+    pub fn on_peer_close(&mut self, env: Env, conn: u32) -> napi::Result<WorkerEffects> {
         self.inner.on_peer_close(conn);
-        convert(self.inner.take_output())
+        convert(&env, self.inner.take_output())
     }
 
     /// A JS task finished with `result`.
     #[napi]
-    pub fn finish_task(&mut self, id: i32, result: TaskResult) -> napi::Result<WorkerEffects> {
+    pub fn finish_task(
+        &mut self,
+        env: Env,
+        id: i32,
+        result: TaskResult,
+    ) -> napi::Result<WorkerEffects> {
         match to_result(result) {
             Ok(r) => self.inner.finish_js_task(id, r),
             Err(e) => self
                 .inner
                 .fail_task(id, format!("invalid task result: {e}").as_bytes()),
         }
-        Ok(convert(self.inner.take_output()))
+        convert(&env, self.inner.take_output())
     }
 
     /// Runs `taskType` in place of task `id` (task redirection).
     #[napi]
     pub fn redirect_task(
         &mut self,
+        env: Env,
         id: i32,
         task_type: String,
         config: &[u8],
         inputs: Vec<RedirectedInput>,
-    ) -> WorkerEffects {
+    ) -> napi::Result<WorkerEffects> {
         let mut converted = Vec::with_capacity(inputs.len());
         for i in inputs {
             match (i.index, i.data) {
@@ -249,18 +288,18 @@ impl WorkerCore {
                 (None, None) => {
                     self.inner
                         .fail_task(id, b"task redirection input has neither index nor data");
-                    return convert(self.inner.take_output());
+                    return convert(&env, self.inner.take_output());
                 }
             }
         }
         self.inner.redirect_task(id, &task_type, config, converted);
-        convert(self.inner.take_output())
+        convert(&env, self.inner.take_output())
     }
 
     /// A JS task failed with `message`.
     #[napi]
-    pub fn fail_task(&mut self, id: i32, message: String) -> WorkerEffects {
+    pub fn fail_task(&mut self, env: Env, id: i32, message: String) -> napi::Result<WorkerEffects> {
         self.inner.fail_task(id, message.as_bytes());
-        convert(self.inner.take_output())
+        convert(&env, self.inner.take_output())
     }
 }

@@ -57,7 +57,8 @@ export type TaskResult =
 /** Output of the worker core for one event. */
 export interface WorkerEffects {
   toServer: Buffer;
-  sends: Array<{ address: string; data: Buffer }>;
+  /** Data streams: write every part in order (large objects are views of the stored bytes). */
+  sends: Array<{ address: string; parts: Buffer[] }>;
   tasks: TaskToRun[];
   logs: LogLine[];
 }

@@ -83,6 +83,88 @@ pub fn encode_frames(obj: &DataObject, ids: &TypeIds, out: &mut Vec<u8>) {
     }
 }
 
+/// Below this size a D-Object's bytes are copied into the stream buffer; from it on they are
+/// handed over by reference ([`StreamPart::Shared`]) so large objects leave the store uncopied.
+pub const SHARED_PAYLOAD_MIN: usize = 64 * 1024;
+
+/// A piece of an encoded stream: bytes to write, or the bytes of a stored D-Object (written as
+/// they are, without copying; its frame prefix is at the end of the preceding `Bytes` part).
+#[derive(Debug, Clone)]
+pub enum StreamPart {
+    /// Encoded bytes (headers, prefixes, small objects).
+    Bytes(Vec<u8>),
+    /// The content of a plain or file object, referenced.
+    Shared(DataRef),
+}
+
+impl StreamPart {
+    /// The bytes this part stands for.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            StreamPart::Bytes(b) => b,
+            StreamPart::Shared(o) => o.bytes().unwrap_or_default(),
+        }
+    }
+}
+
+/// Encodes the stream of `obj` under `id` as parts: D-Objects of at least `min_shared` bytes are
+/// referenced, everything else is copied into `Bytes` parts.
+pub fn encode_stream_parts(
+    id: i32,
+    obj: &DataRef,
+    ids: &TypeIds,
+    min_shared: usize,
+) -> Vec<StreamPart> {
+    let mut parts = Vec::new();
+    let mut cur = Vec::new();
+    push_frame(&mut cur, &header(id, obj, ids));
+    encode_frames_parts(obj, ids, min_shared, &mut cur, &mut parts);
+    if !cur.is_empty() {
+        parts.push(StreamPart::Bytes(cur));
+    }
+    parts
+}
+
+fn encode_frames_parts(
+    obj: &DataRef,
+    ids: &TypeIds,
+    min_shared: usize,
+    cur: &mut Vec<u8>,
+    parts: &mut Vec<StreamPart>,
+) {
+    match &**obj {
+        DataObject::Plain(_) | DataObject::File(_) => {
+            let b = obj.bytes().unwrap_or_default();
+            if b.len() >= min_shared {
+                cur.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                parts.push(StreamPart::Bytes(std::mem::take(cur)));
+                parts.push(StreamPart::Shared(obj.clone()));
+            } else {
+                push_raw_frame(cur, b);
+            }
+        }
+        DataObject::Array(a) => {
+            cur.extend_from_slice(&(4 * a.len() as u64).to_le_bytes());
+            for x in a.items() {
+                cur.extend_from_slice(&ids.wire_type(x).to_le_bytes());
+            }
+            for x in a.items() {
+                encode_frames_parts(x, ids, min_shared, cur, parts);
+            }
+        }
+        DataObject::Index(i) => {
+            let offs = i.offsets();
+            cur.extend_from_slice(&(4 + 8 * offs.len() as u64).to_le_bytes());
+            cur.extend_from_slice(&ids.wire_type(i.base()).to_le_bytes());
+            for o in offs {
+                cur.extend_from_slice(&o.to_le_bytes());
+            }
+            encode_frames_parts(i.base(), ids, min_shared, cur, parts);
+        }
+        DataObject::JsObj(_) => encode_frames(obj, ids, cur),
+    }
+}
+
 /// What the next frame fed to a [`StreamDecoder`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextFrame {

@@ -340,3 +340,26 @@ fn jsobj_size_is_its_byte_length() {
     );
     assert!(j.bytes().is_none());
 }
+
+#[test]
+fn stream_parts_share_large_objects_and_equal_the_copied_stream() {
+    let ids = ids();
+    let big = plain(&vec![7u8; super::stream::SHARED_PAYLOAD_MIN + 1]);
+    let small = plain(b"small");
+    let obj = arr(vec![
+        small.clone(),
+        big.clone(),
+        arr(vec![big.clone(), small]),
+    ]);
+    let parts =
+        super::stream::encode_stream_parts(5, &obj, &ids, super::stream::SHARED_PAYLOAD_MIN);
+    let shared = parts
+        .iter()
+        .filter(|p| matches!(p, super::stream::StreamPart::Shared(_)))
+        .count();
+    assert_eq!(shared, 2, "both large payloads are referenced, not copied");
+    let joined: Vec<u8> = parts.iter().flat_map(|p| p.as_slice().to_vec()).collect();
+    let mut copied = Vec::new();
+    encode_stream(5, &obj, &ids, &mut copied);
+    assert_eq!(joined, copied);
+}

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::data::stream::{encode_frames, encode_stream};
+use crate::data::stream::{encode_frames, encode_stream_parts, StreamPart, SHARED_PAYLOAD_MIN};
 use crate::data::{strerror, Array, DataDir, DataObject, DataRef, ExternFile, JsObj, TypeIds};
 use crate::frame::{push_frame, FrameError, FrameReader, MAX_CONTROL_FRAME};
 use crate::proto::comm::{register, Register, WorkerCommand};
@@ -120,12 +120,24 @@ pub enum RedirectInput {
 }
 
 /// A data stream to push.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Send {
-    /// "ip:port" of a worker or "!:port" (the server's host) exactly as in SEND.
+    /// `ip:port` of a worker, or `!:port` for the server's host.
     pub address: String,
-    /// DataHeader frame + data frames, all framed.
-    pub bytes: Vec<u8>,
+    /// The stream, in order: encoded bytes and, for large D-Objects, references to the stored
+    /// bytes (written without a copy).
+    pub parts: Vec<StreamPart>,
+}
+
+impl Send {
+    /// The whole stream as one buffer (copies; for tests and small streams).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        for p in &self.parts {
+            v.extend_from_slice(p.as_slice());
+        }
+        v
+    }
 }
 
 /// Everything produced since the last [`Worker::take_output`].
@@ -826,9 +838,8 @@ impl Worker {
                 format!("SEND of unknown data id={id} to {address}; ignored"),
             );
         };
-        let mut bytes = Vec::new();
-        encode_stream(id, obj, &self.ids, &mut bytes);
-        self.out.sends.push(Send { address, bytes });
+        let parts = encode_stream_parts(id, obj, &self.ids, SHARED_PAYLOAD_MIN);
+        self.out.sends.push(Send { address, parts });
     }
 
     fn load_checkpoint(&mut self, id: Option<i32>, path: &[u8]) {

@@ -1,3 +1,4 @@
+use crate::data::stream::encode_stream;
 use std::time::Instant;
 
 use super::*;
@@ -528,7 +529,7 @@ fn send_output_bytes() {
         },
     );
     push_raw_frame(&mut exp, b"AB");
-    assert_eq!(out.sends[0].bytes, exp);
+    assert_eq!(out.sends[0].to_vec(), exp);
     assert_eq!(out.sends[1].address, "10.0.0.2:4000");
     let mut exp = Vec::new();
     push_frame(
@@ -542,7 +543,7 @@ fn send_output_bytes() {
     push_raw_frame(&mut exp, &[19, 0, 0, 0, 19, 0, 0, 0]);
     push_raw_frame(&mut exp, b"AB");
     push_raw_frame(&mut exp, b"");
-    assert_eq!(out.sends[1].bytes, exp);
+    assert_eq!(out.sends[1].to_vec(), exp);
 }
 
 #[test]

@@ -121,11 +121,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   function apply(e: WorkerEffects): void {
     for (const l of e.logs) log(l.level, l.message);
     if (e.toServer.length > 0) server.write(e.toServer);
-    for (const s of e.sends) sendStream(s.address, s.data);
+    for (const s of e.sends) sendStream(s.address, s.parts);
     for (const t of e.tasks) startTask(t);
   }
 
-  function sendStream(address: string, data: Buffer): void {
+  function sendStream(address: string, parts: Buffer[]): void {
     const target = address.startsWith("!:") ? `${serverIp}:${address.slice(2)}` : address;
     let peer = outgoing.get(target);
     if (peer === undefined) {
@@ -149,7 +149,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         if (!stopped) apply(core!.onPeerClose(conn));
       });
     }
-    peer.socket.write(data);
+    const socket = peer.socket;
+    socket.cork();
+    for (const p of parts) socket.write(p);
+    process.nextTick(() => socket.uncork());
   }
 
   function startTask(t: TaskToRun): void {
