@@ -27,4 +27,18 @@ test("a large frame arriving in many chunks is assembled once", () => {
   assert.ok(got[0]!.equals(payload));
 });
 
+test("frames around a large one in the same chunks come out whole", () => {
+  const big = Buffer.alloc(3 << 20, 1);
+  const bytes = Buffer.concat([frame(Buffer.from("before")), frame(big), frame(Buffer.from("after")), frame(Buffer.alloc(0))]);
+  for (const step of [7, 65536, 1 << 20]) {
+    const r = new FrameReader();
+    const got: Buffer[] = [];
+    for (let i = 0; i < bytes.length; i += step) got.push(...r.push(bytes.subarray(i, i + step)));
+    assert.equal(got.map((b) => b.length), [6, big.length, 5, 0], `step ${step}`);
+    assert.ok(got[1]!.equals(big));
+    assert.is(String(got[2]), "after");
+    assert.is(r.pendingBytes, 0);
+  }
+});
+
 test.run();

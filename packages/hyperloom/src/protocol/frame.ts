@@ -23,16 +23,35 @@ export class FrameReader {
   private buffered = 0;
   /** Bytes needed before the buffered frame is complete (0: unknown yet). */
   private needed = 0;
+  /** A large frame being filled in place (prefix included), and how much of it is filled. */
+  private big: Buffer | undefined;
+  private bigFilled = 0;
 
   constructor(private readonly limit: number = MAX_CONTROL_FRAME) {}
 
   /** Bytes held back (an incomplete frame). */
   get pendingBytes(): number {
-    return this.buffered;
+    return this.big !== undefined ? this.bigFilled : this.buffered;
   }
 
   /** Feeds a chunk; returns every complete frame payload in order. Throws {@link FrameError}. */
   push(chunk: Buffer): Buffer[] {
+    let done: Buffer | undefined;
+    if (this.big !== undefined) {
+      // Filling a large frame: one copy per chunk, straight into its final buffer.
+      const n = Math.min(chunk.length, this.big.length - this.bigFilled);
+      chunk.copy(this.big, this.bigFilled, 0, n);
+      this.bigFilled += n;
+      if (this.bigFilled < this.big.length) return [];
+      done = this.big.subarray(8);
+      this.big = undefined;
+      this.chunks = [];
+      this.buffered = 0;
+      this.needed = 0;
+      chunk = chunk.subarray(n);
+      if (chunk.length === 0) return [done];
+    }
+    const frames = done === undefined ? [] : [done];
     let data: Buffer;
     if (this.buffered === 0) {
       data = chunk;
@@ -47,7 +66,6 @@ export class FrameReader {
       this.chunks = [];
       this.buffered = 0;
     }
-    const frames: Buffer[] = [];
     let pos = 0;
     while (data.length - pos >= 8) {
       const len = readLength(data, pos);
@@ -63,12 +81,24 @@ export class FrameReader {
       this.chunks.push(rest);
       this.buffered = rest.length;
       this.needed = rest.length >= 8 ? 8 + readLength(rest, 0) : 8;
+      if (this.needed - 8 > this.limit) {
+        throw new FrameError(`frame of ${this.needed - 8} bytes exceeds the limit of ${this.limit} bytes`);
+      }
+      if (this.needed >= BIG_FRAME) {
+        this.big = Buffer.allocUnsafe(this.needed);
+        rest.copy(this.big, 0);
+        this.bigFilled = rest.length;
+        this.chunks = [];
+      }
     } else {
       this.needed = 0;
     }
     return frames;
   }
 }
+
+/** Frames from this size on are assembled in place rather than from a list of chunks. */
+const BIG_FRAME = 1 << 20;
 
 function readLength(b: Buffer, pos: number): number {
   const lo = b.readUInt32LE(pos);

@@ -1,58 +1,127 @@
 /**
  * The server's data port: workers answer `SEND{id, "!:port"}` here with `Announce`, then per object
  * a `DataHeader` and its frames. Each object is relayed to the client that fetched it as
- * `ClientResponse{DATA}` plus the same frames, written contiguously once all have arrived
- * (the client reads them as one group). Frames are not decoded.
+ * `ClientResponse{DATA}` plus the same frames. Data frames are passed through chunk by chunk as
+ * they arrive — never assembled or decoded — so a large object costs the server no memory and
+ * reaches the client while it is still arriving; the client's {@link ClientWriter} keeps the
+ * relay contiguous on the client's connection.
  */
 import type { Socket } from "node:net";
-import { FrameReader, frameHeader } from "../protocol/frame.js";
+import { frameHeader } from "../protocol/frame.js";
 import { log } from "../log.js";
+import type { ClientWriter, RelayChannel } from "./client-writer.js";
 
-/** Data frames may be as large as memory allows. */
-const MAX_DATA_FRAME = Number.MAX_SAFE_INTEGER;
+/** Control frames (Announce, DataHeader) larger than this are garbage. */
+const MAX_CONTROL_FRAME = 1 << 20;
 
 /** Hooks into the server. */
 export interface RelayHooks {
   /** Maps a DataHeader payload to the client, its DATA response frame and the frame count. */
   onHeader(header: Buffer): { client: number; response: Buffer; nMessages: number };
-  /** The socket of a client connection, if still open. */
-  clientSocket(conn: number): Socket | undefined;
+  /** The writer of a client connection, if still open. */
+  clientWriter(conn: number): ClientWriter | undefined;
 }
+
+/** A relay writing nowhere: the client has gone, the frames are read and dropped. */
+const sink: RelayChannel = { write: () => undefined, end: () => undefined, abort: () => undefined };
 
 /** Handles one data connection until it closes. */
 export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
-  const reader = new FrameReader(MAX_DATA_FRAME);
   let announced = false;
-  let current: { client: number; parts: Buffer[]; remaining: number } | undefined;
-  const finish = (): void => {
-    const c = current!;
-    current = undefined;
-    const target = hooks.clientSocket(c.client);
-    if (target === undefined) return;
-    target.cork();
-    for (const p of c.parts) target.write(p);
-    process.nextTick(() => target.uncork());
+  /** The object being relayed, and how many of its frames are still to come. */
+  let current: { channel: RelayChannel; remaining: number } | undefined;
+  /** Bytes of a length prefix or of a control frame, collected across chunks. */
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  /** Length of the control frame being collected (-1: reading a length prefix). */
+  let controlLength = -1;
+  /** Bytes of the current data frame still to pass through. */
+  let passing = 0;
+
+  const take = (n: number): Buffer => {
+    const all = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+    held = [];
+    heldBytes = 0;
+    return all.subarray(0, n);
   };
+
+  const frameDone = (): void => {
+    if (--current!.remaining === 0) {
+      current!.channel.end();
+      current = undefined;
+    }
+  };
+
+  const onControl = (payload: Buffer): void => {
+    if (!announced) {
+      announced = true; // Announce: the sender's port; nothing to do with it here.
+      return;
+    }
+    const relay = hooks.onHeader(payload);
+    const channel = hooks.clientWriter(relay.client)?.open() ?? sink;
+    channel.write(relay.response);
+    if (relay.nMessages === 0) channel.end();
+    else current = { channel, remaining: relay.nMessages };
+  };
+
+  const feed = (chunk: Buffer): void => {
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (passing > 0) {
+        const n = Math.min(passing, chunk.length - pos);
+        current!.channel.write(chunk.subarray(pos, pos + n));
+        pos += n;
+        passing -= n;
+        if (passing === 0) frameDone();
+        continue;
+      }
+      const want = controlLength < 0 ? 8 : controlLength;
+      const n = Math.min(want - heldBytes, chunk.length - pos);
+      held.push(chunk.subarray(pos, pos + n));
+      heldBytes += n;
+      pos += n;
+      if (heldBytes < want) continue;
+      if (controlLength < 0) {
+        const prefix = take(8);
+        const length = prefix.readUInt32LE(0) + prefix.readUInt32LE(4) * 2 ** 32;
+        if (current !== undefined) {
+          // A data frame: pass it through as it arrives.
+          current.channel.write(frameHeader(length));
+          passing = length;
+          if (length === 0) frameDone();
+        } else {
+          if (length > MAX_CONTROL_FRAME) throw new Error(`control frame of ${length} bytes`);
+          controlLength = length;
+          if (length === 0) {
+            controlLength = -1;
+            onControl(Buffer.alloc(0));
+          }
+        }
+      } else {
+        const payload = take(controlLength);
+        controlLength = -1;
+        onControl(payload);
+      }
+    }
+  };
+
   socket.on("data", (chunk: Buffer) => {
     try {
-      for (const f of reader.push(chunk)) {
-        if (!announced) {
-          announced = true; // Announce: the sender's port; nothing to do with it here.
-          continue;
-        }
-        if (current === undefined) {
-          const relay = hooks.onHeader(f);
-          current = { client: relay.client, parts: [relay.response], remaining: relay.nMessages };
-          if (current.remaining === 0) finish();
-          continue;
-        }
-        current.parts.push(frameHeader(f.length), f);
-        if (--current.remaining === 0) finish();
-      }
+      feed(chunk);
     } catch (e) {
       log("warn", `data connection from ${socket.remoteAddress}: ${(e as Error).message}; closing it`);
+      current?.channel.abort();
+      current = undefined;
       socket.destroy();
     }
   });
   socket.on("error", (e) => log("debug", `data connection: ${e.message}`));
+  socket.on("close", () => {
+    if (current !== undefined) {
+      // The worker went away mid-object: the client cannot get a partial object.
+      log("warn", "a worker closed its data connection in the middle of an object; closing the fetching client");
+      current.channel.abort();
+      current = undefined;
+    }
+  });
 }

@@ -7,6 +7,7 @@ import { createServer, type Server as NetServer, type Socket } from "node:net";
 import { native, type ServerCore, type ServerOutput } from "../native.js";
 import { log } from "../log.js";
 import { relayDataStreams } from "./data-relay.js";
+import { ClientWriter } from "./client-writer.js";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -30,16 +31,18 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
   const host = options.host ?? "0.0.0.0";
   const sockets = new Map<number, Socket>();
+  const writers = new Map<number, ClientWriter>();
   let nextConn = 1;
   let core: ServerCore | undefined;
 
   const apply = (out: ServerOutput): void => {
     for (const l of out.logs) log(l.level, l.message);
-    for (const w of out.writes) sockets.get(w.conn)?.write(w.data);
+    for (const w of out.writes) writers.get(w.conn)?.write(w.data);
     for (const c of out.close) {
       const s = sockets.get(c);
       if (s) {
         sockets.delete(c);
+        writers.delete(c);
         s.end();
         s.destroySoon();
       }
@@ -54,7 +57,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const dataServer = createServer({ noDelay: true }, (socket) => {
     relayDataStreams(socket, {
       onHeader: (header) => core!.onDataHeader(header),
-      clientSocket: (conn) => sockets.get(conn),
+      clientWriter: (conn) => writers.get(conn),
     });
   });
   const dataPort = await listen(dataServer, 0, host);
@@ -63,6 +66,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const main = createServer({ noDelay: true }, (socket) => {
     const conn = nextConn++;
     sockets.set(conn, socket);
+    writers.set(conn, new ClientWriter(socket));
     const ip = (socket.remoteAddress ?? "127.0.0.1").replace(/^::ffff:/, "");
     apply(core!.onConnect(conn, ip));
     socket.on("data", (chunk: Buffer) => {
@@ -81,6 +85,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     socket.on("error", (e) => log("debug", `connection ${conn}: ${e.message}`));
     socket.on("close", () => {
       sockets.delete(conn);
+      writers.delete(conn);
       apply(core!.onClose(conn));
     });
   });
