@@ -6,6 +6,7 @@
 //! - [`server`]: plan ingestion, task graph, scheduler and the server side of both protocols.
 //! - [`data`]: data objects (plain, file, array, index, JS value) and their stream encoding.
 //! - [`worker`]: the worker side: data store, built-in tasks, transfers.
+//! - [`trace`]: the trace files written while a client asked for tracing.
 //!
 //! This crate knows nothing of sockets or JavaScript: callers feed it bytes and events and
 //! write out the framed bytes it returns.
@@ -13,6 +14,7 @@
 pub mod frame;
 pub mod proto;
 pub mod symbols;
+pub mod trace;
 pub mod server;
 pub mod data;
 pub mod worker;

@@ -24,15 +24,17 @@
 //!   independent work continues. Late answers for discarded tasks free the worker's cpus and
 //!   get REMOVE (FINISHED/TRANSFERED) or are ignored (FAILED).
 //! - Worker loss: see [`Server::on_close`] and `lose_worker` in `sched`.
-//! - TRACE and checkpoints are not implemented: TRACE is logged and ignored, checkpoint
-//!   responses are logged, FINISHED_AND_CHECKPOINTING counts as FINISHED.
+//! - TRACE opens `<dir>/server.trace` and sends UPDATE to every worker, also to workers that
+//!   register later (see [`crate::trace`]).
+//! - Checkpoints are not implemented: checkpoint responses are logged,
+//!   FINISHED_AND_CHECKPOINTING counts as FINISHED.
 //!
 //! Known gaps: a task running on a surviving worker whose input transfer can never complete
 //! (its only source was lost and the input cannot be recomputed) keeps its cpus booked on that
 //! worker until it answers; ready tasks of one cpu class wait behind the head of their queue
 //! when only the head's type has no free worker (head-of-line blocking per class).
 
-mod graph;
+pub(crate) mod graph;
 mod plan;
 mod sched;
 mod wire;
@@ -216,6 +218,8 @@ pub struct Server {
     pub(crate) fetches: HashMap<i32, VecDeque<(u32, i32, u16)>>,
     pub(crate) scratch_score: Vec<u64>,
     pub(crate) out: Output,
+    /// The trace, while a client asked for one.
+    pub(crate) trace: Option<Box<crate::trace::server::ServerTrace>>,
 }
 
 impl Server {
@@ -263,6 +267,7 @@ impl Server {
             fetches: HashMap::new(),
             scratch_score: Vec::new(),
             out: Output::default(),
+            trace: None,
         }
     }
 
@@ -330,6 +335,9 @@ impl Server {
             Kind::Worker(w) => {
                 let addr = self.workers[w as usize].addr.clone();
                 self.log(LogLevel::Info, format!("worker {addr} lost"));
+                if let Some(t) = self.trace.as_mut() {
+                    t.worker_lost(w);
+                }
                 self.lose_worker(w);
             }
         }
@@ -469,6 +477,7 @@ impl Server {
             });
             self.n_alive += 1;
             self.scratch_score.push(0);
+            self.trace_worker(idx as u16);
             self.unpark();
             Ok(Kind::Worker(idx as u16))
         } else if r.r#type == register::Type::RegisterClient as i32 {
@@ -540,13 +549,7 @@ impl Server {
                     },
                 );
             }
-            7 => {
-                let path = String::from_utf8_lossy(req.trace_path.unwrap_or(&[])).into_owned();
-                self.log(
-                    LogLevel::Info,
-                    format!("TRACE requested ({path}); tracing is not implemented, ignored"),
-                );
-            }
+            7 => self.trace_start(req.trace_path.unwrap_or(&[])),
             10 => {
                 self.log(LogLevel::Info, "TERMINATE requested".into());
                 self.out.terminate = true;

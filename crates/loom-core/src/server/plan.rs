@@ -411,6 +411,7 @@ impl Server {
         self.light_q.reserve(ready_light);
         let si = self.segs.len();
         self.segs.push(seg);
+        self.trace_segment(si);
         for t in 0..n {
             let s = &self.segs[si];
             if s.state[t] == graph::WAITING && s.waiting[t] == 0 {

@@ -64,9 +64,13 @@ impl Server {
         if self.n_alive == 0 {
             return;
         }
+        let traced = self.trace.as_ref().map(|t| t.round_begin());
         self.drain_queue(None);
         for qi in 0..self.heavy_q.len() {
             self.drain_queue(Some(qi));
+        }
+        if let (Some(t), Some(r)) = (self.trace.as_mut(), traced) {
+            t.round_end(r);
         }
     }
 
@@ -189,6 +193,9 @@ impl Server {
         seg.state[off] = graph::RUNNING;
         seg.wk[off] = w;
         let ov = seg.flags[off] & graph::OVERRIDE != 0;
+        if let Some(t) = self.trace.as_mut() {
+            t.scheduled(id, w);
+        }
         {
             let wk = &mut self.workers[w as usize];
             if c == 0 {
@@ -299,6 +306,9 @@ impl Server {
         let c = seg.cpus[off];
         seg.state[off] = graph::FINISHED;
         seg.size[off] = size;
+        if let Some(t) = self.trace.as_mut() {
+            t.finished(id, w, size);
+        }
         let flags = seg.flags[off];
         let ov = flags & graph::OVERRIDE != 0;
         let client = &mut self.clients[seg.client as usize];
@@ -475,6 +485,9 @@ impl Server {
             return self.residual(w, id, false);
         }
         let c = seg.cpus[off];
+        if let Some(t) = self.trace.as_mut() {
+            t.failed(id, w);
+        }
         let wk = &mut self.workers[w as usize];
         if c == 0 {
             wk.light -= 1;
@@ -939,12 +952,16 @@ impl Server {
         }
         let new_si = self.segs.len();
         self.segs.push(s);
+        self.trace_segment(new_si);
         // T becomes array/make over the copies.
         {
             let tseg = &mut self.segs[ts];
             tseg.flags[to] |= graph::OVERRIDE;
             tseg.cpus[to] = 0;
             tseg.waiting[to] = k as u32;
+        }
+        if self.trace.is_some() {
+            self.trace_rewrite(t_id, self.sym.array_make, &copies);
         }
         self.overrides.insert(t_id, copies);
         for &y in &t_in {

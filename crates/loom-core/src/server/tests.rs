@@ -1271,3 +1271,70 @@ fn random_event_sequences_keep_invariants() {
         }
     }
 }
+
+#[test]
+fn trace_records_plan_schedule_finish_and_updates_workers() {
+    let dir = std::env::temp_dir().join(format!("loom-server-trace-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut h = setup(1);
+    h.send(
+        2,
+        &ClientRequest {
+            r#type: client_request::Type::Trace as i32,
+            trace_path: Some(dir.to_string_lossy().into_owned()),
+            ..Default::default()
+        },
+    );
+    let seen = h.take();
+    let upd = seen.of(1, 9);
+    assert_eq!(upd.len(), 1);
+    assert_eq!(upd[0].trace_path.as_deref(), Some(dir.to_str().unwrap()));
+    assert_eq!(upd[0].worker_id, Some(0));
+    let mut a = task(CONST, b"AB", &[], false);
+    a.label = Some("Init: a".into());
+    let p = plan_req(
+        0,
+        vec![
+            a,
+            task(CONST, b"C", &[], false),
+            task(MERGE, b"", &[0, 1], true),
+        ],
+        &[],
+    );
+    h.send(2, &p);
+    h.take();
+    h.fin(1, 0, 2);
+    h.fin(1, 1, 1);
+    h.respond(1, worker_response::Type::Failed, 2, 0, 0);
+    // A worker registering later gets UPDATE too.
+    h.worker(3, 2);
+    let seen = h.take();
+    let upd = seen.of(3, 9);
+    assert_eq!(upd.len(), 1);
+    assert_eq!(upd[0].worker_id, Some(1));
+    h.s.trace_flush();
+    let text = std::fs::read_to_string(dir.join("server.trace")).unwrap();
+    let recs: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(&recs[0][..3], &["HYPERLOOM-TRACE", "1", "server"]);
+    let find = |tag: &str| -> Vec<&Vec<&str>> { recs.iter().filter(|r| r[0] == tag).collect() };
+    let merge = MERGE.to_string();
+    assert!(find("Y")
+        .iter()
+        .any(|r| r[1] == merge && r[2] == "loom/data/merge"));
+    let w = find("W");
+    assert_eq!(w.len(), 2);
+    assert_eq!((w[0][2], w[0][3], w[0][4]), ("0", "10.0.0.1:1001", "1"));
+    assert_eq!((w[1][2], w[1][3], w[1][4]), ("1", "10.0.0.1:1003", "2"));
+    assert_eq!(&find("P")[0][2..], &["0", "0", "3"]);
+    let t = find("T");
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[0].join(" "), format!("T 0 {CONST} - Init: a"));
+    assert_eq!(t[2].join(" "), format!("T 2 {MERGE} 0,1"));
+    let s: Vec<&str> = find("S").iter().map(|r| r[2]).collect();
+    assert_eq!(s, vec!["0", "1", "2"]);
+    let f: Vec<(&str, &str)> = find("F").iter().map(|r| (r[2], r[4])).collect();
+    assert_eq!(f, vec![("0", "2"), ("1", "1")]);
+    assert_eq!(&find("X")[0][2..], &["2", "0"]);
+    assert!(!find("R").is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

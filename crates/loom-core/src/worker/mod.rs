@@ -28,6 +28,7 @@ use crate::frame::{push_frame, FrameError, FrameReader, MAX_CONTROL_FRAME};
 use crate::proto::comm::{register, Register, WorkerCommand};
 use crate::proto::PROTOCOL_VERSION;
 use crate::symbols::{Symbols, JS_TASK_TYPES, ORIGINAL_TASK_TYPES, WORKER_DATA_TYPES};
+use crate::trace::WorkerTrace;
 use builtin::Kind;
 use peer::Peer;
 use slots::Slots;
@@ -260,6 +261,8 @@ pub struct Worker {
     out: WorkerOutput,
     input_ids: Vec<i32>,
     input_refs: Vec<DataRef>,
+    /// The trace, after the server sent UPDATE.
+    trace: Option<Box<WorkerTrace>>,
 }
 
 impl Worker {
@@ -287,6 +290,7 @@ impl Worker {
             out: WorkerOutput::default(),
             input_ids: Vec::new(),
             input_refs: Vec::new(),
+            trace: None,
             cfg,
         })
     }
@@ -339,8 +343,11 @@ impl Worker {
     pub fn on_peer_data(&mut self, conn: u32, chunk: &[u8]) -> Result<(), WorkerError> {
         let mut peer = self.peers.remove(&conn).unwrap_or_else(Peer::new);
         let mut done = Vec::new();
-        let r = peer.feed(chunk, &self.ids, &self.dd, |d| done.push(d));
-        for (id, obj) in done {
+        let r = peer.feed(chunk, &self.ids, &self.dd, |d, stat| done.push((d, stat)));
+        for ((id, obj), stat) in done {
+            if let Some(t) = self.trace.as_mut() {
+                t.received(id, stat.bytes, stat.port, stat.started);
+            }
             self.received(id, obj);
         }
         let r = match r {
@@ -378,7 +385,7 @@ impl Worker {
         self.slots.release(&r.slots);
         match self.convert(result, &r.inputs) {
             Ok(obj) => self.publish(id, obj, &r.checkpoint),
-            Err(msg) => wire::push_error(&mut self.out.to_server, resp::FAILED, id, msg.as_bytes()),
+            Err(msg) => self.fail(id, &msg),
         }
         self.start_queued();
         self.drain_woken();
@@ -475,6 +482,9 @@ impl Worker {
             return;
         };
         self.slots.release(&r.slots);
+        if let Some(t) = self.trace.as_mut() {
+            t.failed(id);
+        }
         wire::push_error(&mut self.out.to_server, resp::FAILED, id, message);
         self.start_queued();
         self.drain_woken();
@@ -490,6 +500,9 @@ impl Worker {
     }
 
     fn fail(&mut self, id: i32, msg: &str) {
+        if let Some(t) = self.trace.as_mut() {
+            t.failed(id);
+        }
         wire::push_error(&mut self.out.to_server, resp::FAILED, id, msg.as_bytes());
     }
 
@@ -523,10 +536,7 @@ impl Worker {
                     return Err(WorkerError::BadMessage(e.to_string()));
                 }
             },
-            Some(cmd::UPDATE) => self.log(
-                LogLevel::Info,
-                "UPDATE (tracing) is not supported by this worker; ignored".to_owned(),
-            ),
+            Some(cmd::UPDATE) => self.trace_update(c.trace_path, c.worker_id),
             Some(cmd::LOAD_CHECKPOINT) => self.load_checkpoint(c.id, c.checkpoint_path),
             other => self.log(
                 LogLevel::Warn,
@@ -652,6 +662,9 @@ impl Worker {
             }
             return;
         }
+        if let Some(t) = self.trace.as_mut() {
+            t.started(id, -1);
+        }
         let r = builtin::run(kind, config, refs, &self.dd);
         refs.clear();
         match r {
@@ -682,6 +695,9 @@ impl Worker {
     }
 
     fn start_js(&mut self, q: Queued, slots: Vec<u32>) {
+        if let Some(t) = self.trace.as_mut() {
+            t.started(q.id, slots.first().map_or(-1, |&s| s as i64));
+        }
         let inputs = q.inputs.iter().map(|x| self.js_input(x)).collect();
         self.out.js_tasks.push(JsTask {
             id: q.id,
@@ -756,6 +772,9 @@ impl Worker {
     /// Stores a task result, answers FINISHED (and writes its checkpoint), wakes waiters.
     fn publish(&mut self, id: i32, obj: DataRef, checkpoint: &str) {
         let sl = Some((obj.size(), obj.length()));
+        if let Some(t) = self.trace.as_mut() {
+            t.finished(id, obj.size());
+        }
         if checkpoint.is_empty() {
             self.store.insert(id, obj);
             wire::push_response(&mut self.out.to_server, resp::FINISHED, id, sl);
@@ -839,6 +858,10 @@ impl Worker {
             );
         };
         let parts = encode_stream_parts(id, obj, &self.ids, SHARED_PAYLOAD_MIN);
+        if let Some(t) = self.trace.as_mut() {
+            let bytes = parts.iter().map(|p| p.as_slice().len() as u64).sum();
+            t.sent(id, bytes, &address);
+        }
         self.out.sends.push(Send { address, parts });
     }
 
@@ -868,6 +891,57 @@ impl Worker {
                 );
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tracing (see `crate::trace`)
+
+impl Worker {
+    /// UPDATE{trace_path, worker_id}: opens `<trace_path>/worker-<id>.trace` (the same path
+    /// again keeps the open trace).
+    fn trace_update(&mut self, path: &[u8], worker_id: Option<i32>) {
+        let dir = PathBuf::from(String::from_utf8_lossy(path).into_owned());
+        if path.is_empty() {
+            return self.log(
+                LogLevel::Warn,
+                "UPDATE without a trace path; ignored".into(),
+            );
+        }
+        if self.trace.as_ref().is_some_and(|t| t.w.dir() == dir) {
+            return;
+        }
+        self.trace = None;
+        let id = worker_id.unwrap_or(-1);
+        match WorkerTrace::open(&dir, id, self.cfg.cpus, self.cfg.data_port) {
+            Ok(t) => {
+                self.trace = Some(Box::new(t));
+                self.log(LogLevel::Info, format!("tracing to {}", dir.display()));
+            }
+            Err(e) => self.log(LogLevel::Warn, format!("UPDATE: {e}")),
+        }
+    }
+
+    /// Call about once a second: samples CPU occupancy and writes the trace out when due.
+    pub fn trace_tick(&mut self) {
+        if let Some(t) = self.trace.as_mut() {
+            t.tick();
+            if let Some(e) = t.w.take_error() {
+                self.log(LogLevel::Warn, e);
+            }
+        }
+    }
+
+    /// Writes the trace out (before the process exits).
+    pub fn trace_flush(&mut self) {
+        if let Some(t) = self.trace.as_mut() {
+            t.w.flush();
+        }
+    }
+
+    /// The file being traced to, if any.
+    pub fn trace_file(&self) -> Option<&std::path::Path> {
+        self.trace.as_ref().map(|t| t.w.path())
     }
 }
 

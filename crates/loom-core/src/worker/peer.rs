@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use crate::data::stream::{Decoded, NextFrame, StreamDecoder};
 use crate::data::{DataDir, Plain, TypeIds, SPILL_LIMIT};
@@ -27,9 +28,23 @@ enum Body {
     },
 }
 
+/// How an object arrived (for the trace).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecvStat {
+    /// Bytes of its frames, prefixes included.
+    pub bytes: u64,
+    /// The data port the peer announced (0 if it did not).
+    pub port: u16,
+    /// When its header frame arrived.
+    pub started: Instant,
+}
+
 #[derive(Debug)]
 pub(crate) struct Peer {
     first: bool,
+    port: u16,
+    obj_start: Instant,
+    obj_bytes: u64,
     len_buf: [u8; 8],
     len_have: usize,
     body: Body,
@@ -51,10 +66,25 @@ fn is_announce(f: &[u8]) -> bool {
     }
 }
 
+/// The port of an Announce frame (`08 <varint port>`), 0 if absent.
+fn announced_port(f: &[u8]) -> u16 {
+    let mut v = 0u64;
+    for (k, &b) in f.iter().skip(1).take(5).enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * k);
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    u16::try_from(v).unwrap_or(0)
+}
+
 impl Peer {
     pub fn new() -> Self {
         Peer {
             first: true,
+            port: 0,
+            obj_start: Instant::now(),
+            obj_bytes: 0,
             len_buf: [0; 8],
             len_have: 0,
             body: Body::Prefix,
@@ -73,7 +103,7 @@ impl Peer {
         chunk: &[u8],
         ids: &TypeIds,
         dd: &DataDir,
-        mut on_obj: impl FnMut(Decoded),
+        mut on_obj: impl FnMut(Decoded, RecvStat),
     ) -> Result<(), String> {
         let mut rest = chunk;
         while !rest.is_empty() {
@@ -117,6 +147,7 @@ impl Peer {
                 }
                 Body::File { file, left, .. } => {
                     let take = (*left).min(rest.len() as u64) as usize;
+                    self.obj_bytes += take as u64;
                     file.write_all(&rest[..take])
                         .map_err(|e| format!("cannot write received data: {e}"))?;
                     *left -= take as u64;
@@ -140,9 +171,10 @@ impl Peer {
         len: u64,
         ids: &TypeIds,
         dd: &DataDir,
-        on_obj: &mut impl FnMut(Decoded),
+        on_obj: &mut impl FnMut(Decoded, RecvStat),
     ) -> Result<(), String> {
         if self.spills(len, ids) {
+            self.obj_bytes += 8;
             let path = dd.next_path();
             let file = File::create(&path)
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
@@ -166,7 +198,7 @@ impl Peer {
         Ok(())
     }
 
-    fn finish_file(&mut self, on_obj: &mut impl FnMut(Decoded)) -> Result<(), String> {
+    fn finish_file(&mut self, on_obj: &mut impl FnMut(Decoded, RecvStat)) -> Result<(), String> {
         let Body::File { file, path, .. } = std::mem::replace(&mut self.body, Body::Prefix) else {
             unreachable!()
         };
@@ -178,7 +210,7 @@ impl Peer {
                 format!("cannot store received data: {e}")
             })?;
         if let Some(d) = self.dec.feed_plain(plain)? {
-            on_obj(d);
+            on_obj(d, self.stat());
         }
         Ok(())
     }
@@ -188,18 +220,32 @@ impl Peer {
         f: &[u8],
         ids: &TypeIds,
         dd: &DataDir,
-        on_obj: &mut impl FnMut(Decoded),
+        on_obj: &mut impl FnMut(Decoded, RecvStat),
     ) -> Result<(), String> {
         if self.first {
             self.first = false;
             if is_announce(f) {
+                self.port = announced_port(f);
                 return Ok(());
             }
         }
+        if self.dec.current_id().is_none() {
+            self.obj_start = Instant::now();
+            self.obj_bytes = 0;
+        }
+        self.obj_bytes += 8 + f.len() as u64;
         if let Some(d) = self.dec.feed(f, ids, dd)? {
-            on_obj(d);
+            on_obj(d, self.stat());
         }
         Ok(())
+    }
+
+    fn stat(&self) -> RecvStat {
+        RecvStat {
+            bytes: self.obj_bytes,
+            port: self.port,
+            started: self.obj_start,
+        }
     }
 }
 

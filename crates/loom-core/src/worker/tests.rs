@@ -906,3 +906,70 @@ fn bench_trivial_tasks() {
     }
     eprintln!("tasks: {best:.0} ns/task; removes: {best_rm:.0} ns each");
 }
+
+#[test]
+fn trace_records_tasks_and_transfers() {
+    let dir = std::env::temp_dir().join(format!("loom-worker-trace-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = worker("trace", 2);
+    let mut b = Vec::new();
+    push_frame(
+        &mut b,
+        &WorkerCommand {
+            r#type: worker_command::Type::Update as i32,
+            trace_path: Some(dir.to_string_lossy().into_owned()),
+            worker_id: Some(4),
+            ..Default::default()
+        },
+    );
+    b.extend(task(1, "loom/data/const", b"AB", &[], 0));
+    b.extend(task(2, "loom/data/const", b"CD", &[], 0));
+    b.extend(task(3, "loom/data/merge", b"", &[1, 2], 0));
+    b.extend(task(4, "loom/base/get", &0u64.to_le_bytes(), &[3], 0));
+    b.extend(simple(worker_command::Type::Send, 3, Some("10.0.0.2:4000")));
+    w.on_server_data(&b).unwrap();
+    w.take_output();
+    // An object arrives from a peer that announced data port 4321.
+    let mut stream = Vec::new();
+    push_frame(&mut stream, &Announce { port: 4321 });
+    let announce_len = stream.len();
+    push_frame(
+        &mut stream,
+        &DataHeader {
+            id: 9,
+            n_messages: 1,
+            type_id: 19,
+        },
+    );
+    push_raw_frame(&mut stream, b"hello");
+    w.on_peer_data(1, &stream).unwrap();
+    w.trace_tick();
+    w.trace_flush();
+    let path = dir.join("worker-4.trace");
+    assert_eq!(w.trace_file(), Some(path.as_path()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let recs: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(&recs[0][..3], &["HYPERLOOM-TRACE", "1", "worker"]);
+    assert_eq!(&recs[0][4..], &["4", "2", "1234"]);
+    let of = |tag: &str| -> Vec<String> {
+        recs.iter()
+            .filter(|r| r[0] == tag)
+            .map(|r| r[2..].join(" "))
+            .collect()
+    };
+    assert_eq!(of("S"), vec!["1 -1", "2 -1", "3 -1", "4 -1"]);
+    assert_eq!(of("F"), vec!["1 2", "2 2", "3 4"]);
+    assert_eq!(of("X"), vec!["4"]); // get on plain data fails
+    let d = of("D");
+    assert_eq!(d.len(), 1);
+    assert!(
+        d[0].starts_with("3 ") && d[0].ends_with(" 10.0.0.2:4000"),
+        "{d:?}"
+    );
+    let r = of("R");
+    assert_eq!(r.len(), 1);
+    let r: Vec<&str> = r[0].split(' ').collect();
+    let bytes = (stream.len() - announce_len).to_string();
+    assert_eq!(&r[..3], &["9", bytes.as_str(), "4321"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -35,6 +35,8 @@ pub(crate) struct Command<'a> {
     pub n_cpus: i32,
     pub checkpoint_path: &'a [u8],
     pub address: &'a [u8],
+    pub trace_path: &'a [u8],
+    pub worker_id: Option<i32>,
 }
 
 #[inline]
@@ -98,6 +100,8 @@ pub(crate) fn decode_command<'a>(
             (6, 0) => c.n_cpus = varint(b, &mut pos)? as i32,
             (7, 2) => c.checkpoint_path = bytes(b, &mut pos)?,
             (10, 2) => c.address = bytes(b, &mut pos)?,
+            (120, 2) => c.trace_path = bytes(b, &mut pos)?,
+            (121, 0) => c.worker_id = Some(varint(b, &mut pos)? as i32),
             (_, 0) => {
                 varint(b, &mut pos)?;
             }

@@ -1,0 +1,70 @@
+//! The worker's trace (`worker-<id>.trace`): records the worker core writes at its events.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{CpuSampler, TraceWriter};
+
+/// A worker's trace file and its CPU sampler.
+#[derive(Debug)]
+pub struct WorkerTrace {
+    pub(crate) w: TraceWriter,
+    cpu: CpuSampler,
+}
+
+impl WorkerTrace {
+    /// Opens `<dir>/worker-<id>.trace`.
+    pub fn open(dir: &Path, id: i32, cpus: u32, data_port: u16) -> Result<WorkerTrace, String> {
+        let name = format!("worker-{id}.trace");
+        let extra = format!("{id} {cpus} {data_port}");
+        let mut t = WorkerTrace {
+            w: TraceWriter::create(dir, &name, "worker", &extra)?,
+            cpu: CpuSampler::new(),
+        };
+        t.w.flush();
+        Ok(t)
+    }
+
+    /// A task started; `slot` is its first CPU slot or -1.
+    #[inline]
+    pub fn started(&mut self, id: i32, slot: i64) {
+        self.w.rec(b'S').i(id as i64).i(slot).end();
+    }
+
+    /// A task finished with a result of `size` bytes.
+    #[inline]
+    pub fn finished(&mut self, id: i32, size: u64) {
+        self.w.rec(b'F').i(id as i64).u(size).end();
+    }
+
+    /// A task failed.
+    pub fn failed(&mut self, id: i32) {
+        self.w.rec(b'X').i(id as i64).end();
+    }
+
+    /// A data stream of `bytes` was queued to `address`.
+    pub fn sent(&mut self, id: i32, bytes: u64, address: &str) {
+        self.w.rec(b'D').i(id as i64).u(bytes).word(address).end();
+    }
+
+    /// An object of `bytes` arrived from the worker with data port `port` (0: unknown); its
+    /// first frame came at `started`.
+    pub fn received(&mut self, id: i32, bytes: u64, port: u16, started: Instant) {
+        let dur = started.elapsed().as_micros() as u64;
+        self.w
+            .rec(b'R')
+            .i(id as i64)
+            .u(bytes)
+            .u(port as u64)
+            .u(dur)
+            .end();
+    }
+
+    /// About once a second: a CPU sample (`M`) and a flush if due.
+    pub fn tick(&mut self) {
+        if let Some((p, s)) = self.cpu.sample(Duration::from_millis(900)) {
+            self.w.rec(b'M').u(p as u64).u(s as u64).end();
+        }
+        self.w.maybe_flush();
+    }
+}
