@@ -86,6 +86,11 @@ export class LocalCluster {
     return this.workers;
   }
 
+  /** The server process (e.g. to read its memory use). */
+  get serverProcess(): ChildProcess {
+    return this.server;
+  }
+
   /** Connects a new client to the server. */
   connect(): Promise<Client> {
     return Client.connect(this.host, this.port);

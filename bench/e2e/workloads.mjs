@@ -1,0 +1,191 @@
+// The workloads on a real cluster (server + worker processes, sockets), through the public client.
+// Each `run(client, n)` times one repetition: from the first task built to the last result
+// gathered; it checks the result and returns the figures.
+import { tasks } from "hyperloom";
+import { w1Merges } from "./plans.mjs";
+
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const W6_BYTES = 256 * 1024 * 1024;
+
+/** Resolves with the time at which the client's socket has handed every queued byte to the kernel. */
+function whenSent(client) {
+  return new Promise((resolve) => {
+    // The client flushes in a setImmediate queued by submit(); this one runs right after it.
+    setImmediate(() => {
+      const s = client.socket; // internal, read only: when the plan has left the process
+      if (!s || s.writableLength === 0) resolve(now());
+      else s.once("drain", () => resolve(now()));
+    });
+  });
+}
+
+/** Submits `roots`, gathers them; returns the timing of one repetition. */
+async function submitGather(client, t0, tBuilt, roots, nTasks) {
+  const futures = client.submit(roots);
+  const tSubmitted = now();
+  const sent = whenSent(client);
+  const values = await client.gather(futures);
+  const tEnd = now();
+  const tSent = await sent;
+  return {
+    values,
+    tasks: nTasks,
+    wallMs: tEnd - t0,
+    buildMs: tBuilt - t0,
+    encodeMs: tSubmitted - tBuilt,
+    sendMs: tSent - tSubmitted,
+    planMs: tSent - t0,
+  };
+}
+
+function expect(cond, what) {
+  if (!cond) throw new Error(`wrong result: ${what}`);
+}
+
+const u64 = (b) => Number(Buffer.from(b).readBigUInt64LE(0));
+
+export const WORKLOADS = {
+  W1: {
+    what: "N merges of 2 consts -> one arrayMake (3N+1 tasks)",
+    sizes: [10_000, 100_000, 1_000_000],
+    quick: [2_000],
+    async run(client, n) {
+      const t0 = now();
+      const root = tasks.arrayMake(w1Merges(n));
+      const r = await submitGather(client, t0, now(), [root], 3 * n + 1);
+      const [arr] = r.values;
+      expect(arr.length === n && arr[n - 1].toString() === "abcd", "W1 array");
+      return r;
+    },
+  },
+  "W1-gather": {
+    what: "N merges of 2 consts, N futures gathered (3N tasks)",
+    sizes: [10_000, 100_000],
+    cap: 100_000,
+    quick: [1_000],
+    async run(client, n) {
+      const t0 = now();
+      const merges = w1Merges(n);
+      const r = await submitGather(client, t0, now(), merges, 3 * n);
+      expect(r.values.length === n && r.values[n - 1].toString() === "abcd", "W1-gather values");
+      return r;
+    },
+  },
+  // W1-limit runs in a child process of its own (limit.mjs): no cluster.
+  "W1-limit": {
+    what: "W1 in one process: encode -> ServerCore -> WorkerCore -> decode, no sockets",
+    sizes: [10_000, 100_000, 1_000_000],
+    quick: [2_000],
+    inProcess: true,
+  },
+  W2: {
+    what: "one const -> N size -> one arrayMake (N+2 tasks)",
+    sizes: [10_000, 100_000],
+    quick: [1_000],
+    async run(client, n) {
+      const t0 = now();
+      const c = tasks.const("x".repeat(100));
+      const sizes = new Array(n);
+      for (let i = 0; i < n; i++) sizes[i] = tasks.size(c);
+      const r = await submitGather(client, t0, now(), [tasks.arrayMake(sizes)], n + 2);
+      const [arr] = r.values;
+      expect(arr.length === n && u64(arr[n - 1]) === 100, "W2 sizes");
+      return r;
+    },
+  },
+  W3: {
+    what: "chain: N merges, each of the previous one (N+1 tasks)",
+    sizes: [10_000],
+    quick: [500],
+    async run(client, n) {
+      const t0 = now();
+      let t = tasks.const("x");
+      for (let i = 0; i < n; i++) t = tasks.merge([t]);
+      const r = await submitGather(client, t0, now(), [t], n + 1);
+      expect(r.values[0].toString() === "x", "W3 chain");
+      return r;
+    },
+  },
+  "W4-true": {
+    what: 'N run("/bin/true") -> one arrayMake',
+    sizes: [1_000],
+    quick: [50],
+    async run(client, n) {
+      const t0 = now();
+      const runs = new Array(n);
+      for (let i = 0; i < n; i++) runs[i] = tasks.run("/bin/true");
+      const r = await submitGather(client, t0, now(), [tasks.arrayMake(runs)], n + 1);
+      expect(r.values[0].length === n, "W4 true");
+      r.tasks = n; // programs
+      return r;
+    },
+  },
+  "W4-cat": {
+    what: 'N run("cat") with a stdin -> one arrayMake',
+    sizes: [1_000],
+    quick: [50],
+    async run(client, n) {
+      const t0 = now();
+      const runs = new Array(n);
+      for (let i = 0; i < n; i++) runs[i] = tasks.run("cat", [], { stdin: tasks.const(`line ${i}\n`) });
+      const r = await submitGather(client, t0, now(), [tasks.arrayMake(runs)], 2 * n + 1);
+      expect(r.values[0][n - 1].toString() === `line ${n - 1}\n`, "W4 cat");
+      r.tasks = n; // programs
+      return r;
+    },
+  },
+  W5: {
+    what: "N small function tasks (jsTask) -> one arrayMake (N+2 tasks)",
+    sizes: [10_000],
+    quick: [200],
+    async run(client, n) {
+      const t0 = now();
+      const inc = tasks.jsTask((i) => String(i + 1), { nDirectArgs: 1, label: "inc" });
+      const calls = new Array(n);
+      for (let i = 0; i < n; i++) calls[i] = inc(i);
+      const r = await submitGather(client, t0, now(), [tasks.arrayMake(calls)], n + 2);
+      expect(r.values[0][n - 1].toString() === String(n), "W5 values");
+      return r;
+    },
+  },
+  W6: {
+    what: "256 MiB from run(head -c) consumed by size() on the OTHER worker (2x1 only); MB/s of the transfer",
+    sizes: [W6_BYTES],
+    quick: [16 * 1024 * 1024],
+    onlyConfigs: ["2x1"],
+    async run(client, n) {
+      const t0 = now();
+      // Phase 1: produce and keep it on its worker.
+      const [p] = client.submit([tasks.run(`head -c ${n} /dev/zero`)]);
+      await p.wait();
+      // Phase 2: two consumers needing 1 cpu each: one runs where the data is, the other must
+      // go to the other worker (its only cpu is taken), so the object crosses between workers.
+      const t1 = now();
+      const consumers = [0, 1].map(() => {
+        const t = tasks.size(p);
+        t.resourceRequest = tasks.cpus(1);
+        return t;
+      });
+      const sizes = await client.gather(client.submit(consumers));
+      const tEnd = now();
+      p.release();
+      expect(sizes.every((s) => u64(s) === n), "W6 sizes");
+      return { tasks: 3, wallMs: tEnd - t0, planMs: 0, transferMs: tEnd - t1, mbps: n / 1e6 / ((tEnd - t1) / 1e3) };
+    },
+  },
+  "W6-fetch": {
+    what: "256 MiB from run(head -c) fetched by the client; MB/s of the fetch",
+    sizes: [W6_BYTES],
+    quick: [16 * 1024 * 1024],
+    async run(client, n) {
+      const t0 = now();
+      const [p] = client.submit([tasks.run(`head -c ${n} /dev/zero`)]);
+      await p.wait();
+      const t1 = now();
+      const [v] = await client.gather([p]);
+      const tEnd = now();
+      expect(v.length === n, "W6 fetch size");
+      return { tasks: 1, wallMs: tEnd - t0, planMs: 0, transferMs: tEnd - t1, mbps: n / 1e6 / ((tEnd - t1) / 1e3) };
+    },
+  },
+};
