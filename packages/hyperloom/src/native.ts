@@ -94,11 +94,46 @@ export interface Native {
 
 let loaded: Native | undefined;
 
-/** The addon, loaded on first use. */
+/**
+ * The addon, loaded on first use. The napi loader tries the locally built
+ * `native/hyperloom.<platform>.node`, then the platform package `@hyperloom/binding-<platform>`
+ * (an optional dependency of the npm package); when neither loads, this throws one message
+ * naming the platform and how to build from source.
+ */
 export function native(): Native {
   if (loaded === undefined) {
     const require = createRequire(__filename);
-    loaded = require(join(__dirname, "..", "native", "index.js")) as Native;
+    try {
+      loaded = require(join(__dirname, "..", "native", "index.js")) as Native;
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      if (!/^(Cannot find native binding|Failed to load native binding)/.test(message)) throw e;
+      const { platform, arch } = process;
+      let abi = "";
+      if (platform === "linux") {
+        const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+        abi = report?.header?.glibcVersionRuntime ? "-gnu" : "-musl";
+        if (arch === "arm") abi += "eabihf";
+      } else if (platform === "win32") {
+        abi = "-msvc";
+      }
+      const target = `${platform}-${arch}${abi}`;
+      // The loader chains the error of every attempt; "Cannot find module" only says a candidate is absent.
+      const reasons: string[] = [];
+      for (let c: unknown = (e as { cause?: unknown }).cause; c instanceof Error; c = c.cause) {
+        const first = c.message.split("\n")[0]!;
+        if (!first.startsWith("Cannot find module")) reasons.push(first);
+      }
+      throw new Error(
+        `HyperLoom has no native addon for this platform (${target}): neither the prebuilt package ` +
+          `@hyperloom/binding-${target} (an optional dependency of hyperloom) nor a local build ` +
+          `native/hyperloom.${target}.node could be loaded` +
+          (reasons.length > 0 ? ` (${reasons.join("; ")})` : "") +
+          `. If npm skipped the optional dependency, remove node_modules and package-lock.json and run npm install again. ` +
+          `To build from source: install Rust (cargo, https://rustup.rs) and a C compiler, then run ` +
+          `\`npm ci && npm run build\` in a clone of the HyperLoom repository (it writes packages/hyperloom/native/hyperloom.${target}.node).`,
+      );
+    }
   }
   return loaded;
 }
