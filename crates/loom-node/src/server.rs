@@ -111,6 +111,19 @@ impl ServerCore {
         convert(self.inner.take_output())
     }
 
+    /// About once a second: writes the trace out when due (no-op while not tracing).
+    #[napi]
+    pub fn trace_tick(&mut self) -> ServerOutput {
+        self.inner.trace_tick();
+        convert(self.inner.take_output())
+    }
+
+    /// Writes the trace out (before the process exits).
+    #[napi]
+    pub fn trace_flush(&mut self) {
+        self.inner.trace_flush();
+    }
+
     /// A DataHeader frame arrived on the data port; says where the object goes.
     #[napi]
     pub fn on_data_header(&mut self, header: &[u8]) -> napi::Result<DataRelay> {

@@ -296,6 +296,20 @@ impl WorkerCore {
         convert(&env, self.inner.take_output())
     }
 
+    /// About once a second: samples CPU occupancy and writes the trace out when due (no-op
+    /// while not tracing).
+    #[napi]
+    pub fn trace_tick(&mut self, env: Env) -> napi::Result<WorkerEffects> {
+        self.inner.trace_tick();
+        convert(&env, self.inner.take_output())
+    }
+
+    /// Writes the trace out (before the process exits).
+    #[napi]
+    pub fn trace_flush(&mut self) {
+        self.inner.trace_flush();
+    }
+
     /// A JS task failed with `message`.
     #[napi]
     pub fn fail_task(&mut self, env: Env, id: i32, message: String) -> napi::Result<WorkerEffects> {

@@ -26,6 +26,10 @@ export interface ServerCore {
   onData(conn: number, chunk: Buffer): ServerOutput;
   onClose(conn: number): ServerOutput;
   onDataHeader(header: Buffer): { client: number; response: Buffer; nMessages: number };
+  /** Call about once a second: writes the trace out when due. */
+  traceTick(): ServerOutput;
+  /** Writes the trace out (before exiting). */
+  traceFlush(): void;
 }
 
 /** An input of a task run by JS. */
@@ -73,6 +77,10 @@ export interface WorkerCore {
   failTask(id: number, message: string): WorkerEffects;
   /** Runs `taskType` in place of task `id` (task redirection); inputs are the task's inputs by index, or new bytes. */
   redirectTask(id: number, taskType: string, config: Buffer, inputs: Array<{ index?: number; data?: Buffer }>): WorkerEffects;
+  /** Call about once a second: samples CPU occupancy and writes the trace out when due. */
+  traceTick(): WorkerEffects;
+  /** Writes the trace out (before exiting). */
+  traceFlush(): void;
 }
 
 /** A loaded native task library. */

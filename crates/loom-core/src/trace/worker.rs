@@ -62,7 +62,7 @@ impl WorkerTrace {
 
     /// About once a second: a CPU sample (`M`) and a flush if due.
     pub fn tick(&mut self) {
-        if let Some((p, s)) = self.cpu.sample(Duration::from_millis(900)) {
+        if let Some((p, s)) = self.cpu.sample(Duration::from_millis(500)) {
             self.w.rec(b'M').u(p as u64).u(s as u64).end();
         }
         self.w.maybe_flush();

@@ -49,6 +49,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     }
     if (out.terminate) {
       log("info", "Terminate requested by a client; exiting");
+      core!.traceFlush();
       const pending = [...sockets.values()].map((s) => new Promise<void>((r) => s.end(r)));
       void Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 500))]).then(() => process.exit(0));
     }
@@ -90,10 +91,14 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     });
   });
   const port = await listen(main, options.port ?? 9010, host);
+  // Tracing: the core writes its trace out at least once a second.
+  const traceTimer = setInterval(() => apply(core!.traceTick()), 1000).unref();
   return {
     port,
     dataPort,
     close: async () => {
+      clearInterval(traceTimer);
+      core!.traceFlush();
       for (const s of sockets.values()) s.destroy();
       await Promise.all([closeServer(main), closeServer(dataServer)]);
     },

@@ -179,9 +179,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   let resolveDone: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
+  // Tracing: CPU samples and the trace written out about once a second.
+  const traceTimer = setInterval(() => {
+    if (!stopped) apply(core!.traceTick());
+  }, 1000).unref();
   const close = (): void => {
     if (stopped) return;
     stopped = true;
+    clearInterval(traceTimer);
+    core!.traceFlush();
     server.destroy();
     for (const s of peers.values()) s.destroy();
     dataServer.close();
