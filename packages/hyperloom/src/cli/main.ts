@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
- * The `hyperloom` command: `server`, `worker` and `local` (a local cluster, optionally running a
- * client script against it).
+ * The `hyperloom` command: `server`, `worker`, `local` (a local cluster, optionally running a
+ * client script against it) and `report` (a trace directory as an HTML report).
  */
 import { Command, InvalidArgumentError } from "commander";
 import { serverMain, workerMain } from "./roles.js";
 import { LocalCluster } from "../cluster/local-cluster.js";
 import { runScript } from "./script.js";
+import { writeReport } from "../report/index.js";
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -64,6 +65,26 @@ program
       await cluster.stop();
       process.exit(code);
     }
+  });
+
+program
+  .command("report")
+  .description("turn a trace directory (client.setTrace) into one self-contained HTML report")
+  .argument("<trace-dir>", "the directory given to setTrace")
+  .option("-o, --output <file>", "the HTML file to write", "report.html")
+  .action((dir: string, opts: { output: string }) => {
+    let r;
+    try {
+      r = writeReport(dir, opts.output);
+    } catch (e) {
+      process.stderr.write(`hyperloom report: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    }
+    for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+    const s = r.stats;
+    process.stderr.write(
+      `Report written to ${r.out} (${s.tasks} tasks planned, ${s.runs} runs, ${s.failed} failed, ${s.groups} label groups, ${(r.bytes / 1e6).toFixed(1)} MB)\n`,
+    );
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
