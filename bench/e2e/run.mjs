@@ -17,7 +17,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 // ---------------------------------------------------------------------------------------------
 // Options
 function parseArgs(argv) {
-  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, peerMaxN: 10_000, peerReps: 1, timeoutS: 180 };
+  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, peerMaxN: 2_000, peerReps: 1, timeoutS: 180 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -248,7 +248,7 @@ function render(result) {
     ];
     for (const p of peersOn) {
       const pr = r.peers?.[p];
-      row.push(pr ? (pr.error ? "err" : fmtMs(pr.wallMs.median)) : "", pr && !pr.error ? fmtRatio(pr.wallMs.median / r.wallMs.median) : "");
+      row.push(pr ? `${fmtMs(pr.wallMs.median)}${pr.scaled ? ` @${fmtInt(pr.n)}` : ""}` : "", pr ? `${fmtRatio(pr.ratio)}${pr.scaled ? "*" : ""}` : "");
     }
     rows.push(row);
   }
@@ -256,7 +256,7 @@ function render(result) {
   let s = `HyperLoom e2e benchmark — ${result.machine}\n`;
   s += `${result.reps} rep(s) per cell; wall = first task built -> last result gathered; plan = build+encode+send; peak RSS = VmHWM; srv B/task = server RSS growth over idle (first rep).\n`;
   s += "W1-limit: one process, no sockets (peak MB = that process; B/task in parentheses = its RSS growth).\n";
-  s += `${peersOn.length ? "peer/ours = peer wall / our wall (> 1: we are faster)." : ""}\n\n`;
+  s += `${peersOn.length ? "peer/ours = peer wall / our wall (> 1: we are faster); * = the peer ran N=--peer-max-n (shown @N), ratio per unit of N." : ""}\n\n`;
   s += table(rows, headers, aligns) + "\n";
   for (const p of result.peers) s += `\n${p.peer}: ${p.note}`;
   s += "\n\nTargets (issue 12):\n";
@@ -293,7 +293,7 @@ function evaluateTargets(rows) {
     for (const r of rows) {
       if (!ws.includes(r.workload) || !r.peers || r.error) continue;
       const pw = Object.values(r.peers).filter((p) => !p.error).map((p) => p.wallMs.median);
-      if (pw.length) cmp.push({ r, ratio: Math.min(...pw) / r.wallMs.median });
+      if (pw.length) cmp.push({ r, ratio: Math.min(...Object.values(r.peers).map((p) => p.ratio)) });
     }
     t.push({
       target: `${ws.join(", ")} >= ${factor}x faster than the faster peer`,
@@ -346,9 +346,12 @@ async function main() {
     peers.push(entry);
     const notes = new Set();
     for (const config of o.workers) {
+      // N above --peer-max-n runs on the peer at the cap; the ratio is then per unit of N (marked *).
+      const seen = new Set();
       const cells = rows
-        .filter((r) => r.workers === config && PEER_WORKLOADS.has(r.workload) && !r.error && (r.workload.startsWith("W6") || r.n <= o.peerMaxN))
-        .map((r) => ({ w: r.workload, n: r.n }));
+        .filter((r) => r.workers === config && PEER_WORKLOADS.has(r.workload) && !r.error)
+        .map((r) => ({ w: r.workload, n: r.workload.startsWith("W6") ? r.n : Math.min(r.n, o.peerMaxN) }))
+        .filter((c) => !seen.has(`${c.w}/${c.n}`) && seen.add(`${c.w}/${c.n}`));
       if (!cells.length) continue;
       const res = await runPeer(peer, config, cells, o, log);
       if (res.error) {
@@ -357,9 +360,14 @@ async function main() {
       }
       entry.version = res.version;
       for (const n of res.notes ?? []) notes.add(n);
-      for (const pr of res.results) {
-        const row = rows.find((r) => r.workers === config && r.workload === pr.w && r.n === pr.n);
-        if (row) (row.peers ??= {})[peer] = pr;
+      for (const row of rows) {
+        if (row.workers !== config || row.error) continue;
+        const exact = res.results.find((pr) => pr.w === row.workload && pr.n === row.n);
+        const capped = res.results.find((pr) => pr.w === row.workload && pr.n === Math.min(row.n, o.peerMaxN));
+        const pr = exact ?? capped;
+        if (!pr) continue;
+        // Per unit of N when the peer ran a smaller N.
+        (row.peers ??= {})[peer] = { ...pr, scaled: !exact, ratio: pr.wallMs.median / pr.n / (row.wallMs.median / row.n) };
       }
     }
     entry.note = `${peer} ${entry.version ?? ""}; ${o.peerReps} rep(s); N <= ${fmtInt(o.peerMaxN)} (--peer-max-n)${notes.size ? "; " + [...notes].join("; ") : ""}`;
