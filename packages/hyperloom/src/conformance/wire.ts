@@ -210,6 +210,10 @@ export const KNOWN: Record<string, { kind: "deliberate" | "divergence"; text: st
     kind: "divergence",
     text: "server data port: a DataHeader missing its required n_messages/type_id is accepted (prost does not enforce proto2 `required`; treated as 0) instead of closing the connection as malformed",
   },
+  "client-taskfailed-label": {
+    kind: "divergence",
+    text: "client: TaskFailed's message carries the task label (`Task id=0 (ls) failed: ...`) where the original client's str(TaskFailed) is `Task id=0 failed: ...`; run tasks always get a label, so the text of a failed run differs (taskId, worker and errorMessage are equal)",
+  },
   "client-run-label": {
     kind: "deliberate",
     text: "our client always sends Task.label for run tasks (the program name); the original sends labels only when tracing. Optional field 12, ignored by the original server unless it traces: plans are compared with labels removed",
