@@ -54,7 +54,8 @@ export class Client {
   private symbolNames: string[] = [];
   private nextId = 0;
   private readonly running = new Map<number, Future>();
-  private readonly plans: Array<{ idBase: number; end: number; futures: Future[] }> = [];
+  /** Id ranges of the submitted plans (to fail a rejected plan's futures). */
+  private readonly plans: Array<{ idBase: number; end: number }> = [];
   private readonly fetches = new Map<number, Array<Pending<DataValue>>>();
   private readonly statsWaiters: Array<Pending<Stats>> = [];
   private data: { id: number; typeId: number; remaining: number; frames: Buffer[] } | undefined;
@@ -137,7 +138,7 @@ export class Client {
       }
       futures.push(f);
     }
-    this.plans.push({ idBase: plan.idBase, end: this.nextId, futures: [...seen.values()] });
+    this.plans.push({ idBase: plan.idBase, end: this.nextId });
     this.send(buf);
     return futures;
   }
@@ -170,6 +171,7 @@ export class Client {
       if (f.client !== this) throw new LoomError(`${f} belongs to another client`);
       if (f.status_ === "finished") {
         f.status_ = "released";
+        this.releaser.unregister(f);
         this.releaseId(f.taskId);
       } else if (f.status_ === "running") {
         f.status_ = "canceled";
@@ -392,7 +394,9 @@ export class Client {
     // A rejected plan names one of its tasks: every future of that plan fails.
     const plan = id >= 0 ? this.plans.find((p) => id >= p.idBase && id < p.end) : undefined;
     if (plan && text.startsWith("Plan rejected")) {
-      for (const f of plan.futures) if (f.status_ === "running") this.failFuture(f, e);
+      for (const f of [...this.running.values()]) {
+        if (f.taskId >= plan.idBase && f.taskId < plan.end) this.failFuture(f, e);
+      }
       return;
     }
     // Otherwise it answers a FETCH (ids are given by our server, not by the original).
