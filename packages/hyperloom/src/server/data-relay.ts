@@ -7,7 +7,6 @@
  * relay contiguous on the client's connection.
  */
 import type { Socket } from "node:net";
-import { frameHeader } from "../protocol/frame.js";
 import { log } from "../log.js";
 import type { ClientWriter, RelayChannel } from "./client-writer.js";
 
@@ -30,12 +29,15 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
   let announced = false;
   /** The object being relayed, and how many of its frames are still to come. */
   let current: { channel: RelayChannel; remaining: number } | undefined;
-  /** Bytes of a length prefix or of a control frame, collected across chunks. */
+  /** Bytes of a control frame (Announce, DataHeader), collected across chunks. */
   let held: Buffer[] = [];
   let heldBytes = 0;
-  /** Length of the control frame being collected (-1: reading a length prefix). */
+  /** Length of the control frame being collected (-1: reading its length prefix). */
   let controlLength = -1;
-  /** Bytes of the current data frame still to pass through. */
+  /** Inside an object: bytes of the current frame's length prefix seen so far, and the prefix. */
+  const prefix = Buffer.alloc(8);
+  let prefixBytes = 0;
+  /** Inside an object: payload bytes of the current frame still to come. */
   let passing = 0;
 
   const take = (n: number): Buffer => {
@@ -43,13 +45,6 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
     held = [];
     heldBytes = 0;
     return all.subarray(0, n);
-  };
-
-  const frameDone = (): void => {
-    if (--current!.remaining === 0) {
-      current!.channel.end();
-      current = undefined;
-    }
   };
 
   const onControl = (payload: Buffer): void => {
@@ -64,15 +59,45 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
     else current = { channel, remaining: relay.nMessages };
   };
 
+  /**
+   * Inside an object every byte is forwarded as it is (the frames keep their prefixes), so a chunk
+   * goes out in one write whatever the number of frames in it; the frames are only counted to
+   * find where the object ends.
+   */
+  const forwardObject = (chunk: Buffer, start: number): number => {
+    let pos = start;
+    const obj = current!;
+    while (pos < chunk.length && obj.remaining > 0) {
+      if (passing > 0) {
+        const n = Math.min(passing, chunk.length - pos);
+        pos += n;
+        passing -= n;
+        if (passing === 0) obj.remaining--;
+        continue;
+      }
+      const n = Math.min(8 - prefixBytes, chunk.length - pos);
+      chunk.copy(prefix, prefixBytes, pos, pos + n);
+      prefixBytes += n;
+      pos += n;
+      if (prefixBytes === 8) {
+        prefixBytes = 0;
+        passing = prefix.readUInt32LE(0) + prefix.readUInt32LE(4) * 2 ** 32;
+        if (passing === 0) obj.remaining--;
+      }
+    }
+    obj.channel.write(chunk.subarray(start, pos));
+    if (obj.remaining === 0) {
+      obj.channel.end();
+      current = undefined;
+    }
+    return pos;
+  };
+
   const feed = (chunk: Buffer): void => {
     let pos = 0;
     while (pos < chunk.length) {
-      if (passing > 0) {
-        const n = Math.min(passing, chunk.length - pos);
-        current!.channel.write(chunk.subarray(pos, pos + n));
-        pos += n;
-        passing -= n;
-        if (passing === 0) frameDone();
+      if (current !== undefined) {
+        pos = forwardObject(chunk, pos);
         continue;
       }
       const want = controlLength < 0 ? 8 : controlLength;
@@ -82,20 +107,13 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
       pos += n;
       if (heldBytes < want) continue;
       if (controlLength < 0) {
-        const prefix = take(8);
-        const length = prefix.readUInt32LE(0) + prefix.readUInt32LE(4) * 2 ** 32;
-        if (current !== undefined) {
-          // A data frame: pass it through as it arrives.
-          current.channel.write(frameHeader(length));
-          passing = length;
-          if (length === 0) frameDone();
-        } else {
-          if (length > MAX_CONTROL_FRAME) throw new Error(`control frame of ${length} bytes`);
-          controlLength = length;
-          if (length === 0) {
-            controlLength = -1;
-            onControl(Buffer.alloc(0));
-          }
+        const p = take(8);
+        const length = p.readUInt32LE(0) + p.readUInt32LE(4) * 2 ** 32;
+        if (length > MAX_CONTROL_FRAME) throw new Error(`control frame of ${length} bytes`);
+        controlLength = length;
+        if (length === 0) {
+          controlLength = -1;
+          onControl(Buffer.alloc(0));
         }
       } else {
         const payload = take(controlLength);
