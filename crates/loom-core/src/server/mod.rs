@@ -292,6 +292,9 @@ impl Server {
         };
         let mut reader = std::mem::take(&mut c.reader);
         let mut kind = c.kind;
+        if let Some(t) = self.trace.as_mut() {
+            t.stamp();
+        }
         let res = reader.feed(chunk, |frame| match kind {
             Kind::New => {
                 kind = self.register(conn, frame)?;

@@ -64,7 +64,7 @@ impl Server {
         if self.n_alive == 0 {
             return;
         }
-        let traced = self.trace.as_ref().map(|t| t.round_begin());
+        let traced = self.trace.as_mut().map(|t| t.round_begin());
         self.drain_queue(None);
         for qi in 0..self.heavy_q.len() {
             self.drain_queue(Some(qi));

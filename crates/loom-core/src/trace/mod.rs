@@ -43,6 +43,10 @@
 //! | `R <t> <id> <bytes> <from data port> <dur_us>` | an object was received completely; `dur_us` from its header frame to its last byte |
 //! | `M <t> <proc%> <sys%>` | CPU occupancy sampled about once a second: this process's user+system time, children included, as percent of one core since the previous sample; the machine's busy percent of all cores |
 //!
+//! Times are read once per event: the server's records of one event (a chunk of messages, a
+//! scheduling round) share its time, and a worker task started right after another ended in the
+//! same call gets that end time as its start.
+//!
 //! Records are built in memory and written out in blocks of 64 KiB and at least once a second
 //! (the owner calls [`TraceWriter::maybe_flush`] on events and the process on a 1 s timer), and
 //! on close: tracing costs a few formatted integers per event.
@@ -275,18 +279,30 @@ impl Drop for TraceWriter {
     }
 }
 
-/// Appends `v` in decimal.
+const DIGITS2: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Appends `v` in decimal (two digits per step).
 #[inline]
 pub fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
-    loop {
+    while v >= 100 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        tmp[i..i + 2].copy_from_slice(&DIGITS2[d..d + 2]);
+    }
+    if v >= 10 {
+        let d = v as usize * 2;
+        i -= 2;
+        tmp[i..i + 2].copy_from_slice(&DIGITS2[d..d + 2]);
+    } else {
         i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        tmp[i] = b'0' + v as u8;
     }
     buf.extend_from_slice(&tmp[i..]);
 }

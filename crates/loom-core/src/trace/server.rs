@@ -17,32 +17,51 @@ pub(crate) struct ServerTrace {
     syms: usize,
     /// Tasks scheduled so far (for the per-round count).
     placed: u64,
+    /// The time of the current event (µs since the epoch): records of one event share it, so
+    /// the clock is read once per event rather than once per record.
+    now: u64,
 }
 
 impl ServerTrace {
+    /// A new event (bytes from a connection): reads the clock for its records.
+    #[inline]
+    pub(crate) fn stamp(&mut self) {
+        self.now = self.w.now();
+    }
+
     #[inline]
     pub(crate) fn scheduled(&mut self, id: i32, worker: u16) {
         self.placed += 1;
-        self.w.rec(b'S').i(id as i64).u(worker as u64).end();
+        let t = self.now;
+        self.w.rec_at(b'S', t).i(id as i64).u(worker as u64).end();
     }
 
     #[inline]
     pub(crate) fn finished(&mut self, id: i32, worker: u16, size: u64) {
-        self.w.rec(b'F').i(id as i64).u(worker as u64).u(size).end();
+        let t = self.now;
+        self.w
+            .rec_at(b'F', t)
+            .i(id as i64)
+            .u(worker as u64)
+            .u(size)
+            .end();
     }
 
     pub(crate) fn failed(&mut self, id: i32, worker: u16) {
-        self.w.rec(b'X').i(id as i64).u(worker as u64).end();
+        let t = self.now;
+        self.w.rec_at(b'X', t).i(id as i64).u(worker as u64).end();
     }
 
     pub(crate) fn worker_lost(&mut self, worker: u16) {
         self.w.rec(b'C').u(worker as u64).end();
     }
 
-    /// Start of a scheduling round.
+    /// Start of a scheduling round (its tasks are stamped with its start).
     #[inline]
-    pub(crate) fn round_begin(&self) -> (Instant, u64) {
-        (Instant::now(), self.placed)
+    pub(crate) fn round_begin(&mut self) -> (Instant, u64) {
+        let t0 = Instant::now();
+        self.now = self.w.at(t0);
+        (t0, self.placed)
     }
 
     /// End of a scheduling round: an `R` record if it placed anything.
@@ -80,6 +99,7 @@ impl Server {
             w,
             syms: 0,
             placed: 0,
+            now: 0,
         }));
         self.trace_symbols();
         for wi in 0..self.workers.len() {

@@ -70,7 +70,18 @@ fn writer_buffers_until_a_block_or_flush_and_flushes_on_drop() {
 #[test]
 fn push_u64_digits() {
     let mut v = Vec::new();
-    for x in [0u64, 9, 10, 12345, u64::MAX] {
+    for x in [
+        0u64,
+        9,
+        10,
+        99,
+        100,
+        101,
+        12345,
+        999_999,
+        1_000_000,
+        u64::MAX,
+    ] {
         v.clear();
         push_u64(&mut v, x);
         assert_eq!(String::from_utf8(v.clone()).unwrap(), x.to_string());

@@ -330,6 +330,7 @@ impl Worker {
     /// Bytes from the server connection. Err only for a broken stream (TS then closes and
     /// exits); a bad command becomes FAILED, never a panic.
     pub fn on_server_data(&mut self, chunk: &[u8]) -> Result<(), WorkerError> {
+        self.trace_new_call();
         let mut reader = std::mem::take(&mut self.server);
         let r = reader.feed(chunk, |frame| self.command(frame));
         self.server = reader;
@@ -341,6 +342,7 @@ impl Worker {
     /// ones it opens). The first frame of a connection is recognised as an Announce by its
     /// shape and skipped, so either kind of connection may be fed here.
     pub fn on_peer_data(&mut self, conn: u32, chunk: &[u8]) -> Result<(), WorkerError> {
+        self.trace_new_call();
         let mut peer = self.peers.remove(&conn).unwrap_or_else(Peer::new);
         let mut done = Vec::new();
         let r = peer.feed(chunk, &self.ids, &self.dd, |d, stat| done.push((d, stat)));
@@ -375,6 +377,7 @@ impl Worker {
 
     /// JS finished task `id`; its slots are released and queued tasks may start.
     pub fn finish_js_task(&mut self, id: i32, result: JsResult) {
+        self.trace_new_call();
         let Some(r) = self.running.remove(&id) else {
             self.log(
                 LogLevel::Warn,
@@ -400,6 +403,7 @@ impl Worker {
         config: &[u8],
         inputs: Vec<RedirectInput>,
     ) {
+        self.trace_new_call();
         let Some(r) = self.running.remove(&id) else {
             self.log(
                 LogLevel::Warn,
@@ -474,6 +478,7 @@ impl Worker {
 
     /// JS failed task `id` with `message`; FAILED goes to the server.
     pub fn fail_task(&mut self, id: i32, message: &[u8]) {
+        self.trace_new_call();
         let Some(r) = self.running.remove(&id) else {
             self.log(
                 LogLevel::Warn,
@@ -898,6 +903,13 @@ impl Worker {
 // Tracing (see `crate::trace`)
 
 impl Worker {
+    #[inline]
+    fn trace_new_call(&mut self) {
+        if let Some(t) = self.trace.as_mut() {
+            t.new_call();
+        }
+    }
+
     /// UPDATE{trace_path, worker_id}: opens `<trace_path>/worker-<id>.trace` (the same path
     /// again keeps the open trace).
     fn trace_update(&mut self, path: &[u8], worker_id: Option<i32>) {
