@@ -4,6 +4,7 @@
 #![deny(clippy::all)]
 
 pub mod extension;
+pub mod process;
 pub mod server;
 pub mod worker;
 

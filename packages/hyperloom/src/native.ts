@@ -91,8 +91,16 @@ export interface ExtensionInfo {
   taskTypes: string[];
 }
 
+/** How a program ended. */
+export interface ProgramExit {
+  code?: number | null;
+  signal?: number | null;
+}
+
 /** The addon's exports. */
 export interface Native {
+  /** Starts a program (posix_spawn) and resolves when it ends; rejects when it cannot start. */
+  runProgram(argv: string[], cwd: string, stdio: { stdin?: string; stdout?: string; stderr: string }): Promise<ProgramExit>;
   protocolVersion(): number;
   loadExtension(path: string): ExtensionInfo;
   runExtensionTask(handle: number, taskType: string, config: Buffer, inputs: TaskInput[]): Promise<{ result: TaskResult; logs: LogLine[] }>;

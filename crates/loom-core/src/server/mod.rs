@@ -139,6 +139,38 @@ pub(crate) struct SymIds {
     pub(crate) array_make: i32,
 }
 
+impl Worker {
+    /// Whether a task of `c` cpus may be assigned now. Up to `cpus` more cpus than the worker has
+    /// may be assigned: the worker queues such tasks and starts each as soon as cores free up
+    /// (it never runs more than its cores), so its queue does not run dry for a round trip to the
+    /// server after every task — the original server's "overbooking", bounded.
+    pub(crate) fn has_room(&self, c: u32) -> bool {
+        self.free_cpus >= c || (self.free_cpus == 0 && self.over + c <= self.cpus)
+    }
+
+    /// Books `c` cpus for an assigned task.
+    pub(crate) fn take_cpus(&mut self, c: u32) {
+        if self.free_cpus >= c {
+            self.free_cpus -= c;
+        } else {
+            self.over += c - self.free_cpus;
+            self.free_cpus = 0;
+        }
+    }
+
+    /// Returns the `c` cpus of a task that ended.
+    pub(crate) fn give_cpus(&mut self, c: u32) {
+        let from_over = self.over.min(c);
+        self.over -= from_over;
+        self.free_cpus += c - from_over;
+    }
+
+    /// Cpus booked (running or queued on the worker).
+    pub(crate) fn booked_cpus(&self) -> u32 {
+        self.cpus - self.free_cpus + self.over
+    }
+}
+
 /// Sentinel for "no worker".
 pub(crate) const NO_WORKER: u16 = u16::MAX;
 /// Maximum number of in-flight light (0-cpu) tasks per worker.
@@ -149,6 +181,8 @@ pub(crate) struct Worker {
     pub(crate) addr: String,
     pub(crate) cpus: u32,
     pub(crate) free_cpus: u32,
+    /// Cpus assigned beyond `cpus` (see [`Worker::has_room`]).
+    pub(crate) over: u32,
     pub(crate) light: u32,
     /// Task types this worker registered (indexed by symbol id).
     pub(crate) types: Vec<bool>,
@@ -472,6 +506,7 @@ impl Server {
                 addr,
                 cpus,
                 free_cpus: cpus,
+                over: 0,
                 light: 0,
                 types,
                 alive: true,

@@ -157,14 +157,14 @@ impl Server {
             let room = if c == 0 {
                 w.light < LIGHT_CAP
             } else {
-                w.free_cpus >= c
+                w.has_room(c)
             };
             if !room {
                 continue;
             }
             let score = if multi { scores[wi] } else { 0 };
             // Load per cpu (scaled), light tasks counted as a fraction of a cpu.
-            let busy = (w.cpus - w.free_cpus) as u64 * 64 + w.light as u64;
+            let busy = w.booked_cpus() as u64 * 64 + w.light as u64;
             let load = busy * 1024 / (w.cpus.max(1) as u64);
             let better = match best {
                 None => true,
@@ -201,7 +201,7 @@ impl Server {
             if c == 0 {
                 wk.light += 1;
             } else {
-                wk.free_cpus -= c as u32;
+                wk.take_cpus(c as u32);
             }
         }
         if self.n_alive > 1 {
@@ -287,7 +287,7 @@ impl Server {
             if c == 0 {
                 wk.light = wk.light.saturating_sub(1);
             } else {
-                wk.free_cpus += c as u32;
+                wk.give_cpus(c as u32);
             }
         }
         if data {
@@ -321,7 +321,7 @@ impl Server {
         if c == 0 {
             wk.light -= 1;
         } else {
-            wk.free_cpus += c as u32;
+            wk.give_cpus(c as u32);
         }
         if length != 0 {
             self.lengths.insert(id, length);
@@ -492,7 +492,7 @@ impl Server {
         if c == 0 {
             wk.light -= 1;
         } else {
-            wk.free_cpus += c as u32;
+            wk.give_cpus(c as u32);
         }
         let addr = wk.addr.clone();
         self.log(

@@ -60,7 +60,9 @@ export class LocalCluster {
       for (let i = 0; i < nWorkers; i++) {
         const w = spawn(
           process.execPath,
-          [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, ...(options.workerArgs ?? [])],
+          // --nopin: the workers of a local cluster share one machine, and each numbers its CPU
+          // slots from 0, so pinning would put every worker's programs on the same cores.
+          [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...(options.workerArgs ?? [])],
           { stdio: ["ignore", options.verbose ? "inherit" : "ignore", "inherit"] },
         );
         workers.push(w);

@@ -3,8 +3,9 @@
  * dir, with inputs mapped to files, variables or stdin, and its outputs as the result (spec 7).
  * Standard streams go to files, never through JavaScript, so large outputs cannot deadlock.
  */
-import { spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, fstatSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs";
+import { constants } from "node:os";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, fstatSync, rm, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs";
+import { native } from "../native.js";
 import { isAbsolute, join, normalize } from "node:path";
 import { run as runProto } from "../protocol/messages.js";
 import type { TaskInput, TaskResult, TaskToRun } from "../native.js";
@@ -47,17 +48,22 @@ function stderrTail(path: string): string {
   }
 }
 
+/** Name of signal number `n` (e.g. `SIGKILL`). */
+function signalName(n: number): string {
+  const entry = Object.entries(constants.signals).find(([, v]) => v === n);
+  return entry ? entry[0] : `signal ${n}`;
+}
+
 /** Runs the program of `task`; resolves to its outputs. Rejects with the guide's failure messages. */
 export async function runProgram(task: TaskToRun, ctx: { workDir: string; pin: boolean }): Promise<TaskResult> {
   const cfg = runProto.Run.decode(task.config);
   if (cfg.args.length === 0) throw new Error("No arguments provided");
   const dir = join(ctx.workDir, "run", String(task.id));
-  rmSync(dir, { recursive: true, force: true });
+  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const fds: number[] = [];
   try {
     const vars = new Map<string, string>();
-    let stdin: number | "ignore" = "ignore";
+    let stdin: string | null = null;
     cfg.mapInputs.forEach((name, i) => {
       const input = task.inputs[i];
       if (input === undefined) throw new Error(`input ${i} ('${name}') is missing`);
@@ -67,48 +73,41 @@ export async function runProgram(task: TaskToRun, ctx: { workDir: string; pin: b
       }
       checkName(name);
       placeInput(input, join(dir, name));
-      if (name === "+in") {
-        stdin = openSync(join(dir, name), "r");
-        fds.push(stdin);
-      }
+      if (name === "+in") stdin = join(dir, name);
     });
-    const wantsStdout = cfg.mapOutputs.includes("+out");
     for (const o of cfg.mapOutputs) if (o !== "+out") checkName(o);
-    const stdout = wantsStdout ? openSync(join(dir, "+out"), "w") : "ignore";
-    if (typeof stdout === "number") fds.push(stdout);
-    const stderr = openSync(join(dir, "+err"), "w");
-    fds.push(stderr);
+    const stdout = cfg.mapOutputs.includes("+out") ? join(dir, "+out") : null;
+    const stderr = join(dir, "+err");
     let argv = cfg.args.map((a) => vars.get(a) ?? a);
     if (ctx.pin && task.cpuSlots.length > 0) argv = ["taskset", "-c", task.cpuSlots.join(","), ...argv];
-    const status = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      const child = spawn(argv[0]!, argv.slice(1), { cwd: dir, stdio: [stdin, stdout, stderr] });
-      child.once("error", (e) => reject(new Error(`spawning '${argv[0]}': ${e.message}`)));
-      child.once("exit", (code, signal) => resolve({ code, signal }));
-    });
-    for (const fd of fds.splice(0)) closeSync(fd);
-    if (status.signal !== null) {
-      throw new Error(`Program terminated by signal ${status.signal}\nStderr:\n${stderrTail(join(dir, "+err"))}`);
+    // Absent streams are left out (the addon takes undefined, not null, for an absent file).
+    const exit = await native().runProgram(argv, dir, { stderr, ...(stdin !== null ? { stdin } : {}), ...(stdout !== null ? { stdout } : {}) });
+    if (exit.signal !== null && exit.signal !== undefined) {
+      throw new Error(`Program terminated by signal ${signalName(exit.signal)}\nStderr:\n${stderrTail(stderr)}`);
     }
-    if (status.code !== 0) {
-      throw new Error(`Program terminated with status ${status.code}\nStderr:\n${stderrTail(join(dir, "+err"))}`);
+    if (exit.code !== 0) {
+      throw new Error(`Program terminated with status ${exit.code}\nStderr:\n${stderrTail(stderr)}`);
     }
     const outputs: TaskResult[] = cfg.mapOutputs.map((name) => {
       const path = join(dir, name);
       if (!existsSync(path)) {
-        throw new Error(`Output '${name}' error: No such file or directory\nStderr:\n${stderrTail(join(dir, "+err"))}`);
+        throw new Error(`Output '${name}' error: No such file or directory\nStderr:\n${stderrTail(stderr)}`);
       }
       return { kind: "file", path };
     });
     return outputs.length === 1 ? outputs[0]! : { kind: "array", items: outputs };
   } finally {
-    for (const fd of fds) closeSync(fd);
     // The core moves output files out synchronously when the result is handed over; the
-    // directory is removed right after (see the caller), or here on failure.
+    // directory is removed right after, or here on failure.
     scheduleRemoval(dir);
   }
 }
 
-/** Removes the run directory once the result has been handed to the core. */
+/**
+ * Removes the run directory once the result has been handed to the core (which moves the output
+ * files out synchronously), on the thread pool: a synchronous removal per program would cost the
+ * worker's event loop more than the spawn.
+ */
 function scheduleRemoval(dir: string): void {
-  setImmediate(() => rmSync(dir, { recursive: true, force: true }));
+  setImmediate(() => rm(dir, { recursive: true, force: true }, () => undefined));
 }
