@@ -7,15 +7,16 @@
 //! - [`data`]: data objects (plain, file, array, index, JS value) and their stream encoding.
 //! - [`worker`]: the worker side: data store, built-in tasks, transfers.
 //! - [`trace`]: the trace files written while a client asked for tracing.
+//! - [`extension`]: the host of native task libraries (the C ABI of `loom-task`).
 //!
 //! This crate knows nothing of sockets or JavaScript: callers feed it bytes and events and
 //! write out the framed bytes it returns.
 
+pub mod data;
+pub mod extension;
 pub mod frame;
 pub mod proto;
+pub mod server;
 pub mod symbols;
 pub mod trace;
-pub mod server;
-pub mod data;
 pub mod worker;
-pub mod extension;
