@@ -1,6 +1,7 @@
 //! HyperLoom core: everything on the hot paths, in pure Rust (no N-API).
 //!
 //! - [`frame`]: the u64le length-prefixed framing shared by every connection.
+//! - [`log`]: log lines the cores hand to their host.
 //! - [`proto`]: the wire messages, generated from `proto/`.
 //! - [`symbols`]: the symbol dictionary (`loom/...` names and their ids).
 //! - [`server`]: plan ingestion, task graph, scheduler and the server side of both protocols.
@@ -15,6 +16,7 @@
 pub mod data;
 pub mod extension;
 pub mod frame;
+pub mod log;
 pub mod proto;
 pub mod server;
 pub mod symbols;

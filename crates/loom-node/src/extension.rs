@@ -4,6 +4,7 @@
 use crate::worker::{TaskInput, TaskResult};
 use crate::LogLine;
 use loom_core::extension::{ExtInput, ExtOutput, Extension};
+use loom_core::log::LogLevel;
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Task};
 use napi_derive::napi;
@@ -65,12 +66,13 @@ pub struct ExtensionJob {
     logs: Vec<(i32, String)>,
 }
 
-fn level_name(level: i32) -> &'static str {
+/// The level of a task library's log line (the ABI numbers them 0-3).
+fn level_of(level: i32) -> LogLevel {
     match level {
-        0 => "debug",
-        1 => "info",
-        2 => "warn",
-        _ => "error",
+        0 => LogLevel::Debug,
+        1 => LogLevel::Info,
+        2 => LogLevel::Warn,
+        _ => LogLevel::Error,
     }
 }
 
@@ -127,7 +129,7 @@ impl Task for ExtensionJob {
                 .logs
                 .drain(..)
                 .map(|(l, message)| LogLine {
-                    level: level_name(l).to_owned(),
+                    level: level_of(l).name().to_owned(),
                     message,
                 })
                 .collect(),

@@ -1,7 +1,7 @@
 //! `ServerCore`: the server's plan graph and scheduler, fed with socket bytes.
 
 use crate::LogLine;
-use loom_core::server::{LogLevel, Output, Server, ServerError};
+use loom_core::server::{Output, Server, ServerError};
 
 /// `DataRelay.client` when nobody waits for the object: its frames are read and dropped.
 const NO_CLIENT: u32 = u32::MAX;
@@ -41,16 +41,6 @@ pub struct DataRelay {
     pub n_messages: i64,
 }
 
-pub(crate) fn level_name(l: &LogLevel) -> String {
-    match l {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-    }
-    .to_owned()
-}
-
 fn convert(out: Output) -> ServerOutput {
     ServerOutput {
         writes: out
@@ -66,7 +56,7 @@ fn convert(out: Output) -> ServerOutput {
             .logs
             .iter()
             .map(|(l, m)| LogLine {
-                level: level_name(l),
+                level: l.name().to_owned(),
                 message: m.clone(),
             })
             .collect(),

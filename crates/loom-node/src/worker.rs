@@ -1,6 +1,5 @@
 //! `WorkerCore`: the worker's data store and built-in tasks, fed with socket bytes.
 
-use crate::server::level_name;
 use crate::LogLine;
 use loom_core::data::stream::StreamPart;
 use loom_core::worker::{JsResult, JsTask, RedirectInput, Worker, WorkerConfig, WorkerOutput};
@@ -149,22 +148,11 @@ fn convert(env: &Env, out: WorkerOutput) -> napi::Result<WorkerEffects> {
             .logs
             .iter()
             .map(|(l, m)| LogLine {
-                level: level_name_w(l),
+                level: l.name().to_owned(),
                 message: m.clone(),
             })
             .collect(),
     })
-}
-
-fn level_name_w(l: &loom_core::worker::LogLevel) -> String {
-    use loom_core::worker::LogLevel as L;
-    let s = match l {
-        L::Debug => loom_core::server::LogLevel::Debug,
-        L::Info => loom_core::server::LogLevel::Info,
-        L::Warn => loom_core::server::LogLevel::Warn,
-        L::Error => loom_core::server::LogLevel::Error,
-    };
-    level_name(&s)
 }
 
 fn to_result(r: TaskResult) -> napi::Result<JsResult> {

@@ -59,18 +59,7 @@ use graph::Segment;
 /// A connection id, chosen by the socket layer.
 pub type ConnId = u32;
 
-/// Severity of a log line produced by the server core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Detailed tracing.
-    Debug,
-    /// Normal events (registrations, disconnects).
-    Info,
-    /// Something a peer did wrong that the server survived.
-    Warn,
-    /// A connection was closed because of an error.
-    Error,
-}
+pub use crate::log::LogLevel;
 
 /// Everything the server wants done since the last [`Server::take_output`].
 #[derive(Default, Debug)]

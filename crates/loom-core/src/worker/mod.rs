@@ -47,18 +47,7 @@ pub struct WorkerConfig {
     pub extra_task_types: Vec<String>,
 }
 
-/// Level of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Debug.
-    Debug,
-    /// Info.
-    Info,
-    /// Warning.
-    Warn,
-    /// Error.
-    Error,
-}
+pub use crate::log::LogLevel;
 
 /// A task the JS layer must execute (run, js/call, js/value, or any type it registered via
 /// extra_task_types). CPU slots are already allocated.
