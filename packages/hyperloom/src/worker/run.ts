@@ -48,6 +48,24 @@ function stderrTail(path: string): string {
   }
 }
 
+const runRoots = new Set<string>();
+
+/** Creates a fresh run directory (one `mkdir` in the common case). */
+function makeRunDir(workDir: string, dir: string): void {
+  if (!runRoots.has(workDir)) {
+    mkdirSync(join(workDir, "run"), { recursive: true });
+    runRoots.add(workDir);
+  }
+  try {
+    mkdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    // Left over from an earlier run of the same task id: start clean.
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+  }
+}
+
 /** Name of signal number `n` (e.g. `SIGKILL`). */
 function signalName(n: number): string {
   const entry = Object.entries(constants.signals).find(([, v]) => v === n);
@@ -59,8 +77,7 @@ export async function runProgram(task: TaskToRun, ctx: { workDir: string; pin: b
   const cfg = runProto.Run.decode(task.config);
   if (cfg.args.length === 0) throw new Error("No arguments provided");
   const dir = join(ctx.workDir, "run", String(task.id));
-  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
+  makeRunDir(ctx.workDir, dir);
   try {
     const vars = new Map<string, string>();
     let stdin: string | null = null;
