@@ -69,7 +69,15 @@ export class Task {
   /** @internal Submission epoch in which this task is a result. */
   _resultEpoch = 0;
 
-  constructor(taskType: string, options: TaskOptions = {}) {
+  /**
+   * `new Task("my/count", { inputs, config })`, or the guide's form
+   * `new Task({ taskType: "my/count", inputs, config })`.
+   */
+  constructor(taskType: string | (TaskOptions & { taskType: string }), options: TaskOptions = {}) {
+    if (typeof taskType !== "string") {
+      options = taskType;
+      taskType = taskType.taskType;
+    }
     this.taskType = taskType;
     this.inputs = options.inputs ?? [];
     this.config = options.config ?? "";

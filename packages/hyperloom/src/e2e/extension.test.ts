@@ -40,6 +40,19 @@ t("my/count counts the config byte in its input (Rust library)", async ({ client
   assert.is(Number(r.readBigUInt64LE(0)), 3);
 });
 
+t("my/count over an opened (memory-mapped) File, in the guide's Task form", async ({ client, dir }) => {
+  const { writeFileSync } = await import("node:fs");
+  const path = join(dir, "letters.txt");
+  writeFileSync(path, "a".repeat(100_000) + "b".repeat(50));
+  const count = new Task({ taskType: "my/count", inputs: [tasks.open(path)], config: "b" });
+  const r = (await client.submitOne(count).gather()) as Buffer;
+  assert.is(Number(r.readBigUInt64LE(0)), 50);
+});
+
+t("a plan using a task type no worker has is refused, naming the type", async ({ client }) => {
+  assert.throws(() => client.submitOne(new Task({ taskType: "my/unknown", inputs: [] })), /my\/unknown/);
+});
+
 t("a wrong config fails the task with the library's message; a panic fails only its task", async ({ client }) => {
   const bad = client.submitOne(new Task("my/count", { inputs: [tasks.const("abc")], config: "ab" }));
   await bad.gather().then(

@@ -77,6 +77,30 @@ t("task redirection picks the bigger input", async ({ client }) => {
   assert.is(str(await client.submitOne(choose(tasks.const("ab"), tasks.const("xyz"))).gather()), "xyzab");
 });
 
+t("a function that never ends does not block others; a crashing thread fails only its task", async ({ client }) => {
+  const forever = tasks.jsTask(function forever() {
+    for (;;) {
+      // busy forever: occupies one thread of one worker
+    }
+  });
+  const crash = tasks.jsTask(function crash() {
+    return new Promise(() => {
+      setTimeout(() => {
+        throw new Error("uncaught in a timer");
+      }, 0);
+    });
+  });
+  const quick = tasks.jsTask((d: D) => d.read().toString() + "!");
+  client.submit([forever()]);
+  const crashed = client.submitOne(crash());
+  await crashed.gather().then(
+    () => assert.unreachable("should fail"),
+    (e: Error) => assert.match(e.message, "uncaught in a timer"),
+  );
+  const results = await client.gather(client.submit([quick(tasks.const("a")), quick(tasks.const("b")), quick(tasks.const("c"))]));
+  assert.equal(results.map(str), ["a!", "b!", "c!"]);
+});
+
 t("10,000 small function tasks complete", async ({ client }) => {
   const inc = tasks.jsTask((n: number) => String(n + 1), { nDirectArgs: 1 });
   const all = client.submit(Array.from({ length: 10_000 }, (_, i) => inc(i)));
