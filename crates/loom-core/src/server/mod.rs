@@ -160,6 +160,26 @@ impl Worker {
     }
 }
 
+/// Whether a message made only of varint fields carries every field whose bit is set in `mask`
+/// (bit n = field number n).
+fn has_required_varints(msg: &[u8], mask: u32) -> bool {
+    let mut seen = 0u32;
+    let mut buf = msg;
+    while !buf.is_empty() {
+        let Ok(key) = prost::encoding::decode_varint(&mut buf) else {
+            return false;
+        };
+        if key & 7 != 0 || prost::encoding::decode_varint(&mut buf).is_err() {
+            return false;
+        }
+        let field = key >> 3;
+        if field < 32 {
+            seen |= 1 << field;
+        }
+    }
+    seen & mask == mask
+}
+
 /// Sentinel for "no worker".
 pub(crate) const NO_WORKER: u16 = u16::MAX;
 /// Maximum number of in-flight light (0-cpu) tasks per worker.
@@ -373,6 +393,13 @@ impl Server {
     /// The payload of a DataHeader frame arrived on the server's data port.
     pub fn on_data_header(&mut self, header: &[u8]) -> Result<Relay, ServerError> {
         let h = DataHeader::decode(header).map_err(|_| ServerError::Malformed("DataHeader"))?;
+        if !has_required_varints(header, 0b1110) {
+            // prost does not enforce proto2 `required`: a header without its frame count or type
+            // cannot be relayed safely.
+            return Err(ServerError::Malformed(
+                "DataHeader (missing required fields)",
+            ));
+        }
         let n_messages = h.n_messages.max(0) as u64;
         let entry = self.fetches.get_mut(&h.id).and_then(|q| q.pop_front());
         if self.fetches.get(&h.id).is_some_and(|q| q.is_empty()) {

@@ -1350,3 +1350,13 @@ fn trace_records_plan_schedule_finish_and_updates_workers() {
     assert!(!find("R").is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn data_header_without_required_fields_is_refused() {
+    let mut h = setup(1);
+    // `0802`: id 1 only (the conformance suite's truncated header).
+    assert!(matches!(
+        h.s.on_data_header(&[0x08, 0x02]),
+        Err(ServerError::Malformed(_))
+    ));
+}

@@ -206,10 +206,6 @@ export const KNOWN: Record<string, { kind: "deliberate" | "divergence"; text: st
     kind: "deliberate",
     text: "README #6: our worker's Register lists the recorded task types then loom/js/call, loom/js/value, and the recorded data types then loom/js/obj",
   },
-  "data-header-required-fields": {
-    kind: "divergence",
-    text: "server data port: a DataHeader missing its required n_messages/type_id is accepted (prost does not enforce proto2 `required`; treated as 0) instead of closing the connection as malformed",
-  },
   "client-taskfailed-label": {
     kind: "divergence",
     text: "client: TaskFailed's message carries the task label (`Task id=0 (ls) failed: ...`) where the original client's str(TaskFailed) is `Task id=0 failed: ...`; run tasks always get a label, so the text of a failed run differs (taskId, worker and errorMessage are equal)",
