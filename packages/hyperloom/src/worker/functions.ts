@@ -32,8 +32,11 @@ export class FunctionRunner {
       ({ Tinypool }) =>
         new Tinypool({
           filename: join(__dirname, "function-thread.js"),
-          minThreads: 1,
+          // All threads up front and kept: a thread above minThreads is otherwise ended as soon
+          // as it idles and started again for the next call (milliseconds each).
+          minThreads: this.threads,
           maxThreads: this.threads,
+          idleTimeout: 60_000,
           isolateWorkers: false,
         }) as unknown as Pool,
     );
