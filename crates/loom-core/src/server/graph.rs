@@ -25,6 +25,9 @@ pub(crate) const RESULT: u8 = 1;
 pub(crate) const OVERRIDE: u8 = 2;
 /// TASK_FINISHED was already sent for this result (a recomputation must not repeat it).
 pub(crate) const NOTIFIED: u8 = 4;
+/// Sent to its worker before its inputs finished (pipelining): the worker starts it when the
+/// inputs it computes itself are published.
+pub(crate) const EARLY: u8 = 8;
 
 /// The tasks of one plan: internal ids `base..base+n`.
 pub(crate) struct Segment {

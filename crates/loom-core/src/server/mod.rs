@@ -260,6 +260,8 @@ pub struct Server {
     /// or NO_WORKER while the object is being recomputed).
     pub(crate) fetches: HashMap<i32, VecDeque<(u32, i32, u16)>>,
     pub(crate) scratch_score: Vec<u64>,
+    /// Work list of [`Server::pipeline`] (kept to avoid an allocation per assignment).
+    pub(crate) scratch_pipeline: Vec<(usize, usize)>,
     pub(crate) out: Output,
     /// The trace, while a client asked for one.
     pub(crate) trace: Option<Box<crate::trace::server::ServerTrace>>,
@@ -309,6 +311,7 @@ impl Server {
             parked: Vec::new(),
             fetches: HashMap::new(),
             scratch_score: Vec::new(),
+            scratch_pipeline: Vec::new(),
             out: Output::default(),
             trace: None,
         }

@@ -93,6 +93,7 @@ impl Server {
                 Pick::Worker(w) => {
                     self.pop_queue(heavy);
                     self.assign(si, off, w);
+                    self.pipeline(si, off, w);
                 }
                 Pick::Full => break,
                 Pick::Nobody => {
@@ -192,6 +193,7 @@ impl Server {
         let c = seg.cpus[off];
         seg.state[off] = graph::RUNNING;
         seg.wk[off] = w;
+        seg.flags[off] &= !graph::EARLY;
         let ov = seg.flags[off] & graph::OVERRIDE != 0;
         if let Some(t) = self.trace.as_mut() {
             t.scheduled(id, w);
@@ -226,6 +228,72 @@ impl Server {
                 c as u32,
             );
         }
+    }
+
+    /// Pipelining: after task `off` of segment `si` went to worker `w`, its light consumers
+    /// whose inputs are all on `w` already or being computed there are sent to `w` too, at once,
+    /// and so on down the graph. The worker starts each as soon as its inputs are published
+    /// locally, so a chain costs no round trip to the server per task. Consumers with many
+    /// inputs (e.g. one array over a million tasks) are left to the normal path, keeping this
+    /// O(1) per edge.
+    fn pipeline(&mut self, si: usize, off: usize, w: u16) {
+        let mut work = std::mem::take(&mut self.scratch_pipeline);
+        work.push((si, off));
+        while let Some((ps, po)) = work.pop() {
+            let (a, b) = self.segs[ps].cons_range(po);
+            for k in a..b {
+                if self.workers[w as usize].light >= LIGHT_CAP {
+                    work.clear();
+                    break;
+                }
+                let c = self.segs[ps].cons[k];
+                let Some((cs, co)) = self.locate_hint(c, ps) else {
+                    continue;
+                };
+                if self.can_pipeline(cs, co, w) {
+                    self.assign(cs, co, w);
+                    self.segs[cs].flags[co] |= graph::EARLY;
+                    work.push((cs, co));
+                }
+            }
+        }
+        self.scratch_pipeline = work;
+    }
+
+    /// Whether task `off` of segment `si` may be sent to `w` before its inputs finished.
+    fn can_pipeline(&self, si: usize, off: usize, w: u16) -> bool {
+        /// More inputs than this are not worth checking on every assignment.
+        const MAX_INPUTS: usize = 8;
+        let seg = &self.segs[si];
+        if seg.state[off] != graph::WAITING
+            || seg.cpus[off] != 0
+            || seg.flags[off] & graph::OVERRIDE != 0
+            || seg.ttype[off] == self.sym.dslice
+            || seg.ttype[off] == self.sym.dget
+            || !self.workers[w as usize]
+                .types
+                .get(seg.ttype[off] as usize)
+                .copied()
+                .unwrap_or(false)
+        {
+            return false;
+        }
+        let inputs = self.task_inputs(si, off);
+        if inputs.len() > MAX_INPUTS {
+            return false;
+        }
+        inputs.iter().all(|&x| {
+            self.locate_hint(x, si).is_some_and(|(xs, xo)| {
+                let s = &self.segs[xs];
+                match s.state[xo] {
+                    graph::RUNNING => s.wk[xo] == w,
+                    graph::FINISHED => {
+                        s.wk[xo] == w || self.extra_owners.get(&x).is_some_and(|e| e.contains(&w))
+                    }
+                    _ => false,
+                }
+            })
+        })
     }
 
     /// Makes sure data `x` is on worker `w` or on its way there.
@@ -573,7 +641,15 @@ impl Server {
                 if st == graph::RUNNING {
                     let wk = s.wk[co];
                     let cpus = s.cpus[co];
-                    if self.workers[wk as usize].alive {
+                    if s.flags[co] & graph::EARLY != 0 {
+                        // Sent early and now never startable (an input failed): the worker
+                        // will not answer for it, so its light slot is freed here.
+                        s.flags[co] &= !graph::EARLY;
+                        let wkr = &mut self.workers[wk as usize];
+                        if wkr.alive {
+                            wkr.light = wkr.light.saturating_sub(1);
+                        }
+                    } else if self.workers[wk as usize].alive {
                         self.workers[wk as usize].residual.insert(c, cpus);
                     }
                 }

@@ -256,16 +256,18 @@ fn hello_full_flow() {
     );
     h.send(2, &p);
     let seen = h.take();
-    assert_eq!(seen.tasks(1), vec![0, 1]);
+    // The merge is pipelined: both its inputs are being computed on the same worker, so it is
+    // sent in the same batch and the worker starts it when they are published.
+    assert_eq!(seen.tasks(1), vec![0, 1, 2]);
     let t0 = seen.of(1, 1)[0];
     assert_eq!(t0.task_type, Some(CONST));
     assert_eq!(t0.task_config.as_deref(), Some(&b"ABCDE"[..]));
     assert_eq!(t0.checkpoint_path.as_deref(), Some(""));
+    assert_eq!(seen.of(1, 1)[2].task_inputs, vec![0, 1]);
     h.fin(1, 0, 5);
     h.fin(1, 1, 3);
     let seen = h.take();
-    assert_eq!(seen.tasks(1), vec![2]);
-    assert_eq!(seen.of(1, 1)[0].task_inputs, vec![0, 1]);
+    assert!(seen.tasks(1).is_empty());
     assert_eq!(stats(&mut h, 2), (1, 2));
     h.fin(1, 2, 8);
     let seen = h.take();
@@ -393,7 +395,11 @@ fn plan_validation_errors() {
     );
     let seen = h.take();
     assert!(seen.errors(2).is_empty());
-    assert_eq!(seen.tasks(1), vec![1]);
+    assert_eq!(
+        seen.tasks(1),
+        vec![1, 0],
+        "the consumer is pipelined after its input"
+    );
     // Overlapping id_base.
     let e = rejected(&mut h, plan_req(1, vec![task(CONST, b"", &[], true)], &[]));
     assert!(e.starts_with("Plan rejected: id_base 1 overlaps"), "{e}");
@@ -613,7 +619,8 @@ fn failure_propagates_only_to_dependants() {
     );
     assert_eq!(h.take().tasks(1), vec![0, 4]);
     h.fin(1, 0, 1);
-    assert_eq!(h.take().tasks(1), vec![1]);
+    // The run, and the light tasks depending on it (pipelined to the same worker).
+    assert_eq!(h.take().tasks(1), vec![1, 2, 3]);
     h.respond(1, worker_response::Type::Failed, 1, 0, 0);
     let seen = h.take();
     let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
@@ -629,6 +636,8 @@ fn failure_propagates_only_to_dependants() {
     assert_eq!(seen.removes(1), vec![0], "the input nobody needs any more");
     h.fin(1, 4, 1);
     assert_eq!(h.take().finished(2), vec![4]);
+    // The pipelined dependants will never start on the worker: their slots are free again.
+    assert_eq!(h.s.workers[0].light, 0);
     // Depending on a failed task is rejected.
     let e = rejected(&mut h, plan_req(5, vec![task(MERGE, b"", &[2], true)], &[]));
     assert!(e.contains("failed") || e.contains("unknown"), "{e}");
@@ -816,20 +825,20 @@ fn worker_loss_reschedules_and_recomputes() {
         ),
     );
     let seen = h.take();
-    assert_eq!((seen.tasks(1), seen.tasks(3)), (vec![0], vec![2]));
+    // Task 1 (light, its only input computed on worker 1) is pipelined there.
+    assert_eq!((seen.tasks(1), seen.tasks(3)), (vec![0, 1], vec![2]));
     h.fin(1, 0, 1);
-    let seen = h.take();
-    assert_eq!(seen.tasks(1), vec![1]);
+    assert!(h.take().tasks(1).is_empty());
     h.fin(1, 1, 1); // task 1 on worker 1, a (result) is also on worker 1
     h.take();
     h.s.on_close(1);
     let seen = h.take();
     // a is a held result with no inputs: recomputed (light, runs beside the 1-cpu task);
-    // then 1 is recomputed from it.
-    assert_eq!(seen.tasks(3), vec![0]);
+    // 1 is recomputed from it and 3 (whose other input runs there too) follow, pipelined.
+    assert_eq!(seen.tasks(3), vec![0, 1, 3]);
     h.fin(3, 0, 1);
     let seen = h.take();
-    assert_eq!(seen.tasks(3), vec![1]);
+    assert!(seen.tasks(3).is_empty());
     assert!(
         seen.finished(2).is_empty(),
         "result 0 was already announced"
@@ -837,7 +846,7 @@ fn worker_loss_reschedules_and_recomputes() {
     h.fin(3, 1, 1);
     assert!(h.take().tasks(3).is_empty());
     h.fin(3, 2, 1);
-    assert_eq!(h.take().tasks(3), vec![3]);
+    assert!(h.take().tasks(3).is_empty());
     h.fin(3, 3, 1);
     assert_eq!(h.take().finished(2), vec![3]);
     // The recomputed result 0 was not announced twice; it can still be fetched and released.
@@ -900,16 +909,20 @@ fn dslice_and_dget_expand() {
     tasks.push(task(DSLICE, b"", &[8], false)); // 9
     tasks.push(task(MERGE, b"", &[9], true)); // 10
     h.send(2, &plan_req(0, tasks, &[]));
-    assert_eq!(h.take().tasks(1).len(), 8);
+    // The consts, and the array over them pipelined behind them.
+    assert_eq!(h.take().tasks(1).len(), 9);
     for i in 0..8 {
         h.fin(1, i, 1);
     }
-    assert_eq!(h.take().tasks(1), vec![8]);
+    assert!(h.take().tasks(1).is_empty(), "the array was sent already");
     h.respond(1, worker_response::Type::Finished, 8, 8, 8);
     let seen = h.take();
-    // 1 cpu -> slice size round(8/4) = 2 -> 4 slices.
-    let slices = seen.of(1, 1);
-    assert_eq!(slices.len(), 4);
+    // 1 cpu -> slice size round(8/4) = 2 -> 4 slices; the copies of T consuming them are
+    // pipelined in the same batch.
+    let cmds = seen.of(1, 1);
+    let slices: Vec<_> = cmds.iter().filter(|c| c.task_type == Some(0)).collect();
+    let copies: Vec<_> = cmds.iter().filter(|c| c.task_type == Some(MERGE)).collect();
+    assert_eq!((slices.len(), copies.len(), cmds.len()), (4, 4, 8));
     let cfg = slices[1].task_config.as_deref().unwrap();
     assert_eq!(cfg.len(), 16);
     assert_eq!(u64::from_le_bytes(cfg[..8].try_into().unwrap()), 2);
@@ -923,9 +936,6 @@ fn dslice_and_dget_expand() {
     }
     let seen = h.take();
     assert_eq!(seen.removes(1), vec![8], "X is freed once every slice ran");
-    let copies = seen.of(1, 1);
-    assert_eq!(copies.len(), 4);
-    assert!(copies.iter().all(|c| c.task_type == Some(MERGE)));
     assert_eq!(copies[0].task_inputs, vec![ids[0]]);
     let cids: Vec<i32> = copies.iter().map(|c| c.id.unwrap()).collect();
     for &c in &cids {
@@ -961,9 +971,14 @@ fn dslice_and_dget_expand() {
     h.fin(1, 2, 3);
     h.respond(1, worker_response::Type::Finished, 0, 3, 3);
     let seen = h.take();
-    let gets = seen.of(1, 1);
-    assert_eq!(gets.len(), 3);
-    assert!(gets.iter().all(|g| g.task_type == Some(1)));
+    let cmds = seen.of(1, 1);
+    let gets: Vec<_> = cmds.iter().filter(|g| g.task_type == Some(1)).collect();
+    let copies: Vec<_> = cmds.iter().filter(|c| c.task_type == Some(MERGE)).collect();
+    assert_eq!(
+        (gets.len(), copies.len()),
+        (3, 3),
+        "gets, and the copies pipelined"
+    );
     assert_eq!(
         gets[2].task_config.as_deref(),
         Some(&2u64.to_le_bytes()[..])
@@ -972,9 +987,7 @@ fn dslice_and_dget_expand() {
     for &g in &gids {
         h.fin(1, g, 1);
     }
-    let seen = h.take();
-    let copies = seen.of(1, 1);
-    assert_eq!(copies.len(), 3);
+    h.take();
     assert_eq!(copies[1].task_inputs, vec![gids[1], 2]);
     // Invalid dslice shapes.
     let e = rejected(
@@ -1359,4 +1372,36 @@ fn data_header_without_required_fields_is_refused() {
         h.s.on_data_header(&[0x08, 0x02]),
         Err(ServerError::Malformed(_))
     ));
+}
+
+#[test]
+fn chains_are_pipelined_and_a_failure_frees_their_slots() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], false),
+                task(MERGE, b"", &[0], false),
+                task(MERGE, b"", &[1], false),
+                task(MERGE, b"", &[2], true),
+            ],
+            &[],
+        ),
+    );
+    // The whole chain goes out in one batch; the worker runs it without a round trip per task.
+    assert_eq!(h.take().tasks(1), vec![0, 1, 2, 3]);
+    assert_eq!(h.s.workers[0].light, 4);
+    h.fin(1, 0, 1);
+    h.respond(1, worker_response::Type::Failed, 1, 0, 0);
+    let seen = h.take();
+    let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error.as_ref().unwrap().id, Some(3));
+    assert_eq!(
+        h.s.workers[0].light, 0,
+        "the dependants sent early will never start: their slots are freed"
+    );
+    assert!(seen.tasks(1).is_empty());
 }
