@@ -55,6 +55,18 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     }
   };
 
+  /** Runs a core call and applies its output; a core error is logged, never fatal. */
+  const safely = (f: () => ServerOutput, what: string): void => {
+    let out: ServerOutput;
+    try {
+      out = f();
+    } catch (e) {
+      log("error", `${what}: ${(e as Error).message}`);
+      return;
+    }
+    apply(out);
+  };
+
   const dataServer = createServer({ noDelay: true }, (socket) => {
     relayDataStreams(socket, {
       onHeader: (header) => core!.onDataHeader(header),
@@ -69,7 +81,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     sockets.set(conn, socket);
     writers.set(conn, new ClientWriter(socket));
     const ip = (socket.remoteAddress ?? "127.0.0.1").replace(/^::ffff:/, "");
-    apply(core!.onConnect(conn, ip));
+    safely(() => core!.onConnect(conn, ip), `connection ${conn}`);
     socket.on("data", (chunk: Buffer) => {
       let out: ServerOutput;
       try {
@@ -87,12 +99,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     socket.on("close", () => {
       sockets.delete(conn);
       writers.delete(conn);
-      apply(core!.onClose(conn));
+      safely(() => core!.onClose(conn), `closing connection ${conn}`);
     });
   });
   const port = await listen(main, options.port ?? 9010, host);
   // Tracing: the core writes its trace out at least once a second.
-  const traceTimer = setInterval(() => apply(core!.traceTick()), 1000).unref();
+  const traceTimer = setInterval(() => safely(() => core!.traceTick(), "trace"), 1000).unref();
   return {
     port,
     dataPort,

@@ -64,7 +64,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     socket.on("error", (e) => log("debug", `data connection ${conn}: ${e.message}`));
     socket.on("close", () => {
       peers.delete(conn);
-      if (!stopped) apply(core!.onPeerClose(conn));
+      if (!stopped) guard(() => core!.onPeerClose(conn), () => undefined);
     });
   });
   const dataPort = await listen(dataServer, options.host ?? "0.0.0.0");
@@ -140,13 +140,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       socket.write(frame(comm.Announce.encode({ port: dataPort }).finish()));
       // The peer may send on this connection too (the original reuses it in reverse): the core
       // expects every connection to start with an Announce, so it gets the peer's.
-      apply(core!.onPeerData(conn, frame(comm.Announce.encode({ port }).finish())));
+      guard(() => core!.onPeerData(conn, frame(comm.Announce.encode({ port }).finish())), () => socket.destroy());
       socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
       socket.on("error", (err) => log("warn", `data connection to ${target}: ${err.message}`));
       socket.on("close", () => {
         outgoing.delete(target);
         peers.delete(conn);
-        if (!stopped) apply(core!.onPeerClose(conn));
+        if (!stopped) guard(() => core!.onPeerClose(conn), () => undefined);
       });
     }
     const socket = peer.socket;
@@ -158,7 +158,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   function startTask(t: TaskToRun): void {
     const handler = handlers[t.taskType];
     if (handler === undefined) {
-      apply(core!.failTask(t.id, `Task type '${t.taskType}' is not supported by this worker`));
+      guard(() => core!.failTask(t.id, `Task type '${t.taskType}' is not supported by this worker`), () => undefined);
       return;
     }
     handler(t).then(
@@ -166,13 +166,17 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         if (stopped) return;
         if ("redirect" in outcome) {
           const r = outcome.redirect;
-          apply(core!.redirectTask(t.id, r.taskType, r.config, r.inputs));
+          guard(() => core!.redirectTask(t.id, r.taskType, r.config, r.inputs), () => undefined);
         } else {
-          apply(core!.finishTask(t.id, outcome.result));
+          // A result the core cannot take (e.g. an output file gone) fails the task instead.
+          guard(
+            () => core!.finishTask(t.id, outcome.result),
+            () => guard(() => core!.failTask(t.id, "the task's result could not be stored"), () => undefined),
+          );
         }
       },
       (err: unknown) => {
-        if (!stopped) apply(core!.failTask(t.id, err instanceof Error ? err.message : String(err)));
+        if (!stopped) guard(() => core!.failTask(t.id, err instanceof Error ? err.message : String(err)), () => undefined);
       },
     );
   }
@@ -181,7 +185,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const done = new Promise<void>((r) => (resolveDone = r));
   // Tracing: CPU samples and the trace written out about once a second.
   const traceTimer = setInterval(() => {
-    if (!stopped) apply(core!.traceTick());
+    if (!stopped) guard(() => core!.traceTick(), () => undefined);
   }, 1000).unref();
   const close = (): void => {
     if (stopped) return;
