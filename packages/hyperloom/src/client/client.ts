@@ -153,14 +153,17 @@ export class Client {
     await Promise.all(futures.map((f) => this.waitOne(f)));
   }
 
-  /** Fetches the results (kept on the workers), in the order of `futures`. */
-  async fetch(futures: readonly Future[]): Promise<DataValue[]> {
-    return Promise.all(futures.map((f) => this.fetchOne(f)));
+  /**
+   * Fetches the results (kept on the workers), in the order of `futures`. `T` is what the tasks
+   * produce: `Buffer` (plain data, the default), arrays, or values of value objects.
+   */
+  async fetch<T = Buffer>(futures: readonly Future[]): Promise<T[]> {
+    return Promise.all(futures.map((f) => this.fetchOne(f) as Promise<T>));
   }
 
-  /** Fetches the results, then releases them. */
-  async gather(futures: readonly Future[]): Promise<DataValue[]> {
-    const results = await this.fetch(futures);
+  /** Fetches the results, then releases them (see {@link Client.fetch} for `T`). */
+  async gather<T = Buffer>(futures: readonly Future[]): Promise<T[]> {
+    const results = await this.fetch<T>(futures);
     this.release(futures);
     return results;
   }

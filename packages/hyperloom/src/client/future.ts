@@ -51,16 +51,20 @@ export class Future {
     return this.client.wait([this]);
   }
 
-  /** Waits and downloads the result; the result stays on the workers. */
-  async fetch(): Promise<DataValue> {
-    const [r] = await this.client.fetch([this]);
-    return r as DataValue;
+  /**
+   * Waits and downloads the result; the result stays on the workers. `T` is what the task
+   * produces: `Buffer` (plain data, the default), an array for `arrayMake`/`split`/several
+   * outputs, any value for a value object.
+   */
+  async fetch<T = Buffer>(): Promise<T> {
+    const [r] = await this.client.fetch<T>([this]);
+    return r as T;
   }
 
-  /** Fetches the result, then releases it. */
-  async gather(): Promise<DataValue> {
-    const [r] = await this.client.gather([this]);
-    return r as DataValue;
+  /** Fetches the result, then releases it (see {@link Future.fetch} for `T`). */
+  async gather<T = Buffer>(): Promise<T> {
+    const [r] = await this.client.gather<T>([this]);
+    return r as T;
   }
 
   /** Releases the result on the server (nothing is sent for a running future: it is canceled). */

@@ -54,7 +54,7 @@ t("arrays: make, get, slice, size and length, fetched as arrays", async ({ clien
   const arr = tasks.arrayMake([c, c]);
   const items = tasks.arrayMake(["0", "1", "2", "3", "4"].map((v) => tasks.const(v)));
   const fs = client.submit([arr, tasks.size(arr), tasks.length(arr), tasks.get(items, 3), tasks.slice(items, 2, 4), tasks.slice(items, 4, 100), tasks.arrayMake([])]);
-  const [a, size, len, g, s, s2, empty] = await client.gather(fs);
+  const [a, size, len, g, s, s2, empty] = await client.gather<unknown>(fs);
   assert.equal((a as Buffer[]).map(str), ["x".repeat(25), "x".repeat(25)]);
   assert.is(u64(size), 50);
   assert.is(u64(len), 2);

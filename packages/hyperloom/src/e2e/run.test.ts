@@ -24,7 +24,7 @@ t("stdin, file inputs, variables and several outputs", async ({ client }) => {
     tasks.run("/bin/echo $X and $X", [[tasks.const("VALUE"), "$X"]]),
     tasks.run(["/bin/sh", "-c", "echo FILEDATA > myout; echo STDOUT"], [], { outputs: ["myout", null] }),
   ]);
-  const [grep, cat, echo, outs] = await client.gather(fs);
+  const [grep, cat, echo, outs] = await client.gather<unknown>(fs);
   assert.is(str(grep), "Loom is here\nLoom again\n");
   assert.is(str(cat), "ONE\nTWO\n");
   assert.is(str(echo), "VALUE and VALUE\n");
