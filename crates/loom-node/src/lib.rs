@@ -24,3 +24,15 @@ pub struct LogLine {
     /// The message.
     pub message: String,
 }
+
+impl LogLine {
+    /// The core's log lines as JS objects.
+    pub(crate) fn all(logs: Vec<(loom_core::log::LogLevel, String)>) -> Vec<LogLine> {
+        logs.into_iter()
+            .map(|(level, message)| LogLine {
+                level: level.name().to_owned(),
+                message,
+            })
+            .collect()
+    }
+}

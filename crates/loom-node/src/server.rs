@@ -52,14 +52,7 @@ fn convert(out: Output) -> ServerOutput {
             })
             .collect(),
         close: out.close,
-        logs: out
-            .logs
-            .iter()
-            .map(|(l, m)| LogLine {
-                level: l.name().to_owned(),
-                message: m.clone(),
-            })
-            .collect(),
+        logs: LogLine::all(out.logs),
         terminate: out.terminate,
     }
 }

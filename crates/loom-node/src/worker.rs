@@ -144,14 +144,7 @@ fn convert(env: &Env, out: WorkerOutput) -> napi::Result<WorkerEffects> {
         to_server: out.to_server.into(),
         sends,
         tasks: out.js_tasks.into_iter().map(convert_task).collect(),
-        logs: out
-            .logs
-            .iter()
-            .map(|(l, m)| LogLine {
-                level: l.name().to_owned(),
-                message: m.clone(),
-            })
-            .collect(),
+        logs: LogLine::all(out.logs),
     })
 }
 

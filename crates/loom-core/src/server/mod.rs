@@ -160,26 +160,6 @@ impl Worker {
     }
 }
 
-/// Whether a message made only of varint fields carries every field whose bit is set in `mask`
-/// (bit n = field number n).
-fn has_required_varints(msg: &[u8], mask: u32) -> bool {
-    let mut seen = 0u32;
-    let mut buf = msg;
-    while !buf.is_empty() {
-        let Ok(key) = prost::encoding::decode_varint(&mut buf) else {
-            return false;
-        };
-        if key & 7 != 0 || prost::encoding::decode_varint(&mut buf).is_err() {
-            return false;
-        }
-        let field = key >> 3;
-        if field < 32 {
-            seen |= 1 << field;
-        }
-    }
-    seen & mask == mask
-}
-
 /// Sentinel for "no worker".
 pub(crate) const NO_WORKER: u16 = u16::MAX;
 /// Maximum number of in-flight light (0-cpu) tasks per worker.
@@ -396,7 +376,7 @@ impl Server {
     /// The payload of a DataHeader frame arrived on the server's data port.
     pub fn on_data_header(&mut self, header: &[u8]) -> Result<Relay, ServerError> {
         let h = DataHeader::decode(header).map_err(|_| ServerError::Malformed("DataHeader"))?;
-        if !has_required_varints(header, 0b1110) {
+        if !wire::data_header_complete(header) {
             // prost does not enforce proto2 `required`: a header without its frame count or type
             // cannot be relayed safely.
             return Err(ServerError::Malformed(

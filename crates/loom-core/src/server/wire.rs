@@ -147,6 +147,25 @@ pub(crate) struct WorkerResp<'a> {
     pub(crate) error_msg: Option<&'a [u8]>,
 }
 
+/// Whether a `DataHeader` carries its three required fields (prost does not check proto2
+/// `required`).
+pub(crate) fn data_header_complete(b: &[u8]) -> bool {
+    let mut r = Rd::new(b);
+    let mut seen = 0u8;
+    while !r.done() {
+        let Ok((f, wt)) = r.key() else {
+            return false;
+        };
+        if r.varint_of(wt).is_err() {
+            return false;
+        }
+        if (1..=3).contains(&f) {
+            seen |= 1 << f;
+        }
+    }
+    seen == 0b1110
+}
+
 /// Scans a `WorkerResponse`.
 #[inline]
 pub(crate) fn scan_worker_response(b: &[u8]) -> Result<WorkerResp<'_>, Malformed> {
