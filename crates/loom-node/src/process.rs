@@ -92,3 +92,31 @@ pub fn run_program<'env>(
         .map_err(|e| napi::Error::from_reason(format!("cannot start a thread: {e}")))?;
     Ok(promise)
 }
+
+/// Paths waiting for the background remover.
+static REMOVER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<String>>> =
+    std::sync::OnceLock::new();
+
+/// Removes the directory tree at `path` on a background thread (run directories: removing them
+/// from JavaScript costs the event loop a chain of lstat/readdir/unlink callbacks per program).
+/// Errors are ignored: a leftover directory is removed with the worker's work directory.
+#[napi]
+pub fn remove_tree_in_background(path: String) -> napi::Result<()> {
+    let sender = REMOVER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("hyperloom-remove".into())
+            .spawn(move || {
+                for p in rx {
+                    let _ = std::fs::remove_dir_all(p);
+                }
+            })
+            .expect("the remover thread starts");
+        std::sync::Mutex::new(tx)
+    });
+    sender
+        .lock()
+        .map_err(|_| napi::Error::from_reason("remover poisoned"))?
+        .send(path)
+        .map_err(|e| napi::Error::from_reason(format!("remover gone: {e}")))
+}

@@ -99,6 +99,8 @@ export interface ProgramExit {
 
 /** The addon's exports. */
 export interface Native {
+  /** Removes a directory tree on a background thread. */
+  removeTreeInBackground(path: string): void;
   /** Starts a program (posix_spawn) and resolves when it ends; rejects when it cannot start. */
   runProgram(argv: string[], cwd: string, stdio: { stdin?: string; stdout?: string; stderr: string }): Promise<ProgramExit>;
   protocolVersion(): number;

@@ -4,7 +4,7 @@
  * Standard streams go to files, never through JavaScript, so large outputs cannot deadlock.
  */
 import { constants } from "node:os";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, fstatSync, rm, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, fstatSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs";
 import { native } from "../native.js";
 import { isAbsolute, join, normalize } from "node:path";
 import { run as runProto } from "../protocol/messages.js";
@@ -122,9 +122,9 @@ export async function runProgram(task: TaskToRun, ctx: { workDir: string; pin: b
 
 /**
  * Removes the run directory once the result has been handed to the core (which moves the output
- * files out synchronously), on the thread pool: a synchronous removal per program would cost the
- * worker's event loop more than the spawn.
+ * files out synchronously), on the addon's remover thread: removing it from JavaScript would cost
+ * the worker's event loop more than the spawn.
  */
 function scheduleRemoval(dir: string): void {
-  setImmediate(() => rm(dir, { recursive: true, force: true }, () => undefined));
+  setImmediate(() => native().removeTreeInBackground(dir));
 }
