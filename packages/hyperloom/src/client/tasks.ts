@@ -2,8 +2,9 @@
  * Builders of the built-in tasks (the guide's `loom.client.tasks`). Each returns a {@link Task};
  * configs follow the spec's layouts (section 6).
  */
-import { isAbsolute, normalize } from "node:path";
+import { isAbsolute } from "node:path";
 import { run as runProto } from "../protocol/messages.js";
+import { runFileNameError } from "../protocol/run-names.js";
 import { Symbol } from "../protocol/symbols.js";
 import { cpu1, cpus, ResourceRequest, Task, type TaskConfig, type TaskInput } from "./task.js";
 import { LoomError } from "./errors.js";
@@ -98,10 +99,8 @@ export interface RunOptions {
 
 /** Checks that a file name given to `run` stays inside the run directory. */
 export function checkRunFileName(name: string): void {
-  if (name.startsWith("$") || name === "+in" || name === "+out") return;
-  if (name === "" || isAbsolute(name) || normalize(name).split("/").includes("..") || name.includes("\0")) {
-    throw new LoomError(`Invalid file name '${name}' for run: it must be a relative path inside the run directory`);
-  }
+  const error = runFileNameError(name);
+  if (error !== undefined) throw new LoomError(error);
 }
 
 /**

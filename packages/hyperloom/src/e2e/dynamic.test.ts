@@ -1,18 +1,8 @@
-import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { LocalCluster } from "../cluster/local-cluster.js";
-import { Client, tasks } from "../index.js";
+import { clusterSuite } from "./cluster-suite.js";
+import { tasks } from "../index.js";
 
-const t = suite<{ cluster: LocalCluster; client: Client }>("dynamic slice and get");
-
-t.before(async (ctx) => {
-  ctx.cluster = await LocalCluster.start({ workers: 2, cpus: 1 });
-  ctx.client = await ctx.cluster.connect();
-});
-t.after(async (ctx) => {
-  await ctx.client.close();
-  await ctx.cluster.stop();
-});
+const t = clusterSuite("dynamic slice and get", { workers: 2, cpus: 1 });
 
 const items = (): ReturnType<typeof tasks.arrayMake> =>
   tasks.arrayMake(Array.from({ length: 10 }, (_, i) => tasks.const(String(i))));

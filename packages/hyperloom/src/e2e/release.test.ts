@@ -1,23 +1,13 @@
-import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { clusterSuite } from "./cluster-suite.js";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { LocalCluster } from "../cluster/local-cluster.js";
-import { Client, tasks } from "../index.js";
+import { tasks, type Client } from "../index.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
 
-const t = suite<{ cluster: LocalCluster; client: Client }>("release");
-
-t.before(async (ctx) => {
-  ctx.cluster = await LocalCluster.start({ workers: 1, cpus: 1 });
-  ctx.client = await ctx.cluster.connect();
-});
-t.after(async (ctx) => {
-  await ctx.client.close();
-  await ctx.cluster.stop();
-});
+const t = clusterSuite("release", { workers: 1, cpus: 1 });
 
 async function waitForObjects(client: Client, n: number): Promise<number> {
   let seen = -1;

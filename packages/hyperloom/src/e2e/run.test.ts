@@ -1,18 +1,9 @@
-import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { clusterSuite } from "./cluster-suite.js";
 import { LocalCluster } from "../cluster/local-cluster.js";
-import { Client, TaskFailed, tasks } from "../index.js";
+import { TaskFailed, tasks } from "../index.js";
 
-const t = suite<{ cluster: LocalCluster; client: Client }>("run");
-
-t.before(async (ctx) => {
-  ctx.cluster = await LocalCluster.start({ workers: 2, cpus: 2 });
-  ctx.client = await ctx.cluster.connect();
-});
-t.after(async (ctx) => {
-  await ctx.client.close();
-  await ctx.cluster.stop();
-});
+const t = clusterSuite("run", { workers: 2, cpus: 2 });
 
 const str = (b: unknown): string => (b as Buffer).toString();
 

@@ -1,22 +1,12 @@
-import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { clusterSuite } from "./cluster-suite.js";
 import { readFileSync } from "node:fs";
-import { LocalCluster } from "../cluster/local-cluster.js";
-import { Client, tasks } from "../index.js";
+import { tasks } from "../index.js";
 
 const MiB = 1024 * 1024;
 const SIZE = 256 * MiB;
 
-const t = suite<{ cluster: LocalCluster; client: Client }>("transfers");
-
-t.before(async (ctx) => {
-  ctx.cluster = await LocalCluster.start({ workers: 2, cpus: 1 });
-  ctx.client = await ctx.cluster.connect();
-});
-t.after(async (ctx) => {
-  await ctx.client.close();
-  await ctx.cluster.stop();
-});
+const t = clusterSuite("transfers", { workers: 2, cpus: 1 });
 
 /** Peak resident memory of a process, in bytes (Linux). */
 function peakRss(pid: number): number {

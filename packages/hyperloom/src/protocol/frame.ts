@@ -106,14 +106,6 @@ function readLength(b: Buffer, pos: number): number {
   return hi * 2 ** 32 + lo;
 }
 
-/** The 8-byte length prefix of a frame of `length` bytes. */
-export function frameHeader(length: number): Buffer {
-  const h = Buffer.allocUnsafe(8);
-  h.writeUInt32LE(length >>> 0, 0);
-  h.writeUInt32LE(Math.floor(length / 2 ** 32), 4);
-  return h;
-}
-
 /** One framed message: prefix and payload in one buffer. */
 export function frame(payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(8 + payload.length);

@@ -6,8 +6,9 @@
 import { constants } from "node:os";
 import { closeSync, existsSync, mkdirSync, openSync, readSync, fstatSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs";
 import { native } from "../native.js";
-import { isAbsolute, join, normalize } from "node:path";
+import { join } from "node:path";
 import { run as runProto } from "../protocol/messages.js";
+import { runFileNameError } from "../protocol/run-names.js";
 import type { TaskInput, TaskResult, TaskToRun } from "../native.js";
 
 /** Most stderr bytes quoted in a failure message. */
@@ -15,9 +16,8 @@ const STDERR_TAIL = 64 * 1024;
 
 /** Rejects a mapped name that would escape the run directory. */
 function checkName(name: string): void {
-  if (name === "" || isAbsolute(name) || normalize(name).split("/").includes("..") || name.includes("\0")) {
-    throw new Error(`Invalid file name '${name}': it must be a relative path inside the run directory`);
-  }
+  const error = runFileNameError(name);
+  if (error !== undefined) throw new Error(error);
 }
 
 function contentOf(input: TaskInput): Buffer {
