@@ -84,6 +84,7 @@ fn to_result(o: ExtOutput) -> TaskResult {
             path: None,
             items: None,
             index: None,
+            at: None,
         },
         ExtOutput::Array(items) => TaskResult {
             kind: "array".into(),
@@ -91,6 +92,7 @@ fn to_result(o: ExtOutput) -> TaskResult {
             path: None,
             items: Some(items.into_iter().map(to_result).collect()),
             index: None,
+            at: None,
         },
     }
 }

@@ -19,7 +19,8 @@ pub struct DataSend {
 /// An input of a task run by the JS layer.
 #[napi(object)]
 pub struct TaskInput {
-    /// Data type name (`loom/data`, `loom/file`, `loom/array`, `loom/index`, `loom/js/obj`).
+    /// Data type name (`loom/data`, `loom/file`, `loom/array`, `loom/index`, `loom/js/obj`,
+    /// `loom/pyobj`).
     pub type_name: String,
     /// Size in bytes.
     pub size: i64,
@@ -51,9 +52,9 @@ pub struct TaskToRun {
 /// A result produced by the JS layer.
 #[napi(object)]
 pub struct TaskResult {
-    /// `plain`, `file`, `jsobj`, `array` or `input`.
+    /// `plain`, `file`, `jsobj`, `pyobj`, `array` or `input`.
     pub kind: String,
-    /// Bytes for `plain` and `jsobj`.
+    /// Bytes for `plain`, `jsobj` and `pyobj`.
     pub data: Option<Buffer>,
     /// A file to move into the data directory, for `file`.
     pub path: Option<String>,
@@ -61,6 +62,8 @@ pub struct TaskResult {
     pub items: Option<Vec<TaskResult>>,
     /// Input number passed through, for `input`.
     pub index: Option<u32>,
+    /// For `input`: the item inside that input to pass instead (item `at[0]`, then `at[1]`, ...).
+    pub at: Option<Vec<u32>>,
 }
 
 /// An input of a redirected task: `index` of the original task's inputs, or new `data`.
@@ -68,8 +71,25 @@ pub struct TaskResult {
 pub struct RedirectedInput {
     /// Input number of the task being redirected.
     pub index: Option<u32>,
+    /// The item inside that input instead (item `at[0]`, then `at[1]`, ...).
+    pub at: Option<Vec<u32>>,
     /// New plain data.
     pub data: Option<Buffer>,
+}
+
+/// Dictionary ids of the data types (see `WorkerCore.dataTypeIds`).
+#[napi(object)]
+pub struct DataTypeIds {
+    /// `loom/data` (extern files travel as this too).
+    pub data: i32,
+    /// `loom/array`.
+    pub array: i32,
+    /// `loom/index`.
+    pub index: i32,
+    /// `loom/js/obj`.
+    pub jsobj: i32,
+    /// `loom/pyobj`.
+    pub pyobj: i32,
 }
 
 /// What the worker layer must do after an event.
@@ -155,8 +175,17 @@ fn to_result(r: TaskResult) -> napi::Result<JsResult> {
     Ok(match r.kind.as_str() {
         "plain" => JsResult::Plain(r.data.ok_or_else(|| bad("plain"))?.to_vec()),
         "jsobj" => JsResult::JsObj(r.data.ok_or_else(|| bad("jsobj"))?.to_vec()),
+        "pyobj" => JsResult::PyObj(r.data.ok_or_else(|| bad("pyobj"))?.to_vec()),
         "file" => JsResult::PlainFile(r.path.ok_or_else(|| bad("file"))?.into()),
-        "input" => JsResult::Input(r.index.ok_or_else(|| bad("input"))? as usize),
+        "input" => {
+            let i = r.index.ok_or_else(|| bad("input"))? as usize;
+            match r.at {
+                Some(at) if !at.is_empty() => {
+                    JsResult::Item(i, at.into_iter().map(u64::from).collect())
+                }
+                _ => JsResult::Input(i),
+            }
+        }
         "array" => JsResult::Array(
             r.items
                 .ok_or_else(|| bad("array"))?
@@ -196,6 +225,21 @@ impl WorkerCore {
         })
         .map_err(|e| napi::Error::from_reason(e.to_string()))?;
         Ok(WorkerCore { inner })
+    }
+
+    /// The dictionary ids of the data types (`data`, `array`, `index`, `jsobj`, `pyobj`; -1
+    /// before the server's dictionary arrived): the element types in the stream frames of an
+    /// array or index input (`TaskInput.bytes`) are these ids.
+    #[napi]
+    pub fn data_type_ids(&self) -> DataTypeIds {
+        let t = self.inner.type_ids();
+        DataTypeIds {
+            data: t.data,
+            array: t.array,
+            index: t.index,
+            jsobj: t.jsobj,
+            pyobj: t.pyobj,
+        }
     }
 
     /// The framed Register message to send to the server.
@@ -264,7 +308,12 @@ impl WorkerCore {
         let mut converted = Vec::with_capacity(inputs.len());
         for i in inputs {
             match (i.index, i.data) {
-                (Some(idx), _) => converted.push(RedirectInput::Input(idx as usize)),
+                (Some(idx), _) => converted.push(match i.at {
+                    Some(at) if !at.is_empty() => {
+                        RedirectInput::Item(idx as usize, at.into_iter().map(u64::from).collect())
+                    }
+                    _ => RedirectInput::Input(idx as usize),
+                }),
                 (None, Some(d)) => converted.push(RedirectInput::Data(d.to_vec())),
                 (None, None) => {
                     self.inner

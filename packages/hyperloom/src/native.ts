@@ -53,10 +53,20 @@ export interface TaskToRun {
 
 /** A result produced by JS for a task. */
 export type TaskResult =
-  | { kind: "plain" | "jsobj"; data: Buffer }
+  | { kind: "plain" | "jsobj" | "pyobj"; data: Buffer }
   | { kind: "file"; path: string }
   | { kind: "array"; items: TaskResult[] }
-  | { kind: "input"; index: number };
+  /** Input `index` itself, or the item inside it at `at` (item `at[0]`, then `at[1]`, ...). */
+  | { kind: "input"; index: number; at?: number[] };
+
+/** Dictionary ids of the data types (-1 before the server's dictionary arrived). */
+export interface DataTypeIds {
+  data: number;
+  array: number;
+  index: number;
+  jsobj: number;
+  pyobj: number;
+}
 
 /** Output of the worker core for one event. */
 export interface WorkerEffects {
@@ -75,8 +85,10 @@ export interface WorkerCore {
   onPeerClose(conn: number): WorkerEffects;
   finishTask(id: number, result: TaskResult): WorkerEffects;
   failTask(id: number, message: string): WorkerEffects;
-  /** Runs `taskType` in place of task `id` (task redirection); inputs are the task's inputs by index, or new bytes. */
-  redirectTask(id: number, taskType: string, config: Buffer, inputs: Array<{ index?: number; data?: Buffer }>): WorkerEffects;
+  /** Runs `taskType` in place of task `id` (task redirection); inputs are the task's inputs by index (or an item inside one, `at`), or new bytes. */
+  redirectTask(id: number, taskType: string, config: Buffer, inputs: Array<{ index?: number; at?: number[]; data?: Buffer }>): WorkerEffects;
+  /** The ids the stream frames of array and index inputs (`TaskInput.bytes`) use for the data types. */
+  dataTypeIds(): DataTypeIds;
   /** Call about once a second: samples CPU occupancy and writes the trace out when due. */
   traceTick(): WorkerEffects;
   /** Writes the trace out (before exiting). */

@@ -1,4 +1,4 @@
-//! Data objects: plain, file, array, index and JS values, with their stream encoding.
+//! Data objects: plain, file, array, index, JS values and Python objects, with their stream encoding.
 //!
 //! Every object is immutable and shared as a [`DataRef`] (`Arc<DataObject>`): the worker's store,
 //! running tasks, arrays and indexes each hold their own reference, and a spilled plain object
@@ -11,6 +11,7 @@
 //! | `loom/array` | [`Array`] | sum of element sizes | elements |
 //! | `loom/index` | [`Index`] | base size + 8 × (length + 1) | pieces |
 //! | `loom/js/obj` | [`JsObj`] | byte length | 0 |
+//! | `loom/pyobj` | [`PyObj`] | pickled byte length | 0 |
 //!
 //! Stream encoding and the incremental decoder live in [`stream`].
 
@@ -19,6 +20,7 @@ mod file;
 mod index;
 mod jsobj;
 mod plain;
+mod pyobj;
 pub mod stream;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ pub use file::ExternFile;
 pub use index::Index;
 pub use jsobj::JsObj;
 pub use plain::Plain;
+pub use pyobj::PyObj;
 
 use crate::symbols::Symbols;
 
@@ -46,7 +49,7 @@ pub const ARRAY_TYPE: &str = "loom/array";
 pub const INDEX_TYPE: &str = "loom/index";
 /// Serialized JS value type name.
 pub const JSOBJ_TYPE: &str = "loom/js/obj";
-/// Python object type name (registered for compatibility; never produced or decoded here).
+/// Python object type name (its pickled bytes, see [`PyObj`]).
 pub const PYOBJ_TYPE: &str = "loom/pyobj";
 
 /// A shared reference to an immutable data object.
@@ -65,6 +68,8 @@ pub enum DataObject {
     Index(Index),
     /// A serialized JS value (`loom/js/obj`).
     JsObj(JsObj),
+    /// A pickled Python object (`loom/pyobj`).
+    PyObj(PyObj),
 }
 
 impl DataObject {
@@ -76,6 +81,7 @@ impl DataObject {
             DataObject::Array(a) => a.size(),
             DataObject::Index(i) => i.size(),
             DataObject::JsObj(j) => j.bytes().len() as u64,
+            DataObject::PyObj(p) => p.bytes().len() as u64,
         }
     }
 
@@ -88,7 +94,8 @@ impl DataObject {
         }
     }
 
-    /// The type name (`loom/data`, `loom/file`, `loom/array`, `loom/index`, `loom/js/obj`).
+    /// The type name (`loom/data`, `loom/file`, `loom/array`, `loom/index`, `loom/js/obj`,
+    /// `loom/pyobj`).
     pub fn type_name(&self) -> &'static str {
         match self {
             DataObject::Plain(_) => DATA_TYPE,
@@ -96,6 +103,7 @@ impl DataObject {
             DataObject::Array(_) => ARRAY_TYPE,
             DataObject::Index(_) => INDEX_TYPE,
             DataObject::JsObj(_) => JSOBJ_TYPE,
+            DataObject::PyObj(_) => PYOBJ_TYPE,
         }
     }
 
@@ -118,7 +126,7 @@ impl DataObject {
     }
 
     /// The description used in error messages, as the original prints it (spec 6.7):
-    /// `RawData file=<path or empty>`, `<ExternFile '<path>'>`, `Array`, `Index`, `JsObj`.
+    /// `RawData file=<path or empty>`, `<ExternFile '<path>'>`, `Array`, `Index`, `JsObj`, `PyObj`.
     pub fn info(&self) -> String {
         match self {
             DataObject::Plain(p) => format!(
@@ -131,6 +139,7 @@ impl DataObject {
             DataObject::Array(_) => "Array".to_owned(),
             DataObject::Index(_) => "Index".to_owned(),
             DataObject::JsObj(_) => "JsObj".to_owned(),
+            DataObject::PyObj(_) => "PyObj".to_owned(),
         }
     }
 
@@ -166,7 +175,7 @@ pub struct TypeIds {
     pub index: i32,
     /// `loom/js/obj`.
     pub jsobj: i32,
-    /// `loom/pyobj` (recognised only to reject it clearly).
+    /// `loom/pyobj`.
     pub pyobj: i32,
 }
 
@@ -202,6 +211,7 @@ impl TypeIds {
             DataObject::Array(_) => self.array,
             DataObject::Index(_) => self.index,
             DataObject::JsObj(_) => self.jsobj,
+            DataObject::PyObj(_) => self.pyobj,
         }
     }
 }

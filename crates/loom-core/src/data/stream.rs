@@ -5,13 +5,14 @@
 //! - plain / extern file: 1 frame of bytes (a file travels as `loom/data`);
 //! - array: 1 frame of i32le element type ids, then each element;
 //! - index: 1 frame `[i32le base type][(len+1) × u64le offsets]`, then the base;
-//! - JS value: 1 frame of its serialized bytes.
+//! - JS value: 1 frame of its serialized bytes;
+//! - Python object: 1 frame of its pickled bytes.
 
 use std::sync::Arc;
 
 use prost::Message;
 
-use super::{Array, DataDir, DataObject, DataRef, Index, JsObj, Plain, TypeIds};
+use super::{Array, DataDir, DataObject, DataRef, Index, JsObj, Plain, PyObj, TypeIds};
 use crate::frame::{push_frame, push_raw_frame};
 use crate::proto::comm::DataHeader;
 
@@ -34,6 +35,7 @@ fn frames_len(obj: &DataObject) -> usize {
         DataObject::Plain(p) => p.len(),
         DataObject::File(f) => f.len(),
         DataObject::JsObj(j) => j.bytes().len(),
+        DataObject::PyObj(p) => p.bytes().len(),
         DataObject::Array(a) => {
             4 * a.len() + a.items().iter().map(|x| frames_len(x)).sum::<usize>()
         }
@@ -62,6 +64,7 @@ pub fn encode_frames(obj: &DataObject, ids: &TypeIds, out: &mut Vec<u8>) {
         DataObject::Plain(p) => push_raw_frame(out, p.bytes()),
         DataObject::File(f) => push_raw_frame(out, f.bytes()),
         DataObject::JsObj(j) => push_raw_frame(out, j.bytes()),
+        DataObject::PyObj(p) => push_raw_frame(out, p.bytes()),
         DataObject::Array(a) => {
             out.extend_from_slice(&(4 * a.len() as u64).to_le_bytes());
             for x in a.items() {
@@ -161,7 +164,7 @@ fn encode_frames_parts(
             }
             encode_frames_parts(i.base(), ids, min_shared, cur, parts);
         }
-        DataObject::JsObj(_) => encode_frames(obj, ids, cur),
+        DataObject::JsObj(_) | DataObject::PyObj(_) => encode_frames(obj, ids, cur),
     }
 }
 
@@ -289,7 +292,7 @@ impl StreamDecoder {
             cur.stack.push(Partial::Index { offsets });
             return self.count_frame(None);
         } else if ty == ids.pyobj {
-            return Err("Python objects are not supported by this worker".to_owned());
+            DataObject::PyObj(PyObj::new(frame.to_vec()))
         } else {
             return Err(format!("data of unknown type id {ty}"));
         };

@@ -155,11 +155,11 @@ fn split_edge_cases() {
 
 #[test]
 fn array_matches_the_fetch_example() {
-    // Spec 4.5 with loom/js/obj standing in for the pyobj (its id set to 16 here).
-    let t = TypeIds { jsobj: 16, ..ids() };
+    // Spec 4.5: a pyobj travels as its pickled bytes under the pyobj id (16).
+    let t = ids();
     let a = plain(b"AB");
     let b = plain(b"");
-    let js = Arc::new(DataObject::JsObj(JsObj::new(b"obj".to_vec())));
+    let js = Arc::new(DataObject::PyObj(PyObj::new(b"obj".to_vec())));
     let inner = arr(vec![a.clone(), b]);
     let outer = arr(vec![inner, a, js]);
     assert_eq!((outer.size(), outer.length()), (2 + 2 + 3, 3));
@@ -205,7 +205,9 @@ fn decoder_roundtrip_of_nested_objects() {
         Index::split_lines(plain(b"a\nbb\nccc")).unwrap(),
     ));
     let js = Arc::new(DataObject::JsObj(JsObj::new(b"{}".to_vec())));
+    let py = Arc::new(DataObject::PyObj(PyObj::new(b"\x80\x05N.".to_vec())));
     let objs = [
+        py.clone(),
         plain(b"hello"),
         plain(b""),
         bigp.clone(),
@@ -216,6 +218,7 @@ fn decoder_roundtrip_of_nested_objects() {
             arr(vec![plain(b"x"), idx, arr(vec![])]),
             bigp,
             js,
+            py,
             plain(b""),
         ]),
     ];
@@ -230,7 +233,8 @@ fn decoder_roundtrip_of_nested_objects() {
         same(o, d);
     }
     // The received big plain was spilled to its own file.
-    assert!(got[2].1.file_path().is_some());
+    assert!(got[3].1.file_path().is_some());
+    assert_eq!((got[0].1.type_name(), got[0].1.info()), (PYOBJ_TYPE, "PyObj".into()));
 }
 
 #[test]
@@ -257,10 +261,7 @@ fn decoder_rejects_inconsistent_streams() {
     dec.feed(&hex("13000000 0000000000000000 0900000000000000"), &t, &dd)
         .unwrap();
     assert!(dec.feed(b"abc", &t, &dd).is_err());
-    // Python objects and unknown types.
-    let mut dec = StreamDecoder::new();
-    dec.feed(&hex("0801 1001 1810"), &t, &dd).unwrap();
-    assert!(dec.feed(b"x", &t, &dd).unwrap_err().contains("Python"));
+    // Unknown types.
     let mut dec = StreamDecoder::new();
     assert!(dec.feed(&hex("0801 1000 1813"), &t, &dd).is_err());
 }

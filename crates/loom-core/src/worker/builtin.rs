@@ -21,9 +21,7 @@ pub(crate) enum Kind {
     Split,
     Save,
     ArrayMake,
-    /// `loom/py/*`: registered for compatibility, always fails.
-    Python,
-    /// Executed by the JS layer (`run`, `js/call`, `js/value`, extra types).
+    /// Executed by the JS layer (`run`, `js/*`, `py/*` (its Python pool), extra types).
     Js,
 }
 
@@ -40,8 +38,9 @@ impl Kind {
             "loom/data/split" => Kind::Split,
             "loom/data/save" => Kind::Save,
             "loom/array/make" => Kind::ArrayMake,
-            "loom/py/call" | "loom/py/value" => Kind::Python,
-            "loom/run/run" | "loom/js/call" | "loom/js/value" => Kind::Js,
+            "loom/run/run" | "loom/js/call" | "loom/js/value" | "loom/py/call" | "loom/py/value" => {
+                Kind::Js
+            }
             n if extra.iter().any(|e| e == n) => Kind::Js,
             _ => Kind::Unknown,
         }
@@ -83,7 +82,7 @@ fn plain(dd: &DataDir, bytes: Vec<u8>) -> Result<DataRef, String> {
         .map_err(|e| format!("cannot store the result: {}", strerror(&e)))
 }
 
-/// Runs built-in `kind` (not `Js`, `Python` or `Unknown`).
+/// Runs built-in `kind` (not `Js` or `Unknown`).
 pub(crate) fn run(
     kind: Kind,
     config: &[u8],
@@ -162,7 +161,7 @@ pub(crate) fn run(
                 )),
             }
         }
-        Kind::Js | Kind::Python | Kind::Unknown => {
+        Kind::Js | Kind::Unknown => {
             Err("internal error: not a built-in task".to_owned())
         }
     }

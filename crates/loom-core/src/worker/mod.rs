@@ -6,7 +6,7 @@
 //!
 //! - Built-in tasks run inline, in the call that made them ready; their `FINISHED` frames are in
 //!   that call's output, written after the result is stored (a later `SEND` finds it).
-//! - `loom/run/run`, `loom/js/*` and extra task types become [`JsTask`]s once their inputs are
+//! - `loom/run/run`, `loom/js/*`, `loom/py/*` and extra task types become [`JsTask`]s once their inputs are
 //!   present and CPU slots are free (FIFO, head-of-line blocking; `n_cpus == 0` starts at once).
 //! - Nothing a peer sends panics: a bad command fails its task (`FAILED`) or, when there is no
 //!   task to fail, is logged and ignored. Only a broken byte stream is an `Err`.
@@ -23,7 +23,9 @@ use std::sync::Arc;
 use prost::Message;
 
 use crate::data::stream::{encode_frames, encode_stream_parts, StreamPart, SHARED_PAYLOAD_MIN};
-use crate::data::{strerror, Array, DataDir, DataObject, DataRef, ExternFile, JsObj, TypeIds};
+use crate::data::{
+    strerror, Array, DataDir, DataObject, DataRef, ExternFile, JsObj, PyObj, TypeIds,
+};
 use crate::frame::{push_frame, FrameError, FrameReader, MAX_CONTROL_FRAME};
 use crate::proto::comm::{register, Register, WorkerCommand};
 use crate::proto::PROTOCOL_VERSION;
@@ -49,7 +51,7 @@ pub struct WorkerConfig {
 
 pub use crate::log::LogLevel;
 
-/// A task the JS layer must execute (run, js/call, js/value, or any type it registered via
+/// A task the JS layer must execute (run, js/*, py/* (in its Python pool), or any type it registered via
 /// extra_task_types). CPU slots are already allocated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsTask {
@@ -70,13 +72,13 @@ pub struct JsTask {
 /// One input of a [`JsTask`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsInput {
-    /// `loom/data`, `loom/file`, `loom/array`, `loom/index` or `loom/js/obj`.
+    /// `loom/data`, `loom/file`, `loom/array`, `loom/index`, `loom/js/obj` or `loom/pyobj`.
     pub type_name: String,
     /// Size per spec 5.3.
     pub size: u64,
     /// Length per spec 5.3.
     pub length: u64,
-    /// D-objects (and JsObj): the bytes when held in memory (<= 64 KiB, or a piece/slice view
+    /// D-objects (and JsObj, PyObj): the bytes when held in memory (<= 64 KiB, or a piece/slice view
     /// of any size) … For `loom/array` and `loom/index`: the object's stream frames (spec 5.4,
     /// framed, without the DataHeader), so JS can decode them like a fetched result.
     pub bytes: Option<Vec<u8>>,
@@ -94,10 +96,15 @@ pub enum JsResult {
     PlainFile(PathBuf),
     /// A serialized JS value.
     JsObj(Vec<u8>),
+    /// A pickled Python object (`loom/pyobj`).
+    PyObj(Vec<u8>),
     /// An array of results.
     Array(Vec<JsResult>),
     /// Pass input #i through unchanged.
     Input(usize),
+    /// An item inside input #i, reached by taking item `path[0]`, then `path[1]`, ... (array
+    /// elements are shared; an index piece is a view of its base).
+    Item(usize, Vec<u64>),
 }
 
 /// An input of a redirected task (see [`Worker::redirect_task`]).
@@ -105,6 +112,8 @@ pub enum JsResult {
 pub enum RedirectInput {
     /// Input number `i` of the task being redirected.
     Input(usize),
+    /// An item inside input #i (as [`JsResult::Item`]).
+    Item(usize, Vec<u64>),
     /// New plain data.
     Data(Vec<u8>),
 }
@@ -311,6 +320,12 @@ impl Worker {
         self.dd.path()
     }
 
+    /// The ids of the data types in the server's dictionary (-1 before it arrived), which the
+    /// stream frames of array and index inputs ([`JsInput::bytes`]) refer to.
+    pub fn type_ids(&self) -> TypeIds {
+        self.ids
+    }
+
     /// Number of objects in the store.
     pub fn stored_objects(&self) -> usize {
         self.store.len()
@@ -419,6 +434,13 @@ impl Worker {
                         break;
                     }
                 },
+                RedirectInput::Item(i, path) => match item(&r.inputs, i, &path) {
+                    Ok(x) => refs.push(x),
+                    Err(msg) => {
+                        error = Some(format!("task redirection: {msg}"));
+                        break;
+                    }
+                },
                 RedirectInput::Data(bytes) => match self.dd.plain(bytes) {
                     Ok(p) => refs.push(Arc::new(DataObject::Plain(p))),
                     Err(e) => {
@@ -437,7 +459,7 @@ impl Worker {
                 self.fail(id, &msg);
                 return self.start_queued();
             }
-            (None, None) | (Some((_, Kind::Unknown | Kind::Python)), None) => {
+            (None, None) | (Some((_, Kind::Unknown)), None) => {
                 self.slots.release(&r.slots);
                 let msg = format!("Task redirection to unknown task type '{task_type}'");
                 self.fail(id, &msg);
@@ -584,7 +606,6 @@ impl Worker {
                 let msg = format!("Task with unknown type {type_id} ({name}) received");
                 return self.fail(id, &msg);
             }
-            Kind::Python => return self.fail(id, "Python tasks are not supported by this worker"),
             _ => {}
         }
         let n_cpus = c.n_cpus.max(0) as u32;
@@ -719,6 +740,7 @@ impl Worker {
                 (Some(b), None)
             }
             DataObject::JsObj(j) => (Some(j.bytes().to_vec()), None),
+            DataObject::PyObj(p) => (Some(p.bytes().to_vec()), None),
             _ => match x.file_path() {
                 Some(p) => (None, Some(p.to_string_lossy().into_owned())),
                 None => (Some(x.bytes().unwrap_or_default().to_vec()), None),
@@ -747,6 +769,8 @@ impl Worker {
                 })?))
             }
             JsResult::JsObj(v) => Arc::new(DataObject::JsObj(JsObj::new(v))),
+            JsResult::PyObj(v) => Arc::new(DataObject::PyObj(PyObj::new(v))),
+            JsResult::Item(i, path) => item(inputs, i, &path)?,
             JsResult::Array(items) => {
                 let items = items
                     .into_iter()
@@ -944,6 +968,26 @@ impl Worker {
     pub fn trace_file(&self) -> Option<&std::path::Path> {
         self.trace.as_ref().map(|t| t.w.path())
     }
+}
+
+/// The item of `inputs[i]` at `path` (see [`JsResult::Item`]).
+fn item(inputs: &[DataRef], i: usize, path: &[u64]) -> Result<DataRef, String> {
+    let mut x = inputs.get(i).cloned().ok_or_else(|| {
+        format!(
+            "the result refers to input #{i} but the task has {} inputs",
+            inputs.len()
+        )
+    })?;
+    for &j in path {
+        x = x.get(j).ok_or_else(|| {
+            format!(
+                "item {j} of {} is out of range (length={})",
+                x.info(),
+                x.length()
+            )
+        })?;
+    }
+    Ok(x)
 }
 
 /// Writes `<path>.loom.tmp` and renames it to `path` (spec 8), synchronously.

@@ -452,11 +452,9 @@ fn open_and_save() {
 }
 
 #[test]
-fn unsupported_and_unknown_tasks_fail() {
+fn unknown_tasks_fail() {
     let mut w = worker("unknown", 1);
-    let mut b = task(0, "loom/py/value", b"x", &[], 1);
-    b.extend(task(1, "loom/py/call", b"x", &[0], 1));
-    b.extend(task(2, "loom/scheduler/dslice", b"", &[], 0));
+    let mut b = task(2, "loom/scheduler/dslice", b"", &[], 0);
     let mut c = WorkerCommand::decode(&task(3, "loom/data/const", b"", &[], 0)[8..]).unwrap();
     c.task_type = Some(999);
     push_frame(&mut b, &c);
@@ -467,8 +465,6 @@ fn unsupported_and_unknown_tasks_fail() {
     assert_eq!(
         r,
         [
-            failed(0, "Python tasks are not supported by this worker"),
-            failed(1, "Python tasks are not supported by this worker"),
             failed(
                 2,
                 "Task with unknown type 2 (loom/scheduler/dslice) received"
@@ -725,6 +721,73 @@ fn js_results_and_inputs() {
     drop(r);
     run(&mut w, &simple(worker_command::Type::Remove, 10, None));
     assert!(!p.exists());
+}
+
+#[test]
+fn python_tasks_go_to_js_and_return_pyobjs_and_items() {
+    let mut w = worker("python", 2);
+    let mut b = task(0, "loom/py/value", b"pickled-fn", &[], 1);
+    b.extend(task(1, "loom/data/const", b"a\nbb\nc", &[], 0));
+    b.extend(task(2, "loom/data/split", b"", &[1], 0));
+    b.extend(task(3, "loom/array/make", b"", &[1, 2], 0));
+    w.on_server_data(&b).unwrap();
+    let out = w.take_output();
+    assert_eq!(out.js_tasks.len(), 1);
+    assert_eq!(
+        (out.js_tasks[0].task_type.as_str(), out.js_tasks[0].n_cpus),
+        ("loom/py/value", 1)
+    );
+    w.finish_js_task(0, JsResult::PyObj(b"pickled-fn".to_vec()));
+    let out = w.take_output();
+    assert_eq!(responses(&out.to_server)[0], finished(0, 10, 0));
+    assert_eq!(w.store[&0].type_name(), "loom/pyobj");
+    // The pyobj is handed to the call as its bytes; results may be items inside inputs.
+    w.on_server_data(&task(4, "loom/py/call", b"", &[0, 3], 1))
+        .unwrap();
+    let out = w.take_output();
+    let t = &out.js_tasks[0];
+    assert_eq!(t.inputs[0].type_name, "loom/pyobj");
+    assert_eq!(t.inputs[0].bytes.as_deref(), Some(&b"pickled-fn"[..]));
+    w.finish_js_task(
+        4,
+        JsResult::Array(vec![
+            JsResult::Item(1, vec![0]),
+            JsResult::Item(1, vec![1, 2]),
+            JsResult::PyObj(b"x".to_vec()),
+        ]),
+    );
+    let r = w.store[&4].clone();
+    assert!(Arc::ptr_eq(&r.get(0).unwrap(), &w.store[&1]));
+    assert_eq!(r.get(1).unwrap().bytes(), Some(&b"c"[..]));
+    assert_eq!(r.get(2).unwrap().type_name(), "loom/pyobj");
+    // A path out of range fails the task; so does a redirection input out of range.
+    w.on_server_data(&task(5, "loom/py/call", b"", &[0, 3], 1))
+        .unwrap();
+    w.finish_js_task(5, JsResult::Item(1, vec![7]));
+    w.on_server_data(&task(6, "loom/py/call", b"", &[0, 3], 1))
+        .unwrap();
+    w.redirect_task(
+        6,
+        "loom/data/merge",
+        b"",
+        vec![RedirectInput::Item(1, vec![1, 0]), RedirectInput::Item(1, vec![1, 1])],
+    );
+    w.on_server_data(&task(7, "loom/py/call", b"", &[0, 3], 1))
+        .unwrap();
+    w.redirect_task(7, "loom/data/merge", b"", vec![RedirectInput::Item(1, vec![5])]);
+    let out = w.take_output();
+    assert_eq!(
+        responses(&out.to_server)[1..],
+        [
+            failed(5, "item 7 of Array is out of range (length=2)"),
+            finished(6, 5, 0),
+            failed(
+                7,
+                "task redirection: item 5 of Array is out of range (length=2)"
+            ),
+        ]
+    );
+    assert_eq!(w.store[&6].bytes(), Some(&b"a\nbb\n"[..]));
 }
 
 /// Announce + streams of `objs` (by id) from another worker `src`.

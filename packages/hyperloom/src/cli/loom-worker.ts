@@ -18,9 +18,10 @@ new Command("loom-worker")
   .option("--wdir <DIRECTORY>", "work directory root", "/tmp")
   .option("--nopin", "do not pin programs with taskset")
   .option("--extension <PATH>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option("--python <PATH>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")
   .option("--debug", "debug logging")
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 64))
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; extension: string[] }) => workerMain(host, port, opts))
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; extension: string[]; python?: string }) => workerMain(host, port, opts))
   .parseAsync(process.argv)
   .catch((e: unknown) => {
     process.stderr.write(`loom-worker: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -37,8 +37,9 @@ program
   .option("--nopin", "do not pin programs to their CPU slots with taskset")
   .option("--host <address>", "listen address of the data port", "0.0.0.0")
   .option("--extension <path>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option("--python <path>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")
   .option("--debug", "debug logging")
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host: string; extension: string[] }) =>
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host: string; extension: string[]; python?: string }) =>
     workerMain(host, port, opts),
   );
 

@@ -20,7 +20,7 @@ export async function serverMain(opts: { port: number; host: string; debug?: boo
 export async function workerMain(
   host: string,
   port: number,
-  opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host?: string; extension?: string[] },
+  opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host?: string; extension?: string[]; python?: string },
 ): Promise<void> {
   if (opts.debug) setLogLevel("debug");
   const w = await startWorker({
@@ -31,6 +31,7 @@ export async function workerMain(
     pin: !opts.nopin,
     ...(opts.host ? { host: opts.host } : {}),
     extensions: opts.extension ?? [],
+    ...(opts.python !== undefined ? { python: opts.python } : {}),
   });
   const stop = (): void => {
     w.close();

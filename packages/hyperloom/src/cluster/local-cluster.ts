@@ -21,6 +21,8 @@ export interface LocalClusterOptions {
   verbose?: boolean;
   /** Extra arguments for every worker. */
   workerArgs?: string[];
+  /** Receives each line a worker logs (worker number from 0, the line). */
+  onWorkerLine?: (worker: number, line: string) => void;
 }
 
 const cliPath = join(__dirname, "..", "cli", "main.js");
@@ -63,8 +65,16 @@ export class LocalCluster {
           // --nopin: the workers of a local cluster share one machine, and each numbers its CPU
           // slots from 0, so pinning would put every worker's programs on the same cores.
           [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...(options.workerArgs ?? [])],
-          { stdio: ["ignore", options.verbose ? "inherit" : "ignore", "inherit"] },
+          { stdio: ["ignore", options.onWorkerLine ? "pipe" : options.verbose ? "inherit" : "ignore", "inherit"] },
         );
+        const onLine = options.onWorkerLine;
+        if (onLine) {
+          const n = i;
+          createInterface({ input: w.stdout! }).on("line", (line) => {
+            if (options.verbose) process.stderr.write(`[worker ${n}] ${line}\n`);
+            onLine(n, line);
+          });
+        }
         workers.push(w);
         children.push(w);
       }

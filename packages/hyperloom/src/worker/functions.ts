@@ -15,7 +15,8 @@ type Pool = { run(task: FunctionCall): Promise<ThreadOutcome>; destroy(): Promis
 export interface Redirect {
   taskType: string;
   config: Buffer;
-  inputs: Array<{ index: number } | { data: Buffer }>;
+  /** Inputs of the task being redirected (by index, or the item `at` inside one) or new bytes. */
+  inputs: Array<{ index: number; at?: number[] } | { data: Buffer }>;
 }
 
 /** What a function call produced. */

@@ -1,7 +1,8 @@
 /**
  * The worker process: registers with the server, feeds the server's commands and peers' data
  * streams to the Rust core (which runs the built-in tasks itself), pushes the data streams the core
- * produces, and runs the tasks that need JavaScript (`run`, functions) as the core hands them out.
+ * produces, and runs the tasks that need JavaScript (`run`, JS functions) or Python (Python
+ * functions, in a pool of Python processes) as the core hands them out.
  */
 import { createServer, connect as netConnect, type Server as NetServer, type Socket } from "node:net";
 import { lookup } from "node:dns/promises";
@@ -14,6 +15,7 @@ import { frame } from "../protocol/frame.js";
 import { comm } from "../protocol/messages.js";
 import { runProgram } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
+import { PythonRunner } from "./python.js";
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -31,6 +33,12 @@ export interface WorkerOptions {
   host?: string;
   /** Native task libraries to load (`--extension`). */
   extensions?: string[];
+  /**
+   * The Python interpreter for Python function tasks (`--python`). Given, its process pool starts
+   * with the worker (and the worker refuses to start when it cannot run); otherwise `python3`'s
+   * pool starts on the first Python task.
+   */
+  python?: string;
 }
 
 /** A running worker. */
@@ -71,10 +79,27 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const workDir = join(options.wdir, `worker-${hostname() || "nohostname"}-${dataPort}`);
   mkdirSync(workDir, { recursive: true, mode: 0o700 });
   const functions = new FunctionRunner(options.cpus);
+  const python = new PythonRunner({
+    python: options.python ?? "python3",
+    processes: options.cpus,
+    spillDir: join(workDir, "python"),
+    typeIds: () => core!.dataTypeIds(),
+  });
+  if (options.python !== undefined) {
+    try {
+      await python.start();
+    } catch (e) {
+      dataServer.close();
+      rmSync(workDir, { recursive: true, force: true });
+      throw e;
+    }
+  }
   const handlers: Record<string, TaskHandler> = {
     "loom/run/run": async (t) => ({ result: await runProgram(t, { workDir, pin: options.pin }) }),
     "loom/js/call": (t) => functions.call(t),
     "loom/js/value": (t) => functions.value(t),
+    "loom/py/call": (t) => python.call(t),
+    "loom/py/value": (t) => python.value(t),
   };
   const extraTypes: string[] = [];
   for (const path of options.extensions ?? []) {
@@ -196,6 +221,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     for (const s of peers.values()) s.destroy();
     dataServer.close();
     void functions.close();
+    python.close();
     rmSync(workDir, { recursive: true, force: true });
     resolveDone();
   };
