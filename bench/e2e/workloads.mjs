@@ -1,7 +1,8 @@
 // The workloads on a real cluster (server + worker processes, sockets), through the public client.
 // Each `run(client, n)` times one repetition: from the first task built to the last result
 // gathered; it checks the result and returns the figures.
-import { tasks } from "hyperloom";
+import { execFileSync } from "node:child_process";
+import { Task, tasks } from "hyperloom";
 import { w1Merges } from "./plans.mjs";
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -36,6 +37,23 @@ async function submitGather(client, t0, tBuilt, roots, nTasks) {
     sendMs: tSent - tSubmitted,
     planMs: tSent - t0,
   };
+}
+
+/** The pickles of W5-py, made by python3's cloudpickle (once per N). */
+const pickles = new Map();
+function pythonPickles(n) {
+  if (!pickles.has(n)) {
+    const script = [
+      "import base64, json, sys, cloudpickle",
+      "n = int(sys.argv[1])",
+      "fn = cloudpickle.dumps(((lambda i: str(i + 1)), False))",
+      "args = [base64.b64encode(cloudpickle.dumps((i,))).decode() for i in range(n)]",
+      "print(json.dumps({'fn': base64.b64encode(fn).decode(), 'args': args}))",
+    ].join("\n");
+    const out = JSON.parse(execFileSync("python3", ["-c", script, String(n)], { encoding: "utf8", maxBuffer: 1 << 28 }));
+    pickles.set(n, { fn: Buffer.from(out.fn, "base64"), args: out.args.map((a) => Buffer.from(a, "base64")) });
+  }
+  return pickles.get(n);
 }
 
 function expect(cond, what) {
@@ -145,6 +163,22 @@ export const WORKLOADS = {
       for (let i = 0; i < n; i++) calls[i] = inc(i);
       const r = await submitGather(client, t0, now(), [tasks.arrayMake(calls)], n + 2);
       expect(r.values[0][n - 1].toString() === String(n), "W5 values");
+      return r;
+    },
+  },
+  "W5-py": {
+    what: "N small Python function tasks (loom/py/call of a cloudpickle'd `lambda i: str(i + 1)`, i a direct arg) -> one arrayMake (N+2 tasks); needs python3 with cloudpickle",
+    sizes: [10_000],
+    quick: [200],
+    async run(client, n) {
+      const p = pythonPickles(n);
+      const t0 = now();
+      // What the original's py_task builds: one py_value of (fn, has_context), a py_call per call.
+      const fn = new Task("loom/py/value", { config: p.fn, resourceRequest: tasks.cpus(1), label: "#L:inc" });
+      const calls = new Array(n);
+      for (let i = 0; i < n; i++) calls[i] = new Task("loom/py/call", { inputs: [fn], config: p.args[i], resourceRequest: tasks.cpus(1), label: "inc" });
+      const r = await submitGather(client, t0, now(), [tasks.arrayMake(calls)], n + 2);
+      expect(r.values[0][n - 1].toString() === String(n), "W5-py values");
       return r;
     },
   },

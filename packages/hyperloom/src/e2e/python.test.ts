@@ -6,11 +6,10 @@
  */
 import * as assert from "uvu/assert";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { clusterSuite } from "./cluster-suite.js";
-import { LocalCluster } from "../cluster/local-cluster.js";
 import { tasks } from "../index.js";
 import { startWorker } from "../worker/worker.js";
 
@@ -112,6 +111,13 @@ t("a never-ending function does not block the other calls", async ({ cluster }) 
   assert.is(f.ok, true);
 });
 
+t("10,000 calls, every result checked", async ({ cluster }) => {
+  if (!needsPython()) return;
+  const f = await scenario(cluster.port, "many", "10000");
+  assert.is(f.n, 10000);
+  console.log(`  (10,000 Python calls from the Python client: ${Math.round(f.per_second as number)} calls/s)`);
+});
+
 t.run();
 
 // JS and Python calls on one worker share its cores through the same accounting.
@@ -138,11 +144,7 @@ shared("a Python call and a JS call on a 1-cpu worker never overlap", async ({ c
 shared.run();
 
 // Missing interpreter / cloudpickle: one clear error naming what to install.
-const missingSuite = clusterSuite("python function tasks without Python", {
-  workers: 1,
-  cpus: 1,
-  workerArgs: [],
-});
+const missingSuite = clusterSuite("python function tasks without Python", { workers: 1, cpus: 1 });
 
 missingSuite("--python naming no interpreter: the worker refuses to start, saying what to install", async ({ cluster }) => {
   const wdir = mkdtempSync(join(tmpdir(), "hyperloom-nopython-"));
@@ -159,15 +161,13 @@ missingSuite("--python naming no interpreter: the worker refuses to start, sayin
   }
 });
 
-missingSuite("an interpreter without cloudpickle: tasks fail with one clear error", async () => {
+missingSuite("an interpreter without cloudpickle: the worker refuses to start, saying what to install", async ({ cluster }) => {
   // A Python whose cloudpickle import fails: python3 with an empty, isolated module path.
   if (!needsPython()) return;
   const dir = mkdtempSync(join(tmpdir(), "hyperloom-nocloudpickle-"));
   const fake = join(dir, "python-without-cloudpickle");
-  const { writeFileSync, chmodSync } = await import("node:fs");
   writeFileSync(fake, `#!/bin/sh\nexec python3 -I -S "$@"\n`);
   chmodSync(fake, 0o755);
-  const cluster = await LocalCluster.start({ workers: 1, cpus: 1, workerArgs: [] });
   const wdir = join(dir, "w");
   try {
     const w = await startWorker({ serverHost: "127.0.0.1", serverPort: cluster.port, cpus: 1, wdir, pin: false, python: fake }).then(
@@ -178,7 +178,6 @@ missingSuite("an interpreter without cloudpickle: tasks fail with one clear erro
     assert.match((w as Error).message, "does not have: install it with");
     assert.match((w as Error).message, "-m pip install cloudpickle");
   } finally {
-    await cluster.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -340,6 +340,34 @@ def shared():
 
 
 def many(n):
+    """N calls, each checked: their results merged into one."""
+    n = int(n)
+
+    @tasks.py_task(n_direct_args=1)
+    def inc(i, a):
+        return "{}{},".format(a.read().decode(), i + 1)
+
+    c = tasks.const("x")
+    start = time.time()
+    [tid] = client.submit([tasks.merge([inc(i, c) for i in range(n)])])
+    got = client.gather(tid)
+    seconds = time.time() - start
+    assert got == "".join("x{},".format(i + 1) for i in range(n)).encode()
+    out(ok=True, n=n, seconds=seconds, per_second=n / seconds)
+
+
+def shared():
+    """A Python call that holds its core for 0.6 s and says when (the TS test runs a JS call too)."""
+    @tasks.py_task()
+    def hold():
+        start = time.time()
+        time.sleep(0.6)
+        return "{} {}".format(start, time.time())
+
+    out(ok=True, interval=client.gather(client.submit_one(hold())).decode())
+
+
+def many(n):
     n = int(n)
 
     @tasks.py_task()
