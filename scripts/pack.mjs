@@ -1,7 +1,8 @@
 // `npm run pack`: builds the release addon and the compiled package, then packs the npm tarballs the
 // way the napi CLI lays them out:
 //   hyperloom-<version>.tgz                      compiled JS + .d.ts, the CLIs, the napi loader
-//                                                (native/index.js), the C header (include/); no .node
+//                                                (native/index.js), the C header (include/), the workers' Python
+//                                                helper (python/hyperloom_py.py); no .node
 //   hyperloom-binding-<platform>-<version>.tgz   @hyperloom/binding-<platform>: the stripped .node only
 // The main package lists the platform package built here in `optionalDependencies` (same version);
 // the other targets stay declared in the `napi` config for a release pipeline to build.
@@ -70,11 +71,12 @@ try {
     filter: (src) => statSync(src).isDirectory() || src.endsWith(".js"),
   });
 
-  // 3. The main package: loader, header, README, manifest.
+  // 3. The main package: loader, header, Python helper of the workers, README, manifest.
   mkdirSync(join(mainDir, "native"));
   cpSync(join(nativeBuild, "index.js"), join(mainDir, "native", "index.js"));
   cpSync(join(nativeBuild, "index.d.ts"), join(mainDir, "native", "index.d.ts"));
   cpSync(join(root, "crates", "loom-task", "include"), join(mainDir, "include"), { recursive: true });
+  cpSync(join(pkgDir, "python", "hyperloom_py.py"), join(mainDir, "python", "hyperloom_py.py"));
   cpSync(join(root, "README.md"), join(mainDir, "README.md"));
   const platformPkgName = `${pkg.napi.packageName}-${platform}`;
   const manifest = { ...pkg };
@@ -100,7 +102,7 @@ try {
   const problems = [
     ...checkFiles(mainInfo, {
       required: ["package.json", "README.md", "dist/index.js", "dist/index.d.ts", "native/index.js", "native/index.d.ts",
-        "include/hyperloom_task.h", "dist/protocol/generated/messages.js", ...Object.values(pkg.bin)],
+        "include/hyperloom_task.h", "python/hyperloom_py.py", "dist/protocol/generated/messages.js", ...Object.values(pkg.bin)],
       forbidden: [/(?<!\.d)\.[cm]?ts$/, /\.rs$/, /\.node$/, /\.map$/, /\.test\./, /(^|\/)(e2e|conformance|test-data|src)\//, /Cargo\.toml$/],
     }),
     ...checkFiles(platInfo, { required: ["package.json", nodeFile], only: true }),
