@@ -234,7 +234,10 @@ fn decoder_roundtrip_of_nested_objects() {
     }
     // The received big plain was spilled to its own file.
     assert!(got[3].1.file_path().is_some());
-    assert_eq!((got[0].1.type_name(), got[0].1.info()), (PYOBJ_TYPE, "PyObj".into()));
+    assert_eq!(
+        (got[0].1.type_name(), got[0].1.info()),
+        (PYOBJ_TYPE, "PyObj".into())
+    );
 }
 
 #[test]

@@ -38,9 +38,8 @@ impl Kind {
             "loom/data/split" => Kind::Split,
             "loom/data/save" => Kind::Save,
             "loom/array/make" => Kind::ArrayMake,
-            "loom/run/run" | "loom/js/call" | "loom/js/value" | "loom/py/call" | "loom/py/value" => {
-                Kind::Js
-            }
+            "loom/run/run" | "loom/js/call" | "loom/js/value" | "loom/py/call"
+            | "loom/py/value" => Kind::Js,
             n if extra.iter().any(|e| e == n) => Kind::Js,
             _ => Kind::Unknown,
         }
@@ -161,9 +160,7 @@ pub(crate) fn run(
                 )),
             }
         }
-        Kind::Js | Kind::Unknown => {
-            Err("internal error: not a built-in task".to_owned())
-        }
+        Kind::Js | Kind::Unknown => Err("internal error: not a built-in task".to_owned()),
     }
 }
 

@@ -597,16 +597,13 @@ impl Worker {
             .ok()
             .and_then(|i| self.kinds.get(i).copied())
             .unwrap_or(Kind::Unknown);
-        match kind {
-            Kind::Unknown => {
-                let name = self
-                    .symbols
-                    .name(type_id)
-                    .unwrap_or("not in the dictionary");
-                let msg = format!("Task with unknown type {type_id} ({name}) received");
-                return self.fail(id, &msg);
-            }
-            _ => {}
+        if kind == Kind::Unknown {
+            let name = self
+                .symbols
+                .name(type_id)
+                .unwrap_or("not in the dictionary");
+            let msg = format!("Task with unknown type {type_id} ({name}) received");
+            return self.fail(id, &msg);
         }
         let n_cpus = c.n_cpus.max(0) as u32;
         let checkpoint = match std::str::from_utf8(c.checkpoint_path) {

@@ -770,11 +770,19 @@ fn python_tasks_go_to_js_and_return_pyobjs_and_items() {
         6,
         "loom/data/merge",
         b"",
-        vec![RedirectInput::Item(1, vec![1, 0]), RedirectInput::Item(1, vec![1, 1])],
+        vec![
+            RedirectInput::Item(1, vec![1, 0]),
+            RedirectInput::Item(1, vec![1, 1]),
+        ],
     );
     w.on_server_data(&task(7, "loom/py/call", b"", &[0, 3], 1))
         .unwrap();
-    w.redirect_task(7, "loom/data/merge", b"", vec![RedirectInput::Item(1, vec![5])]);
+    w.redirect_task(
+        7,
+        "loom/data/merge",
+        b"",
+        vec![RedirectInput::Item(1, vec![5])],
+    );
     let out = w.take_output();
     assert_eq!(
         responses(&out.to_server)[1..],
