@@ -77,6 +77,7 @@ class _Call:
         self.ids = ids
         self.maps = []
         self.blobs = []
+        self.files = []
 
     def blob(self, b):
         self.blobs.append(bytes(b) if not isinstance(b, bytes) else b)
@@ -89,6 +90,15 @@ class _Call:
             m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.maps.append(m)
         return m
+
+    def discard_files(self):
+        """Results written for a call that then failed."""
+        for path in self.files:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.files = []
 
     def close(self):
         for m in self.maps:
@@ -248,6 +258,7 @@ def _plain(b, call):
     if len(b) > SPILL_LIMIT and _spill_dir is not None:
         _spill_count += 1
         path = os.path.join(_spill_dir, "{}-{}".format(os.getpid(), _spill_count))
+        call.files.append(path)
         with open(path, "wb") as f:
             f.write(b)
         return {"k": "file", "p": path}
@@ -349,8 +360,10 @@ def _call(req, blobs):
             else:
                 out = _convert(result, call)
         except InvalidResult as e:
+            call.discard_files()
             return {"error": str(e) or "Invalid result from python code"}, []
         except Exception:
+            call.discard_files()
             return {"error": _python_exception()}, []
         return {"ok": out}, call.blobs
     finally:

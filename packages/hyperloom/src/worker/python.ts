@@ -57,31 +57,50 @@ function encode(header: Record<string, unknown>, blobs: Buffer[]): Buffer[] {
   return [len, json, ...blobs];
 }
 
-/** Splits the helper's answer stream into messages. */
+/** Splits the helper's answer stream into messages (chunks are joined once per message, so a
+ * large answer arriving in many pipe reads is not copied again for each). */
 class MessageReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** Bytes the message at the head needs, once its header is known (0: not yet known). */
+  private need = 0;
 
   constructor(private readonly onMessage: (m: Message) => void) {}
 
   feed(chunk: Buffer): void {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
     for (;;) {
-      if (this.buf.length < 4) return;
-      const n = this.buf.readUInt32LE(0);
-      if (this.buf.length < 4 + n) return;
-      const header = JSON.parse(this.buf.subarray(4, 4 + n).toString()) as Record<string, unknown>;
-      const sizes = (header.blobs as number[] | undefined) ?? [];
-      const total = sizes.reduce((a, b) => a + b, 0);
-      if (this.buf.length < 4 + n + total) return;
+      if (this.need === 0) {
+        if (this.buffered < 4) return;
+        const head = this.joined();
+        const n = head.readUInt32LE(0);
+        if (this.buffered < 4 + n) return;
+        const header = JSON.parse(head.subarray(4, 4 + n).toString()) as Record<string, unknown>;
+        const sizes = (header.blobs as number[] | undefined) ?? [];
+        this.need = 4 + n + sizes.reduce((x, y) => x + y, 0);
+      }
+      if (this.buffered < this.need) return;
+      const buf = this.joined();
+      const n = buf.readUInt32LE(0);
+      const header = JSON.parse(buf.subarray(4, 4 + n).toString()) as Record<string, unknown>;
       const blobs: Buffer[] = [];
       let pos = 4 + n;
-      for (const s of sizes) {
-        blobs.push(Buffer.from(this.buf.subarray(pos, pos + s)));
-        pos += s;
+      for (const size of (header.blobs as number[] | undefined) ?? []) {
+        blobs.push(buf.subarray(pos, pos + size));
+        pos += size;
       }
-      this.buf = this.buf.subarray(pos);
+      const rest = buf.subarray(pos);
+      this.chunks = rest.length > 0 ? [Buffer.from(rest)] : [];
+      this.buffered = rest.length;
+      this.need = 0;
       this.onMessage({ header, blobs });
     }
+  }
+
+  private joined(): Buffer {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!;
   }
 }
 

@@ -130,6 +130,14 @@ def wrap_unwrap():
     assert client.gather(ids[5]) == b"None"
     assert client.gather(ids[6]) == b"True 0 5 0"
     assert client.gather(ids[7]) == [1, 2, 3]
+    # A large pyobj (many pipe reads on the worker) and a large plain result (a file).
+    @tasks.py_task(context=True)
+    def big(ctx, a):
+        return [ctx.wrap(("big", a.read() * 3_000_000)), a.read() * 2_000_000]
+
+    [tid] = client.submit([big(tasks.const("ab"))])
+    r = client.gather(tid)
+    assert r[0] == ("big", b"ab" * 3_000_000) and r[1] == b"ab" * 2_000_000
     # A pyobj result fetched comes as its pickled bytes under the pyobj type id.
     [tid] = client.submit([tasks.py_value({"k": (1, 2)})])
     client.wait(tid)
