@@ -178,10 +178,18 @@ def _frame(buf, pos):
     return buf[pos + 8 : pos + 8 + n], pos + 8 + n
 
 
+# The element type the worker uses, inside array and index inputs, for data above 64 KiB held in a
+# file: the frame is the file's path instead of the bytes (crates/loom-core worker PATH_TYPE_ID).
+_PATH_TYPE_ID = -2
+
+
 def _decode(buf, pos, type_id, call, ref):
     """Decodes one object of a stream (spec 5.4) at `pos`: returns (Data, next pos)."""
     ids = call.ids
     body, pos = _frame(buf, pos)
+    if type_id == _PATH_TYPE_ID:
+        path = bytes(body).decode()
+        return Data(_DATA, os.stat(path).st_size, 0, call, ref, path=path), pos
     if type_id == ids["data"]:
         return Data(_DATA, len(body), 0, call, ref, data=body), pos
     if type_id == ids["pyobj"]:
@@ -198,6 +206,8 @@ def _decode(buf, pos, type_id, call, ref):
         (base_type,) = struct.unpack_from("<i", body, 0)
         offsets = struct.unpack_from("<%dQ" % ((len(body) - 4) // 8), body, 4)
         base, pos = _decode(buf, pos, base_type, call, None)
+        if base._bytes is None and base._path is not None:
+            base._bytes = call.mapped(base._path)
         pieces = [
             Data(_DATA, offsets[j + 1] - offsets[j], 0, call, (ref[0], ref[1] + [j]), data=base._bytes[offsets[j] : offsets[j + 1]])
             for j in range(len(offsets) - 1)

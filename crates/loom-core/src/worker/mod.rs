@@ -26,7 +26,7 @@ use crate::data::stream::{encode_frames, encode_stream_parts, StreamPart, SHARED
 use crate::data::{
     strerror, Array, DataDir, DataObject, DataRef, ExternFile, JsObj, PyObj, TypeIds,
 };
-use crate::frame::{push_frame, FrameError, FrameReader, MAX_CONTROL_FRAME};
+use crate::frame::{push_frame, push_raw_frame, FrameError, FrameReader, MAX_CONTROL_FRAME};
 use crate::proto::comm::{register, Register, WorkerCommand};
 use crate::proto::PROTOCOL_VERSION;
 use crate::symbols::{Symbols, JS_TASK_TYPES, ORIGINAL_TASK_TYPES, WORKER_DATA_TYPES};
@@ -710,10 +710,12 @@ impl Worker {
         if let Some(t) = self.trace.as_mut() {
             t.started(q.id, slots.first().map_or(-1, |&s| s as i64));
         }
-        let inputs = q.inputs.iter().map(|x| self.js_input(x)).collect();
+        let task_type = self.symbols.name(q.type_id).unwrap_or_default().to_owned();
+        let by_path = task_type == "loom/py/call";
+        let inputs = q.inputs.iter().map(|x| self.js_input(x, by_path)).collect();
         self.out.js_tasks.push(JsTask {
             id: q.id,
-            task_type: self.symbols.name(q.type_id).unwrap_or_default().to_owned(),
+            task_type,
             config: q.config,
             inputs,
             n_cpus: q.n_cpus,
@@ -729,11 +731,17 @@ impl Worker {
         );
     }
 
-    fn js_input(&self, x: &DataObject) -> JsInput {
+    /// `by_path` (Python calls): large data files inside arrays and indexes are given by path
+    /// (see [`PATH_TYPE_ID`]), not copied into the frames.
+    fn js_input(&self, x: &DataObject, by_path: bool) -> JsInput {
         let (bytes, path) = match x {
             DataObject::Array(_) | DataObject::Index(_) => {
                 let mut b = Vec::new();
-                encode_frames(x, &self.ids, &mut b);
+                if by_path {
+                    frames_by_path(x, &self.ids, &mut b);
+                } else {
+                    encode_frames(x, &self.ids, &mut b);
+                }
                 (Some(b), None)
             }
             DataObject::JsObj(j) => (Some(j.bytes().to_vec()), None),
@@ -964,6 +972,49 @@ impl Worker {
     /// The file being traced to, if any.
     pub fn trace_file(&self) -> Option<&std::path::Path> {
         self.trace.as_ref().map(|t| t.w.path())
+    }
+}
+
+/// The element type id that, in the frames of an array or index input of a `loom/py/call`, stands
+/// for a D-object held in a file: its frame is the file's path (UTF-8), which the Python process
+/// maps, instead of the bytes.
+pub const PATH_TYPE_ID: i32 = -2;
+
+fn file_of(x: &DataObject) -> Option<&std::path::Path> {
+    x.file_path()
+        .filter(|_| x.size() > crate::data::SPILL_LIMIT as u64)
+}
+
+/// The stream frames of `x` (spec 5.4), with every D-object above 64 KiB that is held in a file
+/// given by its path under [`PATH_TYPE_ID`].
+fn frames_by_path(x: &DataObject, ids: &TypeIds, out: &mut Vec<u8>) {
+    let type_of = |y: &DataObject| match file_of(y) {
+        Some(_) => PATH_TYPE_ID,
+        None => ids.wire_type(y),
+    };
+    match x {
+        DataObject::Array(a) => {
+            out.extend_from_slice(&(4 * a.len() as u64).to_le_bytes());
+            for y in a.items() {
+                out.extend_from_slice(&type_of(y).to_le_bytes());
+            }
+            for y in a.items() {
+                frames_by_path(y, ids, out);
+            }
+        }
+        DataObject::Index(i) => {
+            let offs = i.offsets();
+            out.extend_from_slice(&(4 + 8 * offs.len() as u64).to_le_bytes());
+            out.extend_from_slice(&type_of(i.base()).to_le_bytes());
+            for o in offs {
+                out.extend_from_slice(&o.to_le_bytes());
+            }
+            frames_by_path(i.base(), ids, out);
+        }
+        _ => match file_of(x) {
+            Some(p) => push_raw_frame(out, p.to_string_lossy().as_bytes()),
+            None => encode_frames(x, ids, out),
+        },
     }
 }
 

@@ -796,6 +796,46 @@ fn python_tasks_go_to_js_and_return_pyobjs_and_items() {
         ]
     );
     assert_eq!(w.store[&6].bytes(), Some(&b"a\nbb\n"[..]));
+    // Large files inside array and index inputs of a Python call travel by path.
+    let big = vec![b'z'; SPILL_LIMIT + 1];
+    let mut b = task(10, "loom/data/const", &big, &[], 0);
+    b.extend(task(11, "loom/data/split", b"", &[10], 0));
+    b.extend(task(12, "loom/array/make", b"", &[10, 1], 0));
+    b.extend(task(13, "loom/py/call", b"", &[0, 11, 12], 1));
+    b.extend(task(14, "loom/js/call", b"", &[12], 1));
+    w.on_server_data(&b).unwrap();
+    let out = w.take_output();
+    let path = w.store[&10]
+        .file_path()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut expect_index = Vec::new();
+    push_raw_frame(
+        &mut expect_index,
+        &[&(-2i32).to_le_bytes()[..], &u64s(&[0, big.len() as u64])].concat(),
+    );
+    push_raw_frame(&mut expect_index, path.as_bytes());
+    assert_eq!(
+        out.js_tasks[0].inputs[1].bytes.as_ref(),
+        Some(&expect_index)
+    );
+    let mut expect_array = Vec::new();
+    push_raw_frame(
+        &mut expect_array,
+        &[(-2i32).to_le_bytes(), w.ids.data.to_le_bytes()].concat(),
+    );
+    push_raw_frame(&mut expect_array, path.as_bytes());
+    push_raw_frame(&mut expect_array, b"a\nbb\nc");
+    assert_eq!(
+        out.js_tasks[0].inputs[2].bytes.as_ref(),
+        Some(&expect_array)
+    );
+    // JS calls get the bytes, as fetched data.
+    let mut frames = Vec::new();
+    encode_frames(&w.store[&12], &w.ids, &mut frames);
+    assert_eq!(out.js_tasks[1].inputs[0].bytes.as_ref(), Some(&frames));
 }
 
 /// Announce + streams of `objs` (by id) from another worker `src`.

@@ -194,6 +194,17 @@ def arrays_and_indexes():
     assert r == [b"bc", b"\n", b"in0", [b"a", b"bc", [b"in0", (7, "seven")]]], r
 
     @tasks.py_task()
+    def big_items(arr, idx):
+        # A large element of an array and the lines of a large index arrive as files, mapped.
+        lines = list(idx)
+        return "{} {} {} {} {}".format(len(arr[0].read()), arr[0].size(), arr[1].read().decode(), len(lines),
+                                       lines[-1].read().decode())
+
+    text = "".join("line {}\n".format(i) for i in range(20000))
+    ids = client.submit([big_items(tasks.array_make((bigt, tasks.const("small"))), tasks.split(tasks.const(text)))])
+    assert client.gather(ids[0]) == "{} {} small 20000 line 19999\n".format(len(big), len(big)).encode()
+
+    @tasks.py_task()
     def big_result(a):
         return a.read() * 3
 
