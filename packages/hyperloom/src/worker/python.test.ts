@@ -1,5 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -45,6 +46,43 @@ test("input 0 that is not a pyobj fails with the original's text, before any pro
     (e: Error) => assert.is(e.message, "The first argument is not PyObj"),
   );
   runner.close();
+});
+
+const hasPython = spawnSync("python3", ["-c", "import cloudpickle"]).status === 0;
+const pickle = (expr: string): Buffer =>
+  execFileSync("python3", ["-c", `import sys, time, cloudpickle; sys.stdout.buffer.write(cloudpickle.dumps(${expr}))`]);
+
+test("calls never wait for a busy process: one more starts (a never-ending call blocks nothing)", async () => {
+  if (!hasPython) {
+    if (process.env.CI === "true") assert.unreachable("python3 with cloudpickle is missing (.ci/run installs it)");
+    console.log("  (skipped: no python3 with cloudpickle)");
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "hyperloom-pyrunner-"));
+  const runner = new PythonRunner({ python: "python3", processes: 1, spillDir: join(dir, "spill"), typeIds: ids });
+  const task = (id: number, fn: Buffer, data: string): TaskToRun => ({
+    id,
+    taskType: "loom/py/call",
+    config: pickle("()"),
+    inputs: [
+      { typeName: "loom/pyobj", size: fn.length, length: 0, bytes: fn },
+      { typeName: "loom/data", size: data.length, length: 0, bytes: Buffer.from(data) },
+    ],
+    nCpus: 0,
+    cpuSlots: [],
+  });
+  try {
+    const forever = runner.call(task(1, pickle("((lambda a: time.sleep(3600)), False)"), "x"));
+    forever.catch(() => undefined);
+    const upper = pickle("((lambda a: a.read().upper()), False)");
+    for (const i of [2, 3]) {
+      const r = await runner.call(task(i, upper, `call ${i}`));
+      assert.equal(r, { result: { kind: "plain", data: Buffer.from(`CALL ${i}`) } });
+    }
+  } finally {
+    runner.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

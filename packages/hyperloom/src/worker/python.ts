@@ -221,7 +221,6 @@ class PythonProcess {
 export class PythonRunner {
   private procs = new Set<PythonProcess>();
   private idle: PythonProcess[] = [];
-  private waiting: Array<{ resolve(p: PythonProcess): void; reject(e: Error): void }> = [];
   private started: Promise<void> | undefined;
   /** Why the pool cannot run Python (missing interpreter or cloudpickle): every task fails with it. */
   private broken: string | undefined;
@@ -229,11 +228,16 @@ export class PythonRunner {
 
   constructor(private readonly options: PythonOptions) {}
 
+  /** Processes kept (one per core). */
+  private get size(): number {
+    return Math.max(1, this.options.processes);
+  }
+
   /** Starts the processes (once); rejects with the one clear error if Python cannot run. */
   start(): Promise<void> {
     this.started ??= (async () => {
       mkdirSync(this.options.spillDir, { recursive: true });
-      const procs = Array.from({ length: Math.max(1, this.options.processes) }, () => this.spawn());
+      const procs = Array.from({ length: this.size }, () => this.spawn(true));
       try {
         await Promise.all(procs.map((p) => p.ready));
       } catch (e) {
@@ -248,15 +252,18 @@ export class PythonRunner {
     return this.started;
   }
 
-  private spawn(): PythonProcess {
+  /** A new process; `pooled`: joins the idle ones once ready (else the caller uses it). */
+  private spawn(pooled: boolean): PythonProcess {
     const p = new PythonProcess(this.options.python, this.options.spillDir, (dead) => this.onDeath(dead));
     this.procs.add(p);
-    p.ready.then(
-      () => {
-        if (this.procs.has(p)) this.release(p);
-      },
-      () => undefined,
-    );
+    if (pooled) {
+      p.ready.then(
+        () => {
+          if (this.procs.has(p)) this.release(p);
+        },
+        () => undefined,
+      );
+    }
     return p;
   }
 
@@ -264,32 +271,42 @@ export class PythonRunner {
     if (!this.procs.delete(p)) return;
     this.idle = this.idle.filter((x) => x !== p);
     // One that never got ready makes the pool unusable (start() or the replacement's ready says why).
-    if (this.closed || this.broken !== undefined || !p.isReady) return;
+    if (this.closed || this.broken !== undefined || !p.isReady || this.procs.size >= this.size) return;
     // A replacement, so the pool keeps its size (a crash fails only the task it ran).
-    const r = this.spawn();
-    r.ready.catch((e: Error) => this.setBroken(e.message));
+    const r = this.spawn(true);
+    r.ready.catch((e: Error) => log("error", `a replacement Python process could not start: ${e.message}`));
   }
 
-  /** Python cannot run: every waiting and later task fails with `message`. */
+  /** Python cannot run at all (found at start): every later task fails with `message`. */
   private setBroken(message: string): void {
     if (this.broken !== undefined) return;
     this.broken = message;
     log("error", message);
-    for (const w of this.waiting.splice(0)) w.reject(new Error(message));
   }
 
+  /** A process is free again: kept idle, or ended if the pool grew beyond its size. */
   private release(p: PythonProcess): void {
-    const next = this.waiting.shift();
-    if (next) next.resolve(p);
-    else this.idle.push(p);
+    if (this.procs.size > this.size) {
+      this.procs.delete(p);
+      p.kill();
+    } else {
+      this.idle.push(p);
+    }
   }
 
+  /**
+   * A free process. When all are busy one more is started (and ended when it is released): the
+   * core bounds the calls needing cores by the cores, but not those requesting none, so a call
+   * never waits for another one, even one that never returns.
+   */
   private async acquire(): Promise<PythonProcess> {
     await this.start();
     if (this.broken !== undefined) throw new Error(this.broken);
     const p = this.idle.pop();
     if (p) return p;
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    const extra = this.spawn(false);
+    await extra.ready; // if it cannot start, only this call fails
+    return extra;
   }
 
   private async run(header: Record<string, unknown>, blobs: Buffer[]): Promise<Message> {
@@ -346,7 +363,6 @@ export class PythonRunner {
   /** Stops the processes (a function still running is killed). */
   close(): void {
     this.closed = true;
-    for (const w of this.waiting.splice(0)) w.reject(new Error("the worker is closing"));
     for (const p of this.procs) p.kill();
     this.procs.clear();
     this.idle = [];
