@@ -60,13 +60,24 @@ def direct_args():
     def repeat2(n, a):
         return n * a.read()
 
+    @tasks.py_task(n_direct_args=3)
+    def count(*args):
+        return str(len(args))
+
+    @tasks.py_task()
+    def several(a, b):
+        return a, "x", b, "yyy", [b, b, "z"]
+
     c = tasks.const("ABC")
     ids = client.submit([repeat(2, c), repeat(3, c), tasks.py_call(tasks.py_value(repeat2), (c,), direct_args=(2,)),
-                         order({"k": 1}, (2, 3), tasks.const("a"), tasks.const("b"))])
+                         order({"k": 1}, (2, 3), tasks.const("a"), tasks.const("b")),
+                         count({"x": 10}, None, True, c, c, c, c), several(tasks.const("A"), tasks.const("BBBB"))])
     assert client.gather(ids[0]) == b"ABCABC"
     assert client.gather(ids[1]) == b"ABCABCABC"
     assert client.gather(ids[2]) == b"ABCABC"
-    assert client.gather(ids[3]) == b"Context {'k': 1} (2, 3) a b", client.gather(ids[3])
+    assert client.gather(ids[3]) == b"Context {'k': 1} (2, 3) a b"
+    assert client.gather(ids[4]) == b"7"
+    assert client.gather(ids[5]) == [b"A", b"x", b"BBBB", b"yyy", [b"BBBB", b"BBBB", b"z"]]
     out(ok=True)
 
 
