@@ -80,7 +80,7 @@ t("arrays and index inputs: len, indexing, iteration, items returned; large data
   assert.equal(await scenario(cluster.port, "arrays_and_indexes"), { ok: true });
 });
 
-t("task redirection to merge (same cpus, items of inputs, new data, chains of calls)", async ({ cluster }) => {
+t("task redirection to merge (2 cpus kept, items of inputs, new data)", async ({ cluster }) => {
   if (!needsPython()) return;
   assert.equal(await scenario(cluster.port, "redirect_merge"), { ok: true });
 });

@@ -233,12 +233,6 @@ def redirect_merge():
     def join_items(arr):
         return tasks.merge((arr[1], arr[0], tasks.const("c")))
 
-    @tasks.py_task(n_direct_args=1)
-    def again(n, a):
-        if n == 0:
-            return a
-        return tasks.py_call(tasks.py_value(again), (a,), direct_args=(n - 1,))
-
     t = tasks.py_task(request=tasks.cpus(2))(lambda a, b: tasks.merge((a, b)))(tasks.const("x"), tasks.const("y"))
     arr = tasks.array_make((tasks.const("A"), tasks.const("B")))
     ids = client.submit([join(tasks.const("x"), tasks.const("y")), join_items(arr), t])
