@@ -1,173 +1,215 @@
-//! Task storage: one [`Segment`] per plan (or per dslice/dget expansion), struct-of-arrays,
-//! indexed by `internal id - base`. Segments are sorted by base (ids only grow), so an internal
-//! id is located by binary search over the bases.
+//! The task graph: every live task of every plan, in [`Segment`]s sorted by base (ids only
+//! grow, so an internal id is located by binary search over the bases), plus the rare per-task
+//! side tables (labels, lengths, cross-segment consumers, expansion overrides).
 
-use super::Server;
+use std::collections::HashMap;
 
-/// Stored but not reachable from any result: never computed.
-pub(crate) const UNPLANNED: u8 = 0;
-/// Planned, some inputs not finished.
-pub(crate) const WAITING: u8 = 1;
-/// All inputs finished; in a ready queue (or parked).
-pub(crate) const READY: u8 = 2;
-/// Sent to a worker (assigned or running there).
-pub(crate) const RUNNING: u8 = 3;
-/// The result exists on at least one worker.
-pub(crate) const FINISHED: u8 = 4;
-/// Done and its data removed (or never needed).
-pub(crate) const FREED: u8 = 5;
-/// Failed (itself or an input).
-pub(crate) const FAILED: u8 = 6;
+use super::ids::{ClientIdx, Idx, IdxVec, SegIdx, Slot, TaskId};
+use super::segment::{Segment, TaskFlags, TaskState};
 
-/// The client holds the result (result task, not released).
-pub(crate) const RESULT: u8 = 1;
-/// Inputs replaced by a dslice/dget expansion (see `Server::overrides`).
-pub(crate) const OVERRIDE: u8 = 2;
-/// TASK_FINISHED was already sent for this result (a recomputation must not repeat it).
-pub(crate) const NOTIFIED: u8 = 4;
-/// Sent to its worker before its inputs finished (pipelining): the worker starts it when the
-/// inputs it computes itself are published.
-pub(crate) const EARLY: u8 = 8;
-
-/// The tasks of one plan: internal ids `base..base+n`.
-pub(crate) struct Segment {
-    pub(crate) base: i32,
-    pub(crate) n: u32,
-    /// Owning client index.
-    pub(crate) client: u32,
-    /// Client id of the first task (None for tasks created by an expansion).
-    pub(crate) cbase: Option<i32>,
-    pub(crate) ttype: Vec<i32>,
-    /// Config of task i: `arena[cfg_off[i]..cfg_off[i+1]]`.
-    pub(crate) cfg_off: Vec<u32>,
-    pub(crate) arena: Vec<u8>,
-    /// Inputs (internal ids) of task i: `inputs[in_off[i]..in_off[i+1]]`.
-    pub(crate) in_off: Vec<u32>,
-    pub(crate) inputs: Vec<i32>,
-    /// Consumers inside this segment (one entry per input edge).
-    pub(crate) cons_off: Vec<u32>,
-    pub(crate) cons: Vec<i32>,
-    pub(crate) state: Vec<u8>,
-    pub(crate) flags: Vec<u8>,
-    pub(crate) cpus: Vec<u16>,
-    /// Unfinished input edges (planned tasks only).
-    pub(crate) waiting: Vec<u32>,
-    /// Unfinished planned consumer edges.
-    pub(crate) refc: Vec<u32>,
-    /// Running: the worker it runs on. Finished: its primary owner.
-    pub(crate) wk: Vec<u16>,
-    /// Result size (for locality).
-    pub(crate) size: Vec<u64>,
-    /// Tasks in WAITING..=FINISHED; the segment is dropped when it reaches 0.
-    pub(crate) live: u32,
+/// The task graph. Its owner ([`super::Server`]) drives the life cycle; this type keeps the
+/// storage consistent (segment liveness, side tables of dropped segments).
+#[derive(Default)]
+pub(crate) struct TaskGraph {
+    pub(crate) segs: IdxVec<SegIdx, Segment>,
+    /// Some segment reached `live == 0`: [`TaskGraph::collect`] has work.
+    dirty: bool,
+    /// The next internal id.
+    next_id: i32,
+    /// Consumers outside the input's own segment (later plans, expansions), for unfinished
+    /// inputs; also kept for finished ones so that a lost, recomputed input re-waits them.
+    pub(crate) extra_cons: HashMap<TaskId, Vec<TaskId>>,
+    /// Non-zero lengths of finished objects (for dslice/dget).
+    pub(crate) lengths: HashMap<TaskId, u64>,
+    /// Labels of tasks that have one.
+    pub(crate) labels: HashMap<TaskId, Box<str>>,
+    /// Tasks whose inputs were replaced by a dslice/dget expansion (they became array/make).
+    pub(crate) overrides: HashMap<TaskId, Vec<TaskId>>,
 }
 
-impl Segment {
-    #[inline]
-    pub(crate) fn config(&self, off: usize) -> &[u8] {
-        &self.arena[self.cfg_off[off] as usize..self.cfg_off[off + 1] as usize]
+/// Id ranges of dropped segments (to clean side tables keyed by task id).
+pub(crate) struct Dropped(Vec<(TaskId, u32)>);
+
+impl Dropped {
+    /// Whether `id` belonged to a dropped segment.
+    pub(crate) fn contains(&self, id: TaskId) -> bool {
+        self.0.iter().any(|&(b, n)| id.offset_in(b, n).is_some())
     }
 
-    #[inline]
-    pub(crate) fn inputs(&self, off: usize) -> &[i32] {
-        &self.inputs[self.in_off[off] as usize..self.in_off[off + 1] as usize]
-    }
-
-    #[inline]
-    pub(crate) fn input_range(&self, off: usize) -> (usize, usize) {
-        (self.in_off[off] as usize, self.in_off[off + 1] as usize)
-    }
-
-    #[inline]
-    pub(crate) fn cons_range(&self, off: usize) -> (usize, usize) {
-        (self.cons_off[off] as usize, self.cons_off[off + 1] as usize)
-    }
-
-    /// Builds the consumer CSR from the inputs (edges whose input lies in this segment).
-    pub(crate) fn build_consumers(&mut self) {
-        let n = self.n as usize;
-        let mut cnt = vec![0u32; n + 1];
-        let base = self.base;
-        for &x in &self.inputs {
-            let d = x.wrapping_sub(base) as u32;
-            if d < self.n {
-                cnt[d as usize + 1] += 1;
-            }
-        }
-        for i in 0..n {
-            cnt[i + 1] += cnt[i];
-        }
-        let mut cons = vec![0i32; cnt[n] as usize];
-        let mut fill = cnt.clone();
-        for i in 0..n {
-            let (a, b) = self.input_range(i);
-            for k in a..b {
-                let d = self.inputs[k].wrapping_sub(base) as u32;
-                if d < self.n {
-                    let slot = &mut fill[d as usize];
-                    cons[*slot as usize] = base + i as i32;
-                    *slot += 1;
-                }
-            }
-        }
-        self.cons_off = cnt;
-        self.cons = cons;
-    }
-
-    /// The client id of task `off`, or -1 for expansion tasks.
-    #[inline]
-    pub(crate) fn client_id(&self, off: usize) -> i32 {
-        match self.cbase {
-            Some(b) => b + off as i32,
-            None => -1,
-        }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
-impl Server {
-    /// (segment index, offset) of internal id `id`, if its segment is live.
+impl TaskGraph {
+    /// Reserves `n` consecutive internal ids; None when the `i32` id space is exhausted.
+    pub(crate) fn alloc_ids(&mut self, n: usize) -> Option<TaskId> {
+        let base = self.next_id;
+        if base as i64 + n as i64 > i32::MAX as i64 {
+            return None;
+        }
+        self.next_id = base + n as i32;
+        Some(TaskId(base))
+    }
+
+    /// The id the next [`TaskGraph::alloc_ids`] starts at.
+    pub(crate) fn next_id(&self) -> TaskId {
+        TaskId(self.next_id)
+    }
+
+    /// Adds a segment (its base is above every existing one).
+    pub(crate) fn push(&mut self, seg: Segment) -> SegIdx {
+        if seg.live == 0 {
+            self.dirty = true;
+        }
+        self.segs.push(seg)
+    }
+
+    /// Where `id` is stored, if its segment is live.
     #[inline]
-    pub(crate) fn locate(&self, id: i32) -> Option<(usize, usize)> {
+    pub(crate) fn locate(&self, id: TaskId) -> Option<Slot> {
         let segs = &self.segs;
         // Fast path: the newest segment.
         if let Some(last) = segs.last() {
-            let d = id.wrapping_sub(last.base) as u32;
-            if d < last.n {
-                return Some((segs.len() - 1, d as usize));
+            if let Some(off) = last.offset_of(id) {
+                return Some(Slot {
+                    seg: SegIdx::from_index(segs.len() - 1),
+                    off,
+                });
             }
         }
         let k = segs.partition_point(|s| s.base <= id);
         if k == 0 {
             return None;
         }
-        let s = &segs[k - 1];
-        let d = id.wrapping_sub(s.base) as u32;
-        (d < s.n).then_some((k - 1, d as usize))
+        let seg = SegIdx::from_index(k - 1);
+        self.segs[seg].offset_of(id).map(|off| Slot { seg, off })
     }
 
-    /// Like [`Server::locate`], trying segment `hint` first.
+    /// Like [`TaskGraph::locate`], trying segment `hint` first.
     #[inline]
-    pub(crate) fn locate_hint(&self, id: i32, hint: usize) -> Option<(usize, usize)> {
-        let s = &self.segs[hint];
-        let d = id.wrapping_sub(s.base) as u32;
-        if d < s.n {
-            return Some((hint, d as usize));
+    pub(crate) fn locate_hint(&self, id: TaskId, hint: SegIdx) -> Option<Slot> {
+        match self.segs[hint].offset_of(id) {
+            Some(off) => Some(Slot { seg: hint, off }),
+            None => self.locate(id),
         }
-        self.locate(id)
+    }
+
+    /// The segment of a slot.
+    #[inline(always)]
+    pub(crate) fn seg(&self, s: Slot) -> &Segment {
+        &self.segs[s.seg]
+    }
+
+    /// The segment of a slot, mutably.
+    #[inline(always)]
+    pub(crate) fn seg_mut(&mut self, s: Slot) -> &mut Segment {
+        &mut self.segs[s.seg]
+    }
+
+    /// The state of a task.
+    #[inline(always)]
+    pub(crate) fn state(&self, s: Slot) -> TaskState {
+        self.segs[s.seg].state[s.off]
+    }
+
+    /// The state of task `id`, if its segment is live.
+    #[inline]
+    pub(crate) fn state_of(&self, id: TaskId) -> Option<TaskState> {
+        self.locate(id).map(|s| self.state(s))
     }
 
     /// The inputs of a task, taking dslice/dget overrides into account.
-    pub(crate) fn task_inputs(&self, si: usize, off: usize) -> &[i32] {
-        let seg = &self.segs[si];
-        if seg.flags[off] & OVERRIDE != 0 {
-            let id = seg.base + off as i32;
-            return self.overrides.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+    #[inline]
+    pub(crate) fn inputs_of(&self, s: Slot) -> &[TaskId] {
+        let seg = &self.segs[s.seg];
+        if seg.flags[s.off].has(TaskFlags::OVERRIDE) {
+            return self
+                .overrides
+                .get(&seg.id(s.off))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
         }
-        seg.inputs(off)
+        seg.inputs(s.off)
     }
 
     /// The label of a task, or "" if it has none.
-    pub(crate) fn label_of(&self, id: i32) -> &str {
+    pub(crate) fn label_of(&self, id: TaskId) -> &str {
         self.labels.get(&id).map(|s| &**s).unwrap_or("")
+    }
+
+    /// Ends a live task's life in `state` (freed or failed): it no longer counts for its
+    /// segment, which is collected when nothing in it is live.
+    #[inline]
+    pub(crate) fn retire(&mut self, s: Slot, state: TaskState) {
+        let seg = &mut self.segs[s.seg];
+        seg.state[s.off] = state;
+        seg.live -= 1;
+        if seg.live == 0 {
+            self.dirty = true;
+        }
+    }
+
+    /// Records that `consumer` (outside `input`'s segment) consumes `input`.
+    pub(crate) fn add_extra_consumer(&mut self, input: TaskId, consumer: TaskId) {
+        self.extra_cons.entry(input).or_default().push(consumer);
+    }
+
+    /// Drops a client's segments (the client is gone); returns their id ranges.
+    pub(crate) fn drop_client(&mut self, ci: ClientIdx) -> Dropped {
+        let dropped = Dropped(
+            self.segs
+                .iter()
+                .filter(|s| s.client == ci)
+                .map(|s| (s.base, s.n))
+                .collect(),
+        );
+        self.segs.retain(|s| s.client != ci);
+        self.forget(&dropped);
+        dropped
+    }
+
+    /// Removes segments with no live task left. Returns the (client, client base) of each
+    /// dropped plan segment, for the clients' id ranges, and the dropped id ranges.
+    pub(crate) fn collect(&mut self) -> Option<(Vec<(ClientIdx, i32)>, Dropped)> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        let mut plans = Vec::new();
+        let mut ranges = Vec::new();
+        self.segs.retain(|s| {
+            if s.live > 0 {
+                return true;
+            }
+            if let Some(cb) = s.cbase {
+                plans.push((s.client, cb));
+            }
+            ranges.push((s.base, s.n));
+            false
+        });
+        let dropped = Dropped(ranges);
+        if dropped.is_empty() {
+            return None;
+        }
+        self.forget(&dropped);
+        Some((plans, dropped))
+    }
+
+    /// Forgets side-table entries of dropped segments (rare entries: labels, expansions,
+    /// cross-plan consumers, lengths).
+    fn forget(&mut self, d: &Dropped) {
+        if !self.labels.is_empty() {
+            self.labels.retain(|k, _| !d.contains(*k));
+        }
+        if !self.overrides.is_empty() {
+            self.overrides.retain(|k, _| !d.contains(*k));
+        }
+        if !self.extra_cons.is_empty() {
+            self.extra_cons.retain(|k, _| !d.contains(*k));
+        }
+        if !self.lengths.is_empty() {
+            self.lengths.retain(|k, _| !d.contains(*k));
+        }
     }
 }

@@ -1,11 +1,17 @@
 //! Drives [`Server`] through its event functions with encoded frames (no sockets).
 
 use super::*;
+use crate::frame::FrameError;
 use crate::proto::comm::{
     client_request, worker_response, ClientRequest, Plan, Resource, ResourceRequest, Task,
     WorkerResponse,
 };
+use crate::proto::comm::{Register, WorkerCommand};
 use crate::symbols::ORIGINAL_TASK_TYPES;
+use workers::LIGHT_CAP;
+
+/// The first worker that registered.
+const W0: WorkerIdx = WorkerIdx::FIRST;
 
 const CONST: i32 = 7;
 const MERGE: i32 = 8;
@@ -215,6 +221,15 @@ impl Seen {
             })
             .collect()
     }
+
+    /// The task ids of the ERROR and TASK_FAILED responses to `conn`.
+    fn error_ids(&self, conn: ConnId) -> Vec<Option<i32>> {
+        self.resp(conn)
+            .iter()
+            .filter(|r| r.r#type == 4 || r.r#type == 3)
+            .map(|r| r.error.as_ref().unwrap().id)
+            .collect()
+    }
 }
 
 fn stats(h: &mut H, c: ConnId) -> (i32, i32) {
@@ -323,14 +338,22 @@ fn fetch_errors() {
     h.send(2, &req(client_request::Type::Fetch, Some(7)));
     h.send(2, &req(client_request::Type::Fetch, Some(0)));
     h.send(2, &req(client_request::Type::Fetch, Some(1)));
+    let seen = h.take();
     assert_eq!(
-        h.take().errors(2),
+        seen.errors(2),
         vec![
             "Invalid id: 7",
             "Task is not result",
             "Task is not finished"
         ]
     );
+    assert_eq!(seen.error_ids(2), vec![Some(7), Some(0), Some(1)]);
+    // RELEASE errors name the task too.
+    h.send(2, &req(client_request::Type::Release, Some(9)));
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    let seen = h.take();
+    assert_eq!(seen.errors(2), vec!["Invalid id: 9", "Task is not result"]);
+    assert_eq!(seen.error_ids(2), vec![Some(9), Some(0)]);
 }
 
 fn rejected(h: &mut H, p: ClientRequest) -> String {
@@ -458,9 +481,9 @@ fn cpu_accounting() {
     assert_eq!(h.take().tasks(1), vec![2]);
     h.respond(1, worker_response::Type::Failed, 1, 0, 0);
     assert!(h.take().tasks(1).is_empty());
-    assert_eq!((h.s.workers[0].free_cpus, h.s.workers[0].over), (0, 0));
+    assert_eq!((h.s.workers[W0].free_cpus, h.s.workers[W0].over), (0, 0));
     h.fin(1, 2, 1);
-    assert_eq!((h.s.workers[0].free_cpus, h.s.workers[0].over), (1, 0));
+    assert_eq!((h.s.workers[W0].free_cpus, h.s.workers[W0].over), (1, 0));
 
     // Four 4-cpu tasks on 4 cpus: never more than one running plus one queued.
     let mut h = setup(4);
@@ -491,7 +514,7 @@ fn cpu_accounting() {
     h.fin(1, 1, 1);
     let got = h.take().tasks(1);
     assert!(!got.is_empty(), "a finish makes room");
-    let w = &h.s.workers[0];
+    let w = &h.s.workers[W0];
     assert!(w.booked_cpus() <= 2 * w.cpus, "booked {}", w.booked_cpus());
 }
 
@@ -637,7 +660,7 @@ fn failure_propagates_only_to_dependants() {
     h.fin(1, 4, 1);
     assert_eq!(h.take().finished(2), vec![4]);
     // The pipelined dependants will never start on the worker: their slots are free again.
-    assert_eq!(h.s.workers[0].light, 0);
+    assert_eq!(h.s.workers[W0].light, 0);
     // Depending on a failed task is rejected.
     let e = rejected(&mut h, plan_req(5, vec![task(MERGE, b"", &[2], true)], &[]));
     assert!(e.contains("failed") || e.contains("unknown"), "{e}");
@@ -720,7 +743,10 @@ fn client_disconnect_leaves_residuals() {
         &plan_req(0, vec![with_cpus(task(RUN, b"n", &[], true), 0)], &[1]),
     );
     assert_eq!(h.take().tasks(1), vec![2]);
-    assert_eq!(h.s.workers[0].over, 1, "booked beyond the worker's one cpu");
+    assert_eq!(
+        h.s.workers[W0].over, 1,
+        "booked beyond the worker's one cpu"
+    );
     h.fin(1, 1, 1);
     let seen = h.take();
     assert_eq!(seen.removes(1), vec![1]);
@@ -858,9 +884,9 @@ fn worker_loss_reschedules_and_recomputes() {
     let seen = h.take();
     assert_eq!(seen.removes(3), vec![0, 3]);
     assert_eq!(stats(&mut h, 2), (1, 0));
-    assert!(h.s.segs.is_empty(), "every segment was dropped");
-    assert!(h.s.labels.is_empty() && h.s.extra_cons.is_empty());
-    assert!(h.s.fetches.is_empty());
+    assert!(h.s.graph.segs.is_empty(), "every segment was dropped");
+    assert!(h.s.graph.labels.is_empty() && h.s.graph.extra_cons.is_empty());
+    assert!(h.s.moves.fetches.is_empty());
 }
 
 #[test]
@@ -1269,25 +1295,21 @@ fn random_event_sequences_keep_invariants() {
                 }
             }
             // Invariants: cpus never exceed capacity; object counts never go negative.
-            for c in &h.s.clients {
+            for c in h.s.clients.iter() {
                 assert!(c.n_data >= 0, "n_data {}\n{}", c.n_data, log.join("\n"));
             }
-            for wk in &h.s.workers {
+            for wk in h.s.workers.list.iter() {
                 assert!(wk.free_cpus <= wk.cpus);
                 assert!(wk.over <= wk.cpus);
                 assert!(wk.free_cpus == 0 || wk.over == 0);
                 assert!(wk.light <= LIGHT_CAP);
             }
-            for seg in &h.s.segs {
-                let live = seg
-                    .state
-                    .iter()
-                    .filter(|&&s| (graph::WAITING..=graph::FINISHED).contains(&s))
-                    .count();
+            for seg in h.s.graph.segs.iter() {
+                let live = seg.state.iter().filter(|s| s.is_live()).count();
                 assert_eq!(
                     live as u32,
                     seg.live,
-                    "seg base {} states {:?}\n{}",
+                    "seg base {:?} states {:?}\n{}",
                     seg.base,
                     seg.state,
                     log.join("\n")
@@ -1392,7 +1414,7 @@ fn chains_are_pipelined_and_a_failure_frees_their_slots() {
     );
     // The whole chain goes out in one batch; the worker runs it without a round trip per task.
     assert_eq!(h.take().tasks(1), vec![0, 1, 2, 3]);
-    assert_eq!(h.s.workers[0].light, 4);
+    assert_eq!(h.s.workers[W0].light, 4);
     h.fin(1, 0, 1);
     h.respond(1, worker_response::Type::Failed, 1, 0, 0);
     let seen = h.take();
@@ -1400,7 +1422,7 @@ fn chains_are_pipelined_and_a_failure_frees_their_slots() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].error.as_ref().unwrap().id, Some(3));
     assert_eq!(
-        h.s.workers[0].light, 0,
+        h.s.workers[W0].light, 0,
         "the dependants sent early will never start: their slots are freed"
     );
     assert!(seen.tasks(1).is_empty());

@@ -1,141 +1,12 @@
-//! Hand-written protobuf scanning and encoding for the hot messages (plans, worker responses,
-//! worker commands). Scanning borrows from the input; nothing is allocated per field.
+//! The server's hot-path messages on the crate's one protobuf scanner and writer
+//! ([`crate::proto::scan`], [`crate::proto::write`]): scanners for `ClientRequest`,
+//! `WorkerResponse` and `DataHeader` that borrow from the frame, and encoders for `TASK`,
+//! `SEND`, `REMOVE` and `TASK_FINISHED` writing straight into a connection's buffer.
 
-/// A protobuf message that could not be scanned (truncated varint, bad length, bad wire type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Malformed;
+use crate::proto::scan::{Malformed, Scanner};
+use crate::proto::write::{frame_begin, frame_end, put_bytes, put_i32, StackFrame};
 
-/// A cursor over an encoded protobuf message.
-pub(crate) struct Rd<'a> {
-    b: &'a [u8],
-    p: usize,
-}
-
-impl<'a> Rd<'a> {
-    #[inline]
-    pub(crate) fn new(b: &'a [u8]) -> Self {
-        Rd { b, p: 0 }
-    }
-
-    #[inline]
-    pub(crate) fn done(&self) -> bool {
-        self.p >= self.b.len()
-    }
-
-    #[inline(always)]
-    pub(crate) fn varint(&mut self) -> Result<u64, Malformed> {
-        let b = self.b;
-        let p = self.p;
-        if p < b.len() {
-            let b0 = b[p];
-            if b0 < 0x80 {
-                self.p = p + 1;
-                return Ok(b0 as u64);
-            }
-        }
-        if p + 1 < b.len() {
-            let b0 = b[p];
-            let b1 = b[p + 1];
-            if b1 < 0x80 {
-                self.p = p + 2;
-                return Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7);
-            }
-        }
-        self.varint_slow()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn varint_slow(&mut self) -> Result<u64, Malformed> {
-        let b = self.b;
-        let mut p = self.p;
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let byte = *b.get(p).ok_or(Malformed)?;
-            p += 1;
-            if shift == 63 && byte > 1 {
-                return Err(Malformed);
-            }
-            v |= ((byte & 0x7f) as u64) << shift;
-            if byte < 0x80 {
-                break;
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(Malformed);
-            }
-        }
-        self.p = p;
-        Ok(v)
-    }
-
-    /// Reads a field key: (field number, wire type).
-    #[inline(always)]
-    pub(crate) fn key(&mut self) -> Result<(u32, u8), Malformed> {
-        let k = self.varint()?;
-        let field = (k >> 3) as u32;
-        if field == 0 || k >> 3 > u32::MAX as u64 {
-            return Err(Malformed);
-        }
-        Ok((field, (k & 7) as u8))
-    }
-
-    /// Reads a length-delimited payload.
-    #[inline(always)]
-    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
-        let len = self.varint()?;
-        let end = (self.p as u64).checked_add(len).ok_or(Malformed)?;
-        if end > self.b.len() as u64 {
-            return Err(Malformed);
-        }
-        let s = &self.b[self.p..end as usize];
-        self.p = end as usize;
-        Ok(s)
-    }
-
-    /// Skips a field of wire type `wt`.
-    pub(crate) fn skip(&mut self, wt: u8) -> Result<(), Malformed> {
-        match wt {
-            0 => {
-                self.varint()?;
-            }
-            1 => self.advance(8)?,
-            2 => {
-                self.bytes()?;
-            }
-            5 => self.advance(4)?,
-            _ => return Err(Malformed),
-        }
-        Ok(())
-    }
-
-    fn advance(&mut self, n: usize) -> Result<(), Malformed> {
-        if self.p + n > self.b.len() {
-            return Err(Malformed);
-        }
-        self.p += n;
-        Ok(())
-    }
-
-    /// A varint field value, checking the wire type.
-    #[inline]
-    pub(crate) fn varint_of(&mut self, wt: u8) -> Result<u64, Malformed> {
-        if wt != 0 {
-            return Err(Malformed);
-        }
-        self.varint()
-    }
-
-    /// A length-delimited field value, checking the wire type.
-    #[inline]
-    pub(crate) fn bytes_of(&mut self, wt: u8) -> Result<&'a [u8], Malformed> {
-        if wt != 2 {
-            return Err(Malformed);
-        }
-        self.bytes()
-    }
-}
+use super::ids::TaskId;
 
 /// The fields of a `WorkerResponse` the server uses.
 #[derive(Debug, Default, Clone, Copy)]
@@ -150,7 +21,7 @@ pub(crate) struct WorkerResp<'a> {
 /// Whether a `DataHeader` carries its three required fields (prost does not check proto2
 /// `required`).
 pub(crate) fn data_header_complete(b: &[u8]) -> bool {
-    let mut r = Rd::new(b);
+    let mut r = Scanner::new(b);
     let mut seen = 0u8;
     while !r.done() {
         let Ok((f, wt)) = r.key() else {
@@ -169,17 +40,17 @@ pub(crate) fn data_header_complete(b: &[u8]) -> bool {
 /// Scans a `WorkerResponse`.
 #[inline]
 pub(crate) fn scan_worker_response(b: &[u8]) -> Result<WorkerResp<'_>, Malformed> {
-    let mut r = Rd::new(b);
+    let mut r = Scanner::new(b);
     let mut out = WorkerResp::default();
     let mut have_type = false;
     while !r.done() {
         let (f, wt) = r.key()?;
         match f {
             1 => {
-                out.rtype = r.varint_of(wt)? as i32;
+                out.rtype = r.i32_of(wt)?;
                 have_type = true;
             }
-            2 => out.id = Some(r.varint_of(wt)? as i32),
+            2 => out.id = Some(r.i32_of(wt)?),
             3 => out.size = r.varint_of(wt)?,
             4 => out.length = r.varint_of(wt)?,
             100 => out.error_msg = Some(r.bytes_of(wt)?),
@@ -187,7 +58,7 @@ pub(crate) fn scan_worker_response(b: &[u8]) -> Result<WorkerResp<'_>, Malformed
         }
     }
     if !have_type {
-        return Err(Malformed);
+        return Err(Malformed("no type"));
     }
     Ok(out)
 }
@@ -203,130 +74,63 @@ pub(crate) struct ClientReq<'a> {
 
 /// Scans a `ClientRequest`.
 pub(crate) fn scan_client_request(b: &[u8]) -> Result<ClientReq<'_>, Malformed> {
-    let mut r = Rd::new(b);
+    let mut r = Scanner::new(b);
     let mut out = ClientReq::default();
     let mut have_type = false;
     while !r.done() {
         let (f, wt) = r.key()?;
         match f {
             1 => {
-                out.rtype = r.varint_of(wt)? as i32;
+                out.rtype = r.i32_of(wt)?;
                 have_type = true;
             }
             2 => out.plan = Some(r.bytes_of(wt)?),
-            3 => out.id = Some(r.varint_of(wt)? as i32),
+            3 => out.id = Some(r.i32_of(wt)?),
             7 => out.trace_path = Some(r.bytes_of(wt)?),
             _ => r.skip(wt)?,
         }
     }
     if !have_type {
-        return Err(Malformed);
+        return Err(Malformed("no type"));
     }
     Ok(out)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Encoding
-
-#[inline]
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-#[inline]
-pub(crate) fn put_i32(out: &mut Vec<u8>, key: u8, v: i32) {
-    out.push(key);
-    put_varint(out, v as i64 as u64);
-}
-
-#[inline]
-pub(crate) fn put_bytes(out: &mut Vec<u8>, key: u8, v: &[u8]) {
-    out.push(key);
-    put_varint(out, v.len() as u64);
-    out.extend_from_slice(v);
-}
-
-/// Starts a frame: reserves the 8-byte length prefix and returns its position.
-#[inline]
-pub(crate) fn frame_begin(out: &mut Vec<u8>) -> usize {
-    let p = out.len();
-    out.extend_from_slice(&[0u8; 8]);
-    p
-}
-
-/// Ends the frame started at `p` by writing its length prefix.
-#[inline]
-pub(crate) fn frame_end(out: &mut [u8], p: usize) {
-    let len = (out.len() - p - 8) as u64;
-    out[p..p + 8].copy_from_slice(&len.to_le_bytes());
-}
-
-/// Writes `v` as a varint at `buf[*p..]` (the caller guarantees 10 bytes of room).
-#[inline(always)]
-fn stack_varint(buf: &mut [u8], p: &mut usize, mut v: u64) {
-    while v >= 0x80 {
-        buf[*p] = (v as u8) | 0x80;
-        *p += 1;
-        v >>= 7;
-    }
-    buf[*p] = v as u8;
-    *p += 1;
 }
 
 /// `WorkerCommand{TASK, id, task_type, task_config, task_inputs (unpacked), n_cpus, checkpoint_path: ""}`.
 #[inline]
 pub(crate) fn push_task(
     out: &mut Vec<u8>,
-    id: i32,
+    id: TaskId,
     task_type: i32,
     config: &[u8],
-    inputs: &[i32],
+    inputs: &[TaskId],
     n_cpus: u32,
 ) {
-    // Small tasks (the common case) are encoded on the stack and appended at once.
-    const SMALL: usize = 160;
+    // Small tasks (the common case) are encoded on the stack and appended at once:
+    // 8 + 3 + 10 + 1 + 10 + 2 + 48 + 8 * 11 + 1 + 10 + 2 = 183 bytes at most.
     if config.len() <= 48 && inputs.len() <= 8 {
-        let mut buf = [0u8; SMALL];
-        let mut p = 8;
-        buf[p] = 0x08;
-        buf[p + 1] = 0x01;
-        buf[p + 2] = 0x10;
-        p += 3;
-        stack_varint(&mut buf, &mut p, id as i64 as u64);
-        buf[p] = 0x18;
-        p += 1;
-        stack_varint(&mut buf, &mut p, task_type as i64 as u64);
-        buf[p] = 0x22;
-        buf[p + 1] = config.len() as u8;
-        p += 2;
-        buf[p..p + config.len()].copy_from_slice(config);
-        p += config.len();
+        let mut f = StackFrame::<184>::new();
+        f.raw(&[0x08, 0x01]);
+        f.i32(0x10, id.get());
+        f.i32(0x18, task_type);
+        f.raw(&[0x22, config.len() as u8]);
+        f.raw(config);
         for &i in inputs {
-            buf[p] = 0x28;
-            p += 1;
-            stack_varint(&mut buf, &mut p, i as i64 as u64);
+            f.i32(0x28, i.get());
         }
-        buf[p] = 0x30;
-        p += 1;
-        stack_varint(&mut buf, &mut p, n_cpus as u64);
-        buf[p] = 0x3a;
-        buf[p + 1] = 0;
-        p += 2;
-        buf[..8].copy_from_slice(&((p - 8) as u64).to_le_bytes());
-        out.extend_from_slice(&buf[..p]);
+        f.raw(&[0x30]);
+        f.varint(n_cpus as u64);
+        f.raw(&[0x3a, 0x00]);
+        f.finish(out);
         return;
     }
     let p = frame_begin(out);
     out.extend_from_slice(&[0x08, 0x01]);
-    put_i32(out, 0x10, id);
+    put_i32(out, 0x10, id.get());
     put_i32(out, 0x18, task_type);
     put_bytes(out, 0x22, config);
     for &i in inputs {
-        put_i32(out, 0x28, i);
+        put_i32(out, 0x28, i.get());
     }
     put_i32(out, 0x30, n_cpus as i32);
     out.extend_from_slice(&[0x3a, 0x00]);
@@ -334,35 +138,30 @@ pub(crate) fn push_task(
 }
 
 /// `WorkerCommand{SEND, id, address}`.
-pub(crate) fn push_send(out: &mut Vec<u8>, id: i32, address: &str) {
+pub(crate) fn push_send(out: &mut Vec<u8>, id: TaskId, address: &str) {
     let p = frame_begin(out);
     out.extend_from_slice(&[0x08, 0x02]);
-    put_i32(out, 0x10, id);
+    put_i32(out, 0x10, id.get());
     put_bytes(out, 0x52, address.as_bytes());
     frame_end(out, p);
 }
 
 /// `WorkerCommand{REMOVE, id}`.
 #[inline]
-pub(crate) fn push_remove(out: &mut Vec<u8>, id: i32) {
-    let mut buf = [0u8; 24];
-    let mut p = 8;
-    buf[p] = 0x08;
-    buf[p + 1] = 0x03;
-    buf[p + 2] = 0x10;
-    p += 3;
-    stack_varint(&mut buf, &mut p, id as i64 as u64);
-    buf[..8].copy_from_slice(&((p - 8) as u64).to_le_bytes());
-    out.extend_from_slice(&buf[..p]);
+pub(crate) fn push_remove(out: &mut Vec<u8>, id: TaskId) {
+    let mut f = StackFrame::<24>::new();
+    f.raw(&[0x08, 0x03]);
+    f.i32(0x10, id.get());
+    f.finish(out);
 }
 
 /// `ClientResponse{TASK_FINISHED, id}`.
 #[inline]
 pub(crate) fn push_task_finished(out: &mut Vec<u8>, id: i32) {
-    let p = frame_begin(out);
-    out.extend_from_slice(&[0x08, 0x02]);
-    put_i32(out, 0x38, id);
-    frame_end(out, p);
+    let mut f = StackFrame::<24>::new();
+    f.raw(&[0x08, 0x02]);
+    f.i32(0x38, id);
+    f.finish(out);
 }
 
 #[cfg(test)]
@@ -371,10 +170,14 @@ mod tests {
     use crate::proto::comm::{WorkerCommand, WorkerResponse};
     use prost::Message;
 
+    fn ids(v: &[i32]) -> Vec<TaskId> {
+        v.iter().map(|&i| TaskId(i)).collect()
+    }
+
     #[test]
     fn task_frame_matches_prost() {
         let mut out = Vec::new();
-        push_task(&mut out, -5, 7, b"cfg", &[1, 2, 300], 2);
+        push_task(&mut out, TaskId(-5), 7, b"cfg", &ids(&[1, 2, 300]), 2);
         let cmd = WorkerCommand::decode(&out[8..]).unwrap();
         assert_eq!(
             u64::from_le_bytes(out[..8].try_into().unwrap()) as usize,
@@ -393,9 +196,16 @@ mod tests {
     fn big_task_and_remove_frames() {
         let mut out = Vec::new();
         let inputs: Vec<i32> = (0..100).map(|i| i * 1000 - 7).collect();
-        push_task(&mut out, i32::MAX, 300, &[7u8; 200], &inputs, 0);
-        push_remove(&mut out, -1);
-        push_remove(&mut out, 1 << 30);
+        push_task(
+            &mut out,
+            TaskId(i32::MAX),
+            300,
+            &[7u8; 200],
+            &ids(&inputs),
+            0,
+        );
+        push_remove(&mut out, TaskId(-1));
+        push_remove(&mut out, TaskId(1 << 30));
         let len = u64::from_le_bytes(out[..8].try_into().unwrap()) as usize;
         let cmd = WorkerCommand::decode(&out[8..8 + len]).unwrap();
         assert_eq!(cmd.task_inputs, inputs);
@@ -406,11 +216,6 @@ mod tests {
         assert_eq!((r.r#type, r.id), (3, Some(-1)));
         let r = WorkerCommand::decode(&rest[16 + l2..]).unwrap();
         assert_eq!(r.id, Some(1 << 30));
-        let mut rd = Rd::new(&[0x80, 0x01, 0xff, 0x7f, 0x05]);
-        assert_eq!(rd.varint(), Ok(128));
-        assert_eq!(rd.varint(), Ok(0x3fff));
-        assert_eq!(rd.varint(), Ok(5));
-        assert!(rd.done());
     }
 
     #[test]

@@ -187,18 +187,26 @@ impl TraceWriter {
     /// ` <ids>` as `a,b,c`, or ` -` when empty.
     #[inline]
     pub fn ids(&mut self, ids: &[i32]) -> &mut Self {
+        self.ids_from(ids.iter().copied())
+    }
+
+    /// ` <ids>` as `a,b,c`, or ` -` when empty.
+    #[inline]
+    pub fn ids_from(&mut self, ids: impl IntoIterator<Item = i32>) -> &mut Self {
         self.buf.push(b' ');
-        if ids.is_empty() {
-            self.buf.push(b'-');
-        }
-        for (k, &x) in ids.iter().enumerate() {
-            if k > 0 {
+        let mut empty = true;
+        for x in ids {
+            if !empty {
                 self.buf.push(b',');
             }
+            empty = false;
             if x < 0 {
                 self.buf.push(b'-');
             }
             push_u64(&mut self.buf, (x as i64).unsigned_abs());
+        }
+        if empty {
+            self.buf.push(b'-');
         }
         self
     }

@@ -14,3 +14,6 @@ pub mod run {
 
 /// The protocol version spoken on every connection (`Register.protocol_version`).
 pub const PROTOCOL_VERSION: i32 = 2;
+
+pub mod scan;
+pub mod write;

@@ -1,0 +1,224 @@
+//! The one protobuf scanner of the hot paths (plans, client requests, worker responses, worker
+//! commands, data headers): a cursor over an encoded message that borrows every
+//! length-delimited field from the input and allocates nothing. Messages that are rare or need
+//! owned values are decoded with prost instead.
+
+/// An encoded message that could not be scanned; the text says why (for logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed protobuf message: {0}")]
+pub struct Malformed(pub &'static str);
+
+/// Protobuf wire types (the low 3 bits of a field key).
+pub mod wire_type {
+    /// Varint (int32, int64, uint64, bool, enum).
+    pub const VARINT: u8 = 0;
+    /// 8 bytes (fixed64, double).
+    pub const FIXED64: u8 = 1;
+    /// Length-delimited (bytes, string, message, packed repeated).
+    pub const LEN: u8 = 2;
+    /// 4 bytes (fixed32, float).
+    pub const FIXED32: u8 = 5;
+}
+
+/// A cursor over an encoded protobuf message.
+pub struct Scanner<'a> {
+    b: &'a [u8],
+    p: usize,
+}
+
+impl<'a> Scanner<'a> {
+    /// A scanner at the start of `b`.
+    #[inline]
+    pub fn new(b: &'a [u8]) -> Self {
+        Scanner { b, p: 0 }
+    }
+
+    /// Whether the whole message was read.
+    #[inline]
+    pub fn done(&self) -> bool {
+        self.p >= self.b.len()
+    }
+
+    /// Reads a varint (up to 10 bytes; one- and two-byte values take the inlined fast path).
+    #[inline(always)]
+    pub fn varint(&mut self) -> Result<u64, Malformed> {
+        let b = self.b;
+        let p = self.p;
+        if p < b.len() {
+            let b0 = b[p];
+            if b0 < 0x80 {
+                self.p = p + 1;
+                return Ok(b0 as u64);
+            }
+        }
+        if p + 1 < b.len() {
+            let b0 = b[p];
+            let b1 = b[p + 1];
+            if b1 < 0x80 {
+                self.p = p + 2;
+                return Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7);
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, Malformed> {
+        let b = self.b;
+        let mut p = self.p;
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = *b.get(p).ok_or(Malformed("truncated varint"))?;
+            p += 1;
+            if shift == 63 && byte > 1 {
+                return Err(Malformed("varint too long"));
+            }
+            v |= ((byte & 0x7f) as u64) << shift;
+            if byte < 0x80 {
+                break;
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(Malformed("varint too long"));
+            }
+        }
+        self.p = p;
+        Ok(v)
+    }
+
+    /// Reads a field key: (field number, wire type).
+    #[inline(always)]
+    pub fn key(&mut self) -> Result<(u32, u8), Malformed> {
+        let k = self.varint()?;
+        let field = (k >> 3) as u32;
+        if field == 0 || k >> 3 > u32::MAX as u64 {
+            return Err(Malformed("invalid field number"));
+        }
+        Ok((field, (k & 7) as u8))
+    }
+
+    /// Reads a length-delimited payload.
+    #[inline(always)]
+    pub fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
+        let len = self.varint()?;
+        let end = (self.p as u64)
+            .checked_add(len)
+            .filter(|&e| e <= self.b.len() as u64)
+            .ok_or(Malformed("truncated field"))?;
+        let s = &self.b[self.p..end as usize];
+        self.p = end as usize;
+        Ok(s)
+    }
+
+    /// Skips a field of wire type `wt`.
+    pub fn skip(&mut self, wt: u8) -> Result<(), Malformed> {
+        match wt {
+            wire_type::VARINT => {
+                self.varint()?;
+            }
+            wire_type::FIXED64 => self.advance(8)?,
+            wire_type::LEN => {
+                self.bytes()?;
+            }
+            wire_type::FIXED32 => self.advance(4)?,
+            _ => return Err(Malformed("unsupported wire type")),
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, n: usize) -> Result<(), Malformed> {
+        if self.p + n > self.b.len() {
+            return Err(Malformed("truncated field"));
+        }
+        self.p += n;
+        Ok(())
+    }
+
+    /// A varint field value, checking the wire type.
+    #[inline]
+    pub fn varint_of(&mut self, wt: u8) -> Result<u64, Malformed> {
+        if wt != wire_type::VARINT {
+            return Err(Malformed("wire type is not varint"));
+        }
+        self.varint()
+    }
+
+    /// An `int32` field value (negative values are sign-extended 10-byte varints on the wire).
+    #[inline]
+    pub fn i32_of(&mut self, wt: u8) -> Result<i32, Malformed> {
+        Ok(self.varint_of(wt)? as i32)
+    }
+
+    /// A length-delimited field value, checking the wire type.
+    #[inline]
+    pub fn bytes_of(&mut self, wt: u8) -> Result<&'a [u8], Malformed> {
+        if wt != wire_type::LEN {
+            return Err(Malformed("wire type is not length-delimited"));
+        }
+        self.bytes()
+    }
+
+    /// A repeated `int32` field, packed or not: each value is passed to `each`.
+    #[inline]
+    pub fn repeated_i32(&mut self, wt: u8, mut each: impl FnMut(i32)) -> Result<(), Malformed> {
+        match wt {
+            wire_type::VARINT => each(self.varint()? as i32),
+            wire_type::LEN => {
+                let mut p = Scanner::new(self.bytes()?);
+                while !p.done() {
+                    each(p.varint()? as i32);
+                }
+            }
+            _ => return Err(Malformed("wire type is not varint or packed")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_fast_and_slow() {
+        let mut rd = Scanner::new(&[0x80, 0x01, 0xff, 0x7f, 0x05, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(rd.varint(), Ok(128));
+        assert_eq!(rd.varint(), Ok(0x3fff));
+        assert_eq!(rd.varint(), Ok(5));
+        assert_eq!(rd.varint(), Ok(u32::MAX as u64));
+        assert!(rd.done());
+        assert!(Scanner::new(&[0x80]).varint().is_err());
+        assert!(Scanner::new(&[0xff; 11]).varint().is_err());
+    }
+
+    #[test]
+    fn fields_and_skips() {
+        // field 1 varint 150, field 2 bytes "ab", field 3 fixed32, field 4 packed [1, 2].
+        let b = [
+            0x08, 0x96, 0x01, 0x12, 0x02, b'a', b'b', 0x1d, 1, 2, 3, 4, 0x22, 2, 1, 2,
+        ];
+        let mut s = Scanner::new(&b);
+        assert_eq!(s.key(), Ok((1, 0)));
+        assert_eq!(s.varint_of(0), Ok(150));
+        let (_, wt) = s.key().unwrap();
+        assert_eq!(s.bytes_of(wt), Ok(&b"ab"[..]));
+        let (_, wt) = s.key().unwrap();
+        s.skip(wt).unwrap();
+        let (_, wt) = s.key().unwrap();
+        let mut v = Vec::new();
+        s.repeated_i32(wt, |x| v.push(x)).unwrap();
+        assert_eq!(v, [1, 2]);
+        assert!(s.done());
+        assert!(Scanner::new(&[0x12, 0x05, 1]).skip_field().is_err());
+        assert!(Scanner::new(&[0x0f]).skip_field().is_err());
+    }
+
+    impl Scanner<'_> {
+        fn skip_field(&mut self) -> Result<(), Malformed> {
+            let (_, wt) = self.key()?;
+            self.skip(wt)
+        }
+    }
+}

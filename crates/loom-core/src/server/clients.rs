@@ -1,0 +1,87 @@
+//! The clients: their connections, the id ranges of their plans, and the responses queued for
+//! them.
+
+use crate::frame::push_frame;
+use crate::proto::comm::{client_response, ClientResponse};
+
+use super::ids::{ClientIdx, IdxVec, TaskId};
+use super::wire;
+use super::ConnId;
+
+/// One plan's mapping of client ids onto internal ids: client ids
+/// `client_base..client_base+n` are internal ids `base..base+n`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlanRange {
+    pub(crate) client_base: i32,
+    pub(crate) n: u32,
+    pub(crate) base: TaskId,
+}
+
+/// One registered client (gone clients keep their slot, `alive == false`).
+pub(crate) struct Client {
+    pub(crate) conn: ConnId,
+    pub(crate) alive: bool,
+    /// Its live plans, sorted by client base.
+    pub(crate) ranges: Vec<PlanRange>,
+    /// Lowest id_base the next plan may use.
+    pub(crate) next_base: i64,
+    /// Computed, not-yet-freed objects of this client.
+    pub(crate) n_data: i64,
+    /// Framed responses not yet handed to the socket layer.
+    pub(crate) out: Vec<u8>,
+}
+
+impl Client {
+    /// The internal id of this client's task `cid`, if it belongs to a live plan.
+    pub(crate) fn resolve(&self, cid: i32) -> Option<TaskId> {
+        let k = self.ranges.partition_point(|r| r.client_base <= cid);
+        let r = self.ranges.get(k.checked_sub(1)?)?;
+        let d = (cid as i64) - (r.client_base as i64);
+        (d >= 0 && d < r.n as i64).then(|| r.base.plus(d as usize))
+    }
+
+    /// Queues `ClientResponse{ERROR, error{id?, error_msg}}`. `task` is the client's id of the
+    /// task the error is about (every error about a task names it, so the client can route it).
+    pub(crate) fn error(&mut self, task: Option<i32>, msg: String) {
+        push_frame(
+            &mut self.out,
+            &ClientResponse {
+                r#type: client_response::Type::Error as i32,
+                error: Some(crate::proto::comm::Error {
+                    id: task,
+                    worker: None,
+                    error_msg: Some(msg.into_bytes().into()),
+                }),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Queues `ClientResponse{TASK_FAILED, error{id, worker, error_msg}}` (if connected).
+    pub(crate) fn task_failed(&mut self, cid: i32, worker: &str, msg: Vec<u8>) {
+        if !self.alive {
+            return;
+        }
+        push_frame(
+            &mut self.out,
+            &ClientResponse {
+                r#type: client_response::Type::TaskFailed as i32,
+                error: Some(crate::proto::comm::Error {
+                    id: Some(cid),
+                    worker: Some(worker.to_owned()),
+                    error_msg: Some(msg.into()),
+                }),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Queues `ClientResponse{TASK_FINISHED, id}`.
+    #[inline]
+    pub(crate) fn task_finished(&mut self, cid: i32) {
+        wire::push_task_finished(&mut self.out, cid);
+    }
+}
+
+/// Every client that ever registered, by [`ClientIdx`].
+pub(crate) type Clients = IdxVec<ClientIdx, Client>;

@@ -1,0 +1,103 @@
+//! Failure propagation: a task fails (on its worker, or its data was lost with no way to
+//! recompute it) and so does every planned task depending on it.
+
+use super::ids::{Slot, TaskId};
+use super::segment::{TaskFlags, TaskState};
+use super::Server;
+
+impl Server {
+    /// Fails the task at `s` and everything that depends on it. The client gets TASK_FAILED
+    /// for the root (if it is a held result) with `msg`, and for each dependent held result with
+    /// `dep_msg`, or "Task id=<root> (<label>) failed: <msg>" when `dep_msg` is None.
+    /// `release_inputs`: the root still holds references on its inputs (it had not finished).
+    pub(super) fn fail_tree(
+        &mut self,
+        s: Slot,
+        worker: &str,
+        msg: Vec<u8>,
+        release_inputs: bool,
+        dep_msg: Option<Vec<u8>>,
+    ) {
+        let seg = self.graph.seg(s);
+        let root = seg.id(s.off);
+        // Expansion pieces have no client id (they are never results).
+        let root_cid = seg.client_id(s.off).unwrap_or(-1);
+        let ci = seg.client;
+        let was_finished = seg.state[s.off] == TaskState::Finished;
+        let held = seg.flags[s.off].has(TaskFlags::RESULT);
+        self.graph.retire(s, TaskState::Failed);
+        if was_finished {
+            // Its data is gone.
+            self.clients[ci].n_data -= 1;
+        }
+        if held {
+            self.clients[ci].task_failed(root_cid, worker, msg.clone());
+        }
+        let dep_msg = dep_msg.unwrap_or_else(|| {
+            let label = self.graph.label_of(root);
+            let mut m = if label.is_empty() {
+                format!("Task id={root_cid} failed: ").into_bytes()
+            } else {
+                format!("Task id={root_cid} ({label}) failed: ").into_bytes()
+            };
+            m.extend_from_slice(&msg);
+            m
+        });
+        let mut stack = vec![(root, release_inputs)];
+        while let Some((t, release)) = stack.pop() {
+            let Some(ts) = self.graph.locate(t) else {
+                continue;
+            };
+            if release {
+                for x in self.graph.inputs_of(ts).to_vec() {
+                    self.dec_ref(ts.seg, x);
+                }
+            }
+            let mut cons: Vec<TaskId> = self.graph.seg(ts).consumers(ts.off).to_vec();
+            if let Some(e) = self.graph.extra_cons.remove(&t) {
+                cons.extend(e);
+            }
+            for c in cons {
+                if self.fail_dependant(c, worker, &dep_msg) {
+                    stack.push((c, true));
+                }
+            }
+        }
+    }
+
+    /// Fails pending task `c` because an input failed; false if it was not pending.
+    fn fail_dependant(&mut self, c: TaskId, worker: &str, dep_msg: &[u8]) -> bool {
+        let Some(cs) = self.graph.locate(c) else {
+            return false;
+        };
+        let seg = self.graph.seg_mut(cs);
+        let off = cs.off;
+        let st = seg.state[off];
+        if !st.is_pending() {
+            return false;
+        }
+        if st == TaskState::Running {
+            let w = seg.wk[off].expect("a running task has a worker");
+            let cpus = seg.cpus[off];
+            if seg.flags[off].has(TaskFlags::EARLY) {
+                // Sent early and now never startable (an input failed): the worker will not
+                // answer for it, so its light slot is freed here.
+                seg.flags[off].remove(TaskFlags::EARLY);
+                let wk = &mut self.workers[w];
+                if wk.alive {
+                    wk.light = wk.light.saturating_sub(1);
+                }
+            } else if self.workers[w].alive {
+                self.workers[w].residual.insert(c, cpus);
+            }
+        }
+        let held = seg.flags[off].has(TaskFlags::RESULT);
+        let (cid, cl) = (seg.client_id(off), seg.client);
+        self.graph.retire(cs, TaskState::Failed);
+        if held {
+            let cid = cid.expect("results are plan tasks");
+            self.clients[cl].task_failed(cid, worker, dep_msg.to_vec());
+        }
+        true
+    }
+}

@@ -1,0 +1,307 @@
+//! A plan arrives: whole-plan validation, then insertion as one [`Segment`] and backward
+//! planning from the result tasks. On error nothing is changed.
+
+use crate::proto::scan::Scanner;
+
+use super::clients::PlanRange;
+use super::ids::{ClientIdx, TaskId};
+use super::plan_scan::{malformed, plan_err, scan_header, scan_task, PlanError};
+use super::segment::{Segment, TaskFlags, TaskState};
+use super::Server;
+
+/// Where a plan's ids go: client ids `base..base+n` become internal ids `ibase..ibase+n`.
+#[derive(Clone, Copy)]
+struct IdMap {
+    base: i32,
+    ibase: TaskId,
+    n: usize,
+}
+
+impl Server {
+    /// Validates and inserts a plan of client `ci`. On error nothing is changed.
+    pub(super) fn ingest_plan(&mut self, ci: ClientIdx, plan: &[u8]) -> Result<(), PlanError> {
+        let header = scan_header(plan, self.sym.cpus)?;
+        let base = header
+            .id_base
+            .ok_or_else(|| plan_err("id_base is missing"))?;
+        let n = header.n;
+        let next_base = self.clients[ci].next_base;
+        if base < next_base {
+            return Err(plan_err(format!(
+                "id_base {base} overlaps an earlier plan (next free id is {next_base})"
+            )));
+        }
+        if base + n as i64 > i32::MAX as i64 || plan.len() > u32::MAX as usize {
+            return Err(plan_err("plan too large"));
+        }
+        let ibase = self.graph.next_id();
+        if ibase.get() as i64 + n as i64 > i32::MAX as i64 {
+            return Err(plan_err("internal task id space exhausted"));
+        }
+        let map = IdMap {
+            base: base as i32,
+            ibase,
+            n,
+        };
+        let (mut seg, labels, forward) = self.fill_segment(ci, plan, &header.requests, map)?;
+        seg.build_consumers();
+        let label_of = |off: usize| -> String {
+            labels
+                .binary_search_by_key(&(off as u32), |l| l.0)
+                .map(|k| String::from_utf8_lossy(labels[k].1).into_owned())
+                .unwrap_or_default()
+        };
+        if let Err((off, cause)) = self.check_shape(&seg, forward) {
+            return Err(PlanError {
+                task: Some((map.base + off as i32, label_of(off))),
+                cause,
+            });
+        }
+        // ---- Accepted: commit. ----
+        self.graph.alloc_ids(n).expect("checked above");
+        let client = &mut self.clients[ci];
+        client.next_base = base + n as i64;
+        client.ranges.push(PlanRange {
+            client_base: map.base,
+            n: n as u32,
+            base: ibase,
+        });
+        for (off, l) in labels {
+            let label = String::from_utf8_lossy(l).into_owned().into_boxed_str();
+            self.graph.labels.insert(ibase.plus(off as usize), label);
+        }
+        self.commit(seg);
+        Ok(())
+    }
+
+    /// Pass 2: fills the segment's columns, checks each task and resolves its inputs to
+    /// internal ids. Returns the segment, the labels (offset, bytes) and whether any input
+    /// refers forward in the plan (only then can there be a cycle).
+    #[allow(clippy::type_complexity)]
+    fn fill_segment<'p>(
+        &self,
+        ci: ClientIdx,
+        plan: &'p [u8],
+        requests: &[Result<u16, String>],
+        map: IdMap,
+    ) -> Result<(Segment, Vec<(u32, &'p [u8])>, bool), PlanError> {
+        let n = map.n;
+        let max_cpus = self.workers.max_cpus();
+        let mut seg = Segment::with_columns(map.ibase, n, ci, Some(map.base), TaskState::Unplanned);
+        seg.arena.reserve(n);
+        seg.inputs.reserve(n + n / 2);
+        seg.cfg_off.push(0);
+        seg.in_off.push(0);
+        let mut labels: Vec<(u32, &[u8])> = Vec::new();
+        let mut forward = false;
+        let mut r = Scanner::new(plan);
+        let mut i = 0usize;
+        while !r.done() {
+            let (f, wt) = r.key().map_err(malformed)?;
+            if f != 2 {
+                r.skip(wt).map_err(malformed)?;
+                continue;
+            }
+            let first_input = seg.inputs.len();
+            let t = scan_task(r.bytes_of(wt).map_err(malformed)?, &mut seg.inputs)
+                .map_err(malformed)?;
+            let err = |cause: String| PlanError {
+                task: Some((
+                    map.base + i as i32,
+                    t.label
+                        .map(|l| String::from_utf8_lossy(l).into_owned())
+                        .unwrap_or_default(),
+                )),
+                cause,
+            };
+            seg.arena.extend_from_slice(t.config);
+            seg.cfg_off.push(seg.arena.len() as u32);
+            seg.in_off.push(seg.inputs.len() as u32);
+            if let Some(l) = t.label {
+                labels.push((i as u32, l));
+            }
+            if t.result {
+                seg.flags[i] = TaskFlags::RESULT;
+            }
+            let ty = t.ttype.unwrap_or(-1);
+            seg.ttype.push(ty);
+            if ty < 0 || !self.known_type.get(ty as usize).copied().unwrap_or(false) {
+                return Err(err(format!("unknown task type {ty}")));
+            }
+            if t.rr != -1 {
+                seg.cpus[i] = resource(requests, t.rr, max_cpus).map_err(err)?;
+            }
+            let own = map.base + i as i32;
+            for input in &mut seg.inputs[first_input..] {
+                let cid = input.get();
+                let d = cid.wrapping_sub(map.base) as u32;
+                if (d as usize) < n {
+                    if cid == own {
+                        return Err(err("task depends on itself".into()));
+                    }
+                    forward |= cid > own;
+                    *input = map.ibase.plus(d as usize);
+                    continue;
+                }
+                *input = self.earlier_input(ci, cid).map_err(err)?;
+            }
+            i += 1;
+        }
+        if seg.inputs.capacity() > seg.inputs.len() + seg.inputs.len() / 4 + 16 {
+            seg.inputs.shrink_to_fit();
+        }
+        seg.arena.shrink_to_fit();
+        Ok((seg, labels, forward))
+    }
+
+    /// Resolves input `cid` from an earlier plan of client `ci`: it must be planned and not
+    /// freed, failed, or a dslice/dget.
+    fn earlier_input(&self, ci: ClientIdx, cid: i32) -> Result<TaskId, String> {
+        let Some(x) = self.clients[ci].resolve(cid) else {
+            return Err(format!("unknown input id {cid}"));
+        };
+        let s = self.graph.locate(x).expect("resolved id has a segment");
+        let seg = self.graph.seg(s);
+        match seg.state[s.off] {
+            TaskState::Unplanned => Err(format!(
+                "input id {cid} was never computed (not reachable from a result)"
+            )),
+            TaskState::Freed => Err(format!("input id {cid} was released")),
+            TaskState::Failed => Err(format!("input id {cid} failed")),
+            _ if self.sym.is_expansion(seg.ttype[s.off]) => Err(format!(
+                "input id {cid} is a dslice/dget task of an earlier plan"
+            )),
+            _ => Ok(x),
+        }
+    }
+
+    /// Whole-plan checks: dslice/dget shape (one input, not a result, exactly one consumer in
+    /// this plan that is not itself a dslice/dget) and, with forward references, cycles
+    /// (Kahn's algorithm over in-plan edges). Err: (offset of a culprit, cause).
+    fn check_shape(&self, seg: &Segment, forward: bool) -> Result<(), (usize, String)> {
+        let n = seg.n as usize;
+        for t in 0..n {
+            if !self.sym.is_expansion(seg.ttype[t]) {
+                continue;
+            }
+            let cons = seg.consumers(t);
+            if seg.inputs(t).len() != 1 {
+                return Err((t, "dslice/dget needs exactly one input".into()));
+            }
+            if seg.flags[t].has(TaskFlags::RESULT) {
+                return Err((t, "dslice/dget cannot be a result".into()));
+            }
+            if cons.len() != 1 {
+                return Err((t, "dslice/dget needs exactly one consumer".into()));
+            }
+            let c = seg.offset_of(cons[0]).expect("in-plan consumer");
+            if self.sym.is_expansion(seg.ttype[c]) {
+                return Err((t, "dslice/dget consumed by a dslice/dget".into()));
+            }
+        }
+        if !forward {
+            return Ok(());
+        }
+        let mut indeg: Vec<u32> = (0..n)
+            .map(|t| {
+                let ins = seg.inputs(t).iter();
+                ins.filter(|&&x| seg.offset_of(x).is_some()).count() as u32
+            })
+            .collect();
+        let mut stack: Vec<u32> = (0..n as u32).filter(|&t| indeg[t as usize] == 0).collect();
+        let mut seen = 0usize;
+        while let Some(t) = stack.pop() {
+            seen += 1;
+            for &c in seg.consumers(t as usize) {
+                let c = seg.offset_of(c).expect("in-plan consumer");
+                indeg[c] -= 1;
+                if indeg[c] == 0 {
+                    stack.push(c as u32);
+                }
+            }
+        }
+        if seen < n {
+            let t = (0..n).find(|&t| indeg[t] > 0).expect("a task on a cycle");
+            return Err((t, "dependency cycle".into()));
+        }
+        Ok(())
+    }
+
+    /// Inserts an accepted plan: backward planning from its results (what they need becomes
+    /// WAITING, with reference and waiting counts), edges to earlier plans, then the tasks
+    /// with nothing to wait for become ready.
+    fn commit(&mut self, mut seg: Segment) {
+        let n = seg.n as usize;
+        let mut stack: Vec<u32> = Vec::new();
+        for t in 0..n {
+            if seg.flags[t].has(TaskFlags::RESULT) {
+                seg.state[t] = TaskState::Waiting;
+                stack.push(t as u32);
+            }
+        }
+        let mut ext: Vec<(TaskId, TaskId)> = Vec::new(); // (earlier input, consumer) edges
+        while let Some(t) = stack.pop() {
+            let t = t as usize;
+            seg.live += 1;
+            for k in seg.input_range(t) {
+                let x = seg.inputs[k];
+                if let Some(d) = seg.offset_of(x) {
+                    seg.refc[d] += 1;
+                    seg.waiting[t] += 1;
+                    if seg.state[d] == TaskState::Unplanned {
+                        seg.state[d] = TaskState::Waiting;
+                        stack.push(d as u32);
+                    }
+                } else {
+                    ext.push((x, seg.id(t)));
+                }
+            }
+        }
+        for &(x, c) in &ext {
+            let s = self.graph.locate(x).expect("validated input");
+            let xs = self.graph.seg_mut(s);
+            xs.refc[s.off] += 1;
+            if xs.state[s.off] != TaskState::Finished {
+                let off = seg.offset_of(c).expect("own task");
+                seg.waiting[off] += 1;
+            }
+            // Recorded even for finished inputs: if the input is lost with a worker and
+            // recomputed, its consumers must wait for it again.
+            self.graph.add_extra_consumer(x, c);
+        }
+        // Reserve the ready queue once (rather than growing it by doubling).
+        let ready_light = (0..n)
+            .filter(|&t| {
+                seg.state[t] == TaskState::Waiting && seg.waiting[t] == 0 && seg.cpus[t] == 0
+            })
+            .count();
+        self.ready.reserve_light(ready_light);
+        let si = self.graph.push(seg);
+        self.trace_segment(si);
+        for off in 0..n {
+            let s = &self.graph.segs[si];
+            if s.state[off] == TaskState::Waiting && s.waiting[off] == 0 {
+                self.make_ready(super::ids::Slot { seg: si, off });
+            }
+        }
+    }
+}
+
+/// The cpus of resource request `rr` for a task, or why it cannot be run.
+fn resource(
+    requests: &[Result<u16, String>],
+    rr: i32,
+    max_cpus: Option<u32>,
+) -> Result<u16, String> {
+    let invalid = || format!("invalid resource request index {rr}");
+    if rr < 0 {
+        return Err(invalid());
+    }
+    let c = requests.get(rr as usize).ok_or_else(invalid)?.clone()?;
+    match max_cpus {
+        Some(m) if c as u32 > m => Err(format!(
+            "no worker can satisfy cpus({c}): no worker has more than {m}"
+        )),
+        _ => Ok(c),
+    }
+}

@@ -1,0 +1,142 @@
+//! Client requests (PLAN, FETCH, RELEASE, STATS, TRACE, TERMINATE) and a client going away.
+
+use crate::frame::push_frame;
+use crate::proto::comm::{client_request, client_response, ClientResponse, Stats};
+
+use super::ids::{ClientIdx, Slot};
+use super::segment::{TaskFlags, TaskState};
+use super::transfers::Fetch;
+use super::{wire, LogLevel, Server, ServerError};
+
+impl Server {
+    /// Handles one frame from client `ci`.
+    pub(super) fn client_frame(&mut self, ci: ClientIdx, frame: &[u8]) -> Result<(), ServerError> {
+        use client_request::Type;
+        let req = wire::scan_client_request(frame)
+            .map_err(|_| ServerError::Malformed("ClientRequest"))?;
+        match Type::try_from(req.rtype) {
+            Ok(Type::Plan) => self.plan(ci, req.plan.unwrap_or(&[])),
+            Ok(Type::Fetch) => self.fetch(ci, req.id.unwrap_or(-1)),
+            Ok(Type::Release) => self.release(ci, req.id.unwrap_or(-1)),
+            Ok(Type::Stats) => self.stats(ci),
+            Ok(Type::Trace) => self.trace_start(req.trace_path.unwrap_or(&[])),
+            Ok(Type::Terminate) => {
+                self.log(LogLevel::Info, "TERMINATE requested".into());
+                self.out.terminate = true;
+            }
+            Err(_) => return Err(ServerError::RequestType(req.rtype)),
+        }
+        Ok(())
+    }
+
+    /// PLAN: ingests it, or answers ERROR naming the offending task (if any).
+    fn plan(&mut self, ci: ClientIdx, plan: &[u8]) {
+        let Err(e) = self.ingest_plan(ci, plan) else {
+            return;
+        };
+        let msg = match e.task {
+            Some((id, ref label)) => {
+                format!("Plan rejected: task id={id} (label '{label}'): {}", e.cause)
+            }
+            None => format!("Plan rejected: {}", e.cause),
+        };
+        self.log(LogLevel::Warn, msg.clone());
+        // -1 (as in the original's TASK_FAILED for "Worker lost"): about the plan as a whole.
+        self.clients[ci].error(Some(e.task.map_or(-1, |t| t.0)), msg);
+    }
+
+    fn stats(&mut self, ci: ClientIdx) {
+        let n_workers = self.workers.n_alive as i32;
+        let c = &mut self.clients[ci];
+        push_frame(
+            &mut c.out,
+            &ClientResponse {
+                r#type: client_response::Type::Stats as i32,
+                stats: Some(Stats {
+                    n_workers: Some(n_workers),
+                    n_data_objects: Some(c.n_data as i32),
+                }),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// The slot of client `ci`'s result `cid` for FETCH/RELEASE, or the ERROR text to answer.
+    fn held_result(&self, ci: ClientIdx, cid: i32) -> Result<Slot, String> {
+        let invalid = || format!("Invalid id: {cid}");
+        let id = self.clients[ci].resolve(cid).ok_or_else(invalid)?;
+        let s = self.graph.locate(id).expect("resolved id has a segment");
+        let seg = self.graph.seg(s);
+        if seg.state[s.off] == TaskState::Freed {
+            return Err(invalid());
+        }
+        if !seg.flags[s.off].has(TaskFlags::RESULT) {
+            return Err("Task is not result".into());
+        }
+        Ok(s)
+    }
+
+    /// FETCH: asks the owner to SEND the object to the server's data port; the data header
+    /// that comes back is relayed to the client ([`Server::on_data_header`]).
+    fn fetch(&mut self, ci: ClientIdx, cid: i32) {
+        let s = match self.held_result(ci, cid) {
+            Ok(s) => s,
+            Err(msg) => return self.clients[ci].error(Some(cid), msg),
+        };
+        let seg = self.graph.seg(s);
+        if seg.state[s.off] != TaskState::Finished {
+            return self.clients[ci].error(Some(cid), "Task is not finished".into());
+        }
+        let id = seg.id(s.off);
+        let owner = seg.wk[s.off].expect("a finished task has an owner");
+        let addr = self.fetch_address();
+        wire::push_send(&mut self.workers[owner].out, id, &addr);
+        self.moves.fetches.entry(id).or_default().push_back(Fetch {
+            client: ci,
+            client_id: cid,
+            sender: Some(owner),
+        });
+    }
+
+    /// RELEASE: the client no longer holds the result; its data goes when nothing needs it.
+    fn release(&mut self, ci: ClientIdx, cid: i32) {
+        let s = match self.held_result(ci, cid) {
+            Ok(s) => s,
+            Err(msg) => return self.clients[ci].error(Some(cid), msg),
+        };
+        let seg = self.graph.seg_mut(s);
+        seg.flags[s.off].remove(TaskFlags::RESULT);
+        if seg.is_garbage(s.off) {
+            self.free(s);
+        }
+    }
+
+    /// Drops the client's plan segments entirely: finished data is removed from the workers,
+    /// running tasks become residual on their workers (their late answers are absorbed).
+    pub(super) fn discard_client(&mut self, ci: ClientIdx) {
+        let c = &mut self.clients[ci];
+        c.alive = false;
+        c.out.clear();
+        c.ranges.clear();
+        for si in self.graph.segs.indices() {
+            if self.graph.segs[si].client != ci {
+                continue;
+            }
+            for off in 0..self.graph.segs[si].n as usize {
+                let seg = &self.graph.segs[si];
+                let (id, owner) = (seg.id(off), seg.wk[off]);
+                match seg.state[off] {
+                    TaskState::Running => {
+                        let w = owner.expect("a running task has a worker");
+                        self.workers[w].residual.insert(id, seg.cpus[off]);
+                    }
+                    TaskState::Finished => self.remove_everywhere(id, owner),
+                    _ => {}
+                }
+            }
+        }
+        let dropped = self.graph.drop_client(ci);
+        self.moves.forget(|id| dropped.contains(id));
+        self.ready.retain_parked(|id| !dropped.contains(id));
+    }
+}

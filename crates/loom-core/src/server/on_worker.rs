@@ -1,0 +1,273 @@
+//! Worker responses: a task finished (its consumers may become ready, its inputs lose a
+//! reference), a transfer arrived, a task failed; plus reference counting and freeing.
+
+use crate::proto::comm::worker_response;
+
+use super::ids::{SegIdx, Slot, TaskId, WorkerIdx};
+use super::segment::{TaskFlags, TaskState};
+use super::{wire, LogLevel, Server, ServerError};
+
+impl Server {
+    /// Handles one frame from worker `w`.
+    pub(super) fn worker_frame(&mut self, w: WorkerIdx, frame: &[u8]) -> Result<(), ServerError> {
+        use worker_response::Type;
+        let r = wire::scan_worker_response(frame)
+            .map_err(|_| ServerError::Malformed("WorkerResponse"))?;
+        let id = TaskId(r.id.ok_or(ServerError::Malformed("WorkerResponse"))?);
+        match Type::try_from(r.rtype) {
+            // Checkpoints are not written: FINISHED_AND_CHECKPOINTING counts as FINISHED.
+            Ok(Type::Finished | Type::FinishedAndCheckpointing) => {
+                self.finished(w, id, r.size, r.length)
+            }
+            Ok(Type::Transfered) => self.transfered(w, id),
+            Ok(Type::Failed) => {
+                let msg = r.error_msg.unwrap_or(&[]).to_vec();
+                self.failed(w, id, msg);
+            }
+            Ok(
+                Type::CheckpointWritten
+                | Type::CheckpointWriteFailed
+                | Type::CheckpointLoaded
+                | Type::CheckpointLoadFailed,
+            ) => self.log(
+                LogLevel::Warn,
+                format!(
+                    "checkpoint response {} for id {} ignored (not supported)",
+                    r.rtype,
+                    id.get()
+                ),
+            ),
+            Err(_) => return Err(ServerError::ResponseType(r.rtype)),
+        }
+        Ok(())
+    }
+
+    /// The slot of `id` if it is running on `w`.
+    fn running_on(&self, id: TaskId, w: WorkerIdx) -> Option<Slot> {
+        let s = self.graph.locate(id)?;
+        let seg = self.graph.seg(s);
+        (seg.state[s.off] == TaskState::Running && seg.wk[s.off] == Some(w)).then_some(s)
+    }
+
+    /// A response for a task that is not running on `w` (discarded, or a duplicate): free its
+    /// cpus if it was a residual task, and REMOVE the data it produced.
+    fn residual(&mut self, w: WorkerIdx, id: TaskId, data: bool) {
+        let wk = &mut self.workers[w];
+        if let Some(c) = wk.residual.remove(&id) {
+            wk.unbook(c);
+        }
+        if data {
+            wire::push_remove(&mut wk.out, id);
+        }
+    }
+
+    /// FINISHED: the object exists on `w` (`size` bytes, `length` elements).
+    fn finished(&mut self, w: WorkerIdx, id: TaskId, size: u64, length: u64) {
+        let Some(s) = self.running_on(id, w) else {
+            return self.residual(w, id, true);
+        };
+        let seg = self.graph.seg_mut(s);
+        let c = seg.cpus[s.off];
+        seg.state[s.off] = TaskState::Finished;
+        seg.size[s.off] = size;
+        if let Some(t) = self.trace.as_mut() {
+            t.finished(id.get(), w.index() as u64, size);
+        }
+        let flags = seg.flags[s.off];
+        let client = &mut self.clients[seg.client];
+        client.n_data += 1;
+        if flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED) {
+            seg.flags[s.off].insert(TaskFlags::NOTIFIED);
+            let cid = seg.client_id(s.off).expect("results are plan tasks");
+            client.task_finished(cid);
+        }
+        self.workers[w].unbook(c);
+        if length != 0 {
+            self.graph.lengths.insert(id, length);
+        }
+        if !self.moves.in_flight.is_empty() {
+            self.resend_pending(id, w);
+        }
+        if !self.moves.fetches.is_empty() {
+            self.resend_fetches(id, w);
+        }
+        self.release_consumers(s, id);
+        self.release_inputs(s);
+        // (An expansion triggered above may already have freed it.)
+        if self.graph.seg(s).is_garbage(s.off) {
+            self.free(s);
+        }
+    }
+
+    /// `id` (at `s`) finished: each consumer waits for one input less.
+    fn release_consumers(&mut self, s: Slot, id: TaskId) {
+        for k in self.graph.seg(s).cons_range(s.off) {
+            let cons = self.graph.segs[s.seg].cons[k];
+            self.dec_waiting(s.seg, cons, id);
+        }
+        if !self.graph.extra_cons.is_empty() {
+            if let Some(list) = self.graph.extra_cons.get(&id).cloned() {
+                for cons in list {
+                    self.dec_waiting(s.seg, cons, id);
+                }
+            }
+        }
+    }
+
+    /// The task at `s` no longer needs its inputs: each loses a reference.
+    fn release_inputs(&mut self, s: Slot) {
+        if self.graph.seg(s).flags[s.off].has(TaskFlags::OVERRIDE) {
+            for x in self.graph.inputs_of(s).to_vec() {
+                self.dec_ref(s.seg, x);
+            }
+        } else {
+            for k in self.graph.seg(s).input_range(s.off) {
+                let x = self.graph.segs[s.seg].inputs[k];
+                self.dec_ref(s.seg, x);
+            }
+        }
+    }
+
+    /// After `id` was (re)computed on `w`: transfers that lost their source get a new SEND.
+    fn resend_pending(&mut self, id: TaskId, w: WorkerIdx) {
+        let Some(list) = self.moves.in_flight.get_mut(&id) else {
+            return;
+        };
+        for t in list.iter_mut() {
+            if t.source.is_none() && t.target != w && self.workers[t.target].alive {
+                t.source = Some(w);
+                let addr = self.workers[t.target].addr.clone();
+                wire::push_send(&mut self.workers[w].out, id, &addr);
+            }
+        }
+        list.retain(|t| t.target != w);
+    }
+
+    /// Fetches of `id` that lost their sender (worker loss) are re-sent from `w`.
+    fn resend_fetches(&mut self, id: TaskId, w: WorkerIdx) {
+        let addr = self.fetch_address();
+        let Some(q) = self.moves.fetches.get_mut(&id) else {
+            return;
+        };
+        for f in q.iter_mut().filter(|f| f.sender.is_none()) {
+            f.sender = Some(w);
+            wire::push_send(&mut self.workers[w].out, id, &addr);
+        }
+    }
+
+    /// Consumer `c` (looked up from segment `hint` first) has input `from` finished.
+    #[inline]
+    fn dec_waiting(&mut self, hint: SegIdx, c: TaskId, from: TaskId) {
+        let Some(cs) = self.graph.locate_hint(c, hint) else {
+            return;
+        };
+        let seg = &mut self.graph.segs[cs.seg];
+        let off = cs.off;
+        if seg.state[off] != TaskState::Waiting || seg.waiting[off] == 0 {
+            return;
+        }
+        if seg.flags[off].has(TaskFlags::OVERRIDE) {
+            // Rewritten by an expansion: it now waits only for the copies (ids above the
+            // expansion's first), not for the inputs it had in the plan.
+            let first = self
+                .graph
+                .overrides
+                .get(&c)
+                .and_then(|v| v.first().copied());
+            if first.is_none_or(|f| from < f) {
+                return;
+            }
+        }
+        let seg = &mut self.graph.segs[cs.seg];
+        seg.waiting[off] -= 1;
+        if seg.waiting[off] == 0 {
+            self.make_ready(cs);
+        }
+    }
+
+    /// Input `x` (looked up from segment `hint` first) loses one reference; freed at zero.
+    #[inline]
+    pub(super) fn dec_ref(&mut self, hint: SegIdx, x: TaskId) {
+        let Some(xs) = self.graph.locate_hint(x, hint) else {
+            return;
+        };
+        let seg = self.graph.seg_mut(xs);
+        if seg.refc[xs.off] == 0 {
+            return;
+        }
+        seg.refc[xs.off] -= 1;
+        if seg.is_garbage(xs.off) {
+            self.free(xs);
+        }
+    }
+
+    /// Frees a finished object: REMOVE to every owner.
+    pub(super) fn free(&mut self, s: Slot) {
+        let seg = self.graph.seg(s);
+        let (id, owner, client) = (seg.id(s.off), seg.wk[s.off], seg.client);
+        self.graph.retire(s, TaskState::Freed);
+        self.clients[client].n_data -= 1;
+        self.remove_everywhere(id, owner);
+        if !self.graph.lengths.is_empty() {
+            self.graph.lengths.remove(&id);
+        }
+        self.moves.forget_object(id);
+        if !self.graph.extra_cons.is_empty() {
+            self.graph.extra_cons.remove(&id);
+        }
+    }
+
+    /// Sends REMOVE{id} to the primary owner and every extra owner of `id`.
+    pub(super) fn remove_everywhere(&mut self, id: TaskId, primary: Option<WorkerIdx>) {
+        if let Some(out) = primary.and_then(|p| self.workers.out_if_alive(p)) {
+            wire::push_remove(out, id);
+        }
+        if self.moves.extra_owners.is_empty() {
+            return;
+        }
+        if let Some(extra) = self.moves.extra_owners.remove(&id) {
+            for w in extra {
+                if let Some(out) = self.workers.out_if_alive(w) {
+                    wire::push_remove(out, id);
+                }
+            }
+        }
+    }
+
+    /// TRANSFERED: `w` now holds a copy of `id` (REMOVE it if nobody needs it any more).
+    fn transfered(&mut self, w: WorkerIdx, id: TaskId) {
+        self.moves.arrived(id, w);
+        let Some(s) = self.graph.locate(id) else {
+            return wire::push_remove(&mut self.workers[w].out, id);
+        };
+        if self.graph.state(s) != TaskState::Finished {
+            return wire::push_remove(&mut self.workers[w].out, id);
+        }
+        if self.graph.seg(s).wk[s.off] != Some(w) {
+            self.moves.add_copy(id, w);
+        }
+    }
+
+    /// FAILED: the task and everything depending on it fail.
+    fn failed(&mut self, w: WorkerIdx, id: TaskId, msg: Vec<u8>) {
+        let Some(s) = self.running_on(id, w) else {
+            return self.residual(w, id, false);
+        };
+        let c = self.graph.seg(s).cpus[s.off];
+        if let Some(t) = self.trace.as_mut() {
+            t.failed(id.get(), w.index() as u64);
+        }
+        let wk = &mut self.workers[w];
+        wk.unbook(c);
+        let addr = wk.addr.clone();
+        self.log(
+            LogLevel::Info,
+            format!(
+                "task {} failed on {addr}: {}",
+                id.get(),
+                String::from_utf8_lossy(&msg)
+            ),
+        );
+        self.fail_tree(s, &addr, msg, true, None);
+    }
+}

@@ -1,0 +1,98 @@
+//! The first frame of a main-port connection: `Register` of a worker or a client.
+
+use prost::Message;
+
+use crate::frame::push_frame;
+use crate::proto::comm::{
+    client_response, register, worker_command, ClientResponse, Register, WorkerCommand,
+};
+use crate::proto::PROTOCOL_VERSION;
+
+use super::clients::Client;
+use super::workers::Worker;
+use super::{ConnId, LogLevel, Peer, Server, ServerError};
+
+impl Server {
+    /// Handles `Register`: the connection becomes a worker or a client and gets the symbol
+    /// dictionary.
+    pub(super) fn register(&mut self, conn: ConnId, frame: &[u8]) -> Result<Peer, ServerError> {
+        let r = Register::decode(frame).map_err(|_| ServerError::Malformed("Register"))?;
+        if r.protocol_version != PROTOCOL_VERSION {
+            return Err(ServerError::ProtocolVersion(r.protocol_version));
+        }
+        match register::Type::try_from(r.r#type) {
+            Ok(register::Type::RegisterWorker) => self.register_worker(conn, &r),
+            Ok(register::Type::RegisterClient) => Ok(self.register_client(conn)),
+            Err(_) => Err(ServerError::RegisterType(r.r#type)),
+        }
+    }
+
+    fn register_worker(&mut self, conn: ConnId, r: &Register) -> Result<Peer, ServerError> {
+        if !self.workers.has_slot() {
+            return Err(ServerError::Malformed("Register (too many workers)"));
+        }
+        let mut types = Vec::new();
+        for t in &r.task_types {
+            let id = self.symbols.add(t) as usize;
+            if types.len() <= id {
+                types.resize(id + 1, false);
+            }
+            types[id] = true;
+            if self.known_type.len() <= id {
+                self.known_type.resize(id + 1, false);
+            }
+            self.known_type[id] = true;
+        }
+        for t in &r.data_types {
+            self.symbols.add(t);
+        }
+        let cpus = r.cpus.unwrap_or(0).max(0) as u32;
+        let ip = self
+            .conns
+            .get(&conn)
+            .map(|c| c.ip.as_str())
+            .unwrap_or_default();
+        let addr = format!("{ip}:{}", r.port.unwrap_or(0));
+        let mut out = Vec::new();
+        push_frame(
+            &mut out,
+            &WorkerCommand {
+                r#type: worker_command::Type::Dictionary as i32,
+                symbols: self.symbols.names().to_vec(),
+                ..Default::default()
+            },
+        );
+        let idx = self.workers.list.len();
+        self.log(
+            LogLevel::Info,
+            format!("worker {idx} registered: {addr}, {cpus} cpus"),
+        );
+        let w = self.workers.add(Worker::new(conn, addr, cpus, types, out));
+        self.scratch.score.push(0);
+        self.trace_worker(w);
+        self.unpark();
+        Ok(Peer::Worker(w))
+    }
+
+    fn register_client(&mut self, conn: ConnId) -> Peer {
+        let mut out = Vec::new();
+        push_frame(
+            &mut out,
+            &ClientResponse {
+                r#type: client_response::Type::Dictionary as i32,
+                symbols: self.symbols.names().to_vec(),
+                ..Default::default()
+            },
+        );
+        let ci = self.clients.push(Client {
+            conn,
+            alive: true,
+            ranges: Vec::new(),
+            next_base: 0,
+            n_data: 0,
+            out,
+        });
+        self.log(LogLevel::Info, format!("client {conn} registered"));
+        Peer::Client(ci)
+    }
+}

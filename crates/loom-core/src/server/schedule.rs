@@ -1,0 +1,265 @@
+//! The reactive scheduler: ready queues drained while workers have room, worker choice
+//! (locality, cpus, load), assignment with the transfers of missing inputs, and pipelining of
+//! light consumers.
+//!
+//! Every event costs O(its own work): the scheduler pops ready tasks from queues (no scan of
+//! tasks).
+
+use super::ids::{Slot, TaskId, WorkerIdx};
+use super::queues::QueueRef;
+use super::segment::{TaskFlags, TaskState};
+use super::workers::LIGHT_CAP;
+use super::{wire, Server};
+
+/// The outcome of choosing a worker for a task.
+enum Pick {
+    Worker(WorkerIdx),
+    /// Some worker could run it but none has room now.
+    Full,
+    /// No connected worker can ever run it (type or cpus).
+    Nobody,
+}
+
+impl Server {
+    /// A task has all inputs finished: expand it (dslice/dget) or queue it.
+    pub(super) fn make_ready(&mut self, s: Slot) {
+        let seg = self.graph.seg_mut(s);
+        if !seg.flags[s.off].has(TaskFlags::OVERRIDE) && self.sym.is_expansion(seg.ttype[s.off]) {
+            self.expand(s);
+            return;
+        }
+        seg.state[s.off] = TaskState::Ready;
+        self.ready.push(seg.id(s.off), seg.cpus[s.off]);
+    }
+
+    /// Re-queues parked tasks (a worker registered).
+    pub(super) fn unpark(&mut self) {
+        for id in self.ready.take_parked() {
+            if let Some(s) = self.graph.locate(id) {
+                if self.graph.state(s) == TaskState::Ready {
+                    self.ready.push(id, self.graph.seg(s).cpus[s.off]);
+                }
+            }
+        }
+    }
+
+    /// One scheduling round: places ready tasks while workers have room.
+    pub(super) fn schedule(&mut self) {
+        if self.workers.n_alive == 0 {
+            return;
+        }
+        let traced = self.trace.as_mut().map(|t| t.round_begin());
+        self.drain_queue(QueueRef::Light);
+        for qi in 0..self.ready.n_heavy() {
+            self.drain_queue(QueueRef::Heavy(qi));
+        }
+        if let (Some(t), Some(r)) = (self.trace.as_mut(), traced) {
+            t.round_end(r);
+        }
+    }
+
+    /// Places the head of queue `q` until it is empty or the head does not fit anywhere now.
+    fn drain_queue(&mut self, q: QueueRef) {
+        while let Some(id) = self.ready.front(q) {
+            let Some(s) = self.graph.locate(id) else {
+                self.ready.pop(q);
+                continue;
+            };
+            if self.graph.state(s) != TaskState::Ready {
+                self.ready.pop(q);
+                continue;
+            }
+            match self.pick(s) {
+                Pick::Worker(w) => {
+                    self.ready.pop(q);
+                    self.assign(s, w);
+                    self.pipeline(s, w);
+                }
+                Pick::Full => break,
+                Pick::Nobody => {
+                    self.ready.pop(q);
+                    self.ready.park(id);
+                }
+            }
+        }
+    }
+
+    /// The task type a task runs as (`array/make` once an expansion rewrote it).
+    #[inline]
+    fn type_of(&self, s: Slot) -> i32 {
+        let seg = self.graph.seg(s);
+        if seg.flags[s.off].has(TaskFlags::OVERRIDE) {
+            self.sym.array_make
+        } else {
+            seg.ttype[s.off]
+        }
+    }
+
+    /// Chooses a worker: among those that registered the task type, have enough cpus in total
+    /// and room now (see [`super::workers::Worker::has_room`]), the one holding the most input
+    /// bytes; ties go to the least loaded.
+    fn pick(&mut self, s: Slot) -> Pick {
+        let ty = self.type_of(s);
+        let c = self.graph.seg(s).cpus[s.off];
+        let mut scores = std::mem::take(&mut self.scratch.score);
+        let inputs = self.graph.inputs_of(s);
+        let multi = self.workers.n_alive > 1 && !inputs.is_empty();
+        if multi {
+            for &x in inputs {
+                if let Some(xs) = self.graph.locate_hint(x, s.seg) {
+                    let xseg = self.graph.seg(xs);
+                    let size = xseg.size[xs.off].max(1);
+                    if let Some(p) = xseg.wk[xs.off] {
+                        scores[p.index()] += size;
+                    }
+                    if let Some(extra) = self.moves.extra_owners.get(&x) {
+                        for &o in extra {
+                            scores[o.index()] += size;
+                        }
+                    }
+                }
+            }
+        }
+        let mut any = false;
+        let mut best: Option<(WorkerIdx, u64, u64)> = None;
+        for (wi, w) in self.workers.alive() {
+            if !w.runs(ty) || w.cpus < c as u32 {
+                continue;
+            }
+            any = true;
+            if !w.has_room(c as u32) {
+                continue;
+            }
+            let score = if multi { scores[wi.index()] } else { 0 };
+            let load = w.load();
+            let better = match best {
+                None => true,
+                Some((_, bs, bl)) => score > bs || (score == bs && load < bl),
+            };
+            if better {
+                best = Some((wi, score, load));
+            }
+        }
+        if multi {
+            scores.iter_mut().for_each(|s| *s = 0);
+        }
+        self.scratch.score = scores;
+        match best {
+            Some((w, _, _)) => Pick::Worker(w),
+            None if any => Pick::Full,
+            None => Pick::Nobody,
+        }
+    }
+
+    /// Sends a task to worker `w`, with the SENDs of missing inputs.
+    fn assign(&mut self, s: Slot, w: WorkerIdx) {
+        let seg = self.graph.seg_mut(s);
+        let id = seg.id(s.off);
+        let c = seg.cpus[s.off];
+        seg.state[s.off] = TaskState::Running;
+        seg.wk[s.off] = Some(w);
+        seg.flags[s.off].remove(TaskFlags::EARLY);
+        let ov = seg.flags[s.off].has(TaskFlags::OVERRIDE);
+        if let Some(t) = self.trace.as_mut() {
+            t.scheduled(id.get(), w.index() as u64);
+        }
+        self.workers[w].book(c);
+        if self.workers.n_alive > 1 {
+            let n_in = self.graph.inputs_of(s).len();
+            for k in 0..n_in {
+                let x = self.graph.inputs_of(s)[k];
+                self.ensure_on(x, w);
+            }
+        }
+        let seg = self.graph.seg(s);
+        let out = &mut self.workers[w].out;
+        if ov {
+            let inputs = self.graph.inputs_of(s);
+            wire::push_task(out, id, self.sym.array_make, &[], inputs, 0);
+        } else {
+            let (ty, cfg, inputs) = (seg.ttype[s.off], seg.config(s.off), seg.inputs(s.off));
+            wire::push_task(out, id, ty, cfg, inputs, c as u32);
+        }
+    }
+
+    /// Pipelining: after a task went to worker `w`, its light consumers whose inputs are all
+    /// on `w` already or being computed there are sent to `w` too, at once, and so on down the
+    /// graph. The worker starts each as soon as its inputs are published locally, so a chain
+    /// costs no round trip to the server per task. Consumers with many inputs (e.g. one array
+    /// over a million tasks) are left to the normal path, keeping this O(1) per edge.
+    fn pipeline(&mut self, s: Slot, w: WorkerIdx) {
+        let mut work = std::mem::take(&mut self.scratch.pipeline);
+        work.push(s);
+        while let Some(p) = work.pop() {
+            for k in self.graph.seg(p).cons_range(p.off) {
+                if self.workers[w].light >= LIGHT_CAP {
+                    work.clear();
+                    break;
+                }
+                let c = self.graph.segs[p.seg].cons[k];
+                let Some(cs) = self.graph.locate_hint(c, p.seg) else {
+                    continue;
+                };
+                if self.can_pipeline(cs, w) {
+                    self.assign(cs, w);
+                    self.graph.seg_mut(cs).flags[cs.off].insert(TaskFlags::EARLY);
+                    work.push(cs);
+                }
+            }
+        }
+        self.scratch.pipeline = work;
+    }
+
+    /// Whether a waiting task may be sent to `w` before its inputs finished.
+    fn can_pipeline(&self, s: Slot, w: WorkerIdx) -> bool {
+        /// More inputs than this are not worth checking on every assignment.
+        const MAX_INPUTS: usize = 8;
+        let seg = self.graph.seg(s);
+        let ty = seg.ttype[s.off];
+        if seg.state[s.off] != TaskState::Waiting
+            || seg.cpus[s.off] != 0
+            || seg.flags[s.off].has(TaskFlags::OVERRIDE)
+            || self.sym.is_expansion(ty)
+            || !self.workers[w].runs(ty)
+        {
+            return false;
+        }
+        let inputs = self.graph.inputs_of(s);
+        if inputs.len() > MAX_INPUTS {
+            return false;
+        }
+        inputs.iter().all(|&x| {
+            self.graph.locate_hint(x, s.seg).is_some_and(|xs| {
+                let xseg = self.graph.seg(xs);
+                match xseg.state[xs.off] {
+                    TaskState::Running => xseg.wk[xs.off] == Some(w),
+                    TaskState::Finished => xseg.wk[xs.off] == Some(w) || self.moves.has_copy(x, w),
+                    _ => false,
+                }
+            })
+        })
+    }
+
+    /// Makes sure data `x` is on worker `w` or on its way there.
+    fn ensure_on(&mut self, x: TaskId, w: WorkerIdx) {
+        let Some(s) = self.graph.locate(x) else {
+            return;
+        };
+        let Some(p) = self.graph.seg(s).wk[s.off] else {
+            return;
+        };
+        if p == w || self.moves.has_copy(x, w) || self.moves.is_sending_to(x, w) {
+            return;
+        }
+        let addr = self.workers[w].addr.clone();
+        wire::push_send(&mut self.workers[p].out, x, &addr);
+        self.moves
+            .in_flight
+            .entry(x)
+            .or_default()
+            .push(super::transfers::Transfer {
+                target: w,
+                source: Some(p),
+            });
+    }
+}

@@ -1,0 +1,229 @@
+//! One [`Segment`]: the tasks of one plan (or of one dslice/dget expansion) as flat arrays
+//! (struct of arrays), indexed by `internal id - base`. Per task it costs the type (4 bytes),
+//! two offsets (8), state, flags (2), cpus (2), two counters (8), the worker (2), the size (8),
+//! plus its config bytes, input and consumer edges (4 bytes each).
+
+use super::ids::{ClientIdx, TaskId, WorkerIdx};
+
+/// Where a task is in its life cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum TaskState {
+    /// Stored but not reachable from any result: never computed.
+    Unplanned,
+    /// Planned, some inputs not finished.
+    Waiting,
+    /// All inputs finished; in a ready queue (or parked).
+    Ready,
+    /// Sent to a worker (assigned or running there).
+    Running,
+    /// The result exists on at least one worker.
+    Finished,
+    /// Done and its data removed (or never needed).
+    Freed,
+    /// Failed (itself or an input).
+    Failed,
+}
+
+impl TaskState {
+    /// Planned and not yet finished (it will still produce its data).
+    #[inline]
+    pub(crate) fn is_pending(self) -> bool {
+        matches!(
+            self,
+            TaskState::Waiting | TaskState::Ready | TaskState::Running
+        )
+    }
+
+    /// Counted in [`Segment::live`]: planned and neither freed nor failed.
+    #[inline]
+    pub(crate) fn is_live(self) -> bool {
+        matches!(
+            self,
+            TaskState::Waiting | TaskState::Ready | TaskState::Running | TaskState::Finished
+        )
+    }
+}
+
+/// Per-task flags (a bit set in one byte).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TaskFlags(u8);
+
+impl TaskFlags {
+    /// The client holds the result (result task, not released).
+    pub(crate) const RESULT: TaskFlags = TaskFlags(1);
+    /// Inputs replaced by a dslice/dget expansion (see `TaskGraph::overrides`): it runs
+    /// `array/make` over the expansion's copies of its consumer.
+    pub(crate) const OVERRIDE: TaskFlags = TaskFlags(2);
+    /// TASK_FINISHED was already sent for this result (a recomputation must not repeat it).
+    pub(crate) const NOTIFIED: TaskFlags = TaskFlags(4);
+    /// Sent to its worker before its inputs finished (pipelining): the worker starts it when
+    /// the inputs it computes itself are published.
+    pub(crate) const EARLY: TaskFlags = TaskFlags(8);
+
+    #[inline(always)]
+    pub(crate) fn has(self, f: TaskFlags) -> bool {
+        self.0 & f.0 != 0
+    }
+
+    #[inline(always)]
+    pub(crate) fn insert(&mut self, f: TaskFlags) {
+        self.0 |= f.0;
+    }
+
+    #[inline(always)]
+    pub(crate) fn remove(&mut self, f: TaskFlags) {
+        self.0 &= !f.0;
+    }
+}
+
+/// The tasks of one plan: internal ids `base..base+n`.
+pub(crate) struct Segment {
+    pub(crate) base: TaskId,
+    pub(crate) n: u32,
+    /// Owning client.
+    pub(crate) client: ClientIdx,
+    /// Client id of the first task (None for tasks created by an expansion).
+    pub(crate) cbase: Option<i32>,
+    /// Task type (symbol id).
+    pub(crate) ttype: Vec<i32>,
+    /// Config of task i: `arena[cfg_off[i]..cfg_off[i+1]]`.
+    pub(crate) cfg_off: Vec<u32>,
+    pub(crate) arena: Vec<u8>,
+    /// Inputs of task i: `inputs[in_off[i]..in_off[i+1]]`.
+    pub(crate) in_off: Vec<u32>,
+    pub(crate) inputs: Vec<TaskId>,
+    /// Consumers inside this segment (one entry per input edge), CSR like the inputs.
+    pub(crate) cons_off: Vec<u32>,
+    pub(crate) cons: Vec<TaskId>,
+    pub(crate) state: Vec<TaskState>,
+    pub(crate) flags: Vec<TaskFlags>,
+    /// Cpus requested (0: a light task).
+    pub(crate) cpus: Vec<u16>,
+    /// Unfinished input edges (planned tasks only).
+    pub(crate) waiting: Vec<u32>,
+    /// Unfinished planned consumer edges.
+    pub(crate) refc: Vec<u32>,
+    /// Running: the worker it runs on. Finished: its primary owner (None once lost).
+    pub(crate) wk: Vec<Option<WorkerIdx>>,
+    /// Result size in bytes (for locality).
+    pub(crate) size: Vec<u64>,
+    /// Tasks in WAITING..=FINISHED; the segment is dropped when it reaches 0.
+    pub(crate) live: u32,
+}
+
+impl Segment {
+    /// An empty segment of `n` tasks starting at `base`, every column but the CSR ones sized
+    /// (`state` filled with `state`); the caller fills types, configs and inputs.
+    pub(crate) fn with_columns(
+        base: TaskId,
+        n: usize,
+        client: ClientIdx,
+        cbase: Option<i32>,
+        state: TaskState,
+    ) -> Segment {
+        Segment {
+            base,
+            n: n as u32,
+            client,
+            cbase,
+            ttype: Vec::with_capacity(n),
+            cfg_off: Vec::with_capacity(n + 1),
+            arena: Vec::new(),
+            in_off: Vec::with_capacity(n + 1),
+            inputs: Vec::new(),
+            cons_off: Vec::new(),
+            cons: Vec::new(),
+            state: vec![state; n],
+            flags: vec![TaskFlags::default(); n],
+            cpus: vec![0; n],
+            waiting: vec![0; n],
+            refc: vec![0; n],
+            wk: vec![None; n],
+            size: vec![0; n],
+            live: 0,
+        }
+    }
+
+    /// The internal id of task `off`.
+    #[inline(always)]
+    pub(crate) fn id(&self, off: usize) -> TaskId {
+        self.base.plus(off)
+    }
+
+    /// The offset of `id` here, if it belongs to this segment.
+    #[inline(always)]
+    pub(crate) fn offset_of(&self, id: TaskId) -> Option<usize> {
+        id.offset_in(self.base, self.n)
+    }
+
+    #[inline]
+    pub(crate) fn config(&self, off: usize) -> &[u8] {
+        &self.arena[self.cfg_off[off] as usize..self.cfg_off[off + 1] as usize]
+    }
+
+    /// The plan's inputs of task `off` (see `TaskGraph::inputs_of` for expansions).
+    #[inline]
+    pub(crate) fn inputs(&self, off: usize) -> &[TaskId] {
+        &self.inputs[self.in_off[off] as usize..self.in_off[off + 1] as usize]
+    }
+
+    /// Consumers of task `off` inside this segment.
+    #[inline]
+    pub(crate) fn consumers(&self, off: usize) -> &[TaskId] {
+        &self.cons[self.cons_off[off] as usize..self.cons_off[off + 1] as usize]
+    }
+
+    /// Indices into `cons` of task `off`'s consumers (for loops that mutate the graph).
+    #[inline]
+    pub(crate) fn cons_range(&self, off: usize) -> std::ops::Range<usize> {
+        self.cons_off[off] as usize..self.cons_off[off + 1] as usize
+    }
+
+    /// Input edge range of task `off` (indices into `inputs`).
+    #[inline]
+    pub(crate) fn input_range(&self, off: usize) -> std::ops::Range<usize> {
+        self.in_off[off] as usize..self.in_off[off + 1] as usize
+    }
+
+    /// Builds the consumer CSR from the inputs (edges whose input lies in this segment).
+    pub(crate) fn build_consumers(&mut self) {
+        let n = self.n as usize;
+        let mut cnt = vec![0u32; n + 1];
+        for &x in &self.inputs {
+            if let Some(d) = self.offset_of(x) {
+                cnt[d + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            cnt[i + 1] += cnt[i];
+        }
+        let mut cons = vec![TaskId(0); cnt[n] as usize];
+        let mut fill = cnt.clone();
+        for i in 0..n {
+            for k in self.input_range(i) {
+                if let Some(d) = self.offset_of(self.inputs[k]) {
+                    let slot = &mut fill[d];
+                    cons[*slot as usize] = self.base.plus(i);
+                    *slot += 1;
+                }
+            }
+        }
+        self.cons_off = cnt;
+        self.cons = cons;
+    }
+
+    /// The client id of task `off`, or None for expansion tasks.
+    #[inline]
+    pub(crate) fn client_id(&self, off: usize) -> Option<i32> {
+        self.cbase.map(|b| b + off as i32)
+    }
+
+    /// Whether task `off` is finished, unreferenced and not held by its client: its data can go.
+    #[inline]
+    pub(crate) fn is_garbage(&self, off: usize) -> bool {
+        self.state[off] == TaskState::Finished
+            && self.refc[off] == 0
+            && !self.flags[off].has(TaskFlags::RESULT)
+    }
+}

@@ -1,0 +1,241 @@
+//! A worker is lost. Rule implemented:
+//! - nothing is written to it again; its copies are forgotten (another copy is promoted);
+//! - tasks running on it go back to the queue (they wait for inputs being recomputed);
+//! - transfers it was the source of are re-sent from another owner, or after recomputation;
+//! - finished data only it held: freed if no longer needed; otherwise recomputed when none
+//!   of its inputs was freed or failed (inputs lost too are recomputed first), else it fails
+//!   with "Worker lost" together with every dependant (TASK_FAILED for held results);
+//! - fetches it was asked to serve are re-sent from another owner, after the recomputation,
+//!   or dropped (the client got TASK_FAILED).
+//!
+//! This is the one event that scans the live segments (a rare event).
+
+use super::ids::{TaskId, WorkerIdx};
+use super::segment::{TaskFlags, TaskState};
+use super::transfers::Transfer;
+use super::{wire, Server};
+
+/// What the scan of the graph found on a lost worker.
+#[derive(Default)]
+struct Lost {
+    /// Finished objects whose only copy was there.
+    data: Vec<TaskId>,
+    /// Tasks that were running there (now WAITING again).
+    rerun: Vec<TaskId>,
+}
+
+const WORKER_LOST: &[u8] = b"Worker lost";
+
+impl Server {
+    /// Worker `w` is gone (see the module doc for the rule).
+    pub(super) fn lose_worker(&mut self, w: WorkerIdx) {
+        if !self.workers.lose(w) {
+            return;
+        }
+        let addr = self.workers[w].addr.clone();
+        let lost = self.forget_worker(w);
+        self.reroute_transfers(w);
+        let mut recount = lost.rerun;
+        let fail = self.recover_data(&lost.data, &mut recount);
+        for x in fail {
+            // An earlier failure may have released it meanwhile (freed: nothing to fail).
+            let Some(s) = self.graph.locate(x) else {
+                continue;
+            };
+            if self.graph.state(s) != TaskState::Finished {
+                continue;
+            }
+            let msg = WORKER_LOST.to_vec();
+            self.fail_tree(s, &addr, msg.clone(), false, Some(msg));
+        }
+        if !self.moves.fetches.is_empty() {
+            self.reroute_fetches(w);
+        }
+        self.recount_waiting(recount);
+    }
+
+    /// Drops `w` from every owner list: its copies are forgotten, another copy becomes primary
+    /// where there is one; tasks running there become WAITING.
+    fn forget_worker(&mut self, w: WorkerIdx) -> Lost {
+        let mut lost = Lost::default();
+        let extra_owners = &mut self.moves.extra_owners;
+        for seg in self.graph.segs.iter_mut() {
+            for off in 0..seg.n as usize {
+                let id = seg.id(off);
+                match seg.state[off] {
+                    TaskState::Finished => {
+                        let mut extra_empty = true;
+                        if let Some(e) = extra_owners.get_mut(&id) {
+                            e.retain(|&o| o != w);
+                            extra_empty = e.is_empty();
+                        }
+                        if seg.wk[off] == Some(w) {
+                            if extra_empty {
+                                seg.wk[off] = None;
+                                lost.data.push(id);
+                            } else {
+                                let e = extra_owners.get_mut(&id).expect("non-empty");
+                                seg.wk[off] = Some(e.remove(0));
+                                if e.is_empty() {
+                                    extra_owners.remove(&id);
+                                }
+                            }
+                        } else if extra_empty {
+                            extra_owners.remove(&id);
+                        }
+                    }
+                    TaskState::Running if seg.wk[off] == Some(w) => {
+                        seg.state[off] = TaskState::Waiting;
+                        seg.wk[off] = None;
+                        lost.rerun.push(id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        lost
+    }
+
+    /// Transfers to `w` are dropped; transfers from `w` are re-sent from the object's owner,
+    /// or wait for its recomputation (source None).
+    fn reroute_transfers(&mut self, w: WorkerIdx) {
+        let mut resend: Vec<(TaskId, WorkerIdx)> = Vec::new();
+        for (&x, list) in self.moves.in_flight.iter_mut() {
+            list.retain(|t| t.target != w);
+            for t in list.iter_mut().filter(|t| t.source == Some(w)) {
+                t.source = None;
+                resend.push((x, t.target));
+            }
+        }
+        self.moves.in_flight.retain(|_, l| !l.is_empty());
+        for (x, target) in resend {
+            let Some(s) = self.graph.locate(x) else {
+                continue;
+            };
+            let Some(p) = self.graph.seg(s).wk[s.off] else {
+                continue;
+            };
+            if self.graph.state(s) != TaskState::Finished {
+                continue;
+            }
+            let taddr = self.workers[target].addr.clone();
+            wire::push_send(&mut self.workers[p].out, x, &taddr);
+            if let Some(l) = self.moves.in_flight.get_mut(&x) {
+                for t in l.iter_mut().filter(|t: &&mut Transfer| t.target == target) {
+                    t.source = Some(p);
+                }
+            }
+        }
+    }
+
+    /// Objects lost with the worker: freed when nothing needs them, else set to be recomputed
+    /// (their inputs get their references back; they and their consumers are added to
+    /// `recount`). Returns those that cannot be recomputed (an input is gone).
+    fn recover_data(&mut self, lost: &[TaskId], recount: &mut Vec<TaskId>) -> Vec<TaskId> {
+        let mut lost = lost.to_vec();
+        lost.sort_unstable();
+        let mut fail = Vec::new();
+        for &x in &lost {
+            let s = self.graph.locate(x).expect("live");
+            let seg = self.graph.seg(s);
+            let client = seg.client;
+            if seg.refc[s.off] == 0 && !seg.flags[s.off].has(TaskFlags::RESULT) {
+                self.clients[client].n_data -= 1;
+                self.graph.retire(s, TaskState::Freed);
+                continue;
+            }
+            let ins: Vec<TaskId> = self.graph.inputs_of(s).to_vec();
+            let ok = ins
+                .iter()
+                .all(|&i| self.graph.state_of(i).is_some_and(TaskState::is_live));
+            if !ok {
+                fail.push(x);
+                continue;
+            }
+            self.clients[client].n_data -= 1;
+            self.graph.seg_mut(s).state[s.off] = TaskState::Waiting;
+            for &i in &ins {
+                let is = self.graph.locate(i).expect("checked");
+                let iseg = self.graph.seg_mut(is);
+                iseg.refc[is.off] += 1;
+                if is.seg != s.seg && iseg.state[is.off] != TaskState::Finished {
+                    let e = self.graph.extra_cons.entry(i).or_default();
+                    if !e.contains(&x) {
+                        e.push(x);
+                    }
+                }
+            }
+            recount.push(x);
+            recount.extend_from_slice(self.graph.seg(s).consumers(s.off));
+            if let Some(e) = self.graph.extra_cons.get(&x) {
+                recount.extend_from_slice(e);
+            }
+        }
+        fail
+    }
+
+    /// Fetches whose SEND went to `w`: re-sent from another owner, kept until the
+    /// recomputation finishes, or dropped (the task failed or was freed).
+    fn reroute_fetches(&mut self, w: WorkerIdx) {
+        let addr = self.fetch_address();
+        let ids: Vec<TaskId> = self.moves.fetches.keys().copied().collect();
+        for id in ids {
+            let (state, owner) = match self.graph.locate(id) {
+                Some(s) => (self.graph.state(s), self.graph.seg(s).wk[s.off]),
+                None => (TaskState::Freed, None),
+            };
+            let q = self.moves.fetches.get_mut(&id).expect("key");
+            q.retain_mut(|f| {
+                if f.sender != Some(w) {
+                    return true;
+                }
+                match owner {
+                    Some(o) if state == TaskState::Finished => {
+                        f.sender = Some(o);
+                        wire::push_send(&mut self.workers[o].out, id, &addr);
+                        true
+                    }
+                    _ if state.is_pending() => {
+                        f.sender = None;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            if q.is_empty() {
+                self.moves.fetches.remove(&id);
+            }
+        }
+    }
+
+    /// Recomputes the waiting counts of tasks whose inputs were lost or are recomputed; those
+    /// with nothing to wait for become ready.
+    fn recount_waiting(&mut self, tasks: Vec<TaskId>) {
+        for t in tasks {
+            let Some(s) = self.graph.locate(t) else {
+                continue;
+            };
+            let st = self.graph.state(s);
+            if st != TaskState::Waiting && st != TaskState::Ready {
+                continue;
+            }
+            let waiting = self
+                .graph
+                .inputs_of(s)
+                .iter()
+                .filter(|&&i| {
+                    self.graph
+                        .state_of(i)
+                        .is_some_and(|st| st != TaskState::Finished)
+                })
+                .count() as u32;
+            let seg = self.graph.seg_mut(s);
+            seg.waiting[s.off] = waiting;
+            if waiting > 0 {
+                seg.state[s.off] = TaskState::Waiting;
+            } else if st == TaskState::Waiting {
+                self.make_ready(s);
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The workers: their connections, cpus and what is booked on them, the task types they
+//! registered, and their outgoing command buffers.
+
+use std::collections::HashMap;
+
+use super::ids::{IdxVec, TaskId, WorkerIdx};
+use super::ConnId;
+
+/// Maximum number of in-flight light (0-cpu) tasks per worker.
+pub(crate) const LIGHT_CAP: u32 = 4096;
+
+/// One registered worker (lost workers keep their slot, `alive == false`).
+pub(crate) struct Worker {
+    pub(crate) conn: ConnId,
+    /// `ip:port` of its data listener (SEND target for transfers).
+    pub(crate) addr: String,
+    pub(crate) cpus: u32,
+    pub(crate) free_cpus: u32,
+    /// Cpus assigned beyond `cpus` (see [`Worker::has_room`]).
+    pub(crate) over: u32,
+    /// Light (0-cpu) tasks in flight.
+    pub(crate) light: u32,
+    /// Task types this worker registered (indexed by symbol id).
+    pub(crate) types: Vec<bool>,
+    pub(crate) alive: bool,
+    /// Framed commands not yet handed to the socket layer.
+    pub(crate) out: Vec<u8>,
+    /// Discarded tasks still running there: task -> cpus (freed when it answers).
+    pub(crate) residual: HashMap<TaskId, u16>,
+}
+
+impl Worker {
+    /// A worker that just registered.
+    pub(crate) fn new(
+        conn: ConnId,
+        addr: String,
+        cpus: u32,
+        types: Vec<bool>,
+        out: Vec<u8>,
+    ) -> Self {
+        Worker {
+            conn,
+            addr,
+            cpus,
+            free_cpus: cpus,
+            over: 0,
+            light: 0,
+            types,
+            alive: true,
+            out,
+            residual: HashMap::new(),
+        }
+    }
+
+    /// Whether it registered task type `ty`.
+    #[inline]
+    pub(crate) fn runs(&self, ty: i32) -> bool {
+        self.types.get(ty as usize).copied().unwrap_or(false)
+    }
+
+    /// Whether a task of `c` cpus may be assigned now. Up to `cpus` more cpus than the worker has
+    /// may be assigned: the worker queues such tasks and starts each as soon as cores free up
+    /// (it never runs more than its cores), so its queue does not run dry for a round trip to the
+    /// server after every task — the original server's "overbooking", bounded. Light tasks: fewer
+    /// than [`LIGHT_CAP`] in flight.
+    #[inline]
+    pub(crate) fn has_room(&self, c: u32) -> bool {
+        if c == 0 {
+            return self.light < LIGHT_CAP;
+        }
+        self.free_cpus >= c || (self.free_cpus == 0 && self.over + c <= self.cpus)
+    }
+
+    /// Books a task of `c` cpus (0: light).
+    #[inline]
+    pub(crate) fn book(&mut self, c: u16) {
+        let c = c as u32;
+        if c == 0 {
+            self.light += 1;
+        } else if self.free_cpus >= c {
+            self.free_cpus -= c;
+        } else {
+            self.over += c - self.free_cpus;
+            self.free_cpus = 0;
+        }
+    }
+
+    /// Returns what a task of `c` cpus booked (it ended).
+    #[inline]
+    pub(crate) fn unbook(&mut self, c: u16) {
+        let c = c as u32;
+        if c == 0 {
+            self.light = self.light.saturating_sub(1);
+            return;
+        }
+        let from_over = self.over.min(c);
+        self.over -= from_over;
+        self.free_cpus += c - from_over;
+    }
+
+    /// Cpus booked (running or queued on the worker).
+    #[inline]
+    pub(crate) fn booked_cpus(&self) -> u32 {
+        self.cpus - self.free_cpus + self.over
+    }
+
+    /// Load per cpu (scaled by 1024), light tasks counted as 1/64 of a cpu.
+    #[inline]
+    pub(crate) fn load(&self) -> u64 {
+        let busy = self.booked_cpus() as u64 * 64 + self.light as u64;
+        busy * 1024 / (self.cpus.max(1) as u64)
+    }
+}
+
+/// Every worker that ever registered, by [`WorkerIdx`].
+#[derive(Default)]
+pub(crate) struct Workers {
+    pub(crate) list: IdxVec<WorkerIdx, Worker>,
+    /// Workers connected now.
+    pub(crate) n_alive: u32,
+}
+
+impl Workers {
+    /// Whether another worker can still be indexed.
+    pub(crate) fn has_slot(&self) -> bool {
+        self.list.len() < WorkerIdx::LIMIT
+    }
+
+    /// Adds a registered worker.
+    pub(crate) fn add(&mut self, w: Worker) -> WorkerIdx {
+        self.n_alive += 1;
+        self.list.push(w)
+    }
+
+    /// Marks `w` lost: nothing is written to it again. False if it was lost already.
+    pub(crate) fn lose(&mut self, w: WorkerIdx) -> bool {
+        let wk = &mut self.list[w];
+        if !wk.alive {
+            return false;
+        }
+        wk.alive = false;
+        wk.out.clear();
+        wk.residual.clear();
+        self.n_alive -= 1;
+        true
+    }
+
+    /// Connected workers.
+    pub(crate) fn alive(&self) -> impl Iterator<Item = (WorkerIdx, &Worker)> {
+        self.list.iter_enumerated().filter(|(_, w)| w.alive)
+    }
+
+    /// Sum of the cpus of connected workers.
+    pub(crate) fn total_cpus(&self) -> u64 {
+        self.alive().map(|(_, w)| w.cpus as u64).sum()
+    }
+
+    /// The most cpus of one connected worker (None without workers).
+    pub(crate) fn max_cpus(&self) -> Option<u32> {
+        self.alive().map(|(_, w)| w.cpus).max()
+    }
+
+    /// The command buffer of `w` if it is connected (commands to a lost worker are dropped).
+    #[inline]
+    pub(crate) fn out_if_alive(&mut self, w: WorkerIdx) -> Option<&mut Vec<u8>> {
+        let wk = &mut self.list[w];
+        wk.alive.then_some(&mut wk.out)
+    }
+}
+
+impl std::ops::Index<WorkerIdx> for Workers {
+    type Output = Worker;
+    #[inline(always)]
+    fn index(&self, w: WorkerIdx) -> &Worker {
+        &self.list[w]
+    }
+}
+
+impl std::ops::IndexMut<WorkerIdx> for Workers {
+    #[inline(always)]
+    fn index_mut(&mut self, w: WorkerIdx) -> &mut Worker {
+        &mut self.list[w]
+    }
+}
