@@ -43,82 +43,21 @@ pub fn frame_end(out: &mut [u8], p: usize) {
     out[p..p + 8].copy_from_slice(&len.to_le_bytes());
 }
 
-/// A message written into a fixed stack buffer behind room for the 8-byte frame prefix, then
-/// appended framed in one copy. The caller keeps the total within `N` (a varint is at most 10
-/// bytes).
-pub struct StackFrame<const N: usize> {
-    buf: [u8; N],
-    p: usize,
+/// Writes `v` as a varint at `buf[*p..]`, advancing `*p` (the caller guarantees 10 bytes of
+/// room). For small fixed-shape messages encoded in a stack buffer and appended at once.
+#[inline(always)]
+pub fn put_varint_at(buf: &mut [u8], p: &mut usize, mut v: u64) {
+    while v >= 0x80 {
+        buf[*p] = (v as u8) | 0x80;
+        *p += 1;
+        v >>= 7;
+    }
+    buf[*p] = v as u8;
+    *p += 1;
 }
 
-impl<const N: usize> StackFrame<N> {
-    /// An empty frame.
-    #[inline(always)]
-    pub fn new() -> Self {
-        StackFrame {
-            buf: [0u8; N],
-            p: 8,
-        }
-    }
-
-    /// Writes raw bytes (keys, fixed fields).
-    #[inline(always)]
-    pub fn raw(&mut self, b: &[u8]) {
-        self.buf[self.p..self.p + b.len()].copy_from_slice(b);
-        self.p += b.len();
-    }
-
-    /// Writes a varint.
-    #[inline(always)]
-    pub fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf[self.p] = (v as u8) | 0x80;
-            self.p += 1;
-            v >>= 7;
-        }
-        self.buf[self.p] = v as u8;
-        self.p += 1;
-    }
-
-    /// Writes an `int32` field with a one-byte key.
-    #[inline(always)]
-    pub fn i32(&mut self, key: u8, v: i32) {
-        self.raw(&[key]);
-        self.varint(v as i64 as u64);
-    }
-
-    /// Message bytes written so far (without the prefix).
-    #[inline(always)]
-    pub fn len(&self) -> usize {
-        self.p - 8
-    }
-
-    /// Whether nothing was written yet.
-    #[inline(always)]
-    pub fn is_empty(&self) -> bool {
-        self.p == 8
-    }
-
-    /// Appends the framed message to `out`.
-    #[inline(always)]
-    pub fn finish(mut self, out: &mut Vec<u8>) {
-        let len = (self.p - 8) as u64;
-        self.buf[..8].copy_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&self.buf[..self.p]);
-    }
-
-    /// Appends the message's length prefix plus `extra` more bytes, then the message; the
-    /// caller appends the `extra` bytes itself (a large trailing field).
-    #[inline]
-    pub fn finish_with_tail(self, out: &mut Vec<u8>, extra: usize) {
-        let len = (self.p - 8 + extra) as u64;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&self.buf[8..self.p]);
-    }
-}
-
-impl<const N: usize> Default for StackFrame<N> {
-    fn default() -> Self {
-        Self::new()
-    }
+/// Writes the 8-byte little-endian frame prefix for a message in `buf[8..end]`.
+#[inline(always)]
+pub fn put_frame_len(buf: &mut [u8], end: usize) {
+    buf[..8].copy_from_slice(&((end - 8) as u64).to_le_bytes());
 }

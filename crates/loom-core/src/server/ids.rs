@@ -59,10 +59,13 @@ impl WorkerIdx {
 }
 
 impl Idx for WorkerIdx {
+    /// `i` must be below [`WorkerIdx::LIMIT`] (checked when a worker is added, see
+    /// `Workers::has_slot`; checked here in debug builds only, as this runs per worker per
+    /// placement).
     #[inline(always)]
     fn from_index(i: usize) -> Self {
-        assert!(i < Self::LIMIT, "worker index {i} out of range");
-        WorkerIdx(NonZeroU16::new(!(i as u16)).expect("below u16::MAX"))
+        debug_assert!(i < Self::LIMIT, "worker index {i} out of range");
+        WorkerIdx(NonZeroU16::new(!(i as u16)).unwrap_or(NonZeroU16::MAX))
     }
     #[inline(always)]
     fn index(self) -> usize {

@@ -11,25 +11,25 @@ impl Server {
     /// Handles one frame from worker `w`.
     pub(super) fn worker_frame(&mut self, w: WorkerIdx, frame: &[u8]) -> Result<(), ServerError> {
         use worker_response::Type;
+        // The generated enum's values as `i32` (a match on the raw type, no conversion).
+        const FINISHED: i32 = Type::Finished as i32;
+        const FINISHED_AND_CHECKPOINTING: i32 = Type::FinishedAndCheckpointing as i32;
+        const TRANSFERED: i32 = Type::Transfered as i32;
+        const FAILED: i32 = Type::Failed as i32;
+        const CHECKPOINT_WRITTEN: i32 = Type::CheckpointWritten as i32;
+        const CHECKPOINT_LOAD_FAILED: i32 = Type::CheckpointLoadFailed as i32;
         let r = wire::scan_worker_response(frame)
             .map_err(|_| ServerError::Malformed("WorkerResponse"))?;
         let id = TaskId(r.id.ok_or(ServerError::Malformed("WorkerResponse"))?);
-        match Type::try_from(r.rtype) {
+        match r.rtype {
             // Checkpoints are not written: FINISHED_AND_CHECKPOINTING counts as FINISHED.
-            Ok(Type::Finished | Type::FinishedAndCheckpointing) => {
-                self.finished(w, id, r.size, r.length)
-            }
-            Ok(Type::Transfered) => self.transfered(w, id),
-            Ok(Type::Failed) => {
+            FINISHED | FINISHED_AND_CHECKPOINTING => self.finished(w, id, r.size, r.length),
+            TRANSFERED => self.transfered(w, id),
+            FAILED => {
                 let msg = r.error_msg.unwrap_or(&[]).to_vec();
                 self.failed(w, id, msg);
             }
-            Ok(
-                Type::CheckpointWritten
-                | Type::CheckpointWriteFailed
-                | Type::CheckpointLoaded
-                | Type::CheckpointLoadFailed,
-            ) => self.log(
+            CHECKPOINT_WRITTEN..=CHECKPOINT_LOAD_FAILED => self.log(
                 LogLevel::Warn,
                 format!(
                     "checkpoint response {} for id {} ignored (not supported)",
@@ -37,12 +37,13 @@ impl Server {
                     id.get()
                 ),
             ),
-            Err(_) => return Err(ServerError::ResponseType(r.rtype)),
+            t => return Err(ServerError::ResponseType(t)),
         }
         Ok(())
     }
 
     /// The slot of `id` if it is running on `w`.
+    #[inline(always)]
     fn running_on(&self, id: TaskId, w: WorkerIdx) -> Option<Slot> {
         let s = self.graph.locate(id)?;
         let seg = self.graph.seg(s);

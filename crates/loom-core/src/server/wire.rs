@@ -4,7 +4,7 @@
 //! `SEND`, `REMOVE` and `TASK_FINISHED` writing straight into a connection's buffer.
 
 use crate::proto::scan::{Malformed, Scanner};
-use crate::proto::write::{frame_begin, frame_end, put_bytes, put_i32, StackFrame};
+use crate::proto::write::{frame_begin, frame_end, put_bytes, put_frame_len, put_i32, put_varint_at};
 
 use super::ids::TaskId;
 
@@ -106,22 +106,39 @@ pub(crate) fn push_task(
     inputs: &[TaskId],
     n_cpus: u32,
 ) {
-    // Small tasks (the common case) are encoded on the stack and appended at once:
-    // 8 + 3 + 10 + 1 + 10 + 2 + 48 + 8 * 11 + 1 + 10 + 2 = 183 bytes at most.
+    // Small tasks (the common case) are encoded on the stack and appended at once. With any
+    // i32 id and inputs (10 varint bytes each when negative), a type id and cpus of at most 5
+    // bytes: 8 + 3 + 10 + 1 + 5 + 2 + 48 + 8 * 11 + 1 + 5 + 2 = 173 bytes.
+    const SMALL: usize = 176;
     if config.len() <= 48 && inputs.len() <= 8 {
-        let mut f = StackFrame::<184>::new();
-        f.raw(&[0x08, 0x01]);
-        f.i32(0x10, id.get());
-        f.i32(0x18, task_type);
-        f.raw(&[0x22, config.len() as u8]);
-        f.raw(config);
+        let mut buf = [0u8; SMALL];
+        let mut p = 8;
+        buf[p] = 0x08;
+        buf[p + 1] = 0x01;
+        buf[p + 2] = 0x10;
+        p += 3;
+        put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);
+        buf[p] = 0x18;
+        p += 1;
+        put_varint_at(&mut buf, &mut p, task_type as i64 as u64);
+        buf[p] = 0x22;
+        buf[p + 1] = config.len() as u8;
+        p += 2;
+        buf[p..p + config.len()].copy_from_slice(config);
+        p += config.len();
         for &i in inputs {
-            f.i32(0x28, i.get());
+            buf[p] = 0x28;
+            p += 1;
+            put_varint_at(&mut buf, &mut p, i.get() as i64 as u64);
         }
-        f.raw(&[0x30]);
-        f.varint(n_cpus as u64);
-        f.raw(&[0x3a, 0x00]);
-        f.finish(out);
+        buf[p] = 0x30;
+        p += 1;
+        put_varint_at(&mut buf, &mut p, n_cpus as u64);
+        buf[p] = 0x3a;
+        buf[p + 1] = 0;
+        p += 2;
+        put_frame_len(&mut buf, p);
+        out.extend_from_slice(&buf[..p]);
         return;
     }
     let p = frame_begin(out);
@@ -149,19 +166,24 @@ pub(crate) fn push_send(out: &mut Vec<u8>, id: TaskId, address: &str) {
 /// `WorkerCommand{REMOVE, id}`.
 #[inline]
 pub(crate) fn push_remove(out: &mut Vec<u8>, id: TaskId) {
-    let mut f = StackFrame::<24>::new();
-    f.raw(&[0x08, 0x03]);
-    f.i32(0x10, id.get());
-    f.finish(out);
+    let mut buf = [0u8; 24];
+    let mut p = 8;
+    buf[p] = 0x08;
+    buf[p + 1] = 0x03;
+    buf[p + 2] = 0x10;
+    p += 3;
+    put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);
+    put_frame_len(&mut buf, p);
+    out.extend_from_slice(&buf[..p]);
 }
 
 /// `ClientResponse{TASK_FINISHED, id}`.
 #[inline]
 pub(crate) fn push_task_finished(out: &mut Vec<u8>, id: i32) {
-    let mut f = StackFrame::<24>::new();
-    f.raw(&[0x08, 0x02]);
-    f.i32(0x38, id);
-    f.finish(out);
+    let p = frame_begin(out);
+    out.extend_from_slice(&[0x08, 0x02]);
+    put_i32(out, 0x38, id);
+    frame_end(out, p);
 }
 
 #[cfg(test)]

@@ -126,8 +126,9 @@ impl Workers {
         self.list.len() < WorkerIdx::LIMIT
     }
 
-    /// Adds a registered worker.
+    /// Adds a registered worker (the caller checked [`Workers::has_slot`]).
     pub(crate) fn add(&mut self, w: Worker) -> WorkerIdx {
+        assert!(self.has_slot(), "too many workers");
         self.n_alive += 1;
         self.list.push(w)
     }

@@ -5,7 +5,7 @@
 
 use crate::proto::comm::{worker_command, worker_response};
 use crate::proto::scan::Scanner;
-use crate::proto::write::StackFrame;
+use crate::proto::write::{put_frame_len, put_varint_at};
 
 /// `WorkerCommand.type` values (from the generated enum, as `i32` for matching).
 pub(crate) mod cmd {
@@ -81,28 +81,42 @@ pub(crate) fn decode_command<'a>(
 /// Appends a framed `WorkerResponse{type, id, size?, length?}` (no error message).
 #[inline]
 pub(crate) fn push_response(out: &mut Vec<u8>, ty: i32, id: i32, size_len: Option<(u64, u64)>) {
-    let mut f = StackFrame::<{ 8 + 48 }>::new();
-    f.raw(&[0x08]);
-    f.varint(ty as u64);
-    f.i32(0x10, id);
+    let mut buf = [0u8; 8 + 48];
+    let mut n = 8;
+    buf[n] = 0x08;
+    n += 1;
+    put_varint_at(&mut buf, &mut n, ty as u64);
+    buf[n] = 0x10;
+    n += 1;
+    put_varint_at(&mut buf, &mut n, id as i64 as u64);
     if let Some((size, length)) = size_len {
-        f.raw(&[0x18]);
-        f.varint(size);
-        f.raw(&[0x20]);
-        f.varint(length);
+        buf[n] = 0x18;
+        n += 1;
+        put_varint_at(&mut buf, &mut n, size);
+        buf[n] = 0x20;
+        n += 1;
+        put_varint_at(&mut buf, &mut n, length);
     }
-    f.finish(out);
+    put_frame_len(&mut buf, n);
+    out.extend_from_slice(&buf[..n]);
 }
 
 /// Appends a framed `WorkerResponse{type, id, error_msg}`.
 pub(crate) fn push_error(out: &mut Vec<u8>, ty: i32, id: i32, msg: &[u8]) {
-    let mut f = StackFrame::<{ 8 + 32 }>::new();
-    f.raw(&[0x08]);
-    f.varint(ty as u64);
-    f.i32(0x10, id);
+    let mut head = [0u8; 32];
+    let mut n = 0;
+    head[n] = 0x08;
+    n += 1;
+    put_varint_at(&mut head, &mut n, ty as u64);
+    head[n] = 0x10;
+    n += 1;
+    put_varint_at(&mut head, &mut n, id as i64 as u64);
     // field 100, wire type 2: key 802 = varint a2 06
-    f.raw(&[0xa2, 0x06]);
-    f.varint(msg.len() as u64);
-    f.finish_with_tail(out, msg.len());
+    head[n] = 0xa2;
+    head[n + 1] = 0x06;
+    n += 2;
+    put_varint_at(&mut head, &mut n, msg.len() as u64);
+    out.extend_from_slice(&((n + msg.len()) as u64).to_le_bytes());
+    out.extend_from_slice(&head[..n]);
     out.extend_from_slice(msg);
 }

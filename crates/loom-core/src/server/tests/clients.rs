@@ -1,0 +1,282 @@
+//! Client requests: plans, fetch, release, errors, several clients, a client leaving.
+
+use super::*;
+
+#[test]
+fn hello_full_flow() {
+    let mut h = setup(1);
+    let p = plan_req(
+        0,
+        vec![
+            task(CONST, b"ABCDE", &[], false),
+            task(CONST, b"123", &[], false),
+            task(MERGE, b"", &[0, 1], true),
+        ],
+        &[],
+    );
+    h.send(2, &p);
+    let seen = h.take();
+    // The merge is pipelined: both its inputs are being computed on the same worker, so it is
+    // sent in the same batch and the worker starts it when they are published.
+    assert_eq!(seen.tasks(1), vec![0, 1, 2]);
+    let t0 = seen.of(1, 1)[0];
+    assert_eq!(t0.task_type, Some(CONST));
+    assert_eq!(t0.task_config.as_deref(), Some(&b"ABCDE"[..]));
+    assert_eq!(t0.checkpoint_path.as_deref(), Some(""));
+    assert_eq!(seen.of(1, 1)[2].task_inputs, vec![0, 1]);
+    h.fin(1, 0, 5);
+    h.fin(1, 1, 3);
+    let seen = h.take();
+    assert!(seen.tasks(1).is_empty());
+    assert_eq!(stats(&mut h, 2), (1, 2));
+    h.fin(1, 2, 8);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![0, 1]);
+    assert_eq!(seen.finished(2), vec![2]);
+    h.send(2, &req(client_request::Type::Fetch, Some(2)));
+    let seen = h.take();
+    let send = seen.of(1, 2);
+    assert_eq!(
+        (send[0].id, send[0].address.as_deref()),
+        (Some(2), Some("!:9999"))
+    );
+    let hdr = DataHeader {
+        id: 2,
+        n_messages: 1,
+        type_id: 19,
+    }
+    .encode_to_vec();
+    let relay = h.s.on_data_header(&hdr).unwrap();
+    assert_eq!(relay.client, 2);
+    assert_eq!(relay.n_messages, 1);
+    let r = ClientResponse::decode(&split(&relay.response_frame)[0][..]).unwrap();
+    assert_eq!((r.r#type, r.data.unwrap().id), (1, 2));
+    assert!(matches!(
+        h.s.on_data_header(&hdr),
+        Err(ServerError::NoReceiver {
+            id: 2,
+            n_messages: 1
+        })
+    ));
+    h.send(2, &req(client_request::Type::Release, Some(2)));
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![2]);
+    assert_eq!(stats(&mut h, 2), (1, 0));
+    h.send(2, &req(client_request::Type::Release, Some(2)));
+    assert_eq!(h.take().errors(2), vec!["Invalid id: 2"]);
+    h.send(2, &req(client_request::Type::Terminate, None));
+    assert!(h.take().terminate);
+}
+
+#[test]
+fn fetch_errors() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![task(CONST, b"a", &[], false), task(MERGE, b"", &[0], true)],
+            &[],
+        ),
+    );
+    h.take();
+    h.send(2, &req(client_request::Type::Fetch, Some(7)));
+    h.send(2, &req(client_request::Type::Fetch, Some(0)));
+    h.send(2, &req(client_request::Type::Fetch, Some(1)));
+    let seen = h.take();
+    assert_eq!(
+        seen.errors(2),
+        vec![
+            "Invalid id: 7",
+            "Task is not result",
+            "Task is not finished"
+        ]
+    );
+    assert_eq!(seen.error_ids(2), vec![Some(7), Some(0), Some(1)]);
+    // RELEASE errors name the task too.
+    h.send(2, &req(client_request::Type::Release, Some(9)));
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    let seen = h.take();
+    assert_eq!(seen.errors(2), vec!["Invalid id: 9", "Task is not result"]);
+    assert_eq!(seen.error_ids(2), vec![Some(9), Some(0)]);
+}
+
+#[test]
+fn plan_validation_errors() {
+    let mut h = setup(2);
+    let mut labelled = task(CONST, b"", &[5], true);
+    labelled.label = Some("my label".into());
+    let e = rejected(&mut h, plan_req(0, vec![labelled], &[]));
+    assert_eq!(
+        e,
+        "Plan rejected: task id=0 (label 'my label'): unknown input id 5"
+    );
+    let e = rejected(&mut h, plan_req(0, vec![task(MERGE, b"", &[0], true)], &[]));
+    assert!(e.contains("task id=0") && e.contains("itself"), "{e}");
+    let e = rejected(
+        &mut h,
+        plan_req(
+            0,
+            vec![task(MERGE, b"", &[1], false), task(MERGE, b"", &[0], true)],
+            &[],
+        ),
+    );
+    assert!(e.contains("cycle"), "{e}");
+    let e = rejected(&mut h, plan_req(0, vec![task(999, b"", &[], true)], &[]));
+    assert!(e.contains("unknown task type 999"), "{e}");
+    let e = rejected(&mut h, plan_req(0, vec![task(19, b"", &[], true)], &[]));
+    assert!(e.contains("unknown task type 19"), "{e}");
+    let mut p = plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 0)], &[1]);
+    p.plan.as_mut().unwrap().resource_requests[0].resources[0].resource_type = 5;
+    let e = rejected(&mut h, p);
+    assert!(e.contains("unknown resource type 5"), "{e}");
+    let e = rejected(
+        &mut h,
+        plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 0)], &[3]),
+    );
+    assert!(e.contains("no worker can satisfy cpus(3)"), "{e}");
+    let e = rejected(
+        &mut h,
+        plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 4)], &[1]),
+    );
+    assert!(e.contains("resource request index"), "{e}");
+    // Forward references without a cycle are fine.
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![task(MERGE, b"", &[1], true), task(CONST, b"x", &[], false)],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    assert!(seen.errors(2).is_empty());
+    assert_eq!(
+        seen.tasks(1),
+        vec![1, 0],
+        "the consumer is pipelined after its input"
+    );
+    // Overlapping id_base.
+    let e = rejected(&mut h, plan_req(1, vec![task(CONST, b"", &[], true)], &[]));
+    assert!(e.starts_with("Plan rejected: id_base 1 overlaps"), "{e}");
+    // Malformed plan bytes.
+    let mut bad = framed(&req(client_request::Type::Plan, None));
+    bad.truncate(8);
+    let mut raw = vec![0x08, 0x01, 0x12, 0x03, 0x12, 0x05, 0x08];
+    let mut f = (raw.len() as u64).to_le_bytes().to_vec();
+    f.append(&mut raw);
+    h.s.on_data(2, &f);
+    let seen = h.take();
+    assert_eq!(
+        seen.errors(2),
+        vec!["Plan rejected: malformed plan message"]
+    );
+    assert_eq!(seen.resp(2)[0].error.as_ref().unwrap().id, Some(-1));
+}
+
+#[test]
+fn cpus_request_accepted_without_workers_and_waits() {
+    let mut h = H::new();
+    h.client(2);
+    h.take();
+    h.send(
+        2,
+        &plan_req(0, vec![with_cpus(task(RUN, b"", &[], true), 0)], &[8]),
+    );
+    assert!(h.take().errors(2).is_empty());
+    h.worker(1, 2);
+    assert!(h.take().tasks(1).is_empty(), "too small for it: waits");
+    h.worker(3, 8);
+    assert_eq!(h.take().tasks(3), vec![0]);
+}
+
+#[test]
+fn released_and_failed_inputs_rejected() {
+    let mut h = setup(1);
+    h.send(2, &plan_req(0, vec![task(CONST, b"a", &[], true)], &[]));
+    h.take();
+    h.fin(1, 0, 1);
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    h.take();
+    let e = rejected(&mut h, plan_req(1, vec![task(MERGE, b"", &[0], true)], &[]));
+    assert!(e.contains("unknown input id 0"), "{e}");
+}
+
+#[test]
+fn two_clients_both_from_zero() {
+    let mut h = setup(1);
+    h.client(4);
+    h.take();
+    h.send(2, &plan_req(0, vec![task(CONST, b"one", &[], true)], &[]));
+    h.send(4, &plan_req(0, vec![task(CONST, b"two", &[], true)], &[]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![0, 1]);
+    h.fin(1, 1, 3);
+    let seen = h.take();
+    assert_eq!(seen.finished(4), vec![0]);
+    assert!(seen.finished(2).is_empty());
+    h.fin(1, 0, 3);
+    assert_eq!(h.take().finished(2), vec![0]);
+    h.send(4, &req(client_request::Type::Fetch, Some(0)));
+    let seen = h.take();
+    assert_eq!(seen.of(1, 2)[0].id, Some(1));
+    let relay =
+        h.s.on_data_header(
+            &DataHeader {
+                id: 1,
+                n_messages: 1,
+                type_id: 19,
+            }
+            .encode_to_vec(),
+        )
+        .unwrap();
+    assert_eq!(relay.client, 4);
+    let r = ClientResponse::decode(&split(&relay.response_frame)[0][..]).unwrap();
+    assert_eq!(r.data.unwrap().id, 0);
+}
+
+#[test]
+fn client_disconnect_leaves_residuals() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], false),
+                with_cpus(task(RUN, b"r", &[0], true), 0),
+            ],
+            &[1],
+        ),
+    );
+    h.take();
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().tasks(1), vec![1]);
+    h.s.on_close(2);
+    h.take();
+    // New client: its 1-cpu task goes out at once (queued on the worker behind the residual
+    // one, which still holds the cpu); the residual's late answer gets a REMOVE.
+    h.client(4);
+    h.take();
+    h.send(
+        4,
+        &plan_req(0, vec![with_cpus(task(RUN, b"n", &[], true), 0)], &[1]),
+    );
+    assert_eq!(h.take().tasks(1), vec![2]);
+    assert_eq!(
+        h.s.workers[W0].over, 1,
+        "booked beyond the worker's one cpu"
+    );
+    h.fin(1, 1, 1);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![1]);
+    assert!(seen.tasks(1).is_empty());
+    h.fin(1, 2, 1);
+    assert_eq!(h.take().finished(4), vec![0]);
+    // A stale TRANSFERED for a discarded id is answered with REMOVE; FAILED is ignored.
+    h.respond(1, worker_response::Type::Transfered, 0, 0, 0);
+    h.respond(1, worker_response::Type::Failed, 12345, 0, 0);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![0]);
+    assert!(seen.close.is_empty());
+}

@@ -1,0 +1,187 @@
+//! Placement: cpu accounting and overbooking, light tasks, locality and transfers, reference counts, pipelining.
+
+use super::*;
+
+#[test]
+fn cpu_accounting() {
+    // One worker with 1 cpu and three 1-cpu tasks: one runs and one waits queued on the worker
+    // (bounded overbooking hides the round trip); the third waits on the server.
+    let mut h = setup(1);
+    let t = |cfg: &[u8]| with_cpus(task(RUN, cfg, &[], true), 0);
+    h.send(2, &plan_req(0, vec![t(b"a"), t(b"b"), t(b"c")], &[1]));
+    assert_eq!(h.take().tasks(1), vec![0, 1]);
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().tasks(1), vec![2]);
+    h.respond(1, worker_response::Type::Failed, 1, 0, 0);
+    assert!(h.take().tasks(1).is_empty());
+    assert_eq!((h.s.workers[W0].free_cpus, h.s.workers[W0].over), (0, 0));
+    h.fin(1, 2, 1);
+    assert_eq!((h.s.workers[W0].free_cpus, h.s.workers[W0].over), (1, 0));
+
+    // Four 4-cpu tasks on 4 cpus: never more than one running plus one queued.
+    let mut h = setup(4);
+    let t4 = |cfg: &[u8]| with_cpus(task(RUN, cfg, &[], true), 0);
+    h.send(
+        2,
+        &plan_req(0, vec![t4(b"a"), t4(b"b"), t4(b"c"), t4(b"d")], &[4]),
+    );
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![0, 1]);
+    assert_eq!(seen.of(1, 1)[0].n_cpus, Some(4));
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().tasks(1), vec![2]);
+    // While two 4-cpu tasks are booked, a 1-cpu task finds no room.
+    let t1 = |cfg: &[u8]| with_cpus(task(RUN, cfg, &[], true), 0);
+    h.send(
+        2,
+        &plan_req(
+            4,
+            vec![t1(b"a"), t1(b"b"), t1(b"c"), t1(b"d"), t1(b"e")],
+            &[1],
+        ),
+    );
+    assert!(
+        h.take().tasks(1).is_empty(),
+        "the 4-cpu tasks hold all cpus and the overbooking allowance"
+    );
+    h.fin(1, 1, 1);
+    let got = h.take().tasks(1);
+    assert!(!got.is_empty(), "a finish makes room");
+    let w = &h.s.workers[W0];
+    assert!(w.booked_cpus() <= 2 * w.cpus, "booked {}", w.booked_cpus());
+}
+
+#[test]
+fn light_tasks_and_cap() {
+    let mut h = setup(1);
+    let n = LIGHT_CAP as usize + 10;
+    let tasks: Vec<Task> = (0..n).map(|_| task(CONST, b"x", &[], true)).collect();
+    h.send(2, &plan_req(0, tasks, &[]));
+    let got = h.take().tasks(1);
+    assert_eq!(got.len(), LIGHT_CAP as usize);
+    for id in 0..5 {
+        h.fin(1, id, 1);
+    }
+    let seen = h.take();
+    assert_eq!(seen.tasks(1).len(), 5);
+    assert_eq!(seen.finished(2), vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn locality_and_transfers() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"big", &[], false),
+                task(CONST, b"small", &[], false),
+                task(MERGE, b"", &[1, 0], true),
+            ],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    // Spread across workers.
+    assert_eq!(seen.tasks(1), vec![0]);
+    assert_eq!(seen.tasks(3), vec![1]);
+    h.fin(1, 0, 1_000_000);
+    h.fin(3, 1, 10);
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![2], "goes where the big input is");
+    let send = seen.of(3, 2);
+    assert_eq!(send.len(), 1);
+    assert_eq!(
+        (send[0].id, send[0].address.as_deref()),
+        (Some(1), Some("10.0.0.1:1001"))
+    );
+    h.respond(1, worker_response::Type::Transfered, 1, 0, 0);
+    h.fin(1, 2, 1_000_010);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![0, 1]);
+    assert_eq!(seen.removes(3), vec![1]);
+    assert_eq!(seen.finished(2), vec![2]);
+}
+
+#[test]
+fn release_and_refcounts() {
+    let mut h = setup(1);
+    h.send(2, &plan_req(0, vec![task(CONST, b"a", &[], true)], &[]));
+    h.take();
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().finished(2), vec![0]);
+    // A later plan uses the result; releasing it keeps it until the consumer finishes.
+    h.send(2, &plan_req(1, vec![task(MERGE, b"", &[0, 0], true)], &[]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![1]);
+    assert_eq!(seen.of(1, 1)[0].task_inputs, vec![0, 0]);
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    assert!(h.take().removes(1).is_empty());
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    assert_eq!(h.take().errors(2), vec!["Task is not result"]);
+    h.fin(1, 1, 2);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![0]);
+    assert_eq!(seen.finished(2), vec![1]);
+    h.send(2, &req(client_request::Type::Release, Some(0)));
+    h.send(2, &req(client_request::Type::Release, Some(-3)));
+    assert_eq!(h.take().errors(2), vec!["Invalid id: 0", "Invalid id: -3"]);
+    // A result that is not needed by anything and released before finishing.
+    h.send(2, &plan_req(2, vec![task(CONST, b"a", &[], true)], &[]));
+    h.take();
+    h.send(2, &req(client_request::Type::Release, Some(2)));
+    h.fin(1, 2, 1);
+    let seen = h.take();
+    assert_eq!(seen.removes(1), vec![2]);
+    assert!(seen.finished(2).is_empty());
+    h.send(2, &req(client_request::Type::Release, Some(1)));
+    h.take();
+    assert_eq!(stats(&mut h, 2), (1, 0));
+    // Unreachable tasks are never computed.
+    h.send(
+        2,
+        &plan_req(
+            3,
+            vec![task(CONST, b"u", &[], false), task(CONST, b"r", &[], true)],
+            &[],
+        ),
+    );
+    assert_eq!(h.take().tasks(1), vec![4]);
+}
+
+#[test]
+fn chains_are_pipelined_and_a_failure_frees_their_slots() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], false),
+                task(MERGE, b"", &[0], false),
+                task(MERGE, b"", &[1], false),
+                task(MERGE, b"", &[2], true),
+            ],
+            &[],
+        ),
+    );
+    // The whole chain goes out in one batch; the worker runs it without a round trip per task.
+    assert_eq!(h.take().tasks(1), vec![0, 1, 2, 3]);
+    assert_eq!(h.s.workers[W0].light, 4);
+    h.fin(1, 0, 1);
+    h.respond(1, worker_response::Type::Failed, 1, 0, 0);
+    let seen = h.take();
+    let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].error.as_ref().unwrap().id, Some(3));
+    assert_eq!(
+        h.s.workers[W0].light, 0,
+        "the dependants sent early will never start: their slots are freed"
+    );
+    assert!(seen.tasks(1).is_empty());
+}
