@@ -4,7 +4,9 @@
 //! `SEND`, `REMOVE` and `TASK_FINISHED` writing straight into a connection's buffer.
 
 use crate::proto::scan::{Malformed, Scanner};
-use crate::proto::write::{frame_begin, frame_end, put_bytes, put_frame_len, put_i32, put_varint_at};
+use crate::proto::write::{
+    frame_begin, frame_end, put_bytes, put_frame_len, put_i32, put_varint_at,
+};
 
 use super::ids::TaskId;
 

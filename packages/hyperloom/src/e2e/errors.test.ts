@@ -1,0 +1,81 @@
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { connect, type Socket } from "node:net";
+import { LocalCluster } from "../cluster/local-cluster.js";
+import { frame, FrameReader } from "../protocol/frame.js";
+import { comm, PROTOCOL_VERSION, type ClientResponse } from "../protocol/messages.js";
+
+// Every ERROR the server sends about a task carries that task's id (the client's own id), so a
+// client can route it to the right future. Checked on the wire, against the real server process.
+const errors = suite<{ cluster: LocalCluster }>("errors name their task");
+
+errors.before(async (ctx) => {
+  ctx.cluster = await LocalCluster.start({ workers: 1, cpus: 1 });
+});
+errors.after(async (ctx) => {
+  await ctx.cluster.stop();
+});
+
+/** A raw client connection: sends requests, collects decoded responses. */
+async function rawClient(port: number): Promise<{ s: Socket; next: () => Promise<ClientResponse> }> {
+  const s = connect({ host: "127.0.0.1", port });
+  await new Promise<void>((resolve, reject) => {
+    s.once("connect", resolve);
+    s.once("error", reject);
+  });
+  const reader = new FrameReader();
+  const queue: ClientResponse[] = [];
+  const waiters: ((r: ClientResponse) => void)[] = [];
+  s.on("data", (chunk: Buffer) => {
+    for (const f of reader.push(chunk)) {
+      const r = comm.ClientResponse.decode(f);
+      const w = waiters.shift();
+      if (w) w(r);
+      else queue.push(r);
+    }
+  });
+  const register = comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT }).finish();
+  s.write(frame(register));
+  const next = () =>
+    new Promise<ClientResponse>((resolve, reject) => {
+      const r = queue.shift();
+      if (r) return resolve(r);
+      const timer = setTimeout(() => reject(new Error("no response within 10 s")), 10_000);
+      waiters.push((x) => {
+        clearTimeout(timer);
+        resolve(x);
+      });
+    });
+  return { s, next };
+}
+
+function request(s: Socket, type: number, id: number): void {
+  s.write(frame(comm.ClientRequest.encode({ type, id }).finish()));
+}
+
+errors("FETCH and RELEASE errors carry the task id; a rejected plan names its task", async ({ cluster }) => {
+  const { s, next } = await rawClient(cluster.port);
+  try {
+    assert.is((await next()).type, comm.ClientResponse.Type.DICTIONARY);
+    const T = comm.ClientRequest.Type;
+    request(s, T.FETCH, 42);
+    request(s, T.RELEASE, 7);
+    for (const id of [42, 7]) {
+      const r = await next();
+      assert.is(r.type, comm.ClientResponse.Type.ERROR);
+      assert.is(Buffer.from(r.error!.errorMsg!).toString(), `Invalid id: ${id}`);
+      assert.is(r.error!.id, id, "the error names the task");
+    }
+    // A plan whose task 3 depends on an unknown id: rejected, naming task 3.
+    const plan = { idBase: 3, tasks: [{ taskType: 7, config: Buffer.alloc(0), inputIds: [99], result: true }] };
+    s.write(frame(comm.ClientRequest.encode({ type: T.PLAN, plan }).finish()));
+    const r = await next();
+    assert.is(r.type, comm.ClientResponse.Type.ERROR);
+    assert.match(Buffer.from(r.error!.errorMsg!).toString(), /^Plan rejected: task id=3 .*unknown input id 99/);
+    assert.is(r.error!.id, 3);
+  } finally {
+    s.destroy();
+  }
+});
+
+errors.run();
