@@ -5,7 +5,7 @@
 //! Every event costs O(its own work): the scheduler pops ready tasks from queues (no scan of
 //! tasks).
 
-use super::ids::{Slot, TaskId, WorkerIdx};
+use super::ids::{Idx, Slot, TaskId, WorkerIdx};
 use super::queues::QueueRef;
 use super::segment::{TaskFlags, TaskState};
 use super::workers::LIGHT_CAP;
@@ -121,16 +121,17 @@ impl Server {
             }
         }
         let mut any = false;
-        let mut best: Option<(WorkerIdx, u64, u64)> = None;
-        for (wi, w) in self.workers.alive() {
-            if !w.runs(ty) || w.cpus < c as u32 {
+        // (position, score, load); the position becomes a WorkerIdx once chosen.
+        let mut best: Option<(usize, u64, u64)> = None;
+        for (wi, w) in self.workers.list.iter().enumerate() {
+            if !w.alive || !w.runs(ty) || w.cpus < c as u32 {
                 continue;
             }
             any = true;
             if !w.has_room(c as u32) {
                 continue;
             }
-            let score = if multi { scores[wi.index()] } else { 0 };
+            let score = if multi { scores[wi] } else { 0 };
             let load = w.load();
             let better = match best {
                 None => true,
@@ -145,7 +146,7 @@ impl Server {
         }
         self.scratch.score = scores;
         match best {
-            Some((w, _, _)) => Pick::Worker(w),
+            Some((w, _, _)) => Pick::Worker(WorkerIdx::from_index(w)),
             None if any => Pick::Full,
             None => Pick::Nobody,
         }
