@@ -27,13 +27,32 @@ pub(crate) struct TaskGraph {
     pub(crate) overrides: HashMap<TaskId, Vec<TaskId>>,
 }
 
+/// The ids `base..base+n` of a dropped segment.
+#[derive(Clone, Copy)]
+struct IdRange {
+    base: TaskId,
+    n: u32,
+}
+
 /// Id ranges of dropped segments (to clean side tables keyed by task id).
-pub(crate) struct Dropped(Vec<(TaskId, u32)>);
+pub(crate) struct Dropped(Vec<IdRange>);
+
+/// A plan whose segment was collected: its client's id range starting at `client_base` goes.
+pub(crate) struct DroppedPlan {
+    pub(crate) client: ClientIdx,
+    pub(crate) client_base: i32,
+}
+
+/// What [`TaskGraph::collect`] dropped.
+pub(crate) struct Collected {
+    pub(crate) plans: Vec<DroppedPlan>,
+    pub(crate) ids: Dropped,
+}
 
 impl Dropped {
     /// Whether `id` belonged to a dropped segment.
     pub(crate) fn contains(&self, id: TaskId) -> bool {
-        self.0.iter().any(|&(b, n)| id.offset_in(b, n).is_some())
+        self.0.iter().any(|r| id.offset_in(r.base, r.n).is_some())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -161,7 +180,10 @@ impl TaskGraph {
             self.segs
                 .iter()
                 .filter(|s| s.client == ci)
-                .map(|s| (s.base, s.n))
+                .map(|s| IdRange {
+                    base: s.base,
+                    n: s.n,
+                })
                 .collect(),
         );
         self.segs.retain(|s| s.client != ci);
@@ -169,9 +191,9 @@ impl TaskGraph {
         dropped
     }
 
-    /// Removes segments with no live task left. Returns the (client, client base) of each
-    /// dropped plan segment, for the clients' id ranges, and the dropped id ranges.
-    pub(crate) fn collect(&mut self) -> Option<(Vec<(ClientIdx, i32)>, Dropped)> {
+    /// Removes segments with no live task left. Returns the dropped plans (for the clients'
+    /// id ranges) and id ranges, or None if nothing was dropped.
+    pub(crate) fn collect(&mut self) -> Option<Collected> {
         if !self.dirty {
             return None;
         }
@@ -182,10 +204,16 @@ impl TaskGraph {
             if s.live > 0 {
                 return true;
             }
-            if let Some(cb) = s.cbase {
-                plans.push((s.client, cb));
+            if let Some(client_base) = s.cbase {
+                plans.push(DroppedPlan {
+                    client: s.client,
+                    client_base,
+                });
             }
-            ranges.push((s.base, s.n));
+            ranges.push(IdRange {
+                base: s.base,
+                n: s.n,
+            });
             false
         });
         let dropped = Dropped(ranges);
@@ -193,7 +221,10 @@ impl TaskGraph {
             return None;
         }
         self.forget(&dropped);
-        Some((plans, dropped))
+        Some(Collected {
+            plans,
+            ids: dropped,
+        })
     }
 
     /// Forgets side-table entries of dropped segments (rare entries: labels, expansions,

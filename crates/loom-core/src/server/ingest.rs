@@ -5,7 +5,7 @@ use crate::proto::scan::Scanner;
 
 use super::clients::PlanRange;
 use super::ids::{ClientIdx, TaskId};
-use super::plan_scan::{malformed, plan_err, scan_header, scan_task, PlanError};
+use super::plan_scan::{malformed, plan_err, scan_header, scan_task, Culprit, PlanError};
 use super::segment::{Segment, TaskFlags, TaskState};
 use super::Server;
 
@@ -53,7 +53,10 @@ impl Server {
         };
         if let Err((off, cause)) = self.check_shape(&seg, forward) {
             return Err(PlanError {
-                task: Some((map.base + off as i32, label_of(off))),
+                task: Some(Culprit {
+                    id: map.base + off as i32,
+                    label: label_of(off),
+                }),
                 cause,
             });
         }
@@ -106,12 +109,13 @@ impl Server {
             let t = scan_task(r.bytes_of(wt).map_err(malformed)?, &mut seg.inputs)
                 .map_err(malformed)?;
             let err = |cause: String| PlanError {
-                task: Some((
-                    map.base + i as i32,
-                    t.label
+                task: Some(Culprit {
+                    id: map.base + i as i32,
+                    label: t
+                        .label
                         .map(|l| String::from_utf8_lossy(l).into_owned())
                         .unwrap_or_default(),
-                )),
+                }),
                 cause,
             };
             seg.arena.extend_from_slice(t.config);

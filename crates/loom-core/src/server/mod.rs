@@ -369,14 +369,15 @@ impl Server {
     /// Drops segments with no live task left, their clients' id ranges and what the other parts
     /// keep about their tasks.
     fn collect_segments(&mut self) {
-        let Some((plans, dropped)) = self.graph.collect() else {
+        let Some(dropped) = self.graph.collect() else {
             return;
         };
-        for (ci, cbase) in plans {
-            self.clients[ci].ranges.retain(|r| r.client_base != cbase);
+        for p in dropped.plans {
+            let ranges = &mut self.clients[p.client].ranges;
+            ranges.retain(|r| r.client_base != p.client_base);
         }
         if !self.moves.fetches.is_empty() {
-            self.moves.fetches.retain(|k, _| !dropped.contains(*k));
+            self.moves.fetches.retain(|k, _| !dropped.ids.contains(*k));
         }
     }
 }

@@ -34,15 +34,16 @@ impl Server {
         let Err(e) = self.ingest_plan(ci, plan) else {
             return;
         };
-        let msg = match e.task {
-            Some((id, ref label)) => {
-                format!("Plan rejected: task id={id} (label '{label}'): {}", e.cause)
-            }
+        let msg = match &e.task {
+            Some(t) => format!(
+                "Plan rejected: task id={} (label '{}'): {}",
+                t.id, t.label, e.cause
+            ),
             None => format!("Plan rejected: {}", e.cause),
         };
         self.log(LogLevel::Warn, msg.clone());
         // -1 (as in the original's TASK_FAILED for "Worker lost"): about the plan as a whole.
-        self.clients[ci].error(Some(e.task.map_or(-1, |t| t.0)), msg);
+        self.clients[ci].error(Some(e.task.map_or(-1, |t| t.id)), msg);
     }
 
     fn stats(&mut self, ci: ClientIdx) {
@@ -91,11 +92,12 @@ impl Server {
         let owner = seg.wk[s.off].expect("a finished task has an owner");
         let addr = self.fetch_address();
         wire::push_send(&mut self.workers[owner].out, id, &addr);
-        self.moves.fetches.entry(id).or_default().push_back(Fetch {
+        let fetch = Fetch {
             client: ci,
             client_id: cid,
             sender: Some(owner),
-        });
+        };
+        self.moves.add_fetch(id, fetch);
     }
 
     /// RELEASE: the client no longer holds the result; its data goes when nothing needs it.

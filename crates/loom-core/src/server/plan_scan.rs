@@ -5,10 +5,19 @@ use crate::proto::scan::{Malformed, Scanner};
 
 use super::ids::TaskId;
 
-/// Why a plan was rejected; `task` is (client id, label) of the offending task.
+/// The task a plan was rejected for.
+#[derive(Debug)]
+pub(crate) struct Culprit {
+    /// The client's id of the task.
+    pub(crate) id: i32,
+    /// Its label ("" if none).
+    pub(crate) label: String,
+}
+
+/// Why a plan was rejected, and for which task (None: the plan as a whole).
 #[derive(Debug)]
 pub(crate) struct PlanError {
-    pub(crate) task: Option<(i32, String)>,
+    pub(crate) task: Option<Culprit>,
     pub(crate) cause: String,
 }
 

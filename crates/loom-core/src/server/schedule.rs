@@ -254,13 +254,6 @@ impl Server {
         }
         let addr = self.workers[w].addr.clone();
         wire::push_send(&mut self.workers[p].out, x, &addr);
-        self.moves
-            .in_flight
-            .entry(x)
-            .or_default()
-            .push(super::transfers::Transfer {
-                target: w,
-                source: Some(p),
-            });
+        self.moves.start(x, w, p);
     }
 }

@@ -49,6 +49,19 @@ impl Transfers {
             .is_some_and(|t| t.iter().any(|t| t.target == w))
     }
 
+    /// Records a transfer of `id` from `source` to `target` (a SEND was queued to `source`).
+    pub(crate) fn start(&mut self, id: TaskId, target: WorkerIdx, source: WorkerIdx) {
+        self.in_flight.entry(id).or_default().push(Transfer {
+            target,
+            source: Some(source),
+        });
+    }
+
+    /// Records a client's fetch of `id` (a SEND to the server was queued to `f.sender`).
+    pub(crate) fn add_fetch(&mut self, id: TaskId, f: Fetch) {
+        self.fetches.entry(id).or_default().push_back(f);
+    }
+
     /// Records a copy of `id` on `w`.
     pub(crate) fn add_copy(&mut self, id: TaskId, w: WorkerIdx) {
         let e = self.extra_owners.entry(id).or_default();

@@ -98,6 +98,36 @@ pub(crate) fn scan_client_request(b: &[u8]) -> Result<ClientReq<'_>, Malformed> 
     Ok(out)
 }
 
+/// Field keys (`field << 3 | wire type`) of the messages encoded here, and the message types
+/// (from the generated enums) they carry.
+mod key {
+    use crate::proto::comm::{client_response, worker_command};
+
+    /// `WorkerCommand.type` / `ClientResponse.type` (field 1, varint).
+    pub const TYPE: u8 = 1 << 3;
+    /// `WorkerCommand.id` (field 2, varint).
+    pub const ID: u8 = 2 << 3;
+    /// `WorkerCommand.task_type` (field 3, varint).
+    pub const TASK_TYPE: u8 = 3 << 3;
+    /// `WorkerCommand.task_config` (field 4, bytes).
+    pub const TASK_CONFIG: u8 = 4 << 3 | 2;
+    /// `WorkerCommand.task_inputs` (field 5, varint, unpacked as the original sends them).
+    pub const TASK_INPUT: u8 = 5 << 3;
+    /// `WorkerCommand.n_cpus` (field 6, varint).
+    pub const N_CPUS: u8 = 6 << 3;
+    /// `WorkerCommand.checkpoint_path` (field 7, string; always sent, empty).
+    pub const CHECKPOINT_PATH: u8 = 7 << 3 | 2;
+    /// `WorkerCommand.address` (field 10, string).
+    pub const ADDRESS: u8 = 10 << 3 | 2;
+    /// `ClientResponse.id` (field 7, varint).
+    pub const RESPONSE_ID: u8 = 7 << 3;
+
+    pub const TASK: u8 = worker_command::Type::Task as u8;
+    pub const SEND: u8 = worker_command::Type::Send as u8;
+    pub const REMOVE: u8 = worker_command::Type::Remove as u8;
+    pub const TASK_FINISHED: u8 = client_response::Type::TaskFinished as u8;
+}
+
 /// `WorkerCommand{TASK, id, task_type, task_config, task_inputs (unpacked), n_cpus, checkpoint_path: ""}`.
 #[inline]
 pub(crate) fn push_task(
@@ -115,28 +145,28 @@ pub(crate) fn push_task(
     if config.len() <= 48 && inputs.len() <= 8 {
         let mut buf = [0u8; SMALL];
         let mut p = 8;
-        buf[p] = 0x08;
-        buf[p + 1] = 0x01;
-        buf[p + 2] = 0x10;
+        buf[p] = key::TYPE;
+        buf[p + 1] = key::TASK;
+        buf[p + 2] = key::ID;
         p += 3;
         put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);
-        buf[p] = 0x18;
+        buf[p] = key::TASK_TYPE;
         p += 1;
         put_varint_at(&mut buf, &mut p, task_type as i64 as u64);
-        buf[p] = 0x22;
+        buf[p] = key::TASK_CONFIG;
         buf[p + 1] = config.len() as u8;
         p += 2;
         buf[p..p + config.len()].copy_from_slice(config);
         p += config.len();
         for &i in inputs {
-            buf[p] = 0x28;
+            buf[p] = key::TASK_INPUT;
             p += 1;
             put_varint_at(&mut buf, &mut p, i.get() as i64 as u64);
         }
-        buf[p] = 0x30;
+        buf[p] = key::N_CPUS;
         p += 1;
         put_varint_at(&mut buf, &mut p, n_cpus as u64);
-        buf[p] = 0x3a;
+        buf[p] = key::CHECKPOINT_PATH;
         buf[p + 1] = 0;
         p += 2;
         put_frame_len(&mut buf, p);
@@ -144,24 +174,24 @@ pub(crate) fn push_task(
         return;
     }
     let p = frame_begin(out);
-    out.extend_from_slice(&[0x08, 0x01]);
-    put_i32(out, 0x10, id.get());
-    put_i32(out, 0x18, task_type);
-    put_bytes(out, 0x22, config);
+    out.extend_from_slice(&[key::TYPE, key::TASK]);
+    put_i32(out, key::ID, id.get());
+    put_i32(out, key::TASK_TYPE, task_type);
+    put_bytes(out, key::TASK_CONFIG, config);
     for &i in inputs {
-        put_i32(out, 0x28, i.get());
+        put_i32(out, key::TASK_INPUT, i.get());
     }
-    put_i32(out, 0x30, n_cpus as i32);
-    out.extend_from_slice(&[0x3a, 0x00]);
+    put_i32(out, key::N_CPUS, n_cpus as i32);
+    out.extend_from_slice(&[key::CHECKPOINT_PATH, 0]);
     frame_end(out, p);
 }
 
 /// `WorkerCommand{SEND, id, address}`.
 pub(crate) fn push_send(out: &mut Vec<u8>, id: TaskId, address: &str) {
     let p = frame_begin(out);
-    out.extend_from_slice(&[0x08, 0x02]);
-    put_i32(out, 0x10, id.get());
-    put_bytes(out, 0x52, address.as_bytes());
+    out.extend_from_slice(&[key::TYPE, key::SEND]);
+    put_i32(out, key::ID, id.get());
+    put_bytes(out, key::ADDRESS, address.as_bytes());
     frame_end(out, p);
 }
 
@@ -170,9 +200,9 @@ pub(crate) fn push_send(out: &mut Vec<u8>, id: TaskId, address: &str) {
 pub(crate) fn push_remove(out: &mut Vec<u8>, id: TaskId) {
     let mut buf = [0u8; 24];
     let mut p = 8;
-    buf[p] = 0x08;
-    buf[p + 1] = 0x03;
-    buf[p + 2] = 0x10;
+    buf[p] = key::TYPE;
+    buf[p + 1] = key::REMOVE;
+    buf[p + 2] = key::ID;
     p += 3;
     put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);
     put_frame_len(&mut buf, p);
@@ -183,8 +213,8 @@ pub(crate) fn push_remove(out: &mut Vec<u8>, id: TaskId) {
 #[inline]
 pub(crate) fn push_task_finished(out: &mut Vec<u8>, id: i32) {
     let p = frame_begin(out);
-    out.extend_from_slice(&[0x08, 0x02]);
-    put_i32(out, 0x38, id);
+    out.extend_from_slice(&[key::TYPE, key::TASK_FINISHED]);
+    put_i32(out, key::RESPONSE_ID, id);
     frame_end(out, p);
 }
 
@@ -258,5 +288,36 @@ mod tests {
         assert!(scan_worker_response(&[0xff, 0xff]).is_err());
         assert!(scan_worker_response(&[0x0a, 0x05, 0x01]).is_err());
         assert!(scan_worker_response(&[0x0f]).is_err());
+    }
+
+    #[test]
+    fn send_and_task_finished_frames_match_prost() {
+        use crate::frame::push_frame;
+        use crate::proto::comm::ClientResponse;
+        let mut mine = Vec::new();
+        push_send(&mut mine, TaskId(300), "1.2.3.4:5");
+        let mut theirs = Vec::new();
+        push_frame(
+            &mut theirs,
+            &WorkerCommand {
+                r#type: 2,
+                id: Some(300),
+                address: Some("1.2.3.4:5".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(mine, theirs);
+        let mut mine = Vec::new();
+        push_task_finished(&mut mine, -3);
+        let mut theirs = Vec::new();
+        push_frame(
+            &mut theirs,
+            &ClientResponse {
+                r#type: 2,
+                id: Some(-3),
+                ..Default::default()
+            },
+        );
+        assert_eq!(mine, theirs);
     }
 }
