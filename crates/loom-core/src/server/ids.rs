@@ -112,16 +112,16 @@ impl ClientIdx {
 
 /// A segment's position in the task graph. Valid until segments are collected (end of an event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SegIdx(u32);
+pub(crate) struct SegIdx(usize);
 
 impl Idx for SegIdx {
     #[inline(always)]
     fn from_index(i: usize) -> Self {
-        SegIdx(i as u32)
+        SegIdx(i)
     }
     #[inline(always)]
     fn index(self) -> usize {
-        self.0 as usize
+        self.0
     }
 }
 
