@@ -77,6 +77,7 @@ try {
   cpSync(join(nativeBuild, "index.d.ts"), join(mainDir, "native", "index.d.ts"));
   cpSync(join(root, "crates", "loom-task", "include"), join(mainDir, "include"), { recursive: true });
   cpSync(join(pkgDir, "python", "hyperloom_py.py"), join(mainDir, "python", "hyperloom_py.py"));
+  cpSync(join(pkgDir, "bin"), join(mainDir, "bin"), { recursive: true }); // the commands (they load dist/cli)
   cpSync(join(root, "README.md"), join(mainDir, "README.md"));
   const platformPkgName = `${pkg.napi.packageName}-${platform}`;
   const manifest = { ...pkg };

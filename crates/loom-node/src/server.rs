@@ -30,6 +30,17 @@ pub struct ServerOutput {
     pub terminate: bool,
 }
 
+/// Ready tasks no worker runs (see `loom_core::server::Waiting`).
+#[napi(object)]
+pub struct ServerWaiting {
+    /// Connected workers.
+    pub workers: u32,
+    /// Ready tasks held back because no worker is connected.
+    pub without_worker: i64,
+    /// Ready tasks no connected worker can run (task type or cores).
+    pub unrunnable: i64,
+}
+
 /// Where to relay a fetched object.
 #[napi(object)]
 pub struct DataRelay {
@@ -99,6 +110,17 @@ impl ServerCore {
     pub fn trace_tick(&mut self) -> ServerOutput {
         self.inner.trace_tick();
         convert(self.inner.take_output())
+    }
+
+    /// Counts ready tasks that wait for a worker (polled by the TS server to warn about them).
+    #[napi]
+    pub fn waiting(&self) -> ServerWaiting {
+        let w = self.inner.waiting();
+        ServerWaiting {
+            workers: w.workers,
+            without_worker: w.without_worker as i64,
+            unrunnable: w.unrunnable as i64,
+        }
     }
 
     /// Writes the trace out (before the process exits).

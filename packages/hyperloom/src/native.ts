@@ -30,6 +30,8 @@ export interface ServerCore {
   traceTick(): ServerOutput;
   /** Writes the trace out (before exiting). */
   traceFlush(): void;
+  /** Ready tasks that wait for a worker: none connected, or none that can run them. */
+  waiting(): { workers: number; withoutWorker: number; unrunnable: number };
 }
 
 /** An input of a task run by JS. */

@@ -61,9 +61,11 @@ mod schedule;
 mod segment;
 mod tracing;
 mod transfers;
+mod waiting;
 mod wire;
 mod worker_loss;
 mod workers;
+pub use waiting::Waiting;
 
 #[cfg(test)]
 mod tests;

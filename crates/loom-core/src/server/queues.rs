@@ -86,6 +86,22 @@ impl ReadyQueues {
         std::mem::take(&mut self.parked)
     }
 
+    /// Counts the queued (light and heavy) entries `ready` accepts, read-only (for
+    /// [`super::Server::waiting`]; entries may be stale).
+    pub(crate) fn count_queued(&self, ready: impl Fn(TaskId) -> bool) -> usize {
+        self.light.iter().filter(|&&t| ready(t)).count()
+            + self
+                .heavy
+                .iter()
+                .map(|q| q.tasks.iter().filter(|&&t| ready(t)).count())
+                .sum::<usize>()
+    }
+
+    /// Counts the parked entries `ready` accepts, read-only.
+    pub(crate) fn count_parked(&self, ready: impl Fn(TaskId) -> bool) -> usize {
+        self.parked.iter().filter(|&&t| ready(t)).count()
+    }
+
     /// Forgets parked tasks `gone` rejects.
     pub(crate) fn retain_parked(&mut self, keep: impl Fn(TaskId) -> bool) {
         self.parked.retain(|&t| keep(t));

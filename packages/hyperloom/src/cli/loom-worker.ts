@@ -12,7 +12,7 @@ new Command("loom-worker")
   })
   .option("--cpus <NUMBER>", "CPU slots (0: autodetect)", (v) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("Invalid number of cpus");
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("Invalid number of cpus");
     return n;
   }, 0)
   .option("--wdir <DIRECTORY>", "work directory root", "/tmp")

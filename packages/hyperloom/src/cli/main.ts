@@ -6,7 +6,8 @@
 import { Command, InvalidArgumentError } from "commander";
 import { serverMain, workerMain } from "./roles.js";
 import { LocalCluster } from "../cluster/local-cluster.js";
-import { runScript } from "./script.js";
+import { checkScript, ScriptError, startScript, type CheckedScript } from "./script.js";
+import type { ChildProcess } from "node:child_process";
 import { writeReport } from "../report/index.js";
 
 function intArg(name: string, min: number, max: number) {
@@ -51,22 +52,69 @@ program
   .option("--cpus <number>", "CPUs per worker", intArg("number of cpus", 1, 1 << 20), 1)
   .option("--port <number>", "server main port (0: any free port)", intArg("port number", 0, 65535), 0)
   .option("-v, --verbose", "show the server's and workers' logs")
-  .action(async (script: string | undefined, opts: { workers: number; cpus: number; port: number; verbose?: boolean }) => {
-    const cluster = await LocalCluster.start({ workers: opts.workers, cpus: opts.cpus, port: opts.port, verbose: !!opts.verbose });
-    process.stderr.write(`HyperLoom local cluster: server ${cluster.address}, ${opts.workers} worker(s) x ${opts.cpus} cpu(s)\n`);
-    let code = 0;
-    const stop = async (): Promise<never> => {
-      await cluster.stop();
-      process.exit(130);
-    };
-    process.once("SIGINT", () => void stop());
-    process.once("SIGTERM", () => void stop());
-    if (script !== undefined) {
-      code = await runScript(script, cluster.address);
-      await cluster.stop();
-      process.exit(code);
+  .action((script: string | undefined, opts: { workers: number; cpus: number; port: number; verbose?: boolean }) => local(script, opts));
+
+/**
+ * `hyperloom local`: the script is checked before anything starts; then the cluster, then the
+ * script. Every way out — the script's end, an error, SIGINT, SIGTERM — stops the script, the
+ * server and the workers and removes the cluster's directory before exiting.
+ */
+async function local(script: string | undefined, opts: { workers: number; cpus: number; port: number; verbose?: boolean }): Promise<void> {
+  let checked: CheckedScript | undefined;
+  if (script !== undefined) {
+    try {
+      checked = checkScript(script);
+    } catch (e) {
+      if (!(e instanceof ScriptError)) throw e;
+      process.stderr.write(`hyperloom local: ${e.message}\n`);
+      process.exit(1);
     }
+  }
+  let child: ChildProcess | undefined;
+  let exiting = false;
+  const starting = LocalCluster.start({ workers: opts.workers, cpus: opts.cpus, port: opts.port, verbose: !!opts.verbose });
+  const exit = async (code: number): Promise<never> => {
+    exiting = true;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child!.once("exit", r));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child!.kill("SIGKILL"), 3000);
+      await gone;
+      clearTimeout(timer);
+    }
+    await starting.then(
+      (cluster) => cluster.stop(),
+      () => undefined, // a failed start has cleaned up after itself
+    );
+    process.exit(code);
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (exiting) return;
+    process.stderr.write(`hyperloom local: ${signal}: stopping the script and the cluster\n`);
+    void exit(signal === "SIGINT" ? 130 : 143);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  let cluster: LocalCluster;
+  try {
+    cluster = await starting;
+  } catch (e) {
+    process.stderr.write(`hyperloom local: the cluster did not start: ${(e as Error).message}\n`);
+    return exit(1);
+  }
+  if (exiting) return;
+  process.stderr.write(`HyperLoom local cluster: server ${cluster.address}, ${opts.workers} worker(s) x ${opts.cpus} cpu(s)\n`);
+  if (checked === undefined) return; // serve until Ctrl-C
+  child = startScript(checked, cluster.address);
+  const code = await new Promise<number>((res) => {
+    child!.once("error", (e) => {
+      process.stderr.write(`hyperloom local: cannot start the script: ${e.message}\n`);
+      res(1);
+    });
+    child!.once("exit", (c, signal) => res(c ?? (signal ? 1 : 0)));
   });
+  if (!exiting) await exit(code);
+}
 
 program
   .command("report")

@@ -2,7 +2,7 @@
  * The client: connects to a server, submits plans, and waits for, fetches and releases results.
  * Pure TypeScript (no native addon): the wire format comes from the code generated from `proto/`.
  */
-import { Socket, connect as netConnect } from "node:net";
+import type { Socket } from "node:net";
 import { resolve as resolvePath } from "node:path";
 import { FrameReader, frame } from "../protocol/frame.js";
 import { comm, PROTOCOL_VERSION } from "../protocol/messages.js";
@@ -12,6 +12,35 @@ import { Task } from "./task.js";
 import { LoomError, TaskFailed } from "./errors.js";
 import { decodeData, type DataValue } from "./data.js";
 import { encodePlan, numberPlan } from "./plan.js";
+import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
+
+/** The server's main port when none is given (the original's default). */
+const DEFAULT_PORT = 9010;
+
+/** Options of {@link Client.connect}. */
+export interface ConnectOptions {
+  /** Limit for connecting and receiving the server's dictionary, in ms (default 10 000). */
+  timeoutMs?: number;
+}
+
+/** `host:port` from `HYPERLOOM_SERVER` (as `hyperloom local` sets it), or the default address. */
+function serverAddress(env: string | undefined): [string, number] {
+  if (env === undefined || env === "") return ["127.0.0.1", DEFAULT_PORT];
+  const m = /^(.+):(\d+)$/.exec(env.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new LoomError(`HYPERLOOM_SERVER='${env}' is not host:port (e.g. 127.0.0.1:9010)`);
+  return [m[1]!, port];
+}
+
+/**
+ * Connected clients of this process, on a global shared by every copy of this module, so that
+ * `hyperloom local` can find a client a finished script left open (see `cli/script-runner.ts`).
+ */
+export function openClients(): Set<Client> {
+  const key = globalThis.Symbol.for("hyperloom.openClients");
+  const g = globalThis as unknown as Record<symbol, Set<Client> | undefined>;
+  return (g[key] ??= new Set<Client>());
+}
 
 const RequestType = comm.ClientRequest.Type;
 const ResponseType = comm.ClientResponse.Type;
@@ -68,45 +97,66 @@ export class Client {
 
   private constructor(private readonly socket: Socket) {}
 
-  /** Connects to the server at `host:port` and waits for its symbol dictionary. */
-  static connect(host = "127.0.0.1", port = 9010): Promise<Client> {
-    return new Promise((resolve, reject) => {
-      const socket = netConnect({ host, port, noDelay: true });
-      const client = new Client(socket);
-      let ready = false;
-      socket.once("connect", () => {
-        socket.write(frame(comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT }).finish()));
+  /**
+   * Connects to the server at `host:port` and waits for its symbol dictionary. Without a host,
+   * the address comes from `HYPERLOOM_SERVER` (`host:port`, set by `hyperloom local`), else
+   * `127.0.0.1:9010`. Rejects with a one-line `LoomError` when nothing listens there, when the
+   * peer is not a HyperLoom server, or when connecting and the handshake take longer than
+   * `options.timeoutMs` (10 s by default).
+   */
+  static async connect(host?: string, port?: number, options: ConnectOptions = {}): Promise<Client> {
+    const [h, p] = host === undefined ? serverAddress(process.env.HYPERLOOM_SERVER) : [host, port ?? DEFAULT_PORT];
+    let greeted: Greeted;
+    try {
+      greeted = await handshake({
+        host: h,
+        port: p,
+        register: frame(comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT }).finish()),
+        isDictionary: (payload) => comm.ClientResponse.decode(payload).type === ResponseType.DICTIONARY,
+        timeoutMs: options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       });
-      socket.on("data", (chunk: Buffer) => {
-        try {
-          for (const f of client.reader.push(chunk)) {
-            if (!ready) {
-              const msg = comm.ClientResponse.decode(f);
-              if (msg.type !== ResponseType.DICTIONARY) {
-                throw new LoomError(`expected the symbol dictionary, got response type ${msg.type}`);
-              }
-              client.symbolNames = msg.symbols;
-              msg.symbols.forEach((s, i) => client.symbols.set(s, i));
-              ready = true;
-              resolve(client);
-            } else {
-              client.onFrame(f);
-            }
-          }
-        } catch (e) {
-          client.fail(e instanceof Error ? e : new Error(String(e)));
-          socket.destroy();
-        }
-      });
-      socket.on("error", (e) => {
-        if (!ready) reject(new LoomError(`cannot connect to ${host}:${port}: ${e.message}`));
-        client.fail(new LoomError(`connection to server ${host}:${port} failed: ${e.message}`));
-      });
-      socket.on("close", () => {
-        if (!ready) reject(new LoomError(`server ${host}:${port} closed the connection`));
-        client.fail(new LoomError(`connection to server ${host}:${port} closed`));
-      });
+    } catch (e) {
+      throw new LoomError((e as Error).message);
+    }
+    const { socket } = greeted;
+    const client = new Client(socket);
+    const symbols = comm.ClientResponse.decode(greeted.dictionary).symbols;
+    client.symbolNames = symbols;
+    symbols.forEach((s, i) => client.symbols.set(s, i));
+    const onChunk = (chunk: Buffer): void => {
+      try {
+        for (const f of client.reader.push(chunk)) client.onFrame(f);
+      } catch (e) {
+        client.fail(e instanceof Error ? e : new Error(String(e)));
+        socket.destroy();
+      }
+    };
+    socket.on("data", onChunk);
+    socket.on("error", (e) => client.fail(new LoomError(`connection to server ${h}:${p} failed: ${e.message}`)));
+    socket.on("close", () => {
+      openClients().delete(client);
+      client.fail(new LoomError(`connection to server ${h}:${p} closed`));
     });
+    const rest = greeted.received.subarray(8 + greeted.dictionary.length);
+    if (rest.length > 0) onChunk(rest);
+    socket.resume();
+    openClients().add(client);
+    return client;
+  }
+
+  /**
+   * @internal Whether anything waits on this client (a future, a fetch, stats): used by
+   * `hyperloom local` to tell a script that forgot `close()` from one still working.
+   */
+  _awaited(): boolean {
+    if (this.fetches.size > 0 || this.statsWaiters.length > 0 || this.finishedListeners.size > 0) return true;
+    for (const f of this.running.values()) if (f.waiters.length > 0) return true;
+    return false;
+  }
+
+  /** @internal Drops the connection at once (`hyperloom local`, for a script that did not close it). */
+  _destroy(): void {
+    this.socket.destroy();
   }
 
   /** The id of a symbol in the server's dictionary; throws for a name the server does not know. */
@@ -247,6 +297,7 @@ export class Client {
 
   /** Closes the connection; the server discards this client's tasks and results. */
   close(): Promise<void> {
+    openClients().delete(this);
     this.flush();
     return new Promise((resolve) => {
       if (this.socket.destroyed) return resolve();

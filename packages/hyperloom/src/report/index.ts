@@ -17,11 +17,16 @@ export interface ReportResult {
 }
 
 /**
- * Reads the trace in `dir` and writes the report to `out`. Throws only when `dir` is not a
- * directory or `out` cannot be written; a partial trace gives a report with warnings.
+ * Reads the trace in `dir` and writes the report to `out`. Throws when `dir` is not a directory,
+ * holds no trace file at all (nothing would be reported), or `out` cannot be written; a partial
+ * trace gives a report with warnings.
  */
 export function writeReport(dir: string, out: string): ReportResult {
-  const data = buildModel(readTrace(dir));
+  const trace = readTrace(dir);
+  if (trace.files.length === 0) {
+    throw new Error(`${dir} holds no trace files (server.trace, worker-<id>.trace): give the directory passed to client.setTrace, after the run`);
+  }
+  const data = buildModel(trace);
   const html = renderHtml(data);
   writeFileSync(out, html);
   return { out, warnings: data.warnings, stats: data.stats, bytes: Buffer.byteLength(html) };

@@ -8,6 +8,7 @@ import { native, type ServerCore, type ServerOutput } from "../native.js";
 import { log } from "../log.js";
 import { relayDataStreams } from "./data-relay.js";
 import { ClientWriter } from "./client-writer.js";
+import { WaitingWarnings } from "./waiting.js";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -105,11 +106,17 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const port = await listen(main, options.port ?? 9010, host);
   // Tracing: the core writes its trace out at least once a second.
   const traceTimer = setInterval(() => safely(() => core!.traceTick(), "trace"), 1000).unref();
+  // Work that cannot make progress (no worker, or none able to run it) is said, not silent.
+  const waiting = new WaitingWarnings(`hyperloom worker ${host === "0.0.0.0" ? "<this host>" : host} ${port}`);
+  const waitingTimer = setInterval(() => {
+    for (const line of waiting.observe(Date.now(), core!.waiting())) log("warn", line);
+  }, 1000).unref();
   return {
     port,
     dataPort,
     close: async () => {
       clearInterval(traceTimer);
+      clearInterval(waitingTimer);
       core!.traceFlush();
       for (const s of sockets.values()) s.destroy();
       await Promise.all([closeServer(main), closeServer(dataServer)]);

@@ -13,6 +13,7 @@ import { native, type TaskToRun, type WorkerCore, type WorkerEffects } from "../
 import { log } from "../log.js";
 import { frame } from "../protocol/frame.js";
 import { comm } from "../protocol/messages.js";
+import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
 import { runProgram } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 import { PythonRunner } from "./python.js";
@@ -39,6 +40,8 @@ export interface WorkerOptions {
    * pool starts on the first Python task.
    */
   python?: string;
+  /** Limit for connecting to the server and receiving its dictionary, in ms (default 10 000). */
+  connectTimeoutMs?: number;
 }
 
 /** A running worker. */
@@ -58,7 +61,12 @@ type TaskHandler = (task: TaskToRun) => Promise<FunctionOutcome>;
 
 /** Starts a worker and connects it to the server. */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
-  const { address: serverIp } = await lookup(options.serverHost, { family: 4 });
+  let serverIp: string;
+  try {
+    ({ address: serverIp } = await lookup(options.serverHost, { family: 4 }));
+  } catch (e) {
+    throw new Error(`cannot resolve the server's host name '${options.serverHost}': ${(e as Error).message}`);
+  }
   const peers = new Map<number, Socket>();
   const outgoing = new Map<string, { conn: number; socket: Socket }>();
   let nextConn = 1;
@@ -129,7 +137,24 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   core = new (native().WorkerCore)(workDir, options.cpus, dataPort, extraTypes);
 
-  const server = netConnect({ host: serverIp, port: options.serverPort, noDelay: true });
+  let greeted: Greeted;
+  try {
+    greeted = await handshake({
+      host: serverIp,
+      port: options.serverPort,
+      register: core.registerFrame(),
+      isDictionary: (payload) => comm.WorkerCommand.decode(payload).type === comm.WorkerCommand.Type.DICTIONARY,
+      timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    });
+  } catch (e) {
+    // Nothing of this worker may outlive a failed start: its data port, threads, processes and directory.
+    dataServer.close();
+    void functions.close();
+    python.close();
+    rmSync(workDir, { recursive: true, force: true });
+    throw new Error((e as Error).message.replace(`${serverIp}:`, `${options.serverHost}:`));
+  }
+  const server = greeted.socket;
 
   function guard(f: () => WorkerEffects, onError: () => void): void {
     let effects: WorkerEffects;
@@ -226,19 +251,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     resolveDone();
   };
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("connect", () => {
-      server.write(core!.registerFrame());
-      resolve();
-    });
-    server.once("error", (e) => reject(new Error(`cannot connect to server ${options.serverHost}:${options.serverPort}: ${e.message}`)));
-  });
   server.on("data", (chunk: Buffer) => guard(() => core!.onServerData(chunk), () => server.destroy()));
   server.on("error", (e) => log("warn", `server connection: ${e.message}`));
   server.on("close", () => {
     log("info", "Connection to server is closed. Terminating ...");
     close();
   });
+  guard(() => core!.onServerData(greeted.received), () => server.destroy());
+  server.resume();
   log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus, work dir ${workDir}`);
   return { dataPort, workDir, done, close };
 }
