@@ -7,4 +7,6 @@ export { Task, ResourceRequest, type TaskConfig, type TaskInput, type TaskOption
 export { LoomError, TaskFailed } from "./client/errors.js";
 export type { DataValue } from "./client/data.js";
 export * as tasks from "./client/tasks.js";
+export type { TaskArg, TaskContext, Wrapped, FunctionResult, JsTaskArgs } from "./client/functions.js";
+export type { FuturesOf } from "./client/client.js";
 export { LocalCluster, type LocalClusterOptions } from "./cluster/local-cluster.js";

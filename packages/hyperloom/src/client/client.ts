@@ -53,6 +53,9 @@ export interface Stats {
   nDataObjects: number;
 }
 
+/** One future per task of a submission, each with its task's result type. */
+export type FuturesOf<Ts extends readonly Task<any>[]> = { -readonly [K in keyof Ts]: Future<Ts[K] extends Task<infer T> ? T : never> };
+
 /** Options of {@link Client.submit}. */
 export interface SubmitOptions {
   /** Load existing checkpoints instead of computing those tasks. */
@@ -82,7 +85,7 @@ export class Client {
   private readonly symbols = new Map<string, number>();
   private symbolNames: string[] = [];
   private nextId = 0;
-  private readonly running = new Map<number, Future>();
+  private readonly running = new Map<number, Future<unknown>>();
   /** Id ranges of the submitted plans (to fail a rejected plan's futures). */
   private readonly plans: Array<{ idBase: number; end: number }> = [];
   private readonly fetches = new Map<number, Array<Pending<DataValue>>>();
@@ -92,7 +95,7 @@ export class Client {
   private flushScheduled = false;
   private closedError: Error | undefined;
   private trace = false;
-  private readonly finishedListeners = new Set<(f: Future) => void>();
+  private readonly finishedListeners = new Set<(f: Future<unknown>) => void>();
   private readonly releaser = new FinalizationRegistry<number>((id) => this.releaseId(id));
 
   private constructor(private readonly socket: Socket) {}
@@ -167,7 +170,7 @@ export class Client {
   }
 
   /** Submits a plan made of `tasks` and everything they reach; returns one future per task. */
-  submit(tasks: readonly Task[], options: SubmitOptions = {}): Future[] {
+  submit<Ts extends readonly Task<any>[]>(tasks: Ts, options: SubmitOptions = {}): FuturesOf<Ts> {
     this.checkOpen();
     const plan = numberPlan(tasks, this.nextId);
     const buf = encodePlan(plan, {
@@ -177,12 +180,12 @@ export class Client {
       loadCheckpoints: options.load ?? false,
     });
     this.nextId = plan.idBase + plan.tasks.length;
-    const futures: Future[] = [];
-    const seen = new Map<Task, Future>();
+    const futures: Future<unknown>[] = [];
+    const seen = new Map<Task<unknown>, Future<unknown>>();
     for (const t of tasks) {
       let f = seen.get(t);
       if (f === undefined) {
-        f = new Future(this, t._planId, t.label);
+        f = new Future<unknown>(this, t._planId, t.label);
         seen.set(t, f);
         this.running.set(f.taskId, f);
       }
@@ -190,36 +193,37 @@ export class Client {
     }
     this.plans.push({ idBase: plan.idBase, end: this.nextId });
     this.send(buf);
-    return futures;
+    return futures as FuturesOf<Ts>;
   }
 
   /** Submits one task; returns its future. */
-  submitOne(task: Task, options: SubmitOptions = {}): Future {
-    return this.submit([task], options)[0]!;
+  submitOne<T>(task: Task<T>, options: SubmitOptions = {}): Future<T> {
+    return this.submit([task], options)[0] as Future<T>;
   }
 
   /** Resolves when every future has finished; rejects with the first `TaskFailed`. */
-  async wait(futures: readonly Future[]): Promise<void> {
+  async wait(futures: readonly Future<unknown>[]): Promise<void> {
     await Promise.all(futures.map((f) => this.waitOne(f)));
   }
 
   /**
    * Fetches the results (kept on the workers), in the order of `futures`. `T` is what the tasks
-   * produce: `Buffer` (plain data, the default), arrays, or values of value objects.
+   * produce, from their futures (`Buffer` for plain data, arrays, values of value objects);
+   * `fetch<U>(...)` states another one.
    */
-  async fetch<T = Buffer>(futures: readonly Future[]): Promise<T[]> {
+  async fetch<T = Buffer>(futures: readonly Future<T>[]): Promise<T[]> {
     return Promise.all(futures.map((f) => this.fetchOne(f) as Promise<T>));
   }
 
   /** Fetches the results, then releases them (see {@link Client.fetch} for `T`). */
-  async gather<T = Buffer>(futures: readonly Future[]): Promise<T[]> {
+  async gather<T = Buffer>(futures: readonly Future<T>[]): Promise<T[]> {
     const results = await this.fetch<T>(futures);
     this.release(futures);
     return results;
   }
 
   /** Releases results on the server, in one batch. Running futures are canceled locally. */
-  release(futures: readonly Future[]): void {
+  release(futures: readonly Future<unknown>[]): void {
     for (const f of futures) {
       if (f.client !== this) throw new LoomError(`${f} belongs to another client`);
       if (f.status_ === "finished") {
@@ -233,14 +237,14 @@ export class Client {
   }
 
   /** Yields the futures as they finish (in completion order). */
-  async *asCompleted(futures: readonly Future[]): AsyncGenerator<Future> {
-    const ready: Future[] = [];
+  async *asCompleted<T>(futures: readonly Future<T>[]): AsyncGenerator<Future<T>> {
+    const ready: Future<T>[] = [];
     let wake: (() => void) | undefined;
     let remaining = 0;
     const unique = new Set(futures);
-    const listener = (f: Future): void => {
-      if (unique.has(f)) {
-        ready.push(f);
+    const listener = (f: Future<unknown>): void => {
+      if (unique.has(f as Future<T>)) {
+        ready.push(f as Future<T>);
         wake?.();
       }
     };
@@ -306,14 +310,14 @@ export class Client {
     });
   }
 
-  private waitOne(f: Future): Promise<void> {
+  private waitOne(f: Future<unknown>): Promise<void> {
     if (f.status_ === "finished" || f.status_ === "released") return Promise.resolve();
     if (f.error) return Promise.reject(f.error);
     if (f.status_ === "canceled") return Promise.reject(new LoomError(`${f} was canceled`));
     return new Promise((resolve, reject) => f.waiters.push({ resolve, reject }));
   }
 
-  private async fetchOne(f: Future): Promise<DataValue> {
+  private async fetchOne(f: Future<unknown>): Promise<DataValue> {
     if (f.hasResult) return f.result;
     if (f.error) throw f.error;
     if (!f.active()) throw new LoomError(`Fetch called on invalid future ${f}`);
@@ -429,7 +433,7 @@ export class Client {
     if (f !== undefined) this.failFuture(f, new TaskFailed(id, f.label, worker, msg));
   }
 
-  private failFuture(f: Future, e: Error): void {
+  private failFuture(f: Future<unknown>, e: Error): void {
     this.running.delete(f.taskId);
     const wasCanceled = f.status_ === "canceled";
     f.status_ = "failed";

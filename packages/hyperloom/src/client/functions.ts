@@ -11,6 +11,74 @@ import { serialize } from "node:v8";
 import { Symbol } from "../protocol/symbols.js";
 import { cpu1, Task, type ResourceRequest, type TaskInput } from "./task.js";
 import { LoomError } from "./errors.js";
+import type { DataValue } from "./data.js";
+
+/** What a function task receives for each input: a view of the input's data object on the worker. */
+export interface TaskArg {
+  /** Position among the call's inputs. */
+  readonly index: number;
+  /** The bytes of plain data or a file (empty for other objects). */
+  read(): Buffer;
+  /** Size in bytes. */
+  size(): number;
+  /** Length: items of an Array, pieces of an Index; 0 otherwise. */
+  length(): number;
+  /** The value of a value object (`jsValue`, `ctx.wrap`), deeply frozen; undefined for other objects. */
+  unwrap(): unknown;
+}
+
+/** A value a function task returns through `ctx.wrap`: its result is a value object holding `value`. */
+export interface Wrapped<T> {
+  readonly value: T;
+}
+
+/** The first argument of a function task made with `context: true`. */
+export interface TaskContext {
+  /** The task's id (the server's numbering). */
+  readonly taskId: number;
+  /** Writes a line to the worker's log, at the level of the method's name. */
+  logDebug(message: unknown): void;
+  logInfo(message: unknown): void;
+  logWarn(message: unknown): void;
+  logError(message: unknown): void;
+  logCritical(message: unknown): void;
+  /** Makes `value` the task's result as a value object (an argument is returned as is). */
+  wrap<T>(value: T): Wrapped<T>;
+}
+
+/**
+ * The result type of a function task whose function returns `R`, as `fetch` gives it: plain data
+ * (a string or bytes) is a `Buffer`, `ctx.wrap(v)` is `v`'s type, a redirection `Task<T>` is `T`,
+ * an array is an Array of those, and a returned argument is whatever that input was.
+ */
+export type FunctionResult<R> = 0 extends 1 & R
+  ? DataValue
+  : R extends string | Uint8Array
+    ? Buffer
+    : R extends Wrapped<infer T>
+      ? T
+      : R extends Task<infer T>
+        ? T
+        : R extends readonly (infer E)[]
+          ? FunctionResult<E>[]
+          : DataValue;
+
+/** The first `N` elements of the tuple `P` (all of `P` when it is shorter). */
+type Take<P extends readonly unknown[], N extends number, Acc extends unknown[] = []> = Acc["length"] extends N
+  ? Acc
+  : P extends readonly [infer H, ...infer Rest]
+    ? Take<Rest, N, [...Acc, H]>
+    : P extends readonly [(infer H)?, ...infer Rest]
+      ? Take<Rest, N, [...Acc, H?]>
+      : Acc;
+
+/** `P` without its first element when `C` (the function takes a context). */
+type AfterContext<P extends readonly unknown[], C> = C extends true ? (P extends readonly [unknown, ...infer Rest] ? Rest : P) : P;
+
+/** The arguments of a builder made by `jsTask`: the function's direct arguments, then inputs. */
+export type JsTaskArgs<P extends readonly unknown[], N extends number, C> = number extends N
+  ? unknown[]
+  : [...Take<AfterContext<P, C>, N>, ...TaskInput[]];
 
 /** Key marking a serialized function in a value object. */
 export const FUNCTION_MARK = "__hyperloom_function__";
@@ -27,14 +95,14 @@ export interface FunctionSpec {
 }
 
 /** A value object (the PyObj analog): any value `v8.serialize` carries, immutable on the worker. */
-export function jsValue(value: unknown, options: { label?: string; request?: ResourceRequest } = {}): Task {
+export function jsValue<T>(value: T, options: { label?: string; request?: ResourceRequest } = {}): Task<T> {
   let config: Buffer;
   try {
     config = serialize(value);
   } catch (e) {
     throw new LoomError(`jsValue: the value cannot be serialized (structured clone): ${(e as Error).message}`);
   }
-  return new Task(Symbol.JS_VALUE, { config, resourceRequest: options.request ?? cpu1, ...(options.label ? { label: options.label } : {}) });
+  return new Task<T>(Symbol.JS_VALUE, { config, resourceRequest: options.request ?? cpu1, ...(options.label ? { label: options.label } : {}) });
 }
 
 /** Options of {@link jsCall}. */
@@ -48,14 +116,14 @@ export interface JsCallOptions {
 }
 
 /** Calls the function held by `fnValue` (a `jsValue` of a function) on `inputs`. */
-export function jsCall(fnValue: TaskInput, inputs: readonly TaskInput[] = [], options: JsCallOptions = {}): Task {
+export function jsCall<T = DataValue>(fnValue: TaskInput, inputs: readonly TaskInput[] = [], options: JsCallOptions = {}): Task<T> {
   let config: Buffer;
   try {
     config = serialize(options.directArgs ?? []);
   } catch (e) {
     throw new LoomError(`jsCall: direct arguments cannot be serialized: ${(e as Error).message}`);
   }
-  return new Task(Symbol.JS_CALL, {
+  return new Task<T>(Symbol.JS_CALL, {
     inputs: [fnValue, ...inputs],
     config,
     resourceRequest: options.request ?? cpu1,
@@ -89,20 +157,28 @@ function functionSource(fn: Function): string {
 }
 
 /** A function value: `jsValue` holding `fn` itself (its source). */
-export function jsFunction(fn: Function, context = false): Task {
+export function jsFunction(fn: Function, context = false): Task<unknown> {
   const spec: FunctionSpec = { [FUNCTION_MARK]: true, source: functionSource(fn), context, name: fn.name };
   return jsValue(spec, { label: `#L:${fn.name || "anonymous"}` });
 }
 
 /**
  * Turns `fn` into a builder of tasks: `jsTask(f)(a, b)` is a task calling `f` on the worker
- * with wrappers of the results of `a` and `b`.
+ * with wrappers ({@link TaskArg}) of the results of `a` and `b`. The builder's direct arguments
+ * take the types of `fn`'s leading parameters (`nDirectArgs`, after `ctx` with `context: true`);
+ * the task's result type follows from what `fn` returns ({@link FunctionResult}).
  */
-export function jsTask<A extends unknown[]>(fn: (...args: never[]) => unknown, options: JsTaskOptions = {}): (...args: A) => Task {
+export function jsTask<R>(fn: (...inputs: TaskArg[]) => R, options?: JsTaskOptions & { context?: false; nDirectArgs?: 0 }): (...inputs: TaskInput[]) => Task<FunctionResult<Awaited<R>>>;
+export function jsTask<R>(fn: (ctx: TaskContext, ...inputs: TaskArg[]) => R, options: JsTaskOptions & { context: true; nDirectArgs?: 0 }): (...inputs: TaskInput[]) => Task<FunctionResult<Awaited<R>>>;
+export function jsTask<F extends (...args: any[]) => unknown, const N extends number, C extends boolean = false>(
+  fn: F,
+  options: JsTaskOptions & { nDirectArgs: N; context?: C },
+): (...args: JsTaskArgs<Parameters<F>, N, C>) => Task<FunctionResult<Awaited<ReturnType<F>>>>;
+export function jsTask(fn: (...args: never[]) => unknown, options: JsTaskOptions = {}): (...args: unknown[]) => Task<unknown> {
   const value = jsFunction(fn, options.context ?? false);
   const nDirect = options.nDirectArgs ?? 0;
   const label = options.label ?? (fn.name || "jsTask");
-  return (...args: A): Task => {
+  return (...args: unknown[]): Task<unknown> => {
     if (args.length < nDirect) throw new LoomError(`${label}: expected at least ${nDirect} direct argument(s), got ${args.length}`);
     const inputs = args.slice(nDirect) as TaskInput[];
     return jsCall(value, inputs, { directArgs: args.slice(0, nDirect), label, ...(options.request ? { request: options.request } : {}) });

@@ -8,15 +8,18 @@ import type { DataValue } from "./data.js";
 /** Where a future stands, as the guide names it. */
 export type FutureStatus = "running" | "finished" | "failed" | "released" | "canceled";
 
-/** The handle on one result task. Created by `Client.submit`. */
-export class Future {
+/**
+ * The handle on one result task. Created by `Client.submit`. `T` is the task's result type
+ * (from its {@link Task}), what `fetch`/`gather` resolve to.
+ */
+export class Future<T = Buffer> {
   /** @internal */ status_: FutureStatus = "running";
   /** @internal */ error: Error | undefined;
   /** @internal */ result: DataValue | undefined;
   /** @internal */ hasResult = false;
   /** @internal */ waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
 
-  /** @internal */
+  /** Futures are made by `Client.submit`/`submitOne`, not by user code. */
   constructor(
     /** The client that submitted the task. */
     readonly client: Client,
@@ -52,19 +55,24 @@ export class Future {
   }
 
   /**
-   * Waits and downloads the result; the result stays on the workers. `T` is what the task
-   * produces: `Buffer` (plain data, the default), an array for `arrayMake`/`split`/several
-   * outputs, any value for a value object.
+   * Waits and downloads the result; the result stays on the workers. The result type comes from
+   * the task (`Buffer` for plain data, an array for `arrayMake`/`split`/several outputs, the
+   * value for a value object); `fetch<U>()` states another one (e.g. for a `new Task(...)`).
+   * (Two signatures, so that the type is never inferred from where the result is assigned.)
    */
-  async fetch<T = Buffer>(): Promise<T> {
-    const [r] = await this.client.fetch<T>([this]);
-    return r as T;
+  fetch(): Promise<T>;
+  fetch<U>(): Promise<U>;
+  async fetch(): Promise<unknown> {
+    const [r] = await this.client.fetch<unknown>([this]);
+    return r;
   }
 
-  /** Fetches the result, then releases it (see {@link Future.fetch} for `T`). */
-  async gather<T = Buffer>(): Promise<T> {
-    const [r] = await this.client.gather<T>([this]);
-    return r as T;
+  /** Fetches the result, then releases it (see {@link Future.fetch} for its type). */
+  gather(): Promise<T>;
+  gather<U>(): Promise<U>;
+  async gather(): Promise<unknown> {
+    const [r] = await this.client.gather<unknown>([this]);
+    return r;
   }
 
   /** Releases the result on the server (nothing is sent for a running future: it is canceled). */

@@ -13,7 +13,7 @@ let epochCounter = 0;
 /** The tasks of one submission, numbered. */
 export interface NumberedPlan {
   /** Tasks in id order: `tasks[i]` has id `idBase + i`. */
-  tasks: Task[];
+  tasks: Task<unknown>[];
   /** Id of `tasks[0]`. */
   idBase: number;
   /** Submission epoch stamped on the tasks. */
@@ -24,11 +24,11 @@ export interface NumberedPlan {
  * Numbers every task reachable from `roots` (depth-first, inputs first), marking the roots as
  * results. Futures are referenced by id and must be active. Throws on a cycle or a bad input.
  */
-export function numberPlan(roots: readonly Task[], idBase: number): NumberedPlan {
+export function numberPlan(roots: readonly Task<unknown>[], idBase: number): NumberedPlan {
   const epoch = ++epochCounter;
-  const tasks: Task[] = [];
+  const tasks: Task<unknown>[] = [];
   // Explicit stack: a chain of a million tasks must not overflow the JS stack.
-  const stackTask: Task[] = [];
+  const stackTask: Task<unknown>[] = [];
   const stackPos: number[] = [];
   for (const root of roots) {
     if (!(root instanceof Task)) {
@@ -282,7 +282,7 @@ export function encodePlan(plan: NumberedPlan, opts: EncodeOptions): Buffer {
   return w.buf.subarray(start, end);
 }
 
-function inputIdOf(input: Task | Future, epoch: number): number {
+function inputIdOf(input: Task<unknown> | Future<unknown>, epoch: number): number {
   if (input instanceof Task) {
     if (input._epoch !== epoch) throw new LoomError(`${input} was not numbered in this plan`);
     return input._planId;

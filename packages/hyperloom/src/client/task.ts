@@ -8,7 +8,7 @@ import type { Future } from "./future.js";
 export type TaskConfig = string | Uint8Array;
 
 /** What a task may take as input: another task of the plan, or a future of an earlier one. */
-export type TaskInput = Task | Future;
+export type TaskInput = Task<any> | Future<any>;
 
 /** A request for resources on the worker that runs a task (today: CPU cores). */
 export class ResourceRequest {
@@ -47,8 +47,21 @@ export interface TaskOptions {
   checkpointPath?: string;
 }
 
-/** A node of a plan: a task type (a `loom/...` symbol), inputs and configuration. */
-export class Task {
+/** Where Node's `util.inspect` (and so `console.log`) looks for a custom view. */
+const inspectCustom = Symbol.for("nodejs.util.inspect.custom");
+
+/**
+ * A node of a plan: a task type (a `loom/...` symbol), inputs and configuration. `T` is the type
+ * of its result as `fetch`/`gather` return it (`Buffer` for plain data); the builders of `tasks`
+ * set it, and a future of the task carries it.
+ */
+export class Task<T = Buffer> {
+  /**
+   * Type-level only, never set: the result type `T` (so that a `Task<number>` is not a
+   * `Task<string>`).
+   */
+  declare readonly resultType?: T;
+
   /** The task type symbol, e.g. `loom/data/merge` or `my/count`. */
   taskType: string;
   /** Inputs in order. */
@@ -95,5 +108,19 @@ export class Task {
 
   toString(): string {
     return `<Task '${this.label ?? this.taskType}'>`;
+  }
+
+  /** What `console.log(task)` shows: the task's fields (inputs as `<Task ...>`/`<Future ...>`), not its bookkeeping. */
+  [inspectCustom](depth: number, options: object, inspect: (value: unknown, options: object) => string): string {
+    const view: Record<string, unknown> = { taskType: this.taskType };
+    if (this.label !== undefined) view.label = this.label;
+    if (this.inputs.length > 0) view.inputs = this.inputs.map((i) => ({ [inspectCustom]: () => String(i) }));
+    if (typeof this.config === "string" ? this.config !== "" : this.config.length > 0) {
+      const n = this.config.length;
+      view.config = typeof this.config === "string" ? this.config : { [inspectCustom]: () => `<${n} bytes>` };
+    }
+    if (this.resourceRequest !== undefined) view.resourceRequest = { cpus: this.resourceRequest.cpus };
+    if (this.checkpointPath !== undefined) view.checkpointPath = this.checkpointPath;
+    return depth < 0 ? this.toString() : `Task ${inspect(view, options)}`;
   }
 }

@@ -7,6 +7,7 @@ import { run as runProto } from "../protocol/messages.js";
 import { runFileNameError } from "../protocol/run-names.js";
 import { Symbol } from "../protocol/symbols.js";
 import { cpu1, cpus, ResourceRequest, Task, type TaskConfig, type TaskInput } from "./task.js";
+import type { Future } from "./future.js";
 import { LoomError } from "./errors.js";
 
 export { cpus, cpu1 };
@@ -28,8 +29,8 @@ export function open(filename: string): Task {
 }
 
 /** Splits a D-Object into lines (pieces keep their new line); the result is an Index. */
-export function split(input: TaskInput): Task {
-  return new Task(Symbol.DATA_SPLIT, { inputs: [input] });
+export function split(input: TaskInput): Task<Buffer[]> {
+  return new Task<Buffer[]>(Symbol.DATA_SPLIT, { inputs: [input] });
 }
 
 /** Writes a D-Object to an absolute path on the worker; the result is empty data. */
@@ -38,9 +39,9 @@ export function save(input: TaskInput, filename: string): Task {
   return new Task(Symbol.DATA_SAVE, { inputs: [input], config: filename, resourceRequest: cpu1 });
 }
 
-/** An Array of the inputs, in order. */
-export function arrayMake(inputs: readonly TaskInput[]): Task {
-  return new Task(Symbol.ARRAY_MAKE, { inputs: [...inputs] });
+/** An Array of the inputs, in order (fetched as an array of their results). */
+export function arrayMake<T = Buffer>(inputs: readonly (Task<T> | Future<T>)[]): Task<T[]> {
+  return new Task<T[]>(Symbol.ARRAY_MAKE, { inputs: [...inputs] });
 }
 
 /** The sum of the inputs' sizes, as 8 bytes little-endian. */
@@ -62,14 +63,14 @@ function u64(...values: number[]): Uint8Array {
   return b;
 }
 
-/** Element `index` of an Array, or piece `index` of an Index. */
+/** Element `index` of an Array, or piece `index` of an Index (typed as plain data: say `gather<U>()` for another element type). */
 export function get(input: TaskInput, index: number): Task {
   return new Task(Symbol.BASE_GET, { inputs: [input], config: u64(index) });
 }
 
-/** Elements (or pieces) `start` to `end` (exclusive, clamped). */
-export function slice(input: TaskInput, start: number, end: number): Task {
-  return new Task(Symbol.BASE_SLICE, { inputs: [input], config: u64(start, end) });
+/** Elements (or pieces) `start` to `end` (exclusive, clamped); typed as pieces of plain data. */
+export function slice(input: TaskInput, start: number, end: number): Task<Buffer[]> {
+  return new Task<Buffer[]>(Symbol.BASE_SLICE, { inputs: [input], config: u64(start, end) });
 }
 
 /** Splits its input, when computed, into slices sized by the cluster, each fed to a copy of the consumer. */
@@ -89,7 +90,10 @@ export type RunInput = [TaskInput, string | null];
 export interface RunOptions {
   /** Fed to the program's standard input. */
   stdin?: TaskInput;
-  /** Result sources: a file name in the run directory, or `null` for standard output. */
+  /**
+   * Result sources: a file name in the run directory, or `null` for standard output. One output
+   * is the result itself; several make an Array (typed `Buffer[]` when written as a list literal).
+   */
   outputs?: Array<string | null>;
   /** Resources; one core by default. */
   request?: ResourceRequest;
@@ -98,16 +102,23 @@ export interface RunOptions {
 }
 
 /** Checks that a file name given to `run` stays inside the run directory. */
-export function checkRunFileName(name: string): void {
+function checkRunFileName(name: string): void {
   const error = runFileNameError(name);
   if (error !== undefined) throw new LoomError(error);
 }
 
 /**
  * Runs an external program. A string command is split on white space; an array is argv as is.
- * `inputs` maps tasks to file names (or `$NAME` variables substituted in the arguments).
+ * `inputs` maps tasks to file names (or `$NAME` variables substituted in the arguments). The
+ * result is the one output (stdout by default) as plain data, or an Array of several outputs.
  */
-export function run(command: string | readonly string[], inputs: readonly RunInput[] = [], options: RunOptions = {}): Task {
+export function run(
+  command: string | readonly string[],
+  inputs: readonly RunInput[],
+  options: RunOptions & { outputs: [string | null, string | null, ...Array<string | null>] },
+): Task<Buffer[]>;
+export function run(command: string | readonly string[], inputs?: readonly RunInput[], options?: RunOptions): Task<Buffer>;
+export function run(command: string | readonly string[], inputs: readonly RunInput[] = [], options: RunOptions = {}): Task<Buffer> | Task<Buffer[]> {
   const args = typeof command === "string" ? command.split(/\s+/).filter((s) => s.length > 0) : [...command];
   if (args.length === 0) throw new LoomError("run: no arguments provided");
   const all: RunInput[] = options.stdin !== undefined ? [[options.stdin, null], ...inputs] : [...inputs];
@@ -121,7 +132,7 @@ export function run(command: string | readonly string[], inputs: readonly RunInp
     return name || "+out";
   });
   const config = runProto.Run.encode({ args, mapInputs, mapOutputs }).finish();
-  return new Task(Symbol.RUN, {
+  return new Task<Buffer>(Symbol.RUN, {
     inputs: all.map(([t]) => t),
     config,
     resourceRequest: options.request ?? cpu1,

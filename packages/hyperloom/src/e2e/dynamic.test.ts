@@ -9,7 +9,7 @@ const items = (): ReturnType<typeof tasks.arrayMake> =>
 
 t("dslice: the consumer runs once per slice and its result is the array of those runs", async ({ client }) => {
   const perSlice = tasks.length(tasks.dslice(items()));
-  const result = (await client.submitOne(perSlice).gather()) as Buffer[];
+  const result = await client.submitOne(perSlice).gather<Buffer[]>();
   assert.ok(Array.isArray(result) && result.length > 1, `expected several slices, got ${result.length}`);
   const total = result.reduce((s, b) => s + Number(b.readBigUInt64LE(0)), 0);
   assert.is(total, 10);
@@ -17,7 +17,7 @@ t("dslice: the consumer runs once per slice and its result is the array of those
 
 t("dget: the consumer runs once per element", async ({ client }) => {
   const perItem = tasks.merge([tasks.dget(items()), tasks.const("!")]);
-  const result = (await client.submitOne(perItem).gather()) as Buffer[];
+  const result = await client.submitOne(perItem).gather<Buffer[]>();
   assert.equal(result.map(String), Array.from({ length: 10 }, (_, i) => `${i}!`));
 });
 
