@@ -69,7 +69,10 @@ export function checkScript(script: string): CheckedScript {
     // `node --check` parses without running; its first line is `file:line`, then the code and the error.
     const check = spawnSync(process.execPath, ["--check", path], { encoding: "utf8" });
     if (check.status !== 0) {
-      const lines = check.stderr.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("Node.js v") && !/^\s+at /.test(l));
+      const lines = check.stderr
+        .replace(/\x1b\[[0-9;]*m/g, "")
+        .split("\n")
+        .filter((l) => l.trim() !== "" && !l.startsWith("Node.js v") && !/^\s+at /.test(l));
       throw new ScriptError(lines.join("\n").replace(path, shown));
     }
     return { path };

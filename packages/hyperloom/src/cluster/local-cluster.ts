@@ -51,7 +51,8 @@ export class LocalCluster {
       const port = await new Promise<number>((resolve, reject) => {
         const lines = createInterface({ input: server.stdout! });
         lines.on("line", (line) => {
-          if (options.verbose) process.stderr.write(`[server] ${line}\n`);
+          // Warnings (e.g. tasks no worker can run) are shown even when the logs are not.
+          if (options.verbose || /^\S+ \[(warn|error)\]/.test(line)) process.stderr.write(`[server] ${line}\n`);
           const m = /listening on [\d.]+:(\d+)/.exec(line);
           if (m) resolve(Number(m[1]));
         });
