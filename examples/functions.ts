@@ -1,28 +1,27 @@
 // The guide's "Python functions in plans", in TypeScript: a function task, direct arguments,
 // context logging, value objects and task redirection.
 // Run it with `npx hyperloom local --workers 2 --cpus 2 examples/functions.ts`.
-import { Client, tasks } from "hyperloom";
+import { Client, tasks, type TaskArg, type TaskContext } from "hyperloom";
 
-type Data = { read(): Buffer; size(): number; unwrap(): unknown };
 // Inside a function task, `tasks` is a global of the worker thread (the function travels as text).
 declare const globalThis: { tasks: typeof tasks };
 
-const [host, port] = (process.env.HYPERLOOM_SERVER ?? "127.0.0.1:9010").split(":");
-const client = await Client.connect(host, Number(port));
+const client = await Client.connect(); // HYPERLOOM_SERVER (set by `hyperloom local`), else 127.0.0.1:9010
 
-const hello = tasks.jsTask(function hello(a: Data) {
+// Inputs are TaskArgs (typed without annotations); direct arguments keep the function's types.
+const hello = tasks.jsTask(function hello(a) {
   return "Hello " + a.read().toString();
 });
-const repeat = tasks.jsTask((n: number, d: Data) => d.read().toString().repeat(n), { nDirectArgs: 1 });
+const repeat = tasks.jsTask((n: number, d: TaskArg) => d.read().toString().repeat(n), { nDirectArgs: 1 });
 const logged = tasks.jsTask(
-  (ctx: { taskId: number; logInfo(m: string): void }, d: Data) => {
+  (ctx: TaskContext, d: TaskArg) => {
     ctx.logInfo(`task ${ctx.taskId} got ${d.size()} bytes`);
     return d.read();
   },
   { context: true },
 );
-const describe = tasks.jsTask((v: Data) => JSON.stringify(v.unwrap()));
-const bigger = tasks.jsTask(function bigger(a: Data, b: Data) {
+const describe = tasks.jsTask((v) => JSON.stringify(v.unwrap()));
+const bigger = tasks.jsTask(function bigger(a, b) {
   // Redirection: the returned task runs in place of this one.
   return a.size() >= b.size() ? globalThis.tasks.merge([a, b] as never) : globalThis.tasks.merge([b, a] as never);
 });

@@ -2,8 +2,7 @@
 // Run it with `npm run hello` (a local cluster), or `npx hyperloom local examples/hello.ts`.
 import { Client, tasks } from "hyperloom";
 
-const [host, port] = (process.env.HYPERLOOM_SERVER ?? "127.0.0.1:9010").split(":");
-const client = await Client.connect(host, Number(port));
+const client = await Client.connect(); // HYPERLOOM_SERVER (set by `hyperloom local`), else 127.0.0.1:9010
 
 const task1 = tasks.const("Hello ");
 const task2 = tasks.const("world!");

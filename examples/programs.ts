@@ -2,8 +2,7 @@
 // failing program. Run it with `npx hyperloom local --workers 2 examples/programs.ts`.
 import { Client, TaskFailed, tasks } from "hyperloom";
 
-const [host, port] = (process.env.HYPERLOOM_SERVER ?? "127.0.0.1:9010").split(":");
-const client = await Client.connect(host, Number(port));
+const client = await Client.connect(); // HYPERLOOM_SERVER (set by `hyperloom local`), else 127.0.0.1:9010
 
 const text = tasks.const("Hello\nLoom\nworld\nLoom again\n");
 const grep = tasks.run("/bin/grep Loom", [], { stdin: text });

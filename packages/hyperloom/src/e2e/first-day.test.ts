@@ -8,106 +8,15 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer, type AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { assertNothingLeft, cli, freePort, local, loomWorker, pkgDir, removeSandboxes, runNode, sandbox } from "./sandbox.js";
 import { Client } from "../client/client.js";
 import { LoomError } from "../client/errors.js";
 import { tasks } from "../index.js";
-
-const pkgDir = resolve(__dirname, "..", "..");
-const cli = join(pkgDir, "dist", "cli", "main.js");
-const loomWorker = join(pkgDir, "dist", "cli", "loom-worker.js");
-
-/** A fresh root for one run: `proj/` holds the user's scripts, `tmp/` is the run's TMPDIR. */
-interface Sandbox {
-  root: string;
-  proj: string;
-  tmp: string;
-}
-
-const roots: string[] = [];
-
-function sandbox(): Sandbox {
-  const root = mkdtempSync(join(tmpdir(), "hyperloom-firstday-"));
-  roots.push(root);
-  const proj = join(root, "proj");
-  const tmp = join(root, "tmp");
-  mkdirSync(join(proj, "node_modules"), { recursive: true });
-  mkdirSync(tmp);
-  // The project depends on hyperloom (as after `npm install hyperloom`).
-  symlinkSync(pkgDir, join(proj, "node_modules", "hyperloom"));
-  return { root, proj, tmp };
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `hyperloom local` in the sandbox; `onStderr` may act on what it prints (e.g. send a signal). */
-function local(sb: Sandbox, args: string[], onStderr?: (text: string, child: ChildProcess) => void, env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((res) => {
-    const child = spawn(process.execPath, [cli, "local", ...args], { cwd: sb.proj, env: { ...process.env, TMPDIR: sb.tmp, ...env } });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d));
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d;
-      onStderr?.(stderr, child);
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      res({ code, signal, stdout, stderr });
-    });
-  });
-}
-
-/** Runs `node ARGS` to its end. */
-function runNode(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((res) => {
-    const child = spawn(process.execPath, args, { cwd: options.cwd, env: { ...process.env, ...options.env } });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d));
-    child.stderr.on("data", (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      res({ code, signal, stdout, stderr });
-    });
-  });
-}
-
-/** Processes whose command line contains `marker` (pgrep -f), other than this one. */
-function processesWith(marker: string): string[] {
-  const r = spawnSync("pgrep", ["-af", marker], { encoding: "utf8" });
-  return r.stdout.split("\n").filter((l) => l.trim() !== "" && !l.includes("pgrep"));
-}
-
-/** Nothing of the run is left: no process naming the sandbox or the port, nothing in TMPDIR, only the scripts in the project. */
-async function assertNothingLeft(sb: Sandbox, scripts: string[], port?: number): Promise<void> {
-  // Processes are reaped asynchronously after `local` exits; give them a moment.
-  for (let i = 0; i < 20 && processesWith(sb.root).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
-  assert.equal(processesWith(sb.root), [], "no script or worker process is left");
-  if (port !== undefined) assert.equal(processesWith(`--port ${port}`), [], "no server process is left");
-  assert.equal(readdirSync(sb.tmp), [], "no temporary folder is left");
-  assert.equal(readdirSync(sb.proj).sort(), ["node_modules", ...scripts].sort(), "nothing was written next to the scripts");
-}
 
 const HELLO = `import { Client, tasks } from "hyperloom";
 
@@ -119,9 +28,7 @@ await client.close();
 
 const t = suite("first day");
 
-t.after(() => {
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
+t.after(removeSandboxes);
 
 t("local runs a TypeScript script that calls Client.connect() with no arguments, then leaves nothing behind", async () => {
   const sb = sandbox();
