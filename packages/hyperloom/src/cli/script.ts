@@ -73,7 +73,11 @@ export function checkScript(script: string): CheckedScript {
         .replace(/\x1b\[[0-9;]*m/g, "")
         .split("\n")
         .filter((l) => l.trim() !== "" && !l.startsWith("Node.js v") && !/^\s+at /.test(l));
-      throw new ScriptError(lines.join("\n").replace(path, shown));
+      let message = lines.join("\n").replace(path, shown);
+      if (/await is only valid|Cannot use import statement outside a module/.test(message)) {
+        message += `\n(${shown} is a CommonJS file: for import and top-level await, name it .mjs or add "type": "module" to its package.json)`;
+      }
+      throw new ScriptError(message);
     }
     return { path };
   }

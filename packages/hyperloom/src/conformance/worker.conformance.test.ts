@@ -56,7 +56,9 @@ test("Register: protocol 2, a worker, the recorded task and data types in order 
     diffs.note("worker-register-js-types", "Register");
     // Every symbol we register is one our server's dictionary has; the recorded ones keep their ids.
     for (const s of tasks) assert.ok(RECORDED_SYMBOLS.includes(s));
-    // The server connection closing ends the worker cleanly (spec 5.1 step 4).
+    // Once registered (the dictionary received), the server connection closing ends the worker
+    // cleanly (spec 5.1 step 4).
+    h.conn.send(loadScenario("hello").find((f) => f.conn === 0 && f.dir === "from_server")!.payload);
     h.conn.close();
     await h.proc.exited;
     assert.equal(h.proc.exit, { code: 0, signal: null });
@@ -226,11 +228,13 @@ test("malformed frames: on the data port a clean close with a logged reason (the
     h.main.close();
     h.data.close();
 
-    // Server connection: garbage right after the Register.
+    // Server connection: garbage right after the Register, in place of the dictionary. The peer is
+    // not a HyperLoom server: the worker says so in one line and exits with status 1 (a failed start).
     h = await startAgainstHarness(wdir);
     h.conn.socket.write(lengthPrefixed(Buffer.from([0xff, 0xff, 0xff, 0xff])));
     await h.proc.exited;
-    assert.equal(h.proc.exit, { code: 0, signal: null }, `a clean exit\n${h.proc.log()}`);
+    assert.equal(h.proc.exit, { code: 1, signal: null }, `a failed start\n${h.proc.log()}`);
+    assert.match(h.proc.log(), `127.0.0.1:${h.main.port} is not a HyperLoom server — is 'hyperloom server' running there?`);
   } finally {
     await h.proc.stop();
     h.main.close();
