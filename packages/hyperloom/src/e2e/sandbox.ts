@@ -95,7 +95,7 @@ export function runNode(args: string[], options: { cwd?: string; env?: NodeJS.Pr
 
 /** Processes whose command line contains `marker` (pgrep -f), other than this one. */
 export function processesWith(marker: string): string[] {
-  const r = spawnSync("pgrep", ["-af", marker], { encoding: "utf8" });
+  const r = spawnSync("pgrep", ["-af", "--", marker], { encoding: "utf8" });
   // Status 1 is "none found"; anything else (or no pgrep at all) must not pass as "none left".
   if (r.error || (r.status !== 0 && r.status !== 1)) throw new Error(`pgrep is needed to check for leftover processes (apt-get install procps): ${r.error?.message ?? r.stderr}`);
   return r.stdout.split("\n").filter((l) => l.trim() !== "" && !l.includes("pgrep"));
