@@ -14,6 +14,7 @@ export async function serverMain(opts: { port: number; host: string; debug?: boo
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  stopWithParent(stop);
 }
 
 /** Runs a worker until its server goes away. */
@@ -38,7 +39,18 @@ export async function workerMain(
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  stopWithParent(stop);
   await w.done;
   process.exit(0);
 }
 
+
+/**
+ * A process started with an IPC channel (by `LocalCluster`) stops when its parent is gone, even
+ * killed with SIGKILL: the channel closes. The channel does not keep the process alive.
+ */
+function stopWithParent(stop: () => void): void {
+  if (process.channel === undefined) return;
+  process.channel.unref();
+  process.once("disconnect", stop);
+}

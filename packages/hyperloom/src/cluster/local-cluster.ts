@@ -44,7 +44,8 @@ export class LocalCluster {
     const nWorkers = options.workers ?? 1;
     const wdir = mkdtempSync(join(tmpdir(), "hyperloom-"));
     const server = spawn(process.execPath, [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0)], {
-      stdio: ["ignore", "pipe", "pipe"],
+      // The IPC channel only tells the child when this process is gone (see `roles.ts`).
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     const children: ChildProcess[] = [server];
     try {
@@ -66,7 +67,7 @@ export class LocalCluster {
           // --nopin: the workers of a local cluster share one machine, and each numbers its CPU
           // slots from 0, so pinning would put every worker's programs on the same cores.
           [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...(options.workerArgs ?? [])],
-          { stdio: ["ignore", options.onWorkerLine ? "pipe" : options.verbose ? "inherit" : "ignore", "inherit"] },
+          { stdio: ["ignore", options.onWorkerLine ? "pipe" : options.verbose ? "inherit" : "ignore", "inherit", "ipc"] },
         );
         const onLine = options.onWorkerLine;
         if (onLine) {

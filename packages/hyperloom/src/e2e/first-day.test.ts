@@ -13,7 +13,7 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer, type AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { assertNothingLeft, cli, freePort, local, loomWorker, pkgDir, removeSandboxes, runNode, sandbox } from "./sandbox.js";
+import { assertNothingLeft, cli, freePort, local, loomWorker, pkgDir, processesWith, removeSandboxes, runNode, sandbox } from "./sandbox.js";
 import { Client } from "../client/client.js";
 import { LoomError } from "../client/errors.js";
 import { tasks } from "../index.js";
@@ -157,6 +157,31 @@ for (const [signal, code] of [
     await assertNothingLeft(sb, ["forever.ts"], port);
   });
 }
+
+t("local killed with SIGKILL: the server and workers see their parent gone and stop, removing their folders", async () => {
+  const sb = sandbox();
+  writeFileSync(
+    join(sb.proj, "forever.mjs"),
+    `import { Client } from "hyperloom";\nconst client = await Client.connect();\nconsole.error("script started");\nsetInterval(() => client.stats().catch(() => process.exit(3)), 200);\n`,
+  );
+  const port = await freePort();
+  let sent = false;
+  const r = await local(sb, ["--port", String(port), "forever.mjs"], (text, child) => {
+    if (!sent && text.includes("script started")) {
+      sent = true;
+      child.kill("SIGKILL");
+    }
+  });
+  assert.ok(sent, r.stderr);
+  assert.is(r.signal, "SIGKILL");
+  for (let i = 0; i < 50 && (processesWith(sb.root).length > 0 || processesWith(`--port ${port}`).length > 0); i++) {
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.equal(processesWith(`--port ${port}`), [], "the server stopped");
+  assert.equal(processesWith(sb.root), [], "the workers and the script stopped");
+  // Each worker removed its folder; only the cluster's (now empty) root can remain.
+  for (const d of readdirSync(sb.tmp)) assert.equal(readdirSync(join(sb.tmp, d)), []);
+});
 
 t("a client pointed at a closed port: one line, at once", async () => {
   const port = await freePort();
