@@ -40,6 +40,16 @@ t("local runs a TypeScript script that calls Client.connect() with no arguments,
   await assertNothingLeft(sb, ["hello.ts"], port);
 });
 
+t("a TypeScript script imports a sibling TypeScript module the usual way (./lib.js finds lib.ts)", async () => {
+  const sb = sandbox();
+  writeFileSync(join(sb.proj, "lib.ts"), `export const greeting = (name: string): string => "Hello " + name + "!";\n`);
+  writeFileSync(join(sb.proj, "main.ts"), `import { greeting } from "./lib.js";\nconsole.log(greeting("world"));\n`);
+  const r = await local(sb, ["main.ts"]);
+  assert.is(r.stdout, "Hello world!\n", r.stderr);
+  assert.is(r.code, 0);
+  await assertNothingLeft(sb, ["lib.ts", "main.ts"]);
+});
+
 t("a missing script: one line, and no cluster is started", async () => {
   const sb = sandbox();
   const r = await local(sb, ["nope.ts"]);
