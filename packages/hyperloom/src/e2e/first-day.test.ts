@@ -285,11 +285,18 @@ function stop(child: ChildProcess): Promise<void> {
   });
 }
 
-t("the server warns when a plan waits because no worker is connected, then when no worker can run a task", async () => {
+t("the server's data port is not taken for a server; the server warns when a plan waits because no worker is connected, then when no worker can run a task", async () => {
   const { child, port, lines } = await startServer();
   const sb = sandbox();
   let worker: ChildProcess | undefined;
   try {
+    // The server's data port is not where clients go: one line, after the handshake limit.
+    const dataPort = Number(/data port (\d+)/.exec(lines.join("\n"))![1]);
+    const wrong = await Client.connect("127.0.0.1", dataPort, { timeoutMs: 1000 }).catch((e: Error) => e);
+    assert.is(
+      (wrong as Error).message,
+      `127.0.0.1:${dataPort} is not a HyperLoom server (no answer to the handshake within 1 s) — is 'hyperloom server' running there?`,
+    );
     const client = await Client.connect("127.0.0.1", port);
     const waiting = client.submitOne(tasks.merge([tasks.const("a"), tasks.const("b")]));
     // Accepted while no worker is connected (a big worker may come); no worker that comes has the cores.
