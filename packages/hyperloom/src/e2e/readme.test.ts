@@ -6,9 +6,9 @@
  */
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assertNothingLeft, local, pkgDir, removeSandboxes, sandbox } from "./sandbox.js";
+import { assertNothingLeft, cli, local, pkgDir, removeSandboxes, runNode, sandbox } from "./sandbox.js";
 
 const repo = join(pkgDir, "..", "..");
 
@@ -57,6 +57,14 @@ for (const block of readme) {
     assert.match(r.stderr, /^HyperLoom local cluster: server 127\.0\.0\.1:\d+, 2 worker\(s\) x 1 cpu\(s\)\n$/, r.stderr);
     const promised = promisedOutput(block.code);
     if (promised !== "") assert.is(r.stdout, promised);
+    // The traces block is followed by `npx hyperloom report mytrace -o report.html`: it works on what the block wrote.
+    assert.is(readdirSync(sb.proj).includes("mytrace"), block.code.includes('setTrace("mytrace")'));
+    if (block.code.includes('setTrace("mytrace")')) {
+      const report = await runNode([cli, "report", "mytrace", "-o", join(sb.tmp, "report.html")], { cwd: sb.proj });
+      assert.is(report.code, 0, report.stderr);
+      assert.match(report.stderr, /^Report written to /);
+      rmSync(join(sb.tmp, "report.html"));
+    }
     // What a block writes on purpose (a trace directory) is its own; nothing else may appear.
     const written = readdirSync(sb.proj).filter((f) => f !== file && f !== "node_modules" && f !== "mytrace");
     assert.equal(written, []);
