@@ -495,3 +495,230 @@ fn result_handling() {
         Ok(ExtOutput::Bytes(b"cfg0220ab10730000".to_vec()))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The direct path: the worker core owns the libraries and hands out calls over its stored objects.
+
+mod direct_path {
+    use super::*;
+    use loom_core::frame::{push_frame, FrameReader};
+    use loom_core::proto::comm::{worker_command, worker_response, WorkerCommand, WorkerResponse};
+    use loom_core::symbols::Symbols;
+    use loom_core::worker::{NativeCall, Worker, WorkerConfig, WorkerError};
+    use prost::Message;
+
+    fn work_dir(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("loom-native-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn config(name: &str, extensions: Vec<PathBuf>) -> WorkerConfig {
+        WorkerConfig {
+            work_dir: work_dir(name),
+            cpus: 2,
+            data_port: 1234,
+            extra_task_types: vec![],
+            extensions,
+        }
+    }
+
+    /// The server's dictionary with the library's types appended, as the server sends it.
+    fn dictionary() -> Symbols {
+        let mut s = Symbols::for_server();
+        s.add("my/count");
+        s.add("my/panic");
+        s
+    }
+
+    fn worker(name: &str) -> Worker {
+        let mut w = Worker::new(config(name, vec![rust_example().to_path_buf()])).unwrap();
+        let mut b = Vec::new();
+        push_frame(
+            &mut b,
+            &WorkerCommand {
+                r#type: worker_command::Type::Dictionary as i32,
+                symbols: dictionary().names().to_vec(),
+                ..Default::default()
+            },
+        );
+        w.on_server_data(&b).unwrap();
+        assert!(w.take_output().logs.is_empty(), "no unknown symbols");
+        w
+    }
+
+    fn command(ty: worker_command::Type, id: i32, f: impl FnOnce(&mut WorkerCommand)) -> Vec<u8> {
+        let mut c = WorkerCommand {
+            r#type: ty as i32,
+            id: Some(id),
+            ..Default::default()
+        };
+        f(&mut c);
+        let mut b = Vec::new();
+        push_frame(&mut b, &c);
+        b
+    }
+
+    fn task(id: i32, ty: &str, config: &[u8], inputs: &[i32]) -> Vec<u8> {
+        command(worker_command::Type::Task, id, |c| {
+            c.task_type = dictionary().id(ty);
+            c.task_config = Some(config.to_vec().into());
+            c.task_inputs = inputs.to_vec();
+            c.n_cpus = Some(1);
+            c.checkpoint_path = Some(String::new());
+        })
+    }
+
+    fn responses(bytes: &[u8]) -> Vec<WorkerResponse> {
+        let mut r = FrameReader::new(u64::MAX);
+        let mut out = Vec::new();
+        r.feed::<loom_core::frame::FrameError>(bytes, |f| {
+            out.push(WorkerResponse::decode(f).unwrap());
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// Runs `call` on another thread, as the binding's pool does.
+    fn run_elsewhere(call: NativeCall) -> loom_core::worker::NativeDone {
+        std::thread::spawn(move || call.run()).join().unwrap()
+    }
+
+    /// The bytes of stored object `id`, read back through a SEND stream (its last frame).
+    fn sent_bytes(w: &mut Worker, id: i32, len: usize) -> Vec<u8> {
+        w.on_server_data(&command(worker_command::Type::Send, id, |c| {
+            c.address = Some("127.0.0.1:1".into())
+        }))
+        .unwrap();
+        let out = w.take_output();
+        let stream = out.sends[0].to_vec();
+        stream[stream.len() - len..].to_vec()
+    }
+
+    #[test]
+    fn registers_the_library_task_types() {
+        let w = worker("register");
+        let frame = w.register_frame();
+        let reg = loom_core::proto::comm::Register::decode(&frame[8..]).unwrap();
+        assert!(reg.task_types.iter().any(|t| t == "my/count"));
+        assert_eq!(w.extensions().libraries().len(), 1);
+    }
+
+    /// A mapped File input reaches the library as the core's own mapping: the file is deleted
+    /// after `open` (so nothing could re-open it by path) and the stored object is removed
+    /// while the call is in flight; the count is still right.
+    #[test]
+    fn a_native_task_reads_the_stored_mapping_not_the_path() {
+        let mut w = worker("mapped");
+        let dir = work_dir("mapped-input");
+        let path = dir.join("letters.txt");
+        let mut content = vec![b'a'; 4 << 20];
+        for i in (0..content.len()).step_by(1000) {
+            content[i] = b'b';
+        }
+        let expected = content.iter().filter(|&&b| b == b'b').count() as u64;
+        std::fs::write(&path, &content).unwrap();
+
+        w.on_server_data(&task(
+            1,
+            "loom/data/open",
+            path.to_str().unwrap().as_bytes(),
+            &[],
+        ))
+        .unwrap();
+        let r = responses(&w.take_output().to_server);
+        assert_eq!(r[0].r#type, worker_response::Type::Finished as i32);
+        std::fs::remove_file(&path).unwrap();
+
+        w.on_server_data(&task(2, "my/count", b"b", &[1])).unwrap();
+        let mut out = w.take_output();
+        assert!(out.js_tasks.is_empty(), "native tasks never go to JS");
+        assert!(out.to_server.is_empty(), "not finished before it ran");
+        let call = out.native_calls.pop().expect("one native call");
+        assert_eq!((call.id(), call.task_type()), (2, "my/count"));
+        // The call shares the stored object (store + call), it holds no copy.
+        assert_eq!(Arc::strong_count(&call.inputs()[0]), 2);
+        assert_eq!(call.inputs()[0].type_name(), "loom/file");
+
+        // The server drops the input meanwhile: the call's reference keeps the mapping alive.
+        w.on_server_data(&command(worker_command::Type::Remove, 1, |_| {}))
+            .unwrap();
+        assert_eq!(Arc::strong_count(&call.inputs()[0]), 1);
+        let done = run_elsewhere(call);
+        w.finish_native(done);
+        let out = w.take_output();
+        assert_eq!(
+            responses(&out.to_server),
+            vec![WorkerResponse {
+                r#type: worker_response::Type::Finished as i32,
+                id: 2,
+                size: Some(8),
+                length: Some(0),
+                error_msg: None,
+            }]
+        );
+        assert!(out.logs.iter().any(|(_, l)| l
+            == &format!(
+                "Task id=2 (my/count): my/count: {expected} in {} bytes",
+                content.len()
+            )));
+        assert_eq!(sent_bytes(&mut w, 2, 8), expected.to_le_bytes());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn native_tasks_take_cpu_slots_and_errors_fail_only_their_task() {
+        let mut w = worker("slots");
+        let mut b = task(1, "loom/data/const", b"abcabca", &[]);
+        for id in 2..=4 {
+            b.extend(task(id, "my/count", b"a", &[1]));
+        }
+        b.extend(task(5, "my/panic", b"boom", &[]));
+        w.on_server_data(&b).unwrap();
+        let out = w.take_output();
+        // Two CPUs: two calls run, the others wait for slots.
+        assert_eq!(out.native_calls.len(), 2);
+        let mut pending: Vec<NativeCall> = out.native_calls;
+        let mut finished = Vec::new();
+        let mut failed = Vec::new();
+        while let Some(call) = pending.pop() {
+            w.finish_native(run_elsewhere(call));
+            let out = w.take_output();
+            for r in responses(&out.to_server) {
+                if r.r#type == worker_response::Type::Finished as i32 {
+                    finished.push(r.id);
+                } else {
+                    failed.push((
+                        r.id,
+                        String::from_utf8_lossy(&r.error_msg.unwrap()).into_owned(),
+                    ));
+                }
+            }
+            pending.extend(out.native_calls);
+        }
+        finished.sort();
+        assert_eq!(finished, vec![2, 3, 4]);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, 5);
+        assert!(failed[0].1.contains("panicked"), "{}", failed[0].1);
+        assert_eq!(sent_bytes(&mut w, 3, 8), 3u64.to_le_bytes());
+    }
+
+    #[test]
+    fn a_task_type_defined_twice_is_refused() {
+        let lib = rust_example().to_path_buf();
+        let e = Worker::new(config("twice", vec![lib.clone(), lib.clone()])).unwrap_err();
+        let WorkerError::Extension(ExtensionError::DuplicateTaskType { task_type, .. }) = &e else {
+            panic!("{e}");
+        };
+        assert_eq!(task_type, "my/count");
+        assert!(e.to_string().contains("already defined by"), "{e}");
+        let e = Worker::new(config("missing", vec!["/nonexistent/lib.so".into()])).unwrap_err();
+        assert!(
+            matches!(e, WorkerError::Extension(ExtensionError::NotFound { .. })),
+            "{e}"
+        );
+    }
+}

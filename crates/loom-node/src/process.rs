@@ -3,6 +3,7 @@
 //! `child_process`; each child is spawned and awaited on a thread of its own, so the event loop
 //! and the addon's thread pool stay free.
 
+use crate::ErrorCode;
 use napi::bindgen_prelude::Object;
 use napi::Env;
 use napi_derive::napi;
@@ -39,7 +40,7 @@ fn open_out(path: &str) -> std::io::Result<File> {
 }
 
 /// Starts `argv` in `cwd` with the worker's environment; resolves when it ends. Rejects with
-/// `spawning '<argv[0]>': <reason>` when the program cannot be started. The spawn happens on the
+/// `spawning '<argv[0]>': <reason>` (code `ERR_LOOM_SPAWN`) when the program cannot be started. The spawn happens on the
 /// waiting thread: `posix_spawn` returns only once the child has exec'd, which the event loop
 /// should not wait for (measured A/B/A here: 15-30% more programs/s).
 #[napi(ts_return_type = "Promise<ProgramExit>")]
@@ -48,8 +49,10 @@ pub fn run_program<'env>(
     argv: Vec<String>,
     cwd: String,
     stdio: ProgramStdio,
-) -> napi::Result<Object<'env>> {
-    let (deferred, promise) = env.create_deferred::<ProgramExit, _>()?;
+) -> napi::Result<Object<'env>, ErrorCode> {
+    let (deferred, promise) = env
+        .create_deferred::<ProgramExit, _>()
+        .map_err(crate::binding_error)?;
     std::thread::Builder::new()
         .name("hyperloom-run".into())
         .spawn(move || {
@@ -72,24 +75,30 @@ pub fn run_program<'env>(
                     .stderr(stderr)
                     .spawn()
             })();
-            match spawned {
-                Err(e) => deferred.reject(napi::Error::from_reason(format!(
-                    "spawning '{program}': {e}"
-                ))),
-                Ok(mut child) => match child.wait() {
-                    Ok(status) => deferred.resolve(move |_| {
-                        Ok(ProgramExit {
-                            code: status.code(),
-                            signal: status.signal(),
-                        })
-                    }),
-                    Err(e) => deferred.reject(napi::Error::from_reason(format!(
-                        "waiting for '{program}': {e}"
-                    ))),
-                },
-            }
+            let outcome = match spawned {
+                Err(e) => Err(format!("spawning '{program}': {e}")),
+                Ok(mut child) => child
+                    .wait()
+                    .map_err(|e| format!("waiting for '{program}': {e}")),
+            };
+            deferred.resolve(move |env| match outcome {
+                Ok(status) => Ok(ProgramExit {
+                    code: status.code(),
+                    signal: status.signal(),
+                }),
+                Err(message) => Err(crate::coded_rejection(
+                    &env,
+                    ErrorCode::ERR_LOOM_SPAWN,
+                    message,
+                )),
+            });
         })
-        .map_err(|e| napi::Error::from_reason(format!("cannot start a thread: {e}")))?;
+        .map_err(|e| {
+            napi::Error::new(
+                ErrorCode::ERR_LOOM_SPAWN,
+                format!("cannot start a thread: {e}"),
+            )
+        })?;
     Ok(promise)
 }
 
@@ -101,7 +110,8 @@ static REMOVER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Str
 /// from JavaScript costs the event loop a chain of lstat/readdir/unlink callbacks per program).
 /// Errors are ignored: a leftover directory is removed with the worker's work directory.
 #[napi]
-pub fn remove_tree_in_background(path: String) -> napi::Result<()> {
+/// Throws `ERR_LOOM_REMOVER` if the remover thread is gone.
+pub fn remove_tree_in_background(path: String) -> napi::Result<(), ErrorCode> {
     let sender = REMOVER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         std::thread::Builder::new()
@@ -116,7 +126,7 @@ pub fn remove_tree_in_background(path: String) -> napi::Result<()> {
     });
     sender
         .lock()
-        .map_err(|_| napi::Error::from_reason("remover poisoned"))?
+        .map_err(|_| napi::Error::new(ErrorCode::ERR_LOOM_REMOVER, "remover poisoned".to_owned()))?
         .send(path)
-        .map_err(|e| napi::Error::from_reason(format!("remover gone: {e}")))
+        .map_err(|e| napi::Error::new(ErrorCode::ERR_LOOM_REMOVER, format!("remover gone: {e}")))
 }

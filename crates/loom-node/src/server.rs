@@ -1,6 +1,6 @@
 //! `ServerCore`: the server's plan graph and scheduler, fed with socket bytes.
 
-use crate::LogLine;
+use crate::{ErrorCode, LogLine};
 use loom_core::server::{Output, Server, ServerError};
 
 /// `DataRelay.client` when nobody waits for the object: its frames are read and dropped.
@@ -131,7 +131,8 @@ impl ServerCore {
 
     /// A DataHeader frame arrived on the data port; says where the object goes.
     #[napi]
-    pub fn on_data_header(&mut self, header: &[u8]) -> napi::Result<DataRelay> {
+    /// A malformed header throws `ERR_LOOM_DATA_HEADER`.
+    pub fn on_data_header(&mut self, header: &[u8]) -> napi::Result<DataRelay, ErrorCode> {
         let relay = match self.inner.on_data_header(header) {
             Ok(r) => r,
             // Nobody waits for it any more (the client left): the frames are skipped.
@@ -142,7 +143,12 @@ impl ServerCore {
                     n_messages: n_messages as i64,
                 })
             }
-            Err(e) => return Err(napi::Error::from_reason(e.to_string())),
+            Err(e) => {
+                return Err(napi::Error::new(
+                    ErrorCode::ERR_LOOM_DATA_HEADER,
+                    e.to_string(),
+                ))
+            }
         };
         Ok(DataRelay {
             client: relay.client,

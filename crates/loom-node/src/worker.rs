@@ -1,10 +1,20 @@
-//! `WorkerCore`: the worker's data store and built-in tasks, fed with socket bytes.
+//! `WorkerCore`: the worker's data store, built-in tasks and native task libraries, fed with
+//! socket bytes.
+//!
+//! Native tasks take the direct path: the core hands out a `NativeCall` (shared references to
+//! the stored inputs), this binding runs it on the libuv thread pool, and the call's completion
+//! goes straight back into the core; JS only receives the effects to apply.
 
-use crate::LogLine;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::{binding_error, ErrorCode, LogLine};
 use loom_core::data::stream::StreamPart;
-use loom_core::worker::{JsResult, JsTask, RedirectInput, Worker, WorkerConfig, WorkerOutput};
-use napi::bindgen_prelude::{Buffer, BufferSlice};
-use napi::Env;
+use loom_core::worker::{
+    JsResult, JsTask, NativeCall, NativeDone, RedirectInput, Worker, WorkerConfig, WorkerError,
+    WorkerOutput,
+};
+use napi::bindgen_prelude::{AsyncTask, Buffer, BufferSlice, Uint8Array};
+use napi::{Env, Task};
 use napi_derive::napi;
 
 /// A data stream to push to a worker or to the server's data port.
@@ -49,21 +59,43 @@ pub struct TaskToRun {
     pub cpu_slots: Vec<u32>,
 }
 
-/// A result produced by the JS layer.
-#[napi(object)]
-pub struct TaskResult {
-    /// `plain`, `file`, `jsobj`, `pyobj`, `array` or `input`.
-    pub kind: String,
-    /// Bytes for `plain`, `jsobj` and `pyobj`.
-    pub data: Option<Buffer>,
-    /// A file to move into the data directory, for `file`.
-    pub path: Option<String>,
-    /// Items of an `array`.
-    pub items: Option<Vec<TaskResult>>,
-    /// Input number passed through, for `input`.
-    pub index: Option<u32>,
-    /// For `input`: the item inside that input to pass instead (item `at[0]`, then `at[1]`, ...).
-    pub at: Option<Vec<u32>>,
+/// The result of a task run by the JS layer (`run`, functions): the one task-result shape of
+/// the worker, from a function thread to the core.
+#[napi(discriminant = "kind", discriminant_case = "lowercase")]
+pub enum TaskResult {
+    /// Raw bytes, stored as a data object (`loom/data`).
+    Plain {
+        /// The bytes.
+        data: Uint8Array,
+    },
+    /// A serialized JS value (`loom/js/obj`).
+    Jsobj {
+        /// `v8.serialize` output.
+        data: Uint8Array,
+    },
+    /// A pickled Python object (`loom/pyobj`).
+    Pyobj {
+        /// The pickle.
+        data: Uint8Array,
+    },
+    /// A file (in the task's run directory) to move into the data directory as the result.
+    File {
+        /// Its path.
+        path: String,
+    },
+    /// An array of results.
+    Array {
+        /// The items.
+        items: Vec<TaskResult>,
+    },
+    /// Input number `index` of the task passed through unchanged, or the item inside it at
+    /// `at` (item `at[0]`, then `at[1]`, ...).
+    Input {
+        /// The input number.
+        index: u32,
+        /// The path of the item inside the input (empty or absent: the input itself).
+        at: Option<Vec<u32>>,
+    },
 }
 
 /// An input of a redirected task: `index` of the original task's inputs, or new `data`.
@@ -93,7 +125,7 @@ pub struct DataTypeIds {
 }
 
 /// What the worker layer must do after an event.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct WorkerEffects {
     /// Framed responses for the server.
     pub to_server: Buffer,
@@ -101,8 +133,54 @@ pub struct WorkerEffects {
     pub sends: Vec<DataSend>,
     /// Tasks to run in JS.
     pub tasks: Vec<TaskToRun>,
+    /// Native tasks started on the thread pool by this event: each resolves, once the task ran
+    /// and the core took its result, with the effects of that (apply them like these).
+    #[napi(ts_type = "Array<Promise<WorkerEffects>>")]
+    pub native: Vec<AsyncTask<NativeJob>>,
     /// Log lines.
     pub logs: Vec<LogLine>,
+}
+
+/// A loaded native task library.
+#[napi(object)]
+pub struct ExtensionInfo {
+    /// The path it was loaded from.
+    pub path: String,
+    /// The library's name.
+    pub name: String,
+    /// The library's version.
+    pub version: String,
+    /// The task types it provides.
+    pub task_types: Vec<String>,
+}
+
+/// One native task on the thread pool: runs the core's [`NativeCall`] there, then hands the
+/// outcome to the core on the JS thread.
+pub struct NativeJob {
+    core: Arc<Mutex<Worker>>,
+    call: Option<NativeCall>,
+}
+
+impl Task for NativeJob {
+    type Output = NativeDone;
+    type JsValue = WorkerEffects;
+
+    fn compute(&mut self) -> napi::Result<NativeDone> {
+        let call = self
+            .call
+            .take()
+            .ok_or_else(|| napi::Error::from_reason("native task run twice"))?;
+        Ok(call.run())
+    }
+
+    fn resolve(&mut self, env: Env, done: NativeDone) -> napi::Result<WorkerEffects> {
+        let out = {
+            let mut core = lock(&self.core);
+            core.finish_native(done);
+            core.take_output()
+        };
+        convert(&env, &self.core, out)
+    }
 }
 
 fn convert_task(t: JsTask) -> TaskToRun {
@@ -147,7 +225,7 @@ fn part_buffer(env: &Env, part: StreamPart) -> napi::Result<Buffer> {
     }
 }
 
-fn convert(env: &Env, out: WorkerOutput) -> napi::Result<WorkerEffects> {
+fn convert(env: &Env, core: &Arc<Mutex<Worker>>, out: WorkerOutput) -> napi::Result<WorkerEffects> {
     let mut sends = Vec::with_capacity(out.sends.len());
     for s in out.sends {
         let parts = s
@@ -164,67 +242,113 @@ fn convert(env: &Env, out: WorkerOutput) -> napi::Result<WorkerEffects> {
         to_server: out.to_server.into(),
         sends,
         tasks: out.js_tasks.into_iter().map(convert_task).collect(),
+        native: out
+            .native_calls
+            .into_iter()
+            .map(|call| {
+                AsyncTask::new(NativeJob {
+                    core: core.clone(),
+                    call: Some(call),
+                })
+            })
+            .collect(),
         logs: LogLine::all(out.logs),
     })
 }
 
-fn to_result(r: TaskResult) -> napi::Result<JsResult> {
-    let bad = |what: &str| {
-        napi::Error::from_reason(format!("task result of kind '{what}' is incomplete"))
-    };
-    Ok(match r.kind.as_str() {
-        "plain" => JsResult::Plain(r.data.ok_or_else(|| bad("plain"))?.to_vec()),
-        "jsobj" => JsResult::JsObj(r.data.ok_or_else(|| bad("jsobj"))?.to_vec()),
-        "pyobj" => JsResult::PyObj(r.data.ok_or_else(|| bad("pyobj"))?.to_vec()),
-        "file" => JsResult::PlainFile(r.path.ok_or_else(|| bad("file"))?.into()),
-        "input" => {
-            let i = r.index.ok_or_else(|| bad("input"))? as usize;
-            match r.at {
-                Some(at) if !at.is_empty() => {
-                    JsResult::Item(i, at.into_iter().map(u64::from).collect())
-                }
-                _ => JsResult::Input(i),
+fn to_result(r: TaskResult) -> JsResult {
+    match r {
+        TaskResult::Plain { data } => JsResult::Plain(data.to_vec()),
+        TaskResult::Jsobj { data } => JsResult::JsObj(data.to_vec()),
+        TaskResult::Pyobj { data } => JsResult::PyObj(data.to_vec()),
+        TaskResult::File { path } => JsResult::PlainFile(path.into()),
+        TaskResult::Input { index, at } => match at {
+            Some(at) if !at.is_empty() => {
+                JsResult::Item(index as usize, at.into_iter().map(u64::from).collect())
             }
-        }
-        "array" => JsResult::Array(
-            r.items
-                .ok_or_else(|| bad("array"))?
-                .into_iter()
-                .map(to_result)
-                .collect::<napi::Result<_>>()?,
-        ),
-        other => {
-            return Err(napi::Error::from_reason(format!(
-                "unknown task result kind '{other}'"
-            )))
-        }
-    })
+            _ => JsResult::Input(index as usize),
+        },
+        TaskResult::Array { items } => JsResult::Array(items.into_iter().map(to_result).collect()),
+    }
+}
+
+fn lock(core: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
+    // A panic while holding the lock cannot leave the core half-updated in a way a later call
+    // would misread any worse than the panic itself did: keep serving.
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The binding error of a core error.
+fn worker_error(e: WorkerError) -> napi::Error<ErrorCode> {
+    let code = match &e {
+        WorkerError::DataDir { .. } => ErrorCode::ERR_LOOM_WORK_DIR,
+        WorkerError::Extension(_) => ErrorCode::ERR_LOOM_EXTENSION,
+        WorkerError::Frame(_) | WorkerError::BadMessage(_) => ErrorCode::ERR_LOOM_SERVER_STREAM,
+        WorkerError::Stream { .. } => ErrorCode::ERR_LOOM_PEER_STREAM,
+    };
+    napi::Error::new(code, e.to_string())
 }
 
 /// The worker core (one per worker process).
+///
+/// Shared (behind a mutex only ever taken on the JS thread) with the native tasks in flight,
+/// whose completion feeds the core directly.
 #[napi]
 pub struct WorkerCore {
-    inner: Worker,
+    inner: Arc<Mutex<Worker>>,
+}
+
+impl WorkerCore {
+    /// Runs `f` on the core, then returns the event's effects.
+    fn event(&self, env: &Env, f: impl FnOnce(&mut Worker)) -> napi::Result<WorkerEffects> {
+        let out = {
+            let mut core = lock(&self.inner);
+            f(&mut core);
+            core.take_output()
+        };
+        convert(env, &self.inner, out)
+    }
 }
 
 #[napi]
 impl WorkerCore {
-    /// Creates the data directory under `workDir` (which must be this worker's own directory).
+    /// Loads the native task libraries at `extensions` (in order; errors have the code
+    /// `ERR_LOOM_EXTENSION`), then creates the data directory under `workDir`, which must be
+    /// this worker's own directory (`ERR_LOOM_WORK_DIR`).
     #[napi(constructor)]
     pub fn new(
         work_dir: String,
         cpus: u32,
         data_port: u32,
-        extra_task_types: Vec<String>,
-    ) -> napi::Result<Self> {
+        extensions: Vec<String>,
+    ) -> napi::Result<Self, ErrorCode> {
         let inner = Worker::new(WorkerConfig {
             work_dir: work_dir.into(),
             cpus,
             data_port: data_port as u16,
-            extra_task_types,
+            extra_task_types: Vec::new(),
+            extensions: extensions.into_iter().map(Into::into).collect(),
         })
-        .map_err(|e| napi::Error::from_reason(e.to_string()))?;
-        Ok(WorkerCore { inner })
+        .map_err(worker_error)?;
+        Ok(WorkerCore {
+            inner: Arc::new(Mutex::new(inner)),
+        })
+    }
+
+    /// The loaded native task libraries, in load order.
+    #[napi]
+    pub fn extensions(&self) -> Vec<ExtensionInfo> {
+        lock(&self.inner)
+            .extensions()
+            .libraries()
+            .iter()
+            .map(|l| ExtensionInfo {
+                path: l.path().display().to_string(),
+                name: l.name().to_owned(),
+                version: l.version().to_owned(),
+                task_types: l.task_types(),
+            })
+            .collect()
     }
 
     /// The dictionary ids of the data types (`data`, `array`, `index`, `jsobj`, `pyobj`; -1
@@ -232,7 +356,8 @@ impl WorkerCore {
     /// array or index input (`TaskInput.bytes`) are these ids.
     #[napi]
     pub fn data_type_ids(&self) -> DataTypeIds {
-        let t = self.inner.type_ids();
+        let core = lock(&self.inner);
+        let t = core.type_ids();
         DataTypeIds {
             data: t.data,
             array: t.array,
@@ -245,60 +370,62 @@ impl WorkerCore {
     /// The framed Register message to send to the server.
     #[napi]
     pub fn register_frame(&self) -> Buffer {
-        self.inner.register_frame().into()
+        lock(&self.inner).register_frame().into()
     }
 
-    /// Bytes from the server connection.
+    /// Bytes from the server connection. A broken stream throws `ERR_LOOM_SERVER_STREAM`.
     #[napi]
-    pub fn on_server_data(&mut self, env: Env, chunk: &[u8]) -> napi::Result<WorkerEffects> {
-        self.inner
-            .on_server_data(chunk)
-            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
-        convert(&env, self.inner.take_output())
+    pub fn on_server_data(&self, env: Env, chunk: &[u8]) -> napi::Result<WorkerEffects, ErrorCode> {
+        let mut r = Ok(());
+        let effects = self.event(&env, |w| r = w.on_server_data(chunk));
+        r.map_err(worker_error)?;
+        effects.map_err(binding_error)
     }
 
-    /// Bytes on a data connection.
+    /// We opened data connection `conn` to the worker (or server data port) listening on
+    /// `port`: returns the framed Announce to write first. Data the peer sends back on it is
+    /// fed with `onPeerData` (it starts without an Announce).
+    #[napi]
+    pub fn open_peer(&self, conn: u32, port: u32) -> Buffer {
+        lock(&self.inner).open_peer(conn, port as u16).into()
+    }
+
+    /// Bytes on a data connection. A broken stream throws `ERR_LOOM_PEER_STREAM`.
     #[napi]
     pub fn on_peer_data(
-        &mut self,
+        &self,
         env: Env,
         conn: u32,
         chunk: &[u8],
-    ) -> napi::Result<WorkerEffects> {
-        self.inner
-            .on_peer_data(conn, chunk)
-            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
-        convert(&env, self.inner.take_output())
+    ) -> napi::Result<WorkerEffects, ErrorCode> {
+        let mut r = Ok(());
+        let effects = self.event(&env, |w| r = w.on_peer_data(conn, chunk));
+        r.map_err(worker_error)?;
+        effects.map_err(binding_error)
     }
 
     /// A data connection closed.
     #[napi]
-    pub fn on_peer_close(&mut self, env: Env, conn: u32) -> napi::Result<WorkerEffects> {
-        self.inner.on_peer_close(conn);
-        convert(&env, self.inner.take_output())
+    pub fn on_peer_close(&self, env: Env, conn: u32) -> napi::Result<WorkerEffects> {
+        self.event(&env, |w| w.on_peer_close(conn))
     }
 
     /// A JS task finished with `result`.
     #[napi]
     pub fn finish_task(
-        &mut self,
+        &self,
         env: Env,
         id: i32,
         result: TaskResult,
     ) -> napi::Result<WorkerEffects> {
-        match to_result(result) {
-            Ok(r) => self.inner.finish_js_task(id, r),
-            Err(e) => self
-                .inner
-                .fail_task(id, format!("invalid task result: {e}").as_bytes()),
-        }
-        convert(&env, self.inner.take_output())
+        let result = to_result(result);
+        self.event(&env, |w| w.finish_js_task(id, result))
     }
 
     /// Runs `taskType` in place of task `id` (task redirection).
     #[napi]
     pub fn redirect_task(
-        &mut self,
+        &self,
         env: Env,
         id: i32,
         task_type: String,
@@ -316,34 +443,31 @@ impl WorkerCore {
                 }),
                 (None, Some(d)) => converted.push(RedirectInput::Data(d.to_vec())),
                 (None, None) => {
-                    self.inner
-                        .fail_task(id, b"task redirection input has neither index nor data");
-                    return convert(&env, self.inner.take_output());
+                    return self.event(&env, |w| {
+                        w.fail_task(id, b"task redirection input has neither index nor data")
+                    });
                 }
             }
         }
-        self.inner.redirect_task(id, &task_type, config, converted);
-        convert(&env, self.inner.take_output())
+        self.event(&env, |w| w.redirect_task(id, &task_type, config, converted))
     }
 
     /// About once a second: samples CPU occupancy and writes the trace out when due (no-op
     /// while not tracing).
     #[napi]
-    pub fn trace_tick(&mut self, env: Env) -> napi::Result<WorkerEffects> {
-        self.inner.trace_tick();
-        convert(&env, self.inner.take_output())
+    pub fn trace_tick(&self, env: Env) -> napi::Result<WorkerEffects> {
+        self.event(&env, Worker::trace_tick)
     }
 
     /// Writes the trace out (before the process exits).
     #[napi]
-    pub fn trace_flush(&mut self) {
-        self.inner.trace_flush();
+    pub fn trace_flush(&self) {
+        lock(&self.inner).trace_flush();
     }
 
     /// A JS task failed with `message`.
     #[napi]
-    pub fn fail_task(&mut self, env: Env, id: i32, message: String) -> napi::Result<WorkerEffects> {
-        self.inner.fail_task(id, message.as_bytes());
-        convert(&env, self.inner.take_output())
+    pub fn fail_task(&self, env: Env, id: i32, message: String) -> napi::Result<WorkerEffects> {
+        self.event(&env, |w| w.fail_task(id, message.as_bytes()))
     }
 }

@@ -6,123 +6,27 @@
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
-/** Output of the server core for one event. */
-export interface ServerOutput {
-  writes: Array<{ conn: number; data: Buffer }>;
-  close: number[];
-  logs: LogLine[];
-  terminate: boolean;
-}
+// The addon's API is described once: by the `.d.ts` the napi build generates from the Rust
+// binding (`native/index.d.ts`, `napi build --dts`). Nothing here restates it.
+import type * as Addon from "../native/index.js";
 
-/** A log line from the core. */
-export interface LogLine {
-  level: "debug" | "info" | "warn" | "error";
-  message: string;
-}
-
-/** The server core's API. */
-export interface ServerCore {
-  onConnect(conn: number, peerIp: string): ServerOutput;
-  onData(conn: number, chunk: Buffer): ServerOutput;
-  onClose(conn: number): ServerOutput;
-  onDataHeader(header: Buffer): { client: number; response: Buffer; nMessages: number };
-  /** Call about once a second: writes the trace out when due. */
-  traceTick(): ServerOutput;
-  /** Writes the trace out (before exiting). */
-  traceFlush(): void;
-  /** Ready tasks that wait for a worker: none connected, or none that can run them. */
-  waiting(): { workers: number; withoutWorker: number; unrunnable: number };
-}
-
-/** An input of a task run by JS. */
-export interface TaskInput {
-  typeName: string;
-  size: number;
-  length: number;
-  bytes?: Buffer | null;
-  path?: string | null;
-}
-
-/** A task the JS side of the worker runs. */
-export interface TaskToRun {
-  id: number;
-  taskType: string;
-  config: Buffer;
-  inputs: TaskInput[];
-  nCpus: number;
-  cpuSlots: number[];
-}
-
-/** A result produced by JS for a task. */
-export type TaskResult =
-  | { kind: "plain" | "jsobj" | "pyobj"; data: Buffer }
-  | { kind: "file"; path: string }
-  | { kind: "array"; items: TaskResult[] }
-  /** Input `index` itself, or the item inside it at `at` (item `at[0]`, then `at[1]`, ...). */
-  | { kind: "input"; index: number; at?: number[] };
-
-/** Dictionary ids of the data types (-1 before the server's dictionary arrived). */
-export interface DataTypeIds {
-  data: number;
-  array: number;
-  index: number;
-  jsobj: number;
-  pyobj: number;
-}
-
-/** Output of the worker core for one event. */
-export interface WorkerEffects {
-  toServer: Buffer;
-  /** Data streams: write every part in order (large objects are views of the stored bytes). */
-  sends: Array<{ address: string; parts: Buffer[] }>;
-  tasks: TaskToRun[];
-  logs: LogLine[];
-}
-
-/** The worker core's API. */
-export interface WorkerCore {
-  registerFrame(): Buffer;
-  onServerData(chunk: Buffer): WorkerEffects;
-  onPeerData(conn: number, chunk: Buffer): WorkerEffects;
-  onPeerClose(conn: number): WorkerEffects;
-  finishTask(id: number, result: TaskResult): WorkerEffects;
-  failTask(id: number, message: string): WorkerEffects;
-  /** Runs `taskType` in place of task `id` (task redirection); inputs are the task's inputs by index (or an item inside one, `at`), or new bytes. */
-  redirectTask(id: number, taskType: string, config: Buffer, inputs: Array<{ index?: number; at?: number[]; data?: Buffer }>): WorkerEffects;
-  /** The ids the stream frames of array and index inputs (`TaskInput.bytes`) use for the data types. */
-  dataTypeIds(): DataTypeIds;
-  /** Call about once a second: samples CPU occupancy and writes the trace out when due. */
-  traceTick(): WorkerEffects;
-  /** Writes the trace out (before exiting). */
-  traceFlush(): void;
-}
-
-/** A loaded native task library. */
-export interface ExtensionInfo {
-  handle: number;
-  name: string;
-  version: string;
-  taskTypes: string[];
-}
-
-/** How a program ended. */
-export interface ProgramExit {
-  code?: number | null;
-  signal?: number | null;
-}
+export type {
+  DataTypeIds,
+  ErrorCode,
+  ExtensionInfo,
+  LogLine,
+  ProgramExit,
+  ServerCore,
+  ServerOutput,
+  TaskInput,
+  TaskResult,
+  TaskToRun,
+  WorkerCore,
+  WorkerEffects,
+} from "../native/index.js";
 
 /** The addon's exports. */
-export interface Native {
-  /** Removes a directory tree on a background thread. */
-  removeTreeInBackground(path: string): void;
-  /** Starts a program (posix_spawn) and resolves when it ends; rejects when it cannot start. */
-  runProgram(argv: string[], cwd: string, stdio: { stdin?: string; stdout?: string; stderr: string }): Promise<ProgramExit>;
-  protocolVersion(): number;
-  loadExtension(path: string): ExtensionInfo;
-  runExtensionTask(handle: number, taskType: string, config: Buffer, inputs: TaskInput[]): Promise<{ result: TaskResult; logs: LogLine[] }>;
-  ServerCore: new (dataPort: number) => ServerCore;
-  WorkerCore: new (workDir: string, cpus: number, dataPort: number, extraTaskTypes: string[]) => WorkerCore;
-}
+export type Native = typeof Addon;
 
 let loaded: Native | undefined;
 

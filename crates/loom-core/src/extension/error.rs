@@ -72,4 +72,21 @@ pub enum ExtensionError {
         /// What is wrong.
         reason: String,
     },
+
+    /// Two libraries of one worker (or a library and the worker's own JS task types) define
+    /// the same task type: which one runs it would be ambiguous.
+    #[error(
+        "task library '{}' ({library}) defines '{task_type}', which is already defined by {other}",
+        .path.display()
+    )]
+    DuplicateTaskType {
+        /// The path of the library loaded second.
+        path: PathBuf,
+        /// Its name and version.
+        library: String,
+        /// The task type.
+        task_type: String,
+        /// Who defined it first: the other library's path, or "the worker itself".
+        other: String,
+    },
 }

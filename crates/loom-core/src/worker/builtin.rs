@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use super::Extensions;
 use crate::data::{strerror, Array, DataDir, DataObject, DataRef, ExternFile, Index, Plain};
 
 /// What a task type symbol means to this worker.
@@ -23,10 +24,13 @@ pub(crate) enum Kind {
     ArrayMake,
     /// Executed by the JS layer (`run`, `js/*`, `py/*` (its Python pool), extra types).
     Js,
+    /// Provided by task library number `.0` of the worker's [`Extensions`], run on the
+    /// binding's thread pool.
+    Native(u16),
 }
 
 impl Kind {
-    pub fn of(name: &str, extra: &[String]) -> Kind {
+    pub fn of(name: &str, extra: &[String], extensions: &Extensions) -> Kind {
         match name {
             "loom/base/get" => Kind::Get,
             "loom/base/slice" => Kind::Slice,
@@ -41,7 +45,7 @@ impl Kind {
             "loom/run/run" | "loom/js/call" | "loom/js/value" | "loom/py/call"
             | "loom/py/value" => Kind::Js,
             n if extra.iter().any(|e| e == n) => Kind::Js,
-            _ => Kind::Unknown,
+            n => extensions.library_of(n).map_or(Kind::Unknown, Kind::Native),
         }
     }
 }
@@ -160,7 +164,9 @@ pub(crate) fn run(
                 )),
             }
         }
-        Kind::Js | Kind::Unknown => Err("internal error: not a built-in task".to_owned()),
+        Kind::Js | Kind::Native(_) | Kind::Unknown => {
+            Err("internal error: not a built-in task".to_owned())
+        }
     }
 }
 

@@ -8,10 +8,14 @@
 //!   that call's output, written after the result is stored (a later `SEND` finds it).
 //! - `loom/run/run`, `loom/js/*`, `loom/py/*` and extra task types become [`JsTask`]s once their inputs are
 //!   present and CPU slots are free (FIFO, head-of-line blocking; `n_cpus == 0` starts at once).
+//! - Task types of the loaded task libraries ([`Extensions`]) go through the same queue and
+//!   become [`NativeCall`]s: shared references to the stored inputs, run by the binding on its
+//!   thread pool and answered with [`Worker::finish_native`] (see `native.rs`).
 //! - Nothing a peer sends panics: a bad command fails its task (`FAILED`) or, when there is no
 //!   task to fail, is logged and ignored. Only a broken byte stream is an `Err`.
 
 mod builtin;
+mod native;
 mod peer;
 mod slots;
 mod wire;
@@ -27,11 +31,12 @@ use crate::data::{
     strerror, Array, DataDir, DataObject, DataRef, ExternFile, JsObj, PyObj, TypeIds,
 };
 use crate::frame::{push_frame, push_raw_frame, FrameError, FrameReader, MAX_CONTROL_FRAME};
-use crate::proto::comm::{register, Register, WorkerCommand};
+use crate::proto::comm::{register, Announce, Register, WorkerCommand};
 use crate::proto::PROTOCOL_VERSION;
 use crate::symbols::{Symbols, JS_TASK_TYPES, ORIGINAL_TASK_TYPES, WORKER_DATA_TYPES};
 use crate::trace::WorkerTrace;
 use builtin::Kind;
+pub use native::{Extensions, NativeCall, NativeDone};
 use peer::Peer;
 use slots::Slots;
 use wire::{cmd, resp};
@@ -47,6 +52,8 @@ pub struct WorkerConfig {
     pub data_port: u16,
     /// Task types executed by JS besides `loom/run/run` and `loom/js/*`.
     pub extra_task_types: Vec<String>,
+    /// Native task libraries to load (`--extension`), in order.
+    pub extensions: Vec<PathBuf>,
 }
 
 pub use crate::log::LogLevel;
@@ -148,6 +155,8 @@ pub struct WorkerOutput {
     pub sends: Vec<Send>,
     /// Tasks to execute in JS.
     pub js_tasks: Vec<JsTask>,
+    /// Native tasks to run on a thread pool (answer each with [`Worker::finish_native`]).
+    pub native_calls: Vec<NativeCall>,
     /// Log lines.
     pub logs: Vec<(LogLevel, String)>,
 }
@@ -169,6 +178,9 @@ pub enum WorkerError {
     /// An undecodable message on the server connection.
     #[error("malformed message from the server: {0}")]
     BadMessage(String),
+    /// A task library could not be loaded (or defines a task type twice).
+    #[error(transparent)]
+    Extension(#[from] crate::extension::ExtensionError),
     /// A broken data connection.
     #[error("data connection {conn}: {msg}")]
     Stream {
@@ -242,7 +254,9 @@ struct Running {
 #[derive(Debug)]
 pub struct Worker {
     cfg: WorkerConfig,
-    dd: DataDir,
+    /// Shared with native calls, which store their results on the thread pool.
+    dd: Arc<DataDir>,
+    extensions: Extensions,
     symbols: Symbols,
     ids: TypeIds,
     kinds: Vec<Kind>,
@@ -264,15 +278,22 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Creates `<work_dir>/data` (an error if it exists).
+    /// Loads the task libraries, then creates `<work_dir>/data` (an error if it exists).
     pub fn new(cfg: WorkerConfig) -> Result<Worker, WorkerError> {
+        let reserved: Vec<String> = JS_TASK_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(cfg.extra_task_types.iter().cloned())
+            .collect();
+        let extensions = Extensions::load(&cfg.extensions, &reserved)?;
         let data = cfg.work_dir.join("data");
         std::fs::create_dir(&data).map_err(|source| WorkerError::DataDir {
             path: cfg.work_dir.clone(),
             source,
         })?;
         Ok(Worker {
-            dd: DataDir::new(data),
+            dd: Arc::new(DataDir::new(data)),
+            extensions,
             symbols: Symbols::new(),
             ids: TypeIds::default(),
             kinds: Vec::new(),
@@ -294,13 +315,15 @@ impl Worker {
     }
 
     /// The framed Register message (REGISTER_WORKER, v2, port, cpus, task_types =
-    /// ORIGINAL_TASK_TYPES + JS_TASK_TYPES + extra, data_types = WORKER_DATA_TYPES).
+    /// ORIGINAL_TASK_TYPES + JS_TASK_TYPES + extra + the libraries' types, data_types =
+    /// WORKER_DATA_TYPES).
     pub fn register_frame(&self) -> Vec<u8> {
         let task_types = ORIGINAL_TASK_TYPES
             .iter()
             .chain(JS_TASK_TYPES.iter())
             .map(|s| s.to_string())
             .chain(self.cfg.extra_task_types.iter().cloned())
+            .chain(self.extensions.task_types())
             .collect();
         let msg = Register {
             protocol_version: PROTOCOL_VERSION,
@@ -313,6 +336,11 @@ impl Worker {
         let mut out = Vec::new();
         push_frame(&mut out, &msg);
         out
+    }
+
+    /// The loaded task libraries.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
     }
 
     /// The data directory (`<work_dir>/data`).
@@ -342,9 +370,9 @@ impl Worker {
         r
     }
 
-    /// Bytes on a data connection `conn` (accepted or opened by TS; TS sends the Announce on
-    /// ones it opens). The first frame of a connection is recognised as an Announce by its
-    /// shape and skipped, so either kind of connection may be fed here.
+    /// Bytes on a data connection `conn`: one a peer opened (its first frame, an Announce, is
+    /// recognised by its shape and skipped) or one this worker opened with
+    /// [`open_peer`](Self::open_peer).
     pub fn on_peer_data(&mut self, conn: u32, chunk: &[u8]) -> Result<(), WorkerError> {
         self.trace_new_call();
         let mut peer = self.peers.remove(&conn).unwrap_or_else(Peer::new);
@@ -365,6 +393,21 @@ impl Worker {
         };
         self.drain_woken();
         r
+    }
+
+    /// This worker opened data connection `conn` to a peer (or the server's data port)
+    /// listening on `port`: returns the framed Announce to write on it first. What the peer
+    /// sends back on it is fed to [`on_peer_data`](Self::on_peer_data) like any connection.
+    pub fn open_peer(&mut self, conn: u32, port: u16) -> Vec<u8> {
+        self.peers.insert(conn, Peer::outgoing(port));
+        let mut frame = Vec::new();
+        push_frame(
+            &mut frame,
+            &Announce {
+                port: i32::from(self.cfg.data_port),
+            },
+        );
+        frame
     }
 
     /// A data connection closed: a partly received object is dropped (logged).
@@ -391,6 +434,36 @@ impl Worker {
         };
         self.slots.release(&r.slots);
         match self.convert(result, &r.inputs) {
+            Ok(obj) => self.publish(id, obj, &r.checkpoint),
+            Err(msg) => self.fail(id, &msg),
+        }
+        self.start_queued();
+        self.drain_woken();
+    }
+
+    /// A native task ran ([`NativeCall::run`]): its log lines are logged naming the task, its
+    /// slots are released, and its stored result is published (or the task fails with the
+    /// library's message). Queued tasks may start.
+    pub fn finish_native(&mut self, done: NativeDone) {
+        self.trace_new_call();
+        let NativeDone {
+            id,
+            task_type,
+            result,
+            logs,
+        } = done;
+        for (level, text) in logs {
+            self.log(level, format!("Task id={id} ({task_type}): {text}"));
+        }
+        let Some(r) = self.running.remove(&id) else {
+            self.log(
+                LogLevel::Warn,
+                format!("finish_native: task id={id} is not running"),
+            );
+            return;
+        };
+        self.slots.release(&r.slots);
+        match result {
             Ok(obj) => self.publish(id, obj, &r.checkpoint),
             Err(msg) => self.fail(id, &msg),
         }
@@ -467,7 +540,7 @@ impl Worker {
             }
             (Some(k), None) => k,
         };
-        if kind == Kind::Js {
+        if matches!(kind, Kind::Js | Kind::Native(_)) {
             let n_cpus = r.slots.len() as u32;
             let q = Queued {
                 id,
@@ -570,16 +643,18 @@ impl Worker {
         }
         self.kinds = names
             .iter()
-            .map(|n| Kind::of(n, &self.cfg.extra_task_types))
+            .map(|n| Kind::of(n, &self.cfg.extra_task_types, &self.extensions))
             .collect();
         self.ids = TypeIds::from_symbols(&symbols);
         self.symbols = symbols;
-        let missing: Vec<&str> = ORIGINAL_TASK_TYPES
+        let missing: Vec<String> = ORIGINAL_TASK_TYPES
             .iter()
             .chain(JS_TASK_TYPES.iter())
             .chain(WORKER_DATA_TYPES.iter())
             .copied()
             .chain(self.cfg.extra_task_types.iter().map(String::as_str))
+            .map(str::to_owned)
+            .chain(self.extensions.task_types())
             .filter(|n| self.symbols.id(n).is_none())
             .collect();
         if !missing.is_empty() {
@@ -645,7 +720,7 @@ impl Worker {
         self.input_refs = refs;
     }
 
-    /// Runs a built-in at once or queues a JS task. `refs` holds the inputs (left empty).
+    /// Runs a built-in at once or queues a JS or native task. `refs` holds the inputs (left empty).
     #[allow(clippy::too_many_arguments)]
     fn start(
         &mut self,
@@ -657,7 +732,7 @@ impl Worker {
         n_cpus: u32,
         checkpoint: &str,
     ) {
-        if kind == Kind::Js {
+        if matches!(kind, Kind::Js | Kind::Native(_)) {
             let q = Queued {
                 id,
                 type_id,
@@ -685,7 +760,7 @@ impl Worker {
         }
     }
 
-    /// Starts queued JS tasks in FIFO order while their CPUs are free.
+    /// Starts queued JS and native tasks in FIFO order while their CPUs are free.
     fn start_queued(&mut self) {
         while let Some(q) = self.queue.front() {
             if q.n_cpus > self.slots.cpus() {
@@ -706,21 +781,44 @@ impl Worker {
         }
     }
 
-    fn start_js(&mut self, q: Queued, slots: Vec<u32>) {
+    /// Hands a task with its slots to JS ([`JsTask`]) or, for a library's task type, to the
+    /// thread pool ([`NativeCall`], with shared references to the stored inputs).
+    fn start_js(&mut self, mut q: Queued, slots: Vec<u32>) {
         if let Some(t) = self.trace.as_mut() {
             t.started(q.id, slots.first().map_or(-1, |&s| s as i64));
         }
         let task_type = self.symbols.name(q.type_id).unwrap_or_default().to_owned();
-        let by_path = task_type == "loom/py/call";
-        let inputs = q.inputs.iter().map(|x| self.js_input(x, by_path)).collect();
-        self.out.js_tasks.push(JsTask {
-            id: q.id,
-            task_type,
-            config: q.config,
-            inputs,
-            n_cpus: q.n_cpus,
-            cpu_slots: slots.clone(),
-        });
+        let library = match usize::try_from(q.type_id)
+            .ok()
+            .and_then(|i| self.kinds.get(i))
+        {
+            Some(Kind::Native(l)) => self.extensions.library(*l).cloned(),
+            _ => None,
+        };
+        match library {
+            Some(library) => self.out.native_calls.push(NativeCall::new(
+                q.id,
+                library,
+                task_type,
+                std::mem::take(&mut q.config),
+                // Moved: the call holds the only task-side reference (a native result never
+                // refers back to an input, so `Running` needs none).
+                std::mem::take(&mut q.inputs),
+                self.dd.clone(),
+            )),
+            None => {
+                let by_path = task_type == "loom/py/call";
+                let inputs = q.inputs.iter().map(|x| self.js_input(x, by_path)).collect();
+                self.out.js_tasks.push(JsTask {
+                    id: q.id,
+                    task_type,
+                    config: std::mem::take(&mut q.config),
+                    inputs,
+                    n_cpus: q.n_cpus,
+                    cpu_slots: slots.clone(),
+                });
+            }
+        }
         self.running.insert(
             q.id,
             Running {

@@ -92,6 +92,15 @@ impl Peer {
         }
     }
 
+    /// A connection this worker opened to `port`: the peer does not announce itself on it,
+    /// so the first frame it sends is data.
+    pub fn outgoing(port: u16) -> Self {
+        let mut peer = Peer::new();
+        peer.first = false;
+        peer.port = port;
+        peer
+    }
+
     /// The id of a partly received object.
     pub fn partial_id(&self) -> Option<i32> {
         self.dec.current_id()

@@ -24,6 +24,7 @@ fn worker_with(name: &str, cpus: u32, extra: &[&str]) -> Worker {
         cpus,
         data_port: 1234,
         extra_task_types: extra.iter().map(|s| s.to_string()).collect(),
+        extensions: vec![],
     })
     .unwrap();
     let mut names: Vec<String> = Symbols::for_server().names().to_vec();
@@ -131,6 +132,7 @@ fn data_dir_must_not_exist() {
         cpus: 1,
         data_port: 1,
         extra_task_types: vec![],
+        extensions: vec![],
     };
     let w = Worker::new(cfg.clone()).unwrap();
     assert!(dir.join("data").is_dir());
@@ -1083,4 +1085,30 @@ fn trace_records_tasks_and_transfers() {
     let bytes = (stream.len() - announce_len).to_string();
     assert_eq!(&r[..3], &["9", bytes.as_str(), "4321"]);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_connection_this_worker_opened_starts_with_its_announce_and_takes_data_back_without_one() {
+    let mut src = worker("open-peer-src", 1);
+    run(&mut src, &task(100, "loom/data/const", b"back", &[], 0));
+    let mut w = worker("open-peer-dst", 1);
+    let frame = w.open_peer(9, 4321);
+    let mut r = FrameReader::new(u64::MAX);
+    let mut announces = Vec::new();
+    r.feed::<FrameError>(&frame, |f| {
+        announces.push(Announce::decode(f).unwrap().port);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(announces, vec![1234], "our own data port");
+    // The peer answers on the same connection, without announcing itself.
+    let mut stream = Vec::new();
+    encode_stream(100, &src.store[&100], &src.ids, &mut stream);
+    w.on_peer_data(9, &stream).unwrap();
+    let out = w.take_output();
+    assert_eq!(
+        responses(&out.to_server)[0].r#type,
+        worker_response::Type::Transfered as i32
+    );
+    assert_eq!(plain_of(&w, 100), b"back");
 }

@@ -49,6 +49,28 @@ t("my/count over an opened (memory-mapped) File, in the guide's Task form", asyn
   assert.is(Number(r.readBigUInt64LE(0)), 50);
 });
 
+t("my/count reads the worker's own mapping of an opened file: no re-open (the file is deleted before the count runs)", async ({ client, dir }) => {
+  const { writeFileSync, existsSync } = await import("node:fs");
+  const path = join(dir, "deleted-after-open.txt");
+  const size = 8 << 20;
+  const content = Buffer.alloc(size, "a");
+  for (let i = 0; i < size; i += 4096) content[i] = 0x62; // "b"
+  writeFileSync(path, content);
+  // Deletes the file, then returns its input unchanged: the stored object (the worker's mapping
+  // made by `open`) is passed through, so my/count can only get the bytes from that mapping.
+  const unlinkThenPass = tasks.jsTask(
+    (p: string, file: unknown) => {
+      (process as unknown as { getBuiltinModule(m: string): typeof import("node:fs") }).getBuiltinModule("node:fs").unlinkSync(p);
+      return file;
+    },
+    { nDirectArgs: 1 },
+  );
+  const count = new Task("my/count", { inputs: [unlinkThenPass(path, tasks.open(path))], config: "b" });
+  const r = (await client.submitOne(count).gather()) as Buffer;
+  assert.is(existsSync(path), false, "the file was deleted before the count ran");
+  assert.is(Number(r.readBigUInt64LE(0)), size / 4096);
+});
+
 t("a plan using a task type no worker has is refused, naming the type", async ({ client }) => {
   assert.throws(() => client.submitOne(new Task({ taskType: "my/unknown", inputs: [] })), /my\/unknown/);
 });

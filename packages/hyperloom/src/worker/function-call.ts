@@ -1,5 +1,5 @@
 /** Messages between the worker's main thread and its function threads. */
-import type { TaskInput } from "../native.js";
+import type { TaskInput, TaskResult } from "../native.js";
 
 /** What the main thread sends for one call. */
 export interface FunctionCall {
@@ -12,16 +12,21 @@ export interface FunctionCall {
   inputs: TaskInput[];
 }
 
-/** A result of a call, as plain data that crosses threads. */
-export type ThreadResult =
-  | { kind: "plain" | "jsobj"; data: Uint8Array }
-  | { kind: "input"; index: number }
-  | { kind: "array"; items: ThreadResult[] }
-  | { kind: "redirect"; taskType: string; config: Uint8Array; inputs: Array<{ index: number } | { data: Uint8Array }> };
+/**
+ * A redirection: run `taskType` in place of the function task, on inputs of the call (by index)
+ * or new bytes. Only the whole result of a call can be one.
+ */
+export interface ThreadRedirect {
+  kind: "redirect";
+  taskType: string;
+  config: Uint8Array;
+  inputs: Array<{ index: number } | { data: Uint8Array }>;
+}
 
 /** A finished call: the result or the error, and the log lines written through the context. */
 export interface ThreadOutcome {
-  result?: ThreadResult;
+  /** The worker's one task-result shape (input indices count the call's inputs), or a redirection. */
+  result?: TaskResult | ThreadRedirect;
   error?: string;
   logs: Array<[string, string]>;
 }

@@ -9,8 +9,8 @@ import { runInThisContext } from "node:vm";
 import * as tasks from "../client/tasks.js";
 import { Task } from "../client/task.js";
 import { FUNCTION_MARK, type FunctionSpec } from "../client/functions.js";
-import type { TaskInput } from "../native.js";
-import type { FunctionCall, ThreadOutcome, ThreadResult } from "./function-call.js";
+import type { TaskInput, TaskResult } from "../native.js";
+import type { FunctionCall, ThreadOutcome, ThreadRedirect } from "./function-call.js";
 
 // Function tasks may use the task builders for redirection without importing them.
 (globalThis as Record<string, unknown>).tasks = tasks;
@@ -75,12 +75,17 @@ class Wrapped {
   constructor(readonly value: unknown) {}
 }
 
-function convert(v: unknown, args: Data[]): ThreadResult {
+/** A redirection placed inside an array (refused as is, without the "JavaScript exception" prefix). */
+class NestedRedirect extends Error {}
+
+/** The function's return value as a task result (`top`: the whole value, which may redirect). */
+function convert(v: unknown, args: Data[], top: boolean): TaskResult | ThreadRedirect {
   if (typeof v === "string") return { kind: "plain", data: Buffer.from(v) };
   if (v instanceof Uint8Array) return { kind: "plain", data: v };
   if (v instanceof Data) return { kind: "input", index: v.index };
   if (v instanceof Wrapped) return { kind: "jsobj", data: serialize(v.value) };
   if (v instanceof Task) {
+    if (!top) throw new NestedRedirect("a redirection can only be the whole result of a function, not an item of an array");
     const inputs = v.inputs.map((i) => {
       if (i instanceof Data) return { index: i.index };
       if (i instanceof Task && i.taskType === "loom/data/const") {
@@ -90,7 +95,7 @@ function convert(v: unknown, args: Data[]): ThreadResult {
     });
     return { kind: "redirect", taskType: v.taskType, config: typeof v.config === "string" ? Buffer.from(v.config) : v.config, inputs };
   }
-  if (Array.isArray(v)) return { kind: "array", items: v.map((x) => convert(x, args)) };
+  if (Array.isArray(v)) return { kind: "array", items: v.map((x) => convert(x, args, false) as TaskResult) };
   throw new Error(`Invalid result from the function: ${v === null ? "null" : typeof v} (return a string, bytes, a Task, ctx.wrap(value), an argument, or an array of those)`);
 }
 
@@ -117,8 +122,9 @@ async function runFunctionTask(call: FunctionCall): Promise<ThreadOutcome> {
     };
     const all = spec.context ? [ctx, ...direct, ...args] : [...direct, ...args];
     const value = await fn(...all);
-    return { result: convert(value, args), logs };
+    return { result: convert(value, args, true), logs };
   } catch (e) {
+    if (e instanceof NestedRedirect) return { error: e.message, logs };
     let text = e instanceof Error ? (e.stack ?? e.message) : String(e);
     if (e instanceof ReferenceError) {
       text += "\n(function tasks travel as source text: they cannot use variables of the client program; pass values as direct arguments or inputs)";

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { deserialize } from "node:v8";
 import type { TaskResult, TaskToRun } from "../native.js";
 import { log, type Level } from "../log.js";
-import type { FunctionCall, ThreadOutcome, ThreadResult } from "./function-call.js";
+import type { FunctionCall, ThreadOutcome } from "./function-call.js";
 
 type Pool = { run(task: FunctionCall): Promise<ThreadOutcome>; destroy(): Promise<void> };
 
@@ -89,16 +89,14 @@ export class FunctionRunner {
   }
 }
 
-function toTaskResult(r: ThreadResult, shift: number): TaskResult {
+/** A call's result as the task's: input indices of the call are shifted by `shift` in the task. */
+function toTaskResult(r: TaskResult, shift: number): TaskResult {
   switch (r.kind) {
-    case "plain":
-    case "jsobj":
-      return { kind: r.kind, data: Buffer.from(r.data) };
     case "input":
       return { kind: "input", index: r.index + shift };
     case "array":
       return { kind: "array", items: r.items.map((x) => toTaskResult(x, shift)) };
-    case "redirect":
-      throw new Error("a redirection can only be the whole result of a function, not an item of an array");
+    default:
+      return r;
   }
 }

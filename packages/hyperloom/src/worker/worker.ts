@@ -1,8 +1,9 @@
 /**
  * The worker process: registers with the server, feeds the server's commands and peers' data
- * streams to the Rust core (which runs the built-in tasks itself), pushes the data streams the core
- * produces, and runs the tasks that need JavaScript (`run`, JS functions) or Python (Python
- * functions, in a pool of Python processes) as the core hands them out.
+ * streams to the Rust core (which runs the built-in tasks itself and the native tasks on the
+ * addon's thread pool), pushes the data streams the core produces, and runs the tasks that need
+ * JavaScript (`run`, JS functions) or Python (Python functions, in a pool of Python processes) as
+ * the core hands them out.
  */
 import { createServer, connect as netConnect, type Server as NetServer, type Socket } from "node:net";
 import { lookup } from "node:dns/promises";
@@ -11,7 +12,6 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { native, type TaskToRun, type WorkerCore, type WorkerEffects } from "../native.js";
 import { log } from "../log.js";
-import { frame } from "../protocol/frame.js";
 import { comm } from "../protocol/messages.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
 import { runProgram } from "./run.js";
@@ -109,33 +109,17 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     "loom/py/call": (t) => python.call(t),
     "loom/py/value": (t) => python.value(t),
   };
-  const extraTypes: string[] = [];
-  for (const path of options.extensions ?? []) {
-    let info;
-    try {
-      info = native().loadExtension(path);
-    } catch (e) {
-      dataServer.close();
-      rmSync(workDir, { recursive: true, force: true });
-      throw new Error(`cannot load task library '${path}': ${(e as Error).message}`);
-    }
-    for (const type of info.taskTypes) {
-      if (handlers[type] !== undefined) {
-        dataServer.close();
-        rmSync(workDir, { recursive: true, force: true });
-        throw new Error(`task library '${path}' (${info.name} ${info.version}) defines '${type}', which is already defined`);
-      }
-      const handle = info.handle;
-      handlers[type] = async (t) => {
-        const out = await native().runExtensionTask(handle, type, t.config, t.inputs);
-        for (const l of out.logs) log(l.level, `Task id=${t.id} (${type}): ${l.message}`);
-        return { result: out.result };
-      };
-      extraTypes.push(type);
-    }
-    log("info", `Loaded task library ${info.name} ${info.version} from ${path}: ${info.taskTypes.join(", ")}`);
+  // The core loads the task libraries and runs their tasks itself (on the addon's thread pool).
+  try {
+    core = new (native().WorkerCore)(workDir, options.cpus, dataPort, options.extensions ?? []);
+  } catch (e) {
+    dataServer.close();
+    rmSync(workDir, { recursive: true, force: true });
+    throw e; // a binding error: `code` is ERR_LOOM_EXTENSION or ERR_LOOM_WORK_DIR, the message names the path
   }
-  core = new (native().WorkerCore)(workDir, options.cpus, dataPort, extraTypes);
+  for (const info of core.extensions()) {
+    log("info", `Loaded task library ${info.name} ${info.version} from ${info.path}: ${info.taskTypes.join(", ")}`);
+  }
 
   let greeted: Greeted;
   try {
@@ -173,6 +157,16 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     if (e.toServer.length > 0) server.write(e.toServer);
     for (const s of e.sends) sendStream(s.address, s.parts);
     for (const t of e.tasks) startTask(t);
+    // Each native task in flight resolves with the effects of the core taking its result.
+    for (const p of e.native) p.then(onNativeDone, onNativeError);
+  }
+
+  function onNativeDone(effects: WorkerEffects): void {
+    if (!stopped) apply(effects);
+  }
+
+  function onNativeError(err: unknown): void {
+    if (!stopped) log("error", `native task: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   function sendStream(address: string, parts: Buffer[]): void {
@@ -187,10 +181,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       peer = { conn, socket };
       outgoing.set(target, peer);
       peers.set(conn, socket);
-      socket.write(frame(comm.Announce.encode({ port: dataPort }).finish()));
-      // The peer may send on this connection too (the original reuses it in reverse): the core
-      // expects every connection to start with an Announce, so it gets the peer's.
-      guard(() => core!.onPeerData(conn, frame(comm.Announce.encode({ port }).finish())), () => socket.destroy());
+      // The core frames our Announce and knows this connection as ours (the peer may send on
+      // it too, as the original reuses connections in reverse, without announcing itself).
+      socket.write(core!.openPeer(conn, port));
       socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
       socket.on("error", (err) => log("warn", `data connection to ${target}: ${err.message}`));
       socket.on("close", () => {
