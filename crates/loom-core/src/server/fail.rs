@@ -73,7 +73,8 @@ impl Server {
         let seg = self.graph.seg_mut(cs);
         let off = cs.off;
         let st = seg.state[off];
-        if !st.is_pending() {
+        // A task loaded from its checkpoint does not need its inputs.
+        if !st.is_pending() || seg.flags[off].has(TaskFlags::LOAD) {
             return false;
         }
         if st == TaskState::Running {

@@ -138,11 +138,16 @@ impl TaskGraph {
         self.locate(id).map(|s| self.state(s))
     }
 
-    /// The inputs of a task, taking dslice/dget overrides into account.
+    /// The inputs a task needs, taking dslice/dget overrides into account; none for a task
+    /// loaded from its checkpoint.
     #[inline]
     pub(crate) fn inputs_of(&self, s: Slot) -> &[TaskId] {
         let seg = &self.segs[s.seg];
-        if seg.flags[s.off].has(TaskFlags::OVERRIDE) {
+        let flags = seg.flags[s.off];
+        if flags.has(TaskFlags::LOAD) {
+            return &[];
+        }
+        if flags.has(TaskFlags::OVERRIDE) {
             return self
                 .overrides
                 .get(&seg.id(s.off))

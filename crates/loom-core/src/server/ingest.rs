@@ -18,8 +18,15 @@ struct IdMap {
 }
 
 impl Server {
-    /// Validates and inserts a plan of client `ci`. On error nothing is changed.
-    pub(super) fn ingest_plan(&mut self, ci: ClientIdx, plan: &[u8]) -> Result<(), PlanError> {
+    /// Validates and inserts a plan of client `ci`; `load`: the request's `load_checkpoints`
+    /// (tasks whose checkpoint file exists are loaded, not computed). On error nothing is
+    /// changed.
+    pub(super) fn ingest_plan(
+        &mut self,
+        ci: ClientIdx,
+        plan: &[u8],
+        load: bool,
+    ) -> Result<(), PlanError> {
         let header = scan_header(plan, self.sym.cpus)?;
         let base = header
             .id_base
@@ -73,7 +80,7 @@ impl Server {
             let label = String::from_utf8_lossy(l).into_owned().into_boxed_str();
             self.graph.labels.insert(ibase.plus(off as usize), label);
         }
-        self.commit(seg);
+        self.commit(seg, load);
         Ok(())
     }
 
@@ -134,6 +141,10 @@ impl Server {
             }
             if t.rr != -1 {
                 seg.cpus[i] = resource(requests, t.rr, max_cpus).map_err(err)?;
+            }
+            if !t.checkpoint.is_empty() {
+                let path = checkpoint_path(t.checkpoint).map_err(err)?;
+                seg.checkpoints.push((i as u32, path));
             }
             let own = map.base + i as i32;
             for input in &mut seg.inputs[first_input..] {
@@ -198,6 +209,9 @@ impl Server {
             if cons.len() != 1 {
                 return Err((t, "dslice/dget needs exactly one consumer".into()));
             }
+            if seg.checkpoint(t).is_some() {
+                return Err((t, "dslice/dget cannot have a checkpoint".into()));
+            }
             let c = seg.offset_of(cons[0]).expect("in-plan consumer");
             if self.sym.is_expansion(seg.ttype[c]) {
                 return Err((t, "dslice/dget consumed by a dslice/dget".into()));
@@ -234,7 +248,12 @@ impl Server {
     /// Inserts an accepted plan: backward planning from its results (what they need becomes
     /// WAITING, with reference and waiting counts), edges to earlier plans, then the tasks
     /// with nothing to wait for become ready.
-    fn commit(&mut self, mut seg: Segment) {
+    ///
+    /// With `load` (spec 4.3 and 8): a task reached by the walk whose checkpoint file exists
+    /// on the server's file system is marked [`TaskFlags::LOAD`] (a light task, loaded on any
+    /// worker) and the walk does not continue through its inputs, so they are computed only
+    /// if another planned task needs them.
+    fn commit(&mut self, mut seg: Segment, load: bool) {
         let n = seg.n as usize;
         let mut stack: Vec<u32> = Vec::new();
         for t in 0..n {
@@ -247,6 +266,15 @@ impl Server {
         while let Some(t) = stack.pop() {
             let t = t as usize;
             seg.live += 1;
+            if load
+                && seg
+                    .checkpoint(t)
+                    .is_some_and(|p| std::path::Path::new(p).exists())
+            {
+                seg.flags[t].insert(TaskFlags::LOAD);
+                seg.cpus[t] = 0;
+                continue;
+            }
             for k in seg.input_range(t) {
                 let x = seg.inputs[k];
                 if let Some(d) = seg.offset_of(x) {
@@ -289,6 +317,15 @@ impl Server {
             }
         }
     }
+}
+
+/// A task's `checkpoint_path`: it must be UTF-8 and absolute (spec 8; the client checks too).
+fn checkpoint_path(b: &[u8]) -> Result<Box<str>, String> {
+    let p = std::str::from_utf8(b).map_err(|_| "checkpoint path is not valid UTF-8".to_owned())?;
+    if !p.starts_with('/') {
+        return Err("Checkpoint has to be absolute path".into());
+    }
+    Ok(p.into())
 }
 
 /// The cpus of resource request `rr` for a task, or why it cannot be run.

@@ -37,8 +37,13 @@
 //! - Worker loss: see [`Server::on_close`] and [`worker_loss`].
 //! - TRACE opens `<dir>/server.trace` and sends UPDATE to every worker, also to workers that
 //!   register later (see [`crate::trace`]).
-//! - Checkpoints are not implemented: checkpoint responses are logged,
-//!   FINISHED_AND_CHECKPOINTING counts as FINISHED.
+//! - Checkpoints (spec 8): a task's `checkpoint_path` goes to its worker in TASK; on
+//!   FINISHED_AND_CHECKPOINTING its consumers may start but a held result is reported only
+//!   on CHECKPOINT_WRITTEN; CHECKPOINT_WRITE_FAILED fails the task and its unfinished
+//!   dependants (not every task, unlike the original). With `load_checkpoints`, planning stops
+//!   at tasks whose checkpoint file exists on the server's file system; they are loaded
+//!   (LOAD_CHECKPOINT) on any worker; CHECKPOINT_LOAD_FAILED fails that task and its
+//!   dependants only.
 //!
 //! Known gaps: a task running on a surviving worker whose input transfer can never complete
 //! (its only source was lost and the input cannot be recomputed) keeps its cpus booked on that

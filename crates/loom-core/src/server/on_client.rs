@@ -15,7 +15,7 @@ impl Server {
         let req = wire::scan_client_request(frame)
             .map_err(|_| ServerError::Malformed("ClientRequest"))?;
         match Type::try_from(req.rtype) {
-            Ok(Type::Plan) => self.plan(ci, req.plan.unwrap_or(&[])),
+            Ok(Type::Plan) => self.plan(ci, req.plan.unwrap_or(&[]), req.load_checkpoints),
             Ok(Type::Fetch) => self.fetch(ci, req.id.unwrap_or(-1)),
             Ok(Type::Release) => self.release(ci, req.id.unwrap_or(-1)),
             Ok(Type::Stats) => self.stats(ci),
@@ -30,8 +30,8 @@ impl Server {
     }
 
     /// PLAN: ingests it, or answers ERROR naming the offending task (if any).
-    fn plan(&mut self, ci: ClientIdx, plan: &[u8]) {
-        let Err(e) = self.ingest_plan(ci, plan) else {
+    fn plan(&mut self, ci: ClientIdx, plan: &[u8], load: bool) {
+        let Err(e) = self.ingest_plan(ci, plan, load) else {
             return;
         };
         let msg = match &e.task {

@@ -17,26 +17,23 @@ impl Server {
         const TRANSFERED: i32 = Type::Transfered as i32;
         const FAILED: i32 = Type::Failed as i32;
         const CHECKPOINT_WRITTEN: i32 = Type::CheckpointWritten as i32;
+        const CHECKPOINT_WRITE_FAILED: i32 = Type::CheckpointWriteFailed as i32;
+        const CHECKPOINT_LOADED: i32 = Type::CheckpointLoaded as i32;
         const CHECKPOINT_LOAD_FAILED: i32 = Type::CheckpointLoadFailed as i32;
         let r = wire::scan_worker_response(frame)
             .map_err(|_| ServerError::Malformed("WorkerResponse"))?;
         let id = TaskId(r.id.ok_or(ServerError::Malformed("WorkerResponse"))?);
+        let msg = || r.error_msg.unwrap_or(&[]).to_vec();
         match r.rtype {
-            // Checkpoints are not written: FINISHED_AND_CHECKPOINTING counts as FINISHED.
-            FINISHED | FINISHED_AND_CHECKPOINTING => self.finished(w, id, r.size, r.length),
+            FINISHED | CHECKPOINT_LOADED => self.finished(w, id, r.size, r.length, true),
+            // Spec 8: consumers may start, but a result is reported to its client only once
+            // its checkpoint is written.
+            FINISHED_AND_CHECKPOINTING => self.finished(w, id, r.size, r.length, false),
+            CHECKPOINT_WRITTEN => self.checkpoint_written(id),
+            CHECKPOINT_WRITE_FAILED => self.checkpoint_write_failed(w, id, msg()),
             TRANSFERED => self.transfered(w, id),
-            FAILED => {
-                let msg = r.error_msg.unwrap_or(&[]).to_vec();
-                self.failed(w, id, msg);
-            }
-            CHECKPOINT_WRITTEN..=CHECKPOINT_LOAD_FAILED => self.log(
-                LogLevel::Warn,
-                format!(
-                    "checkpoint response {} for id {} ignored (not supported)",
-                    r.rtype,
-                    id.get()
-                ),
-            ),
+            // A failed load fails that task (and its dependants) only, as FAILED does.
+            FAILED | CHECKPOINT_LOAD_FAILED => self.failed(w, id, msg()),
             t => return Err(ServerError::ResponseType(t)),
         }
         Ok(())
@@ -62,8 +59,10 @@ impl Server {
         }
     }
 
-    /// FINISHED: the object exists on `w` (`size` bytes, `length` elements).
-    fn finished(&mut self, w: WorkerIdx, id: TaskId, size: u64, length: u64) {
+    /// FINISHED (or CHECKPOINT_LOADED, FINISHED_AND_CHECKPOINTING): the object exists on `w`
+    /// (`size` bytes, `length` elements). `notify`: a held result is reported to its client
+    /// now (else when its checkpoint is written).
+    fn finished(&mut self, w: WorkerIdx, id: TaskId, size: u64, length: u64, notify: bool) {
         let Some(s) = self.running_on(id, w) else {
             return self.residual(w, id, true);
         };
@@ -77,7 +76,7 @@ impl Server {
         let flags = seg.flags[s.off];
         let client = &mut self.clients[seg.client];
         client.n_data += 1;
-        if flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED) {
+        if notify && flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED) {
             seg.flags[s.off].insert(TaskFlags::NOTIFIED);
             let cid = seg.client_id(s.off).expect("results are plan tasks");
             client.task_finished(cid);
@@ -115,9 +114,57 @@ impl Server {
         }
     }
 
+    /// CHECKPOINT_WRITTEN: a held result whose checkpoint was being written is reported
+    /// finished now.
+    fn checkpoint_written(&mut self, id: TaskId) {
+        let Some(s) = self.graph.locate(id) else {
+            return;
+        };
+        let seg = self.graph.seg_mut(s);
+        let flags = seg.flags[s.off];
+        if seg.state[s.off] == TaskState::Finished
+            && flags.has(TaskFlags::RESULT)
+            && !flags.has(TaskFlags::NOTIFIED)
+        {
+            seg.flags[s.off].insert(TaskFlags::NOTIFIED);
+            let cid = seg.client_id(s.off).expect("results are plan tasks");
+            self.clients[seg.client].task_finished(cid);
+        }
+    }
+
+    /// CHECKPOINT_WRITE_FAILED: the task fails with the worker's message (spec 8), and so does
+    /// every task depending on it that is not finished yet; its data is removed.
+    fn checkpoint_write_failed(&mut self, w: WorkerIdx, id: TaskId, msg: Vec<u8>) {
+        let addr = self.workers[w].addr.clone();
+        self.log(
+            LogLevel::Info,
+            format!(
+                "checkpoint of task {} failed on {addr}: {}",
+                id.get(),
+                String::from_utf8_lossy(&msg)
+            ),
+        );
+        let Some(s) = self.graph.locate(id) else {
+            return;
+        };
+        if self.graph.state(s) != TaskState::Finished {
+            return;
+        }
+        let owner = self.graph.seg(s).wk[s.off];
+        self.remove_everywhere(id, owner);
+        self.graph.lengths.remove(&id);
+        self.moves.forget_object(id);
+        self.fail_tree(s, &addr, msg, false, None);
+    }
+
     /// The task at `s` no longer needs its inputs: each loses a reference.
     fn release_inputs(&mut self, s: Slot) {
-        if self.graph.seg(s).flags[s.off].has(TaskFlags::OVERRIDE) {
+        let flags = self.graph.seg(s).flags[s.off];
+        if flags.has(TaskFlags::LOAD) {
+            // Loaded from its checkpoint: it never held references on its inputs.
+            return;
+        }
+        if flags.has(TaskFlags::OVERRIDE) {
             for x in self.graph.inputs_of(s).to_vec() {
                 self.dec_ref(s.seg, x);
             }

@@ -76,6 +76,8 @@ pub(crate) struct TaskScan<'a> {
     pub(crate) rr: i32,
     pub(crate) result: bool,
     pub(crate) label: Option<&'a [u8]>,
+    /// `Task.checkpoint_path` (field 7); empty when absent.
+    pub(crate) checkpoint: &'a [u8],
 }
 
 /// Scans one `Task`; its inputs (the client's ids, packed or not) are appended to `inputs` as
@@ -92,6 +94,7 @@ pub(crate) fn scan_task<'a>(
         rr: -1,
         result: false,
         label: None,
+        checkpoint: &[],
     };
     while !r.done() {
         let (f, wt) = r.key()?;
@@ -101,6 +104,7 @@ pub(crate) fn scan_task<'a>(
             3 => r.repeated_i32(wt, |v| inputs.push(TaskId(v)))?,
             5 => t.rr = r.i32_of(wt)?,
             6 => t.result = r.varint_of(wt)? != 0,
+            7 => t.checkpoint = r.bytes_of(wt)?,
             12 => t.label = Some(r.bytes_of(wt)?),
             _ => r.skip(wt)?,
         }

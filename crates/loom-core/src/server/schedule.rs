@@ -95,11 +95,13 @@ impl Server {
         }
     }
 
-    /// Chooses a worker: among those that registered the task type, have enough cpus in total
+    /// Chooses a worker: among those that registered the task type (any worker for a
+    /// checkpoint load), have enough cpus in total
     /// and room now (see [`super::workers::Worker::has_room`]), the one holding the most input
     /// bytes; ties go to the least loaded.
     fn pick(&mut self, s: Slot) -> Pick {
-        let ty = self.type_of(s);
+        // Any worker can load a checkpoint (it is a file, whatever the task's type).
+        let ty = (!self.graph.seg(s).flags[s.off].has(TaskFlags::LOAD)).then(|| self.type_of(s));
         let c = self.graph.seg(s).cpus[s.off];
         let mut scores = std::mem::take(&mut self.scratch.score);
         let inputs = self.graph.inputs_of(s);
@@ -124,7 +126,7 @@ impl Server {
         // (position, score, load); the position becomes a WorkerIdx once chosen.
         let mut best: Option<(usize, u64, u64)> = None;
         for (wi, w) in self.workers.list.iter().enumerate() {
-            if !w.alive || !w.runs(ty) || w.cpus < c as u32 {
+            if !w.alive || ty.is_some_and(|ty| !w.runs(ty)) || w.cpus < c as u32 {
                 continue;
             }
             any = true;
@@ -174,12 +176,15 @@ impl Server {
         }
         let seg = self.graph.seg(s);
         let out = &mut self.workers[w].out;
-        if ov {
+        let checkpoint = seg.checkpoint(s.off).unwrap_or("");
+        if seg.flags[s.off].has(TaskFlags::LOAD) {
+            wire::push_load_checkpoint(out, id, checkpoint);
+        } else if ov {
             let inputs = self.graph.inputs_of(s);
-            wire::push_task(out, id, self.sym.array_make, &[], inputs, 0);
+            wire::push_task(out, id, self.sym.array_make, &[], inputs, 0, checkpoint);
         } else {
             let (ty, cfg, inputs) = (seg.ttype[s.off], seg.config(s.off), seg.inputs(s.off));
-            wire::push_task(out, id, ty, cfg, inputs, c as u32);
+            wire::push_task(out, id, ty, cfg, inputs, c as u32, checkpoint);
         }
     }
 

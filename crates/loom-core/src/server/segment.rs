@@ -60,6 +60,9 @@ impl TaskFlags {
     /// Sent to its worker before its inputs finished (pipelining): the worker starts it when
     /// the inputs it computes itself are published.
     pub(crate) const EARLY: TaskFlags = TaskFlags(8);
+    /// Loaded from its checkpoint file instead of computed (`load_checkpoints`, spec 8): it
+    /// runs as `LOAD_CHECKPOINT` on any worker, and its inputs are not needed through it.
+    pub(crate) const LOAD: TaskFlags = TaskFlags(16);
 
     #[inline(always)]
     pub(crate) fn has(self, f: TaskFlags) -> bool {
@@ -110,6 +113,9 @@ pub(crate) struct Segment {
     pub(crate) size: Vec<u64>,
     /// Tasks in WAITING..=FINISHED; the segment is dropped when it reaches 0.
     pub(crate) live: u32,
+    /// Checkpoint paths (absolute, UTF-8) of the tasks that have one, by offset (ascending).
+    /// Rare, so a side list rather than a column.
+    pub(crate) checkpoints: Vec<(u32, Box<str>)>,
 }
 
 impl Segment {
@@ -142,6 +148,7 @@ impl Segment {
             wk: vec![None; n],
             size: vec![0; n],
             live: 0,
+            checkpoints: Vec::new(),
         }
     }
 
@@ -211,6 +218,19 @@ impl Segment {
         }
         self.cons_off = cnt;
         self.cons = cons;
+    }
+
+    /// The checkpoint path of task `off`, if it has one.
+    #[inline]
+    pub(crate) fn checkpoint(&self, off: usize) -> Option<&str> {
+        if self.checkpoints.is_empty() {
+            return None;
+        }
+        let k = self
+            .checkpoints
+            .binary_search_by_key(&(off as u32), |c| c.0)
+            .ok()?;
+        Some(&self.checkpoints[k].1)
     }
 
     /// The client id of task `off`, or None for expansion tasks.

@@ -1,7 +1,7 @@
 //! The server's hot-path messages on the crate's one protobuf scanner and writer
 //! ([`crate::proto::scan`], [`crate::proto::write`]): scanners for `ClientRequest`,
 //! `WorkerResponse` and `DataHeader` that borrow from the frame, and encoders for `TASK`,
-//! `SEND`, `REMOVE` and `TASK_FINISHED` writing straight into a connection's buffer.
+//! `SEND`, `REMOVE`, `LOAD_CHECKPOINT` and `TASK_FINISHED` writing straight into a connection's buffer.
 
 use crate::proto::scan::{Malformed, Scanner};
 use crate::proto::write::{
@@ -72,6 +72,8 @@ pub(crate) struct ClientReq<'a> {
     pub(crate) plan: Option<&'a [u8]>,
     pub(crate) id: Option<i32>,
     pub(crate) trace_path: Option<&'a [u8]>,
+    /// `load_checkpoints` (field 4) of a PLAN.
+    pub(crate) load_checkpoints: bool,
 }
 
 /// Scans a `ClientRequest`.
@@ -88,6 +90,7 @@ pub(crate) fn scan_client_request(b: &[u8]) -> Result<ClientReq<'_>, Malformed> 
             }
             2 => out.plan = Some(r.bytes_of(wt)?),
             3 => out.id = Some(r.i32_of(wt)?),
+            4 => out.load_checkpoints = r.varint_of(wt)? != 0,
             7 => out.trace_path = Some(r.bytes_of(wt)?),
             _ => r.skip(wt)?,
         }
@@ -115,7 +118,7 @@ mod key {
     pub const TASK_INPUT: u8 = 5 << 3;
     /// `WorkerCommand.n_cpus` (field 6, varint).
     pub const N_CPUS: u8 = 6 << 3;
-    /// `WorkerCommand.checkpoint_path` (field 7, string; always sent, empty).
+    /// `WorkerCommand.checkpoint_path` (field 7, string; always sent, empty without a checkpoint).
     pub const CHECKPOINT_PATH: u8 = 7 << 3 | 2;
     /// `WorkerCommand.address` (field 10, string).
     pub const ADDRESS: u8 = 10 << 3 | 2;
@@ -125,10 +128,12 @@ mod key {
     pub const TASK: u8 = worker_command::Type::Task as u8;
     pub const SEND: u8 = worker_command::Type::Send as u8;
     pub const REMOVE: u8 = worker_command::Type::Remove as u8;
+    pub const LOAD_CHECKPOINT: u8 = worker_command::Type::LoadCheckpoint as u8;
     pub const TASK_FINISHED: u8 = client_response::Type::TaskFinished as u8;
 }
 
-/// `WorkerCommand{TASK, id, task_type, task_config, task_inputs (unpacked), n_cpus, checkpoint_path: ""}`.
+/// `WorkerCommand{TASK, id, task_type, task_config, task_inputs (unpacked), n_cpus,
+/// checkpoint_path}` (the path is "" for a task without a checkpoint, as the original sends).
 #[inline]
 pub(crate) fn push_task(
     out: &mut Vec<u8>,
@@ -137,12 +142,13 @@ pub(crate) fn push_task(
     config: &[u8],
     inputs: &[TaskId],
     n_cpus: u32,
+    checkpoint: &str,
 ) {
     // Small tasks (the common case) are encoded on the stack and appended at once. With any
     // i32 id and inputs (10 varint bytes each when negative), a type id and cpus of at most 5
     // bytes: 8 + 3 + 10 + 1 + 5 + 2 + 48 + 8 * 11 + 1 + 5 + 2 = 173 bytes.
     const SMALL: usize = 176;
-    if config.len() <= 48 && inputs.len() <= 8 {
+    if config.len() <= 48 && inputs.len() <= 8 && checkpoint.is_empty() {
         let mut buf = [0u8; SMALL];
         let mut p = 8;
         buf[p] = key::TYPE;
@@ -182,7 +188,16 @@ pub(crate) fn push_task(
         put_i32(out, key::TASK_INPUT, i.get());
     }
     put_i32(out, key::N_CPUS, n_cpus as i32);
-    out.extend_from_slice(&[key::CHECKPOINT_PATH, 0]);
+    put_bytes(out, key::CHECKPOINT_PATH, checkpoint.as_bytes());
+    frame_end(out, p);
+}
+
+/// `WorkerCommand{LOAD_CHECKPOINT, id, checkpoint_path}`.
+pub(crate) fn push_load_checkpoint(out: &mut Vec<u8>, id: TaskId, path: &str) {
+    let p = frame_begin(out);
+    out.extend_from_slice(&[key::TYPE, key::LOAD_CHECKPOINT]);
+    put_i32(out, key::ID, id.get());
+    put_bytes(out, key::CHECKPOINT_PATH, path.as_bytes());
     frame_end(out, p);
 }
 
@@ -221,7 +236,7 @@ pub(crate) fn push_task_finished(out: &mut Vec<u8>, id: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::comm::{WorkerCommand, WorkerResponse};
+    use crate::proto::comm::{worker_command, WorkerCommand, WorkerResponse};
     use prost::Message;
 
     fn ids(v: &[i32]) -> Vec<TaskId> {
@@ -231,7 +246,7 @@ mod tests {
     #[test]
     fn task_frame_matches_prost() {
         let mut out = Vec::new();
-        push_task(&mut out, TaskId(-5), 7, b"cfg", &ids(&[1, 2, 300]), 2);
+        push_task(&mut out, TaskId(-5), 7, b"cfg", &ids(&[1, 2, 300]), 2, "");
         let cmd = WorkerCommand::decode(&out[8..]).unwrap();
         assert_eq!(
             u64::from_le_bytes(out[..8].try_into().unwrap()) as usize,
@@ -247,6 +262,22 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_task_and_load_frames_match_prost() {
+        let mut out = Vec::new();
+        push_task(&mut out, TaskId(3), 7, b"x", &ids(&[1]), 0, "/cp/a");
+        let len = u64::from_le_bytes(out[..8].try_into().unwrap()) as usize;
+        let cmd = WorkerCommand::decode(&out[8..8 + len]).unwrap();
+        assert_eq!(cmd.checkpoint_path.as_deref(), Some("/cp/a"));
+        assert_eq!(cmd.task_inputs, vec![1]);
+        let mut out = Vec::new();
+        push_load_checkpoint(&mut out, TaskId(9), "/cp/b");
+        let cmd = WorkerCommand::decode(&out[8..]).unwrap();
+        assert_eq!(cmd.r#type, worker_command::Type::LoadCheckpoint as i32);
+        assert_eq!(cmd.id, Some(9));
+        assert_eq!(cmd.checkpoint_path.as_deref(), Some("/cp/b"));
+    }
+
+    #[test]
     fn big_task_and_remove_frames() {
         let mut out = Vec::new();
         let inputs: Vec<i32> = (0..100).map(|i| i * 1000 - 7).collect();
@@ -257,6 +288,7 @@ mod tests {
             &[7u8; 200],
             &ids(&inputs),
             0,
+            "",
         );
         push_remove(&mut out, TaskId(-1));
         push_remove(&mut out, TaskId(1 << 30));

@@ -58,7 +58,13 @@ export type FuturesOf<Ts extends readonly Task<any>[]> = { -readonly [K in keyof
 
 /** Options of {@link Client.submit}. */
 export interface SubmitOptions {
-  /** Load existing checkpoints instead of computing those tasks. */
+  /**
+   * Load existing checkpoints instead of computing (spec 8): a task with a `checkpointPath`
+   * whose file exists on the server's file system is loaded from it on some worker, and the
+   * tasks only it needed are not computed at all. A task whose file is missing is computed
+   * (and its checkpoint written); a file that exists but cannot be loaded fails that task
+   * (and what depends on it) with `File '<path>' does not exists`.
+   */
   load?: boolean;
 }
 

@@ -3,6 +3,7 @@
  * object used twice in one submission is one task (computed once).
  */
 import type { Future } from "./future.js";
+import { LoomError } from "./errors.js";
 
 /** Configuration bytes of a task: a string is sent as UTF-8. */
 export type TaskConfig = string | Uint8Array;
@@ -43,7 +44,7 @@ export interface TaskOptions {
   resourceRequest?: ResourceRequest;
   /** A label for traces and error messages. */
   label?: string;
-  /** Absolute path where the result is checkpointed. */
+  /** Absolute path where the result is checkpointed (see {@link Task.checkpointPath}). */
   checkpointPath?: string;
 }
 
@@ -72,8 +73,25 @@ export class Task<T = Buffer> {
   resourceRequest: ResourceRequest | undefined;
   /** Label used in traces, reports and error messages. */
   label: string | undefined;
-  /** Checkpoint path (absolute), or undefined. */
-  checkpointPath: string | undefined;
+  #checkpointPath: string | undefined;
+
+  /**
+   * Where the result is checkpointed, or undefined. The worker that computes the task writes
+   * the result there (as `<path>.loom.tmp`, then renamed), and the server reports the task
+   * finished only once it is written; a result that is not plain data (an Array, a value
+   * object) fails with `Data '<kind>' cannot be checkpointed`. `submit(tasks, { load: true })`
+   * loads a task whose file exists instead of computing it. The path must be absolute (a
+   * relative one throws `LoomError` here) and is opened on the workers' and the server's
+   * file system.
+   */
+  get checkpointPath(): string | undefined {
+    return this.#checkpointPath;
+  }
+
+  set checkpointPath(path: string | undefined) {
+    checkCheckpointPath(path);
+    this.#checkpointPath = path;
+  }
 
   /** @internal Submission epoch in which `planId` was assigned (identity-based numbering). */
   _epoch = 0;
@@ -99,11 +117,9 @@ export class Task<T = Buffer> {
     this.checkpointPath = options.checkpointPath;
   }
 
-  /** Checks what can be checked on the client; throws a `LoomError`-like `Error` otherwise. */
+  /** Checks what can be checked on the client; throws `LoomError` otherwise. */
   validate(): void {
-    if (this.checkpointPath !== undefined && !this.checkpointPath.startsWith("/")) {
-      throw new Error("Checkpoint has to be absolute path");
-    }
+    checkCheckpointPath(this.#checkpointPath);
   }
 
   toString(): string {
@@ -122,5 +138,12 @@ export class Task<T = Buffer> {
     if (this.resourceRequest !== undefined) view.resourceRequest = { cpus: this.resourceRequest.cpus };
     if (this.checkpointPath !== undefined) view.checkpointPath = this.checkpointPath;
     return depth < 0 ? this.toString() : `Task ${inspect(view, options)}`;
+  }
+}
+
+/** Spec 8: a checkpoint path must be absolute (the original's message). */
+function checkCheckpointPath(path: string | undefined): void {
+  if (path !== undefined && (typeof path !== "string" || !path.startsWith("/"))) {
+    throw new LoomError("Checkpoint has to be absolute path");
   }
 }

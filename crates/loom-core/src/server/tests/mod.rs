@@ -1,6 +1,7 @@
 //! Drives [`Server`] through its event functions with encoded frames (no sockets): the
 //! harness [`H`] here, the scenarios in the submodules.
 
+mod checkpoints;
 mod clients;
 mod expand_and_trace;
 mod failures;
