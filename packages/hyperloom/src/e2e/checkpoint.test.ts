@@ -34,7 +34,7 @@ function computed(log: string): string[] {
   return existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean).sort() : [];
 }
 
-function withCheckpoint(task: Task, path: string): Task {
+function withCheckpoint<T extends Task<unknown>>(task: T, path: string): T {
   task.checkpointPath = path;
   return task;
 }
