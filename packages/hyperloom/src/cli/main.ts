@@ -39,8 +39,9 @@ program
   .option("--host <address>", "listen address of the data port", "0.0.0.0")
   .option("--extension <path>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--python <path>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")
+  .option("--reconnect <seconds>", "when the server connection closes, start afresh and reconnect, retrying for up to this long", intArg("seconds", 1, 1 << 30))
   .option("--debug", "debug logging")
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host: string; extension: string[]; python?: string }) =>
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host: string; extension: string[]; python?: string; reconnect?: number }) =>
     workerMain(host, port, opts),
   );
 

@@ -1,7 +1,7 @@
 /** The server and worker roles as the commands run them (shared by `hyperloom`, `loom-server`, `loom-worker`). */
 import { cpus as machineCpus } from "node:os";
 import { startServer } from "../server/server.js";
-import { startWorker } from "../worker/worker.js";
+import { startWorker, type RunningWorker } from "../worker/worker.js";
 import { setLogLevel, log } from "../log.js";
 
 /** Runs a server until it is terminated. */
@@ -17,14 +17,19 @@ export async function serverMain(opts: { port: number; host: string; debug?: boo
   stopWithParent(stop);
 }
 
-/** Runs a worker until its server goes away. */
+/**
+ * Runs a worker until its server goes away. With `reconnect` (seconds), a worker whose server
+ * connection closes starts afresh (its data and running tasks are dropped: the server that answers
+ * next knows nothing of them) and connects again, retrying with backoff (0.1 s doubling to 2 s)
+ * for up to that long before it exits with status 1.
+ */
 export async function workerMain(
   host: string,
   port: number,
-  opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host?: string; extension?: string[]; python?: string },
+  opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host?: string; extension?: string[]; python?: string; reconnect?: number },
 ): Promise<void> {
   if (opts.debug) setLogLevel("debug");
-  const w = await startWorker({
+  const options = {
     serverHost: host,
     serverPort: port,
     cpus: opts.cpus > 0 ? opts.cpus : machineCpus().length,
@@ -33,17 +38,46 @@ export async function workerMain(
     ...(opts.host ? { host: opts.host } : {}),
     extensions: opts.extension ?? [],
     ...(opts.python !== undefined ? { python: opts.python } : {}),
-  });
+  };
+  let w: RunningWorker = await startWorker(options);
+  let stopping = false;
+  let wake: (() => void) | undefined;
   const stop = (): void => {
+    stopping = true;
     w.close();
+    wake?.();
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   stopWithParent(stop);
-  await w.done;
+  for (;;) {
+    await w.done;
+    if (stopping || opts.reconnect === undefined) break;
+    const deadline = Date.now() + opts.reconnect * 1000;
+    log("info", `Reconnecting to ${host}:${port} (for up to ${opts.reconnect} s) ...`);
+    let next: RunningWorker | undefined;
+    for (let delay = 100; !stopping; delay = Math.min(delay * 2, 2000)) {
+      try {
+        next = await startWorker(options);
+        break;
+      } catch (e) {
+        if (Date.now() + delay > deadline) {
+          log("error", `Cannot reconnect to ${host}:${port}: ${(e as Error).message}`);
+          process.exit(1);
+        }
+        log("debug", `reconnecting: ${(e as Error).message}`);
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, delay);
+        });
+      }
+    }
+    if (next === undefined) break;
+    w = next;
+    if (stopping) w.close();
+  }
   process.exit(0);
 }
-
 
 /**
  * A process started with an IPC channel (by `LocalCluster`) stops when its parent is gone, even

@@ -1,0 +1,96 @@
+/**
+ * `hyperloom worker --reconnect SECONDS`: a worker survives its server being killed and restarted
+ * on the same port (it starts afresh and registers again); without it, the worker exits.
+ */
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { Client, tasks } from "../index.js";
+
+const cli = join(__dirname, "..", "cli", "main.js");
+const wdir = mkdtempSync(join(tmpdir(), "hyperloom-reconnect-"));
+const children: ChildProcess[] = [];
+
+function start(args: string[]): ChildProcess {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  child.stderr!.resume();
+  children.push(child);
+  return child;
+}
+
+/** Starts a server on `port` (0: any) and resolves its port once it listens. */
+async function server(port: number): Promise<{ child: ChildProcess; port: number }> {
+  const child = start(["server", "--host", "127.0.0.1", "--port", String(port)]);
+  const p = await new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      const m = /listening on [\d.]+:(\d+)/.exec(line);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  return { child, port: p };
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((r) => child.once("exit", (code) => r(code)));
+}
+
+async function workersOf(port: number, n: number): Promise<Client> {
+  for (let i = 0; i < 300; i++) {
+    try {
+      const c = await Client.connect("127.0.0.1", port);
+      if ((await c.stats()).nWorkers === n) return c;
+      await c.close();
+    } catch {
+      // the server is not up yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no ${n} worker(s) on port ${port}`);
+}
+
+const t = suite("worker --reconnect");
+t.after(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  rmSync(wdir, { recursive: true, force: true });
+});
+
+t("a worker with --reconnect serves a server restarted on the same port", async () => {
+  const first = await server(0);
+  const worker = start(["worker", "127.0.0.1", String(first.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--reconnect", "30"]);
+  const plain = start(["worker", "127.0.0.1", String(first.port), "--cpus", "1", "--wdir", wdir, "--nopin"]);
+  let c = await workersOf(first.port, 2);
+  assert.is(String(await c.submitOne(tasks.const("before")).gather()), "before");
+  const lost = c.submitOne(tasks.run(["/bin/sleep", "5"])).wait().catch((e: unknown) => e);
+  first.child.kill("SIGKILL");
+  assert.instance(await lost, Error);
+  await c.close();
+  // Without --reconnect the worker ends with its server, as the original does.
+  assert.is(await exited(plain), 0);
+  await new Promise((r) => setTimeout(r, 300)); // the worker retries meanwhile
+  const second = await server(first.port);
+  c = await workersOf(second.port, 1);
+  const r = await c.submitOne(tasks.merge([tasks.const("after "), tasks.run("/bin/echo restart")])).gather();
+  assert.is(String(r), "after restart\n");
+  await c.close();
+  worker.kill("SIGTERM");
+  assert.is(await exited(worker), 0);
+  second.child.kill("SIGTERM");
+  await exited(second.child);
+});
+
+t("a worker that cannot reconnect in time exits with status 1", async () => {
+  const s = await server(0);
+  const worker = start(["worker", "127.0.0.1", String(s.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--reconnect", "1"]);
+  const c = await workersOf(s.port, 1);
+  await c.close();
+  s.child.kill("SIGKILL");
+  assert.is(await exited(worker), 1);
+});
+
+t.run();
