@@ -156,3 +156,48 @@ fn relative_checkpoint_paths_are_rejected() {
     );
     assert!(rejected(&mut h, p).contains("Checkpoint has to be absolute path"));
 }
+
+#[test]
+fn a_loaded_checkpoint_lost_with_its_worker_is_loaded_again() {
+    let dir = std::env::temp_dir().join(format!("loom-cp-server-lost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("x");
+    std::fs::write(&f, b"saved").unwrap();
+    let fp = f.to_str().unwrap();
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    // 0 is loaded (its input 1 is never computed); 2 needs 0 and runs for a while.
+    let p = load(plan_req(
+        0,
+        vec![
+            with_checkpoint(task(MERGE, b"", &[1], false), fp),
+            task(CONST, b"never", &[], false),
+            with_cpus(task(RUN, b"x", &[0], true), 0),
+        ],
+        &[1],
+    ));
+    h.send(2, &p);
+    let seen = h.take();
+    let (on1, on3) = (seen.of(1, 10).len(), seen.of(3, 10).len());
+    assert_eq!(on1 + on3, 1);
+    let (lw, other) = if on1 == 1 { (1, 3) } else { (3, 1) };
+    h.respond(lw, R::CheckpointLoaded, 0, 5, 0);
+    h.take();
+    // The loading worker is lost before the consumer could get the data: loaded again, on the
+    // survivor, and its never-needed input is still not computed.
+    h.s.on_close(lw);
+    let seen = h.take();
+    let loads = seen.of(other, 10);
+    assert_eq!(loads.len(), 1);
+    assert_eq!(loads[0].id, Some(0));
+    assert!(!seen.tasks(other).contains(&1));
+    h.respond(other, R::CheckpointLoaded, 0, 5, 0);
+    let seen = h.take();
+    assert!(seen.tasks(other).contains(&2));
+    h.fin(other, 2, 1);
+    assert_eq!(h.take().finished(2), vec![2]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
