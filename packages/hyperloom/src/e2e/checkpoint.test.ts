@@ -190,7 +190,7 @@ story("kill everything half-way, rerun with load: finished work is not recompute
   const c1: Client = await first.connect();
   const lost = c1.submitOne(pipeline(log, cp)).gather().catch((e: unknown) => e);
   // Half-way: some slow tasks finished and checkpointed.
-  for (let i = 0; i < 200 && readdirSync(cp).filter((f) => f.startsWith("b") && !f.endsWith(".tmp")).length < 3; i++) {
+  for (let i = 0; i < 1200 && readdirSync(cp).filter((f) => f.startsWith("b") && !f.endsWith(".tmp")).length < 3; i++) {
     await new Promise((r) => setTimeout(r, 50));
   }
   for (const p of [first.serverProcess, ...first.workerProcesses]) p.kill("SIGKILL");
