@@ -5,6 +5,7 @@
 
 pub mod process;
 pub mod server;
+pub mod server_demand;
 pub mod worker;
 
 use napi_derive::napi;

@@ -71,7 +71,7 @@ fn convert(out: Output) -> ServerOutput {
 /// The server core (one per server process).
 #[napi]
 pub struct ServerCore {
-    inner: Server,
+    pub(crate) inner: Server,
 }
 
 #[napi]

@@ -18,7 +18,7 @@ const dtsOut = join(pkg, "src", "protocol", "generated", "messages.d.ts");
 mkdirSync(dirname(jsOut), { recursive: true });
 mkdirSync(dirname(dtsOut), { recursive: true });
 execFileSync(process.execPath, [pbjs, "-t", "static-module", "-w", "commonjs", "--force-number",
-  "--no-delimited", "-o", jsOut, join(root, "proto", "comm.proto"), join(root, "proto", "run.proto")], { stdio: "inherit" });
+  "--no-delimited", "-o", jsOut, join(root, "proto", "comm.proto"), join(root, "proto", "run.proto"), join(root, "proto", "alloc.proto")], { stdio: "inherit" });
 execFileSync(process.execPath, [pbts, "-o", dtsOut, jsOut], { stdio: "inherit" });
 // A copy next to the .d.ts lets tsc resolve the module from src; dist keeps the real one.
 writeFileSync(dtsOut, "// Generated from proto/ by scripts/gen-proto.mjs. Do not edit.\n" + readFileSync(dtsOut, "utf8"));

@@ -18,11 +18,14 @@ export type {
   ProgramExit,
   ServerCore,
   ServerOutput,
+  SoleCopies,
   TaskInput,
   TaskResult,
   TaskToRun,
+  WaitingClass,
   WorkerCore,
   WorkerEffects,
+  WorkerLoad,
 } from "../native/index.js";
 
 /** The addon's exports. */

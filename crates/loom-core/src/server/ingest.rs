@@ -96,7 +96,7 @@ impl Server {
         map: IdMap,
     ) -> Result<(Segment, Vec<(u32, &'p [u8])>, bool), PlanError> {
         let n = map.n;
-        let max_cpus = self.workers.max_cpus();
+        let max_cpus = self.workers.plan_cpus_limit();
         let mut seg = Segment::with_columns(map.ibase, n, ci, Some(map.base), TaskState::Unplanned);
         seg.arena.reserve(n);
         seg.inputs.reserve(n + n / 2);

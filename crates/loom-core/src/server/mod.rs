@@ -51,6 +51,7 @@
 //! when only the head's type has no free worker (head-of-line blocking per class).
 
 mod clients;
+mod demand;
 mod error;
 mod expand;
 mod fail;
@@ -91,6 +92,7 @@ use transfers::Transfers;
 use workers::Workers;
 
 pub use crate::log::LogLevel;
+pub use demand::{WaitingClass, WorkerLoad};
 pub use error::ServerError;
 
 /// A connection id, chosen by the socket layer.

@@ -106,4 +106,14 @@ impl ReadyQueues {
     pub(crate) fn retain_parked(&mut self, keep: impl Fn(TaskId) -> bool) {
         self.parked.retain(|&t| keep(t));
     }
+
+    /// Every queue with its cpus (0: the light queue), read-only; entries may be stale.
+    pub(crate) fn queued(&self) -> impl Iterator<Item = (u16, &VecDeque<TaskId>)> {
+        std::iter::once((0, &self.light)).chain(self.heavy.iter().map(|q| (q.cpus, &q.tasks)))
+    }
+
+    /// The parked tasks, read-only; entries may be stale.
+    pub(crate) fn parked(&self) -> &[TaskId] {
+        &self.parked
+    }
 }

@@ -118,6 +118,8 @@ pub(crate) struct Workers {
     pub(crate) list: IdxVec<WorkerIdx, Worker>,
     /// Workers connected now.
     pub(crate) n_alive: u32,
+    /// Cpus of the largest worker an allocation queue can start (see `Server::set_allocatable_cpus`).
+    pub(crate) allocatable_cpus: u32,
 }
 
 impl Workers {
@@ -159,6 +161,12 @@ impl Workers {
     /// The most cpus of one connected worker (None without workers).
     pub(crate) fn max_cpus(&self) -> Option<u32> {
         self.alive().map(|(_, w)| w.cpus).max()
+    }
+
+    /// The most cpus a task of a plan may ask for (None: no limit, as long as no worker is
+    /// connected): the largest connected worker, or one an allocation queue can start.
+    pub(crate) fn plan_cpus_limit(&self) -> Option<u32> {
+        self.max_cpus().map(|m| m.max(self.allocatable_cpus))
     }
 
     /// The command buffer of `w` if it is connected (commands to a lost worker are dropped).

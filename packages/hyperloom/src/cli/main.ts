@@ -9,6 +9,7 @@ import { LocalCluster } from "../cluster/local-cluster.js";
 import { checkScript, ScriptError, startScript, type CheckedScript } from "./script.js";
 import type { ChildProcess } from "node:child_process";
 import { writeReport } from "../report/index.js";
+import { allocCommands } from "./alloc.js";
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -136,6 +137,8 @@ program
       `Report written to ${r.out} (${s.tasks} tasks planned, ${s.runs} runs, ${s.failed} failed, ${s.groups} label groups, ${(r.bytes / 1e6).toFixed(1)} MB)\n`,
     );
   });
+
+allocCommands(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`hyperloom: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -3,6 +3,7 @@ import { cpus as machineCpus } from "node:os";
 import { startServer } from "../server/server.js";
 import { startWorker, type RunningWorker } from "../worker/worker.js";
 import { setLogLevel, log } from "../log.js";
+import { jobEnvironment } from "../worker/job-env.js";
 
 /** Runs a server until it is terminated. */
 export async function serverMain(opts: { port: number; host: string; debug?: boolean }): Promise<void> {
@@ -29,10 +30,13 @@ export async function workerMain(
   opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host?: string; extension?: string[]; python?: string; reconnect?: number },
 ): Promise<void> {
   if (opts.debug) setLogLevel("debug");
+  // Inside a cluster job: cpus (unless given) and id from the job.
+  const job = jobEnvironment();
   const options = {
     serverHost: host,
     serverPort: port,
-    cpus: opts.cpus > 0 ? opts.cpus : machineCpus().length,
+    cpus: opts.cpus > 0 ? opts.cpus : (job?.cpus ?? machineCpus().length),
+    ...(job ? { job: { id: job.jobId, ...(job.task !== undefined ? { task: job.task } : {}) } } : {}),
     wdir: opts.wdir,
     pin: !opts.nopin,
     ...(opts.host ? { host: opts.host } : {}),
@@ -50,6 +54,13 @@ export async function workerMain(
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   stopWithParent(stop);
+  // Slurm's warning that the job's time limit is near (`--signal=USR1@secs`, set by the allocator's
+  // jobs). Leaving now hands the tasks back: the server gives this worker's running tasks to
+  // others and recomputes the objects only it held. (No reconnecting after it.)
+  process.on("SIGUSR1", () => {
+    log("warn", "The job's time limit is near: handing the tasks back to the server and stopping");
+    stop();
+  });
   for (;;) {
     await w.done;
     if (stopping || opts.reconnect === undefined) break;

@@ -18,3 +18,4 @@ export type RunConfig = loom.pb.run.Run;
 
 /** The protocol version we speak (`Register.protocol_version`). */
 export const PROTOCOL_VERSION = 2;
+export const alloc = loom.pb.alloc;

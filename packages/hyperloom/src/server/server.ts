@@ -9,6 +9,9 @@ import { log } from "../log.js";
 import { relayDataStreams } from "./data-relay.js";
 import { ClientWriter } from "./client-writer.js";
 import { WaitingWarnings } from "./waiting.js";
+import { alloc } from "../protocol/messages.js";
+import { Allocator } from "../allocator/allocator.js";
+import { REGISTER_ALLOC_CONTROL, serveControl } from "../allocator/control.js";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -35,6 +38,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const writers = new Map<number, ClientWriter>();
   let nextConn = 1;
   let core: ServerCore | undefined;
+  let allocator: Allocator | undefined;
 
   const apply = (out: ServerOutput): void => {
     for (const l of out.logs) log(l.level, l.message);
@@ -52,6 +56,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       log("info", "Terminate requested by a client; exiting");
       core!.traceFlush();
       const pending = [...sockets.values()].map((s) => new Promise<void>((r) => s.end(r)));
+      pending.push(allocator!.close());
       void Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 500))]).then(() => process.exit(0));
     }
   };
@@ -79,11 +84,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 
   const main = createServer({ noDelay: true }, (socket) => {
     const conn = nextConn++;
-    sockets.set(conn, socket);
-    writers.set(conn, new ClientWriter(socket));
     const ip = (socket.remoteAddress ?? "127.0.0.1").replace(/^::ffff:/, "");
-    safely(() => core!.onConnect(conn, ip), `connection ${conn}`);
-    socket.on("data", (chunk: Buffer) => {
+    let attached = false;
+    const onData = (chunk: Buffer): void => {
       let out: ServerOutput;
       try {
         out = core!.onData(conn, chunk);
@@ -95,21 +98,65 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         return;
       }
       apply(out);
-    });
+    };
+    // The first frame says what connects: allocation control connections (our extension) are
+    // served here; everything else goes to the core, which reads the same frame again.
+    const head = new FirstFrame();
+    const onFirst = (chunk: Buffer): void => {
+      const first = head.push(chunk);
+      if (first === undefined) return;
+      socket.off("data", onFirst);
+      const reg = first.payload === undefined ? undefined : decodeRegister(first.payload);
+      if (reg?.type === REGISTER_ALLOC_CONTROL) {
+        serveControl(socket, first.rest, allocator!, conn);
+        return;
+      }
+      if (reg?.jobId) allocator!.workerRegistered(conn, reg.jobId);
+      attached = true;
+      sockets.set(conn, socket);
+      writers.set(conn, new ClientWriter(socket));
+      safely(() => core!.onConnect(conn, ip), `connection ${conn}`);
+      socket.on("data", onData);
+      onData(first.bytes);
+    };
+    socket.on("data", onFirst);
     socket.on("error", (e) => log("debug", `connection ${conn}: ${e.message}`));
     socket.on("close", () => {
+      if (!attached) return;
       sockets.delete(conn);
       writers.delete(conn);
+      allocator!.connectionClosed(conn);
       safely(() => core!.onClose(conn), `closing connection ${conn}`);
     });
   });
   const port = await listen(main, options.port ?? 9010, host);
+  allocator = new Allocator({
+    waitingTasks: (limit) => core!.waitingTasks(limit),
+    workerLoads: () => core!.workerLoads(),
+    soleCopies: () => core!.soleCopies(),
+    setAllocatableCpus: (cpus) => core!.setAllocatableCpus(cpus),
+    retire: (conn) => {
+      // The core forgets the worker now (its tasks, if any, go elsewhere); it exits when its
+      // connection closes.
+      const s = sockets.get(conn);
+      if (s === undefined) return;
+      sockets.delete(conn);
+      writers.delete(conn);
+      safely(() => core!.onClose(conn), `letting connection ${conn} go`);
+      s.destroy();
+    },
+    port,
+    host,
+  });
   // Tracing: the core writes its trace out at least once a second.
   const traceTimer = setInterval(() => safely(() => core!.traceTick(), "trace"), 1000).unref();
   // Work that cannot make progress (no worker, or none able to run it) is said, not silent.
   const waiting = new WaitingWarnings(`hyperloom worker ${host === "0.0.0.0" ? "<this host>" : host} ${port}`);
   const waitingTimer = setInterval(() => {
-    for (const line of waiting.observe(Date.now(), core!.waiting())) log("warn", line);
+    const count = core!.waiting();
+    // While an allocation queue serves this server, its jobs bring the workers (alloc info says how).
+    if (allocator!.serving()) count.withoutWorker = 0;
+    for (const line of waiting.observe(Date.now(), count)) log("warn", line);
   }, 1000).unref();
   return {
     port,
@@ -117,6 +164,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     close: async () => {
       clearInterval(traceTimer);
       clearInterval(waitingTimer);
+      await allocator!.close();
       core!.traceFlush();
       for (const s of sockets.values()) s.destroy();
       await Promise.all([closeServer(main), closeServer(dataServer)]);
@@ -136,4 +184,39 @@ function listen(server: NetServer, port: number, host: string): Promise<number> 
 
 function closeServer(server: NetServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Longest first frame looked at before the core gets the connection (a Register is tens of bytes). */
+const MAX_FIRST_FRAME = 64 << 10;
+
+/** Collects a connection's first frame. */
+class FirstFrame {
+  private chunks: Buffer[] = [];
+  private length = 0;
+
+  /**
+   * Feeds a chunk; once the first frame is complete (or cannot be one we read), returns every byte
+   * so far (`bytes`), the frame's payload (undefined when oversized) and what followed it (`rest`).
+   */
+  push(chunk: Buffer): { bytes: Buffer; payload: Buffer | undefined; rest: Buffer } | undefined {
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    if (this.length < 8) return undefined;
+    const bytes = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.length);
+    this.chunks = [bytes];
+    const len = bytes.readUInt32LE(0) + bytes.readUInt32LE(4) * 2 ** 32;
+    if (len > MAX_FIRST_FRAME) return { bytes, payload: undefined, rest: Buffer.alloc(0) };
+    if (bytes.length < 8 + len) return undefined;
+    return { bytes, payload: bytes.subarray(8, 8 + len), rest: bytes.subarray(8 + len) };
+  }
+}
+
+/** The fields of a Register frame our extension reads, or undefined when it is not one. */
+function decodeRegister(payload: Buffer): { type: number; jobId: string } | undefined {
+  try {
+    const r = alloc.AllocRegister.decode(payload);
+    return { type: r.type, jobId: r.jobId ?? "" };
+  } catch {
+    return undefined;
+  }
 }

@@ -14,6 +14,7 @@ import { native, type TaskToRun, type WorkerCore, type WorkerEffects } from "../
 import { log } from "../log.js";
 import { comm } from "../protocol/messages.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
+import * as protobuf from "protobufjs/minimal.js";
 import { runProgram } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 import { PythonRunner } from "./python.js";
@@ -42,6 +43,8 @@ export interface WorkerOptions {
   python?: string;
   /** Limit for connecting to the server and receiving its dictionary, in ms (default 10 000). */
   connectTimeoutMs?: number;
+  /** The cluster job this worker runs in: sent to the server (our Register extension) and part of the work directory's name. */
+  job?: { id: string; task?: string };
 }
 
 /** A running worker. */
@@ -84,7 +87,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     });
   });
   const dataPort = await listen(dataServer, options.host ?? "0.0.0.0");
-  const workDir = join(options.wdir, `worker-${hostname() || "nohostname"}-${dataPort}`);
+  const jobTag = options.job ? `-job${options.job.id}${options.job.task !== undefined ? `.${options.job.task}` : ""}` : "";
+  const workDir = join(options.wdir, `worker-${hostname() || "nohostname"}-${dataPort}${jobTag}`);
   mkdirSync(workDir, { recursive: true, mode: 0o700 });
   const functions = new FunctionRunner(options.cpus);
   const python = new PythonRunner({
@@ -126,7 +130,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     greeted = await handshake({
       host: serverIp,
       port: options.serverPort,
-      register: core.registerFrame(),
+      register: options.job ? withJobId(core.registerFrame(), options.job.id) : core.registerFrame(),
       isDictionary: (payload) => comm.WorkerCommand.decode(payload).type === comm.WorkerCommand.Type.DICTIONARY,
       timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     });
@@ -219,7 +223,16 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         }
       },
       (err: unknown) => {
-        if (!stopped) guard(() => core!.failTask(t.id, err instanceof Error ? err.message : String(err)), () => undefined);
+        const message = err instanceof Error ? err.message : String(err);
+        const report = (): void => {
+          if (!stopped) guard(() => core!.failTask(t.id, message), () => undefined);
+        };
+        // Slurm's stop signal before a job's time limit (SIGUSR1, see allocator/slurm.ts) reaches
+        // the step's programs as it reaches this worker: such a death is not the task's failure
+        // when this worker is stopping (its tasks go back to the server). The worker's own signal
+        // may be handled just after the program's exit, so the verdict waits a moment.
+        if (options.job !== undefined && /terminated by signal SIGUSR1\b/.test(message)) setTimeout(report, 2000);
+        else report();
       },
     );
   }
@@ -252,7 +265,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   });
   guard(() => core!.onServerData(greeted.received), () => server.destroy());
   server.resume();
-  log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus, work dir ${workDir}`);
+  const inJob = options.job ? `, job ${options.job.id}${options.job.task !== undefined ? ` task ${options.job.task}` : ""}` : "";
+  log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus, work dir ${workDir}${inJob}`);
   return { dataPort, workDir, done, close };
 }
 
@@ -264,4 +278,15 @@ function listen(server: NetServer, host: string): Promise<number> {
       resolve(typeof addr === "object" && addr ? addr.port : 0);
     });
   });
+}
+
+/**
+ * The framed Register with our extension field `job_id` (100, proto/alloc.proto) appended: a
+ * protobuf message may be extended by concatenation, and servers that do not know the field skip it.
+ */
+function withJobId(framed: Buffer, jobId: string): Buffer {
+  const field = Buffer.from(protobuf.Writer.create().uint32((100 << 3) | 2).string(jobId).finish());
+  const out = Buffer.concat([framed, field]);
+  out.writeBigUInt64LE(BigInt(out.length - 8), 0);
+  return out;
 }
