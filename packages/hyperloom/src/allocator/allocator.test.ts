@@ -265,6 +265,24 @@ test("remove --force cancels running jobs too", async () => {
   }
 });
 
+test("a manager that cannot report its jobs does not stop the allocator", async () => {
+  const { host, manager, allocator, dir } = setup();
+  try {
+    allocator.add(queue(dir, { maxAllocs: 2 }));
+    host.waiting = [{ cpus: 2, tasks: 1 }];
+    await allocator.tick();
+    manager.status = async () => {
+      throw new Error("squeue: slurm_load_jobs error: Unable to contact slurm controller");
+    };
+    host.waiting = [{ cpus: 2, tasks: 2 }];
+    await allocator.tick();
+    assert.is(manager.submitted.length, 2, "submitting goes on");
+    assert.equal(allocator.info("q").jobs.map((j) => j.state), ["SUBMITTED", "SUBMITTED"], "the last states known");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("workers are told to stop a tenth of the time limit early, between 10 s and 2 minutes", () => {
   assert.equal([stopBefore(60), stopBefore(600), stopBefore(3600), stopBefore(86400)], [10, 60, 120, 120]);
 });

@@ -23,7 +23,7 @@ import { mkdirSync } from "node:fs";
 import type { WaitingClass, WorkerLoad } from "../native.js";
 import { log } from "../log.js";
 import { AllocationQueue, type QueueInfo, type QueueSpec } from "./queue.js";
-import { SubmitError, type JobManager } from "./manager.js";
+import { SubmitError, type JobManager, type JobStatus } from "./manager.js";
 import { SlurmManager } from "./slurm.js";
 import { PbsManager } from "./pbs.js";
 
@@ -230,7 +230,15 @@ export class Allocator {
     for (const [name, q] of this.queues) {
       const jobs = q.activeJobs();
       if (jobs.length > 0) {
-        const states = await q.manager.status(jobs.map((j) => j.id));
+        let states: Map<string, JobStatus>;
+        try {
+          states = await q.manager.status(jobs.map((j) => j.id));
+        } catch (e) {
+          // The manager does not answer (its controller is down...): keep the last states and
+          // go on with the other queues and the rest of the round.
+          log("warn", `Allocation queue '${name}': cannot follow its jobs: ${(e as Error).message}`);
+          continue;
+        }
         const now = Date.now();
         for (const j of jobs) {
           const s = states.get(j.id);
