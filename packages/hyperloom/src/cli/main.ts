@@ -34,7 +34,7 @@ program
   .description("run a worker connected to a server")
   .argument("<server-address>", "server host name or IPv4 address")
   .argument("<port>", "server main port", intArg("port number", 1, 65535))
-  .option("--cpus <number>", "CPU slots (0: all cores)", intArg("number of cpus", 0, 1 << 20), 0)
+  .option("--cpus <number>", "CPU slots (0: the job's cpus inside a Slurm or PBS job, else all cores)", intArg("number of cpus", 0, 1 << 20), 0)
   .option("--wdir <directory>", "root of the work directory", "/tmp")
   .option("--nopin", "do not pin programs to their CPU slots with taskset")
   .option("--host <address>", "listen address of the data port", "0.0.0.0")
