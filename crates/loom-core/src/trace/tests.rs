@@ -100,7 +100,9 @@ fn cpu_sampler_reports_busy_process() {
     assert!(s.sample(Duration::from_secs(5)).is_none());
     if cfg!(target_os = "linux") {
         let (p, sys) = s.sample(Duration::ZERO).expect("a sample on Linux");
-        assert!(p >= 30, "process cpu {p}%");
+        // A busy loop of 300 ms wall time; on a loaded 2-core machine the process may get only a
+        // fifth of a core, so the bound only separates "busy" from an idle 0%.
+        assert!(p >= 5, "process cpu {p}%");
         assert!(sys <= 100);
     }
 }
