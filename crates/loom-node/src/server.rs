@@ -123,6 +123,14 @@ impl ServerCore {
         }
     }
 
+    /// The server's status as JSON (the `Snapshot` of `loom_core::server`: workers, clients,
+    /// plans with tasks by state and label group, transfers, counters, recent failures).
+    /// Built from counters: O(workers + clients + plans), never a pass over tasks.
+    #[napi]
+    pub fn snapshot(&self) -> String {
+        self.inner.snapshot().to_json()
+    }
+
     /// Writes the trace out (before the process exits).
     #[napi]
     pub fn trace_flush(&mut self) {

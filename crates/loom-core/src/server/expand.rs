@@ -25,6 +25,7 @@ impl Server {
         let x = seg.inputs(s.off)[0];
         let t_id = seg.consumers(s.off)[0];
         let client = seg.client;
+        let plan = seg.plan;
         let n_len = self.graph.lengths.get(&x).copied().unwrap_or(0);
         // D itself never runs.
         self.graph.retire(s, TaskState::Freed);
@@ -57,7 +58,9 @@ impl Server {
         } else {
             self.sym.get
         };
-        let new_seg = pieces_segment(base, client, piece_type, &pieces, x, d_id, &t);
+        let mut new_seg = pieces_segment(base, client, piece_type, &pieces, x, d_id, &t);
+        new_seg.plan = plan;
+        self.counters.segment_added(plan);
         let copies: Vec<TaskId> = (0..k).map(|i| base.plus(2 * i + 1)).collect();
         let new_si = self.link_expansion(new_seg, x, d_id, &t, &copies);
         // T becomes array/make over the copies.

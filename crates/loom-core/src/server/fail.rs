@@ -87,6 +87,7 @@ impl Server {
                 let wk = &mut self.workers[w];
                 if wk.alive {
                     wk.light = wk.light.saturating_sub(1);
+                    wk.tasks = wk.tasks.saturating_sub(1);
                 }
             } else if self.workers[w].alive {
                 self.workers[w].residual.insert(c, cpus);

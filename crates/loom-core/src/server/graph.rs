@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::counters::RetiredSegment;
 use super::ids::{ClientIdx, Idx, IdxVec, SegIdx, Slot, TaskId};
 use super::segment::{Segment, TaskFlags, TaskState};
 
@@ -25,6 +26,8 @@ pub(crate) struct TaskGraph {
     pub(crate) labels: HashMap<TaskId, Box<str>>,
     /// Tasks whose inputs were replaced by a dslice/dget expansion (they became array/make).
     pub(crate) overrides: HashMap<TaskId, Vec<TaskId>>,
+    /// Counts of segments dropped since the owner last drained it (for the plan records).
+    pub(crate) retired: Vec<RetiredSegment>,
 }
 
 /// The ids `base..base+n` of a dropped segment.
@@ -167,7 +170,7 @@ impl TaskGraph {
     #[inline]
     pub(crate) fn retire(&mut self, s: Slot, state: TaskState) {
         let seg = &mut self.segs[s.seg];
-        seg.state[s.off] = state;
+        seg.set_state(s.off, state);
         seg.live -= 1;
         if seg.live == 0 {
             self.dirty = true;
@@ -191,7 +194,18 @@ impl TaskGraph {
                 })
                 .collect(),
         );
-        self.segs.retain(|s| s.client != ci);
+        let retired = &mut self.retired;
+        self.segs.retain_mut(|s| {
+            if s.client != ci {
+                return true;
+            }
+            retired.push(RetiredSegment {
+                plan: s.plan,
+                counts: s.counts,
+                groups: s.groups.take(),
+            });
+            false
+        });
         self.forget(&dropped);
         dropped
     }
@@ -205,10 +219,16 @@ impl TaskGraph {
         self.dirty = false;
         let mut plans = Vec::new();
         let mut ranges = Vec::new();
-        self.segs.retain(|s| {
+        let retired = &mut self.retired;
+        self.segs.retain_mut(|s| {
             if s.live > 0 {
                 return true;
             }
+            retired.push(RetiredSegment {
+                plan: s.plan,
+                counts: s.counts,
+                groups: s.groups.take(),
+            });
             if let Some(client_base) = s.cbase {
                 plans.push(DroppedPlan {
                     client: s.client,

@@ -199,8 +199,9 @@ impl<I: Idx, T> IdxVec<I, T> {
 
     /// Keeps the elements `f` accepts. Ids of later elements shift: only for containers whose
     /// ids are not held across the call ([`SegIdx`]).
-    pub(crate) fn retain(&mut self, f: impl FnMut(&T) -> bool) {
-        self.raw.retain(f);
+    /// Keeps the elements `f` accepts (it may change them).
+    pub(crate) fn retain_mut(&mut self, f: impl FnMut(&mut T) -> bool) {
+        self.raw.retain_mut(f);
     }
 
     /// Index of the first element for which `pred` is false (the elements are partitioned).

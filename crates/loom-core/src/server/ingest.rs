@@ -4,6 +4,7 @@
 use crate::proto::scan::Scanner;
 
 use super::clients::PlanRange;
+use super::counters::LabelGroups;
 use super::ids::{ClientIdx, TaskId};
 use super::plan_scan::{malformed, plan_err, scan_header, scan_task, Culprit, PlanError};
 use super::segment::{Segment, TaskFlags, TaskState};
@@ -27,6 +28,7 @@ impl Server {
         plan: &[u8],
         load: bool,
     ) -> Result<(), PlanError> {
+        let started = std::time::Instant::now();
         let header = scan_header(plan, self.sym.cpus)?;
         let base = header
             .id_base
@@ -76,11 +78,18 @@ impl Server {
             n: n as u32,
             base: ibase,
         });
+        let no = self.counters.plan_accepted(ci, map.base, n as u32);
+        seg.plan = no;
+        if !labels.is_empty() {
+            seg.groups = Some(Box::new(LabelGroups::new(n, TaskState::Unplanned, &labels)));
+        }
         for (off, l) in labels {
             let label = String::from_utf8_lossy(l).into_owned().into_boxed_str();
             self.graph.labels.insert(ibase.plus(off as usize), label);
         }
         self.commit(seg, load);
+        self.counters
+            .ingest_done(no, started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -258,7 +267,7 @@ impl Server {
         let mut stack: Vec<u32> = Vec::new();
         for t in 0..n {
             if seg.flags[t].has(TaskFlags::RESULT) {
-                seg.state[t] = TaskState::Waiting;
+                seg.set_state(t, TaskState::Waiting);
                 stack.push(t as u32);
             }
         }
@@ -281,7 +290,7 @@ impl Server {
                     seg.refc[d] += 1;
                     seg.waiting[t] += 1;
                     if seg.state[d] == TaskState::Unplanned {
-                        seg.state[d] = TaskState::Waiting;
+                        seg.set_state(d, TaskState::Waiting);
                         stack.push(d as u32);
                     }
                 } else {
@@ -308,6 +317,7 @@ impl Server {
             })
             .count();
         self.ready.reserve_light(ready_light);
+        self.counters.segment_added(seg.plan);
         let si = self.graph.push(seg);
         self.trace_segment(si);
         for off in 0..n {

@@ -11,6 +11,7 @@
 //!   ranges, and their outgoing buffers;
 //! - [`queues`]: ready tasks by cpu class, and parked ones;
 //! - [`transfers`]: transfers in flight, extra copies, pending fetches;
+//! - [`counters`]: event counters and per-plan task counts for status ([`Server::snapshot`]);
 //! - typed ids ([`ids`]): `TaskId`, `WorkerIdx`, `ClientIdx`, `SegIdx`.
 //!
 //! The event handlers are `impl Server` blocks in files named after the event: [`register`],
@@ -51,6 +52,7 @@
 //! when only the head's type has no free worker (head-of-line blocking per class).
 
 mod clients;
+mod counters;
 mod demand;
 mod error;
 mod expand;
@@ -85,6 +87,7 @@ use crate::proto::comm::{client_response, ClientResponse, DataHeader};
 use crate::symbols::Symbols;
 
 use clients::Clients;
+use counters::{ClientStatus, Counters, PlanAcc, TransferStatus, WorkerStatus};
 use graph::TaskGraph;
 use ids::{ClientIdx, Slot, TaskId, WorkerIdx};
 use queues::ReadyQueues;
@@ -92,6 +95,7 @@ use transfers::Transfers;
 use workers::Workers;
 
 pub use crate::log::LogLevel;
+pub use counters::{Failure, GroupStatus, PlanStatus, Snapshot, TaskCounts};
 pub use demand::{WaitingClass, WorkerLoad};
 pub use error::ServerError;
 
@@ -181,6 +185,7 @@ pub struct Server {
     out: Output,
     /// The trace, while a client asked for one.
     trace: Option<Box<crate::trace::server::ServerTrace>>,
+    counters: Counters,
 }
 
 impl Server {
@@ -218,6 +223,7 @@ impl Server {
             scratch: Scratch::default(),
             out: Output::default(),
             trace: None,
+            counters: Counters::default(),
         }
     }
 
@@ -339,6 +345,72 @@ impl Server {
         })
     }
 
+    /// The server's status now: workers, clients, plans with their tasks by state and label
+    /// group, transfers, scheduler and ingest counters, recent failures. Costs O(workers +
+    /// clients + segments + kept plans), never a pass over tasks.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut live: std::collections::BTreeMap<counters::PlanNo, PlanAcc> = Default::default();
+        for seg in self.graph.segs.iter() {
+            live.entry(seg.plan)
+                .or_default()
+                .add(&seg.counts, seg.groups.as_deref());
+        }
+        let workers = self
+            .workers
+            .list
+            .iter_enumerated()
+            .map(|(i, w)| WorkerStatus {
+                id: i.index() as u32,
+                address: w.addr.clone(),
+                cpus: w.cpus,
+                busy_cpus: if w.alive { w.booked_cpus() } else { 0 },
+                running: if w.alive { w.tasks } else { 0 },
+                objects: if w.alive { w.objects } else { 0 },
+                bytes: if w.alive { w.bytes } else { 0 },
+                alive: w.alive,
+            })
+            .collect();
+        let ip_of: HashMap<ConnId, &str> = self
+            .conns
+            .iter()
+            .map(|(k, c)| (*k, c.ip.as_str()))
+            .collect();
+        let clients = self
+            .clients
+            .iter_enumerated()
+            .map(|(i, c)| ClientStatus {
+                id: i.index() as u32,
+                address: ip_of.get(&c.conn).copied().unwrap_or("").to_owned(),
+                alive: c.alive,
+                plans: c.ranges.len() as u32,
+                objects: c.n_data,
+            })
+            .collect();
+        let k = &self.counters;
+        Snapshot {
+            time_ms: counters::now_ms(),
+            workers,
+            clients,
+            plans: k.plan_statuses(&live),
+            tasks: k.all_tasks(&live),
+            tasks_submitted: k.tasks_submitted,
+            transfers: TransferStatus {
+                in_flight: self.moves.in_flight.values().map(|v| v.len() as u64).sum(),
+                total: k.transfers,
+                bytes: k.transfer_bytes,
+                fetches: k.fetches,
+                fetch_bytes: k.fetch_bytes,
+            },
+            scheduler_rounds: k.scheduler_rounds,
+            tasks_assigned: k.assigned,
+            plans_accepted: k.plans_accepted,
+            plans_rejected: k.plans_rejected,
+            ingest_seconds: k.ingest_seconds,
+            task_failures: k.task_failures,
+            failures: k.failures.iter().cloned().collect(),
+        }
+    }
+
     /// Drain everything queued since the last call.
     pub fn take_output(&mut self) -> Output {
         let mut out = std::mem::take(&mut self.out);
@@ -381,6 +453,7 @@ impl Server {
         let Some(dropped) = self.graph.collect() else {
             return;
         };
+        self.counters.retire(self.graph.retired.drain(..), false);
         for p in dropped.plans {
             let ranges = &mut self.clients[p.client].ranges;
             ranges.retain(|r| r.client_base != p.client_base);

@@ -20,6 +20,7 @@ impl Server {
             Ok(Type::Release) => self.release(ci, req.id.unwrap_or(-1)),
             Ok(Type::Stats) => self.stats(ci),
             Ok(Type::Trace) => self.trace_start(req.trace_path.unwrap_or(&[])),
+            Ok(Type::Status) => self.status(ci),
             Ok(Type::Terminate) => {
                 self.log(LogLevel::Info, "TERMINATE requested".into());
                 self.out.terminate = true;
@@ -41,9 +42,23 @@ impl Server {
             ),
             None => format!("Plan rejected: {}", e.cause),
         };
+        self.counters.plans_rejected += 1;
         self.log(LogLevel::Warn, msg.clone());
         // -1 (as in the original's TASK_FAILED for "Worker lost"): about the plan as a whole.
         self.clients[ci].error(Some(e.task.map_or(-1, |t| t.id)), msg);
+    }
+
+    /// STATUS (ours): answers with the snapshot as JSON ([`Server::snapshot`]).
+    fn status(&mut self, ci: ClientIdx) {
+        let json = self.snapshot().to_json();
+        push_frame(
+            &mut self.clients[ci].out,
+            &ClientResponse {
+                r#type: client_response::Type::Status as i32,
+                status: Some(json.into_bytes().into()),
+                ..Default::default()
+            },
+        );
     }
 
     fn stats(&mut self, ci: ClientIdx) {
@@ -90,6 +105,8 @@ impl Server {
         }
         let id = seg.id(s.off);
         let owner = seg.wk[s.off].expect("a finished task has an owner");
+        self.counters.fetches += 1;
+        self.counters.fetch_bytes += seg.size[s.off];
         let addr = self.fetch_address();
         wire::push_send(&mut self.workers[owner].out, id, &addr);
         let fetch = Fetch {
@@ -126,18 +143,19 @@ impl Server {
             }
             for off in 0..self.graph.segs[si].n as usize {
                 let seg = &self.graph.segs[si];
-                let (id, owner) = (seg.id(off), seg.wk[off]);
+                let (id, owner, size) = (seg.id(off), seg.wk[off], seg.size[off]);
                 match seg.state[off] {
                     TaskState::Running => {
                         let w = owner.expect("a running task has a worker");
                         self.workers[w].residual.insert(id, seg.cpus[off]);
                     }
-                    TaskState::Finished => self.remove_everywhere(id, owner),
+                    TaskState::Finished => self.remove_everywhere(id, owner, size),
                     _ => {}
                 }
             }
         }
         let dropped = self.graph.drop_client(ci);
+        self.counters.retire(self.graph.retired.drain(..), true);
         self.moves.forget(|id| dropped.contains(id));
         self.ready.retain_parked(|id| !dropped.contains(id));
     }

@@ -3,6 +3,7 @@
 
 use crate::proto::comm::worker_response;
 
+use super::counters::{failure_message, now_ms, Failure};
 use super::ids::{SegIdx, Slot, TaskId, WorkerIdx};
 use super::segment::{TaskFlags, TaskState};
 use super::{wire, LogLevel, Server, ServerError};
@@ -68,7 +69,7 @@ impl Server {
         };
         let seg = self.graph.seg_mut(s);
         let c = seg.cpus[s.off];
-        seg.state[s.off] = TaskState::Finished;
+        seg.set_state(s.off, TaskState::Finished);
         seg.size[s.off] = size;
         if let Some(t) = self.trace.as_mut() {
             t.finished(id.get(), w.index() as u64, size);
@@ -81,7 +82,9 @@ impl Server {
             let cid = seg.client_id(s.off).expect("results are plan tasks");
             client.task_finished(cid);
         }
-        self.workers[w].unbook(c);
+        let wk = &mut self.workers[w];
+        wk.unbook(c);
+        wk.holds(size);
         if length != 0 {
             self.graph.lengths.insert(id, length);
         }
@@ -150,8 +153,9 @@ impl Server {
         if self.graph.state(s) != TaskState::Finished {
             return;
         }
-        let owner = self.graph.seg(s).wk[s.off];
-        self.remove_everywhere(id, owner);
+        let seg = self.graph.seg(s);
+        let (owner, size) = (seg.wk[s.off], seg.size[s.off]);
+        self.remove_everywhere(id, owner, size);
         self.graph.lengths.remove(&id);
         self.moves.forget_object(id);
         self.fail_tree(s, &addr, msg, false, None);
@@ -252,10 +256,10 @@ impl Server {
     /// Frees a finished object: REMOVE to every owner.
     pub(super) fn free(&mut self, s: Slot) {
         let seg = self.graph.seg(s);
-        let (id, owner, client) = (seg.id(s.off), seg.wk[s.off], seg.client);
+        let (id, owner, client, size) = (seg.id(s.off), seg.wk[s.off], seg.client, seg.size[s.off]);
         self.graph.retire(s, TaskState::Freed);
         self.clients[client].n_data -= 1;
-        self.remove_everywhere(id, owner);
+        self.remove_everywhere(id, owner, size);
         if !self.graph.lengths.is_empty() {
             self.graph.lengths.remove(&id);
         }
@@ -265,8 +269,12 @@ impl Server {
         }
     }
 
-    /// Sends REMOVE{id} to the primary owner and every extra owner of `id`.
-    pub(super) fn remove_everywhere(&mut self, id: TaskId, primary: Option<WorkerIdx>) {
+    /// Sends REMOVE{id} to the primary owner and every extra owner of `id` (an object of
+    /// `size` bytes).
+    pub(super) fn remove_everywhere(&mut self, id: TaskId, primary: Option<WorkerIdx>, size: u64) {
+        if let Some(p) = primary {
+            self.workers[p].dropped(size);
+        }
         if let Some(out) = primary.and_then(|p| self.workers.out_if_alive(p)) {
             wire::push_remove(out, id);
         }
@@ -275,6 +283,7 @@ impl Server {
         }
         if let Some(extra) = self.moves.extra_owners.remove(&id) {
             for w in extra {
+                self.workers[w].dropped(size);
                 if let Some(out) = self.workers.out_if_alive(w) {
                     wire::push_remove(out, id);
                 }
@@ -291,8 +300,12 @@ impl Server {
         if self.graph.state(s) != TaskState::Finished {
             return wire::push_remove(&mut self.workers[w].out, id);
         }
-        if self.graph.seg(s).wk[s.off] != Some(w) {
+        let seg = self.graph.seg(s);
+        let size = seg.size[s.off];
+        self.counters.transfer_bytes += size;
+        if seg.wk[s.off] != Some(w) && !self.moves.has_copy(id, w) {
             self.moves.add_copy(id, w);
+            self.workers[w].holds(size);
         }
     }
 
@@ -308,14 +321,30 @@ impl Server {
         let wk = &mut self.workers[w];
         wk.unbook(c);
         let addr = wk.addr.clone();
+        let seg = self.graph.seg(s);
+        let failure = Failure {
+            plan: seg.plan.0,
+            task: seg.client_id(s.off).unwrap_or(-1),
+            label: self.graph.label_of(id).to_owned(),
+            worker: addr.clone(),
+            message: failure_message(&msg),
+            time_ms: now_ms(),
+        };
+        // One line (the full message goes to the client, the dashboard and the trace).
+        let first = failure.message.lines().next().unwrap_or("");
+        let label = if failure.label.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", failure.label)
+        };
         self.log(
-            LogLevel::Info,
+            LogLevel::Warn,
             format!(
-                "task {} failed on {addr}: {}",
-                id.get(),
-                String::from_utf8_lossy(&msg)
+                "task id={}{label} of plan {} failed on {addr}: {first}",
+                failure.task, failure.plan
             ),
         );
+        self.counters.failure(failure);
         self.fail_tree(s, &addr, msg, true, None);
     }
 }

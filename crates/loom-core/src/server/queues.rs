@@ -52,6 +52,11 @@ impl ReadyQueues {
         self.light.reserve(n);
     }
 
+    /// Whether no task is queued (parked ones aside).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.light.is_empty() && self.heavy.iter().all(|q| q.tasks.is_empty())
+    }
+
     /// The number of heavy queues (`QueueRef::Heavy(0..n)`, by cpus, largest first).
     pub(crate) fn n_heavy(&self) -> usize {
         self.heavy.len()

@@ -28,7 +28,7 @@ impl Server {
             self.expand(s);
             return;
         }
-        seg.state[s.off] = TaskState::Ready;
+        seg.set_state(s.off, TaskState::Ready);
         self.ready.push(seg.id(s.off), seg.cpus[s.off]);
     }
 
@@ -48,6 +48,10 @@ impl Server {
         if self.workers.n_alive == 0 {
             return;
         }
+        if self.ready.is_empty() {
+            return;
+        }
+        self.counters.scheduler_rounds += 1;
         let traced = self.trace.as_mut().map(|t| t.round_begin());
         self.drain_queue(QueueRef::Light);
         for qi in 0..self.ready.n_heavy() {
@@ -159,7 +163,8 @@ impl Server {
         let seg = self.graph.seg_mut(s);
         let id = seg.id(s.off);
         let c = seg.cpus[s.off];
-        seg.state[s.off] = TaskState::Running;
+        seg.set_state(s.off, TaskState::Running);
+        self.counters.assigned += 1;
         seg.wk[s.off] = Some(w);
         seg.flags[s.off].remove(TaskFlags::EARLY);
         let ov = seg.flags[s.off].has(TaskFlags::OVERRIDE);
@@ -260,5 +265,6 @@ impl Server {
         let addr = self.workers[w].addr.clone();
         wire::push_send(&mut self.workers[p].out, x, &addr);
         self.moves.start(x, w, p);
+        self.counters.transfers += 1;
     }
 }

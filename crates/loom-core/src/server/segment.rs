@@ -3,6 +3,7 @@
 //! two offsets (8), state, flags (2), cpus (2), two counters (8), the worker (2), the size (8),
 //! plus its config bytes, input and consumer edges (4 bytes each).
 
+use super::counters::{LabelGroups, PlanNo, StateCounts};
 use super::ids::{ClientIdx, TaskId, WorkerIdx};
 
 /// Where a task is in its life cycle.
@@ -116,6 +117,12 @@ pub(crate) struct Segment {
     /// Checkpoint paths (absolute, UTF-8) of the tasks that have one, by offset (ascending).
     /// Rare, so a side list rather than a column.
     pub(crate) checkpoints: Vec<(u32, Box<str>)>,
+    /// The plan these tasks belong to (an expansion's segment: the plan it expands).
+    pub(crate) plan: PlanNo,
+    /// Tasks per state (kept by [`Segment::set_state`]; read by the status snapshot).
+    pub(crate) counts: StateCounts,
+    /// Tasks per state per label group, for plans with labels.
+    pub(crate) groups: Option<Box<LabelGroups>>,
 }
 
 impl Segment {
@@ -149,6 +156,20 @@ impl Segment {
             size: vec![0; n],
             live: 0,
             checkpoints: Vec::new(),
+            plan: PlanNo::default(),
+            counts: StateCounts::all(state, n as u32),
+            groups: None,
+        }
+    }
+
+    /// Moves task `off` to `state`, keeping the per-state counts (two increments; the label
+    /// group's counts too when the plan has labels).
+    #[inline(always)]
+    pub(crate) fn set_state(&mut self, off: usize, state: TaskState) {
+        let old = std::mem::replace(&mut self.state[off], state);
+        self.counts.moved(old, state);
+        if let Some(g) = self.groups.as_deref_mut() {
+            g.moved(off, old, state);
         }
     }
 

@@ -85,7 +85,7 @@ impl Server {
                         }
                     }
                     TaskState::Running if seg.wk[off] == Some(w) => {
-                        seg.state[off] = TaskState::Waiting;
+                        seg.set_state(off, TaskState::Waiting);
                         seg.wk[off] = None;
                         lost.rerun.push(id);
                     }
@@ -153,7 +153,7 @@ impl Server {
                 continue;
             }
             self.clients[client].n_data -= 1;
-            self.graph.seg_mut(s).state[s.off] = TaskState::Waiting;
+            self.graph.seg_mut(s).set_state(s.off, TaskState::Waiting);
             for &i in &ins {
                 let is = self.graph.locate(i).expect("checked");
                 let iseg = self.graph.seg_mut(is);
@@ -232,7 +232,7 @@ impl Server {
             let seg = self.graph.seg_mut(s);
             seg.waiting[s.off] = waiting;
             if waiting > 0 {
-                seg.state[s.off] = TaskState::Waiting;
+                seg.set_state(s.off, TaskState::Waiting);
             } else if st == TaskState::Waiting {
                 self.make_ready(s);
             }

@@ -20,6 +20,11 @@ pub(crate) struct Worker {
     pub(crate) over: u32,
     /// Light (0-cpu) tasks in flight.
     pub(crate) light: u32,
+    /// Tasks sent to it and not answered yet (for status; booking uses the fields above).
+    pub(crate) tasks: u32,
+    /// Objects it holds (as primary owner or copy) and their bytes, for status.
+    pub(crate) objects: u64,
+    pub(crate) bytes: u64,
     /// Task types this worker registered (indexed by symbol id).
     pub(crate) types: Vec<bool>,
     pub(crate) alive: bool,
@@ -45,6 +50,9 @@ impl Worker {
             free_cpus: cpus,
             over: 0,
             light: 0,
+            tasks: 0,
+            objects: 0,
+            bytes: 0,
             types,
             alive: true,
             out,
@@ -74,6 +82,7 @@ impl Worker {
     /// Books a task of `c` cpus (0: light).
     #[inline]
     pub(crate) fn book(&mut self, c: u16) {
+        self.tasks += 1;
         let c = c as u32;
         if c == 0 {
             self.light += 1;
@@ -88,6 +97,7 @@ impl Worker {
     /// Returns what a task of `c` cpus booked (it ended).
     #[inline]
     pub(crate) fn unbook(&mut self, c: u16) {
+        self.tasks = self.tasks.saturating_sub(1);
         let c = c as u32;
         if c == 0 {
             self.light = self.light.saturating_sub(1);
@@ -102,6 +112,20 @@ impl Worker {
     #[inline]
     pub(crate) fn booked_cpus(&self) -> u32 {
         self.cpus - self.free_cpus + self.over
+    }
+
+    /// It now holds an object of `size` bytes.
+    #[inline]
+    pub(crate) fn holds(&mut self, size: u64) {
+        self.objects += 1;
+        self.bytes += size;
+    }
+
+    /// An object of `size` bytes it held was removed.
+    #[inline]
+    pub(crate) fn dropped(&mut self, size: u64) {
+        self.objects = self.objects.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(size);
     }
 
     /// Load per cpu (scaled by 1024), light tasks counted as 1/64 of a cpu.

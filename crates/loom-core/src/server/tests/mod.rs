@@ -7,6 +7,7 @@ mod expand_and_trace;
 mod failures;
 mod robustness;
 mod scheduling;
+mod status;
 
 use super::*;
 use crate::frame::FrameError;
