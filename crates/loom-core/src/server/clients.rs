@@ -20,6 +20,8 @@ pub(crate) struct PlanRange {
 /// One registered client (gone clients keep their slot, `alive == false`).
 pub(crate) struct Client {
     pub(crate) conn: ConnId,
+    /// Its IP address (for status).
+    pub(crate) ip: String,
     pub(crate) alive: bool,
     /// Its live plans, sorted by client base.
     pub(crate) ranges: Vec<PlanRange>,

@@ -19,6 +19,8 @@ use super::segment::TaskState;
 
 /// How many finished (or discarded) plans stay listed.
 pub const KEEP_DONE_PLANS: usize = 50;
+/// How many disconnected clients stay listed (the newest).
+pub const KEEP_GONE_CLIENTS: usize = 20;
 /// How many recent task failures are kept (with their messages).
 pub const KEEP_FAILURES: usize = 50;
 /// Failure messages are cut to this many bytes in the snapshot (the client gets them whole).

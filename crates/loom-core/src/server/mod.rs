@@ -370,17 +370,20 @@ impl Server {
                 alive: w.alive,
             })
             .collect();
-        let ip_of: HashMap<ConnId, &str> = self
-            .conns
-            .iter()
-            .map(|(k, c)| (*k, c.ip.as_str()))
-            .collect();
+        // Every connected client, and the newest gone ones (clients never reuse a slot).
+        let gone = self.clients.iter().filter(|c| !c.alive).count();
+        let mut skip_gone = gone.saturating_sub(counters::KEEP_GONE_CLIENTS);
         let clients = self
             .clients
             .iter_enumerated()
+            .filter(|(_, c)| {
+                let skip = !c.alive && skip_gone > 0;
+                skip_gone -= skip as usize;
+                !skip
+            })
             .map(|(i, c)| ClientStatus {
                 id: i.index() as u32,
-                address: ip_of.get(&c.conn).copied().unwrap_or("").to_owned(),
+                address: c.ip.clone(),
                 alive: c.alive,
                 plans: c.ranges.len() as u32,
                 objects: c.n_data,

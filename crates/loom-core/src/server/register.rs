@@ -84,8 +84,14 @@ impl Server {
                 ..Default::default()
             },
         );
+        let ip = self
+            .conns
+            .get(&conn)
+            .map(|c| c.ip.clone())
+            .unwrap_or_default();
         let ci = self.clients.push(Client {
             conn,
+            ip,
             alive: true,
             ranges: Vec::new(),
             next_base: 0,

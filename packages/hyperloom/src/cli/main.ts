@@ -8,8 +8,18 @@ import { serverMain, workerMain } from "./roles.js";
 import { LocalCluster } from "../cluster/local-cluster.js";
 import { checkScript, ScriptError, startScript, type CheckedScript } from "./script.js";
 import type { ChildProcess } from "node:child_process";
+import { statusMain } from "./status.js";
 import { writeReport } from "../report/index.js";
 import { allocCommands } from "./alloc.js";
+import { parseListenAddress } from "../server/dashboard.js";
+
+function addressArg(v: string): { host: string; port: number } {
+  try {
+    return parseListenAddress(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -26,8 +36,9 @@ program
   .description("run a server")
   .option("-p, --port <number>", "main port (0: any free port)", intArg("port number", 0, 65535), 9010)
   .option("--host <address>", "listen address", "0.0.0.0")
+  .option("--dashboard <[host:]port>", "serve the live dashboard and /metrics there (host default 127.0.0.1; port 0: any free one)", addressArg)
   .option("--debug", "debug logging")
-  .action((opts: { port: number; host: string; debug?: boolean }) => serverMain(opts));
+  .action((opts: { port: number; host: string; debug?: boolean; dashboard?: { host: string; port: number } }) => serverMain(opts));
 
 program
   .command("worker")
@@ -54,14 +65,26 @@ program
   .option("--cpus <number>", "CPUs per worker", intArg("number of cpus", 1, 1 << 20), 1)
   .option("--port <number>", "server main port (0: any free port)", intArg("port number", 0, 65535), 0)
   .option("-v, --verbose", "show the server's and workers' logs")
-  .action((script: string | undefined, opts: { workers: number; cpus: number; port: number; verbose?: boolean }) => local(script, opts));
+  .option("--dashboard <[host:]port>", "where the live dashboard listens", "127.0.0.1:0")
+  .option("--no-dashboard", "no dashboard")
+  .action((script: string | undefined, opts: LocalOptions) => local(script, opts));
+
+/** Options of `hyperloom local`. */
+interface LocalOptions {
+  workers: number;
+  cpus: number;
+  port: number;
+  verbose?: boolean;
+  /** `[host:]port`, or false with `--no-dashboard`. */
+  dashboard: string | false;
+}
 
 /**
  * `hyperloom local`: the script is checked before anything starts; then the cluster, then the
  * script. Every way out — the script's end, an error, SIGINT, SIGTERM — stops the script, the
  * server and the workers and removes the cluster's directory before exiting.
  */
-async function local(script: string | undefined, opts: { workers: number; cpus: number; port: number; verbose?: boolean }): Promise<void> {
+async function local(script: string | undefined, opts: LocalOptions): Promise<void> {
   let checked: CheckedScript | undefined;
   if (script !== undefined) {
     try {
@@ -72,9 +95,16 @@ async function local(script: string | undefined, opts: { workers: number; cpus: 
       process.exit(1);
     }
   }
+  let dashboard: { host: string; port: number } | undefined;
+  try {
+    dashboard = opts.dashboard === false ? undefined : parseListenAddress(opts.dashboard);
+  } catch (e) {
+    process.stderr.write(`hyperloom local: --dashboard: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
   let child: ChildProcess | undefined;
   let exiting = false;
-  const starting = LocalCluster.start({ workers: opts.workers, cpus: opts.cpus, port: opts.port, verbose: !!opts.verbose });
+  const starting = LocalCluster.start({ workers: opts.workers, cpus: opts.cpus, port: opts.port, verbose: !!opts.verbose, ...(dashboard ? { dashboard } : {}) });
   const exit = async (code: number): Promise<never> => {
     exiting = true;
     if (child && child.exitCode === null && child.signalCode === null) {
@@ -106,6 +136,7 @@ async function local(script: string | undefined, opts: { workers: number; cpus: 
   }
   if (exiting) return;
   process.stderr.write(`HyperLoom local cluster: server ${cluster.address}, ${opts.workers} worker(s) x ${opts.cpus} cpu(s)\n`);
+  if (cluster.dashboardUrl) process.stderr.write(`Dashboard: ${cluster.dashboardUrl}\n`);
   if (checked === undefined) return; // serve until Ctrl-C
   child = startScript(checked, cluster.address);
   const code = await new Promise<number>((res) => {
@@ -117,6 +148,22 @@ async function local(script: string | undefined, opts: { workers: number; cpus: 
   });
   if (!exiting) await exit(code);
 }
+
+program
+  .command("status")
+  .description("show the server's workers, clients, plans (tasks by state) and recent failures")
+  .option("--server <host:port>", "the server's main port (default: $HYPERLOOM_SERVER, else 127.0.0.1:9010)")
+  .option("--json", "print the status as JSON (one line per refresh)")
+  .option("--watch [seconds]", "refresh every few seconds (default 2) until interrupted", (v: string) => {
+    const x = Number(v);
+    if (!(x > 0)) throw new InvalidArgumentError("Invalid number of seconds");
+    return x;
+  })
+  .action(async (opts: { server?: string; json?: boolean; watch?: number | true }) => {
+    const server = opts.server ?? process.env.HYPERLOOM_SERVER ?? "127.0.0.1:9010";
+    const watch = opts.watch === true ? 2 : opts.watch;
+    process.exit(await statusMain({ server, ...(opts.json ? { json: true } : {}), ...(watch !== undefined ? { watch } : {}) }));
+  });
 
 program
   .command("report")

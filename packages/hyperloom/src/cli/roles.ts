@@ -6,10 +6,11 @@ import { setLogLevel, log } from "../log.js";
 import { jobEnvironment } from "../worker/job-env.js";
 
 /** Runs a server until it is terminated. */
-export async function serverMain(opts: { port: number; host: string; debug?: boolean }): Promise<void> {
+export async function serverMain(opts: { port: number; host: string; debug?: boolean; dashboard?: { host: string; port: number } }): Promise<void> {
   if (opts.debug) setLogLevel("debug");
-  const s = await startServer({ port: opts.port, host: opts.host });
+  const s = await startServer({ port: opts.port, host: opts.host, ...(opts.dashboard ? { dashboard: opts.dashboard } : {}) });
   log("info", `HyperLoom server listening on ${opts.host}:${s.port} (data port ${s.dataPort})`);
+  if (s.dashboard) log("info", `Dashboard at ${s.dashboard.url} (metrics at ${s.dashboard.url}metrics)`);
   const stop = (): void => {
     void s.close().then(() => process.exit(0));
   };

@@ -41,6 +41,7 @@ export function openClients(): Set<Client> {
   const g = globalThis as unknown as Record<symbol, Set<Client> | undefined>;
   return (g[key] ??= new Set<Client>());
 }
+import { parseStatus, type StatusSnapshot } from "../protocol/status.js";
 
 const RequestType = comm.ClientRequest.Type;
 const ResponseType = comm.ClientResponse.Type;
@@ -55,6 +56,15 @@ export interface Stats {
 
 /** One future per task of a submission, each with its task's result type. */
 export type FuturesOf<Ts extends readonly Task<any>[]> = { -readonly [K in keyof Ts]: Future<Ts[K] extends Task<infer T> ? T : never> };
+/** Progress of a set of futures ({@link Client.progress}). */
+export interface Progress {
+  /** Futures finished (or finished and released). */
+  finished: number;
+  /** Futures failed (or released while running). */
+  failed: number;
+  /** Distinct futures watched. */
+  total: number;
+}
 
 /** Options of {@link Client.submit}. */
 export interface SubmitOptions {
@@ -102,6 +112,9 @@ export class Client {
   private closedError: Error | undefined;
   private trace = false;
   private readonly finishedListeners = new Set<(f: Future<unknown>) => void>();
+  /** Called when a future settles or is canceled (for {@link Client.progress}). */
+  private readonly settleListeners = new Set<(f: Future<unknown>) => void>();
+  private readonly statusWaiters: Array<Pending<StatusSnapshot>> = [];
   private readonly releaser = new FinalizationRegistry<number>((id) => this.releaseId(id));
 
   private constructor(private readonly socket: Socket) {}
@@ -238,6 +251,7 @@ export class Client {
         this.releaseId(f.taskId);
       } else if (f.status_ === "running") {
         f.status_ = "canceled";
+        for (const l of this.settleListeners) l(f);
       }
     }
   }
@@ -277,6 +291,59 @@ export class Client {
     } finally {
       this.finishedListeners.delete(listener);
     }
+  }
+
+  /**
+   * Progress of `futures` as they settle: yields `{ finished, failed, total }` at once, then
+   * after every change (changes that happen between two reads are merged: counts only grow),
+   * and ends when every future has settled. A future released while running counts as failed
+   * (it will never have a result). O(1) per settled future.
+   */
+  async *progress(futures: readonly Future<unknown>[]): AsyncGenerator<Progress> {
+    const pending = new Set<Future<unknown>>();
+    let finished = 0;
+    let failed = 0;
+    for (const f of new Set(futures)) {
+      if (f.client !== this) throw new LoomError(`${f} belongs to another client`);
+      if (f.status_ === "running") pending.add(f);
+      else if (f.status_ === "failed" || f.status_ === "canceled") failed++;
+      else finished++;
+    }
+    const total = pending.size + finished + failed;
+    let changed = false;
+    let wake: (() => void) | undefined;
+    const listener = (f: Future<unknown>): void => {
+      if (!pending.delete(f)) return;
+      if (f.status_ === "finished" || f.status_ === "released") finished++;
+      else failed++;
+      changed = true;
+      wake?.();
+    };
+    this.settleListeners.add(listener);
+    try {
+      yield { finished, failed, total };
+      while (finished + failed < total) {
+        if (!changed) await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        changed = false;
+        yield { finished, failed, total };
+      }
+    } finally {
+      this.settleListeners.delete(listener);
+    }
+  }
+
+  /**
+   * The server's status: workers, clients, plans with their tasks by state and label group,
+   * transfers, counters and recent failures (our STATUS extension, docs/protocol-extensions.md;
+   * the original server does not answer it).
+   */
+  status(): Promise<StatusSnapshot> {
+    this.checkOpen();
+    return new Promise((resolve, reject) => {
+      this.statusWaiters.push({ resolve, reject });
+      this.sendRequest({ type: RequestType.STATUS });
+    });
   }
 
   /** Asks the server for statistics. */
@@ -405,6 +472,15 @@ export class Client {
         w?.resolve({ nWorkers: msg.stats?.nWorkers ?? 0, nDataObjects: msg.stats?.nDataObjects ?? 0 });
         break;
       }
+      case ResponseType.STATUS: {
+        const w = this.statusWaiters.shift();
+        try {
+          w?.resolve(parseStatus(Buffer.from(msg.status ?? []).toString("utf8")));
+        } catch (e) {
+          w?.reject(new LoomError(`malformed STATUS response: ${(e as Error).message}`));
+        }
+        break;
+      }
       default:
         throw new LoomError(`unexpected response type ${msg.type} from the server`);
     }
@@ -424,6 +500,7 @@ export class Client {
     this.releaser.register(f, id, f);
     f.settle();
     for (const l of this.finishedListeners) l(f);
+    for (const l of this.settleListeners) l(f);
   }
 
   private onFailed(err: ErrorFields | undefined): void {
@@ -447,6 +524,7 @@ export class Client {
     if (wasCanceled) return;
     f.settle(e);
     for (const l of this.finishedListeners) l(f);
+    for (const l of this.settleListeners) l(f);
     this.fetches.get(f.taskId)?.forEach((p) => p.reject(e));
     this.fetches.delete(f.taskId);
   }
@@ -492,5 +570,6 @@ export class Client {
     for (const list of this.fetches.values()) list.forEach((p) => p.reject(e));
     this.fetches.clear();
     for (const w of this.statsWaiters.splice(0)) w.reject(e);
+    for (const w of this.statusWaiters.splice(0)) w.reject(e);
   }
 }

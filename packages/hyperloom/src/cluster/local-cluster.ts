@@ -21,6 +21,8 @@ export interface LocalClusterOptions {
   verbose?: boolean;
   /** Extra arguments for every worker. */
   workerArgs?: string[];
+  /** Start the server with its dashboard on this address (see `hyperloom server --dashboard`). */
+  dashboard?: { host: string; port: number };
   /** Receives each line a worker logs (worker number from 0, the line). */
   onWorkerLine?: (worker: number, line: string) => void;
 }
@@ -37,25 +39,34 @@ export class LocalCluster {
     private readonly server: ChildProcess,
     private readonly workers: ChildProcess[],
     private readonly wdir: string,
+    /** The dashboard's URL, when it was started with one. */
+    readonly dashboardUrl?: string,
   ) {}
 
   /** Starts the server and the workers, and waits until every worker has registered. */
   static async start(options: LocalClusterOptions = {}): Promise<LocalCluster> {
     const nWorkers = options.workers ?? 1;
     const wdir = mkdtempSync(join(tmpdir(), "hyperloom-"));
-    const server = spawn(process.execPath, [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0)], {
+    const dash = options.dashboard ? ["--dashboard", `${options.dashboard.host}:${options.dashboard.port}`] : [];
+    const server = spawn(process.execPath, [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0), ...dash], {
       // The IPC channel only tells the child when this process is gone (see `roles.ts`).
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     const children: ChildProcess[] = [server];
     try {
+      let dashboardUrl: string | undefined;
       const port = await new Promise<number>((resolve, reject) => {
         const lines = createInterface({ input: server.stdout! });
+        let port: number | undefined;
         lines.on("line", (line) => {
           // Warnings (e.g. tasks no worker can run) are shown even when the logs are not.
           if (options.verbose || /^\S+ \[(warn|error)\]/.test(line)) process.stderr.write(`[server] ${line}\n`);
           const m = /listening on [\d.]+:(\d+)/.exec(line);
-          if (m) resolve(Number(m[1]));
+          if (m) port = Number(m[1]);
+          const d = /Dashboard at (\S+)/.exec(line);
+          if (d) dashboardUrl = d[1];
+          // The dashboard line follows the listening line.
+          if (port !== undefined && (!options.dashboard || dashboardUrl !== undefined)) resolve(port);
         });
         server.stderr!.on("data", (d: Buffer) => process.stderr.write(`[server] ${d}`));
         server.once("exit", (code) => reject(new Error(`server exited with status ${code} before listening`)));
@@ -80,7 +91,7 @@ export class LocalCluster {
         workers.push(w);
         children.push(w);
       }
-      const cluster = new LocalCluster("127.0.0.1", port, server, workers, wdir);
+      const cluster = new LocalCluster("127.0.0.1", port, server, workers, wdir, dashboardUrl);
       await cluster.waitForWorkers(nWorkers, 30_000);
       return cluster;
     } catch (e) {

@@ -12,6 +12,7 @@ import { WaitingWarnings } from "./waiting.js";
 import { alloc } from "../protocol/messages.js";
 import { Allocator } from "../allocator/allocator.js";
 import { REGISTER_ALLOC_CONTROL, serveControl } from "../allocator/control.js";
+import { startDashboard, type RunningDashboard } from "./dashboard.js";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -19,6 +20,8 @@ export interface ServerOptions {
   port?: number;
   /** Listen address. Default `0.0.0.0` (as the original); tests use `127.0.0.1`. */
   host?: string;
+  /** Serve the live dashboard, `/metrics` and `/status.json` on this address (host default 127.0.0.1; port 0: any free one). */
+  dashboard?: { host?: string; port: number };
 }
 
 /** A running server. */
@@ -27,6 +30,8 @@ export interface RunningServer {
   port: number;
   /** The data port (workers push fetched results here). */
   dataPort: number;
+  /** The dashboard, if one was asked for. */
+  dashboard?: RunningDashboard;
   /** Stops listening and closes every connection. */
   close(): Promise<void>;
 }
@@ -158,13 +163,18 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     if (allocator!.serving()) count.withoutWorker = 0;
     for (const line of waiting.observe(Date.now(), count)) log("warn", line);
   }, 1000).unref();
+  const dashboard = options.dashboard
+    ? await startDashboard({ ...options.dashboard, snapshot: () => core!.snapshot() })
+    : undefined;
   return {
     port,
     dataPort,
+    ...(dashboard ? { dashboard } : {}),
     close: async () => {
       clearInterval(traceTimer);
       clearInterval(waitingTimer);
       await allocator!.close();
+      await dashboard?.close();
       core!.traceFlush();
       for (const s of sockets.values()) s.destroy();
       await Promise.all([closeServer(main), closeServer(dataServer)]);
