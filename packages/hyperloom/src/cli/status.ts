@@ -90,8 +90,10 @@ export function statusTable(s: StatusSnapshot, server: string): string {
   if (s.failures.length > 0) {
     out.push("", "Recent failures (newest last):");
     for (const f of s.failures.slice(-5)) {
-      const first = f.message.split("\n")[0];
-      out.push(`  plan ${f.plan} task ${f.task}${f.label ? ` (${f.label})` : ""} on ${f.worker}: ${first}`);
+      // One line each: the message's lines joined, cut at 200 characters.
+      const text = f.message.trim().split(/\s*\n\s*/).join(" | ");
+      const cut = text.length > 200 ? `${text.slice(0, 199)}…` : text;
+      out.push(`  plan ${f.plan} task ${f.task}${f.label ? ` (${f.label})` : ""} on ${f.worker}: ${cut}`);
     }
   }
   return out.join("\n");

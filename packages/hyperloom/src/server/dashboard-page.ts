@@ -78,7 +78,7 @@ function render(m) {
   setRows("plans", plans.map(function (p) {
     var total = STATES.reduce(function (a, k) { return a + p.tasks[k]; }, 0);
     var rows = '<tr class="plan" data-plan="' + p.id + '"><td>' + p.id + "</td><td>" + p.client + "</td><td>" + p.state + '</td><td class="n">' + num(total) + "</td>" + counts(p.tasks) +
-      '<td><div class="bar">' + bar(p.tasks) + '</div></td><td class="n">' + p.ingest_ms.toFixed(1) + " ms</td></tr>";
+      '<td><div class="bar">' + bar(p.tasks) + '</div></td><td class="n">' + (p.ingest_ms < 10 ? p.ingest_ms.toFixed(2) : p.ingest_ms.toFixed(0)) + " ms</td></tr>";
     p.groups.forEach(function (g) {
       var gt = STATES.reduce(function (a, k) { return a + g.tasks[k]; }, 0);
       rows += '<tr class="group"><td colspan="3">' + esc(g.name) + '</td><td class="n">' + num(gt) + "</td>" + counts(g.tasks) + '<td><div class="bar">' + bar(g.tasks) + "</div></td><td></td></tr>";
