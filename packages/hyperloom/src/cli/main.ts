@@ -135,8 +135,8 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
     return exit(1);
   }
   if (exiting) return;
-  process.stderr.write(`HyperLoom local cluster: server ${cluster.address}, ${opts.workers} worker(s) x ${opts.cpus} cpu(s)\n`);
-  if (cluster.dashboardUrl) process.stderr.write(`Dashboard: ${cluster.dashboardUrl}\n`);
+  const dash = cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : "";
+  process.stderr.write(`HyperLoom local cluster: server ${cluster.address}, ${opts.workers} worker(s) x ${opts.cpus} cpu(s)${dash}\n`);
   if (checked === undefined) return; // serve until Ctrl-C
   child = startScript(checked, cluster.address);
   const code = await new Promise<number>((res) => {
