@@ -9,9 +9,15 @@ import { LocalCluster } from "../cluster/local-cluster.js";
 import { checkScript, ScriptError, startScript, type CheckedScript } from "./script.js";
 import type { ChildProcess } from "node:child_process";
 import { statusMain } from "./status.js";
+import type { LogFormat } from "../log.js";
 import { writeReport } from "../report/index.js";
 import { allocCommands } from "./alloc.js";
 import { parseListenAddress } from "../server/dashboard.js";
+
+function logFormatArg(v: string): LogFormat {
+  if (v !== "text" && v !== "json") throw new InvalidArgumentError("expected text or json");
+  return v;
+}
 
 function addressArg(v: string): { host: string; port: number } {
   try {
@@ -37,8 +43,9 @@ program
   .option("-p, --port <number>", "main port (0: any free port)", intArg("port number", 0, 65535), 9010)
   .option("--host <address>", "listen address", "0.0.0.0")
   .option("--dashboard <[host:]port>", "serve the live dashboard and /metrics there (host default 127.0.0.1; port 0: any free one)", addressArg)
-  .option("--debug", "debug logging")
-  .action((opts: { port: number; host: string; debug?: boolean; dashboard?: { host: string; port: number } }) => serverMain(opts));
+  .option("--debug", "debug logging: scheduling summaries, transfers, connections")
+  .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
+  .action((opts: { port: number; host: string; debug?: boolean; logFormat: LogFormat; dashboard?: { host: string; port: number } }) => serverMain(opts));
 
 program
   .command("worker")
@@ -52,8 +59,9 @@ program
   .option("--extension <path>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--python <path>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")
   .option("--reconnect <seconds>", "when the server connection closes, start afresh and reconnect, retrying for up to this long", intArg("seconds", 1, 1 << 30))
-  .option("--debug", "debug logging")
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host: string; extension: string[]; python?: string; reconnect?: number }) =>
+  .option("--debug", "debug logging: scheduling summaries, transfers, connections")
+  .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; logFormat: LogFormat; host: string; extension: string[]; python?: string; reconnect?: number }) =>
     workerMain(host, port, opts),
   );
 
@@ -67,6 +75,8 @@ program
   .option("-v, --verbose", "show the server's and workers' logs")
   .option("--dashboard <[host:]port>", "where the live dashboard listens", "127.0.0.1:0")
   .option("--no-dashboard", "no dashboard")
+  .option("--debug", "the server's and workers' debug logs (with -v)")
+  .option("--log-format <format>", "the server's and workers' log lines as text or json (with -v)", logFormatArg, "text")
   .action((script: string | undefined, opts: LocalOptions) => local(script, opts));
 
 /** Options of `hyperloom local`. */
@@ -77,6 +87,8 @@ interface LocalOptions {
   verbose?: boolean;
   /** `[host:]port`, or false with `--no-dashboard`. */
   dashboard: string | false;
+  debug?: boolean;
+  logFormat: LogFormat;
 }
 
 /**
@@ -104,7 +116,14 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
   }
   let child: ChildProcess | undefined;
   let exiting = false;
-  const starting = LocalCluster.start({ workers: opts.workers, cpus: opts.cpus, port: opts.port, verbose: !!opts.verbose, ...(dashboard ? { dashboard } : {}) });
+  const starting = LocalCluster.start({
+    workers: opts.workers,
+    cpus: opts.cpus,
+    port: opts.port,
+    verbose: !!opts.verbose,
+    ...(dashboard ? { dashboard } : {}),
+    logArgs: [...(opts.debug ? ["--debug"] : []), "--log-format", opts.logFormat],
+  });
   const exit = async (code: number): Promise<never> => {
     exiting = true;
     if (child && child.exitCode === null && child.signalCode === null) {
@@ -186,6 +205,14 @@ program
   });
 
 allocCommands(program);
+
+// `--version` on every command.
+const version = (require("../../package.json") as { version: string }).version;
+const withVersion = (c: Command): void => {
+  c.version(version);
+  c.commands.forEach(withVersion);
+};
+withVersion(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(`hyperloom: ${e instanceof Error ? e.message : String(e)}\n`);

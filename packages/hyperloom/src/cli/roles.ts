@@ -2,12 +2,25 @@
 import { cpus as machineCpus } from "node:os";
 import { startServer } from "../server/server.js";
 import { startWorker, type RunningWorker } from "../worker/worker.js";
-import { setLogLevel, log } from "../log.js";
+import { setLogFormat, setLogLevel, log, type LogFormat } from "../log.js";
+
+/** Logging options every role takes. */
+export interface LogOptions {
+  /** Log at debug level (scheduling summaries, transfers, connections). */
+  debug?: boolean;
+  /** `text` (default) or `json` (one object per line). */
+  logFormat?: LogFormat;
+}
+
+function setUpLogs(o: LogOptions): void {
+  if (o.debug) setLogLevel("debug");
+  if (o.logFormat) setLogFormat(o.logFormat);
+}
 import { jobEnvironment } from "../worker/job-env.js";
 
 /** Runs a server until it is terminated. */
-export async function serverMain(opts: { port: number; host: string; debug?: boolean; dashboard?: { host: string; port: number } }): Promise<void> {
-  if (opts.debug) setLogLevel("debug");
+export async function serverMain(opts: { port: number; host: string; dashboard?: { host: string; port: number } } & LogOptions): Promise<void> {
+  setUpLogs(opts);
   const s = await startServer({ port: opts.port, host: opts.host, ...(opts.dashboard ? { dashboard: opts.dashboard } : {}) });
   log("info", `HyperLoom server listening on ${opts.host}:${s.port} (data port ${s.dataPort})`);
   if (s.dashboard) log("info", `Dashboard at ${s.dashboard.url} (metrics at ${s.dashboard.url}metrics)`);
@@ -28,9 +41,9 @@ export async function serverMain(opts: { port: number; host: string; debug?: boo
 export async function workerMain(
   host: string,
   port: number,
-  opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; host?: string; extension?: string[]; python?: string; reconnect?: number },
+  opts: { cpus: number; wdir: string; nopin?: boolean; host?: string; extension?: string[]; python?: string; reconnect?: number } & LogOptions,
 ): Promise<void> {
-  if (opts.debug) setLogLevel("debug");
+  setUpLogs(opts);
   // Inside a cluster job: cpus (unless given) and id from the job.
   const job = jobEnvironment();
   const options = {

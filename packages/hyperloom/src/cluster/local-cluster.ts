@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { Client } from "../client/client.js";
+import { parseLogLine } from "../log.js";
 
 /** Options of {@link LocalCluster.start}. */
 export interface LocalClusterOptions {
@@ -23,11 +24,28 @@ export interface LocalClusterOptions {
   workerArgs?: string[];
   /** Start the server with its dashboard on this address (see `hyperloom server --dashboard`). */
   dashboard?: { host: string; port: number };
+  /** Logging flags for the server and every worker (`--debug`, `--log-format json`). */
+  logArgs?: string[];
   /** Receives each line a worker logs (worker number from 0, the line). */
   onWorkerLine?: (worker: number, line: string) => void;
 }
 
 const cliPath = join(__dirname, "..", "cli", "main.js");
+
+/**
+ * A child's stderr line on ours, prefixed with the process that wrote it: every line when
+ * verbose. Otherwise only what is not a log line (a crash) and the server's warnings and errors
+ * about the cluster (e.g. tasks no worker can run); a task failure is left to the client that
+ * gets it as an error.
+ */
+function showChildLine(who: string, line: string, verbose: boolean | undefined): void {
+  const { level, message } = parseLogLine(line);
+  const shown =
+    verbose ||
+    level === undefined ||
+    (who === "server" && (level === "warn" || level === "error") && !/^task id=-?\d+.* failed on /.test(message));
+  if (shown) process.stderr.write(`[${who}] ${line}\n`);
+}
 
 /** A server and its workers running as child processes. */
 export class LocalCluster {
@@ -48,7 +66,8 @@ export class LocalCluster {
     const nWorkers = options.workers ?? 1;
     const wdir = mkdtempSync(join(tmpdir(), "hyperloom-"));
     const dash = options.dashboard ? ["--dashboard", `${options.dashboard.host}:${options.dashboard.port}`] : [];
-    const server = spawn(process.execPath, [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0), ...dash], {
+    const logArgs = options.logArgs ?? [];
+    const server = spawn(process.execPath, [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0), ...dash, ...logArgs], {
       // The IPC channel only tells the child when this process is gone (see `roles.ts`).
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
@@ -56,19 +75,19 @@ export class LocalCluster {
     try {
       let dashboardUrl: string | undefined;
       const port = await new Promise<number>((resolve, reject) => {
-        const lines = createInterface({ input: server.stdout! });
+        // The server logs on stderr; its stdout stays unused.
+        const lines = createInterface({ input: server.stderr! });
         let port: number | undefined;
         lines.on("line", (line) => {
-          // Warnings (e.g. tasks no worker can run) are shown even when the logs are not.
-          if (options.verbose || /^\S+ \[(warn|error)\]/.test(line)) process.stderr.write(`[server] ${line}\n`);
-          const m = /listening on [\d.]+:(\d+)/.exec(line);
+          const { message } = parseLogLine(line);
+          showChildLine("server", line, options.verbose);
+          const m = /listening on [\d.]+:(\d+)/.exec(message);
           if (m) port = Number(m[1]);
-          const d = /Dashboard at (\S+)/.exec(line);
+          const d = /Dashboard at (\S+)/.exec(message);
           if (d) dashboardUrl = d[1];
           // The dashboard line follows the listening line.
           if (port !== undefined && (!options.dashboard || dashboardUrl !== undefined)) resolve(port);
         });
-        server.stderr!.on("data", (d: Buffer) => process.stderr.write(`[server] ${d}`));
         server.once("exit", (code) => reject(new Error(`server exited with status ${code} before listening`)));
       });
       const workers: ChildProcess[] = [];
@@ -77,17 +96,15 @@ export class LocalCluster {
           process.execPath,
           // --nopin: the workers of a local cluster share one machine, and each numbers its CPU
           // slots from 0, so pinning would put every worker's programs on the same cores.
-          [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...(options.workerArgs ?? [])],
-          { stdio: ["ignore", options.onWorkerLine ? "pipe" : options.verbose ? "inherit" : "ignore", "inherit", "ipc"] },
+          [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...logArgs, ...(options.workerArgs ?? [])],
+          { stdio: ["ignore", "ignore", "pipe", "ipc"] },
         );
         const onLine = options.onWorkerLine;
-        if (onLine) {
-          const n = i;
-          createInterface({ input: w.stdout! }).on("line", (line) => {
-            if (options.verbose) process.stderr.write(`[worker ${n}] ${line}\n`);
-            onLine(n, line);
-          });
-        }
+        const n = i;
+        createInterface({ input: w.stderr! }).on("line", (line) => {
+          showChildLine(`worker ${n}`, line, options.verbose);
+          onLine?.(n, line);
+        });
         workers.push(w);
         children.push(w);
       }

@@ -255,10 +255,11 @@ t("a client or worker pointed at a web server, or at a silent port: one line nam
 
 /** A server process; resolves its port and a function collecting its log lines. */
 async function startServer(): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
-  const child = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "pipe", "inherit"] });
+  // The server logs on stderr.
+  const child = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "inherit", "pipe"] });
   const lines: string[] = [];
   const port = await new Promise<number>((res, rej) => {
-    createInterface({ input: child.stdout! }).on("line", (l) => {
+    createInterface({ input: child.stderr! }).on("line", (l) => {
       lines.push(l);
       const m = /listening on [\d.]+:(\d+)/.exec(l);
       if (m) res(Number(m[1]));

@@ -5,7 +5,8 @@
  */
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import { native, type ServerCore, type ServerOutput } from "../native.js";
-import { log } from "../log.js";
+import { log, logs } from "../log.js";
+import { parseStatus, type StatusSnapshot } from "../protocol/status.js";
 import { relayDataStreams } from "./data-relay.js";
 import { ClientWriter } from "./client-writer.js";
 import { WaitingWarnings } from "./waiting.js";
@@ -90,6 +91,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const main = createServer({ noDelay: true }, (socket) => {
     const conn = nextConn++;
     const ip = (socket.remoteAddress ?? "127.0.0.1").replace(/^::ffff:/, "");
+    log("debug", `connection ${conn} from ${socket.remoteAddress}:${socket.remotePort}`);
     let attached = false;
     const onData = (chunk: Buffer): void => {
       let out: ServerOutput;
@@ -127,6 +129,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     socket.on("data", onFirst);
     socket.on("error", (e) => log("debug", `connection ${conn}: ${e.message}`));
     socket.on("close", () => {
+      log("debug", `connection ${conn} closed`);
       if (!attached) return;
       sockets.delete(conn);
       writers.delete(conn);
@@ -155,6 +158,15 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   });
   // Tracing: the core writes its trace out at least once a second.
   const traceTimer = setInterval(() => safely(() => core!.traceTick(), "trace"), 1000).unref();
+  // --debug: once a second, what the scheduler and the transfers did (from the core's counters).
+  let previous: StatusSnapshot | undefined;
+  const summaryTimer = setInterval(() => {
+    if (!logs("debug")) return;
+    const s = parseStatus(core!.snapshot());
+    const line = previous && debugSummary(previous, s);
+    if (line) log("debug", line);
+    previous = s;
+  }, 1000).unref();
   // Work that cannot make progress (no worker, or none able to run it) is said, not silent.
   const waiting = new WaitingWarnings(`hyperloom worker ${host === "0.0.0.0" ? "<this host>" : host} ${port}`);
   const waitingTimer = setInterval(() => {
@@ -172,6 +184,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     ...(dashboard ? { dashboard } : {}),
     close: async () => {
       clearInterval(traceTimer);
+      clearInterval(summaryTimer);
       clearInterval(waitingTimer);
       await allocator!.close();
       await dashboard?.close();
@@ -180,6 +193,25 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       await Promise.all([closeServer(main), closeServer(dataServer)]);
     },
   };
+}
+
+/** One line of what happened between two snapshots, or undefined when nothing did. */
+export function debugSummary(a: StatusSnapshot, b: StatusSnapshot): string | undefined {
+  const d = (f: (s: StatusSnapshot) => number): number => f(b) - f(a);
+  const rounds = d((s) => s.scheduler_rounds);
+  const assigned = d((s) => s.tasks_assigned);
+  const finished = d((s) => s.tasks.finished);
+  const failed = d((s) => s.tasks.failed);
+  const transfers = d((s) => s.transfers.total);
+  const fetches = d((s) => s.transfers.fetches);
+  if (rounds + assigned + finished + failed + transfers + fetches === 0) return undefined;
+  const secs = ((b.time_ms - a.time_ms) / 1000).toFixed(1);
+  const t = b.tasks;
+  return (
+    `last ${secs} s: ${rounds} scheduling rounds, ${assigned} tasks assigned, ${finished} finished, ${failed} failed; ` +
+    `${transfers} transfers (${d((s) => s.transfers.bytes)} bytes arrived, ${b.transfers.in_flight} in flight), ` +
+    `${fetches} fetches (${d((s) => s.transfers.fetch_bytes)} bytes); now waiting ${t.waiting}, ready ${t.ready}, running ${t.running}`
+  );
 }
 
 function listen(server: NetServer, port: number, host: string): Promise<number> {

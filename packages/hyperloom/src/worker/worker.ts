@@ -79,6 +79,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const dataServer = createServer({ noDelay: true }, (socket) => {
     const conn = nextConn++;
     peers.set(conn, socket);
+    log("debug", `data connection ${conn} from ${socket.remoteAddress}:${socket.remotePort} (transfers)`);
     socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
     socket.on("error", (e) => log("debug", `data connection ${conn}: ${e.message}`));
     socket.on("close", () => {
@@ -182,6 +183,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const port = Number(target.slice(sep + 1));
       const conn = nextConn++;
       const socket = netConnect({ host, port, noDelay: true });
+      log("debug", `data connection ${conn} to ${target} (transfers)`);
       peer = { conn, socket };
       outgoing.set(target, peer);
       peers.set(conn, socket);
