@@ -9,6 +9,7 @@ import { LocalCluster } from "../cluster/local-cluster.js";
 import { checkScript, ScriptError, startScript, type CheckedScript } from "./script.js";
 import type { ChildProcess } from "node:child_process";
 import { statusMain } from "./status.js";
+import { startProgressBar, type ProgressBar } from "./progress-bar.js";
 import type { LogFormat } from "../log.js";
 import { writeReport } from "../report/index.js";
 import { allocCommands } from "./alloc.js";
@@ -115,6 +116,7 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
     process.exit(1);
   }
   let child: ChildProcess | undefined;
+  let bar: ProgressBar | undefined;
   let exiting = false;
   const starting = LocalCluster.start({
     workers: opts.workers,
@@ -126,6 +128,7 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
   });
   const exit = async (code: number): Promise<never> => {
     exiting = true;
+    await bar?.stop().catch(() => undefined);
     if (child && child.exitCode === null && child.signalCode === null) {
       const gone = new Promise((r) => child!.once("exit", r));
       child.kill("SIGTERM");
@@ -158,6 +161,8 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
   process.stderr.write(`HyperLoom local cluster: server ${cluster.address}, ${opts.workers} worker(s) x ${opts.cpus} cpu(s)${dash}\n`);
   if (checked === undefined) return; // serve until Ctrl-C
   child = startScript(checked, cluster.address);
+  // A progress bar of the cluster's tasks, only on a terminal.
+  if (process.stderr.isTTY) bar = await startProgressBar(cluster.host, cluster.port).catch(() => undefined);
   const code = await new Promise<number>((res) => {
     child!.once("error", (e) => {
       process.stderr.write(`hyperloom local: cannot start the script: ${e.message}\n`);

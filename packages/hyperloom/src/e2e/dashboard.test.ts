@@ -1,7 +1,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -209,6 +209,41 @@ t("client.progress yields monotone counts ending at the total", async ({ client 
   for await (const p of client.progress(fs)) again.push(p);
   assert.equal(again, [{ finished: 12, failed: 2, total: 14 }]);
   client.release(fs);
+});
+
+t("hyperloom local draws a progress bar on a terminal, and none otherwise", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hyperloom-bar-"));
+  try {
+    const script = join(dir, "steps.mjs");
+    const index = JSON.stringify(join(__dirname, "..", "index.js"));
+    writeFileSync(
+      script,
+      `import { Client, tasks } from ${index};\n` +
+        "const client = await Client.connect();\n" +
+        'const fs = client.submit(Array.from({ length: 6 }, (_, i) => tasks.run(["/bin/sh", "-c", "sleep 0.4; echo " + i])));\n' +
+        "await client.wait(fs);\nclient.release(fs);\nawait client.close();\n",
+    );
+    // `script` gives the command a pseudo-terminal (util-linux).
+    const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} local --workers 1 --cpus 2 ${JSON.stringify(script)}`;
+    const tty = spawnSync("script", ["-qec", cmd, "/dev/null"], { encoding: "utf8", timeout: 60_000 });
+    assert.is(tty.status, 0, tty.stdout + tty.stderr);
+    assert.match(tty.stdout, /\d+\/6 tasks \| 0 failed/, tty.stdout);
+    assert.match(tty.stdout, /100% \| 6\/6 tasks/, "the bar ends full");
+    const plain = spawnSync(process.execPath, [cli, "local", "--workers", "1", "--cpus", "2", script], { encoding: "utf8", timeout: 60_000 });
+    assert.is(plain.status, 0, plain.stderr);
+    assert.not.match(plain.stderr, /tasks \|/, "no bar when stderr is not a terminal");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+t("--version on every command", () => {
+  const version = (JSON.parse(readFileSync(join(__dirname, "..", "..", "package.json"), "utf8")) as { version: string }).version;
+  for (const args of [["--version"], ["server", "--version"], ["local", "--version"], ["status", "--version"], ["worker", "--version"], ["report", "--version"]]) {
+    const r = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", timeout: 30_000 });
+    assert.is(r.status, 0, `${args.join(" ")}: ${r.stderr}`);
+    assert.is(r.stdout, `${version}\n`, args.join(" "));
+  }
 });
 
 t.run();
