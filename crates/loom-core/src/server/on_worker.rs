@@ -316,7 +316,7 @@ impl Server {
         };
         let c = self.graph.seg(s).cpus[s.off];
         if let Some(t) = self.trace.as_mut() {
-            t.failed(id.get(), w.index() as u64);
+            t.failed(id.get(), w.index() as u64, &msg);
         }
         let wk = &mut self.workers[w];
         wk.unbook(c);

@@ -29,7 +29,7 @@
 //! | `T <id> <type> <inputs> [<label>]` | a planned task of the preceding `P`: type symbol id, inputs as `a,b,c` or `-`. Repeated for a task whose inputs an expansion replaced (the last one counts) |
 //! | `S <t> <id> <worker>` | task sent to a worker (scheduled) |
 //! | `F <t> <id> <worker> <size>` | task finished (result size in bytes) |
-//! | `X <t> <id> <worker>` | task failed on that worker |
+//! | `X <t> <id> <worker> [<message>]` | task failed on that worker, with the worker's error message (cut to 4 KiB; escaped like labels) |
 //! | `R <t> <dur_us> <n>` | a scheduling round that placed `n` > 0 tasks took `dur_us` |
 //!
 //! `worker-<id>.trace`:

@@ -58,10 +58,11 @@ impl ServerTrace {
         self.w.rec_at(b'F', t).i(id as i64).u(worker).u(size).end();
     }
 
-    /// `X`: task `id` failed on `worker`.
-    pub(crate) fn failed(&mut self, id: i32, worker: u64) {
+    /// `X`: task `id` failed on `worker` with `message` (cut to 4 KiB).
+    pub(crate) fn failed(&mut self, id: i32, worker: u64, message: &[u8]) {
         let t = self.now;
-        self.w.rec_at(b'X', t).i(id as i64).u(worker).end();
+        let m = &message[..message.len().min(4096)];
+        self.w.rec_at(b'X', t).i(id as i64).u(worker).text(m).end();
     }
 
     /// `C`: `worker` was lost.

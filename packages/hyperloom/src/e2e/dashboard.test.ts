@@ -237,6 +237,29 @@ t("hyperloom local draws a progress bar on a terminal, and none otherwise", asyn
   }
 });
 
+// Last: tracing stays on for the server once a client asked for it.
+t("the HTML report lists failed tasks with their messages", async ({ client }) => {
+  const dir = mkdtempSync(join(tmpdir(), "hyperloom-trace-"));
+  try {
+    client.setTrace(join(dir, "trace"));
+    const fs = client.submit([tasks.const("fine"), failing()]);
+    await settle(fs);
+    client.release(fs.filter((f) => f.finished()));
+    await new Promise((r) => setTimeout(r, 1500)); // the trace is written out at least once a second
+    const out = join(dir, "report.html");
+    const r = spawnSync(process.execPath, [cli, "report", join(dir, "trace"), "-o", out], { encoding: "utf8", timeout: 60_000 });
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stderr, /1 failed/);
+    const html = readFileSync(out, "utf8");
+    const table = /<table id="failures">.*?<\/table>/s.exec(html)?.[0] ?? "";
+    assert.match(table, "boom: 1", "the failed task's label");
+    assert.match(table, "disk on fire", "its message");
+    assert.match(table, "Program terminated with status 3");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 t("--version on every command", () => {
   const version = (JSON.parse(readFileSync(join(__dirname, "..", "..", "package.json"), "utf8")) as { version: string }).version;
   for (const args of [["--version"], ["server", "--version"], ["local", "--version"], ["status", "--version"], ["worker", "--version"], ["report", "--version"]]) {

@@ -48,6 +48,14 @@ export function renderHtml(d: ReportData): string {
       : d.graph.kind === "tasks"
         ? `${d.graph.tasks} tasks, layered from the sources (top) down; colour = label group`
         : "";
+  const failureRows = d.failures
+    .map((f) => `<tr><td>${f.id}</td><td>${esc(f.label)}</td><td>${esc(f.worker)}</td><td>${fmtMs(f.atMs)}</td><td><pre style="white-space:pre-wrap;margin:0">${esc(f.message)}</pre></td></tr>`)
+    .join("");
+  const failures =
+    d.failures.length === 0
+      ? ""
+      : `<section><h2>Failed tasks <span class="hint">tasks that failed on a worker, with its message (their dependants failed with them)</span></h2>
+<table id="failures"><thead><tr><th>task</th><th>label</th><th>worker</th><th>at</th><th>message</th></tr></thead><tbody>${failureRows}</tbody></table></section>`;
   const workersList = d.workers.map((w) => `worker ${w.id} ${w.addr} (${w.cpus} cpus)`).join(", ");
   return `<!doctype html>
 <html lang="en" data-report-status="loading" data-tasks="${d.stats.tasks}" data-runs="${d.stats.runs}" data-groups="${d.stats.groups}" data-warnings="${d.warnings.length}">
@@ -70,6 +78,7 @@ ${warnings}
 <div class="canvas-wrap"><canvas id="cpu"></canvas></div>
 <div class="muted" style="margin-top:4px">${esc(workersList)}</div>
 </section>
+${failures}
 <section><h2>Tasks per label <span class="hint">labels sharing the prefix before the first ':' form one group (one colour); unlabelled tasks are grouped by type</span></h2>
 <table id="summary"><thead><tr><th>label</th><th>planned</th><th>runs</th><th>failed</th><th>total</th><th>mean</th><th>max</th><th>data</th></tr></thead><tbody>${summaryRows}</tbody></table>
 </section>

@@ -75,6 +75,8 @@ export interface ReportData {
   transfers: Array<{ from: string; to: string; count: number; bytes: number; durMs: number; timed: number }>;
   cpu: Array<{ worker: number; cpus: number; t: number[]; proc: number[]; sys: number[] }>;
   totals: Array<[string, string]>;
+  /** Tasks that failed on a worker (not their dependants), in time order, with the message. */
+  failures: Array<{ id: number; label: string; worker: string; atMs: number; message: string }>;
   /** Machine-readable figures (tests, the page's data attributes). */
   stats: { tasks: number; runs: number; failed: number; groups: number; transfers: number };
 }
@@ -325,7 +327,19 @@ export function buildModel(tr: Trace): ReportData {
   if (latN > 0) totals.push(["Dispatch latency", `${fmtMs(lat / latN)} mean (scheduled → started)`]);
   if (neverRan > 0) totals.push(["Never ran", `${neverRan} planned tasks`]);
 
+  const failures = [...tr.serverDone.entries()]
+    .filter(([, d]) => d.failed)
+    .sort((a, b) => a[1].at - b[1].at)
+    .map(([tid, d]) => ({
+      id: tid,
+      label: tr.tasks.get(tid)?.label ?? "",
+      worker: tr.workers.get(d.worker)?.addr ?? `worker ${d.worker}`,
+      atMs: ms(d.at),
+      message: d.message ?? "",
+    }));
+
   return {
+    failures,
     dir: tr.dir,
     generated: new Date().toISOString(),
     warnings: tr.warnings,

@@ -67,7 +67,7 @@ export interface Trace {
   plans: Array<{ at: number; client: number; base: number; n: number }>;
   /** Server view: scheduled (absolute µs, worker) and finished/failed. */
   scheduled: Map<number, { at: number; worker: number }>;
-  serverDone: Map<number, { at: number; worker: number; size: number; failed: boolean }>;
+  serverDone: Map<number, { at: number; worker: number; size: number; failed: boolean; message?: string }>;
   /** Scheduling rounds: absolute µs of the start, duration µs, tasks placed. */
   rounds: Array<{ at: number; dur: number; n: number }>;
   executions: Execution[];
@@ -272,7 +272,14 @@ function readServer(path: string, tr: Trace, seen: (at: number) => void): void {
       case "X":
         if (!ok(tag === "F" ? 5 : 4)) bad.line(k, line);
         else {
-          tr.serverDone.set(n(2), { at, worker: n(3), size: tag === "F" ? n(4) : 0, failed: tag === "X" });
+          tr.serverDone.set(n(2), {
+            at,
+            worker: n(3),
+            size: tag === "F" ? n(4) : 0,
+            failed: tag === "X",
+            // X carries the worker's error message as its last field (older traces: none).
+            ...(tag === "X" && p.length > 4 ? { message: unescape(p.slice(4).join(" ")) } : {}),
+          });
           seen(at);
         }
         break;
