@@ -68,7 +68,11 @@ impl Server {
         tseg.flags[ts.off].insert(TaskFlags::OVERRIDE);
         tseg.cpus[ts.off] = 0;
         tseg.waiting[ts.off] = k as u32;
-        if let Some(tr) = self.trace.as_mut() {
+        if let Some(tr) = self
+            .trace
+            .as_mut()
+            .filter(|_| self.trace_client == Some(client))
+        {
             let label = self.graph.labels.get(&t_id).map(|l| l.as_bytes());
             tr.task(
                 t_id.get(),

@@ -37,7 +37,9 @@
 //!   client's id of that task; TASK_FAILED always does.
 //! - Worker loss: see [`Server::on_close`] and [`worker_loss`].
 //! - TRACE opens `<dir>/server.trace` and sends UPDATE to every worker, also to workers that
-//!   register later (see [`crate::trace`]).
+//!   register later (see [`crate::trace`]). Only the plans of the client that asked are traced
+//!   (one trace at a time: the latest TRACE wins); TRACE with an empty path from that client,
+//!   or its leaving, stops it (UPDATE with an empty path to the workers).
 //! - Checkpoints (spec 8): a task's `checkpoint_path` goes to its worker in TASK; on
 //!   FINISHED_AND_CHECKPOINTING its consumers may start but a held result is reported only
 //!   on CHECKPOINT_WRITTEN; CHECKPOINT_WRITE_FAILED fails the task and its unfinished
@@ -185,6 +187,8 @@ pub struct Server {
     out: Output,
     /// The trace, while a client asked for one.
     trace: Option<Box<crate::trace::server::ServerTrace>>,
+    /// The client whose plans are traced (the one that asked last).
+    trace_client: Option<ClientIdx>,
     counters: Counters,
 }
 
@@ -223,6 +227,7 @@ impl Server {
             scratch: Scratch::default(),
             out: Output::default(),
             trace: None,
+            trace_client: None,
             counters: Counters::default(),
         }
     }

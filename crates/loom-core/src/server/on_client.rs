@@ -19,7 +19,7 @@ impl Server {
             Ok(Type::Fetch) => self.fetch(ci, req.id.unwrap_or(-1)),
             Ok(Type::Release) => self.release(ci, req.id.unwrap_or(-1)),
             Ok(Type::Stats) => self.stats(ci),
-            Ok(Type::Trace) => self.trace_start(req.trace_path.unwrap_or(&[])),
+            Ok(Type::Trace) => self.trace_request(ci, req.trace_path.unwrap_or(&[])),
             Ok(Type::Status) => self.status(ci),
             Ok(Type::Terminate) => {
                 self.log(LogLevel::Info, "TERMINATE requested".into());
@@ -133,6 +133,9 @@ impl Server {
     /// Drops the client's plan segments entirely: finished data is removed from the workers,
     /// running tasks become residual on their workers (their late answers are absorbed).
     pub(super) fn discard_client(&mut self, ci: ClientIdx) {
+        if self.trace_client == Some(ci) {
+            self.trace_stop();
+        }
         let c = &mut self.clients[ci];
         c.alive = false;
         c.out.clear();

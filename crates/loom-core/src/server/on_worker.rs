@@ -71,7 +71,11 @@ impl Server {
         let c = seg.cpus[s.off];
         seg.set_state(s.off, TaskState::Finished);
         seg.size[s.off] = size;
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self
+            .trace
+            .as_mut()
+            .filter(|_| self.trace_client == Some(seg.client))
+        {
             t.finished(id.get(), w.index() as u64, size);
         }
         let flags = seg.flags[s.off];
@@ -315,7 +319,12 @@ impl Server {
             return self.residual(w, id, false);
         };
         let c = self.graph.seg(s).cpus[s.off];
-        if let Some(t) = self.trace.as_mut() {
+        let owner = self.graph.seg(s).client;
+        if let Some(t) = self
+            .trace
+            .as_mut()
+            .filter(|_| self.trace_client == Some(owner))
+        {
             t.failed(id.get(), w.index() as u64, &msg);
         }
         let wk = &mut self.workers[w];

@@ -168,7 +168,11 @@ impl Server {
         seg.wk[s.off] = Some(w);
         seg.flags[s.off].remove(TaskFlags::EARLY);
         let ov = seg.flags[s.off].has(TaskFlags::OVERRIDE);
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self
+            .trace
+            .as_mut()
+            .filter(|_| self.trace_client == Some(seg.client))
+        {
             t.scheduled(id.get(), w.index() as u64);
         }
         self.workers[w].book(c);

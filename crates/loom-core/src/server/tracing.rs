@@ -7,11 +7,49 @@ use crate::frame::push_frame;
 use crate::proto::comm::{worker_command, WorkerCommand};
 use crate::trace::server::ServerTrace;
 
-use super::ids::{SegIdx, WorkerIdx};
+use super::ids::{ClientIdx, SegIdx, WorkerIdx};
 use super::segment::TaskState;
 use super::{LogLevel, Server};
 
 impl Server {
+    /// `TRACE{path}` from client `ci`: traces its plans in `path`; an empty path stops its trace.
+    pub(super) fn trace_request(&mut self, ci: ClientIdx, path: &[u8]) {
+        if path.is_empty() {
+            if self.trace_client == Some(ci) {
+                self.trace_stop();
+            }
+            return;
+        }
+        self.trace_start(path);
+        if self.trace.is_some() {
+            self.trace_client = Some(ci);
+        }
+    }
+
+    /// Closes the trace (written out) and tells the workers to close theirs (UPDATE with an
+    /// empty path).
+    pub(super) fn trace_stop(&mut self) {
+        self.trace_client = None;
+        let Some(t) = self.trace.take() else { return };
+        self.log(
+            LogLevel::Info,
+            format!("tracing to {} stopped", t.dir().display()),
+        );
+        drop(t);
+        let alive: Vec<WorkerIdx> = self.workers.alive().map(|(w, _)| w).collect();
+        for w in alive {
+            push_frame(
+                &mut self.workers[w].out,
+                &WorkerCommand {
+                    r#type: worker_command::Type::Update as i32,
+                    trace_path: Some(String::new()),
+                    worker_id: Some(w.index() as i32),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
     /// `TRACE{path}`: opens `<path>/server.trace` (a new path closes the previous trace; the
     /// same path keeps the open one) and sends `UPDATE{path, worker_id}` to every worker.
     pub(super) fn trace_start(&mut self, path: &[u8]) {
@@ -54,8 +92,11 @@ impl Server {
 
     /// A plan (or expansion) segment was inserted: `P` and one `T` per planned task.
     pub(super) fn trace_segment(&mut self, si: SegIdx) {
-        let Some(t) = self.trace.as_mut() else { return };
         let seg = &self.graph.segs[si];
+        if self.trace_client != Some(seg.client) {
+            return;
+        }
+        let Some(t) = self.trace.as_mut() else { return };
         t.segment(
             seg.client.index() as u64,
             seg.base.get() as i64,

@@ -1027,14 +1027,15 @@ impl Worker {
     }
 
     /// UPDATE{trace_path, worker_id}: opens `<trace_path>/worker-<id>.trace` (the same path
-    /// again keeps the open trace).
+    /// again keeps the open trace); an empty path closes the trace (ours: the server stops
+    /// tracing when its client asks or leaves).
     fn trace_update(&mut self, path: &[u8], worker_id: Option<i32>) {
         let dir = PathBuf::from(String::from_utf8_lossy(path).into_owned());
         if path.is_empty() {
-            return self.log(
-                LogLevel::Warn,
-                "UPDATE without a trace path; ignored".into(),
-            );
+            if self.trace.take().is_some() {
+                self.log(LogLevel::Info, "tracing stopped".into());
+            }
+            return;
         }
         if self.trace.as_ref().is_some_and(|t| t.w.dir() == dir) {
             return;

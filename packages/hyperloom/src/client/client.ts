@@ -355,10 +355,15 @@ export class Client {
     });
   }
 
-  /** Turns tracing on: the server and workers write trace files under `path`. */
-  setTrace(path: string): void {
-    this.trace = true;
-    this.sendRequest({ type: RequestType.TRACE, tracePath: resolvePath(path) });
+  /**
+   * Traces this client's plans: the server and the workers write trace files under `path`
+   * (`hyperloom report path`). Other clients' plans are not traced; one trace at a time per
+   * server (the latest `setTrace` wins). `setTrace(null)` stops it, as does closing the client
+   * (an empty TRACE path: our extension, docs/protocol-extensions.md).
+   */
+  setTrace(path: string | null): void {
+    this.trace = path !== null;
+    this.sendRequest({ type: RequestType.TRACE, tracePath: path === null ? "" : resolvePath(path) });
   }
 
   /** Whether `setTrace` was called. */

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import puppeteer from "puppeteer-core";
 import { LocalCluster } from "../cluster/local-cluster.js";
-import type { Client } from "../client/client.js";
+import { Client } from "../client/client.js";
 import { tasks, type Future, type Task } from "../index.js";
 import type { StatusSnapshot } from "../protocol/status.js";
 
@@ -238,7 +238,7 @@ t("hyperloom local draws a progress bar on a terminal, and none otherwise", asyn
 });
 
 // Last: tracing stays on for the server once a client asked for it.
-t("the HTML report lists failed tasks with their messages", async ({ client }) => {
+t("the HTML report lists failed tasks with their messages; tracing covers one client until setTrace(null)", async ({ cluster, client }) => {
   const dir = mkdtempSync(join(tmpdir(), "hyperloom-trace-"));
   try {
     client.setTrace(join(dir, "trace"));
@@ -251,6 +251,20 @@ t("the HTML report lists failed tasks with their messages", async ({ client }) =
     assert.is(r.status, 0, r.stderr);
     assert.match(r.stderr, /1 failed/);
     const html = readFileSync(out, "utf8");
+    // Only this client's plans are traced, until setTrace(null).
+    const other = await Client.connect("127.0.0.1", cluster.port);
+    try {
+      await settle(other.submit([labelled(tasks.const("o"), "other client: 1")]));
+    } finally {
+      await other.close();
+    }
+    client.setTrace(null);
+    await settle(client.submit([labelled(tasks.const("z"), "after stop: 1")]));
+    await new Promise((r) => setTimeout(r, 1500));
+    const serverTrace = readFileSync(join(dir, "trace", "server.trace"), "utf8");
+    assert.match(serverTrace, "boom: 1");
+    assert.not.match(serverTrace, "other client");
+    assert.not.match(serverTrace, "after stop");
     const table = /<table id="failures">.*?<\/table>/s.exec(html)?.[0] ?? "";
     assert.match(table, "boom: 1", "the failed task's label");
     assert.match(table, "disk on fire", "its message");

@@ -168,7 +168,48 @@ fn trace_records_plan_schedule_finish_and_updates_workers() {
     assert_eq!(s, vec!["0", "1", "2"]);
     let f: Vec<(&str, &str)> = find("F").iter().map(|r| (r[2], r[4])).collect();
     assert_eq!(f, vec![("0", "2"), ("1", "1")]);
-    assert_eq!(&find("X")[0][2..], &["2", "0"]);
+    assert_eq!(&find("X")[0][2..], &["2", "0", "boom"], "with the message");
     assert!(!find("R").is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn trace_req(path: &str) -> ClientRequest {
+    ClientRequest {
+        r#type: client_request::Type::Trace as i32,
+        trace_path: Some(path.into()),
+        ..Default::default()
+    }
+}
+
+fn labelled(label: &str) -> Task {
+    let mut t = task(CONST, b"x", &[], true);
+    t.label = Some(label.into());
+    t
+}
+
+#[test]
+fn trace_covers_the_asking_clients_plans_until_it_stops() {
+    let dir = std::env::temp_dir().join(format!("loom-trace-owner-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut h = setup(1);
+    h.client(3);
+    h.take();
+    h.send(2, &trace_req(dir.to_str().unwrap()));
+    h.take();
+    h.send(2, &plan_req(0, vec![labelled("mine")], &[]));
+    h.send(3, &plan_req(0, vec![labelled("other")], &[]));
+    h.take();
+    // Another client cannot stop it; the owner can, and the workers are told.
+    h.send(3, &trace_req(""));
+    assert!(h.take().of(1, 9).is_empty());
+    h.send(2, &trace_req(""));
+    let upd = h.take();
+    assert_eq!(upd.of(1, 9)[0].trace_path.as_deref(), Some(""));
+    h.send(2, &plan_req(1, vec![labelled("after")], &[]));
+    h.take();
+    let text = std::fs::read_to_string(dir.join("server.trace")).unwrap();
+    assert!(text.contains(" mine\n"), "{text}");
+    assert!(!text.contains("other"), "{text}");
+    assert!(!text.contains("after"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
