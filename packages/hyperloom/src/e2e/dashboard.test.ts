@@ -245,7 +245,11 @@ t("the HTML report lists failed tasks with their messages; tracing covers one cl
     const fs = client.submit([tasks.const("fine"), failing()]);
     await settle(fs);
     client.release(fs.filter((f) => f.finished()));
-    await new Promise((r) => setTimeout(r, 1500)); // the trace is written out at least once a second
+    // The server writes its trace out about once a second: wait for the failure's record.
+    const serverFile = join(dir, "trace", "server.trace");
+    for (let i = 0; i < 150 && !/^X /m.test(existsSync(serverFile) ? readFileSync(serverFile, "utf8") : ""); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const out = join(dir, "report.html");
     const r = spawnSync(process.execPath, [cli, "report", join(dir, "trace"), "-o", out], { encoding: "utf8", timeout: 60_000 });
     assert.is(r.status, 0, r.stderr);

@@ -8,7 +8,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { cpSync, mkdirSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer, type AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
@@ -96,7 +96,8 @@ t("a TypeScript script without the typescript package: one line, no cluster", as
   mkdirSync(join(pkg, "node_modules"), { recursive: true });
   cpSync(join(pkgDir, "dist"), join(pkg, "dist"), { recursive: true });
   cpSync(join(pkgDir, "package.json"), join(pkg, "package.json"));
-  for (const dep of ["commander", "protobufjs", "tinypool"]) {
+  const deps = Object.keys((JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8")) as { dependencies: Record<string, string> }).dependencies);
+  for (const dep of deps) {
     symlinkSync(join(pkgDir, "..", "..", "node_modules", dep), join(pkg, "node_modules", dep));
   }
   writeFileSync(join(sb.proj, "hello.ts"), HELLO);
