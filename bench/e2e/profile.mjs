@@ -29,12 +29,13 @@ const wdir = mkdtempSync(join(tmpdir(), "hyperloom-prof-w-"));
 function start(role, extra) {
   const flags = ["--cpu-prof", "--cpu-prof-dir", join(out, role), "--cpu-prof-interval", "200"];
   if (usePerf) flags.push("--perf-basic-prof-only-functions");
-  return spawn(process.execPath, [...flags, cli, ...extra], { stdio: ["ignore", "pipe", "inherit"] });
+  // Logs go to stderr: the server's are read for its port, the workers' shown.
+  return spawn(process.execPath, [...flags, cli, ...extra], { stdio: ["ignore", "inherit", role === "server" ? "pipe" : "inherit"] });
 }
 
 const server = start("server", ["server", "--host", "127.0.0.1", "--port", "0"]);
 const port = await new Promise((resolve) => {
-  createInterface({ input: server.stdout }).on("line", (l) => {
+  createInterface({ input: server.stderr }).on("line", (l) => {
     const m = /listening on [\d.]+:(\d+)/.exec(l);
     if (m) resolve(Number(m[1]));
   });

@@ -1,7 +1,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -241,21 +241,12 @@ t("hyperloom local draws a progress bar on a terminal, and none otherwise", asyn
 t("the HTML report lists failed tasks with their messages; tracing covers one client until setTrace(null)", async ({ cluster, client }) => {
   const dir = mkdtempSync(join(tmpdir(), "hyperloom-trace-"));
   try {
-    client.setTrace(join(dir, "trace"));
+    const trace = join(dir, "trace");
+    client.setTrace(trace);
     const fs = client.submit([tasks.const("fine"), failing()]);
     await settle(fs);
     client.release(fs.filter((f) => f.finished()));
-    // The server writes its trace out about once a second: wait for the failure's record.
-    const serverFile = join(dir, "trace", "server.trace");
-    for (let i = 0; i < 150 && !/^X /m.test(existsSync(serverFile) ? readFileSync(serverFile, "utf8") : ""); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const out = join(dir, "report.html");
-    const r = spawnSync(process.execPath, [cli, "report", join(dir, "trace"), "-o", out], { encoding: "utf8", timeout: 60_000 });
-    assert.is(r.status, 0, r.stderr);
-    assert.match(r.stderr, /1 failed/);
-    const html = readFileSync(out, "utf8");
-    // Only this client's plans are traced, until setTrace(null).
+    // Only this client's plans are traced, until setTrace(null) (which closes every trace file).
     const other = await Client.connect("127.0.0.1", cluster.port);
     try {
       await settle(other.submit([labelled(tasks.const("o"), "other client: 1")]));
@@ -264,11 +255,21 @@ t("the HTML report lists failed tasks with their messages; tracing covers one cl
     }
     client.setTrace(null);
     await settle(client.submit([labelled(tasks.const("z"), "after stop: 1")]));
-    await new Promise((r) => setTimeout(r, 1500));
-    const serverTrace = readFileSync(join(dir, "trace", "server.trace"), "utf8");
+    // The files are written out on close (the workers close theirs on the UPDATE that follows).
+    const hasFailure = (): boolean =>
+      readdirSync(trace)
+        .filter((f) => f.endsWith(".trace"))
+        .filter((f) => /^X /m.test(readFileSync(join(trace, f), "utf8"))).length >= 2;
+    for (let i = 0; i < 150 && !hasFailure(); i++) await new Promise((r) => setTimeout(r, 100));
+    const serverTrace = readFileSync(join(trace, "server.trace"), "utf8");
     assert.match(serverTrace, "boom: 1");
     assert.not.match(serverTrace, "other client");
     assert.not.match(serverTrace, "after stop");
+    const out = join(dir, "report.html");
+    const r = spawnSync(process.execPath, [cli, "report", trace, "-o", out], { encoding: "utf8", timeout: 60_000 });
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stderr, /1 failed/);
+    const html = readFileSync(out, "utf8");
     const table = /<table id="failures">.*?<\/table>/s.exec(html)?.[0] ?? "";
     assert.match(table, "boom: 1", "the failed task's label");
     assert.match(table, "disk on fire", "its message");

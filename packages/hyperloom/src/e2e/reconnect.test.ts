@@ -17,7 +17,9 @@ const children: ChildProcess[] = [];
 
 function start(args: string[]): ChildProcess {
   const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  child.stderr!.resume();
+  child.stdout!.resume();
+  // A server's log lines are read by `server` below; a worker's are drained.
+  if (args[0] !== "server") child.stderr!.resume();
   children.push(child);
   return child;
 }
@@ -26,7 +28,8 @@ function start(args: string[]): ChildProcess {
 async function server(port: number): Promise<{ child: ChildProcess; port: number }> {
   const child = start(["server", "--host", "127.0.0.1", "--port", String(port)]);
   const p = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
+    // Logs go to stderr.
+    createInterface({ input: child.stderr! }).on("line", (line) => {
       const m = /listening on [\d.]+:(\d+)/.exec(line);
       if (m) resolve(Number(m[1]));
     });
