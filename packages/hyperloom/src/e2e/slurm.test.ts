@@ -55,10 +55,11 @@ function slurm(ctx: Ctx): boolean {
 
 /** A server child process on 127.0.0.1 with its log kept. */
 async function startServer(): Promise<{ port: number; proc: ChildProcess; log: string[]; stop(): Promise<void> }> {
-  const proc = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "pipe", "inherit"] });
+  // The server logs on stderr.
+  const proc = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "inherit", "pipe"] });
   const log: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: proc.stdout! }).on("line", (line) => {
+    createInterface({ input: proc.stderr! }).on("line", (line) => {
       log.push(line);
       const m = /listening on [\d.]+:(\d+)/.exec(line);
       if (m) resolve(Number(m[1]));
