@@ -3,32 +3,32 @@
 //   hyperloom-<version>.tgz                      compiled JS + .d.ts, the CLIs, the napi loader
 //                                                (native/index.js), the C header (include/), the workers' Python
 //                                                helper (python/hyperloom_py.py); no .node
-//   hyperloom-binding-<platform>-<version>.tgz   @hyperloom/binding-<platform>: the stripped .node only
-// The main package lists the platform package built here in `optionalDependencies` (same version);
-// the other targets stay declared in the `napi` config for a release pipeline to build.
+//   hyperloom-binding-<platform>-<version>.tgz   @hyperloom/binding-<platform>: the stripped .node only,
+//                                                one per target
+// The main package lists the platform packages built here in `optionalDependencies` (same version);
+// npm installs the one whose os/cpu/libc match. Targets other than the host's are cross-compiled with
+// `napi build --cross-compile` (cargo-zigbuild and zig: `eval "$(bash scripts/cross-toolchain.sh)"`).
 //
 // Everything is assembled in a staging directory: the working tree (dist/, native/) is not touched,
 // apart from the protobufjs code that `scripts/gen-proto.mjs` regenerates as `npm run build` does.
 // Honours CARGO_TARGET_DIR (default: the workspace's target/, so it reuses `npm run build`'s release build).
 //
-// Usage: node scripts/pack.mjs [--out-dir DIR]   (default DIR: <repo>/pack)
-import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-
+// Usage: node scripts/pack.mjs [--out-dir DIR] [--target TRIPLE]... [--linux]
+//   DIR defaults to <repo>/pack; the targets to the host's; --linux = the four Linux targets
+//   (x86_64/aarch64 × gnu/musl), each of which must be among the napi targets in packages/hyperloom.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const pkgDir = join(root, "packages", "hyperloom");
 const args = process.argv.slice(2);
 const outIdx = args.indexOf("--out-dir");
 const outDir = resolve(outIdx >= 0 && args[outIdx + 1] ? args[outIdx + 1] : join(root, "pack"));
+const LINUX = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
+const requested = [...args.flatMap((a, i) => (a === "--target" && args[i + 1] ? [args[i + 1]] : [])), ...(args.includes("--linux") ? LINUX : [])];
 
 const log = (s) => process.stderr.write(`pack: ${s}\n`);
 const run = (cmd, argv, opts = {}) => execFileSync(cmd, argv, { stdio: ["ignore", "inherit", "inherit"], ...opts });
 const quiet = (cmd, argv) => {
   try {
-    execFileSync(cmd, argv, { stdio: "pipe", encoding: "utf8" });
+    return execFileSync(cmd, argv, { stdio: "pipe", encoding: "utf8" });
   } catch (e) {
     process.stderr.write(`${e.stdout ?? ""}${e.stderr ?? ""}`);
     throw e;
@@ -37,25 +37,42 @@ const quiet = (cmd, argv) => {
 const bin = (name) => join(root, "node_modules", ".bin", process.platform === "win32" ? `${name}.cmd` : name);
 
 const pkg = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8"));
+const hostTarget = /^host: (\S+)$/m.exec(quiet("rustc", ["-vV"]))?.[1];
+const targets = [...new Set(requested.length > 0 ? requested : [hostTarget])];
 const stage = mkdtempSync(join(tmpdir(), "hyperloom-pack-"));
 const mainDir = stage; // the main package's root; npm/ and native-build/ inside it are outside its `files`
-const nativeBuild = join(stage, "native-build");
 let failed = false;
 
 try {
   mkdirSync(outDir, { recursive: true });
+  for (const t of targets) {
+    if (!pkg.napi.targets.includes(t)) throw new Error(`target ${t} is not among the napi targets in packages/hyperloom/package.json`);
+  }
+  if (targets.some((t) => t !== hostTarget) && !onPath("zig")) {
+    throw new Error(`cross-compiling (${targets.filter((t) => t !== hostTarget).join(", ")}) needs zig and cargo-zigbuild on PATH: eval "$(bash scripts/cross-toolchain.sh)"`);
+  }
 
-  // 1. The release addon (and the generated loader) into the staging directory.
-  log("building the release addon (napi build --release)");
-  run(bin("napi"), ["build", "--platform", "--release", "--manifest-path", join(root, "crates", "loom-node", "Cargo.toml"),
-    "--output-dir", nativeBuild, "--js", "index.js", "--dts", "index.d.ts"], { cwd: pkgDir });
-  const nodeFiles = readdirSync(nativeBuild).filter((f) => f.startsWith(`${pkg.napi.binaryName}.`) && f.endsWith(".node"));
-  if (nodeFiles.length !== 1) throw new Error(`expected one .node file in the napi output, found: ${nodeFiles.join(", ") || "none"}`);
-  const nodeFile = nodeFiles[0];
-  const platform = nodeFile.slice(pkg.napi.binaryName.length + 1, -".node".length); // e.g. linux-x64-gnu
-  const unstripped = statSync(join(nativeBuild, nodeFile)).size;
-  strip(join(nativeBuild, nodeFile));
-  log(`${nodeFile}: ${kb(unstripped)} -> ${kb(statSync(join(nativeBuild, nodeFile)).size)} stripped`);
+  // 1. The release addon of each target (and the generated loader, the same for every target).
+  /** @type {Array<{ target: string, platform: string, nodeFile: string, dir: string }>} */
+  const builds = [];
+  for (const target of targets) {
+    const dir = join(stage, "native-build", target);
+    const cross = target !== hostTarget;
+    log(`building the release addon for ${target} (napi build --release${cross ? " --cross-compile --strip" : ""})`);
+    run(bin("napi"), ["build", "--platform", "--release", "--manifest-path", join(root, "crates", "loom-node", "Cargo.toml"),
+      "--output-dir", dir, "--js", "index.js", "--dts", "index.d.ts",
+      ...(cross ? ["--target", target, "--cross-compile", "--strip"] : [])], { cwd: pkgDir });
+    const nodeFiles = readdirSync(dir).filter((f) => f.startsWith(`${pkg.napi.binaryName}.`) && f.endsWith(".node"));
+    if (nodeFiles.length !== 1) throw new Error(`expected one .node file in the napi output, found: ${nodeFiles.join(", ") || "none"}`);
+    const nodeFile = nodeFiles[0];
+    const platform = nodeFile.slice(pkg.napi.binaryName.length + 1, -".node".length); // e.g. linux-x64-gnu
+    const unstripped = statSync(join(dir, nodeFile)).size;
+    if (!cross) strip(join(dir, nodeFile));
+    const left = unstrippedSections(join(dir, nodeFile));
+    if (left.length > 0) throw new Error(`${nodeFile} is not stripped: it still has ${left.join(", ")}`);
+    log(`${nodeFile}: ${kb(unstripped)} -> ${kb(statSync(join(dir, nodeFile)).size)} stripped`);
+    builds.push({ target, platform, nodeFile, dir });
+  }
 
   // 2. The compiled package: protobufjs code, then tsc into the staging dist (no source maps: no sources ship).
   log("compiling TypeScript");
@@ -73,49 +90,53 @@ try {
 
   // 3. The main package: loader, header, Python helper of the workers, README, manifest.
   mkdirSync(join(mainDir, "native"));
-  cpSync(join(nativeBuild, "index.js"), join(mainDir, "native", "index.js"));
-  cpSync(join(nativeBuild, "index.d.ts"), join(mainDir, "native", "index.d.ts"));
+  cpSync(join(builds[0].dir, "index.js"), join(mainDir, "native", "index.js"));
+  cpSync(join(builds[0].dir, "index.d.ts"), join(mainDir, "native", "index.d.ts"));
   cpSync(join(root, "crates", "loom-task", "include"), join(mainDir, "include"), { recursive: true });
   cpSync(join(pkgDir, "python", "hyperloom_py.py"), join(mainDir, "python", "hyperloom_py.py"));
   cpSync(join(pkgDir, "bin"), join(mainDir, "bin"), { recursive: true }); // the commands (they load dist/cli)
   cpSync(join(root, "README.md"), join(mainDir, "README.md"));
-  const platformPkgName = `${pkg.napi.packageName}-${platform}`;
+  const platformPkgName = (platform) => `${pkg.napi.packageName}-${platform}`;
   const manifest = { ...pkg };
   delete manifest.scripts;
   delete manifest.devDependencies;
-  manifest.optionalDependencies = { ...(pkg.optionalDependencies ?? {}), [platformPkgName]: pkg.version };
+  manifest.optionalDependencies = { ...(pkg.optionalDependencies ?? {}) };
+  for (const b of builds) manifest.optionalDependencies[platformPkgName(b.platform)] = pkg.version;
   writeFileSync(join(mainDir, "package.json"), JSON.stringify(manifest, null, 2) + "\n");
 
-  // 4. The platform package, laid out by the napi CLI (npm/<platform>/package.json with os/cpu/libc/main).
+  // 4. The platform packages, laid out by the napi CLI (npm/<platform>/package.json with os/cpu/libc/main).
   quiet(bin("napi"), ["create-npm-dirs", "--cwd", stage, "--npm-dir", "npm"]);
-  const platDir = join(stage, "npm", platform);
-  if (!existsSync(join(platDir, "package.json"))) throw new Error(`platform ${platform} is not among the napi targets in packages/hyperloom/package.json`);
-  const platManifest = JSON.parse(readFileSync(join(platDir, "package.json"), "utf8"));
-  if (platManifest.name !== platformPkgName || platManifest.main !== nodeFile) throw new Error(`unexpected napi platform package: ${JSON.stringify(platManifest)}`);
-  if (pkg.publishConfig && !platManifest.publishConfig) platManifest.publishConfig = pkg.publishConfig;
-  writeFileSync(join(platDir, "package.json"), JSON.stringify(platManifest, null, 2) + "\n");
-  rmSync(join(platDir, "README.md"), { force: true }); // the package holds the binary and its manifest only
-  cpSync(join(nativeBuild, nodeFile), join(platDir, nodeFile));
+  const platDirs = builds.map(({ platform, nodeFile, dir }) => {
+    const platDir = join(stage, "npm", platform);
+    if (!existsSync(join(platDir, "package.json"))) throw new Error(`napi create-npm-dirs made no package for ${platform}`);
+    const platManifest = JSON.parse(readFileSync(join(platDir, "package.json"), "utf8"));
+    if (platManifest.name !== platformPkgName(platform) || platManifest.main !== nodeFile) throw new Error(`unexpected napi platform package: ${JSON.stringify(platManifest)}`);
+    if (pkg.publishConfig && !platManifest.publishConfig) platManifest.publishConfig = pkg.publishConfig;
+    writeFileSync(join(platDir, "package.json"), JSON.stringify(platManifest, null, 2) + "\n");
+    rmSync(join(platDir, "README.md"), { force: true }); // the package holds the binary and its manifest only
+    cpSync(join(dir, nodeFile), join(platDir, nodeFile));
+    return { platDir, nodeFile };
+  });
 
-  // 5. Pack both, check what went in, report sizes.
+  // 5. Pack them all, check what went in, report sizes.
   const mainInfo = npmPack(mainDir);
-  const platInfo = npmPack(platDir);
+  const platInfos = platDirs.map(({ platDir }) => npmPack(platDir));
   const problems = [
     ...checkFiles(mainInfo, {
       required: ["package.json", "README.md", "dist/index.js", "dist/index.d.ts", "native/index.js", "native/index.d.ts",
         "include/hyperloom_task.h", "python/hyperloom_py.py", "dist/protocol/generated/messages.js", ...Object.values(pkg.bin)],
       forbidden: [/(?<!\.d)\.[cm]?ts$/, /\.rs$/, /\.node$/, /\.map$/, /\.test\./, /(^|\/)(e2e|conformance|test-data|src)\//, /Cargo\.toml$/],
     }),
-    ...checkFiles(platInfo, { required: ["package.json", nodeFile], only: true }),
+    ...platInfos.flatMap((info, i) => checkFiles(info, { required: ["package.json", platDirs[i].nodeFile], only: true })),
   ];
   console.log("");
-  for (const info of [mainInfo, platInfo]) {
-    console.log(`${info.filename.padEnd(40)} ${kb(info.size).padStart(10)}  (${info.entryCount} files, ${kb(info.unpackedSize)} unpacked)`);
+  for (const info of [mainInfo, ...platInfos]) {
+    console.log(`${info.filename.padEnd(48)} ${kb(info.size).padStart(10)}  (${info.entryCount} files, ${kb(info.unpackedSize)} unpacked)`);
   }
   console.log(`in ${outDir}`);
   if (problems.length > 0) {
     for (const p of problems) console.error(`pack: ${p}`);
-    for (const info of [mainInfo, platInfo]) rmSync(join(outDir, info.filename), { force: true });
+    for (const info of [mainInfo, ...platInfos]) rmSync(join(outDir, info.filename), { force: true });
     failed = true;
   }
 } catch (e) {
@@ -129,6 +150,13 @@ process.exit(failed ? 1 : 0);
 function strip(file) {
   if (process.platform === "win32") return; // MSVC release builds carry no symbols in the .dll
   run("strip", process.platform === "darwin" ? ["-x", file] : ["--strip-all", file]);
+}
+
+/** Symbol and debug sections left in an ELF file (readelf reads every architecture); none elsewhere. */
+function unstrippedSections(file) {
+  if (process.platform !== "linux") return [];
+  const sections = quiet("readelf", ["-S", "-W", file]);
+  return [...new Set([...sections.matchAll(/\s(\.symtab|\.debug_\w+)\s/g)].map((m) => m[1]))];
 }
 
 function npmPack(dir) {
@@ -145,6 +173,10 @@ function checkFiles(info, { required = [], forbidden = [], only = false }) {
     if (only && !required.includes(p)) problems.push(`${info.filename}: unexpected ${p}`);
   }
   return problems;
+}
+
+function onPath(name) {
+  return (process.env.PATH ?? "").split(delimiter).some((d) => d !== "" && existsSync(join(d, name)));
 }
 
 function walk(dir) {
