@@ -16,6 +16,11 @@
 // Usage: node scripts/pack.mjs [--out-dir DIR] [--target TRIPLE]... [--linux]
 //   DIR defaults to <repo>/pack; the targets to the host's; --linux = the four Linux targets
 //   (x86_64/aarch64 × gnu/musl), each of which must be among the napi targets in packages/hyperloom.
+import { execFileSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const pkgDir = join(root, "packages", "hyperloom");
 const args = process.argv.slice(2);
@@ -25,10 +30,13 @@ const LINUX = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu", "x86_64-
 const requested = [...args.flatMap((a, i) => (a === "--target" && args[i + 1] ? [args[i + 1]] : [])), ...(args.includes("--linux") ? LINUX : [])];
 
 const log = (s) => process.stderr.write(`pack: ${s}\n`);
-const run = (cmd, argv, opts = {}) => execFileSync(cmd, argv, { stdio: ["ignore", "inherit", "inherit"], ...opts });
+// On Windows npm and its bins are .cmd files, which only a shell runs (the repository's path must
+// then have no spaces).
+const shell = process.platform === "win32";
+const run = (cmd, argv, opts = {}) => execFileSync(cmd, argv, { stdio: ["ignore", "inherit", "inherit"], shell: cmd.endsWith(".cmd"), ...opts });
 const quiet = (cmd, argv) => {
   try {
-    return execFileSync(cmd, argv, { stdio: "pipe", encoding: "utf8" });
+    return execFileSync(cmd, argv, { stdio: "pipe", encoding: "utf8", shell: cmd.endsWith(".cmd") });
   } catch (e) {
     process.stderr.write(`${e.stdout ?? ""}${e.stderr ?? ""}`);
     throw e;
@@ -58,10 +66,12 @@ try {
   for (const target of targets) {
     const dir = join(stage, "native-build", target);
     const cross = target !== hostTarget;
-    log(`building the release addon for ${target} (napi build --release${cross ? " --cross-compile --strip" : ""})`);
+    log(`building the release addon for ${target} (napi build --release${cross ? " --cross-compile" : ""})`);
+    // Cross builds strip at link time through Cargo's profile: napi's own --strip would set
+    // RUSTFLAGS, which replaces the per-target rustflags of .cargo/config.toml (-z nodelete).
     run(bin("napi"), ["build", "--platform", "--release", "--manifest-path", join(root, "crates", "loom-node", "Cargo.toml"),
-      "--output-dir", dir, "--js", "index.js", "--dts", "index.d.ts",
-      ...(cross ? ["--target", target, "--cross-compile", "--strip"] : [])], { cwd: pkgDir });
+      "--output-dir", dir, "--js", "index.js", "--dts", "index.d.ts", ...(cross ? ["--target", target, "--cross-compile"] : [])],
+    { cwd: pkgDir, env: cross ? { ...process.env, CARGO_PROFILE_RELEASE_STRIP: "symbols" } : process.env });
     const nodeFiles = readdirSync(dir).filter((f) => f.startsWith(`${pkg.napi.binaryName}.`) && f.endsWith(".node"));
     if (nodeFiles.length !== 1) throw new Error(`expected one .node file in the napi output, found: ${nodeFiles.join(", ") || "none"}`);
     const nodeFile = nodeFiles[0];
@@ -70,6 +80,9 @@ try {
     if (!cross) strip(join(dir, nodeFile));
     const left = unstrippedSections(join(dir, nodeFile));
     if (left.length > 0) throw new Error(`${nodeFile} is not stripped: it still has ${left.join(", ")}`);
+    if (target.endsWith("-linux-gnu") && !/\bNODELETE\b/.test(quiet("readelf", ["-d", join(dir, nodeFile)]))) {
+      throw new Error(`${nodeFile} lacks -z nodelete (.cargo/config.toml): glibc would unload it when a worker thread exits`);
+    }
     log(`${nodeFile}: ${kb(unstripped)} -> ${kb(statSync(join(dir, nodeFile)).size)} stripped`);
     builds.push({ target, platform, nodeFile, dir });
   }
@@ -160,7 +173,8 @@ function unstrippedSections(file) {
 }
 
 function npmPack(dir) {
-  const out = execFileSync("npm", ["pack", "--json", "--pack-destination", outDir], { cwd: dir, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  const out = execFileSync(shell ? "npm.cmd" : "npm", ["pack", "--json", "--pack-destination", outDir],
+    { cwd: dir, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], shell });
   return JSON.parse(out)[0];
 }
 

