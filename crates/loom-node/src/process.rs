@@ -8,6 +8,7 @@ use napi::bindgen_prelude::Object;
 use napi::Env;
 use napi_derive::napi;
 use std::fs::{File, OpenOptions};
+#[cfg(unix)]
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
@@ -29,6 +30,16 @@ pub struct ProgramStdio {
     pub stdout: Option<String>,
     /// A file to write standard error to.
     pub stderr: String,
+}
+
+/// The signal that killed the program; Windows has no signals.
+#[cfg(unix)]
+fn exit_signal(status: &std::process::ExitStatus) -> Option<i32> {
+    status.signal()
+}
+#[cfg(not(unix))]
+fn exit_signal(_status: &std::process::ExitStatus) -> Option<i32> {
+    None
 }
 
 fn open_out(path: &str) -> std::io::Result<File> {
@@ -84,7 +95,7 @@ pub fn run_program<'env>(
             deferred.resolve(move |env| match outcome {
                 Ok(status) => Ok(ProgramExit {
                     code: status.code(),
-                    signal: status.signal(),
+                    signal: exit_signal(&status),
                 }),
                 Err(message) => Err(crate::coded_rejection(
                     &env,
