@@ -56,7 +56,12 @@ try {
   for (const t of targets) {
     if (!pkg.napi.targets.includes(t)) throw new Error(`target ${t} is not among the napi targets in packages/hyperloom/package.json`);
   }
-  if (targets.some((t) => t !== hostTarget) && !onPath("zig")) {
+  // Linux targets build with zig whenever it is there, the host's too: glibc targets then link
+  // against glibc 2.17 symbols (the host's gcc would tie them to the host's glibc, 2.34+ on
+  // Debian 12, which rules out RHEL 8 and Ubuntu 20.04). Without zig, only the host's target
+  // builds, natively, for the host's glibc and newer.
+  const zig = onPath("zig");
+  if (targets.some((t) => t !== hostTarget) && !zig) {
     throw new Error(`cross-compiling (${targets.filter((t) => t !== hostTarget).join(", ")}) needs zig and cargo-zigbuild on PATH: eval "$(bash scripts/cross-toolchain.sh)"`);
   }
 
@@ -65,25 +70,32 @@ try {
   const builds = [];
   for (const target of targets) {
     const dir = join(stage, "native-build", target);
-    const cross = target !== hostTarget;
-    log(`building the release addon for ${target} (napi build --release${cross ? " --cross-compile" : ""})`);
+    const cross = target !== hostTarget || (zig && target.includes("-linux-"));
+    const cargoTarget = target.endsWith("-linux-gnu") ? `${target}.2.17` : target; // zig's glibc version
+    log(`building the release addon for ${cross ? cargoTarget : target} (napi build --release${cross ? " --cross-compile" : ""})`);
     // Cross builds strip at link time through Cargo's profile: napi's own --strip would set
     // RUSTFLAGS, which replaces the per-target rustflags of .cargo/config.toml (-z nodelete).
     run(bin("napi"), ["build", "--platform", "--release", "--manifest-path", join(root, "crates", "loom-node", "Cargo.toml"),
-      "--output-dir", dir, "--js", "index.js", "--dts", "index.d.ts", ...(cross ? ["--target", target, "--cross-compile"] : [])],
+      "--output-dir", dir, "--js", "index.js", "--dts", "index.d.ts", ...(cross ? ["--target", cargoTarget, "--cross-compile"] : [])],
     { cwd: pkgDir, env: cross ? { ...process.env, CARGO_PROFILE_RELEASE_STRIP: "symbols" } : process.env });
     const nodeFiles = readdirSync(dir).filter((f) => f.startsWith(`${pkg.napi.binaryName}.`) && f.endsWith(".node"));
     if (nodeFiles.length !== 1) throw new Error(`expected one .node file in the napi output, found: ${nodeFiles.join(", ") || "none"}`);
     const nodeFile = nodeFiles[0];
     const platform = nodeFile.slice(pkg.napi.binaryName.length + 1, -".node".length); // e.g. linux-x64-gnu
     const unstripped = statSync(join(dir, nodeFile)).size;
+    let glibc = "";
     if (!cross) strip(join(dir, nodeFile));
     const left = unstrippedSections(join(dir, nodeFile));
     if (left.length > 0) throw new Error(`${nodeFile} is not stripped: it still has ${left.join(", ")}`);
-    if (target.endsWith("-linux-gnu") && !/\bNODELETE\b/.test(quiet("readelf", ["-d", join(dir, nodeFile)]))) {
-      throw new Error(`${nodeFile} lacks -z nodelete (.cargo/config.toml): glibc would unload it when a worker thread exits`);
+    if (target.endsWith("-linux-gnu")) {
+      const dynamic = quiet("readelf", ["-d", "-W", "--dyn-syms", join(dir, nodeFile)]);
+      if (!/\bNODELETE\b/.test(dynamic)) throw new Error(`${nodeFile} lacks -z nodelete (.cargo/config.toml): glibc would unload it when a worker thread exits`);
+      glibc = newestGlibc(dynamic);
+      if (cross && glibc !== "" && glibc.split(".").map(Number).some((n, i) => n > [2, 17][i])) {
+        throw new Error(`${nodeFile} needs glibc ${glibc}; built with zig it must need no more than 2.17`);
+      }
     }
-    log(`${nodeFile}: ${kb(unstripped)} -> ${kb(statSync(join(dir, nodeFile)).size)} stripped`);
+    log(`${nodeFile}: ${kb(unstripped)} -> ${kb(statSync(join(dir, nodeFile)).size)} stripped${glibc ? `, needs glibc >= ${glibc}` : ""}`);
     builds.push({ target, platform, nodeFile, dir });
   }
 
@@ -170,6 +182,16 @@ function unstrippedSections(file) {
   if (process.platform !== "linux") return [];
   const sections = quiet("readelf", ["-S", "-W", file]);
   return [...new Set([...sections.matchAll(/\s(\.symtab|\.debug_\w+)\s/g)].map((m) => m[1]))];
+}
+
+/** The newest glibc symbol version a library needs (weak references, which may be missing, aside). */
+function newestGlibc(readelfDynamic) {
+  const versions = [...readelfDynamic.matchAll(/^\s*\d+:.*\bUND\b.*@GLIBC_(\d+)\.(\d+)(?:\.(\d+))?/gm)]
+    .filter((m) => !/\bWEAK\b/.test(m[0]))
+    .map((m) => [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)]);
+  versions.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+  const v = versions.at(-1);
+  return v ? v.slice(0, v[2] ? 3 : 2).join(".") : "";
 }
 
 function npmPack(dir) {
