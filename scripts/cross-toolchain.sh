@@ -6,7 +6,8 @@
 # its own musl (no musl sysroot needed). Idempotent; everything goes under
 # $HYPERLOOM_CROSS_HOME (default ~/.cache/hyperloom-cross).
 #
-# Usage: eval "$(bash scripts/cross-toolchain.sh)"   (prints `export PATH=...` with zig and cargo-zigbuild)
+# Usage: eval "$(bash scripts/cross-toolchain.sh)"   (prints `export PATH=...` with a directory that
+# holds only zig and cargo-zigbuild: the venv's python3 stays off PATH)
 set -euo pipefail
 home="${HYPERLOOM_CROSS_HOME:-$HOME/.cache/hyperloom-cross}"
 mkdir -p "$home"
@@ -29,9 +30,10 @@ if [ ! -x "$venv/bin/cargo-zigbuild" ] || ! "$venv/bin/python3" -m ziglang versi
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check "cargo-zigbuild==0.24.*" "ziglang==0.17.*" >&2
 fi
-if [ ! -x "$venv/bin/zig" ]; then
-  printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$venv/bin/python3" >"$venv/bin/zig"
-  chmod +x "$venv/bin/zig"
-fi
-say "zig $("$venv/bin/zig" version), $("$venv/bin/cargo-zigbuild" --version)"
-echo "export PATH=\"$venv/bin:\$PATH\""
+bin="$home/bin"
+mkdir -p "$bin"
+printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$venv/bin/python3" >"$bin/zig"
+chmod +x "$bin/zig"
+ln -sf "$venv/bin/cargo-zigbuild" "$bin/cargo-zigbuild"
+say "zig $("$bin/zig" version), $("$bin/cargo-zigbuild" --version)"
+echo "export PATH=\"$bin:\$PATH\""
