@@ -250,6 +250,7 @@ fn run_once(plan: &[u8], chunked: bool) -> Run {
             task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
             data_types: vec!["loom/data".into(), "loom/array".into()],
             cpus: Some(2),
+            features: Vec::new(),
         },
     );
     s.on_data(WORKER, &reg);

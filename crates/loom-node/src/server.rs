@@ -84,6 +84,13 @@ impl ServerCore {
         }
     }
 
+    /// A task whose worker is lost while running it `n` times fails instead of being tried
+    /// again (`--max-crashes`; default 2).
+    #[napi]
+    pub fn set_max_crashes(&mut self, n: u32) {
+        self.inner.set_max_crashes(n);
+    }
+
     /// A main-port connection was accepted.
     #[napi]
     pub fn on_connect(&mut self, conn: u32, peer_ip: String) -> ServerOutput {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::{binding_error, ErrorCode, LogLine};
 use loom_core::data::stream::StreamPart;
+use loom_core::data::DataRef;
 use loom_core::worker::{
     JsResult, JsTask, NativeCall, NativeDone, RedirectInput, Worker, WorkerConfig, WorkerError,
     WorkerOutput,
@@ -16,6 +17,7 @@ use loom_core::worker::{
 use napi::bindgen_prelude::{AsyncTask, Buffer, BufferSlice, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
+use std::collections::HashMap;
 
 /// A data stream to push to a worker or to the server's data port.
 #[napi(object)]
@@ -24,6 +26,10 @@ pub struct DataSend {
     pub address: String,
     /// The stream, in order (write them all; large objects are views of the stored bytes).
     pub parts: Vec<Buffer>,
+    /// Set when parts are views of stored objects: call `releaseSend(lease)` once the socket
+    /// has written them (its write callback) or was destroyed. Until then the objects stay
+    /// alive; after it, the views must not be read.
+    pub lease: Option<u32>,
 }
 
 /// An input of a task run by the JS layer.
@@ -139,6 +145,8 @@ pub struct WorkerEffects {
     pub native: Vec<AsyncTask<NativeJob>>,
     /// Log lines.
     pub logs: Vec<LogLine>,
+    /// JS tasks the server canceled: stop them, report nothing (their slots are already free).
+    pub canceled: Vec<i32>,
 }
 
 /// A loaded native task library.
@@ -206,7 +214,7 @@ fn convert_task(t: JsTask) -> TaskToRun {
 
 /// A JS Buffer over a part of a stream: encoded bytes are moved, stored objects are shared (the
 /// Buffer keeps the object alive until JS drops it), so large data crosses without a copy.
-fn part_buffer(env: &Env, part: StreamPart) -> napi::Result<Buffer> {
+fn part_buffer(env: &Env, part: StreamPart, held: &mut Vec<DataRef>) -> napi::Result<Buffer> {
     match part {
         StreamPart::Bytes(b) => Ok(b.into()),
         StreamPart::Shared(obj) => {
@@ -216,26 +224,50 @@ fn part_buffer(env: &Env, part: StreamPart) -> napi::Result<Buffer> {
             }
             let (ptr, len) = (bytes.as_ptr() as *mut u8, bytes.len());
             // SAFETY: the bytes belong to `obj` (an mmap or heap buffer that never moves and is
-            // never written while shared); `obj` is kept alive by the finalizer hint until the
-            // JS Buffer is collected. JS only reads these Buffers (socket writes).
-            let slice =
-                unsafe { BufferSlice::from_external(env, ptr, len, obj, |_, obj| drop(obj))? };
+            // never written while shared); `obj` stays in the lease table until JS calls
+            // `releaseSend`, which it does only after the socket has written this Buffer (or
+            // was destroyed). JS never reads these Buffers otherwise.
+            let slice = unsafe { BufferSlice::from_external(env, ptr, len, (), |_, ()| ())? };
+            held.push(obj);
             slice.into_buffer(env)
         }
     }
 }
 
+/// Objects shared with sends in flight, by lease (see [`DataSend::lease`]): a shared object is
+/// kept alive here, not by its Buffer, so it is freed — data file deleted, mapping dropped — as
+/// soon as JS releases the lease after the write, instead of whenever the garbage collector
+/// gets to the Buffers (seconds to minutes for a few large ones). One worker per process.
+fn leases() -> &'static Mutex<Leases> {
+    static L: std::sync::OnceLock<Mutex<Leases>> = std::sync::OnceLock::new();
+    L.get_or_init(|| Mutex::new((0, HashMap::new())))
+}
+
+/// The last lease number given, and the objects of each lease.
+type Leases = (u32, HashMap<u32, Vec<DataRef>>);
+
 fn convert(env: &Env, core: &Arc<Mutex<Worker>>, out: WorkerOutput) -> napi::Result<WorkerEffects> {
     let mut sends = Vec::with_capacity(out.sends.len());
     for s in out.sends {
+        let mut held = Vec::new();
         let parts = s
             .parts
             .into_iter()
-            .map(|p| part_buffer(env, p))
+            .map(|p| part_buffer(env, p, &mut held))
             .collect::<napi::Result<_>>()?;
+        let lease = if held.is_empty() {
+            None
+        } else {
+            let mut l = leases().lock().unwrap_or_else(|e| e.into_inner());
+            l.0 = l.0.wrapping_add(1);
+            let id = l.0;
+            l.1.insert(id, held);
+            Some(id)
+        };
         sends.push(DataSend {
             address: s.address,
             parts,
+            lease,
         });
     }
     Ok(WorkerEffects {
@@ -253,6 +285,7 @@ fn convert(env: &Env, core: &Arc<Mutex<Worker>>, out: WorkerOutput) -> napi::Res
             })
             .collect(),
         logs: LogLine::all(out.logs),
+        canceled: out.canceled,
     })
 }
 
@@ -333,6 +366,23 @@ impl WorkerCore {
         Ok(WorkerCore {
             inner: Arc::new(Mutex::new(inner)),
         })
+    }
+
+    /// The socket has written (or dropped) the send of `lease`: its shared objects are let go
+    /// (freed now unless the store or a task still holds them).
+    #[napi]
+    pub fn release_send(&self, lease: u32) {
+        leases()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .remove(&lease);
+    }
+
+    /// Sends whose objects are still held (leak checks).
+    #[napi]
+    pub fn sends_in_flight(&self) -> u32 {
+        leases().lock().unwrap_or_else(|e| e.into_inner()).1.len() as u32
     }
 
     /// The loaded native task libraries, in load order.

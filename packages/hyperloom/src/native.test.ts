@@ -54,7 +54,7 @@ t("a broken server stream: ERR_LOOM_SERVER_STREAM; the core keeps serving", ({ d
 
 t("a program that cannot start rejects with ERR_LOOM_SPAWN", async ({ dir }) => {
   const err = await native()
-    .runProgram(["/nonexistent/program"], dir, { stderr: join(dir, "stderr") })
+    .runProgram(["/nonexistent/program"], dir, { stderr: join(dir, "stderr") }, 1)
     .then(() => undefined, (e: unknown) => e as Error & { code?: string });
   assert.ok(err, "should reject");
   assert.is(err!.code, "ERR_LOOM_SPAWN");

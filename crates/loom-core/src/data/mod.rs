@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use array::Array;
-pub use file::ExternFile;
+pub use file::{open_regular, ExternFile};
 pub use index::Index;
 pub use jsobj::JsObj;
 pub use plain::Plain;
@@ -116,11 +116,12 @@ impl DataObject {
         }
     }
 
-    /// The file holding the bytes, if any: a spilled plain object's data file or an extern file.
+    /// The file holding the bytes, if any: a spilled plain object's data file or an extern
+    /// file's private copy (both in the data directory).
     pub fn file_path(&self) -> Option<&Path> {
         match self {
             DataObject::Plain(p) => p.file_path(),
-            DataObject::File(f) => Some(f.path()),
+            DataObject::File(f) => f.copy_path(),
             _ => None,
         }
     }

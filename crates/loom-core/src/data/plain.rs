@@ -1,7 +1,6 @@
 //! Plain (raw) data, `loom/data`: bytes in memory, in a mapped data file, or a view of another
 //! D-object (an index piece or slice, read without copying).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -132,15 +131,16 @@ impl Drop for Plain {
     }
 }
 
-/// Maps a whole file read-only; `None` for an empty file.
+/// Maps a whole regular file read-only; `None` for an empty file. A special file (a FIFO a
+/// program left as its output, ...) is refused without blocking.
 pub(super) fn map_file(path: &Path) -> std::io::Result<Option<Mmap>> {
-    let file = File::open(path)?;
+    let file = super::file::open_regular(path)?;
     let len = file.metadata()?.len();
     if len == 0 {
         return Ok(None);
     }
-    // SAFETY: the mapping is read-only. Data files are private to this worker and never written
-    // after they are adopted; extern files are, per the spec, not modified while in use.
+    // SAFETY: the mapping is read-only, of a file in this worker's private data directory that
+    // is never written after it is adopted (extern files are mapped through their own copy).
     let map = unsafe { Mmap::map(&file)? };
     Ok(Some(map))
 }

@@ -297,7 +297,7 @@ fn extern_file_is_mapped_and_kept() {
     let dd = tmp_dir("extern");
     let path = dd.path().join("ext");
     std::fs::write(&path, b"line1\nline2").unwrap();
-    let f = Arc::new(DataObject::File(ExternFile::open(&path).unwrap()));
+    let f = Arc::new(DataObject::File(ExternFile::open(&path, &dd).unwrap()));
     assert_eq!((f.size(), f.length(), f.type_name()), (11, 0, "loom/file"));
     assert_eq!(f.info(), format!("<ExternFile '{}'>", path.display()));
     // Sent as loom/data.
@@ -312,13 +312,36 @@ fn extern_file_is_mapped_and_kept() {
     // Empty file: no mapping needed.
     let empty = dd.path().join("empty");
     std::fs::write(&empty, b"").unwrap();
-    assert_eq!(ExternFile::open(&empty).unwrap().bytes(), b"");
-    let e = ExternFile::open(dd.path().join("missing")).unwrap_err();
+    assert_eq!(ExternFile::open(&empty, &dd).unwrap().bytes(), b"");
+    let e = ExternFile::open(dd.path().join("missing"), &dd).unwrap_err();
     assert_eq!(strerror(&e), "No such file or directory");
     assert_eq!(
-        strerror(&ExternFile::open(dd.path()).unwrap_err()),
+        strerror(&ExternFile::open(dd.path(), &dd).unwrap_err()),
         "Is a directory"
     );
+}
+
+#[test]
+fn extern_file_is_a_snapshot_and_special_files_are_refused() {
+    let dd = tmp_dir("snapshot");
+    let path = dd.path().join("big");
+    std::fs::write(&path, vec![b'x'; 1 << 20]).unwrap();
+    let f = Arc::new(DataObject::File(ExternFile::open(&path, &dd).unwrap()));
+    let copy = f.file_path().unwrap().to_owned();
+    assert_ne!(copy, path);
+    // Truncated under it: the object keeps the old bytes (no SIGBUS).
+    std::fs::write(&path, b"").unwrap();
+    let idx = Index::split_lines(f.clone()).unwrap();
+    assert_eq!(idx.piece(0).len(), 1 << 20);
+    drop((f, idx));
+    assert!(!copy.exists(), "the private copy dies with the object");
+    // A FIFO nobody writes to is refused at once.
+    let fifo = dd.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let e = ExternFile::open(&fifo, &dd).unwrap_err();
+    assert_eq!(strerror(&e), "not a regular file (it is a FIFO)");
 }
 
 #[test]

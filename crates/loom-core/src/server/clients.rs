@@ -31,6 +31,8 @@ pub(crate) struct Client {
     pub(crate) n_data: i64,
     /// Framed responses not yet handed to the socket layer.
     pub(crate) out: Vec<u8>,
+    /// It announced "dictionary-updates": it gets the dictionary again when it grows.
+    pub(crate) dict_updates: bool,
 }
 
 impl Client {
@@ -52,6 +54,7 @@ impl Client {
                 error: Some(crate::proto::comm::Error {
                     id: task,
                     worker: None,
+                    label: None,
                     error_msg: Some(msg.into_bytes().into()),
                 }),
                 ..Default::default()
@@ -59,8 +62,12 @@ impl Client {
         );
     }
 
-    /// Queues `ClientResponse{TASK_FAILED, error{id, worker, error_msg}}` (if connected).
-    pub(crate) fn task_failed(&mut self, cid: i32, worker: &str, msg: Vec<u8>) {
+    /// Queues `ClientResponse{TASK_FAILED, id: held, error{id: failed.id, worker, error_msg,
+    /// label: failed.label}}` (if connected): result `held` fails because task `failed` (the
+    /// same, or one it depends on) failed with `msg` — the failing task's own id and raw
+    /// message, as the original reports them; `held` is our extension (the original client
+    /// reads only `error.id`).
+    pub(crate) fn task_failed(&mut self, held: i32, failed: &FailedTask, worker: &str, msg: &[u8]) {
         if !self.alive {
             return;
         }
@@ -68,11 +75,28 @@ impl Client {
             &mut self.out,
             &ClientResponse {
                 r#type: client_response::Type::TaskFailed as i32,
+                id: Some(held),
                 error: Some(crate::proto::comm::Error {
-                    id: Some(cid),
+                    id: Some(failed.id),
                     worker: Some(worker.to_owned()),
-                    error_msg: Some(msg.into()),
+                    error_msg: Some(msg.to_vec().into()),
+                    label: (!failed.label.is_empty()).then(|| failed.label.clone()),
                 }),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Queues `ClientResponse{DICTIONARY}` (the grown dictionary) if it asked for updates.
+    pub(crate) fn dictionary_update(&mut self, symbols: &[String]) {
+        if !self.alive || !self.dict_updates {
+            return;
+        }
+        push_frame(
+            &mut self.out,
+            &ClientResponse {
+                r#type: client_response::Type::Dictionary as i32,
+                symbols: symbols.to_vec(),
                 ..Default::default()
             },
         );
@@ -83,6 +107,12 @@ impl Client {
     pub(crate) fn task_finished(&mut self, cid: i32) {
         wire::push_task_finished(&mut self.out, cid);
     }
+}
+
+/// The task a TASK_FAILED names: the client's id of the task that failed and its label.
+pub(crate) struct FailedTask {
+    pub(crate) id: i32,
+    pub(crate) label: String,
 }
 
 /// Every client that ever registered, by [`ClientIdx`].

@@ -1,23 +1,17 @@
 //! Failure propagation: a task fails (on its worker, or its data was lost with no way to
 //! recompute it) and so does every planned task depending on it.
 
+use super::clients::FailedTask;
 use super::ids::{Slot, TaskId};
 use super::segment::{TaskFlags, TaskState};
 use super::Server;
 
 impl Server {
     /// Fails the task at `s` and everything that depends on it. The client gets TASK_FAILED
-    /// for the root (if it is a held result) with `msg`, and for each dependent held result with
-    /// `dep_msg`, or "Task id=<root> (<label>) failed: <msg>" when `dep_msg` is None.
+    /// for the root (if it is a held result) and for each dependent held result, every one
+    /// naming the root — the task that failed — with its label and raw `msg` (no nesting).
     /// `release_inputs`: the root still holds references on its inputs (it had not finished).
-    pub(super) fn fail_tree(
-        &mut self,
-        s: Slot,
-        worker: &str,
-        msg: Vec<u8>,
-        release_inputs: bool,
-        dep_msg: Option<Vec<u8>>,
-    ) {
+    pub(super) fn fail_tree(&mut self, s: Slot, worker: &str, msg: Vec<u8>, release_inputs: bool) {
         let seg = self.graph.seg(s);
         let root = seg.id(s.off);
         // Expansion pieces have no client id (they are never results).
@@ -25,24 +19,19 @@ impl Server {
         let ci = seg.client;
         let was_finished = seg.state[s.off] == TaskState::Finished;
         let held = seg.flags[s.off].has(TaskFlags::RESULT);
+        let failed = FailedTask {
+            id: root_cid,
+            label: self.graph.label_of(root).to_owned(),
+        };
         self.graph.retire(s, TaskState::Failed);
+        self.crashes.forget(root);
         if was_finished {
             // Its data is gone.
             self.clients[ci].n_data -= 1;
         }
         if held {
-            self.clients[ci].task_failed(root_cid, worker, msg.clone());
+            self.clients[ci].task_failed(root_cid, &failed, worker, &msg);
         }
-        let dep_msg = dep_msg.unwrap_or_else(|| {
-            let label = self.graph.label_of(root);
-            let mut m = if label.is_empty() {
-                format!("Task id={root_cid} failed: ").into_bytes()
-            } else {
-                format!("Task id={root_cid} ({label}) failed: ").into_bytes()
-            };
-            m.extend_from_slice(&msg);
-            m
-        });
         let mut stack = vec![(root, release_inputs)];
         while let Some((t, release)) = stack.pop() {
             let Some(ts) = self.graph.locate(t) else {
@@ -58,7 +47,7 @@ impl Server {
                 cons.extend(e);
             }
             for c in cons {
-                if self.fail_dependant(c, worker, &dep_msg) {
+                if self.fail_dependant(c, &failed, worker, &msg) {
                     stack.push((c, true));
                 }
             }
@@ -66,7 +55,7 @@ impl Server {
     }
 
     /// Fails pending task `c` because an input failed; false if it was not pending.
-    fn fail_dependant(&mut self, c: TaskId, worker: &str, dep_msg: &[u8]) -> bool {
+    fn fail_dependant(&mut self, c: TaskId, failed: &FailedTask, worker: &str, msg: &[u8]) -> bool {
         let Some(cs) = self.graph.locate(c) else {
             return false;
         };
@@ -98,7 +87,7 @@ impl Server {
         self.graph.retire(cs, TaskState::Failed);
         if held {
             let cid = cid.expect("results are plan tasks");
-            self.clients[cl].task_failed(cid, worker, dep_msg.to_vec());
+            self.clients[cl].task_failed(cid, failed, worker, msg);
         }
         true
     }

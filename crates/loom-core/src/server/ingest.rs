@@ -178,8 +178,8 @@ impl Server {
         Ok((seg, labels, forward))
     }
 
-    /// Resolves input `cid` from an earlier plan of client `ci`: it must be planned and not
-    /// freed, failed, or a dslice/dget.
+    /// Resolves input `cid` from an earlier plan of client `ci`: it must be a result the client
+    /// holds (a future), planned and not freed, failed, or a dslice/dget.
     fn earlier_input(&self, ci: ClientIdx, cid: i32) -> Result<TaskId, String> {
         let Some(x) = self.clients[ci].resolve(cid) else {
             return Err(format!("unknown input id {cid}"));
@@ -194,6 +194,11 @@ impl Server {
             TaskState::Failed => Err(format!("input id {cid} failed")),
             _ if self.sym.is_expansion(seg.ttype[s.off]) => Err(format!(
                 "input id {cid} is a dslice/dget task of an earlier plan"
+            )),
+            // A client holds its results (futures) only: any other id is not one it may use
+            // (e.g. a number that came from another connection).
+            _ if !seg.flags[s.off].has(TaskFlags::RESULT) => Err(format!(
+                "input id {cid} is not a result this client holds (a plan may only use its own client's futures)"
             )),
             _ => Ok(x),
         }

@@ -35,7 +35,12 @@
 //!   get REMOVE (FINISHED/TRANSFERED) or are ignored (FAILED).
 //! - Every ERROR about a task (plan rejected for a task, FETCH/RELEASE of an id) carries the
 //!   client's id of that task; TASK_FAILED always does.
-//! - Worker loss: see [`Server::on_close`] and [`worker_loss`].
+//! - Worker loss: see [`Server::on_close`] and [`worker_loss`]; a task running on
+//!   `--max-crashes` lost workers fails ([`poison`]).
+//! - Client gone: its running tasks are canceled on workers that announced "cancel"
+//!   (`Register.features`), residual elsewhere.
+//! - A dependant's TASK_FAILED names the task that failed (error.id, its label and raw
+//!   message) and the held result in `ClientResponse.id`; no nested messages.
 //! - TRACE opens `<dir>/server.trace` and sends UPDATE to every worker, also to workers that
 //!   register later (see [`crate::trace`]). Only the plans of the client that asked are traced
 //!   (one trace at a time: the latest TRACE wins); TRACE with an empty path from that client,
@@ -65,6 +70,7 @@ mod ingest;
 mod on_client;
 mod on_worker;
 mod plan_scan;
+mod poison;
 mod queues;
 mod register;
 mod schedule;
@@ -92,6 +98,7 @@ use clients::Clients;
 use counters::{ClientStatus, Counters, PlanAcc, TransferStatus, WorkerStatus};
 use graph::TaskGraph;
 use ids::{ClientIdx, Slot, TaskId, WorkerIdx};
+use poison::Crashes;
 use queues::ReadyQueues;
 use transfers::Transfers;
 use workers::Workers;
@@ -100,6 +107,7 @@ pub use crate::log::LogLevel;
 pub use counters::{Failure, GroupStatus, PlanStatus, Snapshot, TaskCounts};
 pub use demand::{WaitingClass, WorkerLoad};
 pub use error::ServerError;
+pub use poison::DEFAULT_MAX_CRASHES;
 
 /// A connection id, chosen by the socket layer.
 pub type ConnId = u32;
@@ -190,6 +198,8 @@ pub struct Server {
     /// The client whose plans are traced (the one that asked last).
     trace_client: Option<ClientIdx>,
     counters: Counters,
+    /// Lost workers per task (poison tasks).
+    crashes: Crashes,
 }
 
 impl Server {
@@ -229,7 +239,15 @@ impl Server {
             trace: None,
             trace_client: None,
             counters: Counters::default(),
+            crashes: Crashes::default(),
         }
+    }
+
+    /// A task whose worker is lost while it runs there `n` times (at least 1) fails with
+    /// "Task crashed N workers" instead of being tried again (the `--max-crashes` flag;
+    /// default [`DEFAULT_MAX_CRASHES`]).
+    pub fn set_max_crashes(&mut self, n: u32) {
+        self.crashes.max = n.max(1);
     }
 
     /// A main-port connection was accepted from `peer_ip` (IPv4 text).
@@ -469,5 +487,6 @@ impl Server {
         if !self.moves.fetches.is_empty() {
             self.moves.fetches.retain(|k, _| !dropped.ids.contains(*k));
         }
+        self.crashes.retain(|k| !dropped.ids.contains(k));
     }
 }

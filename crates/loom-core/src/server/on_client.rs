@@ -61,8 +61,15 @@ impl Server {
         );
     }
 
+    /// STATS: live workers, and objects held on the server by every client (spec 4.1).
     fn stats(&mut self, ci: ClientIdx) {
         let n_workers = self.workers.n_alive as i32;
+        let n_data: i64 = self
+            .clients
+            .iter()
+            .filter(|c| c.alive)
+            .map(|c| c.n_data)
+            .sum();
         let c = &mut self.clients[ci];
         push_frame(
             &mut c.out,
@@ -70,7 +77,7 @@ impl Server {
                 r#type: client_response::Type::Stats as i32,
                 stats: Some(Stats {
                     n_workers: Some(n_workers),
-                    n_data_objects: Some(c.n_data as i32),
+                    n_data_objects: Some(n_data as i32),
                 }),
                 ..Default::default()
             },
@@ -100,10 +107,24 @@ impl Server {
             Err(msg) => return self.clients[ci].error(Some(cid), msg),
         };
         let seg = self.graph.seg(s);
-        if seg.state[s.off] != TaskState::Finished {
-            return self.clients[ci].error(Some(cid), "Task is not finished".into());
-        }
         let id = seg.id(s.off);
+        match seg.state[s.off] {
+            TaskState::Finished => {}
+            TaskState::Failed => {
+                return self.clients[ci].error(Some(cid), format!("Task id={cid} failed"));
+            }
+            st if st.is_pending() && seg.flags[s.off].has(TaskFlags::NOTIFIED) => {
+                // Finished once, its data lost with a worker and being recomputed: the fetch
+                // waits (sent when it finishes again, or answered by TASK_FAILED).
+                let fetch = Fetch {
+                    client: ci,
+                    client_id: cid,
+                    sender: None,
+                };
+                return self.moves.add_fetch(id, fetch);
+            }
+            _ => return self.clients[ci].error(Some(cid), "Task is not finished".into()),
+        }
         let owner = seg.wk[s.off].expect("a finished task has an owner");
         self.counters.fetches += 1;
         self.counters.fetch_bytes += seg.size[s.off];
@@ -130,8 +151,9 @@ impl Server {
         }
     }
 
-    /// Drops the client's plan segments entirely: finished data is removed from the workers,
-    /// running tasks become residual on their workers (their late answers are absorbed).
+    /// Drops the client's plan segments entirely: finished data is removed from the workers;
+    /// running tasks are canceled on workers that announced "cancel" (their cores free at
+    /// once), else they become residual there (their late answers are absorbed).
     pub(super) fn discard_client(&mut self, ci: ClientIdx) {
         if self.trace_client == Some(ci) {
             self.trace_stop();
@@ -150,7 +172,14 @@ impl Server {
                 match seg.state[off] {
                     TaskState::Running => {
                         let w = owner.expect("a running task has a worker");
-                        self.workers[w].residual.insert(id, seg.cpus[off]);
+                        let wk = &mut self.workers[w];
+                        if wk.can_cancel && wk.alive {
+                            // A late answer gets REMOVE (FINISHED) or is ignored (FAILED).
+                            wire::push_cancel(&mut wk.out, id);
+                            wk.unbook(seg.cpus[off]);
+                        } else {
+                            wk.residual.insert(id, seg.cpus[off]);
+                        }
                     }
                     TaskState::Finished => self.remove_everywhere(id, owner, size),
                     _ => {}
@@ -160,6 +189,7 @@ impl Server {
         let dropped = self.graph.drop_client(ci);
         self.counters.retire(self.graph.retired.drain(..), true);
         self.moves.forget(|id| dropped.contains(id));
+        self.crashes.retain(|id| !dropped.contains(id));
         self.ready.retain_parked(|id| !dropped.contains(id));
     }
 }

@@ -67,6 +67,7 @@ impl Server {
         let Some(s) = self.running_on(id, w) else {
             return self.residual(w, id, true);
         };
+        self.crashes.forget(id);
         let seg = self.graph.seg_mut(s);
         let c = seg.cpus[s.off];
         seg.set_state(s.off, TaskState::Finished);
@@ -162,7 +163,7 @@ impl Server {
         self.remove_everywhere(id, owner, size);
         self.graph.lengths.remove(&id);
         self.moves.forget_object(id);
-        self.fail_tree(s, &addr, msg, false, None);
+        self.fail_tree(s, &addr, msg, false);
     }
 
     /// The task at `s` no longer needs its inputs: each loses a reference.
@@ -354,6 +355,6 @@ impl Server {
             ),
         );
         self.counters.failure(failure);
-        self.fail_tree(s, &addr, msg, true, None);
+        self.fail_tree(s, &addr, msg, true);
     }
 }

@@ -22,7 +22,7 @@ impl Server {
         }
         match register::Type::try_from(r.r#type) {
             Ok(register::Type::RegisterWorker) => self.register_worker(conn, &r),
-            Ok(register::Type::RegisterClient) => Ok(self.register_client(conn)),
+            Ok(register::Type::RegisterClient) => Ok(self.register_client(conn, &r)),
             Err(_) => Err(ServerError::RegisterType(r.r#type)),
         }
     }
@@ -31,6 +31,7 @@ impl Server {
         if !self.workers.has_slot() {
             return Err(ServerError::Malformed("Register (too many workers)"));
         }
+        let n_symbols = self.symbols.names().len();
         let mut types = Vec::new();
         for t in &r.task_types {
             let id = self.symbols.add(t) as usize;
@@ -68,13 +69,22 @@ impl Server {
             format!("worker {idx} registered: {addr}, {cpus} cpus"),
         );
         let w = self.workers.add(Worker::new(conn, addr, cpus, types, out));
+        self.workers[w].can_cancel = r.features.iter().any(|f| f == "cancel");
+        if self.symbols.names().len() > n_symbols {
+            // New task types: clients that understand it learn them at once (the original
+            // client would abort on an unsolicited DICTIONARY, so it gets none).
+            let names = self.symbols.names().to_vec();
+            for c in self.clients.iter_mut() {
+                c.dictionary_update(&names);
+            }
+        }
         self.scratch.score.push(0);
         self.trace_worker(w);
         self.unpark();
         Ok(Peer::Worker(w))
     }
 
-    fn register_client(&mut self, conn: ConnId) -> Peer {
+    fn register_client(&mut self, conn: ConnId, r: &Register) -> Peer {
         let mut out = Vec::new();
         push_frame(
             &mut out,
@@ -97,6 +107,7 @@ impl Server {
             next_base: 0,
             n_data: 0,
             out,
+            dict_updates: r.features.iter().any(|f| f == "dictionary-updates"),
         });
         self.log(LogLevel::Info, format!("client {conn} registered"));
         Peer::Client(ci)

@@ -64,6 +64,7 @@ mod tests {
                 task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
                 data_types: vec!["loom/data".into()],
                 cpus: Some(cpus),
+                features: Vec::new(),
             },
             None => Register {
                 protocol_version: 2,

@@ -129,6 +129,7 @@ mod key {
     pub const SEND: u8 = worker_command::Type::Send as u8;
     pub const REMOVE: u8 = worker_command::Type::Remove as u8;
     pub const LOAD_CHECKPOINT: u8 = worker_command::Type::LoadCheckpoint as u8;
+    pub const CANCEL: u8 = worker_command::Type::Cancel as u8;
     pub const TASK_FINISHED: u8 = client_response::Type::TaskFinished as u8;
 }
 
@@ -213,10 +214,20 @@ pub(crate) fn push_send(out: &mut Vec<u8>, id: TaskId, address: &str) {
 /// `WorkerCommand{REMOVE, id}`.
 #[inline]
 pub(crate) fn push_remove(out: &mut Vec<u8>, id: TaskId) {
+    push_id_command(out, key::REMOVE, id);
+}
+
+/// `WorkerCommand{CANCEL, id}` (our extension; only to workers announcing "cancel").
+pub(crate) fn push_cancel(out: &mut Vec<u8>, id: TaskId) {
+    push_id_command(out, key::CANCEL, id);
+}
+
+/// `WorkerCommand{type, id}`.
+fn push_id_command(out: &mut Vec<u8>, ty: u8, id: TaskId) {
     let mut buf = [0u8; 24];
     let mut p = 8;
     buf[p] = key::TYPE;
-    buf[p + 1] = key::REMOVE;
+    buf[p + 1] = ty;
     buf[p + 2] = key::ID;
     p += 3;
     put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);

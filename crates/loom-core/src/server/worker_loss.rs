@@ -1,6 +1,7 @@
 //! A worker is lost. Rule implemented:
 //! - nothing is written to it again; its copies are forgotten (another copy is promoted);
-//! - tasks running on it go back to the queue (they wait for inputs being recomputed);
+//! - tasks running on it go back to the queue (they wait for inputs being recomputed), unless
+//!   this makes `--max-crashes` lost workers for one of them: that one fails ([`super::poison`]);
 //! - transfers it was the source of are re-sent from another owner, or after recomputation;
 //! - finished data only it held: freed if no longer needed; otherwise recomputed when none
 //!   of its inputs was freed or failed (inputs lost too are recomputed first), else it fails
@@ -22,6 +23,8 @@ struct Lost {
     data: Vec<TaskId>,
     /// Tasks that were running there (now WAITING again).
     rerun: Vec<TaskId>,
+    /// Tasks that were running there and have now crashed `max` workers.
+    poison: Vec<TaskId>,
 }
 
 const WORKER_LOST: &[u8] = b"Worker lost";
@@ -36,6 +39,18 @@ impl Server {
         let lost = self.forget_worker(w);
         self.reroute_transfers(w);
         let mut recount = lost.rerun;
+        for x in lost.poison {
+            let Some(s) = self.graph.locate(x) else {
+                continue;
+            };
+            let msg = self.crashes.message();
+            self.log(
+                super::LogLevel::Warn,
+                format!("task {}: {}", x.get(), String::from_utf8_lossy(&msg)),
+            );
+            // Not finished: it still holds its inputs.
+            self.fail_tree(s, &addr, msg, true);
+        }
         let fail = self.recover_data(&lost.data, &mut recount);
         for x in fail {
             // An earlier failure may have released it meanwhile (freed: nothing to fail).
@@ -45,8 +60,7 @@ impl Server {
             if self.graph.state(s) != TaskState::Finished {
                 continue;
             }
-            let msg = WORKER_LOST.to_vec();
-            self.fail_tree(s, &addr, msg.clone(), false, Some(msg));
+            self.fail_tree(s, &addr, WORKER_LOST.to_vec(), false);
         }
         if !self.moves.fetches.is_empty() {
             self.reroute_fetches(w);
@@ -59,6 +73,7 @@ impl Server {
     fn forget_worker(&mut self, w: WorkerIdx) -> Lost {
         let mut lost = Lost::default();
         let extra_owners = &mut self.moves.extra_owners;
+        let crashes = &mut self.crashes;
         for seg in self.graph.segs.iter_mut() {
             for off in 0..seg.n as usize {
                 let id = seg.id(off);
@@ -87,7 +102,12 @@ impl Server {
                     TaskState::Running if seg.wk[off] == Some(w) => {
                         seg.set_state(off, TaskState::Waiting);
                         seg.wk[off] = None;
-                        lost.rerun.push(id);
+                        // A task sent early was only waiting for inputs: it took nothing down.
+                        if !seg.flags[off].has(TaskFlags::EARLY) && crashes.note(id) {
+                            lost.poison.push(id);
+                        } else {
+                            lost.rerun.push(id);
+                        }
                     }
                     _ => {}
                 }

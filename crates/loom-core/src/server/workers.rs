@@ -32,6 +32,8 @@ pub(crate) struct Worker {
     pub(crate) out: Vec<u8>,
     /// Discarded tasks still running there: task -> cpus (freed when it answers).
     pub(crate) residual: HashMap<TaskId, u16>,
+    /// It announced the "cancel" feature: a gone client's tasks are canceled on it.
+    pub(crate) can_cancel: bool,
 }
 
 impl Worker {
@@ -57,6 +59,7 @@ impl Worker {
             alive: true,
             out,
             residual: HashMap::new(),
+            can_cancel: false,
         }
     }
 

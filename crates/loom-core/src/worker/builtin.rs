@@ -100,7 +100,7 @@ pub(crate) fn run(
         Kind::Merge => merge(config, inputs, dd),
         Kind::Open => {
             let path = String::from_utf8_lossy(config);
-            ExternFile::open(&*path)
+            ExternFile::open(&*path, dd)
                 .map(|f| obj(DataObject::File(f)))
                 .map_err(|e| format!("Cannot open file '{path}': {}", strerror(&e)))
         }
@@ -208,9 +208,43 @@ fn save(config: &[u8], inputs: &[DataRef]) -> Result<DataRef, String> {
             x.info()
         ));
     };
-    let mut f = std::fs::File::create(&*path)
+    let mut f = create_regular(std::path::Path::new(&*path))
         .map_err(|e| format!("Openning '{path}' failed: {}", strerror(&e)))?;
     f.write_all(bytes)
         .map_err(|e| format!("Writing '{path}' failed: {}", strerror(&e)))?;
     Ok(obj(DataObject::Plain(Plain::from_vec(Vec::new()))))
+}
+
+/// Creates (or truncates) the regular file at `path` without ever blocking: an existing FIFO,
+/// socket or device is refused (opening a FIFO for writing waits for a reader).
+fn create_regular(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let special = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (save writes only regular files)",
+        )
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(std::io::Error::from_raw_os_error(libc::EISDIR)),
+        Ok(m) if !m.is_file() => return Err(special()),
+        _ => {}
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                special()
+            } else {
+                e
+            }
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(special());
+    }
+    f.set_len(0)?;
+    Ok(f)
 }

@@ -159,7 +159,13 @@ pub struct WorkerOutput {
     pub native_calls: Vec<NativeCall>,
     /// Log lines.
     pub logs: Vec<(LogLevel, String)>,
+    /// JS tasks canceled by the server: stop them (their slots are already free) and report
+    /// nothing for them.
+    pub canceled: Vec<i32>,
 }
+
+/// What this worker understands beyond the original protocol (`Register.features`).
+pub const WORKER_FEATURES: &[&str] = &["cancel"];
 
 /// Errors that end a connection (or the worker, for `new`).
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +338,7 @@ impl Worker {
             task_types,
             data_types: WORKER_DATA_TYPES.iter().map(|s| s.to_string()).collect(),
             cpus: Some(self.cfg.cpus as i32),
+            features: WORKER_FEATURES.iter().map(|s| s.to_string()).collect(),
         };
         let mut out = Vec::new();
         push_frame(&mut out, &msg);
@@ -427,8 +434,8 @@ impl Worker {
         self.trace_new_call();
         let Some(r) = self.running.remove(&id) else {
             self.log(
-                LogLevel::Warn,
-                format!("finish_js_task: task id={id} is not running"),
+                LogLevel::Debug,
+                format!("finish_js_task: task id={id} is not running (canceled)"),
             );
             return;
         };
@@ -565,8 +572,8 @@ impl Worker {
         self.trace_new_call();
         let Some(r) = self.running.remove(&id) else {
             self.log(
-                LogLevel::Warn,
-                format!("fail_task: task id={id} is not running"),
+                LogLevel::Debug,
+                format!("fail_task: task id={id} is not running (canceled)"),
             );
             return;
         };
@@ -577,6 +584,29 @@ impl Worker {
         wire::push_error(&mut self.out.to_server, resp::FAILED, id, message);
         self.start_queued();
         self.drain_woken();
+    }
+
+    /// The server canceled task `id` (its client is gone): a task waiting for inputs or for
+    /// cores is dropped; a JS task that runs has its slots freed at once and is listed in
+    /// [`WorkerOutput::canceled`] for JS to stop. Nothing is reported for it; an answer JS gives
+    /// later is ignored. Unknown ids (finished meanwhile) are ignored.
+    pub fn cancel(&mut self, id: i32) {
+        if let Some(w) = self.waiting.remove(&id) {
+            for i in &w.inputs {
+                if let Some(list) = self.waiters.get_mut(i) {
+                    list.retain(|&t| t != id);
+                    if list.is_empty() {
+                        self.waiters.remove(i);
+                    }
+                }
+            }
+        } else if let Some(pos) = self.queue.iter().position(|q| q.id == id) {
+            self.queue.remove(pos);
+        } else if let Some(r) = self.running.remove(&id) {
+            self.slots.release(&r.slots);
+            self.out.canceled.push(id);
+            self.start_queued();
+        }
     }
 
     /// Everything produced since the last call.
@@ -627,6 +657,10 @@ impl Worker {
             },
             Some(cmd::UPDATE) => self.trace_update(c.trace_path, c.worker_id),
             Some(cmd::LOAD_CHECKPOINT) => self.load_checkpoint(c.id, c.checkpoint_path),
+            Some(cmd::CANCEL) => match c.id {
+                Some(id) => self.cancel(id),
+                None => self.log(LogLevel::Warn, "CANCEL without an id; ignored".to_owned()),
+            },
             other => self.log(
                 LogLevel::Warn,
                 format!("Invalid message from the server (type {other:?}); ignored"),
@@ -994,7 +1028,7 @@ impl Worker {
             );
         };
         let path = String::from_utf8_lossy(path).into_owned();
-        match ExternFile::open(&path) {
+        match ExternFile::open(&path, &self.dd) {
             Ok(f) => {
                 let obj = Arc::new(DataObject::File(f));
                 let sl = Some((obj.size(), obj.length()));

@@ -16,6 +16,8 @@ pub(crate) mod cmd {
     pub const DICTIONARY: i32 = Type::Dictionary as i32;
     pub const UPDATE: i32 = Type::Update as i32;
     pub const LOAD_CHECKPOINT: i32 = Type::LoadCheckpoint as i32;
+    /// Extension: stop a task of a client that is gone (see `Worker::cancel`).
+    pub const CANCEL: i32 = Type::Cancel as i32;
 }
 
 /// `WorkerResponse.type` values (from the generated enum, as `i32` for matching).

@@ -10,9 +10,16 @@ new Command("loom-server")
     return n;
   }, 9010)
   .option("--debug", "debug logging")
+  .option("--max-crashes <N>", "fail a task once this many workers were lost while running it (default 2)", (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("Invalid number of crashes");
+    return n;
+  })
   .allowExcessArguments(true)
   .argument("[ignored...]")
-  .action((_ignored: string[], opts: { port: number; debug?: boolean }) => serverMain({ port: opts.port, host: "0.0.0.0", ...(opts.debug ? { debug: true } : {}) }))
+  .action((_ignored: string[], opts: { port: number; debug?: boolean; maxCrashes?: number }) =>
+    serverMain({ port: opts.port, host: "0.0.0.0", ...(opts.debug ? { debug: true } : {}), ...(opts.maxCrashes !== undefined ? { maxCrashes: opts.maxCrashes } : {}) }),
+  )
   .parseAsync(process.argv)
   .catch((e: unknown) => {
     process.stderr.write(`loom-server: ${e instanceof Error ? e.message : String(e)}\n`);

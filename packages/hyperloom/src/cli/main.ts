@@ -44,9 +44,10 @@ program
   .option("-p, --port <number>", "main port (0: any free port)", intArg("port number", 0, 65535), 9010)
   .option("--host <address>", "listen address", "0.0.0.0")
   .option("--dashboard <[host:]port>", "serve the live dashboard and /metrics there (host default 127.0.0.1; port 0: any free one)", addressArg)
+  .option("--max-crashes <n>", "fail a task once this many workers were lost while running it", intArg("number of crashes", 1, 1 << 20), 2)
   .option("--debug", "debug logging: scheduling summaries, transfers, connections")
   .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
-  .action((opts: { port: number; host: string; debug?: boolean; logFormat: LogFormat; dashboard?: { host: string; port: number } }) => serverMain(opts));
+  .action((opts: { port: number; host: string; debug?: boolean; logFormat: LogFormat; maxCrashes: number; dashboard?: { host: string; port: number } }) => serverMain(opts));
 
 program
   .command("worker")

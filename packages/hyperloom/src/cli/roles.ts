@@ -19,9 +19,14 @@ function setUpLogs(o: LogOptions): void {
 import { jobEnvironment } from "../worker/job-env.js";
 
 /** Runs a server until it is terminated. */
-export async function serverMain(opts: { port: number; host: string; dashboard?: { host: string; port: number } } & LogOptions): Promise<void> {
+export async function serverMain(opts: { port: number; host: string; maxCrashes?: number; dashboard?: { host: string; port: number } } & LogOptions): Promise<void> {
   setUpLogs(opts);
-  const s = await startServer({ port: opts.port, host: opts.host, ...(opts.dashboard ? { dashboard: opts.dashboard } : {}) });
+  const s = await startServer({
+    port: opts.port,
+    host: opts.host,
+    ...(opts.dashboard ? { dashboard: opts.dashboard } : {}),
+    ...(opts.maxCrashes !== undefined ? { maxCrashes: opts.maxCrashes } : {}),
+  });
   log("info", `HyperLoom server listening on ${opts.host}:${s.port} (data port ${s.dataPort})`);
   if (s.dashboard) log("info", `Dashboard at ${s.dashboard.url} (metrics at ${s.dashboard.url}metrics)`);
   const stop = (): void => {

@@ -50,7 +50,7 @@ const ResponseType = comm.ClientResponse.Type;
 export interface Stats {
   /** Connected workers. */
   nWorkers: number;
-  /** Data objects computed and not yet freed, for this client. */
+  /** Data objects computed and not yet freed on the server (all clients' together, spec 4.1). */
   nDataObjects: number;
 }
 
@@ -83,12 +83,16 @@ interface ErrorFields {
   id?: number | null;
   worker?: string | null;
   errorMsg?: Uint8Array | null;
+  label?: string | null;
 }
 
 /** A field that was present on the wire (protobufjs puts defaults on the prototype). */
-function fieldOf(msg: ErrorFields | undefined, key: "id"): number | undefined {
-  return msg !== undefined && Object.prototype.hasOwnProperty.call(msg, key) ? (msg[key] ?? undefined) : undefined;
+function fieldOf<K extends string>(msg: { [k in K]?: number | null } | undefined | null, key: K): number | undefined {
+  return msg != null && Object.prototype.hasOwnProperty.call(msg, key) ? (msg[key] ?? undefined) : undefined;
 }
+
+/** What this client understands beyond the original protocol (`Register.features`). */
+const CLIENT_FEATURES = ["dictionary-updates"];
 
 interface Pending<T> {
   resolve: (v: T) => void;
@@ -102,6 +106,8 @@ export class Client {
   private symbolNames: string[] = [];
   private nextId = 0;
   private readonly running = new Map<number, Future<unknown>>();
+  /** Finished, unreleased futures by id (weak: a dropped future is released for the program). */
+  private readonly held = new Map<number, WeakRef<Future<unknown>>>();
   /** Id ranges of the submitted plans (to fail a rejected plan's futures). */
   private readonly plans: Array<{ idBase: number; end: number }> = [];
   private readonly fetches = new Map<number, Array<Pending<DataValue>>>();
@@ -133,7 +139,9 @@ export class Client {
       greeted = await handshake({
         host: h,
         port: p,
-        register: frame(comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT }).finish()),
+        register: frame(
+          comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT, features: CLIENT_FEATURES }).finish(),
+        ),
         isDictionary: (payload) => comm.ClientResponse.decode(payload).type === ResponseType.DICTIONARY,
         timeoutMs: options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       });
@@ -142,9 +150,7 @@ export class Client {
     }
     const { socket } = greeted;
     const client = new Client(socket);
-    const symbols = comm.ClientResponse.decode(greeted.dictionary).symbols;
-    client.symbolNames = symbols;
-    symbols.forEach((s, i) => client.symbols.set(s, i));
+    client.setDictionary(comm.ClientResponse.decode(greeted.dictionary).symbols);
     const onChunk = (chunk: Buffer): void => {
       try {
         for (const f of client.reader.push(chunk)) client.onFrame(f);
@@ -181,7 +187,11 @@ export class Client {
     this.socket.destroy();
   }
 
-  /** The id of a symbol in the server's dictionary; throws for a name the server does not know. */
+  /**
+   * The id of a symbol in the server's dictionary; throws for a name the server does not know.
+   * The dictionary grows while connected: our server sends it again whenever a worker registers
+   * new task types.
+   */
   symbolId(name: string): number {
     const id = this.symbols.get(name);
     if (id === undefined) throw new LoomError(`Unknown symbol '${name}': no worker registered this task type`);
@@ -191,7 +201,7 @@ export class Client {
   /** Submits a plan made of `tasks` and everything they reach; returns one future per task. */
   submit<Ts extends readonly Task<any>[]>(tasks: Ts, options: SubmitOptions = {}): FuturesOf<Ts> {
     this.checkOpen();
-    const plan = numberPlan(tasks, this.nextId);
+    const plan = numberPlan(tasks, this.nextId, this);
     const buf = encodePlan(plan, {
       symbol: (n) => this.symbolId(n),
       cpusSymbol: this.symbolId(Symbol.RESOURCE_CPUS),
@@ -222,6 +232,7 @@ export class Client {
 
   /** Resolves when every future has finished; rejects with the first `TaskFailed`. */
   async wait(futures: readonly Future<unknown>[]): Promise<void> {
+    this.checkOwn(futures);
     await Promise.all(futures.map((f) => this.waitOne(f)));
   }
 
@@ -231,6 +242,7 @@ export class Client {
    * `fetch<U>(...)` states another one.
    */
   async fetch<T = Buffer>(futures: readonly Future<T>[]): Promise<T[]> {
+    this.checkOwn(futures);
     return Promise.all(futures.map((f) => this.fetchOne(f) as Promise<T>));
   }
 
@@ -243,10 +255,11 @@ export class Client {
 
   /** Releases results on the server, in one batch. Running futures are canceled locally. */
   release(futures: readonly Future<unknown>[]): void {
+    this.checkOwn(futures);
     for (const f of futures) {
-      if (f.client !== this) throw new LoomError(`${f} belongs to another client`);
       if (f.status_ === "finished") {
         f.status_ = "released";
+        this.held.delete(f.taskId);
         this.releaser.unregister(f);
         this.releaseId(f.taskId);
       } else if (f.status_ === "running") {
@@ -261,6 +274,7 @@ export class Client {
     const ready: Future<T>[] = [];
     let wake: (() => void) | undefined;
     let remaining = 0;
+    this.checkOwn(futures);
     const unique = new Set(futures);
     const listener = (f: Future<unknown>): void => {
       if (unique.has(f as Future<T>)) {
@@ -388,6 +402,22 @@ export class Client {
     });
   }
 
+  /** Refuses futures made by another client (their ids name other tasks here). */
+  private checkOwn(futures: readonly Future<unknown>[]): void {
+    for (const f of futures) {
+      if (!(f instanceof Future)) throw new LoomError(`${String(f)} is not a future`);
+      if (f.client !== this) {
+        throw new LoomError(`${f} belongs to another client (a future can only be used by the client that submitted it)`);
+      }
+    }
+  }
+
+  private setDictionary(symbols: string[]): void {
+    this.symbolNames = symbols;
+    this.symbols.clear();
+    symbols.forEach((s, i) => this.symbols.set(s, i));
+  }
+
   private waitOne(f: Future<unknown>): Promise<void> {
     if (f.status_ === "finished" || f.status_ === "released") return Promise.resolve();
     if (f.error) return Promise.reject(f.error);
@@ -401,6 +431,9 @@ export class Client {
     if (!f.active()) throw new LoomError(`Fetch called on invalid future ${f}`);
     await this.waitOne(f);
     if (f.hasResult) return f.result;
+    // Failed (e.g. its data was lost with a worker) or released meanwhile.
+    if (f.error) throw f.error;
+    if (!f.active()) throw new LoomError(`Fetch called on invalid future ${f}`);
     this.checkOpen();
     const value = await new Promise<DataValue>((resolve, reject) => {
       let list = this.fetches.get(f.taskId);
@@ -417,6 +450,8 @@ export class Client {
   }
 
   private releaseId(id: number): void {
+    const h = this.held.get(id);
+    if (h !== undefined && h.deref() === undefined) this.held.delete(id);
     if (!this.socket.destroyed) this.sendRequest({ type: RequestType.RELEASE, id });
   }
 
@@ -461,7 +496,7 @@ export class Client {
         this.onFinished(msg.id);
         break;
       case ResponseType.TASK_FAILED:
-        this.onFailed(msg.error ?? undefined);
+        this.onFailed(fieldOf(msg, "id"), msg.error ?? undefined);
         break;
       case ResponseType.DATA: {
         const h = msg.data!;
@@ -471,6 +506,10 @@ export class Client {
       }
       case ResponseType.ERROR:
         this.onError(msg.error ?? undefined);
+        break;
+      case ResponseType.DICTIONARY:
+        // Our server sends the whole dictionary again when a worker adds task types.
+        this.setDictionary(msg.symbols);
         break;
       case ResponseType.STATS: {
         const w = this.statsWaiters.shift();
@@ -501,6 +540,7 @@ export class Client {
       return;
     }
     f.status_ = "finished";
+    this.held.set(id, new WeakRef(f));
     // A future the program drops is released for it.
     this.releaser.register(f, id, f);
     f.settle();
@@ -508,17 +548,46 @@ export class Client {
     for (const l of this.settleListeners) l(f);
   }
 
-  private onFailed(err: ErrorFields | undefined): void {
+  /**
+   * TASK_FAILED. `heldId` (our server's extension) is the result of ours that fails; `error.id`
+   * the task whose failure caused it (the same for a result that failed itself). The original
+   * server sets only `error.id` (a result of ours, or -1 for "Worker lost").
+   */
+  private onFailed(heldId: number | undefined, err: ErrorFields | undefined): void {
     const id = fieldOf(err, "id") ?? -1;
     const msg = Buffer.from(err?.errorMsg ?? []).toString("utf8");
     const worker = err?.worker ?? "";
-    if (id < 0) {
-      // The original server's "Worker lost": every running future fails.
+    const label = err?.label ? err.label : undefined;
+    if (heldId === undefined && id < 0) {
+      // The original server's "Worker lost": it discards every task, so every future that is
+      // not settled fails, finished ones whose data is gone included.
       for (const f of [...this.running.values()]) this.failFuture(f, new TaskFailed(f.taskId, f.label, worker, msg));
+      for (const fid of [...this.fetches.keys()]) this.failFinished(fid, new TaskFailed(fid, undefined, worker, msg));
       return;
     }
-    const f = this.running.get(id);
-    if (f !== undefined) this.failFuture(f, new TaskFailed(id, f.label, worker, msg));
+    const target = heldId ?? id;
+    const cause = heldId !== undefined && heldId !== id ? new TaskFailed(id, label, worker, msg) : undefined;
+    const f = this.running.get(target);
+    if (f !== undefined) {
+      this.failFuture(f, cause ?? new TaskFailed(id, f.label, worker, msg));
+      return;
+    }
+    // A finished future whose data was lost and cannot be recomputed.
+    this.failFinished(target, cause ?? new TaskFailed(target, label, worker, msg));
+  }
+
+  /** A finished (not yet released) future failed after the fact: its fetches reject. */
+  private failFinished(id: number, e: Error): void {
+    const list = this.fetches.get(id);
+    this.fetches.delete(id);
+    const f = this.held.get(id)?.deref();
+    if (f !== undefined && f.status_ === "finished") {
+      f.status_ = "failed";
+      f.error = e;
+      this.held.delete(id);
+      this.releaser.unregister(f);
+    }
+    list?.forEach((p) => p.reject(e));
   }
 
   private failFuture(f: Future<unknown>, e: Error): void {
@@ -546,12 +615,23 @@ export class Client {
       }
       return;
     }
-    // Otherwise it answers a FETCH (ids are given by our server, not by the original).
+    // Otherwise it answers a FETCH or RELEASE of task `id` (our server always names it; the
+    // original names it only in "Invalid id: N"). Never routed by position: an error without an
+    // id goes to a fetch only when exactly one is outstanding.
     const match = /Invalid id: (-?\d+)/.exec(text);
-    const fid = id >= 0 ? id : match ? Number(match[1]) : [...this.fetches.keys()][0];
+    let fid: number | undefined = id >= 0 ? id : match ? Number(match[1]) : undefined;
+    if (fid === undefined && this.fetches.size === 1) fid = [...this.fetches.keys()][0];
     if (fid !== undefined && this.fetches.has(fid)) {
       this.fetches.get(fid)!.forEach((p) => p.reject(e));
       this.fetches.delete(fid);
+      return;
+    }
+    if (fid === undefined && this.fetches.size > 1) {
+      // An id-less error (the original server) with several fetches outstanding: which one it
+      // answers is unknown, so all fail rather than one hanging or the wrong one failing.
+      const all = new LoomError(`${text} (the server did not say which task; every outstanding fetch fails)`);
+      for (const list of this.fetches.values()) list.forEach((p) => p.reject(all));
+      this.fetches.clear();
       return;
     }
     process.emitWarning(`HyperLoom server error: ${text}`);
@@ -571,8 +651,14 @@ export class Client {
   private fail(e: Error): void {
     if (this.closedError) return;
     this.closedError = e;
-    for (const f of [...this.running.values()]) this.failFuture(f, e);
-    for (const list of this.fetches.values()) list.forEach((p) => p.reject(e));
+    // Each future's error names its task, like every other error about a task.
+    const about = (id: number, label: string | undefined): LoomError =>
+      new LoomError(`Task id=${id}${label ? ` (${label})` : ""}: ${e.message}`);
+    for (const f of [...this.running.values()]) this.failFuture(f, about(f.taskId, f.label));
+    for (const [id, list] of this.fetches) {
+      const err = about(id, this.held.get(id)?.deref()?.label);
+      list.forEach((p) => p.reject(err));
+    }
     this.fetches.clear();
     for (const w of this.statsWaiters.splice(0)) w.reject(e);
     for (const w of this.statusWaiters.splice(0)) w.reject(e);

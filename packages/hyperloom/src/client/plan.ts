@@ -22,9 +22,10 @@ export interface NumberedPlan {
 
 /**
  * Numbers every task reachable from `roots` (depth-first, inputs first), marking the roots as
- * results. Futures are referenced by id and must be active. Throws on a cycle or a bad input.
+ * results. Futures are referenced by id and must be active and, when `owner` is given, made by
+ * that client. Throws on a cycle or a bad input.
  */
-export function numberPlan(roots: readonly Task<unknown>[], idBase: number): NumberedPlan {
+export function numberPlan(roots: readonly Task<unknown>[], idBase: number, owner?: object): NumberedPlan {
   const epoch = ++epochCounter;
   const tasks: Task<unknown>[] = [];
   // Explicit stack: a chain of a million tasks must not overflow the JS stack.
@@ -61,6 +62,13 @@ export function numberPlan(roots: readonly Task<unknown>[], idBase: number): Num
           stackTask.push(input);
           stackPos.push(0);
         } else if (input instanceof Future) {
+          // A future's id means something only to the connection that made it: another
+          // client's future sent by id would name one of ours (wrong data), so it is refused.
+          if (owner !== undefined && input.client !== owner) {
+            throw new LoomError(
+              `${input} belongs to another client (a future can only be used by the client that submitted it); it is an input of ${t}`,
+            );
+          }
           if (!input.active()) {
             throw new LoomError(
               `Inactive future used in plan: ${input} (status ${input.status}) is an input of ${t}`,

@@ -28,6 +28,8 @@ export interface LocalClusterOptions {
   logArgs?: string[];
   /** Receives each line a worker logs (worker number from 0, the line). */
   onWorkerLine?: (worker: number, line: string) => void;
+  /** Extra arguments for the server (e.g. `--max-crashes 1`). */
+  serverArgs?: string[];
 }
 
 const cliPath = join(__dirname, "..", "cli", "main.js");
@@ -57,6 +59,7 @@ export class LocalCluster {
     private readonly server: ChildProcess,
     private readonly workers: ChildProcess[],
     private readonly wdir: string,
+    private readonly options: LocalClusterOptions,
     /** The dashboard's URL, when it was started with one. */
     readonly dashboardUrl?: string,
   ) {}
@@ -67,7 +70,7 @@ export class LocalCluster {
     const wdir = mkdtempSync(join(tmpdir(), "hyperloom-"));
     const dash = options.dashboard ? ["--dashboard", `${options.dashboard.host}:${options.dashboard.port}`] : [];
     const logArgs = options.logArgs ?? [];
-    const server = spawn(process.execPath, [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0), ...dash, ...logArgs], {
+    const server = spawn(process.execPath, [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0), ...dash, ...logArgs, ...(options.serverArgs ?? [])], {
       // The IPC channel only tells the child when this process is gone (see `roles.ts`).
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
@@ -92,23 +95,11 @@ export class LocalCluster {
       });
       const workers: ChildProcess[] = [];
       for (let i = 0; i < nWorkers; i++) {
-        const w = spawn(
-          process.execPath,
-          // --nopin: the workers of a local cluster share one machine, and each numbers its CPU
-          // slots from 0, so pinning would put every worker's programs on the same cores.
-          [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...logArgs, ...(options.workerArgs ?? [])],
-          { stdio: ["ignore", "ignore", "pipe", "ipc"] },
-        );
-        const onLine = options.onWorkerLine;
-        const n = i;
-        createInterface({ input: w.stderr! }).on("line", (line) => {
-          showChildLine(`worker ${n}`, line, options.verbose);
-          onLine?.(n, line);
-        });
+        const w = spawnWorker(port, wdir, i, options, []);
         workers.push(w);
         children.push(w);
       }
-      const cluster = new LocalCluster("127.0.0.1", port, server, workers, wdir, dashboardUrl);
+      const cluster = new LocalCluster("127.0.0.1", port, server, workers, wdir, options, dashboardUrl);
       await cluster.waitForWorkers(nWorkers, 30_000);
       return cluster;
     } catch (e) {
@@ -123,9 +114,40 @@ export class LocalCluster {
     return `${this.host}:${this.port}`;
   }
 
-  /** The worker processes (e.g. to kill one in a test). */
+  /** The worker processes (e.g. to kill one in a test), including ones added later. */
   get workerProcesses(): readonly ChildProcess[] {
     return this.workers;
+  }
+
+  /** The directory under which every worker has its work directory (`worker-<host>-<port>/`). */
+  get workDir(): string {
+    return this.wdir;
+  }
+
+  /** The work directories of the worker processes still running (as they logged them). */
+  liveWorkerDirs(): string[] {
+    return this.workers.flatMap((w) => {
+      const dir = workerDirs.get(w);
+      return w.exitCode === null && w.signalCode === null && dir !== undefined ? [dir] : [];
+    });
+  }
+
+  /**
+   * Starts one more worker (with the cluster's worker options plus `extraArgs`) and waits until
+   * the server counts `expectedWorkers` workers (default: one more than now).
+   */
+  async addWorker(extraArgs: string[] = [], expectedWorkers?: number): Promise<ChildProcess> {
+    const client = await this.connect();
+    let n: number;
+    try {
+      n = expectedWorkers ?? (await client.stats()).nWorkers + 1;
+    } finally {
+      await client.close();
+    }
+    const w = spawnWorker(this.port, this.wdir, this.workers.length, this.options, extraArgs);
+    this.workers.push(w);
+    await this.waitForWorkers(n, 30_000);
+    return w;
   }
 
   /** The server process (e.g. to read its memory use). */
@@ -147,7 +169,7 @@ export class LocalCluster {
         const s = await client.stats();
         if (s.nWorkers >= n) return;
         for (const w of this.workers) {
-          if (w.exitCode !== null) throw new Error(`a worker exited with status ${w.exitCode} while starting`);
+          if (w.exitCode !== null && w.exitCode !== 0) throw new Error(`a worker exited with status ${w.exitCode} while starting`);
         }
         if (Date.now() > deadline) throw new Error(`only ${s.nWorkers} of ${n} workers registered in ${timeoutMs} ms`);
         await new Promise((r) => setTimeout(r, 20));
@@ -176,4 +198,38 @@ export class LocalCluster {
     );
     rmSync(this.wdir, { recursive: true, force: true });
   }
+}
+
+/** The work directory each worker process logged (`work dir <path>` on registration). */
+const workerDirs = new WeakMap<ChildProcess, string>();
+
+/**
+ * Starts worker number `i` with `--wdir <wdir>/<i>` (its own, even when a restarted worker gets
+ * the data port of a killed one; the worker creates it and removes it when it stops). Its log is
+ * read for its work directory (see {@link workerDirs}). If it is killed, `<wdir>/<i>` is removed
+ * here (it cannot remove it itself).
+ */
+function spawnWorker(port: number, root: string, i: number, options: LocalClusterOptions, extraArgs: string[]): ChildProcess {
+  const wdir = join(root, String(i));
+  const w = spawn(
+    process.execPath,
+    // --nopin: the workers of a local cluster share one machine, and each numbers its CPU
+    // slots from 0, so pinning would put every worker's programs on the same cores.
+    [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...(options.logArgs ?? []), ...(options.workerArgs ?? []), ...extraArgs],
+    // The IPC channel only tells the child when this process is gone (see `roles.ts`).
+    // Workers log on stderr; their stdout stays unused.
+    { stdio: ["ignore", "ignore", "pipe", "ipc"] },
+  );
+  const onLine = options.onWorkerLine;
+  createInterface({ input: w.stderr! }).on("line", (line) => {
+    const m = /\bwork dir (.+)$/.exec(parseLogLine(line).message);
+    if (m && !workerDirs.has(w)) workerDirs.set(w, m[1]!);
+    showChildLine(`worker ${i}`, line, options.verbose);
+    onLine?.(i, line);
+  });
+  w.once("exit", (_code, signal) => {
+    // A worker removes its directory when it stops; one that was killed leaves it behind.
+    if (signal !== null) rmSync(wdir, { recursive: true, force: true });
+  });
+  return w;
 }

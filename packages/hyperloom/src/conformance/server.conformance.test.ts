@@ -27,6 +27,27 @@ function recordedWorkerSide(name: Scenario) {
   return { rec, responses, streams };
 }
 
+/**
+ * A client response with our extensions removed (README #21, #22): TASK_FAILED's
+ * `ClientResponse.id` and `Error.label`, ERROR's `error.id`. Notes what it removed.
+ */
+function withoutExtensions(payload: Buffer, where: string): Buffer {
+  const m = decodeMessage("ClientResponse", payload) as { type?: number; id?: number; error?: Record<string, unknown> };
+  const has = (o: object | undefined, k: string): boolean => o !== undefined && Object.prototype.hasOwnProperty.call(o, k);
+  if (m.type === comm.ClientResponse.Type.TASK_FAILED && (has(m, "id") || has(m.error, "label"))) {
+    delete m.id;
+    if (m.error) delete m.error.label;
+    diffs.note("task-failed-held-id", where);
+    return encodeMessage("ClientResponse", m as Record<string, unknown>);
+  }
+  if (m.type === comm.ClientResponse.Type.ERROR && has(m.error, "id")) {
+    delete m.error!.id;
+    diffs.note("error-task-id", where);
+    return encodeMessage("ClientResponse", m as Record<string, unknown>);
+  }
+  return payload;
+}
+
 async function replay(name: Scenario): Promise<void> {
   const { rec, responses, streams } = recordedWorkerSide(name);
   const server = await startServerProcess();
@@ -117,7 +138,7 @@ async function replay(name: Scenario): Promise<void> {
         }
         return;
       }
-      const u: Unit = { name: "ClientResponse", payload: f, raws: [], seq: -1 };
+      const u: Unit = { name: "ClientResponse", payload: withoutExtensions(f, name), raws: [], seq: -1 };
       try {
         const msg = decode("ClientResponse", f);
         if (msg.type === "TASK_FAILED") {

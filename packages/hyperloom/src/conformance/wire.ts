@@ -210,6 +210,18 @@ export const KNOWN: Record<string, { kind: "deliberate" | "divergence"; text: st
     kind: "divergence",
     text: "client: TaskFailed's message carries the task label (`Task id=0 (ls) failed: ...`) where the original client's str(TaskFailed) is `Task id=0 failed: ...`; run tasks always get a label, so the text of a failed run differs (taskId, worker and errorMessage are equal)",
   },
+  "register-features": {
+    kind: "deliberate",
+    text: "README #18: our client's Register also lists features (dictionary-updates), our worker's cancel (field 16; the original server ignores it): Registers are compared with it removed",
+  },
+  "task-failed-held-id": {
+    kind: "deliberate",
+    text: "README #21: our server's TASK_FAILED also carries ClientResponse.id (the held result that fails) and Error.label; error.id, worker and error_msg are the original's: compared with those removed",
+  },
+  "error-task-id": {
+    kind: "deliberate",
+    text: "README #22: our server's ERROR about a task (FETCH/RELEASE) carries error.id; compared with it removed",
+  },
   "client-run-label": {
     kind: "deliberate",
     text: "our client always sends Task.label for run tasks (the program name); the original sends labels only when tracing. Optional field 12, ignored by the original server unless it traces: plans are compared with labels removed",

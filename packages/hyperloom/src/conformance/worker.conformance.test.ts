@@ -54,6 +54,8 @@ test("Register: protocol 2, a worker, the recorded task and data types in order 
     assert.equal((r.taskTypes as string[]).slice(tasks.length), ["loom/js/call", "loom/js/value"]);
     assert.equal((r.dataTypes as string[]).slice(data.length), ["loom/js/obj"]);
     diffs.note("worker-register-js-types", "Register");
+    assert.equal(r.features, ["cancel"], "our worker announces CANCEL support (README #18, #19)");
+    diffs.note("register-features", "Register");
     // Every symbol we register is one our server's dictionary has; the recorded ones keep their ids.
     for (const s of tasks) assert.ok(RECORDED_SYMBOLS.includes(s));
     // Once registered (the dictionary received), the server connection closing ends the worker

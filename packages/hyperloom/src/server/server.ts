@@ -23,6 +23,8 @@ export interface ServerOptions {
   host?: string;
   /** Serve the live dashboard, `/metrics` and `/status.json` on this address (host default 127.0.0.1; port 0: any free one). */
   dashboard?: { host?: string; port: number };
+  /** A task whose worker is lost while running it this many times fails (default 2). */
+  maxCrashes?: number;
 }
 
 /** A running server. */
@@ -87,6 +89,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   });
   const dataPort = await listen(dataServer, 0, host);
   core = new (native().ServerCore)(dataPort);
+  if (options.maxCrashes !== undefined) core.setMaxCrashes(options.maxCrashes);
 
   const main = createServer({ noDelay: true }, (socket) => {
     const conn = nextConn++;

@@ -9,7 +9,7 @@ import type { TaskResult, TaskToRun } from "../native.js";
 import { log, type Level } from "../log.js";
 import type { FunctionCall, ThreadOutcome } from "./function-call.js";
 
-type Pool = { run(task: FunctionCall): Promise<ThreadOutcome>; destroy(): Promise<void> };
+type Pool = { run(task: FunctionCall, options?: { signal?: AbortSignal }): Promise<ThreadOutcome>; destroy(): Promise<void> };
 
 /** A redirection: the task to run in place of a function task. */
 export interface Redirect {
@@ -54,8 +54,11 @@ export class FunctionRunner {
     return { result: { kind: "jsobj", data: task.config } };
   }
 
-  /** `loom/js/call`: input 0 is the function value, the rest its inputs. */
-  async call(task: TaskToRun): Promise<FunctionOutcome> {
+  /**
+   * `loom/js/call`: input 0 is the function value, the rest its inputs. Aborting `signal`
+   * terminates the thread running it (the pool starts a fresh one).
+   */
+  async call(task: TaskToRun, signal?: AbortSignal): Promise<FunctionOutcome> {
     const [fnInput, ...inputs] = task.inputs;
     if (fnInput === undefined || fnInput.typeName !== "loom/js/obj" || !fnInput.bytes) {
       throw new Error("The first argument is not a function value (make it with tasks.jsTask or tasks.jsFunction)");
@@ -63,7 +66,7 @@ export class FunctionRunner {
     const pool = await this.getPool();
     let outcome: ThreadOutcome;
     try {
-      outcome = await pool.run({ taskId: task.id, fnValue: fnInput.bytes, directArgs: task.config, inputs });
+      outcome = await pool.run({ taskId: task.id, fnValue: fnInput.bytes, directArgs: task.config, inputs }, signal ? { signal } : {});
     } catch (e) {
       throw new Error(`JavaScript thread failed: ${(e as Error).message}`);
     }

@@ -215,6 +215,11 @@ class PythonProcess {
     this.dead = true;
     this.child.kill("SIGKILL");
   }
+
+  /** Ends the call it runs (its task was canceled): it dies, the call rejects, the pool replaces it. */
+  abort(): void {
+    this.child.kill("SIGKILL");
+  }
 }
 
 /** The worker's pool of Python processes. */
@@ -309,11 +314,15 @@ export class PythonRunner {
     return extra;
   }
 
-  private async run(header: Record<string, unknown>, blobs: Buffer[]): Promise<Message> {
+  private async run(header: Record<string, unknown>, blobs: Buffer[], signal?: AbortSignal): Promise<Message> {
     const p = await this.acquire();
+    const abort = (): void => p.abort();
+    signal?.addEventListener("abort", abort, { once: true });
     try {
+      if (signal?.aborted) throw new Error("canceled");
       return await p.request(header, blobs);
     } finally {
+      signal?.removeEventListener("abort", abort);
       if (this.procs.has(p)) this.release(p);
     }
   }
@@ -325,8 +334,11 @@ export class PythonRunner {
     return { result: { kind: "pyobj", data: task.config } };
   }
 
-  /** `loom/py/call`: input 0 is the function (pyobj), the config its pickled direct args. */
-  async call(task: TaskToRun): Promise<FunctionOutcome> {
+  /**
+   * `loom/py/call`: input 0 is the function (pyobj), the config its pickled direct args.
+   * Aborting `signal` kills the process running it (the pool starts a fresh one).
+   */
+  async call(task: TaskToRun, signal?: AbortSignal): Promise<FunctionOutcome> {
     const [fnInput, ...inputs] = task.inputs;
     if (fnInput === undefined || fnInput.typeName !== "loom/pyobj" || !fnInput.bytes) {
       throw new Error("The first argument is not PyObj");
@@ -345,7 +357,7 @@ export class PythonRunner {
       }
       return d;
     });
-    const m = await this.run({ op: "call", id: task.id, fn: 0, config: 1, inputs: descs, ids: this.options.typeIds() }, blobs);
+    const m = await this.run({ op: "call", id: task.id, fn: 0, config: 1, inputs: descs, ids: this.options.typeIds() }, blobs, signal);
     if (typeof m.header.error === "string") throw new Error(m.header.error);
     const r = m.header.ok as PyResult;
     if (r.k === "redirect") {

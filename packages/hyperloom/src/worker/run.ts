@@ -4,9 +4,10 @@
  * Standard streams go to files, never through JavaScript, so large outputs cannot deadlock.
  */
 import { constants } from "node:os";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, fstatSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs";
+import { closeSync, constants as fsConstants, mkdirSync, openSync, readSync, fstatSync, rmSync, symlinkSync, writeFileSync, readFileSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import { native } from "../native.js";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { run as runProto } from "../protocol/messages.js";
 import { runFileNameError } from "../protocol/run-names.js";
 import type { TaskInput, TaskResult, TaskToRun } from "../native.js";
@@ -28,17 +29,28 @@ function contentOf(input: TaskInput): Buffer {
 }
 
 /** Places input `i` at `target` (a link to its file, or its bytes written out). */
-function placeInput(input: TaskInput, target: string): void {
+function placeInput(input: TaskInput, dir: string, name: string): void {
+  const target = join(dir, name);
+  // `a b/c d.txt`: the folders are made inside the run directory (the name was checked to stay
+  // inside it).
+  if (name.includes("/")) mkdirSync(dirname(target), { recursive: true });
   if (input.path) symlinkSync(input.path, target);
   else if (input.bytes || input.typeName === "loom/data") writeFileSync(target, input.bytes ?? Buffer.alloc(0));
   else throw new Error(`input of type ${input.typeName} is not a D-Object and cannot be mapped to a file`);
 }
 
 function stderrTail(path: string): string {
-  if (!existsSync(path)) return "";
-  const fd = openSync(path, "r");
+  let fd: number;
   try {
-    const size = fstatSync(fd).size;
+    // Non-blocking: the program may have replaced its stderr file with a FIFO.
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+  } catch {
+    return "";
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return "";
+    const size = st.size;
     const n = Math.min(size, STDERR_TAIL);
     const buf = Buffer.alloc(n);
     readSync(fd, buf, 0, n, size - n);
@@ -89,7 +101,7 @@ export async function runProgram(task: TaskToRun, ctx: { workDir: string; pin: b
         return;
       }
       checkName(name);
-      placeInput(input, join(dir, name));
+      placeInput(input, dir, name);
       if (name === "+in") stdin = join(dir, name);
     });
     for (const o of cfg.mapOutputs) if (o !== "+out") checkName(o);
@@ -98,26 +110,57 @@ export async function runProgram(task: TaskToRun, ctx: { workDir: string; pin: b
     let argv = cfg.args.map((a) => vars.get(a) ?? a);
     if (ctx.pin && task.cpuSlots.length > 0) argv = ["taskset", "-c", task.cpuSlots.join(","), ...argv];
     // Absent streams are left out (the addon takes undefined, not null, for an absent file).
-    const exit = await native().runProgram(argv, dir, { stderr, ...(stdin !== null ? { stdin } : {}), ...(stdout !== null ? { stdout } : {}) });
+    const exit = await native().runProgram(
+      argv,
+      dir,
+      { stderr, ...(stdin !== null ? { stdin } : {}), ...(stdout !== null ? { stdout } : {}) },
+      task.id,
+    );
     if (exit.signal !== null && exit.signal !== undefined) {
       throw new Error(`Program terminated by signal ${signalName(exit.signal)}\nStderr:\n${stderrTail(stderr)}`);
     }
     if (exit.code !== 0) {
       throw new Error(`Program terminated with status ${exit.code}\nStderr:\n${stderrTail(stderr)}`);
     }
-    const outputs: TaskResult[] = cfg.mapOutputs.map((name) => {
+    const outputs: TaskResult[] = [];
+    for (const name of cfg.mapOutputs) {
       const path = join(dir, name);
-      if (!existsSync(path)) {
+      // Only regular files: reading a FIFO the program left would wait for a writer forever
+      // (the core checks again, without blocking, when it maps the file).
+      const st = await stat(path).catch(() => undefined);
+      if (st === undefined) {
         throw new Error(`Output '${name}' error: No such file or directory\nStderr:\n${stderrTail(stderr)}`);
       }
-      return { kind: "file", path };
-    });
+      if (!st.isFile()) {
+        const kind = st.isDirectory() ? "a directory" : st.isFIFO() ? "a FIFO" : st.isSocket() ? "a socket" : "a special file";
+        throw new Error(`Output '${name}' error: not a regular file (it is ${kind})\nStderr:\n${stderrTail(stderr)}`);
+      }
+      outputs.push({ kind: "file", path });
+    }
     return outputs.length === 1 ? outputs[0]! : { kind: "array", items: outputs };
   } finally {
     // The core moves output files out synchronously when the result is handed over; the
     // directory is removed right after, or here on failure.
     scheduleRemoval(dir);
   }
+}
+
+/** How long a canceled program has between SIGTERM and SIGKILL. */
+export const CANCEL_GRACE_MS = 2000;
+
+/**
+ * Stops the program of task `id` (its task was canceled): SIGTERM to it and its process group,
+ * SIGKILL after {@link CANCEL_GRACE_MS} if it is still there.
+ */
+export function stopProgram(id: number): void {
+  if (native().killProgram(id, constants.signals.SIGTERM)) {
+    setTimeout(() => native().killProgram(id, constants.signals.SIGKILL), CANCEL_GRACE_MS).unref();
+  }
+}
+
+/** Kills every program the worker started, and their process groups (the worker stops). */
+export function stopAllPrograms(): void {
+  native().killAllPrograms(constants.signals.SIGKILL);
 }
 
 /**

@@ -8,14 +8,14 @@
 import { createServer, connect as netConnect, type Server as NetServer, type Socket } from "node:net";
 import { lookup } from "node:dns/promises";
 import { hostname } from "node:os";
-import { mkdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, rmdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { native, type TaskToRun, type WorkerCore, type WorkerEffects } from "../native.js";
 import { log } from "../log.js";
 import { comm } from "../protocol/messages.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
 import * as protobuf from "protobufjs/minimal.js";
-import { runProgram } from "./run.js";
+import { runProgram, stopProgram, stopAllPrograms } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 import { PythonRunner } from "./python.js";
 
@@ -59,8 +59,8 @@ export interface RunningWorker {
   close(): void;
 }
 
-/** A handler of a task type executed in JS. */
-type TaskHandler = (task: TaskToRun) => Promise<FunctionOutcome>;
+/** A handler of a task type executed in JS; `signal` aborts when the server cancels the task. */
+type TaskHandler = (task: TaskToRun, signal: AbortSignal) => Promise<FunctionOutcome>;
 
 /** Starts a worker and connects it to the server. */
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
@@ -90,7 +90,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const dataPort = await listen(dataServer, options.host ?? "0.0.0.0");
   const jobTag = options.job ? `-job${options.job.id}${options.job.task !== undefined ? `.${options.job.task}` : ""}` : "";
   const workDir = join(options.wdir, `worker-${hostname() || "nohostname"}-${dataPort}${jobTag}`);
-  mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  // The first folder this creates (undefined: all existed); removed again at exit if empty, so a
+  // worker leaves behind nothing it made.
+  const createdRoot = mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  // Programs of a worker that is killed (SIGKILL) are killed by the reaper.
+  native().startReaper();
   const functions = new FunctionRunner(options.cpus);
   const python = new PythonRunner({
     python: options.python ?? "python3",
@@ -109,9 +113,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   const handlers: Record<string, TaskHandler> = {
     "loom/run/run": async (t) => ({ result: await runProgram(t, { workDir, pin: options.pin }) }),
-    "loom/js/call": (t) => functions.call(t),
+    "loom/js/call": (t, signal) => functions.call(t, signal),
     "loom/js/value": (t) => functions.value(t),
-    "loom/py/call": (t) => python.call(t),
+    "loom/py/call": (t, signal) => python.call(t, signal),
     "loom/py/value": (t) => python.value(t),
   };
   // The core loads the task libraries and runs their tasks itself (on the addon's thread pool).
@@ -160,8 +164,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   function apply(e: WorkerEffects): void {
     for (const l of e.logs) log(l.level, l.message);
     if (e.toServer.length > 0) server.write(e.toServer);
-    for (const s of e.sends) sendStream(s.address, s.parts);
+    for (const s of e.sends) sendStream(s.address, s.parts, s.lease ?? undefined);
     for (const t of e.tasks) startTask(t);
+    for (const id of e.canceled) cancelTask(id);
     // Each native task in flight resolves with the effects of the core taking its result.
     for (const p of e.native) p.then(onNativeDone, onNativeError);
   }
@@ -174,7 +179,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     if (!stopped) log("error", `native task: ${err instanceof Error ? err.message : String(err)}`);
   }
 
-  function sendStream(address: string, parts: Buffer[]): void {
+  /** Leases of sends in flight, per socket (released on write, or all when it closes). */
+  const leases = new Map<Socket, Set<number>>();
+  const releaseLease = (socket: Socket, lease: number): void => {
+    leases.get(socket)?.delete(lease);
+    if (!stopped) core!.releaseSend(lease);
+  };
+
+  function sendStream(address: string, parts: Buffer[], lease: number | undefined): void {
     const target = address.startsWith("!:") ? `${serverIp}:${address.slice(2)}` : address;
     let peer = outgoing.get(target);
     if (peer === undefined) {
@@ -195,13 +207,44 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       socket.on("close", () => {
         outgoing.delete(target);
         peers.delete(conn);
+        for (const l of leases.get(socket) ?? []) releaseLease(socket, l);
+        leases.delete(socket);
         if (!stopped) guard(() => core!.onPeerClose(conn), () => undefined);
       });
     }
     const socket = peer.socket;
     socket.cork();
-    for (const p of parts) socket.write(p);
+    const last = parts.length - 1;
+    parts.forEach((p, i) => {
+      if (i === last && lease !== undefined) {
+        // The stored objects this stream shares are let go as soon as it is written, so a
+        // released object's data file and mapping go at once (not at the next GC).
+        let set = leases.get(socket);
+        if (set === undefined) leases.set(socket, (set = new Set()));
+        set.add(lease);
+        socket.write(p, () => releaseLease(socket, lease));
+      } else {
+        socket.write(p);
+      }
+    });
     process.nextTick(() => socket.uncork());
+  }
+
+  /** Running JS tasks: their abort controllers (a canceled task's answer is dropped). */
+  const active = new Map<number, AbortController>();
+
+  /**
+   * The server canceled task `id` (its client is gone; the core has freed its cores): a
+   * program gets SIGTERM, then SIGKILL after a grace period; a function thread is terminated;
+   * a native task is left to finish and its result dropped.
+   */
+  function cancelTask(id: number): void {
+    const ctl = active.get(id);
+    if (ctl === undefined) return;
+    active.delete(id);
+    ctl.abort();
+    stopProgram(id);
+    log("debug", `Task id=${id} canceled (its client is gone)`);
   }
 
   function startTask(t: TaskToRun): void {
@@ -210,9 +253,16 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       guard(() => core!.failTask(t.id, `Task type '${t.taskType}' is not supported by this worker`), () => undefined);
       return;
     }
-    handler(t).then(
+    const ctl = new AbortController();
+    active.set(t.id, ctl);
+    const current = (): boolean => {
+      if (active.get(t.id) !== ctl) return false;
+      active.delete(t.id);
+      return !stopped;
+    };
+    handler(t, ctl.signal).then(
       (outcome) => {
-        if (stopped) return;
+        if (!current()) return;
         if ("redirect" in outcome) {
           const r = outcome.redirect;
           guard(() => core!.redirectTask(t.id, r.taskType, r.config, r.inputs), () => undefined);
@@ -225,6 +275,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         }
       },
       (err: unknown) => {
+        if (!current()) return; // canceled: its answer is dropped
         const message = err instanceof Error ? err.message : String(err);
         const report = (): void => {
           if (!stopped) guard(() => core!.failTask(t.id, message), () => undefined);
@@ -249,6 +300,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     if (stopped) return;
     stopped = true;
     clearInterval(traceTimer);
+    // Every program this worker started dies with it (and whatever those programs started).
+    stopAllPrograms();
     core!.traceFlush();
     server.destroy();
     for (const s of peers.values()) s.destroy();
@@ -256,6 +309,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     void functions.close();
     python.close();
     rmSync(workDir, { recursive: true, force: true });
+    removeCreatedParents(workDir, createdRoot);
     resolveDone();
   };
 
@@ -291,4 +345,17 @@ function withJobId(framed: Buffer, jobId: string): Buffer {
   const out = Buffer.concat([framed, field]);
   out.writeBigUInt64LE(BigInt(out.length - 8), 0);
   return out;
+}
+
+/** Removes the empty parents of `dir` this worker created, up to `createdRoot` (none: nothing). */
+function removeCreatedParents(dir: string, createdRoot: string | undefined): void {
+  if (createdRoot === undefined || createdRoot === dir) return;
+  for (let d = dirname(dir); d.startsWith(createdRoot); d = dirname(d)) {
+    try {
+      rmdirSync(d); // only an empty one
+    } catch {
+      return;
+    }
+    if (d === createdRoot) return;
+  }
 }

@@ -14,11 +14,12 @@ fn load(mut p: ClientRequest) -> ClientRequest {
     p
 }
 
+/// The results that failed (`ClientResponse.id`; `error.id` names the task that caused it).
 fn failed_ids(seen: &Seen, conn: ConnId) -> Vec<i32> {
     seen.resp(conn)
         .iter()
         .filter(|r| r.r#type == client_response::Type::TaskFailed as i32)
-        .map(|r| r.error.as_ref().unwrap().id.unwrap())
+        .map(|r| r.id.unwrap())
         .collect()
 }
 
@@ -65,6 +66,11 @@ fn a_failed_write_fails_the_task_and_its_unfinished_dependants_only() {
     );
     let seen = h.take();
     assert_eq!(failed_ids(&seen, 2), vec![0, 1]);
+    // Both name the task whose checkpoint failed, with its raw message.
+    assert!(seen
+        .resp(2)
+        .iter()
+        .all(|r| r.error.as_ref().unwrap().id == Some(0)));
     let e = seen.resp(2)[0].error.clone().unwrap();
     assert_eq!(
         e.error_msg.as_deref(),

@@ -29,14 +29,16 @@ fn failure_propagates_only_to_dependants() {
     let seen = h.take();
     let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
     assert_eq!(failed.len(), 2);
+    // Each held result that fails (response id) names the task that failed (error id) with
+    // its label and raw message: no nesting.
+    assert_eq!(failed[0].id, Some(2));
     let e = failed[0].error.as_ref().unwrap();
-    assert_eq!(e.id, Some(2));
+    assert_eq!(e.id, Some(1));
+    assert_eq!(e.label.as_deref(), Some("myrun"));
     assert_eq!(e.worker.as_deref(), Some("10.0.0.1:1001"));
-    assert_eq!(
-        e.error_msg.as_deref(),
-        Some(&b"Task id=1 (myrun) failed: boom"[..])
-    );
-    assert_eq!(failed[1].error.as_ref().unwrap().id, Some(3));
+    assert_eq!(e.error_msg.as_deref(), Some(&b"boom"[..]));
+    assert_eq!(failed[1].id, Some(3));
+    assert_eq!(failed[1].error.as_ref().unwrap().id, Some(1));
     assert_eq!(seen.removes(1), vec![0], "the input nobody needs any more");
     h.fin(1, 4, 1);
     assert_eq!(h.take().finished(2), vec![4]);

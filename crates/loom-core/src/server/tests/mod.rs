@@ -5,6 +5,7 @@ mod checkpoints;
 mod clients;
 mod expand_and_trace;
 mod failures;
+mod faults;
 mod robustness;
 mod scheduling;
 mod status;
@@ -121,6 +122,7 @@ impl H {
             task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
             data_types: vec!["loom/data".into()],
             cpus: Some(cpus),
+            features: Vec::new(),
         };
         self.s.on_data(conn, &framed(&r));
         self.workers.push(conn);

@@ -178,7 +178,8 @@ fn chains_are_pipelined_and_a_failure_frees_their_slots() {
     let seen = h.take();
     let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].error.as_ref().unwrap().id, Some(3));
+    assert_eq!(failed[0].id, Some(3));
+    assert_eq!(failed[0].error.as_ref().unwrap().id, Some(1));
     assert_eq!(
         h.s.workers[W0].light, 0,
         "the dependants sent early will never start: their slots are freed"

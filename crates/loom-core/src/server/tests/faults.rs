@@ -1,0 +1,204 @@
+//! Faults (#18): foreign ids, fetches during recomputation, CANCEL, dictionary updates,
+//! poison tasks, server-wide stats.
+
+use super::*;
+
+// Faults (#18)
+
+impl H {
+    fn worker_with(&mut self, conn: ConnId, cpus: i32, features: &[&str], extra: &[&str]) {
+        self.s.on_connect(conn, "10.0.0.1");
+        let r = Register {
+            protocol_version: 2,
+            r#type: 1,
+            port: Some(1000 + conn as i32),
+            task_types: ORIGINAL_TASK_TYPES
+                .iter()
+                .chain(extra.iter())
+                .map(|s| s.to_string())
+                .collect(),
+            data_types: vec!["loom/data".into()],
+            cpus: Some(cpus),
+            features: features.iter().map(|s| s.to_string()).collect(),
+        };
+        self.s.on_data(conn, &framed(&r));
+        self.workers.push(conn);
+    }
+
+    fn client_with(&mut self, conn: ConnId, features: &[&str]) {
+        self.s.on_connect(conn, "10.0.0.2");
+        let r = Register {
+            protocol_version: 2,
+            r#type: 2,
+            features: features.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        self.s.on_data(conn, &framed(&r));
+    }
+
+    /// The worker connection a task went to.
+    fn worker_of(seen: &Seen, id: i32) -> ConnId {
+        *seen
+            .cmds
+            .iter()
+            .find(|(_, cmds)| cmds.iter().any(|c| c.r#type == 1 && c.id == Some(id)))
+            .expect("task sent")
+            .0
+    }
+}
+
+#[test]
+fn a_plan_may_reference_only_results_the_client_holds() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![task(CONST, b"a", &[], false), task(MERGE, b"", &[0], true)],
+            &[],
+        ),
+    );
+    h.take();
+    // Id 0 exists in this client's numbering, but it is no future of the client.
+    let mut t = task(MERGE, b"", &[0], true);
+    t.label = Some("via B".into());
+    h.send(2, &plan_req(2, vec![t], &[]));
+    let seen = h.take();
+    let errs = seen.errors(2);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("Plan rejected: task id=2 (label 'via B'): input id 0 is not a result this client holds"),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(seen.resp(2)[0].error.as_ref().unwrap().id, Some(2));
+}
+
+#[test]
+fn a_fetch_of_a_result_being_recomputed_waits_for_it() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    h.send(2, &plan_req(0, vec![task(CONST, b"a", &[], true)], &[]));
+    let seen = h.take();
+    let w = H::worker_of(&seen, 0);
+    h.fin(w, 0, 1);
+    assert_eq!(h.take().finished(2), vec![0]);
+    h.s.on_close(w);
+    let other = if w == 1 { 3 } else { 1 };
+    let seen = h.take();
+    assert_eq!(seen.tasks(other), vec![0], "recomputed on the other worker");
+    assert!(seen.resp(2).is_empty(), "nothing to say to the client yet");
+    h.send(2, &req(client_request::Type::Fetch, Some(0)));
+    let seen = h.take();
+    assert!(seen.errors(2).is_empty(), "no 'Task is not finished'");
+    assert!(seen.of(other, 2).is_empty(), "no SEND before it exists");
+    h.fin(other, 0, 1);
+    let seen = h.take();
+    assert_eq!(seen.of(other, 2).len(), 1, "SEND once recomputed");
+    assert!(
+        seen.finished(2).is_empty(),
+        "one TASK_FINISHED per result, ever"
+    );
+}
+
+#[test]
+fn a_gone_clients_tasks_are_canceled_on_workers_that_announce_it() {
+    for cancel in [true, false] {
+        let mut h = H::new();
+        h.worker_with(1, 1, if cancel { &["cancel"] } else { &[] }, &[]);
+        h.client(2);
+        h.take();
+        h.send(
+            2,
+            &plan_req(0, vec![with_cpus(task(RUN, b"r", &[], true), 0)], &[1]),
+        );
+        assert_eq!(h.take().tasks(1), vec![0]);
+        assert_eq!(h.s.workers[W0].free_cpus, 0);
+        h.s.on_close(2);
+        let seen = h.take();
+        let cancels: Vec<_> = seen.of(1, 11).iter().map(|c| c.id).collect();
+        if cancel {
+            assert_eq!(cancels, vec![Some(0)]);
+            assert_eq!(h.s.workers[W0].free_cpus, 1, "its core is free at once");
+        } else {
+            assert!(cancels.is_empty(), "the original worker never gets CANCEL");
+            assert_eq!(h.s.workers[W0].free_cpus, 0, "freed when it answers");
+            h.respond(1, worker_response::Type::Failed, 0, 0, 0);
+            assert_eq!(h.s.workers[W0].free_cpus, 1);
+        }
+    }
+}
+
+#[test]
+fn clients_that_ask_learn_task_types_of_workers_that_register_later() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.client_with(2, &["dictionary-updates"]);
+    h.client(4);
+    h.take();
+    h.worker_with(3, 1, &[], &["my/count"]);
+    let seen = h.take();
+    let dict: Vec<_> = seen
+        .resp(2)
+        .into_iter()
+        .filter(|r| r.r#type == 10)
+        .collect();
+    assert_eq!(dict.len(), 1);
+    assert_eq!(dict[0].symbols.last().map(String::as_str), Some("my/count"));
+    assert!(
+        seen.resp(4).is_empty(),
+        "the original client gets no unsolicited DICTIONARY"
+    );
+    // Nothing new: nothing sent.
+    h.worker_with(5, 1, &[], &["my/count"]);
+    assert!(h.take().resp(2).is_empty());
+}
+
+#[test]
+fn a_task_that_crashes_its_workers_fails_after_max_crashes() {
+    let mut h = H::new();
+    for w in [1, 3, 5] {
+        h.worker(w, 1);
+    }
+    h.client(2);
+    h.take();
+    h.send(
+        2,
+        &plan_req(0, vec![with_cpus(task(RUN, b"r", &[], true), 0)], &[1]),
+    );
+    let mut seen = h.take();
+    for crash in 1..=2 {
+        let w = H::worker_of(&seen, 0);
+        h.s.on_close(w);
+        seen = h.take();
+        let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
+        if crash == 1 {
+            assert!(failed.is_empty(), "tried again after one crash");
+        } else {
+            assert_eq!(failed.len(), 1);
+            let e = failed[0].error.as_ref().unwrap();
+            assert_eq!(e.id, Some(0));
+            assert!(String::from_utf8_lossy(e.error_msg.as_deref().unwrap())
+                .starts_with("Task crashed 2 workers"));
+            assert!(
+                seen.cmds.values().all(|c| c.iter().all(|c| c.r#type != 1)),
+                "not retried"
+            );
+        }
+    }
+}
+
+#[test]
+fn stats_count_the_objects_of_every_client() {
+    let mut h = setup(1);
+    h.client(4);
+    h.take();
+    h.send(2, &plan_req(0, vec![task(CONST, b"a", &[], true)], &[]));
+    h.take();
+    h.fin(1, 0, 1);
+    h.take();
+    assert_eq!(stats(&mut h, 4), (1, 1));
+}

@@ -1,0 +1,266 @@
+/**
+ * The fault-injection suite (issue #18): random plans from several clients on a local cluster
+ * of 3 workers while workers are killed (SIGKILL) and restarted and clients are killed, at
+ * random moments. Rounds are bounded and deterministic from the seed (the moments of the
+ * faults depend on timing, the plans and the choice of victims do not).
+ *
+ * For every future: it settles before a deadline (else **hung**); a success has the bytes
+ * computed by the harness (else **wrong**); a failure names the task and a cause explained by a
+ * fault of its round — `Worker lost` or `crashed N workers` after a worker kill, the closed
+ * connection of a killed client (else **wrong**, unexplained). After every round: `stats()`
+ * shows 0 objects, the live workers' data directories are empty and no process runs in a run
+ * directory of the cluster (else **leaked**).
+ */
+import { readdirSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import type { Socket } from "node:net";
+import { LocalCluster } from "../cluster/local-cluster.js";
+import type { Client } from "../client/client.js";
+import type { Future } from "../client/future.js";
+import { TaskFailed } from "../client/errors.js";
+import { Random, randomExpected } from "./plans.js";
+
+/** Options of {@link runChaos}. */
+export interface ChaosOptions {
+  /** Stop starting rounds after this many milliseconds. */
+  durationMs: number;
+  /** Seed of the random choices. */
+  seed: number;
+  /** Stop after this many rounds (default: unbounded, the duration decides). */
+  maxRounds?: number;
+  /** Path of the native task library with `my/count` (none: no native tasks). */
+  nativeLibrary?: string;
+  /** Called after each round (progress). */
+  onRound?: (r: ChaosTotals, round: RoundReport) => void;
+}
+
+/** Counts over the whole run. */
+export interface ChaosTotals {
+  seed: number;
+  rounds: number;
+  workerKills: number;
+  clientKills: number;
+  futures: number;
+  ok: number;
+  failedAsExpected: number;
+  wrong: number;
+  hung: number;
+  leaked: number;
+  /** What went wrong (wrong, hung, leaked), at most 50 entries. */
+  problems: string[];
+  elapsedMs: number;
+}
+
+/** What one round did. */
+export interface RoundReport {
+  round: number;
+  futures: number;
+  workerKills: number;
+  clientKills: number;
+  problems: string[];
+}
+
+const WORKERS = 3;
+const CPUS = 2;
+/** A future must settle within this after the round's faults are over. */
+const SETTLE_MS = 60_000;
+/** The round's leak checks must pass within this. */
+const CLEAN_MS = 3_000;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<{ value?: T; error?: Error; hung?: true }> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.then(
+      (value) => ({ value }),
+      (error: Error) => ({ error }),
+    ),
+    new Promise<{ hung: true }>((r) => (timer = setTimeout(() => r({ hung: true }), ms))),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Processes whose working directory is under `dir` (programs of our workers). */
+export function processesIn(dir: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readlinkSync(`/proc/${d}/cwd`).startsWith(dir)) pids.push(Number(d));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
+/** Files in the data directories of the live workers of `cluster`. */
+export function dataFiles(cluster: LocalCluster): string[] {
+  const out: string[] = [];
+  for (const dir of cluster.liveWorkerDirs()) {
+    try {
+      for (const f of readdirSync(join(dir, "data"))) out.push(join(dir, "data", f));
+    } catch {
+      // stopping meanwhile
+    }
+  }
+  return out;
+}
+
+/** Runs rounds until the time is up; resolves with the totals. */
+export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
+  const start = Date.now();
+  const totals: ChaosTotals = {
+    seed: opts.seed,
+    rounds: 0,
+    workerKills: 0,
+    clientKills: 0,
+    futures: 0,
+    ok: 0,
+    failedAsExpected: 0,
+    wrong: 0,
+    hung: 0,
+    leaked: 0,
+    problems: [],
+    elapsedMs: 0,
+  };
+  const problem = (p: string): void => {
+    if (totals.problems.length < 50) totals.problems.push(p);
+  };
+  const workerArgs = opts.nativeLibrary ? ["--extension", opts.nativeLibrary] : [];
+  const cluster = await LocalCluster.start({ workers: WORKERS, cpus: CPUS, workerArgs });
+  const observer = await cluster.connect();
+  try {
+    for (let round = 0; Date.now() - start < opts.durationMs && round < (opts.maxRounds ?? Infinity); round++) {
+      const rng = new Random(opts.seed * 1_000_003 + round);
+      const report: RoundReport = { round, futures: 0, workerKills: 0, clientKills: 0, problems: [] };
+      const say = (p: string): void => {
+        report.problems.push(p);
+        problem(`round ${round}: ${p}`);
+      };
+
+      // Clients and their plans.
+      const nClients = rng.int(1, 3);
+      const clients: Client[] = [];
+      for (let i = 0; i < nClients; i++) clients.push(await cluster.connect());
+      const killedClients = new Set<Client>();
+      const entries: Array<{ client: Client; future: Future; bytes: Buffer }> = [];
+      for (const client of clients) {
+        const nPlans = rng.int(1, 3);
+        for (let p = 0; p < nPlans; p++) {
+          const exprs = Array.from({ length: rng.int(1, 5) }, () => randomExpected(rng, 3, { native: opts.nativeLibrary !== undefined }));
+          const futures = client.submit(exprs.map((e) => e.task));
+          futures.forEach((future, k) => entries.push({ client, future, bytes: exprs[k]!.bytes }));
+        }
+      }
+      report.futures = entries.length;
+
+      // Faults at random moments of the round (0-1.5 s in), decided now from the seed.
+      let workerKillsThisRound = 0;
+      const faults: Array<Promise<void>> = [];
+      const nWorkerKills = rng.int(0, 2);
+      for (let k = 0; k < nWorkerKills; k++) {
+        const at = rng.int(0, 1500);
+        const victim = rng.int(0, WORKERS - 1);
+        const restartAfter = rng.int(50, 800);
+        faults.push(
+          (async () => {
+            await sleep(at);
+            const alive = cluster.workerProcesses.filter((w) => w.exitCode === null && w.signalCode === null);
+            const w = alive[victim % Math.max(1, alive.length)];
+            if (w === undefined) return;
+            w.kill("SIGKILL");
+            workerKillsThisRound++;
+            report.workerKills++;
+            totals.workerKills++;
+            await sleep(restartAfter);
+          })(),
+        );
+      }
+      if (nClients > 1 && rng.chance(0.4)) {
+        const at = rng.int(0, 1500);
+        const victim = clients[rng.int(0, nClients - 1)]!;
+        faults.push(
+          (async () => {
+            await sleep(at);
+            killedClients.add(victim);
+            report.clientKills++;
+            totals.clientKills++;
+            // Killed, not closed: the connection just drops.
+            (victim as unknown as { socket: Socket }).socket.destroy();
+          })(),
+        );
+      }
+
+      // Every future: gathered (fetch + release), judged.
+      const judged = entries.map(async ({ client, future, bytes }) => {
+        const r = await withDeadline(client.gather([future]), SETTLE_MS + 3_000);
+        const name = `${future}`;
+        if (r.hung) {
+          totals.hung++;
+          say(`${name} did not settle within ${SETTLE_MS / 1000} s`);
+          return;
+        }
+        if (r.error === undefined) {
+          const got = r.value![0] as Buffer;
+          if (Buffer.isBuffer(got) && got.equals(bytes)) totals.ok++;
+          else {
+            totals.wrong++;
+            say(`${name}: wrong bytes (${Buffer.isBuffer(got) ? got.length : typeof got} vs ${bytes.length} expected)`);
+          }
+          return;
+        }
+        const e = r.error;
+        const killedClient = killedClients.has(client) && /^Task id=\d+.*: connection to server .* (closed|failed)/.test(e.message);
+        const lost =
+          e instanceof TaskFailed &&
+          /Worker lost|crashed \d+ workers?/.test(e.errorMessage) &&
+          workerKillsThisRound > 0 &&
+          /^Task id=\d+/.test(e.message);
+        if (killedClient || lost) totals.failedAsExpected++;
+        else {
+          totals.wrong++;
+          say(`${name}: unexplained failure: ${e.message.slice(0, 300)}`);
+        }
+      });
+      await Promise.all(faults);
+      // Restart the killed workers (the cluster always returns to 3).
+      const alive = (): number => cluster.workerProcesses.filter((w) => w.exitCode === null && w.signalCode === null).length;
+      while (alive() < WORKERS) await cluster.addWorker([], undefined);
+      await Promise.all(judged);
+      totals.futures += entries.length;
+      for (const c of clients) if (!killedClients.has(c)) await c.close();
+
+      // Leak checks.
+      const clean = async (): Promise<string | undefined> => {
+        const s = await observer.stats();
+        if (s.nDataObjects !== 0) return `stats shows ${s.nDataObjects} objects`;
+        const files = dataFiles(cluster);
+        if (files.length > 0) return `data files left: ${files.slice(0, 5).join(", ")}`;
+        const procs = processesIn(cluster.workDir);
+        if (procs.length > 0) return `processes left in run directories: ${procs.join(", ")}`;
+        return undefined;
+      };
+      let leak: string | undefined;
+      const deadline = Date.now() + CLEAN_MS;
+      do {
+        leak = await clean();
+        if (leak === undefined) break;
+        await sleep(50);
+      } while (Date.now() < deadline);
+      if (leak !== undefined) {
+        totals.leaked++;
+        say(`leaked after ${CLEAN_MS} ms: ${leak}`);
+      }
+      totals.rounds++;
+      totals.elapsedMs = Date.now() - start;
+      opts.onRound?.(totals, report);
+    }
+  } finally {
+    await observer.close().catch(() => undefined);
+    await cluster.stop();
+  }
+  totals.elapsedMs = Date.now() - start;
+  return totals;
+}
+
