@@ -1,6 +1,7 @@
 /**
  * Process logs, on stderr: `HH:MM:SS [level] message` (the original's format), or one JSON
- * object per line with `--log-format json` (`{"time","level","message"}`, time in ISO 8601).
+ * object per line with `--log-format json` (`{"time","level","process","pid","message"}`, time in
+ * ISO 8601, process the role: `server`, `worker` or `hyperloom`).
  */
 
 /** Log levels, lowest first. */
@@ -12,6 +13,12 @@ export type LogFormat = "text" | "json";
 const order: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 let threshold: Level = "info";
 let format: LogFormat = "text";
+let role = "hyperloom";
+
+/** Names the process in JSON lines (`server`, `worker`), so merged logs say who wrote each. */
+export function setLogProcess(name: string): void {
+  role = name;
+}
 
 /** Sets the lowest level printed (`--debug` sets `debug`). */
 export function setLogLevel(level: Level): void {
@@ -33,7 +40,7 @@ export function log(level: Level, message: string): void {
   if (order[level] < order[threshold]) return;
   const now = new Date();
   if (format === "json") {
-    process.stderr.write(JSON.stringify({ time: now.toISOString(), level, message }) + "\n");
+    process.stderr.write(JSON.stringify({ time: now.toISOString(), level, process: role, pid: process.pid, message }) + "\n");
   } else {
     process.stderr.write(`${now.toTimeString().slice(0, 8)} [${level}] ${message}\n`);
   }

@@ -315,8 +315,6 @@ impl Server {
                 self.discard_client(ci);
             }
             Peer::Worker(w) => {
-                let addr = self.workers[w].addr.clone();
-                self.log(LogLevel::Info, format!("worker {addr} lost"));
                 if let Some(t) = self.trace.as_mut() {
                     t.worker_lost(w.index() as u64);
                 }

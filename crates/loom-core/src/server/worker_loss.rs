@@ -14,7 +14,7 @@
 use super::ids::{TaskId, WorkerIdx};
 use super::segment::{TaskFlags, TaskState};
 use super::transfers::Transfer;
-use super::{wire, Server};
+use super::{wire, LogLevel, Server};
 
 /// What the scan of the graph found on a lost worker.
 #[derive(Default)]
@@ -31,12 +31,34 @@ const WORKER_LOST: &[u8] = b"Worker lost";
 
 impl Server {
     /// Worker `w` is gone (see the module doc for the rule).
+    ///
+    /// Logged as a departure (`info`) when nothing ran there, as a loss (`warn`) otherwise:
+    /// TCP cannot tell a worker's orderly exit from a crash, what matters is whether work went
+    /// with it.
     pub(super) fn lose_worker(&mut self, w: WorkerIdx) {
         if !self.workers.lose(w) {
             return;
         }
         let addr = self.workers[w].addr.clone();
         let lost = self.forget_worker(w);
+        let idx = w.index();
+        match (lost.rerun.len(), lost.poison.len()) {
+            (0, 0) => self.log(
+                LogLevel::Info,
+                format!("worker {idx} ({addr}) disconnected"),
+            ),
+            (r, 0) => self.log(
+                LogLevel::Warn,
+                format!("worker {idx} ({addr}) lost while running {r} task(s); they are rescheduled"),
+            ),
+            (r, p) => self.log(
+                LogLevel::Warn,
+                format!(
+                    "worker {idx} ({addr}) lost while running {} task(s); {r} rescheduled, {p} failed (too many crashed workers)",
+                    r + p
+                ),
+            ),
+        }
         self.reroute_transfers(w);
         let mut recount = lost.rerun;
         for x in lost.poison {
@@ -45,7 +67,7 @@ impl Server {
             };
             let msg = self.crashes.message();
             self.log(
-                super::LogLevel::Warn,
+                LogLevel::Warn,
                 format!("task {}: {}", x.get(), String::from_utf8_lossy(&msg)),
             );
             // Not finished: it still holds its inputs.

@@ -2,7 +2,7 @@
 import { cpus as machineCpus } from "node:os";
 import { startServer } from "../server/server.js";
 import { startWorker, type RunningWorker } from "../worker/worker.js";
-import { setLogFormat, setLogLevel, log, type LogFormat } from "../log.js";
+import { setLogFormat, setLogLevel, setLogProcess, log, type LogFormat } from "../log.js";
 
 /** Logging options every role takes. */
 export interface LogOptions {
@@ -12,7 +12,8 @@ export interface LogOptions {
   logFormat?: LogFormat;
 }
 
-function setUpLogs(o: LogOptions): void {
+function setUpLogs(o: LogOptions, role: "server" | "worker"): void {
+  setLogProcess(role);
   if (o.debug) setLogLevel("debug");
   if (o.logFormat) setLogFormat(o.logFormat);
 }
@@ -20,7 +21,7 @@ import { jobEnvironment } from "../worker/job-env.js";
 
 /** Runs a server until it is terminated. */
 export async function serverMain(opts: { port: number; host: string; maxCrashes?: number; dashboard?: { host: string; port: number } } & LogOptions): Promise<void> {
-  setUpLogs(opts);
+  setUpLogs(opts, "server");
   const s = await startServer({
     port: opts.port,
     host: opts.host,
@@ -48,7 +49,7 @@ export async function workerMain(
   port: number,
   opts: { cpus: number; wdir: string; nopin?: boolean; host?: string; extension?: string[]; python?: string; reconnect?: number } & LogOptions,
 ): Promise<void> {
-  setUpLogs(opts);
+  setUpLogs(opts, "worker");
   // Inside a cluster job: cpus (unless given) and id from the job.
   const job = jobEnvironment();
   const options = {
@@ -65,7 +66,8 @@ export async function workerMain(
   let w: RunningWorker = await startWorker(options);
   let stopping = false;
   let wake: (() => void) | undefined;
-  const stop = (): void => {
+  const stop = (signal?: NodeJS.Signals): void => {
+    if (signal) log("info", `Stopping (${signal})`);
     stopping = true;
     w.close();
     wake?.();

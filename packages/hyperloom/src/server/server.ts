@@ -47,6 +47,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   let nextConn = 1;
   let core: ServerCore | undefined;
   let allocator: Allocator | undefined;
+  // Set once the server itself is going away: the connections it then closes are not departures
+  // to report (nor work to reschedule).
+  let stopping = false;
 
   const apply = (out: ServerOutput): void => {
     for (const l of out.logs) log(l.level, l.message);
@@ -62,6 +65,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     }
     if (out.terminate) {
       log("info", "Terminate requested by a client; exiting");
+      stopping = true;
       core!.traceFlush();
       const pending = [...sockets.values()].map((s) => new Promise<void>((r) => s.end(r)));
       pending.push(allocator!.close());
@@ -133,7 +137,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     socket.on("error", (e) => log("debug", `connection ${conn}: ${e.message}`));
     socket.on("close", () => {
       log("debug", `connection ${conn} closed`);
-      if (!attached) return;
+      if (!attached || stopping) return;
       sockets.delete(conn);
       writers.delete(conn);
       allocator!.connectionClosed(conn);
@@ -186,6 +190,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     dataPort,
     ...(dashboard ? { dashboard } : {}),
     close: async () => {
+      stopping = true;
       clearInterval(traceTimer);
       clearInterval(summaryTimer);
       clearInterval(waitingTimer);
