@@ -98,8 +98,15 @@ export async function startDashboard(o: DashboardOptions): Promise<RunningDashbo
         res.write("retry: 2000\n\n");
         streams.add(res);
         req.socket.setNoDelay(true);
-        const cur = last || o.snapshot();
-        res.write(`data: {"status":${cur},"history":${JSON.stringify(history)}}\n\n`);
+        // A fresh snapshot, not the last tick's (up to a second old): a page opened just after a
+        // worker registered must already list it. One snapshot per page opened, not per task.
+        let cur = last;
+        try {
+          cur = o.snapshot();
+        } catch (e) {
+          log("error", `dashboard: snapshot failed: ${(e as Error).message}`);
+        }
+        if (cur) res.write(`data: {"status":${cur},"history":${JSON.stringify(history)}}\n\n`);
         req.on("close", () => streams.delete(res));
         return;
       }
