@@ -63,25 +63,30 @@ export async function workerMain(
     extensions: opts.extension ?? [],
     ...(opts.python !== undefined ? { python: opts.python } : {}),
   };
-  let w: RunningWorker = await startWorker(options);
+  let w: RunningWorker | undefined;
   let stopping = false;
   let wake: (() => void) | undefined;
   const stop = (signal?: NodeJS.Signals): void => {
     if (signal) log("info", `Stopping (${signal})`);
     stopping = true;
-    w.close();
+    w?.close();
     wake?.();
   };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
-  stopWithParent(stop);
   // Slurm's warning that the job's time limit is near (`--signal=USR1@secs`, set by the allocator's
   // jobs). Leaving now hands the tasks back: the server gives this worker's running tasks to
-  // others and recomputes the objects only it held. (No reconnecting after it.)
+  // others and recomputes the objects only it held. (No reconnecting after it.) Handled before
+  // the worker starts: a process without a SIGUSR1 handler is, to Node, asking for its inspector,
+  // so a warning that came while the worker was still connecting would be lost (the worker then
+  // runs into the limit and is killed). Warned while starting, the worker stops once it is up.
   process.on("SIGUSR1", () => {
     log("warn", "The job's time limit is near: handing the tasks back to the server and stopping");
     stop();
   });
+  w = await startWorker(options);
+  if (stopping) w.close();
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  stopWithParent(stop);
   for (;;) {
     await w.done;
     if (stopping || opts.reconnect === undefined) break;
