@@ -25,10 +25,10 @@ t.after(() => {
 });
 
 t("a worker warned while it is still connecting stops once it is up, with the warning in its log", async () => {
-  const server = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "pipe", "inherit"] });
+  const server = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "inherit", "pipe"] });
   children.push(server);
   const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: server.stdout! }).on("line", (line) => {
+    createInterface({ input: server.stderr! }).on("line", (line) => {
       const m = /listening on [\d.]+:(\d+)/.exec(line);
       if (m) resolve(Number(m[1]));
     });
@@ -70,7 +70,8 @@ t("a worker warned while it is still connecting stops once it is up, with the wa
     for (const s of held.splice(0)) forward(s);
     const code = await Promise.race([exit, new Promise<string>((r) => setTimeout(() => r("still running after 20 s"), 20_000))]);
     assert.is(code, 0, `worker exit; stdout:\n${stdout}\nstderr:\n${stderr}`);
-    assert.match(stdout, "The job's time limit is near: handing the tasks back to the server and stopping");
+    // Logs go to stderr.
+    assert.match(stderr, "The job's time limit is near: handing the tasks back to the server and stopping");
     assert.not.match(stderr, "Debugger listening");
     assert.is((await client.stats()).nWorkers, 0);
   } finally {
