@@ -8,7 +8,7 @@
 import { createServer, connect as netConnect, type Server as NetServer, type Socket } from "node:net";
 import { lookup } from "node:dns/promises";
 import { hostname } from "node:os";
-import { mkdirSync, rmdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { native, type TaskToRun, type WorkerCore, type WorkerEffects } from "../native.js";
 import { log } from "../log.js";
@@ -89,10 +89,19 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   });
   const dataPort = await listen(dataServer, options.host ?? "0.0.0.0");
   const jobTag = options.job ? `-job${options.job.id}${options.job.task !== undefined ? `.${options.job.task}` : ""}` : "";
-  const workDir = join(options.wdir, `worker-${hostname() || "nohostname"}-${dataPort}${jobTag}`);
+  const named = join(options.wdir, `worker-${hostname() || "nohostname"}-${dataPort}${jobTag}`);
   // The first folder this creates (undefined: all existed); removed again at exit if empty, so a
   // worker leaves behind nothing it made.
-  const createdRoot = mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  const createdRoot = mkdirSync(options.wdir, { recursive: true, mode: 0o700 });
+  let workDir = named;
+  try {
+    mkdirSync(named, { mode: 0o700 });
+  } catch (e) {
+    // Left by a killed worker whose data port this one got again: never share it, take a fresh
+    // folder beside it.
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    workDir = mkdtempSync(`${named}-`);
+  }
   // Programs of a worker that is killed (SIGKILL) are killed by the reaper.
   native().startReaper();
   const functions = new FunctionRunner(options.cpus);
