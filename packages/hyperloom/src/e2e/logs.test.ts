@@ -61,18 +61,24 @@ async function cluster(n: number, args: string[] = []): Promise<{ server: Proc; 
   const listening = await server.waitFor(/listening on 127\.0\.0\.1:\d+/);
   const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(listening)![1]);
   const workers: Proc[] = [];
-  for (let i = 0; i < n; i++) {
-    const w = run(["worker", "127.0.0.1", String(port), "--cpus", "1", ...args]);
-    workers.push(w);
-    await w.waitFor(/Worker registered/);
-    await server.waitFor(new RegExp(`worker ${i} registered`));
-  }
   const stop = async (): Promise<void> => {
     for (const p of [...workers, server]) {
       if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
       await p.exited;
     }
   };
+  try {
+    for (let i = 0; i < n; i++) {
+      const w = run(["worker", "127.0.0.1", String(port), "--cpus", "1", ...args]);
+      workers.push(w);
+      await w.waitFor(/Worker registered/);
+      await server.waitFor(new RegExp(`worker ${i} registered`));
+    }
+  } catch (e) {
+    // A cluster that did not start leaves no process behind (it would keep the runner alive).
+    await stop();
+    throw e;
+  }
   return { server, workers, port, stop };
 }
 
