@@ -1,15 +1,19 @@
-//! Spawning the programs of `run` tasks. Rust's `Command` uses `posix_spawn` (no fork of the
+//! Running the programs of `run` tasks. Rust's `Command` uses `posix_spawn` (no fork of the
 //! worker's large address space), which makes starting a program cheaper than Node's
-//! `child_process`; each child is spawned and awaited on a thread of its own, so the event loop
-//! and the addon's thread pool stay free.
+//! `child_process`; each program is prepared, spawned, awaited and its outputs collected on a
+//! runner thread of its own (kept for the next program), so the event loop and the addon's
+//! thread pool stay free. Run directories are reused (`run_dir.rs`), standard input up to a
+//! pipe's capacity goes through a pipe, and small outputs come back as bytes: no file is created
+//! or removed per program in the common case.
 //!
 //! Every program runs in a process group of its own, registered under a token (the task id)
 //! until it ends, so the worker can signal it and everything it started: when its task is
 //! canceled ([`kill_program`]) and when the worker stops ([`kill_all_programs`]); a reaper
 //! process kills what is left if the worker itself is killed ([`start_reaper`]).
 
+use crate::run_dir;
 use crate::ErrorCode;
-use napi::bindgen_prelude::Object;
+use napi::bindgen_prelude::{Buffer, Object};
 use napi::Env;
 use napi_derive::napi;
 use std::collections::HashMap;
@@ -18,28 +22,77 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::process::CommandExt;
 #[cfg(unix)]
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-/// How a program ended.
+/// A file to place in the run directory before the program starts.
 #[napi(object)]
-pub struct ProgramExit {
+pub struct ProgramFile {
+    /// Its name inside the run directory (checked by the caller to stay inside; folders in
+    /// it are created).
+    pub name: String,
+    /// A file to link to (the input's data file, or the user's file)...
+    pub path: Option<String>,
+    /// ... or the bytes to write.
+    pub bytes: Option<Buffer>,
+}
+
+/// What to run, and where its inputs and outputs go.
+#[napi(object)]
+pub struct ProgramSpec {
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// `<work dir>/run`: the run directory is taken from the ones reused under it.
+    pub run_root: String,
+    /// Files to place in the run directory.
+    pub files: Vec<ProgramFile>,
+    /// Standard input as bytes, fed through a pipe (written to a file `+in` when the pipe cannot
+    /// take them all at once)...
+    pub stdin_bytes: Option<Buffer>,
+    /// ... or from this file; neither: `/dev/null`.
+    pub stdin_path: Option<String>,
+    /// The outputs to collect, in order: `+out` is standard output (without it, standard
+    /// output goes to `/dev/null`), any other name a file the program writes.
+    pub outputs: Vec<String>,
+    /// The token to stop it by ([`kill_program`]): the task id.
+    pub token: u32,
+}
+
+/// One collected output: small ones as bytes, larger ones as the file to move into the data
+/// directory.
+#[napi(object)]
+pub struct ProgramOutput {
+    /// The content, up to 64 KiB...
+    pub bytes: Option<Buffer>,
+    /// ... or the path of the regular file holding it (inside the run directory).
+    pub path: Option<String>,
+}
+
+/// How a program ended and what it left.
+#[napi(object)]
+pub struct ProgramOutcome {
+    /// Its run directory: call `releaseRunDir(dir)` once the outputs given by path were taken.
+    pub dir: String,
     /// Exit status, when it exited.
     pub code: Option<i32>,
     /// Number of the signal that killed it, when it was killed.
     pub signal: Option<i32>,
+    /// Its outputs, when it exited with status 0 and every output is a regular file.
+    pub outputs: Vec<ProgramOutput>,
+    /// `Output '<name>' error: <reason>` for the first output that is missing or not a
+    /// regular file (exit status 0 only).
+    pub output_error: Option<String>,
+    /// The end of its standard error (see [`STDERR_TAIL`]), when it failed (or an output did).
+    pub stderr_tail: Option<String>,
 }
 
-/// Where the program's standard streams go.
-#[napi(object)]
-pub struct ProgramStdio {
-    /// A file to read standard input from (none: `/dev/null`).
-    pub stdin: Option<String>,
-    /// A file to write standard output to (none: `/dev/null`).
-    pub stdout: Option<String>,
-    /// A file to write standard error to.
-    pub stderr: String,
-}
+/// Most stderr bytes quoted in a failure message.
+pub const STDERR_TAIL: u64 = 64 * 1024;
+
+/// Outputs up to this size come back as bytes (the core keeps objects this small in memory);
+/// larger ones are moved into the data directory.
+const OUTPUT_IN_MEMORY: u64 = 64 * 1024;
 
 /// The signal that killed the program; Windows has no signals.
 #[cfg(unix)]
@@ -51,7 +104,7 @@ fn exit_signal(_status: &std::process::ExitStatus) -> Option<i32> {
     None
 }
 
-fn open_out(path: &str) -> std::io::Result<File> {
+fn open_out(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create(true)
@@ -142,68 +195,72 @@ pub fn kill_all_programs(signal: i32) -> u32 {
     map.len() as u32
 }
 
-/// Starts `argv` in `cwd` with the worker's environment, in a process group of its own
-/// registered under `token` (see [`kill_program`]); resolves when it ends. Rejects with
-/// `spawning '<argv[0]>': <reason>` (code `ERR_LOOM_SPAWN`) when the program cannot be started. The spawn happens on the
-/// waiting thread: `posix_spawn` returns only once the child has exec'd, which the event loop
-/// should not wait for (measured A/B/A here: 15-30% more programs/s).
-#[napi(ts_return_type = "Promise<ProgramExit>")]
+/// Runs the program of a `run` task on a runner thread: takes a run directory (an emptied one
+/// when there is one, see `run_dir.rs`), places the input files, feeds standard input, starts
+/// `argv` there with the worker's environment in a process group of its own registered under
+/// `token` (see [`kill_program`]), waits, and collects the outputs. Resolves with how it ended
+/// (a failure exit is an outcome, not a rejection). Rejects with `spawning '<argv[0]>':
+/// <reason>` (code `ERR_LOOM_SPAWN`) when it cannot be started, or with the reason when the
+/// run directory cannot be prepared.
+///
+/// The spawn happens on the runner thread: `posix_spawn` returns only once the child has
+/// exec'd, which the event loop should not wait for. Runner threads are kept and reused (one
+/// per program running at once).
+#[napi(ts_return_type = "Promise<ProgramOutcome>")]
 pub fn run_program<'env>(
     env: &'env Env,
-    argv: Vec<String>,
-    cwd: String,
-    stdio: ProgramStdio,
-    token: u32,
+    spec: ProgramSpec,
 ) -> napi::Result<Object<'env>, ErrorCode> {
     let (deferred, promise) = env
-        .create_deferred::<ProgramExit, _>()
+        .create_deferred::<ProgramOutcome, _>()
         .map_err(crate::binding_error)?;
-    std::thread::Builder::new()
-        .name("hyperloom-run".into())
-        .spawn(move || {
-            let program = argv.first().cloned().unwrap_or_default();
-            let spawned = (|| -> std::io::Result<std::process::Child> {
-                let stdin = match &stdio.stdin {
-                    Some(p) => Stdio::from(File::open(p)?),
-                    None => Stdio::null(),
+    // Buffers stay on the JS thread: the runner gets copies (all small: up to 64 KiB).
+    let job = Program {
+        argv: spec.argv,
+        root: PathBuf::from(spec.run_root),
+        files: spec
+            .files
+            .into_iter()
+            .map(|f| {
+                let source = match (f.path, f.bytes) {
+                    (Some(p), _) => Source::Path(p.into()),
+                    (None, b) => Source::Bytes(b.map(|b| b.to_vec()).unwrap_or_default()),
                 };
-                let stdout = match &stdio.stdout {
-                    Some(p) => Stdio::from(open_out(p)?),
-                    None => Stdio::null(),
-                };
-                let stderr = Stdio::from(open_out(&stdio.stderr)?);
-                Command::new(&program)
-                    .args(&argv[1..])
-                    .current_dir(&cwd)
-                    .stdin(stdin)
-                    .stdout(stdout)
-                    .stderr(stderr)
-                    // Its own group: a cancel reaches the programs it starts too.
-                    .process_group(0)
-                    .spawn()
-            })();
-            let outcome = match spawned {
-                Err(e) => Err(format!("spawning '{program}': {e}")),
-                Ok(mut child) => {
-                    let pgid = child.id() as i32;
-                    programs()
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(token, pgid);
-                    reaper_note('+', pgid);
-                    let status = child.wait();
-                    programs()
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&token);
-                    reaper_note('-', pgid);
-                    status.map_err(|e| format!("waiting for '{program}': {e}"))
-                }
-            };
+                (f.name, source)
+            })
+            .collect(),
+        stdin: match (spec.stdin_path, spec.stdin_bytes) {
+            (Some(p), _) => Some(Source::Path(p.into())),
+            (None, Some(b)) => Some(Source::Bytes(b.to_vec())),
+            (None, None) => None,
+        },
+        outputs: spec.outputs,
+        token: spec.token,
+    };
+    runners()
+        .submit(Box::new(move || {
+            let outcome = job.run();
             deferred.resolve(move |env| match outcome {
-                Ok(status) => Ok(ProgramExit {
-                    code: status.code(),
-                    signal: exit_signal(&status),
+                Ok(o) => Ok(ProgramOutcome {
+                    dir: o.dir.to_string_lossy().into_owned(),
+                    code: o.code,
+                    signal: o.signal,
+                    outputs: o
+                        .outputs
+                        .into_iter()
+                        .map(|x| match x {
+                            Collected::Bytes(b) => ProgramOutput {
+                                bytes: Some(b.into()),
+                                path: None,
+                            },
+                            Collected::Path(p) => ProgramOutput {
+                                bytes: None,
+                                path: Some(p.to_string_lossy().into_owned()),
+                            },
+                        })
+                        .collect(),
+                    output_error: o.output_error,
+                    stderr_tail: o.stderr_tail,
                 }),
                 Err(message) => Err(crate::coded_rejection(
                     &env,
@@ -211,14 +268,340 @@ pub fn run_program<'env>(
                     message,
                 )),
             });
-        })
+        }))
         .map_err(|e| {
             napi::Error::new(
                 ErrorCode::ERR_LOOM_SPAWN,
-                format!("cannot start a thread: {e}"),
+                format!("cannot start a runner thread: {e}"),
             )
         })?;
     Ok(promise)
+}
+
+/// Gives the run directory `dir` (from a [`ProgramOutcome`]) back once the outputs given by
+/// path were moved out: it is emptied on a background thread and reused.
+#[napi]
+pub fn release_run_dir(dir: String) {
+    run_dir::release(PathBuf::from(dir));
+}
+
+/// Where a file's content comes from.
+enum Source {
+    Path(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// A program to run (see [`run_program`]).
+struct Program {
+    argv: Vec<String>,
+    root: PathBuf,
+    files: Vec<(String, Source)>,
+    stdin: Option<Source>,
+    outputs: Vec<String>,
+    token: u32,
+}
+
+/// A collected output.
+enum Collected {
+    Bytes(Vec<u8>),
+    Path(PathBuf),
+}
+
+/// How a program ended (see [`ProgramOutcome`]).
+struct Ended {
+    dir: PathBuf,
+    code: Option<i32>,
+    signal: Option<i32>,
+    outputs: Vec<Collected>,
+    output_error: Option<String>,
+    stderr_tail: Option<String>,
+}
+
+impl Program {
+    /// Runs it; on an error the run directory is released here.
+    fn run(self) -> Result<Ended, String> {
+        let program = self.argv.first().cloned().unwrap_or_default();
+        let dir = run_dir::take(&self.root).map_err(|e| {
+            format!(
+                "cannot create a run directory in {}: {}",
+                self.root.display(),
+                strerror(&e)
+            )
+        })?;
+        match self.start_and_wait(&dir, &program) {
+            Ok((code, signal)) => Ok(self.collect(dir, code, signal)),
+            Err(message) => {
+                run_dir::release(dir);
+                Err(message)
+            }
+        }
+    }
+
+    fn start_and_wait(
+        &self,
+        dir: &Path,
+        program: &str,
+    ) -> Result<(Option<i32>, Option<i32>), String> {
+        for (name, source) in &self.files {
+            place(dir, name, source)
+                .map_err(|e| format!("cannot map input '{name}': {}", strerror(&e)))?;
+        }
+        let stdin = match &self.stdin {
+            None => Stdio::null(),
+            Some(Source::Path(p)) => Stdio::from(File::open(p).map_err(|e| {
+                format!(
+                    "cannot open the standard input {}: {}",
+                    p.display(),
+                    strerror(&e)
+                )
+            })?),
+            Some(Source::Bytes(b)) => stdin_of(dir, b)
+                .map_err(|e| format!("cannot feed the standard input: {}", strerror(&e)))?,
+        };
+        let stdout = if self.outputs.iter().any(|o| o == "+out") {
+            Stdio::from(
+                open_out(&dir.join("+out"))
+                    .map_err(|e| format!("cannot create +out: {}", strerror(&e)))?,
+            )
+        } else {
+            Stdio::null()
+        };
+        let stderr = Stdio::from(
+            open_out(&dir.join("+err"))
+                .map_err(|e| format!("cannot create +err: {}", strerror(&e)))?,
+        );
+        let mut child = Command::new(program)
+            .args(&self.argv[1..])
+            .current_dir(dir)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            // Its own group: a cancel reaches the programs it starts too.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("spawning '{program}': {}", strerror(&e)))?;
+        let pgid = child.id() as i32;
+        programs()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.token, pgid);
+        reaper_note('+', pgid);
+        let status = child.wait();
+        programs()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.token);
+        reaper_note('-', pgid);
+        let status = status.map_err(|e| format!("waiting for '{program}': {}", strerror(&e)))?;
+        Ok((status.code(), exit_signal(&status)))
+    }
+
+    /// The outputs of a program that ended (read only after exit status 0).
+    fn collect(&self, dir: PathBuf, code: Option<i32>, signal: Option<i32>) -> Ended {
+        let mut ended = Ended {
+            dir,
+            code,
+            signal,
+            outputs: Vec::new(),
+            output_error: None,
+            stderr_tail: None,
+        };
+        if code == Some(0) && signal.is_none() {
+            for name in &self.outputs {
+                match collect_output(&ended.dir.join(name)) {
+                    Ok(c) => ended.outputs.push(c),
+                    Err(reason) => {
+                        ended.output_error = Some(format!("Output '{name}' error: {reason}"));
+                        ended.outputs.clear();
+                        break;
+                    }
+                }
+            }
+        }
+        if ended.output_error.is_some() || code != Some(0) || signal.is_some() {
+            ended.stderr_tail = Some(stderr_tail(&ended.dir.join("+err")));
+        }
+        ended
+    }
+}
+
+fn strerror(e: &std::io::Error) -> String {
+    loom_core::data::strerror(e)
+}
+
+/// Places input file `name` in `dir`: a link to `Path`, or `Bytes` written out.
+fn place(dir: &Path, name: &str, source: &Source) -> std::io::Result<()> {
+    let target = dir.join(name);
+    if name.contains('/') {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    match source {
+        Source::Path(p) => std::os::unix::fs::symlink(p, &target),
+        Source::Bytes(b) => std::fs::write(&target, b),
+    }
+}
+
+/// Standard input holding `bytes`: a pipe already written and closed when the pipe takes them
+/// all at once (no file created), else a file `+in` in `dir`.
+fn stdin_of(dir: &Path, bytes: &[u8]) -> std::io::Result<Stdio> {
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe()?;
+    set_nonblocking(&writer)?;
+    let mut written = 0;
+    while written < bytes.len() {
+        match writer.write(&bytes[written..]) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if written == bytes.len() {
+        drop(writer); // the program reads to the end, then sees EOF
+        return Ok(Stdio::from(reader));
+    }
+    drop((reader, writer));
+    let path = dir.join("+in");
+    std::fs::write(&path, bytes)?;
+    Ok(Stdio::from(File::open(&path)?))
+}
+
+fn set_nonblocking(fd: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; no memory is involved.
+    let r = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            flags
+        } else {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK)
+        }
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens a path a program may have replaced with anything: without blocking (a FIFO) and
+/// without becoming our terminal.
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+/// Output file `path`: its bytes when small, else its path; only a regular file (reading a FIFO
+/// the program left would wait for a writer forever).
+fn collect_output(path: &Path) -> Result<Collected, String> {
+    use std::io::Read;
+    let mut file = open_nonblocking(path).map_err(|e| strerror(&e))?;
+    let meta = file.metadata().map_err(|e| strerror(&e))?;
+    let ty = meta.file_type();
+    if !ty.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ty.is_dir() {
+            "a directory"
+        } else if ty.is_fifo() {
+            "a FIFO"
+        } else if ty.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        };
+        return Err(format!("not a regular file (it is {kind})"));
+    }
+    if meta.len() > OUTPUT_IN_MEMORY {
+        return Ok(Collected::Path(path.to_path_buf()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(|e| strerror(&e))?;
+    Ok(Collected::Bytes(bytes))
+}
+
+/// The last [`STDERR_TAIL`] bytes of the stderr file (empty when it is gone or not a regular
+/// file: the program may have replaced it with a FIFO).
+fn stderr_tail(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = open_nonblocking(path) else {
+        return String::new();
+    };
+    let Ok(meta) = file.metadata() else {
+        return String::new();
+    };
+    if !meta.is_file() {
+        return String::new();
+    }
+    let size = meta.len();
+    let n = size.min(STDERR_TAIL);
+    let mut buf = Vec::with_capacity(n as usize);
+    if file.seek(SeekFrom::Start(size - n)).is_err() || file.take(n).read_to_end(&mut buf).is_err()
+    {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    if size > n {
+        format!("... (stderr truncated to its last 64 KiB)\n{text}")
+    } else {
+        text.into_owned()
+    }
+}
+
+/// A job for a runner thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The runner threads: kept after their program, each job gets a thread of its own at once
+/// (an idle one, or a new one), so a program never waits behind another.
+struct Runners {
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    queue: Arc<Mutex<std::sync::mpsc::Receiver<Job>>>,
+    /// Threads waiting for a job that no submitted job has claimed yet.
+    idle: Arc<Mutex<usize>>,
+}
+
+fn runners() -> &'static Runners {
+    static R: OnceLock<Runners> = OnceLock::new();
+    R.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        Runners {
+            jobs: Mutex::new(tx),
+            queue: Arc::new(Mutex::new(rx)),
+            idle: Arc::new(Mutex::new(0)),
+        }
+    })
+}
+
+impl Runners {
+    fn submit(&self, job: Job) -> std::io::Result<()> {
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if *idle > 0 {
+                *idle -= 1;
+            } else {
+                let (queue, idle) = (self.queue.clone(), self.idle.clone());
+                std::thread::Builder::new()
+                    .name("hyperloom-run".into())
+                    .spawn(move || loop {
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                        *idle.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    })?;
+            }
+        }
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .map_err(|_| std::io::Error::other("the runner queue is closed"))
+    }
 }
 
 /// Paths waiting for the background remover.

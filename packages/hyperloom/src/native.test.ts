@@ -1,6 +1,6 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { native } from "./native.js";
@@ -54,11 +54,48 @@ t("a broken server stream: ERR_LOOM_SERVER_STREAM; the core keeps serving", ({ d
 
 t("a program that cannot start rejects with ERR_LOOM_SPAWN", async ({ dir }) => {
   const err = await native()
-    .runProgram(["/nonexistent/program"], dir, { stderr: join(dir, "stderr") }, 1)
+    .runProgram({ argv: ["/nonexistent/program"], runRoot: join(dir, "run"), files: [], outputs: ["+out"], token: 1 })
     .then(() => undefined, (e: unknown) => e as Error & { code?: string });
   assert.ok(err, "should reject");
   assert.is(err!.code, "ERR_LOOM_SPAWN");
   assert.match(err!.message, "spawning '/nonexistent/program'");
+});
+
+t("runProgram: stdin through a pipe, files, outputs as bytes or paths; the run directory is emptied and reused", async ({ dir }) => {
+  const runRoot = join(dir, "reuse");
+  const big = 100_000;
+  const first = await native().runProgram({
+    argv: ["/bin/sh", "-c", `cat; cat in.txt >&2; head -c ${big} /dev/zero > big; echo left > junk; exit 0`],
+    runRoot,
+    files: [{ name: "in.txt", bytes: Buffer.from("file input") }],
+    stdinBytes: Buffer.from("from stdin"),
+    outputs: ["+out", "big"],
+    token: 2,
+  });
+  assert.is(first.code, 0);
+  assert.is(first.outputs[0]!.bytes!.toString(), "from stdin");
+  assert.ok(first.outputs[1]!.path!.startsWith(first.dir), "a large output comes back as its file");
+  assert.is(statSync(first.outputs[1]!.path!).size, big);
+  native().releaseRunDir(first.dir);
+  let second: Awaited<ReturnType<ReturnType<typeof native>["runProgram"]>> | undefined;
+  for (let i = 0; i < 100; i++) {
+    second = await native().runProgram({ argv: ["/bin/sh", "-c", "ls -A; echo oops >&2; exit 3"], runRoot, files: [], outputs: ["+out"], token: 3 });
+    if (second.dir === first.dir) break;
+    native().releaseRunDir(second.dir); // the cleaner had not finished yet
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.is(second!.dir, first.dir, "the emptied directory is reused");
+  assert.is(second!.code, 3);
+  assert.is(second!.stderrTail, "oops\n");
+  assert.equal(second!.outputs, []);
+  assert.equal(readFileSync(join(second!.dir, "+out"), "utf8").split("\n").filter(Boolean).sort(), ["+err", "+out"]);
+  native().releaseRunDir(second!.dir);
+});
+
+t("runProgram: an output that is a FIFO is refused without blocking", async ({ dir }) => {
+  const ended = await native().runProgram({ argv: ["/bin/sh", "-c", "mkfifo out"], runRoot: join(dir, "fifo"), files: [], outputs: ["out"], token: 4 });
+  assert.is(ended.outputError, "Output 'out' error: not a regular file (it is a FIFO)");
+  native().releaseRunDir(ended.dir);
 });
 
 t("openPeer frames this worker's Announce (written first on a connection the worker opens)", ({ dir }) => {
