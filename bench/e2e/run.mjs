@@ -117,6 +117,12 @@ function summarize(name, n, config, reps) {
     out.transferMs = median(reps.map((r) => r.transferMs));
     out.mbps = median(reps.map((r) => r.mbps));
   }
+  const spawn = reps.map((r) => r.spawnRate).filter((x) => x !== undefined);
+  if (spawn.length) {
+    // W4: the machine's spawn rate measured after each repetition, and our share of it.
+    out.spawnRate = { median: median(spawn), min: Math.min(...spawn), max: Math.max(...spawn) };
+    out.ofSpawnRate = out.tasksPerS / out.spawnRate.median;
+  }
   if (reps[0].serverPeak !== undefined) {
     out.serverPeakRss = Math.max(...reps.map((r) => r.serverPeak));
     out.workerPeakRss = Math.max(...reps.map((r) => r.workerPeak));
@@ -148,7 +154,7 @@ async function runCell(name, n, config, o, log) {
       resetPeak(spid);
       wpids.forEach(resetPeak);
       const idle = procField(spid, "VmRSS");
-      const rep = await withTimeout(WORKLOADS[name].run(client, n), o.timeoutS * 1e3, `${name} N=${n} ${config}`);
+      const rep = await withTimeout(WORKLOADS[name].run(client, n, { cpus: nw * nc }), o.timeoutS * 1e3, `${name} N=${n} ${config}`);
       delete rep.values;
       rep.serverPeak = procField(spid, "VmHWM");
       rep.serverGrowth = rep.serverPeak - idle;
@@ -258,6 +264,9 @@ function render(result) {
   s += "W1-limit: one process, no sockets (peak MB = that process; B/task in parentheses = its RSS growth).\n";
   s += `${peersOn.length ? "peer/ours = peer wall / our wall (> 1: we are faster); * = the peer ran N=--peer-max-n (shown @N), ratio per unit of N." : ""}\n\n`;
   s += table(rows, headers, aligns) + "\n";
+  for (const r of result.rows.filter((x) => x.spawnRate)) {
+    s += `\n${r.workload} ${r.workers}: ${fmtInt(r.tasksPerS)} programs/s = ${Math.round(100 * r.ofSpawnRate)}% of the machine's spawn rate, ${fmtInt(r.spawnRate.median)}/s [${fmtInt(r.spawnRate.min)}-${fmtInt(r.spawnRate.max)}] (spawn_rate.py: posix_spawn loops, one per cluster cpu, after each rep)`;
+  }
   for (const p of result.peers) s += `\n${p.peer}: ${p.note}`;
   s += "\n\nTargets (issue 12):\n";
   for (const t of result.targets) s += `  [${t.met === null ? "n/a " : t.met ? "MET " : "MISS"}] ${t.target}: ${t.measured}\n`;

@@ -39,6 +39,23 @@ async function submitGather(client, t0, tBuilt, roots, nTasks) {
   };
 }
 
+/**
+ * The machine's spawn rate for W4's `program` (`true` or `cat`), measured right after our
+ * repetition: N programs by `spawn_rate.py` (posix_spawn loops, one per cluster cpu). Undefined
+ * when python3 cannot run it.
+ */
+function spawnRate(program, n, loops) {
+  try {
+    const out = execFileSync("python3", [new URL("./spawn_rate.py", import.meta.url).pathname, "--program", program, "--n", String(n), "--threads", String(loops)], {
+      encoding: "utf8",
+      timeout: 120_000,
+    });
+    return JSON.parse(out.trim().split("\n").pop()).per_s;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The pickles of W5-py, made by python3's cloudpickle (once per N). */
 const pickles = new Map();
 function pythonPickles(n) {
@@ -128,13 +145,14 @@ export const WORKLOADS = {
     what: 'N run("/bin/true") -> one arrayMake',
     sizes: [1_000],
     quick: [50],
-    async run(client, n) {
+    async run(client, n, cell) {
       const t0 = now();
       const runs = new Array(n);
       for (let i = 0; i < n; i++) runs[i] = tasks.run("/bin/true");
       const r = await submitGather(client, t0, now(), [tasks.arrayMake(runs)], n + 1);
       expect(r.values[0].length === n, "W4 true");
       r.tasks = n; // programs
+      r.spawnRate = spawnRate("true", n, cell?.cpus ?? 2);
       return r;
     },
   },
@@ -142,13 +160,14 @@ export const WORKLOADS = {
     what: 'N run("cat") with a stdin -> one arrayMake',
     sizes: [1_000],
     quick: [50],
-    async run(client, n) {
+    async run(client, n, cell) {
       const t0 = now();
       const runs = new Array(n);
       for (let i = 0; i < n; i++) runs[i] = tasks.run("cat", [], { stdin: tasks.const(`line ${i}\n`) });
       const r = await submitGather(client, t0, now(), [tasks.arrayMake(runs)], 2 * n + 1);
       expect(r.values[0][n - 1].toString() === `line ${n - 1}\n`, "W4 cat");
       r.tasks = n; // programs
+      r.spawnRate = spawnRate("cat", n, cell?.cpus ?? 2);
       return r;
     },
   },
