@@ -1,15 +1,34 @@
-/** Messages between the worker's main thread and its function threads. */
-import type { TaskInput, TaskResult } from "../native.js";
+/**
+ * Messages between the worker's main thread and its function threads. Bytes travel as latin1
+ * strings (one byte per character): a message is cloned, and cloning a small Buffer copies the
+ * whole 8 KiB pool block it lives in (or an addon's external block), several times the cost of
+ * the call itself.
+ */
+import type { TaskResult } from "../native.js";
+
+/** An input of a call, as its thread gets it. */
+export interface CallInput {
+  /** Data type name (`loom/data`, `loom/file`, `loom/array`, ...). */
+  typeName: string;
+  /** Size in bytes. */
+  size: number;
+  /** Length (items or pieces). */
+  length: number;
+  /** The content as a latin1 string, when held in memory... */
+  bytes?: string;
+  /** ... or the file holding it. */
+  path?: string;
+}
 
 /** What the main thread sends for one call. */
 export interface FunctionCall {
   taskId: number;
-  /** The serialized function value (input 0 of `loom/js/call`). */
-  fnValue: Uint8Array;
-  /** Serialized direct arguments. */
-  directArgs: Uint8Array;
+  /** The serialized function value (input 0 of `loom/js/call`), latin1. */
+  fnValue: string;
+  /** Serialized direct arguments, latin1. */
+  directArgs: string;
   /** The remaining inputs. */
-  inputs: TaskInput[];
+  inputs: CallInput[];
 }
 
 /**

@@ -9,22 +9,39 @@ import { runInThisContext } from "node:vm";
 import * as tasks from "../client/tasks.js";
 import { Task } from "../client/task.js";
 import { FUNCTION_MARK, type FunctionSpec } from "../client/functions.js";
-import type { TaskInput, TaskResult } from "../native.js";
-import type { FunctionCall, ThreadOutcome, ThreadRedirect } from "./function-call.js";
+import type { TaskResult } from "../native.js";
+import type { CallInput, FunctionCall, ThreadOutcome, ThreadRedirect } from "./function-call.js";
 
 // Function tasks may use the task builders for redirection without importing them.
 (globalThis as Record<string, unknown>).tasks = tasks;
 
-const compiled = new Map<string, Function>();
+/** Function values seen (their serialized bytes, latin1), with the function compiled. */
+const compiled = new Map<string, { spec: FunctionSpec; fn: Function }>();
 
-function compile(spec: FunctionSpec): Function {
-  let fn = compiled.get(spec.source);
-  if (fn === undefined) {
-    fn = runInThisContext(`(${spec.source})`, { filename: `jsTask:${spec.name || "anonymous"}` }) as Function;
+/** The function value `fnValue` (serialized, latin1): deserialized and compiled once. */
+function functionOf(fnValue: string): { spec: FunctionSpec; fn: Function } {
+  let known = compiled.get(fnValue);
+  if (known === undefined) {
+    const spec = deserialize(Buffer.from(fnValue, "latin1")) as FunctionSpec;
+    if (spec === null || typeof spec !== "object" || spec[FUNCTION_MARK] !== true) {
+      throw new Error("The first argument is not a function value (make it with tasks.jsTask or tasks.jsFunction)");
+    }
+    const fn = runInThisContext(`(${spec.source})`, { filename: `jsTask:${spec.name || "anonymous"}` }) as Function;
     if (typeof fn !== "function") throw new Error(`the function value of '${spec.name}' is not a function`);
-    compiled.set(spec.source, fn);
+    known = { spec, fn };
+    // Bounded: a plan may carry many distinct functions.
+    if (compiled.size >= 1024) compiled.clear();
+    compiled.set(fnValue, known);
   }
-  return fn;
+  return known;
+}
+
+/** `bytes` in a block of their own (a Buffer of the pool would be cloned with its whole 8 KiB block). */
+function own(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
 }
 
 function deepFreeze<T>(v: T): T {
@@ -39,7 +56,7 @@ function deepFreeze<T>(v: T): T {
 /** The argument a function receives for each input. */
 class Data {
   constructor(
-    private readonly input: TaskInput,
+    private readonly input: CallInput,
     /** Position among the call's inputs. */
     readonly index: number,
   ) {}
@@ -48,7 +65,7 @@ class Data {
   read(): Buffer {
     const t = this.input.typeName;
     if (t !== "loom/data" && t !== "loom/file") return Buffer.alloc(0);
-    if (this.input.bytes) return Buffer.from(this.input.bytes);
+    if (this.input.bytes !== undefined) return Buffer.from(this.input.bytes, "latin1");
     if (this.input.path) return readFileSync(this.input.path);
     return Buffer.alloc(0);
   }
@@ -65,8 +82,8 @@ class Data {
 
   /** The value of a value object (frozen), or undefined for other objects. */
   unwrap(): unknown {
-    if (this.input.typeName !== "loom/js/obj" || !this.input.bytes) return undefined;
-    return deepFreeze(deserialize(Buffer.from(this.input.bytes)));
+    if (this.input.typeName !== "loom/js/obj" || this.input.bytes === undefined) return undefined;
+    return deepFreeze(deserialize(Buffer.from(this.input.bytes, "latin1")));
   }
 }
 
@@ -80,10 +97,14 @@ class NestedRedirect extends Error {}
 
 /** The function's return value as a task result (`top`: the whole value, which may redirect). */
 function convert(v: unknown, args: Data[], top: boolean): TaskResult | ThreadRedirect {
-  if (typeof v === "string") return { kind: "plain", data: Buffer.from(v) };
-  if (v instanceof Uint8Array) return { kind: "plain", data: v };
+  if (typeof v === "string") {
+    const data = Buffer.allocUnsafeSlow(Buffer.byteLength(v));
+    data.write(v);
+    return { kind: "plain", data };
+  }
+  if (v instanceof Uint8Array) return { kind: "plain", data: own(v) };
   if (v instanceof Data) return { kind: "input", index: v.index };
-  if (v instanceof Wrapped) return { kind: "jsobj", data: serialize(v.value) };
+  if (v instanceof Wrapped) return { kind: "jsobj", data: own(serialize(v.value)) };
   if (v instanceof Task) {
     if (!top) throw new NestedRedirect("a redirection can only be the whole result of a function, not an item of an array");
     const inputs = v.inputs.map((i) => {
@@ -103,12 +124,8 @@ function convert(v: unknown, args: Data[], top: boolean): TaskResult | ThreadRed
 async function runFunctionTask(call: FunctionCall): Promise<ThreadOutcome> {
   const logs: Array<[string, string]> = [];
   try {
-    const spec = deserialize(Buffer.from(call.fnValue)) as FunctionSpec;
-    if (spec === null || typeof spec !== "object" || spec[FUNCTION_MARK] !== true) {
-      throw new Error("The first argument is not a function value (make it with tasks.jsTask or tasks.jsFunction)");
-    }
-    const fn = compile(spec);
-    const direct = deserialize(Buffer.from(call.directArgs)) as unknown[];
+    const { spec, fn } = functionOf(call.fnValue);
+    const direct = deserialize(Buffer.from(call.directArgs, "latin1")) as unknown[];
     const args = call.inputs.map((input, i) => new Data(input, i));
     const log = (level: string) => (msg: unknown) => void logs.push([level, `JsTask id=${call.taskId}: ${String(msg)}`]);
     const ctx = {

@@ -39,6 +39,7 @@ export class FunctionRunner {
           maxThreads: this.threads,
           idleTimeout: 60_000,
           isolateWorkers: false,
+          useAtomics: false,
         }) as unknown as Pool,
     );
     return this.pool;
@@ -66,7 +67,19 @@ export class FunctionRunner {
     const pool = await this.getPool();
     let outcome: ThreadOutcome;
     try {
-      outcome = await pool.run({ taskId: task.id, fnValue: fnInput.bytes, directArgs: task.config, inputs }, signal ? { signal } : {});
+      const call: FunctionCall = {
+        taskId: task.id,
+        fnValue: fnInput.bytes.toString("latin1"),
+        directArgs: task.config.toString("latin1"),
+        inputs: inputs.map((i) => ({
+          typeName: i.typeName,
+          size: i.size,
+          length: i.length,
+          ...(i.bytes ? { bytes: i.bytes.toString("latin1") } : {}),
+          ...(i.path ? { path: i.path } : {}),
+        })),
+      };
+      outcome = await pool.run(call, signal ? { signal } : {});
     } catch (e) {
       throw new Error(`JavaScript thread failed: ${(e as Error).message}`);
     }
