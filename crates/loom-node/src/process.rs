@@ -240,6 +240,8 @@ pub fn run_program<'env>(
     runners()
         .submit(Box::new(move || {
             let outcome = job.run();
+            // Free for the next program before JS hears of this one (which may start the next).
+            runners().idle();
             deferred.resolve(move |env| match outcome {
                 Ok(o) => Ok(ProgramOutcome {
                     dir: o.dir.to_string_lossy().into_owned(),
@@ -560,8 +562,8 @@ type Job = Box<dyn FnOnce() + Send>;
 struct Runners {
     jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     queue: Arc<Mutex<std::sync::mpsc::Receiver<Job>>>,
-    /// Threads waiting for a job that no submitted job has claimed yet.
-    idle: Arc<Mutex<usize>>,
+    /// Threads waiting for a job (or about to) that no submitted job has claimed yet.
+    idle: Mutex<usize>,
 }
 
 fn runners() -> &'static Runners {
@@ -571,28 +573,32 @@ fn runners() -> &'static Runners {
         Runners {
             jobs: Mutex::new(tx),
             queue: Arc::new(Mutex::new(rx)),
-            idle: Arc::new(Mutex::new(0)),
+            idle: Mutex::new(0),
         }
     })
 }
 
 impl Runners {
+    /// The calling runner thread is done with its job (it waits for the next one).
+    fn idle(&self) {
+        *self.idle.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+
     fn submit(&self, job: Job) -> std::io::Result<()> {
         {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if *idle > 0 {
                 *idle -= 1;
             } else {
-                let (queue, idle) = (self.queue.clone(), self.idle.clone());
+                let queue = self.queue.clone();
                 std::thread::Builder::new()
                     .name("hyperloom-run".into())
                     .spawn(move || loop {
                         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         match job {
-                            Ok(job) => job(),
+                            Ok(job) => job(), // calls `Runners::idle` when its thread is free
                             Err(_) => return,
                         }
-                        *idle.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                     })?;
             }
         }
@@ -631,4 +637,35 @@ pub fn remove_tree_in_background(path: String) -> napi::Result<(), ErrorCode> {
         .map_err(|_| napi::Error::new(ErrorCode::ERR_LOOM_REMOVER, "remover poisoned".to_owned()))?
         .send(path)
         .map_err(|e| napi::Error::new(ErrorCode::ERR_LOOM_REMOVER, format!("remover gone: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn read_all(stdin: Stdio) -> Vec<u8> {
+        // A Stdio cannot be read directly: hand it to `cat` and read what comes out.
+        let out = Command::new("cat")
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut bytes = Vec::new();
+        out.stdout.unwrap().read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn standard_input_goes_through_a_pipe_or_a_file_when_the_pipe_is_too_small() {
+        let dir = std::env::temp_dir().join(format!("loom-stdin-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = b"line 1\n".to_vec();
+        assert_eq!(read_all(stdin_of(&dir, &small).unwrap()), small);
+        assert!(!dir.join("+in").exists(), "small input: no file");
+        let big = vec![7u8; 1 << 20]; // more than a pipe takes
+        assert_eq!(read_all(stdin_of(&dir, &big).unwrap()), big);
+        assert!(dir.join("+in").exists(), "large input: written to +in");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

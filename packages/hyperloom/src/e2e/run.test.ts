@@ -105,6 +105,25 @@ t("a request larger than every worker's cores is an error at submission", async 
   );
 });
 
+t("a program sees a clean run directory (+err and +out only), though directories are reused", async ({ client }) => {
+  for (let wave = 0; wave < 3; wave++) {
+    const fs = client.submit(
+      Array.from({ length: 6 }, (_, i) => tasks.run(["/bin/sh", "-c", `ls -A; echo left > left-${wave}-${i}; mkdir -p sub/dir; echo err >&2`])),
+    );
+    for (const listing of await client.gather(fs)) assert.is(str(listing), "+err\n+out\n");
+  }
+});
+
+t("standard input of any size, from memory or from a data file; small outputs and large ones", async ({ client }) => {
+  const sizes = [0, 1, 65_535, 65_536, 65_537, 300_000];
+  const fs = client.submit(sizes.map((n) => tasks.run("/usr/bin/wc -c", [], { stdin: tasks.const(Buffer.alloc(n, 97)) })));
+  assert.equal((await client.gather(fs)).map((b) => Number(str(b).trim())), sizes);
+  const echoed = client.submit(sizes.map((n) => tasks.run("/bin/cat", [], { stdin: tasks.const(Buffer.alloc(n, 98)) })));
+  const back = (await client.gather(echoed)) as Buffer[];
+  assert.equal(back.map((b) => b.length), sizes);
+  assert.ok(back.every((b) => b.every((x) => x === 98)), "the bytes come back unchanged");
+});
+
 t("large standard output does not deadlock", async ({ client }) => {
   const f = client.submitOne(tasks.run(["/bin/sh", "-c", "head -c 100000000 /dev/zero"]));
   await f.wait();
