@@ -104,11 +104,15 @@ fn exit_signal(_status: &std::process::ExitStatus) -> Option<i32> {
     None
 }
 
+/// Opens `+out`/`+err` for the program, never through a symlink (an input mapped to that name
+/// is a link to a data file, which must not be truncated).
 fn open_out(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
 
@@ -366,6 +370,10 @@ impl Program {
                     .map_err(|e| format!("cannot create +out: {}", strerror(&e)))?,
             )
         } else {
+            // No `+out` in its directory, as when it is fresh (one kept from an earlier program).
+            if !self.files.iter().any(|(name, _)| name == "+out") {
+                let _ = std::fs::remove_file(dir.join("+out"));
+            }
             Stdio::null()
         };
         let stderr = Stdio::from(
@@ -438,6 +446,11 @@ fn place(dir: &Path, name: &str, source: &Source) -> std::io::Result<()> {
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
+    }
+    // The directory may keep `+out`/`+err` from an earlier program (`run_dir.rs`).
+    match std::fs::remove_file(&target) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
     match source {
         Source::Path(p) => std::os::unix::fs::symlink(p, &target),

@@ -114,6 +114,28 @@ t("a program sees a clean run directory (+err and +out only), though directories
   }
 });
 
+t("an input named +out or +err is the program's file; stdout into +out never writes through it", async ({ client }) => {
+  const data = tasks.const("DATA\n");
+  const [a, b] = client.submit([
+    tasks.run(["/bin/cat", "+out"], [[data, "+out"]], { outputs: [] }),
+    tasks.run(["/bin/sh", "-c", "cat +err >&2; cat +err"], [[data, "+err"]], { outputs: [] }),
+  ]);
+  // stdout is not an output here; the inputs keep their bytes for later consumers.
+  assert.equal(await client.gather([a!, b!]), [[], []]);
+  assert.is(str(await client.submitOne(tasks.merge([data])).gather()), "DATA\n");
+  // A small input is a copy in the run directory: stdout replaces it. A large one is a link to
+  // the data file: stdout is refused rather than written through the link.
+  assert.is(str(await client.submitOne(tasks.run(["/bin/echo", "x"], [[data, "+out"]])).gather()), "x\n");
+  const big = tasks.const(Buffer.alloc(100_000, 120));
+  const linked = client.submitOne(tasks.run(["/bin/echo", "x"], [[big, "+out"]]));
+  await linked.gather().then(
+    () => assert.unreachable("stdout through the input's link must be refused"),
+    (e: Error) => assert.match(e.message, "cannot create +out"),
+  );
+  assert.is(str(await client.submitOne(tasks.merge([data])).gather()), "DATA\n");
+  assert.is(Number((await client.submitOne(tasks.size([big])).gather() as Buffer).readBigUInt64LE(0)), 100_000);
+});
+
 t("standard input of any size, from memory or from a data file; small outputs and large ones", async ({ client }) => {
   const sizes = [0, 1, 65_535, 65_536, 65_537, 300_000];
   const fs = client.submit(sizes.map((n) => tasks.run("/usr/bin/wc -c", [], { stdin: tasks.const(Buffer.alloc(n, 97)) })));
