@@ -659,13 +659,14 @@ mod tests {
 
     fn read_all(stdin: Stdio) -> Vec<u8> {
         // A Stdio cannot be read directly: hand it to `cat` and read what comes out.
-        let out = Command::new("cat")
+        let mut cat = Command::new("cat")
             .stdin(stdin)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut bytes = Vec::new();
-        out.stdout.unwrap().read_to_end(&mut bytes).unwrap();
+        cat.stdout.take().unwrap().read_to_end(&mut bytes).unwrap();
+        assert!(cat.wait().unwrap().success());
         bytes
     }
 
