@@ -265,7 +265,7 @@ function render(result) {
   s += `${peersOn.length ? "peer/ours = peer wall / our wall (> 1: we are faster); * = the peer ran N=--peer-max-n (shown @N), ratio per unit of N." : ""}\n\n`;
   s += table(rows, headers, aligns) + "\n";
   for (const r of result.rows.filter((x) => x.spawnRate)) {
-    s += `\n${r.workload} ${r.workers}: ${fmtInt(r.tasksPerS)} programs/s = ${Math.round(100 * r.ofSpawnRate)}% of the machine's spawn rate, ${fmtInt(r.spawnRate.median)}/s [${fmtInt(r.spawnRate.min)}-${fmtInt(r.spawnRate.max)}] (spawn_rate.py: posix_spawn loops, one per cluster cpu, after each rep)`;
+    s += `\n${r.workload} ${r.workers}: ${fmtInt(r.tasksPerS)} programs/s = ${Math.round(100 * r.ofSpawnRate)}% of the machine's spawn rate, ${fmtInt(r.spawnRate.median)}/s [${fmtInt(r.spawnRate.min)}-${fmtInt(r.spawnRate.max)}] (spawn-rate: posix_spawn loops, one per cluster cpu, after each rep)`;
   }
   for (const p of result.peers) s += `\n${p.peer}: ${p.note}`;
   s += "\n\nTargets (issue 12):\n";

@@ -2,6 +2,7 @@
 // Each `run(client, n)` times one repetition: from the first task built to the last result
 // gathered; it checks the result and returns the figures.
 import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import { Task, tasks } from "hyperloom";
 import { w1Merges } from "./plans.mjs";
 
@@ -41,12 +42,14 @@ async function submitGather(client, t0, tBuilt, roots, nTasks) {
 
 /**
  * The machine's spawn rate for W4's `program` (`true` or `cat`), measured right after our
- * repetition: N programs by `spawn_rate.py` (posix_spawn loops, one per cluster cpu). Undefined
- * when python3 cannot run it.
+ * repetition: N programs by `spawn-rate` (bench/core/src/bin: posix_spawn + wait loops, one per
+ * cluster cpu, spawning as the worker does; built on first use). Undefined when it cannot run.
  */
 function spawnRate(program, n, loops) {
+  const root = new URL("../../", import.meta.url).pathname;
   try {
-    const out = execFileSync("python3", [new URL("./spawn_rate.py", import.meta.url).pathname, "--program", program, "--n", String(n), "--threads", String(loops)], {
+    execFileSync("cargo", ["build", "--release", "-q", "-p", "loom-bench-core", "--bin", "spawn-rate"], { cwd: root, stdio: "ignore", timeout: 600_000 });
+    const out = execFileSync(join(root, "target/release/spawn-rate"), ["--program", program, "--n", String(n), "--threads", String(loops)], {
       encoding: "utf8",
       timeout: 120_000,
     });
