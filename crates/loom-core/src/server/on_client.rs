@@ -16,7 +16,14 @@ impl Server {
             .map_err(|_| ServerError::Malformed("ClientRequest"))?;
         match Type::try_from(req.rtype) {
             Ok(Type::Plan) => self.plan(ci, req.plan.unwrap_or(&[]), req.load_checkpoints),
-            Ok(Type::Fetch) => self.fetch(ci, req.id.unwrap_or(-1)),
+            Ok(Type::Fetch) if req.ids.is_empty() => self.fetch(ci, req.id.unwrap_or(-1)),
+            // Ours (`fetch-many`): each id as if fetched alone; the SENDs to a worker leave
+            // in one write with the rest of this turn's output.
+            Ok(Type::Fetch) => {
+                for &id in req.ids.iter() {
+                    self.fetch(ci, id);
+                }
+            }
             Ok(Type::Release) => self.release(ci, req.id.unwrap_or(-1)),
             Ok(Type::Stats) => self.stats(ci),
             Ok(Type::Trace) => self.trace_request(ci, req.trace_path.unwrap_or(&[])),

@@ -91,6 +91,7 @@ impl Server {
             &ClientResponse {
                 r#type: client_response::Type::Dictionary as i32,
                 symbols: self.symbols.names().to_vec(),
+                features: offered_client_features(&r.features),
                 ..Default::default()
             },
         );
@@ -112,4 +113,17 @@ impl Server {
         self.log(LogLevel::Info, format!("client {conn} registered"));
         Peer::Client(ci)
     }
+}
+
+/// The client extensions this server offers (README differences table, row 20).
+pub const CLIENT_FEATURES: [&str; 1] = ["fetch-many"];
+
+/// The extensions offered to a client that announced `announced`: those it asked for, so a client
+/// announcing none (the original) gets a DICTIONARY byte-identical to the original server's.
+fn offered_client_features(announced: &[String]) -> Vec<String> {
+    CLIENT_FEATURES
+        .iter()
+        .filter(|f| announced.iter().any(|a| a == *f))
+        .map(|f| f.to_string())
+        .collect()
 }

@@ -66,11 +66,13 @@ pub(crate) fn scan_worker_response(b: &[u8]) -> Result<WorkerResp<'_>, Malformed
 }
 
 /// The fields of a `ClientRequest` the server uses.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ClientReq<'a> {
     pub(crate) rtype: i32,
     pub(crate) plan: Option<&'a [u8]>,
     pub(crate) id: Option<i32>,
+    /// `ids` (field 101, ours) of a FETCH of many results.
+    pub(crate) ids: Vec<i32>,
     pub(crate) trace_path: Option<&'a [u8]>,
     /// `load_checkpoints` (field 4) of a PLAN.
     pub(crate) load_checkpoints: bool,
@@ -92,6 +94,7 @@ pub(crate) fn scan_client_request(b: &[u8]) -> Result<ClientReq<'_>, Malformed> 
             3 => out.id = Some(r.i32_of(wt)?),
             4 => out.load_checkpoints = r.varint_of(wt)? != 0,
             7 => out.trace_path = Some(r.bytes_of(wt)?),
+            101 => r.repeated_i32(wt, |id| out.ids.push(id))?,
             _ => r.skip(wt)?,
         }
     }

@@ -5,6 +5,7 @@
 import type { Socket } from "node:net";
 import { resolve as resolvePath } from "node:path";
 import { FrameReader, frame } from "../protocol/frame.js";
+import { scanDataResponse } from "../protocol/data-response.js";
 import { comm, PROTOCOL_VERSION } from "../protocol/messages.js";
 import { Symbol } from "../protocol/symbols.js";
 import { Future } from "./future.js";
@@ -92,7 +93,10 @@ function fieldOf<K extends string>(msg: { [k in K]?: number | null } | undefined
 }
 
 /** What this client understands beyond the original protocol (`Register.features`). */
-const CLIENT_FEATURES = ["dictionary-updates"];
+const CLIENT_FEATURES = ["dictionary-updates", "fetch-many"];
+
+/** Most ids in one `fetch-many` FETCH (keeps a request well under any frame limit: 5 B per id). */
+const FETCH_MANY_MAX = 65_536;
 
 interface Pending<T> {
   resolve: (v: T) => void;
@@ -115,6 +119,10 @@ export class Client {
   private data: { id: number; typeId: number; remaining: number; frames: Buffer[] } | undefined;
   private outgoing: Buffer[] = [];
   private flushScheduled = false;
+  /** Whether the server offered `fetch-many` (ours): FETCHes of one turn then leave as one request. */
+  private fetchMany = false;
+  /** Ids to FETCH, packed into requests when this turn's output is flushed (or before any other request). */
+  private fetchIds: number[] = [];
   private closedError: Error | undefined;
   private trace = false;
   private readonly finishedListeners = new Set<(f: Future<unknown>) => void>();
@@ -150,7 +158,10 @@ export class Client {
     }
     const { socket } = greeted;
     const client = new Client(socket);
-    client.setDictionary(comm.ClientResponse.decode(greeted.dictionary).symbols);
+    const dictionary = comm.ClientResponse.decode(greeted.dictionary);
+    client.setDictionary(dictionary.symbols);
+    // The original server offers no features: each future is then fetched by a FETCH of its own.
+    client.fetchMany = dictionary.features.includes("fetch-many");
     const onChunk = (chunk: Buffer): void => {
       try {
         for (const f of client.reader.push(chunk)) client.onFrame(f);
@@ -243,7 +254,37 @@ export class Client {
    */
   async fetch<T = Buffer>(futures: readonly Future<T>[]): Promise<T[]> {
     this.checkOwn(futures);
-    return Promise.all(futures.map((f) => this.fetchOne(f) as Promise<T>));
+    // One promise for the batch, not one per future (a gather of 100,000 futures would spend
+    // most of its time allocating and collecting them); it rejects with the first error.
+    const out = new Array<T>(futures.length);
+    return new Promise<T[]>((resolve, reject) => {
+      let pending = 0;
+      let settled = false;
+      const fail = (e: Error): void => {
+        if (settled) return;
+        settled = true;
+        reject(e);
+      };
+      const slot = (i: number) => (v: DataValue) => {
+        out[i] = v as T;
+        if (--pending === 0 && !settled) {
+          settled = true;
+          resolve(out);
+        }
+      };
+      for (let i = 0; i < futures.length; i++) {
+        const f = futures[i]!;
+        if (f.hasResult) out[i] = f.result as T;
+        else {
+          pending++;
+          this.fetchInto(f, slot(i), fail);
+        }
+      }
+      if (pending === 0 && !settled) {
+        settled = true;
+        resolve(out);
+      }
+    });
   }
 
   /** Fetches the results, then releases them (see {@link Client.fetch} for `T`). */
@@ -425,28 +466,35 @@ export class Client {
     return new Promise((resolve, reject) => f.waiters.push({ resolve, reject }));
   }
 
-  private async fetchOne(f: Future<unknown>): Promise<DataValue> {
-    if (f.hasResult) return f.result;
-    if (f.error) throw f.error;
-    if (!f.active()) throw new LoomError(`Fetch called on invalid future ${f}`);
-    await this.waitOne(f);
-    if (f.hasResult) return f.result;
-    // Failed (e.g. its data was lost with a worker) or released meanwhile.
-    if (f.error) throw f.error;
-    if (!f.active()) throw new LoomError(`Fetch called on invalid future ${f}`);
-    this.checkOpen();
-    const value = await new Promise<DataValue>((resolve, reject) => {
-      let list = this.fetches.get(f.taskId);
-      if (list === undefined) {
-        list = [];
-        this.fetches.set(f.taskId, list);
-        this.sendRequest({ type: RequestType.FETCH, id: f.taskId });
-      }
-      list.push({ resolve, reject });
+  /**
+   * Fetches `f`'s result into `done` (also kept on the future), or calls `fail` with why not: it
+   * failed, was released or canceled, or the connection closed. A running future is fetched once
+   * it has finished.
+   */
+  private fetchInto(f: Future<unknown>, done: (v: DataValue) => void, fail: (e: Error) => void): void {
+    if (f.hasResult) return done(f.result);
+    if (f.error) return fail(f.error);
+    if (!f.active()) return fail(new LoomError(`Fetch called on invalid future ${f}`));
+    if (f.status_ !== "finished" && f.status_ !== "released") {
+      if (f.status_ === "canceled") return fail(new LoomError(`${f} was canceled`));
+      f.waiters.push({ resolve: () => this.fetchInto(f, done, fail), reject: fail });
+      return;
+    }
+    if (this.closedError) return fail(this.closedError);
+    let list = this.fetches.get(f.taskId);
+    if (list === undefined) {
+      list = [];
+      this.fetches.set(f.taskId, list);
+      this.queueFetch(f.taskId);
+    }
+    list.push({
+      resolve: (v) => {
+        f.result = v;
+        f.hasResult = true;
+        done(v);
+      },
+      reject: fail,
     });
-    f.result = value;
-    f.hasResult = true;
-    return value;
   }
 
   private releaseId(id: number): void {
@@ -460,7 +508,36 @@ export class Client {
   }
 
   /** Queues bytes; everything queued in one tick goes out in one write. */
+  /** Queues a FETCH of `id`; the FETCHes of one turn leave together (see {@link Client.packFetches}). */
+  private queueFetch(id: number): void {
+    this.fetchIds.push(id);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /**
+   * Moves the queued FETCHes into the output, before whatever is sent next (a RELEASE after a
+   * FETCH of the same result keeps its order): one `fetch-many` request per 65,536 ids when the
+   * server offered it, else a FETCH per id (the original protocol).
+   */
+  private packFetches(): void {
+    const ids = this.fetchIds;
+    if (ids.length === 0) return;
+    this.fetchIds = [];
+    if (!this.fetchMany) {
+      for (const id of ids) this.outgoing.push(frame(comm.ClientRequest.encode({ type: RequestType.FETCH, id }).finish()));
+      return;
+    }
+    for (let i = 0; i < ids.length; i += FETCH_MANY_MAX) {
+      const part = ids.length <= FETCH_MANY_MAX ? ids : ids.slice(i, i + FETCH_MANY_MAX);
+      this.outgoing.push(frame(comm.ClientRequest.encode({ type: RequestType.FETCH, ids: part }).finish()));
+    }
+  }
+
   private send(buf: Buffer): void {
+    this.packFetches();
     this.outgoing.push(buf);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -470,6 +547,7 @@ export class Client {
 
   private flush(): void {
     this.flushScheduled = false;
+    this.packFetches();
     if (this.outgoing.length === 0 || this.socket.destroyed) return;
     const out = this.outgoing.length === 1 ? this.outgoing[0]! : Buffer.concat(this.outgoing);
     this.outgoing = [];
@@ -488,6 +566,12 @@ export class Client {
         this.data = undefined;
         this.onData(d.id, d.typeId, d.frames);
       }
+      return;
+    }
+    const data = scanDataResponse(f);
+    if (data !== undefined) {
+      if (data.nMessages === 0) this.onData(data.id, data.typeId, []);
+      else this.data = { id: data.id, typeId: data.typeId, remaining: data.nMessages, frames: [] };
       return;
     }
     const msg = comm.ClientResponse.decode(f);
