@@ -3,7 +3,7 @@
  * control protocol (allocator/control.ts). Every command has `--json` (the server's JSON answer).
  */
 import { Command, InvalidArgumentError } from "commander";
-import { controlRequest, type ControlRequest } from "../allocator/control.js";
+import type { ControlRequest } from "../allocator/control.js";
 import { parseDuration } from "../allocator/duration.js";
 import type { QueueInfo } from "../allocator/queue.js";
 
@@ -34,6 +34,9 @@ function serverAddress(opt: string | undefined): { host: string; port: number } 
 
 async function send(opts: { server?: string; json?: boolean }, req: ControlRequest, show: (answer: never) => string): Promise<void> {
   const { host, port } = serverAddress(opts.server);
+  // Loaded here, not at the top: every `hyperloom` command (a server, a worker) defines these
+  // subcommands, and only they use the control connection's messages.
+  const { controlRequest } = require("../allocator/control.js") as typeof import("../allocator/control.js");
   const answer = await controlRequest(host, port, req);
   process.stdout.write(opts.json ? `${JSON.stringify(answer, null, 2)}\n` : show(answer as never));
 }

@@ -4,16 +4,19 @@
  * client script against it) and `report` (a trace directory as an HTML report).
  */
 import { Command, InvalidArgumentError } from "commander";
-import { serverMain, workerMain } from "./roles.js";
-import { LocalCluster } from "../cluster/local-cluster.js";
-import { checkScript, ScriptError, startScript, type CheckedScript } from "./script.js";
 import type { ChildProcess } from "node:child_process";
-import { statusMain } from "./status.js";
-import { startProgressBar, type ProgressBar } from "./progress-bar.js";
+import type { LocalCluster } from "../cluster/local-cluster.js";
+import type { CheckedScript } from "./script.js";
+import type { ProgressBar } from "./progress-bar.js";
 import type { LogFormat } from "../log.js";
-import { writeReport } from "../report/index.js";
 import { allocCommands } from "./alloc.js";
-import { parseListenAddress } from "../server/dashboard.js";
+
+// Each command loads what it uses when it runs (`require` at the call): a server or worker must
+// start fast (issue #26: accepting within 100 ms of exec, registered within 250 ms), so neither
+// loads the client, the local cluster, the report or the other role.
+const roles = (): typeof import("./roles.js") => require("./roles.js") as typeof import("./roles.js");
+const parseListenAddress = (v: string): { host: string; port: number } =>
+  (require("../server/dashboard.js") as typeof import("../server/dashboard.js")).parseListenAddress(v);
 
 function logFormatArg(v: string): LogFormat {
   if (v !== "text" && v !== "json") throw new InvalidArgumentError("expected text or json");
@@ -47,7 +50,7 @@ program
   .option("--max-crashes <n>", "fail a task once this many workers were lost while running it", intArg("number of crashes", 1, 1 << 20), 2)
   .option("--debug", "debug logging: scheduling summaries, transfers, connections")
   .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
-  .action((opts: { port: number; host: string; debug?: boolean; logFormat: LogFormat; maxCrashes: number; dashboard?: { host: string; port: number } }) => serverMain(opts));
+  .action((opts: { port: number; host: string; debug?: boolean; logFormat: LogFormat; maxCrashes: number; dashboard?: { host: string; port: number } }) => roles().serverMain(opts));
 
 program
   .command("worker")
@@ -64,7 +67,7 @@ program
   .option("--debug", "debug logging: scheduling summaries, transfers, connections")
   .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
   .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; logFormat: LogFormat; host: string; extension: string[]; python?: string; reconnect?: number }) =>
-    workerMain(host, port, opts),
+    roles().workerMain(host, port, opts),
   );
 
 program
@@ -99,6 +102,9 @@ interface LocalOptions {
  * server and the workers and removes the cluster's directory before exiting.
  */
 async function local(script: string | undefined, opts: LocalOptions): Promise<void> {
+  const { checkScript, ScriptError, startScript } = require("./script.js") as typeof import("./script.js");
+  const { LocalCluster } = require("../cluster/local-cluster.js") as typeof import("../cluster/local-cluster.js");
+  const { startProgressBar } = require("./progress-bar.js") as typeof import("./progress-bar.js");
   let checked: CheckedScript | undefined;
   if (script !== undefined) {
     try {
@@ -187,6 +193,7 @@ program
   .action(async (opts: { server?: string; json?: boolean; watch?: number | true }) => {
     const server = opts.server ?? process.env.HYPERLOOM_SERVER ?? "127.0.0.1:9010";
     const watch = opts.watch === true ? 2 : opts.watch;
+    const { statusMain } = require("./status.js") as typeof import("./status.js");
     process.exit(await statusMain({ server, ...(opts.json ? { json: true } : {}), ...(watch !== undefined ? { watch } : {}) }));
   });
 
@@ -198,7 +205,7 @@ program
   .action((dir: string, opts: { output: string }) => {
     let r;
     try {
-      r = writeReport(dir, opts.output);
+      r = (require("../report/index.js") as typeof import("../report/index.js")).writeReport(dir, opts.output);
     } catch (e) {
       process.stderr.write(`hyperloom report: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(1);

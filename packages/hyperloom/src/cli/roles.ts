@@ -1,7 +1,6 @@
 /** The server and worker roles as the commands run them (shared by `hyperloom`, `loom-server`, `loom-worker`). */
 import { cpus as machineCpus } from "node:os";
-import { startServer } from "../server/server.js";
-import { startWorker, type RunningWorker } from "../worker/worker.js";
+import type { RunningWorker } from "../worker/worker.js";
 import { setLogFormat, setLogLevel, setLogProcess, log, type LogFormat } from "../log.js";
 
 /** Logging options every role takes. */
@@ -22,6 +21,9 @@ import { jobEnvironment } from "../worker/job-env.js";
 /** Runs a server until it is terminated. */
 export async function serverMain(opts: { port: number; host: string; maxCrashes?: number; dashboard?: { host: string; port: number } } & LogOptions): Promise<void> {
   setUpLogs(opts, "server");
+  // Each role loads only its own modules (a server never loads the worker's, and the reverse):
+  // startup is module loading first of all (issue #26, bench/startup).
+  const { startServer } = require("../server/server.js") as typeof import("../server/server.js");
   const s = await startServer({
     port: opts.port,
     host: opts.host,
@@ -51,6 +53,7 @@ export async function workerMain(
 ): Promise<void> {
   setUpLogs(opts, "worker");
   // Inside a cluster job: cpus (unless given) and id from the job.
+  const { startWorker } = require("../worker/worker.js") as typeof import("../worker/worker.js");
   const job = jobEnvironment();
   const options = {
     serverHost: host,

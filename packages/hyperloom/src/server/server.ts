@@ -10,10 +10,14 @@ import { parseStatus, type StatusSnapshot } from "../protocol/status.js";
 import { relayDataStreams } from "./data-relay.js";
 import { ClientWriter } from "./client-writer.js";
 import { WaitingWarnings } from "./waiting.js";
-import { alloc } from "../protocol/messages.js";
 import { Allocator } from "../allocator/allocator.js";
-import { REGISTER_ALLOC_CONTROL, serveControl } from "../allocator/control.js";
-import { startDashboard, type RunningDashboard } from "./dashboard.js";
+import type { RunningDashboard } from "./dashboard.js";
+
+/**
+ * The allocation control connection and its messages (protobufjs, ~10 ms to load), loaded on the
+ * first connection rather than before the server listens (issue #26: accepting within 100 ms).
+ */
+const control = (): typeof import("../allocator/control.js") => require("../allocator/control.js") as typeof import("../allocator/control.js");
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -121,8 +125,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       if (first === undefined) return;
       socket.off("data", onFirst);
       const reg = first.payload === undefined ? undefined : decodeRegister(first.payload);
-      if (reg?.type === REGISTER_ALLOC_CONTROL) {
-        serveControl(socket, first.rest, allocator!, conn);
+      if (reg?.type === control().REGISTER_ALLOC_CONTROL) {
+        control().serveControl(socket, first.rest, allocator!, conn);
         return;
       }
       if (reg?.jobId) allocator!.workerRegistered(conn, reg.jobId);
@@ -183,7 +187,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     for (const line of waiting.observe(Date.now(), count)) log("warn", line);
   }, 1000).unref();
   const dashboard = options.dashboard
-    ? await startDashboard({ ...options.dashboard, snapshot: () => core!.snapshot() })
+    ? await (require("./dashboard.js") as typeof import("./dashboard.js")).startDashboard({ ...options.dashboard, snapshot: () => core!.snapshot() })
     : undefined;
   return {
     port,
@@ -264,6 +268,7 @@ class FirstFrame {
 /** The fields of a Register frame our extension reads, or undefined when it is not one. */
 function decodeRegister(payload: Buffer): { type: number; jobId: string } | undefined {
   try {
+    const { alloc } = require("../protocol/messages.js") as typeof import("../protocol/messages.js");
     const r = alloc.AllocRegister.decode(payload);
     return { type: r.type, jobId: r.jobId ?? "" };
   } catch {

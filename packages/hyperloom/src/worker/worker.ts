@@ -12,9 +12,7 @@ import { mkdirSync, mkdtempSync, rmdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { native, type TaskToRun, type WorkerCore, type WorkerEffects } from "../native.js";
 import { log } from "../log.js";
-import { comm } from "../protocol/messages.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
-import * as protobuf from "protobufjs/minimal.js";
 import { runProgram, stopProgram, stopAllPrograms } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 import { PythonRunner } from "./python.js";
@@ -145,7 +143,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       host: serverIp,
       port: options.serverPort,
       register: options.job ? withJobId(core.registerFrame(), options.job.id) : core.registerFrame(),
-      isDictionary: (payload) => comm.WorkerCommand.decode(payload).type === comm.WorkerCommand.Type.DICTIONARY,
+      isDictionary,
       timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     });
   } catch (e) {
@@ -345,11 +343,27 @@ function listen(server: NetServer, host: string): Promise<number> {
   });
 }
 
+/** `WorkerCommand.type` DICTIONARY (proto/comm.proto). */
+const DICTIONARY = 8;
+
+/**
+ * Whether the server's first frame is its DICTIONARY. Serializers write fields in number order,
+ * so `type` (field 1, varint) comes first and two bytes tell; anything else is decoded in full.
+ * The worker's own frames are read by the core: the generated messages (protobufjs, 10-20 ms to
+ * load) stay unloaded, and a worker registers that much sooner (issue #26).
+ */
+function isDictionary(payload: Buffer): boolean {
+  if (payload[0] === 0x08 && payload[1]! < 0x80) return payload[1] === DICTIONARY;
+  const { comm } = require("../protocol/messages.js") as typeof import("../protocol/messages.js");
+  return comm.WorkerCommand.decode(payload).type === comm.WorkerCommand.Type.DICTIONARY;
+}
+
 /**
  * The framed Register with our extension field `job_id` (100, proto/alloc.proto) appended: a
  * protobuf message may be extended by concatenation, and servers that do not know the field skip it.
  */
 function withJobId(framed: Buffer, jobId: string): Buffer {
+  const protobuf = require("protobufjs/minimal.js") as typeof import("protobufjs/minimal.js");
   const field = Buffer.from(protobuf.Writer.create().uint32((100 << 3) | 2).string(jobId).finish());
   const out = Buffer.concat([framed, field]);
   out.writeBigUInt64LE(BigInt(out.length - 8), 0);
