@@ -1,9 +1,14 @@
-// W1-limit: the whole W1 pipeline in ONE process, no sockets. The client's own plan code
+// W1-serial: the whole W1 pipeline in ONE process and ONE thread, stage after stage, no sockets
+// (not a limit: the real cluster overlaps the stages on several cores and beats it). The client's own plan code
 // (numberPlan/encodePlan) -> native ServerCore -> WorkerCore (built-ins run in Rust) -> FINISHED
 // frames back -> TASK_FINISHED -> FETCH -> SEND -> the worker's data stream -> onDataHeader ->
 // decodeData in JS. Every byte that would cross a socket is handed over in memory instead.
 //
-//   node bench/e2e/limit.mjs --n 1000000          prints one JSON line
+// W1-fused (`--fused`): the ceiling of any runtime behind this client API: the same plan built
+// with `tasks.*`, then evaluated where it stands (each merge's bytes concatenated, the array
+// made), no encoding, no scheduler, no sockets, no serialization between stages.
+//
+//   node bench/e2e/limit.mjs --n 1000000 [--fused]          prints one JSON line
 import { createRequire } from "node:module";
 import { mkdtempSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -126,8 +131,33 @@ export function runLimit(n) {
   }
 }
 
+/** W1-fused: builds W1 with the client API and evaluates it in place (see the header). */
+export function runFused(n) {
+  const rss0 = vm("VmRSS");
+  const t0 = process.hrtime.bigint();
+  const root = w1Tasks(n);
+  const tBuilt = process.hrtime.bigint();
+  const values = new Map();
+  const value = (t) => {
+    let v = values.get(t);
+    if (v !== undefined) return v;
+    if (t.taskType === "loom/data/const") v = Buffer.from(t.config);
+    else if (t.taskType === "loom/data/merge") v = Buffer.concat(t.inputs.map(value));
+    else if (t.taskType === "loom/array/make") v = t.inputs.map(value);
+    else throw new Error(`W1-fused: unexpected task type ${t.taskType}`);
+    values.set(t, v);
+    return v;
+  };
+  const arr = value(root);
+  const tEnd = process.hrtime.bigint();
+  if (arr.length !== n || arr[n - 1].toString() !== "abcd") throw new Error("W1-fused: bad result");
+  const ms = (a, b) => Number(b - a) / 1e6;
+  return { n, tasks: 3 * n + 1, wallMs: ms(t0, tEnd), buildMs: ms(t0, tBuilt), encodeMs: 0, computeMs: ms(tBuilt, tEnd), fetchMs: 0, peakRss: vm("VmHWM"), rssGrowth: vm("VmHWM") - rss0 };
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const i = process.argv.indexOf("--n");
   const n = i > 0 ? Number(process.argv[i + 1]) : 100000;
-  process.stdout.write(JSON.stringify(runLimit(n)) + "\n");
+  const run = process.argv.includes("--fused") ? runFused : runLimit;
+  process.stdout.write(JSON.stringify(run(n)) + "\n");
 }

@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // HyperLoom end-to-end benchmark suite (issue 12). `npm run bench -- [options]`, or
 //   node --expose-gc bench/e2e/run.mjs [--workloads W1,W3] [--n 10000,100000] [--workers 1x2,2x1]
-//        [--reps 3] [--json] [--quick] [--peers dask,ray|none] [--peer-max-n 10000] [--peer-reps 1]
-// Each workload runs on a fresh LocalCluster per (workload, N, cluster shape); see README.md here.
+//        [--reps 3] [--json] [--quick] [--peers dask,ray|none] [--timeout 180]
+// Each workload runs on a fresh LocalCluster per (workload, N, cluster shape); the peers run the
+// same cells at the same N, their repetitions interleaved with ours; see README.md here.
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { execFileSync, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { cpus, totalmem, release } from "node:os";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { LocalCluster } from "hyperloom";
 import { WORKLOADS } from "./workloads.mjs";
+import { render } from "./table.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -17,7 +20,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 // ---------------------------------------------------------------------------------------------
 // Options
 function parseArgs(argv) {
-  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, peerMaxN: 2_000, peerReps: 1, timeoutS: 180 };
+  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, timeoutS: 180 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -35,8 +38,6 @@ function parseArgs(argv) {
       const v = val();
       o.peers = v === "none" ? [] : v.split(",");
     }
-    else if (a === "--peer-max-n") o.peerMaxN = Number(val());
-    else if (a === "--peer-reps") o.peerReps = Number(val());
     else if (a === "--timeout") o.timeoutS = Number(val());
     else if (a === "--help" || a === "-h") {
       process.stdout.write(readFileSync(join(here, "README.md"), "utf8"));
@@ -57,8 +58,8 @@ function parseArgs(argv) {
 function sizesOf(name, o) {
   const w = WORKLOADS[name];
   if (o.quick) return w.quick;
-  // --n applies to the N-scaled workloads (W1, W1-gather, W1-limit, W2); the others keep their size.
-  if (o.n && ["W1", "W1-gather", "W1-limit", "W2"].includes(name)) return o.n.filter((n) => !w.cap || n <= w.cap);
+  // --n applies to the N-scaled workloads (W1, W1-gather, W1-serial, W1-fused, W2); the others keep their size.
+  if (o.n && ["W1", "W1-gather", "W1-serial", "W1-fused", "W2"].includes(name)) return o.n.filter((n) => !w.cap || n <= w.cap);
   return w.sizes;
 }
 
@@ -114,7 +115,7 @@ function summarize(name, n, config, reps) {
     sendMs: median(reps.map((r) => r.sendMs ?? 0)),
   };
   if (reps[0].mbps !== undefined) {
-    out.transferMs = median(reps.map((r) => r.transferMs));
+    out.transferMs = { median: median(reps.map((r) => r.transferMs)), min: Math.min(...reps.map((r) => r.transferMs)), max: Math.max(...reps.map((r) => r.transferMs)) };
     out.mbps = median(reps.map((r) => r.mbps));
   }
   const spawn = reps.map((r) => r.spawnRate).filter((x) => x !== undefined);
@@ -140,15 +141,20 @@ function summarize(name, n, config, reps) {
   return out;
 }
 
-async function runCell(name, n, config, o, log) {
+/** Our side of one cell: a fresh cluster; `rep()` runs one repetition, `close()` stops it. */
+async function openCell(name, n, config, o, log) {
   const [nw, nc] = config.split("x").map(Number);
   const cluster = await LocalCluster.start({ workers: nw, cpus: nc });
   const spid = cluster.serverProcess.pid;
   const wpids = cluster.workerProcesses.map((p) => p.pid);
-  const client = await cluster.connect();
+  const client = await cluster.connect().catch(async (e) => {
+    await cluster.stop();
+    throw e;
+  });
   const reps = [];
-  try {
-    for (let r = 0; r < o.reps; r++) {
+  return {
+    reps,
+    async rep(r) {
       globalThis.gc?.();
       await new Promise((res) => setTimeout(res, 50));
       resetPeak(spid);
@@ -160,17 +166,17 @@ async function runCell(name, n, config, o, log) {
       rep.serverGrowth = rep.serverPeak - idle;
       rep.workerPeak = Math.max(...wpids.map((p) => procField(p, "VmHWM")));
       reps.push(rep);
-      log(`  ${name} N=${n} ${config} rep ${r + 1}: ${rep.wallMs.toFixed(1)} ms`);
-    }
-  } finally {
-    await client.close().catch(() => undefined);
-    await cluster.stop();
-  }
-  return summarize(name, n, config, reps);
+      log(`  ${name} N=${n} ${config} rep ${r + 1}: ours ${rep.wallMs.toFixed(1)} ms`);
+    },
+    async close() {
+      await client.close().catch(() => undefined);
+      await cluster.stop();
+    },
+  };
 }
 
-function runLimitProcess(n) {
-  const out = execFileSync(process.execPath, [join(here, "limit.mjs"), "--n", String(n)], { encoding: "utf8", maxBuffer: 1 << 20 });
+function runLimitProcess(n, fused) {
+  const out = execFileSync(process.execPath, [join(here, "limit.mjs"), "--n", String(n), ...(fused ? ["--fused"] : [])], { encoding: "utf8", maxBuffer: 1 << 20 });
   return JSON.parse(out.trim().split("\n").pop());
 }
 
@@ -188,128 +194,160 @@ function peerAvailable(peer) {
   }
 }
 
-function runPeer(peer, config, cells, o, log) {
-  return new Promise((resolve) => {
-    const args = [join(here, "peers", `${peer}_bench.py`), "--workers", config, "--reps", String(o.peerReps), "--cells", JSON.stringify(cells)];
-    log(`  ${peer} ${config}: ${cells.map((c) => `${c.w}/${c.n}`).join(" ")}`);
-    const child = spawn("python3", args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    const limitMs = Math.max(60, o.timeoutS) * 1e3 * 2;
-    const timer = setTimeout(() => child.kill("SIGKILL"), limitMs);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      const last = stdout.trim().split("\n").pop() ?? "";
-      try {
-        resolve(JSON.parse(last));
-      } catch {
-        resolve({ peer, error: `exit ${code}: ${stderr.trim().split("\n").slice(-3).join(" | ")}` });
-      }
+/**
+ * A peer's cluster of one shape, serving repetitions (peers/common.py `serve`): started on first
+ * use, kept for the cells of that shape, restarted after a repetition that overran its timeout
+ * (its process group is interrupted, then killed).
+ */
+class PeerProcess {
+  constructor(peer, config, log) {
+    this.peer = peer;
+    this.config = config;
+    this.log = log;
+    this.child = undefined;
+    this.lines = [];
+    this.waiter = undefined;
+    this.info = undefined;
+    this.stderr = "";
+  }
+
+  async start() {
+    const child = spawn("python3", [join(here, "peers", `${this.peer}_bench.py`), "--workers", this.config], { stdio: ["pipe", "pipe", "pipe"], detached: true });
+    this.child = child;
+    this.lines = [];
+    this.stderr = "";
+    createInterface({ input: child.stdout }).on("line", (l) => {
+      this.lines.push(l);
+      this.waiter?.();
     });
-  });
+    child.stderr.on("data", (d) => (this.stderr = (this.stderr + d).slice(-4000)));
+    child.on("exit", () => this.waiter?.());
+    const ready = await this.nextLine(300_000);
+    if (!ready) throw new Error(`${this.peer} ${this.config} did not start: ${this.stderr.trim().split("\n").slice(-3).join(" | ")}`);
+    this.info = JSON.parse(ready);
+  }
+
+  /** The next stdout line, or undefined on exit or after `ms`. */
+  async nextLine(ms) {
+    const deadline = now() + ms;
+    while (this.lines.length === 0) {
+      if (!this.child || this.child.exitCode !== null || this.child.signalCode !== null) return undefined;
+      const left = deadline - now();
+      if (left <= 0) return undefined;
+      await new Promise((res) => {
+        const timer = setTimeout(res, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          res();
+        };
+      });
+      this.waiter = undefined;
+    }
+    return this.lines.shift();
+  }
+
+  /** One repetition: its figures, `{ timedOut: true }` or `{ error }`. */
+  async run(w, n, timeoutS) {
+    if (!this.child) await this.start();
+    this.child.stdin.write(JSON.stringify({ w, n }) + "\n");
+    const line = await this.nextLine(timeoutS * 1e3);
+    if (line === undefined) {
+      const exited = this.child.exitCode !== null || this.child.signalCode !== null;
+      await this.stop(true);
+      return exited ? { error: `exited: ${this.stderr.trim().split("\n").slice(-2).join(" | ")}` } : { timedOut: true };
+    }
+    return JSON.parse(line);
+  }
+
+  /** Stops the cluster: stdin closed (it shuts down in order); `interrupt`: SIGINT first. SIGKILL after 30 s. */
+  async stop(interrupt = false) {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((res) => child.once("exit", res));
+    if (interrupt) {
+      try {
+        process.kill(-child.pid, "SIGINT");
+      } catch {
+        /* already gone */
+      }
+    }
+    child.stdin.end();
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    }, 30_000);
+    await gone;
+    clearTimeout(timer);
+  }
+}
+
+/** Median, min and max of figures. */
+const spread = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
+
+/** A peer's side of a row from its repetitions (ratio = peer / ours: > 1 means we are faster). */
+function peerSummary(reps, ours, timeoutS) {
+  const ok = reps.filter((r) => !r.error && !r.timedOut);
+  const timedOut = reps.some((r) => r.timedOut);
+  const error = reps.find((r) => r.error)?.error;
+  const out = { reps: ok.length };
+  if (timedOut) out.didNotFinishS = timeoutS;
+  if (error && !ok.length) out.error = error;
+  if (!ok.length) return out;
+  out.tasks = ok[0].tasks;
+  out.wallMs = spread(ok.map((r) => r.wallMs));
+  out.tasksPerS = out.tasks / (out.wallMs.median / 1e3);
+  if (ok[0].transferMs !== undefined) {
+    out.transferMs = spread(ok.map((r) => r.transferMs));
+    out.mbps = median(ok.map((r) => r.mbps));
+  }
+  // W6: the transfer phase alone on both sides; otherwise the whole wall time.
+  if (ours && !ours.error) out.ratio = out.transferMs && ours.transferMs ? out.transferMs.median / ours.transferMs.median : out.wallMs.median / ours.wallMs.median;
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Output
+// Output (the table is rendered by table.mjs, also from a saved --json result)
 const fmtInt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "-");
-const fmtMs = (x) => (Number.isFinite(x) ? (x >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(1)) : "-");
-const fmtMB = (x) => (Number.isFinite(x) ? (x / 2 ** 20).toFixed(0) : "-");
 const fmtRatio = (x) => (Number.isFinite(x) ? (x >= 10 ? `${Math.round(x)}x` : `${x.toFixed(2)}x`) : "-");
 
-function table(rows, headers, aligns) {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) => cells.map((c, i) => (aligns[i] === "l" ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join("  ");
-  return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-}
-
 function machineNote() {
-  let cpu = cpus()[0]?.model ?? "?";
-  cpu = cpu.replace(/\s+/g, " ").trim();
-  let peers = "";
-  return `${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${release()}, Node ${process.version}${peers}`;
+  const cpu = (cpus()[0]?.model ?? "?").replace(/\s+/g, " ").trim();
+  return `${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${release()}, Node ${process.version}`;
 }
 
-function render(result) {
-  const peersOn = result.peers.filter((p) => p.available).map((p) => p.peer);
-  const headers = ["workload", "N", "cluster", "tasks", "wall ms median", "[min-max]", "tasks/s", "plan ms", "srv peak MB", "wrk peak MB", "srv B/task", "MB/s"];
-  for (const p of peersOn) headers.push(`${p} ms`, `${p}/ours`);
-  const rows = [];
-  for (const r of result.rows) {
-    const lim = r.workload === "W1-limit";
-    const row = [
-      r.workload,
-      fmtInt(r.n),
-      r.workers,
-      fmtInt(r.tasks),
-      r.error ? "ERROR" : fmtMs(r.wallMs?.median),
-      r.error ? r.error.slice(0, 40) : `[${fmtMs(r.wallMs?.min)}-${fmtMs(r.wallMs?.max)}]`,
-      fmtInt(r.tasksPerS),
-      fmtMs(r.planMs),
-      lim ? fmtMB(r.peakRss) : fmtMB(r.serverPeakRss),
-      lim ? "" : fmtMB(r.workerPeakRss),
-      lim ? `(${fmtInt(r.rssGrowthPerTask)})` : r.workload.startsWith("W6") ? "" : fmtInt(r.serverBytesPerTask),
-      r.mbps !== undefined ? fmtInt(r.mbps) : "",
-    ];
-    for (const p of peersOn) {
-      const pr = r.peers?.[p];
-      row.push(pr ? `${fmtMs(pr.wallMs.median)}${pr.scaled ? ` @${fmtInt(pr.n)}` : ""}` : "", pr ? `${fmtRatio(pr.ratio)}${pr.scaled ? "*" : ""}` : "");
-    }
-    rows.push(row);
-  }
-  const aligns = headers.map((_, i) => (i === 0 || i === 2 ? "l" : "r"));
-  let s = `HyperLoom e2e benchmark — ${result.machine}\n`;
-  s += `${result.reps} rep(s) per cell; wall = first task built -> last result gathered; plan = build+encode+send; peak RSS = VmHWM; srv B/task = server RSS growth over idle (first rep).\n`;
-  s += "W1-limit: one process, no sockets (peak MB = that process; B/task in parentheses = its RSS growth).\n";
-  s += `${peersOn.length ? "peer/ours = peer wall / our wall (> 1: we are faster); * = the peer ran N=--peer-max-n (shown @N), ratio per unit of N." : ""}\n\n`;
-  s += table(rows, headers, aligns) + "\n";
-  for (const r of result.rows.filter((x) => x.spawnRate)) {
-    s += `\n${r.workload} ${r.workers}: ${fmtInt(r.tasksPerS)} programs/s = ${Math.round(100 * r.ofSpawnRate)}% of the machine's spawn rate, ${fmtInt(r.spawnRate.median)}/s [${fmtInt(r.spawnRate.min)}-${fmtInt(r.spawnRate.max)}] (spawn-rate: posix_spawn loops, one per cluster cpu, after each rep)`;
-  }
-  for (const p of result.peers) s += `\n${p.peer}: ${p.note}`;
-  s += "\n\nTargets (issue 12):\n";
-  for (const t of result.targets) s += `  [${t.met === null ? "n/a " : t.met ? "MET " : "MISS"}] ${t.target}: ${t.measured}\n`;
-  return s;
-}
-
+/** The targets of issue #26, from the rows of this run (null: not measured in it). */
 function evaluateTargets(rows) {
-  const find = (w, n, c) => rows.find((r) => r.workload === w && r.n === n && (c === undefined || r.workers === c) && !r.error);
-  const cfgs = [...new Set(rows.filter((r) => r.workers !== "-").map((r) => r.workers))];
+  const ok = (r) => r && !r.error;
+  const find = (w, n, c) => rows.find((r) => r.workload === w && r.n === n && (c === undefined || r.workers === c) && ok(r));
   const t = [];
-  const best = (w, n) => rows.filter((r) => r.workload === w && r.n === n && !r.error && r.workers !== "-").sort((a, b) => b.tasksPerS - a.tasksPerS)[0];
-  const b1m = best("W1", 1_000_000);
-  t.push({ target: "W1 N=1M >= 500,000 tasks/s", met: b1m ? b1m.tasksPerS >= 500_000 : null, measured: cfgs.map((c) => `${c}: ${fmtInt(find("W1", 1_000_000, c)?.tasksPerS)}`).join(", ") });
-  t.push({
-    target: "W1 tasks/s at 1M >= 0.8x at 10k",
-    met: cfgs.some((c) => find("W1", 1_000_000, c) && find("W1", 10_000, c)) ? cfgs.every((c) => !find("W1", 1_000_000, c) || find("W1", 1_000_000, c).tasksPerS >= 0.8 * find("W1", 10_000, c).tasksPerS) : null,
-    measured: cfgs.map((c) => `${c}: ${fmtRatio(find("W1", 1_000_000, c)?.tasksPerS / find("W1", 10_000, c)?.tasksPerS)}`).join(", "),
-  });
-  const lim = rows.filter((r) => r.workload === "W1-limit" && !r.error);
-  const ratios = lim.map((l) => ({ n: l.n, r: best("W1", l.n) ? best("W1", l.n).tasksPerS / l.tasksPerS : NaN })).filter((x) => Number.isFinite(x.r));
-  t.push({ target: "W1 >= 0.2x W1-limit", met: ratios.length ? ratios.every((x) => x.r >= 0.2) : null, measured: ratios.map((x) => `N=${fmtInt(x.n)}: ${fmtRatio(x.r)}`).join(", ") });
-  const w3 = rows.filter((r) => r.workload === "W3" && r.n === 10_000 && !r.error);
-  t.push({ target: "W3 >= 50,000 tasks/s", met: w3.length ? w3.some((r) => r.tasksPerS >= 50_000) : null, measured: w3.map((r) => `${r.workers}: ${fmtInt(r.tasksPerS)}`).join(", ") });
-  const w4 = rows.filter((r) => r.workload.startsWith("W4") && r.n === 1_000 && !r.error);
-  t.push({ target: "W4 >= 1,000 programs/s", met: w4.length ? w4.every((r) => r.tasksPerS >= 1_000) : null, measured: w4.map((r) => `${r.workload} ${r.workers}: ${fmtInt(r.tasksPerS)}`).join(", ") });
-  const m1 = rows.filter((r) => r.workload === "W1" && r.n === 1_000_000 && !r.error);
-  t.push({ target: "server <= 150 B/task at 1M", met: m1.length ? m1.every((r) => r.serverBytesPerTask <= 150) : null, measured: m1.map((r) => `${r.workers}: ${fmtInt(r.serverBytesPerTask)}`).join(", ") });
-  const w6 = rows.filter((r) => r.workload === "W6" && r.n === 256 * 2 ** 20 && !r.error);
-  t.push({ target: "W6 >= 1 GB/s", met: w6.length ? w6.every((r) => r.mbps >= 1000) : null, measured: w6.map((r) => `${r.workers}: ${fmtInt(r.mbps)} MB/s`).join(", ") });
-  // vs peers: W1, W2, W3, W5 >= 50x the faster peer; W4, W6 >= 1x.
-  for (const [ws, factor] of [[["W1", "W1-gather", "W2", "W3", "W5"], 50], [["W4-true", "W4-cat", "W6", "W6-fetch"], 1]]) {
-    const cmp = [];
-    for (const r of rows) {
-      if (!ws.includes(r.workload) || !r.peers || r.error) continue;
-      const pw = Object.values(r.peers).filter((p) => !p.error).map((p) => p.wallMs.median);
-      if (pw.length) cmp.push({ r, ratio: Math.min(...Object.values(r.peers).map((p) => p.ratio)) });
-    }
-    t.push({
-      target: `${ws.join(", ")} >= ${factor}x faster than the faster peer`,
-      met: cmp.length ? cmp.every((c) => c.ratio >= factor) : null,
-      measured: cmp.length ? cmp.map((c) => `${c.r.workload}/${fmtInt(c.r.n)}/${c.r.workers}: ${fmtRatio(c.ratio)}`).join(", ") : "no peer figures",
+  const w1 = find("W1", 1_000_000, "2x1");
+  t.push({ target: "W1 N=1M on 2x1 >= 1,000,000 tasks/s", met: w1 ? w1.tasksPerS >= 1e6 : null, measured: w1 ? fmtInt(w1.tasksPerS) : "-" });
+  t.push({ target: "server <= 100 B/task (W1 N=1M, 2x1)", met: w1 ? w1.serverBytesPerTask <= 100 : null, measured: w1 ? fmtInt(w1.serverBytesPerTask) : "-" });
+  const g = find("W1-gather", 100_000, "2x1");
+  t.push({ target: "W1-gather N=100k on 2x1 >= 500,000 tasks/s", met: g ? g.tasksPerS >= 5e5 : null, measured: g ? fmtInt(g.tasksPerS) : "-" });
+  const w6 = find("W6", 256 * 2 ** 20, "2x1");
+  t.push({ target: "W6 >= 1 GB/s", met: w6 ? w6.mbps >= 1000 : null, measured: w6 ? `${fmtInt(w6.mbps)} MB/s` : "-" });
+  const vsPeers = (ws, factor, what) => {
+    const cmp = rows.filter((r) => ws.includes(r.workload) && ok(r) && r.peers).flatMap((r) => {
+      const rs = Object.entries(r.peers).filter(([, p]) => Number.isFinite(p.ratio));
+      if (!rs.length) return [];
+      const [peer, p] = rs.reduce((a, b) => (b[1].ratio < a[1].ratio ? b : a));
+      return [{ r, peer, ratio: p.ratio }];
     });
-  }
+    t.push({
+      target: `${ws.join(", ")} >= ${factor}x ${what}`,
+      met: cmp.length ? cmp.every((c) => c.ratio >= factor) : null,
+      measured: cmp.length ? cmp.map((c) => `${c.r.workload}/${fmtInt(c.r.n)}/${c.r.workers}: ${fmtRatio(c.ratio)} (vs ${c.peer})`).join(", ") : "no peer figures",
+    });
+  };
+  vsPeers(["W4-true", "W4-cat"], 1, "the best peer (wall)");
+  vsPeers(["W5"], 10, "the faster peer (wall)");
+  vsPeers(["W6"], 1.5, "the faster peer's transfer phase");
   return t;
 }
 
@@ -319,13 +357,21 @@ async function main() {
   const log = (s) => process.stderr.write(s + "\n");
   const t0 = now();
   const rows = [];
+  // The peers that can run here, one serving process per (peer, shape), started on first use.
+  const peers = [];
+  for (const peer of o.peers) {
+    if (!PEER_MODULES[peer]) throw new Error(`unknown peer ${peer}`);
+    if (!peerAvailable(peer)) peers.push({ peer, available: false, note: "not installed: column skipped (install with `pip install dask distributed ray`)" });
+    else peers.push({ peer, available: true, version: undefined, notes: new Set(), procs: new Map() });
+  }
+  const peersOn = peers.filter((p) => p.available);
   for (const name of o.workloads) {
     const w = WORKLOADS[name];
     for (const n of sizesOf(name, o)) {
       if (w.inProcess) {
         const reps = [];
         for (let r = 0; r < o.reps; r++) {
-          const x = runLimitProcess(n);
+          const x = runLimitProcess(n, w.fused);
           log(`  ${name} N=${n} rep ${r + 1}: ${x.wallMs.toFixed(1)} ms`);
           reps.push({ ...x, planMs: x.buildMs + x.encodeMs });
         }
@@ -334,55 +380,70 @@ async function main() {
       }
       for (const config of o.workers) {
         if (w.onlyConfigs && !w.onlyConfigs.includes(config)) continue;
+        const withPeers = PEER_WORKLOADS.has(name) ? peersOn : [];
+        const peerReps = new Map(withPeers.map((p) => [p.peer, []]));
+        let cell;
+        let error;
         try {
-          rows.push(await runCell(name, n, config, o, log));
+          cell = await openCell(name, n, config, o, log);
+          // Interleaved: ours, then each peer, then ours again... so that the machine's drift
+          // hits every system alike. A peer that overran the timeout is not run again on the cell.
+          for (let r = 0; r < o.reps; r++) {
+            try {
+              await cell.rep(r);
+            } catch (e) {
+              error = e.message;
+              log(`  ${name} N=${n} ${config}: ${e.message}`);
+              break;
+            }
+            for (const p of withPeers) {
+              const done = peerReps.get(p.peer);
+              if (done.some((x) => x.timedOut || x.error)) continue;
+              let proc = p.procs.get(config);
+              if (!proc) p.procs.set(config, (proc = new PeerProcess(p.peer, config, log)));
+              let res;
+              try {
+                res = await proc.run(name, n, o.timeoutS);
+              } catch (e) {
+                res = { error: e.message };
+              }
+              if (proc.info) {
+                p.version = proc.info.version;
+                for (const x of proc.info.notes ?? []) p.notes.add(x);
+              }
+              done.push(res);
+              log(`  ${name} N=${n} ${config} rep ${r + 1}: ${p.peer} ${res.timedOut ? `did not finish in ${o.timeoutS} s` : res.error ? `error: ${res.error}` : `${res.wallMs.toFixed(1)} ms`}`);
+            }
+          }
         } catch (e) {
+          error = e.message;
           log(`  ${name} N=${n} ${config}: ${e.message}`);
-          rows.push({ workload: name, n, workers: config, error: e.message });
+        } finally {
+          await cell?.close();
         }
+        const row = error || !cell?.reps.length ? { workload: name, n, workers: config, error: error ?? "no repetition" } : summarize(name, n, config, cell.reps);
+        for (const p of withPeers) (row.peers ??= {})[p.peer] = peerSummary(peerReps.get(p.peer), row, o.timeoutS);
+        rows.push(row);
       }
     }
   }
-  // Peers, after our runs (they must not share the cores with them).
-  const peers = [];
-  for (const peer of o.peers) {
-    if (!PEER_MODULES[peer]) throw new Error(`unknown peer ${peer}`);
-    if (!peerAvailable(peer)) {
-      peers.push({ peer, available: false, note: `not installed: column skipped (install with \`pip install dask distributed ray\`)` });
-      continue;
-    }
-    const entry = { peer, available: true, note: "" };
-    peers.push(entry);
-    const notes = new Set();
-    for (const config of o.workers) {
-      // N above --peer-max-n runs on the peer at the cap; the ratio is then per unit of N (marked *).
-      const seen = new Set();
-      const cells = rows
-        .filter((r) => r.workers === config && PEER_WORKLOADS.has(r.workload) && !r.error)
-        .map((r) => ({ w: r.workload, n: r.workload.startsWith("W6") ? r.n : Math.min(r.n, o.peerMaxN) }))
-        .filter((c) => !seen.has(`${c.w}/${c.n}`) && seen.add(`${c.w}/${c.n}`));
-      if (!cells.length) continue;
-      const res = await runPeer(peer, config, cells, o, log);
-      if (res.error) {
-        notes.add(`failed on ${config}: ${res.error}`);
-        continue;
-      }
-      entry.version = res.version;
-      for (const n of res.notes ?? []) notes.add(n);
-      for (const row of rows) {
-        if (row.workers !== config || row.error) continue;
-        const exact = res.results.find((pr) => pr.w === row.workload && pr.n === row.n);
-        const capped = res.results.find((pr) => pr.w === row.workload && pr.n === Math.min(row.n, o.peerMaxN));
-        const pr = exact ?? capped;
-        if (!pr) continue;
-        // Per unit of N when the peer ran a smaller N.
-        (row.peers ??= {})[peer] = { ...pr, scaled: !exact, ratio: pr.wallMs.median / pr.n / (row.wallMs.median / row.n) };
-      }
-    }
-    entry.note = `${peer} ${entry.version ?? ""}; ${o.peerReps} rep(s); N <= ${fmtInt(o.peerMaxN)} (--peer-max-n)${notes.size ? "; " + [...notes].join("; ") : ""}`;
-  }
-  if (!o.peers.length) peers.push({ peer: "peers", available: false, note: "skipped (--peers dask,ray to compare; install with `pip install dask distributed ray`)" });
-  const result = { machine: machineNote(), reps: o.reps, quick: o.quick, totalS: (now() - t0) / 1e3, rows, peers, targets: evaluateTargets(rows) };
+  for (const p of peersOn) for (const proc of p.procs.values()) await proc.stop();
+  const peerNotes = peers.map((p) =>
+    p.available ? { peer: p.peer, available: true, version: p.version, note: `${p.peer} ${p.version ?? ""}: same N and reps as ours, interleaved; ${[...p.notes].join("; ")}` } : { peer: p.peer, available: false, note: p.note },
+  );
+  if (!o.peers.length) peerNotes.push({ peer: "peers", available: false, note: "skipped (--peers dask,ray to compare; install with `pip install dask distributed ray`)" });
+  const result = {
+    date: new Date().toISOString(),
+    command: ["node", "bench/e2e/run.mjs", ...process.argv.slice(2)].join(" "),
+    machine: machineNote(),
+    reps: o.reps,
+    timeoutS: o.timeoutS,
+    quick: o.quick,
+    totalS: (now() - t0) / 1e3,
+    rows,
+    peers: peerNotes,
+    targets: evaluateTargets(rows),
+  };
   if (o.json) process.stdout.write(JSON.stringify(result) + "\n");
   else process.stdout.write(render(result) + `\n(total ${result.totalS.toFixed(0)} s)\n`);
   const failed = rows.filter((r) => r.error);

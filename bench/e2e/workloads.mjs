@@ -109,12 +109,19 @@ export const WORKLOADS = {
       return r;
     },
   },
-  // W1-limit runs in a child process of its own (limit.mjs): no cluster.
-  "W1-limit": {
-    what: "W1 in one process: encode -> ServerCore -> WorkerCore -> decode, no sockets",
+  // W1-serial and W1-fused run in a child process of their own (limit.mjs): no cluster.
+  "W1-serial": {
+    what: "W1 in one process and one thread, stage after stage: encode -> ServerCore -> WorkerCore -> decode, no sockets (not a limit: a cluster overlaps the stages)",
     sizes: [10_000, 100_000, 1_000_000],
     quick: [2_000],
     inProcess: true,
+  },
+  "W1-fused": {
+    what: "the ceiling: W1 built with the client API, then evaluated in place (no encoding, scheduler, sockets or serialization between stages)",
+    sizes: [10_000, 100_000, 1_000_000],
+    quick: [2_000],
+    inProcess: true,
+    fused: true,
   },
   W2: {
     what: "one const -> N size -> one arrayMake (N+2 tasks)",

@@ -1,11 +1,13 @@
-"""Shared by the peer benchmarks: options, timing, JSON output (one line on stdout).
+"""Shared by the peer benchmarks: options, timing, the serving loop.
 
-A peer script runs the cells it is given (workload, N) on one cluster shape and prints
-{"peer", "version", "results": [{"w", "n", "tasks", "wallMs": {median, min, max}, "mbps"?}], "notes"}.
+A peer script starts its cluster of one shape (--workers WxC), prints one JSON line
+{"ready": true, "peer", "version", "notes"}, then serves repetitions: each stdin line
+{"w": workload, "n": N} runs that cell once and prints one JSON line
+{"w", "n", "tasks", "wallMs", "transferMs"?, "mbps"?} or {"w", "n", "error"}. The harness
+(run.mjs) interleaves these with ours and kills the process group when a repetition overruns.
 """
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -16,11 +18,9 @@ W6_PRODUCE = ["head", "-c"]
 def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument("--workers", default="2x1", help="WORKERSxCPUS, e.g. 2x1")
-    p.add_argument("--reps", type=int, default=1)
-    p.add_argument("--cells", required=True, help='JSON list of {"w": workload, "n": size}')
     a = p.parse_args()
     nw, nc = (int(x) for x in a.workers.split("x"))
-    return nw, nc, a.reps, json.loads(a.cells)
+    return nw, nc
 
 
 def now_ms():
@@ -31,17 +31,21 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def summarize(w, n, tasks, reps):
-    walls = [r["wallMs"] for r in reps]
-    out = {"w": w, "n": n, "tasks": tasks, "wallMs": {"median": statistics.median(walls), "min": min(walls), "max": max(walls)}}
-    out["tasksPerS"] = tasks / (out["wallMs"]["median"] / 1e3)
-    if "mbps" in reps[0]:
-        out["mbps"] = statistics.median(r["mbps"] for r in reps)
-    return out
-
-
-def emit(peer, version, results, notes):
-    print(json.dumps({"peer": peer, "version": version, "results": results, "notes": notes}), flush=True)
+def serve(peer, version, notes, one):
+    """Announces readiness, then runs one repetition per stdin line with `one(w, n)` ->
+    (figures, tasks)."""
+    print(json.dumps({"ready": True, "peer": peer, "version": version, "notes": notes}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        cell = json.loads(line)
+        w, n = cell["w"], cell["n"]
+        try:
+            r, tasks = one(w, n)
+            out = {"w": w, "n": n, "tasks": tasks, **r}
+        except Exception as e:  # reported in the row, the peer keeps serving
+            out = {"w": w, "n": n, "error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(out), flush=True)
 
 
 # Task bodies (module-level so that both peers can pickle them by reference).
@@ -59,6 +63,10 @@ def size(x):
 
 def make_array(*items):
     return list(items)
+
+
+def run_true_i(_i):
+    return run_true()
 
 
 def inc(i):
