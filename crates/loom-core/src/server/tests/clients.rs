@@ -280,3 +280,82 @@ fn client_disconnect_leaves_residuals() {
     assert_eq!(seen.removes(1), vec![0]);
     assert!(seen.close.is_empty());
 }
+
+#[test]
+fn fetch_many_answers_each_id_as_a_fetch_alone() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], true),
+                task(CONST, b"b", &[], true),
+                task(CONST, b"c", &[], false),
+                task(MERGE, b"", &[2], true),
+            ],
+            &[],
+        ),
+    );
+    h.take();
+    h.fin(1, 0, 1);
+    h.fin(1, 1, 1);
+    h.take();
+    // One request: two finished results, an unknown id, one not finished; the packed encoding.
+    let many = ClientRequest {
+        r#type: client_request::Type::Fetch as i32,
+        ids: vec![0, 7, 1, 3],
+        ..Default::default()
+    };
+    h.send(2, &many);
+    let seen = h.take();
+    let sends: Vec<Option<i32>> = seen.of(1, 2).iter().map(|c| c.id).collect();
+    assert_eq!(sends, vec![Some(0), Some(1)]);
+    assert_eq!(
+        seen.errors(2),
+        vec!["Invalid id: 7", "Task is not finished"]
+    );
+    assert_eq!(seen.error_ids(2), vec![Some(7), Some(3)]);
+    // Each object comes back under its own client id.
+    for id in [1, 0] {
+        let hdr = DataHeader {
+            id,
+            n_messages: 1,
+            type_id: 19,
+        }
+        .encode_to_vec();
+        let relay = h.s.on_data_header(&hdr).unwrap();
+        let r = ClientResponse::decode(&split(&relay.response_frame)[0][..]).unwrap();
+        assert_eq!(r.data.unwrap().id, id);
+    }
+}
+
+#[test]
+fn fetch_many_is_offered_only_to_a_client_that_asks() {
+    let mut h = setup(1);
+    h.take();
+    let first_dictionary = |h: &mut H, conn: ConnId, features: Vec<String>| {
+        h.s.on_connect(conn, "10.0.0.3");
+        h.s.on_data(
+            conn,
+            &framed(&Register {
+                protocol_version: 2,
+                r#type: 2,
+                features,
+                ..Default::default()
+            }),
+        );
+        h.take().resp(conn)[0].clone()
+    };
+    let ours = first_dictionary(
+        &mut h,
+        3,
+        vec!["dictionary-updates".into(), "fetch-many".into()],
+    );
+    assert_eq!(ours.r#type, client_response::Type::Dictionary as i32);
+    assert_eq!(ours.features, vec!["fetch-many".to_string()]);
+    // The original client announces nothing: its DICTIONARY is the original's, no `features`.
+    let original = first_dictionary(&mut h, 4, Vec::new());
+    assert_eq!(original.r#type, client_response::Type::Dictionary as i32);
+    assert!(original.features.is_empty());
+}
