@@ -61,10 +61,6 @@ def size(x):
     return len(x).to_bytes(8, "little")
 
 
-def make_array(*items):
-    return list(items)
-
-
 def run_true_i(_i):
     return run_true()
 
