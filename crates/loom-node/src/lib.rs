@@ -35,6 +35,8 @@ pub enum ErrorCode {
     ERR_LOOM_PEER_STREAM,
     /// A DataHeader on the server's data port names no waiting receiver or is malformed.
     ERR_LOOM_DATA_HEADER,
+    /// The server journal (`--journal`) cannot be read, is not a journal, or cannot be written.
+    ERR_LOOM_JOURNAL,
     /// A program could not be started (`runProgram`), or its waiter thread could not.
     ERR_LOOM_SPAWN,
     /// The background directory remover is gone.
@@ -51,6 +53,7 @@ impl AsRef<str> for ErrorCode {
             ErrorCode::ERR_LOOM_SERVER_STREAM => "ERR_LOOM_SERVER_STREAM",
             ErrorCode::ERR_LOOM_PEER_STREAM => "ERR_LOOM_PEER_STREAM",
             ErrorCode::ERR_LOOM_DATA_HEADER => "ERR_LOOM_DATA_HEADER",
+            ErrorCode::ERR_LOOM_JOURNAL => "ERR_LOOM_JOURNAL",
             ErrorCode::ERR_LOOM_SPAWN => "ERR_LOOM_SPAWN",
             ErrorCode::ERR_LOOM_REMOVER => "ERR_LOOM_REMOVER",
             ErrorCode::ERR_LOOM_NAPI => "ERR_LOOM_NAPI",

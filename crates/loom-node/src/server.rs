@@ -1,6 +1,7 @@
 //! `ServerCore`: the server's plan graph and scheduler, fed with socket bytes.
 
 use crate::{ErrorCode, LogLine};
+use loom_core::journal::writer::JournalWriter;
 use loom_core::server::{Output, Server, ServerError};
 
 /// `DataRelay.client` when nobody waits for the object: its frames are read and dropped.
@@ -52,6 +53,17 @@ pub struct DataRelay {
     pub n_messages: i64,
 }
 
+/// Hands the output's journal records to the writer, then converts the rest.
+fn convert_with(journal: &mut Option<JournalWriter>, mut out: Output) -> ServerOutput {
+    if let Some(j) = journal.as_mut() {
+        j.append(std::mem::take(&mut out.journal));
+        if let Some(e) = j.take_error() {
+            out.logs.push((loom_core::log::LogLevel::Error, e));
+        }
+    }
+    convert(out)
+}
+
 fn convert(out: Output) -> ServerOutput {
     ServerOutput {
         writes: out
@@ -72,6 +84,8 @@ fn convert(out: Output) -> ServerOutput {
 #[napi]
 pub struct ServerCore {
     pub(crate) inner: Server,
+    /// The journal's writer thread (`--journal`).
+    journal: Option<JournalWriter>,
 }
 
 #[napi]
@@ -81,6 +95,60 @@ impl ServerCore {
     pub fn new(data_port: u32) -> Self {
         ServerCore {
             inner: Server::new(data_port as u16),
+            journal: None,
+        }
+    }
+
+    /// Journals to `path` (`--journal`): an existing journal's plans are restored first (its
+    /// corrupt or truncated tail cut, with a warning), then it is compacted and appended to
+    /// with group commit on a thread of its own. `compactMinBytes`: compact while running once
+    /// the file is at least this large (and twice its compacted size). Call before any
+    /// connection. Throws `ERR_LOOM_JOURNAL` (the message names the path) when it cannot be
+    /// read or written.
+    #[napi]
+    pub fn open_journal(
+        &mut self,
+        path: String,
+        compact_min_bytes: Option<i64>,
+    ) -> napi::Result<ServerOutput, ErrorCode> {
+        let err = |e: loom_core::journal::JournalError| {
+            napi::Error::new(ErrorCode::ERR_LOOM_JOURNAL, e.to_string())
+        };
+        let path = std::path::PathBuf::from(path);
+        let contents = loom_core::journal::read(&path).map_err(err)?;
+        let mut logs = Vec::new();
+        if let Some(cut) = &contents.cut {
+            logs.push((loom_core::log::LogLevel::Warn, cut.clone()));
+        }
+        let restoring = !contents.records.is_empty();
+        self.inner.enable_journal();
+        if restoring {
+            self.inner.restore(&contents.records);
+        }
+        let records = loom_core::journal::compact(contents.records);
+        let min = compact_min_bytes
+            .map(|b| b.max(0) as u64)
+            .unwrap_or(loom_core::journal::writer::COMPACT_MIN_BYTES);
+        self.journal = Some(JournalWriter::create(&path, &records, min).map_err(err)?);
+        let mut out = self.inner.take_output();
+        // The restore's own records (sessions) are in the compacted file already.
+        out.journal.clear();
+        out.logs.splice(0..0, logs);
+        Ok(convert(out))
+    }
+
+    /// Discards restored client sessions that have not re-attached (their plans go).
+    #[napi]
+    pub fn discard_detached(&mut self) -> ServerOutput {
+        self.inner.discard_detached();
+        convert_with(&mut self.journal, self.inner.take_output())
+    }
+
+    /// Blocks until every journal record so far is on disk (before a clean exit).
+    #[napi]
+    pub fn journal_sync(&self) {
+        if let Some(j) = &self.journal {
+            j.sync();
         }
     }
 
@@ -95,28 +163,28 @@ impl ServerCore {
     #[napi]
     pub fn on_connect(&mut self, conn: u32, peer_ip: String) -> ServerOutput {
         self.inner.on_connect(conn, &peer_ip);
-        convert(self.inner.take_output())
+        convert_with(&mut self.journal, self.inner.take_output())
     }
 
     /// Bytes arrived on a main-port connection.
     #[napi]
     pub fn on_data(&mut self, conn: u32, chunk: &[u8]) -> ServerOutput {
         self.inner.on_data(conn, chunk);
-        convert(self.inner.take_output())
+        convert_with(&mut self.journal, self.inner.take_output())
     }
 
     /// A main-port connection closed.
     #[napi]
     pub fn on_close(&mut self, conn: u32) -> ServerOutput {
         self.inner.on_close(conn);
-        convert(self.inner.take_output())
+        convert_with(&mut self.journal, self.inner.take_output())
     }
 
     /// About once a second: writes the trace out when due (no-op while not tracing).
     #[napi]
     pub fn trace_tick(&mut self) -> ServerOutput {
         self.inner.trace_tick();
-        convert(self.inner.take_output())
+        convert_with(&mut self.journal, self.inner.take_output())
     }
 
     /// Counts ready tasks that wait for a worker (polled by the TS server to warn about them).
@@ -171,4 +239,15 @@ impl ServerCore {
             n_messages: relay.n_messages as i64,
         })
     }
+}
+
+/// What the journal at `path` holds (`hyperloom journal`), as JSON (the `Summary` of
+/// `loom_core::journal::summary`): client sessions, plans, tasks by state, and a cut tail if
+/// any. The file is only read. Throws `ERR_LOOM_JOURNAL` when it cannot be read or is not a
+/// journal.
+#[napi]
+pub fn read_journal(path: String) -> napi::Result<String, ErrorCode> {
+    let c = loom_core::journal::read(std::path::Path::new(&path))
+        .map_err(|e| napi::Error::new(ErrorCode::ERR_LOOM_JOURNAL, e.to_string()))?;
+    Ok(loom_core::journal::summary::summarize(&c).to_json())
 }

@@ -6,7 +6,9 @@ use crate::proto::comm::{client_response, ClientResponse};
 
 use super::ids::{ClientIdx, IdxVec, TaskId};
 use super::wire;
+use super::journal::DETACHED;
 use super::ConnId;
+use crate::journal::SessionToken;
 
 /// One plan's mapping of client ids onto internal ids: client ids
 /// `client_base..client_base+n` are internal ids `base..base+n`.
@@ -33,9 +35,36 @@ pub(crate) struct Client {
     pub(crate) out: Vec<u8>,
     /// It announced "dictionary-updates": it gets the dictionary again when it grows.
     pub(crate) dict_updates: bool,
+    /// Its session token (it announced "session"; see [`crate::journal`]).
+    pub(crate) session: Option<SessionToken>,
+    /// Restored from the journal: a FETCH of a result being recomputed waits for it (the client
+    /// may have been told it finished before the restart).
+    pub(crate) restored: bool,
 }
 
 impl Client {
+    /// A session restored from the journal, until its client re-attaches: what the server
+    /// says to it is kept in `out` meanwhile.
+    pub(crate) fn detached(token: SessionToken) -> Client {
+        Client {
+            conn: DETACHED,
+            ip: String::new(),
+            alive: true,
+            ranges: Vec::new(),
+            next_base: 0,
+            n_data: 0,
+            out: Vec::new(),
+            dict_updates: true,
+            session: Some(token),
+            restored: true,
+        }
+    }
+
+    /// Whether it is a restored session whose client has not re-attached yet.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.conn == DETACHED
+    }
+
     /// The internal id of this client's task `cid`, if it belongs to a live plan.
     pub(crate) fn resolve(&self, cid: i32) -> Option<TaskId> {
         let k = self.ranges.partition_point(|r| r.client_base <= cid);

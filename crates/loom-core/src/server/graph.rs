@@ -79,6 +79,11 @@ impl TaskGraph {
         TaskId(self.next_id)
     }
 
+    /// Moves the id counter up to `id` (restoring a journal: ids are never reused).
+    pub(crate) fn bump_next_id(&mut self, id: TaskId) {
+        self.next_id = self.next_id.max(id.0);
+    }
+
     /// Adds a segment (its base is above every existing one).
     pub(crate) fn push(&mut self, seg: Segment) -> SegIdx {
         if seg.live == 0 {

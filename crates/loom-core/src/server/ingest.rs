@@ -1,6 +1,7 @@
 //! A plan arrives: whole-plan validation, then insertion as one [`Segment`] and backward
 //! planning from the result tasks. On error nothing is changed.
 
+use crate::journal::Record;
 use crate::proto::scan::Scanner;
 
 use super::clients::PlanRange;
@@ -52,7 +53,8 @@ impl Server {
             ibase,
             n,
         };
-        let (mut seg, labels, forward) = self.fill_segment(ci, plan, &header.requests, map)?;
+        let (mut seg, labels, forward, min_ext) =
+            self.fill_segment(ci, plan, &header.requests, map)?;
         seg.build_consumers();
         let label_of = |off: usize| -> String {
             labels
@@ -87,6 +89,17 @@ impl Server {
             let label = String::from_utf8_lossy(l).into_owned().into_boxed_str();
             self.graph.labels.insert(ibase.plus(off as usize), label);
         }
+        if let Some(token) = self.journaled_session(ci) {
+            self.journal(|| Record::Plan {
+                token,
+                ibase: ibase.get(),
+                client_base: map.base,
+                n: n as u32,
+                min_ext,
+                load,
+                bytes: plan.to_vec(),
+            });
+        }
         self.commit(seg, load);
         self.counters
             .ingest_done(no, started.elapsed().as_secs_f64());
@@ -94,8 +107,9 @@ impl Server {
     }
 
     /// Pass 2: fills the segment's columns, checks each task and resolves its inputs to
-    /// internal ids. Returns the segment, the labels (offset, bytes) and whether any input
-    /// refers forward in the plan (only then can there be a cycle).
+    /// internal ids. Returns the segment, the labels (offset, bytes), whether any input
+    /// refers forward in the plan (only then can there be a cycle) and the lowest client id it
+    /// uses from an earlier plan (`i32::MAX`: none; for the journal's compaction).
     #[allow(clippy::type_complexity)]
     fn fill_segment<'p>(
         &self,
@@ -103,7 +117,7 @@ impl Server {
         plan: &'p [u8],
         requests: &[Result<u16, String>],
         map: IdMap,
-    ) -> Result<(Segment, Vec<(u32, &'p [u8])>, bool), PlanError> {
+    ) -> Result<(Segment, Vec<(u32, &'p [u8])>, bool, i32), PlanError> {
         let n = map.n;
         let max_cpus = self.workers.plan_cpus_limit();
         let mut seg = Segment::with_columns(map.ibase, n, ci, Some(map.base), TaskState::Unplanned);
@@ -113,6 +127,7 @@ impl Server {
         seg.in_off.push(0);
         let mut labels: Vec<(u32, &[u8])> = Vec::new();
         let mut forward = false;
+        let mut min_ext = i32::MAX;
         let mut r = Scanner::new(plan);
         let mut i = 0usize;
         while !r.done() {
@@ -168,6 +183,7 @@ impl Server {
                     continue;
                 }
                 *input = self.earlier_input(ci, cid).map_err(err)?;
+                min_ext = min_ext.min(cid);
             }
             i += 1;
         }
@@ -175,7 +191,7 @@ impl Server {
             seg.inputs.shrink_to_fit();
         }
         seg.arena.shrink_to_fit();
-        Ok((seg, labels, forward))
+        Ok((seg, labels, forward, min_ext))
     }
 
     /// Resolves input `cid` from an earlier plan of client `ci`: it must be a result the client
@@ -280,7 +296,8 @@ impl Server {
         while let Some(t) = stack.pop() {
             let t = t as usize;
             seg.live += 1;
-            if load
+            // After a restart, a checkpoint the journal says was written is loaded too.
+            if (load || self.restored_checkpoint(seg.id(t)))
                 && seg
                     .checkpoint(t)
                     .is_some_and(|p| std::path::Path::new(p).exists())

@@ -67,6 +67,7 @@ mod fail;
 mod graph;
 mod ids;
 mod ingest;
+mod journal;
 mod on_client;
 mod on_worker;
 mod plan_scan;
@@ -109,6 +110,30 @@ pub use demand::{WaitingClass, WorkerLoad};
 pub use error::ServerError;
 pub use poison::DEFAULT_MAX_CRASHES;
 
+/// Results and tasks with a checkpoint path in a `Plan` message (for the journal's summary;
+/// a malformed plan counts what could be read).
+pub(crate) fn count_plan_tasks(plan: &[u8]) -> (usize, usize) {
+    let mut r = crate::proto::scan::Scanner::new(plan);
+    let (mut results, mut checkpoints) = (0, 0);
+    let mut inputs = Vec::new();
+    while !r.done() {
+        let Ok((f, wt)) = r.key() else { break };
+        if f != 2 {
+            if r.skip(wt).is_err() {
+                break;
+            }
+            continue;
+        }
+        let Ok(b) = r.bytes_of(wt) else { break };
+        inputs.clear();
+        if let Ok(t) = plan_scan::scan_task(b, &mut inputs) {
+            results += t.result as usize;
+            checkpoints += !t.checkpoint.is_empty() as usize;
+        }
+    }
+    (results, checkpoints)
+}
+
 /// A connection id, chosen by the socket layer.
 pub type ConnId = u32;
 
@@ -123,6 +148,8 @@ pub struct Output {
     pub logs: Vec<(LogLevel, String)>,
     /// A client sent TERMINATE: the process should exit.
     pub terminate: bool,
+    /// Framed journal records to append (empty unless [`Server::enable_journal`]).
+    pub journal: Vec<u8>,
 }
 
 /// Where a fetched object's data stream goes.
@@ -200,6 +227,8 @@ pub struct Server {
     counters: Counters,
     /// Lost workers per task (poison tasks).
     crashes: Crashes,
+    /// The journal's records being collected (`--journal`).
+    journal: Option<Box<journal::Journaling>>,
 }
 
 impl Server {
@@ -240,6 +269,7 @@ impl Server {
             trace_client: None,
             counters: Counters::default(),
             crashes: Crashes::default(),
+            journal: None,
         }
     }
 
@@ -447,13 +477,14 @@ impl Server {
             }
         }
         for c in self.clients.iter_mut() {
-            if !c.out.is_empty() {
+            if !c.out.is_empty() && !c.is_detached() {
                 let buf = std::mem::take(&mut c.out);
                 if c.alive {
                     out.writes.push((c.conn, buf));
                 }
             }
         }
+        out.journal = self.take_journal();
         out
     }
 
@@ -479,6 +510,10 @@ impl Server {
         };
         self.counters.retire(self.graph.retired.drain(..), false);
         for p in dropped.plans {
+            if let Some(token) = self.journaled_session(p.client) {
+                let client_base = p.client_base;
+                self.journal(|| crate::journal::Record::PlanDropped { token, client_base });
+            }
             let ranges = &mut self.clients[p.client].ranges;
             ranges.retain(|r| r.client_base != p.client_base);
         }

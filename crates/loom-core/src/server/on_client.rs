@@ -1,6 +1,7 @@
 //! Client requests (PLAN, FETCH, RELEASE, STATS, TRACE, TERMINATE) and a client going away.
 
 use crate::frame::push_frame;
+use crate::journal::Record;
 use crate::proto::comm::{client_request, client_response, ClientResponse, Stats};
 
 use super::ids::{ClientIdx, Slot};
@@ -120,9 +121,12 @@ impl Server {
             TaskState::Failed => {
                 return self.clients[ci].error(Some(cid), format!("Task id={cid} failed"));
             }
-            st if st.is_pending() && seg.flags[s.off].has(TaskFlags::NOTIFIED) => {
-                // Finished once, its data lost with a worker and being recomputed: the fetch
-                // waits (sent when it finishes again, or answered by TASK_FAILED).
+            st if st.is_pending()
+                && (seg.flags[s.off].has(TaskFlags::NOTIFIED) || self.clients[ci].restored) =>
+            {
+                // Finished once, its data lost with a worker (or with a server restart: the
+                // client may have heard of it) and being recomputed: the fetch waits (sent
+                // when it finishes again, or answered by TASK_FAILED).
                 let fetch = Fetch {
                     client: ci,
                     client_id: cid,
@@ -146,11 +150,14 @@ impl Server {
     }
 
     /// RELEASE: the client no longer holds the result; its data goes when nothing needs it.
-    fn release(&mut self, ci: ClientIdx, cid: i32) {
+    pub(super) fn release(&mut self, ci: ClientIdx, cid: i32) {
         let s = match self.held_result(ci, cid) {
             Ok(s) => s,
             Err(msg) => return self.clients[ci].error(Some(cid), msg),
         };
+        if let Some(token) = self.journaled_session(ci) {
+            self.journal(|| Record::Release { token, cid });
+        }
         let seg = self.graph.seg_mut(s);
         seg.flags[s.off].remove(TaskFlags::RESULT);
         if seg.is_garbage(s.off) {
@@ -164,6 +171,9 @@ impl Server {
     pub(super) fn discard_client(&mut self, ci: ClientIdx) {
         if self.trace_client == Some(ci) {
             self.trace_stop();
+        }
+        if let Some(token) = self.journaled_session(ci) {
+            self.journal(|| Record::SessionClosed { token });
         }
         let c = &mut self.clients[ci];
         c.alive = false;

@@ -86,6 +86,10 @@ impl Server {
             seg.flags[s.off].insert(TaskFlags::NOTIFIED);
             let cid = seg.client_id(s.off).expect("results are plan tasks");
             client.task_finished(cid);
+            if self.journal.is_some() {
+                let (ci, cid) = (seg.client, seg.client_id(s.off));
+                self.journal_finished(ci, cid, size, length, true, false);
+            }
         }
         let wk = &mut self.workers[w];
         wk.unbook(c);
@@ -130,13 +134,19 @@ impl Server {
         };
         let seg = self.graph.seg_mut(s);
         let flags = seg.flags[s.off];
-        if seg.state[s.off] == TaskState::Finished
-            && flags.has(TaskFlags::RESULT)
-            && !flags.has(TaskFlags::NOTIFIED)
-        {
+        if seg.state[s.off] != TaskState::Finished {
+            return;
+        }
+        let notify = flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED);
+        if notify {
             seg.flags[s.off].insert(TaskFlags::NOTIFIED);
             let cid = seg.client_id(s.off).expect("results are plan tasks");
             self.clients[seg.client].task_finished(cid);
+        }
+        if self.journal.is_some() {
+            let (ci, cid, size) = (seg.client, seg.client_id(s.off), seg.size[s.off]);
+            let length = self.graph.lengths.get(&id).copied().unwrap_or(0);
+            self.journal_finished(ci, cid, size, length, notify, true);
         }
     }
 

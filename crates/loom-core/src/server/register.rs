@@ -3,6 +3,7 @@
 use prost::Message;
 
 use crate::frame::push_frame;
+use crate::journal::Record;
 use crate::proto::comm::{
     client_response, register, worker_command, ClientResponse, Register, WorkerCommand,
 };
@@ -22,7 +23,7 @@ impl Server {
         }
         match register::Type::try_from(r.r#type) {
             Ok(register::Type::RegisterWorker) => self.register_worker(conn, &r),
-            Ok(register::Type::RegisterClient) => Ok(self.register_client(conn, &r)),
+            Ok(register::Type::RegisterClient) => self.register_client(conn, &r),
             Err(_) => Err(ServerError::RegisterType(r.r#type)),
         }
     }
@@ -84,7 +85,15 @@ impl Server {
         Ok(Peer::Worker(w))
     }
 
-    fn register_client(&mut self, conn: ConnId, r: &Register) -> Peer {
+    fn register_client(&mut self, conn: ConnId, r: &Register) -> Result<Peer, ServerError> {
+        let ip = self
+            .conns
+            .get(&conn)
+            .map(|c| c.ip.clone())
+            .unwrap_or_default();
+        if let Some(token) = r.session {
+            return self.reattach_client(conn, ip, token, &r.features);
+        }
         let mut out = Vec::new();
         push_frame(
             &mut out,
@@ -95,11 +104,14 @@ impl Server {
                 ..Default::default()
             },
         );
-        let ip = self
-            .conns
-            .get(&conn)
-            .map(|c| c.ip.clone())
-            .unwrap_or_default();
+        let session = r
+            .features
+            .iter()
+            .any(|f| f == "session")
+            .then(new_token);
+        if let Some(token) = session {
+            push_session(&mut out, token, 0);
+        }
         let ci = self.clients.push(Client {
             conn,
             ip,
@@ -109,9 +121,75 @@ impl Server {
             n_data: 0,
             out,
             dict_updates: r.features.iter().any(|f| f == "dictionary-updates"),
+            session,
+            restored: false,
         });
+        if let Some(token) = self.journaled_session(ci) {
+            self.journal(|| Record::Session { token });
+        }
         self.log(LogLevel::Info, format!("client {conn} registered"));
-        Peer::Client(ci)
+        Ok(Peer::Client(ci))
+    }
+
+    /// A client re-attaches to session `token` (after the server restarted from its journal):
+    /// it gets the dictionary, its token again, then what the server said to the session while
+    /// it was away. An unknown token is refused with an ERROR naming it.
+    fn reattach_client(
+        &mut self,
+        conn: ConnId,
+        ip: String,
+        token: u64,
+        features: &[String],
+    ) -> Result<Peer, ServerError> {
+        let found = self
+            .clients
+            .iter_enumerated()
+            .find(|(_, c)| c.alive && c.session == Some(token) && c.is_detached())
+            .map(|(i, _)| i);
+        let Some(ci) = found else {
+            let mut out = Vec::new();
+            push_frame(
+                &mut out,
+                &ClientResponse {
+                    r#type: client_response::Type::Error as i32,
+                    error: Some(crate::proto::comm::Error {
+                        id: Some(-1),
+                        error_msg: Some(
+                            format!(
+                                "Session {token:x} is unknown to this server (it ended, or the server has no journal); its tasks are lost"
+                            )
+                            .into_bytes()
+                            .into(),
+                        ),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            );
+            self.out.writes.push((conn, out));
+            return Err(ServerError::Malformed("Register (unknown session)"));
+        };
+        let mut out = Vec::new();
+        push_frame(
+            &mut out,
+            &ClientResponse {
+                r#type: client_response::Type::Dictionary as i32,
+                symbols: self.symbols.names().to_vec(),
+                features: offered_client_features(features),
+                ..Default::default()
+            },
+        );
+        push_session(&mut out, token, self.clients[ci].next_base);
+        let c = &mut self.clients[ci];
+        out.append(&mut c.out);
+        c.out = out;
+        c.conn = conn;
+        c.ip = ip;
+        self.log(
+            LogLevel::Info,
+            format!("client {conn} re-attached to session {token:x}"),
+        );
+        Ok(Peer::Client(ci))
     }
 }
 
@@ -126,4 +204,35 @@ fn offered_client_features(announced: &[String]) -> Vec<String> {
         .filter(|f| announced.iter().any(|a| a == *f))
         .map(|f| f.to_string())
         .collect()
+}
+
+/// Queues `ClientResponse{SESSION, session: token, id: next_base}` (our extension): `next_base`
+/// is the lowest client id the session's next plan may use — plans the client sent from there
+/// on never reached the journal, and it sends them again.
+fn push_session(out: &mut Vec<u8>, token: u64, next_base: i64) {
+    push_frame(
+        out,
+        &ClientResponse {
+            r#type: client_response::Type::Session as i32,
+            session: Some(token),
+            id: Some(next_base.min(i32::MAX as i64) as i32),
+            ..Default::default()
+        },
+    );
+}
+
+/// A new session token: random (the std hasher's random keys, the time and a counter), below
+/// 2^53 so that a JavaScript number holds it exactly.
+fn new_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (h.finish() & ((1 << 53) - 1)) | 1
 }

@@ -339,6 +339,7 @@ impl Worker {
             data_types: WORKER_DATA_TYPES.iter().map(|s| s.to_string()).collect(),
             cpus: Some(self.cfg.cpus as i32),
             features: WORKER_FEATURES.iter().map(|s| s.to_string()).collect(),
+            session: None,
         };
         let mut out = Vec::new();
         push_frame(&mut out, &msg);

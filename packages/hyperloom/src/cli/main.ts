@@ -48,9 +48,14 @@ program
   .option("--host <address>", "listen address", "0.0.0.0")
   .option("--dashboard <[host:]port>", "serve the live dashboard and /metrics there (host default 127.0.0.1; port 0: any free one)", addressArg)
   .option("--max-crashes <n>", "fail a task once this many workers were lost while running it", intArg("number of crashes", 1, 1 << 20), 2)
+  .option("--journal <path>", "journal plans, releases, completions and client sessions to this file; restore from it on start")
+  .option("--reattach <seconds>", "with --journal: how long a restored client session waits for its client to re-attach", intArg("seconds", 1, 1 << 30), 300)
   .option("--debug", "debug logging: scheduling summaries, transfers, connections")
   .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
-  .action((opts: { port: number; host: string; debug?: boolean; logFormat: LogFormat; maxCrashes: number; dashboard?: { host: string; port: number } }) => roles().serverMain(opts));
+  .action(
+    (opts: { port: number; host: string; debug?: boolean; logFormat: LogFormat; maxCrashes: number; dashboard?: { host: string; port: number }; journal?: string; reattach: number }) =>
+      roles().serverMain(opts),
+  );
 
 program
   .command("worker")
@@ -179,6 +184,16 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
   });
   if (!exiting) await exit(code);
 }
+
+program
+  .command("journal")
+  .description("print what a server journal holds: client sessions, plans, tasks by state")
+  .argument("<path>", "the journal file (hyperloom server --journal)")
+  .option("--json", "print it as JSON")
+  .action((path: string, opts: { json?: boolean }) => {
+    const { journalMain } = require("./journal.js") as typeof import("./journal.js");
+    process.exit(journalMain(path, opts));
+  });
 
 program
   .command("status")

@@ -19,12 +19,16 @@ function setUpLogs(o: LogOptions, role: "server" | "worker"): void {
 import { jobEnvironment } from "../worker/job-env.js";
 
 /** Runs a server until it is terminated. */
-export async function serverMain(opts: { port: number; host: string; maxCrashes?: number; dashboard?: { host: string; port: number } } & LogOptions): Promise<void> {
+export async function serverMain(
+  opts: { port: number; host: string; maxCrashes?: number; dashboard?: { host: string; port: number }; journal?: string; reattach?: number } & LogOptions,
+): Promise<void> {
   setUpLogs(opts, "server");
   // Each role loads only its own modules (a server never loads the worker's, and the reverse):
   // startup is module loading first of all (issue #26, bench/startup).
   const { startServer } = require("../server/server.js") as typeof import("../server/server.js");
   const s = await startServer({
+    ...(opts.journal !== undefined ? { journal: opts.journal } : {}),
+    ...(opts.reattach !== undefined ? { reattachSeconds: opts.reattach } : {}),
     port: opts.port,
     host: opts.host,
     ...(opts.dashboard ? { dashboard: opts.dashboard } : {}),

@@ -22,6 +22,16 @@ const DEFAULT_PORT = 9010;
 export interface ConnectOptions {
   /** Limit for connecting and receiving the server's dictionary, in ms (default 10 000). */
   timeoutMs?: number;
+  /**
+   * Survive a lost connection (README, "Durability"): the client connects again, retrying with
+   * backoff (0.1 s doubling to 2 s) for up to `reconnectTimeoutMs`, and re-attaches to its
+   * session (a server restarted with `--journal` restores it); plans the server never got are
+   * sent again, and every future keeps working. Without it (the default), a lost connection
+   * fails every pending future with an error naming its task.
+   */
+  reconnect?: boolean;
+  /** With `reconnect`: how long to keep trying, in ms (default 120 000). */
+  reconnectTimeoutMs?: number;
 }
 
 /** `host:port` from `HYPERLOOM_SERVER` (as `hyperloom local` sets it), or the default address. */
@@ -93,7 +103,7 @@ function fieldOf<K extends string>(msg: { [k in K]?: number | null } | undefined
 }
 
 /** What this client understands beyond the original protocol (`Register.features`). */
-const CLIENT_FEATURES = ["dictionary-updates", "fetch-many"];
+const CLIENT_FEATURES = ["dictionary-updates", "fetch-many", "session"];
 
 /** Most ids in one `fetch-many` FETCH (keeps a request well under any frame limit: 5 B per id). */
 const FETCH_MANY_MAX = 65_536;
@@ -105,7 +115,7 @@ interface Pending<T> {
 
 /** A connection to a HyperLoom server. */
 export class Client {
-  private readonly reader = new FrameReader();
+  private reader = new FrameReader();
   private readonly symbols = new Map<string, number>();
   private symbolNames: string[] = [];
   private nextId = 0;
@@ -130,8 +140,21 @@ export class Client {
   private readonly settleListeners = new Set<(f: Future<unknown>) => void>();
   private readonly statusWaiters: Array<Pending<StatusSnapshot>> = [];
   private readonly releaser = new FinalizationRegistry<number>((id) => this.releaseId(id));
+  /** The session token the server gave (our extension), if it gave one. */
+  private session: number | undefined;
+  /** With `reconnect`: the plans sent, to send again those a restarted server never got. */
+  private readonly sentPlans: Array<{ idBase: number; buf: Buffer }> = [];
+  /** Reconnecting: requests wait (fetches, stats, status and plans are sent again on re-attach). */
+  private away = false;
+  /** Releases asked for while away. */
+  private releasedAway: number[] = [];
+  /** `close()` was called: a closed connection is no loss. */
+  private closing = false;
 
-  private constructor(private readonly socket: Socket) {}
+  private constructor(
+    private socket: Socket,
+    private readonly address: { host: string; port: number; timeoutMs: number; reconnectMs: number | undefined },
+  ) {}
 
   /**
    * Connects to the server at `host:port` and waits for its symbol dictionary. Without a host,
@@ -142,45 +165,119 @@ export class Client {
    */
   static async connect(host?: string, port?: number, options: ConnectOptions = {}): Promise<Client> {
     const [h, p] = host === undefined ? serverAddress(process.env.HYPERLOOM_SERVER) : [host, port ?? DEFAULT_PORT];
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     let greeted: Greeted;
     try {
-      greeted = await handshake({
-        host: h,
-        port: p,
-        register: frame(
-          comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT, features: CLIENT_FEATURES }).finish(),
-        ),
-        isDictionary: (payload) => comm.ClientResponse.decode(payload).type === ResponseType.DICTIONARY,
-        timeoutMs: options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      });
+      greeted = await Client.greet(h, p, timeoutMs, undefined);
     } catch (e) {
       throw new LoomError((e as Error).message);
     }
+    const reconnectMs = options.reconnect ? (options.reconnectTimeoutMs ?? 120_000) : undefined;
+    const client = new Client(greeted.socket, { host: h, port: p, timeoutMs, reconnectMs });
+    client.attach(greeted);
+    openClients().add(client);
+    return client;
+  }
+
+  /** Connects and registers (re-attaching to `session` when given); resolves with the dictionary. */
+  private static greet(host: string, port: number, timeoutMs: number, session: number | undefined): Promise<Greeted> {
+    const register = comm.Register.encode({
+      protocolVersion: PROTOCOL_VERSION,
+      type: comm.Register.Type.REGISTER_CLIENT,
+      features: CLIENT_FEATURES,
+      ...(session !== undefined ? { session } : {}),
+    }).finish();
+    return handshake({
+      host,
+      port,
+      register: frame(register),
+      isDictionary: (payload) => comm.ClientResponse.decode(payload).type === ResponseType.DICTIONARY,
+      // A server that cannot re-attach the session says why (an ERROR instead of the dictionary).
+      refusal: (payload) => {
+        const m = comm.ClientResponse.decode(payload);
+        return m.type === ResponseType.ERROR ? Buffer.from(m.error?.errorMsg ?? []).toString("utf8") : undefined;
+      },
+      timeoutMs,
+    });
+  }
+
+  /** Takes over a greeted connection: its dictionary, then every frame that follows. */
+  private attach(greeted: Greeted): void {
     const { socket } = greeted;
-    const client = new Client(socket);
+    const { host: h, port: p } = this.address;
+    this.socket = socket;
+    this.reader = new FrameReader();
+    this.data = undefined;
     const dictionary = comm.ClientResponse.decode(greeted.dictionary);
-    client.setDictionary(dictionary.symbols);
+    this.setDictionary(dictionary.symbols);
     // The original server offers no features: each future is then fetched by a FETCH of its own.
-    client.fetchMany = dictionary.features.includes("fetch-many");
+    this.fetchMany = dictionary.features.includes("fetch-many");
     const onChunk = (chunk: Buffer): void => {
       try {
-        for (const f of client.reader.push(chunk)) client.onFrame(f);
+        for (const f of this.reader.push(chunk)) this.onFrame(f);
       } catch (e) {
-        client.fail(e instanceof Error ? e : new Error(String(e)));
+        this.fail(e instanceof Error ? e : new Error(String(e)));
         socket.destroy();
       }
     };
     socket.on("data", onChunk);
-    socket.on("error", (e) => client.fail(new LoomError(`connection to server ${h}:${p} failed: ${e.message}`)));
+    let lost: string | undefined;
+    socket.on("error", (e) => (lost = `connection to server ${h}:${p} failed: ${e.message}`));
     socket.on("close", () => {
-      openClients().delete(client);
-      client.fail(new LoomError(`connection to server ${h}:${p} closed`));
+      const why = new LoomError(lost ?? `connection to server ${h}:${p} closed`);
+      if (this.closing || this.address.reconnectMs === undefined || this.session === undefined || this.closedError) {
+        openClients().delete(this);
+        this.fail(why);
+        return;
+      }
+      void this.reconnect(why);
     });
     const rest = greeted.received.subarray(8 + greeted.dictionary.length);
     if (rest.length > 0) onChunk(rest);
     socket.resume();
-    openClients().add(client);
-    return client;
+  }
+
+  /**
+   * The connection was lost (`reconnect`): connects again with backoff and re-attaches to the
+   * session; on the server's SESSION answer ({@link Client.resume}) what was lost is sent again.
+   * Fails every pending future when the time is up or the server no longer knows the session.
+   */
+  private async reconnect(why: LoomError): Promise<void> {
+    this.away = true;
+    this.outgoing = [];
+    const { host, port, timeoutMs } = this.address;
+    const deadline = Date.now() + this.address.reconnectMs!;
+    for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+      if (this.closing) return this.fail(why);
+      try {
+        const greeted = await Client.greet(host, port, Math.min(timeoutMs, Math.max(deadline - Date.now(), 1000)), this.session);
+        this.attach(greeted);
+        return;
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (/^Session [0-9a-f]+ is unknown/.test(msg)) {
+          openClients().delete(this);
+          return this.fail(new LoomError(`${why.message}; re-attaching failed: ${msg}`));
+        }
+        if (Date.now() + delay > deadline) {
+          openClients().delete(this);
+          return this.fail(new LoomError(`${why.message}; not re-attached within ${this.address.reconnectMs! / 1000} s (last attempt: ${msg})`));
+        }
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Re-attached (SESSION after a reconnect): sends again what the server may not have got. */
+  private resume(nextBase: number): void {
+    this.away = false;
+    this.outgoing = [];
+    this.fetchIds = [];
+    for (const p of this.sentPlans) if (p.idBase >= nextBase) this.send(p.buf);
+    for (const id of this.fetches.keys()) this.queueFetch(id);
+    for (const id of this.releasedAway.splice(0)) this.sendRequest({ type: RequestType.RELEASE, id });
+    for (let i = 0; i < this.statsWaiters.length; i++) this.sendRequest({ type: RequestType.STATS });
+    for (let i = 0; i < this.statusWaiters.length; i++) this.sendRequest({ type: RequestType.STATUS });
   }
 
   /**
@@ -195,6 +292,7 @@ export class Client {
 
   /** @internal Drops the connection at once (`hyperloom local`, for a script that did not close it). */
   _destroy(): void {
+    this.closing = true;
     this.socket.destroy();
   }
 
@@ -232,6 +330,7 @@ export class Client {
       futures.push(f);
     }
     this.plans.push({ idBase: plan.idBase, end: this.nextId });
+    if (this.address.reconnectMs !== undefined) this.sentPlans.push({ idBase: plan.idBase, buf });
     this.send(buf);
     return futures as FuturesOf<Ts>;
   }
@@ -434,6 +533,7 @@ export class Client {
 
   /** Closes the connection; the server discards this client's tasks and results. */
   close(): Promise<void> {
+    this.closing = true;
     openClients().delete(this);
     this.flush();
     return new Promise((resolve) => {
@@ -500,16 +600,18 @@ export class Client {
   private releaseId(id: number): void {
     const h = this.held.get(id);
     if (h !== undefined && h.deref() === undefined) this.held.delete(id);
-    if (!this.socket.destroyed) this.sendRequest({ type: RequestType.RELEASE, id });
+    if (this.away) this.releasedAway.push(id);
+    else if (!this.socket.destroyed) this.sendRequest({ type: RequestType.RELEASE, id });
   }
 
   private sendRequest(msg: { type: number; id?: number; tracePath?: string }): void {
     this.send(frame(comm.ClientRequest.encode(msg).finish()));
   }
 
-  /** Queues bytes; everything queued in one tick goes out in one write. */
   /** Queues a FETCH of `id`; the FETCHes of one turn leave together (see {@link Client.packFetches}). */
   private queueFetch(id: number): void {
+    // Away (reconnecting): every outstanding fetch is sent again on re-attach (see `resume`).
+    if (this.away) return;
     this.fetchIds.push(id);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -536,7 +638,10 @@ export class Client {
     }
   }
 
+  /** Queues bytes; everything queued in one tick goes out in one write. */
   private send(buf: Buffer): void {
+    // Away (reconnecting): what matters is sent again on re-attach (see `resume`).
+    if (this.away) return;
     this.packFetches();
     this.outgoing.push(buf);
     if (!this.flushScheduled) {
@@ -600,6 +705,11 @@ export class Client {
         w?.resolve({ nWorkers: msg.stats?.nWorkers ?? 0, nDataObjects: msg.stats?.nDataObjects ?? 0 });
         break;
       }
+      case ResponseType.SESSION:
+        // Our extension: the session token (and, re-attaching, where the server's plans end).
+        this.session = Number(msg.session);
+        if (this.away) this.resume(msg.id);
+        break;
       case ResponseType.STATUS: {
         const w = this.statusWaiters.shift();
         try {

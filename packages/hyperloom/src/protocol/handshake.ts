@@ -23,6 +23,8 @@ export interface HandshakeOptions {
   isDictionary: (payload: Buffer) => boolean;
   /** Limit for connecting and receiving the dictionary (ms). */
   timeoutMs: number;
+  /** A first frame that is not the dictionary but a refusal the peer explains: its message (the handshake fails with it). */
+  refusal?: (payload: Buffer) => string | undefined;
 }
 
 /** A connection whose handshake succeeded. The socket is paused: attach a data handler, then resume it. */
@@ -79,7 +81,15 @@ export function handshake(options: HandshakeOptions): Promise<Greeted> {
       } catch {
         ok = false;
       }
-      if (!ok) return fail(notAServer(address));
+      if (!ok) {
+        let why: string | undefined;
+        try {
+          why = options.refusal?.(payload);
+        } catch {
+          why = undefined;
+        }
+        return fail(why ?? notAServer(address));
+      }
       settled = true;
       clearTimeout(timer);
       socket.pause();

@@ -29,6 +29,16 @@ export interface ServerOptions {
   dashboard?: { host?: string; port: number };
   /** A task whose worker is lost while running it this many times fails (default 2). */
   maxCrashes?: number;
+  /**
+   * Journal to this file (`--journal`): accepted plans, releases, completions and client
+   * sessions, so that a restarted server resumes its clients' plans. An existing journal is
+   * restored first (README, "Durability").
+   */
+  journal?: string;
+  /** Compact the journal while running once it reaches this many bytes (and twice its compacted size). Default 64 MiB. */
+  journalCompactBytes?: number;
+  /** How long a restored client session waits for its client to re-attach before its plans are discarded, in seconds (default 300). */
+  reattachSeconds?: number;
 }
 
 /** A running server. */
@@ -71,6 +81,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       log("info", "Terminate requested by a client; exiting");
       stopping = true;
       core!.traceFlush();
+      core!.journalSync();
       const pending = [...sockets.values()].map((s) => new Promise<void>((r) => s.end(r)));
       pending.push(allocator!.close());
       void Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 500))]).then(() => process.exit(0));
@@ -98,6 +109,17 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const dataPort = await listen(dataServer, 0, host);
   core = new (native().ServerCore)(dataPort);
   if (options.maxCrashes !== undefined) core.setMaxCrashes(options.maxCrashes);
+  let reattachTimer: NodeJS.Timeout | undefined;
+  if (options.journal !== undefined) {
+    try {
+      apply(core.openJournal(options.journal, options.journalCompactBytes));
+    } catch (e) {
+      dataServer.close();
+      throw e;
+    }
+    // Restored sessions whose client never comes back do not keep their plans forever.
+    reattachTimer = setTimeout(() => safely(() => core!.discardDetached(), "journal"), (options.reattachSeconds ?? 300) * 1000).unref();
+  }
 
   const main = createServer({ noDelay: true }, (socket) => {
     const conn = nextConn++;
@@ -198,9 +220,11 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       clearInterval(traceTimer);
       clearInterval(summaryTimer);
       clearInterval(waitingTimer);
+      clearTimeout(reattachTimer);
       await allocator!.close();
       await dashboard?.close();
       core!.traceFlush();
+      core!.journalSync();
       for (const s of sockets.values()) s.destroy();
       await Promise.all([closeServer(main), closeServer(dataServer)]);
     },
