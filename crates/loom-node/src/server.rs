@@ -120,12 +120,11 @@ impl ServerCore {
         if let Some(cut) = &contents.cut {
             logs.push((loom_core::log::LogLevel::Warn, cut.clone()));
         }
-        let restoring = !contents.records.is_empty();
-        self.inner.enable_journal();
-        if restoring {
-            self.inner.restore(&contents.records);
-        }
         let records = loom_core::journal::compact(contents.records);
+        self.inner.enable_journal();
+        if !records.is_empty() {
+            self.inner.restore(&records);
+        }
         let min = compact_min_bytes
             .map(|b| b.max(0) as u64)
             .unwrap_or(loom_core::journal::writer::COMPACT_MIN_BYTES);

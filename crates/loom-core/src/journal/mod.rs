@@ -11,8 +11,8 @@
 //! byte and little-endian fields (see [`Record`]). What is journaled, and why that is enough:
 //! - sessions of clients that announced `session` (only they can re-attach), and their end;
 //! - every accepted plan as received (`PLAN` bytes), with its internal id base so the restored
-//!   server gives its tasks the same internal ids, and the lowest client id it uses from an
-//!   earlier plan (compaction keeps what a kept plan refers to);
+//!   server gives its tasks the same internal ids, and the earlier plans it uses (compaction
+//!   keeps what a kept plan refers to);
 //! - releases, in order with plans (a replay is the same sequence of requests);
 //! - completions the restore needs: results reported to their client and checkpoints written
 //!   (with size and length). Other completions are not journaled: their data is held by a worker
@@ -41,14 +41,14 @@ pub enum Record {
     /// The session ended (the client closed or was discarded): its plans are gone.
     SessionClosed { token: SessionToken },
     /// An accepted plan: the `Plan` message bytes as received. `ibase`: internal id of its first
-    /// task; `client_base`, `n`: its client ids; `min_ext`: lowest client id it uses from an
-    /// earlier plan (`i32::MAX`: none); `load`: the request's `load_checkpoints`.
+    /// task; `client_base`, `n`: its client ids; `uses`: client bases of the earlier plans whose
+    /// results it uses; `load`: the request's `load_checkpoints`.
     Plan {
         token: SessionToken,
         ibase: i32,
         client_base: i32,
         n: u32,
-        min_ext: i32,
+        uses: Vec<i32>,
         load: bool,
         bytes: Vec<u8>,
     },
@@ -100,7 +100,7 @@ impl Record {
                 ibase,
                 client_base,
                 n,
-                min_ext,
+                uses,
                 load,
                 bytes,
             } => {
@@ -109,7 +109,10 @@ impl Record {
                 out.extend_from_slice(&ibase.to_le_bytes());
                 out.extend_from_slice(&client_base.to_le_bytes());
                 out.extend_from_slice(&n.to_le_bytes());
-                out.extend_from_slice(&min_ext.to_le_bytes());
+                out.extend_from_slice(&(uses.len() as u32).to_le_bytes());
+                for u in uses {
+                    out.extend_from_slice(&u.to_le_bytes());
+                }
                 out.push(*load as u8);
                 out.extend_from_slice(bytes);
             }
@@ -163,15 +166,23 @@ impl Record {
         let rec = match *p.first()? {
             K_SESSION => Record::Session { token: r.u64()? },
             K_SESSION_CLOSED => Record::SessionClosed { token: r.u64()? },
-            K_PLAN => Record::Plan {
-                token: r.u64()?,
-                ibase: r.i32()?,
-                client_base: r.i32()?,
-                n: r.u32()?,
-                min_ext: r.i32()?,
-                load: r.u8()? != 0,
-                bytes: std::mem::take(&mut r.b).to_vec(),
-            },
+            K_PLAN => {
+                let (token, ibase, client_base, n) = (r.u64()?, r.i32()?, r.i32()?, r.u32()?);
+                let k = r.u32()? as usize;
+                let mut uses = Vec::with_capacity(k.min(r.b.len() / 4));
+                for _ in 0..k {
+                    uses.push(r.i32()?);
+                }
+                Record::Plan {
+                    token,
+                    ibase,
+                    client_base,
+                    n,
+                    uses,
+                    load: r.u8()? != 0,
+                    bytes: std::mem::take(&mut r.b).to_vec(),
+                }
+            }
             K_RELEASE => Record::Release {
                 token: r.u64()?,
                 cid: r.i32()?,
@@ -347,8 +358,8 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Contents, JournalError> {
 }
 
 /// Drops what a restore does not need: every record of a closed session, and plans whose tasks
-/// are all gone (`PlanDropped`) unless a kept later plan of the session uses an id at or below
-/// their end, with their releases and completions. Symbols and the highest `NextId` stay.
+/// are all gone (`PlanDropped`) unless a kept later plan of the session uses them, with their
+/// releases and completions. Symbols and the highest `NextId` stay.
 pub fn compact(records: Vec<Record>) -> Vec<Record> {
     let closed: HashSet<SessionToken> = records
         .iter()
@@ -367,26 +378,22 @@ pub fn compact(records: Vec<Record>) -> Vec<Record> {
     // Per session, from the last plan back: which plans stay (a plan is kept when it is not
     // dropped, or when a kept later plan may use one of its ids).
     let mut kept: HashMap<SessionToken, Vec<(i32, u32)>> = HashMap::new();
-    let mut min_ref: HashMap<SessionToken, i32> = HashMap::new();
+    let mut used: HashSet<(SessionToken, i32)> = HashSet::new();
     for r in records.iter().rev() {
         if let Record::Plan {
             token,
             client_base,
             n,
-            min_ext,
+            uses,
             ..
         } = r
         {
             if closed.contains(token) {
                 continue;
             }
-            let referenced = min_ref
-                .get(token)
-                .is_some_and(|&m| (m as i64) < *client_base as i64 + *n as i64);
-            if !dropped.contains(&(*token, *client_base)) || referenced {
+            if !dropped.contains(&(*token, *client_base)) || used.contains(&(*token, *client_base)) {
                 kept.entry(*token).or_default().push((*client_base, *n));
-                let m = min_ref.entry(*token).or_insert(i32::MAX);
-                *m = (*m).min(*min_ext);
+                used.extend(uses.iter().map(|&u| (*token, u)));
             }
         }
     }

@@ -144,14 +144,14 @@ impl Sink {
             }
             last = Instant::now();
             buf.clear();
-            for w in waiters.drain(..) {
-                let _ = w.send(());
-            }
             if self.size >= self.compact_min && self.size >= 2 * self.compacted_size {
                 if let Err(e) = self.compact() {
                     let mut slot = error.lock().unwrap_or_else(|p| p.into_inner());
                     slot.get_or_insert_with(|| format!("{e}"));
                 }
+            }
+            for w in waiters.drain(..) {
+                let _ = w.send(());
             }
         }
     }

@@ -73,6 +73,12 @@ impl Client {
         (d >= 0 && d < r.n as i64).then(|| r.base.plus(d as usize))
     }
 
+    /// The first client id of the live plan holding task `cid`.
+    pub(crate) fn plan_base(&self, cid: i32) -> Option<i32> {
+        let k = self.ranges.partition_point(|r| r.client_base <= cid);
+        Some(self.ranges.get(k.checked_sub(1)?)?.client_base)
+    }
+
     /// Queues `ClientResponse{ERROR, error{id?, error_msg}}`. `task` is the client's id of the
     /// task the error is about (every error about a task names it, so the client can route it).
     pub(crate) fn error(&mut self, task: Option<i32>, msg: String) {

@@ -176,6 +176,7 @@ mod tests {
             data_types: vec!["loom/data".into()],
             cpus: Some(cpus),
             features: Vec::new(),
+            session: None,
         };
         s.on_data(conn, &framed(&r));
     }

@@ -17,6 +17,9 @@ pub enum ServerError {
     /// The first frame announced an unknown connection type.
     #[error("invalid registration type {0}")]
     RegisterType(i32),
+    /// A client tried to re-attach to a session this server does not have (it answered ERROR).
+    #[error("client session {0:x} is unknown (the client was told)")]
+    UnknownSession(u64),
     /// A client request of an unknown type.
     #[error("invalid request type {0}")]
     RequestType(i32),

@@ -53,7 +53,7 @@ impl Server {
             ibase,
             n,
         };
-        let (mut seg, labels, forward, min_ext) =
+        let (mut seg, labels, forward, uses) =
             self.fill_segment(ci, plan, &header.requests, map)?;
         seg.build_consumers();
         let label_of = |off: usize| -> String {
@@ -95,7 +95,7 @@ impl Server {
                 ibase: ibase.get(),
                 client_base: map.base,
                 n: n as u32,
-                min_ext,
+                uses,
                 load,
                 bytes: plan.to_vec(),
             });
@@ -108,8 +108,8 @@ impl Server {
 
     /// Pass 2: fills the segment's columns, checks each task and resolves its inputs to
     /// internal ids. Returns the segment, the labels (offset, bytes), whether any input
-    /// refers forward in the plan (only then can there be a cycle) and the lowest client id it
-    /// uses from an earlier plan (`i32::MAX`: none; for the journal's compaction).
+    /// refers forward in the plan (only then can there be a cycle) and the client bases of the
+    /// earlier plans it uses (for the journal's compaction).
     #[allow(clippy::type_complexity)]
     fn fill_segment<'p>(
         &self,
@@ -117,7 +117,7 @@ impl Server {
         plan: &'p [u8],
         requests: &[Result<u16, String>],
         map: IdMap,
-    ) -> Result<(Segment, Vec<(u32, &'p [u8])>, bool, i32), PlanError> {
+    ) -> Result<(Segment, Vec<(u32, &'p [u8])>, bool, Vec<i32>), PlanError> {
         let n = map.n;
         let max_cpus = self.workers.plan_cpus_limit();
         let mut seg = Segment::with_columns(map.ibase, n, ci, Some(map.base), TaskState::Unplanned);
@@ -127,7 +127,7 @@ impl Server {
         seg.in_off.push(0);
         let mut labels: Vec<(u32, &[u8])> = Vec::new();
         let mut forward = false;
-        let mut min_ext = i32::MAX;
+        let mut uses: Vec<i32> = Vec::new();
         let mut r = Scanner::new(plan);
         let mut i = 0usize;
         while !r.done() {
@@ -183,7 +183,11 @@ impl Server {
                     continue;
                 }
                 *input = self.earlier_input(ci, cid).map_err(err)?;
-                min_ext = min_ext.min(cid);
+                if let Some(b) = self.clients[ci].plan_base(cid) {
+                    if !uses.contains(&b) {
+                        uses.push(b);
+                    }
+                }
             }
             i += 1;
         }
@@ -191,7 +195,7 @@ impl Server {
             seg.inputs.shrink_to_fit();
         }
         seg.arena.shrink_to_fit();
-        Ok((seg, labels, forward, min_ext))
+        Ok((seg, labels, forward, uses))
     }
 
     /// Resolves input `cid` from an earlier plan of client `ci`: it must be a result the client
@@ -287,6 +291,10 @@ impl Server {
         let n = seg.n as usize;
         let mut stack: Vec<u32> = Vec::new();
         for t in 0..n {
+            if seg.flags[t].has(TaskFlags::RESULT) && self.restored_release(seg.id(t)) {
+                // Restoring a journal: released before the restart, and no later plan uses it.
+                seg.flags[t].remove(TaskFlags::RESULT);
+            }
             if seg.flags[t].has(TaskFlags::RESULT) {
                 seg.set_state(t, TaskState::Waiting);
                 stack.push(t as u32);

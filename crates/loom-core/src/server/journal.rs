@@ -118,6 +118,8 @@ impl Server {
             .collect();
         // Internal ids of plan tasks, to place completions; first pass.
         let mut plans: HashMap<(SessionToken, i32), (i32, u32)> = HashMap::new();
+        // The id counter before the restart (applied after the plans, which take their own ids).
+        let mut next_id = 0;
         for r in records {
             match r {
                 Record::Symbols { names } => {
@@ -134,7 +136,7 @@ impl Server {
                 } => {
                     plans.insert((*token, *client_base), (*ibase, *n));
                 }
-                Record::NextId { next } => self.graph.bump_next_id(TaskId(*next)),
+                Record::NextId { next } => next_id = next_id.max(*next),
                 _ => {}
             }
         }
@@ -144,8 +146,31 @@ impl Server {
                 (t == token && d >= 0 && d < n as i64).then(|| TaskId(ibase + d as i32))
             })
         };
+        // Plans a later plan of their session uses.
+        let used: HashSet<(SessionToken, i32)> = records
+            .iter()
+            .flat_map(|r| match r {
+                Record::Plan { token, uses, .. } => uses.iter().map(|&u| (*token, u)).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let mut released: HashSet<TaskId> = HashSet::new();
         let mut notified: HashSet<TaskId> = HashSet::new();
         let mut checkpointed: HashSet<TaskId> = HashSet::new();
+        for r in records {
+            if let Record::Release { token, cid } = r {
+                let plan = plans
+                    .iter()
+                    .find(|(&(t, b), &(_, n))| {
+                        t == *token && *cid >= b && (*cid as i64) < b as i64 + n as i64
+                    })
+                    .map(|(k, _)| *k);
+                let unused = plan.is_some_and(|k| !used.contains(&k));
+                if let (true, Some(id)) = (unused, locate(*token, *cid)) {
+                    released.insert(id);
+                }
+            }
+        }
         for r in records {
             if let Record::Finished {
                 token,
@@ -169,6 +194,8 @@ impl Server {
             j.checkpointed = checkpointed;
             j.symbols = self.symbols.names().len();
         }
+        // (Kept outside the journal state too: restore also works without journaling.)
+        self.restoring_released = released;
         let mut sessions: HashMap<SessionToken, ClientIdx> = HashMap::new();
         let (mut n_plans, mut n_failed) = (0usize, 0usize);
         for r in records {
@@ -209,7 +236,11 @@ impl Server {
                     }
                 }
                 Record::Release { token, cid } => {
-                    if let Some(&ci) = sessions.get(token) {
+                    let Some(&ci) = sessions.get(token) else {
+                        continue;
+                    };
+                    let skipped = locate(*token, *cid).is_some_and(|id| self.restoring_released.contains(&id));
+                    if !skipped {
                         self.release(ci, *cid);
                     }
                 }
@@ -229,6 +260,8 @@ impl Server {
         if let Some(j) = self.journal.as_mut() {
             j.checkpointed.clear();
         }
+        self.restoring_released.clear();
+        self.graph.bump_next_id(TaskId(next_id));
         let n_sessions = sessions.len();
         self.log(
             LogLevel::Info,
@@ -243,6 +276,12 @@ impl Server {
         );
         self.after_event();
         (n_sessions, n_plans)
+    }
+
+    /// Whether result `id` was released before the restart and no later plan may use it (a
+    /// restore then does not plan it).
+    pub(super) fn restored_release(&self, id: TaskId) -> bool {
+        !self.restoring_released.is_empty() && self.restoring_released.contains(&id)
     }
 
     /// Whether task `id`'s checkpoint was written before the restart (it is then loaded).

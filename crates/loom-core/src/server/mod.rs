@@ -229,6 +229,8 @@ pub struct Server {
     crashes: Crashes,
     /// The journal's records being collected (`--journal`).
     journal: Option<Box<journal::Journaling>>,
+    /// While restoring a journal: results released before the restart that are not planned again.
+    restoring_released: std::collections::HashSet<TaskId>,
 }
 
 impl Server {
@@ -270,6 +272,7 @@ impl Server {
             counters: Counters::default(),
             crashes: Crashes::default(),
             journal: None,
+            restoring_released: Default::default(),
         }
     }
 

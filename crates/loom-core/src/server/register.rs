@@ -167,7 +167,7 @@ impl Server {
                 },
             );
             self.out.writes.push((conn, out));
-            return Err(ServerError::Malformed("Register (unknown session)"));
+            return Err(ServerError::UnknownSession(token));
         };
         let mut out = Vec::new();
         push_frame(

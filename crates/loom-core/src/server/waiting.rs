@@ -65,6 +65,7 @@ mod tests {
                 data_types: vec!["loom/data".into()],
                 cpus: Some(cpus),
                 features: Vec::new(),
+                session: None,
             },
             None => Register {
                 protocol_version: 2,

@@ -20,6 +20,7 @@ impl H {
             data_types: vec!["loom/data".into()],
             cpus: Some(cpus),
             features: features.iter().map(|s| s.to_string()).collect(),
+            session: None,
         };
         self.s.on_data(conn, &framed(&r));
         self.workers.push(conn);

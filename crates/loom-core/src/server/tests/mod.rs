@@ -123,6 +123,7 @@ impl H {
             data_types: vec!["loom/data".into()],
             cpus: Some(cpus),
             features: Vec::new(),
+            session: None,
         };
         self.s.on_data(conn, &framed(&r));
         self.workers.push(conn);

@@ -1,0 +1,262 @@
+/**
+ * The server journal end to end (README, "Durability"): `kill -9` the server in the middle of a
+ * 10,000-task plan, restart it on the same journal, and the same client's `gather` completes
+ * with the right bytes, recomputing only what was lost; a corrupt tail is cut with a warning;
+ * released plans are compacted away; `hyperloom journal` says what a journal holds; a client
+ * without `reconnect` gets a clear error; a session the server does not know is refused clearly.
+ */
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { Client, LoomError, tasks, type Future, type Task } from "../index.js";
+import type { JournalSummary } from "../cli/journal.js";
+
+const cli = join(__dirname, "..", "cli", "main.js");
+const dir = mkdtempSync(join(tmpdir(), "hyperloom-journal-"));
+const children: ChildProcess[] = [];
+
+function start(args: string[]): ChildProcess {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout!.resume();
+  if (args[0] !== "server") child.stderr!.resume();
+  children.push(child);
+  return child;
+}
+
+/** A server (on `port`, 0: any) journaling to `journal`; resolves once it listens, with its log lines so far and to come. */
+async function server(port: number, journal?: string): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
+  const child = start(["server", "--host", "127.0.0.1", "--port", String(port), ...(journal ? ["--journal", journal] : [])]);
+  const lines: string[] = [];
+  const p = await new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stderr! }).on("line", (line) => {
+      lines.push(line);
+      if (process.env.JOURNAL_TEST_LOGS) process.stderr.write(`${line}\n`);
+      const m = /listening on [\d.]+:(\d+)/.exec(line);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${lines.join("\n")}`)));
+  });
+  return { child, port: p, lines };
+}
+
+function worker(port: number, args: string[] = []): ChildProcess {
+  return start(["worker", "127.0.0.1", String(port), "--cpus", "4", "--wdir", join(dir, "w"), "--nopin", ...args]);
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((r) => child.once("exit", (code) => r(code)));
+}
+
+async function untilWorkers(c: Client, n: number): Promise<void> {
+  for (let i = 0; i < 400 && (await c.stats()).nWorkers < n; i++) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** A `run` task that appends `name` to `log` when it completes (after `sleepS`, or once file `go` exists) and returns `value`. */
+function counted(log: string, name: string, value: string, sleepS: number, go?: string): Task {
+  const wait = go === undefined ? `sleep ${sleepS}` : `while [ ! -e '${go}' ]; do sleep 0.05; done`;
+  return tasks.run(["/bin/sh", "-c", `${wait}; echo ${name} >> '${log}'; printf '%s' '${value}'`]);
+}
+
+/** How many times each name was logged. */
+function runs(log: string): Map<string, number> {
+  const m = new Map<string, number>();
+  if (!existsSync(log)) return m;
+  for (const n of readFileSync(log, "utf8").split("\n").filter(Boolean)) m.set(n, (m.get(n) ?? 0) + 1);
+  return m;
+}
+
+function journalCli(path: string, json = true): { status: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [cli, "journal", path, ...(json ? ["--json"] : [])], { encoding: "utf8" });
+  return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
+function summary(path: string): JournalSummary {
+  const r = journalCli(path);
+  assert.is(r.status, 0, r.err);
+  return JSON.parse(r.out) as JournalSummary;
+}
+
+const t = suite("journal");
+t.after(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
+});
+
+t("kill -9 mid-plan of 10,000 tasks: the restarted server resumes it; the same client's gather is right; only lost work is recomputed", async () => {
+  const journal = join(dir, "crash.journal");
+  const log = join(dir, "crash.log");
+  const cps = join(dir, "checkpoints");
+  mkdirSync(cps);
+  const first = await server(0, journal);
+  const workers = [worker(first.port, ["--reconnect", "60"]), worker(first.port, ["--reconnect", "60"])];
+  const c = await Client.connect("127.0.0.1", first.port, { reconnect: true });
+  await untilWorkers(c, 2);
+  // 9,900 constants merged by 99 merges (results), and 12 counted tasks: A (checkpointed, done
+  // before the crash), B (running at the crash), C (done before the crash, no checkpoint).
+  const merges: Task[] = [];
+  const expected: string[] = [];
+  for (let g = 0; g < 99; g++) {
+    const parts: Task[] = [];
+    let s = "";
+    for (let i = 0; i < 100; i++) {
+      parts.push(tasks.const(`${g}.${i};`));
+      s += `${g}.${i};`;
+    }
+    merges.push(tasks.merge(parts));
+    expected.push(s);
+  }
+  const a = [0, 1, 2, 3].map((i) => {
+    const task = counted(log, `A${i}`, `a${i}`, 0);
+    task.checkpointPath = join(cps, `a${i}`);
+    return task;
+  });
+  const go = join(dir, "go");
+  const b = [0, 1, 2, 3].map((i) => counted(log, `B${i}`, `b${i}`, 0, go));
+  const cc = [0, 1, 2, 3].map((i) => counted(log, `C${i}`, `c${i}`, 0));
+  // One result uses the A results: it is computed from their checkpoints after the restart.
+  const overA = tasks.merge(a, "+");
+  const all = [...merges, ...a, ...b, ...cc, overA];
+  const futures = c.submit(all);
+  const n = all.length;
+  assert.ok(n + 99 * 100 >= 10_000, `plan of ${n + 9900} tasks`);
+  const fa = futures.slice(99, 103) as Future<Buffer>[];
+  const fc = futures.slice(107, 111) as Future<Buffer>[];
+  await c.wait([...futures.slice(0, 99), ...fa, ...fc]);
+  await new Promise((r) => setTimeout(r, 300)); // B runs (until `go` exists); the journal commits
+  const before = runs(log);
+  for (const k of ["A0", "A1", "A2", "A3", "C0", "C1", "C2", "C3"]) assert.is(before.get(k), 1, k);
+  for (const k of ["B0", "B1", "B2", "B3"]) assert.is(before.get(k), undefined, k);
+  first.child.kill("SIGKILL");
+  await exited(first.child);
+  const second = await server(first.port, journal);
+  assert.ok(second.lines.some((l) => /journal: restored 1 plans of 1 client sessions/.test(l)), second.lines.join("\n"));
+  appendFileSync(go, "");
+  const results = await c.gather(futures as Future<Buffer>[]);
+  const got = results.map(String);
+  assert.equal(got.slice(0, 99), expected);
+  assert.equal(got.slice(99), ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3", "c0", "c1", "c2", "c3", "a0+a1+a2+a3"]);
+  const after = runs(log);
+  // A: loaded from their checkpoints, never computed again; B: computed once (killed with the
+  // crash before finishing); C: their results were lost with the workers' restart: recomputed once.
+  for (const k of ["A0", "A1", "A2", "A3", "B0", "B1", "B2", "B3"]) assert.is(after.get(k), 1, k);
+  for (const k of ["C0", "C1", "C2", "C3"]) assert.is(after.get(k), 2, k);
+  await c.close();
+  for (const w of workers) w.kill("SIGTERM");
+  second.child.kill("SIGTERM");
+  await exited(second.child);
+});
+
+t("a corrupt tail is cut with a warning; the journal's plans are still restored", async () => {
+  const journal = join(dir, "corrupt.journal");
+  const s1 = await server(0, journal);
+  const w = worker(s1.port, ["--reconnect", "60"]);
+  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true });
+  await untilWorkers(c, 1);
+  const f = c.submitOne(counted(join(dir, "corrupt.log"), "X", "x", 1));
+  await new Promise((r) => setTimeout(r, 300));
+  s1.child.kill("SIGKILL");
+  await exited(s1.child);
+  appendFileSync(journal, Buffer.from([40, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9])); // a truncated record
+  const listed = summary(journal);
+  assert.match(String(listed.cut), /truncated record/);
+  assert.is(listed.plans.length, 1);
+  const s2 = await server(s1.port, journal);
+  assert.ok(s2.lines.some((l) => /warn/i.test(l) && /cutting 11 bytes of tail/.test(l)), s2.lines.join("\n"));
+  assert.is(String(await f.gather()), "x");
+  assert.is(summary(journal).cut, null); // rewritten without it
+  await c.close();
+  w.kill("SIGTERM");
+  s2.child.kill("SIGTERM");
+  await exited(s2.child);
+});
+
+t("released plans are compacted away; hyperloom journal prints what is left", async () => {
+  const journal = join(dir, "compact.journal");
+  const s1 = await server(0, journal);
+  const w = worker(s1.port);
+  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true });
+  await untilWorkers(c, 1);
+  for (let i = 0; i < 20; i++) {
+    const parts = Array.from({ length: 200 }, (_, k) => tasks.const(`${i}-${k} `));
+    assert.is(String(await c.submitOne(tasks.merge(parts)).gather()).length > 0, true);
+  }
+  const kept = c.submitOne(tasks.run(["/bin/sleep", "30"]));
+  await new Promise((r) => setTimeout(r, 300));
+  const big = statSync(journal).size;
+  const s = summary(journal);
+  assert.is(s.plans.length, 21);
+  assert.is(s.plans.filter((p) => p.state === "done").length, 20);
+  assert.equal(s.tasks, { total: 1, finished: 0, checkpointed: 0, released: 0, other: 1 });
+  s1.child.kill("SIGKILL");
+  await exited(s1.child);
+  const s2 = await server(s1.port, journal);
+  const small = statSync(journal).size;
+  assert.ok(small * 10 < big, `compacted ${big} -> ${small} bytes`);
+  const after = summary(journal);
+  assert.is(after.plans.length, 1);
+  assert.equal(after.clients.map((x) => x.state), ["open"]);
+  const text = journalCli(journal, false);
+  assert.is(text.status, 0);
+  assert.match(text.out, /Plans: 1 \(1 live\)/);
+  assert.match(text.out, /Clients: 1 \(1 open/);
+  void kept;
+  await c.close();
+  w.kill("SIGTERM");
+  s2.child.kill("SIGTERM");
+  await exited(s2.child);
+});
+
+t("hyperloom journal: a missing file is empty; a file that is not a journal is an error naming it", () => {
+  const none = summary(join(dir, "none.journal"));
+  assert.equal(none.plans, []);
+  const bad = join(dir, "not-a-journal");
+  appendFileSync(bad, "hello world, this is text");
+  const r = journalCli(bad);
+  assert.is(r.status, 1);
+  assert.match(r.err, /not-a-journal: not a HyperLoom journal/);
+});
+
+t("without reconnect a lost server fails every pending future with a clear error", async () => {
+  const s1 = await server(0, join(dir, "plain.journal"));
+  const w = worker(s1.port);
+  const c = await Client.connect("127.0.0.1", s1.port);
+  await untilWorkers(c, 1);
+  const f = c.submitOne(tasks.run(["/bin/sleep", "30"]));
+  await new Promise((r) => setTimeout(r, 200));
+  s1.child.kill("SIGKILL");
+  const err = await f.wait().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.instance(err, LoomError);
+  assert.match(String(err), /Task id=0 \(\/bin\/sleep\): connection to server 127\.0\.0\.1:\d+ (closed|failed)/);
+  await exited(w);
+});
+
+t("a session the restarted server does not know (no journal) is refused with a clear error", async () => {
+  const s1 = await server(0);
+  const w = worker(s1.port, ["--reconnect", "60"]);
+  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true });
+  await untilWorkers(c, 1);
+  const f = c.submitOne(tasks.run(["/bin/sleep", "30"]));
+  await new Promise((r) => setTimeout(r, 200));
+  s1.child.kill("SIGKILL");
+  await exited(s1.child);
+  const s2 = await server(s1.port);
+  const err = await f.wait().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.instance(err, LoomError);
+  assert.match(String(err), /re-attaching failed: Session [0-9a-f]+ is unknown to this server/);
+  w.kill("SIGTERM");
+  s2.child.kill("SIGTERM");
+  await exited(s2.child);
+});
+
+t.run();
