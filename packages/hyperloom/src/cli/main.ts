@@ -69,9 +69,10 @@ program
   .option("--extension <path>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--python <path>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")
   .option("--reconnect <seconds>", "when the server connection closes, start afresh and reconnect, retrying for up to this long", intArg("seconds", 1, 1 << 30))
+  .option("--connect-retry <seconds>", "while the server refuses the first connection (not started yet), retry for up to this long (0: exit at once)", intArg("seconds", 0, 1 << 30), 60)
   .option("--debug", "debug logging: scheduling summaries, transfers, connections")
   .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; logFormat: LogFormat; host: string; extension: string[]; python?: string; reconnect?: number }) =>
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; logFormat: LogFormat; host: string; extension: string[]; python?: string; reconnect?: number; connectRetry: number }) =>
     roles().workerMain(host, port, opts),
   );
 

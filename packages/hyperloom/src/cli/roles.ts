@@ -48,12 +48,14 @@ export async function serverMain(
  * Runs a worker until its server goes away. With `reconnect` (seconds), a worker whose server
  * connection closes starts afresh (its data and running tasks are dropped: the server that answers
  * next knows nothing of them) and connects again, retrying with backoff (0.1 s doubling to 2 s)
- * for up to that long before it exits with status 1.
+ * for up to that long before it exits with status 1. With `connectRetry` (seconds), a first
+ * connection that is refused (no server listening yet) is retried the same way for up to that
+ * long; anything else (not a HyperLoom server, a bad option) ends the worker at once.
  */
 export async function workerMain(
   host: string,
   port: number,
-  opts: { cpus: number; wdir: string; nopin?: boolean; host?: string; extension?: string[]; python?: string; reconnect?: number } & LogOptions,
+  opts: { cpus: number; wdir: string; nopin?: boolean; host?: string; extension?: string[]; python?: string; reconnect?: number; connectRetry?: number } & LogOptions,
 ): Promise<void> {
   setUpLogs(opts, "worker");
   // Inside a cluster job: cpus (unless given) and id from the job.
@@ -89,7 +91,21 @@ export async function workerMain(
     log("warn", "The job's time limit is near: handing the tasks back to the server and stopping");
     stop();
   });
-  w = await startWorker(options);
+  const firstDeadline = Date.now() + (opts.connectRetry ?? 0) * 1000;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+    try {
+      w = await startWorker(options);
+      break;
+    } catch (e) {
+      const refused = /connection refused/.test((e as Error).message);
+      if (!refused || stopping || Date.now() + delay > firstDeadline) throw e;
+      if (delay === 100) log("info", `${(e as Error).message}; retrying for up to ${opts.connectRetry} s ...`);
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, delay);
+      });
+    }
+  }
   if (stopping) w.close();
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

@@ -1,6 +1,7 @@
 /**
  * `hyperloom worker --reconnect SECONDS`: a worker survives its server being killed and restarted
  * on the same port (it starts afresh and registers again); without it, the worker exits.
+ * `--connect-retry SECONDS`: a worker started before its server waits for it.
  */
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -93,6 +94,31 @@ t("a worker that cannot reconnect in time exits with status 1", async () => {
   const c = await workersOf(s.port, 1);
   await c.close();
   s.child.kill("SIGKILL");
+  assert.is(await exited(worker), 1);
+});
+
+t("a worker started before its server retries the refused connection and serves it (--connect-retry)", async () => {
+  // A free port: a server that listened there and stopped.
+  const probe = await server(0);
+  probe.child.kill("SIGKILL");
+  await exited(probe.child);
+  const worker = start(["worker", "127.0.0.1", String(probe.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--connect-retry", "30"]);
+  await new Promise((r) => setTimeout(r, 700)); // refused meanwhile: it retries
+  assert.is(worker.exitCode, null);
+  const s = await server(probe.port);
+  const c = await workersOf(s.port, 1);
+  assert.is(String(await c.submitOne(tasks.const("late server")).gather()), "late server");
+  await c.close();
+  s.child.kill("SIGTERM");
+  await exited(s.child);
+  assert.is(await exited(worker), 0);
+});
+
+t("with --connect-retry 0 a refused first connection ends the worker at once", async () => {
+  const probe = await server(0);
+  probe.child.kill("SIGKILL");
+  await exited(probe.child);
+  const worker = start(["worker", "127.0.0.1", String(probe.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--connect-retry", "0"]);
   assert.is(await exited(worker), 1);
 });
 
