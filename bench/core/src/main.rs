@@ -251,6 +251,7 @@ fn run_once(plan: &[u8], chunked: bool) -> Run {
             data_types: vec!["loom/data".into(), "loom/array".into()],
             cpus: Some(2),
             features: Vec::new(),
+            session: None,
         },
     );
     s.on_data(WORKER, &reg);

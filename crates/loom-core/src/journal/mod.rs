@@ -65,7 +65,10 @@ pub enum Record {
         checkpointed: bool,
     },
     /// Every task of the plan starting at `client_base` is gone (freed): compaction may drop it.
-    PlanDropped { token: SessionToken, client_base: i32 },
+    PlanDropped {
+        token: SessionToken,
+        client_base: i32,
+    },
     /// The dictionary grew by these names (in order).
     Symbols { names: Vec<String> },
     /// The internal id counter reached `next` (expansions take ids too).
@@ -188,7 +191,8 @@ impl Record {
                 cid: r.i32()?,
             },
             K_FINISHED => {
-                let (token, cid, size, length, f) = (r.u64()?, r.i32()?, r.u64()?, r.u64()?, r.u8()?);
+                let (token, cid, size, length, f) =
+                    (r.u64()?, r.i32()?, r.u64()?, r.u64()?, r.u8()?);
                 Record::Finished {
                     token,
                     cid,
@@ -254,7 +258,11 @@ pub fn crc32(data: &[u8]) -> u32 {
         for (i, e) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *e = c;
         }
@@ -305,7 +313,7 @@ pub fn read(path: &Path) -> Result<Contents, JournalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::default()),
         Err(e) => return Err(io(e)),
     };
-    Ok(parse(&bytes, path)?)
+    parse(&bytes, path)
 }
 
 /// [`read`] over bytes already in memory.
@@ -316,7 +324,10 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Contents, JournalError> {
     }
     if bytes.len() < 8 || &bytes[..8] != MAGIC {
         if bytes.len() < 8 && MAGIC.starts_with(bytes) {
-            c.cut = Some(format!("journal {}: truncated header; starting afresh", path.display()));
+            c.cut = Some(format!(
+                "journal {}: truncated header; starting afresh",
+                path.display()
+            ));
             return Ok(c);
         }
         return Err(JournalError::NotAJournal(path.display().to_string()));
@@ -391,7 +402,8 @@ pub fn compact(records: Vec<Record>) -> Vec<Record> {
             if closed.contains(token) {
                 continue;
             }
-            if !dropped.contains(&(*token, *client_base)) || used.contains(&(*token, *client_base)) {
+            if !dropped.contains(&(*token, *client_base)) || used.contains(&(*token, *client_base))
+            {
                 kept.entry(*token).or_default().push((*client_base, *n));
                 used.extend(uses.iter().map(|&u| (*token, u)));
             }

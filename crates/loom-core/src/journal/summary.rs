@@ -173,7 +173,11 @@ pub fn summarize(c: &Contents) -> Summary {
             .into_iter()
             .map(|t| ClientSummary {
                 session: hex(t),
-                state: if closed.contains(&t) { "closed" } else { "open" },
+                state: if closed.contains(&t) {
+                    "closed"
+                } else {
+                    "open"
+                },
                 plans: per_session.get(&t).copied().unwrap_or(0),
             })
             .collect(),

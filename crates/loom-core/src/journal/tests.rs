@@ -83,7 +83,7 @@ fn compaction_drops_closed_sessions_and_done_plans_unless_a_kept_plan_uses_them(
         Record::Session { token: 2 },
         plan(1, 0, 10, &[]),  // done, used by plan 20
         plan(1, 10, 10, &[]), // done, unused: dropped
-        plan(1, 20, 5, &[0]),      // live, uses plan 0
+        plan(1, 20, 5, &[0]), // live, uses plan 0
         Record::Release { token: 1, cid: 12 },
         Record::PlanDropped {
             token: 1,

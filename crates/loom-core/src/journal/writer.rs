@@ -139,7 +139,10 @@ impl Sink {
             if let Err(e) = self.commit(&buf) {
                 let mut slot = error.lock().unwrap_or_else(|p| p.into_inner());
                 slot.get_or_insert_with(|| {
-                    format!("journal {}: {e}; the journal is incomplete", self.path.display())
+                    format!(
+                        "journal {}: {e}; the journal is incomplete",
+                        self.path.display()
+                    )
                 });
             }
             last = Instant::now();

@@ -5,8 +5,8 @@ use crate::frame::push_frame;
 use crate::proto::comm::{client_response, ClientResponse};
 
 use super::ids::{ClientIdx, IdxVec, TaskId};
-use super::wire;
 use super::journal::DETACHED;
+use super::wire;
 use super::ConnId;
 use crate::journal::SessionToken;
 

@@ -305,11 +305,9 @@ impl Server {
             let t = t as usize;
             seg.live += 1;
             // After a restart, a checkpoint the journal says was written is loaded too.
-            if (load || self.restored_checkpoint(seg.id(t)))
-                && seg
-                    .checkpoint(t)
-                    .is_some_and(|p| std::path::Path::new(p).exists())
-            {
+            if seg.checkpoint(t).is_some_and(|p| {
+                (load || self.restored_checkpoint(seg.id(t))) && std::path::Path::new(p).exists()
+            }) {
                 seg.flags[t].insert(TaskFlags::LOAD);
                 seg.cpus[t] = 0;
                 continue;

@@ -239,7 +239,8 @@ impl Server {
                     let Some(&ci) = sessions.get(token) else {
                         continue;
                     };
-                    let skipped = locate(*token, *cid).is_some_and(|id| self.restoring_released.contains(&id));
+                    let skipped = locate(*token, *cid)
+                        .is_some_and(|id| self.restoring_released.contains(&id));
                     if !skipped {
                         self.release(ci, *cid);
                     }
@@ -302,7 +303,10 @@ impl Server {
         for &ci in &detached {
             self.log(
                 LogLevel::Info,
-                format!("client session {:x} did not re-attach; its plans are discarded", self.clients[ci].session.unwrap_or(0)),
+                format!(
+                    "client session {:x} did not re-attach; its plans are discarded",
+                    self.clients[ci].session.unwrap_or(0)
+                ),
             );
             self.discard_client(ci);
         }

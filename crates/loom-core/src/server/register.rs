@@ -104,11 +104,7 @@ impl Server {
                 ..Default::default()
             },
         );
-        let session = r
-            .features
-            .iter()
-            .any(|f| f == "session")
-            .then(new_token);
+        let session = r.features.iter().any(|f| f == "session").then(new_token);
         if let Some(token) = session {
             push_session(&mut out, token, 0);
         }

@@ -6,6 +6,7 @@ mod clients;
 mod expand_and_trace;
 mod failures;
 mod faults;
+mod journal;
 mod robustness;
 mod scheduling;
 mod status;

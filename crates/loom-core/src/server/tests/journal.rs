@@ -1,0 +1,121 @@
+//! The journal: what a server emits, and a fresh server restored from it (checkpoints loaded,
+//! released results not planned, the session re-attached with its queued responses).
+
+use super::*;
+use crate::journal::{parse, Record};
+use worker_response::Type as R;
+
+/// Registers a client announcing "session" (re-attaching to `session` if given); returns what
+/// it was sent and the journal records emitted meanwhile.
+fn session_client(h: &mut H, conn: ConnId, session: Option<u64>) -> (Vec<ClientResponse>, Vec<u8>) {
+    h.s.on_connect(conn, "10.0.0.2");
+    let r = Register {
+        protocol_version: 2,
+        r#type: 2,
+        features: vec!["dictionary-updates".into(), "session".into()],
+        session,
+        ..Default::default()
+    };
+    h.s.on_data(conn, &framed(&r));
+    let out = h.s.take_output();
+    let resps = out
+        .writes
+        .iter()
+        .filter(|(c, _)| *c == conn)
+        .flat_map(|(_, b)| split(b))
+        .map(|f| ClientResponse::decode(&f[..]).unwrap())
+        .collect();
+    (resps, out.journal)
+}
+
+#[test]
+fn a_restored_server_loads_checkpoints_skips_released_results_and_reattaches_the_session() {
+    let dir = std::env::temp_dir().join(format!("loom-journal-restore-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cp = dir.join("a").display().to_string();
+    let mut h = H::new();
+    h.s.enable_journal();
+    h.worker(1, 2);
+    let (hello, mut journal) = session_client(&mut h, 2, None);
+    let session = hello[1].session.expect("a token");
+    assert_eq!(hello[1].r#type, client_response::Type::Session as i32);
+    let mut a = task(CONST, b"a", &[], false);
+    a.checkpoint_path = Some(cp.clone());
+    let b = task(MERGE, b"", &[0, 2], true);
+    let c = task(CONST, b"c", &[], true);
+    let d = task(CONST, b"d", &[], true);
+    h.send(2, &plan_req(0, vec![a, b, c, d], &[]));
+    journal.extend(h.s.take_output().journal);
+    // a is checkpointed (its file written), c and d finished and released; b never finishes.
+    h.respond(1, R::FinishedAndCheckpointing, 0, 1, 0);
+    std::fs::write(&cp, "a").unwrap();
+    h.respond(1, R::CheckpointWritten, 0, 0, 0);
+    h.fin(1, 2, 1);
+    h.fin(1, 3, 1);
+    h.send(2, &req(client_request::Type::Release, Some(2)));
+    h.send(2, &req(client_request::Type::Release, Some(3)));
+    journal.extend(h.s.take_output().journal);
+    let recs = parse(
+        &[crate::journal::MAGIC.as_slice(), &journal].concat(),
+        "j".as_ref(),
+    )
+    .unwrap()
+    .records;
+    assert!(recs.contains(&Record::Session { token: session }));
+    assert!(recs.contains(&Record::Release {
+        token: session,
+        cid: 2
+    }));
+    assert!(recs.iter().any(|r| matches!(
+        r,
+        Record::Finished {
+            cid: 0,
+            checkpointed: true,
+            ..
+        }
+    )));
+    assert!(recs.iter().any(|r| matches!(
+        r,
+        Record::Finished {
+            cid: 2,
+            notified: true,
+            ..
+        }
+    )));
+
+    // The restart: a fresh server restores the records; a worker comes.
+    let mut h = H::new();
+    h.s.enable_journal();
+    assert_eq!(h.s.restore(&recs), (1, 1));
+    h.worker(1, 2);
+    let seen = h.take();
+    // a is loaded from its checkpoint; d (released, used by nothing) is not planned; c was
+    // released too but b needs it: computed again (b is pipelined behind it).
+    let loads: Vec<i32> = seen.of(1, 10).iter().map(|t| t.id.unwrap()).collect();
+    assert_eq!(loads, vec![0]);
+    assert_eq!(seen.tasks(1), vec![2, 1]);
+    h.respond(1, R::CheckpointLoaded, 0, 1, 0);
+    h.fin(1, 2, 1);
+    h.fin(1, 1, 2);
+    // b finished while its client was away: it is told when it re-attaches.
+    let (back, _) = session_client(&mut h, 3, Some(session));
+    assert_eq!(back[0].r#type, client_response::Type::Dictionary as i32);
+    assert_eq!(back[1].r#type, client_response::Type::Session as i32);
+    assert_eq!((back[1].session, back[1].id), (Some(session), Some(4)));
+    let finished: Vec<i32> = back[2..]
+        .iter()
+        .filter(|r| r.r#type == client_response::Type::TaskFinished as i32)
+        .map(|r| r.id.unwrap())
+        .collect();
+    assert_eq!(finished, vec![1]);
+    // An unknown session is refused with an ERROR naming it.
+    let (refused, _) = session_client(&mut h, 4, Some(12345));
+    assert!(refused[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .error_msg
+        .as_ref()
+        .is_some_and(|m| String::from_utf8_lossy(m).contains("Session 3039 is unknown")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
