@@ -28,8 +28,8 @@ function start(args: string[]): ChildProcess {
 }
 
 /** A server (on `port`, 0: any) journaling to `journal`; resolves once it listens, with its log lines so far and to come. */
-async function server(port: number, journal?: string): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
-  const child = start(["server", "--host", "127.0.0.1", "--port", String(port), ...(journal ? ["--journal", journal] : [])]);
+async function server(port: number, journal?: string, extra: string[] = []): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
+  const child = start(["server", "--host", "127.0.0.1", "--port", String(port), ...(journal ? ["--journal", journal] : []), ...extra]);
   const lines: string[] = [];
   const p = await new Promise<number>((resolve, reject) => {
     createInterface({ input: child.stderr! }).on("line", (line) => {
@@ -236,6 +236,27 @@ t("without reconnect a lost server fails every pending future with a clear error
   assert.instance(err, LoomError);
   assert.match(String(err), /Task id=0 \(\/bin\/sleep\): connection to server 127\.0\.0\.1:\d+ (closed|failed)/);
   await exited(w);
+});
+
+t("a restored session whose client does not come back is discarded after --reattach", async () => {
+  const journal = join(dir, "reattach.journal");
+  const s1 = await server(0, journal);
+  const w = worker(s1.port);
+  const c = await Client.connect("127.0.0.1", s1.port);
+  await untilWorkers(c, 1);
+  const f = c.submitOne(tasks.run(["/bin/sleep", "30"]));
+  await new Promise((r) => setTimeout(r, 300));
+  s1.child.kill("SIGKILL");
+  await f.wait().catch(() => undefined); // no reconnect: it fails
+  await exited(w);
+  assert.equal(summary(journal).clients.map((x) => x.state), ["open"]);
+  const s2 = await server(s1.port, journal, ["--reattach", "1"]);
+  for (let i = 0; i < 100 && !s2.lines.some((l) => /did not re-attach; its plans are discarded/.test(l)); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(s2.lines.some((l) => /client session [0-9a-f]+ did not re-attach; its plans are discarded/.test(l)), s2.lines.join("\n"));
+  await new Promise((r) => setTimeout(r, 100)); // the journal commits
+  assert.equal(summary(journal).clients.map((x) => x.state), ["closed"]);
+  s2.child.kill("SIGTERM");
+  await exited(s2.child);
 });
 
 t("a session the restarted server does not know (no journal) is refused with a clear error", async () => {
