@@ -65,7 +65,7 @@ pub struct TaskSummary {
     pub checkpointed: u64,
     /// Results the client released.
     pub released: u64,
-    /// The rest: recomputed on restore unless a worker still holds them.
+    /// The rest (computed again on restore if a live plan still needs them).
     pub other: u64,
 }
 

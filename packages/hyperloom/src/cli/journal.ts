@@ -35,7 +35,8 @@ export function journalText(path: string, s: JournalSummary): string {
     ...s.plans.map(
       (p) => `  session ${p.session}  ids ${p.client_base}..${p.client_base + p.tasks - 1}  ${p.tasks} tasks, ${p.results} results, ${p.checkpoints} checkpoints  ${p.state}`,
     ),
-    `Tasks of live plans: ${s.tasks.total} (${s.tasks.finished} results finished, ${s.tasks.checkpointed} checkpointed, ${s.tasks.released} released, ${s.tasks.other} other: recomputed on restore)`,
+    `Tasks of live plans: ${s.tasks.total} (${s.tasks.finished} results reported finished, ${s.tasks.checkpointed} checkpointed, ${s.tasks.released} released, ${s.tasks.other} others)`,
+    "On restore, checkpointed tasks are loaded; whatever else the live plans still need is computed again.",
   ];
   if (s.cut !== null) lines.push(`Warning: ${s.cut}`);
   return lines.join("\n");

@@ -251,6 +251,11 @@ export class Client {
       if (this.closing) return this.fail(why);
       try {
         const greeted = await Client.greet(host, port, Math.min(timeoutMs, Math.max(deadline - Date.now(), 1000)), this.session);
+        if (this.closing) {
+          // Closed while re-attaching: nothing more to do on this connection.
+          greeted.socket.destroy();
+          return this.fail(why);
+        }
         this.attach(greeted);
         return;
       } catch (e) {
