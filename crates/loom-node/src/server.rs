@@ -179,6 +179,14 @@ impl ServerCore {
         convert_with(&mut self.journal, self.inner.take_output())
     }
 
+    /// Lets the worker on main-port connection `conn` go (an allocation queue scaling down):
+    /// forgotten as by `onClose`, shown as departed, not lost.
+    #[napi]
+    pub fn retire_worker(&mut self, conn: u32) -> ServerOutput {
+        self.inner.retire_worker(conn);
+        convert(self.inner.take_output())
+    }
+
     /// About once a second: writes the trace out when due (no-op while not tracing).
     #[napi]
     pub fn trace_tick(&mut self) -> ServerOutput {

@@ -423,6 +423,13 @@ impl WorkerCore {
         lock(&self.inner).register_frame().into()
     }
 
+    /// The framed LEAVING message to send before closing the server connection on purpose, or
+    /// null when the server did not announce it understands one (the original server).
+    #[napi]
+    pub fn leaving_frame(&self) -> Option<Buffer> {
+        lock(&self.inner).leaving_frame().map(Into::into)
+    }
+
     /// Bytes from the server connection. A broken stream throws `ERR_LOOM_SERVER_STREAM`.
     #[napi]
     pub fn on_server_data(&self, env: Env, chunk: &[u8]) -> napi::Result<WorkerEffects, ErrorCode> {

@@ -361,8 +361,11 @@ pub struct WorkerStatus {
     /// Objects it holds and their bytes.
     pub objects: u64,
     pub bytes: u64,
-    /// False once it was lost.
+    /// False once it is gone (departed or lost).
     pub alive: bool,
+    /// `connected`; `departed` (it said it was stopping, or the server let it go); `lost` (its
+    /// connection closed unannounced: a crash, a kill, a network failure, or an original worker).
+    pub state: &'static str,
 }
 
 /// One client in a [`Snapshot`].

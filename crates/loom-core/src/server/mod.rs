@@ -357,6 +357,16 @@ impl Server {
         self.after_event();
     }
 
+    /// Lets the worker on `conn` go (an allocation queue scaling down): it is forgotten as by
+    /// [`on_close`](Self::on_close), but shown as departed, not lost, and its running tasks
+    /// (if any) are rescheduled without counting as a crash.
+    pub fn retire_worker(&mut self, conn: ConnId) {
+        if let Some(Peer::Worker(w)) = self.conns.get(&conn).map(|c| c.peer) {
+            self.workers[w].leaving = true;
+        }
+        self.on_close(conn);
+    }
+
     /// The payload of a DataHeader frame arrived on the server's data port.
     pub fn on_data_header(&mut self, header: &[u8]) -> Result<Relay, ServerError> {
         let h = DataHeader::decode(header).map_err(|_| ServerError::Malformed("DataHeader"))?;
@@ -422,6 +432,11 @@ impl Server {
                 objects: if w.alive { w.objects } else { 0 },
                 bytes: if w.alive { w.bytes } else { 0 },
                 alive: w.alive,
+                state: match (w.alive, w.leaving) {
+                    (true, _) => "connected",
+                    (false, true) => "departed",
+                    (false, false) => "lost",
+                },
             })
             .collect();
         // Every connected client, and the newest gone ones (clients never reuse a slot).

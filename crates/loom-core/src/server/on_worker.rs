@@ -21,6 +21,7 @@ impl Server {
         const CHECKPOINT_WRITE_FAILED: i32 = Type::CheckpointWriteFailed as i32;
         const CHECKPOINT_LOADED: i32 = Type::CheckpointLoaded as i32;
         const CHECKPOINT_LOAD_FAILED: i32 = Type::CheckpointLoadFailed as i32;
+        const LEAVING: i32 = Type::Leaving as i32;
         let r = wire::scan_worker_response(frame)
             .map_err(|_| ServerError::Malformed("WorkerResponse"))?;
         let id = TaskId(r.id.ok_or(ServerError::Malformed("WorkerResponse"))?);
@@ -35,6 +36,8 @@ impl Server {
             TRANSFERED => self.transfered(w, id),
             // A failed load fails that task (and its dependants) only, as FAILED does.
             FAILED | CHECKPOINT_LOAD_FAILED => self.failed(w, id, msg()),
+            // Its connection closes next: a departure, not a loss.
+            LEAVING => self.workers[w].leaving = true,
             t => return Err(ServerError::ResponseType(t)),
         }
         Ok(())

@@ -33,6 +33,12 @@ impl Crashes {
         *n >= self.max
     }
 
+    /// No task has lost a worker (for tests).
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
     /// `id` finished, failed or was dropped.
     #[inline]
     pub(crate) fn forget(&mut self, id: TaskId) {

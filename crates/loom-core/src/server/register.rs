@@ -13,6 +13,12 @@ use super::clients::Client;
 use super::workers::Worker;
 use super::{ConnId, LogLevel, Peer, Server, ServerError};
 
+/// What this server tells workers it understands beyond the original protocol
+/// (`WorkerCommand.server_features` on the registration DICTIONARY): `leaving` (a worker
+/// stopping on purpose says so, and is shown as departed, not lost) and `trace-marked` (TASK
+/// carries `traced` for the tracing client's tasks; workers trace only those).
+pub const SERVER_FEATURES_FOR_WORKERS: &[&str] = &["leaving", "trace-marked"];
+
 impl Server {
     /// Handles `Register`: the connection becomes a worker or a client and gets the symbol
     /// dictionary.
@@ -61,6 +67,10 @@ impl Server {
             &WorkerCommand {
                 r#type: worker_command::Type::Dictionary as i32,
                 symbols: self.symbols.names().to_vec(),
+                server_features: SERVER_FEATURES_FOR_WORKERS
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect(),
                 ..Default::default()
             },
         );

@@ -184,7 +184,9 @@ impl Server {
             }
         }
         let seg = self.graph.seg(s);
+        let traced = self.trace.is_some() && self.trace_client == Some(seg.client);
         let out = &mut self.workers[w].out;
+        let frame = out.len();
         let checkpoint = seg.checkpoint(s.off).unwrap_or("");
         if seg.flags[s.off].has(TaskFlags::LOAD) {
             wire::push_load_checkpoint(out, id, checkpoint);
@@ -194,6 +196,9 @@ impl Server {
         } else {
             let (ty, cfg, inputs) = (seg.ttype[s.off], seg.config(s.off), seg.inputs(s.off));
             wire::push_task(out, id, ty, cfg, inputs, c as u32, checkpoint);
+        }
+        if traced {
+            wire::mark_traced(out, frame);
         }
     }
 

@@ -196,6 +196,15 @@ pub(crate) fn push_task(
     frame_end(out, p);
 }
 
+/// Marks the TASK or LOAD_CHECKPOINT frame that starts at `frame` (the last one in `out`) as
+/// traced: appends `traced = true` (field 122, our extension) and fixes the frame's length.
+/// Only tasks of the tracing client pay for it.
+pub(crate) fn mark_traced(out: &mut Vec<u8>, frame: usize) {
+    out.extend_from_slice(&[0xd0, 0x07, 0x01]); // key 122 << 3 | varint, true
+    let len = (out.len() - frame - 8) as u64;
+    out[frame..frame + 8].copy_from_slice(&len.to_le_bytes());
+}
+
 /// `WorkerCommand{LOAD_CHECKPOINT, id, checkpoint_path}`.
 pub(crate) fn push_load_checkpoint(out: &mut Vec<u8>, id: TaskId, path: &str) {
     let p = frame_begin(out);

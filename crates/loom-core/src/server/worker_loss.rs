@@ -32,17 +32,27 @@ const WORKER_LOST: &[u8] = b"Worker lost";
 impl Server {
     /// Worker `w` is gone (see the module doc for the rule).
     ///
-    /// Logged as a departure (`info`) when nothing ran there, as a loss (`warn`) otherwise:
-    /// TCP cannot tell a worker's orderly exit from a crash, what matters is whether work went
-    /// with it.
+    /// A worker that said it was leaving (or that the server let go) "departed" (`info`); its
+    /// running tasks, if any, are rescheduled without counting as a crash. Otherwise TCP cannot
+    /// tell an orderly exit from a crash: logged as a departure (`info`) when nothing ran there,
+    /// as a loss (`warn`) otherwise.
     pub(super) fn lose_worker(&mut self, w: WorkerIdx) {
         if !self.workers.lose(w) {
             return;
         }
         let addr = self.workers[w].addr.clone();
-        let lost = self.forget_worker(w);
+        let leaving = self.workers[w].leaving;
+        let lost = self.forget_worker(w, !leaving);
         let idx = w.index();
         match (lost.rerun.len(), lost.poison.len()) {
+            (0, 0) if leaving => self.log(
+                LogLevel::Info,
+                format!("worker {idx} ({addr}) departed"),
+            ),
+            (r, _) if leaving => self.log(
+                LogLevel::Info,
+                format!("worker {idx} ({addr}) departed; its {r} running task(s) are rescheduled"),
+            ),
             (0, 0) => self.log(
                 LogLevel::Info,
                 format!("worker {idx} ({addr}) disconnected"),
@@ -92,7 +102,8 @@ impl Server {
 
     /// Drops `w` from every owner list: its copies are forgotten, another copy becomes primary
     /// where there is one; tasks running there become WAITING.
-    fn forget_worker(&mut self, w: WorkerIdx) -> Lost {
+    /// `crashed`: running tasks count a crash ([`super::poison`]); false for a departure.
+    fn forget_worker(&mut self, w: WorkerIdx, crashed: bool) -> Lost {
         let mut lost = Lost::default();
         let extra_owners = &mut self.moves.extra_owners;
         let crashes = &mut self.crashes;
@@ -125,7 +136,7 @@ impl Server {
                         seg.set_state(off, TaskState::Waiting);
                         seg.wk[off] = None;
                         // A task sent early was only waiting for inputs: it took nothing down.
-                        if !seg.flags[off].has(TaskFlags::EARLY) && crashes.note(id) {
+                        if crashed && !seg.flags[off].has(TaskFlags::EARLY) && crashes.note(id) {
                             lost.poison.push(id);
                         } else {
                             lost.rerun.push(id);

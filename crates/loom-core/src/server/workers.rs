@@ -34,6 +34,9 @@ pub(crate) struct Worker {
     pub(crate) residual: HashMap<TaskId, u16>,
     /// It announced the "cancel" feature: a gone client's tasks are canceled on it.
     pub(crate) can_cancel: bool,
+    /// It said it is leaving (LEAVING, our extension), or this server let it go (an allocation
+    /// queue scaling down): once its connection is gone it "departed", not "lost".
+    pub(crate) leaving: bool,
 }
 
 impl Worker {
@@ -60,6 +63,7 @@ impl Worker {
             out,
             residual: HashMap::new(),
             can_cancel: false,
+            leaving: false,
         }
     }
 

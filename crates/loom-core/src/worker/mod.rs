@@ -20,7 +20,7 @@ mod peer;
 mod slots;
 mod wire;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -281,6 +281,13 @@ pub struct Worker {
     input_refs: Vec<DataRef>,
     /// The trace, after the server sent UPDATE.
     trace: Option<Box<WorkerTrace>>,
+    /// The server announced "trace-marked": only tasks it marks `traced` (its tracing client's)
+    /// are traced, and their data ([`Worker::trace_of`]).
+    trace_marked: bool,
+    /// Marked tasks (and so their data) not removed yet, while tracing.
+    traced: HashSet<i32>,
+    /// The server announced "leaving" ([`Worker::leaving_frame`]).
+    server_leaving: bool,
 }
 
 impl Worker {
@@ -316,6 +323,9 @@ impl Worker {
             input_ids: Vec::new(),
             input_refs: Vec::new(),
             trace: None,
+            trace_marked: false,
+            traced: HashSet::new(),
+            server_leaving: false,
             cfg,
         })
     }
@@ -387,7 +397,7 @@ impl Worker {
         let mut done = Vec::new();
         let r = peer.feed(chunk, &self.ids, &self.dd, |d, stat| done.push((d, stat)));
         for ((id, obj), stat) in done {
-            if let Some(t) = self.trace.as_mut() {
+            if let Some(t) = self.trace_of(id) {
                 t.received(id, stat.bytes, stat.port, stat.started);
             }
             self.received(id, obj);
@@ -579,7 +589,7 @@ impl Worker {
             return;
         };
         self.slots.release(&r.slots);
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.trace_of(id) {
             t.failed(id);
         }
         wire::push_error(&mut self.out.to_server, resp::FAILED, id, message);
@@ -620,7 +630,7 @@ impl Worker {
     }
 
     fn fail(&mut self, id: i32, msg: &str) {
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.trace_of(id) {
             t.failed(id);
         }
         wire::push_error(&mut self.out.to_server, resp::FAILED, id, msg.as_bytes());
@@ -638,11 +648,19 @@ impl Worker {
         };
         match c.ty {
             Some(cmd::TASK) => match c.id {
-                Some(id) => self.task(id, &c, &inputs),
+                Some(id) => {
+                    if c.traced && self.trace.is_some() {
+                        self.traced.insert(id);
+                    }
+                    self.task(id, &c, &inputs)
+                }
                 None => self.log(LogLevel::Warn, "TASK without an id; ignored".to_owned()),
             },
             Some(cmd::SEND) => self.send(c.id, c.address),
-            Some(cmd::REMOVE) => match c.id.map(|id| (id, self.store.remove(&id))) {
+            Some(cmd::REMOVE) => match c.id.map(|id| {
+                self.traced.remove(&id);
+                (id, self.store.remove(&id))
+            }) {
                 Some((_, Some(_))) => {}
                 Some((id, None)) => {
                     self.log(LogLevel::Warn, format!("REMOVE of unknown data id={id}"))
@@ -650,14 +668,25 @@ impl Worker {
                 None => self.log(LogLevel::Warn, "REMOVE without an id; ignored".to_owned()),
             },
             Some(cmd::DICTIONARY) => match WorkerCommand::decode(frame) {
-                Ok(m) => self.dictionary(&m.symbols),
+                Ok(m) => {
+                    if !m.server_features.is_empty() {
+                        self.trace_marked = m.server_features.iter().any(|f| f == "trace-marked");
+                        self.server_leaving = m.server_features.iter().any(|f| f == "leaving");
+                    }
+                    self.dictionary(&m.symbols)
+                }
                 Err(e) => {
                     self.input_ids = inputs;
                     return Err(WorkerError::BadMessage(e.to_string()));
                 }
             },
             Some(cmd::UPDATE) => self.trace_update(c.trace_path, c.worker_id),
-            Some(cmd::LOAD_CHECKPOINT) => self.load_checkpoint(c.id, c.checkpoint_path),
+            Some(cmd::LOAD_CHECKPOINT) => {
+                if let (true, true, Some(id)) = (c.traced, self.trace.is_some(), c.id) {
+                    self.traced.insert(id);
+                }
+                self.load_checkpoint(c.id, c.checkpoint_path)
+            }
             Some(cmd::CANCEL) => match c.id {
                 Some(id) => self.cancel(id),
                 None => self.log(LogLevel::Warn, "CANCEL without an id; ignored".to_owned()),
@@ -784,7 +813,7 @@ impl Worker {
             }
             return;
         }
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.trace_of(id) {
             t.started(id, -1);
         }
         let r = builtin::run(kind, config, refs, &self.dd);
@@ -819,7 +848,7 @@ impl Worker {
     /// Hands a task with its slots to JS ([`JsTask`]) or, for a library's task type, to the
     /// thread pool ([`NativeCall`], with shared references to the stored inputs).
     fn start_js(&mut self, mut q: Queued, slots: Vec<u32>) {
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.trace_of(q.id) {
             t.started(q.id, slots.first().map_or(-1, |&s| s as i64));
         }
         let task_type = self.symbols.name(q.type_id).unwrap_or_default().to_owned();
@@ -928,7 +957,7 @@ impl Worker {
     /// Stores a task result, answers FINISHED (and writes its checkpoint), wakes waiters.
     fn publish(&mut self, id: i32, obj: DataRef, checkpoint: &str) {
         let sl = Some((obj.size(), obj.length()));
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.trace_of(id) {
             t.finished(id, obj.size());
         }
         if checkpoint.is_empty() {
@@ -1014,7 +1043,7 @@ impl Worker {
             );
         };
         let parts = encode_stream_parts(id, obj, &self.ids, SHARED_PAYLOAD_MIN);
-        if let Some(t) = self.trace.as_mut() {
+        if let Some(t) = self.trace_of(id) {
             let bytes = parts.iter().map(|p| p.as_slice().len() as u64).sum();
             t.sent(id, bytes, &address);
         }
@@ -1061,12 +1090,36 @@ impl Worker {
         }
     }
 
+    /// The trace, if task (or data) `id` is traced: every one while tracing, unless the server
+    /// marks its tracing client's tasks ("trace-marked"), then only those (other clients'
+    /// tasks on this worker are not recorded).
+    #[inline]
+    fn trace_of(&mut self, id: i32) -> Option<&mut WorkerTrace> {
+        if self.trace_marked && !self.traced.contains(&id) {
+            return None;
+        }
+        self.trace.as_deref_mut()
+    }
+
+    /// The framed `WorkerResponse{LEAVING}` to send before closing the server connection on
+    /// purpose, when the server understands it (it announced "leaving"); None otherwise (the
+    /// original server would not parse it).
+    pub fn leaving_frame(&self) -> Option<Vec<u8>> {
+        if !self.server_leaving {
+            return None;
+        }
+        let mut out = Vec::new();
+        wire::push_response(&mut out, resp::LEAVING, 0, None);
+        Some(out)
+    }
+
     /// UPDATE{trace_path, worker_id}: opens `<trace_path>/worker-<id>.trace` (the same path
     /// again keeps the open trace); an empty path closes the trace (ours: the server stops
     /// tracing when its client asks or leaves).
     fn trace_update(&mut self, path: &[u8], worker_id: Option<i32>) {
         let dir = PathBuf::from(String::from_utf8_lossy(path).into_owned());
         if path.is_empty() {
+            self.traced.clear();
             if self.trace.take().is_some() {
                 self.log(LogLevel::Info, "tracing stopped".into());
             }
@@ -1075,6 +1128,7 @@ impl Worker {
         if self.trace.as_ref().is_some_and(|t| t.w.dir() == dir) {
             return;
         }
+        self.traced.clear();
         self.trace = None;
         let id = worker_id.unwrap_or(-1);
         match WorkerTrace::open(&dir, id, self.cfg.cpus, self.cfg.data_port) {

@@ -213,6 +213,8 @@ fn wire_codecs_match_prost() {
         symbols: vec!["a".into()],
         trace_path: Some("/t".into()),
         worker_id: Some(3),
+        traced: Some(true),
+        server_features: vec![],
     };
     let enc = c.encode_to_vec();
     let mut inputs = Vec::new();
@@ -226,6 +228,7 @@ fn wire_codecs_match_prost() {
         (&b"cfg"[..], &b"/cp"[..], &b"1.2.3.4:5"[..])
     );
     assert_eq!(inputs, [1, 300, -2]);
+    assert!(d.traced);
     // TASK with packed inputs [1,2,3] and an unknown fixed32 field 15.
     let packed = [0x08, 0x01, 0x2a, 0x03, 0x01, 0x02, 0x03, 0x7d, 1, 2, 3, 4];
     let d = wire::decode_command(&packed, &mut inputs).unwrap();
@@ -1111,4 +1114,68 @@ fn a_connection_this_worker_opened_starts_with_its_announce_and_takes_data_back_
         worker_response::Type::Transfered as i32
     );
     assert_eq!(plain_of(&w, 100), b"back");
+}
+
+/// A worker of a server that announced `features` (on its registration DICTIONARY).
+fn worker_of_server(name: &str, features: &[&str]) -> Worker {
+    let mut w = worker(name, 1);
+    let mut b = Vec::new();
+    push_frame(
+        &mut b,
+        &WorkerCommand {
+            r#type: worker_command::Type::Dictionary as i32,
+            symbols: Symbols::for_server().names().to_vec(),
+            server_features: features.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+    );
+    w.on_server_data(&b).unwrap();
+    w
+}
+
+#[test]
+fn trace_marked_records_only_the_tracing_clients_tasks() {
+    let dir = std::env::temp_dir().join(format!("loom-worker-marked-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = worker_of_server("marked", &["trace-marked"]);
+    let mut b = Vec::new();
+    push_frame(
+        &mut b,
+        &WorkerCommand {
+            r#type: worker_command::Type::Update as i32,
+            trace_path: Some(dir.to_string_lossy().into_owned()),
+            worker_id: Some(7),
+            ..Default::default()
+        },
+    );
+    // Task 1 is the tracing client's (marked, as the server appends the field), task 2 another's.
+    let mut marked = task(1, "loom/data/const", b"AB", &[], 0);
+    marked.extend_from_slice(&[0xd0, 0x07, 0x01]);
+    let len = (marked.len() - 8) as u64;
+    marked[..8].copy_from_slice(&len.to_le_bytes());
+    b.extend(marked);
+    b.extend(task(2, "loom/data/const", b"CD", &[], 0));
+    b.extend(simple(worker_command::Type::Send, 1, Some("10.0.0.2:4000")));
+    b.extend(simple(worker_command::Type::Send, 2, Some("10.0.0.2:4000")));
+    w.on_server_data(&b).unwrap();
+    w.take_output();
+    w.trace_flush();
+    let text = std::fs::read_to_string(dir.join("worker-7.trace")).unwrap();
+    let ids: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter(|l| "SFXD".contains(&l[..1]))
+        .map(|l| l.split(' ').nth(2).unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "1", "1"], "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn leaving_frame_only_for_a_server_that_announced_it() {
+    assert!(worker("no-leaving", 1).leaving_frame().is_none());
+    let w = worker_of_server("leaving", &["leaving"]);
+    let f = w.leaving_frame().unwrap();
+    let r = WorkerResponse::decode(&f[8..]).unwrap();
+    assert_eq!(r.r#type, worker_response::Type::Leaving as i32);
 }

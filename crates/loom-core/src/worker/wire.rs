@@ -31,6 +31,8 @@ pub(crate) mod resp {
     pub const CHECKPOINT_WRITE_FAILED: i32 = Type::CheckpointWriteFailed as i32;
     pub const CHECKPOINT_LOADED: i32 = Type::CheckpointLoaded as i32;
     pub const CHECKPOINT_LOAD_FAILED: i32 = Type::CheckpointLoadFailed as i32;
+    /// Extension: this worker is stopping on purpose.
+    pub const LEAVING: i32 = Type::Leaving as i32;
 }
 
 /// The fields of one `WorkerCommand`, borrowed from the frame. `task_inputs` go to a caller's
@@ -46,6 +48,8 @@ pub(crate) struct Command<'a> {
     pub address: &'a [u8],
     pub trace_path: &'a [u8],
     pub worker_id: Option<i32>,
+    /// Extension: this task's client traces (see `Worker::trace_of`).
+    pub traced: bool,
 }
 
 /// Scans a `WorkerCommand` frame. Unknown fields are skipped; inputs (packed or not) are
@@ -71,6 +75,7 @@ pub(crate) fn decode_command<'a>(
                 10 => c.address = r.bytes_of(wt)?,
                 120 => c.trace_path = r.bytes_of(wt)?,
                 121 => c.worker_id = Some(r.i32_of(wt)?),
+                122 => c.traced = r.i32_of(wt)? != 0,
                 _ => r.skip(wt)?,
             }
         }

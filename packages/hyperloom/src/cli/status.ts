@@ -55,9 +55,13 @@ function counts(t: TaskCounts): string[] {
 export function statusTable(s: StatusSnapshot, server: string): string {
   const alive = s.workers.filter((w) => w.alive);
   const cpus = alive.reduce((a, w) => a + w.cpus, 0);
+  const gone = (st: "departed" | "lost"): string => {
+    const k = s.workers.filter((w) => w.state === st).length;
+    return k ? `, ${k} ${st}` : "";
+  };
   const out: string[] = [];
   out.push(
-    `HyperLoom server ${server}: ${alive.length} worker(s) (${cpus} cpus${s.workers.length > alive.length ? `, ${s.workers.length - alive.length} lost` : ""}), ` +
+    `HyperLoom server ${server}: ${alive.length} worker(s) (${cpus} cpus${gone("departed")}${gone("lost")}), ` +
       `${s.clients.filter((c) => c.alive).length} client(s), ${s.plans.filter((p) => p.state === "running").length} plan(s) running`,
   );
   out.push(`Tasks: ${STATES.map((st) => `${st} ${n(s.tasks[st])}`).join(", ")}`);
@@ -68,7 +72,7 @@ export function statusTable(s: StatusSnapshot, server: string): string {
   out.push(
     table(
       ["WORKER", "ADDRESS", "CPUS", "BUSY", "RUNNING", "OBJECTS", "BYTES", "STATE"],
-      s.workers.map((w) => [String(w.id), w.address, String(w.cpus), String(w.busy_cpus), n(w.running), n(w.objects), bytes(w.bytes), w.alive ? "connected" : "lost"]),
+      s.workers.map((w) => [String(w.id), w.address, String(w.cpus), String(w.busy_cpus), n(w.running), n(w.objects), bytes(w.bytes), w.state]),
     ),
   );
   out.push("");

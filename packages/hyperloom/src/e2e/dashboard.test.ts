@@ -237,8 +237,7 @@ t("hyperloom local draws a progress bar on a terminal, and none otherwise", asyn
   }
 });
 
-// Last: tracing stays on for the server once a client asked for it.
-t("the HTML report lists failed tasks with their messages; tracing covers one client until setTrace(null)", async ({ cluster, client }) => {
+t("the HTML report lists failed tasks with their messages; tracing (server and workers) covers one client until setTrace(null)", async ({ cluster, client }) => {
   const dir = mkdtempSync(join(tmpdir(), "hyperloom-trace-"));
   try {
     const trace = join(dir, "trace");
@@ -265,6 +264,16 @@ t("the HTML report lists failed tasks with their messages; tracing covers one cl
     assert.match(serverTrace, "boom: 1");
     assert.not.match(serverTrace, "other client");
     assert.not.match(serverTrace, "after stop");
+    // The workers' files too: every task they recorded is one of this client's planned tasks
+    // (the server's `T` records), and they recorded some.
+    const planned = new Set(serverTrace.split("\n").filter((l) => l.startsWith("T ")).map((l) => l.split(" ")[1]));
+    const recorded = readdirSync(trace)
+      .filter((f) => /^worker-\d+\.trace$/.test(f))
+      .flatMap((f) => readFileSync(join(trace, f), "utf8").split("\n"))
+      .filter((l) => /^[SFX] /.test(l))
+      .map((l) => l.split(" ")[2]!);
+    assert.ok(recorded.length >= 2, "the workers traced this client's tasks");
+    assert.equal(recorded.filter((id) => !planned.has(id)), [], "no other client's task in a worker's trace");
     const out = join(dir, "report.html");
     const r = spawnSync(process.execPath, [cli, "report", trace, "-o", out], { encoding: "utf8", timeout: 60_000 });
     assert.is(r.status, 0, r.stderr);

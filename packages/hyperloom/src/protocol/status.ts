@@ -13,7 +13,7 @@ export interface TaskCounts {
   failed: number;
 }
 
-/** One worker (lost workers stay listed, `alive: false`). */
+/** One worker (gone workers stay listed, `alive: false`). */
 export interface WorkerStatus {
   /** Index on the server, in registration order from 0. */
   id: number;
@@ -27,7 +27,14 @@ export interface WorkerStatus {
   /** Objects it holds and their size in bytes. */
   objects: number;
   bytes: number;
+  /** False once it is gone (departed or lost). */
   alive: boolean;
+  /**
+   * `connected`; `departed`: it said it was stopping (stop, SIGTERM, end of its job; our
+   * extension) or the server let it go (an allocation queue scaling down); `lost`: its
+   * connection closed unannounced (a crash, a kill, a network failure, or an original worker).
+   */
+  state: "connected" | "departed" | "lost";
 }
 
 /** One client (gone clients stay listed, `alive: false`). */

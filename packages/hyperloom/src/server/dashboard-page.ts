@@ -23,7 +23,7 @@ main{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1
 section{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 14px;min-width:0}
 section.wide{grid-column:1/-1}h2{font-size:13px;text-transform:uppercase;letter-spacing:.05em;color:var(--mute);margin:0 0 8px}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 8px 3px 0;border-bottom:1px solid var(--line);white-space:nowrap}
-th{font-weight:600;color:var(--mute);font-size:12px}td.n,th.n{text-align:right}tr.lost td{color:var(--mute);text-decoration:line-through}
+th{font-weight:600;color:var(--mute);font-size:12px}td.n,th.n{text-align:right}tr.lost td,tr.departed td,tr.gone td{color:var(--mute)}tr.lost td{text-decoration:line-through}
 .bar{display:flex;height:14px;border-radius:3px;overflow:hidden;background:var(--line);min-width:120px}.bar i{display:block;height:100%}
 .legend span{margin-right:12px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
 .big{display:flex;gap:22px;flex-wrap:wrap;margin:6px 0 10px}.big div{font-size:12px;color:var(--mute)}.big b{display:block;font-size:22px;color:var(--fg)}
@@ -64,15 +64,17 @@ function render(m) {
   document.getElementById("clock").textContent = "updated " + new Date(s.time_ms).toLocaleTimeString();
   document.getElementById("totals").innerHTML = STATES.map(function (k) {
     return '<div>' + k + '<b id="tasks-' + k + '">' + num(t[k]) + "</b></div>";
-  }).join("") + '<div>workers<b id="workers-connected">' + s.workers.filter(function (w) { return w.alive; }).length + "</b></div>";
+  }).join("") + ["connected", "departed", "lost"].map(function (st) {
+    return "<div>workers " + st + '<b id="workers-' + st + '">' + s.workers.filter(function (w) { return w.state === st; }).length + "</b></div>";
+  }).join("");
   document.getElementById("tasks-bar").innerHTML = bar(t);
   setRows("workers", s.workers.map(function (w) {
-    return '<tr class="' + (w.alive ? "worker" : "worker lost") + '"><td>' + w.id + "</td><td>" + esc(w.address) + '</td><td class="n">' + w.cpus +
+    return '<tr class="worker ' + w.state + '"><td>' + w.id + "</td><td>" + esc(w.address) + '</td><td class="n">' + w.cpus +
       '</td><td class="n">' + w.busy_cpus + '</td><td class="n">' + num(w.running) + '</td><td class="n">' + num(w.objects) + '</td><td class="n">' + bytes(w.bytes) +
-      "</td><td>" + (w.alive ? "connected" : "lost") + "</td></tr>";
+      "</td><td>" + w.state + "</td></tr>";
   }).join(""));
   setRows("clients", s.clients.map(function (c) {
-    return "<tr" + (c.alive ? "" : ' class="lost"') + "><td>" + c.id + "</td><td>" + esc(c.address) + '</td><td class="n">' + c.plans + '</td><td class="n">' + num(c.objects) +
+    return "<tr" + (c.alive ? "" : ' class="gone"') + "><td>" + c.id + "</td><td>" + esc(c.address) + '</td><td class="n">' + c.plans + '</td><td class="n">' + num(c.objects) +
       "</td><td>" + (c.alive ? "connected" : "gone") + "</td></tr>";
   }).join(""));
   var plans = s.plans.slice().reverse();
@@ -117,7 +119,14 @@ function chart(h) {
 var es = new EventSource("events");
 es.onopen = function () { var c = document.getElementById("conn"); c.textContent = "live"; c.className = "mute"; };
 es.onerror = function () { var c = document.getElementById("conn"); c.textContent = "disconnected (retrying)"; c.className = "off"; };
+es.addEventListener("busy", function (ev) {
+  var c = document.getElementById("conn");
+  c.textContent = "server busy: figures " + (JSON.parse(ev.data).snapshot_age_ms / 1000).toFixed(1) + " s old";
+  c.className = "off";
+});
 es.onmessage = function (ev) {
+  var c = document.getElementById("conn");
+  if (c.className === "off") { c.textContent = "live"; c.className = "mute"; }
   var t0 = performance.now();
   render(JSON.parse(ev.data));
   var b = document.body;

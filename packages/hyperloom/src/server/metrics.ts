@@ -31,7 +31,12 @@ export function metricsText(s: StatusSnapshot): string {
   metric("task_failures_total", "counter", "Task failures reported by workers (dependants not counted).", [["", s.task_failures]]);
   const alive = s.workers.filter((w) => w.alive);
   metric("workers_connected", "gauge", "Workers connected now.", [["", alive.length]]);
-  metric("workers_lost_total", "counter", "Workers that registered and went away.", [["", s.workers.length - alive.length]]);
+  metric("workers_departed_total", "counter", "Workers that left on purpose (stopped, SIGTERM, end of their job, scaled down).", [
+    ["", s.workers.filter((w) => w.state === "departed").length],
+  ]);
+  metric("workers_lost_total", "counter", "Workers whose connection closed unannounced (crashed, killed, cut off).", [
+    ["", s.workers.filter((w) => w.state === "lost").length],
+  ]);
   metric("worker_cpus", "gauge", "CPUs of each connected worker.", alive.map((w) => [`{worker="${label(w.address)}"}`, w.cpus]));
   metric("worker_running_tasks", "gauge", "Tasks sent to each connected worker and not answered yet.", alive.map((w) => [`{worker="${label(w.address)}"}`, w.running]));
   metric("worker_objects", "gauge", "Data objects held by each connected worker.", alive.map((w) => [`{worker="${label(w.address)}"}`, w.objects]));

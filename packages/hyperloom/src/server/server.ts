@@ -183,7 +183,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       if (s === undefined) return;
       sockets.delete(conn);
       writers.delete(conn);
-      safely(() => core!.onClose(conn), `letting connection ${conn} go`);
+      safely(() => core!.retireWorker(conn), `letting connection ${conn} go`);
       s.destroy();
     },
     port,

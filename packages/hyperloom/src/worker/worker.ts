@@ -310,14 +310,27 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     // Every program this worker started dies with it (and whatever those programs started).
     stopAllPrograms();
     core!.traceFlush();
-    server.destroy();
+    // A worker stopping on purpose says so first (our extension, when the server announced it):
+    // the server then shows it as departed, not lost. The connection closes once that is written.
+    // `done` resolves once it is written (the CLI exits then), at most 2 s later.
+    const leaving = server.destroyed ? null : core!.leavingFrame();
+    let left: Promise<void> = Promise.resolve();
+    if (leaving) {
+      left = new Promise<void>((resolve) => {
+        const give = setTimeout(resolve, 2000);
+        server.end(leaving, () => {
+          clearTimeout(give);
+          resolve();
+        });
+      }).then(() => void server.destroy());
+    } else server.destroy();
     for (const s of peers.values()) s.destroy();
     dataServer.close();
     void functions.close();
     python.close();
     rmSync(workDir, { recursive: true, force: true });
     removeCreatedParents(workDir, createdRoot);
-    resolveDone();
+    void left.then(() => resolveDone());
   };
 
   server.on("data", (chunk: Buffer) => guard(() => core!.onServerData(chunk), () => server.destroy()));

@@ -198,7 +198,10 @@ fn trace_covers_the_asking_clients_plans_until_it_stops() {
     h.take();
     h.send(2, &plan_req(0, vec![labelled("mine")], &[]));
     h.send(3, &plan_req(0, vec![labelled("other")], &[]));
-    h.take();
+    // Workers are told which tasks are the tracing client's (they trace only those).
+    let sent = h.take();
+    let traced: Vec<Option<bool>> = sent.of(1, 1).iter().map(|c| c.traced).collect();
+    assert_eq!(traced, [Some(true), None]);
     // Another client cannot stop it; the owner can, and the workers are told.
     h.send(3, &trace_req(""));
     assert!(h.take().of(1, 9).is_empty());

@@ -99,3 +99,57 @@ fn status_request_answers_with_the_snapshot_as_json() {
     assert_eq!(v["workers"][0]["alive"], true);
     assert_eq!(v["tasks"]["finished"], 0);
 }
+
+#[test]
+fn a_worker_that_says_it_is_leaving_departs_others_are_lost() {
+    let mut h = setup(1);
+    h.worker(3, 1);
+    h.worker(4, 1);
+    assert_eq!(
+        h.take().of(3, 8)[0].server_features,
+        ["leaving", "trace-marked"],
+        "the registration DICTIONARY announces what the server understands"
+    );
+    // Worker 1 (conn 1) runs a task, says it is leaving and goes: departed, the task is rerun
+    // elsewhere without counting as a crash.
+    h.send(
+        2,
+        &plan_req(0, vec![with_cpus(task(RUN, b"r", &[], true), 0)], &[1]),
+    );
+    let first = h.take();
+    let on = [1, 3, 4]
+        .into_iter()
+        .find(|&c| !first.tasks(c).is_empty())
+        .unwrap();
+    h.respond(on, worker_response::Type::Leaving, 0, 0, 0);
+    h.s.on_close(on);
+    let again = h.take();
+    assert_eq!(
+        [1, 3, 4]
+            .iter()
+            .map(|&c| again.tasks(c).len())
+            .sum::<usize>(),
+        1,
+        "rescheduled"
+    );
+    assert!(h.s.crashes.is_empty(), "a departure is not a crash");
+    // Another is let go by the server (an allocation queue scaling down): departed.
+    let next = [1, 3, 4].into_iter().find(|&c| c != on).unwrap();
+    h.s.retire_worker(next);
+    // The last one's connection closes unannounced: lost.
+    let last = [1, 3, 4]
+        .into_iter()
+        .find(|&c| c != on && c != next)
+        .unwrap();
+    h.s.on_close(last);
+    h.take();
+    let s = h.s.snapshot();
+    let state = |conn: ConnId| {
+        let i = [1, 3, 4].iter().position(|&c| c == conn).unwrap();
+        (s.workers[i].alive, s.workers[i].state)
+    };
+    assert_eq!(state(on), (false, "departed"));
+    assert_eq!(state(next), (false, "departed"));
+    assert_eq!(state(last), (false, "lost"));
+    assert!(s.to_json().contains(r#""state":"departed""#));
+}
