@@ -5,6 +5,10 @@
 //   node --expose-gc bench/e2e/dashboard.mjs [--n 1000000] [--reps 3] [--workers 2x1] [--json]
 // Reports wall times (median, min, max), the ratio of tasks/s on/off (target >= 0.9), the page's
 // redraw time (longest), and /metrics response times while the plan runs (responsiveness).
+// Then, per repetition, /metrics while the server ingests the 3N+1-task plan in one core call (a
+// server without workers: only the ingest), polled every 20 ms: the answers that overlap the
+// call, and the slowest of them (the HTTP side runs in its own thread; it used to stall for the
+// whole call).
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
@@ -96,11 +100,65 @@ async function rep(dashboard) {
   }
 }
 
+/** /metrics polled while a server without workers ingests W1(n). */
+async function ingestRep() {
+  const cluster = await LocalCluster.start({ workers: 0, dashboard: { host: "127.0.0.1", port: 0 } });
+  const client = await cluster.connect();
+  try {
+    const url = `${cluster.dashboardUrl}metrics`;
+    const answers = [];
+    let stop = false;
+    const plan = w1Tasks(n);
+    const scraper = (async () => {
+      while (!stop) {
+        const sent = Date.now();
+        const body = await new Promise((resolve, reject) => {
+          get(url, (res) => {
+            let b = "";
+            res.setEncoding("utf8");
+            res.on("data", (d) => (b += d));
+            res.on("end", () => resolve(b));
+          }).on("error", reject);
+        });
+        answers.push({ sent, answered: Date.now() });
+        const m = /^hyperloom_tasks_submitted_total (\d+)$/m.exec(body);
+        if (m && Number(m[1]) >= 3 * n + 1) stop = true;
+        else await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    client.submit([plan]);
+    await scraper;
+    const status = await new Promise((resolve, reject) => {
+      get(`${cluster.dashboardUrl}status.json`, (res) => {
+        let b = "";
+        res.on("data", (d) => (b += d));
+        res.on("end", () => resolve(JSON.parse(b)));
+      }).on("error", reject);
+    });
+    const p = status.plans.find((x) => x.size === 3 * n + 1);
+    const from = p.submitted_ms;
+    const to = from + p.ingest_ms;
+    const overlapping = answers.filter((a) => a.answered >= from && a.sent <= to);
+    const out = {
+      ingestMs: p.ingest_ms,
+      answersDuring: answers.filter((a) => a.sent >= from && a.answered <= to).length,
+      slowestMs: overlapping.length ? Math.max(...overlapping.map((a) => a.answered - a.sent)) : NaN,
+    };
+    log(`  ingest of ${3 * n + 1} tasks: ${out.ingestMs.toFixed(0)} ms, ${out.answersDuring} /metrics answers during it, slowest overlapping ${out.slowestMs} ms`);
+    return out;
+  } finally {
+    await client.close().catch(() => undefined);
+    await cluster.stop();
+  }
+}
+
 const runs = [];
 for (let r = 0; r < reps; r++) {
   runs.push(await rep(false));
   runs.push(await rep(true));
 }
+const ingest = [];
+for (let r = 0; r < reps; r++) ingest.push(await ingestRep());
 const stat = (xs) => ({ min: Math.min(...xs), median: median(xs), max: Math.max(...xs) });
 const off = runs.filter((x) => !x.dashboard);
 const on = runs.filter((x) => x.dashboard);
@@ -113,9 +171,17 @@ const result = {
   offWallMs: stat(off.map((x) => x.wallMs)),
   onWallMs: stat(on.map((x) => x.wallMs)),
   ratio: median(on.map((x) => x.tasksPerS)) / median(off.map((x) => x.tasksPerS)),
+  // Per interleaved pair (off then on, same conditions): on/off tasks/s.
+  pairRatios: stat(on.map((x, i) => x.tasksPerS / off[i].tasksPerS)),
   pageRedrawMaxMs: Math.max(...on.map((x) => x.renderMaxMs)),
   metricsMs: stat(on.flatMap((x) => [x.metricsMedianMs, x.metricsMaxMs])),
+  ingest: {
+    ingestMs: stat(ingest.map((x) => x.ingestMs)),
+    answersDuring: stat(ingest.map((x) => x.answersDuring)),
+    slowestAnswerMs: stat(ingest.map((x) => x.slowestMs)),
+  },
   runs,
+  ingestRuns: ingest,
 };
 if (json) process.stdout.write(JSON.stringify(result) + "\n");
 else {
@@ -123,7 +189,8 @@ else {
   process.stdout.write(
     `W1 N=${n} on ${nw}x${nc}, ${reps} reps each, interleaved:\n` +
       `  dashboard off: ${f(result.offWallMs)}\n  dashboard on (page open): ${f(result.onWallMs)}\n` +
-      `  ratio of tasks/s on/off (medians): ${result.ratio.toFixed(3)} (target >= 0.9)\n` +
-      `  page redraw, longest: ${result.pageRedrawMaxMs} ms; /metrics while running: ${f(result.metricsMs)}\n`,
+      `  ratio of tasks/s on/off (medians): ${result.ratio.toFixed(3)} (target >= 0.9); per pair ${result.pairRatios.median.toFixed(3)} (min ${result.pairRatios.min.toFixed(3)}, max ${result.pairRatios.max.toFixed(3)})\n` +
+      `  page redraw, longest: ${result.pageRedrawMaxMs} ms; /metrics while running: ${f(result.metricsMs)}\n` +
+      `  during the ingest of ${3 * n + 1} tasks (${f(result.ingest.ingestMs)}): /metrics answers ${f(result.ingest.answersDuring).replace(/ ms/g, "")}, slowest ${f(result.ingest.slowestAnswerMs)}\n`,
   );
 }
