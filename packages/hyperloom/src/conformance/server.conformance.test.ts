@@ -9,7 +9,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { comm } from "../protocol/messages.js";
 import { Conn, Differences, OUR_EXTRA_SYMBOLS, Listener, Proc, quiet, startServerProcess, until } from "./wire.js";
-import { SCENARIOS, decode, decodeMessage, encode, encodeMessage, loadScenario, Pool, rawCount, type Scenario, type Unit, units } from "./vectors.js";
+import { OUR_SERVER_FEATURES, SCENARIOS, decode, decodeMessage, encode, encodeMessage, loadScenario, Pool, rawCount, type Scenario, type Unit, units } from "./vectors.js";
 
 const test = suite("conformance: our server replays the original's transcripts");
 const diffs = new Differences("server");
@@ -165,10 +165,16 @@ async function replay(name: Scenario): Promise<void> {
     const all = [...problems, ...workerPool.problems(), ...clientPool.problems()];
     assert.ok(all.length === 0, `${name}: our server differs from the recording:\n  ${all.join("\n  ")}\n  server log:\n${server.proc.log()}`);
     assert.ok(server.proc.alive, "the server is still running");
-    const extras = [...workerPool.dictionaryExtras, ...clientPool.dictionaryExtras];
+    const allExtras = [...workerPool.dictionaryExtras, ...clientPool.dictionaryExtras];
+    const features = [...new Set(allExtras.filter((x) => x.startsWith("feature:")))];
+    const extras = allExtras.filter((x) => !x.startsWith("feature:"));
     if (extras.length > 0) {
       assert.equal([...new Set(extras)], OUR_EXTRA_SYMBOLS, "the only symbols beyond the recorded dictionary");
       diffs.note("dictionary-js-symbols", "worker and client DICTIONARY");
+    }
+    if (features.length > 0) {
+      assert.equal(features, OUR_SERVER_FEATURES.map((f) => `feature:${f}`), "the server features a worker's DICTIONARY lists");
+      diffs.note("worker-dictionary-features", "worker DICTIONARY");
     }
   } finally {
     for (const c of conns) c.close();

@@ -126,6 +126,9 @@ export function isDictionary(o: Obj): boolean {
   return o.type === "DICTIONARY";
 }
 
+/** What our server announces to workers on their registration DICTIONARY (`server_features`). */
+export const OUR_SERVER_FEATURES = ["leaving", "trace-marked"];
+
 /**
  * Equivalence of a recorded message and ours. A dictionary of ours may extend the recorded one
  * (it must start with the recorded symbols, in order): the extra symbols are returned.
@@ -146,6 +149,13 @@ export function difference(name: MsgName, recorded: Uint8Array, ours: Uint8Array
       if (os[i] !== rs[i]) return `dictionary symbol ${i}: recorded '${rs[i]}', ours '${os[i]}'`;
     }
     extras?.push(...os.slice(rs.length));
+    // Ours also lists what our server understands (WorkerCommand.server_features, field 123,
+    // skipped by the original worker): exactly these, or none.
+    const features = (o.serverFeatures as string[] | undefined) ?? [];
+    if (features.length > 0 && JSON.stringify(features) !== JSON.stringify(OUR_SERVER_FEATURES)) return `dictionary server_features: ${JSON.stringify(features)}`;
+    if (features.length > 0) extras?.push(...features.map((f) => `feature:${f}`));
+    delete r.serverFeatures;
+    delete o.serverFeatures;
     r = { ...r, symbols: "<checked>" };
     o = { ...o, symbols: "<checked>" };
   }

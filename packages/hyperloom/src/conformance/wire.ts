@@ -198,6 +198,10 @@ export const KNOWN: Record<string, { kind: "deliberate" | "divergence"; text: st
     kind: "deliberate",
     text: "README #6/#9: our server's dictionary is the recorded 20 symbols, in order, followed by loom/js/obj, loom/js/call, loom/js/value (ids 20-22)",
   },
+  "worker-dictionary-features": {
+    kind: "deliberate",
+    text: "README #28/#29: our server's DICTIONARY to a registering worker also lists server_features (leaving, trace-marked; field 123, skipped by the original worker): compared with it removed",
+  },
   "open-fetch-content": {
     kind: "deliberate",
     text: "README #7: fetching an opened file returns its content as loom/data (the original worker aborts; its transcript ends at SEND)",

@@ -7,7 +7,8 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import puppeteer from "puppeteer-core";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +18,7 @@ import { tasks } from "../index.js";
 import type { StatusSnapshot } from "../protocol/status.js";
 
 const cli = join(__dirname, "..", "cli", "main.js");
+const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
 const wdir = mkdtempSync(join(tmpdir(), "hyperloom-live-view-"));
 const children: ChildProcess[] = [];
 
@@ -142,7 +144,7 @@ t("/metrics answers while the server ingests a plan of 3,000,001 tasks in one ca
   }
 });
 
-t("a worker stopped with SIGTERM is departed, a killed one lost: status.json (the page's data), status --json (--watch) and its table, /metrics", async () => {
+t("a worker stopped with SIGTERM is departed, a killed one lost: the page, status.json, status --json (--watch) and its table, /metrics", async () => {
   const s = await server();
   try {
     const a = worker(s.port);
@@ -181,6 +183,27 @@ t("a worker stopped with SIGTERM is departed, a killed one lost: status.json (th
     assert.equal(j.workers.map((w) => w.state).sort(), ["departed", "lost"]);
     const table = spawnSync(process.execPath, [cli, "status", "--server", `127.0.0.1:${s.port}`], { encoding: "utf8", timeout: 30_000 });
     assert.match(table.stdout, /0 worker\(s\) \(0 cpus, 1 departed, 1 lost\)/);
+    // The page, in headless Chromium.
+    if (chromium === undefined) {
+      if (process.env.CI === "true") assert.unreachable("no /usr/bin/chromium (.ci/run installs Debian's chromium package)");
+      console.log("  (page part skipped: no /usr/bin/chromium)");
+    } else {
+      const profile = mkdtempSync(join(tmpdir(), "hyperloom-chromium-"));
+      const browser = await puppeteer.launch({ executablePath: chromium, headless: true, userDataDir: profile, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+      try {
+        const page = await browser.newPage();
+        await page.goto(s.url);
+        await page.waitForFunction(() => Number(document.body.dataset.updates) >= 1, { timeout: 20_000 });
+        const count = (id: string): Promise<string> => page.$eval(id, (e) => e.textContent ?? "");
+        assert.equal([await count("#workers-connected"), await count("#workers-departed"), await count("#workers-lost")], ["0", "1", "1"]);
+        const rows = await page.$$eval("#workers tbody tr.worker", (r) => r.map((x) => `${x.className}|${x.textContent ?? ""}`));
+        assert.equal(rows.map((r) => r.split("|")[0]).sort(), ["worker departed", "worker lost"]);
+        assert.ok(rows.every((r) => r.endsWith(r.split("|")[0]!.split(" ")[1]!)), `the state column: ${rows.join(" / ")}`);
+      } finally {
+        await browser.close();
+        rmSync(profile, { recursive: true, force: true });
+      }
+    }
     await client.close();
   } finally {
     s.proc.kill("SIGTERM");
