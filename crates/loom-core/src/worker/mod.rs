@@ -397,6 +397,17 @@ impl Worker {
         let mut done = Vec::new();
         let r = peer.feed(chunk, &self.ids, &self.dd, |d, stat| done.push((d, stat)));
         for ((id, obj), stat) in done {
+            // An input arriving for a traced task is traced too (and its data from then on).
+            if self.trace_marked
+                && self.trace.is_some()
+                && !self.traced.contains(&id)
+                && self
+                    .waiters
+                    .get(&id)
+                    .is_some_and(|w| w.iter().any(|t| self.traced.contains(t)))
+            {
+                self.traced.insert(id);
+            }
             if let Some(t) = self.trace_of(id) {
                 t.received(id, stat.bytes, stat.port, stat.started);
             }
@@ -1091,8 +1102,9 @@ impl Worker {
     }
 
     /// The trace, if task (or data) `id` is traced: every one while tracing, unless the server
-    /// marks its tracing client's tasks ("trace-marked"), then only those (other clients'
-    /// tasks on this worker are not recorded).
+    /// marks its tracing client's tasks ("trace-marked"), then only those, and objects that
+    /// arrive for a marked task waiting here (other clients' tasks on this worker are not
+    /// recorded; an object that arrives before the task that needs it is not either).
     #[inline]
     fn trace_of(&mut self, id: i32) -> Option<&mut WorkerTrace> {
         if self.trace_marked && !self.traced.contains(&id) {
