@@ -175,6 +175,12 @@ impl TaskGraph {
     #[inline]
     pub(crate) fn retire(&mut self, s: Slot, state: TaskState) {
         let seg = &mut self.segs[s.seg];
+        // Retiring twice would drop the segment while tasks in it are still live.
+        debug_assert!(
+            seg.state[s.off].is_live(),
+            "task {} retired twice",
+            seg.id(s.off).get()
+        );
         seg.set_state(s.off, state);
         seg.live -= 1;
         if seg.live == 0 {

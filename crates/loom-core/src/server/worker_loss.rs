@@ -189,7 +189,14 @@ impl Server {
         lost.sort_unstable();
         let mut fail = Vec::new();
         for &x in &lost {
-            let s = self.graph.locate(x).expect("live");
+            // A poison task failed before this pass may have released it: freed already (its
+            // segment must not be retired twice).
+            let Some(s) = self.graph.locate(x) else {
+                continue;
+            };
+            if self.graph.state(s) != TaskState::Finished {
+                continue;
+            }
             let seg = self.graph.seg(s);
             let client = seg.client;
             if seg.refc[s.off] == 0 && !seg.flags[s.off].has(TaskFlags::RESULT) {

@@ -203,3 +203,77 @@ fn stats_count_the_objects_of_every_client() {
     h.take();
     assert_eq!(stats(&mut h, 4), (1, 1));
 }
+
+/// Chaos seed 2026, rounds 263 and 378: a poison task whose input's only copy was on the
+/// worker lost with it. Failing the poison task released that input (freed: retired), and the
+/// lost-data pass then retired it again, so its plan's live count reached 0 early: the plan was
+/// dropped with a result being recomputed (never reported: hung; a FETCH answered "Invalid
+/// id") and the objects count went wrong.
+#[test]
+fn a_poison_task_whose_input_was_lost_with_it_keeps_its_plan_alive() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.client(2);
+    h.take();
+    // 0 -> 1 (heavy, result) and 2 (another result of the plan): all on worker 1 first.
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], false),
+                with_cpus(task(RUN, b"r", &[0], true), 0),
+                task(CONST, b"z", &[], true),
+            ],
+            &[1],
+        ),
+    );
+    let mut w = 1;
+    for (crash, next) in [(1, 3), (2, 5)] {
+        let seen = h.take();
+        let mut sent = seen.tasks(w);
+        sent.sort();
+        assert_eq!(sent, vec![0, 2], "crash {crash}");
+        h.fin(w, 0, 1);
+        h.fin(w, 2, 1);
+        let seen = h.take();
+        assert_eq!(
+            seen.tasks(w),
+            vec![1],
+            "crash {crash}: 1 runs where its input is"
+        );
+        if crash == 1 {
+            assert_eq!(seen.finished(2), vec![2]);
+        }
+        // A new worker joins, then the one running 1 (and holding 0 and 2) is lost.
+        h.worker(next, 1);
+        h.take();
+        h.s.on_close(w);
+        w = next;
+    }
+    let seen = h.take();
+    assert_eq!(
+        seen.tasks(w),
+        vec![2],
+        "only the lost result is computed again"
+    );
+    let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, Some(1));
+    // The result being recomputed is still the client's: its fetch waits, then is served.
+    h.send(2, &req(client_request::Type::Fetch, Some(2)));
+    let seen = h.take();
+    assert!(seen.errors(2).is_empty(), "{:?}", seen.errors(2));
+    h.fin(w, 2, 1);
+    let seen = h.take();
+    assert_eq!(seen.of(w, 2).len(), 1, "SEND of the recomputed result");
+    assert!(seen.removes(w).is_empty(), "{:?}", seen.removes(w));
+    assert_eq!(
+        stats(&mut h, 2),
+        (1, 1),
+        "one worker left, one object: the result 2"
+    );
+    h.send(2, &req(client_request::Type::Release, Some(2)));
+    assert_eq!(h.take().removes(w), vec![2]);
+    assert_eq!(stats(&mut h, 2), (1, 0));
+}

@@ -1,6 +1,7 @@
 //! Bad input and random event sequences: only the offending connection closes, invariants hold.
 
 use super::*;
+use crate::server::segment::TaskState;
 
 #[test]
 fn garbage_closes_only_that_connection() {
@@ -229,7 +230,8 @@ fn random_event_sequences_keep_invariants() {
                     }
                     8 => {
                         if alive_workers.len() > 1 && rnd() % 2 == 0 {
-                            let w = alive_workers.remove(0);
+                            let k = (rnd() as usize) % alive_workers.len();
+                            let w = alive_workers.remove(k);
                             log.push(format!("close worker {w}"));
                             h.s.on_close(w);
                             running.retain(|r| r.0 != w);
@@ -267,8 +269,24 @@ fn random_event_sequences_keep_invariants() {
                 }
             }
             // Invariants: cpus never exceed capacity; object counts never go negative.
-            for c in h.s.clients.iter() {
+            for (ci, c) in h.s.clients.iter_enumerated() {
                 assert!(c.n_data >= 0, "n_data {}\n{}", c.n_data, log.join("\n"));
+                // Every finished task of a connected client is one object it counts.
+                let finished: usize =
+                    h.s.graph
+                        .segs
+                        .iter()
+                        .filter(|s| s.client == ci)
+                        .map(|s| {
+                            s.state
+                                .iter()
+                                .filter(|&&st| st == TaskState::Finished)
+                                .count()
+                        })
+                        .sum();
+                if c.alive {
+                    assert_eq!(c.n_data, finished as i64, "n_data\n{}", log.join("\n"));
+                }
             }
             for wk in h.s.workers.list.iter() {
                 assert!(wk.free_cpus <= wk.cpus);
