@@ -28,6 +28,13 @@ export interface ChaosOptions {
   seed: number;
   /** Stop after this many rounds (default: unbounded, the duration decides). */
   maxRounds?: number;
+  /**
+   * Number of the first round (default 0). A round's plans and faults depend only on the seed
+   * and its number, so `firstRound: R, maxRounds: 1` replays round R of a longer run.
+   */
+  firstRound?: number;
+  /** Run the first round again and again instead of counting up (to replay a rare failure). */
+  repeat?: boolean;
   /** Path of the native task library with `my/count` (none: no native tasks). */
   nativeLibrary?: string;
   /** Called after each round (progress). */
@@ -48,6 +55,8 @@ export interface ChaosTotals {
   leaked: number;
   /** What went wrong (wrong, hung, leaked), at most 50 entries. */
   problems: string[];
+  /** Numbers of the rounds with a problem (replay one with `--seed S --round R`). */
+  failedRounds: number[];
   elapsedMs: number;
 }
 
@@ -122,6 +131,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
     hung: 0,
     leaked: 0,
     problems: [],
+    failedRounds: [],
     elapsedMs: 0,
   };
   const problem = (p: string): void => {
@@ -131,10 +141,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
   const cluster = await LocalCluster.start({ workers: WORKERS, cpus: CPUS, workerArgs });
   const observer = await cluster.connect();
   try {
-    for (let round = 0; Date.now() - start < opts.durationMs && round < (opts.maxRounds ?? Infinity); round++) {
+    const first = opts.firstRound ?? 0;
+    for (let n = 0; Date.now() - start < opts.durationMs && n < (opts.maxRounds ?? Infinity); n++) {
+      const round = opts.repeat ? first : first + n;
       const rng = new Random(opts.seed * 1_000_003 + round);
       const report: RoundReport = { round, futures: 0, workerKills: 0, clientKills: 0, problems: [] };
       const say = (p: string): void => {
+        if (report.problems.length === 0) totals.failedRounds.push(round);
         report.problems.push(p);
         problem(`round ${round}: ${p}`);
       };
@@ -225,8 +238,19 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
       });
       await Promise.all(faults);
       // Restart the killed workers (the cluster always returns to 3).
+      // The expected count comes from our processes, not from the server, which may not have
+      // seen the last kill yet; then the server must count exactly the live ones.
       const alive = (): number => cluster.workerProcesses.filter((w) => w.exitCode === null && w.signalCode === null).length;
-      while (alive() < WORKERS) await cluster.addWorker([], undefined);
+      while (alive() < WORKERS) await cluster.addWorker([], alive() + 1);
+      let leakedWorker: string | undefined;
+      for (const deadline = Date.now() + 30_000; ; await sleep(50)) {
+        const n = (await observer.stats()).nWorkers;
+        if (n === WORKERS) break;
+        if (Date.now() > deadline) {
+          leakedWorker = `the server counts ${n} workers 30 s after the restarts, ${WORKERS} are running`;
+          break;
+        }
+      }
       await Promise.all(judged);
       totals.futures += entries.length;
       for (const c of clients) if (!killedClients.has(c)) await c.close();
@@ -241,13 +265,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
         if (procs.length > 0) return `processes left in run directories: ${procs.join(", ")}`;
         return undefined;
       };
-      let leak: string | undefined;
-      const deadline = Date.now() + CLEAN_MS;
-      do {
-        leak = await clean();
-        if (leak === undefined) break;
+      let leak = leakedWorker ?? (await clean());
+      for (const deadline = Date.now() + CLEAN_MS; leakedWorker === undefined && leak !== undefined && Date.now() < deadline; ) {
         await sleep(50);
-      } while (Date.now() < deadline);
+        leak = await clean();
+      }
       if (leak !== undefined) {
         totals.leaked++;
         say(`leaked after ${CLEAN_MS} ms: ${leak}`);
