@@ -71,12 +71,16 @@ impl Server {
             let cpus = seg.cpus[off];
             if seg.flags[off].has(TaskFlags::EARLY) {
                 // Sent early and now never startable (an input failed): the worker will not
-                // answer for it, so its light slot is freed here.
+                // answer for it, so its light slot is freed here; a worker that takes CANCEL
+                // also forgets it (else it waits there for an input that never comes).
                 seg.flags[off].remove(TaskFlags::EARLY);
                 let wk = &mut self.workers[w];
                 if wk.alive {
                     wk.light = wk.light.saturating_sub(1);
                     wk.tasks = wk.tasks.saturating_sub(1);
+                    if wk.can_cancel {
+                        super::wire::push_cancel(&mut wk.out, c);
+                    }
                 }
             } else if self.workers[w].alive {
                 self.workers[w].residual.insert(c, cpus);

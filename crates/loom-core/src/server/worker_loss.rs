@@ -75,6 +75,10 @@ impl Server {
             let Some(s) = self.graph.locate(x) else {
                 continue;
             };
+            // Failed meanwhile as a dependant of another poison task (one recomputed under it).
+            if !self.graph.state(s).is_pending() {
+                continue;
+            }
             let msg = self.crashes.message();
             self.log(
                 LogLevel::Warn,

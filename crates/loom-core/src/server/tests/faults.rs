@@ -277,3 +277,88 @@ fn a_poison_task_whose_input_was_lost_with_it_keeps_its_plan_alive() {
     assert_eq!(h.take().removes(w), vec![2]);
     assert_eq!(stats(&mut h, 2), (1, 0));
 }
+
+#[test]
+fn a_task_sent_early_whose_input_failed_is_canceled_on_its_worker() {
+    for cancel in [true, false] {
+        let mut h = H::new();
+        h.worker_with(1, 1, if cancel { &["cancel"] } else { &[] }, &[]);
+        h.client(2);
+        h.take();
+        // 1 is light: it goes to the worker of 0 at once and waits there for 0.
+        h.send(
+            2,
+            &plan_req(
+                0,
+                vec![
+                    with_cpus(task(RUN, b"r", &[], false), 0),
+                    task(MERGE, b"", &[0], true),
+                ],
+                &[1],
+            ),
+        );
+        assert_eq!(h.take().tasks(1), vec![0, 1]);
+        h.respond(1, worker_response::Type::Failed, 0, 0, 0);
+        let seen = h.take();
+        assert_eq!(seen.error_ids(2), vec![Some(0)]);
+        let cancels: Vec<_> = seen.of(1, 11).iter().map(|c| c.id).collect();
+        assert_eq!(cancels, if cancel { vec![Some(1)] } else { vec![] });
+        assert_eq!(h.s.workers[W0].light, 0);
+        assert_eq!(h.s.workers[W0].tasks, 0);
+    }
+}
+
+/// Two poison tasks lost with one worker, one consuming the other (its input was lost with
+/// another worker while being transferred, and recomputed beside it): the first one's failure
+/// fails the second as its dependant; it must not be failed (retired) again.
+#[test]
+fn poison_tasks_depending_on_each_other_fail_once() {
+    let mut h = H::new();
+    h.s.set_max_crashes(1);
+    h.worker(1, 1);
+    h.client(2);
+    h.take();
+    // 0 -> 1, 0 -> 2 (results); 3 keeps worker 1 busy. All heavy.
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                with_cpus(task(RUN, b"a", &[], false), 0),
+                with_cpus(task(RUN, b"b", &[0], true), 0),
+                with_cpus(task(RUN, b"c", &[0], true), 0),
+                with_cpus(task(RUN, b"d", &[], true), 0),
+            ],
+            &[1],
+        ),
+    );
+    assert_eq!(h.take().tasks(1), vec![0, 3]);
+    h.fin(1, 0, 10);
+    assert_eq!(
+        h.take().tasks(1),
+        vec![1],
+        "1 beside its input; no room for 2"
+    );
+    h.worker(3, 1);
+    let seen = h.take();
+    assert_eq!(seen.tasks(3), vec![2]);
+    assert_eq!(seen.of(1, 2).len(), 1, "SEND of 0 to worker 3");
+    // Worker 1 is lost before the transfer completes: 1 and 3 fail (crash limit 1), 0 is
+    // recomputed beside 2.
+    h.s.on_close(1);
+    let seen = h.take();
+    assert_eq!(seen.tasks(3), vec![0]);
+    // Worker 3 is lost while running 0 and 2: both hit the limit; 2 fails once, as 0's dependant.
+    h.s.on_close(3);
+    let seen = h.take();
+    let failed: Vec<_> = seen.resp(2).into_iter().filter(|r| r.r#type == 3).collect();
+    assert_eq!(failed.len(), 1, "one TASK_FAILED: the held result 2");
+    assert_eq!(failed[0].id, Some(2));
+    assert_eq!(failed[0].error.as_ref().unwrap().id, Some(0), "caused by 0");
+    h.s.after_event();
+    assert!(
+        h.s.graph.segs.is_empty(),
+        "every task failed: the plan is gone"
+    );
+    assert_eq!(stats(&mut h, 2), (0, 0));
+}
