@@ -125,6 +125,8 @@ export class Client {
   /** Id ranges of the submitted plans (to fail a rejected plan's futures). */
   private readonly plans: Array<{ idBase: number; end: number }> = [];
   private readonly fetches = new Map<number, Array<Pending<DataValue>>>();
+  /** Ids whose outstanding fetch a TASK_FAILED rejected: the server's ERROR answer to that FETCH may still come (it is expected, not a warning). */
+  private readonly failedFetches = new Set<number>();
   private readonly statsWaiters: Array<Pending<Stats>> = [];
   private data: { id: number; typeId: number; remaining: number; frames: Buffer[] } | undefined;
   private outgoing: Buffer[] = [];
@@ -779,6 +781,7 @@ export class Client {
   private failFinished(id: number, e: Error): void {
     const list = this.fetches.get(id);
     this.fetches.delete(id);
+    if (list !== undefined) this.failedFetches.add(id);
     const f = this.held.get(id)?.deref();
     if (f !== undefined && f.status_ === "finished") {
       f.status_ = "failed";
@@ -825,6 +828,7 @@ export class Client {
       this.fetches.delete(fid);
       return;
     }
+    if (fid !== undefined && this.failedFetches.delete(fid)) return;
     if (fid === undefined && this.fetches.size > 1) {
       // An id-less error (the original server) with several fetches outstanding: which one it
       // answers is unknown, so all fail rather than one hanging or the wrong one failing.
