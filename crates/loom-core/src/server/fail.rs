@@ -83,7 +83,17 @@ impl Server {
                     }
                 }
             } else if self.workers[w].alive {
-                self.workers[w].residual.insert(c, cpus);
+                let wk = &mut self.workers[w];
+                if wk.can_cancel {
+                    // It may wait there for an input that can no longer come (its only copy
+                    // was lost): canceled, its cores are free at once. A late answer gets
+                    // REMOVE (FINISHED) or is ignored (FAILED).
+                    super::wire::push_cancel(&mut wk.out, c);
+                    wk.unbook(cpus);
+                } else {
+                    // Freed when the worker answers.
+                    wk.residual.insert(c, cpus);
+                }
             }
         }
         let held = seg.flags[off].has(TaskFlags::RESULT);

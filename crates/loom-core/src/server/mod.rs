@@ -53,9 +53,12 @@
 //!   (LOAD_CHECKPOINT) on any worker; CHECKPOINT_LOAD_FAILED fails that task and its
 //!   dependants only.
 //!
-//! Known gaps: a task running on a surviving worker whose input transfer can never complete
-//! (its only source was lost and the input cannot be recomputed) keeps its cpus booked on that
-//! worker until it answers; ready tasks of one cpu class wait behind the head of their queue
+//! - A planned task failing because an input failed, while it runs (or waits for inputs) on a
+//!   worker that announced "cancel", is canceled there and its cpus are free at once.
+//!
+//! Known gaps: on a worker without "cancel" (the original's), a task whose input transfer can
+//! never complete (its only source was lost and the input cannot be recomputed) keeps its cpus
+//! booked there until it answers; ready tasks of one cpu class wait behind the head of their queue
 //! when only the head's type has no free worker (head-of-line blocking per class).
 
 mod clients;

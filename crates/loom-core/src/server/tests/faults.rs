@@ -362,3 +362,70 @@ fn poison_tasks_depending_on_each_other_fail_once() {
     );
     assert_eq!(stats(&mut h, 2), (0, 0));
 }
+
+/// A task running on a surviving worker whose input's only copy was lost and cannot be
+/// recomputed waits there for a transfer that never comes: it is canceled and its cores are
+/// free at once (before, they stayed booked for good).
+#[test]
+fn a_running_task_whose_input_is_lost_for_good_is_canceled() {
+    let mut h = H::new();
+    h.worker_with(1, 1, &["cancel"], &[]);
+    h.client(2);
+    h.take();
+    // 1 <- 0; 0 is freed once 1 finished, so 1 cannot be recomputed.
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                with_cpus(task(RUN, b"a", &[], false), 0),
+                with_cpus(task(RUN, b"b", &[0], true), 0),
+            ],
+            &[1],
+        ),
+    );
+    assert_eq!(h.take().tasks(1), vec![0]);
+    h.fin(1, 0, 10);
+    assert_eq!(h.take().tasks(1), vec![1]);
+    h.fin(1, 1, 10);
+    assert_eq!(h.take().removes(1), vec![0]);
+    // Worker 1 is kept busy (2 and 3: its core and its overbooking), so 4 goes to worker 3.
+    h.send(
+        2,
+        &plan_req(
+            2,
+            vec![
+                with_cpus(task(RUN, b"x", &[], true), 0),
+                with_cpus(task(RUN, b"y", &[], true), 0),
+            ],
+            &[1],
+        ),
+    );
+    assert_eq!(h.take().tasks(1), vec![2, 3]);
+    h.worker_with(3, 1, &["cancel"], &[]);
+    h.take();
+    h.send(
+        2,
+        &plan_req(4, vec![with_cpus(task(RUN, b"c", &[1], true), 0)], &[1]),
+    );
+    let seen = h.take();
+    assert_eq!(seen.tasks(3), vec![4]);
+    assert_eq!(seen.of(1, 2).len(), 1, "SEND of 1 to worker 3");
+    // Worker 1 is lost: 1 cannot be recomputed (0 is gone), so 1 and 4 fail.
+    h.s.on_close(1);
+    let seen = h.take();
+    let mut failed: Vec<_> = seen
+        .resp(2)
+        .into_iter()
+        .filter(|r| r.r#type == 3)
+        .map(|r| r.id)
+        .collect();
+    failed.sort();
+    assert_eq!(failed, vec![Some(1), Some(4)]);
+    let cancels: Vec<_> = seen.of(3, 11).iter().map(|c| c.id).collect();
+    assert_eq!(cancels, vec![Some(4)], "4 no longer waits on worker 3");
+    // Its core is free: both tasks of worker 1 are rescheduled there (core + overbooking).
+    let mut rerun = seen.tasks(3);
+    rerun.sort();
+    assert_eq!(rerun, vec![2, 3]);
+}
