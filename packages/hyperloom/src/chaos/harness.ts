@@ -37,6 +37,8 @@ export interface ChaosOptions {
   repeat?: boolean;
   /** Path of the native task library with `my/count` (none: no native tasks). */
   nativeLibrary?: string;
+  /** Show every log line of the server and the workers (on stderr). */
+  verbose?: boolean;
   /** Called after each round (progress). */
   onRound?: (r: ChaosTotals, round: RoundReport) => void;
 }
@@ -138,7 +140,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
     if (totals.problems.length < 50) totals.problems.push(p);
   };
   const workerArgs = opts.nativeLibrary ? ["--extension", opts.nativeLibrary] : [];
-  const cluster = await LocalCluster.start({ workers: WORKERS, cpus: CPUS, workerArgs });
+  // The last log lines of each worker, to explain one that does not come up.
+  const lastLines = new Map<number, string[]>();
+  const onWorkerLine = (i: number, line: string): void => {
+    const l = lastLines.get(i) ?? [];
+    l.push(line);
+    if (l.length > 20) l.shift();
+    lastLines.set(i, l);
+  };
+  const cluster = await LocalCluster.start({ workers: WORKERS, cpus: CPUS, workerArgs, onWorkerLine, ...(opts.verbose ? { verbose: true, logArgs: ["--debug"] } : {}) });
   const observer = await cluster.connect();
   try {
     const first = opts.firstRound ?? 0;
@@ -241,7 +251,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
       // The expected count comes from our processes, not from the server, which may not have
       // seen the last kill yet; then the server must count exactly the live ones.
       const alive = (): number => cluster.workerProcesses.filter((w) => w.exitCode === null && w.signalCode === null).length;
-      while (alive() < WORKERS) await cluster.addWorker([], alive() + 1);
+      while (alive() < WORKERS) {
+        const i = cluster.workerProcesses.length;
+        try {
+          await cluster.addWorker([], alive() + 1);
+        } catch (e) {
+          const lines = (lastLines.get(i) ?? []).map((l) => `\n    ${l}`).join("");
+          throw new Error(`round ${round}: restarting worker ${i}: ${(e as Error).message}; its last lines:${lines || " none"}`);
+        }
+      }
       let leakedWorker: string | undefined;
       for (const deadline = Date.now() + 30_000; ; await sleep(50)) {
         const n = (await observer.stats()).nWorkers;

@@ -59,7 +59,8 @@ const program = new Command("chaos")
   .option("--round <n>", "replay round N of the seed: the same as --from-round N --rounds 1, unless --rounds is given (then N is repeated that many times)", num("round"))
   .option("--no-native", "no native tasks (do not build the example library)")
   .option("--json", "print one JSON object instead of the table")
-  .action(async (opts: { minutes: number; seed: number; rounds?: number; fromRound?: number; round?: number; native: boolean; json?: boolean }) => {
+  .option("--verbose", "show every log line of the server and the workers (stderr)")
+  .action(async (opts: { minutes: number; seed: number; rounds?: number; fromRound?: number; round?: number; native: boolean; json?: boolean; verbose?: boolean }) => {
     const lib = opts.native ? nativeLibrary() : undefined;
     if (opts.native && lib === undefined) {
       // Native tasks are part of the suite: CI never runs it silently without them.
@@ -77,6 +78,7 @@ const program = new Command("chaos")
       ...(replay ? { firstRound: Math.floor(opts.round!), repeat: true } : {}),
       ...(opts.fromRound !== undefined && !replay ? { firstRound: Math.floor(opts.fromRound) } : {}),
       ...(lib !== undefined ? { nativeLibrary: lib } : {}),
+      ...(opts.verbose ? { verbose: true } : {}),
       onRound: (t, r) =>
         process.stderr.write(
           `round ${r.round}: ${r.futures} futures, ${r.workerKills} worker / ${r.clientKills} client kills` +
