@@ -11,7 +11,7 @@
  * shows 0 objects, the live workers' data directories are empty and no process runs in a run
  * directory of the cluster (else **leaked**).
  */
-import { readdirSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Socket } from "node:net";
 import { LocalCluster } from "../cluster/local-cluster.js";
@@ -103,6 +103,16 @@ export function processesIn(dir: string): number[] {
     }
   }
   return pids;
+}
+
+/** The state letter of process `pid` from /proc (R, S, D, Z...), or "gone". */
+function processState(pid: number | undefined): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? "?";
+  } catch {
+    return "gone";
+  }
 }
 
 /** Files in the data directories of the live workers of `cluster`. */
@@ -248,24 +258,27 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
       });
       await Promise.all(faults);
       // Restart the killed workers (the cluster always returns to 3).
-      // The expected count comes from our processes, not from the server, which may not have
-      // seen the last kill yet; then the server must count exactly the live ones.
+      // Until the server counts exactly WORKERS workers and that many of our worker processes
+      // run: a killed process is seen as gone only when its exit event arrives (possibly after
+      // the server saw its connection close), so both are checked again until they agree.
       const alive = (): number => cluster.workerProcesses.filter((w) => w.exitCode === null && w.signalCode === null).length;
-      while (alive() < WORKERS) {
-        const i = cluster.workerProcesses.length;
-        try {
-          await cluster.addWorker([], alive() + 1);
-        } catch (e) {
-          const lines = (lastLines.get(i) ?? []).map((l) => `\n    ${l}`).join("");
-          throw new Error(`round ${round}: restarting worker ${i}: ${(e as Error).message}; its last lines:${lines || " none"}`);
-        }
-      }
       let leakedWorker: string | undefined;
       for (const deadline = Date.now() + 30_000; ; await sleep(50)) {
+        if (alive() < WORKERS) {
+          const i = cluster.workerProcesses.length;
+          try {
+            await cluster.addWorker([], alive() + 1);
+          } catch (e) {
+            const lines = (lastLines.get(i) ?? []).map((l) => `\n    ${l}`).join("");
+            throw new Error(`round ${round}: restarting worker ${i}: ${(e as Error).message}; its last lines:${lines || " none"}`);
+          }
+          continue;
+        }
         const n = (await observer.stats()).nWorkers;
         if (n === WORKERS) break;
         if (Date.now() > deadline) {
-          leakedWorker = `the server counts ${n} workers 30 s after the restarts, ${WORKERS} are running`;
+          const procs = cluster.workerProcesses.filter((w) => w.exitCode === null && w.signalCode === null).map((w) => `${w.pid} (${processState(w.pid)})`);
+          leakedWorker = `the server counts ${n} workers 30 s after the restarts; running worker processes: ${procs.join(", ")}`;
           break;
         }
       }
