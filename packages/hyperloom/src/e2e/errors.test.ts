@@ -1,9 +1,9 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { connect, type Socket } from "node:net";
 import { LocalCluster } from "../cluster/local-cluster.js";
-import { frame, FrameReader } from "../protocol/frame.js";
-import { comm, PROTOCOL_VERSION, type ClientResponse } from "../protocol/messages.js";
+import { frame } from "../protocol/frame.js";
+import { comm } from "../protocol/messages.js";
+import { rawClient, request } from "./raw-client.js";
 
 // Every ERROR the server sends about a task carries that task's id (the client's own id), so a
 // client can route it to the right future. Checked on the wire, against the real server process.
@@ -15,43 +15,6 @@ errors.before(async (ctx) => {
 errors.after(async (ctx) => {
   await ctx.cluster.stop();
 });
-
-/** A raw client connection: sends requests, collects decoded responses. */
-async function rawClient(port: number): Promise<{ s: Socket; next: () => Promise<ClientResponse> }> {
-  const s = connect({ host: "127.0.0.1", port });
-  await new Promise<void>((resolve, reject) => {
-    s.once("connect", resolve);
-    s.once("error", reject);
-  });
-  const reader = new FrameReader();
-  const queue: ClientResponse[] = [];
-  const waiters: ((r: ClientResponse) => void)[] = [];
-  s.on("data", (chunk: Buffer) => {
-    for (const f of reader.push(chunk)) {
-      const r = comm.ClientResponse.decode(f);
-      const w = waiters.shift();
-      if (w) w(r);
-      else queue.push(r);
-    }
-  });
-  const register = comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT }).finish();
-  s.write(frame(register));
-  const next = () =>
-    new Promise<ClientResponse>((resolve, reject) => {
-      const r = queue.shift();
-      if (r) return resolve(r);
-      const timer = setTimeout(() => reject(new Error("no response within 10 s")), 10_000);
-      waiters.push((x) => {
-        clearTimeout(timer);
-        resolve(x);
-      });
-    });
-  return { s, next };
-}
-
-function request(s: Socket, type: number, id: number): void {
-  s.write(frame(comm.ClientRequest.encode({ type, id }).finish()));
-}
 
 errors("FETCH and RELEASE errors carry the task id; a rejected plan names its task", async ({ cluster }) => {
   const { s, next } = await rawClient(cluster.port);

@@ -12,6 +12,9 @@ import { join, resolve } from "node:path";
 import { LocalCluster } from "../cluster/local-cluster.js";
 import { Client, Task, TaskFailed, tasks, type Future } from "../index.js";
 import { dataFiles } from "../chaos/harness.js";
+import { frame } from "../protocol/frame.js";
+import { comm } from "../protocol/messages.js";
+import { rawClient } from "./raw-client.js";
 
 /** Rejects when `p` has not settled after `ms` (a hang is a failure, never a stuck suite). */
 function settles<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -93,6 +96,44 @@ foreign("a future of client A used by client B is refused before anything is sen
     assert.is(String(await ofB.gather()), "data of B");
   } finally {
     await b.close();
+  }
+});
+
+foreign("the server refuses a plan referencing an id its client does not hold, naming the task (a client without our check)", async ({ cluster }) => {
+  const a = await cluster.connect();
+  const { s, next } = await rawClient(cluster.port);
+  try {
+    // A's result 0 exists on the server; B (raw) numbers from 0 too.
+    assert.is(String(await a.submitOne(tasks.const("secret of A")).fetch()), "secret of A");
+    assert.is((await next()).type, comm.ClientResponse.Type.DICTIONARY);
+    const T = comm.ClientRequest.Type;
+    const constType = 7; // loom/base/const in the standard dictionary
+    const mergeType = 8; // loom/base/merge
+    const plan = (idBase: number, tasks: Array<{ taskType: number; config: Buffer; inputIds: number[]; result: boolean; label?: string }>): void =>
+      void s.write(frame(comm.ClientRequest.encode({ type: T.PLAN, plan: { idBase, tasks } }).finish()));
+    // B's plan: its own 0 is an intermediate, 1 its result.
+    plan(0, [
+      { taskType: constType, config: Buffer.from("data of B"), inputIds: [], result: false },
+      { taskType: mergeType, config: Buffer.alloc(0), inputIds: [0], result: true },
+    ]);
+    assert.is((await next()).type, comm.ClientResponse.Type.TASK_FINISHED);
+    // Id 0 is no result B holds (A's 0 is not B's; B's own 0 was consumed and freed): refused,
+    // naming B's task and label.
+    plan(2, [{ taskType: mergeType, config: Buffer.alloc(0), inputIds: [0], result: true, label: "via B" }]);
+    let r = await next();
+    assert.is(r.type, comm.ClientResponse.Type.ERROR);
+    assert.match(Buffer.from(r.error!.errorMsg!).toString(), /^Plan rejected: task id=2 \(label 'via B'\): input id 0 (is not a result this client holds|was released)/);
+    assert.is(r.error!.id, 2);
+    // An id B never had: refused too.
+    plan(3, [{ taskType: mergeType, config: Buffer.alloc(0), inputIds: [15], result: true }]);
+    r = await next();
+    assert.is(r.type, comm.ClientResponse.Type.ERROR);
+    assert.match(Buffer.from(r.error!.errorMsg!).toString(), /^Plan rejected: task id=3 .*input id 15/);
+    // A's result is untouched.
+    assert.is((await a.stats()).nDataObjects, 2, "A's 0 and B's 1");
+  } finally {
+    s.destroy();
+    await a.close();
   }
 });
 
