@@ -13,6 +13,7 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
 import { LocalCluster } from "../cluster/local-cluster.js";
 import type { Client } from "../client/client.js";
@@ -160,6 +161,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
   };
   const cluster = await LocalCluster.start({ workers: WORKERS, cpus: CPUS, workerArgs, onWorkerLine, ...(opts.verbose ? { verbose: true, logArgs: ["--debug"] } : {}) });
   const observer = await cluster.connect();
+  /** Worker processes we killed (their exit event may come later). */
+  const killed = new WeakSet<ChildProcess>();
   try {
     const first = opts.firstRound ?? 0;
     for (let n = 0; Date.now() - start < opts.durationMs && n < (opts.maxRounds ?? Infinity); n++) {
@@ -203,6 +206,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
             const w = alive[victim % Math.max(1, alive.length)];
             if (w === undefined) return;
             w.kill("SIGKILL");
+            killed.add(w);
             workerKillsThisRound++;
             report.workerKills++;
             totals.workerKills++;
@@ -261,24 +265,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
       // Until the server counts exactly WORKERS workers and that many of our worker processes
       // run: a killed process is seen as gone only when its exit event arrives (possibly after
       // the server saw its connection close), so both are checked again until they agree.
-      const alive = (): number => cluster.workerProcesses.filter((w) => w.exitCode === null && w.signalCode === null).length;
+      const running = (): ChildProcess[] => cluster.workerProcesses.filter((w) => w.exitCode === null && w.signalCode === null);
       let leakedWorker: string | undefined;
       for (const deadline = Date.now() + 30_000; ; await sleep(50)) {
-        if (alive() < WORKERS) {
-          const i = cluster.workerProcesses.length;
-          try {
-            await cluster.addWorker([], alive() + 1);
-          } catch (e) {
-            const lines = (lastLines.get(i) ?? []).map((l) => `\n    ${l}`).join("");
-            throw new Error(`round ${round}: restarting worker ${i}: ${(e as Error).message}; its last lines:${lines || " none"}`);
-          }
-          continue;
-        }
+        // Started without waiting: the loop waits for the server's count.
+        while (running().length < WORKERS) await cluster.addWorker([], 0);
         const n = (await observer.stats()).nWorkers;
-        if (n === WORKERS) break;
+        if (n === WORKERS && running().length === WORKERS) break;
         if (Date.now() > deadline) {
-          const procs = cluster.workerProcesses.filter((w) => w.exitCode === null && w.signalCode === null).map((w) => `${w.pid} (${processState(w.pid)})`);
-          leakedWorker = `the server counts ${n} workers 30 s after the restarts; running worker processes: ${procs.join(", ")}`;
+          const procs = running().map((w) => `${w.pid} (${processState(w.pid)}${killed.has(w) ? ", killed" : ""})`);
+          const lines = [...lastLines.entries()].slice(-WORKERS - 2).map(([i, l]) => `\n    worker ${i}: ${l.slice(-2).join(" | ")}`).join("");
+          leakedWorker = `the server counts ${n} workers 30 s after the restarts; worker processes running: ${procs.join(", ")}${lines}`;
           break;
         }
       }
