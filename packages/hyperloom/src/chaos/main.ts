@@ -100,7 +100,9 @@ const program = new Command("chaos")
     if (bad) {
       process.stdout.write(
         `chaos FAILED with seed ${totals.seed}: rerun with npm run chaos -- --minutes ${opts.minutes} --seed ${totals.seed}\n` +
-          `failed rounds: ${totals.failedRounds.join(", ")} (replay one: npm run chaos -- --seed ${totals.seed} --round R [--rounds K])\n` +
+          (totals.failedRounds.length > 0
+            ? `failed rounds: ${totals.failedRounds.join(", ")} (replay one: npm run chaos -- --seed ${totals.seed} --round R [--rounds K])\n`
+            : "") +
           totals.problems.map((p) => `  ${p}\n`).join(""),
       );
     }
