@@ -78,12 +78,16 @@ t("runProgram: stdin through a pipe, files, outputs as bytes or paths; the run d
   assert.is(statSync(first.outputs[1]!.path!).size, big);
   native().releaseRunDir(first.dir);
   let second: Awaited<ReturnType<ReturnType<typeof native>["runProgram"]>> | undefined;
+  // Until the cleaner has emptied the first directory, each run gets a fresh one; those are held
+  // (not released) so that the first directory is the only one that can come back.
+  const held: string[] = [];
   for (let i = 0; i < 100; i++) {
     second = await native().runProgram({ argv: ["/bin/sh", "-c", "ls -A; echo oops >&2; exit 3"], runRoot, files: [], outputs: ["+out"], token: 3 });
     if (second.dir === first.dir) break;
-    native().releaseRunDir(second.dir); // the cleaner had not finished yet
+    held.push(second.dir);
     await new Promise((r) => setTimeout(r, 10));
   }
+  for (const d of held) native().releaseRunDir(d);
   assert.is(second!.dir, first.dir, "the emptied directory is reused");
   assert.is(second!.code, 3);
   assert.is(second!.stderrTail, "oops\n");
