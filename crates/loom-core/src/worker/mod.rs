@@ -276,6 +276,13 @@ pub struct Worker {
     slots: Slots,
     running: IdMap<Running>,
     peers: HashMap<u32, Peer>,
+    /// Data-connection events that came before the server's DICTIONARY, in order (chunk, or
+    /// None for a close); replayed once it came. None after it came. A peer told to SEND to a
+    /// worker that just registered can connect before the registration answer arrives on the
+    /// server connection, and its type ids mean nothing until then.
+    early_peer: Option<Vec<(u32, Option<Vec<u8>>)>>,
+    /// Held connections whose replayed stream was broken (their next bytes are refused).
+    broken_early: Vec<u32>,
     out: WorkerOutput,
     input_ids: Vec<i32>,
     input_refs: Vec<DataRef>,
@@ -319,6 +326,8 @@ impl Worker {
             slots: Slots::new(cfg.cpus),
             running: IdMap::default(),
             peers: HashMap::new(),
+            early_peer: Some(Vec::new()),
+            broken_early: Vec::new(),
             out: WorkerOutput::default(),
             input_ids: Vec::new(),
             input_refs: Vec::new(),
@@ -385,7 +394,34 @@ impl Worker {
         let r = reader.feed(chunk, |frame| self.command(frame));
         self.server = reader;
         self.drain_woken();
+        if r.is_ok() {
+            self.replay_early_peer();
+        }
         r
+    }
+
+    /// Replays the data-connection events held until the DICTIONARY ([`Worker::early_peer`]).
+    /// A held stream found broken is logged; the connection's next bytes get the error (its
+    /// caller closes it then).
+    fn replay_early_peer(&mut self) {
+        if self.symbols.names().is_empty() {
+            return;
+        }
+        let Some(held) = self.early_peer.take() else {
+            return;
+        };
+        for (conn, ev) in held {
+            match ev {
+                Some(_) if self.broken_early.contains(&conn) => {}
+                Some(chunk) => {
+                    if let Err(e) = self.on_peer_data(conn, &chunk) {
+                        self.log(LogLevel::Error, e.to_string());
+                        self.broken_early.push(conn);
+                    }
+                }
+                None => self.on_peer_close(conn),
+            }
+        }
     }
 
     /// Bytes on a data connection `conn`: one a peer opened (its first frame, an Announce, is
@@ -393,6 +429,16 @@ impl Worker {
     /// [`open_peer`](Self::open_peer).
     pub fn on_peer_data(&mut self, conn: u32, chunk: &[u8]) -> Result<(), WorkerError> {
         self.trace_new_call();
+        if let Some(held) = self.early_peer.as_mut() {
+            held.push((conn, Some(chunk.to_vec())));
+            return Ok(());
+        }
+        if self.broken_early.contains(&conn) {
+            return Err(WorkerError::Stream {
+                conn,
+                msg: "stream broken before the dictionary arrived".to_owned(),
+            });
+        }
         let mut peer = self.peers.remove(&conn).unwrap_or_else(Peer::new);
         let mut done = Vec::new();
         let r = peer.feed(chunk, &self.ids, &self.dd, |d, stat| done.push((d, stat)));
@@ -441,6 +487,11 @@ impl Worker {
 
     /// A data connection closed: a partly received object is dropped (logged).
     pub fn on_peer_close(&mut self, conn: u32) {
+        if let Some(held) = self.early_peer.as_mut() {
+            held.push((conn, None));
+            return;
+        }
+        self.broken_early.retain(|&c| c != conn);
         if let Some(peer) = self.peers.remove(&conn) {
             if let Some(id) = peer.partial_id() {
                 self.log(

@@ -1179,3 +1179,51 @@ fn leaving_frame_only_for_a_server_that_announced_it() {
     let r = WorkerResponse::decode(&f[8..]).unwrap();
     assert_eq!(r.r#type, worker_response::Type::Leaving as i32);
 }
+
+/// A peer told to SEND to a worker that just registered may connect before the worker has its
+/// DICTIONARY (the server's answer on another socket): the data is held until then, not refused
+/// as "data of unknown type id" (which lost the transfer and hung its dependants: chaos seed
+/// 2026 round 378, #18).
+#[test]
+fn peer_data_before_the_dictionary_is_held_until_it_arrives() {
+    let mut src = worker("early-src", 1);
+    let mut b = task(10, "loom/data/const", b"x\ny\n", &[], 0);
+    b.extend(task(11, "loom/data/split", b"", &[10], 0));
+    run(&mut src, &b);
+    let stream = stream_from(&src, &[10, 11]);
+
+    let mut w = Worker::new(WorkerConfig {
+        work_dir: tmp("early-dst"),
+        cpus: 1,
+        data_port: 1234,
+        extra_task_types: vec![],
+        extensions: vec![],
+    })
+    .unwrap();
+    // The whole stream, then its close, before the dictionary.
+    w.on_peer_data(2, &stream[..stream.len() / 2]).unwrap();
+    w.on_peer_data(2, &stream[stream.len() / 2..]).unwrap();
+    w.on_peer_close(2);
+    assert_eq!(w.stored_objects(), 0);
+    let mut d = Vec::new();
+    push_frame(
+        &mut d,
+        &WorkerCommand {
+            r#type: worker_command::Type::Dictionary as i32,
+            symbols: Symbols::for_server().names().to_vec(),
+            ..Default::default()
+        },
+    );
+    w.on_server_data(&d).unwrap();
+    let out = w.take_output();
+    assert!(
+        out.logs.iter().all(|(l, _)| *l != LogLevel::Error),
+        "{:?}",
+        out.logs
+    );
+    assert_eq!(w.stored_objects(), 2);
+    assert_eq!(responses(&out.to_server).len(), 2);
+    // Later connections are read at once.
+    w.on_peer_data(3, &stream).unwrap();
+    assert_eq!(responses(&w.take_output().to_server).len(), 2);
+}
