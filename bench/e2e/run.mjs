@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // HyperLoom end-to-end benchmark suite (issue 12). `npm run bench -- [options]`, or
 //   node --expose-gc bench/e2e/run.mjs [--workloads W1,W3] [--n 10000,100000] [--workers 1x2,2x1]
-//        [--reps 3] [--json] [--quick] [--peers dask,ray|none] [--timeout 180]
+//        [--reps 3] [--json] [--quick] [--peers dask,ray|none] [--timeout 180] [--tls off|on|both]
 // Each workload runs on a fresh LocalCluster per (workload, N, cluster shape); the peers run the
 // same cells at the same N, their repetitions interleaved with ours; see README.md here.
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
@@ -20,7 +20,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 // ---------------------------------------------------------------------------------------------
 // Options
 function parseArgs(argv) {
-  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, timeoutS: 180 };
+  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, timeoutS: 180, tls: "off" };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -39,6 +39,10 @@ function parseArgs(argv) {
       o.peers = v === "none" ? [] : v.split(",");
     }
     else if (a === "--timeout") o.timeoutS = Number(val());
+    else if (a === "--tls") {
+      o.tls = val();
+      if (!["off", "on", "both"].includes(o.tls)) throw new Error(`--tls: expected off, on or both, got ${o.tls}`);
+    }
     else if (a === "--help" || a === "-h") {
       process.stdout.write(readFileSync(join(here, "README.md"), "utf8"));
       process.exit(0);
@@ -107,7 +111,7 @@ function summarize(name, n, config, reps) {
     workers: config,
     tasks,
     reps: reps.length,
-    wallMs: { median: wall, min: Math.min(...walls), max: Math.max(...walls) },
+    wallMs: { median: wall, min: Math.min(...walls), max: Math.max(...walls), all: walls },
     tasksPerS: tasks / (wall / 1e3),
     planMs: median(reps.map((r) => r.planMs ?? 0)),
     buildMs: median(reps.map((r) => r.buildMs ?? 0)),
@@ -117,6 +121,7 @@ function summarize(name, n, config, reps) {
   if (reps[0].mbps !== undefined) {
     out.transferMs = { median: median(reps.map((r) => r.transferMs)), min: Math.min(...reps.map((r) => r.transferMs)), max: Math.max(...reps.map((r) => r.transferMs)) };
     out.mbps = median(reps.map((r) => r.mbps));
+    out.mbpsAll = reps.map((r) => r.mbps);
   }
   const spawn = reps.map((r) => r.spawnRate).filter((x) => x !== undefined);
   if (spawn.length) {
@@ -141,10 +146,13 @@ function summarize(name, n, config, reps) {
   return out;
 }
 
-/** Our side of one cell: a fresh cluster; `rep()` runs one repetition, `close()` stops it. */
-async function openCell(name, n, config, o, log) {
+/**
+ * Our side of one cell: a fresh cluster (`tls`: every connection encrypted); `rep()` runs one
+ * repetition, `close()` stops it.
+ */
+async function openCell(name, n, config, o, log, tls = false) {
   const [nw, nc] = config.split("x").map(Number);
-  const cluster = await LocalCluster.start({ workers: nw, cpus: nc });
+  const cluster = await LocalCluster.start({ workers: nw, cpus: nc, ...(tls ? { tls: true } : {}) });
   const spid = cluster.serverProcess.pid;
   const wpids = cluster.workerProcesses.map((p) => p.pid);
   const client = await cluster.connect().catch(async (e) => {
@@ -166,7 +174,7 @@ async function openCell(name, n, config, o, log) {
       rep.serverGrowth = rep.serverPeak - idle;
       rep.workerPeak = Math.max(...wpids.map((p) => procField(p, "VmHWM")));
       reps.push(rep);
-      log(`  ${name} N=${n} ${config} rep ${r + 1}: ours ${rep.wallMs.toFixed(1)} ms`);
+      log(`  ${name} N=${n} ${config}${tls ? " tls" : ""} rep ${r + 1}: ours ${rep.wallMs.toFixed(1)} ms`);
     },
     async close() {
       await client.close().catch(() => undefined);
@@ -321,6 +329,25 @@ function machineNote() {
 }
 
 /** The targets of issue #26, from the rows of this run (null: not measured in it). */
+/**
+ * TLS vs plain TCP, per (workload, N, shape) run both ways: repetition i of one against
+ * repetition i of the other; throughput ratio TLS / plain (1 = no cost), min/median/max.
+ */
+function tlsRatios(rows) {
+  const out = [];
+  for (const t of rows.filter((r) => r.tls && !r.error)) {
+    const p = rows.find((r) => !r.tls && !r.error && r.workload === t.workload && r.n === t.n && r.workers === t.workers);
+    if (!p) continue;
+    const mb = t.mbpsAll !== undefined;
+    const a = mb ? t.mbpsAll : t.wallMs.all;
+    const b = mb ? p.mbpsAll : p.wallMs.all;
+    const k = Math.min(a.length, b.length);
+    const ratios = Array.from({ length: k }, (_, i) => (mb ? a[i] / b[i] : b[i] / a[i]));
+    out.push({ workload: t.workload, n: t.n, workers: t.workers, metric: mb ? "MB/s" : "tasks/s", min: Math.min(...ratios), median: median(ratios), max: Math.max(...ratios), plain: mb ? p.mbps : p.tasksPerS, tls: mb ? t.mbps : t.tasksPerS });
+  }
+  return out;
+}
+
 function evaluateTargets(rows) {
   const ok = (r) => r && !r.error;
   const find = (w, n, c) => rows.find((r) => r.workload === w && r.n === n && (c === undefined || r.workers === c) && ok(r));
@@ -378,14 +405,16 @@ async function main() {
         rows.push(summarize(name, n, "-", reps));
         continue;
       }
-      for (const config of o.workers) {
+      // --tls both: every cell plain (with the peers), then with TLS (ours only).
+      const modes = o.tls === "both" ? [false, true] : [o.tls === "on"];
+      for (const config of o.workers) for (const tls of modes) {
         if (w.onlyConfigs && !w.onlyConfigs.includes(config)) continue;
-        const withPeers = PEER_WORKLOADS.has(name) ? peersOn : [];
+        const withPeers = PEER_WORKLOADS.has(name) && !tls ? peersOn : [];
         const peerReps = new Map(withPeers.map((p) => [p.peer, []]));
         let cell;
         let error;
         try {
-          cell = await openCell(name, n, config, o, log);
+          cell = await openCell(name, n, config, o, log, tls);
           // Interleaved: ours, then each peer, then ours again... so that the machine's drift
           // hits every system alike. A peer that overran the timeout is not run again on the cell.
           for (let r = 0; r < o.reps; r++) {
@@ -423,6 +452,7 @@ async function main() {
         }
         const row = error || !cell?.reps.length ? { workload: name, n, workers: config, error: error ?? "no repetition" } : summarize(name, n, config, cell.reps);
         for (const p of withPeers) (row.peers ??= {})[p.peer] = peerSummary(peerReps.get(p.peer), row, o.timeoutS);
+        if (tls) row.tls = true;
         rows.push(row);
       }
     }
@@ -442,7 +472,9 @@ async function main() {
     totalS: (now() - t0) / 1e3,
     rows,
     peers: peerNotes,
-    targets: evaluateTargets(rows),
+    // The targets are about the plain protocol (TLS rows are compared in `tls`).
+    targets: evaluateTargets(rows.filter((r) => !r.tls)),
+    tls: tlsRatios(rows),
   };
   if (o.json) process.stdout.write(JSON.stringify(result) + "\n");
   else process.stdout.write(render(result) + `\n(total ${result.totalS.toFixed(0)} s)\n`);

@@ -19,7 +19,7 @@ function cells(r, peersOn, timeoutS) {
   const row = [
     r.workload,
     fmtInt(r.n),
-    r.workers,
+    r.tls ? `${r.workers} tls` : r.workers,
     fmtInt(r.tasks),
     r.error ? `ERROR: ${r.error.slice(0, 60)}` : spread(w6 ? r.transferMs : r.wallMs),
     r.error ? "" : w6 ? `${fmtInt(r.mbps)} MB/s` : fmtInt(r.tasksPerS),
@@ -67,6 +67,12 @@ export function render(result, { markdown = false } = {}) {
     s += `${markdown ? "- " : ""}${r.workload} ${r.workers}: ${fmtInt(r.tasksPerS)} programs/s = ${Math.round(100 * r.ofSpawnRate)}% of the machine's spawn rate, ${fmtInt(r.spawnRate.median)}/s [${fmtInt(r.spawnRate.min)}–${fmtInt(r.spawnRate.max)}] (posix_spawn loops, one per cluster cpu, after each rep)\n`;
   }
   for (const p of result.peers) s += `${markdown ? "- " : ""}${p.note}\n`;
+  if (result.tls?.length) {
+    s += "\nTLS vs plain TCP (throughput with TLS / without, repetition by repetition; 1.00 = no cost):\n";
+    for (const x of result.tls) {
+      s += `${markdown ? "- " : "  "}${x.workload} N=${fmtInt(x.n)} ${x.workers} ${x.metric}: plain ${fmtInt(x.plain)}, tls ${fmtInt(x.tls)}; ratio min ${x.min.toFixed(2)} / median ${x.median.toFixed(2)} / max ${x.max.toFixed(2)}\n`;
+    }
+  }
   if (result.targets?.length) {
     s += `\n${markdown ? "Targets (issue #26):\n\n" : "Targets (issue #26):\n"}`;
     for (const t of result.targets) s += `${markdown ? "- " : "  "}[${t.met === null ? "n/a" : t.met ? "MET" : "MISS"}] ${t.target}: ${t.measured}\n`;

@@ -94,7 +94,8 @@ test("jobs for the waiting work, within max-allocs, counting jobs already coming
     // Three one-cpu tasks on two-cpu workers: two jobs.
     assert.is(manager.submitted.length, 2);
     const r = manager.submitted[0]!;
-    assert.equal(r.workerCommand, ["hyperloom", "worker", "127.0.0.1", "9010", "--nopin"]);
+    // An open server (no access file): the jobs' workers connect without one.
+    assert.equal(r.workerCommand, ["hyperloom", "worker", "127.0.0.1", "9010", "--nopin", "--insecure"]);
     assert.equal([r.workers, r.cpus, r.timeLimitSecs, r.stopBeforeSecs, r.name, r.extraArgs], [1, 2, 3600, 120, "hyperloom-q", ["--partition=x"]]);
     // The same work still waits (the jobs are pending): nothing more.
     await allocator.tick();

@@ -43,6 +43,8 @@ export interface AllocatorHost {
   port: number;
   /** The server's listen address. */
   host: string;
+  /** The server's access file, which the jobs' workers are told to read (a shared file system); absent: open server. */
+  accessFile?: string;
 }
 
 /** A queue request that cannot be honoured (bad spec, unknown or duplicate name). */
@@ -356,7 +358,14 @@ export class Allocator {
         cpus: s.cpus,
         timeLimitSecs: s.timeLimitSecs,
         stopBeforeSecs: stopBefore(s.timeLimitSecs),
-        workerCommand: [...this.workerProgram, "worker", s.serverHost, String(this.host.port), "--nopin"],
+        workerCommand: [
+          ...this.workerProgram,
+          "worker",
+          s.serverHost,
+          String(this.host.port),
+          "--nopin",
+          ...(this.host.accessFile !== undefined ? ["--access-file", this.host.accessFile] : ["--insecure"]),
+        ],
         dir: s.dir,
         extraArgs: s.extraArgs,
       });

@@ -3,7 +3,8 @@
  * connection that registered with type REGISTER_ALLOC_CONTROL, and the client side used by
  * `hyperloom alloc`. Each AllocRequest is answered by one AllocResponse, in order.
  */
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
+import { connectSecure, type ConnectSecurity } from "../security/transport.js";
 import { FrameReader, frame } from "../protocol/frame.js";
 import { alloc, PROTOCOL_VERSION } from "../protocol/messages.js";
 import { log } from "../log.js";
@@ -98,8 +99,11 @@ export class AllocError extends Error {
   }
 }
 
-/** Sends one control request to the server at `host:port` and resolves with its JSON answer. */
-export function controlRequest(host: string, port: number, request: ControlRequest, timeoutMs = 120_000): Promise<unknown> {
+/**
+ * Sends one control request to the server at `host:port` (authenticated and encrypted as
+ * `security` says, from the server's access file) and resolves with its JSON answer.
+ */
+export function controlRequest(host: string, port: number, request: ControlRequest, timeoutMs = 120_000, security: ConnectSecurity = {}): Promise<unknown> {
   const T = alloc.AllocRequest.Type;
   const msg =
     request.type === "add"
@@ -110,29 +114,34 @@ export function controlRequest(host: string, port: number, request: ControlReque
           ? { type: T.INFO, name: request.name }
           : { type: T.REMOVE, name: request.name, force: request.force };
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port });
+    let socket: Socket | undefined;
     const reader = new FrameReader(64 << 20);
     const timer = setTimeout(() => {
-      socket.destroy();
+      socket?.destroy();
       reject(new AllocError(`no answer from the server at ${host}:${port} in ${timeoutMs / 1000} s`));
     }, timeoutMs);
     const done = (f: () => void): void => {
       clearTimeout(timer);
-      socket.destroy();
+      socket?.destroy();
       f();
     };
-    socket.on("connect", () => {
-      socket.write(frame(alloc.AllocRegister.encode({ protocolVersion: PROTOCOL_VERSION, type: REGISTER_ALLOC_CONTROL }).finish()));
-      socket.write(frame(alloc.AllocRequest.encode(msg).finish()));
-    });
-    socket.on("data", (chunk: Buffer) => {
+    const opened = (s: Socket): void => {
+    socket = s;
+    s.write(frame(alloc.AllocRegister.encode({ protocolVersion: PROTOCOL_VERSION, type: REGISTER_ALLOC_CONTROL }).finish()));
+    s.write(frame(alloc.AllocRequest.encode(msg).finish()));
+    s.on("data", (chunk: Buffer) => {
       const frames = reader.push(chunk);
       if (frames.length === 0) return;
       const r = alloc.AllocResponse.decode(frames[0]!);
       if (r.error) done(() => reject(new AllocError(r.error!)));
       else done(() => resolve(JSON.parse(r.json ?? "null")));
     });
-    socket.on("error", (e) => done(() => reject(new AllocError(`cannot reach the server at ${host}:${port}: ${e.message}`))));
-    socket.on("close", () => done(() => reject(new AllocError(`the server at ${host}:${port} closed the connection (does it support allocation queues?)`))));
+    s.on("error", (e) => done(() => reject(new AllocError(`cannot reach the server at ${host}:${port}: ${e.message}`))));
+    s.on("close", () => done(() => reject(new AllocError(`the server at ${host}:${port} closed the connection (does it support allocation queues?)`))));
+    s.resume();
+    };
+    connectSecure(`${host}:${port}`, host, port, { ...security, timeoutMs: Math.min(timeoutMs, 10_000) }).then(opened, (e: Error & { code?: string }) =>
+      done(() => reject(new AllocError(e.code !== undefined ? `cannot reach the server at ${host}:${port}: ${e.message.replace(/^cannot connect to [^:]+:\d+: /, "")}` : e.message))),
+    );
   });
 }

@@ -4,6 +4,7 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import type { ControlRequest } from "../allocator/control.js";
+import { accessFor } from "../security/access-file.js";
 import { parseDuration } from "../allocator/duration.js";
 import type { QueueInfo } from "../allocator/queue.js";
 
@@ -32,12 +33,16 @@ function serverAddress(opt: string | undefined): { host: string; port: number } 
   return { host: text.slice(0, sep), port };
 }
 
-async function send(opts: { server?: string; json?: boolean }, req: ControlRequest, show: (answer: never) => string): Promise<void> {
+async function send(opts: { server?: string; json?: boolean; accessFile?: string }, req: ControlRequest, show: (answer: never) => string): Promise<void> {
   const { host, port } = serverAddress(opts.server);
   // Loaded here, not at the top: every `hyperloom` command (a server, a worker) defines these
   // subcommands, and only they use the control connection's messages.
   const { controlRequest } = require("../allocator/control.js") as typeof import("../allocator/control.js");
-  const answer = await controlRequest(host, port, req);
+  const access = accessFor(host, port, opts.accessFile);
+  const answer = await controlRequest(host, port, req, undefined, {
+    ...(access !== undefined ? { secret: access.secret } : {}),
+    ...(access?.tlsFingerprint !== undefined ? { tls: { fingerprint: access.tlsFingerprint } } : {}),
+  });
   process.stdout.write(opts.json ? `${JSON.stringify(answer, null, 2)}\n` : show(answer as never));
 }
 
@@ -68,7 +73,9 @@ function describe(q: QueueInfo): string {
 export function allocCommands(program: Command): void {
   const group = program.command("alloc").description("allocation queues: workers started as cluster jobs (Slurm, PBS) as the work needs them");
   const common = (c: Command): Command =>
-    c.option("--server <host:port>", "the server (default: $HYPERLOOM_SERVER, else 127.0.0.1:9010)").option("--json", "print the server's answer as JSON");
+    c.option("--server <host:port>", "the server (default: $HYPERLOOM_SERVER, else 127.0.0.1:9010)")
+      .option("--access-file <path>", "the server's access file (default: $HYPERLOOM_ACCESS_FILE, else ~/.hyperloom/access.json if for this server)")
+      .option("--json", "print the server's answer as JSON");
 
   common(
     group

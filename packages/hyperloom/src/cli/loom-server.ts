@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-/** `loom-server`: the original server's command line (`-p/--port`, `--debug`; positionals ignored). */
+/**
+ * `loom-server`: the original server's command line (`-p/--port`, `--debug`; positionals ignored)
+ * and its open behaviour (every interface, no authentication), said in one warning line.
+ */
 import { Command, InvalidArgumentError } from "commander";
 import { serverMain } from "./roles.js";
 
@@ -18,7 +21,7 @@ new Command("loom-server")
   .allowExcessArguments(true)
   .argument("[ignored...]")
   .action((_ignored: string[], opts: { port: number; debug?: boolean; maxCrashes?: number }) =>
-    serverMain({ port: opts.port, host: "0.0.0.0", ...(opts.debug ? { debug: true } : {}), ...(opts.maxCrashes !== undefined ? { maxCrashes: opts.maxCrashes } : {}) }),
+    serverMain({ port: opts.port, host: "0.0.0.0", insecure: true, ...(opts.debug ? { debug: true } : {}), ...(opts.maxCrashes !== undefined ? { maxCrashes: opts.maxCrashes } : {}) }),
   )
   .parseAsync(process.argv)
   .catch((e: unknown) => {

@@ -1,7 +1,12 @@
 #!/usr/bin/env node
-/** `loom-worker`: the original worker's command line (`SERVER-ADDRESS PORT --cpus --wdir --nopin --debug`). */
+/**
+ * `loom-worker`: the original worker's command line (`SERVER-ADDRESS PORT --cpus --wdir --nopin
+ * --debug`) and its open behaviour (no access file; its data port accepts anyone), said in one
+ * warning line.
+ */
 import { Command, InvalidArgumentError } from "commander";
 import { workerMain } from "./roles.js";
+import { log } from "../log.js";
 
 new Command("loom-worker")
   .argument("<SERVER-ADDRESS>")
@@ -21,7 +26,10 @@ new Command("loom-worker")
   .option("--python <PATH>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")
   .option("--debug", "debug logging")
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 64))
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; extension: string[]; python?: string }) => workerMain(host, port, opts))
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; extension: string[]; python?: string }) => {
+    log("warn", "loom-worker: connections are not authenticated (the original's behaviour); `hyperloom worker` with the server's access file is");
+    return workerMain(host, port, { ...opts, accessFile: false });
+  })
   .parseAsync(process.argv)
   .catch((e: unknown) => {
     process.stderr.write(`loom-worker: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -4,6 +4,7 @@
  * client script against it) and `report` (a trace directory as an HTML report).
  */
 import { Command, InvalidArgumentError } from "commander";
+import type { ServerMainOptions, WorkerMainOptions } from "./roles.js";
 import type { ChildProcess } from "node:child_process";
 import type { LocalCluster } from "../cluster/local-cluster.js";
 import type { CheckedScript } from "./script.js";
@@ -30,6 +31,8 @@ function addressArg(v: string): { host: string; port: number } {
     throw new InvalidArgumentError((e as Error).message);
   }
 }
+import { ACCESS_FILE_ENV, defaultAccessFilePath } from "../security/access-file.js";
+import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_MAX_FRAME, DEFAULT_MAX_PLAN } from "../security/frame-limits.js";
 
 function intArg(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -43,25 +46,34 @@ const program = new Command("hyperloom").description("HyperLoom: plans of millio
 
 program
   .command("server")
-  .description("run a server")
+  .description("run a server (only peers holding its access file may connect)")
   .option("-p, --port <number>", "main port (0: any free port)", intArg("port number", 0, 65535), 9010)
-  .option("--host <address>", "listen address", "0.0.0.0")
+  .option("--host <address>", "listen address (0.0.0.0: every interface)", "127.0.0.1")
+  .option("--access-file <path>", "where to write the access file (host, port, secret; mode 0600)", defaultAccessFilePath())
+  .option("--insecure", "no authentication: anyone who reaches the ports may use the server")
+  .option("--tls", "encrypt every connection (a self-signed certificate unless --tls-cert/--tls-key; pinned via the access file)")
+  .option("--tls-cert <file>", "PEM certificate for --tls")
+  .option("--tls-key <file>", "PEM private key for --tls")
+  .option("--max-frame <bytes>", "largest control frame a peer may send", intArg("number of bytes", 1024, 2 ** 32), DEFAULT_MAX_FRAME)
+  .option("--max-plan <bytes>", "largest plan a client may submit", intArg("number of bytes", 1024, 2 ** 42), DEFAULT_MAX_PLAN)
+  .option("--frame-timeout <seconds>", "how long a frame may take to arrive once started", intArg("number of seconds", 1, 86_400), DEFAULT_FRAME_TIMEOUT_MS / 1000)
   .option("--dashboard <[host:]port>", "serve the live dashboard and /metrics there (host default 127.0.0.1; port 0: any free one)", addressArg)
   .option("--max-crashes <n>", "fail a task once this many workers were lost while running it", intArg("number of crashes", 1, 1 << 20), 2)
   .option("--journal <path>", "journal plans, releases, completions and client sessions to this file; restore from it on start")
   .option("--reattach <seconds>", "with --journal: how long a restored client session waits for its client to re-attach", intArg("seconds", 1, 1 << 30), 300)
   .option("--debug", "debug logging: scheduling summaries, transfers, connections")
   .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
-  .action(
-    (opts: { port: number; host: string; debug?: boolean; logFormat: LogFormat; maxCrashes: number; dashboard?: { host: string; port: number }; journal?: string; reattach: number }) =>
-      roles().serverMain(opts),
-  );
+  .action((opts: ServerMainOptions) => roles().serverMain(opts));
 
 program
   .command("worker")
   .description("run a worker connected to a server")
-  .argument("<server-address>", "server host name or IPv4 address")
-  .argument("<port>", "server main port", intArg("port number", 1, 65535))
+  .argument("[server-address]", "server host name or IPv4 address (default: from the access file)")
+  .argument("[port]", "server main port (default: from the access file)", intArg("port number", 1, 65535))
+  .option("--access-file <path>", `the server's access file (default: ${ACCESS_FILE_ENV}, else ${defaultAccessFilePath()} if present)`)
+  .option("--insecure", "use no access file (a server started with --insecure); the data port accepts anyone")
+  .option("--tls-cert <file>", "PEM certificate of this worker's data port (with TLS; default: self-signed)")
+  .option("--tls-key <file>", "PEM private key for --tls-cert")
   .option("--cpus <number>", "CPU slots (0: the job's cpus inside a Slurm or PBS job, else all cores)", intArg("number of cpus", 0, 1 << 20), 0)
   .option("--wdir <directory>", "root of the work directory", "/tmp")
   .option("--nopin", "do not pin programs to their CPU slots with taskset")
@@ -72,9 +84,10 @@ program
   .option("--connect-retry <seconds>", "while the server refuses the first connection (not started yet), retry for up to this long (0: exit at once)", intArg("seconds", 0, 1 << 30), 60)
   .option("--debug", "debug logging: scheduling summaries, transfers, connections")
   .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; logFormat: LogFormat; host: string; extension: string[]; python?: string; reconnect?: number; connectRetry: number }) =>
-    roles().workerMain(host, port, opts),
-  );
+  .action((host: string | undefined, port: number | undefined, opts: WorkerMainOptions & { insecure?: boolean }) => {
+    const { insecure, ...rest } = opts;
+    return roles().workerMain(host, port, insecure ? { ...rest, accessFile: false } : rest);
+  });
 
 program
   .command("local")
@@ -83,6 +96,7 @@ program
   .option("--workers <number>", "number of workers", intArg("number of workers", 1, 1024), 2)
   .option("--cpus <number>", "CPUs per worker", intArg("number of cpus", 1, 1 << 20), 1)
   .option("--port <number>", "server main port (0: any free port)", intArg("port number", 0, 65535), 0)
+  .option("--tls", "encrypt every connection")
   .option("-v, --verbose", "show the server's and workers' logs")
   .option("--dashboard <[host:]port>", "where the live dashboard listens", "127.0.0.1:0")
   .option("--no-dashboard", "no dashboard")
@@ -95,6 +109,7 @@ interface LocalOptions {
   workers: number;
   cpus: number;
   port: number;
+  tls?: boolean;
   verbose?: boolean;
   /** `[host:]port`, or false with `--no-dashboard`. */
   dashboard: string | false;
@@ -135,6 +150,7 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
     workers: opts.workers,
     cpus: opts.cpus,
     port: opts.port,
+    tls: !!opts.tls,
     verbose: !!opts.verbose,
     ...(dashboard ? { dashboard } : {}),
     logArgs: [...(opts.debug ? ["--debug"] : []), "--log-format", opts.logFormat],
@@ -171,9 +187,11 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
   }
   if (exiting) return;
   const dash = cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : "";
-  process.stderr.write(`HyperLoom local cluster: server ${cluster.address}, ${opts.workers} worker(s) x ${opts.cpus} cpu(s)${dash}\n`);
+  process.stderr.write(
+    `HyperLoom local cluster: server ${cluster.address}${opts.tls ? " (TLS)" : ""}, ${opts.workers} worker(s) x ${opts.cpus} cpu(s)${dash}\n`,
+  );
   if (checked === undefined) return; // serve until Ctrl-C
-  child = startScript(checked, cluster.address);
+  child = startScript(checked, cluster.address, cluster.accessFile);
   // A progress bar of the cluster's tasks, only on a terminal.
   if (process.stderr.isTTY) bar = await startProgressBar(cluster.host, cluster.port).catch(() => undefined);
   const code = await new Promise<number>((res) => {

@@ -1,6 +1,7 @@
 /** The server and worker roles as the commands run them (shared by `hyperloom`, `loom-server`, `loom-worker`). */
-import { cpus as machineCpus } from "node:os";
-import type { RunningWorker } from "../worker/worker.js";
+import { cpus as machineCpus, hostname } from "node:os";
+import { resolve } from "node:path";
+import type { RunningWorker, WorkerSecurity } from "../worker/worker.js";
 import { setLogFormat, setLogLevel, setLogProcess, log, type LogFormat } from "../log.js";
 
 /** Logging options every role takes. */
@@ -17,47 +18,149 @@ function setUpLogs(o: LogOptions, role: "server" | "worker"): void {
   if (o.logFormat) setLogFormat(o.logFormat);
 }
 import { jobEnvironment } from "../worker/job-env.js";
+import { accessFor, defaultAccessFilePath, removeAccessFile, Secret, writeAccessFile, type Access } from "../security/access-file.js";
+import { loadTlsIdentity, selfSignedIdentity, type TlsIdentity } from "../security/tls.js";
+import type { FrameLimits } from "../security/frame-limits.js";
+
+/** Options of {@link serverMain}. */
+export interface ServerMainOptions extends LogOptions {
+  port: number;
+  host: string;
+  /** A task whose worker is lost while running it this many times fails. */
+  maxCrashes?: number;
+  /** Serve the dashboard, `/metrics` and `/status.json` here. */
+  dashboard?: { host: string; port: number };
+  /** No authentication (anyone who reaches the ports may use the server). */
+  insecure?: boolean;
+  /** Where to write the access file (default `~/.hyperloom/access.json`). */
+  accessFile?: string;
+  /** TLS on every port. */
+  tls?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Journal to this file and restore from it on start (`--journal`). */
+  journal?: string;
+  /** With `journal`: seconds a restored client session waits for its client (`--reattach`). */
+  reattach?: number;
+  /** Frame limits (bytes, bytes, seconds). */
+  maxFrame?: number;
+  maxPlan?: number;
+  frameTimeout?: number;
+}
 
 /** Runs a server until it is terminated. */
-export async function serverMain(
-  opts: { port: number; host: string; maxCrashes?: number; dashboard?: { host: string; port: number }; journal?: string; reattach?: number } & LogOptions,
-): Promise<void> {
+export async function serverMain(opts: ServerMainOptions): Promise<void> {
   setUpLogs(opts, "server");
   // Each role loads only its own modules (a server never loads the worker's, and the reverse):
   // startup is module loading first of all (issue #26, bench/startup).
   const { startServer } = require("../server/server.js") as typeof import("../server/server.js");
+  const useTls = !!opts.tls || opts.tlsCert !== undefined || opts.tlsKey !== undefined;
+  if (useTls && opts.insecure) throw new Error("--tls needs authentication (the access file pins the certificate): drop --insecure");
+  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new Error("--tls-cert and --tls-key go together");
+  let identity: TlsIdentity | undefined;
+  if (useTls) identity = opts.tlsCert !== undefined ? loadTlsIdentity(opts.tlsCert, opts.tlsKey!) : await selfSignedIdentity();
+  const secret = opts.insecure ? undefined : Secret.generate();
+  const limits: Partial<FrameLimits> = {
+    ...(opts.maxFrame !== undefined ? { maxFrame: opts.maxFrame } : {}),
+    ...(opts.maxPlan !== undefined ? { maxPlan: opts.maxPlan } : {}),
+    ...(opts.frameTimeout !== undefined ? { frameTimeoutMs: opts.frameTimeout * 1000 } : {}),
+  };
+  const accessPath = secret !== undefined ? resolve(opts.accessFile ?? defaultAccessFilePath()) : undefined;
   const s = await startServer({
     ...(opts.journal !== undefined ? { journal: opts.journal } : {}),
     ...(opts.reattach !== undefined ? { reattachSeconds: opts.reattach } : {}),
     port: opts.port,
     host: opts.host,
+    ...(accessPath !== undefined ? { accessFile: accessPath } : {}),
+    security: { ...(secret !== undefined ? { secret } : {}), ...(identity !== undefined ? { tls: identity } : {}) },
+    limits,
     ...(opts.dashboard ? { dashboard: opts.dashboard } : {}),
     ...(opts.maxCrashes !== undefined ? { maxCrashes: opts.maxCrashes } : {}),
   });
-  log("info", `HyperLoom server listening on ${opts.host}:${s.port} (data port ${s.dataPort})`);
-  if (s.dashboard) log("info", `Dashboard at ${s.dashboard.url} (metrics at ${s.dashboard.url}metrics)`);
+  // Handlers first: a peer may act on the lines below at once (a signal before them would kill
+  // the process without removing the access file).
   const stop = (): void => {
     void s.close().then(() => process.exit(0));
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   stopWithParent(stop);
+  log("info", `HyperLoom server listening on ${opts.host}:${s.port} (data port ${s.dataPort})${identity !== undefined ? `, TLS (certificate ${identity.fingerprint})` : ""}`);
+  if (s.dashboard) log("info", `Dashboard at ${s.dashboard.url} (metrics at ${s.dashboard.url}metrics)`);
+  let accessFile: string | undefined;
+  if (secret !== undefined) {
+    accessFile = resolve(opts.accessFile ?? defaultAccessFilePath());
+    // Removed however the server ends (signal, or a client's terminate); a stale file would only
+    // send peers to a port nobody holds.
+    const file = accessFile;
+    process.on("exit", () => removeAccessFile(file, secret));
+    const wildcard = opts.host === "0.0.0.0" || opts.host === "::";
+    writeAccessFile(accessFile, {
+      host: wildcard ? hostname() : opts.host,
+      port: s.port,
+      secret,
+      ...(identity !== undefined ? { tlsFingerprint: identity.fingerprint } : {}),
+    });
+    log("info", `Access file ${accessFile}: clients and workers need it to connect`);
+  } else {
+    log("warn", `Authentication is off: anyone who can reach ${opts.host}:${s.port} may submit programs to the workers and read results`);
+  }
+}
+
+/** Options of {@link workerMain}. */
+export interface WorkerMainOptions extends LogOptions {
+  cpus: number;
+  wdir: string;
+  nopin?: boolean;
+  host?: string;
+  extension?: string[];
+  python?: string;
+  /** Seconds to keep reconnecting after the server connection closes (`--reconnect`). */
+  reconnect?: number;
+  /** Seconds to keep retrying a first connection the server refuses (`--connect-retry`). */
+  connectRetry?: number;
+  /** The server's access file; `false`: connect without one (`loom-worker`). */
+  accessFile?: string | false;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /**
- * Runs a worker until its server goes away. With `reconnect` (seconds), a worker whose server
- * connection closes starts afresh (its data and running tasks are dropped: the server that answers
- * next knows nothing of them) and connects again, retrying with backoff (0.1 s doubling to 2 s)
- * for up to that long before it exits with status 1. With `connectRetry` (seconds), a first
- * connection that is refused (no server listening yet) is retried the same way for up to that
- * long; anything else (not a HyperLoom server, a bad option) ends the worker at once.
+ * Runs a worker until its server goes away. `host`/`port` undefined: from the access file. With
+ * `reconnect` (seconds), a worker whose server connection closes starts afresh (its data and
+ * running tasks are dropped: the server that answers next knows nothing of them) and connects
+ * again — authenticating anew with the access file read again — retrying with backoff (0.1 s
+ * doubling to 2 s) for up to that long before it exits with status 1. With `connectRetry`
+ * (seconds), a first connection that is refused (no server listening yet) is retried the same way
+ * for up to that long; anything else (not a HyperLoom server, refused authentication, a bad
+ * option) ends the worker at once.
  */
-export async function workerMain(
-  host: string,
-  port: number,
-  opts: { cpus: number; wdir: string; nopin?: boolean; host?: string; extension?: string[]; python?: string; reconnect?: number; connectRetry?: number } & LogOptions,
-): Promise<void> {
+export async function workerMain(hostArg: string | undefined, portArg: number | undefined, opts: WorkerMainOptions): Promise<void> {
   setUpLogs(opts, "worker");
+  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new Error("--tls-cert and --tls-key go together");
+  // With --connect-retry and an address given, the access file may not be written yet (the
+  // server is not up): it is read again on each attempt.
+  const waitForFile = hostArg !== undefined && portArg !== undefined && (opts.connectRetry ?? 0) > 0;
+  let access: Access | undefined;
+  try {
+    access = opts.accessFile === false ? undefined : accessFor(hostArg, portArg, opts.accessFile);
+  } catch (e) {
+    if (!waitForFile || !/does not exist/.test((e as Error).message)) throw e;
+  }
+  const host = hostArg ?? access?.host;
+  const port = portArg ?? access?.port;
+  if (host === undefined || port === undefined) {
+    throw new Error(`no server address given and no access file found (--access-file, HYPERLOOM_ACCESS_FILE, or ${defaultAccessFilePath()})`);
+  }
+  const identity = opts.tlsCert !== undefined ? loadTlsIdentity(opts.tlsCert, opts.tlsKey!) : undefined;
+  const securityOf = (a: Access | undefined): WorkerSecurity => {
+    const security: WorkerSecurity = {};
+    if (a !== undefined) {
+      security.secret = a.secret;
+      if (a.tlsFingerprint !== undefined) security.tls = { serverFingerprint: a.tlsFingerprint, ...(identity !== undefined ? { identity } : {}) };
+    }
+    return security;
+  };
   // Inside a cluster job: cpus (unless given) and id from the job.
   const { startWorker } = require("../worker/worker.js") as typeof import("../worker/worker.js");
   const job = jobEnvironment();
@@ -71,6 +174,7 @@ export async function workerMain(
     ...(opts.host ? { host: opts.host } : {}),
     extensions: opts.extension ?? [],
     ...(opts.python !== undefined ? { python: opts.python } : {}),
+    security: securityOf(access),
   };
   let w: RunningWorker | undefined;
   let stopping = false;
@@ -92,12 +196,13 @@ export async function workerMain(
     stop();
   });
   const firstDeadline = Date.now() + (opts.connectRetry ?? 0) * 1000;
-  for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+  for (let delay = 100, first = true; ; delay = Math.min(delay * 2, 2000), first = false) {
     try {
-      w = await startWorker(options);
+      const now = first || opts.accessFile === false ? access : accessFor(host, port, opts.accessFile);
+      w = await startWorker({ ...options, security: securityOf(now) });
       break;
     } catch (e) {
-      const refused = /connection refused/.test((e as Error).message);
+      const refused = /connection refused|access file .* does not exist/.test((e as Error).message);
       if (!refused || stopping || Date.now() + delay > firstDeadline) throw e;
       if (delay === 100) log("info", `${(e as Error).message}; retrying for up to ${opts.connectRetry} s ...`);
       await new Promise<void>((r) => {
@@ -118,7 +223,9 @@ export async function workerMain(
     let next: RunningWorker | undefined;
     for (let delay = 100; !stopping; delay = Math.min(delay * 2, 2000)) {
       try {
-        next = await startWorker(options);
+        // A restarted server has a new secret (and certificate): the access file is read again.
+        const again = opts.accessFile === false ? undefined : accessFor(hostArg ?? host, portArg ?? port, opts.accessFile);
+        next = await startWorker({ ...options, security: securityOf(again) });
         break;
       } catch (e) {
         if (Date.now() + delay > deadline) {

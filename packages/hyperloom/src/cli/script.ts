@@ -1,6 +1,6 @@
 /**
  * Client scripts of `hyperloom local`: checked before any process starts, then run as a child
- * process with `HYPERLOOM_SERVER` set. TypeScript is transpiled in memory by a module hook
+ * process with `HYPERLOOM_SERVER` (and `HYPERLOOM_ACCESS_FILE`) set. TypeScript is transpiled in memory by a module hook
  * (`ts-hooks.mts`) with inline source maps, so the script runs from where it is (its imports
  * resolve as usual), errors point at the user's file and line, and nothing is written anywhere.
  */
@@ -102,13 +102,14 @@ function findTypeScript(path: string): string | undefined {
 }
 
 /**
- * Starts a checked script against the server at `address`. The child runs `script-runner.js`
+ * Starts a checked script against the server at `address` (authenticated by `accessFile`). The child runs `script-runner.js`
  * (which imports the script, reports its errors in one line, and closes clients a finished
  * script left open); for TypeScript, with the module hook registered.
  */
-export function startScript(script: CheckedScript, address: string): ChildProcess {
+export function startScript(script: CheckedScript, address: string, accessFile?: string): ChildProcess {
   const args = ["--enable-source-maps"];
   const env: NodeJS.ProcessEnv = { ...process.env, HYPERLOOM_SERVER: address };
+  if (accessFile !== undefined) env.HYPERLOOM_ACCESS_FILE = accessFile;
   if (script.typescript !== undefined) {
     args.push("--import", pathToFileURL(join(__dirname, "ts-register.mjs")).href);
     env.HYPERLOOM_TYPESCRIPT = script.typescript;

@@ -14,13 +14,14 @@ import { LoomError, TaskFailed } from "./errors.js";
 import { decodeData, type DataValue } from "./data.js";
 import { encodePlan, numberPlan } from "./plan.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
+import { accessFor, type Access } from "../security/access-file.js";
 
 /** The server's main port when none is given (the original's default). */
 const DEFAULT_PORT = 9010;
 
 /** Options of {@link Client.connect}. */
 export interface ConnectOptions {
-  /** Limit for connecting and receiving the server's dictionary, in ms (default 10 000). */
+  /** Limit for connecting, authenticating and receiving the server's dictionary, in ms (default 10 000). */
   timeoutMs?: number;
   /**
    * Survive a lost connection (README, "Durability"): the client connects again, retrying with
@@ -32,6 +33,12 @@ export interface ConnectOptions {
   reconnect?: boolean;
   /** With `reconnect`: how long to keep trying, in ms (default 120 000). */
   reconnectTimeoutMs?: number;
+  /**
+   * The server's access file (secret, TLS fingerprint, host and port). Default:
+   * `HYPERLOOM_ACCESS_FILE`, else `~/.hyperloom/access.json` when it exists and is for the
+   * requested server; none: an open connection (for `--insecure` servers and `loom-server`).
+   */
+  accessFile?: string;
 }
 
 /** `host:port` from `HYPERLOOM_SERVER` (as `hyperloom local` sets it), or the default address. */
@@ -155,34 +162,51 @@ export class Client {
 
   private constructor(
     private socket: Socket,
-    private readonly address: { host: string; port: number; timeoutMs: number; reconnectMs: number | undefined },
+    private readonly address: { host: string; port: number; timeoutMs: number; reconnectMs: number | undefined; accessFile: string | undefined },
   ) {}
 
   /**
    * Connects to the server at `host:port` and waits for its symbol dictionary. Without a host,
-   * the address comes from `HYPERLOOM_SERVER` (`host:port`, set by `hyperloom local`), else
-   * `127.0.0.1:9010`. Rejects with a one-line `LoomError` when nothing listens there, when the
-   * peer is not a HyperLoom server, or when connecting and the handshake take longer than
-   * `options.timeoutMs` (10 s by default).
+   * the address comes from `HYPERLOOM_SERVER` (`host:port`, set by `hyperloom local`), else the
+   * access file, else `127.0.0.1:9010`. With an access file (see {@link ConnectOptions}) the
+   * connection authenticates, and uses TLS when the server does. Rejects with a one-line
+   * `LoomError` when nothing listens there, when the peer is not a HyperLoom server, when
+   * authentication fails, or when it all takes longer than `options.timeoutMs` (10 s by default).
    */
   static async connect(host?: string, port?: number, options: ConnectOptions = {}): Promise<Client> {
-    const [h, p] = host === undefined ? serverAddress(process.env.HYPERLOOM_SERVER) : [host, port ?? DEFAULT_PORT];
+    let h = host;
+    let p = host === undefined ? undefined : (port ?? DEFAULT_PORT);
     const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     let greeted: Greeted;
     try {
-      greeted = await Client.greet(h, p, timeoutMs, undefined);
+      if (h === undefined && (process.env.HYPERLOOM_SERVER ?? "") !== "") [h, p] = serverAddress(process.env.HYPERLOOM_SERVER);
+      const access = accessFor(h, p, options.accessFile);
+      h ??= access?.host ?? "127.0.0.1";
+      p ??= access?.port ?? DEFAULT_PORT;
+      greeted = await Client.greet(h, p, timeoutMs, options.accessFile, undefined, access);
     } catch (e) {
       throw new LoomError((e as Error).message);
     }
     const reconnectMs = options.reconnect ? (options.reconnectTimeoutMs ?? 120_000) : undefined;
-    const client = new Client(greeted.socket, { host: h, port: p, timeoutMs, reconnectMs });
+    const client = new Client(greeted.socket, { host: h, port: p, timeoutMs, reconnectMs, accessFile: options.accessFile });
     client.attach(greeted);
     openClients().add(client);
     return client;
   }
 
-  /** Connects and registers (re-attaching to `session` when given); resolves with the dictionary. */
-  private static greet(host: string, port: number, timeoutMs: number, session: number | undefined): Promise<Greeted> {
+  /**
+   * Connects, authenticates and registers (re-attaching to `session` when given); resolves with
+   * the dictionary. Every connection, re-attaching ones too, does the whole handshake with the
+   * access file read anew (`access`, else read here): a restarted server may have a new secret.
+   */
+  private static greet(
+    host: string,
+    port: number,
+    timeoutMs: number,
+    accessFile: string | undefined,
+    session: number | undefined,
+    access: Access | undefined = accessFor(host, port, accessFile),
+  ): Promise<Greeted> {
     const register = comm.Register.encode({
       protocolVersion: PROTOCOL_VERSION,
       type: comm.Register.Type.REGISTER_CLIENT,
@@ -200,6 +224,10 @@ export class Client {
         return m.type === ResponseType.ERROR ? Buffer.from(m.error?.errorMsg ?? []).toString("utf8") : undefined;
       },
       timeoutMs,
+      security: {
+        ...(access !== undefined ? { secret: access.secret } : {}),
+        ...(access?.tlsFingerprint !== undefined ? { tls: { fingerprint: access.tlsFingerprint } } : {}),
+      },
     });
   }
 
@@ -247,12 +275,12 @@ export class Client {
   private async reconnect(why: LoomError): Promise<void> {
     this.away = true;
     this.outgoing = [];
-    const { host, port, timeoutMs } = this.address;
+    const { host, port, timeoutMs, accessFile } = this.address;
     const deadline = Date.now() + this.address.reconnectMs!;
     for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
       if (this.closing) return this.fail(why);
       try {
-        const greeted = await Client.greet(host, port, Math.min(timeoutMs, Math.max(deadline - Date.now(), 1000)), this.session);
+        const greeted = await Client.greet(host, port, Math.min(timeoutMs, Math.max(deadline - Date.now(), 1000)), accessFile, this.session);
         if (this.closing) {
           // Closed while re-attaching: nothing more to do on this connection.
           greeted.socket.destroy();

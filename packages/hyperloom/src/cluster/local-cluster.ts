@@ -1,6 +1,9 @@
 /**
  * A local cluster: a server and workers as child processes on 127.0.0.1, for tests and scripts.
- * Stopping it stops every process and removes the workers' directories.
+ * The server requires authentication: its access file lives in the cluster's temporary folder and
+ * the workers, {@link LocalCluster.connect} and the scripts `hyperloom local` runs use it (with
+ * `tls`, every connection is encrypted). Stopping it stops every process and removes the workers'
+ * directories and the access file.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -18,6 +21,13 @@ export interface LocalClusterOptions {
   cpus?: number;
   /** Main port of the server (default: a free one). */
   port?: number;
+  /** Encrypt every connection (TLS, a self-signed certificate pinned via the access file). */
+  tls?: boolean;
+  /**
+   * No authentication and no access file (`--insecure`): for clients that speak the original's
+   * open protocol, such as the original's Python client. Not with `tls`.
+   */
+  insecure?: boolean;
   /** Forward the processes' output to this process's stderr. */
   verbose?: boolean;
   /** Extra arguments for every worker. */
@@ -26,6 +36,8 @@ export interface LocalClusterOptions {
   dashboard?: { host: string; port: number };
   /** Logging flags for the server and every worker (`--debug`, `--log-format json`). */
   logArgs?: string[];
+  /** Receives each line the server logs. */
+  onServerLine?: (line: string) => void;
   /** Receives each line a worker logs (worker number from 0, the line). */
   onWorkerLine?: (worker: number, line: string) => void;
   /** Extra arguments for the server (e.g. `--max-crashes 1`). */
@@ -60,6 +72,8 @@ export class LocalCluster {
     private readonly workers: ChildProcess[],
     private readonly wdir: string,
     private readonly options: LocalClusterOptions,
+    /** The server's access file (mode 0600, inside the cluster's temporary folder); undefined when `insecure`. */
+    readonly accessFile: string | undefined,
     /** The dashboard's URL, when it was started with one. */
     readonly dashboardUrl?: string,
   ) {}
@@ -70,10 +84,16 @@ export class LocalCluster {
     const wdir = mkdtempSync(join(tmpdir(), "hyperloom-"));
     const dash = options.dashboard ? ["--dashboard", `${options.dashboard.host}:${options.dashboard.port}`] : [];
     const logArgs = options.logArgs ?? [];
-    const server = spawn(process.execPath, [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0), ...dash, ...logArgs, ...(options.serverArgs ?? [])], {
+    const accessFile = options.insecure ? undefined : join(wdir, "access.json");
+    const access = accessFile !== undefined ? ["--access-file", accessFile] : ["--insecure"];
+    const server = spawn(
+      process.execPath,
+      [cliPath, "server", "--host", "127.0.0.1", "--port", String(options.port ?? 0), ...access, ...(options.tls ? ["--tls"] : []), ...dash, ...logArgs, ...(options.serverArgs ?? [])],
+      {
       // The IPC channel only tells the child when this process is gone (see `roles.ts`).
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-    });
+        stdio: ["ignore", "pipe", "pipe", "ipc"],
+      },
+    );
     const children: ChildProcess[] = [server];
     try {
       let dashboardUrl: string | undefined;
@@ -81,25 +101,28 @@ export class LocalCluster {
         // The server logs on stderr; its stdout stays unused.
         const lines = createInterface({ input: server.stderr! });
         let port: number | undefined;
+        let accessWritten = false;
         lines.on("line", (line) => {
           const { message } = parseLogLine(line);
           showChildLine("server", line, options.verbose);
+          options.onServerLine?.(line);
           const m = /listening on [\d.]+:(\d+)/.exec(message);
           if (m) port = Number(m[1]);
           const d = /Dashboard at (\S+)/.exec(message);
           if (d) dashboardUrl = d[1];
-          // The dashboard line follows the listening line.
-          if (port !== undefined && (!options.dashboard || dashboardUrl !== undefined)) resolve(port);
+          if (/^Access file /.test(message)) accessWritten = true;
+          // The dashboard line and the access file's line follow the listening line.
+          if (port !== undefined && (!options.dashboard || dashboardUrl !== undefined) && (accessFile === undefined || accessWritten)) resolve(port);
         });
         server.once("exit", (code) => reject(new Error(`server exited with status ${code} before listening`)));
       });
       const workers: ChildProcess[] = [];
       for (let i = 0; i < nWorkers; i++) {
-        const w = spawnWorker(port, wdir, i, options, []);
+        const w = spawnWorker(port, wdir, i, options, accessFile, []);
         workers.push(w);
         children.push(w);
       }
-      const cluster = new LocalCluster("127.0.0.1", port, server, workers, wdir, options, dashboardUrl);
+      const cluster = new LocalCluster("127.0.0.1", port, server, workers, wdir, options, accessFile, dashboardUrl);
       await cluster.waitForWorkers(nWorkers, 30_000);
       return cluster;
     } catch (e) {
@@ -144,7 +167,7 @@ export class LocalCluster {
     } finally {
       await client.close();
     }
-    const w = spawnWorker(this.port, this.wdir, this.workers.length, this.options, extraArgs);
+    const w = spawnWorker(this.port, this.wdir, this.workers.length, this.options, this.accessFile, extraArgs);
     this.workers.push(w);
     await this.waitForWorkers(n, 30_000);
     return w;
@@ -157,7 +180,7 @@ export class LocalCluster {
 
   /** Connects a new client to the server. */
   connect(): Promise<Client> {
-    return Client.connect(this.host, this.port);
+    return Client.connect(this.host, this.port, this.accessFile !== undefined ? { accessFile: this.accessFile } : {});
   }
 
   /** Waits until `n` workers are registered. */
@@ -207,15 +230,16 @@ const workerDirs = new WeakMap<ChildProcess, string>();
  * Starts worker number `i` with `--wdir <wdir>/<i>` (its own, even when a restarted worker gets
  * the data port of a killed one; the worker creates it and removes it when it stops). Its log is
  * read for its work directory (see {@link workerDirs}). If it is killed, `<wdir>/<i>` is removed
- * here (it cannot remove it itself).
+ * here (it cannot remove it itself). It reads the server's access file (`--insecure` without one).
  */
-function spawnWorker(port: number, root: string, i: number, options: LocalClusterOptions, extraArgs: string[]): ChildProcess {
+function spawnWorker(port: number, root: string, i: number, options: LocalClusterOptions, accessFile: string | undefined, extraArgs: string[]): ChildProcess {
+  const access = accessFile !== undefined ? ["--access-file", accessFile] : ["--insecure"];
   const wdir = join(root, String(i));
   const w = spawn(
     process.execPath,
     // --nopin: the workers of a local cluster share one machine, and each numbers its CPU
     // slots from 0, so pinning would put every worker's programs on the same cores.
-    [cliPath, "worker", "127.0.0.1", String(port), "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...(options.logArgs ?? []), ...(options.workerArgs ?? []), ...extraArgs],
+    [cliPath, "worker", "127.0.0.1", String(port), ...access, "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...(options.logArgs ?? []), ...(options.workerArgs ?? []), ...extraArgs],
     // The IPC channel only tells the child when this process is gone (see `roles.ts`).
     // Workers log on stderr; their stdout stays unused.
     { stdio: ["ignore", "ignore", "pipe", "ipc"] },

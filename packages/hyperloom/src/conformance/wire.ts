@@ -168,17 +168,17 @@ export class Proc {
   }
 }
 
-/** Starts our server (`hyperloom server`) on 127.0.0.1 and a free port. */
+/** Starts our server (`hyperloom server --insecure`: the original's open protocol) on 127.0.0.1 and a free port. */
 export async function startServerProcess(): Promise<{ proc: Proc; port: number; dataPort: number }> {
-  const proc = new Proc(spawn(process.execPath, [CLI, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] }));
+  const proc = new Proc(spawn(process.execPath, [CLI, "server", "--host", "127.0.0.1", "--port", "0", "--insecure"], { stdio: ["ignore", "pipe", "pipe"] }));
   const m = await proc.waitLine(/listening on [\d.]+:(\d+) \(data port (\d+)\)/, "the server to listen");
   return { proc, port: Number(m[1]), dataPort: Number(m[2]) };
 }
 
-/** Starts our worker (`hyperloom worker`) against `port` on 127.0.0.1. */
+/** Starts our worker (`hyperloom worker --insecure`: the original's open protocol) against `port` on 127.0.0.1. */
 export function startWorkerProcess(port: number, wdir: string, cpus = 2): Proc {
   return new Proc(
-    spawn(process.execPath, [CLI, "worker", "127.0.0.1", String(port), "--cpus", String(cpus), "--wdir", wdir, "--nopin"], {
+    spawn(process.execPath, [CLI, "worker", "127.0.0.1", String(port), "--insecure", "--cpus", String(cpus), "--wdir", wdir, "--nopin"], {
       stdio: ["ignore", "pipe", "pipe"],
     }),
   );

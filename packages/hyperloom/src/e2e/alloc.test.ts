@@ -7,7 +7,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect } from "node:net";
+import { readAccessFile } from "../security/access-file.js";
+import { connectSecure } from "../security/transport.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalCluster } from "../cluster/local-cluster.js";
@@ -27,12 +28,12 @@ function hyperloom(args: string[], env: NodeJS.ProcessEnv = process.env): Promis
 test("alloc commands: answers, refusals, a manager that is not installed, and bad control input", async () => {
   const cluster = await LocalCluster.start({ workers: 1 });
   const dir = mkdtempSync(join(tmpdir(), "hyperloom-alloc-e2e-"));
-  const server = ["--server", cluster.address];
+  const server = ["--server", cluster.address, "--access-file", cluster.accessFile!];
   try {
     assert.equal(await hyperloom(["alloc", "list", ...server]), { code: 0, stdout: "no allocation queues\n", stderr: "" });
     assert.equal(JSON.parse((await hyperloom(["alloc", "list", ...server, "--json"])).stdout), { queues: [] });
     // HYPERLOOM_SERVER is the default server.
-    const viaEnv = await hyperloom(["alloc", "list"], { ...process.env, HYPERLOOM_SERVER: cluster.address });
+    const viaEnv = await hyperloom(["alloc", "list"], { ...process.env, HYPERLOOM_SERVER: cluster.address, HYPERLOOM_ACCESS_FILE: cluster.accessFile! });
     assert.is(viaEnv.stdout, "no allocation queues\n");
 
     // Refused by the CLI: bad values say which.
@@ -73,13 +74,13 @@ test("alloc commands: answers, refusals, a manager that is not installed, and ba
     assert.match(gone.stderr, "hyperloom: no allocation queue named 'p'");
 
     // A malformed control request closes that connection only; the server keeps serving.
+    const s = await connectSecure("server", cluster.host, cluster.port, { secret: readAccessFile(cluster.accessFile!).secret });
     await new Promise<void>((resolve, reject) => {
-      const s = connect({ host: cluster.host, port: cluster.port }, () => {
-        s.write(frame(pb.AllocRegister.encode({ protocolVersion: PROTOCOL_VERSION, type: pb.AllocRegister.Type.REGISTER_ALLOC_CONTROL }).finish()));
-        s.write(frame(Buffer.from([0xff, 0xff, 0xff])));
-      });
       s.on("close", () => resolve());
       s.on("error", reject);
+      s.resume();
+      s.write(frame(pb.AllocRegister.encode({ protocolVersion: PROTOCOL_VERSION, type: pb.AllocRegister.Type.REGISTER_ALLOC_CONTROL }).finish()));
+      s.write(frame(Buffer.from([0xff, 0xff, 0xff])));
     });
     assert.is((await hyperloom(["alloc", "list", ...server])).code, 0);
     const c2 = await cluster.connect();

@@ -17,7 +17,7 @@ errors.after(async (ctx) => {
 });
 
 errors("FETCH and RELEASE errors carry the task id; a rejected plan names its task", async ({ cluster }) => {
-  const { s, next } = await rawClient(cluster.port);
+  const { s, next } = await rawClient(cluster);
   try {
     assert.is((await next()).type, comm.ClientResponse.Type.DICTIONARY);
     const T = comm.ClientRequest.Type;

@@ -101,7 +101,7 @@ foreign("a future of client A used by client B is refused before anything is sen
 
 foreign("the server refuses a plan referencing an id its client does not hold, naming the task (a client without our check)", async ({ cluster }) => {
   const a = await cluster.connect();
-  const { s, next } = await rawClient(cluster.port);
+  const { s, next } = await rawClient(cluster);
   try {
     // A's result 0 exists on the server; B (raw) numbers from 0 too.
     assert.is(String(await a.submitOne(tasks.const("secret of A")).fetch()), "secret of A");

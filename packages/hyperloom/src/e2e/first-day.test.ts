@@ -254,10 +254,13 @@ t("a client or worker pointed at a web server, or at a silent port: one line nam
   }
 });
 
-/** A server process; resolves its port and a function collecting its log lines. */
+/**
+ * A server process; resolves its port and a function collecting its log lines. `--insecure`: these
+ * tests drive it with `loom-worker` and look at its data port with the open protocol.
+ */
 async function startServer(): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
   // The server logs on stderr.
-  const child = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "inherit", "pipe"] });
+  const child = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0", "--insecure"], { stdio: ["ignore", "inherit", "pipe"] });
   const lines: string[] = [];
   const port = await new Promise<number>((res, rej) => {
     createInterface({ input: child.stderr! }).on("line", (l) => {
@@ -303,7 +306,8 @@ t("the server's data port is not taken for a server; the server warns when a pla
     const waiting = client.submitOne(tasks.merge([tasks.const("a"), tasks.const("b")]));
     // Accepted while no worker is connected (a big worker may come); no worker that comes has the cores.
     const tooBig = client.submitOne(tasks.run("/bin/true", [], { request: tasks.cpus(1000) }));
-    const line = await waitForLine(lines, /\[warn\]/, 10_000);
+    // (The first warning of this --insecure server is that authentication is off.)
+    const line = await waitForLine(lines, /\[warn\] \d+ ready task/, 10_000);
     assert.match(line ?? "", /\[warn\] 3 ready tasks are waiting: no worker is connected — start one with 'hyperloom worker 127\.0\.0\.1 \d+'$/);
     // `loom-worker --cpus=0` autodetects the cores (its help says so); the plan then runs.
     worker = spawn(process.execPath, [loomWorker, "--cpus=0", `--wdir=${sb.tmp}`, "--nopin", "127.0.0.1", String(port)], { stdio: "ignore" });

@@ -44,7 +44,8 @@ function scenario(port: number, name: string, ...args: string[]): Promise<Record
 }
 
 const logs: string[] = [];
-const t = clusterSuite("python function tasks", { workers: 2, cpus: 2, onWorkerLine: (_, line) => logs.push(line) });
+// `insecure`: the scenarios run the original's Python client, which speaks the open protocol.
+const t = clusterSuite("python function tasks", { workers: 2, cpus: 2, insecure: true, onWorkerLine: (_, line) => logs.push(line) });
 
 t("a plain call (py_task and py_call/py_value)", async ({ cluster }) => {
   if (!needsPython()) return;
@@ -121,7 +122,7 @@ t("10,000 calls, every result checked", async ({ cluster }) => {
 t.run();
 
 // JS and Python calls on one worker share its cores through the same accounting.
-const shared = clusterSuite("python and JS function tasks share a worker's cores", { workers: 1, cpus: 1 });
+const shared = clusterSuite("python and JS function tasks share a worker's cores", { workers: 1, cpus: 1, insecure: true });
 
 shared("a Python call and a JS call on a 1-cpu worker never overlap", async ({ cluster, client }) => {
   if (!needsPython()) return;
@@ -144,7 +145,7 @@ shared("a Python call and a JS call on a 1-cpu worker never overlap", async ({ c
 shared.run();
 
 // Missing interpreter / cloudpickle: one clear error naming what to install.
-const missingSuite = clusterSuite("python function tasks without Python", { workers: 1, cpus: 1 });
+const missingSuite = clusterSuite("python function tasks without Python", { workers: 1, cpus: 1, insecure: true });
 
 missingSuite("--python naming no interpreter: the worker refuses to start, saying what to install", async ({ cluster }) => {
   const wdir = mkdtempSync(join(tmpdir(), "hyperloom-nopython-"));

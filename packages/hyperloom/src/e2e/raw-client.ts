@@ -1,18 +1,22 @@
 /**
  * A raw client connection for end-to-end tests that check the server on the wire, bypassing
- * what our `Client` checks itself: it registers, sends requests as given and collects the
- * decoded responses in order.
+ * what our `Client` checks itself: it authenticates with the cluster's access file (as every
+ * default server requires), registers, sends requests as given and collects the decoded
+ * responses in order.
  */
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
+import type { LocalCluster } from "../cluster/local-cluster.js";
 import { frame, FrameReader } from "../protocol/frame.js";
 import { comm, PROTOCOL_VERSION, type ClientResponse } from "../protocol/messages.js";
+import { readAccessFile } from "../security/access-file.js";
+import { connectSecure } from "../security/transport.js";
 
-/** A registered raw connection: `next()` resolves with the next response (10 s at most). */
-export async function rawClient(port: number): Promise<{ s: Socket; next: () => Promise<ClientResponse> }> {
-  const s = connect({ host: "127.0.0.1", port });
-  await new Promise<void>((resolve, reject) => {
-    s.once("connect", resolve);
-    s.once("error", reject);
+/** A registered raw connection to `cluster`'s server: `next()` resolves with the next response (10 s at most). */
+export async function rawClient(cluster: LocalCluster): Promise<{ s: Socket; next: () => Promise<ClientResponse> }> {
+  const access = cluster.accessFile !== undefined ? readAccessFile(cluster.accessFile) : undefined;
+  const s = await connectSecure("server", "127.0.0.1", cluster.port, {
+    ...(access !== undefined ? { secret: access.secret } : {}),
+    ...(access?.tlsFingerprint !== undefined ? { tls: { fingerprint: access.tlsFingerprint } } : {}),
   });
   const reader = new FrameReader();
   const queue: ClientResponse[] = [];
@@ -25,6 +29,7 @@ export async function rawClient(port: number): Promise<{ s: Socket; next: () => 
       else queue.push(r);
     }
   });
+  s.resume();
   const register = comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT }).finish();
   s.write(frame(register));
   const next = () =>

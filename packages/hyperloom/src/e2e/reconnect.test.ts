@@ -15,6 +15,8 @@ import { Client, tasks } from "../index.js";
 const cli = join(__dirname, "..", "cli", "main.js");
 const wdir = mkdtempSync(join(tmpdir(), "hyperloom-reconnect-"));
 const children: ChildProcess[] = [];
+/** The servers' access file: a restarted server writes a new secret there, which reconnecting workers read. */
+const accessFile = join(wdir, "access.json");
 
 function start(args: string[]): ChildProcess {
   const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
@@ -27,12 +29,14 @@ function start(args: string[]): ChildProcess {
 
 /** Starts a server on `port` (0: any) and resolves its port once it listens. */
 async function server(port: number): Promise<{ child: ChildProcess; port: number }> {
-  const child = start(["server", "--host", "127.0.0.1", "--port", String(port)]);
+  const child = start(["server", "--host", "127.0.0.1", "--port", String(port), "--access-file", accessFile]);
+  let listening: number | undefined;
   const p = await new Promise<number>((resolve, reject) => {
     // Logs go to stderr.
     createInterface({ input: child.stderr! }).on("line", (line) => {
       const m = /listening on [\d.]+:(\d+)/.exec(line);
-      if (m) resolve(Number(m[1]));
+      if (m) listening = Number(m[1]);
+      if (listening !== undefined && line.includes("Access file")) resolve(listening);
     });
     child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
   });
@@ -47,7 +51,7 @@ function exited(child: ChildProcess): Promise<number | null> {
 async function workersOf(port: number, n: number): Promise<Client> {
   for (let i = 0; i < 300; i++) {
     try {
-      const c = await Client.connect("127.0.0.1", port);
+      const c = await Client.connect("127.0.0.1", port, { accessFile });
       if ((await c.stats()).nWorkers === n) return c;
       await c.close();
     } catch {
@@ -66,8 +70,8 @@ t.after(() => {
 
 t("a worker with --reconnect serves a server restarted on the same port", async () => {
   const first = await server(0);
-  const worker = start(["worker", "127.0.0.1", String(first.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--reconnect", "30"]);
-  const plain = start(["worker", "127.0.0.1", String(first.port), "--cpus", "1", "--wdir", wdir, "--nopin"]);
+  const worker = start(["worker", "127.0.0.1", String(first.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile, "--reconnect", "30"]);
+  const plain = start(["worker", "127.0.0.1", String(first.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile]);
   let c = await workersOf(first.port, 2);
   assert.is(String(await c.submitOne(tasks.const("before")).gather()), "before");
   const lost = c.submitOne(tasks.run(["/bin/sleep", "5"])).wait().catch((e: unknown) => e);
@@ -90,7 +94,7 @@ t("a worker with --reconnect serves a server restarted on the same port", async 
 
 t("a worker that cannot reconnect in time exits with status 1", async () => {
   const s = await server(0);
-  const worker = start(["worker", "127.0.0.1", String(s.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--reconnect", "1"]);
+  const worker = start(["worker", "127.0.0.1", String(s.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile, "--reconnect", "1"]);
   const c = await workersOf(s.port, 1);
   await c.close();
   s.child.kill("SIGKILL");

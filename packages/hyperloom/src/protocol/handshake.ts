@@ -3,9 +3,13 @@
  * `Register`, and wait for the server's first frame (the symbol dictionary, spec section 1.3),
  * within a time limit. Anything else — a refused connection, a peer that says nothing, a first
  * frame that is not a dictionary (a web server, the server's data port) — is one line that says
- * what is wrong and what to do.
+ * what is wrong and what to do. The socket is opened through the security layer (TLS and the
+ * secret's challenge–response, when the access file asks for them) before `Register` is sent.
  */
-import { connect as netConnect, type Socket } from "node:net";
+import type { Socket } from "node:net";
+import { ACCESS_FILE_ENV, defaultAccessFilePath } from "../security/access-file.js";
+import { REFUSED } from "../security/handshake.js";
+import { connectSecure, type ConnectSecurity } from "../security/transport.js";
 
 /** How long connecting plus the handshake may take by default (ms). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -21,10 +25,12 @@ export interface HandshakeOptions {
   register: Buffer;
   /** Whether the first frame's payload is the dictionary this role expects. */
   isDictionary: (payload: Buffer) => boolean;
-  /** Limit for connecting and receiving the dictionary (ms). */
+  /** Limit for connecting, authenticating and receiving the dictionary (ms). */
   timeoutMs: number;
   /** A first frame that is not the dictionary but a refusal the peer explains: its message (the handshake fails with it). */
   refusal?: (payload: Buffer) => string | undefined;
+  /** Secret and TLS (from the access file); none: the open protocol. */
+  security?: ConnectSecurity;
 }
 
 /** A connection whose handshake succeeded. The socket is paused: attach a data handler, then resume it. */
@@ -45,7 +51,7 @@ export function notAServer(address: string, why?: string): string {
 export function handshake(options: HandshakeOptions): Promise<Greeted> {
   const address = `${options.host}:${options.port}`;
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: options.host, port: options.port, noDelay: true });
+    let socket: Socket | undefined;
     let connected = false;
     let settled = false;
     const chunks: Buffer[] = [];
@@ -54,55 +60,66 @@ export function handshake(options: HandshakeOptions): Promise<Greeted> {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socket.destroy();
+      socket?.destroy();
       reject(new Error(message));
     };
     const seconds = `${Math.round(options.timeoutMs / 100) / 10} s`;
     const timer = setTimeout(() => {
       fail(connected ? notAServer(address, `no answer to the handshake within ${seconds}`) : `cannot connect to ${address}: no answer within ${seconds}`);
     }, options.timeoutMs);
-    socket.once("connect", () => {
-      connected = true;
-      socket.write(options.register);
-    });
-    socket.on("data", (chunk: Buffer) => {
-      if (settled) return;
-      chunks.push(chunk);
-      buffered += chunk.length;
-      if (buffered < 8) return;
-      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, buffered);
-      const length = all.readUInt32LE(4) * 2 ** 32 + all.readUInt32LE(0);
-      if (length === 0 || length > MAX_FIRST_FRAME) return fail(notAServer(address));
-      if (buffered < 8 + length) return;
-      const payload = all.subarray(8, 8 + length);
-      let ok = false;
-      try {
-        ok = options.isDictionary(payload);
-      } catch {
-        ok = false;
-      }
-      if (!ok) {
-        let why: string | undefined;
-        try {
-          why = options.refusal?.(payload);
-        } catch {
-          why = undefined;
+    const greet = (socket: Socket): void => {
+      socket.on("data", (chunk: Buffer) => {
+        if (settled) return;
+        chunks.push(chunk);
+        buffered += chunk.length;
+        if (buffered < 8) return;
+        const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, buffered);
+        if (all.subarray(0, 8).equals(REFUSED)) {
+          return fail(`${address} requires authentication and no access file was given (${ACCESS_FILE_ENV}, --access-file, or ${defaultAccessFilePath()})`);
         }
-        return fail(why ?? notAServer(address));
-      }
-      settled = true;
-      clearTimeout(timer);
-      socket.pause();
-      socket.removeAllListeners("data");
-      socket.removeAllListeners("error");
-      socket.removeAllListeners("close");
-      resolve({ socket, dictionary: payload, received: all });
-    });
-    socket.on("error", (e: NodeJS.ErrnoException) => {
-      if (e.code === "ECONNREFUSED") fail(`cannot connect to ${address}: connection refused — is 'hyperloom server' running there?`);
-      else if (connected) fail(notAServer(address, e.message));
-      else fail(`cannot connect to ${address}: ${e.message}`);
-    });
-    socket.on("close", () => fail(connected ? notAServer(address, "it closed the connection") : `cannot connect to ${address}`));
+        const length = all.readUInt32LE(4) * 2 ** 32 + all.readUInt32LE(0);
+        if (length === 0 || length > MAX_FIRST_FRAME) return fail(notAServer(address));
+        if (buffered < 8 + length) return;
+        const payload = all.subarray(8, 8 + length);
+        let ok = false;
+        try {
+          ok = options.isDictionary(payload);
+        } catch {
+          ok = false;
+        }
+        if (!ok) {
+          let why: string | undefined;
+          try {
+            why = options.refusal?.(payload);
+          } catch {
+            why = undefined;
+          }
+          return fail(why ?? notAServer(address));
+        }
+        settled = true;
+        clearTimeout(timer);
+        socket.pause();
+        socket.removeAllListeners("data");
+        socket.removeAllListeners("error");
+        socket.removeAllListeners("close");
+        resolve({ socket, dictionary: payload, received: all });
+      });
+      socket.on("error", (e: NodeJS.ErrnoException) => fail(notAServer(address, e.message)));
+      socket.on("close", () => fail(notAServer(address, "it closed the connection")));
+      socket.write(options.register);
+      socket.resume();
+    };
+    connectSecure(address, options.host, options.port, { ...options.security, timeoutMs: options.timeoutMs }).then(
+      (s) => {
+        if (settled) return void s.destroy();
+        socket = s;
+        connected = true;
+        greet(s);
+      },
+      (e: Error & { code?: string }) => {
+        if (e.code === "ECONNREFUSED") fail(`cannot connect to ${address}: connection refused — is 'hyperloom server' running there?`);
+        else fail(e.message);
+      },
+    );
   });
 }

@@ -3,8 +3,10 @@
  * the data port. Every byte of the main port goes to the Rust core, which answers with the framed
  * bytes to write; this layer only moves bytes between sockets and the core.
  */
-import { createServer, type Server as NetServer, type Socket } from "node:net";
+import type { Server as NetServer, Socket } from "node:net";
 import { native, type ServerCore, type ServerOutput } from "../native.js";
+import { listenSecure, type ListenSecurity } from "../security/transport.js";
+import { defaultFrameLimits, FrameLimiter, type FrameLimits } from "../security/frame-limits.js";
 import { log, logs } from "../log.js";
 import { parseStatus, type StatusSnapshot } from "../protocol/status.js";
 import { relayDataStreams } from "./data-relay.js";
@@ -23,7 +25,7 @@ const control = (): typeof import("../allocator/control.js") => require("../allo
 export interface ServerOptions {
   /** Main port; 0 picks a free one. Default 9010. */
   port?: number;
-  /** Listen address. Default `0.0.0.0` (as the original); tests use `127.0.0.1`. */
+  /** Listen address. Default `127.0.0.1`; `0.0.0.0` (the original's) listens on every interface. */
   host?: string;
   /** Serve the live dashboard, `/metrics` and `/status.json` on this address (host default 127.0.0.1; port 0: any free one). */
   dashboard?: { host?: string; port: number };
@@ -39,6 +41,15 @@ export interface ServerOptions {
   journalCompactBytes?: number;
   /** How long a restored client session waits for its client to re-attach before its plans are discarded, in seconds (default 300). */
   reattachSeconds?: number;
+  /**
+   * Authentication and encryption of both ports. Default: none (the original's open server);
+   * `hyperloom server` gives a secret unless `--insecure`.
+   */
+  security?: ListenSecurity;
+  /** The access file the server writes (for the allocation queues' workers); absent: an open server. */
+  accessFile?: string;
+  /** Frame limits of the main port (bounded memory per peer). Default {@link defaultFrameLimits}. */
+  limits?: Partial<FrameLimits>;
 }
 
 /** A running server. */
@@ -55,7 +66,10 @@ export interface RunningServer {
 
 /** Starts a server; resolves once both ports listen. */
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
-  const host = options.host ?? "0.0.0.0";
+  const host = options.host ?? "127.0.0.1";
+  const security = options.security ?? {};
+  const limits: FrameLimits = { ...defaultFrameLimits, ...options.limits };
+  const limiters = new Map<number, { limiter: FrameLimiter; socket: Socket }>();
   const sockets = new Map<number, Socket>();
   const writers = new Map<number, ClientWriter>();
   let nextConn = 1;
@@ -100,13 +114,12 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     apply(out);
   };
 
-  const dataServer = createServer({ noDelay: true }, (socket) => {
+  const { server: dataServer, port: dataPort } = await listenSecure("data port", host, 0, security, (socket) => {
     relayDataStreams(socket, {
       onHeader: (header) => core!.onDataHeader(header),
       clientWriter: (conn) => writers.get(conn),
     });
   });
-  const dataPort = await listen(dataServer, 0, host);
   core = new (native().ServerCore)(dataPort);
   if (options.maxCrashes !== undefined) core.setMaxCrashes(options.maxCrashes);
   let reattachTimer: NodeJS.Timeout | undefined;
@@ -121,13 +134,28 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     reattachTimer = setTimeout(() => safely(() => core!.discardDetached(), "journal"), (options.reattachSeconds ?? 300) * 1000).unref();
   }
 
-  const main = createServer({ noDelay: true }, (socket) => {
+  const { server: main, port } = await listenSecure("main port", host, options.port ?? 9010, security, (socket) => {
     const conn = nextConn++;
+    const limiter = new FrameLimiter(limits);
+    limiters.set(conn, { limiter, socket });
     const ip = (socket.remoteAddress ?? "127.0.0.1").replace(/^::ffff:/, "");
     log("debug", `connection ${conn} from ${socket.remoteAddress}:${socket.remotePort}`);
     let attached = false;
-    const onData = (chunk: Buffer): void => {
+    /** Counts `chunk`'s frames against the limits; false: the connection is closed. */
+    const withinLimits = (chunk: Buffer): boolean => {
+      try {
+        limiter.check(chunk, Date.now());
+        return true;
+      } catch (e) {
+        // Refused before the core buffers it: the core never holds more than the limits allow.
+        log("warn", `connection ${conn} from ${ip}: ${(e as Error).message}; closing it`);
+        socket.destroy();
+        return false;
+      }
+    };
+    const onData = (chunk: Buffer, counted = false): void => {
       let out: ServerOutput;
+      if (!counted && !withinLimits(chunk)) return;
       try {
         out = core!.onData(conn, chunk);
       } catch (e) {
@@ -143,6 +171,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     // served here; everything else goes to the core, which reads the same frame again.
     const head = new FirstFrame();
     const onFirst = (chunk: Buffer): void => {
+      if (!withinLimits(chunk)) return;
       const first = head.push(chunk);
       if (first === undefined) return;
       socket.off("data", onFirst);
@@ -157,12 +186,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       writers.set(conn, new ClientWriter(socket));
       safely(() => core!.onConnect(conn, ip), `connection ${conn}`);
       socket.on("data", onData);
-      onData(first.bytes);
+      onData(first.bytes, true);
     };
     socket.on("data", onFirst);
     socket.on("error", (e) => log("debug", `connection ${conn}: ${e.message}`));
     socket.on("close", () => {
       log("debug", `connection ${conn} closed`);
+      limiters.delete(conn);
       if (!attached || stopping) return;
       sockets.delete(conn);
       writers.delete(conn);
@@ -170,7 +200,6 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       safely(() => core!.onClose(conn), `closing connection ${conn}`);
     });
   });
-  const port = await listen(main, options.port ?? 9010, host);
   allocator = new Allocator({
     waitingTasks: (limit) => core!.waitingTasks(limit),
     workerLoads: () => core!.workerLoads(),
@@ -188,9 +217,21 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     },
     port,
     host,
+    ...(options.accessFile !== undefined ? { accessFile: options.accessFile } : {}),
   });
-  // Tracing: the core writes its trace out at least once a second.
-  const traceTimer = setInterval(() => safely(() => core!.traceTick(), "trace"), 1000).unref();
+  // Tracing: the core writes its trace out at least once a second; frames overdue are checked as often.
+  const traceTimer = setInterval(() => {
+    safely(() => core!.traceTick(), "trace");
+    const now = Date.now();
+    for (const [conn, { limiter, socket }] of limiters) {
+      const late = limiter.overdue(now);
+      if (late !== undefined) {
+        log("warn", `connection ${conn}: ${late.message}; closing it`);
+        limiters.delete(conn);
+        socket.destroy();
+      }
+    }
+  }, 1000).unref();
   // --debug: once a second, what the scheduler and the transfers did (from the core's counters).
   let previous: StatusSnapshot | undefined;
   const summaryTimer = setInterval(() => {
@@ -248,16 +289,6 @@ export function debugSummary(a: StatusSnapshot, b: StatusSnapshot): string | und
     `${transfers} transfers (${d((s) => s.transfers.bytes)} bytes arrived, ${b.transfers.in_flight} in flight), ` +
     `${fetches} fetches (${d((s) => s.transfers.fetch_bytes)} bytes); now waiting ${t.waiting}, ready ${t.ready}, running ${t.running}`
   );
-}
-
-function listen(server: NetServer, port: number, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ port, host, backlog: 128 }, () => {
-      const addr = server.address();
-      resolve(typeof addr === "object" && addr ? addr.port : port);
-    });
-  });
 }
 
 function closeServer(server: NetServer): Promise<void> {

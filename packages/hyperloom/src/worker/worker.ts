@@ -5,7 +5,7 @@
  * JavaScript (`run`, JS functions) or Python (Python functions, in a pool of Python processes) as
  * the core hands them out.
  */
-import { createServer, connect as netConnect, type Server as NetServer, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { lookup } from "node:dns/promises";
 import { hostname } from "node:os";
 import { mkdirSync, mkdtempSync, rmdirSync, rmSync } from "node:fs";
@@ -16,6 +16,20 @@ import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol
 import { runProgram, stopProgram, stopAllPrograms } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 import { PythonRunner } from "./python.js";
+import { connectSecure, listenSecure, type ConnectSecurity } from "../security/transport.js";
+import type { Secret } from "../security/access-file.js";
+import { selfSignedIdentity, type TlsIdentity } from "../security/tls.js";
+
+/** How a worker authenticates and encrypts (from the server's access file). */
+export interface WorkerSecurity {
+  /** The server's secret: every connection (server, data port, peers) proves it. */
+  secret?: Secret;
+  /**
+   * TLS on every connection: the server's certificate is pinned by `serverFingerprint`; the
+   * worker's data port uses `identity` (default: a self-signed certificate made at start).
+   */
+  tls?: { serverFingerprint: string; identity?: TlsIdentity };
+}
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -43,6 +57,8 @@ export interface WorkerOptions {
   connectTimeoutMs?: number;
   /** The cluster job this worker runs in: sent to the server (our Register extension) and part of the work directory's name. */
   job?: { id: string; task?: string };
+  /** Authentication and encryption. Default: none (the original's open worker). */
+  security?: WorkerSecurity;
 }
 
 /** A running worker. */
@@ -57,6 +73,11 @@ export interface RunningWorker {
   close(): void;
 }
 
+/** Largest piece of a data stream handed to a TLS connection at once (bytes). */
+const TLS_SLICE = 1 << 20;
+/** Bytes a TLS connection may have queued before the next slices wait for it to drain. */
+const TLS_WINDOW = 16 << 20;
+
 /** A handler of a task type executed in JS; `signal` aborts when the server cancels the task. */
 type TaskHandler = (task: TaskToRun, signal: AbortSignal) => Promise<FunctionOutcome>;
 
@@ -69,12 +90,26 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     throw new Error(`cannot resolve the server's host name '${options.serverHost}': ${(e as Error).message}`);
   }
   const peers = new Map<number, Socket>();
-  const outgoing = new Map<string, { conn: number; socket: Socket }>();
+  /** Connections this worker opened to peers (and the server's data port), by address; `socket` is undefined while it connects and authenticates. */
+  const outgoing = new Map<string, { conn: number; socket: Socket | undefined; queued: { parts: Buffer[]; lease: number | undefined }[] }>();
+  const security = options.security ?? {};
+  const tlsIdentity = security.tls !== undefined ? (security.tls.identity ?? (await selfSignedIdentity("hyperloom-worker"))) : undefined;
+  const toServer: ConnectSecurity = {
+    ...(security.secret !== undefined ? { secret: security.secret } : {}),
+    ...(security.tls !== undefined ? { tls: { fingerprint: security.tls.serverFingerprint } } : {}),
+  };
+  const toPeers: ConnectSecurity = {
+    ...(security.secret !== undefined ? { secret: security.secret } : {}),
+    ...(security.tls !== undefined ? { tls: {} } : {}),
+  };
   let nextConn = 1;
   let core: WorkerCore | undefined;
   let stopped = false;
 
-  const dataServer = createServer({ noDelay: true }, (socket) => {
+  const { server: dataServer, port: dataPort } = await listenSecure("data port", options.host ?? "0.0.0.0", 0, {
+    ...(security.secret !== undefined ? { secret: security.secret } : {}),
+    ...(tlsIdentity !== undefined ? { tls: tlsIdentity } : {}),
+  }, (socket) => {
     const conn = nextConn++;
     peers.set(conn, socket);
     log("debug", `data connection ${conn} from ${socket.remoteAddress}:${socket.remotePort} (transfers)`);
@@ -85,7 +120,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       if (!stopped) guard(() => core!.onPeerClose(conn), () => undefined);
     });
   });
-  const dataPort = await listen(dataServer, options.host ?? "0.0.0.0");
   const jobTag = options.job ? `-job${options.job.id}${options.job.task !== undefined ? `.${options.job.task}` : ""}` : "";
   const named = join(options.wdir, `worker-${hostname() || "nohostname"}-${dataPort}${jobTag}`);
   // The first folder this creates (undefined: all existed); removed again at exit if empty, so a
@@ -145,6 +179,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       register: options.job ? withJobId(core.registerFrame(), options.job.id) : core.registerFrame(),
       isDictionary,
       timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      security: toServer,
     });
   } catch (e) {
     // Nothing of this worker may outlive a failed start: its data port, threads, processes and directory.
@@ -201,40 +236,108 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const host = target.slice(0, sep);
       const port = Number(target.slice(sep + 1));
       const conn = nextConn++;
-      const socket = netConnect({ host, port, noDelay: true });
-      log("debug", `data connection ${conn} to ${target} (transfers)`);
-      peer = { conn, socket };
-      outgoing.set(target, peer);
-      peers.set(conn, socket);
-      // The core frames our Announce and knows this connection as ours (the peer may send on
-      // it too, as the original reuses connections in reverse, without announcing itself).
-      socket.write(core!.openPeer(conn, port));
-      socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
-      socket.on("error", (err) => log("warn", `data connection to ${target}: ${err.message}`));
-      socket.on("close", () => {
-        outgoing.delete(target);
-        peers.delete(conn);
-        for (const l of leases.get(socket) ?? []) releaseLease(socket, l);
-        leases.delete(socket);
-        if (!stopped) guard(() => core!.onPeerClose(conn), () => undefined);
-      });
+      const entry: { conn: number; socket: Socket | undefined; queued: { parts: Buffer[]; lease: number | undefined }[] } = { conn, socket: undefined, queued: [] };
+      peer = entry;
+      outgoing.set(target, entry);
+      const isServer = address.startsWith("!:");
+      // Streams wait in `queued` until the connection is authenticated: nothing goes out before.
+      connectSecure(isServer ? `the server's data port ${target}` : `worker ${target}`, host, port, isServer ? toServer : toPeers).then(
+        (socket) => {
+          if (stopped) {
+            socket.destroy();
+            return;
+          }
+          log("debug", `data connection ${conn} to ${target} (transfers)`);
+          entry.socket = socket;
+          peers.set(conn, socket);
+          // The core frames our Announce and knows this connection as ours (the peer may send on
+          // it too, as the original reuses connections in reverse, without announcing itself).
+          socket.write(core!.openPeer(conn, port));
+          socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
+          socket.on("error", (err) => log("warn", `data connection to ${target}: ${err.message}`));
+          socket.on("close", () => {
+            outgoing.delete(target);
+            peers.delete(conn);
+            for (const l of leases.get(socket) ?? []) releaseLease(socket, l);
+            leases.delete(socket);
+            if (!stopped) guard(() => core!.onPeerClose(conn), () => undefined);
+          });
+          socket.resume();
+          for (const q of entry.queued) writeParts(socket, q.parts, q.lease);
+          entry.queued = [];
+        },
+        (err: Error) => {
+          outgoing.delete(target);
+          // What was queued is lost as on any broken data connection; the receiving side notices.
+          for (const q of entry.queued) if (q.lease !== undefined && !stopped) core!.releaseSend(q.lease);
+          entry.queued = [];
+          if (!stopped) log("warn", err.message);
+        },
+      );
     }
-    const socket = peer.socket;
-    socket.cork();
-    const last = parts.length - 1;
+    if (peer.socket === undefined) peer.queued.push({ parts, lease });
+    else writeParts(peer.socket, parts, lease);
+  }
+
+  /** Parts waiting for a TLS connection to drain, per connection. */
+  const backlogs = new WeakMap<Socket, { parts: { part: Buffer; lease: number | undefined }[]; next: number; waiting: boolean }>();
+
+  /**
+   * Writes a stream's parts. `lease`: the stored objects this stream shares, let go as soon as
+   * its last part is written, so a released object's data file and mapping go at once (not at
+   * the next GC).
+   */
+  function writeParts(socket: Socket, parts: Buffer[], lease: number | undefined): void {
+    if (lease !== undefined) {
+      let set = leases.get(socket);
+      if (set === undefined) leases.set(socket, (set = new Set()));
+      set.add(lease);
+    }
+    if (tlsIdentity === undefined) {
+      // Plain TCP queues the parts as they are (views of mapped data objects: no copy).
+      socket.cork();
+      const last = parts.length - 1;
+      parts.forEach((p, i) => {
+        if (i === last && lease !== undefined) socket.write(p, () => releaseLease(socket, lease));
+        else socket.write(p);
+      });
+      process.nextTick(() => socket.uncork());
+      return;
+    }
+    // TLS encrypts what it is given at once: written all together, a large object would be held
+    // a second time as ciphertext. At most a window of it is queued; the rest waits for a drain.
+    let b = backlogs.get(socket);
+    if (b === undefined) {
+      b = { parts: [], next: 0, waiting: false };
+      backlogs.set(socket, b);
+    }
     parts.forEach((p, i) => {
-      if (i === last && lease !== undefined) {
-        // The stored objects this stream shares are let go as soon as it is written, so a
-        // released object's data file and mapping go at once (not at the next GC).
-        let set = leases.get(socket);
-        if (set === undefined) leases.set(socket, (set = new Set()));
-        set.add(lease);
-        socket.write(p, () => releaseLease(socket, lease));
-      } else {
-        socket.write(p);
+      // Slices of a large part (views, no copy), so that no more than one is encrypted ahead.
+      for (let at = 0; at < p.length || at === 0; at += TLS_SLICE) {
+        const end = at + TLS_SLICE >= p.length;
+        b.parts.push({ part: p.subarray(at, at + TLS_SLICE), lease: end && i === parts.length - 1 ? lease : undefined });
       }
     });
-    process.nextTick(() => socket.uncork());
+    pump(socket, b);
+  }
+
+  function pump(socket: Socket, b: { parts: { part: Buffer; lease: number | undefined }[]; next: number; waiting: boolean }): void {
+    while (!b.waiting && b.next < b.parts.length && !socket.destroyed) {
+      const { part, lease } = b.parts[b.next++]!;
+      if (lease !== undefined) socket.write(part, () => releaseLease(socket, lease));
+      else socket.write(part);
+      if (socket.writableLength >= TLS_WINDOW) {
+        b.waiting = true;
+        socket.once("drain", () => {
+          b.waiting = false;
+          pump(socket, b);
+        });
+      }
+    }
+    if (b.next === b.parts.length) {
+      b.parts = [];
+      b.next = 0;
+    }
   }
 
   /** Running JS tasks: their abort controllers (a canceled task's answer is dropped). */
@@ -344,16 +447,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const inJob = options.job ? `, job ${options.job.id}${options.job.task !== undefined ? ` task ${options.job.task}` : ""}` : "";
   log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus, work dir ${workDir}${inJob}`);
   return { dataPort, workDir, done, close };
-}
-
-function listen(server: NetServer, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ port: 0, host }, () => {
-      const addr = server.address();
-      resolve(typeof addr === "object" && addr ? addr.port : 0);
-    });
-  });
 }
 
 /** `WorkerCommand.type` DICTIONARY (proto/comm.proto). */

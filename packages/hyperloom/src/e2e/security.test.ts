@@ -1,0 +1,390 @@
+/**
+ * Authentication, TLS and per-peer limits over real processes: a default cluster refuses every
+ * kind of connection that does not hold its access file (one clear line on each side, nothing
+ * reaching the core, the cluster unaffected), a TLS cluster moves large objects encrypted, frame
+ * limits close the offending connection only, and no log or trace of a full run holds the secret.
+ */
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LocalCluster } from "../cluster/local-cluster.js";
+import { Client, tasks } from "../index.js";
+import { readAccessFile, Secret, writeAccessFile } from "../security/access-file.js";
+import { connectSecure } from "../security/transport.js";
+
+const CLI = join(__dirname, "..", "cli", "main.js");
+const MiB = 1 << 20;
+
+interface Ctx {
+  cluster: LocalCluster;
+  serverLines: string[];
+  workerLines: string[];
+  dataPort: number;
+  workerDataPort: number;
+  dir: string;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Waits until `lines` has a line matching `re` (appearing after index `from`); returns it. */
+async function lineMatching(lines: string[], re: RegExp, from = 0, ms = 5000): Promise<string> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const l = lines.slice(from).find((x) => re.test(x));
+    if (l !== undefined) return l;
+    if (Date.now() > deadline) throw new Error(`no line matching ${re} in:\n${lines.slice(from).join("\n")}`);
+    await sleep(20);
+  }
+}
+
+/** A raw connection: sends `bytes`, resolves with all it received once the peer closes (or 5 s). */
+function raw(port: number, bytes: Buffer | ((s: Socket, got: () => Buffer) => void)): Promise<{ got: Buffer; closed: boolean }> {
+  return new Promise((resolve) => {
+    const got: Buffer[] = [];
+    const s = netConnect({ host: "127.0.0.1", port }, () => (typeof bytes === "function" ? bytes(s, () => Buffer.concat(got)) : s.write(bytes)));
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ got: Buffer.concat(got), closed: false });
+    }, 5000);
+    s.on("data", (d: Buffer) => got.push(d));
+    s.on("error", () => undefined);
+    s.on("close", () => {
+      clearTimeout(timer);
+      resolve({ got: Buffer.concat(got), closed: true });
+    });
+  });
+}
+
+/** The Register frame of an unauthenticated client (what the original's client sends first). */
+const REGISTER = Buffer.from([4, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x02, 0x10, 0x02]);
+
+/** Runs the CLI; resolves with its status and output. */
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, HYPERLOOM_ACCESS_FILE: "", ...env } });
+    let out = "";
+    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => p.kill("SIGKILL"), 20_000);
+    p.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+async function startCluster(ctx: Ctx, options: { tls?: boolean; serverArgs?: string[] }): Promise<void> {
+  ctx.serverLines = [];
+  ctx.workerLines = [];
+  ctx.dir = mkdtempSync(join(tmpdir(), "hyperloom-security-"));
+  ctx.cluster = await LocalCluster.start({
+    workers: 2,
+    cpus: 1,
+    ...options,
+    onServerLine: (l) => ctx.serverLines.push(l),
+    onWorkerLine: (_, l) => ctx.workerLines.push(l),
+  });
+  ctx.dataPort = Number(/\(data port (\d+)\)/.exec(await lineMatching(ctx.serverLines, /data port/))![1]);
+  ctx.workerDataPort = Number(/data port (\d+),/.exec(await lineMatching(ctx.workerLines, /registered at/))![1]);
+}
+
+async function stopCluster(ctx: Ctx): Promise<void> {
+  await ctx.cluster.stop();
+  rmSync(ctx.dir, { recursive: true, force: true });
+}
+
+/** A plan across both workers: still computes the right bytes. */
+async function stillServes(cluster: LocalCluster): Promise<void> {
+  const c = await cluster.connect();
+  try {
+    const r = await c.submitOne(tasks.merge([tasks.const("still "), tasks.run(["/bin/echo", "-n", "alive"])])).gather();
+    assert.is(String(r), "still alive");
+    assert.is((await c.stats()).nWorkers, 2);
+  } finally {
+    await c.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+const auth = suite<Ctx>("authentication of every connection");
+auth.before((ctx) => startCluster(ctx, { serverArgs: ["--max-plan", String(MiB), "--frame-timeout", "2"] }));
+auth.after(stopCluster);
+
+auth("the access file is written with mode 0600 and names the server", ({ cluster }) => {
+  assert.is(statSync(cluster.accessFile!).mode & 0o777, 0o600);
+  const a = readAccessFile(cluster.accessFile!);
+  assert.is(a.port, cluster.port);
+  assert.is(a.host, "127.0.0.1");
+  assert.is(a.tlsFingerprint, undefined);
+});
+
+auth("a client without the access file: refused, one line on each side, nothing leaked", async (ctx) => {
+  const from = ctx.serverLines.length;
+  const err = await Client.connect("127.0.0.1", ctx.cluster.port).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.instance(err, Error);
+  assert.match(err!.message, `127.0.0.1:${ctx.cluster.port} requires authentication and no access file was given`);
+  assert.match(await lineMatching(ctx.serverLines, /main port: refused/, from), "it did not authenticate");
+  // The original's first frame, raw: the only answer is the refusal (no dictionary, no data).
+  const { got, closed } = await raw(ctx.cluster.port, REGISTER);
+  assert.ok(closed);
+  assert.is(got.toString(), "HLAUTHNO");
+  await stillServes(ctx.cluster);
+});
+
+auth("a client with another server's secret: refused, both sides say so", async (ctx) => {
+  const other = join(ctx.dir, "other.json");
+  writeAccessFile(other, { host: "127.0.0.1", port: ctx.cluster.port, secret: Secret.generate() });
+  const from = ctx.serverLines.length;
+  const err = await Client.connect(undefined, undefined, { accessFile: other }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.match(err!.message, `127.0.0.1:${ctx.cluster.port} did not prove it holds our secret`);
+  assert.match(await lineMatching(ctx.serverLines, /main port: refused/, from), "it holds a different secret");
+  await stillServes(ctx.cluster);
+});
+
+auth("a replayed client handshake: refused", async (ctx) => {
+  const secret = readAccessFile(ctx.cluster.accessFile!).secret;
+  const hello = Buffer.concat([Buffer.from("HLAUTH1\n"), Buffer.alloc(32, 3)]);
+  let proof: Buffer = Buffer.alloc(0);
+  // A genuine handshake, recorded; the server then answers the Register frame with its dictionary.
+  const first = await raw(ctx.cluster.port, (s, got) => {
+    s.write(hello);
+    s.on("data", () => {
+      const g = got();
+      if (g.length >= 72 && proof.length === 0) {
+        proof = createHmac("sha256", secret.key()).update("C").update(hello.subarray(8)).update(g.subarray(8, 40)).digest();
+        s.write(proof);
+      } else if (g.length === 80) s.write(REGISTER);
+      else if (g.length > 80) s.end();
+    });
+  });
+  assert.is(first.got.subarray(72, 80).toString(), "HLAUTHOK");
+  assert.ok(first.got.length > 200, "the authenticated connection got the dictionary");
+  const from = ctx.serverLines.length;
+  const second = await raw(ctx.cluster.port, (s, got) => {
+    s.write(hello);
+    s.on("data", () => {
+      if (got().length === 72) s.write(Buffer.concat([proof]));
+    });
+  });
+  assert.is(second.got.length, 80);
+  assert.is(second.got.subarray(72).toString(), "HLAUTHNO");
+  assert.match(await lineMatching(ctx.serverLines, /main port: refused/, from), "a replayed handshake");
+});
+
+auth("a worker without the access file, or with a wrong or world-readable one: refused with one clear line", async (ctx) => {
+  const port = String(ctx.cluster.port);
+  const wdir = join(ctx.dir, "w");
+  let from = ctx.serverLines.length;
+  const none = await cli(["worker", "127.0.0.1", port, "--insecure", "--wdir", wdir, "--nopin"]);
+  assert.is(none.code, 1);
+  assert.match(none.out, `hyperloom: 127.0.0.1:${port} requires authentication and no access file was given`);
+  assert.match(await lineMatching(ctx.serverLines, /main port: refused/, from), "it did not authenticate");
+
+  const other = join(ctx.dir, "wrong.json");
+  writeAccessFile(other, { host: "127.0.0.1", port: ctx.cluster.port, secret: Secret.generate() });
+  from = ctx.serverLines.length;
+  const wrong = await cli(["worker", "--access-file", other, "--wdir", wdir, "--nopin"]);
+  assert.is(wrong.code, 1);
+  assert.match(wrong.out, `hyperloom: 127.0.0.1:${port} did not prove it holds our secret`);
+  assert.match(await lineMatching(ctx.serverLines, /main port: refused/, from), "it holds a different secret");
+
+  const open = join(ctx.dir, "open.json");
+  copyFileSync(ctx.cluster.accessFile!, open);
+  chmodSync(open, 0o644);
+  const world = await cli(["worker", "--wdir", wdir, "--nopin"], { HYPERLOOM_ACCESS_FILE: open });
+  assert.is(world.code, 1);
+  assert.match(world.out, `has mode 0644: other users could read its secret; it must be readable by its owner only (chmod 600 ${open})`);
+  assert.not.ok(world.out.includes(readAccessFile(ctx.cluster.accessFile!).secret.toHex()));
+  assert.is((readdirSync(wdir, { withFileTypes: true }) ?? []).length, 0, "no work directory left");
+  await stillServes(ctx.cluster);
+});
+
+auth("a peer without the secret at a worker's or the server's data port: refused, nothing reaches the core", async (ctx) => {
+  const announce = Buffer.from([2, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x01]);
+  for (const [port, lines, what] of [
+    [ctx.workerDataPort, ctx.workerLines, "worker"],
+    [ctx.dataPort, ctx.serverLines, "server"],
+  ] as const) {
+    const from = lines.length;
+    const { got, closed } = await raw(port, announce);
+    assert.ok(closed, what);
+    assert.is(got.toString(), "HLAUTHNO", what);
+    assert.match(await lineMatching(lines, /data port: refused/, from), "it did not authenticate");
+    const wrong = await connectSecure(`${what} data port`, "127.0.0.1", port, { secret: Secret.generate() }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assert.match(wrong!.message, `${what} data port did not prove it holds our secret`);
+    assert.match(await lineMatching(lines, /it holds a different secret/, from), "data port: refused");
+  }
+  await stillServes(ctx.cluster);
+});
+
+auth("hostile frames after authentication: oversized control frame, oversized plan, slowloris; only that connection closes", async (ctx) => {
+  const secret = readAccessFile(ctx.cluster.accessFile!).secret;
+  const closedAfter = async (bytes: Buffer): Promise<number> => {
+    const s = await connectSecure("server", "127.0.0.1", ctx.cluster.port, { secret });
+    const t0 = Date.now();
+    return new Promise<number>((resolve) => {
+      s.on("error", () => undefined);
+      s.on("data", () => undefined);
+      s.on("close", () => resolve(Date.now() - t0));
+      s.resume();
+      s.write(bytes);
+    });
+  };
+  // 100 MiB announced: above --max-frame (64 MiB) and --max-plan (1 MiB here), refused on the prefix.
+  let from = ctx.serverLines.length;
+  const big = Buffer.alloc(16);
+  big.writeUInt32LE(100 * MiB, 0);
+  big[8] = 0x08;
+  big[9] = 0x02;
+  await closedAfter(big);
+  assert.match(await lineMatching(ctx.serverLines, /exceeds/, from), `a frame of ${100 * MiB} bytes exceeds every limit (${64 * MiB} bytes for control frames, --max-frame; ${MiB} bytes for plans, --max-plan)`);
+  // 4 GiB announced: refused on the prefix alone.
+  from = ctx.serverLines.length;
+  await closedAfter(Buffer.from([0, 0, 0, 0, 1, 0, 0, 0]));
+  assert.match(await lineMatching(ctx.serverLines, /exceeds/, from), "a frame of 4294967296 bytes exceeds every limit");
+  // Slowloris: a frame announced and trickled; closed at --frame-timeout (2 s here).
+  from = ctx.serverLines.length;
+  const slow = Buffer.alloc(12);
+  slow.writeUInt32LE(1000, 0);
+  const took = await closedAfter(slow);
+  assert.ok(took >= 1500 && took < 6000, `closed after ${took} ms`);
+  assert.match(await lineMatching(ctx.serverLines, /did not arrive/, from), "a frame did not arrive within 2 s of its first byte (996 bytes still missing; the limit is --frame-timeout)");
+  // A real client with a plan above --max-plan (1 MiB here): the client learns the connection closed.
+  from = ctx.serverLines.length;
+  const c = await ctx.cluster.connect();
+  const huge = tasks.const(Buffer.alloc(2 * MiB, 1));
+  const err = await c.submitOne(huge).gather().then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.instance(err, Error);
+  assert.match(await lineMatching(ctx.serverLines, /exceeds/, from), "exceeds the plan limit of 1048576 bytes (raise it with --max-plan)");
+  await c.close();
+  await stillServes(ctx.cluster);
+});
+
+auth.run();
+
+// ---------------------------------------------------------------------------------------------
+const tls = suite<Ctx>("TLS on every connection");
+tls.before((ctx) => startCluster(ctx, { tls: true }));
+tls.after(stopCluster);
+
+tls("every port speaks TLS with the pinned certificate; large objects move worker -> worker and to the client; no secret in any log or trace", async (ctx) => {
+  const access = readAccessFile(ctx.cluster.accessFile!);
+  assert.ok(access.tlsFingerprint !== undefined);
+  // Every port: a TLS handshake succeeds (the server's ports with the pinned certificate), plain bytes get nothing.
+  for (const [port, pinned] of [
+    [ctx.cluster.port, true],
+    [ctx.dataPort, true],
+    [ctx.workerDataPort, false],
+  ] as const) {
+    const fp = await new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () => {
+        resolve(s.getPeerCertificate().fingerprint256);
+        s.destroy();
+      });
+      s.on("error", reject);
+    });
+    if (pinned) assert.is(fp, access.tlsFingerprint);
+    const plain = await raw(port, REGISTER);
+    assert.not.ok(plain.got.includes(Buffer.from("HLAUTH")), "a plain connection never reaches the handshake");
+  }
+  const client = await ctx.cluster.connect();
+  const trace = join(ctx.dir, "trace");
+  client.setTrace(trace);
+  try {
+    const SIZE = 48 * MiB;
+    const produce = (byte: string): ReturnType<typeof tasks.run> => tasks.run(["/bin/sh", "-c", `head -c ${SIZE} /dev/zero | tr '\\0' '${byte}'`]);
+    const a = produce("a");
+    const b = produce("b");
+    // Two 1-cpu producers on two 1-cpu workers: `merge` needs one object moved to the other worker.
+    const [fa, fm] = client.submit([a, tasks.merge([a, b])]);
+    const merged = (await fm!.gather()) as Buffer;
+    assert.is(merged.length, 2 * SIZE);
+    assert.is(merged[0], 0x61);
+    assert.is(merged[2 * SIZE - 1], 0x62);
+    const data = (await fa!.gather()) as Buffer;
+    assert.is(data.length, SIZE);
+    assert.ok(data.every((x) => x === 0x61));
+    await stillServes(ctx.cluster);
+  } finally {
+    await client.close();
+  }
+  await sleep(1500); // traces are written out once a second
+  const secretHex = access.secret.toHex();
+  const haystack = [ctx.serverLines.join("\n"), ctx.workerLines.join("\n")];
+  const files = readdirSync(trace, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+  assert.ok(files.length >= 3, "server and worker traces written");
+  for (const f of files) haystack.push(readFileSync(join(f.parentPath, f.name)).toString("latin1"));
+  for (const text of haystack) {
+    assert.not.ok(text.includes(secretHex), "the secret (hex) appears");
+    assert.not.ok(text.includes(access.secret.key().toString("latin1")), "the secret (bytes) appears");
+    assert.not.ok(text.includes("PRIVATE KEY"), "a private key appears");
+  }
+});
+
+tls.run();
+
+// ---------------------------------------------------------------------------------------------
+const defaults = suite("safe defaults");
+
+defaults("loom-server keeps the original's open behaviour and says so in one warning line", async () => {
+  const p = spawn(process.execPath, [join(__dirname, "..", "cli", "loom-server.js"), "-p", String(20000 + Math.floor(Math.random() * 20000))], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 10_000;
+  while (!/Authentication is off/.test(out) && Date.now() < deadline && p.exitCode === null) await sleep(20);
+  p.kill("SIGTERM");
+  assert.match(out, /listening on 0\.0\.0\.0:\d+/);
+  assert.is(out.split("\n").filter((l) => l.includes("[warn]")).length, 1);
+  assert.match(out, "Authentication is off: anyone who can reach");
+  assert.not.match(out, "Access file");
+});
+
+defaults("hyperloom server listens on 127.0.0.1 by default, writes its access file and removes it when it stops", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hyperloom-defaults-"));
+  const file = join(dir, "access.json");
+  const p = spawn(process.execPath, [CLI, "server", "--port", "0", "--access-file", file], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  try {
+    const deadline = Date.now() + 10_000;
+    while (!/Access file/.test(out) && Date.now() < deadline && p.exitCode === null) await sleep(20);
+    assert.match(out, /listening on 127\.0\.0\.1:\d+/);
+    assert.is(statSync(file).mode & 0o777, 0o600);
+    assert.not.ok(out.includes(readAccessFile(file).secret.toHex()));
+    const exited = new Promise((r) => p.once("exit", r));
+    p.kill("SIGTERM");
+    await exited;
+    assert.throws(() => statSync(file), /ENOENT/);
+  } finally {
+    p.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+defaults("hyperloom server --tls --insecure is refused (TLS pins through the access file)", async () => {
+  const r = await cli(["server", "--port", "0", "--tls", "--insecure"]);
+  assert.is(r.code, 1);
+  assert.match(r.out, "--tls needs authentication");
+});
+
+defaults.run();

@@ -1,0 +1,149 @@
+/**
+ * Where every role opens and accepts sockets: plain TCP or TLS, then the secret handshake, and
+ * only then the role's own handlers. One hook per side, used by the server's main and data ports,
+ * the worker's server connection, data port and peer connections, and the client.
+ */
+import { createServer as createNetServer, connect as netConnect, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket } from "node:tls";
+import { log } from "../log.js";
+import type { Secret } from "./access-file.js";
+import { acceptHandshake, connectHandshake, HANDSHAKE_TIMEOUT_MS, REFUSED } from "./handshake.js";
+import type { TlsIdentity } from "./tls.js";
+
+/** How a listening port protects itself. */
+export interface ListenSecurity {
+  /** Peers must prove they know it; absent: anyone may connect (`--insecure`, `loom-server`). */
+  secret?: Secret;
+  /** Encrypt with this identity; absent: plain TCP. */
+  tls?: TlsIdentity;
+  /** Deadline of TLS + authentication for a new connection (ms). Default 10 s. */
+  handshakeTimeoutMs?: number;
+}
+
+/** How a connection is opened. */
+export interface ConnectSecurity {
+  /** Prove knowledge of this secret (and check the peer's proof); absent: open connection. */
+  secret?: Secret;
+  /**
+   * Use TLS. `fingerprint` pins the peer's certificate (the server's, from the access file);
+   * without it (worker to worker) the certificate is not checked, and the handshake's channel
+   * binding is what defeats a man in the middle.
+   */
+  tls?: { fingerprint?: string };
+  /** Deadline of connect + TLS + authentication (ms). Default 10 s. */
+  timeoutMs?: number;
+}
+
+/**
+ * Listens on `host:port`; calls `onPeer` for each connection only after it authenticated, with
+ * the socket paused (it is resumed right after `onPeer` returns, so attach handlers there).
+ * A peer that fails gets a refusal and is closed; one line is logged naming `what` and the cause.
+ */
+export async function listenSecure(
+  what: string,
+  host: string,
+  port: number,
+  security: ListenSecurity,
+  onPeer: (socket: Socket) => void,
+): Promise<{ server: Server; port: number }> {
+  const timeoutMs = security.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  const accept = (socket: Socket): void => {
+    socket.setNoDelay(true);
+    const secret = security.secret;
+    if (secret === undefined) {
+      onPeer(socket);
+      return;
+    }
+    const from = `${(socket.remoteAddress ?? "?").replace(/^::ffff:/, "")}:${socket.remotePort ?? "?"}`;
+    acceptHandshake(socket, secret, timeoutMs).then(
+      () => {
+        onPeer(socket);
+        socket.resume();
+      },
+      (e: Error) => {
+        log("warn", `${what}: refused a connection from ${from}: ${e.message}`);
+        socket.on("error", () => undefined);
+        if (!socket.destroyed) socket.end(REFUSED);
+        setTimeout(() => socket.destroy(), 1000).unref();
+      },
+    );
+  };
+  let server: Server;
+  if (security.tls !== undefined) {
+    server = createTlsServer({ cert: security.tls.cert, key: security.tls.key(), handshakeTimeout: timeoutMs, minVersion: "TLSv1.3" }, accept);
+    server.on("tlsClientError", (e: Error, socket: TLSSocket) => {
+      log("warn", `${what}: refused a connection from ${(socket.remoteAddress ?? "?").replace(/^::ffff:/, "")}: TLS failed: ${e.message}`);
+    });
+  } else {
+    server = createNetServer({ noDelay: true }, accept);
+  }
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ port, host, backlog: 128 }, () => {
+      server.off("error", reject);
+      const addr = server.address();
+      resolve(typeof addr === "object" && addr ? addr.port : port);
+    });
+  });
+  return { server, port: bound };
+}
+
+/**
+ * Connects to `host:port` (`peer` names it in errors, e.g. "server 127.0.0.1:9010"), with TLS
+ * and the handshake as `security` says. Resolves with the socket paused once it may carry the
+ * role's bytes: attach handlers, then `resume()`. Rejects with one clear line.
+ */
+export function connectSecure(peer: string, host: string, port: number, security: ConnectSecurity): Promise<Socket> {
+  const timeoutMs = security.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  return new Promise<Socket>((resolve, reject) => {
+    const tlsOptions = security.tls;
+    const socket: Socket =
+      tlsOptions !== undefined
+        ? tlsConnect({ host, port, rejectUnauthorized: false, minVersion: "TLSv1.3", ...(isIp(host) ? {} : { servername: host }) })
+        : netConnect({ host, port, noDelay: true });
+    socket.setNoDelay(true);
+    let settled = false;
+    const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    const fail = (e: NodeJS.ErrnoException): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      // The errno code (ECONNREFUSED, …) is kept for callers that word it for their role.
+      reject(Object.assign(new Error(`cannot connect to ${peer}: ${e.message}`), e.code !== undefined ? { code: e.code } : {}));
+    };
+    const ready = (): void => {
+      if (tlsOptions?.fingerprint !== undefined) {
+        const got = (socket as TLSSocket).getPeerCertificate().fingerprint256;
+        if (got !== tlsOptions.fingerprint) {
+          fail(new Error("its TLS certificate is not the one pinned in the access file (another server, or a man in the middle)"));
+          return;
+        }
+      }
+      const secret = security.secret;
+      const authenticated = secret === undefined ? Promise.resolve() : connectHandshake(socket, secret, peer, timeoutMs);
+      authenticated.then(
+        () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          socket.pause();
+          resolve(socket);
+        },
+        (e: Error) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          socket.destroy();
+          reject(new Error(e.message.startsWith(peer) ? e.message : `cannot connect to ${peer}: ${e.message}`));
+        },
+      );
+    };
+    socket.once(tlsOptions !== undefined ? "secureConnect" : "connect", ready);
+    socket.on("error", fail);
+  });
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(":");
+}
