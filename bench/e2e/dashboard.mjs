@@ -32,10 +32,10 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const log = (s) => process.stderr.write(s + "\n");
 
-function timedGet(url) {
+function timedGet(url, token) {
   const t0 = now();
   return new Promise((resolve, reject) => {
-    get(url, (res) => {
+    get(url, { headers: token ? { Authorization: `Bearer ${token}` } : {} }, (res) => {
       res.resume();
       res.on("end", () => resolve(now() - t0));
     }).on("error", reject);
@@ -54,7 +54,7 @@ async function rep(dashboard) {
       profile = mkdtempSync(join(tmpdir(), "hyperloom-bench-chromium-"));
       browser = await puppeteer.launch({ executablePath: chromium, headless: true, userDataDir: profile, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
       page = await browser.newPage();
-      await page.goto(cluster.dashboardUrl);
+      await page.goto(cluster.dashboardLink);
       await page.waitForFunction(() => Number(document.body.dataset.updates) >= 1);
     }
     globalThis.gc?.();
@@ -64,7 +64,7 @@ async function rep(dashboard) {
     const scraper = dashboard
       ? (async () => {
           while (!done) {
-            metricsMs.push(await timedGet(`${cluster.dashboardUrl}metrics`));
+            metricsMs.push(await timedGet(`${cluster.dashboardUrl}metrics`, cluster.dashboardToken));
             await new Promise((r) => setTimeout(r, 250));
           }
         })()

@@ -33,7 +33,9 @@ function start(role, extra) {
   return spawn(process.execPath, [...flags, cli, ...extra], { stdio: ["ignore", "inherit", role === "server" ? "pipe" : "inherit"] });
 }
 
-const server = start("server", ["server", "--host", "127.0.0.1", "--port", "0"]);
+// The server's access file, which the workers and the client read.
+const accessFile = join(wdir, "access.json");
+const server = start("server", ["server", "--host", "127.0.0.1", "--port", "0", "--access-file", accessFile]);
 const port = await new Promise((resolve) => {
   createInterface({ input: server.stderr }).on("line", (l) => {
     const m = /listening on [\d.]+:(\d+)/.exec(l);
@@ -41,8 +43,8 @@ const port = await new Promise((resolve) => {
   });
 });
 const workers = [];
-for (let i = 0; i < nw; i++) workers.push(start(`worker${i}`, ["worker", "127.0.0.1", String(port), "--cpus", String(nc), "--wdir", wdir]));
-const client = await Client.connect("127.0.0.1", port);
+for (let i = 0; i < nw; i++) workers.push(start(`worker${i}`, ["worker", "127.0.0.1", String(port), "--access-file", accessFile, "--cpus", String(nc), "--wdir", wdir]));
+const client = await Client.connect("127.0.0.1", port, { accessFile });
 while ((await client.stats()).nWorkers < nw) await new Promise((r) => setTimeout(r, 20));
 
 const perfs = usePerf

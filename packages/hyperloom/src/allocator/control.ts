@@ -126,19 +126,19 @@ export function controlRequest(host: string, port: number, request: ControlReque
       f();
     };
     const opened = (s: Socket): void => {
-    socket = s;
-    s.write(frame(alloc.AllocRegister.encode({ protocolVersion: PROTOCOL_VERSION, type: REGISTER_ALLOC_CONTROL }).finish()));
-    s.write(frame(alloc.AllocRequest.encode(msg).finish()));
-    s.on("data", (chunk: Buffer) => {
-      const frames = reader.push(chunk);
-      if (frames.length === 0) return;
-      const r = alloc.AllocResponse.decode(frames[0]!);
-      if (r.error) done(() => reject(new AllocError(r.error!)));
-      else done(() => resolve(JSON.parse(r.json ?? "null")));
-    });
-    s.on("error", (e) => done(() => reject(new AllocError(`cannot reach the server at ${host}:${port}: ${e.message}`))));
-    s.on("close", () => done(() => reject(new AllocError(`the server at ${host}:${port} closed the connection (does it support allocation queues?)`))));
-    s.resume();
+      socket = s;
+      s.write(frame(alloc.AllocRegister.encode({ protocolVersion: PROTOCOL_VERSION, type: REGISTER_ALLOC_CONTROL }).finish()));
+      s.write(frame(alloc.AllocRequest.encode(msg).finish()));
+      s.on("data", (chunk: Buffer) => {
+        const frames = reader.push(chunk);
+        if (frames.length === 0) return;
+        const r = alloc.AllocResponse.decode(frames[0]!);
+        if (r.error) done(() => reject(new AllocError(r.error!)));
+        else done(() => resolve(JSON.parse(r.json ?? "null")));
+      });
+      s.on("error", (e) => done(() => reject(new AllocError(`cannot reach the server at ${host}:${port}: ${e.message}`))));
+      s.on("close", () => done(() => reject(new AllocError(`the server at ${host}:${port} closed the connection (does it support allocation queues?)`))));
+      s.resume();
     };
     connectSecure(`${host}:${port}`, host, port, { ...security, timeoutMs: Math.min(timeoutMs, 10_000) }).then(opened, (e: Error & { code?: string }) =>
       done(() => reject(new AllocError(e.code !== undefined ? `cannot reach the server at ${host}:${port}: ${e.message.replace(/^cannot connect to [^:]+:\d+: /, "")}` : e.message))),

@@ -24,9 +24,17 @@ function duration(v: string): number {
   }
 }
 
-/** `host:port` of the server: `--server`, else `HYPERLOOM_SERVER`, else 127.0.0.1:9010. */
-function serverAddress(opt: string | undefined): { host: string; port: number } {
-  const text = opt ?? process.env.HYPERLOOM_SERVER ?? "127.0.0.1:9010";
+/**
+ * `host:port` of the server: `--server`, else `HYPERLOOM_SERVER`, else the access file's
+ * (`--access-file`, `HYPERLOOM_ACCESS_FILE`, the default one), else 127.0.0.1:9010.
+ */
+function serverAddress(opt: string | undefined, accessFile: string | undefined): { host: string; port: number } {
+  const given = opt ?? (process.env.HYPERLOOM_SERVER || undefined);
+  if (given === undefined) {
+    const access = accessFor(undefined, undefined, accessFile);
+    if (access !== undefined) return { host: access.host, port: access.port };
+  }
+  const text = given ?? "127.0.0.1:9010";
   const sep = text.lastIndexOf(":");
   const port = Number(text.slice(sep + 1));
   if (sep <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`invalid server address '${text}' (host:port)`);
@@ -34,7 +42,7 @@ function serverAddress(opt: string | undefined): { host: string; port: number } 
 }
 
 async function send(opts: { server?: string; json?: boolean; accessFile?: string }, req: ControlRequest, show: (answer: never) => string): Promise<void> {
-  const { host, port } = serverAddress(opts.server);
+  const { host, port } = serverAddress(opts.server, opts.accessFile);
   // Loaded here, not at the top: every `hyperloom` command (a server, a worker) defines these
   // subcommands, and only they use the control connection's messages.
   const { controlRequest } = require("../allocator/control.js") as typeof import("../allocator/control.js");
@@ -73,7 +81,7 @@ function describe(q: QueueInfo): string {
 export function allocCommands(program: Command): void {
   const group = program.command("alloc").description("allocation queues: workers started as cluster jobs (Slurm, PBS) as the work needs them");
   const common = (c: Command): Command =>
-    c.option("--server <host:port>", "the server (default: $HYPERLOOM_SERVER, else 127.0.0.1:9010)")
+    c.option("--server <host:port>", "the server (default: $HYPERLOOM_SERVER, else the access file's, else 127.0.0.1:9010)")
       .option("--access-file <path>", "the server's access file (default: $HYPERLOOM_ACCESS_FILE, else ~/.hyperloom/access.json if for this server)")
       .option("--json", "print the server's answer as JSON");
 

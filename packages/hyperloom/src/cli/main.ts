@@ -186,14 +186,15 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
     return exit(1);
   }
   if (exiting) return;
-  const dash = cluster.dashboardUrl ? `, dashboard ${cluster.dashboardUrl}` : "";
+  // The link carries the dashboard's token: this is the user's own terminal, not a log.
+  const dash = cluster.dashboardLink ? `, dashboard ${cluster.dashboardLink}` : "";
   process.stderr.write(
     `HyperLoom local cluster: server ${cluster.address}${opts.tls ? " (TLS)" : ""}, ${opts.workers} worker(s) x ${opts.cpus} cpu(s)${dash}\n`,
   );
   if (checked === undefined) return; // serve until Ctrl-C
   child = startScript(checked, cluster.address, cluster.accessFile);
   // A progress bar of the cluster's tasks, only on a terminal.
-  if (process.stderr.isTTY) bar = await startProgressBar(cluster.host, cluster.port).catch(() => undefined);
+  if (process.stderr.isTTY) bar = await startProgressBar(cluster.host, cluster.port, cluster.accessFile).catch(() => undefined);
   const code = await new Promise<number>((res) => {
     child!.once("error", (e) => {
       process.stderr.write(`hyperloom local: cannot start the script: ${e.message}\n`);
@@ -217,18 +218,26 @@ program
 program
   .command("status")
   .description("show the server's workers, clients, plans (tasks by state) and recent failures")
-  .option("--server <host:port>", "the server's main port (default: $HYPERLOOM_SERVER, else 127.0.0.1:9010)")
+  .option("--server <host:port>", "the server's main port (default: $HYPERLOOM_SERVER, else the access file's, else 127.0.0.1:9010)")
+  .option("--access-file <path>", `the server's access file (default: $${ACCESS_FILE_ENV}, else ${defaultAccessFilePath()})`)
   .option("--json", "print the status as JSON (one line per refresh)")
   .option("--watch [seconds]", "refresh every few seconds (default 2) until interrupted", (v: string) => {
     const x = Number(v);
     if (!(x > 0)) throw new InvalidArgumentError("Invalid number of seconds");
     return x;
   })
-  .action(async (opts: { server?: string; json?: boolean; watch?: number | true }) => {
-    const server = opts.server ?? process.env.HYPERLOOM_SERVER ?? "127.0.0.1:9010";
+  .action(async (opts: { server?: string; accessFile?: string; json?: boolean; watch?: number | true }) => {
+    const server = opts.server ?? (process.env.HYPERLOOM_SERVER || undefined);
     const watch = opts.watch === true ? 2 : opts.watch;
     const { statusMain } = require("./status.js") as typeof import("./status.js");
-    process.exit(await statusMain({ server, ...(opts.json ? { json: true } : {}), ...(watch !== undefined ? { watch } : {}) }));
+    process.exit(
+      await statusMain({
+        ...(server !== undefined ? { server } : {}),
+        ...(opts.accessFile !== undefined ? { accessFile: opts.accessFile } : {}),
+        ...(opts.json ? { json: true } : {}),
+        ...(watch !== undefined ? { watch } : {}),
+      }),
+    );
   });
 
 program

@@ -16,9 +16,12 @@ export interface ProgressBar {
 const settled = (s: StatusSnapshot): number => s.tasks.finished + s.tasks.failed;
 const planned = (s: StatusSnapshot): number => s.tasks.waiting + s.tasks.ready + s.tasks.running + settled(s);
 
-/** Starts polling the server at `host:port`; the bar appears with the first planned task. */
-export async function startProgressBar(host: string, port: number, intervalMs = 500): Promise<ProgressBar> {
-  const client = await Client.connect(host, port);
+/**
+ * Starts polling the server at `host:port` (authenticating with `accessFile` when given); the bar
+ * appears with the first planned task.
+ */
+export async function startProgressBar(host: string, port: number, accessFile?: string, intervalMs = 500): Promise<ProgressBar> {
+  const client = await Client.connect(host, port, accessFile !== undefined ? { accessFile } : {});
   const base = await client.status();
   const bar = new SingleBar(
     {

@@ -21,6 +21,7 @@ import { jobEnvironment } from "../worker/job-env.js";
 import { accessFor, defaultAccessFilePath, removeAccessFile, Secret, writeAccessFile, type Access } from "../security/access-file.js";
 import { loadTlsIdentity, selfSignedIdentity, type TlsIdentity } from "../security/tls.js";
 import type { FrameLimits } from "../security/frame-limits.js";
+import { dashboardToken } from "../security/dashboard-access.js";
 
 /** Options of {@link serverMain}. */
 export interface ServerMainOptions extends LogOptions {
@@ -86,7 +87,11 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
   process.on("SIGINT", stop);
   stopWithParent(stop);
   log("info", `HyperLoom server listening on ${opts.host}:${s.port} (data port ${s.dataPort})${identity !== undefined ? `, TLS (certificate ${identity.fingerprint})` : ""}`);
-  if (s.dashboard) log("info", `Dashboard at ${s.dashboard.url} (metrics at ${s.dashboard.url}metrics)`);
+  if (s.dashboard) {
+    // The token is a credential: it goes to the access file (0600), never to the log.
+    const where = secret !== undefined ? "; it asks for its token: see 'dashboard' in the access file" : "";
+    log("info", `Dashboard at ${s.dashboard.url} (metrics at ${s.dashboard.url}metrics${where})`);
+  }
   let accessFile: string | undefined;
   if (secret !== undefined) {
     accessFile = resolve(opts.accessFile ?? defaultAccessFilePath());
@@ -100,6 +105,7 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
       port: s.port,
       secret,
       ...(identity !== undefined ? { tlsFingerprint: identity.fingerprint } : {}),
+      ...(s.dashboard !== undefined ? { dashboard: `${s.dashboard.url}?token=${dashboardToken(secret)}` } : {}),
     });
     log("info", `Access file ${accessFile}: clients and workers need it to connect`);
   } else {

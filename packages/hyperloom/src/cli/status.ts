@@ -4,12 +4,15 @@
  * (docs/protocol-extensions.md).
  */
 import { Client } from "../client/client.js";
+import { accessFor, defaultAccessFilePath } from "../security/access-file.js";
 import type { StatusSnapshot, TaskCounts } from "../protocol/status.js";
 
 /** Options of {@link statusMain}. */
 export interface StatusOptions {
-  /** `HOST:PORT` of the server's main port. */
-  server: string;
+  /** `HOST:PORT` of the server's main port; undefined: the access file's (else 127.0.0.1:9010). */
+  server?: string;
+  /** The server's access file (default: `HYPERLOOM_ACCESS_FILE`, else `~/.hyperloom/access.json`). */
+  accessFile?: string;
   json?: boolean;
   /** Refresh every this many seconds until interrupted. */
   watch?: number;
@@ -105,12 +108,21 @@ export function statusTable(s: StatusSnapshot, server: string): string {
 
 /** Runs `hyperloom status`; resolves to the exit status. */
 export async function statusMain(o: StatusOptions): Promise<number> {
-  const { host, port } = parseServerAddress(o.server);
   let client: Client;
+  let server = o.server ?? "";
   try {
-    client = await Client.connect(host, port);
+    let host: string;
+    let port: number;
+    if (o.server !== undefined) ({ host, port } = parseServerAddress(o.server));
+    else {
+      const access = accessFor(undefined, undefined, o.accessFile);
+      host = access?.host ?? "127.0.0.1";
+      port = access?.port ?? 9010;
+    }
+    server = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+    client = await Client.connect(host, port, o.accessFile !== undefined ? { accessFile: o.accessFile } : {});
   } catch (e) {
-    process.stderr.write(`hyperloom status: cannot connect to ${o.server}: ${(e as Error).message}\n`);
+    process.stderr.write(`hyperloom status: cannot connect to ${server || `the server of ${o.accessFile ?? defaultAccessFilePath()}`}: ${(e as Error).message}\n`);
     return 1;
   }
   try {
@@ -119,7 +131,7 @@ export async function statusMain(o: StatusOptions): Promise<number> {
       if (o.json) process.stdout.write(JSON.stringify(s) + "\n");
       else {
         if (o.watch !== undefined && process.stdout.isTTY) process.stdout.write("\x1b[H\x1b[2J");
-        process.stdout.write(statusTable(s, o.server) + "\n");
+        process.stdout.write(statusTable(s, server) + "\n");
       }
       if (o.watch === undefined) return 0;
       await new Promise((r) => setTimeout(r, o.watch! * 1000));

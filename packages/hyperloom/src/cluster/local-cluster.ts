@@ -12,6 +12,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { Client } from "../client/client.js";
 import { parseLogLine } from "../log.js";
+import { readAccessFile } from "../security/access-file.js";
+import { dashboardToken } from "../security/dashboard-access.js";
 
 /** Options of {@link LocalCluster.start}. */
 export interface LocalClusterOptions {
@@ -130,6 +132,20 @@ export class LocalCluster {
       rmSync(wdir, { recursive: true, force: true });
       throw e;
     }
+  }
+
+  /**
+   * The token the dashboard asks for (send `Authorization: Bearer <token>`, or open
+   * {@link dashboardLink} once in a browser); undefined without a dashboard or when `insecure`.
+   */
+  get dashboardToken(): string | undefined {
+    return this.dashboardUrl !== undefined && this.accessFile !== undefined ? dashboardToken(readAccessFile(this.accessFile).secret) : undefined;
+  }
+
+  /** The dashboard's URL a browser opens: {@link dashboardUrl} with `?token=` when it asks for one. */
+  get dashboardLink(): string | undefined {
+    const token = this.dashboardToken;
+    return token !== undefined ? `${this.dashboardUrl}?token=${token}` : this.dashboardUrl;
   }
 
   /** `host:port` of the server. */

@@ -22,6 +22,7 @@ t.before(async (ctx) => {
   mkdirSync(outDir, { recursive: true });
   ctx.cluster = await LocalCluster.start({ workers: 2, cpus: 1, dashboard: { host: "127.0.0.1", port: 0 } });
   ctx.client = await ctx.cluster.connect();
+  currentToken = ctx.cluster.dashboardToken!;
 });
 t.after(async (ctx) => {
   await ctx.client.close();
@@ -37,13 +38,17 @@ function labelled(task: Task, label: string): Task {
   return task;
 }
 
+/** The cluster's dashboard token (it requires authentication, as every default server does). */
+let currentToken: string | null = null;
+
 function settle(fs: readonly Future[]): Promise<unknown> {
   return Promise.allSettled(fs.map((f) => f.wait()));
 }
 
-function httpGet(url: string): Promise<{ status: number; type: string; body: string }> {
+/** GET `url`, with the dashboard's token as a bearer token unless `token` is null. */
+function httpGet(url: string, token: string | null = currentToken): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {
-    get(url, (res) => {
+    get(url, { headers: token !== null ? { Authorization: `Bearer ${token}` } : {} }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d: string) => (body += d));
@@ -72,7 +77,12 @@ t("the page shows workers, task counts and a failure message, updated while a pl
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(String(e)));
     await page.setViewport({ width: 1400, height: 1000 });
-    await page.goto(cluster.dashboardUrl!);
+    // Without the token: refused. The link with it: the page, and its event stream, via the cookie.
+    const refused = await page.goto(cluster.dashboardUrl!);
+    assert.is(refused!.status(), 401);
+    assert.match(await page.content(), "requires its token");
+    await page.goto(cluster.dashboardLink!);
+    assert.is(page.url(), cluster.dashboardUrl, "the token left the address bar");
     await page.waitForFunction(() => Number(document.body.dataset.updates) >= 1, { timeout: 20_000 });
     const workers = await page.$$eval("#workers tbody tr.worker", (rows) => rows.map((r) => r.textContent ?? ""));
     assert.is(workers.length, 2, "both workers listed");
@@ -158,13 +168,21 @@ t("/metrics is Prometheus text with the right counts", async ({ cluster, client 
   assert.ok(m.get("hyperloom_plan_ingest_seconds_total")! > 0);
   assert.ok(m.has('hyperloom_transferred_bytes_total{direction="client"}'));
   assert.is((await httpGet(`${cluster.dashboardUrl}nope`)).status, 404);
+  // Without the token, or with a wrong one: 401, no numbers.
+  for (const token of [null, "0".repeat(64)]) {
+    for (const path of ["metrics", "status.json", "events", ""]) {
+      const refused = await httpGet(`${cluster.dashboardUrl}${path}`, token);
+      assert.is(refused.status, 401, `/${path} with ${token}`);
+      assert.not.match(refused.body, "hyperloom_");
+    }
+  }
   client.release(fs.filter((f) => f.finished()));
 });
 
 t("hyperloom status --json has workers, clients and plans with the right numbers; the table too", async ({ cluster, client }) => {
   const fs = client.submit([labelled(tasks.const("x"), "c: 1"), labelled(tasks.const("y"), "c: 2"), failing()]);
   await settle(fs);
-  const r = spawnSync(process.execPath, [cli, "status", "--json"], { encoding: "utf8", env: { ...process.env, HYPERLOOM_SERVER: cluster.address }, timeout: 30_000 });
+  const r = spawnSync(process.execPath, [cli, "status", "--json"], { encoding: "utf8", env: { ...process.env, HYPERLOOM_SERVER: cluster.address, HYPERLOOM_ACCESS_FILE: cluster.accessFile! }, timeout: 30_000 });
   assert.is(r.status, 0, r.stderr);
   const s = JSON.parse(r.stdout) as StatusSnapshot;
   assert.is(s.workers.filter((w) => w.alive).length, 2);
@@ -179,11 +197,16 @@ t("hyperloom status --json has workers, clients and plans with the right numbers
   assert.equal(plan.groups.find((g) => g.name === "c")?.tasks.finished, 2);
   assert.equal(plan.groups.find((g) => g.name === "boom")?.tasks.failed, 1);
   assert.match(s.failures[s.failures.length - 1]!.message, "disk on fire");
-  const table = spawnSync(process.execPath, [cli, "status", "--server", cluster.address], { encoding: "utf8", timeout: 30_000 });
+  // The access file alone says where the server is.
+  const table = spawnSync(process.execPath, [cli, "status", "--access-file", cluster.accessFile!], { encoding: "utf8", timeout: 30_000 });
   assert.is(table.status, 0, table.stderr);
   assert.match(table.stdout, /^HyperLoom server 127\.0\.0\.1:\d+: 2 worker\(s\) \(2 cpus\)/);
   assert.match(table.stdout, /WORKER\s+ADDRESS\s+CPUS/);
   assert.match(table.stdout, /disk on fire/);
+  // Without the access file: refused, saying why.
+  const refused = spawnSync(process.execPath, [cli, "status", "--server", cluster.address], { encoding: "utf8", env: { ...process.env, HYPERLOOM_ACCESS_FILE: "" }, timeout: 30_000 });
+  assert.is(refused.status, 1);
+  assert.match(refused.stderr, `hyperloom status: cannot connect to ${cluster.address}: ${cluster.address} requires authentication and no access file was given`);
   const bad = spawnSync(process.execPath, [cli, "status", "--server", "127.0.0.1:1"], { encoding: "utf8", timeout: 30_000 });
   assert.is(bad.status, 1);
   assert.match(bad.stderr, /^hyperloom status: cannot connect to 127\.0\.0\.1:1/);
@@ -246,7 +269,7 @@ t("the HTML report lists failed tasks with their messages; tracing (server and w
     await settle(fs);
     client.release(fs.filter((f) => f.finished()));
     // Only this client's plans are traced, until setTrace(null) (which closes every trace file).
-    const other = await Client.connect("127.0.0.1", cluster.port);
+    const other = await cluster.connect();
     try {
       await settle(other.submit([labelled(tasks.const("o"), "other client: 1")]));
     } finally {

@@ -13,6 +13,8 @@ import { tasks } from "../index.js";
 
 const cli = join(__dirname, "..", "cli", "main.js");
 const index = JSON.stringify(join(__dirname, "..", "index.js"));
+/** The access files of this file's servers. */
+const accessDir = mkdtempSync(join(tmpdir(), "hyperloom-logs-access-"));
 
 /** A child process of the CLI whose stderr lines are collected. */
 interface Proc {
@@ -55,9 +57,15 @@ function run(args: string[]): Proc {
   };
 }
 
-/** A server (its port read from its log) and `n` workers, every one with `args`. */
-async function cluster(n: number, args: string[] = []): Promise<{ server: Proc; workers: Proc[]; port: number; stop(): Promise<void> }> {
-  const server = run(["server", "--host", "127.0.0.1", "--port", "0", ...args]);
+let clusters = 0;
+
+/**
+ * A server (its port read from its log) and `n` workers, every one with `args`; the server's
+ * access file (`accessFile`, its own) is in a temporary folder.
+ */
+async function cluster(n: number, args: string[] = []): Promise<{ server: Proc; workers: Proc[]; port: number; accessFile: string; stop(): Promise<void> }> {
+  const accessFile = join(accessDir, `access-${++clusters}.json`);
+  const server = run(["server", "--host", "127.0.0.1", "--port", "0", "--access-file", accessFile, ...args]);
   const listening = await server.waitFor(/listening on 127\.0\.0\.1:\d+/);
   const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(listening)![1]);
   const workers: Proc[] = [];
@@ -69,7 +77,7 @@ async function cluster(n: number, args: string[] = []): Promise<{ server: Proc; 
   };
   try {
     for (let i = 0; i < n; i++) {
-      const w = run(["worker", "127.0.0.1", String(port), "--cpus", "1", ...args]);
+      const w = run(["worker", "127.0.0.1", String(port), "--access-file", accessFile, "--cpus", "1", ...args]);
       workers.push(w);
       await w.waitFor(/Worker registered/);
       await server.waitFor(new RegExp(`worker ${i} registered`));
@@ -79,7 +87,7 @@ async function cluster(n: number, args: string[] = []): Promise<{ server: Proc; 
     await stop();
     throw e;
   }
-  return { server, workers, port, stop };
+  return { server, workers, port, accessFile, stop };
 }
 
 const t = suite("logs");
@@ -87,7 +95,7 @@ const t = suite("logs");
 t("a worker stopped with SIGTERM has departed (info); a killed busy one is lost (warn); a terminated server reports neither", async () => {
   const c = await cluster(2);
   try {
-    const client = await Client.connect("127.0.0.1", c.port);
+    const client = await Client.connect("127.0.0.1", c.port, { accessFile: c.accessFile });
     assert.is(String(await client.submitOne(tasks.const("x")).gather()), "x");
     // An orderly stop: the worker says so (LEAVING), the server calls it a departure.
     c.workers[0]!.child.kill("SIGTERM");
@@ -102,7 +110,7 @@ t("a worker stopped with SIGTERM has departed (info); a killed busy one is lost 
     const lost = await c.server.waitFor(/worker 1 .*lost/);
     assert.match(lost, /\[warn\] worker 1 \(127\.0\.0\.1:\d+\) lost while running 1 task\(s\); they are rescheduled$/);
     // A server told to terminate says nothing about the connections it closes itself.
-    const w2 = run(["worker", "127.0.0.1", String(c.port), "--cpus", "1"]);
+    const w2 = run(["worker", "127.0.0.1", String(c.port), "--access-file", c.accessFile, "--cpus", "1"]);
     c.workers.push(w2);
     await c.server.waitFor(/worker 2 registered/);
     await client.terminate();
@@ -125,7 +133,7 @@ t("a worker stopped with SIGTERM has departed (info); a killed busy one is lost 
 t("--log-format json: every stderr line of the server and the workers is an object with time, level, process, message", async () => {
   const c = await cluster(1, ["--log-format", "json", "--debug"]);
   try {
-    const client = await Client.connect("127.0.0.1", c.port);
+    const client = await Client.connect("127.0.0.1", c.port, { accessFile: c.accessFile });
     assert.is(String(await client.submitOne(tasks.merge([tasks.const("a"), tasks.const("b")])).gather()), "ab");
     client.close();
     c.workers[0]!.child.kill("SIGTERM");
@@ -151,7 +159,7 @@ t("--debug: connection lines and the once-a-second scheduling summary; without i
   for (const debug of [true, false]) {
     const c = await cluster(1, debug ? ["--debug"] : []);
     try {
-      const client = await Client.connect("127.0.0.1", c.port);
+      const client = await Client.connect("127.0.0.1", c.port, { accessFile: c.accessFile });
       // The summary compares snapshots a second apart: the work comes after the first one.
       await new Promise((r) => setTimeout(r, 1200));
       const plan = Array.from({ length: 20 }, (_, i) => tasks.const(String(i)));
@@ -200,5 +208,7 @@ t("hyperloom local -v: every line of the server and the workers carries its [ser
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+t.after(() => rmSync(accessDir, { recursive: true, force: true }));
 
 t.run();

@@ -10,7 +10,8 @@ import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect } from "node:tls";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalCluster } from "../cluster/local-cluster.js";
@@ -81,7 +82,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
   });
 }
 
-async function startCluster(ctx: Ctx, options: { tls?: boolean; serverArgs?: string[] }): Promise<void> {
+async function startCluster(ctx: Ctx, options: { tls?: boolean; serverArgs?: string[]; dashboard?: { host: string; port: number } }): Promise<void> {
   ctx.serverLines = [];
   ctx.workerLines = [];
   ctx.dir = mkdtempSync(join(tmpdir(), "hyperloom-security-"));
@@ -284,11 +285,14 @@ auth.run();
 
 // ---------------------------------------------------------------------------------------------
 const tls = suite<Ctx>("TLS on every connection");
-tls.before((ctx) => startCluster(ctx, { tls: true }));
+tls.before((ctx) => startCluster(ctx, { tls: true, dashboard: { host: "127.0.0.1", port: 0 } }));
 tls.after(stopCluster);
 
-tls("every port speaks TLS with the pinned certificate; large objects move worker -> worker and to the client; no secret in any log or trace", async (ctx) => {
+tls("every port speaks TLS with the pinned certificate; large objects move worker -> worker and to the client; no secret in any log, trace, report or dashboard", async (ctx) => {
   const access = readAccessFile(ctx.cluster.accessFile!);
+  const dashboardTexts: string[] = [];
+  /** What clients were told (errors): searched for the secret too. */
+  const clientSaw: string[] = [];
   assert.ok(access.tlsFingerprint !== undefined);
   // Every port: a TLS handshake succeeds (the server's ports with the pinned certificate), plain bytes get nothing.
   for (const [port, pinned] of [
@@ -307,6 +311,41 @@ tls("every port speaks TLS with the pinned certificate; large objects move worke
     const plain = await raw(port, REGISTER);
     assert.not.ok(plain.got.includes(Buffer.from("HLAUTH")), "a plain connection never reaches the handshake");
   }
+  assert.match(await lineMatching(ctx.serverLines, /main port: refused a connection from 127\.0\.0\.1:\d+: it does not speak TLS/), "(this port requires it");
+  // A client whose access file lacks the fingerprint (plain to a TLS port): refused, one line each side.
+  const noTls = join(ctx.dir, "no-tls.json");
+  writeAccessFile(noTls, { host: access.host, port: access.port, secret: access.secret });
+  const from = ctx.serverLines.length;
+  const err = await Client.connect(undefined, undefined, { accessFile: noTls, timeoutMs: 5000 }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.instance(err, Error);
+  assert.not.ok(err!.message.includes("\n"), err!.message);
+  assert.match(err!.message, `cannot connect to 127.0.0.1:${ctx.cluster.port}: the connection closed during authentication (a --tls server whose certificate this access file does not name`);
+  clientSaw.push(err!.message);
+  assert.match(await lineMatching(ctx.serverLines, /main port: refused .*it does not speak TLS/, from), "not a HyperLoom peer");
+  // The dashboard speaks HTTPS with the same certificate, and asks for its token.
+  const dash = new URL(ctx.cluster.dashboardUrl!);
+  assert.is(dash.protocol, "https:");
+  const https = (path: string, token?: string): Promise<{ status: number; body: string; fingerprint: string }> =>
+    new Promise((resolve, reject) => {
+      httpsGet(
+        { host: dash.hostname, port: dash.port, path, rejectUnauthorized: false, headers: token !== undefined ? { Authorization: `Bearer ${token}` } : {} },
+        (res) => {
+          let body = "";
+          const fingerprint = (res.socket as TLSSocket).getPeerCertificate().fingerprint256;
+          res.setEncoding("utf8");
+          res.on("data", (d: string) => (body += d));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body, fingerprint }));
+        },
+      ).on("error", reject);
+    });
+  const noToken = await https("/status.json");
+  assert.is(noToken.status, 401);
+  assert.is(noToken.fingerprint, access.tlsFingerprint);
+  const plainHttp = await raw(Number(dash.port), Buffer.from("GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n"));
+  assert.not.match(plainHttp.got.toString("latin1"), "workers", "plain HTTP gets no status");
   const client = await ctx.cluster.connect();
   const trace = join(ctx.dir, "trace");
   client.setTrace(trace);
@@ -325,15 +364,29 @@ tls("every port speaks TLS with the pinned certificate; large objects move worke
     assert.is(data.length, SIZE);
     assert.ok(data.every((x) => x === 0x61));
     await stillServes(ctx.cluster);
+    // What the dashboard shows while the client is still there.
+    const status = await https("/status.json", ctx.cluster.dashboardToken);
+    assert.is(status.status, 200);
+    assert.match(status.body, '"workers"');
+    dashboardTexts.push(status.body, (await https("/metrics", ctx.cluster.dashboardToken)).body, (await https("/", ctx.cluster.dashboardToken)).body);
+    // Tracing stops: the server closes its trace file, and each worker its own on the update that follows.
+    client.setTrace(null);
+    assert.is(String(await client.submitOne(tasks.const("after")).gather()), "after");
   } finally {
     await client.close();
   }
-  await sleep(1500); // traces are written out once a second
+  // Every trace written out (server + both workers), however loaded the machine: waited for, not slept.
+  const traceFiles = (): string[] => readdirSync(trace).filter((f) => f.endsWith(".trace") && statSync(join(trace, f)).size > 0);
+  for (let i = 0; i < 300 && traceFiles().length < 3; i++) await sleep(100);
+  assert.ok(traceFiles().length >= 3, `server and worker traces written: ${traceFiles().join(", ")}`);
+  // The HTML report of the run.
+  const report = join(ctx.dir, "report.html");
+  const r = await cli(["report", trace, "-o", report]);
+  assert.is(r.code, 0, r.out);
   const secretHex = access.secret.toHex();
-  const haystack = [ctx.serverLines.join("\n"), ctx.workerLines.join("\n")];
-  const files = readdirSync(trace, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
-  assert.ok(files.length >= 3, "server and worker traces written");
-  for (const f of files) haystack.push(readFileSync(join(f.parentPath, f.name)).toString("latin1"));
+  const haystack = [ctx.serverLines.join("\n"), ctx.workerLines.join("\n"), r.out, readFileSync(report, "latin1"), ...dashboardTexts, ...clientSaw];
+  for (const f of readdirSync(trace)) haystack.push(readFileSync(join(trace, f)).toString("latin1"));
+  assert.ok(haystack.length >= 10, "logs, traces, the report and the dashboard searched");
   for (const text of haystack) {
     assert.not.ok(text.includes(secretHex), "the secret (hex) appears");
     assert.not.ok(text.includes(access.secret.key().toString("latin1")), "the secret (bytes) appears");
@@ -349,10 +402,14 @@ const defaults = suite("safe defaults");
 defaults("loom-server keeps the original's open behaviour and says so in one warning line", async () => {
   const p = spawn(process.execPath, [join(__dirname, "..", "cli", "loom-server.js"), "-p", String(20000 + Math.floor(Math.random() * 20000))], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
-  p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  // Logs are on stderr.
+  p.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise((r) => p.once("close", r));
   const deadline = Date.now() + 10_000;
   while (!/Authentication is off/.test(out) && Date.now() < deadline && p.exitCode === null) await sleep(20);
   p.kill("SIGTERM");
+  // Counted once the process is gone and its output complete (not while it may still write).
+  await exited;
   assert.match(out, /listening on 0\.0\.0\.0:\d+/);
   assert.is(out.split("\n").filter((l) => l.includes("[warn]")).length, 1);
   assert.match(out, "Authentication is off: anyone who can reach");
@@ -364,7 +421,7 @@ defaults("hyperloom server listens on 127.0.0.1 by default, writes its access fi
   const file = join(dir, "access.json");
   const p = spawn(process.execPath, [CLI, "server", "--port", "0", "--access-file", file], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
-  p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  p.stderr.on("data", (d: Buffer) => (out += d.toString()));
   try {
     const deadline = Date.now() + 10_000;
     while (!/Access file/.test(out) && Date.now() < deadline && p.exitCode === null) await sleep(20);

@@ -53,16 +53,26 @@ function slurm(ctx: Ctx): boolean {
   return false;
 }
 
-/** A server child process on 127.0.0.1 with its log kept. */
-async function startServer(): Promise<{ port: number; proc: ChildProcess; log: string[]; stop(): Promise<void> }> {
+let servers = 0;
+
+/**
+ * A server child process on 127.0.0.1 with its log kept. It requires authentication (the
+ * default): its access file is in the test's folder, which the jobs' workers (on this one node)
+ * read as they would on a shared file system.
+ */
+async function startServer(ctx: Ctx): Promise<{ port: number; proc: ChildProcess; log: string[]; accessFile: string; connect(): Promise<Client>; stop(): Promise<void> }> {
+  const accessFile = join(ctx.dir, `access-${++servers}.json`);
   // The server logs on stderr.
-  const proc = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "inherit", "pipe"] });
+  const proc = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0", "--access-file", accessFile], { stdio: ["ignore", "inherit", "pipe"] });
   const log: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
+    let port: number | undefined;
     createInterface({ input: proc.stderr! }).on("line", (line) => {
       log.push(line);
       const m = /listening on [\d.]+:(\d+)/.exec(line);
-      if (m) resolve(Number(m[1]));
+      if (m) port = Number(m[1]);
+      // The access file is written after the listening line.
+      if (port !== undefined && line.includes("Access file")) resolve(port);
     });
     proc.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
   });
@@ -72,13 +82,13 @@ async function startServer(): Promise<{ port: number; proc: ChildProcess; log: s
     proc.kill("SIGTERM");
     await exited;
   };
-  return { port, proc, log, stop };
+  return { port, proc, log, accessFile, connect: () => Client.connect("127.0.0.1", port, { accessFile }), stop };
 }
 
-/** Runs `hyperloom alloc ...` against the server (`--server`, and `flags`, go before any `--`). */
-function alloc(port: number, args: string[], flags: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs `hyperloom alloc ...` against the server (`--access-file`, and `flags`, go before any `--`). */
+function alloc(server: { accessFile: string }, args: string[], flags: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
   const dashes = args.includes("--") ? args.indexOf("--") : args.length;
-  const argv = [...args.slice(0, dashes), "--server", `127.0.0.1:${port}`, ...flags, ...args.slice(dashes)];
+  const argv = [...args.slice(0, dashes), "--access-file", server.accessFile, ...flags, ...args.slice(dashes)];
   return new Promise((resolve) => {
     execFile(process.execPath, [cli, "alloc", ...argv], (err, stdout, stderr) =>
       resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
@@ -86,8 +96,8 @@ function alloc(port: number, args: string[], flags: string[] = []): Promise<{ co
   });
 }
 
-async function allocJson<T = QueueInfo>(port: number, args: string[]): Promise<T> {
-  const r = await alloc(port, args, ["--json"]);
+async function allocJson<T = QueueInfo>(server: { accessFile: string }, args: string[]): Promise<T> {
+  const r = await alloc(server, args, ["--json"]);
   assert.is(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as T;
 }
@@ -112,11 +122,11 @@ const ACTIVE = new Set(["PENDING", "CONFIGURING", "RUNNING", "COMPLETING"]);
 
 t("200 one-cpu tasks, no workers, one queue: jobs appear, the plan completes, idle workers exit and their jobs end", async (ctx) => {
   if (!slurm(ctx)) return;
-  const server = await startServer();
-  const client = await Client.connect("127.0.0.1", server.port);
+  const server = await startServer(ctx);
+  const client = await server.connect();
   try {
     const dir = join(ctx.dir, "main");
-    const added = await allocJson(server.port, ["add", "slurm", "--name", "main", "--time-limit", "10m", "--cpus", "1", "--max-allocs", "2", "--idle-timeout", "3s", "--dir", dir]);
+    const added = await allocJson(server, ["add", "slurm", "--name", "main", "--time-limit", "10m", "--cpus", "1", "--max-allocs", "2", "--idle-timeout", "3s", "--dir", dir]);
     assert.equal([added.name, added.state, added.cpus, added.maxAllocs, added.timeLimitSecs, added.idleTimeoutSecs], ["main", "active", 1, 2, 600, 3]);
     assert.equal(added.jobs, []);
     const futures = client.submit(Array.from({ length: 200 }, (_, i) => tasks.run(["/bin/echo", `task ${i}`])));
@@ -125,7 +135,7 @@ t("200 one-cpu tasks, no workers, one queue: jobs appear, the plan completes, id
     let watching = true;
     const watcher = (async () => {
       while (watching) {
-        const info = await allocJson(server.port, ["info", "main"]);
+        const info = await allocJson(server, ["info", "main"]);
         for (const j of info.jobs) seen.add(j.id);
         await new Promise((r) => setTimeout(r, 300));
       }
@@ -137,14 +147,14 @@ t("200 one-cpu tasks, no workers, one queue: jobs appear, the plan completes, id
       results.map((b) => b.toString()),
       Array.from({ length: 200 }, (_, i) => `task ${i}\n`),
     );
-    const info = await allocJson(server.port, ["info", "main"]);
+    const info = await allocJson(server, ["info", "main"]);
     for (const j of info.jobs) seen.add(j.id);
     assert.ok(seen.size >= 1 && seen.size <= 2, `jobs within --max-allocs: ${[...seen].join(", ")}`);
     assert.ok(server.log.some((l) => /worker \d+ registered/.test(l)), "workers of the jobs connected");
     assert.equal(info.errors, []);
     // The results are gathered (and released): the workers are idle, exit after 3 s, and their jobs end.
     const ended = await until("the jobs to end", 60_000, async () => {
-      const i = await allocJson(server.port, ["info", "main"]);
+      const i = await allocJson(server, ["info", "main"]);
       return i.jobs.every((j) => j.phase === "ended") ? i : undefined;
     });
     assert.ok(ended.jobs.every((j) => j.state === "COMPLETED" || j.state === "GONE"), JSON.stringify(ended.jobs));
@@ -152,7 +162,11 @@ t("200 one-cpu tasks, no workers, one queue: jobs appear, the plan completes, id
     assert.is((await client.stats()).nWorkers, 0);
     assert.ok(server.log.some((l) => /Letting idle worker go/.test(l)));
     // The generated script and the jobs' output are in the queue's directory.
-    assert.match(readFileSync(join(dir, "hyperloom-main.sbatch"), "utf8"), "#SBATCH --cpus-per-task=1");
+    const script = readFileSync(join(dir, "hyperloom-main.sbatch"), "utf8");
+    assert.match(script, "#SBATCH --cpus-per-task=1");
+    // The jobs' workers authenticate with the server's access file (never its secret on the command line).
+    assert.match(script, `--access-file ${server.accessFile}`);
+    assert.not.match(script, JSON.parse(readFileSync(server.accessFile, "utf8")).secret as string);
     const first = [...seen][0]!;
     assert.match(readFileSync(join(dir, `job-${first}.out`), "utf8"), new RegExp(`1 cpus, work dir .*, job ${first}`));
   } finally {
@@ -163,14 +177,14 @@ t("200 one-cpu tasks, no workers, one queue: jobs appear, the plan completes, id
 
 t("a queue with a bad partition reports Slurm's error and backs off instead of submitting in a loop", async (ctx) => {
   if (!slurm(ctx)) return;
-  const server = await startServer();
-  const client = await Client.connect("127.0.0.1", server.port);
+  const server = await startServer(ctx);
+  const client = await server.connect();
   try {
-    const q = await allocJson(server.port, ["add", "slurm", "--name", "bad", "--time-limit", "5m", "--dir", join(ctx.dir, "bad"), "--", "--partition=no-such-partition"]);
+    const q = await allocJson(server, ["add", "slurm", "--name", "bad", "--time-limit", "5m", "--dir", join(ctx.dir, "bad"), "--", "--partition=no-such-partition"]);
     assert.equal(q.extraArgs, ["--partition=no-such-partition"]);
     const f = client.submitOne(tasks.run(["/bin/echo", "never"]));
     const info = await until("the submission error", 30_000, async () => {
-      const i = await allocJson(server.port, ["info", "bad"]);
+      const i = await allocJson(server, ["info", "bad"]);
       return i.errors.length > 0 ? i : undefined;
     });
     assert.match(info.errors[0]!.message, "sbatch: error: Batch job submission failed: Invalid partition name specified");
@@ -178,22 +192,22 @@ t("a queue with a bad partition reports Slurm's error and backs off instead of s
     assert.equal(info.jobs, []);
     // 12 s later: at most one more attempt (back-off 10 s, then 20 s).
     await new Promise((r) => setTimeout(r, 12_000));
-    const later = await allocJson(server.port, ["info", "bad"]);
+    const later = await allocJson(server, ["info", "bad"]);
     assert.ok(later.errors.length <= 2, `${later.errors.length} attempts in 12 s`);
     assert.is(later.failures, later.errors.length);
     // What a user reads.
-    const text = await alloc(server.port, ["info", "bad"]);
+    const text = await alloc(server, ["info", "bad"]);
     assert.match(text.stdout, "queue bad (slurm): backing-off until");
     assert.match(text.stdout, "Invalid partition name specified");
-    const list = await alloc(server.port, ["list"]);
+    const list = await alloc(server, ["list"]);
     assert.match(list.stdout, /^bad {2}slurm {2}backing-off {2}0 queued, 0 running {2}0 worker\(s\) {2}[12] recent error\(s\)\n$/);
     // Refused requests say why; the server keeps serving.
-    const dup = await alloc(server.port, ["add", "slurm", "--name", "bad", "--time-limit", "5m"]);
+    const dup = await alloc(server, ["add", "slurm", "--name", "bad", "--time-limit", "5m"]);
     assert.is(dup.code, 1);
     assert.match(dup.stderr, "hyperloom: a queue named 'bad' exists already");
-    const missing = await alloc(server.port, ["info", "nope"]);
+    const missing = await alloc(server, ["info", "nope"]);
     assert.match(missing.stderr, "no allocation queue named 'nope'");
-    await allocJson(server.port, ["remove", "bad"]);
+    await allocJson(server, ["remove", "bad"]);
     void f;
   } finally {
     await client.close();
@@ -203,26 +217,26 @@ t("a queue with a bad partition reports Slurm's error and backs off instead of s
 
 t("alloc remove cancels the queue's pending jobs", async (ctx) => {
   if (!slurm(ctx)) return;
-  const server = await startServer();
-  const client = await Client.connect("127.0.0.1", server.port);
+  const server = await startServer(ctx);
+  const client = await server.connect();
   try {
     // --begin keeps the job pending.
-    await allocJson(server.port, ["add", "slurm", "--name", "later", "--time-limit", "5m", "--dir", join(ctx.dir, "later"), "--", "--begin=now+1hour"]);
+    await allocJson(server, ["add", "slurm", "--name", "later", "--time-limit", "5m", "--dir", join(ctx.dir, "later"), "--", "--begin=now+1hour"]);
     client.submitOne(tasks.run(["/bin/echo", "x"]));
     const info = await until("a pending job", 30_000, async () => {
-      const i = await allocJson(server.port, ["info", "later"]);
+      const i = await allocJson(server, ["info", "later"]);
       return i.jobs.some((j) => j.state === "PENDING") ? i : undefined;
     });
     const id = info.jobs[0]!.id;
     assert.is(info.jobs[0]!.reason, "BeginTime");
     assert.is(squeueState(id), "PENDING");
-    const removed = await alloc(server.port, ["remove", "later"]);
+    const removed = await alloc(server, ["remove", "later"]);
     assert.is(removed.code, 0, removed.stderr);
     assert.match(removed.stdout, "removed queue later (slurm): removing");
     await until("Slurm to cancel the job", 20_000, () => (ACTIVE.has(squeueState(id) ?? "GONE") ? undefined : true));
     assert.is(squeueState(id) ?? "CANCELLED", "CANCELLED");
-    await until("the queue to go", 20_000, async () => ((await allocJson<{ queues: QueueInfo[] }>(server.port, ["list"])).queues.length === 0 ? true : undefined));
-    assert.equal((await alloc(server.port, ["list"])).stdout, "no allocation queues\n");
+    await until("the queue to go", 20_000, async () => ((await allocJson<{ queues: QueueInfo[] }>(server, ["list"])).queues.length === 0 ? true : undefined));
+    assert.equal((await alloc(server, ["list"])).stdout, "no allocation queues\n");
   } finally {
     await client.close();
     await server.stop();
@@ -231,12 +245,12 @@ t("alloc remove cancels the queue's pending jobs", async (ctx) => {
 
 t("by hand: `srun hyperloom worker` inside an allocation takes its cpus and id from the job", async (ctx) => {
   if (!slurm(ctx)) return;
-  const server = await startServer();
-  const client = await Client.connect("127.0.0.1", server.port);
+  const server = await startServer(ctx);
+  const client = await server.connect();
   let job = "";
   try {
     const out = join(ctx.dir, "manual-%j.out");
-    const wrap = `srun ${process.execPath} ${cli} worker 127.0.0.1 ${server.port} --nopin`;
+    const wrap = `srun ${process.execPath} ${cli} worker 127.0.0.1 ${server.port} --nopin --access-file ${server.accessFile}`;
     const r = spawnSync("sbatch", ["--parsable", "--cpus-per-task=2", "--time=5", `--output=${out}`, `--wrap=${wrap}`], { encoding: "utf8" });
     assert.is(r.status, 0, r.stderr);
     job = r.stdout.trim();
@@ -256,20 +270,20 @@ t("by hand: `srun hyperloom worker` inside an allocation takes its cpus and id f
 
 t("a worker whose job reaches its time limit hands its tasks back and the plan completes", async (ctx) => {
   if (!slurm(ctx)) return;
-  const server = await startServer();
-  const client = await Client.connect("127.0.0.1", server.port);
+  const server = await startServer(ctx);
+  const client = await server.connect();
   try {
     const dir = join(ctx.dir, "short");
     // Two minutes: Slurm signals the worker 12 s before the limit (up to 60 s earlier), so the
     // first job ends with 20 x 6 s of work not done.
-    await allocJson(server.port, ["add", "slurm", "--name", "short", "--time-limit", "2m", "--cpus", "1", "--max-allocs", "1", "--idle-timeout", "2s", "--dir", dir]);
+    await allocJson(server, ["add", "slurm", "--name", "short", "--time-limit", "2m", "--cpus", "1", "--max-allocs", "1", "--idle-timeout", "2s", "--dir", dir]);
     const futures = client.submit(Array.from({ length: 20 }, (_, i) => tasks.run(["/bin/sh", "-c", `sleep 6; echo slow ${i}`])));
     const results = await client.gather(futures);
     assert.equal(
       results.map(String),
       Array.from({ length: 20 }, (_, i) => `slow ${i}\n`),
     );
-    const info = await allocJson(server.port, ["info", "short"]);
+    const info = await allocJson(server, ["info", "short"]);
     assert.ok(info.jobs.length >= 2, `a second job took over: ${JSON.stringify(info.jobs)}`);
     assert.equal(info.errors, []);
     const first = info.jobs[0]!;

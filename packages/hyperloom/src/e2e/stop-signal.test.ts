@@ -25,7 +25,8 @@ t.after(() => {
 });
 
 t("a worker warned while it is still connecting stops once it is up, with the warning in its log", async () => {
-  const server = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "inherit", "pipe"] });
+  const accessFile = join(wdir, "access.json");
+  const server = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0", "--access-file", accessFile], { stdio: ["ignore", "inherit", "pipe"] });
   children.push(server);
   const port = await new Promise<number>((resolve, reject) => {
     createInterface({ input: server.stderr! }).on("line", (line) => {
@@ -53,14 +54,14 @@ t("a worker warned while it is still connecting stops once it is up, with the wa
     firstConnection();
   });
   const proxyPort = await new Promise<number>((r) => proxy.listen(0, "127.0.0.1", () => r((proxy.address() as { port: number }).port)));
-  const worker = spawn(process.execPath, [cli, "worker", "127.0.0.1", String(proxyPort), "--cpus", "1", "--wdir", wdir, "--nopin"], { stdio: ["ignore", "pipe", "pipe"] });
+  const worker = spawn(process.execPath, [cli, "worker", "127.0.0.1", String(proxyPort), "--access-file", accessFile, "--cpus", "1", "--wdir", wdir, "--nopin"], { stdio: ["ignore", "pipe", "pipe"] });
   children.push(worker);
   let stdout = "";
   let stderr = "";
   worker.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
   worker.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   const exit = new Promise<number | null>((r) => worker.once("exit", (code) => r(code)));
-  const client = await Client.connect("127.0.0.1", port);
+  const client = await Client.connect("127.0.0.1", port, { accessFile });
   try {
     await connected;
     // The worker is connecting (its handshake is held): the warning comes now.

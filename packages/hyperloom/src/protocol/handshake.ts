@@ -105,7 +105,8 @@ export function handshake(options: HandshakeOptions): Promise<Greeted> {
         resolve({ socket, dictionary: payload, received: all });
       });
       socket.on("error", (e: NodeJS.ErrnoException) => fail(notAServer(address, e.message)));
-      socket.on("close", () => fail(notAServer(address, "it closed the connection")));
+      // A --tls port closes a plain connection without a word: say that it may be one.
+      socket.on("close", () => fail(notAServer(address, "it closed the connection; a server started with --tls needs its access file")));
       socket.write(options.register);
       socket.resume();
     };

@@ -71,6 +71,8 @@ export interface Access {
   secret: Secret;
   /** SHA-256 fingerprint (`AB:CD:…`) of the server's TLS certificate; absent: no TLS. */
   tlsFingerprint?: string;
+  /** The dashboard's URL with its token (`…/?token=…`), when the server serves one. */
+  dashboard?: string;
 }
 
 /** An access file that cannot be read or used. */
@@ -94,6 +96,7 @@ export function writeAccessFile(path: string, access: Access): void {
     port: access.port,
     secret: access.secret.toHex(),
     ...(access.tlsFingerprint !== undefined ? { tls: { fingerprint: access.tlsFingerprint } } : {}),
+    ...(access.dashboard !== undefined ? { dashboard: access.dashboard } : {}),
   };
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(body, null, 2) + "\n", { mode: 0o600 });
@@ -142,7 +145,7 @@ export function readAccessFile(path: string): Access {
   } catch {
     throw new AccessFileError(`access file ${file} is not valid JSON`);
   }
-  const b = body as { version?: unknown; host?: unknown; port?: unknown; secret?: unknown; tls?: { fingerprint?: unknown } };
+  const b = body as { version?: unknown; host?: unknown; port?: unknown; secret?: unknown; tls?: { fingerprint?: unknown }; dashboard?: unknown };
   if (b.version !== 1) throw new AccessFileError(`access file ${file} has an unknown version (expected 1)`);
   if (typeof b.host !== "string" || b.host === "") throw new AccessFileError(`access file ${file}: 'host' must be a non-empty string`);
   if (typeof b.port !== "number" || !Number.isInteger(b.port) || b.port < 1 || b.port > 65535) {
@@ -160,6 +163,7 @@ export function readAccessFile(path: string): Access {
     }
     access.tlsFingerprint = f;
   }
+  if (typeof b.dashboard === "string") access.dashboard = b.dashboard;
   return access;
 }
 

@@ -165,7 +165,7 @@ export function connectHandshake(socket: Socket, secret: Secret, peer: string, t
     const nc = randomBytes(NONCE);
     socket.write(Buffer.concat([MAGIC, nc]));
     const first = await reader.read(REFUSED.length).catch((e: Error) => {
-      throw new AuthError(`${e.message} (a server started with --insecure, or not HyperLoom? then connect without an access file)`);
+      throw new AuthError(`${e.message} (a --tls server whose certificate this access file does not name, i.e. an old access file; a server started with --insecure; or not HyperLoom?)`);
     });
     if (first.equals(REFUSED)) throw new AuthError(`${peer} refused the connection: it requires authentication`);
     if (!first.equals(MAGIC)) throw new AuthError(`${peer} did not answer the authentication (is it a HyperLoom server started with --insecure, or not HyperLoom at all?)`);

@@ -71,8 +71,9 @@ export async function listenSecure(
   let server: Server;
   if (security.tls !== undefined) {
     server = createTlsServer({ cert: security.tls.cert, key: security.tls.key(), handshakeTimeout: timeoutMs, minVersion: "TLSv1.3" }, accept);
-    server.on("tlsClientError", (e: Error, socket: TLSSocket) => {
-      log("warn", `${what}: refused a connection from ${(socket.remoteAddress ?? "?").replace(/^::ffff:/, "")}: TLS failed: ${e.message}`);
+    server.on("tlsClientError", (e: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const from = socket.remoteAddress !== undefined ? `from ${socket.remoteAddress.replace(/^::ffff:/, "")}:${socket.remotePort}` : "(the peer already left)";
+      log("warn", `${what}: refused a connection ${from}: ${tlsFailure(e)}`);
     });
   } else {
     server = createNetServer({ noDelay: true }, accept);
@@ -142,6 +143,18 @@ export function connectSecure(peer: string, host: string, port: number, security
     socket.once(tlsOptions !== undefined ? "secureConnect" : "connect", ready);
     socket.on("error", fail);
   });
+}
+
+/** One line for a failed TLS handshake of a peer (OpenSSL's messages span lines and name source files). */
+export function tlsFailure(e: NodeJS.ErrnoException): string {
+  const code = e.code ?? "";
+  if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || code === "ERR_SSL_HTTP_REQUEST" || /wrong version number|http request/i.test(e.message)) {
+    return "it does not speak TLS (this port requires it: a peer without the access file's TLS fingerprint, or not a HyperLoom peer)";
+  }
+  if (code === "ECONNRESET" || /socket hang up/.test(e.message)) return "it closed the connection during the TLS handshake";
+  if (code === "ERR_TLS_HANDSHAKE_TIMEOUT" || /handshake timeout/i.test(e.message)) return "its TLS handshake did not finish in time";
+  const reason = /:SSL routines:[^:]*:([^:]+):/.exec(e.message)?.[1];
+  return `TLS failed: ${reason ?? e.message.split("\n")[0]}`;
 }
 
 function isIp(host: string): boolean {

@@ -8,8 +8,13 @@
  * A request here asks for a fresh one and waits for it at most {@link FRESH_WAIT_MS}; when the
  * main thread is busy, it answers with the last one it has (its age in the `X-Hyperloom-Snapshot-Age-Ms`
  * header), and open pages hear that the server is busy.
+ *
+ * With a token (a server that requires authentication), every request must show it
+ * (security/dashboard-access.ts) before anything else is answered; with TLS, it is all HTTPS.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { checkDashboardToken, DASHBOARD_COOKIE } from "../security/dashboard-access.js";
 import { parentPort, workerData } from "node:worker_threads";
 import { dashboardPage } from "./dashboard-page.js";
 import { metricsText, METRICS_CONTENT_TYPE } from "./metrics.js";
@@ -26,7 +31,7 @@ type Sample = [number, number, number];
 const HISTORY = 600;
 
 const port = parentPort!;
-const { host, port: listenPort, intervalMs } = workerData as DashboardThreadData;
+const { host, port: listenPort, intervalMs, token, tls } = workerData as DashboardThreadData;
 const post = (m: DashboardToMain): void => port.postMessage(m);
 const page = dashboardPage();
 const history: Sample[] = [];
@@ -119,11 +124,27 @@ setInterval(() => {
   for (const res of streams) send(res, event);
 }, intervalMs).unref();
 
-const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+const handle = (req: IncomingMessage, res: ServerResponse): void => {
   const path = (req.url ?? "/").split("?")[0];
   if (req.method !== "GET" && req.method !== "HEAD") {
     res.writeHead(405, { Allow: "GET, HEAD" }).end();
     return;
+  }
+  if (token !== undefined) {
+    const { ok, fromQuery } = checkDashboardToken(req, token);
+    if (!ok) {
+      res
+        .writeHead(401, { "Content-Type": "text/plain; charset=utf-8", "WWW-Authenticate": 'Bearer realm="hyperloom"', "Cache-Control": "no-store" })
+        .end("This HyperLoom dashboard requires its token: open the URL with ?token= that hyperloom local prints, or the 'dashboard' URL in the server's access file; scripts send 'Authorization: Bearer <token>'.\n");
+      return;
+    }
+    if (fromQuery) {
+      // The cookie carries the token from now on (the page's event stream sends it); the
+      // address bar loses it.
+      const cookie = `${DASHBOARD_COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/${tls ? "; Secure" : ""}`;
+      res.writeHead(303, { "Set-Cookie": cookie, Location: path ?? "/", "Cache-Control": "no-store" }).end();
+      return;
+    }
   }
   const age = (): Record<string, string> => ({ "X-Hyperloom-Snapshot-Age-Ms": String(Math.round(now() - lastAt)) });
   switch (path) {
@@ -160,7 +181,8 @@ const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     default:
       res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");
   }
-});
+};
+const server: HttpServer = tls ? (createHttpsServer({ cert: tls.cert, key: tls.key }, handle) as unknown as HttpServer) : createServer(handle);
 server.once("error", (e) => post({ type: "error", message: e.message }));
 server.listen({ port: listenPort, host }, () => {
   const a = server.address();

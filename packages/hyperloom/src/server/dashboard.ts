@@ -2,7 +2,9 @@
  * The live dashboard of a server: one self-contained page (no external resources), its updates
  * pushed as server-sent events, `/metrics` (Prometheus text) and `/status.json`, served by
  * Node's `http` on their own port (127.0.0.1 unless told otherwise), in a worker thread
- * (`dashboard-http.ts`) so that they answer while the server's thread ingests a large plan.
+ * (`dashboard-http.ts`) so that they answer while the server's thread ingests a large plan. A
+ * server that requires authentication has the thread ask every request for its dashboard token
+ * (security/dashboard-access.ts); one with TLS serves it all over HTTPS with the same certificate.
  *
  * Once a second (never per task) the server core's counters are read as one snapshot
  * (`ServerCore.snapshot`, O(workers + clients + plans)); the same text goes to every open page
@@ -11,6 +13,7 @@
  */
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
+import type { TlsIdentity } from "../security/tls.js";
 import { log } from "../log.js";
 
 /** Options of {@link startDashboard}. */
@@ -23,11 +26,15 @@ export interface DashboardOptions {
   snapshot: () => string;
   /** How often pages are updated, ms (default 1000). */
   intervalMs?: number;
+  /** Every request must show this token (see security/dashboard-access.ts); absent: open. */
+  token?: string;
+  /** Serve HTTPS with this certificate. */
+  tls?: TlsIdentity;
 }
 
 /** A running dashboard. */
 export interface RunningDashboard {
-  /** `http://host:port/`. */
+  /** `http://host:port/` (`https://` with TLS). */
   url: string;
   port: number;
   close(): Promise<void>;
@@ -38,6 +45,10 @@ export interface DashboardThreadData {
   host: string;
   port: number;
   intervalMs: number;
+  /** Every request must show this token; absent: open. */
+  token?: string;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 /** Main thread to HTTP thread: a snapshot (a tick, or the answer to `want` `id`), or stop. */
@@ -64,7 +75,13 @@ export function parseListenAddress(v: string): { host: string; port: number } {
 export async function startDashboard(o: DashboardOptions): Promise<RunningDashboard> {
   const host = o.host ?? "127.0.0.1";
   const intervalMs = o.intervalMs ?? 1000;
-  const data: DashboardThreadData = { host, port: o.port, intervalMs };
+  const data: DashboardThreadData = {
+    host,
+    port: o.port,
+    intervalMs,
+    ...(o.token !== undefined ? { token: o.token } : {}),
+    ...(o.tls !== undefined ? { tls: { cert: o.tls.cert, key: o.tls.key() } } : {}),
+  };
   const thread = new Worker(join(__dirname, "dashboard-http.js"), { workerData: data });
   const post = (m: DashboardFromMain): void => thread.postMessage(m);
   const snapshot = (): string | undefined => {
@@ -101,7 +118,7 @@ export async function startDashboard(o: DashboardOptions): Promise<RunningDashbo
   const timer = setInterval(tick, intervalMs).unref();
   const shown = host.includes(":") ? `[${host}]` : host;
   return {
-    url: `http://${shown === "0.0.0.0" ? "127.0.0.1" : shown}:${port}/`,
+    url: `${o.tls ? "https" : "http"}://${shown === "0.0.0.0" ? "127.0.0.1" : shown}:${port}/`,
     port,
     close: async () => {
       clearInterval(timer);

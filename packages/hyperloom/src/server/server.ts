@@ -20,6 +20,7 @@ import type { RunningDashboard } from "./dashboard.js";
  * first connection rather than before the server listens (issue #26: accepting within 100 ms).
  */
 const control = (): typeof import("../allocator/control.js") => require("../allocator/control.js") as typeof import("../allocator/control.js");
+import { dashboardToken } from "../security/dashboard-access.js";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -250,7 +251,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     for (const line of waiting.observe(Date.now(), count)) log("warn", line);
   }, 1000).unref();
   const dashboard = options.dashboard
-    ? await (require("./dashboard.js") as typeof import("./dashboard.js")).startDashboard({ ...options.dashboard, snapshot: () => core!.snapshot() })
+    ? await (require("./dashboard.js") as typeof import("./dashboard.js")).startDashboard({
+        ...options.dashboard,
+        snapshot: () => core!.snapshot(),
+        // The dashboard is as closed as the ports: a token derived from the secret, HTTPS with TLS.
+        ...(security.secret !== undefined ? { token: dashboardToken(security.secret) } : {}),
+        ...(security.tls !== undefined ? { tls: security.tls } : {}),
+      })
     : undefined;
   return {
     port,
