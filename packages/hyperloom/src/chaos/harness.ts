@@ -40,6 +40,8 @@ export interface ChaosOptions {
   nativeLibrary?: string;
   /** Show every log line of the server and the workers (on stderr). */
   verbose?: boolean;
+  /** Encrypt every connection (`hyperloom server --tls`); the cluster always requires its access file. */
+  tls?: boolean;
   /** Called after each round (progress). */
   onRound?: (r: ChaosTotals, round: RoundReport) => void;
 }
@@ -159,7 +161,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosTotals> {
     if (l.length > 20) l.shift();
     lastLines.set(i, l);
   };
-  const cluster = await LocalCluster.start({ workers: WORKERS, cpus: CPUS, workerArgs, onWorkerLine, ...(opts.verbose ? { verbose: true, logArgs: ["--debug"] } : {}) });
+  const cluster = await LocalCluster.start({ workers: WORKERS, cpus: CPUS, workerArgs, onWorkerLine, ...(opts.tls ? { tls: true } : {}), ...(opts.verbose ? { verbose: true, logArgs: ["--debug"] } : {}) });
   const observer = await cluster.connect();
   /** Worker processes we killed (their exit event may come later). */
   const killed = new WeakSet<ChildProcess>();

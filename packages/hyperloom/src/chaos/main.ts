@@ -58,9 +58,10 @@ const program = new Command("chaos")
   .option("--from-round <n>", "number of the first round (a round depends only on the seed and its number)", num("round"))
   .option("--round <n>", "replay round N of the seed: the same as --from-round N --rounds 1, unless --rounds is given (then N is repeated that many times)", num("round"))
   .option("--no-native", "no native tasks (do not build the example library)")
+  .option("--tls", "encrypt every connection of the cluster (it always authenticates)")
   .option("--json", "print one JSON object instead of the table")
   .option("--verbose", "show every log line of the server and the workers (stderr)")
-  .action(async (opts: { minutes: number; seed: number; rounds?: number; fromRound?: number; round?: number; native: boolean; json?: boolean; verbose?: boolean }) => {
+  .action(async (opts: { minutes: number; seed: number; rounds?: number; fromRound?: number; round?: number; native: boolean; tls?: boolean; json?: boolean; verbose?: boolean }) => {
     const lib = opts.native ? nativeLibrary() : undefined;
     if (opts.native && lib === undefined) {
       // Native tasks are part of the suite: CI never runs it silently without them.
@@ -79,6 +80,7 @@ const program = new Command("chaos")
       ...(opts.fromRound !== undefined && !replay ? { firstRound: Math.floor(opts.fromRound) } : {}),
       ...(lib !== undefined ? { nativeLibrary: lib } : {}),
       ...(opts.verbose ? { verbose: true } : {}),
+      ...(opts.tls ? { tls: true } : {}),
       onRound: (t, r) =>
         process.stderr.write(
           `round ${r.round}: ${r.futures} futures, ${r.workerKills} worker / ${r.clientKills} client kills` +
@@ -95,7 +97,7 @@ const program = new Command("chaos")
     ];
     const failed = checks.filter(([, ok]) => !ok).length;
     const bad = failed > 0;
-    if (opts.json) process.stdout.write(JSON.stringify({ ...totals, native: lib !== undefined, passed: !bad }) + "\n");
+    if (opts.json) process.stdout.write(JSON.stringify({ ...totals, native: lib !== undefined, tls: !!opts.tls, passed: !bad }) + "\n");
     else process.stdout.write(table(totals) + "\n");
     if (bad) {
       process.stdout.write(

@@ -6,7 +6,6 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import { workerMain } from "./roles.js";
-import { log } from "../log.js";
 
 new Command("loom-worker")
   .argument("<SERVER-ADDRESS>")
@@ -27,8 +26,11 @@ new Command("loom-worker")
   .option("--debug", "debug logging")
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 64))
   .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; extension: string[]; python?: string }) => {
-    log("warn", "loom-worker: connections are not authenticated (the original's behaviour); `hyperloom worker` with the server's access file is");
-    return workerMain(host, port, { ...opts, accessFile: false });
+    return workerMain(host, port, {
+      ...opts,
+      accessFile: false,
+      openWarning: "loom-worker: connections are not authenticated (the original's behaviour); `hyperloom worker` with the server's access file is",
+    });
   })
   .parseAsync(process.argv)
   .catch((e: unknown) => {

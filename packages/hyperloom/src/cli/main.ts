@@ -49,7 +49,7 @@ program
   .description("run a server (only peers holding its access file may connect)")
   .option("-p, --port <number>", "main port (0: any free port)", intArg("port number", 0, 65535), 9010)
   .option("--host <address>", "listen address (0.0.0.0: every interface)", "127.0.0.1")
-  .option("--access-file <path>", "where to write the access file (host, port, secret; mode 0600)", defaultAccessFilePath())
+  .option("--access-file <path>", `where to write the access file (host, port, secret; mode 0600; default $${ACCESS_FILE_ENV}, else ${defaultAccessFilePath()})`)
   .option("--insecure", "no authentication: anyone who reaches the ports may use the server")
   .option("--tls", "encrypt every connection (a self-signed certificate unless --tls-cert/--tls-key; pinned via the access file)")
   .option("--tls-cert <file>", "PEM certificate for --tls")
@@ -63,7 +63,7 @@ program
   .option("--reattach <seconds>", "with --journal: how long a restored client session waits for its client to re-attach", intArg("seconds", 1, 1 << 30), 300)
   .option("--debug", "debug logging: scheduling summaries, transfers, connections")
   .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
-  .action((opts: ServerMainOptions) => roles().serverMain(opts));
+  .action((opts: ServerMainOptions) => roles().serverMain({ ...opts, accessFile: opts.accessFile ?? (process.env[ACCESS_FILE_ENV] || defaultAccessFilePath()) }));
 
 program
   .command("worker")

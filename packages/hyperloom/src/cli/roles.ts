@@ -127,6 +127,8 @@ export interface WorkerMainOptions extends LogOptions {
   connectRetry?: number;
   /** The server's access file; `false`: connect without one (`loom-worker`). */
   accessFile?: string | false;
+  /** Logged (warn) once the worker is connected, e.g. that its connections are open (`loom-worker`). */
+  openWarning?: string;
   tlsCert?: string;
   tlsKey?: string;
 }
@@ -217,6 +219,8 @@ export async function workerMain(hostArg: string | undefined, portArg: number | 
       });
     }
   }
+  // Said once connected: a worker that cannot connect says only why (one line).
+  if (opts.openWarning !== undefined) log("warn", opts.openWarning);
   if (stopping) w.close();
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

@@ -168,6 +168,10 @@ t("/metrics is Prometheus text with the right counts", async ({ cluster, client 
   assert.ok(m.get("hyperloom_plan_ingest_seconds_total")! > 0);
   assert.ok(m.has('hyperloom_transferred_bytes_total{direction="client"}'));
   assert.is((await httpGet(`${cluster.dashboardUrl}nope`)).status, 404);
+  // The token as a query (curl): served.
+  const viaQuery = await httpGet(`${cluster.dashboardUrl}metrics?token=${cluster.dashboardToken!}`, null);
+  assert.is(viaQuery.status, 200);
+  assert.match(viaQuery.body, "hyperloom_workers_connected 2");
   // Without the token, or with a wrong one: 401, no numbers.
   for (const token of [null, "0".repeat(64)]) {
     for (const path of ["metrics", "status.json", "events", ""]) {

@@ -54,7 +54,7 @@ for (const block of readme) {
     writeFileSync(join(sb.proj, file), block.code);
     const r = await local(sb, ["--workers", "2", "--cpus", "1", file]);
     assert.is(r.code, 0, r.stderr);
-    assert.match(r.stderr, /^HyperLoom local cluster: server 127\.0\.0\.1:\d+, 2 worker\(s\) x 1 cpu\(s\), dashboard http:\/\/127\.0\.0\.1:\d+\/\n$/, r.stderr);
+    assert.match(r.stderr, /^HyperLoom local cluster: server 127\.0\.0\.1:\d+, 2 worker\(s\) x 1 cpu\(s\), dashboard http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]{64}\n$/, r.stderr);
     const promised = promisedOutput(block.code);
     if (promised !== "") assert.is(r.stdout, promised);
     // The traces block is followed by `npx hyperloom report mytrace -o report.html`: it works on what the block wrote.

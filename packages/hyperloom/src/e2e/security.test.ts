@@ -416,6 +416,35 @@ defaults("loom-server keeps the original's open behaviour and says so in one war
   assert.not.match(out, "Access file");
 });
 
+defaults("loom-worker joins an open server and says once, when connected, that its connections are not authenticated", async () => {
+  const server = spawn(process.execPath, [CLI, "server", "--host", "127.0.0.1", "--port", "0", "--insecure"], { stdio: ["ignore", "ignore", "pipe"] });
+  const wdir = mkdtempSync(join(tmpdir(), "hyperloom-loom-worker-"));
+  let serverLog = "";
+  server.stderr.on("data", (d: Buffer) => (serverLog += d.toString()));
+  try {
+    let deadline = Date.now() + 10_000;
+    while (!/listening on/.test(serverLog) && Date.now() < deadline) await sleep(20);
+    const port = /listening on 127\.0\.0\.1:(\d+)/.exec(serverLog)![1]!;
+    const worker = spawn(process.execPath, [join(__dirname, "..", "cli", "loom-worker.js"), "--cpus=1", `--wdir=${wdir}`, "--nopin", "127.0.0.1", port], { stdio: ["ignore", "ignore", "pipe"] });
+    let out = "";
+    worker.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((r) => worker.once("close", r));
+    deadline = Date.now() + 10_000;
+    while (!/not authenticated/.test(out) && Date.now() < deadline && worker.exitCode === null) await sleep(20);
+    const c = await Client.connect("127.0.0.1", Number(port), { accessFile: "" });
+    assert.is((await c.stats()).nWorkers, 1);
+    await c.close();
+    worker.kill("SIGTERM");
+    await exited;
+    assert.is(out.split("\n").filter((l) => l.includes("[warn]")).length, 1, out);
+    assert.match(out, "[warn] loom-worker: connections are not authenticated (the original's behaviour); `hyperloom worker` with the server's access file is");
+    assert.ok(out.indexOf("Worker registered") < out.indexOf("not authenticated"), "said once connected");
+  } finally {
+    server.kill("SIGKILL");
+    rmSync(wdir, { recursive: true, force: true });
+  }
+});
+
 defaults("hyperloom server listens on 127.0.0.1 by default, writes its access file and removes it when it stops", async () => {
   const dir = mkdtempSync(join(tmpdir(), "hyperloom-defaults-"));
   const file = join(dir, "access.json");

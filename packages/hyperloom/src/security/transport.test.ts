@@ -8,18 +8,18 @@ import { REFUSED } from "./handshake.js";
 import { selfSignedIdentity, type TlsIdentity } from "./tls.js";
 import { connectSecure, listenSecure } from "./transport.js";
 
-/** Collects what `log` prints while `f` runs. */
+/** Collects what `log` prints (on stderr) while `f` runs. */
 async function logged<T>(f: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
   const lines: string[] = [];
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array): boolean => {
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array): boolean => {
     lines.push(...String(chunk).split("\n").filter((l) => l !== ""));
     return true;
-  }) as typeof process.stdout.write;
+  }) as typeof process.stderr.write;
   try {
     return { value: await f(), lines };
   } finally {
-    process.stdout.write = write;
+    process.stderr.write = write;
   }
 }
 

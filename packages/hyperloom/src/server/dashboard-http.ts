@@ -138,9 +138,10 @@ const handle = (req: IncomingMessage, res: ServerResponse): void => {
         .end("This HyperLoom dashboard requires its token: open the URL with ?token= that hyperloom local prints, or the 'dashboard' URL in the server's access file; scripts send 'Authorization: Bearer <token>'.\n");
       return;
     }
-    if (fromQuery) {
-      // The cookie carries the token from now on (the page's event stream sends it); the
-      // address bar loses it.
+    if (fromQuery && (path === "/" || path === "/index.html")) {
+      // A browser opening the page: the cookie carries the token from now on (the page's
+      // event stream sends it); the address bar loses it. Other paths (`/metrics?token=…`
+      // for curl) are simply served.
       const cookie = `${DASHBOARD_COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/${tls ? "; Secure" : ""}`;
       res.writeHead(303, { "Set-Cookie": cookie, Location: path ?? "/", "Cache-Control": "no-store" }).end();
       return;
