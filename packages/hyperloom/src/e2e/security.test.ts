@@ -8,7 +8,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { get as httpsGet } from "node:https";
@@ -394,6 +394,25 @@ tls("every port speaks TLS with the pinned certificate; large objects move worke
   }
 });
 
+tls("hyperloom status and hyperloom alloc reach a TLS server through its access file alone; without it they are refused", async (ctx) => {
+  const file = ctx.cluster.accessFile!;
+  const status = await cli(["status", "--access-file", file, "--json"]);
+  assert.is(status.code, 0, status.out);
+  const snapshot = JSON.parse(status.out) as { workers: { alive: boolean }[] };
+  assert.is(snapshot.workers.filter((w) => w.alive).length, 2);
+  const table = await cli(["status"], { HYPERLOOM_ACCESS_FILE: file });
+  assert.is(table.code, 0, table.out);
+  assert.match(table.out, `HyperLoom server 127.0.0.1:${ctx.cluster.port}: 2 worker(s)`);
+  const alloc = await cli(["alloc", "list", "--access-file", file]);
+  assert.equal([alloc.code, alloc.out], [0, "no allocation queues\n"]);
+  const refused = await cli(["status", "--server", ctx.cluster.address]);
+  assert.is(refused.code, 1);
+  assert.match(refused.out, `hyperloom status: cannot connect to ${ctx.cluster.address}: ${ctx.cluster.address} is not a HyperLoom server (it closed the connection; a server started with --tls needs its access file)`);
+  const allocRefused = await cli(["alloc", "list", "--server", ctx.cluster.address]);
+  assert.is(allocRefused.code, 1);
+  assert.not.match(allocRefused.out, "allocation queues\n");
+});
+
 tls.run();
 
 // ---------------------------------------------------------------------------------------------
@@ -463,6 +482,33 @@ defaults("hyperloom server listens on 127.0.0.1 by default, writes its access fi
     assert.throws(() => statSync(file), /ENOENT/);
   } finally {
     p.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+defaults("hyperloom local --tls runs a client script over TLS with the cluster's access file", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hyperloom-local-tls-"));
+  try {
+    const script = join(dir, "tls.mjs");
+    writeFileSync(
+      script,
+      `import { Client, tasks } from ${JSON.stringify(join(__dirname, "..", "index.js"))};\n` +
+        "const client = await Client.connect();\n" +
+        'const r = await client.submitOne(tasks.merge([tasks.const("over "), tasks.run(["/bin/echo", "-n", "tls"])])).gather();\n' +
+        "console.log(String(r), process.env.HYPERLOOM_ACCESS_FILE ? 'with access file' : 'without');\nawait client.close();\n",
+    );
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, [CLI, "local", "--tls", "--workers", "2", "--no-dashboard", script], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, HYPERLOOM_ACCESS_FILE: "" } });
+      let stdout = "";
+      let stderr = "";
+      p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      p.on("exit", (code) => resolve({ code, stdout, stderr }));
+    });
+    assert.is(r.code, 0, r.stderr);
+    assert.is(r.stdout, "over tls with access file\n");
+    assert.match(r.stderr, /^HyperLoom local cluster: server 127\.0\.0\.1:\d+ \(TLS\), 2 worker\(s\) x 1 cpu\(s\)\n$/);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
