@@ -30,6 +30,11 @@ export function setLogFormat(f: LogFormat): void {
   format = f;
 }
 
+/** The level below which nothing is printed. */
+export function logLevel(): Level {
+  return threshold;
+}
+
 /** Whether lines of `level` are printed (to skip building costly debug text). */
 export function logs(level: Level): boolean {
   return order[level] >= order[threshold];

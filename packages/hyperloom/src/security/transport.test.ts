@@ -7,10 +7,16 @@ import { Secret } from "./access-file.js";
 import { REFUSED } from "./handshake.js";
 import { selfSignedIdentity, type TlsIdentity } from "./tls.js";
 import { connectSecure, listenSecure } from "./transport.js";
+import { logLevel, setLogLevel } from "../log.js";
 
-/** Collects what `log` prints (on stderr) while `f` runs. */
+/**
+ * Collects what `log` prints (on stderr) at info level and above while `f` runs (whatever level
+ * other test files of this process set).
+ */
 async function logged<T>(f: () => Promise<T>): Promise<{ value: T; lines: string[] }> {
   const lines: string[] = [];
+  const level = logLevel();
+  setLogLevel("info");
   const write = process.stderr.write.bind(process.stderr);
   process.stderr.write = ((chunk: string | Uint8Array): boolean => {
     lines.push(...String(chunk).split("\n").filter((l) => l !== ""));
@@ -20,6 +26,7 @@ async function logged<T>(f: () => Promise<T>): Promise<{ value: T; lines: string
     return { value: await f(), lines };
   } finally {
     process.stderr.write = write;
+    setLogLevel(level);
   }
 }
 
