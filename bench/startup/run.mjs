@@ -66,7 +66,9 @@ async function bareNode() {
 async function serverStart() {
   const port = await freePort();
   const t0 = now();
-  const server = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
+  // Its own access file (auth is on, as by default), which the worker reads.
+  const access = join(wdir, `access-${port}.json`);
+  const server = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", String(port), "--access-file", access], { stdio: ["ignore", "ignore", "pipe"] });
   try {
     return (await whenAccepting(port, t0 + 10_000)) - t0;
   } finally {
@@ -77,7 +79,9 @@ async function serverStart() {
 /** Starts a server, then times a worker from exec to the server's "worker N registered" line. */
 async function workerStart(wdir) {
   const port = await freePort();
-  const server = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
+  // Its own access file (auth is on, as by default), which the worker reads.
+  const access = join(wdir, `access-${port}.json`);
+  const server = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", String(port), "--access-file", access], { stdio: ["ignore", "ignore", "pipe"] });
   const lines = createInterface({ input: server.stderr });
   let onLine = () => undefined;
   lines.on("line", (l) => onLine(l));
@@ -94,7 +98,7 @@ async function workerStart(wdir) {
       };
     });
     const t0 = now();
-    worker = spawn(process.execPath, [cli, "worker", "127.0.0.1", String(port), "--cpus", "1", "--wdir", wdir, "--nopin"], { stdio: "ignore" });
+    worker = spawn(process.execPath, [cli, "worker", "127.0.0.1", String(port), "--access-file", access, "--cpus", "1", "--wdir", wdir, "--nopin"], { stdio: "ignore" });
     return (await registered) - t0;
   } finally {
     if (worker) await stop(worker);

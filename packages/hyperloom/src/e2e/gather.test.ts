@@ -6,11 +6,18 @@
  */
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { LocalCluster } from "../cluster/local-cluster.js";
 import { TaskFailed, tasks } from "../index.js";
 import { FrameReader, frame } from "../protocol/frame.js";
 import { comm, PROTOCOL_VERSION } from "../protocol/messages.js";
+import { readAccessFile } from "../security/access-file.js";
+import { connectSecure } from "../security/transport.js";
+
+/** A raw client connection, authenticated with the cluster's access file (paused: attach handlers, then resume). */
+function rawConnection(cluster: LocalCluster): Promise<Socket> {
+  return connectSecure("server", "127.0.0.1", cluster.port, { secret: readAccessFile(cluster.accessFile!).secret });
+}
 
 type Response = ReturnType<typeof comm.ClientResponse.decode>;
 
@@ -80,12 +87,13 @@ gather("a batch with a failed future rejects with that task's error; the others 
 gather("on the wire: fetch-many is offered to a client that announces it; each bad id gets its own ERROR", async ({ cluster }) => {
   const frames: Response[] = [];
   const reader = new FrameReader();
-  const socket = connect(cluster.port, "127.0.0.1");
+  const socket = await rawConnection(cluster);
   let wake: (() => void) | undefined;
-  socket.on("data", (chunk) => {
+  socket.on("data", (chunk: Buffer) => {
     for (const f of reader.push(chunk)) frames.push(comm.ClientResponse.decode(f));
     wake?.();
   });
+  socket.resume();
   const next = async (): Promise<Response> => {
     const deadline = Date.now() + 10_000;
     while (frames.length === 0) {
@@ -113,12 +121,13 @@ gather("on the wire: fetch-many is offered to a client that announces it; each b
     socket.destroy();
   }
   // A client announcing nothing (the original) is offered nothing: its DICTIONARY is the original's.
-  const plain = connect(cluster.port, "127.0.0.1");
+  const plain = await rawConnection(cluster);
   const r2 = new FrameReader();
   const dict2 = await new Promise<Response>((resolve) => {
-    plain.on("data", (chunk) => {
+    plain.on("data", (chunk: Buffer) => {
       for (const f of r2.push(chunk)) resolve(comm.ClientResponse.decode(f));
     });
+    plain.resume();
     plain.write(frame(comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_CLIENT }).finish()));
   });
   plain.destroy();
