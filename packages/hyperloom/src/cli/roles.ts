@@ -113,6 +113,19 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
   }
 }
 
+/** Whether the access file now holds another secret or certificate than `used` (with `--connect-retry`). */
+function accessChanged(used: Access | undefined, host: string | undefined, port: number | undefined, opts: WorkerMainOptions): boolean {
+  if (opts.accessFile === false || (opts.connectRetry ?? 0) === 0) return false;
+  let now: Access | undefined;
+  try {
+    now = accessFor(host, port, opts.accessFile);
+  } catch {
+    return false;
+  }
+  if (now === undefined || used === undefined) return now !== used;
+  return !now.secret.key().equals(used.secret.key()) || now.tlsFingerprint !== used.tlsFingerprint;
+}
+
 /** Options of {@link workerMain}. */
 export interface WorkerMainOptions extends LogOptions {
   cpus: number;
@@ -204,13 +217,16 @@ export async function workerMain(hostArg: string | undefined, portArg: number | 
     stop();
   });
   const firstDeadline = Date.now() + (opts.connectRetry ?? 0) * 1000;
+  let used = access;
   for (let delay = 100, first = true; ; delay = Math.min(delay * 2, 2000), first = false) {
     try {
-      const now = first || opts.accessFile === false ? access : accessFor(host, port, opts.accessFile);
-      w = await startWorker({ ...options, security: securityOf(now) });
+      if (!first && opts.accessFile !== false) used = accessFor(host, port, opts.accessFile);
+      w = await startWorker({ ...options, security: securityOf(used) });
       break;
     } catch (e) {
-      const refused = /connection refused|access file .* does not exist/.test((e as Error).message);
+      // A server that just started listens before it rewrites its access file: refused with the
+      // previous server's secret, the worker tries again once the file has changed.
+      const refused = /connection refused|access file .* does not exist/.test((e as Error).message) || accessChanged(used, host, port, opts);
       if (!refused || stopping || Date.now() + delay > firstDeadline) throw e;
       if (delay === 100) log("info", `${(e as Error).message}; retrying for up to ${opts.connectRetry} s ...`);
       await new Promise<void>((r) => {

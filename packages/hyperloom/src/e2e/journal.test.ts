@@ -18,6 +18,8 @@ import type { JournalSummary } from "../cli/journal.js";
 const cli = join(__dirname, "..", "cli", "main.js");
 const dir = mkdtempSync(join(tmpdir(), "hyperloom-journal-"));
 const children: ChildProcess[] = [];
+/** The servers' access file: a restarted server writes a new secret there, which re-attaching clients and reconnecting workers read. */
+const accessFile = join(dir, "access.json");
 
 function start(args: string[]): ChildProcess {
   const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
@@ -29,7 +31,7 @@ function start(args: string[]): ChildProcess {
 
 /** A server (on `port`, 0: any) journaling to `journal`; resolves once it listens, with its log lines so far and to come. */
 async function server(port: number, journal?: string, extra: string[] = []): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
-  const child = start(["server", "--host", "127.0.0.1", "--port", String(port), ...(journal ? ["--journal", journal] : []), ...extra]);
+  const child = start(["server", "--host", "127.0.0.1", "--port", String(port), "--access-file", accessFile, ...(journal ? ["--journal", journal] : []), ...extra]);
   const lines: string[] = [];
   const p = await new Promise<number>((resolve, reject) => {
     createInterface({ input: child.stderr! }).on("line", (line) => {
@@ -44,7 +46,7 @@ async function server(port: number, journal?: string, extra: string[] = []): Pro
 }
 
 function worker(port: number, args: string[] = []): ChildProcess {
-  return start(["worker", "127.0.0.1", String(port), "--cpus", "4", "--wdir", join(dir, "w"), "--nopin", ...args]);
+  return start(["worker", "127.0.0.1", String(port), "--cpus", "4", "--wdir", join(dir, "w"), "--nopin", "--access-file", accessFile, ...args]);
 }
 
 function exited(child: ChildProcess): Promise<number | null> {
@@ -94,7 +96,7 @@ t("kill -9 mid-plan of 10,000 tasks: the restarted server resumes it; the same c
   mkdirSync(cps);
   const first = await server(0, journal);
   const workers = [worker(first.port, ["--reconnect", "60"]), worker(first.port, ["--reconnect", "60"])];
-  const c = await Client.connect("127.0.0.1", first.port, { reconnect: true });
+  const c = await Client.connect("127.0.0.1", first.port, { reconnect: true, accessFile });
   await untilWorkers(c, 2);
   // 9,900 constants merged by 99 merges (results), and 12 counted tasks: A (checkpointed, done
   // before the crash), B (running at the crash), C (done before the crash, no checkpoint).
@@ -155,7 +157,7 @@ t("a corrupt tail is cut with a warning; the journal's plans are still restored"
   const journal = join(dir, "corrupt.journal");
   const s1 = await server(0, journal);
   const w = worker(s1.port, ["--reconnect", "60"]);
-  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true });
+  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true, accessFile });
   await untilWorkers(c, 1);
   const f = c.submitOne(counted(join(dir, "corrupt.log"), "X", "x", 1));
   await new Promise((r) => setTimeout(r, 300));
@@ -179,7 +181,7 @@ t("released plans are compacted away; hyperloom journal prints what is left", as
   const journal = join(dir, "compact.journal");
   const s1 = await server(0, journal);
   const w = worker(s1.port);
-  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true });
+  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true, accessFile });
   await untilWorkers(c, 1);
   for (let i = 0; i < 20; i++) {
     const parts = Array.from({ length: 200 }, (_, k) => tasks.const(`${i}-${k} `));
@@ -224,7 +226,7 @@ t("hyperloom journal: a missing file is empty; a file that is not a journal is a
 t("without reconnect a lost server fails every pending future with a clear error", async () => {
   const s1 = await server(0, join(dir, "plain.journal"));
   const w = worker(s1.port);
-  const c = await Client.connect("127.0.0.1", s1.port);
+  const c = await Client.connect("127.0.0.1", s1.port, { accessFile });
   await untilWorkers(c, 1);
   const f = c.submitOne(tasks.run(["/bin/sleep", "30"]));
   await new Promise((r) => setTimeout(r, 200));
@@ -242,7 +244,7 @@ t("a restored session whose client does not come back is discarded after --reatt
   const journal = join(dir, "reattach.journal");
   const s1 = await server(0, journal);
   const w = worker(s1.port);
-  const c = await Client.connect("127.0.0.1", s1.port);
+  const c = await Client.connect("127.0.0.1", s1.port, { accessFile });
   await untilWorkers(c, 1);
   const f = c.submitOne(tasks.run(["/bin/sleep", "30"]));
   await new Promise((r) => setTimeout(r, 300));
@@ -262,7 +264,7 @@ t("a restored session whose client does not come back is discarded after --reatt
 t("a session the restarted server does not know (no journal) is refused with a clear error", async () => {
   const s1 = await server(0);
   const w = worker(s1.port, ["--reconnect", "60"]);
-  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true });
+  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true, accessFile });
   await untilWorkers(c, 1);
   const f = c.submitOne(tasks.run(["/bin/sleep", "30"]));
   await new Promise((r) => setTimeout(r, 200));

@@ -16,6 +16,8 @@ import { createInterface } from "node:readline";
 import { Client } from "../client/client.js";
 import { tasks } from "../index.js";
 import type { StatusSnapshot } from "../protocol/status.js";
+import { readAccessFile } from "../security/access-file.js";
+import { dashboardToken } from "../security/dashboard-access.js";
 
 const cli = join(__dirname, "..", "cli", "main.js");
 const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
@@ -28,9 +30,20 @@ t.after(() => {
   rmSync(wdir, { recursive: true, force: true });
 });
 
-/** Starts `hyperloom server` with a dashboard; resolves with its port and dashboard URL. */
+/** The running server's access file (each server writes its own) and dashboard token (sent by {@link httpGet}). */
+let accessFile = "";
+let token = "";
+let servers = 0;
+
+/**
+ * Starts `hyperloom server` with a dashboard (authenticated, as by default: its own access file);
+ * resolves with its port and dashboard URL once the access file is written.
+ */
 async function server(): Promise<{ proc: ChildProcess; port: number; url: string }> {
-  const proc = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0", "--dashboard", "127.0.0.1:0"], { stdio: ["ignore", "inherit", "pipe"] });
+  accessFile = join(wdir, `access-${servers++}.json`);
+  const proc = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0", "--dashboard", "127.0.0.1:0", "--access-file", accessFile], {
+    stdio: ["ignore", "inherit", "pipe"],
+  });
   children.push(proc);
   let port = 0;
   const url = await new Promise<string>((resolve, reject) => {
@@ -42,19 +55,29 @@ async function server(): Promise<{ proc: ChildProcess; port: number; url: string
     });
     proc.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
   });
+  // The access file is written once the server listens (its port is in it).
+  token = await until("the access file", async () => {
+    try {
+      const a = readAccessFile(accessFile);
+      return a.port === port ? dashboardToken(a.secret) : undefined;
+    } catch {
+      return undefined;
+    }
+  });
   return { proc, port, url };
 }
 
 function worker(port: number): ChildProcess {
-  const w = spawn(process.execPath, [cli, "worker", "127.0.0.1", String(port), "--cpus", "1", "--wdir", wdir, "--nopin"], { stdio: ["ignore", "ignore", "ignore"] });
+  const w = spawn(process.execPath, [cli, "worker", "127.0.0.1", String(port), "--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile], { stdio: ["ignore", "ignore", "ignore"] });
   children.push(w);
   return w;
 }
 
+/** GET `url` with the dashboard's token. */
 function httpGet(url: string): Promise<string> {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const req = get(url, (res) => {
+    const req = get(url, { headers: { Authorization: `Bearer ${token}` } }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d: string) => (body += d));
@@ -98,7 +121,7 @@ function submitter(port: number, n: number): ChildProcess {
   const script =
     `const { Client, tasks } = require(${index});\n` +
     `(async () => {\n` +
-    `  const client = await Client.connect("127.0.0.1", ${port});\n` +
+    `  const client = await Client.connect("127.0.0.1", ${port}, { accessFile: ${JSON.stringify(accessFile)} });\n` +
     `  const merges = new Array(${n});\n` +
     `  for (let i = 0; i < ${n}; i++) merges[i] = tasks.merge([tasks.const("ab"), tasks.const("cd")]);\n` +
     `  client.submit([tasks.arrayMake(merges)]);\n` +
@@ -151,11 +174,11 @@ t("a worker stopped with SIGTERM is departed, a killed one lost: the page, statu
     const b = worker(s.port);
     await until("two workers", async () => ((await status(s.url)).workers.filter((w) => w.state === "connected").length === 2 ? true : undefined));
     // A task on each, so that both go away with data (a departure is not about being idle).
-    const client = await Client.connect("127.0.0.1", s.port);
+    const client = await Client.connect("127.0.0.1", s.port, { accessFile });
     const fs = client.submit([tasks.const("x"), tasks.const("y")]);
     await client.wait(fs);
     // `status --json --watch` prints a line per refresh: it sees the departures as they happen.
-    const watcher = spawn(process.execPath, [cli, "status", "--json", "--watch", "0.2", "--server", `127.0.0.1:${s.port}`], { stdio: ["ignore", "pipe", "inherit"] });
+    const watcher = spawn(process.execPath, [cli, "status", "--json", "--watch", "0.2", "--server", `127.0.0.1:${s.port}`, "--access-file", accessFile], { stdio: ["ignore", "pipe", "inherit"] });
     children.push(watcher);
     const watched: StatusSnapshot[] = [];
     createInterface({ input: watcher.stdout! }).on("line", (l) => watched.push(JSON.parse(l) as StatusSnapshot));
@@ -177,11 +200,11 @@ t("a worker stopped with SIGTERM is departed, a killed one lost: the page, statu
     assert.is(metric(m, "hyperloom_workers_departed_total"), 1);
     assert.is(metric(m, "hyperloom_workers_lost_total"), 1);
     assert.is(metric(m, "hyperloom_workers_connected"), 0);
-    const st = spawnSync(process.execPath, [cli, "status", "--json", "--server", `127.0.0.1:${s.port}`], { encoding: "utf8", timeout: 30_000 });
+    const st = spawnSync(process.execPath, [cli, "status", "--json", "--server", `127.0.0.1:${s.port}`, "--access-file", accessFile], { encoding: "utf8", timeout: 30_000 });
     assert.is(st.status, 0, st.stderr);
     const j = JSON.parse(st.stdout) as StatusSnapshot;
     assert.equal(j.workers.map((w) => w.state).sort(), ["departed", "lost"]);
-    const table = spawnSync(process.execPath, [cli, "status", "--server", `127.0.0.1:${s.port}`], { encoding: "utf8", timeout: 30_000 });
+    const table = spawnSync(process.execPath, [cli, "status", "--server", `127.0.0.1:${s.port}`, "--access-file", accessFile], { encoding: "utf8", timeout: 30_000 });
     assert.match(table.stdout, /0 worker\(s\) \(0 cpus, 1 departed, 1 lost\)/);
     // The page, in headless Chromium.
     if (chromium === undefined) {
@@ -192,7 +215,8 @@ t("a worker stopped with SIGTERM is departed, a killed one lost: the page, statu
       const browser = await puppeteer.launch({ executablePath: chromium, headless: true, userDataDir: profile, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
       try {
         const page = await browser.newPage();
-        await page.goto(s.url);
+        // The link with the token: the page, its event stream via the cookie.
+        await page.goto(`${s.url}?token=${token}`);
         await page.waitForFunction(() => Number(document.body.dataset.updates) >= 1, { timeout: 20_000 });
         const count = (id: string): Promise<string> => page.$eval(id, (e) => e.textContent ?? "");
         assert.equal([await count("#workers-connected"), await count("#workers-departed"), await count("#workers-lost")], ["0", "1", "1"]);

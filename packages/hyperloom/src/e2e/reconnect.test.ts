@@ -106,7 +106,7 @@ t("a worker started before its server retries the refused connection and serves 
   const probe = await server(0);
   probe.child.kill("SIGKILL");
   await exited(probe.child);
-  const worker = start(["worker", "127.0.0.1", String(probe.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--connect-retry", "30"]);
+  const worker = start(["worker", "127.0.0.1", String(probe.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile, "--connect-retry", "30"]);
   await new Promise((r) => setTimeout(r, 700)); // refused meanwhile: it retries
   assert.is(worker.exitCode, null);
   const s = await server(probe.port);
@@ -122,7 +122,7 @@ t("with --connect-retry 0 a refused first connection ends the worker at once", a
   const probe = await server(0);
   probe.child.kill("SIGKILL");
   await exited(probe.child);
-  const worker = start(["worker", "127.0.0.1", String(probe.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--connect-retry", "0"]);
+  const worker = start(["worker", "127.0.0.1", String(probe.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile, "--connect-retry", "0"]);
   assert.is(await exited(worker), 1);
 });
 
