@@ -29,16 +29,19 @@ function start(args: string[]): ChildProcess {
   return child;
 }
 
-/** A server (on `port`, 0: any) journaling to `journal`; resolves once it listens, with its log lines so far and to come. */
+/** A server (on `port`, 0: any) journaling to `journal`; resolves once it listens and wrote the access file, with its log lines so far and to come. */
 async function server(port: number, journal?: string, extra: string[] = []): Promise<{ child: ChildProcess; port: number; lines: string[] }> {
   const child = start(["server", "--host", "127.0.0.1", "--port", String(port), "--access-file", accessFile, ...(journal ? ["--journal", journal] : []), ...extra]);
   const lines: string[] = [];
+  let listening: number | undefined;
   const p = await new Promise<number>((resolve, reject) => {
     createInterface({ input: child.stderr! }).on("line", (line) => {
       lines.push(line);
       if (process.env.JOURNAL_TEST_LOGS) process.stderr.write(`${line}\n`);
       const m = /listening on [\d.]+:(\d+)/.exec(line);
-      if (m) resolve(Number(m[1]));
+      if (m) listening = Number(m[1]);
+      // Ready once it has written its (new) secret to the access file, after it listens.
+      if (listening !== undefined && /Access file .*: clients and workers need it/.test(line)) resolve(listening);
     });
     child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${lines.join("\n")}`)));
   });
