@@ -22,6 +22,8 @@ use std::collections::HashMap;
 /// A data stream to push to a worker or to the server's data port.
 #[napi(object)]
 pub struct DataSend {
+    /// The data object sent (a task id; `resend` it if the connection breaks first).
+    pub id: i32,
     /// `ip:port`, or `!:port` for the server's host.
     pub address: String,
     /// The stream, in order (write them all; large objects are views of the stored bytes).
@@ -265,6 +267,7 @@ fn convert(env: &Env, core: &Arc<Mutex<Worker>>, out: WorkerOutput) -> napi::Res
             Some(id)
         };
         sends.push(DataSend {
+            id: s.id,
             address: s.address,
             parts,
             lease,
@@ -459,6 +462,13 @@ impl WorkerCore {
         let effects = self.event(&env, |w| r = w.on_peer_data(conn, chunk));
         r.map_err(worker_error)?;
         effects.map_err(binding_error)
+    }
+
+    /// Sends data object `id` to `address` again (its data connection broke before it was
+    /// surely delivered); nothing but a debug log when it was released meanwhile.
+    #[napi]
+    pub fn resend(&self, env: Env, id: i32, address: String) -> napi::Result<WorkerEffects> {
+        self.event(&env, |w| w.resend(id, &address))
     }
 
     /// A data connection closed.

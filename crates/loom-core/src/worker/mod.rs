@@ -128,6 +128,8 @@ pub enum RedirectInput {
 /// A data stream to push.
 #[derive(Debug, Clone)]
 pub struct Send {
+    /// The data object sent (a task id).
+    pub id: i32,
     /// `ip:port` of a worker, or `!:port` for the server's host.
     pub address: String,
     /// The stream, in order: encoded bytes and, for large D-Objects, references to the stored
@@ -1093,6 +1095,20 @@ impl Worker {
         }
     }
 
+    /// Sends `id` to `address` again: its data connection broke before the stream was surely
+    /// delivered (the receiver closed it or it was reset) while both workers live, so the server
+    /// still waits for the TRANSFERED. Logged and ignored when the object is gone (released:
+    /// nobody needs it any more). A receiver that already has it stores it again (harmless).
+    pub fn resend(&mut self, id: i32, address: &str) {
+        if !self.store.contains_key(&id) {
+            return self.log(
+                LogLevel::Debug,
+                format!("resend of data id={id} to {address}: released meanwhile; skipped"),
+            );
+        }
+        self.send(Some(id), address.as_bytes());
+    }
+
     fn send(&mut self, id: Option<i32>, address: &[u8]) {
         let address = String::from_utf8_lossy(address).into_owned();
         let Some(id) = id else {
@@ -1109,7 +1125,7 @@ impl Worker {
             let bytes = parts.iter().map(|p| p.as_slice().len() as u64).sum();
             t.sent(id, bytes, &address);
         }
-        self.out.sends.push(Send { address, parts });
+        self.out.sends.push(Send { id, address, parts });
     }
 
     fn load_checkpoint(&mut self, id: Option<i32>, path: &[u8]) {

@@ -548,6 +548,30 @@ fn send_output_bytes() {
 }
 
 #[test]
+fn resend_repeats_a_stored_object_and_skips_a_released_one() {
+    let mut w = worker("resend", 1);
+    let mut b = task(5, "loom/data/const", b"AB", &[], 0);
+    b.extend(simple(worker_command::Type::Send, 5, Some("10.0.0.2:4000")));
+    w.on_server_data(&b).unwrap();
+    let first = w.take_output().sends;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, 5);
+    // Its connection broke: the same stream again, to the same peer.
+    w.resend(5, "10.0.0.2:4000");
+    let again = w.take_output();
+    assert_eq!(again.sends.len(), 1);
+    assert_eq!(again.sends[0].address, "10.0.0.2:4000");
+    assert_eq!(again.sends[0].to_vec(), first[0].to_vec());
+    assert!(again.to_server.is_empty());
+    // Released meanwhile: nothing to send.
+    w.on_server_data(&simple(worker_command::Type::Remove, 5, None))
+        .unwrap();
+    w.take_output();
+    w.resend(5, "10.0.0.2:4000");
+    assert!(w.take_output().sends.is_empty());
+}
+
+#[test]
 fn remove_deletes_spilled_files_when_unused() {
     let mut w = worker_with("remove", 1, &["my/task"]);
     let big = vec![b'x'; SPILL_LIMIT + 1];

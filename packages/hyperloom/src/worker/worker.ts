@@ -91,7 +91,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   const peers = new Map<number, Socket>();
   /** Connections this worker opened to peers (and the server's data port), by address; `socket` is undefined while it connects and authenticates. */
-  const outgoing = new Map<string, { conn: number; socket: Socket | undefined; queued: { parts: Buffer[]; lease: number | undefined }[] }>();
+  const outgoing = new Map<string, { conn: number; socket: Socket | undefined; queued: { parts: Buffer[]; lease: number | undefined; written: () => void }[]; unsure: UnsureStreams }>();
   const security = options.security ?? {};
   const tlsIdentity = security.tls !== undefined ? (security.tls.identity ?? (await selfSignedIdentity("hyperloom-worker"))) : undefined;
   const toServer: ConnectSecurity = {
@@ -105,6 +105,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   let nextConn = 1;
   let core: WorkerCore | undefined;
   let stopped = false;
+  // Fault injection for tests (issue #18): the first incoming data connection is reset once it
+  // has brought this many bytes, as a receiver that breaks a transfer mid-stream.
+  let resetAfter = Number(process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER ?? 0);
 
   const { server: dataServer, port: dataPort } = await listenSecure("data port", options.host ?? "0.0.0.0", 0, {
     ...(security.secret !== undefined ? { secret: security.secret } : {}),
@@ -113,7 +116,17 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const conn = nextConn++;
     peers.set(conn, socket);
     log("debug", `data connection ${conn} from ${socket.remoteAddress}:${socket.remotePort} (transfers)`);
-    socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
+    let received = 0;
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      if (resetAfter > 0 && received >= resetAfter) {
+        resetAfter = 0;
+        log("warn", `data connection ${conn}: reset after ${received} bytes (HYPERLOOM_FAULT_RESET_DATA_AFTER)`);
+        socket.resetAndDestroy();
+        return;
+      }
+      guard(() => core!.onPeerData(conn, chunk), () => socket.destroy());
+    });
     socket.on("error", (e) => log("debug", `data connection ${conn}: ${e.message}`));
     socket.on("close", () => {
       peers.delete(conn);
@@ -206,7 +219,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   function apply(e: WorkerEffects): void {
     for (const l of e.logs) log(l.level, l.message);
     if (e.toServer.length > 0) server.write(e.toServer);
-    for (const s of e.sends) sendStream(s.address, s.parts, s.lease ?? undefined);
+    for (const s of e.sends) sendStream(s.address, s.parts, s.lease ?? undefined, s.id);
     for (const t of e.tasks) startTask(t);
     for (const id of e.canceled) cancelTask(id);
     // Each native task in flight resolves with the effects of the core taking its result.
@@ -228,7 +241,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     if (!stopped) core!.releaseSend(lease);
   };
 
-  function sendStream(address: string, parts: Buffer[], lease: number | undefined): void {
+  /**
+   * Sends a stream. Each outgoing connection keeps the streams that may not have reached the
+   * peer yet (issue #18): if it breaks while both workers live (the receiver closed it, a
+   * reset, a refused connect), the server still waits for the receiver's TRANSFERED, so these
+   * objects are sent again on a fresh connection ({@link retrySend}). A stream counts as
+   * possibly undelivered until it is written and then {@link UNSURE_WINDOW} more bytes were
+   * written after it (more than kernel socket buffers hold). `attempt`: times sent again already.
+   */
+  function sendStream(address: string, parts: Buffer[], lease: number | undefined, id: number, attempt = 0): void {
     const target = address.startsWith("!:") ? `${serverIp}:${address.slice(2)}` : address;
     let peer = outgoing.get(target);
     if (peer === undefined) {
@@ -236,7 +257,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const host = target.slice(0, sep);
       const port = Number(target.slice(sep + 1));
       const conn = nextConn++;
-      const entry: { conn: number; socket: Socket | undefined; queued: { parts: Buffer[]; lease: number | undefined }[] } = { conn, socket: undefined, queued: [] };
+      const entry: { conn: number; socket: Socket | undefined; queued: { parts: Buffer[]; lease: number | undefined; written: () => void }[]; unsure: UnsureStreams } = { conn, socket: undefined, queued: [], unsure: { entries: [], head: 0, written: 0 } };
       peer = entry;
       outgoing.set(target, entry);
       const isServer = address.startsWith("!:");
@@ -256,38 +277,90 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
           socket.on("error", (err) => log("warn", `data connection to ${target}: ${err.message}`));
           socket.on("close", () => {
-            outgoing.delete(target);
+            if (outgoing.get(target) === entry) outgoing.delete(target);
             peers.delete(conn);
             for (const l of leases.get(socket) ?? []) releaseLease(socket, l);
             leases.delete(socket);
-            if (!stopped) guard(() => core!.onPeerClose(conn), () => undefined);
+            if (stopped) return;
+            guard(() => core!.onPeerClose(conn), () => undefined);
+            for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1);
           });
           socket.resume();
-          for (const q of entry.queued) writeParts(socket, q.parts, q.lease);
+          for (const q of entry.queued) writeParts(socket, q.parts, q.lease, q.written);
           entry.queued = [];
         },
         (err: Error) => {
-          outgoing.delete(target);
-          // What was queued is lost as on any broken data connection; the receiving side notices.
+          if (outgoing.get(target) === entry) outgoing.delete(target);
+          // What was queued is sent again on a fresh connection, as on any broken one.
           for (const q of entry.queued) if (q.lease !== undefined && !stopped) core!.releaseSend(q.lease);
           entry.queued = [];
-          if (!stopped) log("warn", err.message);
+          if (stopped) return;
+          log("warn", err.message);
+          for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1);
         },
       );
     }
-    if (peer.socket === undefined) peer.queued.push({ parts, lease });
-    else writeParts(peer.socket, parts, lease);
+    const unsure = peer.unsure;
+    const stream: UnsureStream = { id, address, bytes: parts.reduce((n, p) => n + p.length, 0), attempt, writtenAt: -1 };
+    unsure.entries.push(stream);
+    const written = (): void => {
+      unsure.written += stream.bytes;
+      stream.writtenAt = unsure.written;
+      trimUnsure(unsure);
+    };
+    if (peer.socket === undefined) peer.queued.push({ parts, lease, written });
+    else writeParts(peer.socket, parts, lease, written);
+  }
+
+  /** Forgets written streams followed by more than {@link UNSURE_WINDOW} written bytes (amortized O(1)). */
+  function trimUnsure(u: UnsureStreams): void {
+    while (u.head < u.entries.length) {
+      const e = u.entries[u.head]!;
+      if (e.writtenAt < 0 || u.written - e.writtenAt <= UNSURE_WINDOW) break;
+      u.head++;
+    }
+    if (u.head > 1024 && u.head * 2 > u.entries.length) {
+      u.entries = u.entries.slice(u.head);
+      u.head = 0;
+    }
+  }
+
+  /**
+   * Sends `id` to `target` again after its connection broke (after 200, 400, 800, 1600 ms). After
+   * {@link SEND_ATTEMPTS} broken attempts the object is given up with an error log: the peer is
+   * unreachable, and the server learns of it when it loses that worker.
+   */
+  function retrySend(target: string, id: number, address: string, attempt: number): void {
+    if (attempt > SEND_ATTEMPTS) {
+      log("error", `data id=${id} not delivered to ${target}: its data connection broke ${SEND_ATTEMPTS + 1} times`);
+      return;
+    }
+    log("warn", `data connection to ${target} broke; sending data id=${id} again (attempt ${attempt + 1})`);
+    const timer = setTimeout(() => {
+      if (stopped) return;
+      let effects: WorkerEffects;
+      try {
+        effects = core!.resend(id, address);
+      } catch (e) {
+        log("error", (e as Error).message);
+        return;
+      }
+      for (const l of effects.logs) log(l.level, l.message);
+      if (effects.toServer.length > 0) server.write(effects.toServer);
+      for (const s of effects.sends) sendStream(s.address, s.parts, s.lease ?? undefined, s.id, attempt);
+    }, 200 * 2 ** (attempt - 1));
+    timer.unref();
   }
 
   /** Parts waiting for a TLS connection to drain, per connection. */
-  const backlogs = new WeakMap<Socket, { parts: { part: Buffer; lease: number | undefined }[]; next: number; waiting: boolean }>();
+  const backlogs = new WeakMap<Socket, { parts: { part: Buffer; lease: number | undefined; written?: () => void }[]; next: number; waiting: boolean }>();
 
   /**
    * Writes a stream's parts. `lease`: the stored objects this stream shares, let go as soon as
    * its last part is written, so a released object's data file and mapping go at once (not at
-   * the next GC).
+   * the next GC). `written`: called once its last part is written.
    */
-  function writeParts(socket: Socket, parts: Buffer[], lease: number | undefined): void {
+  function writeParts(socket: Socket, parts: Buffer[], lease: number | undefined, written: () => void): void {
     if (lease !== undefined) {
       let set = leases.get(socket);
       if (set === undefined) leases.set(socket, (set = new Set()));
@@ -298,8 +371,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       socket.cork();
       const last = parts.length - 1;
       parts.forEach((p, i) => {
-        if (i === last && lease !== undefined) socket.write(p, () => releaseLease(socket, lease));
-        else socket.write(p);
+        if (i !== last) socket.write(p);
+        else
+          socket.write(p, () => {
+            if (lease !== undefined) releaseLease(socket, lease);
+            written();
+          });
       });
       process.nextTick(() => socket.uncork());
       return;
@@ -315,16 +392,21 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       // Slices of a large part (views, no copy), so that no more than one is encrypted ahead.
       for (let at = 0; at < p.length || at === 0; at += TLS_SLICE) {
         const end = at + TLS_SLICE >= p.length;
-        b.parts.push({ part: p.subarray(at, at + TLS_SLICE), lease: end && i === parts.length - 1 ? lease : undefined });
+        const lastSlice = end && i === parts.length - 1;
+        b.parts.push({ part: p.subarray(at, at + TLS_SLICE), lease: lastSlice ? lease : undefined, ...(lastSlice ? { written } : {}) });
       }
     });
     pump(socket, b);
   }
 
-  function pump(socket: Socket, b: { parts: { part: Buffer; lease: number | undefined }[]; next: number; waiting: boolean }): void {
+  function pump(socket: Socket, b: { parts: { part: Buffer; lease: number | undefined; written?: () => void }[]; next: number; waiting: boolean }): void {
     while (!b.waiting && b.next < b.parts.length && !socket.destroyed) {
-      const { part, lease } = b.parts[b.next++]!;
-      if (lease !== undefined) socket.write(part, () => releaseLease(socket, lease));
+      const { part, lease, written } = b.parts[b.next++]!;
+      if (lease !== undefined || written !== undefined)
+        socket.write(part, () => {
+          if (lease !== undefined) releaseLease(socket, lease);
+          written?.();
+        });
       else socket.write(part);
       if (socket.writableLength >= TLS_WINDOW) {
         b.waiting = true;
@@ -447,6 +529,33 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const inJob = options.job ? `, job ${options.job.id}${options.job.task !== undefined ? ` task ${options.job.task}` : ""}` : "";
   log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus, work dir ${workDir}${inJob}`);
   return { dataPort, workDir, done, close };
+}
+
+/** Bytes written after a stream before it counts as delivered (beyond any kernel socket buffer). */
+const UNSURE_WINDOW = 64 * 1024 * 1024;
+/** Times a stream is sent again after its data connection broke, before it is given up. */
+const SEND_ATTEMPTS = 4;
+
+/** A stream sent on a data connection that may not have reached the peer yet. */
+interface UnsureStream {
+  /** The data object. */
+  id: number;
+  /** The address the server gave in its SEND. */
+  address: string;
+  /** Its length on the wire, in bytes. */
+  bytes: number;
+  /** Times it was sent again already. */
+  attempt: number;
+  /** The connection's written byte count once the stream was written; -1 before. */
+  writtenAt: number;
+}
+
+/** A data connection's streams in order of writing; those before `head` count as delivered. */
+interface UnsureStreams {
+  entries: UnsureStream[];
+  head: number;
+  /** Bytes of streams written so far on the connection. */
+  written: number;
 }
 
 /** `WorkerCommand.type` DICTIONARY (proto/comm.proto). */
