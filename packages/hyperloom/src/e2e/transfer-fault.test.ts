@@ -8,39 +8,43 @@ const SIZE = 64 * MiB;
 
 const t = suite("transfer faults (#18)");
 
-t("a data connection reset by the receiver mid-stream: the object is sent again and the dependent future gets the right bytes", async () => {
-  // Each worker resets its first incoming data connection after 8 MiB (inherited by the spawned
-  // workers only; removed again at once so no other suite's workers see it).
-  process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER = String(8 * MiB);
-  const lines: string[] = [];
-  let cluster: LocalCluster;
-  try {
-    cluster = await LocalCluster.start({ workers: 2, cpus: 1, onWorkerLine: (_i, line) => lines.push(line) });
-  } finally {
-    delete process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER;
-  }
-  const client = await cluster.connect();
-  try {
-    // Two 1-cpu producers run on the two 1-cpu workers; `merge` of both needs one of them moved
-    // to the other worker, and that move's connection is reset after 8 MiB.
-    const produce = (byte: string): ReturnType<typeof tasks.run> =>
-      tasks.run(["/bin/sh", "-c", `head -c ${SIZE} /dev/zero | tr '\\0' '${byte}'`]);
-    const a = produce("a");
-    const b = produce("b");
-    const [merged] = client.submit([tasks.merge([a, b])]);
-    const data = (await merged!.gather()) as Buffer;
-    assert.is(data.length, 2 * SIZE);
-    assert.is(data[0], "a".charCodeAt(0));
-    assert.is(data[SIZE - 1], "a".charCodeAt(0));
-    assert.is(data[SIZE], "b".charCodeAt(0));
-    assert.is(data[2 * SIZE - 1], "b".charCodeAt(0));
-    // The fault did happen, and the object was sent again.
-    assert.ok(lines.some((l) => l.includes("reset after")), "no data connection was reset");
-    assert.ok(lines.some((l) => l.includes("sending data id=")), "nothing was sent again");
-  } finally {
-    await client.close();
-    await cluster.stop();
-  }
-});
+for (const tls of [false, true]) {
+  t(`a data connection reset by the receiver mid-stream${tls ? " (TLS)" : ""}: the object is sent again and the dependent future gets the right bytes`, async () => {
+    // Each worker resets its first incoming data connection after 8 MiB (inherited by the spawned
+    // workers only; removed again at once so no other suite's workers see it).
+    process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER = String(8 * MiB);
+    const lines: string[] = [];
+    let cluster: LocalCluster;
+    try {
+      cluster = await LocalCluster.start({ workers: 2, cpus: 1, tls, onWorkerLine: (_i, line) => lines.push(line) });
+    } finally {
+      delete process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER;
+    }
+    const client = await cluster.connect();
+    try {
+      // Two 1-cpu producers run on the two 1-cpu workers; `merge` of both needs one of them moved
+      // to the other worker, and that move's connection is reset after 8 MiB.
+      const produce = (byte: string): ReturnType<typeof tasks.run> =>
+        tasks.run(["/bin/sh", "-c", `head -c ${SIZE} /dev/zero | tr '\\0' '${byte}'`]);
+      const a = produce("a");
+      const b = produce("b");
+      const [merged] = client.submit([tasks.merge([a, b])]);
+      const data = (await merged!.gather()) as Buffer;
+      assert.is(data.length, 2 * SIZE);
+      assert.is(data[0], "a".charCodeAt(0));
+      assert.is(data[SIZE - 1], "a".charCodeAt(0));
+      assert.is(data[SIZE], "b".charCodeAt(0));
+      assert.is(data[2 * SIZE - 1], "b".charCodeAt(0));
+      // The fault did happen, and the object was sent again.
+      assert.ok(lines.some((l) => l.includes("reset after")), "no data connection was reset");
+      assert.ok(lines.some((l) => l.includes("sending data id=")), "nothing was sent again");
+      // Both workers lived through it (a lost worker would be rescheduled around instead).
+      for (const w of cluster.workerProcesses) assert.is(w.exitCode, null, "a worker exited");
+    } finally {
+      await client.close();
+      await cluster.stop();
+    }
+  });
+}
 
 t.run();

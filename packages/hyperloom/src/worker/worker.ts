@@ -122,7 +122,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       if (resetAfter > 0 && received >= resetAfter) {
         resetAfter = 0;
         log("warn", `data connection ${conn}: reset after ${received} bytes (HYPERLOOM_FAULT_RESET_DATA_AFTER)`);
-        socket.resetAndDestroy();
+        // A TLS socket has no TCP handle of its own to reset: it is closed instead.
+        if ("encrypted" in socket) socket.destroy();
+        else socket.resetAndDestroy();
         return;
       }
       guard(() => core!.onPeerData(conn, chunk), () => socket.destroy());
