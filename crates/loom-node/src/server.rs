@@ -258,3 +258,23 @@ pub fn read_journal(path: String) -> napi::Result<String, ErrorCode> {
         .map_err(|e| napi::Error::new(ErrorCode::ERR_LOOM_JOURNAL, e.to_string()))?;
     Ok(loom_core::journal::summary::summarize(&c).to_json())
 }
+
+/// The fields of a main-port connection's first frame the server reads before the core gets it
+/// (`loom_core::server::RegisterHead`).
+#[napi(object)]
+pub struct RegisterHead {
+    /// An allocation control connection (`Register.type` 100, `proto/alloc.proto`): served outside the core.
+    pub alloc_control: bool,
+    /// The cluster job of a worker started inside one (our field 100); empty when absent.
+    pub job_id: String,
+}
+
+/// Scans a `Register` payload (the first frame's, without its length prefix); `null` when it is
+/// not one (the core then rejects the connection). No JavaScript protobuf decoder is loaded for it.
+#[napi]
+pub fn scan_register(payload: Buffer) -> Option<RegisterHead> {
+    loom_core::server::scan_register_head(&payload).map(|h| RegisterHead {
+        alloc_control: h.kind == loom_core::server::REGISTER_ALLOC_CONTROL,
+        job_id: h.job_id,
+    })
+}

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { native } from "./native.js";
-import { comm } from "./protocol/messages.js";
+import { alloc, comm, PROTOCOL_VERSION } from "./protocol/messages.js";
 
 const t = suite<{ dir: string }>("addon: error codes and peer connections");
 
@@ -109,6 +109,19 @@ t("openPeer frames this worker's Announce (written first on a connection the wor
   const frame = core.openPeer(7, 9999);
   assert.is(Number(frame.readBigUInt64LE(0)), frame.length - 8);
   assert.is(comm.Announce.decode(frame.subarray(8)).port, 4321);
+});
+
+t("scanRegister reads a first frame as the server needs it: a control connection, a worker's job id, or not a Register", () => {
+  const { scanRegister } = native();
+  const worker = Buffer.from(comm.Register.encode({ protocolVersion: PROTOCOL_VERSION, type: comm.Register.Type.REGISTER_WORKER, port: 9020, cpus: 2, taskTypes: ["loom/run/run"] }).finish());
+  assert.equal(scanRegister(worker), { allocControl: false, jobId: "" });
+  // What a worker inside a cluster job sends: its Register with our field 100 appended.
+  const withJob = Buffer.from(alloc.AllocRegister.encode({ protocolVersion: PROTOCOL_VERSION, type: alloc.AllocRegister.Type.REGISTER_WORKER, jobId: "1042.pbs-head" }).finish());
+  assert.equal(scanRegister(Buffer.concat([worker, withJob.subarray(withJob.indexOf(0xa2))])), { allocControl: false, jobId: "1042.pbs-head" });
+  const control = Buffer.from(alloc.AllocRegister.encode({ protocolVersion: PROTOCOL_VERSION, type: alloc.AllocRegister.Type.REGISTER_ALLOC_CONTROL }).finish());
+  assert.equal(scanRegister(control), { allocControl: true, jobId: "" });
+  assert.is(scanRegister(Buffer.from("GET / HTTP/1.1\r\n")), null);
+  assert.is(scanRegister(Buffer.from([0x10, 0x01])), null); // no protocol_version
 });
 
 t.run();

@@ -85,6 +85,7 @@ mod waiting;
 mod wire;
 mod worker_loss;
 mod workers;
+pub use register::{scan_register_head, RegisterHead, REGISTER_ALLOC_CONTROL};
 pub use waiting::Waiting;
 
 #[cfg(test)]

@@ -242,3 +242,100 @@ fn new_token() -> u64 {
     );
     (h.finish() & ((1 << 53) - 1)) | 1
 }
+
+/// `Register.type` of an allocation control connection (our extension: `AllocRegister.Type` in
+/// `proto/alloc.proto`, which only the TypeScript server reads).
+pub const REGISTER_ALLOC_CONTROL: i32 = 100;
+
+/// What the TypeScript server reads of a connection's first frame before the core gets it: the
+/// `Register` type (an allocation control connection is served outside the core) and our
+/// extension field `job_id` (100, `proto/alloc.proto`) of a worker started by a cluster job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterHead {
+    /// `Register.type` (1 worker, 2 client, [`REGISTER_ALLOC_CONTROL`]).
+    pub kind: i32,
+    /// `job_id` (field 100), empty when absent.
+    pub job_id: String,
+}
+
+/// Scans a `Register` payload for [`RegisterHead`] on the crate's one protobuf scanner (the
+/// server then needs no JavaScript protobuf decoder for a connection's first frame: issue #26,
+/// startup). `None` when it is not a well-formed message carrying the required
+/// `protocol_version` (1) and `type` (2): the core then rejects the frame itself.
+pub fn scan_register_head(payload: &[u8]) -> Option<RegisterHead> {
+    use crate::proto::scan::Scanner;
+    let mut r = Scanner::new(payload);
+    let (mut version, mut kind, mut job_id) = (false, None, String::new());
+    while !r.done() {
+        let (f, wt) = r.key().ok()?;
+        match f {
+            1 => {
+                r.i32_of(wt).ok()?;
+                version = true;
+            }
+            2 => kind = Some(r.i32_of(wt).ok()?),
+            100 => job_id = String::from_utf8_lossy(r.bytes_of(wt).ok()?).into_owned(),
+            _ => r.skip(wt).ok()?,
+        }
+    }
+    Some(RegisterHead {
+        kind: kind.filter(|_| version)?,
+        job_id,
+    })
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::*;
+
+    fn register(kind: i32) -> Vec<u8> {
+        Register {
+            protocol_version: PROTOCOL_VERSION,
+            r#type: kind,
+            port: Some(1234),
+            cpus: Some(4),
+            task_types: vec!["loom/run/run".into()],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn a_worker_register_and_its_job_id() {
+        let plain = register(register::Type::RegisterWorker as i32);
+        assert_eq!(
+            scan_register_head(&plain),
+            Some(RegisterHead {
+                kind: 1,
+                job_id: String::new()
+            })
+        );
+        // The extension is appended by concatenation (worker.ts `withJobId`).
+        let mut with_job = plain.clone();
+        with_job.extend_from_slice(&[0xa2, 0x06, 5]);
+        with_job.extend_from_slice(b"42.7\xff");
+        assert_eq!(
+            scan_register_head(&with_job),
+            Some(RegisterHead {
+                kind: 1,
+                job_id: "42.7\u{fffd}".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_control_register() {
+        let head = scan_register_head(&register(REGISTER_ALLOC_CONTROL)).unwrap();
+        assert_eq!(head.kind, REGISTER_ALLOC_CONTROL);
+    }
+
+    #[test]
+    fn not_a_register() {
+        assert_eq!(scan_register_head(b""), None);
+        // `type` without `protocol_version`, a truncated field, a bad wire type.
+        assert_eq!(scan_register_head(&[0x10, 0x01]), None);
+        assert_eq!(scan_register_head(&[0x08, 0x02, 0x10]), None);
+        assert_eq!(scan_register_head(&[0x08, 0x02, 0x12, 0x00]), None);
+        assert_eq!(scan_register_head(b"GET / HTTP/1.1\r\n"), None);
+    }
+}

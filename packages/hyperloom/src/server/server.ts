@@ -16,8 +16,9 @@ import { Allocator } from "../allocator/allocator.js";
 import type { RunningDashboard } from "./dashboard.js";
 
 /**
- * The allocation control connection and its messages (protobufjs, ~10 ms to load), loaded on the
- * first connection rather than before the server listens (issue #26: accepting within 100 ms).
+ * The allocation control connection and its messages (protobufjs, 10-20 ms to load), loaded by
+ * the first control connection only, never before the server listens nor for a worker or client
+ * (issue #26: accepting within 100 ms of exec, a worker registered within 250 ms).
  */
 const control = (): typeof import("../allocator/control.js") => require("../allocator/control.js") as typeof import("../allocator/control.js");
 import { dashboardToken } from "../security/dashboard-access.js";
@@ -176,8 +177,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       const first = head.push(chunk);
       if (first === undefined) return;
       socket.off("data", onFirst);
-      const reg = first.payload === undefined ? undefined : decodeRegister(first.payload);
-      if (reg?.type === control().REGISTER_ALLOC_CONTROL) {
+      // Scanned by the core's protobuf scanner: no JavaScript decoder is loaded for a worker's or
+      // a client's first frame (issue #26: protobufjs took 10-20 ms on the first registration).
+      const reg = first.payload === undefined ? null : native().scanRegister(first.payload);
+      if (reg?.allocControl) {
         control().serveControl(socket, first.rest, allocator!, conn);
         return;
       }
@@ -327,13 +330,3 @@ class FirstFrame {
   }
 }
 
-/** The fields of a Register frame our extension reads, or undefined when it is not one. */
-function decodeRegister(payload: Buffer): { type: number; jobId: string } | undefined {
-  try {
-    const { alloc } = require("../protocol/messages.js") as typeof import("../protocol/messages.js");
-    const r = alloc.AllocRegister.decode(payload);
-    return { type: r.type, jobId: r.jobId ?? "" };
-  } catch {
-    return undefined;
-  }
-}

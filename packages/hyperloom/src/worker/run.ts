@@ -10,9 +10,14 @@ import { constants } from "node:os";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { native } from "../native.js";
-import { run as runProto } from "../protocol/messages.js";
 import { runFileNameError } from "../protocol/run-names.js";
 import type { ProgramFile, TaskInput, TaskResult, TaskToRun } from "../native.js";
+
+/**
+ * The `Run` config's decoder (the generated messages, protobufjs: 10-20 ms to load), loaded by the
+ * first program rather than before the worker registers (issue #26: registered within 250 ms).
+ */
+const runMessages = (): typeof import("../protocol/messages.js").run => (require("../protocol/messages.js") as typeof import("../protocol/messages.js")).run;
 
 /** Rejects a mapped name that would escape the run directory. */
 function checkName(name: string): void {
@@ -43,7 +48,7 @@ function signalName(n: number): string {
 
 /** Runs the program of `task`; resolves to its outputs. Rejects with the guide's failure messages. */
 export async function runProgram(task: TaskToRun, ctx: { workDir: string; pin: boolean }): Promise<TaskResult> {
-  const cfg = runProto.Run.decode(task.config);
+  const cfg = runMessages().Run.decode(task.config);
   if (cfg.args.length === 0) throw new Error("No arguments provided");
   const vars = new Map<string, string>();
   const files: ProgramFile[] = [];
