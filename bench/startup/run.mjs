@@ -15,7 +15,7 @@
 import { spawn } from "node:child_process";
 import { connect, createServer } from "node:net";
 import { createInterface } from "node:readline";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir, cpus, loadavg } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -85,6 +85,21 @@ function whenLine(child, re, what) {
   });
 }
 
+/**
+ * CPU time (ms) process `pid` has used so far, all its threads (Linux: /proc/<pid>/task/<tid>/schedstat,
+ * nanoseconds on a CPU); undefined elsewhere. Unlike wall time, it hardly moves when other work
+ * shares the machine, so it shows our own cost on a loaded machine.
+ */
+function cpuMs(pid) {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+    return ns / 1e6;
+  } catch {
+    return undefined;
+  }
+}
+
 function stop(child) {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -121,7 +136,8 @@ async function serverStart(b, start) {
   const ready = whenLine(s.child, s.ready, "the server's startup line");
   try {
     const accepting = (await whenAccepting(port, t0 + 10_000)) - t0;
-    return { accepting, ready: (await ready) - t0 };
+    const cpu = cpuMs(s.child.pid);
+    return { accepting, cpu, ready: (await ready) - t0 };
   } finally {
     await stop(s.child);
   }
@@ -137,7 +153,8 @@ async function workerStart(b, start) {
     const registered = whenLine(s.child, /worker \d+ registered/, "the worker's registration");
     const t0 = now();
     worker = spawn(process.execPath, s.worker(port), { stdio: "ignore" });
-    return (await registered) - t0;
+    const t = (await registered) - t0;
+    return { registered: t, cpu: cpuMs(worker.pid) };
   } finally {
     if (worker) await stop(worker);
     await stop(s.child);
@@ -149,9 +166,12 @@ async function measure(b, into) {
   const hs = await serverStart(b, hyperloomServer);
   into.serverAccepting.push(hs.accepting);
   into.serverReady.push(hs.ready);
-  into.workerRegistered.push(await workerStart(b, hyperloomServer));
+  into.serverCpu.push(hs.cpu);
+  const hw = await workerStart(b, hyperloomServer);
+  into.workerRegistered.push(hw.registered);
+  into.workerCpu.push(hw.cpu);
   into.loomServerAccepting.push((await serverStart(b, loomServer)).accepting);
-  into.loomWorkerRegistered.push(await workerStart(b, loomServer));
+  into.loomWorkerRegistered.push((await workerStart(b, loomServer)).registered);
 }
 
 const stats = (xs) => {
@@ -166,8 +186,13 @@ const rows = [
   ["workerRegistered", "hyperloom worker registered", 250],
   ["loomServerAccepting", "loom-server accepting", 100],
   ["loomWorkerRegistered", "loom-worker registered", 250],
+  ["serverCpu", "server CPU ms until accepting"],
+  ["workerCpu", "worker CPU ms until registered"],
 ];
 const empty = () => Object.fromEntries(rows.map(([k]) => [k, []]));
+// The CPU rows need Linux's /proc; elsewhere they are left out.
+const withCpu = cpuMs(process.pid) !== undefined;
+if (!withCpu) rows.splice(-2);
 const wdir = mkdtempSync(join(tmpdir(), "hyperloom-startup-"));
 const runs = { node: [], ours: empty(), baseline: empty() };
 try {
