@@ -3,7 +3,6 @@
  * `loom-server`: the original server's command line (`-p/--port`, `--debug`; positionals ignored)
  * and its open behaviour (every interface, no authentication), said in one warning line.
  */
-import "./compile-cache.js";
 import { Command, InvalidArgumentError } from "commander";
 import { serverMain } from "./roles.js";
 

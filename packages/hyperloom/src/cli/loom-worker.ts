@@ -4,7 +4,6 @@
  * --debug`) and its open behaviour (no access file; its data port accepts anyone), said in one
  * warning line.
  */
-import "./compile-cache.js";
 import { Command, InvalidArgumentError } from "commander";
 import { workerMain } from "./roles.js";
 

@@ -3,7 +3,6 @@
  * The `hyperloom` command: `server`, `worker`, `local` (a local cluster, optionally running a
  * client script against it) and `report` (a trace directory as an HTML report).
  */
-import "./compile-cache.js";
 import { Command, InvalidArgumentError } from "commander";
 import type { ServerMainOptions, WorkerMainOptions } from "./roles.js";
 import type { ChildProcess } from "node:child_process";
