@@ -4,6 +4,7 @@
 #![deny(clippy::all)]
 
 pub mod process;
+mod program_task;
 mod run_dir;
 pub mod server;
 pub mod server_demand;

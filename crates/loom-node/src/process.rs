@@ -3,8 +3,9 @@
 //! `child_process`; each program is prepared, spawned, awaited and its outputs collected on a
 //! runner thread of its own (kept for the next program), so the event loop and the addon's
 //! thread pool stay free. Run directories are reused (`run_dir.rs`), standard input up to a
-//! pipe's capacity goes through a pipe, and small outputs come back as bytes: no file is created
-//! or removed per program in the common case.
+//! pipe's capacity goes through a pipe, and small outputs come back as bytes. Standard output is
+//! the file `+out` of the run directory (programs see it there, as in the original), created
+//! for each program and removed after it (see `run_dir.rs` for why it is not reused).
 //!
 //! Every program runs in a process group of its own, registered under a token (the task id)
 //! until it ends, so the worker can signal it and everything it started: when its task is
@@ -105,13 +106,15 @@ fn exit_signal(_status: &std::process::ExitStatus) -> Option<i32> {
 }
 
 /// Opens `+out`/`+err` for the program, never through a symlink (an input mapped to that name
-/// is a link to a data file, which must not be truncated).
-fn open_out(path: &Path) -> std::io::Result<File> {
+/// is a link to a data file, which must not be truncated). `truncate`: only when an input was
+/// placed there; otherwise the file is new or kept empty (`run_dir.rs`), and truncating it would
+/// make ext4 flush what the program writes to disk at close.
+fn open_out(path: &Path, truncate: bool) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(truncate)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
@@ -292,40 +295,46 @@ pub fn release_run_dir(dir: String) {
 }
 
 /// Where a file's content comes from.
-enum Source {
+pub(crate) enum Source {
     Path(PathBuf),
     Bytes(Vec<u8>),
 }
 
-/// A program to run (see [`run_program`]).
-struct Program {
-    argv: Vec<String>,
-    root: PathBuf,
-    files: Vec<(String, Source)>,
-    stdin: Option<Source>,
-    outputs: Vec<String>,
-    token: u32,
+/// A program to run (see [`run_program`] and `program_task.rs`).
+pub(crate) struct Program {
+    /// The program and its arguments.
+    pub(crate) argv: Vec<String>,
+    /// `<work dir>/run`.
+    pub(crate) root: PathBuf,
+    /// Files to place in the run directory.
+    pub(crate) files: Vec<(String, Source)>,
+    /// Standard input (none: `/dev/null`).
+    pub(crate) stdin: Option<Source>,
+    /// The outputs to collect (`+out`: standard output).
+    pub(crate) outputs: Vec<String>,
+    /// The token to stop it by (the task id).
+    pub(crate) token: u32,
 }
 
 /// A collected output.
-enum Collected {
+pub(crate) enum Collected {
     Bytes(Vec<u8>),
     Path(PathBuf),
 }
 
 /// How a program ended (see [`ProgramOutcome`]).
-struct Ended {
-    dir: PathBuf,
-    code: Option<i32>,
-    signal: Option<i32>,
-    outputs: Vec<Collected>,
-    output_error: Option<String>,
-    stderr_tail: Option<String>,
+pub(crate) struct Ended {
+    pub(crate) dir: PathBuf,
+    pub(crate) code: Option<i32>,
+    pub(crate) signal: Option<i32>,
+    pub(crate) outputs: Vec<Collected>,
+    pub(crate) output_error: Option<String>,
+    pub(crate) stderr_tail: Option<String>,
 }
 
 impl Program {
     /// Runs it; on an error the run directory is released here.
-    fn run(self) -> Result<Ended, String> {
+    pub(crate) fn run(self) -> Result<Ended, String> {
         let program = self.argv.first().cloned().unwrap_or_default();
         let dir = run_dir::take(&self.root).map_err(|e| {
             format!(
@@ -364,20 +373,17 @@ impl Program {
             Some(Source::Bytes(b)) => stdin_of(dir, b)
                 .map_err(|e| format!("cannot feed the standard input: {}", strerror(&e)))?,
         };
+        let placed = |n: &str| self.files.iter().any(|(name, _)| name == n);
         let stdout = if self.outputs.iter().any(|o| o == "+out") {
             Stdio::from(
-                open_out(&dir.join("+out"))
+                open_out(&dir.join("+out"), placed("+out"))
                     .map_err(|e| format!("cannot create +out: {}", strerror(&e)))?,
             )
         } else {
-            // No `+out` in its directory, as when it is fresh (one kept from an earlier program).
-            if !self.files.iter().any(|(name, _)| name == "+out") {
-                let _ = std::fs::remove_file(dir.join("+out"));
-            }
             Stdio::null()
         };
         let stderr = Stdio::from(
-            open_out(&dir.join("+err"))
+            open_out(&dir.join("+err"), placed("+err"))
                 .map_err(|e| format!("cannot create +err: {}", strerror(&e)))?,
         );
         let mut child = Command::new(program)
@@ -447,7 +453,7 @@ fn place(dir: &Path, name: &str, source: &Source) -> std::io::Result<()> {
             std::fs::create_dir_all(parent)?;
         }
     }
-    // The directory may keep `+out`/`+err` from an earlier program (`run_dir.rs`).
+    // The directory may keep an empty `+err` from an earlier program (`run_dir.rs`).
     match std::fs::remove_file(&target) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
@@ -568,18 +574,18 @@ fn stderr_tail(path: &Path) -> String {
 }
 
 /// A job for a runner thread.
-type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 /// The runner threads: kept after their program, each job gets a thread of its own at once
 /// (an idle one, or a new one), so a program never waits behind another.
-struct Runners {
+pub(crate) struct Runners {
     jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     queue: Arc<Mutex<std::sync::mpsc::Receiver<Job>>>,
     /// Threads waiting for a job (or about to) that no submitted job has claimed yet.
     idle: Mutex<usize>,
 }
 
-fn runners() -> &'static Runners {
+pub(crate) fn runners() -> &'static Runners {
     static R: OnceLock<Runners> = OnceLock::new();
     R.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
@@ -593,11 +599,12 @@ fn runners() -> &'static Runners {
 
 impl Runners {
     /// The calling runner thread is done with its job (it waits for the next one).
-    fn idle(&self) {
+    pub(crate) fn idle(&self) {
         *self.idle.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 
-    fn submit(&self, job: Job) -> std::io::Result<()> {
+    /// Runs `job` on a runner thread at once: an idle one, or a new one.
+    pub(crate) fn submit(&self, job: Job) -> std::io::Result<()> {
         {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if *idle > 0 {

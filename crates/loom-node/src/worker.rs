@@ -3,10 +3,13 @@
 //!
 //! Native tasks take the direct path: the core hands out a `NativeCall` (shared references to
 //! the stored inputs), this binding runs it on the libuv thread pool, and the call's completion
-//! goes straight back into the core; JS only receives the effects to apply.
+//! goes straight back into the core; JS only receives the effects to apply. Program tasks
+//! (`loom/run/run`) stay in Rust too once JS turned that on (`runPrograms`, see
+//! `program_task.rs`): JS hears of them once per batch of ended programs.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::program_task::{ProgramHost, RUN_TASK_TYPE};
 use crate::{binding_error, ErrorCode, LogLine};
 use loom_core::data::stream::StreamPart;
 use loom_core::data::DataRef;
@@ -14,7 +17,7 @@ use loom_core::worker::{
     JsResult, JsTask, NativeCall, NativeDone, RedirectInput, Worker, WorkerConfig, WorkerError,
     WorkerOutput,
 };
-use napi::bindgen_prelude::{AsyncTask, Buffer, BufferSlice, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, BufferSlice, Function, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use std::collections::HashMap;
@@ -134,6 +137,7 @@ pub struct DataTypeIds {
 
 /// What the worker layer must do after an event.
 #[napi(object, object_from_js = false)]
+#[derive(Default)]
 pub struct WorkerEffects {
     /// Framed responses for the server.
     pub to_server: Buffer,
@@ -167,7 +171,7 @@ pub struct ExtensionInfo {
 /// One native task on the thread pool: runs the core's [`NativeCall`] there, then hands the
 /// outcome to the core on the JS thread.
 pub struct NativeJob {
-    core: Arc<Mutex<Worker>>,
+    core: Arc<Shared>,
     call: Option<NativeCall>,
 }
 
@@ -185,7 +189,7 @@ impl Task for NativeJob {
 
     fn resolve(&mut self, env: Env, done: NativeDone) -> napi::Result<WorkerEffects> {
         let out = {
-            let mut core = lock(&self.core);
+            let mut core = self.core.lock();
             core.finish_native(done);
             core.take_output()
         };
@@ -248,7 +252,13 @@ fn leases() -> &'static Mutex<Leases> {
 /// The last lease number given, and the objects of each lease.
 type Leases = (u32, HashMap<u32, Vec<DataRef>>);
 
-fn convert(env: &Env, core: &Arc<Mutex<Worker>>, out: WorkerOutput) -> napi::Result<WorkerEffects> {
+/// The effects of `out` for JS. Program tasks go to their runner threads here when the core
+/// runs them itself (see [`WorkerCore::run_programs`]).
+pub(crate) fn convert(
+    env: &Env,
+    core: &Arc<Shared>,
+    out: WorkerOutput,
+) -> napi::Result<WorkerEffects> {
     let mut sends = Vec::with_capacity(out.sends.len());
     for s in out.sends {
         let mut held = Vec::new();
@@ -276,7 +286,20 @@ fn convert(env: &Env, core: &Arc<Mutex<Worker>>, out: WorkerOutput) -> napi::Res
     Ok(WorkerEffects {
         to_server: out.to_server.into(),
         sends,
-        tasks: out.js_tasks.into_iter().map(convert_task).collect(),
+        tasks: match core.programs.get() {
+            None => out.js_tasks.into_iter().map(convert_task).collect(),
+            Some(host) => {
+                let mut tasks = Vec::with_capacity(out.js_tasks.len());
+                for t in out.js_tasks {
+                    if t.task_type == RUN_TASK_TYPE {
+                        ProgramHost::start(host, t);
+                    } else {
+                        tasks.push(convert_task(t));
+                    }
+                }
+                tasks
+            }
+        },
         native: out
             .native_calls
             .into_iter()
@@ -325,20 +348,34 @@ fn worker_error(e: WorkerError) -> napi::Error<ErrorCode> {
     napi::Error::new(code, e.to_string())
 }
 
+/// The core and what runs its tasks outside it, shared with the tasks in flight.
+pub(crate) struct Shared {
+    /// Behind a mutex only ever taken on the JS thread.
+    core: Mutex<Worker>,
+    /// Program tasks run by the binding (set by `runPrograms`).
+    pub(crate) programs: std::sync::OnceLock<Arc<ProgramHost>>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Worker> {
+        lock(&self.core)
+    }
+}
+
 /// The worker core (one per worker process).
 ///
-/// Shared (behind a mutex only ever taken on the JS thread) with the native tasks in flight,
-/// whose completion feeds the core directly.
+/// Shared with the native tasks and programs in flight, whose completion feeds the core
+/// directly.
 #[napi]
 pub struct WorkerCore {
-    inner: Arc<Mutex<Worker>>,
+    inner: Arc<Shared>,
 }
 
 impl WorkerCore {
     /// Runs `f` on the core, then returns the event's effects.
     fn event(&self, env: &Env, f: impl FnOnce(&mut Worker)) -> napi::Result<WorkerEffects> {
         let out = {
-            let mut core = lock(&self.inner);
+            let mut core = self.inner.lock();
             f(&mut core);
             core.take_output()
         };
@@ -367,8 +404,50 @@ impl WorkerCore {
         })
         .map_err(worker_error)?;
         Ok(WorkerCore {
-            inner: Arc::new(Mutex::new(inner)),
+            inner: Arc::new(Shared {
+                core: Mutex::new(inner),
+                programs: std::sync::OnceLock::new(),
+            }),
         })
+    }
+
+    /// From now on, program tasks (`loom/run/run`) no longer come to JS in `tasks`: the binding
+    /// maps their inputs into a run directory under `workDir/run`, spawns, waits and collects
+    /// them on its runner threads (`pin`: prefixed with `taskset -c <their cpu slots>`), and the
+    /// core takes their results. `onEnded` receives the effects of each batch of programs that
+    /// ended (apply them like any others); it does not keep the process alive. `job`: the worker
+    /// runs in a cluster job, so a program killed by SIGUSR1 (the job's stop signal) is reported
+    /// 2 s later, once the worker has had the time to stop. A canceled program is stopped with
+    /// `killProgram(taskId, ...)`. Once only; later calls do nothing.
+    #[napi(
+        ts_args_type = "workDir: string, pin: boolean, job: boolean, onEnded: (effects: WorkerEffects) => void"
+    )]
+    pub fn run_programs(
+        &self,
+        work_dir: String,
+        pin: bool,
+        job: bool,
+        on_ended: Function<'_, WorkerEffects, ()>,
+    ) -> napi::Result<(), ErrorCode> {
+        if self.inner.programs.get().is_some() {
+            return Ok(());
+        }
+        let shared = Arc::downgrade(&self.inner);
+        let host = Arc::new(ProgramHost::new(
+            shared.clone(),
+            std::path::Path::new(&work_dir),
+            pin,
+            job,
+        ));
+        let wake = on_ended
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(move |ctx| ProgramHost::deliver(&shared, &ctx.env))
+            .map_err(binding_error)?;
+        host.set_wake(wake);
+        let _ = self.inner.programs.set(host);
+        Ok(())
     }
 
     /// The socket has written (or dropped) the send of `lease`: its shared objects are let go
@@ -391,7 +470,8 @@ impl WorkerCore {
     /// The loaded native task libraries, in load order.
     #[napi]
     pub fn extensions(&self) -> Vec<ExtensionInfo> {
-        lock(&self.inner)
+        self.inner
+            .lock()
             .extensions()
             .libraries()
             .iter()
@@ -409,7 +489,7 @@ impl WorkerCore {
     /// array or index input (`TaskInput.bytes`) are these ids.
     #[napi]
     pub fn data_type_ids(&self) -> DataTypeIds {
-        let core = lock(&self.inner);
+        let core = self.inner.lock();
         let t = core.type_ids();
         DataTypeIds {
             data: t.data,
@@ -423,14 +503,14 @@ impl WorkerCore {
     /// The framed Register message to send to the server.
     #[napi]
     pub fn register_frame(&self) -> Buffer {
-        lock(&self.inner).register_frame().into()
+        self.inner.lock().register_frame().into()
     }
 
     /// The framed LEAVING message to send before closing the server connection on purpose, or
     /// null when the server did not announce it understands one (the original server).
     #[napi]
     pub fn leaving_frame(&self) -> Option<Buffer> {
-        lock(&self.inner).leaving_frame().map(Into::into)
+        self.inner.lock().leaving_frame().map(Into::into)
     }
 
     /// Bytes from the server connection. A broken stream throws `ERR_LOOM_SERVER_STREAM`.
@@ -447,7 +527,7 @@ impl WorkerCore {
     /// fed with `onPeerData` (it starts without an Announce).
     #[napi]
     pub fn open_peer(&self, conn: u32, port: u32) -> Buffer {
-        lock(&self.inner).open_peer(conn, port as u16).into()
+        self.inner.lock().open_peer(conn, port as u16).into()
     }
 
     /// Bytes on a data connection. A broken stream throws `ERR_LOOM_PEER_STREAM`.
@@ -519,6 +599,15 @@ impl WorkerCore {
         self.event(&env, |w| w.redirect_task(id, &task_type, config, converted))
     }
 
+    /// The worker stops: program tasks not started yet never start, and the outcomes of those
+    /// running are dropped (kill them with `killAllPrograms`).
+    #[napi]
+    pub fn stop_programs(&self) {
+        if let Some(host) = self.inner.programs.get() {
+            host.stop();
+        }
+    }
+
     /// About once a second: samples CPU occupancy and writes the trace out when due (no-op
     /// while not tracing).
     #[napi]
@@ -529,7 +618,7 @@ impl WorkerCore {
     /// Writes the trace out (before the process exits).
     #[napi]
     pub fn trace_flush(&self) {
-        lock(&self.inner).trace_flush();
+        self.inner.lock().trace_flush();
     }
 
     /// A JS task failed with `message`.

@@ -13,7 +13,7 @@ import { dirname, join } from "node:path";
 import { native, type TaskToRun, type WorkerCore, type WorkerEffects } from "../native.js";
 import { log } from "../log.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
-import { runProgram, stopProgram, stopAllPrograms } from "./run.js";
+import { stopProgram, stopAllPrograms } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 import { PythonRunner } from "./python.js";
 import { connectSecure, listenSecure, type ConnectSecurity } from "../security/transport.js";
@@ -168,7 +168,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
   }
   const handlers: Record<string, TaskHandler> = {
-    "loom/run/run": async (t) => ({ result: await runProgram(t, { workDir, pin: options.pin }) }),
     "loom/js/call": (t, signal) => functions.call(t, signal),
     "loom/js/value": (t) => functions.value(t),
     "loom/py/call": (t, signal) => python.call(t, signal),
@@ -182,6 +181,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     rmSync(workDir, { recursive: true, force: true });
     throw e; // a binding error: `code` is ERR_LOOM_EXTENSION or ERR_LOOM_WORK_DIR, the message names the path
   }
+  // Programs (`loom/run/run`) run on the addon's threads; JS gets the effects once per batch of
+  // ended programs (issue #26).
+  core.runPrograms(workDir, options.pin, options.job !== undefined, (effects) => {
+    if (!stopped) apply(effects);
+  });
   for (const info of core.extensions()) {
     log("info", `Loaded task library ${info.name} ${info.version} from ${info.path}: ${info.taskTypes.join(", ")}`);
   }
@@ -433,11 +437,11 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
    * a native task is left to finish and its result dropped.
    */
   function cancelTask(id: number): void {
+    stopProgram(id); // programs run in the addon, not in `active`
     const ctl = active.get(id);
     if (ctl === undefined) return;
     active.delete(id);
     ctl.abort();
-    stopProgram(id);
     log("debug", `Task id=${id} canceled (its client is gone)`);
   }
 
@@ -494,7 +498,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     if (stopped) return;
     stopped = true;
     clearInterval(traceTimer);
-    // Every program this worker started dies with it (and whatever those programs started).
+    // Every program this worker started dies with it (and whatever those programs started);
+    // queued ones never start.
+    core!.stopPrograms();
     stopAllPrograms();
     core!.traceFlush();
     // A worker stopping on purpose says so first (our extension, when the server announced it):
