@@ -119,10 +119,39 @@ fn open_out(path: &Path, truncate: bool) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Running programs: token -> process (group) id.
-fn programs() -> &'static Mutex<HashMap<u32, i32>> {
-    static P: OnceLock<Mutex<HashMap<u32, i32>>> = OnceLock::new();
+/// A program known by its token.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Registered {
+    /// Handed to a runner thread, not spawned yet; a stop meanwhile leaves its signal here (the
+    /// program then never starts).
+    Starting(Option<i32>),
+    /// Running: its process (group) id.
+    Running(i32),
+}
+
+/// Programs by token.
+fn programs() -> &'static Mutex<HashMap<u32, Registered>> {
+    static P: OnceLock<Mutex<HashMap<u32, Registered>>> = OnceLock::new();
     P.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The program of `token` is about to start: a [`kill_program`] from now on is not lost, even
+/// before the spawn. Call where its task is handed to a runner thread; [`forget_program`] once
+/// it ran (or never will).
+pub(crate) fn expect_program(token: u32) {
+    programs()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(token)
+        .or_insert(Registered::Starting(None));
+}
+
+/// Forgets `token` if its program never started (it ended before the spawn, or was stopped).
+pub(crate) fn forget_program(token: u32) {
+    let mut map = programs().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(Registered::Starting(_)) = map.get(&token) {
+        map.remove(&token);
+    }
 }
 
 fn signal_group(pgid: i32, signal: i32) {
@@ -179,25 +208,34 @@ pub fn start_reaper() -> napi::Result<()> {
 }
 
 /// Sends `signal` (e.g. 15 = SIGTERM, 9 = SIGKILL) to the program registered under `token`
-/// and to every process in its group. Returns false when no such program runs (it ended).
+/// and to every process in its group; a program about to start never starts. Returns false
+/// when no such program runs (it ended).
 #[napi]
 pub fn kill_program(token: u32, signal: i32) -> bool {
-    let map = programs().lock().unwrap_or_else(|e| e.into_inner());
-    match map.get(&token) {
-        Some(&pgid) => {
-            signal_group(pgid, signal);
+    let mut map = programs().lock().unwrap_or_else(|e| e.into_inner());
+    match map.get_mut(&token) {
+        Some(Registered::Running(pgid)) => {
+            signal_group(*pgid, signal);
+            true
+        }
+        Some(Registered::Starting(stop)) => {
+            *stop = Some(signal);
             true
         }
         None => false,
     }
 }
 
-/// Sends `signal` to every running program (and its group); returns how many there were.
+/// Sends `signal` to every running program (and its group), and stops those about to start;
+/// returns how many there were.
 #[napi]
 pub fn kill_all_programs(signal: i32) -> u32 {
-    let map = programs().lock().unwrap_or_else(|e| e.into_inner());
-    for &pgid in map.values() {
-        signal_group(pgid, signal);
+    let mut map = programs().lock().unwrap_or_else(|e| e.into_inner());
+    for r in map.values_mut() {
+        match r {
+            Registered::Running(pgid) => signal_group(*pgid, signal),
+            Registered::Starting(stop) => *stop = Some(signal),
+        }
     }
     map.len() as u32
 }
@@ -386,6 +424,15 @@ impl Program {
             open_out(&dir.join("+err"), placed("+err"))
                 .map_err(|e| format!("cannot create +err: {}", strerror(&e)))?,
         );
+        if let Some(Registered::Starting(Some(signal))) = programs()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.token)
+        {
+            return Err(format!(
+                "'{program}' was stopped (signal {signal}) before it started"
+            ));
+        }
         let mut child = Command::new(program)
             .args(&self.argv[1..])
             .current_dir(dir)
@@ -397,10 +444,13 @@ impl Program {
             .spawn()
             .map_err(|e| format!("spawning '{program}': {}", strerror(&e)))?;
         let pgid = child.id() as i32;
-        programs()
+        let before = programs()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(self.token, pgid);
+            .insert(self.token, Registered::Running(pgid));
+        if let Some(Registered::Starting(Some(signal))) = before {
+            signal_group(pgid, signal); // stopped while it was being spawned
+        }
         reaper_note('+', pgid);
         let status = child.wait();
         programs()
@@ -675,6 +725,39 @@ mod tests {
         cat.stdout.take().unwrap().read_to_end(&mut bytes).unwrap();
         assert!(cat.wait().unwrap().success());
         bytes
+    }
+
+    #[test]
+    fn a_program_stopped_before_its_spawn_never_starts() {
+        let root = std::env::temp_dir().join(format!("loom-stop-test-{}", std::process::id()));
+        let marker = root.join("started");
+        let token = 0xfeed_0001;
+        expect_program(token);
+        assert!(
+            kill_program(token, libc::SIGTERM),
+            "a starting program can be stopped"
+        );
+        let program = Program {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("touch {}", marker.display()),
+            ],
+            root: root.clone(),
+            files: Vec::new(),
+            stdin: None,
+            outputs: Vec::new(),
+            token,
+        };
+        let err = program.run().err().expect("it must not run");
+        assert!(
+            err.contains("was stopped (signal 15) before it started"),
+            "{err}"
+        );
+        assert!(!marker.exists(), "the program never ran");
+        forget_program(token);
+        assert!(!kill_program(token, libc::SIGTERM), "forgotten");
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use loom_core::worker::{JsInput, JsResult, JsTask, WorkerOutput};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use prost::Message;
 
-use crate::process::{runners, Collected, Ended, Program, Source};
+use crate::process::{expect_program, forget_program, runners, Collected, Ended, Program, Source};
 use crate::run_dir;
 use crate::worker::{Shared, WorkerEffects};
 
@@ -81,8 +81,10 @@ impl ProgramHost {
         self.stopped.store(true, Ordering::SeqCst);
     }
 
-    /// Starts program task `task` on a runner thread of its own.
+    /// Starts program task `task` on a runner thread of its own. Its program counts as
+    /// starting from now on (`expect_program`), so a cancel before the spawn is not lost.
     pub(crate) fn start(host: &Arc<ProgramHost>, task: JsTask) {
+        expect_program(task.id as u32);
         let on_thread = host.clone();
         let id = task.id;
         let submitted = runners().submit(Box::new(move || {
@@ -90,6 +92,7 @@ impl ProgramHost {
             runners().idle();
         }));
         if let Err(e) = submitted {
+            forget_program(id as u32);
             host.complete(id, Err(format!("cannot start a runner thread: {e}")));
         }
     }
@@ -100,9 +103,11 @@ impl ProgramHost {
     fn run_from(self: &Arc<Self>, mut task: JsTask) {
         loop {
             if self.stopped.load(Ordering::SeqCst) {
+                forget_program(task.id as u32);
                 return;
             }
             let outcome = prepare(&task, &self.run_root, self.pin).and_then(|p| p.run());
+            forget_program(task.id as u32);
             if self.job && matches!(&outcome, Ok(e) if e.signal == Some(SIGUSR1)) {
                 std::thread::sleep(STOP_SIGNAL_GRACE);
             }
@@ -138,7 +143,13 @@ impl ProgramHost {
                 }
                 Err(message) => core.fail_task(id, message.as_bytes()),
             }
-            core.take_output()
+            let out = core.take_output();
+            // Counted as starting before the core's lock is let go: the JS thread may take it
+            // next to cancel one of them.
+            for t in out.js_tasks.iter().filter(|t| t.task_type == RUN_TASK_TYPE) {
+                expect_program(t.id as u32);
+            }
+            out
         };
         let mut next = None;
         let mut others = Vec::new();
