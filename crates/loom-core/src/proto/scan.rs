@@ -39,7 +39,9 @@ impl<'a> Scanner<'a> {
         self.p >= self.b.len()
     }
 
-    /// Reads a varint (up to 10 bytes; one- and two-byte values take the inlined fast path).
+    /// Reads a varint (up to 10 bytes). One-byte values take the inlined fast path; longer
+    /// ones (ids above 127, e.g. the ids of a plan with millions of tasks) are decoded without
+    /// per-byte bounds checks when 10 bytes are left, else byte by byte.
     #[inline(always)]
     pub fn varint(&mut self) -> Result<u64, Malformed> {
         let b = self.b;
@@ -51,19 +53,36 @@ impl<'a> Scanner<'a> {
                 return Ok(b0 as u64);
             }
         }
-        if p + 1 < b.len() {
-            let b0 = b[p];
-            let b1 = b[p + 1];
-            if b1 < 0x80 {
-                self.p = p + 2;
-                return Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7);
-            }
-        }
-        self.varint_slow()
+        self.varint_multi()
     }
 
-    #[cold]
-    #[inline(never)]
+    /// A varint of two or more bytes (or a truncated one).
+    #[inline]
+    fn varint_multi(&mut self) -> Result<u64, Malformed> {
+        let p = self.p;
+        let Some(w) = self.b.get(p..p + 10) else {
+            return self.varint_slow();
+        };
+        // One fixed-size window: the compiler drops the bounds checks.
+        let w: &[u8; 10] = w.try_into().expect("10 bytes");
+        let mut v = (w[0] & 0x7f) as u64;
+        for k in 1..10 {
+            let byte = w[k];
+            v |= ((byte & 0x7f) as u64) << (7 * k);
+            if byte < 0x80 {
+                if k == 9 && byte > 1 {
+                    return Err(Malformed("varint too long"));
+                }
+                self.p = p + k + 1;
+                return Ok(v);
+            }
+        }
+        Err(Malformed("varint too long"))
+    }
+
+    /// A varint near the end of the buffer (e.g. the last input of a task inside a plan),
+    /// byte by byte.
+    #[inline]
     fn varint_slow(&mut self) -> Result<u64, Malformed> {
         let b = self.b;
         let mut p = self.p;
@@ -93,7 +112,8 @@ impl<'a> Scanner<'a> {
     pub fn key(&mut self) -> Result<(u32, u8), Malformed> {
         let k = self.varint()?;
         let field = (k >> 3) as u32;
-        if field == 0 || k >> 3 > u32::MAX as u64 {
+        // Field numbers are 1..=u32::MAX: one comparison for both bounds.
+        if (k >> 3).wrapping_sub(1) >= u32::MAX as u64 {
             return Err(Malformed("invalid field number"));
         }
         Ok((field, (k & 7) as u8))
@@ -191,6 +211,40 @@ mod tests {
         assert!(rd.done());
         assert!(Scanner::new(&[0x80]).varint().is_err());
         assert!(Scanner::new(&[0xff; 11]).varint().is_err());
+    }
+
+    #[test]
+    fn windowed_and_bytewise_varints_agree() {
+        // The same values decoded with 10 bytes left (windowed path) and at the end of the
+        // buffer (byte by byte), including the longest and the over-long encodings.
+        let mut values: Vec<u64> = (0..64).map(|s| 1u64 << s).collect();
+        values.extend([
+            0,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            3_000_000,
+            u64::MAX,
+            -1i64 as u64,
+        ]);
+        for v in values {
+            let mut enc = Vec::new();
+            crate::proto::write::put_varint(&mut enc, v);
+            let mut padded = enc.clone();
+            padded.extend_from_slice(&[0u8; 10]);
+            let mut r = Scanner::new(&padded);
+            assert_eq!(r.varint(), Ok(v));
+            assert_eq!(r.p, enc.len());
+            assert_eq!(Scanner::new(&enc).varint(), Ok(v));
+        }
+        let mut too_long = vec![0xffu8; 9];
+        too_long.push(0x02);
+        too_long.extend_from_slice(&[0u8; 10]);
+        assert!(Scanner::new(&too_long).varint().is_err());
+        assert!(Scanner::new(&too_long[..10]).varint().is_err());
+        assert!(Scanner::new(&[0xffu8; 20]).varint().is_err());
     }
 
     #[test]

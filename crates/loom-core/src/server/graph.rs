@@ -148,21 +148,28 @@ impl TaskGraph {
 
     /// The inputs a task needs, taking dslice/dget overrides into account; none for a task
     /// loaded from its checkpoint.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn inputs_of(&self, s: Slot) -> &[TaskId] {
         let seg = &self.segs[s.seg];
         let flags = seg.flags[s.off];
-        if flags.has(TaskFlags::LOAD) {
-            return &[];
-        }
-        if flags.has(TaskFlags::OVERRIDE) {
-            return self
-                .overrides
-                .get(&seg.id(s.off))
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
+        if flags.has(TaskFlags::LOAD) || flags.has(TaskFlags::OVERRIDE) {
+            return self.rare_inputs_of(s);
         }
         seg.inputs(s.off)
+    }
+
+    /// [`TaskGraph::inputs_of`] a loaded or expansion-rewritten task (kept out of line).
+    #[cold]
+    #[inline(never)]
+    fn rare_inputs_of(&self, s: Slot) -> &[TaskId] {
+        let seg = &self.segs[s.seg];
+        if seg.flags[s.off].has(TaskFlags::LOAD) {
+            return &[];
+        }
+        self.overrides
+            .get(&seg.id(s.off))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The label of a task, or "" if it has none.

@@ -148,40 +148,17 @@ pub(crate) fn push_task(
     n_cpus: u32,
     checkpoint: &str,
 ) {
-    // Small tasks (the common case) are encoded on the stack and appended at once. With any
-    // i32 id and inputs (10 varint bytes each when negative), a type id and cpus of at most 5
-    // bytes: 8 + 3 + 10 + 1 + 5 + 2 + 48 + 8 * 11 + 1 + 5 + 2 = 173 bytes.
-    const SMALL: usize = 176;
-    if config.len() <= 48 && inputs.len() <= 8 && checkpoint.is_empty() {
-        let mut buf = [0u8; SMALL];
-        let mut p = 8;
-        buf[p] = key::TYPE;
-        buf[p + 1] = key::TASK;
-        buf[p + 2] = key::ID;
-        p += 3;
-        put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);
-        buf[p] = key::TASK_TYPE;
-        p += 1;
-        put_varint_at(&mut buf, &mut p, task_type as i64 as u64);
-        buf[p] = key::TASK_CONFIG;
-        buf[p + 1] = config.len() as u8;
-        p += 2;
-        buf[p..p + config.len()].copy_from_slice(config);
-        p += config.len();
-        for &i in inputs {
-            buf[p] = key::TASK_INPUT;
-            p += 1;
-            put_varint_at(&mut buf, &mut p, i.get() as i64 as u64);
+    // Small tasks (the common case) are encoded on the stack and appended as one fixed-size
+    // copy (no call to memcpy), then cut to length. With any i32 id and inputs (10 varint
+    // bytes each when negative) and type: 8 + 3 + 10 + 1 + 10 + 2 + config + 11 per input
+    // + 1 + 5 + 2 bytes.
+    if checkpoint.is_empty() {
+        if config.len() <= 16 && inputs.len() <= 4 {
+            return push_small_task::<104>(out, id, task_type, config, inputs, n_cpus);
         }
-        buf[p] = key::N_CPUS;
-        p += 1;
-        put_varint_at(&mut buf, &mut p, n_cpus as u64);
-        buf[p] = key::CHECKPOINT_PATH;
-        buf[p + 1] = 0;
-        p += 2;
-        put_frame_len(&mut buf, p);
-        out.extend_from_slice(&buf[..p]);
-        return;
+        if config.len() <= 48 && inputs.len() <= 8 {
+            return push_small_task::<184>(out, id, task_type, config, inputs, n_cpus);
+        }
     }
     let p = frame_begin(out);
     out.extend_from_slice(&[key::TYPE, key::TASK]);
@@ -194,6 +171,55 @@ pub(crate) fn push_task(
     put_i32(out, key::N_CPUS, n_cpus as i32);
     put_bytes(out, key::CHECKPOINT_PATH, checkpoint.as_bytes());
     frame_end(out, p);
+}
+
+/// [`push_task`] of a task without checkpoint that fits in `N` bytes (the caller checks).
+#[inline(always)]
+fn push_small_task<const N: usize>(
+    out: &mut Vec<u8>,
+    id: TaskId,
+    task_type: i32,
+    config: &[u8],
+    inputs: &[TaskId],
+    n_cpus: u32,
+) {
+    let mut buf = [0u8; N];
+    let mut p = 8;
+    buf[p] = key::TYPE;
+    buf[p + 1] = key::TASK;
+    buf[p + 2] = key::ID;
+    p += 3;
+    put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);
+    buf[p] = key::TASK_TYPE;
+    p += 1;
+    put_varint_at(&mut buf, &mut p, task_type as i64 as u64);
+    buf[p] = key::TASK_CONFIG;
+    buf[p + 1] = config.len() as u8;
+    p += 2;
+    buf[p..p + config.len()].copy_from_slice(config);
+    p += config.len();
+    for &i in inputs {
+        buf[p] = key::TASK_INPUT;
+        p += 1;
+        put_varint_at(&mut buf, &mut p, i.get() as i64 as u64);
+    }
+    buf[p] = key::N_CPUS;
+    p += 1;
+    put_varint_at(&mut buf, &mut p, n_cpus as u64);
+    buf[p] = key::CHECKPOINT_PATH;
+    buf[p + 1] = 0;
+    p += 2;
+    put_frame_len(&mut buf, p);
+    append_prefix(out, &buf, p);
+}
+
+/// Appends `buf[..len]` to `out` as one fixed-size copy of `buf` cut back to `len` (cheaper
+/// than a variable-length copy for the few dozen bytes of a small frame).
+#[inline(always)]
+fn append_prefix<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
+    let start = out.len();
+    out.extend_from_slice(buf);
+    out.truncate(start + len);
 }
 
 /// Marks the TASK or LOAD_CHECKPOINT frame that starts at `frame` (the last one in `out`) as
@@ -244,7 +270,7 @@ fn push_id_command(out: &mut Vec<u8>, ty: u8, id: TaskId) {
     p += 3;
     put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);
     put_frame_len(&mut buf, p);
-    out.extend_from_slice(&buf[..p]);
+    append_prefix(out, &buf, p);
 }
 
 /// `ClientResponse{TASK_FINISHED, id}`.
@@ -282,6 +308,37 @@ mod tests {
         assert_eq!(cmd.task_inputs, vec![1, 2, 300]);
         assert_eq!(cmd.n_cpus, Some(2));
         assert_eq!(cmd.checkpoint_path.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn task_frames_of_every_size_tier_match_prost() {
+        // Around the tiers' limits (16/48 config bytes, 4/8 inputs), with the longest ids.
+        for cfg_len in [0, 1, 16, 17, 48, 49] {
+            for n_in in [0, 1, 4, 5, 8, 9] {
+                let cfg = vec![b'c'; cfg_len];
+                let inputs: Vec<i32> = (0..n_in)
+                    .map(|k| if k % 2 == 0 { -1 } else { i32::MAX })
+                    .collect();
+                let mut out = vec![9u8; 3];
+                push_task(
+                    &mut out,
+                    TaskId(i32::MIN),
+                    i32::MAX,
+                    &cfg,
+                    &ids(&inputs),
+                    u32::MAX,
+                    "",
+                );
+                let len = u64::from_le_bytes(out[3..11].try_into().unwrap()) as usize;
+                assert_eq!(out.len(), 11 + len);
+                let cmd = WorkerCommand::decode(&out[11..]).unwrap();
+                assert_eq!(cmd.id, Some(i32::MIN));
+                assert_eq!(cmd.task_type, Some(i32::MAX));
+                assert_eq!(cmd.task_config.as_deref(), Some(&cfg[..]));
+                assert_eq!(cmd.task_inputs, inputs);
+                assert_eq!(cmd.n_cpus, Some(-1));
+            }
+        }
     }
 
     #[test]
