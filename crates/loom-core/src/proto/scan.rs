@@ -107,9 +107,24 @@ impl<'a> Scanner<'a> {
         Ok(v)
     }
 
-    /// Reads a field key: (field number, wire type).
+    /// Reads a field key: (field number, wire type). One-byte keys (fields 1 to 15) take the
+    /// inlined fast path.
     #[inline(always)]
     pub fn key(&mut self) -> Result<(u32, u8), Malformed> {
+        let (b, p) = (self.b, self.p);
+        if p < b.len() {
+            let k = b[p];
+            if (8..0x80).contains(&k) {
+                self.p = p + 1;
+                return Ok(((k >> 3) as u32, k & 7));
+            }
+        }
+        self.key_multi()
+    }
+
+    /// A key of two or more bytes, or an invalid one.
+    #[inline(never)]
+    fn key_multi(&mut self) -> Result<(u32, u8), Malformed> {
         let k = self.varint()?;
         let field = (k >> 3) as u32;
         // Field numbers are 1..=u32::MAX: one comparison for both bounds.
@@ -180,11 +195,21 @@ impl<'a> Scanner<'a> {
         self.bytes()
     }
 
-    /// A repeated `int32` field, packed or not: each value is passed to `each`.
-    #[inline]
+    /// A repeated `int32` field, packed or not: each value is passed to `each`. One unpacked
+    /// value (the original client's encoding) is read inline.
+    #[inline(always)]
     pub fn repeated_i32(&mut self, wt: u8, mut each: impl FnMut(i32)) -> Result<(), Malformed> {
+        if wt == wire_type::VARINT {
+            each(self.varint()? as i32);
+            return Ok(());
+        }
+        self.packed_i32(wt, each)
+    }
+
+    /// [`Scanner::repeated_i32`] of a packed run (kept out of line).
+    #[inline(never)]
+    fn packed_i32(&mut self, wt: u8, mut each: impl FnMut(i32)) -> Result<(), Malformed> {
         match wt {
-            wire_type::VARINT => each(self.varint()? as i32),
             wire_type::LEN => {
                 let mut p = Scanner::new(self.bytes()?);
                 while !p.done() {

@@ -138,6 +138,9 @@ pub(crate) fn count_plan_tasks(plan: &[u8]) -> (usize, usize) {
     (results, checkpoints)
 }
 
+/// The most a worker's outgoing buffer reserves after [`Server::take_output`] (bytes).
+const MAX_OUT_RESERVE: usize = 1 << 20;
+
 /// A connection id, chosen by the socket layer.
 pub type ConnId = u32;
 
@@ -492,7 +495,10 @@ impl Server {
         let mut out = std::mem::take(&mut self.out);
         for w in self.workers.list.iter_mut() {
             if !w.out.is_empty() {
-                let buf = std::mem::take(&mut w.out);
+                // The next batch is about as large (bounded by the in-flight caps): room for
+                // it at once instead of growing by doubling, copying what was written.
+                let next = Vec::with_capacity(w.out.len().min(MAX_OUT_RESERVE));
+                let buf = std::mem::replace(&mut w.out, next);
                 if w.alive {
                     out.writes.push((w.conn, buf));
                 }
