@@ -60,6 +60,18 @@ impl<'a> Scanner<'a> {
     #[inline]
     fn varint_multi(&mut self) -> Result<u64, Malformed> {
         let p = self.p;
+        // Two and three bytes (values below 2^21: the ids of plans up to ~2M tasks) first.
+        if let Some(&[b0, b1, b2]) = self.b.get(p..p + 3) {
+            let low = (b0 & 0x7f) as u64;
+            if b1 < 0x80 {
+                self.p = p + 2;
+                return Ok(low | (b1 as u64) << 7);
+            }
+            if b2 < 0x80 {
+                self.p = p + 3;
+                return Ok(low | ((b1 & 0x7f) as u64) << 7 | (b2 as u64) << 14);
+            }
+        }
         let Some(w) = self.b.get(p..p + 10) else {
             return self.varint_slow();
         };
