@@ -47,6 +47,26 @@ pub fn frame_end(out: &mut [u8], p: usize) {
 /// room). For small fixed-shape messages encoded in a stack buffer and appended at once.
 #[inline(always)]
 pub fn put_varint_at(buf: &mut [u8], p: &mut usize, mut v: u64) {
+    // Up to three bytes (ids below 2^21) without a loop.
+    let q = *p;
+    if v < 1 << 7 {
+        buf[q] = v as u8;
+        *p = q + 1;
+        return;
+    }
+    if v < 1 << 14 {
+        buf[q] = v as u8 | 0x80;
+        buf[q + 1] = (v >> 7) as u8;
+        *p = q + 2;
+        return;
+    }
+    if v < 1 << 21 {
+        buf[q] = v as u8 | 0x80;
+        buf[q + 1] = (v >> 7) as u8 | 0x80;
+        buf[q + 2] = (v >> 14) as u8;
+        *p = q + 3;
+        return;
+    }
     while v >= 0x80 {
         buf[*p] = (v as u8) | 0x80;
         *p += 1;
@@ -60,4 +80,23 @@ pub fn put_varint_at(buf: &mut [u8], p: &mut usize, mut v: u64) {
 #[inline(always)]
 pub fn put_frame_len(buf: &mut [u8], end: usize) {
     buf[..8].copy_from_slice(&((end - 8) as u64).to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_at_matches_appended_varint() {
+        let mut values: Vec<u64> = (0..64).flat_map(|s| [(1u64 << s) - 1, 1u64 << s]).collect();
+        values.extend([u64::MAX, -1i64 as u64, 300, 2_097_151, 2_097_152]);
+        for v in values {
+            let mut want = Vec::new();
+            put_varint(&mut want, v);
+            let mut buf = [0u8; 12];
+            let mut p = 1;
+            put_varint_at(&mut buf, &mut p, v);
+            assert_eq!(&buf[1..p], &want[..], "{v}");
+        }
+    }
 }

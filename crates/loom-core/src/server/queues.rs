@@ -32,11 +32,19 @@ pub(crate) struct ReadyQueues {
 
 impl ReadyQueues {
     /// Queues a ready task of `cpus` cpus.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, id: TaskId, cpus: u16) {
         if cpus == 0 {
             self.light.push_back(id);
-        } else if let Some(q) = self.heavy.iter_mut().find(|q| q.cpus == cpus) {
+        } else {
+            self.push_heavy(id, cpus);
+        }
+    }
+
+    /// [`ReadyQueues::push`] of a task of one or more cpus.
+    #[inline(never)]
+    fn push_heavy(&mut self, id: TaskId, cpus: u16) {
+        if let Some(q) = self.heavy.iter_mut().find(|q| q.cpus == cpus) {
             q.tasks.push_back(id);
         } else {
             self.heavy.push(CpuQueue {

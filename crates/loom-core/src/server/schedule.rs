@@ -111,6 +111,8 @@ impl Server {
         let inputs = self.graph.inputs_of(s);
         let multi = self.workers.n_alive > 1 && !inputs.is_empty();
         if multi {
+            // Extra copies are rare: no hash lookup per input while there are none.
+            let extra_copies = !self.moves.extra_owners.is_empty();
             for &x in inputs {
                 if let Some(xs) = self.graph.locate_hint(x, s.seg) {
                     let xseg = self.graph.seg(xs);
@@ -118,7 +120,10 @@ impl Server {
                     if let Some(p) = xseg.wk[xs.off] {
                         scores[p.index()] += size;
                     }
-                    if let Some(extra) = self.moves.extra_owners.get(&x) {
+                    if let Some(extra) = extra_copies
+                        .then(|| self.moves.extra_owners.get(&x))
+                        .flatten()
+                    {
                         for &o in extra {
                             scores[o.index()] += size;
                         }

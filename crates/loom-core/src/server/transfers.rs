@@ -44,9 +44,11 @@ impl Transfers {
     /// Whether `id` is on its way to `w`.
     #[inline]
     pub(crate) fn is_sending_to(&self, id: TaskId, w: WorkerIdx) -> bool {
-        self.in_flight
-            .get(&id)
-            .is_some_and(|t| t.iter().any(|t| t.target == w))
+        !self.in_flight.is_empty()
+            && self
+                .in_flight
+                .get(&id)
+                .is_some_and(|t| t.iter().any(|t| t.target == w))
     }
 
     /// Records a transfer of `id` from `source` to `target` (a SEND was queued to `source`).
