@@ -57,7 +57,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A varint of two or more bytes (or a truncated one).
-    #[inline]
+    #[inline(always)]
     fn varint_multi(&mut self) -> Result<u64, Malformed> {
         let p = self.p;
         // Two and three bytes (values below 2^21: the ids of plans up to ~2M tasks) first.
@@ -72,6 +72,13 @@ impl<'a> Scanner<'a> {
                 return Ok(low | ((b1 & 0x7f) as u64) << 7 | (b2 as u64) << 14);
             }
         }
+        self.varint_long()
+    }
+
+    /// A varint of four or more bytes, or one near the end of the buffer.
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, Malformed> {
+        let p = self.p;
         let Some(w) = self.b.get(p..p + 10) else {
             return self.varint_slow();
         };
@@ -92,9 +99,8 @@ impl<'a> Scanner<'a> {
         Err(Malformed("varint too long"))
     }
 
-    /// A varint near the end of the buffer (e.g. the last input of a task inside a plan),
-    /// byte by byte.
-    #[inline]
+    /// A varint near the end of the buffer, byte by byte.
+    #[inline(always)]
     fn varint_slow(&mut self) -> Result<u64, Malformed> {
         let b = self.b;
         let mut p = self.p;

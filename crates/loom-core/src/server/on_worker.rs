@@ -226,7 +226,7 @@ impl Server {
     }
 
     /// Consumer `c` (looked up from segment `hint` first) has input `from` finished.
-    #[inline]
+    #[inline(always)]
     fn dec_waiting(&mut self, hint: SegIdx, c: TaskId, from: TaskId) {
         let Some(cs) = self.graph.locate_hint(c, hint) else {
             return;
@@ -256,7 +256,7 @@ impl Server {
     }
 
     /// Input `x` (looked up from segment `hint` first) loses one reference; freed at zero.
-    #[inline]
+    #[inline(always)]
     pub(super) fn dec_ref(&mut self, hint: SegIdx, x: TaskId) {
         let Some(xs) = self.graph.locate_hint(x, hint) else {
             return;
@@ -272,6 +272,7 @@ impl Server {
     }
 
     /// Frees a finished object: REMOVE to every owner.
+    #[inline]
     pub(super) fn free(&mut self, s: Slot) {
         let seg = self.graph.seg(s);
         let (id, owner, client, size) = (seg.id(s.off), seg.wk[s.off], seg.client, seg.size[s.off]);
@@ -289,6 +290,7 @@ impl Server {
 
     /// Sends REMOVE{id} to the primary owner and every extra owner of `id` (an object of
     /// `size` bytes).
+    #[inline]
     pub(super) fn remove_everywhere(&mut self, id: TaskId, primary: Option<WorkerIdx>, size: u64) {
         if let Some(p) = primary {
             self.workers[p].dropped(size);

@@ -164,6 +164,7 @@ impl Server {
     }
 
     /// Sends a task to worker `w`, with the SENDs of missing inputs.
+    #[inline(always)]
     fn assign(&mut self, s: Slot, w: WorkerIdx) {
         let seg = self.graph.seg_mut(s);
         let id = seg.id(s.off);

@@ -261,6 +261,7 @@ pub(crate) fn push_cancel(out: &mut Vec<u8>, id: TaskId) {
 }
 
 /// `WorkerCommand{type, id}`.
+#[inline(always)]
 fn push_id_command(out: &mut Vec<u8>, ty: u8, id: TaskId) {
     let mut buf = [0u8; 24];
     let mut p = 8;
