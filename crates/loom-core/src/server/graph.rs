@@ -179,7 +179,7 @@ impl TaskGraph {
 
     /// Ends a live task's life in `state` (freed or failed): it no longer counts for its
     /// segment, which is collected when nothing in it is live.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn retire(&mut self, s: Slot, state: TaskState) {
         let seg = &mut self.segs[s.seg];
         // Retiring twice would drop the segment while tasks in it are still live.

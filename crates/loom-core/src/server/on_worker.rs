@@ -272,7 +272,7 @@ impl Server {
     }
 
     /// Frees a finished object: REMOVE to every owner.
-    #[inline]
+    #[inline(always)]
     pub(super) fn free(&mut self, s: Slot) {
         let seg = self.graph.seg(s);
         let (id, owner, client, size) = (seg.id(s.off), seg.wk[s.off], seg.client, seg.size[s.off]);
@@ -290,7 +290,7 @@ impl Server {
 
     /// Sends REMOVE{id} to the primary owner and every extra owner of `id` (an object of
     /// `size` bytes).
-    #[inline]
+    #[inline(always)]
     pub(super) fn remove_everywhere(&mut self, id: TaskId, primary: Option<WorkerIdx>, size: u64) {
         if let Some(p) = primary {
             self.workers[p].dropped(size);

@@ -22,6 +22,7 @@ enum Pick {
 
 impl Server {
     /// A task has all inputs finished: expand it (dslice/dget) or queue it.
+    #[inline(always)]
     pub(super) fn make_ready(&mut self, s: Slot) {
         let seg = self.graph.seg_mut(s);
         if !seg.flags[s.off].has(TaskFlags::OVERRIDE) && self.sym.is_expansion(seg.ttype[s.off]) {

@@ -138,7 +138,7 @@ mod key {
 
 /// `WorkerCommand{TASK, id, task_type, task_config, task_inputs (unpacked), n_cpus,
 /// checkpoint_path}` (the path is "" for a task without a checkpoint, as the original sends).
-#[inline]
+#[inline(always)]
 pub(crate) fn push_task(
     out: &mut Vec<u8>,
     id: TaskId,
