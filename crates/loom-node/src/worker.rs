@@ -66,8 +66,12 @@ pub struct TaskToRun {
     pub inputs: Vec<TaskInput>,
     /// CPUs allocated.
     pub n_cpus: u32,
-    /// The allocated CPU slots.
+    /// The allocated CPU slots (a pooled call: the slot it lent to the pool, or none).
     pub cpu_slots: Vec<u32>,
+    /// A call of the worker's function-call pool (a one-cpu `loom/js/call`): run it on the pool,
+    /// after the pooled calls handed out before it, never more at once than
+    /// `WorkerEffects.jsPoolCpus`.
+    pub pooled: bool,
 }
 
 /// The result of a task run by the JS layer (`run`, functions): the one task-result shape of
@@ -153,6 +157,9 @@ pub struct WorkerEffects {
     pub logs: Vec<LogLine>,
     /// JS tasks the server canceled: stop them, report nothing (their slots are already free).
     pub canceled: Vec<i32>,
+    /// Cpus lent to the function-call pool after this event: at most this many pooled calls
+    /// may run at once.
+    pub js_pool_cpus: u32,
 }
 
 /// A loaded native task library.
@@ -215,6 +222,7 @@ fn convert_task(t: JsTask) -> TaskToRun {
             .collect(),
         n_cpus: t.n_cpus,
         cpu_slots: t.cpu_slots,
+        pooled: t.pooled,
     }
 }
 
@@ -312,6 +320,7 @@ pub(crate) fn convert(
             .collect(),
         logs: LogLine::all(out.logs),
         canceled: out.canceled,
+        js_pool_cpus: out.js_pool_cpus,
     })
 }
 

@@ -179,6 +179,8 @@ pub(crate) struct SymIds {
     pub(crate) dget: i32,
     pub(crate) cpus: i32,
     pub(crate) array_make: i32,
+    /// `loom/js/call`: one-cpu calls queue deeper on a worker (its function-call pool).
+    pub(crate) js_call: i32,
 }
 
 impl SymIds {
@@ -252,6 +254,7 @@ impl Server {
             dget: id("loom/scheduler/dget"),
             cpus: id("loom/resource/cpus"),
             array_make: id("loom/array/make"),
+            js_call: id("loom/js/call"),
         };
         let mut known_type = vec![false; symbols.names().len()];
         for name in crate::symbols::ORIGINAL_TASK_TYPES

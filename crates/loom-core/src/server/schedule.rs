@@ -132,6 +132,7 @@ impl Server {
                 }
             }
         }
+        let pooled = c == 1 && ty == Some(self.sym.js_call);
         let mut any = false;
         // (position, score, load); the position becomes a WorkerIdx once chosen.
         let mut best: Option<(usize, u64, u64)> = None;
@@ -140,7 +141,7 @@ impl Server {
                 continue;
             }
             any = true;
-            if !w.has_room(c as u32) {
+            if !w.has_room(c as u32, pooled) {
                 continue;
             }
             let score = if multi { scores[wi] } else { 0 };

@@ -9,6 +9,11 @@ use super::ConnId;
 /// Maximum number of in-flight light (0-cpu) tasks per worker.
 pub(crate) const LIGHT_CAP: u32 = 4096;
 
+/// Overbooking of one-cpu function calls (`loom/js/call`), in cpus per worker cpu: a worker
+/// queues them in its function-call pool, whose threads take many queued calls per message, so
+/// small calls need a deeper queue than one round trip to the server (issue #26).
+pub(crate) const POOLED_OVERBOOK: u32 = 64;
+
 /// One registered worker (lost workers keep their slot, `alive == false`).
 pub(crate) struct Worker {
     pub(crate) conn: ConnId,
@@ -76,14 +81,20 @@ impl Worker {
     /// Whether a task of `c` cpus may be assigned now. Up to `cpus` more cpus than the worker has
     /// may be assigned: the worker queues such tasks and starts each as soon as cores free up
     /// (it never runs more than its cores), so its queue does not run dry for a round trip to the
-    /// server after every task — the original server's "overbooking", bounded. Light tasks: fewer
-    /// than [`LIGHT_CAP`] in flight.
+    /// server after every task — the original server's "overbooking", bounded. `pooled` (a one-cpu
+    /// function call): up to [`POOLED_OVERBOOK`] times its cpus more. Light tasks: fewer than
+    /// [`LIGHT_CAP`] in flight.
     #[inline]
-    pub(crate) fn has_room(&self, c: u32) -> bool {
+    pub(crate) fn has_room(&self, c: u32, pooled: bool) -> bool {
         if c == 0 {
             return self.light < LIGHT_CAP;
         }
-        self.free_cpus >= c || (self.free_cpus == 0 && self.over + c <= self.cpus)
+        let over = if pooled {
+            self.cpus * POOLED_OVERBOOK
+        } else {
+            self.cpus
+        };
+        self.free_cpus >= c || (self.free_cpus == 0 && self.over + c <= over)
     }
 
     /// Books a task of `c` cpus (0: light).

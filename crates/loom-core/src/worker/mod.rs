@@ -8,6 +8,11 @@
 //!   that call's output, written after the result is stored (a later `SEND` finds it).
 //! - `loom/run/run`, `loom/js/*`, `loom/py/*` and extra task types become [`JsTask`]s once their inputs are
 //!   present and CPU slots are free (FIFO, head-of-line blocking; `n_cpus == 0` starts at once).
+//! - One-cpu `loom/js/call` tasks share the slots lent to the function-call pool
+//!   ([`CallPool`]): once every slot is taken, further calls are handed out on the pool's slots
+//!   (up to [`POOL_CALLS_PER_CPU`] per lent slot) for JS to run one after another on its
+//!   threads, never more at once than [`WorkerOutput::js_pool_cpus`]; a slot goes back when the
+//!   pool has fewer calls than slots. JS can so hand a thread many queued calls in one message.
 //! - Task types of the loaded task libraries ([`Extensions`]) go through the same queue and
 //!   become [`NativeCall`]s: shared references to the stored inputs, run by the binding on its
 //!   thread pool and answered with [`Worker::finish_native`] (see `native.rs`).
@@ -72,8 +77,12 @@ pub struct JsTask {
     pub inputs: Vec<JsInput>,
     /// CPUs requested.
     pub n_cpus: u32,
-    /// The allocated slots (`n_cpus` of them).
+    /// The allocated slots (`n_cpus` of them; for a pooled call, the slot it lent to the
+    /// pool, or none).
     pub cpu_slots: Vec<u32>,
+    /// A call of the function-call pool: it runs on one of the pool's cpus
+    /// ([`WorkerOutput::js_pool_cpus`]), after the pool's calls handed out before it.
+    pub pooled: bool,
 }
 
 /// One input of a [`JsTask`].
@@ -164,6 +173,20 @@ pub struct WorkerOutput {
     /// JS tasks canceled by the server: stop them (their slots are already free) and report
     /// nothing for them.
     pub canceled: Vec<i32>,
+    /// Cpus lent to the function-call pool now: JS runs at most this many pooled calls at once.
+    pub js_pool_cpus: u32,
+}
+
+/// Pooled calls handed out per cpu lent to the pool, at most (bounds the calls a slow call can
+/// hold up behind it).
+pub const POOL_CALLS_PER_CPU: u32 = 64;
+
+/// The function-call pool: the slots lent to it and its calls handed out and not answered.
+/// Invariant: `calls >= lent.len()` (a slot goes back as soon as the pool has fewer calls).
+#[derive(Debug, Default)]
+struct CallPool {
+    lent: Vec<u32>,
+    calls: u32,
 }
 
 /// What this worker understands beyond the original protocol (`Register.features`).
@@ -254,8 +277,11 @@ struct Queued {
 #[derive(Debug)]
 struct Running {
     inputs: Vec<DataRef>,
+    /// Its own slots (none for a pooled call: those are the pool's).
     slots: Vec<u32>,
     checkpoint: String,
+    /// A call of the function-call pool.
+    pooled: bool,
 }
 
 /// The worker core.
@@ -276,6 +302,9 @@ pub struct Worker {
     woken: VecDeque<i32>,
     queue: VecDeque<Queued>,
     slots: Slots,
+    pool: CallPool,
+    /// The dictionary id of `loom/js/call` (-1 before the dictionary).
+    js_call_type: i32,
     running: IdMap<Running>,
     peers: HashMap<u32, Peer>,
     /// Data-connection events that came before the server's DICTIONARY, in order (chunk, or
@@ -326,6 +355,8 @@ impl Worker {
             woken: VecDeque::new(),
             queue: VecDeque::new(),
             slots: Slots::new(cfg.cpus),
+            pool: CallPool::default(),
+            js_call_type: -1,
             running: IdMap::default(),
             peers: HashMap::new(),
             early_peer: Some(Vec::new()),
@@ -514,7 +545,7 @@ impl Worker {
             );
             return;
         };
-        self.slots.release(&r.slots);
+        self.free(&r);
         match self.convert(result, &r.inputs) {
             Ok(obj) => self.publish(id, obj, &r.checkpoint),
             Err(msg) => self.fail(id, &msg),
@@ -610,19 +641,32 @@ impl Worker {
         }
         let (type_id, kind) = match (kind, error) {
             (_, Some(msg)) => {
-                self.slots.release(&r.slots);
+                self.free(&r);
                 self.fail(id, &msg);
                 return self.start_queued();
             }
             (None, None) | (Some((_, Kind::Unknown)), None) => {
-                self.slots.release(&r.slots);
+                self.free(&r);
                 let msg = format!("Task redirection to unknown task type '{task_type}'");
                 self.fail(id, &msg);
                 return self.start_queued();
             }
             (Some(k), None) => k,
         };
-        if matches!(kind, Kind::Js | Kind::Native(_)) {
+        if matches!(kind, Kind::Js | Kind::Native(_)) && r.pooled {
+            // A pooled call held no slot of its own: the task replacing it queues first in line
+            // for one cpu (the pool gives a slot back once it has fewer calls than slots).
+            self.free(&r);
+            self.queue.push_front(Queued {
+                id,
+                type_id,
+                config: config.to_vec(),
+                inputs: refs,
+                n_cpus: 1,
+                checkpoint: String::new(),
+            });
+            self.start_queued();
+        } else if matches!(kind, Kind::Js | Kind::Native(_)) {
             let n_cpus = r.slots.len() as u32;
             let q = Queued {
                 id,
@@ -633,9 +677,9 @@ impl Worker {
                 checkpoint: String::new(),
             };
             // The redirected task keeps the slots of the task it replaces.
-            self.start_js(q, r.slots);
+            self.start_js(q, r.slots, false);
         } else {
-            self.slots.release(&r.slots);
+            self.free(&r);
             self.start(id, type_id, kind, config, &mut refs, 0, "");
             self.start_queued();
         }
@@ -652,7 +696,7 @@ impl Worker {
             );
             return;
         };
-        self.slots.release(&r.slots);
+        self.free(&r);
         if let Some(t) = self.trace_of(id) {
             t.failed(id);
         }
@@ -678,7 +722,7 @@ impl Worker {
         } else if let Some(pos) = self.queue.iter().position(|q| q.id == id) {
             self.queue.remove(pos);
         } else if let Some(r) = self.running.remove(&id) {
-            self.slots.release(&r.slots);
+            self.free(&r);
             self.out.canceled.push(id);
             self.start_queued();
         }
@@ -686,7 +730,21 @@ impl Worker {
 
     /// Everything produced since the last call.
     pub fn take_output(&mut self) -> WorkerOutput {
+        self.out.js_pool_cpus = self.pool.lent.len() as u32;
         std::mem::take(&mut self.out)
+    }
+
+    /// Frees what an answered (or canceled) JS task held: its slots, or its place in the
+    /// function-call pool (and a pool slot once the pool has fewer calls than slots).
+    fn free(&mut self, r: &Running) {
+        if !r.pooled {
+            return self.slots.release(&r.slots);
+        }
+        self.pool.calls -= 1;
+        while (self.pool.calls as usize) < self.pool.lent.len() {
+            let s = self.pool.lent.pop().expect("a lent slot");
+            self.slots.release(&[s]);
+        }
     }
 
     fn log(&mut self, level: LogLevel, msg: String) {
@@ -774,6 +832,7 @@ impl Worker {
             .map(|n| Kind::of(n, &self.cfg.extra_task_types, &self.extensions))
             .collect();
         self.ids = TypeIds::from_symbols(&symbols);
+        self.js_call_type = symbols.id("loom/js/call").unwrap_or(-1);
         self.symbols = symbols;
         let missing: Vec<String> = ORIGINAL_TASK_TYPES
             .iter()
@@ -870,7 +929,7 @@ impl Worker {
                 checkpoint: checkpoint.to_owned(),
             };
             if n_cpus == 0 {
-                self.start_js(q, Vec::new());
+                self.start_js(q, Vec::new(), false);
             } else {
                 self.queue.push_back(q);
                 self.start_queued();
@@ -888,8 +947,16 @@ impl Worker {
         }
     }
 
-    /// Starts queued JS and native tasks in FIFO order while their CPUs are free.
+    /// Starts queued JS and native tasks in FIFO order while their CPUs are free. The
+    /// function-call pool comes first (its calls were handed out before anything queued): it
+    /// takes free slots while it has calls waiting for one.
     fn start_queued(&mut self) {
+        while self.pool.calls as usize > self.pool.lent.len() {
+            let Some(slots) = self.slots.take(1) else {
+                break;
+            };
+            self.pool.lent.extend_from_slice(&slots);
+        }
         while let Some(q) = self.queue.front() {
             if q.n_cpus > self.slots.cpus() {
                 let q = self.queue.pop_front().expect("front");
@@ -901,17 +968,34 @@ impl Worker {
                 self.fail(q.id, &msg);
                 continue;
             }
-            let Some(slots) = self.slots.take(q.n_cpus) else {
-                break;
+            let pooled = q.n_cpus == 1 && q.type_id == self.js_call_type && q.type_id >= 0;
+            let slots = match self.slots.take(q.n_cpus) {
+                Some(slots) => {
+                    if pooled {
+                        self.pool.lent.extend_from_slice(&slots);
+                    }
+                    slots
+                }
+                // Every slot is taken: a call may still join the pool's queue.
+                None if pooled
+                    && !self.pool.lent.is_empty()
+                    && self.pool.calls < self.pool.lent.len() as u32 * POOL_CALLS_PER_CPU =>
+                {
+                    Vec::new()
+                }
+                None => break,
             };
+            if pooled {
+                self.pool.calls += 1;
+            }
             let q = self.queue.pop_front().expect("front");
-            self.start_js(q, slots);
+            self.start_js(q, slots, pooled);
         }
     }
 
     /// Hands a task with its slots to JS ([`JsTask`]) or, for a library's task type, to the
     /// thread pool ([`NativeCall`], with shared references to the stored inputs).
-    fn start_js(&mut self, mut q: Queued, slots: Vec<u32>) {
+    fn start_js(&mut self, mut q: Queued, slots: Vec<u32>, pooled: bool) {
         if let Some(t) = self.trace_of(q.id) {
             t.started(q.id, slots.first().map_or(-1, |&s| s as i64));
         }
@@ -944,6 +1028,7 @@ impl Worker {
                     inputs,
                     n_cpus: q.n_cpus,
                     cpu_slots: slots.clone(),
+                    pooled,
                 });
             }
         }
@@ -951,8 +1036,9 @@ impl Worker {
             q.id,
             Running {
                 inputs: q.inputs,
-                slots,
+                slots: if pooled { Vec::new() } else { slots },
                 checkpoint: q.checkpoint,
+                pooled,
             },
         );
     }

@@ -669,6 +669,77 @@ fn js_tasks_respect_cpu_slots() {
     assert_eq!(out.logs.len(), 2);
 }
 
+/// (id, cpu slots, pooled) of the JS tasks handed out.
+fn handed(out: &WorkerOutput) -> Vec<(i32, Vec<u32>, bool)> {
+    out.js_tasks
+        .iter()
+        .map(|t| (t.id, t.cpu_slots.clone(), t.pooled))
+        .collect()
+}
+
+#[test]
+fn function_calls_share_the_slots_lent_to_the_pool() {
+    let mut w = worker("pool", 2);
+    let mut b = js_task_frame(1, "loom/run/run", &[], 1);
+    for id in 2..=5 {
+        b.extend(js_task_frame(id, "loom/js/call", &[], 1));
+    }
+    b.extend(js_task_frame(6, "loom/run/run", &[], 1));
+    w.on_server_data(&b).unwrap();
+    let out = w.take_output();
+    // Call 2 lends the last free slot to the pool; calls 3-5 join it; the program waits.
+    assert_eq!(
+        handed(&out),
+        [
+            (1, vec![1], false),
+            (2, vec![0], true),
+            (3, vec![], true),
+            (4, vec![], true),
+            (5, vec![], true)
+        ]
+    );
+    assert_eq!(out.js_pool_cpus, 1);
+    // A freed slot goes to the pool first: its calls were handed out before the program.
+    w.finish_js_task(1, JsResult::Plain(vec![]));
+    let out = w.take_output();
+    assert!(out.js_tasks.is_empty());
+    assert_eq!(out.js_pool_cpus, 2);
+    w.finish_js_task(2, JsResult::Plain(b"2".to_vec()));
+    w.finish_js_task(3, JsResult::Plain(b"3".to_vec()));
+    let out = w.take_output();
+    assert_eq!(
+        responses(&out.to_server),
+        [finished(2, 1, 0), finished(3, 1, 0)]
+    );
+    assert!(out.js_tasks.is_empty());
+    assert_eq!(out.js_pool_cpus, 2);
+    // Fewer calls than lent slots: one goes back, and the program takes it.
+    w.finish_js_task(4, JsResult::Plain(b"4".to_vec()));
+    let out = w.take_output();
+    assert_eq!(handed(&out), [(6, vec![1], false)]);
+    assert_eq!(out.js_pool_cpus, 1);
+    // A canceled call leaves the pool; its slot goes back.
+    w.cancel(5);
+    let out = w.take_output();
+    assert_eq!(out.canceled, [5]);
+    assert_eq!(out.js_pool_cpus, 0);
+    // A pooled call redirected to a program: the program gets a slot of its own.
+    w.on_server_data(&js_task_frame(7, "loom/js/call", &[], 1))
+        .unwrap();
+    assert_eq!(handed(&w.take_output()), [(7, vec![0], true)]);
+    w.redirect_task(7, "loom/run/run", b"cfg", vec![]);
+    let out = w.take_output();
+    assert_eq!(handed(&out), [(7, vec![0], false)]);
+    assert_eq!(out.js_pool_cpus, 0);
+    w.finish_js_task(6, JsResult::Plain(vec![]));
+    w.finish_js_task(7, JsResult::Plain(vec![]));
+    assert!(!w.take_output().to_server.is_empty());
+    // Both slots are free again: a two-cpu task starts at once.
+    w.on_server_data(&js_task_frame(8, "loom/run/run", &[], 2))
+        .unwrap();
+    assert_eq!(handed(&w.take_output()), [(8, vec![1, 0], false)]);
+}
+
 #[test]
 fn js_results_and_inputs() {
     let mut w = worker("jsresults", 1);

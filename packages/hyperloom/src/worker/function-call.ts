@@ -42,6 +42,35 @@ export interface ThreadRedirect {
   inputs: Array<{ index: number } | { data: Uint8Array }>;
 }
 
+/**
+ * What the main thread sends for a batch of calls, run one after another by one thread.
+ * `claims` (over a SharedArrayBuffer) holds one {@link ClaimState} per call: the thread claims a
+ * call before running it, the main thread may take back a call not claimed yet (another thread
+ * is free, or it was canceled), and the thread gives back the calls it will not reach (the batch
+ * ran out of its time budget).
+ */
+export interface CallBatch {
+  calls: FunctionCall[];
+  claims: Int32Array;
+}
+
+/** The state of one call of a {@link CallBatch}. */
+export const ClaimState = {
+  /** Not claimed yet. */
+  Free: 0,
+  /** Claimed by the thread: running (or it died running it). */
+  Running: 1,
+  /** Taken back by the main thread before the thread reached it. */
+  TakenBack: 2,
+  /** Given back by the thread (the batch's time budget ran out before it). */
+  GivenBack: 3,
+  /** Ran; its outcome is in the batch's answer. */
+  Done: 4,
+} as const;
+
+/** The answer to a {@link CallBatch}: by position, the outcome of each call that ran (null: not run). */
+export type BatchOutcomes = Array<ThreadOutcome | null>;
+
 /** A finished call: the result or the error, and the log lines written through the context. */
 export interface ThreadOutcome {
   /** The worker's one task-result shape (input indices count the call's inputs), or a redirection. */

@@ -1,7 +1,8 @@
 /**
- * Runs one function task inside a worker thread of the pool (see `functions.ts`). The function
- * comes as source text; its inputs as wrappers over the data objects; its return value is turned
- * into a task result (or a redirection) here, so only bytes go back to the worker's main thread.
+ * Runs batches of function tasks inside a worker thread of the pool (see `functions.ts`), one
+ * call after another. The function comes as source text (compiled once per thread); its inputs
+ * as wrappers over the data objects; its return value is turned into a task result (or a
+ * redirection) here, so only bytes go back to the worker's main thread.
  */
 import { deserialize, serialize } from "node:v8";
 import { readFileSync } from "node:fs";
@@ -10,7 +11,14 @@ import * as tasks from "../client/tasks.js";
 import { Task } from "../client/task.js";
 import { FUNCTION_MARK, type FunctionSpec } from "../client/functions.js";
 import type { TaskResult } from "../native.js";
-import type { CallInput, FunctionCall, ThreadOutcome, ThreadRedirect } from "./function-call.js";
+import { ClaimState, type BatchOutcomes, type CallBatch, type CallInput, type FunctionCall, type ThreadOutcome, type ThreadRedirect } from "./function-call.js";
+
+/**
+ * A batch that has run this long (ms) gives back the calls it has not reached: the main thread
+ * hands them to another thread or a later batch, so small calls travel many to a message while
+ * slow calls answer one by one (and a canceled or crashed batch loses at most this much work).
+ */
+const BATCH_BUDGET_MS = 1;
 
 // Function tasks may use the task builders for redirection without importing them.
 (globalThis as Record<string, unknown>).tasks = tasks;
@@ -120,7 +128,7 @@ function convert(v: unknown, args: Data[], top: boolean): TaskResult | ThreadRed
   throw new Error(`Invalid result from the function: ${v === null ? "null" : typeof v} (return a string, bytes, a Task, ctx.wrap(value), an argument, or an array of those)`);
 }
 
-/** Runs one call (the pool's entry point). */
+/** Runs one call. */
 async function runFunctionTask(call: FunctionCall): Promise<ThreadOutcome> {
   const logs: Array<[string, string]> = [];
   try {
@@ -150,4 +158,24 @@ async function runFunctionTask(call: FunctionCall): Promise<ThreadOutcome> {
   }
 }
 
-export = runFunctionTask;
+/**
+ * Runs a batch (the pool's entry point): each call claimed before it runs (the main thread may
+ * have taken it back), in order, until the batch's time budget runs out.
+ */
+async function runBatch(batch: CallBatch): Promise<BatchOutcomes> {
+  const { calls, claims } = batch;
+  const outcomes: BatchOutcomes = new Array(calls.length).fill(null);
+  const start = performance.now();
+  for (let i = 0; i < calls.length; i++) {
+    if (i > 0 && performance.now() - start > BATCH_BUDGET_MS) {
+      for (let j = i; j < calls.length; j++) Atomics.compareExchange(claims, j, ClaimState.Free, ClaimState.GivenBack);
+      break;
+    }
+    if (Atomics.compareExchange(claims, i, ClaimState.Free, ClaimState.Running) !== ClaimState.Free) continue;
+    outcomes[i] = await runFunctionTask(calls[i]!);
+    Atomics.store(claims, i, ClaimState.Done);
+  }
+  return outcomes;
+}
+
+export = runBatch;

@@ -15,6 +15,7 @@ const call = (id: number): TaskToRun => ({
   inputs: [{ typeName: "loom/pyobj", size: 1, length: 0, bytes: Buffer.from("x") }],
   nCpus: 1,
   cpuSlots: [0],
+  pooled: false,
 });
 
 test("started on the first task: a missing interpreter fails every task with one clear error", async () => {
@@ -70,6 +71,7 @@ test("calls never wait for a busy process: one more starts (a never-ending call 
     ],
     nCpus: 0,
     cpuSlots: [],
+    pooled: false,
   });
   try {
     const forever = runner.call(task(1, pickle("((lambda a: time.sleep(3600)), False)"), "x"));

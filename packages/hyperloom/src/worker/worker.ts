@@ -222,9 +222,23 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     apply(effects);
   }
 
+  /** Whether the server socket is corked until the next tick (answers of one batch, one write). */
+  let corked = false;
+
   function apply(e: WorkerEffects): void {
     for (const l of e.logs) log(l.level, l.message);
-    if (e.toServer.length > 0) server.write(e.toServer);
+    functions.setPoolCpus(e.jsPoolCpus);
+    if (e.toServer.length > 0) {
+      if (!corked) {
+        corked = true;
+        server.cork();
+        process.nextTick(() => {
+          corked = false;
+          server.uncork();
+        });
+      }
+      server.write(e.toServer);
+    }
     for (const s of e.sends) sendStream(s.address, s.parts, s.lease ?? undefined, s.id);
     for (const t of e.tasks) startTask(t);
     for (const id of e.canceled) cancelTask(id);

@@ -115,12 +115,17 @@ impl H {
     }
 
     pub(super) fn worker(&mut self, conn: ConnId, cpus: i32) {
+        self.worker_with_types(conn, cpus, &ORIGINAL_TASK_TYPES);
+    }
+
+    /// A worker registering `types`.
+    pub(super) fn worker_with_types(&mut self, conn: ConnId, cpus: i32, types: &[&str]) {
         self.s.on_connect(conn, "10.0.0.1");
         let r = Register {
             protocol_version: 2,
             r#type: 1,
             port: Some(1000 + conn as i32),
-            task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
+            task_types: types.iter().map(|s| s.to_string()).collect(),
             data_types: vec!["loom/data".into()],
             cpus: Some(cpus),
             features: Vec::new(),

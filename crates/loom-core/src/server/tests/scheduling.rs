@@ -52,6 +52,34 @@ fn cpu_accounting() {
 }
 
 #[test]
+fn function_calls_queue_deeper_on_a_worker() {
+    // One-cpu `loom/js/call`s overbook POOLED_OVERBOOK x cpus (the worker's function-call pool
+    // takes many per message); a program behind them still waits for room.
+    let mut h = H::new();
+    let types: Vec<&str> = ORIGINAL_TASK_TYPES
+        .iter()
+        .chain(crate::symbols::JS_TASK_TYPES.iter())
+        .copied()
+        .collect();
+    h.worker_with_types(1, 1, &types);
+    h.client(2);
+    h.take();
+    let call = h.s.symbols.id("loom/js/call").unwrap();
+    let n = workers::POOLED_OVERBOOK as usize + 10;
+    let mut plan: Vec<Task> = (0..n)
+        .map(|_| with_cpus(task(call, b"", &[], true), 0))
+        .collect();
+    plan.push(with_cpus(task(RUN, b"p", &[], true), 0));
+    h.send(2, &plan_req(0, plan, &[1]));
+    let sent = h.take().tasks(1);
+    assert_eq!(sent.len(), 1 + workers::POOLED_OVERBOOK as usize);
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().tasks(1), vec![sent.len() as i32]);
+    let w = &h.s.workers[W0];
+    assert_eq!((w.free_cpus, w.over), (0, workers::POOLED_OVERBOOK));
+}
+
+#[test]
 fn light_tasks_and_cap() {
     let mut h = setup(1);
     let n = LIGHT_CAP as usize + 10;
