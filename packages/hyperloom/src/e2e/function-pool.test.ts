@@ -1,0 +1,74 @@
+// The worker's function-call pool (issue #26): one-cpu calls go to the threads in batches; a
+// call that never ends holds up only itself, and canceling it frees its cpu.
+import * as assert from "uvu/assert";
+import { clusterSuite } from "./cluster-suite.js";
+import { tasks } from "../index.js";
+
+const t = clusterSuite("function-call pool", { workers: 1, cpus: 2 });
+
+const str = (b: unknown): string => (b as Buffer).toString();
+
+/** Rejects when `p` has not settled after `ms` (a hang is a failure, never a stuck suite). */
+function settles<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: did not settle within ${ms} ms (hang)`)), ms);
+    }),
+  ]);
+}
+
+const forever = tasks.jsTask(function forever() {
+  for (;;) {
+    // busy forever: holds one cpu of the worker
+  }
+});
+const inc = tasks.jsTask((n: number) => String(n + 1), { nDirectArgs: 1, label: "inc" });
+
+t("calls submitted with a call that never ends all run on the other cpu", async ({ cluster }) => {
+  const other = await cluster.connect();
+  try {
+    const [, ...calls] = other.submit([forever(), ...Array.from({ length: 300 }, (_, i) => inc(i))]);
+    const values = await settles(other.gather(calls), 60_000, "the calls beside a hung one");
+    assert.equal(values.map(str), Array.from({ length: 300 }, (_, i) => String(i + 1)));
+  } finally {
+    await other.close(); // its hung call is canceled
+  }
+});
+
+t("canceled calls that never end free their cpus: their threads are terminated", async ({ cluster, client }) => {
+  const other = await cluster.connect();
+  other.submit([forever(), forever()]);
+  // Both cpus of the only worker are now held by calls that never end ...
+  await new Promise((r) => setTimeout(r, 1000));
+  // ... until their client leaves: the server cancels them, the worker terminates their threads.
+  await other.close();
+  const values = await settles(client.gather(client.submit(Array.from({ length: 500 }, (_, i) => inc(i)))), 60_000, "calls after the cancel");
+  assert.equal(values.map(str), Array.from({ length: 500 }, (_, i) => String(i + 1)));
+});
+
+t("a failing call names its task; the calls batched with it are not affected", async ({ client }) => {
+  const maybe = tasks.jsTask(
+    (n: number) => {
+      if (n === 37) throw new Error("no 37");
+      return String(n);
+    },
+    { nDirectArgs: 1, label: "maybe" },
+  );
+  const futures = client.submit(Array.from({ length: 100 }, (_, i) => maybe(i)));
+  const settled = await Promise.allSettled(futures.map((f) => f.gather()));
+  settled.forEach((s, i) => {
+    if (i === 37) {
+      assert.is(s.status, "rejected");
+      const e = (s as PromiseRejectedResult).reason as Error;
+      assert.match(e.message, "no 37");
+      assert.match(e.message, "maybe");
+    } else {
+      assert.is(s.status, "fulfilled");
+      assert.is(str((s as PromiseFulfilledResult<unknown>).value), String(i));
+    }
+  });
+});
+
+t.run();
