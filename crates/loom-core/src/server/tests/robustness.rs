@@ -292,7 +292,7 @@ fn random_event_sequences_keep_invariants() {
             }
             for wk in h.s.workers.list.iter() {
                 assert!(wk.free_cpus <= wk.cpus);
-                assert!(wk.over <= wk.cpus);
+                assert!(wk.over <= wk.cpus * workers::POOLED_OVERBOOK);
                 assert!(wk.free_cpus == 0 || wk.over == 0);
                 assert!(wk.light <= LIGHT_CAP);
             }
