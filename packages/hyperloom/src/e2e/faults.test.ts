@@ -15,17 +15,7 @@ import { dataFiles } from "../chaos/harness.js";
 import { frame } from "../protocol/frame.js";
 import { comm } from "../protocol/messages.js";
 import { rawClient } from "./raw-client.js";
-
-/** Rejects when `p` has not settled after `ms` (a hang is a failure, never a stuck suite). */
-function settles<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: did not settle within ${ms} ms (hang)`)), ms);
-    }),
-  ]);
-}
+import { settles } from "./settles.js";
 
 /** The outcome of a promise: its value or its error. */
 async function outcome<T>(p: Promise<T>): Promise<{ value?: T; error?: Error }> {

@@ -3,21 +3,11 @@
 import * as assert from "uvu/assert";
 import { clusterSuite } from "./cluster-suite.js";
 import { tasks } from "../index.js";
+import { settles } from "./settles.js";
 
 const t = clusterSuite("function-call pool", { workers: 1, cpus: 2 });
 
 const str = (b: unknown): string => (b as Buffer).toString();
-
-/** Rejects when `p` has not settled after `ms` (a hang is a failure, never a stuck suite). */
-function settles<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: did not settle within ${ms} ms (hang)`)), ms);
-    }),
-  ]);
-}
 
 const forever = tasks.jsTask(function forever() {
   for (;;) {
