@@ -5,7 +5,7 @@
 import type { Socket } from "node:net";
 import { resolve as resolvePath } from "node:path";
 import { FrameReader, frame } from "../protocol/frame.js";
-import { scanDataResponse } from "../protocol/data-response.js";
+import { scanDataResponse, scanFinishedResponse } from "../protocol/data-response.js";
 import { comm, PROTOCOL_VERSION } from "../protocol/messages.js";
 import { Symbol } from "../protocol/symbols.js";
 import { Future } from "./future.js";
@@ -112,6 +112,9 @@ function fieldOf<K extends string>(msg: { [k in K]?: number | null } | undefined
 /** What this client understands beyond the original protocol (`Register.features`). */
 const CLIENT_FEATURES = ["dictionary-updates", "fetch-many", "session"];
 
+/** How long a finished future is held strongly before it is watched for being dropped (one round). */
+const DROP_WATCH_MS = 500;
+
 /** Most ids in one `fetch-many` FETCH (keeps a request well under any frame limit: 5 B per id). */
 const FETCH_MANY_MAX = 65_536;
 
@@ -127,8 +130,15 @@ export class Client {
   private symbolNames: string[] = [];
   private nextId = 0;
   private readonly running = new Map<number, Future<unknown>>();
-  /** Finished, unreleased futures by id (weak: a dropped future is released for the program). */
-  private readonly held = new Map<number, WeakRef<Future<unknown>>>();
+  /**
+   * Finished, unreleased futures by id: held strongly while young (see {@link Client.watchDrops}),
+   * then weakly, so that a dropped future is released for the program.
+   */
+  private readonly held = new Map<number, Future<unknown> | WeakRef<Future<unknown>>>();
+  /** Futures finished since the last {@link Client.watchDrops} round, and those of the round before. */
+  private young: Future<unknown>[] = [];
+  private old: Future<unknown>[] = [];
+  private dropTimer: NodeJS.Timeout | undefined;
   /** Id ranges of the submitted plans (to fail a rejected plan's futures). */
   private readonly plans: Array<{ idBase: number; end: number }> = [];
   private readonly fetches = new Map<number, Array<Pending<DataValue>>>();
@@ -391,18 +401,25 @@ export class Client {
     // One promise for the batch, not one per future (a gather of 100,000 futures would spend
     // most of its time allocating and collecting them); it rejects with the first error.
     const out = new Array<T>(futures.length);
+    // The futures are held until the fetch settles: not worth watching for drops meanwhile.
+    for (const f of futures) f.fetching++;
+    const unpin = (): void => {
+      for (const f of futures) f.fetching--;
+    };
     return new Promise<T[]>((resolve, reject) => {
       let pending = 0;
       let settled = false;
       const fail = (e: Error): void => {
         if (settled) return;
         settled = true;
+        unpin();
         reject(e);
       };
       const slot = (i: number) => (v: DataValue) => {
         out[i] = v as T;
         if (--pending === 0 && !settled) {
           settled = true;
+          unpin();
           resolve(out);
         }
       };
@@ -416,6 +433,7 @@ export class Client {
       }
       if (pending === 0 && !settled) {
         settled = true;
+        unpin();
         resolve(out);
       }
     });
@@ -434,8 +452,7 @@ export class Client {
     for (const f of futures) {
       if (f.status_ === "finished") {
         f.status_ = "released";
-        this.held.delete(f.taskId);
-        this.releaser.unregister(f);
+        this.forget(f.taskId);
         this.releaseId(f.taskId);
       } else if (f.status_ === "running") {
         f.status_ = "canceled";
@@ -634,7 +651,7 @@ export class Client {
 
   private releaseId(id: number): void {
     const h = this.held.get(id);
-    if (h !== undefined && h.deref() === undefined) this.held.delete(id);
+    if (h instanceof WeakRef && h.deref() === undefined) this.held.delete(id);
     if (this.away) this.releasedAway.push(id);
     else if (!this.socket.destroyed) this.sendRequest({ type: RequestType.RELEASE, id });
   }
@@ -708,6 +725,8 @@ export class Client {
       }
       return;
     }
+    const finished = scanFinishedResponse(f);
+    if (finished !== undefined) return this.onFinished(finished);
     const data = scanDataResponse(f);
     if (data !== undefined) {
       if (data.nMessages === 0) this.onData(data.id, data.typeId, []);
@@ -759,6 +778,49 @@ export class Client {
     }
   }
 
+  /** The held future of result `id`, if it is still referenced. */
+  private heldFuture(id: number): Future<unknown> | undefined {
+    const h = this.held.get(id);
+    return h instanceof WeakRef ? h.deref() : h;
+  }
+
+  /** Result `id` is no longer held (released, or failed after the fact). */
+  private forget(id: number): void {
+    const h = this.held.get(id);
+    this.held.delete(id);
+    if (h instanceof WeakRef) {
+      const f = h.deref();
+      if (f !== undefined) this.releaser.unregister(f);
+    }
+  }
+
+  /**
+   * Starts watching for being dropped (a weak reference and a finalizer) the futures that stayed
+   * finished and unreleased for a whole round ({@link DROP_WATCH_MS}). Doing it for every future as it
+   * finishes cost a gather of 100,000 futures a third of the client's time and made every
+   * collection slower (issue #26), while a gather releases its futures as soon as it has them
+   * all (futures held by a fetch in progress wait for it to end); a dropped future is released
+   * at most two rounds (plus a collection) later.
+   */
+  private watchDrops(): void {
+    for (const f of this.old) {
+      if (f.status_ !== "finished" || this.held.get(f.taskId) !== f) continue;
+      if (f.fetching > 0) {
+        // Part of a fetch in progress (a gather releases it right after): looked at again later.
+        this.young.push(f);
+        continue;
+      }
+      this.held.set(f.taskId, new WeakRef(f));
+      this.releaser.register(f, f.taskId, f);
+    }
+    this.old = this.young;
+    this.young = [];
+    if (this.old.length === 0) {
+      clearInterval(this.dropTimer);
+      this.dropTimer = undefined;
+    }
+  }
+
   private onFinished(id: number): void {
     const f = this.running.get(id);
     if (f === undefined) return;
@@ -769,9 +831,10 @@ export class Client {
       return;
     }
     f.status_ = "finished";
-    this.held.set(id, new WeakRef(f));
-    // A future the program drops is released for it.
-    this.releaser.register(f, id, f);
+    this.held.set(id, f);
+    // A future the program drops is released for it (watched once it has been held a while).
+    this.young.push(f);
+    this.dropTimer ??= setInterval(() => this.watchDrops(), DROP_WATCH_MS).unref();
     f.settle();
     for (const l of this.finishedListeners) l(f);
     for (const l of this.settleListeners) l(f);
@@ -810,12 +873,11 @@ export class Client {
     const list = this.fetches.get(id);
     this.fetches.delete(id);
     if (list !== undefined) this.failedFetches.add(id);
-    const f = this.held.get(id)?.deref();
+    const f = this.heldFuture(id);
     if (f !== undefined && f.status_ === "finished") {
       f.status_ = "failed";
       f.error = e;
-      this.held.delete(id);
-      this.releaser.unregister(f);
+      this.forget(id);
     }
     list?.forEach((p) => p.reject(e));
   }
@@ -887,7 +949,7 @@ export class Client {
       new LoomError(`Task id=${id}${label ? ` (${label})` : ""}: ${e.message}`);
     for (const f of [...this.running.values()]) this.failFuture(f, about(f.taskId, f.label));
     for (const [id, list] of this.fetches) {
-      const err = about(id, this.held.get(id)?.deref()?.label);
+      const err = about(id, this.heldFuture(id)?.label);
       list.forEach((p) => p.reject(err));
     }
     this.fetches.clear();

@@ -17,6 +17,7 @@ export class Future<T = Buffer> {
   /** @internal */ error: Error | undefined;
   /** @internal */ result: DataValue | undefined;
   /** @internal */ hasResult = false;
+  /** @internal Fetches in progress that hold this future (it cannot be dropped meanwhile). */ fetching = 0;
   /** @internal */ waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
 
   /** Futures are made by `Client.submit`/`submitOne`, not by user code. */

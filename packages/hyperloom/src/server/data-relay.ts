@@ -4,19 +4,31 @@
  * `ClientResponse{DATA}` plus the same frames. Data frames are passed through chunk by chunk as
  * they arrive — never assembled or decoded — so a large object costs the server no memory and
  * reaches the client while it is still arriving; the client's {@link ClientWriter} keeps the
- * relay contiguous on the client's connection.
+ * relay contiguous on the client's connection. A relay that gets more than {@link MAX_BACKLOG}
+ * ahead of its client pauses the worker's data connection until the client's has drained.
  */
 import type { Socket } from "node:net";
 import { log } from "../log.js";
 import type { ClientWriter, RelayChannel } from "./client-writer.js";
+import { scanHeaderCount } from "../protocol/data-response.js";
+
+/** `clients[i]` of {@link RelayHooks.onHeaders} when nobody waits for the object. */
+const NO_CLIENT = 0xffffffff;
 
 /** Control frames (Announce, DataHeader) larger than this are garbage. */
 const MAX_CONTROL_FRAME = 1 << 20;
 
+/** Bytes a client's connection may have queued before the worker's data connection waits for it. */
+const MAX_BACKLOG = 8 << 20;
+
 /** Hooks into the server. */
 export interface RelayHooks {
-  /** Maps a DataHeader payload to the client, its DATA response frame and the frame count. */
-  onHeader(header: Buffer): { client: number; response: Buffer; nMessages: number };
+  /**
+   * Takes DataHeader frames (length prefixes included, one after the other) and says, per header,
+   * the client (`u32::MAX`: nobody), its framed DATA response (`responses` up to `ends[i]`) and
+   * the frame count; `error` when a header was malformed (those before it were taken).
+   */
+  onHeaders(framed: Buffer): { clients: number[]; nMessages: number[]; responses: Buffer; ends: number[]; error?: string | null };
   /** The writer of a client connection, if still open. */
   clientWriter(conn: number): ClientWriter | undefined;
 }
@@ -24,11 +36,30 @@ export interface RelayHooks {
 /** A relay writing nowhere: the client has gone, the frames are read and dropped. */
 const sink: RelayChannel = { write: () => undefined, end: () => undefined, abort: () => undefined };
 
+/** One object on a data connection: its header, what of it arrived, and where it goes once known. */
+interface RelayedObject {
+  header: Buffer;
+  /** Its frame count (-1: not known before the core has read the header). */
+  frames: number;
+  /** Frames still to come. */
+  remaining: number;
+  /** Bytes that arrived before the core said where the object goes. */
+  parts: Buffer[];
+  channel?: RelayChannel;
+  writer?: ClientWriter | undefined;
+}
+
 /** Handles one data connection until it closes. */
 export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
   let announced = false;
-  /** The object being relayed, and how many of its frames are still to come. */
-  let current: { channel: RelayChannel; remaining: number } | undefined;
+  /** The object being relayed (its frames are still arriving). */
+  let current: RelayedObject | undefined;
+  /**
+   * Objects of this chunk whose headers the core has not seen yet: the core takes a chunk's
+   * headers in one call (a gather's small results arrive hundreds to a chunk), then each object
+   * goes to its client in order.
+   */
+  let unrouted: RelayedObject[] = [];
   /** Bytes of a control frame (Announce, DataHeader), collected across chunks. */
   let held: Buffer[] = [];
   let heldBytes = 0;
@@ -39,6 +70,8 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
   let prefixBytes = 0;
   /** Inside an object: payload bytes of the current frame still to come. */
   let passing = 0;
+  /** Reading is paused until the client's connection drains. */
+  let paused = false;
 
   const take = (n: number): Buffer => {
     const all = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
@@ -47,16 +80,68 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
     return all.subarray(0, n);
   };
 
+  /** A relay that got ahead of its client waits for it (TCP backpressure reaches the worker). */
+  const throttle = (obj: RelayedObject): void => {
+    if (obj.writer === undefined || paused || obj.writer.backlog <= MAX_BACKLOG) return;
+    paused = true;
+    socket.pause();
+    obj.writer.onDrain(() => {
+      paused = false;
+      socket.resume();
+    });
+  };
+
+  /** Has the core route the objects whose headers arrived; sends what they have so far. */
+  const route = (): void => {
+    if (unrouted.length === 0) return;
+    const objs = unrouted;
+    unrouted = [];
+    let total = 0;
+    for (const o of objs) total += 8 + o.header.length;
+    const framed = Buffer.allocUnsafe(total);
+    let at = 0;
+    for (const o of objs) {
+      framed.writeUInt32LE(o.header.length, at);
+      framed.writeUInt32LE(0, at + 4);
+      o.header.copy(framed, at + 8);
+      at += 8 + o.header.length;
+    }
+    const r = hooks.onHeaders(framed);
+    let from = 0;
+    for (let i = 0; i < r.clients.length; i++) {
+      const o = objs[i]!;
+      if (o.frames < 0) o.frames = o.remaining = r.nMessages[i]!;
+      else if (r.nMessages[i] !== o.frames) throw new Error("the core and the relay disagree on an object's frame count");
+      const writer = r.clients[i] === NO_CLIENT ? undefined : hooks.clientWriter(r.clients[i]!);
+      const channel = writer?.open() ?? sink;
+      channel.write(r.responses.subarray(from, r.ends[i]));
+      from = r.ends[i]!;
+      for (const p of o.parts) channel.write(p);
+      o.parts = [];
+      if (o.remaining === 0) channel.end();
+      else {
+        o.channel = channel;
+        o.writer = writer;
+        throttle(o);
+      }
+    }
+    if (r.error) throw new Error(r.error);
+  };
+
   const onControl = (payload: Buffer): void => {
     if (!announced) {
       announced = true; // Announce: the sender's port; nothing to do with it here.
       return;
     }
-    const relay = hooks.onHeader(payload);
-    const channel = hooks.clientWriter(relay.client)?.open() ?? sink;
-    channel.write(relay.response);
-    if (relay.nMessages === 0) channel.end();
-    else current = { channel, remaining: relay.nMessages };
+    const n = scanHeaderCount(payload);
+    const obj: RelayedObject = { header: payload, frames: n ?? -1, remaining: n ?? 0, parts: [] };
+    if (n === undefined) {
+      // A header our scan does not read: the core reads it at once (and says what is wrong with it).
+      route();
+      unrouted.push(obj);
+      route();
+    } else unrouted.push(obj);
+    if (obj.remaining > 0) current = obj;
   };
 
   /**
@@ -85,9 +170,14 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
         if (passing === 0) obj.remaining--;
       }
     }
-    obj.channel.write(chunk.subarray(start, pos));
+    const piece = chunk.subarray(start, pos);
+    if (obj.channel === undefined) obj.parts.push(piece);
+    else {
+      obj.channel.write(piece);
+      throttle(obj);
+    }
     if (obj.remaining === 0) {
-      obj.channel.end();
+      obj.channel?.end();
       current = undefined;
     }
     return pos;
@@ -121,6 +211,7 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
         onControl(payload);
       }
     }
+    route();
   };
 
   socket.on("data", (chunk: Buffer) => {
@@ -128,7 +219,14 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
       feed(chunk);
     } catch (e) {
       log("warn", `data connection from ${socket.remoteAddress}: ${(e as Error).message}; closing it`);
-      current?.channel.abort();
+      try {
+        // The objects whose headers arrived before the bad bytes still reach their clients (a
+        // partial one is then aborted below, closing its client, as the core has let it go).
+        route();
+      } catch {
+        // Nothing more can be relayed from this connection.
+      }
+      current?.channel?.abort();
       current = undefined;
       socket.destroy();
     }
@@ -138,7 +236,7 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
     if (current !== undefined) {
       // The worker went away mid-object: the client cannot get a partial object.
       log("warn", "a worker closed its data connection in the middle of an object; closing the fetching client");
-      current.channel.abort();
+      current.channel?.abort();
       current = undefined;
     }
   });

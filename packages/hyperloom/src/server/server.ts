@@ -118,7 +118,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 
   const { server: dataServer, port: dataPort } = await listenSecure("data port", host, 0, security, (socket) => {
     relayDataStreams(socket, {
-      onHeader: (header) => core!.onDataHeader(header),
+      onHeaders: (framed) => core!.onDataHeaders(framed),
       clientWriter: (conn) => writers.get(conn),
     });
   });
