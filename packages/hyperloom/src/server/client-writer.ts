@@ -96,6 +96,20 @@ export class ClientWriter {
     else this.emit(buf);
   }
 
+  /**
+   * Writes a whole relayed object (its DATA response, then its frames) in one piece: as a relay
+   * that ends at once, without opening one (it waits behind an active relay, in order).
+   */
+  writeWhole(response: Buffer, frames: readonly Buffer[]): void {
+    if (this.active) {
+      this.held.push(response);
+      for (const f of frames) this.held.push(f);
+      return;
+    }
+    this.emit(response);
+    for (const f of frames) this.emit(f);
+  }
+
   /** Starts a relay; its writes go out contiguously. */
   open(): RelayChannel {
     const channel: Channel = {

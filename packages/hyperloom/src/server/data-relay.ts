@@ -113,17 +113,21 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
       if (o.frames < 0) o.frames = o.remaining = r.nMessages[i]!;
       else if (r.nMessages[i] !== o.frames) throw new Error("the core and the relay disagree on an object's frame count");
       const writer = r.clients[i] === NO_CLIENT ? undefined : hooks.clientWriter(r.clients[i]!);
-      const channel = writer?.open() ?? sink;
-      channel.write(r.responses.subarray(from, r.ends[i]));
+      const response = r.responses.subarray(from, r.ends[i]);
       from = r.ends[i]!;
+      if (o.remaining === 0) {
+        // Whole already (a small object): written in one piece, no relay channel needed.
+        writer?.writeWhole(response, o.parts);
+        o.parts = [];
+        continue;
+      }
+      const channel = writer?.open() ?? sink;
+      channel.write(response);
       for (const p of o.parts) channel.write(p);
       o.parts = [];
-      if (o.remaining === 0) channel.end();
-      else {
-        o.channel = channel;
-        o.writer = writer;
-        throttle(o);
-      }
+      o.channel = channel;
+      o.writer = writer;
+      throttle(o);
     }
     if (r.error) throw new Error(r.error);
   };
@@ -160,6 +164,12 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
         if (passing === 0) obj.remaining--;
         continue;
       }
+      if (prefixBytes === 0 && chunk.length - pos >= 8) {
+        passing = chunk.readUInt32LE(pos) + chunk.readUInt32LE(pos + 4) * 2 ** 32;
+        pos += 8;
+        if (passing === 0) obj.remaining--;
+        continue;
+      }
       const n = Math.min(8 - prefixBytes, chunk.length - pos);
       chunk.copy(prefix, prefixBytes, pos, pos + n);
       prefixBytes += n;
@@ -189,6 +199,16 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
       if (current !== undefined) {
         pos = forwardObject(chunk, pos);
         continue;
+      }
+      if (controlLength < 0 && heldBytes === 0 && chunk.length - pos >= 8) {
+        // The commonest case, a whole control frame inside the chunk: a view, nothing collected.
+        const length = chunk.readUInt32LE(pos) + chunk.readUInt32LE(pos + 4) * 2 ** 32;
+        if (length > MAX_CONTROL_FRAME) throw new Error(`control frame of ${length} bytes`);
+        if (chunk.length - pos - 8 >= length) {
+          pos += 8 + length;
+          onControl(chunk.subarray(pos - length, pos));
+          continue;
+        }
       }
       const want = controlLength < 0 ? 8 : controlLength;
       const n = Math.min(want - heldBytes, chunk.length - pos);
