@@ -128,6 +128,8 @@ export class Client {
   private reader = new FrameReader();
   private readonly symbols = new Map<string, number>();
   private symbolNames: string[] = [];
+  /** The dictionary id of plain data (`loom/data`), whose fetched value is its one frame. */
+  private plainDataType = -1;
   private nextId = 0;
   private readonly running = new Map<number, Future<unknown>>();
   /**
@@ -609,6 +611,7 @@ export class Client {
     this.symbolNames = symbols;
     this.symbols.clear();
     symbols.forEach((s, i) => this.symbols.set(s, i));
+    this.plainDataType = this.symbols.get(Symbol.TYPE_DATA) ?? -1;
   }
 
   private waitOne(f: Future<unknown>): Promise<void> {
@@ -934,8 +937,9 @@ export class Client {
     const list = this.fetches.get(id);
     this.fetches.delete(id);
     try {
-      const [value] = decodeData(typeId, frames, 0, (t) => this.symbolNames[t]);
-      list?.forEach((p) => p.resolve(value));
+      // Plain data (most results) is its one frame.
+      const value = frames.length === 1 && typeId === this.plainDataType ? frames[0] : decodeData(typeId, frames, 0, (t) => this.symbolNames[t])[0];
+      if (list !== undefined) for (const p of list) p.resolve(value);
     } catch (e) {
       list?.forEach((p) => p.reject(e as Error));
     }

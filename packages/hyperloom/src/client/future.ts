@@ -84,6 +84,7 @@ export class Future<T = Buffer> {
   /** @internal Resolves or rejects every waiter. */
   settle(error?: Error): void {
     const waiters = this.waiters;
+    if (waiters.length === 0) return;
     this.waiters = [];
     for (const w of waiters) {
       if (error) w.reject(error);
