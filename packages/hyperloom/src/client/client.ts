@@ -6,6 +6,7 @@ import type { Socket } from "node:net";
 import { resolve as resolvePath } from "node:path";
 import { FrameReader, frame } from "../protocol/frame.js";
 import { scanDataResponse, scanFinishedResponse } from "../protocol/data-response.js";
+import { idRequests } from "../protocol/id-requests.js";
 import { comm, PROTOCOL_VERSION } from "../protocol/messages.js";
 import { Symbol } from "../protocol/symbols.js";
 import { Future } from "./future.js";
@@ -322,7 +323,7 @@ export class Client {
     this.fetchIds = [];
     for (const p of this.sentPlans) if (p.idBase >= nextBase) this.send(p.buf);
     for (const id of this.fetches.keys()) this.queueFetch(id);
-    for (const id of this.releasedAway.splice(0)) this.sendRequest({ type: RequestType.RELEASE, id });
+    if (this.releasedAway.length > 0) this.send(idRequests(RequestType.RELEASE, this.releasedAway.splice(0)));
     for (let i = 0; i < this.statsWaiters.length; i++) this.sendRequest({ type: RequestType.STATS });
     for (let i = 0; i < this.statusWaiters.length; i++) this.sendRequest({ type: RequestType.STATUS });
   }
@@ -451,16 +452,20 @@ export class Client {
   /** Releases results on the server, in one batch. Running futures are canceled locally. */
   release(futures: readonly Future<unknown>[]): void {
     this.checkOwn(futures);
+    const ids: number[] = [];
     for (const f of futures) {
       if (f.status_ === "finished") {
         f.status_ = "released";
         this.forget(f.taskId);
-        this.releaseId(f.taskId);
+        ids.push(f.taskId);
       } else if (f.status_ === "running") {
         f.status_ = "canceled";
         for (const l of this.settleListeners) l(f);
       }
     }
+    if (ids.length === 0) return;
+    if (this.away) for (const id of ids) this.releasedAway.push(id);
+    else if (!this.socket.destroyed) this.send(idRequests(RequestType.RELEASE, ids));
   }
 
   /** Yields the futures as they finish (in completion order). */
@@ -684,7 +689,7 @@ export class Client {
     if (ids.length === 0) return;
     this.fetchIds = [];
     if (!this.fetchMany) {
-      for (const id of ids) this.outgoing.push(frame(comm.ClientRequest.encode({ type: RequestType.FETCH, id }).finish()));
+      this.outgoing.push(idRequests(RequestType.FETCH, ids));
       return;
     }
     for (let i = 0; i < ids.length; i += FETCH_MANY_MAX) {

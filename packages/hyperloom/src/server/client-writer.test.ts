@@ -58,6 +58,17 @@ test("large buffers are written as they are between joined runs of small ones; t
   assert.is(w.backlog, 0);
 });
 
+test("flush sends the turn's bytes at once (before the server closes a connection)", async () => {
+  const { socket, out } = fakeSocket();
+  const w = new ClientWriter(socket);
+  w.write(Buffer.from("last"));
+  w.write(Buffer.from(" answer"));
+  w.flush();
+  assert.equal(out, ["<cork>", "last answer", "<uncork>"]);
+  await turnEnds();
+  assert.equal(out, ["<cork>", "last answer", "<uncork>"], "nothing twice");
+});
+
 test("an aborted relay closes the client connection", async () => {
   const { socket, out } = fakeSocket();
   const w = new ClientWriter(socket);

@@ -61,8 +61,12 @@ export class ClientWriter {
     this.turnBytes += buf.length;
   }
 
-  /** Writes this turn's bytes: small ones joined, large ones as they are, in one corked batch. */
-  private flush(): void {
+  /**
+   * Writes this turn's bytes now: small ones joined, large ones as they are, in one corked batch.
+   * Called at the end of the turn, and before the server closes the connection (its last answer,
+   * such as the ERROR refusing a session, must go out before the end).
+   */
+  flush(): void {
     const turn = this.turn;
     this.turn = [];
     this.turnBytes = 0;

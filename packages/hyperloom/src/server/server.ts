@@ -88,6 +88,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       const s = sockets.get(c);
       if (s) {
         sockets.delete(c);
+        writers.get(c)?.flush();
         writers.delete(c);
         s.end();
         s.destroySoon();
@@ -98,6 +99,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       stopping = true;
       core!.traceFlush();
       core!.journalSync();
+      for (const w of writers.values()) w.flush();
       const pending = [...sockets.values()].map((s) => new Promise<void>((r) => s.end(r)));
       pending.push(allocator!.close());
       void Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 500))]).then(() => process.exit(0));
