@@ -49,8 +49,15 @@ export class ClientWriter {
    */
   onDrain(f: () => void): void {
     setImmediate(() => {
-      if (this.socket.destroyed || (this.socket.writableLength ?? 0) === 0) f();
-      else this.socket.once("drain", f);
+      if (this.socket.destroyed || (this.socket.writableLength ?? 0) === 0) return f();
+      // A client that goes away never drains: its close lets the relay go on (dropping its bytes).
+      const done = (): void => {
+        this.socket.off("drain", done);
+        this.socket.off("close", done);
+        f();
+      };
+      this.socket.once("drain", done);
+      this.socket.once("close", done);
     });
   }
 

@@ -154,6 +154,32 @@ test("a relay pauses the worker's connection while its client is more than 8 MiB
   assert.is(received(a.bytes())[0]![1].length, 3 * big.length);
 });
 
+test("a client that goes away while its relay waits for it to drain lets the worker's connection go on", async () => {
+  const a = clientSocket();
+  const b = clientSocket();
+  const writers = new Map([
+    [1, new ClientWriter(a.socket)],
+    [2, new ClientWriter(b.socket)],
+  ]);
+  const data = dataSocket();
+  relayDataStreams(data, hooks(new Map([[1, 1], [2, 2]]), writers, []));
+  const big = Buffer.alloc(9 << 20);
+  const prefix = Buffer.alloc(8);
+  prefix.writeUInt32LE(big.length, 0);
+  a.state.backlog = 9 << 20;
+  data.emit("data", Buffer.concat([frame(comm.Announce.encode({ port: 1 }).finish()), frame(comm.DataHeader.encode({ id: 1, nMessages: 1, typeId: 0 }).finish()), prefix, big.subarray(0, 1000)]));
+  assert.ok(data.paused);
+  data.emit("data", big.subarray(1000));
+  await turnEnds();
+  assert.ok(data.paused);
+  a.socket.destroy();
+  (a.socket as unknown as EventEmitter).emit("close");
+  assert.not.ok(data.paused, "resumed when the client closed");
+  data.emit("data", object(2, "next"));
+  await turnEnds();
+  assert.equal(received(b.bytes()), [[1002, "next"]]);
+});
+
 test("a malformed header closes the data connection; the objects before it still reach their clients", async () => {
   const a = clientSocket();
   const writers = new Map([[1, new ClientWriter(a.socket)]]);
