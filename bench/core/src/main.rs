@@ -252,6 +252,7 @@ fn run_once(plan: &[u8], chunked: bool) -> Run {
             cpus: Some(2),
             features: Vec::new(),
             session: None,
+            held: Vec::new(),
         },
     );
     s.on_data(WORKER, &reg);

@@ -151,6 +151,14 @@ impl ServerCore {
         Ok(convert(out))
     }
 
+    /// The server lets worker connection `conn` go (undefined: every worker): workers that would
+    /// reconnect are sent STOP; write the output before closing the connections.
+    #[napi]
+    pub fn goodbye(&mut self, conn: Option<u32>) -> ServerOutput {
+        self.inner.goodbye(conn.map(|c| c as _));
+        convert_with(&mut self.journal, self.inner.take_output())
+    }
+
     /// Discards restored client sessions that have not re-attached (their plans go).
     #[napi]
     pub fn discard_detached(&mut self) -> ServerOutput {

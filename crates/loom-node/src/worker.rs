@@ -522,6 +522,20 @@ impl WorkerCore {
         self.inner.lock().leaving_frame().map(Into::into)
     }
 
+    /// Whether the server sent STOP (it lets this worker go): exit instead of reconnecting.
+    #[napi]
+    pub fn stop_requested(&self) -> bool {
+        lock(&self.inner).stop_requested()
+    }
+
+    /// The server connection was lost and the worker reconnects keeping its data: its tasks are
+    /// dropped (the running JS ones come back in `canceled`), the stored objects stay and the
+    /// next `registerFrame` reports them.
+    #[napi]
+    pub fn reset_connection(&self, env: Env) -> napi::Result<WorkerEffects> {
+        self.event(&env, |w| w.reset_connection())
+    }
+
     /// Bytes from the server connection. A broken stream throws `ERR_LOOM_SERVER_STREAM`.
     #[napi]
     pub fn on_server_data(&self, env: Env, chunk: &[u8]) -> napi::Result<WorkerEffects, ErrorCode> {

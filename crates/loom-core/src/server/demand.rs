@@ -177,6 +177,7 @@ mod tests {
             cpus: Some(cpus),
             features: Vec::new(),
             session: None,
+            held: Vec::new(),
         };
         s.on_data(conn, &framed(&r));
     }

@@ -263,6 +263,7 @@ impl Server {
         }
         self.restoring_released.clear();
         self.graph.bump_next_id(TaskId(next_id));
+        self.restored_below = self.graph.next_id();
         let n_sessions = sessions.len();
         self.log(
             LogLevel::Info,

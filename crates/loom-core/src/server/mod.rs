@@ -240,6 +240,9 @@ pub struct Server {
     journal: Option<Box<journal::Journaling>>,
     /// While restoring a journal: results released before the restart that are not planned again.
     restoring_released: std::collections::HashSet<TaskId>,
+    /// Internal ids below this were restored from the journal: only their results may be adopted
+    /// from a re-registering worker's held objects (0: nothing restored, so nothing adopted).
+    restored_below: TaskId,
 }
 
 impl Server {
@@ -283,6 +286,7 @@ impl Server {
             crashes: Crashes::default(),
             journal: None,
             restoring_released: Default::default(),
+            restored_below: TaskId(0),
         }
     }
 
@@ -338,6 +342,32 @@ impl Server {
             self.on_close(conn);
         }
         self.after_event();
+    }
+
+    /// The server lets worker connection `conn` go (None: every worker; it shuts down or a
+    /// client terminated it): a worker that would reconnect (announced "keep-data") is told
+    /// `WorkerCommand{STOP}` (our extension) and exits instead. Write the output before closing.
+    pub fn goodbye(&mut self, conn: Option<ConnId>) {
+        let mut frame = Vec::new();
+        push_frame(
+            &mut frame,
+            &crate::proto::comm::WorkerCommand {
+                r#type: crate::proto::comm::worker_command::Type::Stop as i32,
+                ..Default::default()
+            },
+        );
+        let targets: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(c, _)| conn.is_none_or(|x| x == **c))
+            .filter_map(|(c, st)| match st.peer {
+                Peer::Worker(w) if self.workers[w].keep_data && self.workers[w].alive => Some(*c),
+                _ => None,
+            })
+            .collect();
+        for c in targets {
+            self.out.writes.push((c, frame.clone()));
+        }
     }
 
     /// A main-port connection closed (client gone or worker lost).

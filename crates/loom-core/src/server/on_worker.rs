@@ -66,7 +66,14 @@ impl Server {
     /// FINISHED (or CHECKPOINT_LOADED, FINISHED_AND_CHECKPOINTING): the object exists on `w`
     /// (`size` bytes, `length` elements). `notify`: a held result is reported to its client
     /// now (else when its checkpoint is written).
-    fn finished(&mut self, w: WorkerIdx, id: TaskId, size: u64, length: u64, notify: bool) {
+    pub(super) fn finished(
+        &mut self,
+        w: WorkerIdx,
+        id: TaskId,
+        size: u64,
+        length: u64,
+        notify: bool,
+    ) {
         let Some(s) = self.running_on(id, w) else {
             return self.residual(w, id, true);
         };

@@ -10,6 +10,8 @@ use crate::proto::comm::{
 use crate::proto::PROTOCOL_VERSION;
 
 use super::clients::Client;
+use super::ids::TaskId;
+use super::wire;
 use super::workers::Worker;
 use super::{ConnId, LogLevel, Peer, Server, ServerError};
 
@@ -81,6 +83,10 @@ impl Server {
         );
         let w = self.workers.add(Worker::new(conn, addr, cpus, types, out));
         self.workers[w].can_cancel = r.features.iter().any(|f| f == "cancel");
+        self.workers[w].keep_data = r.features.iter().any(|f| f == "keep-data");
+        if !r.held.is_empty() {
+            self.adopt_held(w, &r.held);
+        }
         if self.symbols.names().len() > n_symbols {
             // New task types: clients that understand it learn them at once (the original
             // client would abort on an unsolicited DICTIONARY, so it gets none).
@@ -93,6 +99,78 @@ impl Server {
         self.trace_worker(w);
         self.unpark();
         Ok(Peer::Worker(w))
+    }
+
+    /// A re-registering worker holds `held` (our extension, announced as "keep-data"): a task
+    /// restored from the journal whose result is one of them and that is not yet computed or
+    /// running is FINISHED there, as if it had just run; every other object (unknown to this
+    /// server, released, another instance's ids, or already computed elsewhere) is REMOVEd on
+    /// the worker, so nothing leaks and no stale object is ever served under a reused id.
+    /// Objects go in id order: a plan's inputs come before their consumers, so a consumer whose
+    /// inputs were adopted is ready when its turn comes.
+    fn adopt_held(&mut self, w: super::ids::WorkerIdx, held: &[crate::proto::comm::HeldObject]) {
+        use super::segment::TaskState;
+        let mut held: Vec<_> = held.iter().map(|h| (h.id, h.size(), h.length())).collect();
+        held.sort_unstable_by_key(|h| h.0);
+        held.dedup_by_key(|h| h.0);
+        let (mut adopted, mut removed) = (0usize, 0usize);
+        for (id, size, length) in held {
+            let id = TaskId(id);
+            let slot = (id.0 >= 0 && id < self.restored_below)
+                .then(|| self.graph.locate(id))
+                .flatten()
+                .filter(|&s| matches!(self.graph.state(s), TaskState::Ready | TaskState::Waiting));
+            let Some(s) = slot else {
+                wire::push_remove(&mut self.workers[w].out, id);
+                removed += 1;
+                continue;
+            };
+            let seg = self.graph.seg_mut(s);
+            seg.set_state(s.off, TaskState::Running);
+            seg.wk[s.off] = Some(w);
+            let c = seg.cpus[s.off];
+            self.workers[w].book(c);
+            let inputs = self.graph.inputs_of(s).to_vec();
+            self.finished(w, id, size, length, true);
+            // Its inputs that nothing else needs are not computed at all.
+            self.prune_unneeded(inputs);
+            adopted += 1;
+        }
+        self.log(
+            LogLevel::Info,
+            format!(
+                "worker {} re-registered holding {} objects: {adopted} adopted as results, {removed} removed",
+                w.index(),
+                adopted + removed
+            ),
+        );
+    }
+
+    /// Tasks among `roots` (and, in turn, their inputs) that are not yet computed, are no result
+    /// and that nothing needs any more (an adopted consumer held their only reference) are
+    /// dropped unplanned, releasing their own inputs.
+    fn prune_unneeded(&mut self, roots: Vec<TaskId>) {
+        use super::segment::{TaskFlags, TaskState};
+        let mut stack = roots;
+        while let Some(x) = stack.pop() {
+            let Some(s) = self.graph.locate(x) else {
+                continue;
+            };
+            let seg = self.graph.seg(s);
+            let pending = matches!(seg.state[s.off], TaskState::Ready | TaskState::Waiting);
+            if !pending || seg.refc[s.off] != 0 || seg.flags[s.off].has(TaskFlags::RESULT) {
+                continue;
+            }
+            let holds_refs = !seg.flags[s.off].has(TaskFlags::LOAD);
+            let inputs = self.graph.inputs_of(s).to_vec();
+            self.graph.retire(s, TaskState::Freed);
+            if holds_refs {
+                for i in inputs {
+                    self.dec_ref(s.seg, i);
+                    stack.push(i);
+                }
+            }
+        }
     }
 
     fn register_client(&mut self, conn: ConnId, r: &Register) -> Result<Peer, ServerError> {

@@ -66,6 +66,7 @@ mod tests {
                 cpus: Some(cpus),
                 features: Vec::new(),
                 session: None,
+                held: Vec::new(),
             },
             None => Register {
                 protocol_version: 2,

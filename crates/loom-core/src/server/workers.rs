@@ -42,6 +42,8 @@ pub(crate) struct Worker {
     /// It said it is leaving (LEAVING, our extension), or this server let it go (an allocation
     /// queue scaling down): once its connection is gone it "departed", not "lost".
     pub(crate) leaving: bool,
+    /// It announced "keep-data": it reconnects after a lost connection unless told STOP.
+    pub(crate) keep_data: bool,
 }
 
 impl Worker {
@@ -69,6 +71,7 @@ impl Worker {
             residual: HashMap::new(),
             can_cancel: false,
             leaving: false,
+            keep_data: false,
         }
     }
 

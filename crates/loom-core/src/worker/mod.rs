@@ -36,7 +36,7 @@ use crate::data::{
     strerror, Array, DataDir, DataObject, DataRef, ExternFile, JsObj, PyObj, TypeIds,
 };
 use crate::frame::{push_frame, push_raw_frame, FrameError, FrameReader, MAX_CONTROL_FRAME};
-use crate::proto::comm::{register, Announce, Register, WorkerCommand};
+use crate::proto::comm::{register, Announce, HeldObject, Register, WorkerCommand};
 use crate::proto::PROTOCOL_VERSION;
 use crate::symbols::{Symbols, JS_TASK_TYPES, ORIGINAL_TASK_TYPES, WORKER_DATA_TYPES};
 use crate::trace::WorkerTrace;
@@ -190,7 +190,7 @@ struct CallPool {
 }
 
 /// What this worker understands beyond the original protocol (`Register.features`).
-pub const WORKER_FEATURES: &[&str] = &["cancel"];
+pub const WORKER_FEATURES: &[&str] = &["cancel", "keep-data"];
 
 /// Errors that end a connection (or the worker, for `new`).
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +326,8 @@ pub struct Worker {
     traced: HashSet<i32>,
     /// The server announced "leaving" ([`Worker::leaving_frame`]).
     server_leaving: bool,
+    /// The server sent STOP: exit when its connection closes, do not reconnect.
+    stop_requested: bool,
 }
 
 impl Worker {
@@ -368,6 +370,7 @@ impl Worker {
             trace_marked: false,
             traced: HashSet::new(),
             server_leaving: false,
+            stop_requested: false,
             cfg,
         })
     }
@@ -392,10 +395,48 @@ impl Worker {
             cpus: Some(self.cfg.cpus as i32),
             features: WORKER_FEATURES.iter().map(|s| s.to_string()).collect(),
             session: None,
+            held: self.held(),
         };
         let mut out = Vec::new();
         push_frame(&mut out, &msg);
         out
+    }
+
+    /// The objects in the store, in id order (sent with the Register of a reconnecting worker).
+    fn held(&self) -> Vec<HeldObject> {
+        let mut held: Vec<HeldObject> = self
+            .store
+            .iter()
+            .map(|(&id, obj)| HeldObject {
+                id,
+                size: Some(obj.size()),
+                length: Some(obj.length()),
+            })
+            .collect();
+        held.sort_unstable_by_key(|h| h.id);
+        held
+    }
+
+    /// The server connection was lost and the worker reconnects keeping its data: every task
+    /// waiting, queued or running is dropped (running JS tasks are listed in
+    /// [`WorkerOutput::canceled`] for JS to stop; the next server decides what runs), data
+    /// connections and half-read frames are forgotten; the stored objects stay, and the next
+    /// [`register_frame`](Self::register_frame) reports them.
+    pub fn reset_connection(&mut self) {
+        self.waiting.clear();
+        self.waiters.clear();
+        self.woken.clear();
+        self.queue.clear();
+        let running: Vec<i32> = self.running.keys().copied().collect();
+        for id in running {
+            if let Some(r) = self.running.remove(&id) {
+                self.slots.release(&r.slots);
+                self.out.canceled.push(id);
+            }
+        }
+        self.peers.clear();
+        self.server = FrameReader::new(MAX_CONTROL_FRAME);
+        self.out.to_server.clear();
     }
 
     /// The loaded task libraries.
@@ -412,6 +453,11 @@ impl Worker {
     /// stream frames of array and index inputs ([`JsInput::bytes`]) refer to.
     pub fn type_ids(&self) -> TypeIds {
         self.ids
+    }
+
+    /// Whether the server sent STOP (our extension): the worker exits instead of reconnecting.
+    pub fn stop_requested(&self) -> bool {
+        self.stop_requested
     }
 
     /// Number of objects in the store.
@@ -808,6 +854,14 @@ impl Worker {
                     self.traced.insert(id);
                 }
                 self.load_checkpoint(c.id, c.checkpoint_path)
+            }
+            Some(cmd::STOP) => {
+                self.stop_requested = true;
+                self.log(
+                    LogLevel::Info,
+                    "The server lets this worker go (STOP); it exits when the connection closes"
+                        .to_owned(),
+                );
             }
             Some(cmd::CANCEL) => match c.id {
                 Some(id) => self.cancel(id),

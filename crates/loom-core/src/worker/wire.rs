@@ -18,6 +18,7 @@ pub(crate) mod cmd {
     pub const LOAD_CHECKPOINT: i32 = Type::LoadCheckpoint as i32;
     /// Extension: stop a task of a client that is gone (see `Worker::cancel`).
     pub const CANCEL: i32 = Type::Cancel as i32;
+    pub const STOP: i32 = Type::Stop as i32;
 }
 
 /// `WorkerResponse.type` values (from the generated enum, as `i32` for matching).

@@ -134,8 +134,8 @@ export interface WorkerMainOptions extends LogOptions {
   host?: string;
   extension?: string[];
   python?: string;
-  /** Seconds to keep reconnecting after the server connection closes (`--reconnect`). */
-  reconnect?: number;
+  /** Seconds to keep reconnecting after the server connection is lost (`--reconnect`); `false` or unset: exit with it (`--no-reconnect`). */
+  reconnect?: number | false;
   /** Seconds to keep retrying a first connection the server refuses (`--connect-retry`). */
   connectRetry?: number;
   /** The server's access file; `false`: connect without one (`loom-worker`). */
@@ -148,13 +148,14 @@ export interface WorkerMainOptions extends LogOptions {
 
 /**
  * Runs a worker until its server goes away. `host`/`port` undefined: from the access file. With
- * `reconnect` (seconds), a worker whose server connection closes starts afresh (its data and
- * running tasks are dropped: the server that answers next knows nothing of them) and connects
- * again — authenticating anew with the access file read again — retrying with backoff (0.1 s
- * doubling to 2 s) for up to that long before it exits with status 1. With `connectRetry`
- * (seconds), a first connection that is refused (no server listening yet) is retried the same way
- * for up to that long; anything else (not a HyperLoom server, refused authentication, a bad
- * option) ends the worker at once.
+ * `reconnect` (seconds), a worker whose server connection is lost stops its running tasks, keeps
+ * its data objects and connects again — authenticating anew with the access file read again on
+ * each attempt (a restarted server writes a new secret) — retrying with backoff (0.1 s doubling to
+ * 2 s) for up to that long before it exits with status 1; it reports the objects it holds when it
+ * re-registers, and the server adopts or removes them. A server that stops or retires the worker
+ * tells it STOP first, and it exits. With `connectRetry` (seconds), a first connection that is
+ * refused (no server listening yet) is retried the same way for up to that long; anything else
+ * (not a HyperLoom server, refused authentication, a bad option) ends the worker at once.
  */
 export async function workerMain(hostArg: string | undefined, portArg: number | undefined, opts: WorkerMainOptions): Promise<void> {
   setUpLogs(opts, "worker");
@@ -196,6 +197,10 @@ export async function workerMain(hostArg: string | undefined, portArg: number | 
     extensions: opts.extension ?? [],
     ...(opts.python !== undefined ? { python: opts.python } : {}),
     security: securityOf(access),
+    ...(typeof opts.reconnect === "number" ? { reconnectSeconds: opts.reconnect } : {}),
+    // A restarted server has a new secret (and certificate): the access file is read again on
+    // every reconnect attempt.
+    ...(opts.accessFile !== false ? { refreshSecurity: () => securityOf(accessFor(hostArg ?? host, portArg ?? port, opts.accessFile as string | undefined)) } : {}),
   };
   let w: RunningWorker | undefined;
   let stopping = false;
@@ -241,35 +246,8 @@ export async function workerMain(hostArg: string | undefined, portArg: number | 
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   stopWithParent(stop);
-  for (;;) {
-    await w.done;
-    if (stopping || opts.reconnect === undefined) break;
-    const deadline = Date.now() + opts.reconnect * 1000;
-    log("info", `Reconnecting to ${host}:${port} (for up to ${opts.reconnect} s) ...`);
-    let next: RunningWorker | undefined;
-    for (let delay = 100; !stopping; delay = Math.min(delay * 2, 2000)) {
-      try {
-        // A restarted server has a new secret (and certificate): the access file is read again.
-        const again = opts.accessFile === false ? undefined : accessFor(hostArg ?? host, portArg ?? port, opts.accessFile);
-        next = await startWorker({ ...options, security: securityOf(again) });
-        break;
-      } catch (e) {
-        if (Date.now() + delay > deadline) {
-          log("error", `Cannot reconnect to ${host}:${port}: ${(e as Error).message}`);
-          process.exit(1);
-        }
-        log("debug", `reconnecting: ${(e as Error).message}`);
-        await new Promise<void>((r) => {
-          wake = r;
-          setTimeout(r, delay);
-        });
-      }
-    }
-    if (next === undefined) break;
-    w = next;
-    if (stopping) w.close();
-  }
-  process.exit(0);
+  await w.done;
+  process.exit(w.reconnectFailed ? 1 : 0);
 }
 
 /**

@@ -175,10 +175,10 @@ export async function startServerProcess(): Promise<{ proc: Proc; port: number; 
   return { proc, port: Number(m[1]), dataPort: Number(m[2]) };
 }
 
-/** Starts our worker (`hyperloom worker --insecure`: the original's open protocol) against `port` on 127.0.0.1. */
+/** Starts our worker (`hyperloom worker --insecure --no-reconnect`: the original's open protocol, and it exits with its server) against `port` on 127.0.0.1. */
 export function startWorkerProcess(port: number, wdir: string, cpus = 2): Proc {
   return new Proc(
-    spawn(process.execPath, [CLI, "worker", "127.0.0.1", String(port), "--insecure", "--cpus", String(cpus), "--wdir", wdir, "--nopin"], {
+    spawn(process.execPath, [CLI, "worker", "127.0.0.1", String(port), "--insecure", "--cpus", String(cpus), "--wdir", wdir, "--nopin", "--no-reconnect"], {
       stdio: ["ignore", "pipe", "pipe"],
     }),
   );

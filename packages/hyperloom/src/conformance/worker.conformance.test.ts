@@ -54,7 +54,7 @@ test("Register: protocol 2, a worker, the recorded task and data types in order 
     assert.equal((r.taskTypes as string[]).slice(tasks.length), ["loom/js/call", "loom/js/value"]);
     assert.equal((r.dataTypes as string[]).slice(data.length), ["loom/js/obj"]);
     diffs.note("worker-register-js-types", "Register");
-    assert.equal(r.features, ["cancel"], "our worker announces CANCEL support (README #18, #19)");
+    assert.equal(r.features, ["cancel", "keep-data"], "our worker announces CANCEL support and keeping its data across reconnects (README #18, #19)");
     diffs.note("register-features", "Register");
     // Every symbol we register is one our server's dictionary has; the recorded ones keep their ids.
     for (const s of tasks) assert.ok(RECORDED_SYMBOLS.includes(s));

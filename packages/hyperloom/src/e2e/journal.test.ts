@@ -92,15 +92,16 @@ t.after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-t("kill -9 mid-plan of 10,000 tasks: the restarted server resumes it; the same client's gather is right; only lost work is recomputed", async () => {
+t("kill -9 mid-plan of 10,000 tasks: the restarted server resumes it; the same client's gather is right; results the reconnected worker kept are not recomputed", async () => {
   const journal = join(dir, "crash.journal");
   const log = join(dir, "crash.log");
   const cps = join(dir, "checkpoints");
   mkdirSync(cps);
   const first = await server(0, journal);
-  const workers = [worker(first.port, ["--reconnect", "60"]), worker(first.port, ["--reconnect", "60"])];
+  // One worker: it keeps its objects across the restart and reports them when it re-registers.
+  const workers = [worker(first.port, ["--reconnect", "60", "--cpus", "8"])];
   const c = await Client.connect("127.0.0.1", first.port, { reconnect: true, accessFile });
-  await untilWorkers(c, 2);
+  await untilWorkers(c, 1);
   // 9,900 constants merged by 99 merges (results), and 12 counted tasks: A (checkpointed, done
   // before the crash), B (running at the crash), C (done before the crash, no checkpoint).
   const merges: Task[] = [];
@@ -147,13 +148,40 @@ t("kill -9 mid-plan of 10,000 tasks: the restarted server resumes it; the same c
   assert.equal(got.slice(99), ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3", "c0", "c1", "c2", "c3", "a0+a1+a2+a3"]);
   const after = runs(log);
   // A: loaded from their checkpoints, never computed again; B: computed once (killed with the
-  // crash before finishing); C: their results were lost with the workers' restart: recomputed once.
-  for (const k of ["A0", "A1", "A2", "A3", "B0", "B1", "B2", "B3"]) assert.is(after.get(k), 1, k);
-  for (const k of ["C0", "C1", "C2", "C3"]) assert.is(after.get(k), 2, k);
+  // crash before finishing); C: held by the reconnected worker, adopted: never computed again.
+  for (const k of ["A0", "A1", "A2", "A3", "B0", "B1", "B2", "B3", "C0", "C1", "C2", "C3"]) assert.is(after.get(k), 1, k);
+  // The 99 merges and the 4 C results were adopted from the worker, not recomputed.
+  const adopted = second.lines.map((l) => /re-registered holding (\d+) objects: (\d+) adopted/.exec(l)).find((m) => m !== null);
+  assert.ok(adopted && Number(adopted[2]) >= 99 + 4, second.lines.join("\n"));
   await c.close();
   for (const w of workers) w.kill("SIGTERM");
   second.child.kill("SIGTERM");
   await exited(second.child);
+});
+
+t("a worker reconnecting to a restarted server without a journal drops its old objects: no stale bytes under reused ids", async () => {
+  const s1 = await server(0);
+  const w = worker(s1.port, ["--reconnect", "60", "--cpus", "2"]);
+  const c1 = await Client.connect("127.0.0.1", s1.port);
+  await untilWorkers(c1, 1);
+  const old = c1.submit([tasks.const("old-0"), tasks.const("old-1"), tasks.merge([tasks.const("old-2"), tasks.const("old-3")])]);
+  assert.equal((await c1.gather(old as Future<Buffer>[])).map(String), ["old-0", "old-1", "old-2old-3"]);
+  s1.child.kill("SIGKILL");
+  await exited(s1.child);
+  await c1.close().catch(() => undefined);
+  const s2 = await server(s1.port);
+  const c2 = await Client.connect("127.0.0.1", s2.port);
+  await untilWorkers(c2, 1);
+  // The same plan shape: the new server numbers its tasks from 0 again.
+  const fresh = c2.submit([tasks.const("new-0"), tasks.const("new-1"), tasks.merge([tasks.const("new-2"), tasks.const("new-3")])]);
+  assert.equal((await c2.gather(fresh as Future<Buffer>[])).map(String), ["new-0", "new-1", "new-2new-3"]);
+  const line = s2.lines.find((l) => /re-registered holding/.test(l));
+  assert.match(String(line), /holding 3 objects: 0 adopted as results, 3 removed/, s2.lines.join("\n"));
+  await c2.close();
+  w.kill("SIGTERM");
+  assert.is(await exited(w), 0);
+  s2.child.kill("SIGTERM");
+  await exited(s2.child);
 });
 
 t("a corrupt tail is cut with a warning; the journal's plans are still restored", async () => {
@@ -246,7 +274,7 @@ t("without reconnect a lost server fails every pending future with a clear error
 t("a restored session whose client does not come back is discarded after --reattach", async () => {
   const journal = join(dir, "reattach.journal");
   const s1 = await server(0, journal);
-  const w = worker(s1.port);
+  const w = worker(s1.port, ["--no-reconnect"]); // exits with its server
   const c = await Client.connect("127.0.0.1", s1.port, { accessFile });
   await untilWorkers(c, 1);
   const f = c.submitOne(tasks.run(["/bin/sleep", "30"]));

@@ -71,14 +71,14 @@ t.after(() => {
 t("a worker with --reconnect serves a server restarted on the same port", async () => {
   const first = await server(0);
   const worker = start(["worker", "127.0.0.1", String(first.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile, "--reconnect", "30"]);
-  const plain = start(["worker", "127.0.0.1", String(first.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile]);
+  const plain = start(["worker", "127.0.0.1", String(first.port), "--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile, "--no-reconnect"]);
   let c = await workersOf(first.port, 2);
   assert.is(String(await c.submitOne(tasks.const("before")).gather()), "before");
   const lost = c.submitOne(tasks.run(["/bin/sleep", "5"])).wait().catch((e: unknown) => e);
   first.child.kill("SIGKILL");
   assert.instance(await lost, Error);
   await c.close();
-  // Without --reconnect the worker ends with its server, as the original does.
+  // With --no-reconnect the worker ends with its server, as the original does.
   assert.is(await exited(plain), 0);
   await new Promise((r) => setTimeout(r, 300)); // the worker retries meanwhile
   const second = await server(first.port);

@@ -99,7 +99,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       stopping = true;
       core!.traceFlush();
       core!.journalSync();
-      for (const w of writers.values()) w.flush();
+      // Workers that would reconnect are told STOP first (our extension): they exit.
+      safely(() => core!.goodbye(), "letting workers go");
+      for (const w of writers.values()) w.flush(); // what this turn wrote (STOP included) leaves before the sockets end
       const pending = [...sockets.values()].map((s) => new Promise<void>((r) => s.end(r)));
       pending.push(allocator!.close());
       void Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 500))]).then(() => process.exit(0));
@@ -216,10 +218,13 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       // connection closes.
       const s = sockets.get(conn);
       if (s === undefined) return;
+      // STOP (our extension) first: a worker that would reconnect exits instead.
+      safely(() => core!.goodbye(conn), `letting connection ${conn} go`);
       sockets.delete(conn);
       writers.delete(conn);
       safely(() => core!.retireWorker(conn), `letting connection ${conn} go`);
-      s.destroy();
+      s.end();
+      s.destroySoon();
     },
     port,
     host,
@@ -278,6 +283,11 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       await dashboard?.close();
       core!.traceFlush();
       core!.journalSync();
+      // Workers that would reconnect are told STOP (our extension) before their connections end.
+      safely(() => core!.goodbye(), "letting workers go");
+      for (const w of writers.values()) w.flush(); // the joined writes of this turn leave before the sockets end
+      const ending = [...sockets.values()].map((s) => new Promise<void>((r) => s.end(r)));
+      await Promise.race([Promise.all(ending), new Promise((r) => setTimeout(r, 500))]);
       for (const s of sockets.values()) s.destroy();
       await Promise.all([closeServer(main), closeServer(dataServer)]);
     },

@@ -16,7 +16,7 @@ import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol
 import { stopProgram, stopAllPrograms } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 import { PythonRunner } from "./python.js";
-import { connectSecure, listenSecure, type ConnectSecurity } from "../security/transport.js";
+import { connectSecure, listenSecure, type ConnectSecurity, type ListenSecurity } from "../security/transport.js";
 import type { Secret } from "../security/access-file.js";
 import { selfSignedIdentity, type TlsIdentity } from "../security/tls.js";
 
@@ -59,6 +59,21 @@ export interface WorkerOptions {
   job?: { id: string; task?: string };
   /** Authentication and encryption. Default: none (the original's open worker). */
   security?: WorkerSecurity;
+  /**
+   * When the server connection is lost, keep the stored objects and reconnect, retrying with
+   * backoff (0.1 s doubling to 2 s) for up to this many seconds; the Register then reports the
+   * objects held (our extension, "keep-data"). Running tasks are stopped (the server that answers
+   * decides what runs). Unset: the worker stops when its server goes (the original behaviour).
+   */
+  reconnectSeconds?: number;
+  /**
+   * With `reconnectSeconds`: called before each reconnect attempt for the security to use from
+   * then on (a restarted server has a new secret and certificate: `hyperloom worker` reads the
+   * access file again). Once the worker re-registered with it, its data port checks the new
+   * secret and its peer connections prove it. It may throw (no access file yet): the attempt
+   * fails and is retried. Unset: `security` stays.
+   */
+  refreshSecurity?: () => WorkerSecurity;
 }
 
 /** A running worker. */
@@ -67,8 +82,10 @@ export interface RunningWorker {
   dataPort: number;
   /** Its work directory. */
   workDir: string;
-  /** Resolves when the worker has stopped (server connection closed). */
+  /** Resolves when the worker has stopped (server connection closed, and not reconnected). */
   done: Promise<void>;
+  /** Whether it stopped because reconnecting failed within `reconnectSeconds` (set when `done` resolves). */
+  readonly reconnectFailed: boolean;
   /** Stops the worker and removes its work directory. */
   close(): void;
 }
@@ -93,28 +110,28 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   const peers = new Map<number, Socket>();
   /** Connections this worker opened to peers (and the server's data port), by address; `socket` is undefined while it connects and authenticates. */
-  const outgoing = new Map<string, { conn: number; socket: Socket | undefined; queued: { parts: Buffer[]; lease: number | undefined; written: () => void }[]; unsure: UnsureStreams }>();
+  const outgoing = new Map<string, OutgoingConnection>();
   const security = options.security ?? {};
   const tlsIdentity = security.tls !== undefined ? (security.tls.identity ?? (await selfSignedIdentity("hyperloom-worker"))) : undefined;
-  const toServer: ConnectSecurity = {
+  // The secret (and server certificate) this worker proves and checks: replaced when it
+  // re-registers with a restarted server (`adoptSecurity`).
+  let toServer = connectSecurity(security, "server");
+  let toPeers = connectSecurity(security, "peer");
+  /** What the data port checks; read on every new connection, so replacing `secret` takes effect at once. */
+  const dataPortSecurity: ListenSecurity = {
     ...(security.secret !== undefined ? { secret: security.secret } : {}),
-    ...(security.tls !== undefined ? { tls: { fingerprint: security.tls.serverFingerprint } } : {}),
-  };
-  const toPeers: ConnectSecurity = {
-    ...(security.secret !== undefined ? { secret: security.secret } : {}),
-    ...(security.tls !== undefined ? { tls: {} } : {}),
+    ...(tlsIdentity !== undefined ? { tls: tlsIdentity } : {}),
   };
   let nextConn = 1;
+  /** Counts server connections (the first is 0): a retry timer of an earlier one does nothing. */
+  let connection = 0;
   let core: WorkerCore | undefined;
   let stopped = false;
   // Fault injection for tests (issue #18): the first incoming data connection is reset once it
   // has brought this many bytes, as a receiver that breaks a transfer mid-stream.
   let resetAfter = Number(process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER ?? 0);
 
-  const { server: dataServer, port: dataPort } = await listenSecure("data port", options.host ?? "0.0.0.0", 0, {
-    ...(security.secret !== undefined ? { secret: security.secret } : {}),
-    ...(tlsIdentity !== undefined ? { tls: tlsIdentity } : {}),
-  }, (socket) => {
+  const { server: dataServer, port: dataPort } = await listenSecure("data port", options.host ?? "0.0.0.0", 0, dataPortSecurity, (socket) => {
     const conn = nextConn++;
     peers.set(conn, socket);
     log("debug", `data connection ${conn} from ${socket.remoteAddress}:${socket.remotePort} (transfers)`);
@@ -192,16 +209,18 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     log("info", `Loaded task library ${info.name} ${info.version} from ${info.path}: ${info.taskTypes.join(", ")}`);
   }
 
-  let greeted: Greeted;
-  try {
-    greeted = await handshake({
+  const greet = (toServer: ConnectSecurity): Promise<Greeted> =>
+    handshake({
       host: serverIp,
       port: options.serverPort,
-      register: options.job ? withJobId(core.registerFrame(), options.job.id) : core.registerFrame(),
+      register: options.job ? withJobId(core!.registerFrame(), options.job.id) : core!.registerFrame(),
       isDictionary,
       timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       security: toServer,
     });
+  let greeted: Greeted;
+  try {
+    greeted = await greet(toServer);
   } catch (e) {
     // Nothing of this worker may outlive a failed start: its data port, threads, processes and directory.
     dataServer.close();
@@ -210,7 +229,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     rmSync(workDir, { recursive: true, force: true });
     throw new Error((e as Error).message.replace(`${serverIp}:`, `${options.serverHost}:`));
   }
-  const server = greeted.socket;
+  let server = greeted.socket;
 
   function guard(f: () => WorkerEffects, onError: () => void): void {
     let effects: WorkerEffects;
@@ -279,14 +298,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const host = target.slice(0, sep);
       const port = Number(target.slice(sep + 1));
       const conn = nextConn++;
-      const entry: { conn: number; socket: Socket | undefined; queued: { parts: Buffer[]; lease: number | undefined; written: () => void }[]; unsure: UnsureStreams } = { conn, socket: undefined, queued: [], unsure: { entries: [], head: 0, written: 0 } };
+      const entry: OutgoingConnection = { conn, socket: undefined, queued: [], unsure: { entries: [], head: 0, written: 0 }, dropped: false };
       peer = entry;
       outgoing.set(target, entry);
       const isServer = address.startsWith("!:");
       // Streams wait in `queued` until the connection is authenticated: nothing goes out before.
       connectSecure(isServer ? `the server's data port ${target}` : `worker ${target}`, host, port, isServer ? toServer : toPeers).then(
         (socket) => {
-          if (stopped) {
+          if (stopped || entry.dropped) {
             socket.destroy();
             return;
           }
@@ -303,7 +322,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             peers.delete(conn);
             for (const l of leases.get(socket) ?? []) releaseLease(socket, l);
             leases.delete(socket);
-            if (stopped) return;
+            if (stopped || entry.dropped) return;
             guard(() => core!.onPeerClose(conn), () => undefined);
             for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1);
           });
@@ -316,7 +335,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           // What was queued is sent again on a fresh connection, as on any broken one.
           for (const q of entry.queued) if (q.lease !== undefined && !stopped) core!.releaseSend(q.lease);
           entry.queued = [];
-          if (stopped) return;
+          if (stopped || entry.dropped) return;
           log("warn", err.message);
           for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1);
         },
@@ -358,8 +377,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       return;
     }
     log("warn", `data connection to ${target} broke; sending data id=${id} again (attempt ${attempt + 1})`);
+    const at = connection;
     const timer = setTimeout(() => {
-      if (stopped) return;
+      // The server connection was lost meanwhile: that server's transfers are over.
+      if (stopped || at !== connection) return;
       let effects: WorkerEffects;
       try {
         effects = core!.resend(id, address);
@@ -549,6 +570,34 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     );
   }
 
+  /**
+   * The server connection was lost: every data connection (incoming or outgoing, authenticated
+   * with the previous server's secret, carrying its transfers) is closed, and nothing of them is
+   * sent again; streams waiting for an outgoing connection are let go.
+   */
+  function dropDataConnections(): void {
+    connection++;
+    for (const entry of outgoing.values()) {
+      entry.dropped = true;
+      for (const q of entry.queued) if (q.lease !== undefined) core!.releaseSend(q.lease);
+      entry.queued = [];
+    }
+    outgoing.clear();
+    for (const s of peers.values()) s.destroy();
+  }
+
+  /**
+   * Uses `next` from now on (after re-registering with a restarted server): the server
+   * connection and outgoing data connections prove its secret, and the data port checks it for
+   * every connection it accepts from now on (peers and the server's relay know only the new one).
+   */
+  function adoptSecurity(next: WorkerSecurity): void {
+    toServer = connectSecurity(next, "server");
+    toPeers = connectSecurity(next, "peer");
+    if (next.secret !== undefined) dataPortSecurity.secret = next.secret;
+    else delete dataPortSecurity.secret;
+  }
+
   let resolveDone: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
   // Tracing: CPU samples and the trace written out about once a second.
@@ -587,17 +636,102 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     void left.then(() => resolveDone());
   };
 
-  server.on("data", (chunk: Buffer) => guard(() => core!.onServerData(chunk), () => server.destroy()));
-  server.on("error", (e) => log("warn", `server connection: ${e.message}`));
-  server.on("close", () => {
-    log("info", "Connection to server is closed. Terminating ...");
-    close();
-  });
-  guard(() => core!.onServerData(greeted.received), () => server.destroy());
-  server.resume();
+  let reconnectFailed = false;
+  /** Serves the server connection `g` (the first, or one after a reconnect). */
+  const attach = (g: Greeted): void => {
+    const socket = g.socket;
+    server = socket;
+    socket.on("data", (chunk: Buffer) => guard(() => core!.onServerData(chunk), () => socket.destroy()));
+    socket.on("error", (e) => log("warn", `server connection: ${e.message}`));
+    socket.on("close", () => {
+      if (stopped) return;
+      if (options.reconnectSeconds === undefined || core!.stopRequested()) {
+        log("info", "Connection to server is closed. Terminating ...");
+        close();
+      } else {
+        void reconnect(options.reconnectSeconds);
+      }
+    });
+    guard(() => core!.onServerData(g.received), () => socket.destroy());
+    socket.resume();
+  };
+  /**
+   * The server went away: stop every task (the next server decides what runs), forget the data
+   * connections, keep the stored objects, and register again (reporting them) within `seconds`.
+   */
+  const reconnect = async (seconds: number): Promise<void> => {
+    log("info", `Connection to server is closed; reconnecting to ${options.serverHost}:${options.serverPort} (for up to ${seconds} s), keeping its data objects ...`);
+    for (const id of [...active.keys()]) cancelTask(id);
+    stopAllPrograms();
+    dropDataConnections();
+    guard(() => core!.resetConnection(), () => undefined);
+    const deadline = Date.now() + seconds * 1000;
+    for (let delay = 100; !stopped; delay = Math.min(delay * 2, 2000)) {
+      try {
+        // A restarted server has a new secret (and certificate): asked for anew on every attempt.
+        const next = options.refreshSecurity?.() ?? security;
+        if ((next.tls !== undefined) !== (tlsIdentity !== undefined)) {
+          // The data port cannot change between plain TCP and TLS under its peers.
+          log("error", `Cannot reconnect to ${options.serverHost}:${options.serverPort}: the server ${next.tls !== undefined ? "now uses" : "no longer uses"} TLS; start the worker again`);
+          reconnectFailed = true;
+          close();
+          return;
+        }
+        const g = await greet(connectSecurity(next, "server"));
+        if (stopped) {
+          g.socket.destroy();
+          return;
+        }
+        adoptSecurity(next);
+        attach(g);
+        log("info", `Worker re-registered at ${options.serverHost}:${options.serverPort}`);
+        return;
+      } catch (e) {
+        if (stopped) return;
+        if (Date.now() + delay > deadline) {
+          log("error", `Cannot reconnect to ${options.serverHost}:${options.serverPort}: ${(e as Error).message}`);
+          reconnectFailed = true;
+          close();
+          return;
+        }
+        log("debug", `reconnecting: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  };
+  attach(greeted);
   const inJob = options.job ? `, job ${options.job.id}${options.job.task !== undefined ? ` task ${options.job.task}` : ""}` : "";
   log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus, work dir ${workDir}${inJob}`);
-  return { dataPort, workDir, done, close };
+  return {
+    dataPort,
+    workDir,
+    done,
+    close,
+    get reconnectFailed() {
+      return reconnectFailed;
+    },
+  };
+}
+
+/** How connections to the server (`"server"`, its certificate pinned) or to peers prove `s`. */
+function connectSecurity(s: WorkerSecurity, to: "server" | "peer"): ConnectSecurity {
+  return {
+    ...(s.secret !== undefined ? { secret: s.secret } : {}),
+    ...(s.tls !== undefined ? { tls: to === "server" ? { fingerprint: s.tls.serverFingerprint } : {} } : {}),
+  };
+}
+
+/** A data connection this worker opened (to a peer, or the server's data port). */
+interface OutgoingConnection {
+  conn: number;
+  /** Undefined while it connects and authenticates. */
+  socket: Socket | undefined;
+  /** Streams waiting for `socket`. */
+  queued: { parts: Buffer[]; lease: number | undefined; written: () => void }[];
+  /** Streams written that may not have reached the peer yet (sent again if it breaks). */
+  unsure: UnsureStreams;
+  /** Made for a server connection since lost: its transfers are over, nothing is sent on it. */
+  dropped: boolean;
 }
 
 /** Bytes written after a stream before it counts as delivered (beyond any kernel socket buffer). */

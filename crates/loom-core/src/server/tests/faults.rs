@@ -21,6 +21,7 @@ impl H {
             cpus: Some(cpus),
             features: features.iter().map(|s| s.to_string()).collect(),
             session: None,
+            held: Vec::new(),
         };
         self.s.on_data(conn, &framed(&r));
         self.workers.push(conn);

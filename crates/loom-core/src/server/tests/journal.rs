@@ -83,6 +83,50 @@ fn a_restored_server_loads_checkpoints_skips_released_results_and_reattaches_the
         }
     )));
 
+    // A server restored from the records, with a worker re-registering that kept a, b, c, d
+    // and an object the server never knew: a (loaded, ready) and b (its inputs adopted first)
+    // are adopted, not recomputed; then a (b's input only, no result) is freed, c (the same,
+    // never computed again), d (released) and 99 are removed on the worker. Nothing runs.
+    {
+        let mut h = H::new();
+        h.s.enable_journal();
+        h.s.restore(&recs);
+        let held = [0, 1, 2, 3, 99]
+            .map(|id| crate::proto::comm::HeldObject {
+                id,
+                size: Some(1),
+                length: Some(0),
+            })
+            .to_vec();
+        h.worker_holding(1, 2, held);
+        let seen = h.take();
+        assert!(seen.tasks(1).is_empty());
+        assert!(seen.of(1, 10).is_empty());
+        assert_eq!(seen.removes(1), vec![0, 2, 3, 99]);
+        let (back, _) = session_client(&mut h, 3, Some(session));
+        let finished: Vec<i32> = back
+            .iter()
+            .filter(|r| r.r#type == client_response::Type::TaskFinished as i32)
+            .map(|r| r.id.unwrap())
+            .collect();
+        assert_eq!(finished, vec![1]);
+    }
+    // A server without a journal adopts nothing: every object a worker reports is removed.
+    {
+        let mut h = H::new();
+        h.client(2);
+        h.send(2, &plan_req(0, vec![task(CONST, b"x", &[], true)], &[]));
+        let held = vec![crate::proto::comm::HeldObject {
+            id: 0,
+            size: Some(1),
+            length: Some(0),
+        }];
+        h.worker_holding(1, 2, held);
+        let seen = h.take();
+        assert_eq!(seen.removes(1), vec![0]);
+        assert_eq!(seen.tasks(1), vec![0]);
+    }
+
     // The restart: a fresh server restores the records; a worker comes.
     let mut h = H::new();
     h.s.enable_journal();

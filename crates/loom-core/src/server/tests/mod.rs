@@ -115,11 +115,31 @@ impl H {
     }
 
     pub(super) fn worker(&mut self, conn: ConnId, cpus: i32) {
-        self.worker_with_types(conn, cpus, &ORIGINAL_TASK_TYPES);
+        self.worker_registering(conn, cpus, &ORIGINAL_TASK_TYPES, Vec::new());
     }
 
     /// A worker registering `types`.
     pub(super) fn worker_with_types(&mut self, conn: ConnId, cpus: i32, types: &[&str]) {
+        self.worker_registering(conn, cpus, types, Vec::new());
+    }
+
+    /// A worker re-registering with the objects it kept (`Register.held`, our extension).
+    pub(super) fn worker_holding(
+        &mut self,
+        conn: ConnId,
+        cpus: i32,
+        held: Vec<crate::proto::comm::HeldObject>,
+    ) {
+        self.worker_registering(conn, cpus, &ORIGINAL_TASK_TYPES, held);
+    }
+
+    fn worker_registering(
+        &mut self,
+        conn: ConnId,
+        cpus: i32,
+        types: &[&str],
+        held: Vec<crate::proto::comm::HeldObject>,
+    ) {
         self.s.on_connect(conn, "10.0.0.1");
         let r = Register {
             protocol_version: 2,
@@ -130,6 +150,7 @@ impl H {
             cpus: Some(cpus),
             features: Vec::new(),
             session: None,
+            held,
         };
         self.s.on_data(conn, &framed(&r));
         self.workers.push(conn);
