@@ -159,6 +159,21 @@ impl ServerCore {
         convert_with(&mut self.journal, self.inner.take_output())
     }
 
+    /// How many results reported before a restart wait for a reconnecting worker to bring
+    /// them back (the reconnect grace after `openJournal`; 0: none, or it is over).
+    #[napi]
+    pub fn awaiting_results(&self) -> u32 {
+        self.inner.awaiting_results() as u32
+    }
+
+    /// Ends the reconnect grace (`--reconnect-grace` elapsed, or 0): results no worker brought
+    /// back are computed again.
+    #[napi]
+    pub fn end_reconnect_grace(&mut self) -> ServerOutput {
+        self.inner.end_reconnect_grace();
+        convert_with(&mut self.journal, self.inner.take_output())
+    }
+
     /// Discards restored client sessions that have not re-attached (their plans go).
     #[napi]
     pub fn discard_detached(&mut self) -> ServerOutput {

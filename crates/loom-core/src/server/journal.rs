@@ -14,7 +14,7 @@ use crate::journal::{Record, SessionToken};
 
 use super::clients::Client;
 use super::ids::{ClientIdx, TaskId};
-use super::segment::TaskFlags;
+use super::segment::{TaskFlags, TaskState};
 use super::{ConnId, LogLevel, Server};
 
 /// `Client.conn` of a restored session whose client has not re-attached.
@@ -190,12 +190,17 @@ impl Server {
                 }
             }
         }
+        // Reported results without a checkpoint may be held by a worker that reconnects: the
+        // reconnect grace holds them back (those a plan loads from a checkpoint are let go below).
+        self.awaiting = notified.difference(&checkpointed).copied().collect();
         if let Some(j) = self.journal.as_mut() {
             j.checkpointed = checkpointed;
             j.symbols = self.symbols.names().len();
         }
         // (Kept outside the journal state too: restore also works without journaling.)
         self.restoring_released = released;
+        // Every task ingested below is a restored one (the final bound is set after them).
+        self.restored_below = TaskId(i32::MAX);
         let mut sessions: HashMap<SessionToken, ClientIdx> = HashMap::new();
         let (mut n_plans, mut n_failed) = (0usize, 0usize);
         for r in records {
@@ -264,6 +269,32 @@ impl Server {
         self.restoring_released.clear();
         self.graph.bump_next_id(TaskId(next_id));
         self.restored_below = self.graph.next_id();
+        // Only results still to compute await their workers.
+        let awaiting = std::mem::take(&mut self.awaiting);
+        self.awaiting = awaiting
+            .into_iter()
+            .filter(|&id| {
+                self.graph.locate(id).is_some_and(|s| {
+                    let seg = self.graph.seg(s);
+                    matches!(seg.state[s.off], TaskState::Ready | TaskState::Waiting)
+                        && !seg.flags[s.off].has(TaskFlags::LOAD)
+                })
+            })
+            .collect();
+        if self.awaiting.is_empty() {
+            self.release_held_back();
+        } else {
+            let held = std::mem::take(&mut self.held_back);
+            for id in held {
+                if self.awaiting.contains(&id) {
+                    self.held_back.push(id);
+                } else if let Some(s) = self.graph.locate(id) {
+                    if self.graph.state(s) == TaskState::Ready {
+                        self.make_ready(s);
+                    }
+                }
+            }
+        }
         let n_sessions = sessions.len();
         self.log(
             LogLevel::Info,
@@ -278,6 +309,44 @@ impl Server {
         );
         self.after_event();
         (n_sessions, n_plans)
+    }
+
+    /// How many results reported before the restart wait for a worker to bring them back (the
+    /// reconnect grace; 0: none, or it is over).
+    pub fn awaiting_results(&self) -> usize {
+        self.awaiting.len()
+    }
+
+    /// Ends the reconnect grace (`--reconnect-grace` elapsed, or 0): results no worker brought
+    /// back are computed again. Nothing happens when there is no grace.
+    pub fn end_reconnect_grace(&mut self) {
+        let n = self.awaiting.len();
+        if n == 0 && self.held_back.is_empty() {
+            return;
+        }
+        self.awaiting.clear();
+        if n > 0 {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "reconnect grace over: {n} results no worker brought back are computed again"
+                ),
+            );
+        }
+        self.release_held_back();
+        self.after_event();
+    }
+
+    /// Queues the tasks held back by the reconnect grace that are still ready.
+    pub(super) fn release_held_back(&mut self) {
+        self.awaiting.clear();
+        for id in std::mem::take(&mut self.held_back) {
+            if let Some(s) = self.graph.locate(id) {
+                if self.graph.state(s) == TaskState::Ready {
+                    self.make_ready(s);
+                }
+            }
+        }
     }
 
     /// Whether result `id` was released before the restart and no later plan may use it (a

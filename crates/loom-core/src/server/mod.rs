@@ -243,6 +243,13 @@ pub struct Server {
     /// Internal ids below this were restored from the journal: only their results may be adopted
     /// from a re-registering worker's held objects (0: nothing restored, so nothing adopted).
     restored_below: TaskId,
+    /// The reconnect grace after a restore: results reported before the restart (not loaded
+    /// from a checkpoint) that a re-registering worker may still hold. While any is left they
+    /// are not scheduled (they wait in `held_back` once ready); a worker bringing one back
+    /// removes it, and [`Server::end_reconnect_grace`] lets the rest be computed again.
+    awaiting: std::collections::HashSet<TaskId>,
+    /// Tasks of `awaiting` that became ready during the grace (queued when it ends).
+    held_back: Vec<TaskId>,
 }
 
 impl Server {
@@ -287,6 +294,8 @@ impl Server {
             journal: None,
             restoring_released: Default::default(),
             restored_below: TaskId(0),
+            awaiting: Default::default(),
+            held_back: Vec::new(),
         }
     }
 

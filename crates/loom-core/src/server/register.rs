@@ -135,6 +135,14 @@ impl Server {
             // Its inputs that nothing else needs are not computed at all.
             self.prune_unneeded(inputs);
             adopted += 1;
+            if self.awaiting.remove(&id) && self.awaiting.is_empty() {
+                self.log(
+                    LogLevel::Info,
+                    "every result reported before the restart is back: the reconnect grace ends"
+                        .to_owned(),
+                );
+                self.release_held_back();
+            }
         }
         self.log(
             LogLevel::Info,

@@ -24,6 +24,16 @@ impl Server {
     /// A task has all inputs finished: expand it (dslice/dget) or queue it.
     #[inline(always)]
     pub(super) fn make_ready(&mut self, s: Slot) {
+        if !self.awaiting.is_empty() {
+            let id = self.graph.seg(s).id(s.off);
+            if self.awaiting.contains(&id) || self.only_for_awaiting(s, 0) {
+                // The reconnect grace: a worker may still bring this result back (or the
+                // results this task is computed for).
+                self.graph.seg_mut(s).set_state(s.off, TaskState::Ready);
+                self.held_back.push(id);
+                return;
+            }
+        }
         let seg = self.graph.seg_mut(s);
         if !seg.flags[s.off].has(TaskFlags::OVERRIDE) && self.sym.is_expansion(seg.ttype[s.off]) {
             self.expand(s);
@@ -31,6 +41,35 @@ impl Server {
         }
         seg.set_state(s.off, TaskState::Ready);
         self.ready.push(seg.id(s.off), seg.cpus[s.off]);
+    }
+
+    /// During the reconnect grace: whether restored task `s` is needed only by results that
+    /// wait for their workers (directly, or through tasks needed only by them, up to a depth of
+    /// 32): it waits with them, and goes unplanned if they come back.
+    fn only_for_awaiting(&self, s: Slot, depth: u32) -> bool {
+        let seg = self.graph.seg(s);
+        let id = seg.id(s.off);
+        if depth > 32
+            || id >= self.restored_below
+            || seg.flags[s.off].has(TaskFlags::RESULT)
+            || self.graph.extra_cons.contains_key(&id)
+        {
+            return false;
+        }
+        let mut needed = false;
+        for &c in seg.consumers(s.off) {
+            let Some(cs) = self.graph.locate_hint(c, s.seg) else {
+                continue;
+            };
+            if !matches!(self.graph.state(cs), TaskState::Waiting | TaskState::Ready) {
+                continue;
+            }
+            needed = true;
+            if !self.awaiting.contains(&c) && !self.only_for_awaiting(cs, depth + 1) {
+                return false;
+            }
+        }
+        needed
     }
 
     /// Re-queues parked tasks (a worker registered).
@@ -249,6 +288,7 @@ impl Server {
             || seg.flags[s.off].has(TaskFlags::OVERRIDE)
             || self.sym.is_expansion(ty)
             || !self.workers[w].runs(ty)
+            || (!self.awaiting.is_empty() && self.awaiting.contains(&seg.id(s.off)))
         {
             return false;
         }

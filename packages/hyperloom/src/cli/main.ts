@@ -61,6 +61,7 @@ program
   .option("--max-crashes <n>", "fail a task once this many workers were lost while running it", intArg("number of crashes", 1, 1 << 20), 2)
   .option("--journal <path>", "journal plans, releases, completions and client sessions to this file; restore from it on start")
   .option("--reattach <seconds>", "with --journal: how long a restored client session waits for its client to re-attach", intArg("seconds", 1, 1 << 30), 300)
+  .option("--reconnect-grace <seconds>", "with --journal: how long results reported before the restart wait for the workers holding them to reconnect before they are computed again (0: no waiting)", intArg("seconds", 0, 1 << 30), 5)
   .option("--debug", "debug logging: scheduling summaries, transfers, connections")
   .option("--log-format <format>", "log lines as text or json", logFormatArg, "text")
   .action((opts: ServerMainOptions) => roles().serverMain({ ...opts, accessFile: opts.accessFile ?? (process.env[ACCESS_FILE_ENV] || defaultAccessFilePath()) }));

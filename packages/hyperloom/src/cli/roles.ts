@@ -43,6 +43,8 @@ export interface ServerMainOptions extends LogOptions {
   journal?: string;
   /** With `journal`: seconds a restored client session waits for its client (`--reattach`). */
   reattach?: number;
+  /** With `journal`: seconds restored results wait for the workers holding them (`--reconnect-grace`). */
+  reconnectGrace?: number;
   /** Frame limits (bytes, bytes, seconds). */
   maxFrame?: number;
   maxPlan?: number;
@@ -70,6 +72,7 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
   const s = await startServer({
     ...(opts.journal !== undefined ? { journal: opts.journal } : {}),
     ...(opts.reattach !== undefined ? { reattachSeconds: opts.reattach } : {}),
+    ...(opts.reconnectGrace !== undefined ? { reconnectGraceSeconds: opts.reconnectGrace } : {}),
     port: opts.port,
     host: opts.host,
     ...(accessPath !== undefined ? { accessFile: accessPath } : {}),

@@ -23,6 +23,9 @@ import type { RunningDashboard } from "./dashboard.js";
 const control = (): typeof import("../allocator/control.js") => require("../allocator/control.js") as typeof import("../allocator/control.js");
 import { dashboardToken } from "../security/dashboard-access.js";
 
+/** Default of {@link ServerOptions.reconnectGraceSeconds} (`--reconnect-grace`), in seconds. */
+export const DEFAULT_RECONNECT_GRACE_S = 5;
+
 /** Options of {@link startServer}. */
 export interface ServerOptions {
   /** Main port; 0 picks a free one. Default 9010. */
@@ -43,6 +46,13 @@ export interface ServerOptions {
   journalCompactBytes?: number;
   /** How long a restored client session waits for its client to re-attach before its plans are discarded, in seconds (default 300). */
   reattachSeconds?: number;
+  /**
+   * After a restore: how long results reported before the restart (without a checkpoint) wait
+   * for a reconnecting worker to bring them back before they are computed again, in seconds
+   * (default {@link DEFAULT_RECONNECT_GRACE_S}; 0: no waiting). Tasks that need none of them run
+   * at once; the wait ends early once every such result is back.
+   */
+  reconnectGraceSeconds?: number;
   /**
    * Authentication and encryption of both ports. Default: none (the original's open server);
    * `hyperloom server` gives a secret unless `--insecure`.
@@ -129,6 +139,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   core = new (native().ServerCore)(dataPort);
   if (options.maxCrashes !== undefined) core.setMaxCrashes(options.maxCrashes);
   let reattachTimer: NodeJS.Timeout | undefined;
+  let graceTimer: NodeJS.Timeout | undefined;
   if (options.journal !== undefined) {
     try {
       apply(core.openJournal(options.journal, options.journalCompactBytes));
@@ -138,6 +149,15 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     }
     // Restored sessions whose client never comes back do not keep their plans forever.
     reattachTimer = setTimeout(() => safely(() => core!.discardDetached(), "journal"), (options.reattachSeconds ?? 300) * 1000).unref();
+    // Results held by workers that have not reconnected yet are not computed again at once.
+    const grace = options.reconnectGraceSeconds ?? DEFAULT_RECONNECT_GRACE_S;
+    const awaiting = core.awaitingResults();
+    if (awaiting > 0 && grace > 0) {
+      log("info", `journal: ${awaiting} results reported before the restart wait up to ${grace} s (--reconnect-grace) for their workers to reconnect`);
+      graceTimer = setTimeout(() => safely(() => core!.endReconnectGrace(), "reconnect grace"), grace * 1000).unref();
+    } else if (awaiting > 0) {
+      apply(core.endReconnectGrace());
+    }
   }
 
   const { server: main, port } = await listenSecure("main port", host, options.port ?? 9010, security, (socket) => {
@@ -279,6 +299,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       clearInterval(summaryTimer);
       clearInterval(waitingTimer);
       clearTimeout(reattachTimer);
+      clearTimeout(graceTimer);
       await allocator!.close();
       await dashboard?.close();
       core!.traceFlush();

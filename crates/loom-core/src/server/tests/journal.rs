@@ -131,6 +131,10 @@ fn a_restored_server_loads_checkpoints_skips_released_results_and_reattaches_the
     let mut h = H::new();
     h.s.enable_journal();
     assert_eq!(h.s.restore(&recs), (1, 1));
+    // c was reported before the restart: it waits for a worker to bring it back until the
+    // reconnect grace ends (here at once, `--reconnect-grace 0`).
+    assert_eq!(h.s.awaiting_results(), 1);
+    h.s.end_reconnect_grace();
     h.worker(1, 2);
     let seen = h.take();
     // a is loaded from its checkpoint; d (released, used by nothing) is not planned; c was
@@ -162,4 +166,100 @@ fn a_restored_server_loads_checkpoints_skips_released_results_and_reattaches_the
         .as_ref()
         .is_some_and(|m| String::from_utf8_lossy(m).contains("Session 3039 is unknown")));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn held(ids: &[i32]) -> Vec<crate::proto::comm::HeldObject> {
+    ids.iter()
+        .map(|&id| crate::proto::comm::HeldObject {
+            id,
+            size: Some(1),
+            length: Some(0),
+        })
+        .collect()
+}
+
+/// The records of a plan r0, r1, r2 (results), x = merge(r0, r1) (a result never finished), k
+/// (a constant, no result) and r5 = merge(k) (a result), with r0..r2 and r5 reported to the
+/// client before the crash.
+fn crashed_plan() -> Vec<Record> {
+    let mut h = H::new();
+    h.s.enable_journal();
+    h.worker(1, 4);
+    let (_, mut journal) = session_client(&mut h, 2, None);
+    let x = task(MERGE, b"", &[0, 1], true);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"0", &[], true),
+                task(CONST, b"1", &[], true),
+                task(CONST, b"2", &[], true),
+                x,
+                task(CONST, b"k", &[], false),
+                task(MERGE, b"", &[4], true),
+            ],
+            &[],
+        ),
+    );
+    // x waits for r0 and r1; it is lost with the crash before it runs.
+    h.fin(1, 0, 1);
+    h.fin(1, 1, 1);
+    h.fin(1, 2, 1);
+    h.fin(1, 4, 1);
+    h.fin(1, 5, 1);
+    journal.extend(h.s.take_output().journal);
+    parse(
+        &[crate::journal::MAGIC.as_slice(), &journal].concat(),
+        "j".as_ref(),
+    )
+    .unwrap()
+    .records
+}
+
+#[test]
+fn the_reconnect_grace_holds_back_reported_results_until_their_workers_come_back() {
+    let recs = crashed_plan();
+    // A worker that reconnects first with nothing is given none of r0..r2, r5 (nor x, which
+    // needs r0 and r1, nor k, needed only by r5); the late one brings r0, r2 and r5 back:
+    // adopted, not computed (k is never computed). The grace still waits for r1; once it ends,
+    // r1 is computed, then x.
+    let mut h = H::new();
+    h.s.enable_journal();
+    h.s.restore(&recs);
+    assert_eq!(h.s.awaiting_results(), 4);
+    h.worker(1, 4);
+    let seen = h.take();
+    assert!(seen.tasks(1).is_empty(), "{:?}", seen.tasks(1));
+    h.worker_holding(3, 4, held(&[0, 2, 5]));
+    let seen = h.take();
+    assert!(seen.tasks(1).is_empty() && seen.tasks(3).is_empty());
+    assert!(seen.removes(3).is_empty());
+    assert_eq!(h.s.awaiting_results(), 1);
+    h.s.end_reconnect_grace();
+    let seen = h.take();
+    let ran: Vec<i32> = [seen.tasks(1), seen.tasks(3)].concat();
+    assert_eq!(ran, vec![1]);
+    assert_eq!(h.s.awaiting_results(), 0);
+
+    // Every result brought back: the grace ends by itself and x runs at once.
+    let mut h = H::new();
+    h.s.enable_journal();
+    h.s.restore(&recs);
+    h.worker(1, 4);
+    h.worker_holding(3, 4, held(&[0, 1, 2, 5]));
+    let seen = h.take();
+    assert_eq!(h.s.awaiting_results(), 0);
+    assert_eq!([seen.tasks(1), seen.tasks(3)].concat(), vec![3]);
+
+    // Tasks needing nothing lost run at once, during the grace.
+    let mut h = H::new();
+    h.s.enable_journal();
+    h.s.restore(&recs);
+    h.worker(1, 4);
+    let (_, _) = session_client(&mut h, 2, None);
+    h.send(2, &plan_req(0, vec![task(CONST, b"new", &[], true)], &[]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(1).len(), 1);
+    assert_eq!(h.s.awaiting_results(), 4);
 }
