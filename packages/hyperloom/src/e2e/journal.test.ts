@@ -92,16 +92,17 @@ t.after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-t("kill -9 mid-plan of 10,000 tasks: the restarted server resumes it; the same client's gather is right; results the reconnected worker kept are not recomputed", async () => {
+t("kill -9 mid-plan of 10,000 tasks: the restarted server resumes it; the same client's gather is right; results the reconnected workers kept (one reconnecting late) are not recomputed", async () => {
   const journal = join(dir, "crash.journal");
   const log = join(dir, "crash.log");
   const cps = join(dir, "checkpoints");
   mkdirSync(cps);
   const first = await server(0, journal);
-  // One worker: it keeps its objects across the restart and reports them when it re-registers.
-  const workers = [worker(first.port, ["--reconnect", "60", "--cpus", "8"])];
+  // Two workers: they keep their objects across the restart and report them when they
+  // re-register; the second one comes back a second late (the reconnect grace waits for it).
+  const workers = [worker(first.port, ["--reconnect", "60"]), worker(first.port, ["--reconnect", "60"])];
   const c = await Client.connect("127.0.0.1", first.port, { reconnect: true, accessFile });
-  await untilWorkers(c, 1);
+  await untilWorkers(c, 2);
   // 9,900 constants merged by 99 merges (results), and 12 counted tasks: A (checkpointed, done
   // before the crash), B (running at the crash), C (done before the crash, no checkpoint).
   const merges: Task[] = [];
@@ -137,10 +138,18 @@ t("kill -9 mid-plan of 10,000 tasks: the restarted server resumes it; the same c
   const before = runs(log);
   for (const k of ["A0", "A1", "A2", "A3", "C0", "C1", "C2", "C3"]) assert.is(before.get(k), 1, k);
   for (const k of ["B0", "B1", "B2", "B3"]) assert.is(before.get(k), undefined, k);
+  // The second worker is frozen through the crash: it notices the lost server only once thawed.
+  workers[1]!.kill("SIGSTOP");
   first.child.kill("SIGKILL");
   await exited(first.child);
   const second = await server(first.port, journal);
   assert.ok(second.lines.some((l) => /journal: restored 1 plans of 1 client sessions/.test(l)), second.lines.join("\n"));
+  assert.ok(second.lines.some((l) => /results reported before the restart wait up to 5 s/.test(l)), second.lines.join("\n"));
+  await new Promise((r) => setTimeout(r, 1000));
+  workers[1]!.kill("SIGCONT");
+  const registered = (): RegExpExecArray[] => second.lines.map((l) => /re-registered holding (\d+) objects: (\d+) adopted/.exec(l)).filter((m) => m !== null);
+  for (let i = 0; i < 200 && registered().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  // B runs only now: the frozen worker's B processes were stopped when it noticed the crash.
   appendFileSync(go, "");
   const results = await c.gather(futures as Future<Buffer>[]);
   const got = results.map(String);
@@ -150,19 +159,57 @@ t("kill -9 mid-plan of 10,000 tasks: the restarted server resumes it; the same c
   // A: loaded from their checkpoints, never computed again; B: computed once (killed with the
   // crash before finishing); C: held by the reconnected worker, adopted: never computed again.
   for (const k of ["A0", "A1", "A2", "A3", "B0", "B1", "B2", "B3", "C0", "C1", "C2", "C3"]) assert.is(after.get(k), 1, k);
-  // The 99 merges and the 4 C results were adopted from the worker, not recomputed.
-  const adopted = second.lines.map((l) => /re-registered holding (\d+) objects: (\d+) adopted/.exec(l)).find((m) => m !== null);
-  assert.ok(adopted && Number(adopted[2]) >= 99 + 4, second.lines.join("\n"));
+  // The 99 merges and the 4 C results were adopted from the two workers, not recomputed: the
+  // late one's too (without the grace the first would have computed them again).
+  const adopted = registered();
+  assert.is(adopted.length, 2, second.lines.join("\n"));
+  assert.ok(adopted.every((m) => Number(m[2]) > 0), second.lines.join("\n"));
+  assert.ok(Number(adopted[0]![2]) + Number(adopted[1]![2]) >= 99 + 4, second.lines.join("\n"));
+  assert.ok(!second.lines.some((l) => /reconnect grace over/.test(l)), second.lines.join("\n"));
   await c.close();
   for (const w of workers) w.kill("SIGTERM");
   second.child.kill("SIGTERM");
   await exited(second.child);
 });
 
+t("after a restart with a new secret, reconnected workers' data ports take the new one: a transfer between them and a fetch relayed from each", async () => {
+  const journal = join(dir, "secret.journal");
+  const log = join(dir, "secret.log");
+  const first = await server(0, journal);
+  const oldSecret = JSON.parse(readFileSync(accessFile, "utf8")).secret as string;
+  const workers = [worker(first.port, ["--cpus", "2"]), worker(first.port, ["--cpus", "2"])];
+  const c = await Client.connect("127.0.0.1", first.port, { reconnect: true, accessFile });
+  await untilWorkers(c, 2);
+  // Eight results of 1-cpu tasks on two 2-cpu workers: both hold some.
+  const parts = Array.from({ length: 8 }, (_, i) => counted(log, `P${i}`, `p${i};`, 0.3));
+  const futures = c.submit(parts) as Future<Buffer>[];
+  await c.wait(futures);
+  await new Promise((r) => setTimeout(r, 100)); // the journal commits
+  first.child.kill("SIGKILL");
+  await exited(first.child);
+  const second = await server(first.port, journal);
+  assert.is.not(JSON.parse(readFileSync(accessFile, "utf8")).secret, oldSecret);
+  // Fetched through the server's data port from both workers (each proves the new secret).
+  assert.equal((await Promise.all(futures.map((f) => f.fetch()))).map(String), parts.map((_, i) => `p${i};`));
+  // A merge of all eight runs on one worker and takes the others' objects from the other
+  // worker's data port, which now checks the new secret.
+  const merged = await c.submitOne(tasks.merge(futures)).gather();
+  assert.is(String(merged), parts.map((_, i) => `p${i};`).join(""));
+  const held = second.lines.map((l) => /re-registered holding (\d+) objects: (\d+) adopted/.exec(l)).filter((m) => m !== null);
+  assert.is(held.length, 2, second.lines.join("\n"));
+  assert.ok(held.every((m) => Number(m[2]) > 0), second.lines.join("\n")); // both held some
+  for (const [k, n] of runs(log)) assert.is(n, 1, k); // adopted, not recomputed
+  assert.ok(!second.lines.some((l) => /refused a connection/.test(l)), second.lines.join("\n"));
+  await c.close();
+  second.child.kill("SIGTERM");
+  await exited(second.child);
+  for (const w of workers) assert.is(await exited(w), 0); // told STOP: no reconnecting
+});
+
 t("a worker reconnecting to a restarted server without a journal drops its old objects: no stale bytes under reused ids", async () => {
   const s1 = await server(0);
   const w = worker(s1.port, ["--reconnect", "60", "--cpus", "2"]);
-  const c1 = await Client.connect("127.0.0.1", s1.port);
+  const c1 = await Client.connect("127.0.0.1", s1.port, { accessFile });
   await untilWorkers(c1, 1);
   const old = c1.submit([tasks.const("old-0"), tasks.const("old-1"), tasks.merge([tasks.const("old-2"), tasks.const("old-3")])]);
   assert.equal((await c1.gather(old as Future<Buffer>[])).map(String), ["old-0", "old-1", "old-2old-3"]);
@@ -170,7 +217,7 @@ t("a worker reconnecting to a restarted server without a journal drops its old o
   await exited(s1.child);
   await c1.close().catch(() => undefined);
   const s2 = await server(s1.port);
-  const c2 = await Client.connect("127.0.0.1", s2.port);
+  const c2 = await Client.connect("127.0.0.1", s2.port, { accessFile });
   await untilWorkers(c2, 1);
   // The same plan shape: the new server numbers its tasks from 0 again.
   const fresh = c2.submit([tasks.const("new-0"), tasks.const("new-1"), tasks.merge([tasks.const("new-2"), tasks.const("new-3")])]);
@@ -256,7 +303,7 @@ t("hyperloom journal: a missing file is empty; a file that is not a journal is a
 
 t("without reconnect a lost server fails every pending future with a clear error", async () => {
   const s1 = await server(0, join(dir, "plain.journal"));
-  const w = worker(s1.port);
+  const w = worker(s1.port, ["--no-reconnect"]); // exits with its server
   const c = await Client.connect("127.0.0.1", s1.port, { accessFile });
   await untilWorkers(c, 1);
   const f = c.submitOne(tasks.run(["/bin/sleep", "30"]));

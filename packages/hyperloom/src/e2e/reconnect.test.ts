@@ -1,6 +1,7 @@
 /**
- * `hyperloom worker --reconnect SECONDS`: a worker survives its server being killed and restarted
- * on the same port (it starts afresh and registers again); without it, the worker exits.
+ * `hyperloom worker` (reconnecting by default, `--reconnect SECONDS`): a worker survives its server
+ * being killed and restarted on the same port (it registers again); with `--no-reconnect` it
+ * exits; a server that lets it go (`client.terminate()`, SIGTERM) tells it STOP and it exits.
  * `--connect-retry SECONDS`: a worker started before its server waits for it.
  */
 import { suite } from "uvu";
@@ -90,6 +91,29 @@ t("a worker with --reconnect serves a server restarted on the same port", async 
   assert.is(await exited(worker), 0);
   second.child.kill("SIGTERM");
   await exited(second.child);
+});
+
+/** Resolves with the exit code, or "still running" after `ms`. */
+function exitedWithin(child: ChildProcess, ms: number): Promise<number | null | "still running"> {
+  return Promise.race([exited(child), new Promise<"still running">((r) => setTimeout(() => r("still running"), ms))]);
+}
+
+t("a server that lets its workers go tells them STOP: client.terminate() and SIGTERM end workers that would reconnect", async () => {
+  const s1 = await server(0);
+  // Reconnecting by default (300 s): without STOP they would wait for a server that is gone.
+  const args = ["--cpus", "1", "--wdir", wdir, "--nopin", "--access-file", accessFile];
+  const w1 = [start(["worker", "127.0.0.1", String(s1.port), ...args]), start(["worker", "127.0.0.1", String(s1.port), ...args])];
+  const c = await workersOf(s1.port, 2);
+  assert.is(String(await c.submitOne(tasks.const("x")).gather()), "x");
+  await c.terminate();
+  assert.is(await exitedWithin(s1.child, 10_000), 0);
+  for (const w of w1) assert.is(await exitedWithin(w, 10_000), 0);
+  const s2 = await server(0);
+  const w2 = start(["worker", "127.0.0.1", String(s2.port), ...args]);
+  await (await workersOf(s2.port, 1)).close();
+  s2.child.kill("SIGTERM");
+  assert.is(await exitedWithin(s2.child, 10_000), 0);
+  assert.is(await exitedWithin(w2, 10_000), 0);
 });
 
 t("a worker that cannot reconnect in time exits with status 1", async () => {

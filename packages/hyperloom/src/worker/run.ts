@@ -21,7 +21,10 @@ export function stopProgram(id: number): void {
   }
 }
 
-/** Kills every program the worker started, and their process groups (the worker stops). */
-export function stopAllPrograms(): void {
-  native().killAllPrograms(constants.signals.SIGKILL);
+/**
+ * Kills every program the worker started, and their process groups (the worker stops, or its
+ * server connection was lost); returns how many were still there (0: all gone).
+ */
+export function stopAllPrograms(): number {
+  return native().killAllPrograms(constants.signals.SIGKILL);
 }

@@ -661,10 +661,19 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
    */
   const reconnect = async (seconds: number): Promise<void> => {
     log("info", `Connection to server is closed; reconnecting to ${options.serverHost}:${options.serverPort} (for up to ${seconds} s), keeping its data objects ...`);
-    for (const id of [...active.keys()]) cancelTask(id);
-    stopAllPrograms();
+    // Every task is stopped at once and its answer dropped: a restored task may be given to this
+    // worker again under the same id, so no per-id kill may come later (cancelTask's SIGKILL
+    // after a grace would hit the next run) and the old programs must be gone before it
+    // registers again (their outcomes are dropped by the reset core).
+    for (const ctl of active.values()) ctl.abort();
+    active.clear();
     dropDataConnections();
-    guard(() => core!.resetConnection(), () => undefined);
+    try {
+      for (const l of core!.resetConnection().logs) log(l.level, l.message);
+    } catch (e) {
+      log("error", (e as Error).message);
+    }
+    for (let i = 0; i < 250 && stopAllPrograms() > 0; i++) await new Promise((r) => setTimeout(r, 20));
     const deadline = Date.now() + seconds * 1000;
     for (let delay = 100; !stopped; delay = Math.min(delay * 2, 2000)) {
       try {
