@@ -525,7 +525,7 @@ impl WorkerCore {
     /// Whether the server sent STOP (it lets this worker go): exit instead of reconnecting.
     #[napi]
     pub fn stop_requested(&self) -> bool {
-        lock(&self.inner).stop_requested()
+        self.inner.lock().stop_requested()
     }
 
     /// The server connection was lost and the worker reconnects keeping its data: its tasks are
