@@ -241,6 +241,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       // STOP (our extension) first: a worker that would reconnect exits instead.
       safely(() => core!.goodbye(conn), `letting connection ${conn} go`);
       sockets.delete(conn);
+      // The STOP is in the connection's joined writes for this turn: it leaves before the end.
+      writers.get(conn)?.flush();
       writers.delete(conn);
       safely(() => core!.retireWorker(conn), `letting connection ${conn} go`);
       s.end();
