@@ -14,8 +14,8 @@ use crate::{binding_error, ErrorCode, LogLine};
 use loom_core::data::stream::StreamPart;
 use loom_core::data::DataRef;
 use loom_core::worker::{
-    JsResult, JsTask, NativeCall, NativeDone, RedirectInput, Worker, WorkerConfig, WorkerError,
-    WorkerOutput,
+    DirectObject, JsResult, JsTask, NativeCall, NativeDone, RedirectInput, Worker, WorkerConfig,
+    WorkerError, WorkerOutput,
 };
 use napi::bindgen_prelude::{AsyncTask, Buffer, BufferSlice, Function, Uint8Array};
 use napi::{Env, Task};
@@ -34,6 +34,22 @@ pub struct DataSend {
     /// Set when parts are views of stored objects: call `releaseSend(lease)` once the socket
     /// has written them (its write callback) or was destroyed. Until then the objects stay
     /// alive; after it, the views must not be read.
+    pub lease: Option<u32>,
+}
+
+/// An object a client fetches from this worker's data port (`WorkerCore.directObject`).
+#[napi(object)]
+pub struct DirectSend {
+    /// Its data file, offered to a client on this host (which maps it); absent: `parts` is the
+    /// object's stream (DataHeader and frames, as to a peer).
+    pub path: Option<String>,
+    /// The object's size in bytes.
+    pub size: i64,
+    /// The stream, in order (empty with `path`).
+    pub parts: Vec<Buffer>,
+    /// Set when the object must stay alive meanwhile: call `releaseSend(lease)` once the parts
+    /// are written (or the socket destroyed), or once the client has mapped the file (or its
+    /// connection closed).
     pub lease: Option<u32>,
 }
 
@@ -260,6 +276,18 @@ fn leases() -> &'static Mutex<Leases> {
 /// The last lease number given, and the objects of each lease.
 type Leases = (u32, HashMap<u32, Vec<DataRef>>);
 
+/// A lease holding `held` (none when empty): see [`DataSend::lease`].
+fn new_lease(held: Vec<DataRef>) -> Option<u32> {
+    if held.is_empty() {
+        return None;
+    }
+    let mut l = leases().lock().unwrap_or_else(|e| e.into_inner());
+    l.0 = l.0.wrapping_add(1);
+    let id = l.0;
+    l.1.insert(id, held);
+    Some(id)
+}
+
 /// The effects of `out` for JS. Program tasks go to their runner threads here when the core
 /// runs them itself (see [`WorkerCore::run_programs`]).
 pub(crate) fn convert(
@@ -275,15 +303,7 @@ pub(crate) fn convert(
             .into_iter()
             .map(|p| part_buffer(env, p, &mut held))
             .collect::<napi::Result<_>>()?;
-        let lease = if held.is_empty() {
-            None
-        } else {
-            let mut l = leases().lock().unwrap_or_else(|e| e.into_inner());
-            l.0 = l.0.wrapping_add(1);
-            let id = l.0;
-            l.1.insert(id, held);
-            Some(id)
-        };
+        let lease = new_lease(held);
         sends.push(DataSend {
             id: s.id,
             address: s.address,
@@ -572,6 +592,37 @@ impl WorkerCore {
     #[napi]
     pub fn resend(&self, env: Env, id: i32, address: String) -> napi::Result<WorkerEffects> {
         self.event(&env, |w| w.resend(id, &address))
+    }
+
+    /// Object `id` for a client fetching it from this worker's data port: its data file when
+    /// `file` (the client shares this host and user) and it is a spilled plain object, else its
+    /// stream; null when this worker does not hold it.
+    #[napi]
+    pub fn direct_object(&self, env: Env, id: i32, file: bool) -> napi::Result<Option<DirectSend>> {
+        let found = self.inner.lock().direct_object(id, file);
+        Ok(match found {
+            None => None,
+            Some(DirectObject::File { obj, path, size }) => Some(DirectSend {
+                path: Some(path.to_string_lossy().into_owned()),
+                size: size as i64,
+                parts: Vec::new(),
+                lease: new_lease(vec![obj]),
+            }),
+            Some(DirectObject::Stream(stream)) => {
+                let mut held = Vec::new();
+                let parts = stream
+                    .into_iter()
+                    .map(|p| part_buffer(&env, p, &mut held))
+                    .collect::<napi::Result<Vec<_>>>()?;
+                let size = parts.iter().map(|p| p.len() as i64).sum();
+                Some(DirectSend {
+                    path: None,
+                    size,
+                    parts,
+                    lease: new_lease(held),
+                })
+            }
+        })
     }
 
     /// A data connection closed.

@@ -35,6 +35,8 @@ pub(crate) struct Client {
     pub(crate) out: Vec<u8>,
     /// It announced "dictionary-updates": it gets the dictionary again when it grows.
     pub(crate) dict_updates: bool,
+    /// It announced "fetch-direct": a FETCH of a large result is answered with its LOCATION.
+    pub(crate) direct_fetch: bool,
     /// Its session token (it announced "session"; see [`crate::journal`]).
     pub(crate) session: Option<SessionToken>,
     /// Restored from the journal: a FETCH of a result being recomputed waits for it (the client
@@ -55,6 +57,7 @@ impl Client {
             n_data: 0,
             out: Vec::new(),
             dict_updates: true,
+            direct_fetch: false,
             session: Some(token),
             restored: true,
         }

@@ -9,6 +9,10 @@ use super::segment::{TaskFlags, TaskState};
 use super::transfers::Fetch;
 use super::{wire, LogLevel, Server, ServerError};
 
+/// Results from this size on (bytes) are fetched from their worker by clients that announced
+/// `fetch-direct`; smaller ones keep the relay, whose batched DATA suits them better.
+pub const DIRECT_FETCH_MIN: u64 = 1 << 20;
+
 impl Server {
     /// Handles one frame from client `ci`.
     pub(super) fn client_frame(&mut self, ci: ClientIdx, frame: &[u8]) -> Result<(), ServerError> {
@@ -17,12 +21,14 @@ impl Server {
             .map_err(|_| ServerError::Malformed("ClientRequest"))?;
         match Type::try_from(req.rtype) {
             Ok(Type::Plan) => self.plan(ci, req.plan.unwrap_or(&[]), req.load_checkpoints),
-            Ok(Type::Fetch) if req.ids.is_empty() => self.fetch(ci, req.id.unwrap_or(-1)),
+            Ok(Type::Fetch) if req.ids.is_empty() => {
+                self.fetch(ci, req.id.unwrap_or(-1), req.relay)
+            }
             // Ours (`fetch-many`): each id as if fetched alone; the SENDs to a worker leave
             // in one write with the rest of this turn's output.
             Ok(Type::Fetch) => {
                 for &id in req.ids.iter() {
-                    self.fetch(ci, id);
+                    self.fetch(ci, id, req.relay);
                 }
             }
             Ok(Type::Release) => self.release(ci, req.id.unwrap_or(-1)),
@@ -108,8 +114,11 @@ impl Server {
     }
 
     /// FETCH: asks the owner to SEND the object to the server's data port; the data header
-    /// that comes back is relayed to the client ([`Server::on_data_header`]).
-    fn fetch(&mut self, ci: ClientIdx, cid: i32) {
+    /// that comes back is relayed to the client ([`Server::on_data_header`]). A result of at
+    /// least [`DIRECT_FETCH_MIN`] bytes fetched by a client that announced `fetch-direct` (and
+    /// did not ask for the `relay`) is answered with its LOCATION instead: the client fetches it
+    /// from the owner's data port (docs/protocol-extensions.md).
+    fn fetch(&mut self, ci: ClientIdx, cid: i32, relay: bool) {
         let s = match self.held_result(ci, cid) {
             Ok(s) => s,
             Err(msg) => return self.clients[ci].error(Some(cid), msg),
@@ -139,6 +148,11 @@ impl Server {
         let owner = seg.wk[s.off].expect("a finished task has an owner");
         self.counters.fetches += 1;
         self.counters.fetch_bytes += seg.size[s.off];
+        let size = seg.size[s.off];
+        if !relay && self.clients[ci].direct_fetch && size >= DIRECT_FETCH_MIN {
+            let address = self.workers[owner].addr.clone();
+            return wire::push_location(&mut self.clients[ci].out, cid, &address, id, size);
+        }
         let addr = self.fetch_address();
         wire::push_send(&mut self.workers[owner].out, id, &addr);
         let fetch = Fetch {

@@ -213,6 +213,7 @@ impl Server {
             n_data: 0,
             out,
             dict_updates: r.features.iter().any(|f| f == "dictionary-updates"),
+            direct_fetch: r.features.iter().any(|f| f == "fetch-direct"),
             session,
             restored: false,
         });
@@ -286,7 +287,7 @@ impl Server {
 }
 
 /// The client extensions this server offers (README differences table, row 20).
-pub const CLIENT_FEATURES: [&str; 1] = ["fetch-many"];
+pub const CLIENT_FEATURES: [&str; 2] = ["fetch-many", "fetch-direct"];
 
 /// The extensions offered to a client that announced `announced`: those it asked for, so a client
 /// announcing none (the original) gets a DICTIONARY byte-identical to the original server's.

@@ -76,6 +76,8 @@ pub(crate) struct ClientReq<'a> {
     pub(crate) trace_path: Option<&'a [u8]>,
     /// `load_checkpoints` (field 4) of a PLAN.
     pub(crate) load_checkpoints: bool,
+    /// `relay` (field 102, ours) of a FETCH: relay it even to a `fetch-direct` client.
+    pub(crate) relay: bool,
 }
 
 /// Scans a `ClientRequest`.
@@ -95,6 +97,7 @@ pub(crate) fn scan_client_request(b: &[u8]) -> Result<ClientReq<'_>, Malformed> 
             4 => out.load_checkpoints = r.varint_of(wt)? != 0,
             7 => out.trace_path = Some(r.bytes_of(wt)?),
             101 => r.repeated_i32(wt, |id| out.ids.push(id))?,
+            102 => out.relay = r.varint_of(wt)? != 0,
             _ => r.skip(wt)?,
         }
     }
@@ -247,6 +250,25 @@ pub(crate) fn push_send(out: &mut Vec<u8>, id: TaskId, address: &str) {
     put_i32(out, key::ID, id.get());
     put_bytes(out, key::ADDRESS, address.as_bytes());
     frame_end(out, p);
+}
+
+/// `ClientResponse{LOCATION, id: cid, location}` (ours, `fetch-direct`): client result `cid` is
+/// object `id` of `size` bytes on the worker whose data port is `address`.
+pub(crate) fn push_location(out: &mut Vec<u8>, cid: i32, address: &str, id: TaskId, size: u64) {
+    use crate::proto::comm::{client_response, ClientResponse, ObjectLocation};
+    crate::frame::push_frame(
+        out,
+        &ClientResponse {
+            r#type: client_response::Type::Location as i32,
+            id: Some(cid),
+            location: Some(ObjectLocation {
+                address: address.to_owned(),
+                object: id.get(),
+                size: size as i64,
+            }),
+            ..Default::default()
+        },
+    );
 }
 
 /// `WorkerCommand{REMOVE, id}`.

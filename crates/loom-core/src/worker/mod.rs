@@ -20,6 +20,7 @@
 //!   task to fail, is logged and ignored. Only a broken byte stream is an `Err`.
 
 mod builtin;
+mod direct;
 mod native;
 mod peer;
 mod slots;
@@ -41,6 +42,7 @@ use crate::proto::PROTOCOL_VERSION;
 use crate::symbols::{Symbols, JS_TASK_TYPES, ORIGINAL_TASK_TYPES, WORKER_DATA_TYPES};
 use crate::trace::WorkerTrace;
 use builtin::Kind;
+pub use direct::DirectObject;
 pub use native::{Extensions, NativeCall, NativeDone};
 use peer::Peer;
 use slots::Slots;

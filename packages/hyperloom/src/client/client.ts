@@ -13,6 +13,7 @@ import { Future } from "./future.js";
 import { Task } from "./task.js";
 import { LoomError, TaskFailed } from "./errors.js";
 import { decodeData, type DataValue } from "./data.js";
+import { DirectFetcher, type Location } from "./direct-fetch.js";
 import { encodePlan, numberPlan } from "./plan.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
 import { accessFor, type Access } from "../security/access-file.js";
@@ -40,6 +41,13 @@ export interface ConnectOptions {
    * requested server; none: an open connection (for `--insecure` servers and `loom-server`).
    */
   accessFile?: string;
+  /**
+   * Fetch large results (1 MiB and more) from the worker that holds them instead of through the
+   * server (default true; our server only, README "Fetching large results"): mapped from the
+   * worker's data file when it runs on this host as this user, else streamed from its data port.
+   * A direct fetch that fails falls back to the server's relay.
+   */
+  directFetch?: boolean;
 }
 
 /** `host:port` from `HYPERLOOM_SERVER` (as `hyperloom local` sets it), or the default address. */
@@ -113,6 +121,9 @@ function fieldOf<K extends string>(msg: { [k in K]?: number | null } | undefined
 /** What this client understands beyond the original protocol (`Register.features`). */
 const CLIENT_FEATURES = ["dictionary-updates", "fetch-many", "session"];
 
+/** With {@link ConnectOptions.directFetch}: large results come from their workers. */
+const DIRECT_FEATURE = "fetch-direct";
+
 /** How long a finished future is held strongly before it is watched for being dropped (one round). */
 const DROP_WATCH_MS = 500;
 
@@ -172,10 +183,25 @@ export class Client {
   private releasedAway: number[] = [];
   /** `close()` was called: a closed connection is no loss. */
   private closing = false;
+  /** Fetches from workers' data ports (made on the first LOCATION). */
+  private direct: DirectFetcher | undefined;
+  /** Results being fetched from their workers; a RELEASE of one waits until it has arrived. */
+  private readonly directInFlight = new Set<number>();
+  /** Releases waiting for the direct fetch of their result. */
+  private readonly releaseAfterFetch = new Set<number>();
+  /** How fetched results arrived (see {@link Client.fetchPaths}). */
+  private readonly paths = { relayed: 0, streamed: 0, mapped: 0, fellBack: 0 };
 
   private constructor(
     private socket: Socket,
-    private readonly address: { host: string; port: number; timeoutMs: number; reconnectMs: number | undefined; accessFile: string | undefined },
+    private readonly address: {
+      host: string;
+      port: number;
+      timeoutMs: number;
+      reconnectMs: number | undefined;
+      accessFile: string | undefined;
+      features: string[];
+    },
   ) {}
 
   /**
@@ -191,17 +217,18 @@ export class Client {
     let p = host === undefined ? undefined : (port ?? DEFAULT_PORT);
     const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     let greeted: Greeted;
+    const features = options.directFetch === false ? CLIENT_FEATURES : [...CLIENT_FEATURES, DIRECT_FEATURE];
     try {
       if (h === undefined && (process.env.HYPERLOOM_SERVER ?? "") !== "") [h, p] = serverAddress(process.env.HYPERLOOM_SERVER);
       const access = accessFor(h, p, options.accessFile);
       h ??= access?.host ?? "127.0.0.1";
       p ??= access?.port ?? DEFAULT_PORT;
-      greeted = await Client.greet(h, p, timeoutMs, options.accessFile, undefined, access);
+      greeted = await Client.greet(h, p, timeoutMs, options.accessFile, features, undefined, access);
     } catch (e) {
       throw new LoomError((e as Error).message);
     }
     const reconnectMs = options.reconnect ? (options.reconnectTimeoutMs ?? 120_000) : undefined;
-    const client = new Client(greeted.socket, { host: h, port: p, timeoutMs, reconnectMs, accessFile: options.accessFile });
+    const client = new Client(greeted.socket, { host: h, port: p, timeoutMs, reconnectMs, accessFile: options.accessFile, features });
     client.attach(greeted);
     openClients().add(client);
     return client;
@@ -217,13 +244,14 @@ export class Client {
     port: number,
     timeoutMs: number,
     accessFile: string | undefined,
+    features: string[],
     session: number | undefined,
     access: Access | undefined = accessFor(host, port, accessFile),
   ): Promise<Greeted> {
     const register = comm.Register.encode({
       protocolVersion: PROTOCOL_VERSION,
       type: comm.Register.Type.REGISTER_CLIENT,
-      features: CLIENT_FEATURES,
+      features,
       ...(session !== undefined ? { session } : {}),
     }).finish();
     return handshake({
@@ -288,12 +316,12 @@ export class Client {
   private async reconnect(why: LoomError): Promise<void> {
     this.away = true;
     this.outgoing = [];
-    const { host, port, timeoutMs, accessFile } = this.address;
+    const { host, port, timeoutMs, accessFile, features } = this.address;
     const deadline = Date.now() + this.address.reconnectMs!;
     for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
       if (this.closing) return this.fail(why);
       try {
-        const greeted = await Client.greet(host, port, Math.min(timeoutMs, Math.max(deadline - Date.now(), 1000)), accessFile, this.session);
+        const greeted = await Client.greet(host, port, Math.min(timeoutMs, Math.max(deadline - Date.now(), 1000)), accessFile, features, this.session);
         if (this.closing) {
           // Closed while re-attaching: nothing more to do on this connection.
           greeted.socket.destroy();
@@ -457,7 +485,9 @@ export class Client {
       if (f.status_ === "finished") {
         f.status_ = "released";
         this.forget(f.taskId);
-        ids.push(f.taskId);
+        // Being fetched from its worker: released once it has arrived (the worker keeps it till then).
+        if (this.directInFlight.has(f.taskId)) this.releaseAfterFetch.add(f.taskId);
+        else ids.push(f.taskId);
       } else if (f.status_ === "running") {
         f.status_ = "canceled";
         for (const l of this.settleListeners) l(f);
@@ -594,6 +624,7 @@ export class Client {
   close(): Promise<void> {
     this.closing = true;
     openClients().delete(this);
+    this.direct?.close();
     this.flush();
     return new Promise((resolve) => {
       if (this.socket.destroyed) return resolve();
@@ -664,7 +695,7 @@ export class Client {
     else if (!this.socket.destroyed) this.sendRequest({ type: RequestType.RELEASE, id });
   }
 
-  private sendRequest(msg: { type: number; id?: number; tracePath?: string }): void {
+  private sendRequest(msg: { type: number; id?: number; tracePath?: string; relay?: boolean }): void {
     this.send(frame(comm.ClientRequest.encode(msg).finish()));
   }
 
@@ -757,6 +788,9 @@ export class Client {
       }
       case ResponseType.ERROR:
         this.onError(msg.error ?? undefined);
+        break;
+      case ResponseType.LOCATION:
+        this.onLocation(msg.id, msg.location!);
         break;
       case ResponseType.DICTIONARY:
         // Our server sends the whole dictionary again when a worker adds task types.
@@ -938,7 +972,60 @@ export class Client {
     process.emitWarning(`HyperLoom server error: ${text}`);
   }
 
+  /**
+   * How this client's fetched results arrived: `relayed` through the server, `streamed` from
+   * their worker's data port, `mapped` from their worker's data file on this host (no copy);
+   * `fellBack`: direct fetches that failed and were relayed instead (see
+   * {@link ConnectOptions.directFetch}).
+   */
+  fetchPaths(): { relayed: number; streamed: number; mapped: number; fellBack: number } {
+    return { ...this.paths };
+  }
+
+  /**
+   * LOCATION (our `fetch-direct`): result `id` is on a worker; fetched from there, or through
+   * the server's relay (a FETCH with `relay`) when that fails.
+   */
+  private onLocation(id: number, loc: { address: string; object: number; size: unknown }): void {
+    const where: Location = { address: loc.address, object: loc.object, size: Number(loc.size) };
+    this.direct ??= new DirectFetcher({
+      security: () => {
+        const access = accessFor(this.address.host, this.address.port, this.address.accessFile);
+        return {
+          ...(access !== undefined ? { secret: access.secret } : {}),
+          ...(access?.tlsFingerprint !== undefined ? { tls: {} } : {}),
+        };
+      },
+      typeName: (t) => this.symbolNames[t],
+      plainDataType: () => this.plainDataType,
+      timeoutMs: this.address.timeoutMs,
+    });
+    this.directInFlight.add(id);
+    const settled = (): void => {
+      this.directInFlight.delete(id);
+      if (this.releaseAfterFetch.delete(id) && !this.socket.destroyed && !this.away) this.sendRequest({ type: RequestType.RELEASE, id });
+    };
+    this.direct.fetch(where).then(
+      ({ value, path }) => {
+        this.paths[path]++;
+        const list = this.fetches.get(id);
+        this.fetches.delete(id);
+        settled();
+        if (list !== undefined) for (const p of list) p.resolve(value);
+      },
+      (e: Error) => {
+        if (this.closing || this.closedError) return settled();
+        this.paths.fellBack++;
+        process.emitWarning(`HyperLoom: fetching result id=${id} from worker ${loc.address} failed (${e.message}); fetching it through the server`);
+        // Relayed instead; a release waiting for it follows the FETCH, so the data still comes.
+        if (this.fetches.has(id) && !this.away) this.sendRequest({ type: RequestType.FETCH, id, relay: true });
+        settled();
+      },
+    );
+  }
+
   private onData(id: number, typeId: number, frames: Buffer[]): void {
+    this.paths.relayed++;
     const list = this.fetches.get(id);
     this.fetches.delete(id);
     try {

@@ -16,6 +16,8 @@ import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol
 import { stopProgram, stopAllPrograms } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 import { PythonRunner } from "./python.js";
+import { serveDirectFetch, type DirectFetchHost } from "./direct-fetch.js";
+import { opensDirectFetch } from "../protocol/direct-fetch.js";
 import { connectSecure, listenSecure, type ConnectSecurity, type ListenSecurity } from "../security/transport.js";
 import type { Secret } from "../security/access-file.js";
 import { selfSignedIdentity, type TlsIdentity } from "../security/tls.js";
@@ -123,6 +125,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     ...(tlsIdentity !== undefined ? { tls: tlsIdentity } : {}),
   };
   let nextConn = 1;
+  /** Set once everything serving direct fetches exists (`directHost` below). */
+  let directReady = false;
   /** Counts server connections (the first is 0): a retry timer of an earlier one does nothing. */
   let connection = 0;
   let core: WorkerCore | undefined;
@@ -136,7 +140,28 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     peers.set(conn, socket);
     log("debug", `data connection ${conn} from ${socket.remoteAddress}:${socket.remotePort} (transfers)`);
     let received = 0;
-    socket.on("data", (chunk: Buffer) => {
+    /** Bytes before the first frame tells a peer's transfers from a client's direct fetch. */
+    let opening: Buffer | undefined = Buffer.alloc(0);
+    socket.on("data", function onData(chunk: Buffer) {
+      if (opening !== undefined) {
+        const first: Buffer = opening.length === 0 ? chunk : Buffer.concat([opening, chunk]);
+        const direct = opensDirectFetch(first);
+        if (direct === undefined) {
+          opening = first;
+          return;
+        }
+        opening = undefined;
+        if (direct) {
+          // A client fetching objects (`fetch-direct`): not a peer, the core never sees it.
+          socket.off("data", onData);
+          peers.delete(conn);
+          log("debug", `data connection ${conn}: a client's direct fetch`);
+          if (!directReady) return void socket.destroy(); // Still starting: the client uses the relay.
+          serveDirectFetch(socket, first, directHost);
+          return;
+        }
+        chunk = first;
+      }
       received += chunk.length;
       if (resetAfter > 0 && received >= resetAfter) {
         resetAfter = 0;
@@ -150,7 +175,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     });
     socket.on("error", (e) => log("debug", `data connection ${conn}: ${e.message}`));
     socket.on("close", () => {
-      peers.delete(conn);
+      if (!peers.delete(conn)) return; // A direct fetch (or nothing yet): the core never knew it.
       if (!stopped) guard(() => core!.onPeerClose(conn), () => undefined);
     });
   });
@@ -394,6 +419,18 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }, 200 * 2 ** (attempt - 1));
     timer.unref();
   }
+
+  /** What the data port's direct-fetch connections use (see `direct-fetch.ts`). */
+  const directHost: DirectFetchHost = {
+    core: () => core!,
+    writeParts: (socket, parts, lease, written) => writeParts(socket, parts, lease, written),
+    releaseLeases: (socket) => {
+      for (const l of leases.get(socket) ?? []) releaseLease(socket, l);
+      leases.delete(socket);
+    },
+    stopped: () => stopped || core === undefined,
+  };
+  directReady = true;
 
   /** Parts waiting for a TLS connection to drain, per connection. */
   const backlogs = new WeakMap<Socket, { parts: { part: Buffer; lease: number | undefined; written?: () => void }[]; next: number; waiting: boolean }>();

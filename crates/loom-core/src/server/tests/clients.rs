@@ -359,3 +359,82 @@ fn fetch_many_is_offered_only_to_a_client_that_asks() {
     assert_eq!(original.r#type, client_response::Type::Dictionary as i32);
     assert!(original.features.is_empty());
 }
+
+#[test]
+fn fetch_direct_answers_a_large_result_with_its_location() {
+    let mut h = setup(1);
+    h.s.on_connect(3, "10.0.0.3");
+    h.s.on_data(
+        3,
+        &framed(&Register {
+            protocol_version: 2,
+            r#type: 2,
+            features: vec!["fetch-many".into(), "fetch-direct".into()],
+            ..Default::default()
+        }),
+    );
+    let dict = h.take().resp(3)[0].clone();
+    assert_eq!(dict.features, vec!["fetch-many", "fetch-direct"]);
+    h.send(
+        3,
+        &plan_req(
+            0,
+            vec![task(CONST, b"a", &[], true), task(CONST, b"b", &[], true)],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    let ids: Vec<i32> = seen.of(1, 1).iter().map(|c| c.id.unwrap()).collect();
+    let (big, small) = (ids[0], ids[1]);
+    h.fin(1, big, crate::server::on_client::DIRECT_FETCH_MIN);
+    h.fin(1, small, 10);
+    h.take();
+    h.send(
+        3,
+        &ClientRequest {
+            r#type: client_request::Type::Fetch as i32,
+            ids: vec![0, 1],
+            ..Default::default()
+        },
+    );
+    let seen = h.take();
+    // The large one: its location, no SEND; the small one: relayed as ever.
+    let sends: Vec<Option<i32>> = seen.of(1, 2).iter().map(|c| c.id).collect();
+    assert_eq!(sends, vec![Some(small)]);
+    let r = &seen.resp(3)[0];
+    assert_eq!(r.r#type, client_response::Type::Location as i32);
+    assert_eq!(r.id, Some(0));
+    let loc = r.location.clone().unwrap();
+    assert_eq!((loc.object, loc.size), (big, 1 << 20));
+    assert_eq!(loc.address, "10.0.0.1:1001");
+    // The fallback: `relay` makes it a plain FETCH.
+    h.send(
+        3,
+        &ClientRequest {
+            r#type: client_request::Type::Fetch as i32,
+            id: Some(0),
+            relay: Some(true),
+            ..Default::default()
+        },
+    );
+    let seen = h.take();
+    let sends: Vec<Option<i32>> = seen.of(1, 2).iter().map(|c| c.id).collect();
+    assert_eq!(sends, vec![Some(big)]);
+    assert!(seen.resp(3).is_empty());
+    // A client that did not announce it (client 2) is relayed whatever the size.
+    h.send(2, &plan_req(0, vec![task(CONST, b"c", &[], true)], &[]));
+    let id = h.take().of(1, 1)[0].id.unwrap();
+    h.fin(1, id, 1 << 24);
+    h.take();
+    h.send(
+        2,
+        &ClientRequest {
+            r#type: client_request::Type::Fetch as i32,
+            id: Some(0),
+            ..Default::default()
+        },
+    );
+    let seen = h.take();
+    assert_eq!(seen.of(1, 2).len(), 1);
+    assert!(seen.resp(2).is_empty());
+}
