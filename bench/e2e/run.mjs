@@ -2,6 +2,7 @@
 // HyperLoom end-to-end benchmark suite (issue 12). `npm run bench -- [options]`, or
 //   node --expose-gc bench/e2e/run.mjs [--workloads W1,W3] [--n 10000,100000] [--workers 1x2,2x1]
 //        [--reps 3] [--json] [--quick] [--peers dask,ray|none] [--timeout 180] [--tls off|on|both]
+//        [--fetch direct|relay]
 // Each workload runs on a fresh LocalCluster per (workload, N, cluster shape); the peers run the
 // same cells at the same N, their repetitions interleaved with ours; see README.md here.
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
@@ -20,7 +21,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 // ---------------------------------------------------------------------------------------------
 // Options
 function parseArgs(argv) {
-  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, timeoutS: 180, tls: "off" };
+  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, timeoutS: 180, tls: "off", fetch: "direct" };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -42,6 +43,10 @@ function parseArgs(argv) {
     else if (a === "--tls") {
       o.tls = val();
       if (!["off", "on", "both"].includes(o.tls)) throw new Error(`--tls: expected off, on or both, got ${o.tls}`);
+    }
+    else if (a === "--fetch") {
+      o.fetch = val();
+      if (!["direct", "relay"].includes(o.fetch)) throw new Error(`--fetch: expected direct or relay, got ${o.fetch}`);
     }
     else if (a === "--help" || a === "-h") {
       process.stdout.write(readFileSync(join(here, "README.md"), "utf8"));
@@ -122,6 +127,9 @@ function summarize(name, n, config, reps) {
     out.transferMs = { median: median(reps.map((r) => r.transferMs)), min: Math.min(...reps.map((r) => r.transferMs)), max: Math.max(...reps.map((r) => r.transferMs)) };
     out.mbps = median(reps.map((r) => r.mbps));
     out.mbpsAll = reps.map((r) => r.mbps);
+    out.transferMsAll = reps.map((r) => r.transferMs);
+    // W6-fetch: the fetch alone, before the result's pages were read.
+    if (reps[0].fetchOnlyMs !== undefined) out.fetchOnlyMs = { median: median(reps.map((r) => r.fetchOnlyMs)), min: Math.min(...reps.map((r) => r.fetchOnlyMs)), max: Math.max(...reps.map((r) => r.fetchOnlyMs)) };
   }
   const spawn = reps.map((r) => r.spawnRate).filter((x) => x !== undefined);
   if (spawn.length) {
@@ -155,7 +163,8 @@ async function openCell(name, n, config, o, log, tls = false) {
   const cluster = await LocalCluster.start({ workers: nw, cpus: nc, ...(tls ? { tls: true } : {}) });
   const spid = cluster.serverProcess.pid;
   const wpids = cluster.workerProcesses.map((p) => p.pid);
-  const client = await cluster.connect().catch(async (e) => {
+  // --fetch relay: large results come through the server as before `fetch-direct` (an A/B in one build).
+  const client = await cluster.connect(o.fetch === "relay" ? { directFetch: false } : {}).catch(async (e) => {
     await cluster.stop();
     throw e;
   });

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { Client } from "../client/client.js";
+import { Client, type ConnectOptions } from "../client/client.js";
 import { parseLogLine } from "../log.js";
 import { readAccessFile } from "../security/access-file.js";
 import { dashboardToken } from "../security/dashboard-access.js";
@@ -194,9 +194,9 @@ export class LocalCluster {
     return this.server;
   }
 
-  /** Connects a new client to the server. */
-  connect(): Promise<Client> {
-    return Client.connect(this.host, this.port, this.accessFile !== undefined ? { accessFile: this.accessFile } : {});
+  /** Connects a new client to the server (`options` as `Client.connect`'s; the access file is this cluster's). */
+  connect(options: ConnectOptions = {}): Promise<Client> {
+    return Client.connect(this.host, this.port, { ...(this.accessFile !== undefined ? { accessFile: this.accessFile } : {}), ...options });
   }
 
   /** Waits until `n` workers are registered. */
