@@ -59,6 +59,22 @@ function serverAddress(env: string | undefined): [string, number] {
   return [m[1]!, port];
 }
 
+/** Whether `host` is a loopback address. */
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
+
+/**
+ * Where to reach a worker the server located at `address` (`ip:port` as the server sees it): a
+ * worker on the server's own host is seen at a loopback address, which from a client on another
+ * host means the server's host (`serverHost`, as this client reached it).
+ */
+function workerAddress(address: string, serverHost: string): string {
+  const sep = address.lastIndexOf(":");
+  const host = address.slice(0, sep);
+  return isLoopback(host) && !isLoopback(serverHost) ? `${serverHost}:${address.slice(sep + 1)}` : address;
+}
+
 /**
  * Connected clients of this process, on a global shared by every copy of this module, so that
  * `hyperloom local` can find a client a finished script left open (see `cli/script-runner.ts`).
@@ -369,6 +385,7 @@ export class Client {
   /** @internal Drops the connection at once (`hyperloom local`, for a script that did not close it). */
   _destroy(): void {
     this.closing = true;
+    this.direct?.close();
     this.socket.destroy();
   }
 
@@ -987,7 +1004,7 @@ export class Client {
    * the server's relay (a FETCH with `relay`) when that fails.
    */
   private onLocation(id: number, loc: { address: string; object: number; size: unknown }): void {
-    const where: Location = { address: loc.address, object: loc.object, size: Number(loc.size) };
+    const where: Location = { address: workerAddress(loc.address, this.address.host), object: loc.object, size: Number(loc.size) };
     this.direct ??= new DirectFetcher({
       security: () => {
         const access = accessFor(this.address.host, this.address.port, this.address.accessFile);
@@ -1040,6 +1057,7 @@ export class Client {
   private fail(e: Error): void {
     if (this.closedError) return;
     this.closedError = e;
+    this.direct?.close();
     // Each future's error names its task, like every other error about a task.
     const about = (id: number, label: string | undefined): LoomError =>
       new LoomError(`Task id=${id}${label ? ` (${label})` : ""}: ${e.message}`);

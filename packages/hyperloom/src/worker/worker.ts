@@ -127,6 +127,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   let nextConn = 1;
   /** Set once everything serving direct fetches exists (`directHost` below). */
   let directReady = false;
+  /** Clients' direct-fetch connections (closed when the worker stops). */
+  const directSockets = new Set<Socket>();
   /** Counts server connections (the first is 0): a retry timer of an earlier one does nothing. */
   let connection = 0;
   let core: WorkerCore | undefined;
@@ -157,6 +159,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           peers.delete(conn);
           log("debug", `data connection ${conn}: a client's direct fetch`);
           if (!directReady) return void socket.destroy(); // Still starting: the client uses the relay.
+          directSockets.add(socket);
+          socket.once("close", () => directSockets.delete(socket));
           serveDirectFetch(socket, first, directHost);
           return;
         }
@@ -665,6 +669,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       }).then(() => void server.destroy());
     } else server.destroy();
     for (const s of peers.values()) s.destroy();
+    for (const s of directSockets) s.destroy();
     dataServer.close();
     void functions.close();
     python.close();
