@@ -1322,3 +1322,35 @@ fn peer_data_before_the_dictionary_is_held_until_it_arrives() {
     w.on_peer_data(3, &stream).unwrap();
     assert_eq!(responses(&w.take_output().to_server).len(), 2);
 }
+
+#[test]
+fn direct_object_is_the_data_file_or_the_peer_stream_and_keeps_the_file_while_held() {
+    use super::DirectObject;
+    let mut w = worker("direct", 1);
+    let big = vec![b'x'; SPILL_LIMIT + 1];
+    run(&mut w, &task(1, "loom/data/const", &big, &[], 0));
+    run(&mut w, &task(2, "loom/data/const", b"small", &[], 0));
+    let path = w.store[&1].file_path().unwrap().to_owned();
+    // Same host: the spilled object's file, held by the returned reference.
+    let Some(DirectObject::File { obj, path: p, size }) = w.direct_object(1, true) else {
+        panic!("a spilled object on this host is its file");
+    };
+    assert_eq!((p.as_path(), size), (path.as_path(), big.len() as u64));
+    // Elsewhere, or an object in memory: the stream a peer would get.
+    for (id, file) in [(1, false), (2, true)] {
+        let Some(DirectObject::Stream(parts)) = w.direct_object(id, file) else {
+            panic!("object {id}: a stream");
+        };
+        let bytes: Vec<u8> = parts.iter().flat_map(|p| p.as_slice().to_vec()).collect();
+        w.resend(id, "peer");
+        let peer = w.take_output().sends.remove(0).to_vec();
+        assert_eq!(bytes, peer, "object {id}: the peer's stream");
+    }
+    // Released by the server: the file stays while the direct fetch holds it, then goes.
+    w.on_server_data(&simple(worker_command::Type::Remove, 1, None))
+        .unwrap();
+    assert!(path.exists());
+    assert!(w.direct_object(1, true).is_none(), "no longer held here");
+    drop(obj);
+    assert!(!path.exists());
+}
