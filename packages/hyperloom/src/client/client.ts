@@ -1020,7 +1020,10 @@ export class Client {
     this.directInFlight.add(id);
     const settled = (): void => {
       this.directInFlight.delete(id);
-      if (this.releaseAfterFetch.delete(id) && !this.socket.destroyed && !this.away) this.sendRequest({ type: RequestType.RELEASE, id });
+      if (!this.releaseAfterFetch.delete(id)) return;
+      // The release it held back (reconnecting: sent on re-attach, as every release meanwhile).
+      if (this.away) this.releasedAway.push(id);
+      else if (!this.socket.destroyed) this.sendRequest({ type: RequestType.RELEASE, id });
     };
     this.direct.fetch(where).then(
       ({ value, path }) => {
