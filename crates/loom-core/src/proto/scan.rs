@@ -140,6 +140,16 @@ impl<'a> Scanner<'a> {
         self.key_multi()
     }
 
+    /// Consumes the one-byte field key `key` (field 1 to 15 with its wire type) if it comes
+    /// next. For readers specialised to a message's usual layout: each expected field is one
+    /// byte comparison, and anything unexpected goes back to the generic loop over [`Scanner::key`].
+    #[inline(always)]
+    pub fn eat(&mut self, key: u8) -> bool {
+        let hit = self.b.get(self.p) == Some(&key);
+        self.p += hit as usize;
+        hit
+    }
+
     /// A key of two or more bytes, or an invalid one.
     #[inline(never)]
     fn key_multi(&mut self) -> Result<(u32, u8), Malformed> {

@@ -75,7 +75,7 @@ impl Server {
         for &id in self.ready.parked() {
             if let Some(s) = self.graph.locate(id) {
                 if self.graph.state(s) == TaskState::Ready {
-                    let c = self.graph.seg(s).cpus[s.off];
+                    let c = self.graph.seg(s).tasks[s.off].cpus;
                     match parked.iter_mut().find(|p| p.0 == c) {
                         Some(p) => p.1 = p.1.saturating_add(1),
                         None => parked.push((c, 1)),
@@ -124,10 +124,10 @@ impl Server {
         let mut counts: HashMap<WorkerIdx, u64> = HashMap::new();
         for seg in self.graph.segs.iter() {
             for off in 0..seg.n as usize {
-                if seg.state[off] != TaskState::Finished {
+                if seg.tasks[off].state != TaskState::Finished {
                     continue;
                 }
-                let Some(w) = seg.wk[off] else { continue };
+                let Some(w) = seg.tasks[off].wk else { continue };
                 let id = seg.base.plus(off);
                 if self
                     .moves

@@ -3,7 +3,7 @@
 //! runs `array/make` over the copies, so T's id names the array of their results.
 
 use super::ids::{ClientIdx, SegIdx, Slot, TaskId};
-use super::segment::{Segment, TaskFlags, TaskState};
+use super::segment::{Segment, Task, TaskFlags, TaskState};
 use super::{LogLevel, Server};
 
 /// The consumer T of an expanded task, as it was planned.
@@ -21,7 +21,7 @@ impl Server {
     pub(super) fn expand(&mut self, s: Slot) {
         let seg = self.graph.seg(s);
         let d_id = seg.id(s.off);
-        let is_slice = seg.ttype[s.off] == self.sym.dslice;
+        let is_slice = seg.tasks[s.off].ttype == self.sym.dslice;
         let x = seg.inputs(s.off)[0];
         let t_id = seg.consumers(s.off)[0];
         let client = seg.client;
@@ -44,10 +44,10 @@ impl Server {
         let tseg = self.graph.seg(ts);
         let t = Consumer {
             id: t_id,
-            ttype: tseg.ttype[ts.off],
+            ttype: tseg.tasks[ts.off].ttype,
             config: tseg.config(ts.off).to_vec(),
             inputs: tseg.inputs(ts.off).to_vec(),
-            cpus: tseg.cpus[ts.off],
+            cpus: tseg.tasks[ts.off].cpus,
         };
         let Some(base) = self.graph.alloc_ids(2 * k) else {
             self.log(LogLevel::Error, "internal id space exhausted".into());
@@ -65,9 +65,9 @@ impl Server {
         let new_si = self.link_expansion(new_seg, x, d_id, &t, &copies);
         // T becomes array/make over the copies.
         let tseg = self.graph.seg_mut(ts);
-        tseg.flags[ts.off].insert(TaskFlags::OVERRIDE);
-        tseg.cpus[ts.off] = 0;
-        tseg.waiting[ts.off] = k as u32;
+        tseg.tasks[ts.off].flags.insert(TaskFlags::OVERRIDE);
+        tseg.tasks[ts.off].cpus = 0;
+        tseg.tasks[ts.off].waiting = k as u32;
         if let Some(tr) = self
             .trace
             .as_mut()
@@ -89,7 +89,7 @@ impl Server {
         }
         self.dec_ref(s.seg, x);
         for i in 0..k {
-            if self.graph.segs[new_si].waiting[2 * i] == 0 {
+            if self.graph.segs[new_si].tasks[2 * i].waiting == 0 {
                 self.make_ready(Slot {
                     seg: new_si,
                     off: 2 * i,
@@ -120,8 +120,8 @@ impl Server {
             }
             if let Some(ys) = self.graph.locate(y) {
                 let yseg = self.graph.seg_mut(ys);
-                yseg.refc[ys.off] += k as u32;
-                if yseg.state[ys.off] != TaskState::Finished {
+                yseg.tasks[ys.off].refc += k as u32;
+                if yseg.tasks[ys.off].state != TaskState::Finished {
                     extra_waiting += 1;
                 }
                 self.graph
@@ -132,10 +132,10 @@ impl Server {
             }
         }
         for i in 0..k {
-            s.waiting[2 * i + 1] += extra_waiting;
+            s.tasks[2 * i + 1].waiting += extra_waiting;
         }
         if let Some(xs) = self.graph.locate(x) {
-            self.graph.seg_mut(xs).refc[xs.off] += k as u32;
+            self.graph.seg_mut(xs).tasks[xs.off].refc += k as u32;
         }
         let piece_ids = (0..k).map(|i| s.base.plus(2 * i));
         self.graph
@@ -187,26 +187,28 @@ fn pieces_segment(
     s.in_off.push(0);
     for (i, cfg) in pieces.iter().enumerate() {
         let pid = base.plus(2 * i);
-        s.ttype.push(piece_type);
+        s.tasks.push(Task::new(TaskState::Waiting, piece_type));
         s.arena.extend_from_slice(cfg);
         s.cfg_off.push(s.arena.len() as u32);
         s.inputs.push(x);
         s.in_off.push(s.inputs.len() as u32);
-        s.ttype.push(t.ttype);
+        s.tasks.push(Task {
+            cpus: t.cpus,
+            ..Task::new(TaskState::Waiting, t.ttype)
+        });
         s.arena.extend_from_slice(&t.config);
         s.cfg_off.push(s.arena.len() as u32);
         for &y in &t.inputs {
             s.inputs.push(if y == d_id { pid } else { y });
         }
         s.in_off.push(s.inputs.len() as u32);
-        s.cpus[2 * i + 1] = t.cpus;
     }
     s.build_consumers();
     let reads_d = t.inputs.iter().filter(|&&y| y == d_id).count() as u32;
     for i in 0..k {
-        s.refc[2 * i] = reads_d;
-        s.refc[2 * i + 1] = 1;
-        s.waiting[2 * i + 1] = reads_d;
+        s.tasks[2 * i].refc = reads_d;
+        s.tasks[2 * i + 1].refc = 1;
+        s.tasks[2 * i + 1].waiting = reads_d;
     }
     s
 }

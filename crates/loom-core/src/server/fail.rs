@@ -17,8 +17,8 @@ impl Server {
         // Expansion pieces have no client id (they are never results).
         let root_cid = seg.client_id(s.off).unwrap_or(-1);
         let ci = seg.client;
-        let was_finished = seg.state[s.off] == TaskState::Finished;
-        let held = seg.flags[s.off].has(TaskFlags::RESULT);
+        let was_finished = seg.tasks[s.off].state == TaskState::Finished;
+        let held = seg.tasks[s.off].flags.has(TaskFlags::RESULT);
         let failed = FailedTask {
             id: root_cid,
             label: self.graph.label_of(root).to_owned(),
@@ -61,19 +61,19 @@ impl Server {
         };
         let seg = self.graph.seg_mut(cs);
         let off = cs.off;
-        let st = seg.state[off];
+        let st = seg.tasks[off].state;
         // A task loaded from its checkpoint does not need its inputs.
-        if !st.is_pending() || seg.flags[off].has(TaskFlags::LOAD) {
+        if !st.is_pending() || seg.tasks[off].flags.has(TaskFlags::LOAD) {
             return false;
         }
         if st == TaskState::Running {
-            let w = seg.wk[off].expect("a running task has a worker");
-            let cpus = seg.cpus[off];
-            if seg.flags[off].has(TaskFlags::EARLY) {
+            let w = seg.tasks[off].wk.expect("a running task has a worker");
+            let cpus = seg.tasks[off].cpus;
+            if seg.tasks[off].flags.has(TaskFlags::EARLY) {
                 // Sent early and now never startable (an input failed): the worker will not
                 // answer for it, so its light slot is freed here; a worker that takes CANCEL
                 // also forgets it (else it waits there for an input that never comes).
-                seg.flags[off].remove(TaskFlags::EARLY);
+                seg.tasks[off].flags.remove(TaskFlags::EARLY);
                 let wk = &mut self.workers[w];
                 if wk.alive {
                     wk.light = wk.light.saturating_sub(1);
@@ -96,7 +96,7 @@ impl Server {
                 }
             }
         }
-        let held = seg.flags[off].has(TaskFlags::RESULT);
+        let held = seg.tasks[off].flags.has(TaskFlags::RESULT);
         let (cid, cl) = (seg.client_id(off), seg.client);
         self.graph.retire(cs, TaskState::Failed);
         if held {

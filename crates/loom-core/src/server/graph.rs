@@ -137,7 +137,7 @@ impl TaskGraph {
     /// The state of a task.
     #[inline(always)]
     pub(crate) fn state(&self, s: Slot) -> TaskState {
-        self.segs[s.seg].state[s.off]
+        self.segs[s.seg].tasks[s.off].state
     }
 
     /// The state of task `id`, if its segment is live.
@@ -151,7 +151,7 @@ impl TaskGraph {
     #[inline(always)]
     pub(crate) fn inputs_of(&self, s: Slot) -> &[TaskId] {
         let seg = &self.segs[s.seg];
-        let flags = seg.flags[s.off];
+        let flags = seg.tasks[s.off].flags;
         if flags.has(TaskFlags::LOAD) || flags.has(TaskFlags::OVERRIDE) {
             return self.rare_inputs_of(s);
         }
@@ -163,7 +163,7 @@ impl TaskGraph {
     #[inline(never)]
     fn rare_inputs_of(&self, s: Slot) -> &[TaskId] {
         let seg = &self.segs[s.seg];
-        if seg.flags[s.off].has(TaskFlags::LOAD) {
+        if seg.tasks[s.off].flags.has(TaskFlags::LOAD) {
             return &[];
         }
         self.overrides
@@ -184,7 +184,7 @@ impl TaskGraph {
         let seg = &mut self.segs[s.seg];
         // Retiring twice would drop the segment while tasks in it are still live.
         debug_assert!(
-            seg.state[s.off].is_live(),
+            seg.tasks[s.off].state.is_live(),
             "task {} retired twice",
             seg.id(s.off).get()
         );

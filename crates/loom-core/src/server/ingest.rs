@@ -8,7 +8,7 @@ use super::clients::PlanRange;
 use super::counters::LabelGroups;
 use super::ids::{ClientIdx, TaskId};
 use super::plan_scan::{malformed, plan_err, scan_header, scan_task, Culprit, PlanError};
-use super::segment::{Segment, TaskFlags, TaskState};
+use super::segment::{Segment, Task, TaskFlags, TaskState};
 use super::Server;
 
 /// Where a plan's ids go: client ids `base..base+n` become internal ids `ibase..ibase+n`.
@@ -155,17 +155,18 @@ impl Server {
             if let Some(l) = t.label {
                 labels.push((i as u32, l));
             }
-            if t.result {
-                seg.flags[i] = TaskFlags::RESULT;
-            }
             let ty = t.ttype.unwrap_or(-1);
-            seg.ttype.push(ty);
             if ty < 0 || !self.known_type.get(ty as usize).copied().unwrap_or(false) {
                 return Err(err(format!("unknown task type {ty}")));
             }
-            if t.rr != -1 {
-                seg.cpus[i] = resource(requests, t.rr, max_cpus).map_err(err)?;
+            let mut task = Task::new(TaskState::Unplanned, ty);
+            if t.result {
+                task.flags = TaskFlags::RESULT;
             }
+            if t.rr != -1 {
+                task.cpus = resource(requests, t.rr, max_cpus).map_err(err)?;
+            }
+            seg.tasks.push(task);
             if !t.checkpoint.is_empty() {
                 let path = checkpoint_path(t.checkpoint).map_err(err)?;
                 seg.checkpoints.push((i as u32, path));
@@ -206,18 +207,18 @@ impl Server {
         };
         let s = self.graph.locate(x).expect("resolved id has a segment");
         let seg = self.graph.seg(s);
-        match seg.state[s.off] {
+        match seg.tasks[s.off].state {
             TaskState::Unplanned => Err(format!(
                 "input id {cid} was never computed (not reachable from a result)"
             )),
             TaskState::Freed => Err(format!("input id {cid} was released")),
             TaskState::Failed => Err(format!("input id {cid} failed")),
-            _ if self.sym.is_expansion(seg.ttype[s.off]) => Err(format!(
+            _ if self.sym.is_expansion(seg.tasks[s.off].ttype) => Err(format!(
                 "input id {cid} is a dslice/dget task of an earlier plan"
             )),
             // A client holds its results (futures) only: any other id is not one it may use
             // (e.g. a number that came from another connection).
-            _ if !seg.flags[s.off].has(TaskFlags::RESULT) => Err(format!(
+            _ if !seg.tasks[s.off].flags.has(TaskFlags::RESULT) => Err(format!(
                 "input id {cid} is not a result this client holds (a plan may only use its own client's futures)"
             )),
             _ => Ok(x),
@@ -230,14 +231,14 @@ impl Server {
     fn check_shape(&self, seg: &Segment, forward: bool) -> Result<(), (usize, String)> {
         let n = seg.n as usize;
         for t in 0..n {
-            if !self.sym.is_expansion(seg.ttype[t]) {
+            if !self.sym.is_expansion(seg.tasks[t].ttype) {
                 continue;
             }
             let cons = seg.consumers(t);
             if seg.inputs(t).len() != 1 {
                 return Err((t, "dslice/dget needs exactly one input".into()));
             }
-            if seg.flags[t].has(TaskFlags::RESULT) {
+            if seg.tasks[t].flags.has(TaskFlags::RESULT) {
                 return Err((t, "dslice/dget cannot be a result".into()));
             }
             if cons.len() != 1 {
@@ -247,7 +248,7 @@ impl Server {
                 return Err((t, "dslice/dget cannot have a checkpoint".into()));
             }
             let c = seg.offset_of(cons[0]).expect("in-plan consumer");
-            if self.sym.is_expansion(seg.ttype[c]) {
+            if self.sym.is_expansion(seg.tasks[c].ttype) {
                 return Err((t, "dslice/dget consumed by a dslice/dget".into()));
             }
         }
@@ -291,11 +292,11 @@ impl Server {
         let n = seg.n as usize;
         let mut stack: Vec<u32> = Vec::new();
         for t in 0..n {
-            if seg.flags[t].has(TaskFlags::RESULT) && self.restored_release(seg.id(t)) {
+            if seg.tasks[t].flags.has(TaskFlags::RESULT) && self.restored_release(seg.id(t)) {
                 // Restoring a journal: released before the restart, and no later plan uses it.
-                seg.flags[t].remove(TaskFlags::RESULT);
+                seg.tasks[t].flags.remove(TaskFlags::RESULT);
             }
-            if seg.flags[t].has(TaskFlags::RESULT) {
+            if seg.tasks[t].flags.has(TaskFlags::RESULT) {
                 seg.set_state(t, TaskState::Waiting);
                 stack.push(t as u32);
             }
@@ -308,16 +309,16 @@ impl Server {
             if seg.checkpoint(t).is_some_and(|p| {
                 (load || self.restored_checkpoint(seg.id(t))) && std::path::Path::new(p).exists()
             }) {
-                seg.flags[t].insert(TaskFlags::LOAD);
-                seg.cpus[t] = 0;
+                seg.tasks[t].flags.insert(TaskFlags::LOAD);
+                seg.tasks[t].cpus = 0;
                 continue;
             }
             for k in seg.input_range(t) {
                 let x = seg.inputs[k];
                 if let Some(d) = seg.offset_of(x) {
-                    seg.refc[d] += 1;
-                    seg.waiting[t] += 1;
-                    if seg.state[d] == TaskState::Unplanned {
+                    seg.tasks[d].refc += 1;
+                    seg.tasks[t].waiting += 1;
+                    if seg.tasks[d].state == TaskState::Unplanned {
                         seg.set_state(d, TaskState::Waiting);
                         stack.push(d as u32);
                     }
@@ -329,10 +330,10 @@ impl Server {
         for &(x, c) in &ext {
             let s = self.graph.locate(x).expect("validated input");
             let xs = self.graph.seg_mut(s);
-            xs.refc[s.off] += 1;
-            if xs.state[s.off] != TaskState::Finished {
+            xs.tasks[s.off].refc += 1;
+            if xs.tasks[s.off].state != TaskState::Finished {
                 let off = seg.offset_of(c).expect("own task");
-                seg.waiting[off] += 1;
+                seg.tasks[off].waiting += 1;
             }
             // Recorded even for finished inputs: if the input is lost with a worker and
             // recomputed, its consumers must wait for it again.
@@ -341,7 +342,7 @@ impl Server {
         // Reserve the ready queue once (rather than growing it by doubling).
         let ready_light = (0..n)
             .filter(|&t| {
-                seg.state[t] == TaskState::Waiting && seg.waiting[t] == 0 && seg.cpus[t] == 0
+                seg.tasks[t].state == TaskState::Waiting && seg.tasks[t].waiting == 0 && seg.tasks[t].cpus == 0
             })
             .count();
         self.ready.reserve_light(ready_light);
@@ -350,7 +351,7 @@ impl Server {
         self.trace_segment(si);
         for off in 0..n {
             let s = &self.graph.segs[si];
-            if s.state[off] == TaskState::Waiting && s.waiting[off] == 0 {
+            if s.tasks[off].state == TaskState::Waiting && s.tasks[off].waiting == 0 {
                 self.make_ready(super::ids::Slot { seg: si, off });
             }
         }

@@ -258,8 +258,8 @@ impl Server {
         for id in notified {
             if let Some(s) = self.graph.locate(id) {
                 let seg = self.graph.seg_mut(s);
-                if seg.flags[s.off].has(TaskFlags::RESULT) {
-                    seg.flags[s.off].insert(TaskFlags::NOTIFIED);
+                if seg.tasks[s.off].flags.has(TaskFlags::RESULT) {
+                    seg.tasks[s.off].flags.insert(TaskFlags::NOTIFIED);
                 }
             }
         }
@@ -276,8 +276,8 @@ impl Server {
             .filter(|&id| {
                 self.graph.locate(id).is_some_and(|s| {
                     let seg = self.graph.seg(s);
-                    matches!(seg.state[s.off], TaskState::Ready | TaskState::Waiting)
-                        && !seg.flags[s.off].has(TaskFlags::LOAD)
+                    matches!(seg.tasks[s.off].state, TaskState::Ready | TaskState::Waiting)
+                        && !seg.tasks[s.off].flags.has(TaskFlags::LOAD)
                 })
             })
             .collect();

@@ -104,10 +104,10 @@ impl Server {
         let id = self.clients[ci].resolve(cid).ok_or_else(invalid)?;
         let s = self.graph.locate(id).expect("resolved id has a segment");
         let seg = self.graph.seg(s);
-        if seg.state[s.off] == TaskState::Freed {
+        if seg.tasks[s.off].state == TaskState::Freed {
             return Err(invalid());
         }
-        if !seg.flags[s.off].has(TaskFlags::RESULT) {
+        if !seg.tasks[s.off].flags.has(TaskFlags::RESULT) {
             return Err("Task is not result".into());
         }
         Ok(s)
@@ -125,13 +125,13 @@ impl Server {
         };
         let seg = self.graph.seg(s);
         let id = seg.id(s.off);
-        match seg.state[s.off] {
+        match seg.tasks[s.off].state {
             TaskState::Finished => {}
             TaskState::Failed => {
                 return self.clients[ci].error(Some(cid), format!("Task id={cid} failed"));
             }
             st if st.is_pending()
-                && (seg.flags[s.off].has(TaskFlags::NOTIFIED) || self.clients[ci].restored) =>
+                && (seg.tasks[s.off].flags.has(TaskFlags::NOTIFIED) || self.clients[ci].restored) =>
             {
                 // Finished once, its data lost with a worker (or with a server restart: the
                 // client may have heard of it) and being recomputed: the fetch waits (sent
@@ -145,7 +145,7 @@ impl Server {
             }
             _ => return self.clients[ci].error(Some(cid), "Task is not finished".into()),
         }
-        let owner = seg.wk[s.off].expect("a finished task has an owner");
+        let owner = seg.tasks[s.off].wk.expect("a finished task has an owner");
         self.counters.fetches += 1;
         self.counters.fetch_bytes += seg.size[s.off];
         let size = seg.size[s.off];
@@ -173,7 +173,7 @@ impl Server {
             self.journal(|| Record::Release { token, cid });
         }
         let seg = self.graph.seg_mut(s);
-        seg.flags[s.off].remove(TaskFlags::RESULT);
+        seg.tasks[s.off].flags.remove(TaskFlags::RESULT);
         if seg.is_garbage(s.off) {
             self.free(s);
         }
@@ -199,17 +199,17 @@ impl Server {
             }
             for off in 0..self.graph.segs[si].n as usize {
                 let seg = &self.graph.segs[si];
-                let (id, owner, size) = (seg.id(off), seg.wk[off], seg.size[off]);
-                match seg.state[off] {
+                let (id, owner, size) = (seg.id(off), seg.tasks[off].wk, seg.size[off]);
+                match seg.tasks[off].state {
                     TaskState::Running => {
                         let w = owner.expect("a running task has a worker");
                         let wk = &mut self.workers[w];
                         if wk.can_cancel && wk.alive {
                             // A late answer gets REMOVE (FINISHED) or is ignored (FAILED).
                             wire::push_cancel(&mut wk.out, id);
-                            wk.unbook(seg.cpus[off]);
+                            wk.unbook(seg.tasks[off].cpus);
                         } else {
-                            wk.residual.insert(id, seg.cpus[off]);
+                            wk.residual.insert(id, seg.tasks[off].cpus);
                         }
                     }
                     TaskState::Finished => self.remove_everywhere(id, owner, size),

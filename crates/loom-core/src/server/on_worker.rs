@@ -48,7 +48,7 @@ impl Server {
     fn running_on(&self, id: TaskId, w: WorkerIdx) -> Option<Slot> {
         let s = self.graph.locate(id)?;
         let seg = self.graph.seg(s);
-        (seg.state[s.off] == TaskState::Running && seg.wk[s.off] == Some(w)).then_some(s)
+        (seg.tasks[s.off].state == TaskState::Running && seg.tasks[s.off].wk == Some(w)).then_some(s)
     }
 
     /// A response for a task that is not running on `w` (discarded, or a duplicate): free its
@@ -79,7 +79,7 @@ impl Server {
         };
         self.crashes.forget(id);
         let seg = self.graph.seg_mut(s);
-        let c = seg.cpus[s.off];
+        let c = seg.tasks[s.off].cpus;
         seg.set_state(s.off, TaskState::Finished);
         seg.size[s.off] = size;
         if let Some(t) = self
@@ -89,11 +89,11 @@ impl Server {
         {
             t.finished(id.get(), w.index() as u64, size);
         }
-        let flags = seg.flags[s.off];
+        let flags = seg.tasks[s.off].flags;
         let client = &mut self.clients[seg.client];
         client.n_data += 1;
         if notify && flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED) {
-            seg.flags[s.off].insert(TaskFlags::NOTIFIED);
+            seg.tasks[s.off].flags.insert(TaskFlags::NOTIFIED);
             let cid = seg.client_id(s.off).expect("results are plan tasks");
             client.task_finished(cid);
             if self.journal.is_some() {
@@ -143,13 +143,13 @@ impl Server {
             return;
         };
         let seg = self.graph.seg_mut(s);
-        let flags = seg.flags[s.off];
-        if seg.state[s.off] != TaskState::Finished {
+        let flags = seg.tasks[s.off].flags;
+        if seg.tasks[s.off].state != TaskState::Finished {
             return;
         }
         let notify = flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED);
         if notify {
-            seg.flags[s.off].insert(TaskFlags::NOTIFIED);
+            seg.tasks[s.off].flags.insert(TaskFlags::NOTIFIED);
             let cid = seg.client_id(s.off).expect("results are plan tasks");
             self.clients[seg.client].task_finished(cid);
         }
@@ -179,7 +179,7 @@ impl Server {
             return;
         }
         let seg = self.graph.seg(s);
-        let (owner, size) = (seg.wk[s.off], seg.size[s.off]);
+        let (owner, size) = (seg.tasks[s.off].wk, seg.size[s.off]);
         self.remove_everywhere(id, owner, size);
         self.graph.lengths.remove(&id);
         self.moves.forget_object(id);
@@ -188,7 +188,7 @@ impl Server {
 
     /// The task at `s` no longer needs its inputs: each loses a reference.
     fn release_inputs(&mut self, s: Slot) {
-        let flags = self.graph.seg(s).flags[s.off];
+        let flags = self.graph.seg(s).tasks[s.off].flags;
         if flags.has(TaskFlags::LOAD) {
             // Loaded from its checkpoint: it never held references on its inputs.
             return;
@@ -240,10 +240,10 @@ impl Server {
         };
         let seg = &mut self.graph.segs[cs.seg];
         let off = cs.off;
-        if seg.state[off] != TaskState::Waiting || seg.waiting[off] == 0 {
+        if seg.tasks[off].state != TaskState::Waiting || seg.tasks[off].waiting == 0 {
             return;
         }
-        if seg.flags[off].has(TaskFlags::OVERRIDE) {
+        if seg.tasks[off].flags.has(TaskFlags::OVERRIDE) {
             // Rewritten by an expansion: it now waits only for the copies (ids above the
             // expansion's first), not for the inputs it had in the plan.
             let first = self
@@ -256,8 +256,8 @@ impl Server {
             }
         }
         let seg = &mut self.graph.segs[cs.seg];
-        seg.waiting[off] -= 1;
-        if seg.waiting[off] == 0 {
+        seg.tasks[off].waiting -= 1;
+        if seg.tasks[off].waiting == 0 {
             self.make_ready(cs);
         }
     }
@@ -269,10 +269,10 @@ impl Server {
             return;
         };
         let seg = self.graph.seg_mut(xs);
-        if seg.refc[xs.off] == 0 {
+        if seg.tasks[xs.off].refc == 0 {
             return;
         }
-        seg.refc[xs.off] -= 1;
+        seg.tasks[xs.off].refc -= 1;
         if seg.is_garbage(xs.off) {
             self.free(xs);
         }
@@ -282,7 +282,7 @@ impl Server {
     #[inline(always)]
     pub(super) fn free(&mut self, s: Slot) {
         let seg = self.graph.seg(s);
-        let (id, owner, client, size) = (seg.id(s.off), seg.wk[s.off], seg.client, seg.size[s.off]);
+        let (id, owner, client, size) = (seg.id(s.off), seg.tasks[s.off].wk, seg.client, seg.size[s.off]);
         self.graph.retire(s, TaskState::Freed);
         self.clients[client].n_data -= 1;
         self.remove_everywhere(id, owner, size);
@@ -330,7 +330,7 @@ impl Server {
         let seg = self.graph.seg(s);
         let size = seg.size[s.off];
         self.counters.transfer_bytes += size;
-        if seg.wk[s.off] != Some(w) && !self.moves.has_copy(id, w) {
+        if seg.tasks[s.off].wk != Some(w) && !self.moves.has_copy(id, w) {
             self.moves.add_copy(id, w);
             self.workers[w].holds(size);
         }
@@ -341,7 +341,7 @@ impl Server {
         let Some(s) = self.running_on(id, w) else {
             return self.residual(w, id, false);
         };
-        let c = self.graph.seg(s).cpus[s.off];
+        let c = self.graph.seg(s).tasks[s.off].cpus;
         let owner = self.graph.seg(s).client;
         if let Some(t) = self
             .trace

@@ -127,8 +127,8 @@ impl Server {
             };
             let seg = self.graph.seg_mut(s);
             seg.set_state(s.off, TaskState::Running);
-            seg.wk[s.off] = Some(w);
-            let c = seg.cpus[s.off];
+            seg.tasks[s.off].wk = Some(w);
+            let c = seg.tasks[s.off].cpus;
             self.workers[w].book(c);
             let inputs = self.graph.inputs_of(s).to_vec();
             self.finished(w, id, size, length, true);
@@ -165,11 +165,11 @@ impl Server {
                 continue;
             };
             let seg = self.graph.seg(s);
-            let pending = matches!(seg.state[s.off], TaskState::Ready | TaskState::Waiting);
-            if !pending || seg.refc[s.off] != 0 || seg.flags[s.off].has(TaskFlags::RESULT) {
+            let pending = matches!(seg.tasks[s.off].state, TaskState::Ready | TaskState::Waiting);
+            if !pending || seg.tasks[s.off].refc != 0 || seg.tasks[s.off].flags.has(TaskFlags::RESULT) {
                 continue;
             }
-            let holds_refs = !seg.flags[s.off].has(TaskFlags::LOAD);
+            let holds_refs = !seg.tasks[s.off].flags.has(TaskFlags::LOAD);
             let inputs = self.graph.inputs_of(s).to_vec();
             self.graph.retire(s, TaskState::Freed);
             if holds_refs {

@@ -35,12 +35,12 @@ impl Server {
             }
         }
         let seg = self.graph.seg_mut(s);
-        if !seg.flags[s.off].has(TaskFlags::OVERRIDE) && self.sym.is_expansion(seg.ttype[s.off]) {
+        if !seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE) && self.sym.is_expansion(seg.tasks[s.off].ttype) {
             self.expand(s);
             return;
         }
         seg.set_state(s.off, TaskState::Ready);
-        self.ready.push(seg.id(s.off), seg.cpus[s.off]);
+        self.ready.push(seg.id(s.off), seg.tasks[s.off].cpus);
     }
 
     /// During the reconnect grace: whether restored task `s` is needed only by results that
@@ -51,7 +51,7 @@ impl Server {
         let id = seg.id(s.off);
         if depth > 32
             || id >= self.restored_below
-            || seg.flags[s.off].has(TaskFlags::RESULT)
+            || seg.tasks[s.off].flags.has(TaskFlags::RESULT)
             || self.graph.extra_cons.contains_key(&id)
         {
             return false;
@@ -77,7 +77,7 @@ impl Server {
         for id in self.ready.take_parked() {
             if let Some(s) = self.graph.locate(id) {
                 if self.graph.state(s) == TaskState::Ready {
-                    self.ready.push(id, self.graph.seg(s).cpus[s.off]);
+                    self.ready.push(id, self.graph.seg(s).tasks[s.off].cpus);
                 }
             }
         }
@@ -132,10 +132,10 @@ impl Server {
     #[inline]
     fn type_of(&self, s: Slot) -> i32 {
         let seg = self.graph.seg(s);
-        if seg.flags[s.off].has(TaskFlags::OVERRIDE) {
+        if seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE) {
             self.sym.array_make
         } else {
-            seg.ttype[s.off]
+            seg.tasks[s.off].ttype
         }
     }
 
@@ -145,8 +145,8 @@ impl Server {
     /// bytes; ties go to the least loaded.
     fn pick(&mut self, s: Slot) -> Pick {
         // Any worker can load a checkpoint (it is a file, whatever the task's type).
-        let ty = (!self.graph.seg(s).flags[s.off].has(TaskFlags::LOAD)).then(|| self.type_of(s));
-        let c = self.graph.seg(s).cpus[s.off];
+        let ty = (!self.graph.seg(s).tasks[s.off].flags.has(TaskFlags::LOAD)).then(|| self.type_of(s));
+        let c = self.graph.seg(s).tasks[s.off].cpus;
         let mut scores = std::mem::take(&mut self.scratch.score);
         let inputs = self.graph.inputs_of(s);
         let multi = self.workers.n_alive > 1 && !inputs.is_empty();
@@ -157,7 +157,7 @@ impl Server {
                 if let Some(xs) = self.graph.locate_hint(x, s.seg) {
                     let xseg = self.graph.seg(xs);
                     let size = xseg.size[xs.off].max(1);
-                    if let Some(p) = xseg.wk[xs.off] {
+                    if let Some(p) = xseg.tasks[xs.off].wk {
                         scores[p.index()] += size;
                     }
                     if let Some(extra) = extra_copies
@@ -209,12 +209,12 @@ impl Server {
     fn assign(&mut self, s: Slot, w: WorkerIdx) {
         let seg = self.graph.seg_mut(s);
         let id = seg.id(s.off);
-        let c = seg.cpus[s.off];
+        let c = seg.tasks[s.off].cpus;
         seg.set_state(s.off, TaskState::Running);
         self.counters.assigned += 1;
-        seg.wk[s.off] = Some(w);
-        seg.flags[s.off].remove(TaskFlags::EARLY);
-        let ov = seg.flags[s.off].has(TaskFlags::OVERRIDE);
+        seg.tasks[s.off].wk = Some(w);
+        seg.tasks[s.off].flags.remove(TaskFlags::EARLY);
+        let ov = seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE);
         if let Some(t) = self
             .trace
             .as_mut()
@@ -235,13 +235,13 @@ impl Server {
         let out = &mut self.workers[w].out;
         let frame = out.len();
         let checkpoint = seg.checkpoint(s.off).unwrap_or("");
-        if seg.flags[s.off].has(TaskFlags::LOAD) {
+        if seg.tasks[s.off].flags.has(TaskFlags::LOAD) {
             wire::push_load_checkpoint(out, id, checkpoint);
         } else if ov {
             let inputs = self.graph.inputs_of(s);
             wire::push_task(out, id, self.sym.array_make, &[], inputs, 0, checkpoint);
         } else {
-            let (ty, cfg, inputs) = (seg.ttype[s.off], seg.config(s.off), seg.inputs(s.off));
+            let (ty, cfg, inputs) = (seg.tasks[s.off].ttype, seg.config(s.off), seg.inputs(s.off));
             wire::push_task(out, id, ty, cfg, inputs, c as u32, checkpoint);
         }
         if traced {
@@ -269,7 +269,7 @@ impl Server {
                 };
                 if self.can_pipeline(cs, w) {
                     self.assign(cs, w);
-                    self.graph.seg_mut(cs).flags[cs.off].insert(TaskFlags::EARLY);
+                    self.graph.seg_mut(cs).tasks[cs.off].flags.insert(TaskFlags::EARLY);
                     work.push(cs);
                 }
             }
@@ -282,10 +282,10 @@ impl Server {
         /// More inputs than this are not worth checking on every assignment.
         const MAX_INPUTS: usize = 8;
         let seg = self.graph.seg(s);
-        let ty = seg.ttype[s.off];
-        if seg.state[s.off] != TaskState::Waiting
-            || seg.cpus[s.off] != 0
-            || seg.flags[s.off].has(TaskFlags::OVERRIDE)
+        let ty = seg.tasks[s.off].ttype;
+        if seg.tasks[s.off].state != TaskState::Waiting
+            || seg.tasks[s.off].cpus != 0
+            || seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE)
             || self.sym.is_expansion(ty)
             || !self.workers[w].runs(ty)
             || (!self.awaiting.is_empty() && self.awaiting.contains(&seg.id(s.off)))
@@ -299,9 +299,9 @@ impl Server {
         inputs.iter().all(|&x| {
             self.graph.locate_hint(x, s.seg).is_some_and(|xs| {
                 let xseg = self.graph.seg(xs);
-                match xseg.state[xs.off] {
-                    TaskState::Running => xseg.wk[xs.off] == Some(w),
-                    TaskState::Finished => xseg.wk[xs.off] == Some(w) || self.moves.has_copy(x, w),
+                match xseg.tasks[xs.off].state {
+                    TaskState::Running => xseg.tasks[xs.off].wk == Some(w),
+                    TaskState::Finished => xseg.tasks[xs.off].wk == Some(w) || self.moves.has_copy(x, w),
                     _ => false,
                 }
             })
@@ -313,7 +313,7 @@ impl Server {
         let Some(s) = self.graph.locate(x) else {
             return;
         };
-        let Some(p) = self.graph.seg(s).wk[s.off] else {
+        let Some(p) = self.graph.seg(s).tasks[s.off].wk else {
             return;
         };
         if p == w || self.moves.has_copy(x, w) || self.moves.is_sending_to(x, w) {

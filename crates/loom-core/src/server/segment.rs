@@ -1,7 +1,8 @@
-//! One [`Segment`]: the tasks of one plan (or of one dslice/dget expansion) as flat arrays
-//! (struct of arrays), indexed by `internal id - base`. Per task it costs the type (4 bytes),
-//! two offsets (8), state, flags (2), cpus (2), two counters (8), the worker (2), the size (8),
-//! plus its config bytes, input and consumer edges (4 bytes each).
+//! One [`Segment`]: the tasks of one plan (or of one dslice/dget expansion), indexed by
+//! `internal id - base`. The fields every event reads or writes are one [`Task`] record per
+//! task (20 bytes: state, flags, cpus, worker, type, two counters), so handling a task touches
+//! one record and pays one bounds check; the rest are columns: the size (8 bytes), three CSR
+//! offsets (12) with the config bytes, input and consumer edges (4 bytes each).
 
 use super::counters::{LabelGroups, PlanNo, StateCounts};
 use super::ids::{ClientIdx, TaskId, WorkerIdx};
@@ -81,6 +82,39 @@ impl TaskFlags {
     }
 }
 
+/// The hot per-task fields, one record per task (see the module doc). 20 bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Task {
+    pub(crate) state: TaskState,
+    pub(crate) flags: TaskFlags,
+    /// Cpus requested (0: a light task).
+    pub(crate) cpus: u16,
+    /// Running: the worker it runs on. Finished: its primary owner (None once lost).
+    pub(crate) wk: Option<WorkerIdx>,
+    /// Task type (symbol id).
+    pub(crate) ttype: i32,
+    /// Unfinished input edges (planned tasks only).
+    pub(crate) waiting: u32,
+    /// Unfinished planned consumer edges.
+    pub(crate) refc: u32,
+}
+
+impl Task {
+    /// A task of type `ttype` in `state`, nothing else set.
+    #[inline(always)]
+    pub(crate) fn new(state: TaskState, ttype: i32) -> Task {
+        Task {
+            state,
+            flags: TaskFlags::default(),
+            cpus: 0,
+            wk: None,
+            ttype,
+            waiting: 0,
+            refc: 0,
+        }
+    }
+}
+
 /// The tasks of one plan: internal ids `base..base+n`.
 pub(crate) struct Segment {
     pub(crate) base: TaskId,
@@ -89,8 +123,8 @@ pub(crate) struct Segment {
     pub(crate) client: ClientIdx,
     /// Client id of the first task (None for tasks created by an expansion).
     pub(crate) cbase: Option<i32>,
-    /// Task type (symbol id).
-    pub(crate) ttype: Vec<i32>,
+    /// The hot fields of each task.
+    pub(crate) tasks: Vec<Task>,
     /// Config of task i: `arena[cfg_off[i]..cfg_off[i+1]]`.
     pub(crate) cfg_off: Vec<u32>,
     pub(crate) arena: Vec<u8>,
@@ -100,16 +134,6 @@ pub(crate) struct Segment {
     /// Consumers inside this segment (one entry per input edge), CSR like the inputs.
     pub(crate) cons_off: Vec<u32>,
     pub(crate) cons: Vec<TaskId>,
-    pub(crate) state: Vec<TaskState>,
-    pub(crate) flags: Vec<TaskFlags>,
-    /// Cpus requested (0: a light task).
-    pub(crate) cpus: Vec<u16>,
-    /// Unfinished input edges (planned tasks only).
-    pub(crate) waiting: Vec<u32>,
-    /// Unfinished planned consumer edges.
-    pub(crate) refc: Vec<u32>,
-    /// Running: the worker it runs on. Finished: its primary owner (None once lost).
-    pub(crate) wk: Vec<Option<WorkerIdx>>,
     /// Result size in bytes (for locality).
     pub(crate) size: Vec<u64>,
     /// Tasks in WAITING..=FINISHED; the segment is dropped when it reaches 0.
@@ -126,8 +150,8 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// An empty segment of `n` tasks starting at `base`, every column but the CSR ones sized
-    /// (`state` filled with `state`); the caller fills types, configs and inputs.
+    /// An empty segment of `n` tasks starting at `base`: the size column sized, room for `n`
+    /// task records (the caller pushes them, in `state`) and configs and inputs.
     pub(crate) fn with_columns(
         base: TaskId,
         n: usize,
@@ -140,19 +164,13 @@ impl Segment {
             n: n as u32,
             client,
             cbase,
-            ttype: Vec::with_capacity(n),
+            tasks: Vec::with_capacity(n),
             cfg_off: Vec::with_capacity(n + 1),
             arena: Vec::new(),
             in_off: Vec::with_capacity(n + 1),
             inputs: Vec::new(),
             cons_off: Vec::new(),
             cons: Vec::new(),
-            state: vec![state; n],
-            flags: vec![TaskFlags::default(); n],
-            cpus: vec![0; n],
-            waiting: vec![0; n],
-            refc: vec![0; n],
-            wk: vec![None; n],
             size: vec![0; n],
             live: 0,
             checkpoints: Vec::new(),
@@ -166,7 +184,7 @@ impl Segment {
     /// group's counts too when the plan has labels).
     #[inline(always)]
     pub(crate) fn set_state(&mut self, off: usize, state: TaskState) {
-        let old = std::mem::replace(&mut self.state[off], state);
+        let old = std::mem::replace(&mut self.tasks[off].state, state);
         self.counts.moved(old, state);
         if let Some(g) = self.groups.as_deref_mut() {
             g.moved(off, old, state);
@@ -263,8 +281,8 @@ impl Segment {
     /// Whether task `off` is finished, unreferenced and not held by its client: its data can go.
     #[inline]
     pub(crate) fn is_garbage(&self, off: usize) -> bool {
-        self.state[off] == TaskState::Finished
-            && self.refc[off] == 0
-            && !self.flags[off].has(TaskFlags::RESULT)
+        self.tasks[off].state == TaskState::Finished
+            && self.tasks[off].refc == 0
+            && !self.tasks[off].flags.has(TaskFlags::RESULT)
     }
 }

@@ -103,13 +103,13 @@ impl Server {
             seg.n as u64,
         );
         for off in 0..seg.n as usize {
-            if seg.state[off] == TaskState::Unplanned {
+            if seg.tasks[off].state == TaskState::Unplanned {
                 continue;
             }
             let id = seg.id(off);
             let label = self.graph.labels.get(&id).map(|l| l.as_bytes());
             let inputs = seg.inputs(off).iter().map(|x| x.get());
-            t.task(id.get(), seg.ttype[off], inputs, label);
+            t.task(id.get(), seg.tasks[off].ttype, inputs, label);
         }
         t.maybe_flush();
     }

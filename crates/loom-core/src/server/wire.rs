@@ -40,8 +40,45 @@ pub(crate) fn data_header_complete(b: &[u8]) -> bool {
 }
 
 /// Scans a `WorkerResponse`.
-#[inline]
+#[inline(always)]
 pub(crate) fn scan_worker_response(b: &[u8]) -> Result<WorkerResp<'_>, Malformed> {
+    match scan_usual_response(b) {
+        Some(r) => Ok(r),
+        None => scan_any_response(b),
+    }
+}
+
+/// A `WorkerResponse` in the layout every worker sends for FINISHED (and most others): `type`,
+/// `id`, then `size` and `length` if present, in field order, nothing else. None: anything
+/// else (an error message, another order, a malformed message), for [`scan_any_response`].
+#[inline(always)]
+fn scan_usual_response(b: &[u8]) -> Option<WorkerResp<'_>> {
+    let mut r = Scanner::new(b);
+    if !r.eat(key::TYPE) {
+        return None;
+    }
+    let rtype = r.varint().ok()? as i32;
+    if !r.eat(key::ID) {
+        return None;
+    }
+    let id = Some(r.varint().ok()? as i32);
+    let mut out = WorkerResp {
+        rtype,
+        id,
+        ..WorkerResp::default()
+    };
+    if r.eat(key::RESPONSE_SIZE) {
+        out.size = r.varint().ok()?;
+    }
+    if r.eat(key::RESPONSE_LENGTH) {
+        out.length = r.varint().ok()?;
+    }
+    r.done().then_some(out)
+}
+
+/// Scans a `WorkerResponse` of any layout.
+#[inline(never)]
+fn scan_any_response(b: &[u8]) -> Result<WorkerResp<'_>, Malformed> {
     let mut r = Scanner::new(b);
     let mut out = WorkerResp::default();
     let mut have_type = false;
@@ -130,6 +167,10 @@ mod key {
     pub const ADDRESS: u8 = 10 << 3 | 2;
     /// `ClientResponse.id` (field 7, varint).
     pub const RESPONSE_ID: u8 = 7 << 3;
+    /// `WorkerResponse.size` (field 3, varint).
+    pub const RESPONSE_SIZE: u8 = 3 << 3;
+    /// `WorkerResponse.length` (field 4, varint).
+    pub const RESPONSE_LENGTH: u8 = 4 << 3;
 
     pub const TASK: u8 = worker_command::Type::Task as u8;
     pub const SEND: u8 = worker_command::Type::Send as u8;
@@ -405,6 +446,46 @@ mod tests {
         assert_eq!((r.r#type, r.id), (3, Some(-1)));
         let r = WorkerCommand::decode(&rest[16 + l2..]).unwrap();
         assert_eq!(r.id, Some(1 << 30));
+    }
+
+    #[test]
+    fn usual_and_any_response_layouts_agree() {
+        let usual = |ty: i32, id: i32, size: Option<u64>, length: Option<u64>| {
+            WorkerResponse {
+                r#type: ty,
+                id,
+                size,
+                length,
+                error_msg: None,
+            }
+            .encode_to_vec()
+        };
+        let cases = [
+            usual(1, 5, Some(8), None),
+            usual(1, -1, Some(1 << 40), Some(300)),
+            usual(2, i32::MAX, None, None),
+            usual(4, 1 << 20, None, Some(7)),
+            // Other orders and extra fields take the generic path.
+            vec![0x10, 0x05, 0x08, 0x01, 0x18, 0x08],
+            vec![0x08, 0x01, 0x10, 0x05, 0x20, 0x02, 0x18, 0x08],
+            vec![0x08, 0x01, 0x10, 0x05, 0x18, 0x08, 0x18, 0x09],
+            vec![0x08, 0x01, 0x10, 0x05, 0x28, 0x01],
+        ];
+        for b in &cases {
+            let (fast, any) = (scan_worker_response(b).unwrap(), scan_any_response(b).unwrap());
+            assert_eq!(
+                (fast.rtype, fast.id, fast.size, fast.length),
+                (any.rtype, any.id, any.size, any.length),
+                "{b:?}"
+            );
+        }
+        assert!(scan_usual_response(&cases[0]).is_some());
+        assert!(scan_usual_response(&cases[4]).is_none());
+        // Truncated fields are errors; a missing id is left to the caller.
+        for b in [&[0x08, 0x01, 0x10][..], &[0x08, 0x01, 0x10, 0x85]] {
+            assert!(scan_worker_response(b).is_err(), "{b:?}");
+        }
+        assert_eq!(scan_worker_response(&[0x08, 0x01]).unwrap().id, None);
     }
 
     #[test]

@@ -114,20 +114,20 @@ impl Server {
         for seg in self.graph.segs.iter_mut() {
             for off in 0..seg.n as usize {
                 let id = seg.id(off);
-                match seg.state[off] {
+                match seg.tasks[off].state {
                     TaskState::Finished => {
                         let mut extra_empty = true;
                         if let Some(e) = extra_owners.get_mut(&id) {
                             e.retain(|&o| o != w);
                             extra_empty = e.is_empty();
                         }
-                        if seg.wk[off] == Some(w) {
+                        if seg.tasks[off].wk == Some(w) {
                             if extra_empty {
-                                seg.wk[off] = None;
+                                seg.tasks[off].wk = None;
                                 lost.data.push(id);
                             } else {
                                 let e = extra_owners.get_mut(&id).expect("non-empty");
-                                seg.wk[off] = Some(e.remove(0));
+                                seg.tasks[off].wk = Some(e.remove(0));
                                 if e.is_empty() {
                                     extra_owners.remove(&id);
                                 }
@@ -136,11 +136,11 @@ impl Server {
                             extra_owners.remove(&id);
                         }
                     }
-                    TaskState::Running if seg.wk[off] == Some(w) => {
+                    TaskState::Running if seg.tasks[off].wk == Some(w) => {
                         seg.set_state(off, TaskState::Waiting);
-                        seg.wk[off] = None;
+                        seg.tasks[off].wk = None;
                         // A task sent early was only waiting for inputs: it took nothing down.
-                        if crashed && !seg.flags[off].has(TaskFlags::EARLY) && crashes.note(id) {
+                        if crashed && !seg.tasks[off].flags.has(TaskFlags::EARLY) && crashes.note(id) {
                             lost.poison.push(id);
                         } else {
                             lost.rerun.push(id);
@@ -169,7 +169,7 @@ impl Server {
             let Some(s) = self.graph.locate(x) else {
                 continue;
             };
-            let Some(p) = self.graph.seg(s).wk[s.off] else {
+            let Some(p) = self.graph.seg(s).tasks[s.off].wk else {
                 continue;
             };
             if self.graph.state(s) != TaskState::Finished {
@@ -203,7 +203,7 @@ impl Server {
             }
             let seg = self.graph.seg(s);
             let client = seg.client;
-            if seg.refc[s.off] == 0 && !seg.flags[s.off].has(TaskFlags::RESULT) {
+            if seg.tasks[s.off].refc == 0 && !seg.tasks[s.off].flags.has(TaskFlags::RESULT) {
                 self.clients[client].n_data -= 1;
                 self.graph.retire(s, TaskState::Freed);
                 continue;
@@ -221,8 +221,8 @@ impl Server {
             for &i in &ins {
                 let is = self.graph.locate(i).expect("checked");
                 let iseg = self.graph.seg_mut(is);
-                iseg.refc[is.off] += 1;
-                if is.seg != s.seg && iseg.state[is.off] != TaskState::Finished {
+                iseg.tasks[is.off].refc += 1;
+                if is.seg != s.seg && iseg.tasks[is.off].state != TaskState::Finished {
                     let e = self.graph.extra_cons.entry(i).or_default();
                     if !e.contains(&x) {
                         e.push(x);
@@ -245,7 +245,7 @@ impl Server {
         let ids: Vec<TaskId> = self.moves.fetches.keys().copied().collect();
         for id in ids {
             let (state, owner) = match self.graph.locate(id) {
-                Some(s) => (self.graph.state(s), self.graph.seg(s).wk[s.off]),
+                Some(s) => (self.graph.state(s), self.graph.seg(s).tasks[s.off].wk),
                 None => (TaskState::Freed, None),
             };
             let q = self.moves.fetches.get_mut(&id).expect("key");
@@ -294,7 +294,7 @@ impl Server {
                 })
                 .count() as u32;
             let seg = self.graph.seg_mut(s);
-            seg.waiting[s.off] = waiting;
+            seg.tasks[s.off].waiting = waiting;
             if waiting > 0 {
                 seg.set_state(s.off, TaskState::Waiting);
             } else if st == TaskState::Waiting {

@@ -280,9 +280,9 @@ fn random_event_sequences_keep_invariants() {
                         .iter()
                         .filter(|s| s.client == ci)
                         .map(|s| {
-                            s.state
+                            s.tasks
                                 .iter()
-                                .filter(|&&st| st == TaskState::Finished)
+                                .filter(|t| t.state == TaskState::Finished)
                                 .count()
                         })
                         .sum();
@@ -297,13 +297,13 @@ fn random_event_sequences_keep_invariants() {
                 assert!(wk.light <= LIGHT_CAP);
             }
             for seg in h.s.graph.segs.iter() {
-                let live = seg.state.iter().filter(|s| s.is_live()).count();
+                let live = seg.tasks.iter().filter(|t| t.state.is_live()).count();
                 assert_eq!(
                     live as u32,
                     seg.live,
                     "seg base {:?} states {:?}\n{}",
                     seg.base,
-                    seg.state,
+                    seg.tasks.iter().map(|t| t.state).collect::<Vec<_>>(),
                     log.join("\n")
                 );
             }
