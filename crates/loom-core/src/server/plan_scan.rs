@@ -87,6 +87,61 @@ pub(crate) fn scan_task<'a>(
     b: &'a [u8],
     inputs: &mut Vec<TaskId>,
 ) -> Result<TaskScan<'a>, Malformed> {
+    let mark = inputs.len();
+    if let Some(t) = scan_usual_task(b, inputs) {
+        return Ok(t);
+    }
+    inputs.truncate(mark);
+    scan_any_task(b, inputs)
+}
+
+/// Field keys of `Task` (`field << 3 | wire type`).
+mod key {
+    pub const TYPE: u8 = 1 << 3;
+    pub const CONFIG: u8 = 2 << 3 | 2;
+    pub const INPUT: u8 = 3 << 3;
+    pub const RESOURCES: u8 = 5 << 3;
+    pub const RESULT: u8 = 6 << 3;
+    pub const CHECKPOINT: u8 = 7 << 3 | 2;
+    pub const LABEL: u8 = 12 << 3 | 2;
+}
+
+/// A `Task` in the layout the clients write (ours and the original's): type, config, unpacked
+/// inputs, then resource request, result flag, checkpoint path and label where present, each
+/// once, in field order. None for anything else (packed inputs, another order, a malformed
+/// task), which [`scan_any_task`] reads; what it appended to `inputs` is then dropped.
+#[inline(always)]
+fn scan_usual_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Option<TaskScan<'a>> {
+    let mut r = Scanner::new(b);
+    if !r.eat(key::TYPE) {
+        return None;
+    }
+    let ttype = Some(r.varint().ok()? as i32);
+    let config = if r.eat(key::CONFIG) { r.bytes().ok()? } else { &[] };
+    while r.eat(key::INPUT) {
+        inputs.push(TaskId(r.varint().ok()? as i32));
+    }
+    let rr = if r.eat(key::RESOURCES) {
+        r.varint().ok()? as i32
+    } else {
+        -1
+    };
+    let result = r.eat(key::RESULT) && r.varint().ok()? != 0;
+    let checkpoint = if r.eat(key::CHECKPOINT) { r.bytes().ok()? } else { &[] };
+    let label = if r.eat(key::LABEL) { Some(r.bytes().ok()?) } else { None };
+    r.done().then_some(TaskScan {
+        ttype,
+        config,
+        rr,
+        result,
+        label,
+        checkpoint,
+    })
+}
+
+/// Scans one `Task` of any layout.
+#[inline(never)]
+fn scan_any_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Result<TaskScan<'a>, Malformed> {
     let mut r = Scanner::new(b);
     let mut t = TaskScan {
         ttype: None,
@@ -148,4 +203,64 @@ fn scan_request(b: &[u8], cpus_sym: i32) -> Result<Result<u16, String>, Malforme
             found.len()
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::comm::Task;
+    use prost::Message;
+
+    /// Both readers on `b`: (type, config, inputs, rr, result, label, checkpoint).
+    fn both(b: &[u8]) -> [Option<String>; 2] {
+        let show = |t: Result<TaskScan, Malformed>, ins: &[TaskId]| {
+            t.ok().map(|t| {
+                format!(
+                    "{:?} {:?} {:?} {} {} {:?} {:?}",
+                    t.ttype, t.config, ins, t.rr, t.result, t.label, t.checkpoint
+                )
+            })
+        };
+        let mut a = vec![TaskId(-9)];
+        let fast = scan_task(b, &mut a);
+        let mut g = vec![TaskId(-9)];
+        let any = scan_any_task(b, &mut g);
+        [show(fast, &a), show(any, &g)]
+    }
+
+    #[test]
+    fn usual_and_any_task_layouts_agree() {
+        let full = Task {
+            task_type: 7,
+            config: b"cfg".to_vec().into(),
+            input_ids: vec![1, 300, -1, 1 << 20],
+            resource_request_index: Some(2),
+            result: Some(true),
+            checkpoint_path: Some("/cp".into()),
+            label: Some("lbl".into()),
+            ..Default::default()
+        };
+        let plain = Task {
+            task_type: 1,
+            config: Default::default(),
+            input_ids: vec![5],
+            ..Default::default()
+        };
+        let mut cases = vec![full.encode_to_vec(), plain.encode_to_vec()];
+        // Packed inputs, another order, a repeated scalar, an unknown field, truncation.
+        cases.push(vec![0x08, 0x07, 0x1a, 0x02, 0x01, 0x02, 0x30, 0x01]);
+        cases.push(vec![0x12, 0x01, b'x', 0x08, 0x07, 0x18, 0x03]);
+        cases.push(vec![0x08, 0x07, 0x08, 0x09, 0x18, 0x03]);
+        cases.push(vec![0x08, 0x07, 0x18, 0x03, 0x48, 0x01]);
+        cases.push(vec![0x08, 0x07, 0x18, 0x03, 0x30, 0x01, 0x18, 0x04]);
+        cases.push(vec![0x08, 0x07, 0x18]);
+        cases.push(vec![0x08, 0x07, 0x12, 0x05, b'x']);
+        for b in &cases {
+            let [fast, any] = both(b);
+            assert_eq!(fast, any, "{b:?}");
+        }
+        assert!(scan_usual_task(&cases[0], &mut Vec::new()).is_some());
+        assert!(scan_usual_task(&cases[2], &mut Vec::new()).is_none());
+        assert!(both(&cases[7])[0].is_none(), "truncated");
+    }
 }
