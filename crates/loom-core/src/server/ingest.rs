@@ -342,7 +342,9 @@ impl Server {
         // Reserve the ready queue once (rather than growing it by doubling).
         let ready_light = (0..n)
             .filter(|&t| {
-                seg.tasks[t].state == TaskState::Waiting && seg.tasks[t].waiting == 0 && seg.tasks[t].cpus == 0
+                seg.tasks[t].state == TaskState::Waiting
+                    && seg.tasks[t].waiting == 0
+                    && seg.tasks[t].cpus == 0
             })
             .count();
         self.ready.reserve_light(ready_light);

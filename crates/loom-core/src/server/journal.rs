@@ -276,8 +276,10 @@ impl Server {
             .filter(|&id| {
                 self.graph.locate(id).is_some_and(|s| {
                     let seg = self.graph.seg(s);
-                    matches!(seg.tasks[s.off].state, TaskState::Ready | TaskState::Waiting)
-                        && !seg.tasks[s.off].flags.has(TaskFlags::LOAD)
+                    matches!(
+                        seg.tasks[s.off].state,
+                        TaskState::Ready | TaskState::Waiting
+                    ) && !seg.tasks[s.off].flags.has(TaskFlags::LOAD)
                 })
             })
             .collect();

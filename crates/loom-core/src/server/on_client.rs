@@ -131,7 +131,8 @@ impl Server {
                 return self.clients[ci].error(Some(cid), format!("Task id={cid} failed"));
             }
             st if st.is_pending()
-                && (seg.tasks[s.off].flags.has(TaskFlags::NOTIFIED) || self.clients[ci].restored) =>
+                && (seg.tasks[s.off].flags.has(TaskFlags::NOTIFIED)
+                    || self.clients[ci].restored) =>
             {
                 // Finished once, its data lost with a worker (or with a server restart: the
                 // client may have heard of it) and being recomputed: the fetch waits (sent

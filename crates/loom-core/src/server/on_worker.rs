@@ -48,7 +48,8 @@ impl Server {
     fn running_on(&self, id: TaskId, w: WorkerIdx) -> Option<Slot> {
         let s = self.graph.locate(id)?;
         let seg = self.graph.seg(s);
-        (seg.tasks[s.off].state == TaskState::Running && seg.tasks[s.off].wk == Some(w)).then_some(s)
+        (seg.tasks[s.off].state == TaskState::Running && seg.tasks[s.off].wk == Some(w))
+            .then_some(s)
     }
 
     /// A response for a task that is not running on `w` (discarded, or a duplicate): free its
@@ -282,7 +283,12 @@ impl Server {
     #[inline(always)]
     pub(super) fn free(&mut self, s: Slot) {
         let seg = self.graph.seg(s);
-        let (id, owner, client, size) = (seg.id(s.off), seg.tasks[s.off].wk, seg.client, seg.size[s.off]);
+        let (id, owner, client, size) = (
+            seg.id(s.off),
+            seg.tasks[s.off].wk,
+            seg.client,
+            seg.size[s.off],
+        );
         self.graph.retire(s, TaskState::Freed);
         self.clients[client].n_data -= 1;
         self.remove_everywhere(id, owner, size);

@@ -117,7 +117,11 @@ fn scan_usual_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Option<TaskScan
         return None;
     }
     let ttype = Some(r.varint().ok()? as i32);
-    let config = if r.eat(key::CONFIG) { r.bytes().ok()? } else { &[] };
+    let config = if r.eat(key::CONFIG) {
+        r.bytes().ok()?
+    } else {
+        &[]
+    };
     while r.eat(key::INPUT) {
         inputs.push(TaskId(r.varint().ok()? as i32));
     }
@@ -127,8 +131,16 @@ fn scan_usual_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Option<TaskScan
         -1
     };
     let result = r.eat(key::RESULT) && r.varint().ok()? != 0;
-    let checkpoint = if r.eat(key::CHECKPOINT) { r.bytes().ok()? } else { &[] };
-    let label = if r.eat(key::LABEL) { Some(r.bytes().ok()?) } else { None };
+    let checkpoint = if r.eat(key::CHECKPOINT) {
+        r.bytes().ok()?
+    } else {
+        &[]
+    };
+    let label = if r.eat(key::LABEL) {
+        Some(r.bytes().ok()?)
+    } else {
+        None
+    };
     r.done().then_some(TaskScan {
         ttype,
         config,

@@ -165,8 +165,14 @@ impl Server {
                 continue;
             };
             let seg = self.graph.seg(s);
-            let pending = matches!(seg.tasks[s.off].state, TaskState::Ready | TaskState::Waiting);
-            if !pending || seg.tasks[s.off].refc != 0 || seg.tasks[s.off].flags.has(TaskFlags::RESULT) {
+            let pending = matches!(
+                seg.tasks[s.off].state,
+                TaskState::Ready | TaskState::Waiting
+            );
+            if !pending
+                || seg.tasks[s.off].refc != 0
+                || seg.tasks[s.off].flags.has(TaskFlags::RESULT)
+            {
                 continue;
             }
             let holds_refs = !seg.tasks[s.off].flags.has(TaskFlags::LOAD);

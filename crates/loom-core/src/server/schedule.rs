@@ -35,7 +35,9 @@ impl Server {
             }
         }
         let seg = self.graph.seg_mut(s);
-        if !seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE) && self.sym.is_expansion(seg.tasks[s.off].ttype) {
+        if !seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE)
+            && self.sym.is_expansion(seg.tasks[s.off].ttype)
+        {
             self.expand(s);
             return;
         }
@@ -145,7 +147,8 @@ impl Server {
     /// bytes; ties go to the least loaded.
     fn pick(&mut self, s: Slot) -> Pick {
         // Any worker can load a checkpoint (it is a file, whatever the task's type).
-        let ty = (!self.graph.seg(s).tasks[s.off].flags.has(TaskFlags::LOAD)).then(|| self.type_of(s));
+        let ty =
+            (!self.graph.seg(s).tasks[s.off].flags.has(TaskFlags::LOAD)).then(|| self.type_of(s));
         let c = self.graph.seg(s).tasks[s.off].cpus;
         let mut scores = std::mem::take(&mut self.scratch.score);
         let inputs = self.graph.inputs_of(s);
@@ -269,7 +272,9 @@ impl Server {
                 };
                 if self.can_pipeline(cs, w) {
                     self.assign(cs, w);
-                    self.graph.seg_mut(cs).tasks[cs.off].flags.insert(TaskFlags::EARLY);
+                    self.graph.seg_mut(cs).tasks[cs.off]
+                        .flags
+                        .insert(TaskFlags::EARLY);
                     work.push(cs);
                 }
             }
@@ -301,7 +306,9 @@ impl Server {
                 let xseg = self.graph.seg(xs);
                 match xseg.tasks[xs.off].state {
                     TaskState::Running => xseg.tasks[xs.off].wk == Some(w),
-                    TaskState::Finished => xseg.tasks[xs.off].wk == Some(w) || self.moves.has_copy(x, w),
+                    TaskState::Finished => {
+                        xseg.tasks[xs.off].wk == Some(w) || self.moves.has_copy(x, w)
+                    }
                     _ => false,
                 }
             })

@@ -472,7 +472,10 @@ mod tests {
             vec![0x08, 0x01, 0x10, 0x05, 0x28, 0x01],
         ];
         for b in &cases {
-            let (fast, any) = (scan_worker_response(b).unwrap(), scan_any_response(b).unwrap());
+            let (fast, any) = (
+                scan_worker_response(b).unwrap(),
+                scan_any_response(b).unwrap(),
+            );
             assert_eq!(
                 (fast.rtype, fast.id, fast.size, fast.length),
                 (any.rtype, any.id, any.size, any.length),

@@ -140,7 +140,10 @@ impl Server {
                         seg.set_state(off, TaskState::Waiting);
                         seg.tasks[off].wk = None;
                         // A task sent early was only waiting for inputs: it took nothing down.
-                        if crashed && !seg.tasks[off].flags.has(TaskFlags::EARLY) && crashes.note(id) {
+                        if crashed
+                            && !seg.tasks[off].flags.has(TaskFlags::EARLY)
+                            && crashes.note(id)
+                        {
                             lost.poison.push(id);
                         } else {
                             lost.rerun.push(id);
