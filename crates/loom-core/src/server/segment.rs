@@ -245,16 +245,19 @@ impl Segment {
             cnt[i + 1] += cnt[i];
         }
         let mut cons = vec![TaskId(0); cnt[n] as usize];
-        let mut fill = cnt.clone();
+        // `cnt[d]` is the next free place of d's consumers; once filled it is where d + 1's
+        // begin, so one shift puts the offsets back (no second array of n + 1 offsets).
         for i in 0..n {
             for k in self.input_range(i) {
                 if let Some(d) = self.offset_of(self.inputs[k]) {
-                    let slot = &mut fill[d];
+                    let slot = &mut cnt[d];
                     cons[*slot as usize] = self.base.plus(i);
                     *slot += 1;
                 }
             }
         }
+        cnt.copy_within(0..n, 1);
+        cnt[0] = 0;
         self.cons_off = cnt;
         self.cons = cons;
     }
