@@ -192,7 +192,11 @@ impl Server {
             }
             i += 1;
         }
-        debug_assert_eq!(seg.tasks.len(), n, "a Task record per task of the header's count");
+        debug_assert_eq!(
+            seg.tasks.len(),
+            n,
+            "a Task record per task of the header's count"
+        );
         if seg.inputs.capacity() > seg.inputs.len() + seg.inputs.len() / 4 + 16 {
             seg.inputs.shrink_to_fit();
         }
