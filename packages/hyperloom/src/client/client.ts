@@ -5,11 +5,12 @@
 import type { Socket } from "node:net";
 import { resolve as resolvePath } from "node:path";
 import { FrameReader, frame } from "../protocol/frame.js";
-import { scanDataResponse, scanFinishedResponse } from "../protocol/data-response.js";
+import { scanDataResponse, scanDataResponseAt, scanFinishedAt, scanFinishedResponse, type DataResponseHeader } from "../protocol/data-response.js";
 import { idRequests } from "../protocol/id-requests.js";
 import { comm, PROTOCOL_VERSION } from "../protocol/messages.js";
 import { Symbol } from "../protocol/symbols.js";
-import { Future } from "./future.js";
+import { Future, type FetchBatch } from "./future.js";
+import { FutureTable } from "./future-table.js";
 import { Task } from "./task.js";
 import { LoomError, TaskFailed } from "./errors.js";
 import { decodeData, type DataValue } from "./data.js";
@@ -159,23 +160,29 @@ export class Client {
   /** The dictionary id of plain data (`loom/data`), whose fetched value is its one frame. */
   private plainDataType = -1;
   private nextId = 0;
-  private readonly running = new Map<number, Future<unknown>>();
+  private readonly running = new FutureTable<Future<unknown>>();
   /**
    * Finished, unreleased futures by id: held strongly while young (see {@link Client.watchDrops}),
    * then weakly, so that a dropped future is released for the program.
    */
-  private readonly held = new Map<number, Future<unknown> | WeakRef<Future<unknown>>>();
+  private readonly held = new FutureTable<Future<unknown> | WeakRef<Future<unknown>>>();
   /** Futures finished since the last {@link Client.watchDrops} round, and those of the round before. */
   private young: Future<unknown>[] = [];
   private old: Future<unknown>[] = [];
   private dropTimer: NodeJS.Timeout | undefined;
   /** Id ranges of the submitted plans (to fail a rejected plan's futures). */
   private readonly plans: Array<{ idBase: number; end: number }> = [];
-  private readonly fetches = new Map<number, Array<Pending<DataValue>>>();
+  /**
+   * Finished futures whose result was asked of the server and has not come yet, by id (each id
+   * is asked once however many fetch calls wait for it; they wait on the future itself).
+   */
+  private readonly fetching = new FutureTable<Future<unknown>>();
   /** Ids whose outstanding fetch a TASK_FAILED rejected: the server's ERROR answer to that FETCH may still come (it is expected, not a warning). */
   private readonly failedFetches = new Set<number>();
   private readonly statsWaiters: Array<Pending<Stats>> = [];
   private data: { id: number; typeId: number; remaining: number; frames: Buffer[] } | undefined;
+  /** Where {@link Client.readInPlace} scans a DATA header (reused). */
+  private readonly dataScratch: DataResponseHeader = { id: 0, nMessages: 0, typeId: 0 };
   private outgoing: Buffer[] = [];
   private flushScheduled = false;
   /** Whether the server offered `fetch-many` (ours): FETCHes of one turn then leave as one request. */
@@ -301,7 +308,16 @@ export class Client {
     this.fetchMany = dictionary.features.includes("fetch-many");
     const onChunk = (chunk: Buffer): void => {
       try {
-        for (const f of this.reader.push(chunk)) this.onFrame(f);
+        // A frame split across chunks is completed by the reader; the whole frames after it
+        // are read in place; an incomplete one at the end is left with the reader.
+        while (chunk.length > 0 && this.reader.pendingBytes > 0) {
+          const missing = this.reader.missing;
+          const part = missing >= chunk.length ? chunk : chunk.subarray(0, missing);
+          chunk = missing >= chunk.length ? chunk.subarray(chunk.length) : chunk.subarray(missing);
+          for (const f of this.reader.push(part)) this.onFrame(f);
+        }
+        if (chunk.length > 0) chunk = this.readInPlace(chunk);
+        if (chunk.length > 0) for (const f of this.reader.push(chunk)) this.onFrame(f);
       } catch (e) {
         this.fail(e instanceof Error ? e : new Error(String(e)));
         socket.destroy();
@@ -366,7 +382,7 @@ export class Client {
     this.outgoing = [];
     this.fetchIds = [];
     for (const p of this.sentPlans) if (p.idBase >= nextBase) this.send(p.buf);
-    for (const id of this.fetches.keys()) this.queueFetch(id);
+    for (const id of this.fetching.keys()) this.queueFetch(id);
     if (this.releasedAway.length > 0) this.send(idRequests(RequestType.RELEASE, this.releasedAway.splice(0)));
     for (let i = 0; i < this.statsWaiters.length; i++) this.sendRequest({ type: RequestType.STATS });
     for (let i = 0; i < this.statusWaiters.length; i++) this.sendRequest({ type: RequestType.STATUS });
@@ -377,8 +393,8 @@ export class Client {
    * `hyperloom local` to tell a script that forgot `close()` from one still working.
    */
   _awaited(): boolean {
-    if (this.fetches.size > 0 || this.statsWaiters.length > 0 || this.finishedListeners.size > 0) return true;
-    for (const f of this.running.values()) if (f.waiters.length > 0) return true;
+    if (this.fetching.size > 0 || this.statsWaiters.length > 0 || this.finishedListeners.size > 0) return true;
+    for (const f of this.running.values()) if (f.waiters !== undefined || f.fetchers !== undefined) return true;
     return false;
   }
 
@@ -411,16 +427,17 @@ export class Client {
       loadCheckpoints: options.load ?? false,
     });
     this.nextId = plan.idBase + plan.tasks.length;
-    const futures: Future<unknown>[] = [];
-    const seen = new Map<Task<unknown>, Future<unknown>>();
-    for (const t of tasks) {
-      let f = seen.get(t);
+    const futures: Future<unknown>[] = new Array(tasks.length);
+    for (let i = 0; i < tasks.length; i++) {
+      const t = tasks[i]!;
+      // The plan's ids are new: a future already running under this id is this call's own (the
+      // same task listed twice gets the same future).
+      let f = this.running.get(t._planId);
       if (f === undefined) {
         f = new Future<unknown>(this, t._planId, t.label);
-        seen.set(t, f);
         this.running.set(f.taskId, f);
       }
-      futures.push(f);
+      futures[i] = f;
     }
     this.plans.push({ idBase: plan.idBase, end: this.nextId });
     if (this.address.reconnectMs !== undefined) this.sentPlans.push({ idBase: plan.idBase, buf });
@@ -446,57 +463,71 @@ export class Client {
    */
   async fetch<T = Buffer>(futures: readonly Future<T>[]): Promise<T[]> {
     this.checkOwn(futures);
-    // One promise for the batch, not one per future (a gather of 100,000 futures would spend
-    // most of its time allocating and collecting them); it rejects with the first error.
-    const out = new Array<T>(futures.length);
-    // The futures are held until the fetch settles: not worth watching for drops meanwhile.
-    for (const f of futures) f.fetching++;
-    const unpin = (): void => {
-      for (const f of futures) f.fetching--;
-    };
-    return new Promise<T[]>((resolve, reject) => {
-      let pending = 0;
-      let settled = false;
-      const fail = (e: Error): void => {
-        if (settled) return;
-        settled = true;
-        unpin();
-        reject(e);
-      };
-      const slot = (i: number) => (v: DataValue) => {
-        out[i] = v as T;
-        if (--pending === 0 && !settled) {
-          settled = true;
-          unpin();
-          resolve(out);
-        }
-      };
-      for (let i = 0; i < futures.length; i++) {
-        const f = futures[i]!;
-        if (f.hasResult) out[i] = f.result as T;
-        else {
-          pending++;
-          this.fetchInto(f, slot(i), fail);
-        }
-      }
-      if (pending === 0 && !settled) {
-        settled = true;
-        unpin();
-        resolve(out);
-      }
-    });
+    return this.fetchAll(futures, false);
   }
 
   /** Fetches the results, then releases them (see {@link Client.fetch} for `T`). */
   async gather<T = Buffer>(futures: readonly Future<T>[]): Promise<T[]> {
-    const results = await this.fetch<T>(futures);
-    this.release(futures);
-    return results;
+    this.checkOwn(futures);
+    return this.fetchAll(futures, true);
+  }
+
+  /**
+   * One promise for the whole call, not one per future; it rejects with the first error. Each
+   * future without its result points at the call ({@link FetchBatch}) and is asked of the server
+   * once it has finished; the results are read from the futures when the last one has come.
+   * `release`: release them then (gather), before they are unpinned (so they are never watched
+   * for being dropped).
+   */
+  private fetchAll<T>(futures: readonly Future<T>[], release: boolean): Promise<T[]> {
+    // The futures are held until the call settles: not worth watching for drops meanwhile.
+    for (const f of futures) f.fetching++;
+    return new Promise<T[]>((resolve, reject) => {
+      const batch: FetchBatch = {
+        pending: 0,
+        settled: false,
+        done: () => {
+          batch.settled = true;
+          const out = new Array<T>(futures.length);
+          for (let i = 0; i < futures.length; i++) out[i] = futures[i]!.result as T;
+          if (release) this.releaseOwn(futures);
+          this.unpin(futures);
+          resolve(out);
+        },
+        fail: (e) => {
+          batch.settled = true;
+          this.unpin(futures);
+          reject(e);
+        },
+      };
+      for (const f of futures) {
+        if (f.hasResult) continue;
+        batch.pending++;
+        this.fetchInto(f, batch);
+        if (batch.settled) return;
+      }
+      if (batch.pending === 0) batch.done();
+    });
+  }
+
+  /** A fetch call ended: its futures may be watched for being dropped again. */
+  private unpin(futures: readonly Future<unknown>[]): void {
+    for (const f of futures) {
+      if (--f.fetching === 0 && f.dropWatchDeferred) {
+        f.dropWatchDeferred = false;
+        if (f.status_ === "finished") this.watchLater(f);
+      }
+    }
   }
 
   /** Releases results on the server, in one batch. Running futures are canceled locally. */
   release(futures: readonly Future<unknown>[]): void {
     this.checkOwn(futures);
+    this.releaseOwn(futures);
+  }
+
+  /** {@link Client.release} of futures known to be this client's. */
+  private releaseOwn(futures: readonly Future<unknown>[]): void {
     const ids: number[] = [];
     for (const f of futures) {
       if (f.status_ === "finished") {
@@ -507,6 +538,12 @@ export class Client {
         else ids.push(f.taskId);
       } else if (f.status_ === "running") {
         f.status_ = "canceled";
+        // Whoever waits for it or its result learns it will never come.
+        if (f.waiters !== undefined || f.fetchers !== undefined) {
+          const e = new LoomError(`Task id=${f.taskId}${f.label ? ` (${f.label})` : ""}: released while running (canceled): it has no result`);
+          f.settle(e);
+          f.settleFetchers(e);
+        }
         for (const l of this.settleListeners) l(f);
       }
     }
@@ -671,38 +708,27 @@ export class Client {
     if (f.status_ === "finished" || f.status_ === "released") return Promise.resolve();
     if (f.error) return Promise.reject(f.error);
     if (f.status_ === "canceled") return Promise.reject(new LoomError(`${f} was canceled`));
-    return new Promise((resolve, reject) => f.waiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => (f.waiters ??= []).push({ resolve, reject }));
   }
 
   /**
-   * Fetches `f`'s result into `done` (also kept on the future), or calls `fail` with why not: it
-   * failed, was released or canceled, or the connection closed. A running future is fetched once
-   * it has finished.
+   * Makes `batch` wait for `f`'s result, or fails it with why it cannot come: `f` failed, was
+   * released or canceled, or the connection closed. A running future is asked of the server once
+   * it has finished ({@link Client.onFinished}).
    */
-  private fetchInto(f: Future<unknown>, done: (v: DataValue) => void, fail: (e: Error) => void): void {
-    if (f.hasResult) return done(f.result);
-    if (f.error) return fail(f.error);
-    if (!f.active()) return fail(new LoomError(`Fetch called on invalid future ${f}`));
-    if (f.status_ !== "finished" && f.status_ !== "released") {
-      if (f.status_ === "canceled") return fail(new LoomError(`${f} was canceled`));
-      f.waiters.push({ resolve: () => this.fetchInto(f, done, fail), reject: fail });
-      return;
-    }
-    if (this.closedError) return fail(this.closedError);
-    let list = this.fetches.get(f.taskId);
-    if (list === undefined) {
-      list = [];
-      this.fetches.set(f.taskId, list);
-      this.queueFetch(f.taskId);
-    }
-    list.push({
-      resolve: (v) => {
-        f.result = v;
-        f.hasResult = true;
-        done(v);
-      },
-      reject: fail,
-    });
+  private fetchInto(f: Future<unknown>, batch: FetchBatch): void {
+    if (f.error) return batch.fail(f.error);
+    if (!f.active()) return batch.fail(new LoomError(`Fetch called on invalid future ${f}`));
+    f.addFetcher(batch);
+    if (f.status_ === "finished") this.request(f);
+  }
+
+  /** Asks the server for the result of finished `f` (once while the answer is outstanding). */
+  private request(f: Future<unknown>): void {
+    if (this.closedError) return f.settleFetchers(this.closedError);
+    if (this.fetching.has(f.taskId)) return;
+    this.fetching.set(f.taskId, f);
+    this.queueFetch(f.taskId);
   }
 
   private releaseId(id: number): void {
@@ -769,6 +795,46 @@ export class Client {
 
   private checkOpen(): void {
     if (this.closedError) throw this.closedError;
+  }
+
+  /**
+   * Handles the whole frames at the start of `chunk` where they lie; returns the rest (from the
+   * first incomplete frame). The commonest responses of a gather — TASK_FINISHED, and DATA of
+   * plain data followed by its one frame — cost no object but the result's view; every other
+   * frame goes to {@link Client.onFrame} as a view.
+   */
+  private readInPlace(chunk: Buffer): Buffer {
+    const end = chunk.length;
+    const h = this.dataScratch;
+    let pos = 0;
+    while (end - pos >= 8) {
+      // Frames of 4 GiB or more (a high word) are left to the reader, which refuses them.
+      if (chunk.readUInt32LE(pos + 4) !== 0) break;
+      const len = chunk.readUInt32LE(pos);
+      const start = pos + 8;
+      const stop = start + len;
+      if (stop > end) break;
+      if (this.data === undefined) {
+        const id = scanFinishedAt(chunk, start, stop);
+        if (id >= 0) {
+          this.onFinished(id);
+          pos = stop;
+          continue;
+        }
+        if (scanDataResponseAt(chunk, start, stop, h) && h.nMessages === 1 && h.typeId === this.plainDataType && end - stop >= 8 && chunk.readUInt32LE(stop + 4) === 0) {
+          const vstart = stop + 8;
+          const vstop = vstart + chunk.readUInt32LE(stop);
+          if (vstop <= end) {
+            this.onResult(h.id, chunk.subarray(vstart, vstop));
+            pos = vstop;
+            continue;
+          }
+        }
+      }
+      this.onFrame(chunk.subarray(start, stop));
+      pos = stop;
+    }
+    return pos === 0 ? chunk : chunk.subarray(pos);
   }
 
   private onFrame(f: Buffer): void {
@@ -865,8 +931,9 @@ export class Client {
     for (const f of this.old) {
       if (f.status_ !== "finished" || this.held.get(f.taskId) !== f) continue;
       if (f.fetching > 0) {
-        // Part of a fetch in progress (a gather releases it right after): looked at again later.
-        this.young.push(f);
+        // Part of a fetch in progress (a gather releases it right after): watched once the
+        // fetch has ended, if it is still held then (see `unpin`).
+        f.dropWatchDeferred = true;
         continue;
       }
       this.held.set(f.taskId, new WeakRef(f));
@@ -878,6 +945,12 @@ export class Client {
       clearInterval(this.dropTimer);
       this.dropTimer = undefined;
     }
+  }
+
+  /** Watches finished `f` for being dropped from the next round on. */
+  private watchLater(f: Future<unknown>): void {
+    this.young.push(f);
+    this.dropTimer ??= setInterval(() => this.watchDrops(), DROP_WATCH_MS).unref();
   }
 
   private onFinished(id: number): void {
@@ -892,11 +965,11 @@ export class Client {
     f.status_ = "finished";
     this.held.set(id, f);
     // A future the program drops is released for it (watched once it has been held a while).
-    this.young.push(f);
-    this.dropTimer ??= setInterval(() => this.watchDrops(), DROP_WATCH_MS).unref();
+    this.watchLater(f);
+    if (f.fetchers !== undefined) this.request(f);
     f.settle();
-    for (const l of this.finishedListeners) l(f);
-    for (const l of this.settleListeners) l(f);
+    if (this.finishedListeners.size > 0) for (const l of this.finishedListeners) l(f);
+    if (this.settleListeners.size > 0) for (const l of this.settleListeners) l(f);
   }
 
   /**
@@ -913,7 +986,7 @@ export class Client {
       // The original server's "Worker lost": it discards every task, so every future that is
       // not settled fails, finished ones whose data is gone included.
       for (const f of [...this.running.values()]) this.failFuture(f, new TaskFailed(f.taskId, f.label, worker, msg));
-      for (const fid of [...this.fetches.keys()]) this.failFinished(fid, new TaskFailed(fid, undefined, worker, msg));
+      for (const [fid, f] of [...this.fetching]) this.failFinished(fid, new TaskFailed(fid, f.label, worker, msg));
       return;
     }
     const target = heldId ?? id;
@@ -929,16 +1002,18 @@ export class Client {
 
   /** A finished (not yet released) future failed after the fact: its fetches reject. */
   private failFinished(id: number, e: Error): void {
-    const list = this.fetches.get(id);
-    this.fetches.delete(id);
-    if (list !== undefined) this.failedFetches.add(id);
-    const f = this.heldFuture(id);
+    const fetched = this.fetching.get(id);
+    if (fetched !== undefined) {
+      this.fetching.delete(id);
+      this.failedFetches.add(id);
+    }
+    const f = fetched ?? this.heldFuture(id);
     if (f !== undefined && f.status_ === "finished") {
       f.status_ = "failed";
       f.error = e;
       this.forget(id);
     }
-    list?.forEach((p) => p.reject(e));
+    fetched?.settleFetchers(e);
   }
 
   private failFuture(f: Future<unknown>, e: Error): void {
@@ -950,8 +1025,8 @@ export class Client {
     f.settle(e);
     for (const l of this.finishedListeners) l(f);
     for (const l of this.settleListeners) l(f);
-    this.fetches.get(f.taskId)?.forEach((p) => p.reject(e));
-    this.fetches.delete(f.taskId);
+    this.fetching.delete(f.taskId);
+    f.settleFetchers(e);
   }
 
   private onError(err: ErrorFields | undefined): void {
@@ -971,19 +1046,21 @@ export class Client {
     // id goes to a fetch only when exactly one is outstanding.
     const match = /Invalid id: (-?\d+)/.exec(text);
     let fid: number | undefined = id >= 0 ? id : match ? Number(match[1]) : undefined;
-    if (fid === undefined && this.fetches.size === 1) fid = [...this.fetches.keys()][0];
-    if (fid !== undefined && this.fetches.has(fid)) {
-      this.fetches.get(fid)!.forEach((p) => p.reject(e));
-      this.fetches.delete(fid);
+    if (fid === undefined && this.fetching.size === 1) fid = [...this.fetching.keys()][0];
+    const fetched = fid !== undefined ? this.fetching.get(fid) : undefined;
+    if (fetched !== undefined) {
+      this.fetching.delete(fid!);
+      fetched.settleFetchers(e);
       return;
     }
     if (fid !== undefined && this.failedFetches.delete(fid)) return;
-    if (fid === undefined && this.fetches.size > 1) {
+    if (fid === undefined && this.fetching.size > 1) {
       // An id-less error (the original server) with several fetches outstanding: which one it
       // answers is unknown, so all fail rather than one hanging or the wrong one failing.
       const all = new LoomError(`${text} (the server did not say which task; every outstanding fetch fails)`);
-      for (const list of this.fetches.values()) list.forEach((p) => p.reject(all));
-      this.fetches.clear();
+      const all_ = [...this.fetching.values()];
+      this.fetching.clear();
+      for (const f of all_) f.settleFetchers(all);
       return;
     }
     process.emitWarning(`HyperLoom server error: ${text}`);
@@ -1028,33 +1105,50 @@ export class Client {
     this.direct.fetch(where).then(
       ({ value, path }) => {
         this.paths[path]++;
-        const list = this.fetches.get(id);
-        this.fetches.delete(id);
         settled();
-        if (list !== undefined) for (const p of list) p.resolve(value);
+        this.deliver(id, value);
       },
       (e: Error) => {
         if (this.closing || this.closedError) return settled();
         this.paths.fellBack++;
         process.emitWarning(`HyperLoom: fetching result id=${id} from worker ${loc.address} failed (${e.message}); fetching it through the server`);
         // Relayed instead; a release waiting for it follows the FETCH, so the data still comes.
-        if (this.fetches.has(id) && !this.away) this.sendRequest({ type: RequestType.FETCH, id, relay: true });
+        if (this.fetching.has(id) && !this.away) this.sendRequest({ type: RequestType.FETCH, id, relay: true });
         settled();
       },
     );
   }
 
   private onData(id: number, typeId: number, frames: Buffer[]): void {
-    this.paths.relayed++;
-    const list = this.fetches.get(id);
-    this.fetches.delete(id);
+    // Plain data (most results) is its one frame.
+    if (frames.length === 1 && typeId === this.plainDataType) return this.onResult(id, frames[0]);
+    const f = this.fetching.get(id);
+    if (f === undefined) return;
+    let value: DataValue;
     try {
-      // Plain data (most results) is its one frame.
-      const value = frames.length === 1 && typeId === this.plainDataType ? frames[0] : decodeData(typeId, frames, 0, (t) => this.symbolNames[t])[0];
-      if (list !== undefined) for (const p of list) p.resolve(value);
+      value = decodeData(typeId, frames, 0, (t) => this.symbolNames[t])[0];
     } catch (e) {
-      list?.forEach((p) => p.reject(e as Error));
+      this.paths.relayed++;
+      this.fetching.delete(id);
+      return f.settleFetchers(e as Error);
     }
+    this.onResult(id, value);
+  }
+
+  /** The result of `id` arrived through the server's relay (see {@link Client.deliver}). */
+  private onResult(id: number, value: DataValue): void {
+    this.paths.relayed++;
+    this.deliver(id, value);
+  }
+
+  /** The result of `id` arrived: kept on its future, every fetch call waiting for it told. */
+  private deliver(id: number, value: DataValue): void {
+    const f = this.fetching.get(id);
+    if (f === undefined) return;
+    this.fetching.delete(id);
+    f.result = value;
+    f.hasResult = true;
+    f.settleFetchers();
   }
 
   private fail(e: Error): void {
@@ -1065,11 +1159,9 @@ export class Client {
     const about = (id: number, label: string | undefined): LoomError =>
       new LoomError(`Task id=${id}${label ? ` (${label})` : ""}: ${e.message}`);
     for (const f of [...this.running.values()]) this.failFuture(f, about(f.taskId, f.label));
-    for (const [id, list] of this.fetches) {
-      const err = about(id, this.heldFuture(id)?.label);
-      list.forEach((p) => p.reject(err));
-    }
-    this.fetches.clear();
+    const fetched = [...this.fetching];
+    this.fetching.clear();
+    for (const [id, f] of fetched) f.settleFetchers(about(id, f.label));
     for (const w of this.statsWaiters.splice(0)) w.reject(e);
     for (const w of this.statusWaiters.splice(0)) w.reject(e);
   }

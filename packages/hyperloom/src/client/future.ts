@@ -5,6 +5,29 @@
 import type { Client } from "./client.js";
 import type { DataValue } from "./data.js";
 
+/**
+ * @internal One `fetch`/`gather` call waiting for results: it resolves once every future it
+ * names has its result (read from the futures, in order), or rejects with the first error. The
+ * futures point at it while they wait (no closure or promise per future: a gather of 100,000
+ * futures allocated and collected several per future, issue #26).
+ */
+export interface FetchBatch {
+  /** Results still missing (one per future of the call that had none, duplicates included). */
+  pending: number;
+  /** Resolved or rejected already. */
+  settled: boolean;
+  /** Called when `pending` reaches 0. */
+  done(): void;
+  /** Called with the first error. */
+  fail(e: Error): void;
+}
+
+/** @internal Something waiting for a future to settle (`wait`). */
+export interface Waiter {
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
 /** Where a future stands, as the guide names it. */
 export type FutureStatus = "running" | "finished" | "failed" | "released" | "canceled";
 
@@ -18,7 +41,9 @@ export class Future<T = Buffer> {
   /** @internal */ result: DataValue | undefined;
   /** @internal */ hasResult = false;
   /** @internal Fetches in progress that hold this future (it cannot be dropped meanwhile). */ fetching = 0;
-  /** @internal */ waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  /** @internal Waiting for it to settle (made on first use: most futures are only gathered). */ waiters: Waiter[] | undefined = undefined;
+  /** @internal Skipped by a drop-watch round while fetched: watched when the fetch ends. */ dropWatchDeferred = false;
+  /** @internal The fetch calls waiting for its result (one, or several). */ fetchers: FetchBatch | FetchBatch[] | undefined = undefined;
 
   /** Futures are made by `Client.submit`/`submitOne`, not by user code. */
   constructor(
@@ -84,15 +109,38 @@ export class Future<T = Buffer> {
   /** @internal Resolves or rejects every waiter. */
   settle(error?: Error): void {
     const waiters = this.waiters;
-    if (waiters.length === 0) return;
-    this.waiters = [];
+    if (waiters === undefined) return;
+    this.waiters = undefined;
     for (const w of waiters) {
       if (error) w.reject(error);
       else w.resolve();
     }
   }
 
+  /** @internal Adds a fetch call waiting for the result. */
+  addFetcher(b: FetchBatch): void {
+    const f = this.fetchers;
+    if (f === undefined) this.fetchers = b;
+    else if (Array.isArray(f)) f.push(b);
+    else this.fetchers = [f, b];
+  }
+
+  /** @internal The result arrived (`error` undefined) or cannot come: tells every fetch call waiting for it. */
+  settleFetchers(error?: Error): void {
+    const f = this.fetchers;
+    if (f === undefined) return;
+    this.fetchers = undefined;
+    if (Array.isArray(f)) for (const b of f) settleOne(b, error);
+    else settleOne(f, error);
+  }
+
   toString(): string {
     return `<Future task_id=${this.taskId} ${this.status_}${this.hasResult ? " R" : ""}>`;
   }
+}
+
+function settleOne(b: FetchBatch, error: Error | undefined): void {
+  if (b.settled) return;
+  if (error !== undefined) b.fail(error);
+  else if (--b.pending === 0) b.done();
 }

@@ -20,33 +20,47 @@ const DATA = 1;
  * else; `undefined` when it is anything else (decode it in full then).
  */
 export function scanDataResponse(payload: Uint8Array): DataResponseHeader | undefined {
+  const h = { id: 0, nMessages: 0, typeId: 0 };
+  return scanDataResponseAt(payload, 0, payload.length, h) ? h : undefined;
+}
+
+/**
+ * {@link scanDataResponse} of `buf[start, end)` into `out` (no allocation: the client reads its
+ * responses in place, issue #26); false when it is anything else.
+ */
+export function scanDataResponseAt(buf: Uint8Array, start: number, end: number, out: DataResponseHeader): boolean {
   // type (field 1, varint) = 1, then data (field 2, length-delimited).
-  if (payload.length < 4 || payload[0] !== 0x08 || payload[1] !== DATA || payload[2] !== 0x12) return undefined;
-  let pos = 3;
-  const len = payload[pos++]!;
-  if (len > 0x7f || pos + len !== payload.length) return undefined;
-  let id: number | undefined;
-  let nMessages: number | undefined;
-  let typeId: number | undefined;
-  while (pos < payload.length) {
-    const key = payload[pos++]!;
+  if (end - start < 4 || buf[start] !== 0x08 || buf[start + 1] !== DATA || buf[start + 2] !== 0x12) return false;
+  let pos = start + 3;
+  const len = buf[pos++]!;
+  if (len > 0x7f || pos + len !== end) return false;
+  let seen = 0;
+  while (pos < end) {
+    const key = buf[pos++]!;
     // A varint of at most 5 bytes (int32 ids and counts below 2^35; negative int32s take 10).
     let v = 0;
     let shift = 0;
     for (;;) {
-      if (pos >= payload.length || shift > 28) return undefined;
-      const b = payload[pos++]!;
+      if (pos >= end || shift > 28) return false;
+      const b = buf[pos++]!;
       v += (b & 0x7f) * 2 ** shift;
       if (b < 0x80) break;
       shift += 7;
     }
-    if (key === 0x08) id = v;
-    else if (key === 0x10) nMessages = v;
-    else if (key === 0x18) typeId = v;
-    else return undefined;
+    if (key === 0x08) {
+      if (v > 0x7fffffff) return false;
+      out.id = v;
+      seen |= 1;
+    } else if (key === 0x10) {
+      out.nMessages = v;
+      seen |= 2;
+    } else if (key === 0x18) {
+      if (v > 0x7fffffff) return false;
+      out.typeId = v;
+      seen |= 4;
+    } else return false;
   }
-  if (id === undefined || nMessages === undefined || typeId === undefined || id > 0x7fffffff || typeId > 0x7fffffff) return undefined;
-  return { id, nMessages, typeId };
+  return seen === 7;
 }
 
 /** `ClientResponse.type` TASK_FINISHED. */
@@ -58,17 +72,24 @@ const TASK_FINISHED = 2;
  * else (decode it in full then).
  */
 export function scanFinishedResponse(payload: Uint8Array): number | undefined {
+  const id = scanFinishedAt(payload, 0, payload.length);
+  return id < 0 ? undefined : id;
+}
+
+/** {@link scanFinishedResponse} of `buf[start, end)`, in place; -1 when it is anything else. */
+export function scanFinishedAt(buf: Uint8Array, start: number, end: number): number {
   // type (field 1, varint) = 2, then id (field 7, varint): a non-negative int32, at most 5 bytes.
-  if (payload.length < 4 || payload.length > 8 || payload[0] !== 0x08 || payload[1] !== TASK_FINISHED || payload[2] !== 0x38) return undefined;
+  const n = end - start;
+  if (n < 4 || n > 8 || buf[start] !== 0x08 || buf[start + 1] !== TASK_FINISHED || buf[start + 2] !== 0x38) return -1;
   let v = 0;
   let shift = 0;
-  for (let pos = 3; pos < payload.length; pos++) {
-    const b = payload[pos]!;
+  for (let pos = start + 3; pos < end; pos++) {
+    const b = buf[pos]!;
     v += (b & 0x7f) * 2 ** shift;
-    if (b < 0x80) return pos === payload.length - 1 && v <= 0x7fffffff ? v : undefined;
+    if (b < 0x80) return pos === end - 1 && v <= 0x7fffffff ? v : -1;
     shift += 7;
   }
-  return undefined;
+  return -1;
 }
 
 /**

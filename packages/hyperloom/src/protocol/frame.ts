@@ -34,6 +34,16 @@ export class FrameReader {
     return this.big !== undefined ? this.bigFilled : this.buffered;
   }
 
+  /**
+   * Bytes still to come before the held frame is complete (0: nothing held). While its length
+   * prefix is incomplete, the bytes that complete the prefix. Lets a reader that handles whole
+   * frames in place feed this one only the rest of a frame split across chunks.
+   */
+  get missing(): number {
+    if (this.big !== undefined) return this.big.length - this.bigFilled;
+    return this.buffered === 0 ? 0 : this.needed - this.buffered;
+  }
+
   /** Feeds a chunk; returns every complete frame payload in order. Throws {@link FrameError}. */
   push(chunk: Buffer): Buffer[] {
     let done: Buffer | undefined;
