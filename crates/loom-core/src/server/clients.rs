@@ -37,6 +37,8 @@ pub(crate) struct Client {
     pub(crate) dict_updates: bool,
     /// It announced "fetch-direct": a FETCH of a large result is answered with its LOCATION.
     pub(crate) direct_fetch: bool,
+    /// It announced "data-batch": small fetched objects may reach it several per DATA_BATCH.
+    pub(crate) data_batch: bool,
     /// Its session token (it announced "session"; see [`crate::journal`]).
     pub(crate) session: Option<SessionToken>,
     /// Restored from the journal: a FETCH of a result being recomputed waits for it (the client
@@ -58,6 +60,7 @@ impl Client {
             out: Vec::new(),
             dict_updates: true,
             direct_fetch: false,
+            data_batch: false,
             session: Some(token),
             restored: true,
         }

@@ -168,6 +168,11 @@ pub struct Relay {
     pub response_frame: Vec<u8>,
     /// How many raw frames follow the header on the data connection (relay them contiguously).
     pub n_messages: u64,
+    /// The client's id of the object, and its data type (for a `DATA_BATCH`).
+    pub client_id: i32,
+    pub type_id: i32,
+    /// The client announced "data-batch": the relay may send this object in a `DATA_BATCH`.
+    pub data_batch: bool,
 }
 
 /// Per-task symbol ids the server needs to recognise.
@@ -455,6 +460,9 @@ impl Server {
             client: client.conn,
             response_frame,
             n_messages,
+            client_id: f.client_id,
+            type_id: h.type_id,
+            data_batch: client.data_batch,
         })
     }
 

@@ -220,6 +220,7 @@ impl Server {
             out,
             dict_updates: r.features.iter().any(|f| f == "dictionary-updates"),
             direct_fetch: r.features.iter().any(|f| f == "fetch-direct"),
+            data_batch: r.features.iter().any(|f| f == DATA_BATCH),
             session,
             restored: false,
         });
@@ -280,6 +281,7 @@ impl Server {
         );
         push_session(&mut out, token, self.clients[ci].next_base);
         let c = &mut self.clients[ci];
+        c.data_batch = features.iter().any(|f| f == DATA_BATCH);
         out.append(&mut c.out);
         c.out = out;
         c.conn = conn;
@@ -293,7 +295,11 @@ impl Server {
 }
 
 /// The client extensions this server offers (README differences table, row 20).
-pub const CLIENT_FEATURES: [&str; 2] = ["fetch-many", "fetch-direct"];
+pub const CLIENT_FEATURES: [&str; 3] = ["fetch-many", "fetch-direct", DATA_BATCH];
+
+/// The client extension "data-batch": several small fetched objects per `DATA_BATCH` response
+/// (docs/protocol-extensions.md).
+pub const DATA_BATCH: &str = "data-batch";
 
 /// The extensions offered to a client that announced `announced`: those it asked for, so a client
 /// announcing none (the original) gets a DICTIONARY byte-identical to the original server's.

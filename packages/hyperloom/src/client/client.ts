@@ -136,7 +136,11 @@ function fieldOf<K extends string>(msg: { [k in K]?: number | null } | undefined
 }
 
 /** What this client understands beyond the original protocol (`Register.features`). */
-const CLIENT_FEATURES = ["dictionary-updates", "fetch-many", "session"];
+const CLIENT_FEATURES = ["dictionary-updates", "fetch-many", "session", "data-batch"];
+
+/** `ClientResponse.type` DATA_BATCH (ours, feature `data-batch`), and the key of its `data_batch` field (104, bytes). */
+const DATA_BATCH = 103;
+const DATA_BATCH_KEY = [0xc2, 0x06] as const;
 
 /** With {@link ConnectOptions.directFetch}: large results come from their workers. */
 const DIRECT_FEATURE = "fetch-direct";
@@ -181,6 +185,12 @@ export class Client {
   private readonly failedFetches = new Set<number>();
   private readonly statsWaiters: Array<Pending<Stats>> = [];
   private data: { id: number; typeId: number; remaining: number; frames: Buffer[] } | undefined;
+  /**
+   * A DATA_BATCH being read (feature `data-batch`): its table of 12-byte entries (client id,
+   * type id, frame count; little-endian) and the offset of the next object's entry; the objects'
+   * frames follow the response in table order.
+   */
+  private batch: { table: Buffer; next: number } | undefined;
   /** Where {@link Client.readInPlace} scans a DATA header (reused). */
   private readonly dataScratch: DataResponseHeader = { id: 0, nMessages: 0, typeId: 0 };
   private outgoing: Buffer[] = [];
@@ -302,6 +312,7 @@ export class Client {
     this.socket = socket;
     this.reader = new FrameReader();
     this.data = undefined;
+    this.batch = undefined;
     const dictionary = comm.ClientResponse.decode(greeted.dictionary);
     this.setDictionary(dictionary.symbols);
     // The original server offers no features: each future is then fetched by a FETCH of its own.
@@ -814,7 +825,20 @@ export class Client {
       const start = pos + 8;
       const stop = start + len;
       if (stop > end) break;
-      if (this.data === undefined) {
+      if (this.data === undefined && this.batch !== undefined) {
+        // The next object of a DATA_BATCH: plain data (one frame) is its view.
+        const b = this.batch;
+        const e = b.next;
+        const typeId = b.table.readInt32LE(e + 4);
+        if (typeId === this.plainDataType && b.table.readUInt32LE(e + 8) === 1) {
+          b.next = e + 12;
+          this.afterBatchObject();
+          this.onResult(b.table.readInt32LE(e), chunk.subarray(start, stop));
+          pos = stop;
+          continue;
+        }
+      }
+      if (this.data === undefined && this.batch === undefined) {
         const id = scanFinishedAt(chunk, start, stop);
         if (id >= 0) {
           this.onFinished(id);
@@ -837,7 +861,47 @@ export class Client {
     return pos === 0 ? chunk : chunk.subarray(pos);
   }
 
+  /**
+   * Takes a DATA_BATCH response in `buf[start, stop)` (the objects' frames follow it); false when
+   * it is not one.
+   */
+  private beginBatch(buf: Buffer, start: number, stop: number): boolean {
+    if (stop - start < 5 || buf[start] !== 0x08 || buf[start + 1] !== DATA_BATCH || buf[start + 2] !== DATA_BATCH_KEY[0] || buf[start + 3] !== DATA_BATCH_KEY[1]) return false;
+    let pos = start + 4;
+    let len = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (pos >= stop || shift > 28) return false;
+      const b = buf[pos++]!;
+      len += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) break;
+    }
+    if (pos + len !== stop || len === 0 || len % 12 !== 0) throw new LoomError(`malformed DATA_BATCH response (table of ${len} bytes)`);
+    this.batch = { table: buf.subarray(pos, stop), next: 0 };
+    this.afterBatchObject();
+    return true;
+  }
+
+  /** Moves past objects of the batch that have no frames (delivering them), and ends it after its last. */
+  private afterBatchObject(): void {
+    const b = this.batch!;
+    const t = b.table;
+    while (b.next < t.length && t.readUInt32LE(b.next + 8) === 0) {
+      const e = b.next;
+      b.next = e + 12;
+      this.onData(t.readInt32LE(e), t.readInt32LE(e + 4), []);
+    }
+    if (b.next >= t.length) this.batch = undefined;
+  }
+
   private onFrame(f: Buffer): void {
+    if (this.data === undefined && this.batch !== undefined) {
+      // The first frame of the batch's next object (which has at least one).
+      const b = this.batch;
+      const e = b.next;
+      b.next = e + 12;
+      this.data = { id: b.table.readInt32LE(e), typeId: b.table.readInt32LE(e + 4), remaining: b.table.readUInt32LE(e + 8), frames: [] };
+      this.afterBatchObject();
+    }
     const d = this.data;
     if (d !== undefined) {
       d.frames.push(f);
@@ -849,6 +913,7 @@ export class Client {
     }
     const finished = scanFinishedResponse(f);
     if (finished !== undefined) return this.onFinished(finished);
+    if (this.beginBatch(f, 0, f.length)) return;
     const data = scanDataResponse(f);
     if (data !== undefined) {
       if (data.nMessages === 0) this.onData(data.id, data.typeId, []);

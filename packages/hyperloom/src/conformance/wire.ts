@@ -216,7 +216,7 @@ export const KNOWN: Record<string, { kind: "deliberate" | "divergence"; text: st
   },
   "register-features": {
     kind: "deliberate",
-    text: "README #18: our client's Register also lists features (dictionary-updates, fetch-many, session, fetch-direct), our worker's cancel (field 16; the original server ignores it): Registers are compared with it removed",
+    text: "README #18: our client's Register also lists features (dictionary-updates, fetch-many, session, data-batch, fetch-direct), our worker's cancel (field 16; the original server ignores it): Registers are compared with it removed",
   },
   "task-failed-held-id": {
     kind: "deliberate",

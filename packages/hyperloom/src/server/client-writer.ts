@@ -113,11 +113,11 @@ export class ClientWriter {
    */
   writeWhole(response: Buffer, frames: readonly Buffer[]): void {
     if (this.active) {
-      this.held.push(response);
+      if (response.length > 0) this.held.push(response);
       for (const f of frames) this.held.push(f);
       return;
     }
-    this.emit(response);
+    if (response.length > 0) this.emit(response);
     for (const f of frames) this.emit(f);
   }
 

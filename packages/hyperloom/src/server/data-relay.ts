@@ -27,8 +27,10 @@ export interface RelayHooks {
    * Takes DataHeader frames (length prefixes included, one after the other) and says, per header,
    * the client (`u32::MAX`: nobody), its framed DATA response (`responses` up to `ends[i]`) and
    * the frame count; `error` when a header was malformed (those before it were taken).
+   * `whole[i]` = 1: object `i`'s frames have all arrived; runs of such objects for a client that
+   * announced `data-batch` get one DATA_BATCH response (the first object's; the others' empty).
    */
-  onHeaders(framed: Buffer): { clients: number[]; nMessages: number[]; responses: Buffer; ends: number[]; error?: string | null };
+  onHeaders(framed: Buffer, whole: Uint8Array): { clients: number[]; nMessages: number[]; responses: Buffer; ends: number[]; error?: string | null };
   /** The writer of a client connection, if still open. */
   clientWriter(conn: number): ClientWriter | undefined;
 }
@@ -99,14 +101,17 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
     let total = 0;
     for (const o of objs) total += 8 + o.header.length;
     const framed = Buffer.allocUnsafe(total);
+    const whole = new Uint8Array(objs.length);
     let at = 0;
-    for (const o of objs) {
+    for (let i = 0; i < objs.length; i++) {
+      const o = objs[i]!;
+      whole[i] = o.frames >= 0 && o.remaining === 0 ? 1 : 0;
       framed.writeUInt32LE(o.header.length, at);
       framed.writeUInt32LE(0, at + 4);
       o.header.copy(framed, at + 8);
       at += 8 + o.header.length;
     }
-    const r = hooks.onHeaders(framed);
+    const r = hooks.onHeaders(framed, whole);
     let from = 0;
     for (let i = 0; i < r.clients.length; i++) {
       const o = objs[i]!;
@@ -116,7 +121,8 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
       const response = r.responses.subarray(from, r.ends[i]);
       from = r.ends[i]!;
       if (o.remaining === 0) {
-        // Whole already (a small object): written in one piece, no relay channel needed.
+        // Whole already (a small object): written in one piece, no relay channel needed (after
+        // the first of a DATA_BATCH run, its response is empty: the batch's names it).
         writer?.writeWhole(response, o.parts);
         o.parts = [];
         continue;

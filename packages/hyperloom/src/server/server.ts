@@ -132,7 +132,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 
   const { server: dataServer, port: dataPort } = await listenSecure("data port", host, 0, security, (socket) => {
     relayDataStreams(socket, {
-      onHeaders: (framed) => core!.onDataHeaders(framed),
+      onHeaders: (framed, whole) => core!.onDataHeaders(framed, whole),
       clientWriter: (conn) => writers.get(conn),
     });
   });
