@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// CPU per process of end-to-end workloads (issue #26): one local cluster (2 workers x 1 cpu by
+// default), each workload `--reps` times after a warm-up; prints one JSON line per repetition:
+// wall ms, tasks/s, and the CPU ms (user + system) the client (this process), the server and
+// each worker used during it (/proc/<pid>/stat). `--root DIR` runs another checkout's build (its
+// packages/hyperloom/dist and bench/e2e/workloads.mjs), for A/B runs interleaved by hand or by a
+// benchmark runner.
+//
+//   node --expose-gc bench/e2e/cpu.mjs [--workloads W1-gather,W1] [--n 100000] [--reps 3] [--workers 2x1] [--root DIR]
+import { readFileSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const args = process.argv.slice(2);
+const opt = (k, d) => (args.includes(k) ? args[args.indexOf(k) + 1] : d);
+const root = opt("--root", fileURLToPath(new URL("../../", import.meta.url)));
+const n = Number(opt("--n", "100000"));
+const reps = Number(opt("--reps", "3"));
+const [nw, nc] = opt("--workers", "2x1").split("x").map(Number);
+const { LocalCluster } = await import(pathToFileURL(`${root}/packages/hyperloom/dist/index.js`).href);
+const { WORKLOADS } = await import(pathToFileURL(`${root}/bench/e2e/workloads.mjs`).href);
+
+/** CPU ms (user + system) of process `pid` so far (clock ticks of 10 ms, as Linux reports them). */
+function cpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+const cluster = await LocalCluster.start({ workers: nw, cpus: nc });
+const spid = cluster.serverProcess.pid;
+const wpids = cluster.workerProcesses.map((p) => p.pid);
+const client = await cluster.connect();
+try {
+  await WORKLOADS["W1-gather"].run(client, 1000); // warm-up
+  for (const w of opt("--workloads", "W1-gather,W1").split(",")) {
+    for (let r = 0; r < reps; r++) {
+      globalThis.gc?.();
+      await new Promise((res) => setTimeout(res, 50));
+      const c0 = process.cpuUsage();
+      const s0 = cpuMs(spid);
+      const w0 = wpids.map(cpuMs);
+      const x = await WORKLOADS[w].run(client, n, { cpus: nw * nc });
+      const c = process.cpuUsage(c0);
+      const line = {
+        workload: w,
+        n,
+        workers: `${nw}x${nc}`,
+        wallMs: Math.round(x.wallMs),
+        tasksPerS: Math.round(x.tasks / (x.wallMs / 1e3)),
+        cpuMs: { client: Math.round((c.user + c.system) / 1e3), server: cpuMs(spid) - s0, workers: wpids.map((p, i) => cpuMs(p) - w0[i]) },
+      };
+      console.log(JSON.stringify(line));
+    }
+  }
+} finally {
+  await client.close();
+  await cluster.stop();
+}
