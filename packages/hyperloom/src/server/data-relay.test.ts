@@ -206,4 +206,17 @@ test("a worker closing mid-object closes the fetching client (it cannot be given
   assert.ok(a.closed());
 });
 
+test("the core is told which objects of a chunk are whole (only those may share a DATA_BATCH)", async () => {
+  const big = object(3, "y".repeat(70_000));
+  const chunk = Buffer.concat([frame(comm.Announce.encode({ port: 1 }).finish()), object(1, "one"), object(2, "two"), big.subarray(0, 1000)]);
+  const seen: number[][] = [];
+  const base = hooks(new Map([[1, 1], [2, 1], [3, 1]]), new Map([[1, new ClientWriter(clientSocket().socket)]]), []);
+  const socket = dataSocket();
+  relayDataStreams(socket, { ...base, onHeaders: (framed, whole) => (seen.push([...whole]), base.onHeaders(framed, whole)) });
+  socket.emit("data", chunk);
+  socket.emit("data", big.subarray(1000));
+  await turnEnds();
+  assert.equal(seen, [[1, 1, 0]]);
+});
+
 test.run();
