@@ -5,7 +5,7 @@
 //        [--fetch direct|relay]
 // Each workload runs on a fresh LocalCluster per (workload, N, cluster shape); the peers run the
 // same cells at the same N, their repetitions interleaved with ours; see README.md here.
-import { readFileSync, writeFileSync, existsSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync, existsSync } from "node:fs";
 import { execFileSync, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { cpus, totalmem, release } from "node:os";
@@ -82,6 +82,32 @@ function procField(pid, field) {
     return NaN;
   }
 }
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux). */
+const TICKS_PER_S = 100;
+/**
+ * CPU time (ms, user + system, all threads) of a process and its descendants (a worker's Python
+ * pool), from /proc; NaN when unreadable. Resolution 10 ms per process.
+ */
+function treeCpuMs(pid) {
+  let ms = 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ms += ((Number(f[11]) + Number(f[12])) * 1e3) / TICKS_PER_S; // utime, stime (fields 14, 15)
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      for (const c of readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").filter(Boolean)) ms += treeCpuMs(Number(c));
+    }
+  } catch {
+    return NaN;
+  }
+  return ms;
+}
+/** CPU so far (ms) of the client (this process), the server and the workers. */
+function cpuNow(spid, wpids) {
+  const c = process.cpuUsage();
+  return { client: (c.user + c.system) / 1e3, server: treeCpuMs(spid), workers: wpids.reduce((a, p) => a + treeCpuMs(p), 0) };
+}
+
 /** Resets the peak RSS (VmHWM) of a process to its current RSS (Linux, own children). */
 function resetPeak(pid) {
   try {
@@ -150,6 +176,26 @@ function summarize(name, n, config, reps) {
     out.peakRss = Math.max(...reps.map((r) => r.peakRss));
     out.rssGrowthPerTask = reps[0].rssGrowth / tasks;
   }
+  if (reps[0].cpuMs !== undefined) {
+    // CPU of each process during the repetition (ms, median over reps; /proc, 10 ms resolution).
+    const part = (k) => spread(reps.map((r) => r.cpuMs[k]));
+    out.cpuMs = { client: part("client"), server: part("server"), workers: part("workers"), total: spread(reps.map((r) => r.cpuMs.client + r.cpuMs.server + r.cpuMs.workers)) };
+    if (WORKLOADS[name].calls) {
+      // Function calls (W5, W5-py): what a call costs beyond the function's own time.
+      const calls = WORKLOADS[name].calls(n);
+      const fnUs = WORKLOADS[name].functionUs?.() ?? 0;
+      const perCall = (ms) => (ms * 1e3) / calls - fnUs;
+      out.perCall = {
+        calls,
+        functionUs: fnUs,
+        cpuUs: spread(reps.map((r) => perCall(r.cpuMs.client + r.cpuMs.server + r.cpuMs.workers))),
+        clientCpuUs: spread(reps.map((r) => perCall(r.cpuMs.client) + fnUs)),
+        serverCpuUs: spread(reps.map((r) => perCall(r.cpuMs.server) + fnUs)),
+        workerCpuUs: spread(reps.map((r) => perCall(r.cpuMs.workers))),
+        wallPerCpuUs: spread(reps.map((r) => perCall(r.wallMs * r.cpus))),
+      };
+    }
+  }
   void mid;
   return out;
 }
@@ -177,7 +223,11 @@ async function openCell(name, n, config, o, log, tls = false) {
       resetPeak(spid);
       wpids.forEach(resetPeak);
       const idle = procField(spid, "VmRSS");
+      const cpu0 = cpuNow(spid, wpids);
       const rep = await withTimeout(WORKLOADS[name].run(client, n, { cpus: nw * nc }), o.timeoutS * 1e3, `${name} N=${n} ${config}`);
+      const cpu1 = cpuNow(spid, wpids);
+      rep.cpuMs = { client: cpu1.client - cpu0.client, server: cpu1.server - cpu0.server, workers: cpu1.workers - cpu0.workers };
+      rep.cpus = nw * nc;
       delete rep.values;
       rep.serverPeak = procField(spid, "VmHWM");
       rep.serverGrowth = rep.serverPeak - idle;

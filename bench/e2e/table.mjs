@@ -66,6 +66,11 @@ export function render(result, { markdown = false } = {}) {
   for (const r of result.rows.filter((x) => x.spawnRate)) {
     s += `${markdown ? "- " : ""}${r.workload} ${r.workers}: ${fmtInt(r.tasksPerS)} programs/s = ${Math.round(100 * r.ofSpawnRate)}% of the machine's spawn rate, ${fmtInt(r.spawnRate.median)}/s [${fmtInt(r.spawnRate.min)}–${fmtInt(r.spawnRate.max)}] (posix_spawn loops, one per cluster cpu, after each rep)\n`;
   }
+  for (const r of result.rows.filter((x) => x.perCall)) {
+    const c = r.perCall;
+    const us = (x) => `${x.median.toFixed(1)} [${x.min.toFixed(1)}–${x.max.toFixed(1)}]`;
+    s += `${markdown ? "- " : ""}${r.workload} ${r.workers}: per call, beyond the function's own ${c.functionUs.toFixed(2)} µs: CPU of all processes ${us(c.cpuUs)} µs (client ${c.clientCpuUs.median.toFixed(1)}, server ${c.serverCpuUs.median.toFixed(1)}, workers ${us(c.workerCpuUs)}); wall x worker cpus / calls ${us(c.wallPerCpuUs)} µs\n`;
+  }
   for (const p of result.peers) s += `${markdown ? "- " : ""}${p.note}\n`;
   if (result.tls?.length) {
     s += "\nTLS vs plain TCP (throughput with TLS / without, repetition by repetition; 1.00 = no cost):\n";

@@ -76,6 +76,31 @@ function pythonPickles(n) {
   return pickles.get(n);
 }
 
+let jsFunctionUs;
+let pyFunctionUs;
+/** The own time (µs) of W5's function, `i => String(i + 1)`, called in a loop here. */
+function timeJsFunction() {
+  const f = (i) => String(i + 1);
+  let best = Infinity;
+  for (let r = 0; r < 5; r++) {
+    let x = 0;
+    const t0 = now();
+    for (let i = 0; i < 1e6; i++) x += f(i).length;
+    best = Math.min(best, (now() - t0) * 1e3 / 1e6);
+    if (x === 0) throw new Error("unreachable");
+  }
+  return best;
+}
+/** The own time (µs) of W5-py's function, `lambda i: str(i + 1)`, by Python's timeit (0 without python3). */
+function timePyFunction() {
+  try {
+    const out = execFileSync("python3", ["-c", "import timeit; f = lambda i: str(i + 1); print(min(timeit.repeat('f(12345)', globals=globals(), number=100000, repeat=5)) / 100000 * 1e6)"], { encoding: "utf8" });
+    return Number(out.trim());
+  } catch {
+    return 0;
+  }
+}
+
 function expect(cond, what) {
   if (!cond) throw new Error(`wrong result: ${what}`);
 }
@@ -185,6 +210,8 @@ export const WORKLOADS = {
     what: "N small function tasks (jsTask) -> one arrayMake (N+2 tasks)",
     sizes: [10_000],
     quick: [200],
+    calls: (n) => n,
+    functionUs: () => (jsFunctionUs ??= timeJsFunction()),
     async run(client, n) {
       const t0 = now();
       const inc = tasks.jsTask((i) => String(i + 1), { nDirectArgs: 1, label: "inc" });
@@ -199,6 +226,8 @@ export const WORKLOADS = {
     what: "N small Python function tasks (loom/py/call of a cloudpickle'd `lambda i: str(i + 1)`, i a direct arg) -> one arrayMake (N+2 tasks); needs python3 with cloudpickle",
     sizes: [10_000],
     quick: [200],
+    calls: (n) => n,
+    functionUs: () => (pyFunctionUs ??= timePyFunction()),
     async run(client, n) {
       const p = pythonPickles(n);
       const t0 = now();

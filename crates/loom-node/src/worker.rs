@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::function_calls::{push_call, read_answers, Answer, JS_CALL_TASK_TYPE};
 use crate::program_task::{ProgramHost, RUN_TASK_TYPE};
 use crate::{binding_error, ErrorCode, LogLine};
 use loom_core::data::stream::StreamPart;
@@ -163,8 +164,12 @@ pub struct WorkerEffects {
     pub to_server: Buffer,
     /// Data streams to push.
     pub sends: Vec<DataSend>,
-    /// Tasks to run in JS.
+    /// Tasks to run in JS, but function calls (`loom/js/call`), which are in `calls`.
     pub tasks: Vec<TaskToRun>,
+    /// The function calls (`loom/js/call`) this event starts, as one buffer of call records
+    /// (layout in `function_calls.rs`); answer them with `finishCalls` (or `finishTask`,
+    /// `redirectTask`, `failTask` one by one). Absent when there are none.
+    pub calls: Option<Buffer>,
     /// Native tasks started on the thread pool by this event: each resolves, once the task ran
     /// and the core took its result, with the effects of that (apply them like these).
     #[napi(ts_type = "Array<Promise<WorkerEffects>>")]
@@ -311,23 +316,21 @@ pub(crate) fn convert(
             lease,
         });
     }
+    let mut tasks = Vec::new();
+    let mut calls = Vec::new();
+    let programs = core.programs.get();
+    for t in out.js_tasks {
+        match programs {
+            Some(host) if t.task_type == RUN_TASK_TYPE => ProgramHost::start(host, t),
+            _ if t.task_type == JS_CALL_TASK_TYPE => push_call(&mut calls, &t),
+            _ => tasks.push(convert_task(t)),
+        }
+    }
     Ok(WorkerEffects {
         to_server: out.to_server.into(),
         sends,
-        tasks: match core.programs.get() {
-            None => out.js_tasks.into_iter().map(convert_task).collect(),
-            Some(host) => {
-                let mut tasks = Vec::with_capacity(out.js_tasks.len());
-                for t in out.js_tasks {
-                    if t.task_type == RUN_TASK_TYPE {
-                        ProgramHost::start(host, t);
-                    } else {
-                        tasks.push(convert_task(t));
-                    }
-                }
-                tasks
-            }
-        },
+        tasks,
+        calls: (!calls.is_empty()).then(|| calls.into()),
         native: out
             .native_calls
             .into_iter()
@@ -641,6 +644,29 @@ impl WorkerCore {
     ) -> napi::Result<WorkerEffects> {
         let result = to_result(result);
         self.event(&env, |w| w.finish_js_task(id, result))
+    }
+
+    /// Answers of function calls, as one buffer of answer records (layout in
+    /// `function_calls.rs`): each call's result is stored, or the call fails with its message.
+    /// A malformed buffer throws `ERR_LOOM_NAPI` and none of it is applied. Answers of calls
+    /// no longer running (canceled) are ignored.
+    #[napi]
+    pub fn finish_calls(
+        &self,
+        env: Env,
+        answers: &[u8],
+    ) -> napi::Result<WorkerEffects, ErrorCode> {
+        let answers = read_answers(answers)
+            .map_err(|m| napi::Error::new(ErrorCode::ERR_LOOM_NAPI, m))?;
+        self.event(&env, |w| {
+            for a in answers {
+                match a {
+                    Answer::Done(id, result) => w.finish_js_task(id, result),
+                    Answer::Failed(id, message) => w.fail_task(id, message),
+                }
+            }
+        })
+        .map_err(binding_error)
     }
 
     /// Runs `taskType` in place of task `id` (task redirection).

@@ -9,6 +9,7 @@
  */
 import { serialize } from "node:v8";
 import { Symbol } from "../protocol/symbols.js";
+import { encodeDirectArgs } from "./direct-args.js";
 import { cpu1, Task, type ResourceRequest, type TaskInput } from "./task.js";
 import { LoomError } from "./errors.js";
 import type { DataValue } from "./data.js";
@@ -119,7 +120,7 @@ export interface JsCallOptions {
 export function jsCall<T = DataValue>(fnValue: TaskInput, inputs: readonly TaskInput[] = [], options: JsCallOptions = {}): Task<T> {
   let config: Buffer;
   try {
-    config = serialize(options.directArgs ?? []);
+    config = encodeDirectArgs(options.directArgs ?? []);
   } catch (e) {
     throw new LoomError(`jsCall: direct arguments cannot be serialized: ${(e as Error).message}`);
   }

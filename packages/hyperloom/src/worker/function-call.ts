@@ -1,57 +1,135 @@
 /**
- * Messages between the worker's main thread and its function threads. Bytes travel as latin1
- * strings (one byte per character): a message is cloned, and cloning a small Buffer copies the
- * whole 8 KiB pool block it lives in (or an addon's external block), several times the cost of
- * the call itself.
+ * Function calls (`loom/js/call`) as bytes, between the worker core, the worker's main thread
+ * and its function threads (issue #26). The core hands the calls of an event over as one buffer
+ * of call records (`WorkerEffects.calls`); the main thread copies the records of a batch into one
+ * SharedArrayBuffer for a thread; the thread answers the batch with one buffer of answer records,
+ * which the main thread hands to the core (`WorkerCore.finishCalls`) as it is. No object per call
+ * crosses the addon or a thread boundary on this path. The layouts (little-endian) are the
+ * binding's, `crates/loom-node/src/function_calls.rs`:
+ *
+ * - call: u32 length of the rest, i32 task id, u8 flags (bit 0: pooled), u32 + config bytes,
+ *   u32 input count, then per input: u8 + type name, f64 size, f64 length, u8 where (0 nowhere,
+ *   1 bytes, 2 a file path), u32 + the bytes or the path;
+ * - answer: i32 task id, u8 kind ({@link AnswerKind}), u32 + bytes.
  */
 import type { TaskResult } from "../native.js";
 
-/** An input of a call, as its thread gets it. */
+/** An input of a call, as its thread reads it. */
 export interface CallInput {
-  /** Data type name (`loom/data`, `loom/file`, `loom/array`, ...). */
+  /** Data type name (`loom/data`, `loom/file`, `loom/array`, `loom/js/obj`, ...). */
   typeName: string;
   /** Size in bytes. */
   size: number;
   /** Length (items or pieces). */
   length: number;
-  /** The content as a latin1 string, when held in memory... */
-  bytes?: string;
+  /** The content, when held in memory (a view of the batch's bytes)... */
+  bytes?: Buffer;
   /** ... or the file holding it. */
   path?: string;
 }
 
-/** What the main thread sends for one call. */
-export interface FunctionCall {
+/** A call record, read. */
+export interface CallRecord {
   taskId: number;
-  /** The serialized function value (input 0 of `loom/js/call`), latin1. */
-  fnValue: string;
-  /** Serialized direct arguments, latin1. */
-  directArgs: string;
-  /** The remaining inputs. */
+  /** A call of the function-call pool. */
+  pooled: boolean;
+  /** The serialized direct arguments (a view of the batch's bytes). */
+  config: Buffer;
+  /** The inputs; input 0 is the function value. */
   inputs: CallInput[];
 }
 
-/**
- * A redirection: run `taskType` in place of the function task, on inputs of the call (by index)
- * or new bytes. Only the whole result of a call can be one.
- */
-export interface ThreadRedirect {
-  kind: "redirect";
-  taskType: string;
-  config: Uint8Array;
-  inputs: Array<{ index: number } | { data: Uint8Array }>;
+/** Reads the call record at `at` (its length field) of `b`. */
+export function readCall(b: Buffer, at: number): CallRecord {
+  const taskId = b.readInt32LE(at + 4);
+  const pooled = (b[at + 8]! & 1) !== 0;
+  let o = at + 9;
+  const configLen = b.readUInt32LE(o);
+  const config = b.subarray(o + 4, o + 4 + configLen);
+  o += 4 + configLen;
+  const n = b.readUInt32LE(o);
+  o += 4;
+  const inputs: CallInput[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const nameLen = b[o]!;
+    const typeName = b.toString("latin1", o + 1, o + 1 + nameLen);
+    o += 1 + nameLen;
+    const size = b.readDoubleLE(o);
+    const length = b.readDoubleLE(o + 8);
+    const where = b[o + 16]!;
+    const len = b.readUInt32LE(o + 17);
+    o += 21;
+    const input: CallInput = { typeName, size, length };
+    if (where === 1) input.bytes = b.subarray(o, o + len);
+    else if (where === 2) input.path = b.toString("utf8", o, o + len);
+    inputs[i] = input;
+    o += len;
+  }
+  return { taskId, pooled, config, inputs };
+}
+
+/** The kind of an answer record. */
+export const AnswerKind = {
+  /** Plain bytes (`loom/data`). */
+  Plain: 1,
+  /** A serialized JS value (`loom/js/obj`). */
+  JsObj: 2,
+  /** The call failed: the bytes are its message (UTF-8). */
+  Error: 3,
+} as const;
+
+/** Writes answer records into one growing buffer. */
+export class AnswerWriter {
+  private buf = Buffer.allocUnsafe(4096);
+  private at = 0;
+
+  private reserve(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
+    this.buf.copy(next, 0, 0, this.at);
+    this.buf = next;
+  }
+
+  private head(id: number, kind: number, len: number): void {
+    this.buf.writeInt32LE(id, this.at);
+    this.buf[this.at + 4] = kind;
+    this.buf.writeUInt32LE(len, this.at + 5);
+    this.at += 9;
+  }
+
+  /** A result or message given as text (written as UTF-8). */
+  text(id: number, kind: number, s: string): void {
+    this.reserve(9 + 3 * s.length);
+    const len = this.buf.write(s, this.at + 9, "utf8");
+    this.head(id, kind, len);
+    this.at += len;
+  }
+
+  /** A result given as bytes. */
+  bytes(id: number, kind: number, b: Uint8Array): void {
+    this.reserve(9 + b.length);
+    this.head(id, kind, b.length);
+    this.buf.set(b, this.at);
+    this.at += b.length;
+  }
+
+  /** The records written, in a block of their own (a view would be cloned with its whole block). */
+  done(): Uint8Array {
+    return new Uint8Array(this.buf.subarray(0, this.at));
+  }
 }
 
 /**
- * What the main thread sends for a batch of calls, run one after another by one thread.
- * `claims` (over a SharedArrayBuffer) holds one {@link ClaimState} per call: the thread claims a
- * call before running it, the main thread may take back a call not claimed yet (another thread
- * is free, or it was canceled), and the thread gives back the calls it will not reach (the batch
- * ran out of its time budget).
+ * A batch of calls for one thread, run one after another. `shared` holds one
+ * {@link ClaimState} (Int32) per call, then the calls' records: the thread claims a call before
+ * running it, the main thread may take back a call not claimed yet (another thread is free, or
+ * it was canceled), and the thread gives back the calls it will not reach (the batch ran out of
+ * its time budget).
  */
 export interface CallBatch {
-  calls: FunctionCall[];
-  claims: Int32Array;
+  shared: SharedArrayBuffer;
+  /** Calls in the batch. */
+  n: number;
 }
 
 /** The state of one call of a {@link CallBatch}. */
@@ -68,8 +146,26 @@ export const ClaimState = {
   Done: 4,
 } as const;
 
-/** The answer to a {@link CallBatch}: by position, the outcome of each call that ran (null: not run). */
-export type BatchOutcomes = Array<ThreadOutcome | null>;
+/**
+ * The answer to a {@link CallBatch}: the answer records of the calls that ran with a plain
+ * outcome (bytes, a value, an error, no log lines), and the other outcomes (redirections, arrays,
+ * inputs passed through, or any with log lines) one by one.
+ */
+export interface BatchAnswer {
+  answers: Uint8Array;
+  others: Array<{ taskId: number; outcome: ThreadOutcome }>;
+}
+
+/**
+ * A redirection: run `taskType` in place of the function task, on inputs of the call (by index)
+ * or new bytes. Only the whole result of a call can be one.
+ */
+export interface ThreadRedirect {
+  kind: "redirect";
+  taskType: string;
+  config: Uint8Array;
+  inputs: Array<{ index: number } | { data: Uint8Array }>;
+}
 
 /** A finished call: the result or the error, and the log lines written through the context. */
 export interface ThreadOutcome {
@@ -78,4 +174,3 @@ export interface ThreadOutcome {
   error?: string;
   logs: Array<[string, string]>;
 }
-

@@ -10,8 +10,9 @@ import { runInThisContext } from "node:vm";
 import * as tasks from "../client/tasks.js";
 import { Task } from "../client/task.js";
 import { FUNCTION_MARK, type FunctionSpec } from "../client/functions.js";
+import { decodeDirectArgs } from "../client/direct-args.js";
 import type { TaskResult } from "../native.js";
-import { ClaimState, type BatchOutcomes, type CallBatch, type CallInput, type FunctionCall, type ThreadOutcome, type ThreadRedirect } from "./function-call.js";
+import { AnswerKind, AnswerWriter, ClaimState, readCall, type BatchAnswer, type CallBatch, type CallInput, type CallRecord, type ThreadOutcome, type ThreadRedirect } from "./function-call.js";
 
 /**
  * A batch that has run this long (ms) gives back the calls it has not reached: the main thread
@@ -25,12 +26,16 @@ const BATCH_BUDGET_MS = 1;
 
 /** Function values seen (their serialized bytes, latin1), with the function compiled. */
 const compiled = new Map<string, { spec: FunctionSpec; fn: Function }>();
+/** The last function value used, and its function (calls of a batch mostly share one). */
+let last: { bytes: Buffer; known: { spec: FunctionSpec; fn: Function } } | undefined;
 
-/** The function value `fnValue` (serialized, latin1): deserialized and compiled once. */
-function functionOf(fnValue: string): { spec: FunctionSpec; fn: Function } {
-  let known = compiled.get(fnValue);
+/** The function value `fnValue` (serialized): deserialized and compiled once. */
+function functionOf(fnValue: Buffer): { spec: FunctionSpec; fn: Function } {
+  if (last !== undefined && last.bytes.equals(fnValue)) return last.known;
+  const key = fnValue.toString("latin1");
+  let known = compiled.get(key);
   if (known === undefined) {
-    const spec = deserialize(Buffer.from(fnValue, "latin1")) as FunctionSpec;
+    const spec = deserialize(fnValue) as FunctionSpec;
     if (spec === null || typeof spec !== "object" || spec[FUNCTION_MARK] !== true) {
       throw new Error("The first argument is not a function value (make it with tasks.jsTask or tasks.jsFunction)");
     }
@@ -39,8 +44,9 @@ function functionOf(fnValue: string): { spec: FunctionSpec; fn: Function } {
     known = { spec, fn };
     // Bounded: a plan may carry many distinct functions.
     if (compiled.size >= 1024) compiled.clear();
-    compiled.set(fnValue, known);
+    compiled.set(key, known);
   }
+  last = { bytes: Buffer.from(fnValue), known };
   return known;
 }
 
@@ -73,7 +79,7 @@ class Data {
   read(): Buffer {
     const t = this.input.typeName;
     if (t !== "loom/data" && t !== "loom/file") return Buffer.alloc(0);
-    if (this.input.bytes !== undefined) return Buffer.from(this.input.bytes, "latin1");
+    if (this.input.bytes !== undefined) return Buffer.from(this.input.bytes);
     if (this.input.path) return readFileSync(this.input.path);
     return Buffer.alloc(0);
   }
@@ -91,7 +97,7 @@ class Data {
   /** The value of a value object (frozen), or undefined for other objects. */
   unwrap(): unknown {
     if (this.input.typeName !== "loom/js/obj" || this.input.bytes === undefined) return undefined;
-    return deepFreeze(deserialize(Buffer.from(this.input.bytes, "latin1")));
+    return deepFreeze(deserialize(this.input.bytes));
   }
 }
 
@@ -128,33 +134,73 @@ function convert(v: unknown, args: Data[], top: boolean): TaskResult | ThreadRed
   throw new Error(`Invalid result from the function: ${v === null ? "null" : typeof v} (return a string, bytes, a Task, ctx.wrap(value), an argument, or an array of those)`);
 }
 
-/** Runs one call. */
-async function runFunctionTask(call: FunctionCall): Promise<ThreadOutcome> {
-  const logs: Array<[string, string]> = [];
+/** A call's failure as its task's error message. */
+function failure(e: unknown): string {
+  if (e instanceof NestedRedirect) return e.message;
+  let text = e instanceof Error ? (e.stack ?? e.message) : String(e);
+  if (e instanceof ReferenceError) {
+    text += "\n(function tasks travel as source text: they cannot use variables of the client program; pass values as direct arguments or inputs)";
+  }
+  return `JavaScript exception:\n${text}`;
+}
+
+/** What a call ends with: nothing (its plain outcome is written), another outcome, or later. */
+type CallEnd = ThreadOutcome | undefined | Promise<ThreadOutcome | undefined>;
+
+/**
+ * Runs one call; a plain outcome (text, bytes, a wrapped value, an error, without log lines)
+ * is written to `out`, any other is returned. Synchronous unless the function returns a promise.
+ */
+function runCall(call: CallRecord, out: AnswerWriter): CallEnd {
+  let logs: Array<[string, string]> | undefined;
+  const id = call.taskId;
+  const failed = (e: unknown): ThreadOutcome | undefined => {
+    if (logs === undefined) return void out.text(id, AnswerKind.Error, failure(e));
+    return { error: failure(e), logs };
+  };
   try {
-    const { spec, fn } = functionOf(call.fnValue);
-    const direct = deserialize(Buffer.from(call.directArgs, "latin1")) as unknown[];
-    const args = call.inputs.map((input, i) => new Data(input, i));
-    const log = (level: string) => (msg: unknown) => void logs.push([level, `JsTask id=${call.taskId}: ${String(msg)}`]);
-    const ctx = {
-      taskId: call.taskId,
-      logDebug: log("debug"),
-      logInfo: log("info"),
-      logWarn: log("warn"),
-      logError: log("error"),
-      logCritical: log("error"),
-      wrap: (v: unknown) => (v instanceof Data || v instanceof Wrapped ? v : new Wrapped(v)),
-    };
-    const all = spec.context ? [ctx, ...direct, ...args] : [...direct, ...args];
-    const value = await fn(...all);
-    return { result: convert(value, args, true), logs };
-  } catch (e) {
-    if (e instanceof NestedRedirect) return { error: e.message, logs };
-    let text = e instanceof Error ? (e.stack ?? e.message) : String(e);
-    if (e instanceof ReferenceError) {
-      text += "\n(function tasks travel as source text: they cannot use variables of the client program; pass values as direct arguments or inputs)";
+    const fnInput = call.inputs[0];
+    if (fnInput === undefined || fnInput.typeName !== "loom/js/obj" || fnInput.bytes === undefined || fnInput.bytes.length === 0) {
+      throw new Error("The first argument is not a function value (make it with tasks.jsTask or tasks.jsFunction)");
     }
-    return { error: `JavaScript exception:\n${text}`, logs };
+    const { spec, fn } = functionOf(fnInput.bytes);
+    const direct = decodeDirectArgs(call.config) as unknown[];
+    const args: Data[] = new Array(call.inputs.length - 1);
+    for (let i = 1; i < call.inputs.length; i++) args[i - 1] = new Data(call.inputs[i]!, i - 1);
+    const done = (value: unknown): ThreadOutcome | undefined => {
+      if (logs === undefined) {
+        if (typeof value === "string") return void out.text(id, AnswerKind.Plain, value);
+        if (value instanceof Uint8Array) return void out.bytes(id, AnswerKind.Plain, value);
+        if (value instanceof Wrapped) return void out.bytes(id, AnswerKind.JsObj, serialize(value.value));
+      }
+      try {
+        return { result: convert(value, args, true), logs: logs ?? [] };
+      } catch (e) {
+        return failed(e);
+      }
+    };
+    let value: unknown;
+    if (spec.context) {
+      const log = (level: string) => (msg: unknown) => void (logs ??= []).push([level, `JsTask id=${id}: ${String(msg)}`]);
+      const ctx = {
+        taskId: id,
+        logDebug: log("debug"),
+        logInfo: log("info"),
+        logWarn: log("warn"),
+        logError: log("error"),
+        logCritical: log("error"),
+        wrap: (v: unknown) => (v instanceof Data || v instanceof Wrapped ? v : new Wrapped(v)),
+      };
+      value = fn(ctx, ...direct, ...args);
+    } else {
+      value = fn(...direct, ...args);
+    }
+    if (value !== null && typeof value === "object" && typeof (value as { then?: unknown }).then === "function") {
+      return Promise.resolve(value).then(done, failed);
+    }
+    return done(value);
+  } catch (e) {
+    return failed(e);
   }
 }
 
@@ -162,20 +208,29 @@ async function runFunctionTask(call: FunctionCall): Promise<ThreadOutcome> {
  * Runs a batch (the pool's entry point): each call claimed before it runs (the main thread may
  * have taken it back), in order, until the batch's time budget runs out.
  */
-async function runBatch(batch: CallBatch): Promise<BatchOutcomes> {
-  const { calls, claims } = batch;
-  const outcomes: BatchOutcomes = new Array(calls.length).fill(null);
+async function runBatch(batch: CallBatch): Promise<BatchAnswer> {
+  const { shared, n } = batch;
+  const claims = new Int32Array(shared, 0, n);
+  // A copy of the records: what a function reads is never shared memory.
+  const bytes = Buffer.from(new Uint8Array(shared, 4 * n));
+  const out = new AnswerWriter();
+  const others: BatchAnswer["others"] = [];
   const start = performance.now();
-  for (let i = 0; i < calls.length; i++) {
+  for (let i = 0, at = 0; i < n; i++) {
+    const record = at;
+    at += 4 + bytes.readUInt32LE(at);
     if (i > 0 && performance.now() - start > BATCH_BUDGET_MS) {
-      for (let j = i; j < calls.length; j++) Atomics.compareExchange(claims, j, ClaimState.Free, ClaimState.GivenBack);
+      for (let j = i; j < n; j++) Atomics.compareExchange(claims, j, ClaimState.Free, ClaimState.GivenBack);
       break;
     }
     if (Atomics.compareExchange(claims, i, ClaimState.Free, ClaimState.Running) !== ClaimState.Free) continue;
-    outcomes[i] = await runFunctionTask(calls[i]!);
+    const call = readCall(bytes, record);
+    let outcome = runCall(call, out);
+    if (outcome instanceof Promise) outcome = await outcome;
+    if (outcome !== undefined) others.push({ taskId: call.taskId, outcome });
     Atomics.store(claims, i, ClaimState.Done);
   }
-  return outcomes;
+  return { answers: out.done(), others };
 }
 
 export = runBatch;

@@ -1,21 +1,24 @@
 /**
  * Function tasks (`loom/js/call`, `loom/js/value`) on a worker: calls run in a tinypool pool of
  * worker threads sized to the worker's cores, never on the worker's event loop. A thread that
- * crashes fails only its task; the pool replaces it.
+ * crashes fails only the call it was running; the pool replaces it.
  *
- * One-cpu calls are the core's function-call pool (`TaskToRun.pooled`): they queue here and go
- * to the threads in batches — one message carrying many calls, one answer carrying their
- * outcomes — at most `jsPoolCpus` batches at once, so the worker's cores stay honest. A thread
- * claims each call of its batch before running it; calls it has not reached are taken back when
- * another thread is free (a slow or hung call holds up only itself) or when they are canceled.
+ * Calls arrive from the core as bytes (`WorkerEffects.calls`, see `function-call.ts`) and go to
+ * the threads in batches — one message carrying many calls, one answer carrying their outcomes,
+ * handed to the core in one `finishCalls` — so a call costs no object crossing the addon, no
+ * promise and no message of its own (issue #26). One-cpu calls are the core's function-call pool
+ * (`pooled`): they queue here, at most `jsPoolCpus` batches of them at once, so the worker's cores
+ * stay honest. A thread claims each call of its batch before running it; calls it has not reached
+ * are taken back when another thread is free (a slow or hung call holds up only itself) or when
+ * they are canceled; canceling a running call terminates its thread.
  */
 import { join } from "node:path";
 import { deserialize } from "node:v8";
 import type { TaskResult, TaskToRun } from "../native.js";
 import { log, type Level } from "../log.js";
-import { ClaimState, type BatchOutcomes, type CallBatch, type FunctionCall, type ThreadOutcome } from "./function-call.js";
+import { ClaimState, type BatchAnswer, type CallBatch, type ThreadOutcome } from "./function-call.js";
 
-type Pool = { run(task: CallBatch, options?: { signal?: AbortSignal }): Promise<BatchOutcomes>; destroy(): Promise<void> };
+type Pool = { run(task: CallBatch, options?: { signal?: AbortSignal }): Promise<BatchAnswer>; destroy(): Promise<void> };
 
 /** Calls in one batch, at most. */
 const MAX_BATCH = 256;
@@ -31,12 +34,25 @@ export interface Redirect {
 /** What a function call produced. */
 export type FunctionOutcome = { result: TaskResult } | { redirect: Redirect };
 
-/** A call waiting for its outcome. */
-interface PendingCall {
-  call: FunctionCall;
-  /** Settles the call (once): its outcome, or the error of its thread. */
-  settle: (outcome: ThreadOutcome | Error) => void;
-  /** Canceled: its outcome, if any, is dropped. */
+/** Where the answers of calls go (the worker core). */
+export interface CallSink {
+  /** Answer records of calls that ran (`WorkerCore.finishCalls`). */
+  answers(records: Uint8Array): void;
+  /** The outcome of a call that is not a plain answer (a redirection, an array, an input). */
+  outcome(taskId: number, outcome: FunctionOutcome): void;
+  /** Call `taskId` failed: `message` names the cause. */
+  fail(taskId: number, message: string): void;
+}
+
+/** A call on its way: queued here, or in a batch. */
+interface Call {
+  taskId: number;
+  pooled: boolean;
+  /** The core's buffer holding its record, and where (`start`: its length field). */
+  src: Buffer;
+  start: number;
+  end: number;
+  /** Canceled: forgotten, whatever its thread answers. */
   canceled: boolean;
   /** The batch holding it, and its position there (undefined while queued here). */
   batch: Batch | undefined;
@@ -45,7 +61,7 @@ interface PendingCall {
 
 /** A batch handed to the pool. */
 interface Batch {
-  calls: PendingCall[];
+  calls: Call[];
   claims: Int32Array;
   /** Aborted to terminate the thread running it (a running call was canceled). */
   ctl: AbortController;
@@ -56,15 +72,20 @@ interface Batch {
 /** The worker's pool of function threads. */
 export class FunctionRunner {
   private pool: Promise<Pool> | undefined;
+  /** Calls not answered yet, by task id (the cancel table). */
+  private readonly calls = new Map<number, Call>();
   /** Pooled calls not handed to a thread yet, in order. */
-  private queued: PendingCall[] = [];
+  private queued: Call[] = [];
   /** Batches of pooled calls in the pool. */
   private readonly inFlight = new Set<Batch>();
   /** Cpus the core has lent to its function-call pool: batches of pooled calls at once, at most. */
   private poolCpus = 0;
   private dispatchQueued = false;
 
-  constructor(private readonly threads: number) {}
+  constructor(
+    private readonly threads: number,
+    private readonly sink: CallSink,
+  ) {}
 
   private getPool(): Promise<Pool> {
     this.pool ??= import("tinypool").then(
@@ -102,63 +123,22 @@ export class FunctionRunner {
   }
 
   /**
-   * `loom/js/call`: input 0 is the function value, the rest its inputs. Aborting `signal`
-   * drops the call, terminating the thread running it (the pool starts a fresh one).
+   * Runs the calls of `records` (the core's `WorkerEffects.calls`): pooled calls queue for the
+   * pool's cpus, the others (their own cpus, or none) start at once, each a batch of one.
    */
-  async call(task: TaskToRun, signal?: AbortSignal): Promise<FunctionOutcome> {
-    const [fnInput, ...inputs] = task.inputs;
-    if (fnInput === undefined || fnInput.typeName !== "loom/js/obj" || !fnInput.bytes) {
-      throw new Error("The first argument is not a function value (make it with tasks.jsTask or tasks.jsFunction)");
+  run(records: Buffer): void {
+    let pooled = false;
+    for (let at = 0; at < records.length; ) {
+      const end = at + 4 + records.readUInt32LE(at);
+      const c: Call = { taskId: records.readInt32LE(at + 4), pooled: (records[at + 8]! & 1) !== 0, src: records, start: at, end, canceled: false, batch: undefined, pos: 0 };
+      this.calls.set(c.taskId, c);
+      if (c.pooled) {
+        this.queued.push(c);
+        pooled = true;
+      } else this.runBatch([c], false);
+      at = end;
     }
-    const call: FunctionCall = {
-      taskId: task.id,
-      fnValue: fnInput.bytes.toString("latin1"),
-      directArgs: task.config.toString("latin1"),
-      inputs: inputs.map((i) => ({
-        typeName: i.typeName,
-        size: i.size,
-        length: i.length,
-        ...(i.bytes ? { bytes: i.bytes.toString("latin1") } : {}),
-        ...(i.path ? { path: i.path } : {}),
-      })),
-    };
-    const outcome = await new Promise<ThreadOutcome>((resolve, reject) => {
-      let settled = false;
-      const p: PendingCall = {
-        call,
-        settle: (o) => {
-          if (settled) return;
-          settled = true;
-          if (o instanceof Error) reject(new Error(`JavaScript thread failed: ${o.message}`));
-          else resolve(o);
-        },
-        canceled: false,
-        batch: undefined,
-        pos: 0,
-      };
-      signal?.addEventListener("abort", () => this.cancel(p), { once: true });
-      if (task.pooled) {
-        this.queued.push(p);
-        this.scheduleDispatch();
-      } else {
-        // Its own cpus (or none): a batch of one, at once.
-        this.runBatch([p], false);
-      }
-    });
-    for (const [level, message] of outcome.logs) log(level as Level, message);
-    if (outcome.error !== undefined) throw new Error(outcome.error);
-    const r = outcome.result!;
-    if (r.kind === "redirect") {
-      return {
-        redirect: {
-          taskType: r.taskType,
-          config: Buffer.from(r.config),
-          // Input indices of the call are shifted by one in the task (input 0 is the function).
-          inputs: r.inputs.map((i) => ("index" in i ? { index: i.index + 1 } : { data: Buffer.from(i.data) })),
-        },
-      };
-    }
-    return { result: toTaskResult(r, 1) };
+    if (pooled) this.scheduleDispatch();
   }
 
   /** Dispatches once the current event's calls are all queued (they share batches). */
@@ -172,14 +152,16 @@ export class FunctionRunner {
   }
 
   /**
-   * Hands queued pooled calls to the free pool cpus, split evenly; with none queued, a free
-   * cpu takes back the later half of the calls a busy batch has not reached.
+   * Hands queued pooled calls to the free pool cpus: each takes half of its even share, so the
+   * other half is there for its next batch the moment it answers, while the server refills the
+   * queue (the thread does not idle for a round trip to the server after every batch). With none
+   * queued, a free cpu takes back the later half of the calls a busy batch has not reached.
    */
   private dispatch(): void {
     while (this.inFlight.size < this.poolCpus) {
       if (this.queued.length === 0 && !this.takeBack()) return;
       const free = this.poolCpus - this.inFlight.size;
-      const n = Math.min(MAX_BATCH, Math.ceil(this.queued.length / free));
+      const n = Math.min(MAX_BATCH, Math.ceil(this.queued.length / (2 * free)));
       this.runBatch(this.queued.splice(0, n), true);
     }
   }
@@ -193,73 +175,133 @@ export class FunctionRunner {
       if (free.length > (best?.free.length ?? 0)) best = { batch: b, free };
     }
     if (best === undefined) return false;
-    const taken: PendingCall[] = [];
+    const taken: Call[] = [];
     for (const i of best.free.slice(Math.floor(best.free.length / 2))) {
       if (Atomics.compareExchange(best.batch.claims, i, ClaimState.Free, ClaimState.TakenBack) === ClaimState.Free) {
-        const p = best.batch.calls[i]!;
-        p.batch = undefined;
-        taken.push(p);
+        const c = best.batch.calls[i]!;
+        c.batch = undefined;
+        taken.push(c);
       }
     }
     this.queued.unshift(...taken);
     return taken.length > 0;
   }
 
-  private runBatch(calls: PendingCall[], pooled: boolean): void {
-    const batch: Batch = { calls, claims: new Int32Array(new SharedArrayBuffer(4 * calls.length)), ctl: new AbortController(), pooled };
-    calls.forEach((p, i) => {
-      p.batch = batch;
-      p.pos = i;
-    });
+  /** Copies the calls' records into one shared block (claims first) and hands it to a thread. */
+  private runBatch(calls: Call[], pooled: boolean): void {
+    const n = calls.length;
+    let bytes = 0;
+    for (const c of calls) bytes += c.end - c.start;
+    const shared = new SharedArrayBuffer(4 * n + bytes);
+    const records = new Uint8Array(shared, 4 * n);
+    const batch: Batch = { calls, claims: new Int32Array(shared, 0, n), ctl: new AbortController(), pooled };
+    for (let i = 0, at = 0; i < n; i++) {
+      const c = calls[i]!;
+      at += c.src.copy(records, at, c.start, c.end);
+      c.batch = batch;
+      c.pos = i;
+    }
     if (pooled) this.inFlight.add(batch);
     this.getPool()
-      .then((pool) => pool.run({ calls: calls.map((p) => p.call), claims: batch.claims }, { signal: batch.ctl.signal }))
+      .then((pool) => pool.run({ shared, n }, { signal: batch.ctl.signal }))
       .then(
-        (outcomes) => this.answered(batch, outcomes, undefined),
+        (answer) => this.answered(batch, answer, undefined),
         (e: unknown) => this.answered(batch, undefined, e instanceof Error ? e : new Error(String(e))),
       );
   }
 
+  /** Whether `taskId`'s answer from `batch` is still wanted; if so, the call is answered now. */
+  private take(taskId: number, batch: Batch): boolean {
+    const c = this.calls.get(taskId);
+    if (c === undefined || c.batch !== batch) return false;
+    c.batch = undefined;
+    this.calls.delete(taskId);
+    return true;
+  }
+
   /**
-   * A batch's answer (or its thread's death, `error`): each call that ran is settled; a call
-   * the thread died running fails with `error`; calls given back, not reached, or run but not
-   * answered (the thread died later) queue again at the front, unless canceled.
+   * A batch's answer (or its thread's death, `error`): the answers of calls still wanted go to
+   * the core; a call the thread died running fails with `error`; calls given back, not reached,
+   * or run but not answered (the thread died later) queue again at the front, unless canceled.
    */
-  private answered(batch: Batch, outcomes: BatchOutcomes | undefined, error: Error | undefined): void {
+  private answered(batch: Batch, answer: BatchAnswer | undefined, error: Error | undefined): void {
     this.inFlight.delete(batch);
-    const again: PendingCall[] = [];
-    batch.calls.forEach((p, i) => {
-      if (p.batch !== batch) return; // taken back
-      p.batch = undefined;
-      const outcome = outcomes?.[i];
-      if (outcome) return p.settle(outcome);
-      if (p.canceled) return;
-      const state = Atomics.load(batch.claims, i);
-      if (error !== undefined && state === ClaimState.Running) return p.settle(error);
-      again.push(p);
-    });
+    if (answer !== undefined) {
+      const a = Buffer.from(answer.answers.buffer, answer.answers.byteOffset, answer.answers.byteLength);
+      // A canceled call's answer is dropped (rare: the buffer is cut around it).
+      let kept: Buffer[] | undefined;
+      let from = 0;
+      for (let at = 0; at < a.length; ) {
+        const end = at + 9 + a.readUInt32LE(at + 5);
+        if (!this.take(a.readInt32LE(at), batch)) {
+          (kept ??= []).push(a.subarray(from, at));
+          from = end;
+        }
+        at = end;
+      }
+      const records = kept === undefined ? a : Buffer.concat([...kept, a.subarray(from)]);
+      if (records.length > 0) this.sink.answers(records);
+      for (const { taskId, outcome } of answer.others) if (this.take(taskId, batch)) this.settle(taskId, outcome);
+    }
+    const again: Call[] = [];
+    for (let i = 0; i < batch.calls.length; i++) {
+      const c = batch.calls[i]!;
+      if (c.batch !== batch) continue; // answered, or taken back
+      c.batch = undefined;
+      if (c.canceled) continue;
+      if (error !== undefined && Atomics.load(batch.claims, i) === ClaimState.Running) {
+        this.calls.delete(c.taskId);
+        this.sink.fail(c.taskId, `JavaScript thread failed: ${error.message}`);
+      } else again.push(c);
+    }
     if (again.length > 0) {
       if (batch.pooled) this.queued.unshift(...again);
-      else for (const p of again) this.runBatch([p], false);
+      else for (const c of again) this.runBatch([c], false);
     }
     this.scheduleDispatch();
   }
 
-  /** Cancels a call: dropped if not reached yet; its thread terminated if it runs. */
-  private cancel(p: PendingCall): void {
-    p.canceled = true;
-    p.settle(new Error("canceled"));
-    const batch = p.batch;
+  /** An outcome that is not a plain answer: its log lines logged, then given to the core. */
+  private settle(taskId: number, outcome: ThreadOutcome): void {
+    for (const [level, message] of outcome.logs) log(level as Level, message);
+    if (outcome.error !== undefined) return this.sink.fail(taskId, outcome.error);
+    const r = outcome.result!;
+    if (r.kind === "redirect") {
+      this.sink.outcome(taskId, {
+        redirect: {
+          taskType: r.taskType,
+          config: Buffer.from(r.config),
+          // Input indices of the call are shifted by one in the task (input 0 is the function).
+          inputs: r.inputs.map((i) => ("index" in i ? { index: i.index + 1 } : { data: Buffer.from(i.data) })),
+        },
+      });
+    } else this.sink.outcome(taskId, { result: toTaskResult(r, 1) });
+  }
+
+  /**
+   * Cancels call `taskId` (false: no such call): dropped if not reached yet; its thread
+   * terminated if it runs. Nothing is reported for it.
+   */
+  cancel(taskId: number): boolean {
+    const c = this.calls.get(taskId);
+    if (c === undefined) return false;
+    this.calls.delete(taskId);
+    c.canceled = true;
+    const batch = c.batch;
     if (batch === undefined) {
-      const at = this.queued.indexOf(p);
+      const at = this.queued.indexOf(c);
       if (at >= 0) this.queued.splice(at, 1);
-      return;
+      return true;
     }
-    if (Atomics.compareExchange(batch.claims, p.pos, ClaimState.Free, ClaimState.TakenBack) === ClaimState.Free) {
-      p.batch = undefined;
-      return;
-    }
-    if (Atomics.load(batch.claims, p.pos) === ClaimState.Running) batch.ctl.abort();
+    if (Atomics.compareExchange(batch.claims, c.pos, ClaimState.Free, ClaimState.TakenBack) === ClaimState.Free) {
+      c.batch = undefined;
+    } else if (Atomics.load(batch.claims, c.pos) === ClaimState.Running) batch.ctl.abort();
+    return true;
+  }
+
+  /** Cancels every call (the server connection is lost). */
+  cancelAll(): void {
+    for (const id of [...this.calls.keys()]) this.cancel(id);
   }
 
   /** Stops the threads. */

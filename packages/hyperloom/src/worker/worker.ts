@@ -199,7 +199,18 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   // Programs of a worker that is killed (SIGKILL) are killed by the reaper.
   native().startReaper();
-  const functions = new FunctionRunner(options.cpus);
+  // Function calls answer in batches (issue #26): plain answers go to the core in one buffer.
+  const functions = new FunctionRunner(options.cpus, {
+    answers: (records) => {
+      if (!stopped) guard(() => core!.finishCalls(records), () => undefined);
+    },
+    outcome: (id, outcome) => {
+      if (!stopped) finishJsTask(id, outcome);
+    },
+    fail: (id, message) => {
+      if (!stopped) guard(() => core!.failTask(id, message), () => undefined);
+    },
+  });
   const python = new PythonRunner({
     python: options.python ?? "python3",
     processes: options.cpus,
@@ -216,7 +227,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
   }
   const handlers: Record<string, TaskHandler> = {
-    "loom/js/call": (t, signal) => functions.call(t, signal),
     "loom/js/value": (t) => functions.value(t),
     "loom/py/call": (t, signal) => python.call(t, signal),
     "loom/py/value": (t) => python.value(t),
@@ -290,6 +300,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       server.write(e.toServer);
     }
     for (const s of e.sends) sendStream(s.address, s.parts, s.lease ?? undefined, s.id);
+    if (e.calls) functions.run(e.calls);
     for (const t of e.tasks) startTask(t);
     for (const id of e.canceled) cancelTask(id);
     // Each native task in flight resolves with the effects of the core taking its result.
@@ -561,11 +572,26 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
    */
   function cancelTask(id: number): void {
     stopProgram(id); // programs run in the addon, not in `active`
+    if (functions.cancel(id)) return log("debug", `Task id=${id} canceled (its client is gone)`);
     const ctl = active.get(id);
     if (ctl === undefined) return;
     active.delete(id);
     ctl.abort();
     log("debug", `Task id=${id} canceled (its client is gone)`);
+  }
+
+  /** JS task `id` ended with `outcome`: its result stored, or the task it redirects to run. */
+  function finishJsTask(id: number, outcome: FunctionOutcome): void {
+    if ("redirect" in outcome) {
+      const r = outcome.redirect;
+      guard(() => core!.redirectTask(id, r.taskType, r.config, r.inputs), () => undefined);
+    } else {
+      // A result the core cannot take (e.g. an output file gone) fails the task instead.
+      guard(
+        () => core!.finishTask(id, outcome.result),
+        () => guard(() => core!.failTask(id, "the task's result could not be stored"), () => undefined),
+      );
+    }
   }
 
   function startTask(t: TaskToRun): void {
@@ -583,17 +609,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     };
     handler(t, ctl.signal).then(
       (outcome) => {
-        if (!current()) return;
-        if ("redirect" in outcome) {
-          const r = outcome.redirect;
-          guard(() => core!.redirectTask(t.id, r.taskType, r.config, r.inputs), () => undefined);
-        } else {
-          // A result the core cannot take (e.g. an output file gone) fails the task instead.
-          guard(
-            () => core!.finishTask(t.id, outcome.result),
-            () => guard(() => core!.failTask(t.id, "the task's result could not be stored"), () => undefined),
-          );
-        }
+        if (current()) finishJsTask(t.id, outcome);
       },
       (err: unknown) => {
         if (!current()) return; // canceled: its answer is dropped
@@ -709,6 +725,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     // registers again (their outcomes are dropped by the reset core).
     for (const ctl of active.values()) ctl.abort();
     active.clear();
+    functions.cancelAll();
     dropDataConnections();
     try {
       for (const l of core!.resetConnection().logs) log(l.level, l.message);

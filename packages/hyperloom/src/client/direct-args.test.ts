@@ -1,0 +1,35 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { deserialize, serialize } from "node:v8";
+import { decodeDirectArgs, encodeDirectArgs, fastOk } from "./direct-args.js";
+
+const simple: unknown[][] = [
+  [],
+  [0],
+  [12345],
+  [-1, 2 ** 30 - 1, -(2 ** 30) + 1],
+  [1.5, -0, NaN, Infinity, 2 ** 40, -(2 ** 31)],
+  ["", "ab", "é ÿ"],
+  [true, false, null, undefined],
+  [7, "x", 0.25, null],
+];
+const other: unknown[][] = [[{ a: 1 }], ["€"], [[1, 2]], [new Uint8Array([1])], [1n], ["x".repeat(100)], new Array(100).fill(1)];
+
+test("direct arguments are written as V8 writes them, and read back as V8 reads them", () => {
+  for (const args of [...simple, ...other]) {
+    const mine = encodeDirectArgs(args);
+    assert.equal(deserialize(mine), args, JSON.stringify(String(args)));
+    assert.equal(decodeDirectArgs(mine), args);
+    assert.equal(decodeDirectArgs(serialize(args)), args);
+  }
+  // On this Node the simple case takes the fast path with V8's own bytes.
+  assert.ok(fastOk, "the fast path agrees with this Node's V8");
+  for (const args of simple) assert.ok(encodeDirectArgs(args).equals(serialize(args)), String(args));
+});
+
+test("bytes that are not V8's serialization throw as v8.deserialize does", () => {
+  assert.throws(() => decodeDirectArgs(Buffer.from([0xff, 0x0f, 0x41, 0x01])));
+  assert.throws(() => decodeDirectArgs(Buffer.from([1, 2, 3])));
+});
+
+test.run();
