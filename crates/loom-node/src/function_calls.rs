@@ -98,7 +98,10 @@ pub fn read_answers(mut b: &[u8]) -> Result<Vec<Answer<'_>>, String> {
     let mut out = Vec::new();
     while !b.is_empty() {
         if b.len() < 9 {
-            return Err(format!("a function-call answer is cut short ({} bytes)", b.len()));
+            return Err(format!(
+                "a function-call answer is cut short ({} bytes)",
+                b.len()
+            ));
         }
         let id = i32::from_le_bytes(b[0..4].try_into().expect("4 bytes"));
         let kind = b[4];
@@ -112,7 +115,11 @@ pub fn read_answers(mut b: &[u8]) -> Result<Vec<Answer<'_>>, String> {
             ANSWER_PLAIN => Answer::Done(id, JsResult::Plain(bytes.to_vec())),
             ANSWER_JSOBJ => Answer::Done(id, JsResult::JsObj(bytes.to_vec())),
             ANSWER_ERROR => Answer::Failed(id, bytes),
-            k => return Err(format!("the answer of task id={id} has an unknown kind {k}")),
+            k => {
+                return Err(format!(
+                    "the answer of task id={id} has an unknown kind {k}"
+                ))
+            }
         });
         b = &b[9 + len..];
     }

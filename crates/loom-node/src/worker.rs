@@ -651,13 +651,9 @@ impl WorkerCore {
     /// A malformed buffer throws `ERR_LOOM_NAPI` and none of it is applied. Answers of calls
     /// no longer running (canceled) are ignored.
     #[napi]
-    pub fn finish_calls(
-        &self,
-        env: Env,
-        answers: &[u8],
-    ) -> napi::Result<WorkerEffects, ErrorCode> {
-        let answers = read_answers(answers)
-            .map_err(|m| napi::Error::new(ErrorCode::ERR_LOOM_NAPI, m))?;
+    pub fn finish_calls(&self, env: Env, answers: &[u8]) -> napi::Result<WorkerEffects, ErrorCode> {
+        let answers =
+            read_answers(answers).map_err(|m| napi::Error::new(ErrorCode::ERR_LOOM_NAPI, m))?;
         self.event(&env, |w| {
             for a in answers {
                 match a {

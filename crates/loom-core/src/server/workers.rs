@@ -11,8 +11,9 @@ pub(crate) const LIGHT_CAP: u32 = 4096;
 
 /// Overbooking of one-cpu function calls (`loom/js/call`), in cpus per worker cpu: a worker
 /// queues them in its function-call pool, whose threads take many queued calls per message, so
-/// small calls need a deeper queue than one round trip to the server (issue #26).
-pub(crate) const POOLED_OVERBOOK: u32 = 64;
+/// small calls need a deeper queue than one round trip to the server (issue #26). The worker's
+/// `POOL_CALLS_PER_CPU` is the same bound.
+pub(crate) const POOLED_OVERBOOK: u32 = 256;
 
 /// One registered worker (lost workers keep their slot, `alive == false`).
 pub(crate) struct Worker {
