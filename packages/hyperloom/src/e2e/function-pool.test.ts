@@ -61,4 +61,66 @@ t("a failing call names its task; the calls batched with it are not affected", a
   });
 });
 
+t("calls of every outcome share batches and each gets its own", async ({ client }) => {
+  // Plain outcomes travel as answer records; arrays, passed-through inputs and calls that log
+  // travel one by one: all of them in the same batches here.
+  const kinds = tasks.jsTask(
+    async (
+      ctx: { wrap(v: unknown): unknown; logInfo(m: unknown): void },
+      n: number,
+      d: { read(): Buffer },
+    ): Promise<unknown> => {
+      switch (n % 7) {
+        case 0:
+          return `s${n}`;
+        case 1:
+          return new Uint8Array([n % 256, 1]);
+        case 2:
+          return ctx.wrap({ n });
+        case 3:
+          return d; // the input itself
+        case 4:
+          return [`a${n}`, d];
+        case 5:
+          ctx.logInfo(`call ${n} logs`);
+          return `logged${n}`;
+        default:
+          await new Promise((r) => setTimeout(r, 1));
+          throw new Error(`no ${n}`);
+      }
+    },
+    { context: true, nDirectArgs: 1, label: "kinds" },
+  );
+  const input = tasks.const("in");
+  const futures = client.submit(Array.from({ length: 140 }, (_, n) => kinds(n, input)));
+  const settled = await settles(
+    Promise.allSettled(futures.map((f) => f.gather())),
+    60_000,
+    "the calls of every kind",
+  );
+  settled.forEach((s, n) => {
+    const v = s.status === "fulfilled" ? (s.value as unknown) : undefined;
+    switch (n % 7) {
+      case 0:
+        return assert.is(str(v), `s${n}`);
+      case 1:
+        return assert.equal([...(v as Buffer)], [n % 256, 1]);
+      case 2:
+        return assert.equal(v, { n });
+      case 3:
+        return assert.is(str(v), "in");
+      case 4:
+        return assert.equal((v as Buffer[]).map(str), [`a${n}`, "in"]);
+      case 5:
+        return assert.is(str(v), `logged${n}`);
+      default: {
+        assert.is(s.status, "rejected", `call ${n}`);
+        const e = (s as PromiseRejectedResult).reason as Error;
+        assert.match(e.message, `no ${n}`);
+        assert.match(e.message, "kinds");
+      }
+    }
+  });
+});
+
 t.run();
