@@ -36,8 +36,11 @@ export type FunctionOutcome = { result: TaskResult } | { redirect: Redirect };
 
 /** Where the answers of calls go (the worker core). */
 export interface CallSink {
-  /** Answer records of calls that ran (`WorkerCore.finishCalls`). */
-  answers(records: Uint8Array): void;
+  /**
+   * Answer records of calls that ran (`WorkerCore.finishCalls`), and the ids of those calls (to
+   * fail them should the core refuse the records).
+   */
+  answers(records: Uint8Array, taskIds: number[]): void;
   /** The outcome of a call that is not a plain answer (a redirection, an array, an input). */
   outcome(taskId: number, outcome: FunctionOutcome): void;
   /** Call `taskId` failed: `message` names the cause. */
@@ -233,16 +236,19 @@ export class FunctionRunner {
       // A canceled call's answer is dropped (rare: the buffer is cut around it).
       let kept: Buffer[] | undefined;
       let from = 0;
+      const ids: number[] = [];
       for (let at = 0; at < a.length; ) {
         const end = at + 9 + a.readUInt32LE(at + 5);
-        if (!this.take(a.readInt32LE(at), batch)) {
+        const id = a.readInt32LE(at);
+        if (this.take(id, batch)) ids.push(id);
+        else {
           (kept ??= []).push(a.subarray(from, at));
           from = end;
         }
         at = end;
       }
       const records = kept === undefined ? a : Buffer.concat([...kept, a.subarray(from)]);
-      if (records.length > 0) this.sink.answers(records);
+      if (records.length > 0) this.sink.answers(records, ids);
       for (const { taskId, outcome } of answer.others) if (this.take(taskId, batch)) this.settle(taskId, outcome);
     }
     const again: Call[] = [];

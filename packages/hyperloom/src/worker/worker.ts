@@ -201,8 +201,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   native().startReaper();
   // Function calls answer in batches (issue #26): plain answers go to the core in one buffer.
   const functions = new FunctionRunner(options.cpus, {
-    answers: (records) => {
-      if (!stopped) guard(() => core!.finishCalls(records), () => undefined);
+    answers: (records, ids) => {
+      // Refused records (a bug, none of them applied): their calls fail rather than hang.
+      const refused = (): void => {
+        for (const id of ids) guard(() => core!.failTask(id, "the function call's answer could not be read by the worker"), () => undefined);
+      };
+      if (!stopped) guard(() => core!.finishCalls(records), refused);
     },
     outcome: (id, outcome) => {
       if (!stopped) finishJsTask(id, outcome);
