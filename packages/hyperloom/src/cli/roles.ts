@@ -69,7 +69,15 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
     ...(opts.frameTimeout !== undefined ? { frameTimeoutMs: opts.frameTimeout * 1000 } : {}),
   };
   const accessPath = secret !== undefined ? resolve(opts.accessFile ?? defaultAccessFilePath()) : undefined;
+  // Fault injection for tests (issue #26): a server slow to get ready, so that connections
+  // surely arrive while only its early-bound main port exists.
+  const slowStart = Number(process.env.HYPERLOOM_FAULT_SLOW_START_MS ?? 0);
+  if (slowStart > 0) await new Promise((r) => setTimeout(r, slowStart));
+  // The main port, if the command bound it at process start (`listen-first.ts`).
+  const { claimEarlyListener } = require("../server/early-listen.js") as typeof import("../server/early-listen.js");
+  const mainListener = await claimEarlyListener(opts.host, opts.port);
   const s = await startServer({
+    ...(mainListener !== undefined ? { mainListener } : {}),
     ...(opts.journal !== undefined ? { journal: opts.journal } : {}),
     ...(opts.reattach !== undefined ? { reattachSeconds: opts.reattach } : {}),
     ...(opts.reconnectGrace !== undefined ? { reconnectGraceSeconds: opts.reconnectGrace } : {}),

@@ -9,6 +9,7 @@ import { log } from "../log.js";
 import type { Secret } from "./access-file.js";
 import { acceptHandshake, connectHandshake, HANDSHAKE_TIMEOUT_MS, REFUSED } from "./handshake.js";
 import type { TlsIdentity } from "./tls.js";
+import type { EarlyListener } from "../server/early-listen.js";
 
 /** How a listening port protects itself. */
 export interface ListenSecurity {
@@ -38,6 +39,10 @@ export interface ConnectSecurity {
  * Listens on `host:port`; calls `onPeer` for each connection only after it authenticated, with
  * the socket paused (it is resumed right after `onPeer` returns, so attach handlers there).
  * A peer that fails gets a refusal and is closed; one line is logged naming `what` and the cause.
+ * `early`: a port already listening there (bound at process start): its connections, those it
+ * accepted already included, go through the same TLS and authentication. `connections`: every
+ * connection open on the port, authenticated or not (a server that stops ends them all: one
+ * that never sent a byte would otherwise keep `close` waiting).
  */
 export async function listenSecure(
   what: string,
@@ -45,8 +50,15 @@ export async function listenSecure(
   port: number,
   security: ListenSecurity,
   onPeer: (socket: Socket) => void,
-): Promise<{ server: Server; port: number }> {
+  early?: EarlyListener,
+): Promise<{ server: Server; port: number; connections: ReadonlySet<Socket> }> {
   const timeoutMs = security.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  const connections = new Set<Socket>();
+  const track = (socket: Socket): void => {
+    if (connections.has(socket)) return;
+    connections.add(socket);
+    socket.once("close", () => connections.delete(socket));
+  };
   const accept = (socket: Socket): void => {
     socket.setNoDelay(true);
     const secret = security.secret;
@@ -69,15 +81,29 @@ export async function listenSecure(
     );
   };
   let server: Server;
+  let accepting = accept;
   if (security.tls !== undefined) {
     server = createTlsServer({ cert: security.tls.cert, key: security.tls.key(), handshakeTimeout: timeoutMs, minVersion: "TLSv1.3" }, accept);
     server.on("tlsClientError", (e: NodeJS.ErrnoException, socket: TLSSocket) => {
       const from = socket.remoteAddress !== undefined ? `from ${socket.remoteAddress.replace(/^::ffff:/, "")}:${socket.remotePort}` : "(the peer already left)";
       log("warn", `${what}: refused a connection ${from}: ${tlsFailure(e)}`);
     });
+    // A TLS server takes a plain connection it is handed as one it accepted itself.
+    const tlsServer = server;
+    accepting = (socket) => tlsServer.emit("connection", socket);
   } else {
     server = createNetServer({ noDelay: true }, accept);
   }
+  if (early !== undefined) {
+    early.serve((socket) => {
+      track(socket);
+      socket.setNoDelay(true);
+      accepting(socket);
+    });
+    return { server: early.server, port: early.port, connections };
+  }
+  // (A TLS server's "connection" is the plain socket under the TLS one: ending it ends both.)
+  server.on("connection", track);
   const bound = await new Promise<number>((resolve, reject) => {
     server.once("error", reject);
     server.listen({ port, host, backlog: 128 }, () => {
@@ -86,7 +112,7 @@ export async function listenSecure(
       resolve(typeof addr === "object" && addr ? addr.port : port);
     });
   });
-  return { server, port: bound };
+  return { server, port: bound, connections };
 }
 
 /**

@@ -14,6 +14,7 @@ import { ClientWriter } from "./client-writer.js";
 import { WaitingWarnings } from "./waiting.js";
 import { Allocator } from "../allocator/allocator.js";
 import type { RunningDashboard } from "./dashboard.js";
+import type { EarlyListener } from "./early-listen.js";
 
 /**
  * The allocation control connection and its messages (protobufjs, 10-20 ms to load), loaded by
@@ -62,6 +63,12 @@ export interface ServerOptions {
   accessFile?: string;
   /** Frame limits of the main port (bounded memory per peer). Default {@link defaultFrameLimits}. */
   limits?: Partial<FrameLimits>;
+  /**
+   * The main port, already listening on `host:port` since process start (`hyperloom server`,
+   * `loom-server`: `claimEarlyListener` in `early-listen.ts`); its connections accepted meanwhile are served
+   * once the server is ready.
+   */
+  mainListener?: EarlyListener;
 }
 
 /** A running server. */
@@ -130,7 +137,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     apply(out);
   };
 
-  const { server: dataServer, port: dataPort } = await listenSecure("data port", host, 0, security, (socket) => {
+  const { server: dataServer, port: dataPort, connections: dataConnections } = await listenSecure("data port", host, 0, security, (socket) => {
     relayDataStreams(socket, {
       onHeaders: (framed, whole) => core!.onDataHeaders(framed, whole),
       clientWriter: (conn) => writers.get(conn),
@@ -145,6 +152,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       apply(core.openJournal(options.journal, options.journalCompactBytes));
     } catch (e) {
       dataServer.close();
+      options.mainListener?.server.close();
       throw e;
     }
     // Restored sessions whose client never comes back do not keep their plans forever.
@@ -160,7 +168,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     }
   }
 
-  const { server: main, port } = await listenSecure("main port", host, options.port ?? 9010, security, (socket) => {
+  const { server: main, port, connections: mainConnections } = await listenSecure("main port", host, options.port ?? 9010, security, (socket) => {
     const conn = nextConn++;
     const limiter = new FrameLimiter(limits);
     limiters.set(conn, { limiter, socket });
@@ -227,7 +235,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       allocator!.connectionClosed(conn);
       safely(() => core!.onClose(conn), `closing connection ${conn}`);
     });
-  });
+  }, options.mainListener);
   allocator = new Allocator({
     waitingTasks: (limit) => core!.waitingTasks(limit),
     workerLoads: () => core!.workerLoads(),
@@ -312,6 +320,9 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       const ending = [...sockets.values()].map((s) => new Promise<void>((r) => s.end(r)));
       await Promise.race([Promise.all(ending), new Promise((r) => setTimeout(r, 500))]);
       for (const s of sockets.values()) s.destroy();
+      // Connections that never became a client or worker (authenticating, or silent) too: the
+      // ports' close waits for every connection.
+      for (const s of [...mainConnections, ...dataConnections]) s.destroy();
       await Promise.all([closeServer(main), closeServer(dataServer)]);
     },
   };
