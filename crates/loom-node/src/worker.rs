@@ -628,6 +628,20 @@ impl WorkerCore {
         })
     }
 
+    /// Sending data object `id` to `address` was given up after its retries, for `cause`:
+    /// logged, and told to the server when it understands it (`WorkerResponse
+    /// TRANSFER_FAILED`, our extension), so the tasks waiting for the object settle.
+    #[napi]
+    pub fn transfer_failed(
+        &self,
+        env: Env,
+        id: i32,
+        address: String,
+        cause: String,
+    ) -> napi::Result<WorkerEffects> {
+        self.event(&env, |w| w.transfer_failed(id, &address, &cause))
+    }
+
     /// A data connection closed.
     #[napi]
     pub fn on_peer_close(&self, env: Env, conn: u32) -> napi::Result<WorkerEffects> {

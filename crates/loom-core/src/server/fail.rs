@@ -54,12 +54,45 @@ impl Server {
         }
     }
 
+    /// Task `c` (at `cs`), sent to its worker, will never start there (an input failed or
+    /// cannot reach it): the worker's slot for it is freed and a worker that takes CANCEL
+    /// forgets it (else it waits there for an input that never comes).
+    pub(super) fn abandon_running(&mut self, cs: Slot, c: TaskId) {
+        let seg = self.graph.seg_mut(cs);
+        let off = cs.off;
+        let w = seg.tasks[off].wk.expect("a running task has a worker");
+        let cpus = seg.tasks[off].cpus;
+        if seg.tasks[off].flags.has(TaskFlags::EARLY) {
+            // Sent early: the worker will not answer for it, so its light slot is freed here.
+            seg.tasks[off].flags.remove(TaskFlags::EARLY);
+            let wk = &mut self.workers[w];
+            if wk.alive {
+                wk.light = wk.light.saturating_sub(1);
+                wk.tasks = wk.tasks.saturating_sub(1);
+                if wk.can_cancel {
+                    super::wire::push_cancel(&mut wk.out, c);
+                }
+            }
+        } else if self.workers[w].alive {
+            let wk = &mut self.workers[w];
+            if wk.can_cancel {
+                // Canceled, its cores are free at once. A late answer gets REMOVE (FINISHED)
+                // or is ignored (FAILED).
+                super::wire::push_cancel(&mut wk.out, c);
+                wk.unbook(cpus);
+            } else {
+                // Freed when the worker answers.
+                wk.residual.insert(c, cpus);
+            }
+        }
+    }
+
     /// Fails pending task `c` because an input failed; false if it was not pending.
     fn fail_dependant(&mut self, c: TaskId, failed: &FailedTask, worker: &str, msg: &[u8]) -> bool {
         let Some(cs) = self.graph.locate(c) else {
             return false;
         };
-        let seg = self.graph.seg_mut(cs);
+        let seg = self.graph.seg(cs);
         let off = cs.off;
         let st = seg.tasks[off].state;
         // A task loaded from its checkpoint does not need its inputs.
@@ -67,35 +100,9 @@ impl Server {
             return false;
         }
         if st == TaskState::Running {
-            let w = seg.tasks[off].wk.expect("a running task has a worker");
-            let cpus = seg.tasks[off].cpus;
-            if seg.tasks[off].flags.has(TaskFlags::EARLY) {
-                // Sent early and now never startable (an input failed): the worker will not
-                // answer for it, so its light slot is freed here; a worker that takes CANCEL
-                // also forgets it (else it waits there for an input that never comes).
-                seg.tasks[off].flags.remove(TaskFlags::EARLY);
-                let wk = &mut self.workers[w];
-                if wk.alive {
-                    wk.light = wk.light.saturating_sub(1);
-                    wk.tasks = wk.tasks.saturating_sub(1);
-                    if wk.can_cancel {
-                        super::wire::push_cancel(&mut wk.out, c);
-                    }
-                }
-            } else if self.workers[w].alive {
-                let wk = &mut self.workers[w];
-                if wk.can_cancel {
-                    // It may wait there for an input that can no longer come (its only copy
-                    // was lost): canceled, its cores are free at once. A late answer gets
-                    // REMOVE (FINISHED) or is ignored (FAILED).
-                    super::wire::push_cancel(&mut wk.out, c);
-                    wk.unbook(cpus);
-                } else {
-                    // Freed when the worker answers.
-                    wk.residual.insert(c, cpus);
-                }
-            }
+            self.abandon_running(cs, c);
         }
+        let seg = self.graph.seg(cs);
         let held = seg.tasks[off].flags.has(TaskFlags::RESULT);
         let (cid, cl) = (seg.client_id(off), seg.client);
         self.graph.retire(cs, TaskState::Failed);

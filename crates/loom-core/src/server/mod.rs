@@ -80,6 +80,7 @@ mod register;
 mod schedule;
 mod segment;
 mod tracing;
+mod transfer_failure;
 mod transfers;
 mod waiting;
 mod wire;

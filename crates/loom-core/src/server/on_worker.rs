@@ -22,6 +22,7 @@ impl Server {
         const CHECKPOINT_LOADED: i32 = Type::CheckpointLoaded as i32;
         const CHECKPOINT_LOAD_FAILED: i32 = Type::CheckpointLoadFailed as i32;
         const LEAVING: i32 = Type::Leaving as i32;
+        const TRANSFER_FAILED: i32 = Type::TransferFailed as i32;
         let r = wire::scan_worker_response(frame)
             .map_err(|_| ServerError::Malformed("WorkerResponse"))?;
         let id = TaskId(r.id.ok_or(ServerError::Malformed("WorkerResponse"))?);
@@ -38,6 +39,7 @@ impl Server {
             FAILED | CHECKPOINT_LOAD_FAILED => self.failed(w, id, msg()),
             // Its connection closes next: a departure, not a loss.
             LEAVING => self.workers[w].leaving = true,
+            TRANSFER_FAILED => self.transfer_failed(w, id, r.error_msg.unwrap_or(&[])),
             t => return Err(ServerError::ResponseType(t)),
         }
         Ok(())

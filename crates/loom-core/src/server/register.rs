@@ -17,9 +17,10 @@ use super::{ConnId, LogLevel, Peer, Server, ServerError};
 
 /// What this server tells workers it understands beyond the original protocol
 /// (`WorkerCommand.server_features` on the registration DICTIONARY): `leaving` (a worker
-/// stopping on purpose says so, and is shown as departed, not lost) and `trace-marked` (TASK
-/// carries `traced` for the tracing client's tasks; workers trace only those).
-pub const SERVER_FEATURES_FOR_WORKERS: &[&str] = &["leaving", "trace-marked"];
+/// stopping on purpose says so, and is shown as departed, not lost), `trace-marked` (TASK
+/// carries `traced` for the tracing client's tasks; workers trace only those) and
+/// `transfer-failed` (a worker that gives up a transfer says so: TRANSFER_FAILED).
+pub const SERVER_FEATURES_FOR_WORKERS: &[&str] = &["leaving", "trace-marked", "transfer-failed"];
 
 impl Server {
     /// Handles `Register`: the connection becomes a worker or a client and gets the symbol

@@ -330,6 +330,8 @@ pub struct Worker {
     traced: HashSet<i32>,
     /// The server announced "leaving" ([`Worker::leaving_frame`]).
     server_leaving: bool,
+    /// The server announced "transfer-failed" ([`Worker::transfer_failed`]).
+    server_transfer_failed: bool,
     /// The server sent STOP: exit when its connection closes, do not reconnect.
     stop_requested: bool,
 }
@@ -374,6 +376,7 @@ impl Worker {
             trace_marked: false,
             traced: HashSet::new(),
             server_leaving: false,
+            server_transfer_failed: false,
             stop_requested: false,
             cfg,
         })
@@ -844,6 +847,8 @@ impl Worker {
                     if !m.server_features.is_empty() {
                         self.trace_marked = m.server_features.iter().any(|f| f == "trace-marked");
                         self.server_leaving = m.server_features.iter().any(|f| f == "leaving");
+                        self.server_transfer_failed =
+                            m.server_features.iter().any(|f| f == "transfer-failed");
                     }
                     self.dictionary(&m.symbols)
                 }
@@ -1251,6 +1256,25 @@ impl Worker {
             );
         }
         self.send(Some(id), address.as_bytes());
+    }
+
+    /// This worker gave up sending `id` to `address` (the SEND's address) after its retries,
+    /// for `cause`: logged, and told to a server that announced "transfer-failed" (it then
+    /// settles the tasks waiting for the object there; an older server would wait forever).
+    pub fn transfer_failed(&mut self, id: i32, address: &str, cause: &str) {
+        self.log(
+            LogLevel::Error,
+            format!("data id={id} not delivered to {address}: {cause}"),
+        );
+        if self.server_transfer_failed {
+            let msg = format!("{address}\n{cause}");
+            wire::push_error(
+                &mut self.out.to_server,
+                resp::TRANSFER_FAILED,
+                id,
+                msg.as_bytes(),
+            );
+        }
     }
 
     fn send(&mut self, id: Option<i32>, address: &[u8]) {

@@ -34,6 +34,8 @@ pub(crate) mod resp {
     pub const CHECKPOINT_LOAD_FAILED: i32 = Type::CheckpointLoadFailed as i32;
     /// Extension: this worker is stopping on purpose.
     pub const LEAVING: i32 = Type::Leaving as i32;
+    /// Extension: this worker gave up a transfer.
+    pub const TRANSFER_FAILED: i32 = Type::TransferFailed as i32;
 }
 
 /// The fields of one `WorkerCommand`, borrowed from the frame. `task_inputs` go to a caller's

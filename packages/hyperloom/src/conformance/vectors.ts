@@ -127,7 +127,7 @@ export function isDictionary(o: Obj): boolean {
 }
 
 /** What our server announces to workers on their registration DICTIONARY (`server_features`). */
-export const OUR_SERVER_FEATURES = ["leaving", "trace-marked"];
+export const OUR_SERVER_FEATURES = ["leaving", "trace-marked", "transfer-failed"];
 
 /**
  * Equivalence of a recorded message and ours. A dictionary of ours may extend the recorded one

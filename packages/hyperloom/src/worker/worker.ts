@@ -19,7 +19,7 @@ import { PythonRunner } from "./python.js";
 import { serveDirectFetch, type DirectFetchHost } from "./direct-fetch.js";
 import { opensDirectFetch } from "../protocol/direct-fetch.js";
 import { connectSecure, listenSecure, type ConnectSecurity, type ListenSecurity } from "../security/transport.js";
-import type { Secret } from "../security/access-file.js";
+import { Secret } from "../security/access-file.js";
 import { selfSignedIdentity, type TlsIdentity } from "../security/tls.js";
 
 /** How a worker authenticates and encrypts (from the server's access file). */
@@ -124,6 +124,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     ...(security.secret !== undefined ? { secret: security.secret } : {}),
     ...(tlsIdentity !== undefined ? { tls: tlsIdentity } : {}),
   };
+  // Fault injection for tests: a data port that checks another secret than its peers prove, so
+  // every transfer to this worker is refused at authentication.
+  if (process.env.HYPERLOOM_FAULT_REFUSE_DATA === "1" && dataPortSecurity.secret !== undefined) dataPortSecurity.secret = Secret.generate();
   let nextConn = 1;
   /** Set once everything serving direct fetches exists (`directHost` below). */
   let directReady = false;
@@ -342,7 +345,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const host = target.slice(0, sep);
       const port = Number(target.slice(sep + 1));
       const conn = nextConn++;
-      const entry: OutgoingConnection = { conn, socket: undefined, queued: [], unsure: { entries: [], head: 0, written: 0 }, dropped: false };
+      const entry: OutgoingConnection = { conn, socket: undefined, queued: [], unsure: { entries: [], head: 0, written: 0 }, dropped: false, cause: "its data connection closed" };
       peer = entry;
       outgoing.set(target, entry);
       const isServer = address.startsWith("!:");
@@ -360,7 +363,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           // it too, as the original reuses connections in reverse, without announcing itself).
           socket.write(core!.openPeer(conn, port));
           socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
-          socket.on("error", (err) => log("warn", `data connection to ${target}: ${err.message}`));
+          socket.on("error", (err) => {
+            entry.cause = err.message;
+            if (!stopped && !entry.dropped) log("debug", `data connection to ${target}: ${err.message}`);
+          });
           socket.on("close", () => {
             if (outgoing.get(target) === entry) outgoing.delete(target);
             peers.delete(conn);
@@ -368,7 +374,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             leases.delete(socket);
             if (stopped || entry.dropped) return;
             guard(() => core!.onPeerClose(conn), () => undefined);
-            for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1);
+            for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1, entry.cause);
           });
           socket.resume();
           for (const q of entry.queued) writeParts(socket, q.parts, q.lease, q.written);
@@ -380,8 +386,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           for (const q of entry.queued) if (q.lease !== undefined && !stopped) core!.releaseSend(q.lease);
           entry.queued = [];
           if (stopped || entry.dropped) return;
-          log("warn", err.message);
-          for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1);
+          for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1, err.message);
         },
       );
     }
@@ -411,20 +416,22 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
 
   /**
-   * Sends `id` to `target` again after its connection broke (after 200, 400, 800, 1600 ms). After
-   * {@link SEND_ATTEMPTS} broken attempts the object is given up with an error log: the peer is
-   * unreachable, and the server learns of it when it loses that worker.
+   * Sends `id` to `target` again after its connection broke or was refused (`cause`), after 200,
+   * 400, 800, 1600 ms. After {@link SEND_ATTEMPTS} such attempts the transfer is given up and the
+   * server told (TRANSFER_FAILED, our extension): it sends the object from another worker or
+   * fails the tasks waiting for it there, naming the cause. Nothing is logged for a retry the
+   * worker's stop or a lost server connection makes moot (a cluster going down).
    */
-  function retrySend(target: string, id: number, address: string, attempt: number): void {
+  function retrySend(target: string, id: number, address: string, attempt: number, cause: string): void {
+    const at = connection;
     if (attempt > SEND_ATTEMPTS) {
-      log("error", `data id=${id} not delivered to ${target}: its data connection broke ${SEND_ATTEMPTS + 1} times`);
+      if (!stopped) guard(() => core!.transferFailed(id, address, `${cause} (${SEND_ATTEMPTS + 1} attempts)`), () => undefined);
       return;
     }
-    log("warn", `data connection to ${target} broke; sending data id=${id} again (attempt ${attempt + 1})`);
-    const at = connection;
     const timer = setTimeout(() => {
       // The server connection was lost meanwhile: that server's transfers are over.
       if (stopped || at !== connection) return;
+      log("warn", `data connection to ${target} failed (${cause}); sending data id=${id} again (attempt ${attempt + 1})`);
       let effects: WorkerEffects;
       try {
         effects = core!.resend(id, address);
@@ -804,6 +811,8 @@ interface OutgoingConnection {
   unsure: UnsureStreams;
   /** Made for a server connection since lost: its transfers are over, nothing is sent on it. */
   dropped: boolean;
+  /** Why it failed last (a refused connect, a socket error), for the retries and TRANSFER_FAILED. */
+  cause: string;
 }
 
 /** Bytes written after a stream before it counts as delivered (beyond any kernel socket buffer). */

@@ -10,6 +10,7 @@ mod journal;
 mod robustness;
 mod scheduling;
 mod status;
+mod transfer_failure;
 
 use super::*;
 use crate::frame::FrameError;

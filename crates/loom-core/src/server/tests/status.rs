@@ -107,7 +107,7 @@ fn a_worker_that_says_it_is_leaving_departs_others_are_lost() {
     h.worker(4, 1);
     assert_eq!(
         h.take().of(3, 8)[0].server_features,
-        ["leaving", "trace-marked"],
+        ["leaving", "trace-marked", "transfer-failed"],
         "the registration DICTIONARY announces what the server understands"
     );
     // Worker 1 (conn 1) runs a task, says it is leaving and goes: departed, the task is rerun

@@ -1,0 +1,93 @@
+//! TRANSFER_FAILED (our extension): a worker gave up sending an object to another worker.
+
+use super::*;
+
+impl H {
+    /// Worker `conn` gave up sending `id` to `address` for `cause`.
+    fn transfer_failed(&mut self, conn: ConnId, id: i32, address: &str, cause: &str) {
+        let m = WorkerResponse {
+            r#type: worker_response::Type::TransferFailed as i32,
+            id,
+            size: None,
+            length: None,
+            error_msg: Some(format!("{address}\n{cause}").into_bytes().into()),
+        };
+        self.s.on_data(conn, &framed(&m));
+    }
+}
+
+/// Two workers (conns 1 and 3, `10.0.0.1:1001` and `:1003`), a client (2); task 2 merges task 0
+/// (1 MB, on worker 1) and task 1 (on worker 3): it runs on worker 1 and task 1 is sent there
+/// from worker 3. Returns the harness with that SEND taken.
+fn merge_needing_a_transfer() -> H {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    let mut merge = task(MERGE, b"", &[1, 0], true);
+    merge.label = Some("join".into());
+    let mut small = task(CONST, b"small", &[], false);
+    small.label = Some("small".into());
+    h.send(
+        2,
+        &plan_req(0, vec![task(CONST, b"big", &[], false), small, merge], &[]),
+    );
+    h.take();
+    h.fin(1, 0, 1_000_000);
+    h.fin(3, 1, 10);
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![2]);
+    assert_eq!(seen.of(3, 2).len(), 1, "SEND of task 1 from worker 3");
+    h
+}
+
+#[test]
+fn a_transfer_given_up_without_another_copy_fails_the_waiting_task_naming_the_object_and_cause() {
+    let mut h = merge_needing_a_transfer();
+    h.transfer_failed(
+        3,
+        1,
+        "10.0.0.1:1001",
+        "worker 10.0.0.1:1001 did not prove it holds our secret (5 attempts)",
+    );
+    let seen = h.take();
+    assert_eq!(
+        seen.error_ids(2),
+        vec![Some(2)],
+        "TASK_FAILED for the merge"
+    );
+    let failed = seen.resp(2).into_iter().find(|r| r.r#type == 3).unwrap();
+    assert_eq!(
+        failed.error.as_ref().unwrap().label.as_deref(),
+        Some("join")
+    );
+    assert_eq!(
+        seen.errors(2),
+        vec!["input task id=1 (small) could not be transferred from worker 10.0.0.1:1003 to worker 10.0.0.1:1001: worker 10.0.0.1:1001 did not prove it holds our secret (5 attempts)".to_owned()]
+    );
+    // The server keeps serving: a late TRANSFERED or FINISHED for it is absorbed, the next plan runs.
+    h.fin(1, 2, 5);
+    h.take();
+    h.send(2, &plan_req(3, vec![task(CONST, b"x", &[], true)], &[]));
+    let seen = h.take();
+    let on = if seen.tasks(1) == vec![3] { 1 } else { 3 };
+    assert_eq!(seen.tasks(on), vec![3]);
+    h.fin(on, 3, 1);
+    assert_eq!(h.take().finished(2), vec![3]);
+}
+
+#[test]
+fn a_stale_or_foreign_transfer_failure_changes_nothing() {
+    let mut h = merge_needing_a_transfer();
+    // Not the sender of that transfer, an unknown target, an object not on its way.
+    h.transfer_failed(1, 1, "10.0.0.1:1001", "x");
+    h.transfer_failed(3, 1, "10.9.9.9:1", "x");
+    h.transfer_failed(3, 0, "10.0.0.1:1001", "x");
+    let seen = h.take();
+    assert!(seen.errors(2).is_empty());
+    // The transfer still completes as usual.
+    h.respond(1, worker_response::Type::Transfered, 1, 0, 0);
+    h.fin(1, 2, 1_000_010);
+    assert_eq!(h.take().finished(2), vec![2]);
+}

@@ -1,0 +1,140 @@
+//! A worker gave up sending an object to another worker (`WorkerResponse{TRANSFER_FAILED}`, our
+//! extension): its data connection to the target was refused (e.g. at authentication: the two
+//! hold different secrets) or broke on every retry. Without this the target's tasks would wait
+//! for the object forever. Rule implemented:
+//! - another live copy of the object on a worker after the failed sender in registration order
+//!   (and not the target) sends it instead: SEND from there (so each failure moves to a later
+//!   worker, and the attempts end);
+//! - otherwise the tasks sent to the target that need the object fail, each with an error naming
+//!   the object (the client's task id and label), both workers and the sender's cause; their
+//!   dependants fail with them (TASK_FAILED for held results) and the target forgets them
+//!   (CANCEL). The object itself stays where it is: other tasks may use it.
+
+use super::counters::{failure_message, now_ms, Failure};
+use super::ids::{TaskId, WorkerIdx};
+use super::segment::TaskState;
+use super::{wire, LogLevel, Server};
+
+impl Server {
+    /// TRANSFER_FAILED from `w` for object `id`; `msg` is the SEND's address, a newline, and
+    /// the cause. Stale reports (the transfer ended, the target is gone) are ignored.
+    pub(super) fn transfer_failed(&mut self, w: WorkerIdx, id: TaskId, msg: &[u8]) {
+        let text = String::from_utf8_lossy(msg).into_owned();
+        let (address, cause) = text.split_once('\n').unwrap_or((&text, "no reason given"));
+        let Some(target) = self
+            .workers
+            .alive()
+            .find(|(_, wk)| wk.addr == address)
+            .map(|(i, _)| i)
+        else {
+            // The target was lost meanwhile (its transfers went with it), or it is no worker.
+            return self.log(
+                LogLevel::Debug,
+                format!(
+                    "transfer of data id={} to {address} failed, no worker there now: {cause}",
+                    id.get()
+                ),
+            );
+        };
+        let pending = self
+            .moves
+            .in_flight
+            .get(&id)
+            .is_some_and(|l| l.iter().any(|t| t.target == target && t.source == Some(w)));
+        let Some(s) = self.graph.locate(id).filter(|_| pending) else {
+            return;
+        };
+        let source = self.workers[w].addr.clone();
+        // Another copy, on a worker after the sender (registration order).
+        let seg = self.graph.seg(s);
+        let finished = seg.tasks[s.off].state == TaskState::Finished;
+        let mut holders: Vec<WorkerIdx> = seg.tasks[s.off].wk.into_iter().collect();
+        if let Some(e) = self.moves.extra_owners.get(&id) {
+            holders.extend(e.iter().copied());
+        }
+        let next = holders
+            .into_iter()
+            .filter(|&h| finished && h.index() > w.index() && h != target && self.workers[h].alive)
+            .min_by_key(|h| h.index());
+        if let Some(h) = next {
+            let other = self.workers[h].addr.clone();
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "transfer of data id={} from {source} to {address} failed ({cause}); sending it from {other} instead",
+                    id.get()
+                ),
+            );
+            wire::push_send(&mut self.workers[h].out, id, address);
+            if let Some(l) = self.moves.in_flight.get_mut(&id) {
+                for t in l.iter_mut().filter(|t| t.target == target) {
+                    t.source = Some(h);
+                }
+            }
+            return;
+        }
+        // No other way there: the transfer ends, the tasks that wait for it there fail.
+        self.moves.arrived(id, target);
+        let label = match self.graph.label_of(id) {
+            "" => String::new(),
+            l => format!(" ({l})"),
+        };
+        let object = match self.graph.seg(s).client_id(s.off) {
+            Some(cid) => format!("input task id={cid}{label}"),
+            None => format!("an input{label}"),
+        };
+        let message = format!(
+            "{object} could not be transferred from worker {source} to worker {address}: {cause}"
+        );
+        let mut waiting: Vec<TaskId> = self.graph.seg(s).consumers(s.off).to_vec();
+        if let Some(e) = self.graph.extra_cons.get(&id) {
+            waiting.extend(e.iter().copied());
+        }
+        let mut failed = 0usize;
+        for c in waiting {
+            let Some(cs) = self.graph.locate(c) else {
+                continue;
+            };
+            let cseg = self.graph.seg(cs);
+            if cseg.tasks[cs.off].state != TaskState::Running
+                || cseg.tasks[cs.off].wk != Some(target)
+            {
+                continue;
+            }
+            let failure = Failure {
+                plan: cseg.plan.0,
+                task: cseg.client_id(cs.off).unwrap_or(-1),
+                label: self.graph.label_of(c).to_owned(),
+                worker: address.to_owned(),
+                message: failure_message(message.as_bytes()),
+                time_ms: now_ms(),
+            };
+            self.abandon_running(cs, c);
+            let label = if failure.label.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", failure.label)
+            };
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "task id={}{label} of plan {} failed on {address}: {message}",
+                    failure.task, failure.plan
+                ),
+            );
+            self.counters.failure(failure);
+            // Not started: it still holds its inputs.
+            self.fail_tree(cs, address, message.as_bytes().to_vec(), true);
+            failed += 1;
+        }
+        if failed == 0 {
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "transfer of data id={} from {source} to {address} failed: {cause}",
+                    id.get()
+                ),
+            );
+        }
+    }
+}
