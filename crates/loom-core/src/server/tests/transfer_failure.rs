@@ -91,3 +91,69 @@ fn a_stale_or_foreign_transfer_failure_changes_nothing() {
     h.fin(1, 2, 1_000_010);
     assert_eq!(h.take().finished(2), vec![2]);
 }
+
+#[test]
+fn a_transfer_given_up_is_sent_from_a_later_copy_then_fails_when_none_is_left() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.worker(5, 1);
+    h.client(2);
+    h.take();
+    // X (task 0, small) on worker 1, a large object on each of the others.
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"x", &[], true),
+                task(CONST, b"big3", &[], true),
+                task(CONST, b"big5", &[], true),
+            ],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    assert_eq!(
+        (seen.tasks(1), seen.tasks(3), seen.tasks(5)),
+        (vec![0], vec![1], vec![2])
+    );
+    h.fin(1, 0, 10);
+    h.fin(3, 1, 1_000_000);
+    h.fin(5, 2, 1_000_000);
+    h.take();
+    // A merge of X and the object on worker 3 runs there: X is copied to worker 3.
+    h.send(2, &plan_req(3, vec![task(MERGE, b"", &[0, 1], true)], &[]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(3), vec![3]);
+    assert_eq!(seen.of(1, 2).len(), 1, "SEND of X from worker 1");
+    h.respond(3, worker_response::Type::Transfered, 0, 0, 0);
+    h.fin(3, 3, 1_000_010);
+    h.take();
+    // A merge of X and the object on worker 5 runs there; X comes from worker 1 (its first owner).
+    h.send(2, &plan_req(4, vec![task(MERGE, b"", &[0, 2], true)], &[]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(5), vec![4]);
+    let send = seen.of(1, 2);
+    assert_eq!(
+        (send.len(), send[0].address.as_deref()),
+        (1, Some("10.0.0.1:1005"))
+    );
+    // Worker 1 gives up: the copy on worker 3 (registered after it) is sent instead.
+    h.transfer_failed(1, 0, "10.0.0.1:1005", "refused");
+    let seen = h.take();
+    assert!(seen.errors(2).is_empty());
+    let send = seen.of(3, 2);
+    assert_eq!(
+        (send.len(), send[0].id, send[0].address.as_deref()),
+        (1, Some(0), Some("10.0.0.1:1005"))
+    );
+    // Worker 3 gives up too: no copy left after it, the merge fails.
+    h.transfer_failed(3, 0, "10.0.0.1:1005", "refused again");
+    let seen = h.take();
+    assert_eq!(seen.error_ids(2), vec![Some(4)]);
+    assert_eq!(
+        seen.errors(2),
+        vec!["input task id=0 could not be transferred from worker 10.0.0.1:1003 to worker 10.0.0.1:1005: refused again".to_owned()]
+    );
+}
