@@ -200,7 +200,7 @@ export const KNOWN: Record<string, { kind: "deliberate" | "divergence"; text: st
   },
   "worker-dictionary-features": {
     kind: "deliberate",
-    text: "README #28/#29: our server's DICTIONARY to a registering worker also lists server_features (leaving, trace-marked; field 123, skipped by the original worker): compared with it removed",
+    text: "README #28/#29: our server's DICTIONARY to a registering worker also lists server_features (leaving, trace-marked, transfer-failed; field 123, skipped by the original worker): compared with it removed",
   },
   "open-fetch-content": {
     kind: "deliberate",
