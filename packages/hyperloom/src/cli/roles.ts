@@ -97,12 +97,6 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   stopWithParent(stop);
-  log("info", `HyperLoom server listening on ${opts.host}:${s.port} (data port ${s.dataPort})${identity !== undefined ? `, TLS (certificate ${identity.fingerprint})` : ""}`);
-  if (s.dashboard) {
-    // The token is a credential: it goes to the access file (0600), never to the log.
-    const where = secret !== undefined ? "; it asks for its token: see 'dashboard' in the access file" : "";
-    log("info", `Dashboard at ${s.dashboard.url} (metrics at ${s.dashboard.url}metrics${where})`);
-  }
   let accessFile: string | undefined;
   if (secret !== undefined) {
     accessFile = resolve(opts.accessFile ?? defaultAccessFilePath());
@@ -118,6 +112,16 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
       ...(identity !== undefined ? { tlsFingerprint: identity.fingerprint } : {}),
       ...(s.dashboard !== undefined ? { dashboard: `${s.dashboard.url}?token=${dashboardToken(secret)}` } : {}),
     });
+  }
+  // The "listening" line comes after the access file exists: scripts (and tests) wait for this
+  // line and then connect with the file.
+  log("info", `HyperLoom server listening on ${opts.host}:${s.port} (data port ${s.dataPort})${identity !== undefined ? `, TLS (certificate ${identity.fingerprint})` : ""}`);
+  if (s.dashboard) {
+    // The token is a credential: it goes to the access file (0600), never to the log.
+    const where = secret !== undefined ? "; it asks for its token: see 'dashboard' in the access file" : "";
+    log("info", `Dashboard at ${s.dashboard.url} (metrics at ${s.dashboard.url}metrics${where})`);
+  }
+  if (accessFile !== undefined) {
     log("info", `Access file ${accessFile}: clients and workers need it to connect`);
   } else {
     log("warn", `Authentication is off: anyone who can reach ${opts.host}:${s.port} may submit programs to the workers and read results`);
