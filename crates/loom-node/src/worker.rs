@@ -576,6 +576,27 @@ impl WorkerCore {
         self.inner.lock().open_peer(conn, port as u16).into()
     }
 
+    /// `openPeer` offering `peer-link` (our extension): the Announce also carries `host` (this
+    /// worker's `<boot id>:<uid>`) and the feature; a receiver of ours answers with a PeerHello.
+    #[napi]
+    pub fn open_peer_offering(&self, conn: u32, port: u32, host: String) -> Buffer {
+        self.inner
+            .lock()
+            .open_peer_offering(conn, port as u16, &host)
+            .into()
+    }
+
+    /// A peer's object `id` arrived as a data file, hard-linked at `path` in this worker's data
+    /// directory (`peer-link`): stored as if received on a stream (the file is deleted with the
+    /// object, or at once when it cannot be mapped: then this throws and nothing is stored).
+    #[napi]
+    pub fn adopt_received(&self, env: Env, id: i32, path: String) -> napi::Result<WorkerEffects> {
+        let mut r = Ok(());
+        let effects = self.event(&env, |w| r = w.adopt_received(id, path.into()));
+        r.map_err(napi::Error::from_reason)?;
+        effects
+    }
+
     /// Bytes on a data connection. A broken stream throws `ERR_LOOM_PEER_STREAM`.
     #[napi]
     pub fn on_peer_data(

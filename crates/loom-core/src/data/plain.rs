@@ -79,6 +79,31 @@ impl Plain {
         }
     }
 
+    /// [`adopt_file`](Self::adopt_file) with every page mapped at once (`MAP_POPULATE`): for a
+    /// file another process has just written (a peer's data file linked here), whose pages are
+    /// in the page cache — the object's bytes are then in this process's memory, no page fault
+    /// when they are read. On error the file is deleted.
+    pub fn adopt_file_populated(path: PathBuf) -> std::io::Result<Self> {
+        let mapped = super::file::open_regular(&path).and_then(|file| {
+            if file.metadata()?.len() == 0 {
+                return Ok(None);
+            }
+            // SAFETY: as in `map_file`: read-only, a file in this worker's private data
+            // directory that nobody writes after it was complete (its other link is a peer's
+            // data file, equally never written again).
+            unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map(Some)
+        });
+        match mapped {
+            Ok(map) => Ok(Plain {
+                repr: Repr::Mapped { map, path },
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
     /// A view of `base.bytes()[start..end]`. `base` must be a D-object and the range valid.
     pub fn view(base: DataRef, start: usize, end: usize) -> Self {
         let len = base.bytes().map_or(0, <[u8]>::len);

@@ -23,6 +23,7 @@ mod builtin;
 mod direct;
 mod native;
 mod peer;
+mod peer_link;
 mod slots;
 mod wire;
 
@@ -566,6 +567,7 @@ impl Worker {
             &mut frame,
             &Announce {
                 port: i32::from(self.cfg.data_port),
+                ..Default::default()
             },
         );
         frame

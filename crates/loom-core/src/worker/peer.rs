@@ -51,9 +51,11 @@ pub(crate) struct Peer {
     dec: StreamDecoder,
 }
 
-/// An Announce is `08 <varint port>` and nothing else; a DataHeader always carries fields 2 and
-/// 3. So the first frame of a connection tells by its shape whether the peer announced itself.
-fn is_announce(f: &[u8]) -> bool {
+/// An Announce is `08 <varint port>`, then nothing or only our fields from 100 on (`peer-link`:
+/// their keys are two bytes, the first with its high bit set); a DataHeader always carries
+/// fields 2 and 3 (keys `10`, `18`) right after its id. So the first frame of a connection tells
+/// by its shape whether the peer announced itself.
+pub(super) fn is_announce(f: &[u8]) -> bool {
     if f.is_empty() {
         return true;
     }
@@ -61,7 +63,7 @@ fn is_announce(f: &[u8]) -> bool {
         return false;
     }
     match f[1..].iter().position(|b| b & 0x80 == 0) {
-        Some(i) => i + 2 == f.len(),
+        Some(i) => i + 2 == f.len() || f[i + 2] & 0x80 != 0,
         None => false,
     }
 }

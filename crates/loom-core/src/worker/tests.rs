@@ -941,7 +941,13 @@ fn python_tasks_go_to_js_and_return_pyobjs_and_items() {
 /// Announce + streams of `objs` (by id) from another worker `src`.
 fn stream_from(src: &Worker, ids: &[i32]) -> Vec<u8> {
     let mut b = Vec::new();
-    push_frame(&mut b, &Announce { port: 4321 });
+    push_frame(
+        &mut b,
+        &Announce {
+            port: 4321,
+            ..Default::default()
+        },
+    );
     for id in ids {
         encode_stream(*id, &src.store[id], &src.ids, &mut b);
     }
@@ -997,7 +1003,13 @@ fn peer_stream_in_one_byte_chunks_wakes_waiting_tasks() {
     assert_eq!(w.store[&103].get(1).unwrap().length(), 4);
     // Re-encoding what was received gives the sender's bytes.
     let mut again = Vec::new();
-    push_frame(&mut again, &Announce { port: 4321 });
+    push_frame(
+        &mut again,
+        &Announce {
+            port: 4321,
+            ..Default::default()
+        },
+    );
     for id in [100, 102, 103] {
         encode_stream(id, &w.store[&id], &w.ids, &mut again);
     }
@@ -1034,7 +1046,13 @@ fn broken_and_interrupted_peer_streams() {
     assert_eq!(out.logs.len(), 1);
     // Garbage after the Announce is an error for that connection only.
     let mut bad = Vec::new();
-    push_frame(&mut bad, &Announce { port: 1 });
+    push_frame(
+        &mut bad,
+        &Announce {
+            port: 1,
+            ..Default::default()
+        },
+    );
     push_raw_frame(&mut bad, &[0xff, 0xff]);
     assert!(w.on_peer_data(4, &bad).is_err());
     w.on_peer_close(4);
@@ -1142,7 +1160,13 @@ fn trace_records_tasks_and_transfers() {
     w.take_output();
     // An object arrives from a peer that announced data port 4321.
     let mut stream = Vec::new();
-    push_frame(&mut stream, &Announce { port: 4321 });
+    push_frame(
+        &mut stream,
+        &Announce {
+            port: 4321,
+            ..Default::default()
+        },
+    );
     let announce_len = stream.len();
     push_frame(
         &mut stream,

@@ -17,7 +17,8 @@ import { stopProgram, stopAllPrograms } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
 import { PythonRunner } from "./python.js";
 import { serveDirectFetch, type DirectFetchHost } from "./direct-fetch.js";
-import { opensDirectFetch } from "../protocol/direct-fetch.js";
+import { hostKey, opensDirectFetch } from "../protocol/direct-fetch.js";
+import { helloAccepts, helloFor, isPeerHello, linkReplies, offerFrame, opensPeerLink, peerLinkEnabled, servePeerLink, type PeerLinkHost } from "./peer-link.js";
 import { connectSecure, listenSecure, type ConnectSecurity, type ListenSecurity } from "../security/transport.js";
 import { Secret } from "../security/access-file.js";
 import { selfSignedIdentity, type TlsIdentity } from "../security/tls.js";
@@ -128,7 +129,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   // every transfer to this worker is refused at authentication.
   if (process.env.HYPERLOOM_FAULT_REFUSE_DATA === "1" && dataPortSecurity.secret !== undefined) dataPortSecurity.secret = Secret.generate();
   let nextConn = 1;
-  /** Set once everything serving direct fetches exists (`directHost` below). */
+  /** This host and user (`<boot id>:<uid>`): `fetch-direct` and `peer-link` compare it with the other side's. */
+  const ownHost = hostKey();
+  /** Set once everything serving direct fetches and link connections exists (`directHost`, `linkHost` below). */
   let directReady = false;
   /** Clients' direct-fetch connections (closed when the worker stops). */
   const directSockets = new Set<Socket>();
@@ -145,7 +148,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     peers.set(conn, socket);
     log("debug", `data connection ${conn} from ${socket.remoteAddress}:${socket.remotePort} (transfers)`);
     let received = 0;
-    /** Bytes before the first frame tells a peer's transfers from a client's direct fetch. */
+    /** Bytes before the first frame tells a peer's transfers from a client's direct fetch or a peer's link connection. */
     let opening: Buffer | undefined = Buffer.alloc(0);
     socket.on("data", function onData(chunk: Buffer) {
       if (opening !== undefined) {
@@ -155,7 +158,31 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           opening = first;
           return;
         }
+        if (!direct && !opensPeerLink(first)) {
+          // A peer: an Announce offering `peer-link` is answered with a PeerHello (so its whole
+          // first frame, a few bytes, is awaited). The core reads the bytes as ever.
+          const len = Number(first.readBigUInt64LE(0));
+          if (first[8] === 0x08 && len <= 4096) {
+            if (first.length < 8 + len) {
+              opening = first;
+              return;
+            }
+            const hello = directReady ? helloFor(first.subarray(8, 8 + len), ownHost) : undefined;
+            if (hello !== undefined) socket.write(hello);
+          }
+        }
         opening = undefined;
+        if (!direct && opensPeerLink(first)) {
+          // A peer offering objects by their data files (`peer-link`): the core never sees it.
+          socket.off("data", onData);
+          peers.delete(conn);
+          log("debug", `data connection ${conn}: a peer's link connection`);
+          if (!directReady) return void socket.destroy(); // Still starting: the peer streams instead.
+          directSockets.add(socket);
+          socket.once("close", () => directSockets.delete(socket));
+          servePeerLink(socket, first, linkHost);
+          return;
+        }
         if (direct) {
           // A client fetching objects (`fetch-direct`): not a peer, the core never sees it.
           socket.off("data", onData);
@@ -339,16 +366,19 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
    */
   function sendStream(address: string, parts: Buffer[], lease: number | undefined, id: number, attempt = 0): void {
     const target = address.startsWith("!:") ? `${serverIp}:${address.slice(2)}` : address;
+    const send: QueuedSend = { id, address, parts, lease, attempt };
     let peer = outgoing.get(target);
     if (peer === undefined) {
       const sep = target.lastIndexOf(":");
       const host = target.slice(0, sep);
       const port = Number(target.slice(sep + 1));
       const conn = nextConn++;
-      const entry: OutgoingConnection = { conn, socket: undefined, queued: [], unsure: { entries: [], head: 0, written: 0 }, dropped: false, cause: "its data connection closed" };
+      const entry: OutgoingConnection = { conn, socket: undefined, ready: false, link: false, queued: [], unsure: { entries: [], head: 0, written: 0 }, dropped: false, cause: "its data connection closed" };
       peer = entry;
       outgoing.set(target, entry);
       const isServer = address.startsWith("!:");
+      // Offer `peer-link` to workers (never to the server's data port) when this host is known.
+      const offering = !isServer && ownHost !== "" && peerLinkEnabled();
       // Streams wait in `queued` until the connection is authenticated: nothing goes out before.
       connectSecure(isServer ? `the server's data port ${target}` : `worker ${target}`, host, port, isServer ? toServer : toPeers).then(
         (socket) => {
@@ -361,45 +391,168 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           peers.set(conn, socket);
           // The core frames our Announce and knows this connection as ours (the peer may send on
           // it too, as the original reuses connections in reverse, without announcing itself).
-          socket.write(core!.openPeer(conn, port));
-          socket.on("data", (chunk: Buffer) => guard(() => core!.onPeerData(conn, chunk), () => socket.destroy()));
+          socket.write(offering ? core!.openPeerOffering(conn, port, ownHost) : core!.openPeer(conn, port));
+          /** Bytes of the receiver's first frame while its PeerHello may still come (`peer-link`). */
+          let hello: Buffer | undefined = offering ? Buffer.alloc(0) : undefined;
+          let helloTimer: NodeJS.Timeout | undefined;
+          const ready = (): void => {
+            if (entry.ready) return;
+            clearTimeout(helloTimer);
+            entry.ready = true;
+            const queued = entry.queued;
+            entry.queued = [];
+            for (const q of queued) dispatch(target, entry, q);
+          };
+          socket.on("data", (chunk: Buffer) => {
+            if (hello !== undefined) {
+              const got: Buffer = hello.length === 0 ? chunk : Buffer.concat([hello, chunk]);
+              const len = got.length >= 8 ? Number(got.readBigUInt64LE(0)) : -1;
+              if (got.length < 10 || (isPeerHello(got.subarray(8)) && got.length < 8 + len)) {
+                hello = got;
+                return;
+              }
+              hello = undefined;
+              if (isPeerHello(got.subarray(8))) {
+                entry.link = helloAccepts(got.subarray(8, 8 + len), ownHost);
+                log("debug", `data connection ${conn} to ${target}: peer-link ${entry.link ? "accepted" : "declined"}`);
+                chunk = got.subarray(8 + len);
+              } else chunk = got; // data sent back: the receiver does not speak peer-link
+              ready();
+              if (chunk.length === 0) return;
+            }
+            guard(() => core!.onPeerData(conn, chunk), () => socket.destroy());
+          });
           socket.on("error", (err) => {
             entry.cause = err.message;
             if (!stopped && !entry.dropped) log("debug", `data connection to ${target}: ${err.message}`);
           });
           socket.on("close", () => {
+            clearTimeout(helloTimer);
             if (outgoing.get(target) === entry) outgoing.delete(target);
             peers.delete(conn);
             for (const l of leases.get(socket) ?? []) releaseLease(socket, l);
             leases.delete(socket);
+            const queued = entry.queued;
+            entry.queued = [];
+            for (const q of queued) if (q.lease !== undefined && !stopped) core!.releaseSend(q.lease);
             if (stopped || entry.dropped) return;
             guard(() => core!.onPeerClose(conn), () => undefined);
+            for (const q of queued) retrySend(target, q.id, q.address, q.attempt + 1, entry.cause);
             for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1, entry.cause);
           });
           socket.resume();
-          for (const q of entry.queued) writeParts(socket, q.parts, q.lease, q.written);
-          entry.queued = [];
+          // A receiver of ours answers the offer at once; the original never does, so streams
+          // wait for the answer only when the handshake proved the peer ours (the cluster has a
+          // secret), and at most PEER_HELLO_WAIT_MS (an older version of ours does not answer).
+          if (offering && toPeers.secret !== undefined) helloTimer = setTimeout(ready, PEER_HELLO_WAIT_MS);
+          else ready();
         },
         (err: Error) => {
           if (outgoing.get(target) === entry) outgoing.delete(target);
           // What was queued is sent again on a fresh connection, as on any broken one.
-          for (const q of entry.queued) if (q.lease !== undefined && !stopped) core!.releaseSend(q.lease);
+          const queued = entry.queued;
           entry.queued = [];
+          for (const q of queued) if (q.lease !== undefined && !stopped) core!.releaseSend(q.lease);
           if (stopped || entry.dropped) return;
-          for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1, err.message);
+          for (const q of queued) retrySend(target, q.id, q.address, q.attempt + 1, err.message);
         },
       );
     }
+    if (!peer.ready) peer.queued.push(send);
+    else dispatch(target, peer, send);
+  }
+
+  /**
+   * Sends one object on a ready connection: by its data file on the link connection when the
+   * receiver accepted `peer-link` and the object is in a data file, else its stream.
+   */
+  function dispatch(target: string, peer: OutgoingConnection, s: QueuedSend): void {
+    if (peer.link && offerLink(target, peer, s)) return;
+    writeStream(peer, s);
+  }
+
+  /** Writes a stream on a ready connection, counted as possibly undelivered until far behind. */
+  function writeStream(peer: OutgoingConnection, s: QueuedSend): void {
     const unsure = peer.unsure;
-    const stream: UnsureStream = { id, address, bytes: parts.reduce((n, p) => n + p.length, 0), attempt, writtenAt: -1 };
+    const stream: UnsureStream = { id: s.id, address: s.address, bytes: s.parts.reduce((n, p) => n + p.length, 0), attempt: s.attempt, writtenAt: -1 };
     unsure.entries.push(stream);
     const written = (): void => {
       unsure.written += stream.bytes;
       stream.writtenAt = unsure.written;
       trimUnsure(unsure);
     };
-    if (peer.socket === undefined) peer.queued.push({ parts, lease, written });
-    else writeParts(peer.socket, parts, lease, written);
+    writeParts(peer.socket!, s.parts, s.lease, written);
+  }
+
+  /** Link connections to peers that accepted `peer-link`, by address. */
+  const links = new Map<string, LinkConnection>();
+
+  /**
+   * Offers object `s.id` to `target` by its data file (`peer-link`); false when it is not in a
+   * data file (then it is streamed). The stream's lease keeps the object, and so its file, until
+   * the receiver answers; a refusal, or the link connection breaking, sends the stream instead.
+   */
+  function offerLink(target: string, peer: OutgoingConnection, s: QueuedSend): boolean {
+    const obj = core!.directObject(s.id, true);
+    if (obj === null) return false;
+    if (obj.lease != null) core!.releaseSend(obj.lease); // `s.lease` keeps the object
+    const offer = obj.path != null ? offerFrame(s.id, obj.path, obj.size) : undefined;
+    if (offer === undefined) return false;
+    let link = links.get(target);
+    if (link === undefined) {
+      const l: LinkConnection = { socket: undefined, queued: [], pending: [], dropped: false };
+      link = l;
+      links.set(target, l);
+      const sep = target.lastIndexOf(":");
+      const refused = (why: string): void => {
+        if (links.get(target) === l) links.delete(target);
+        // Links to this peer stop (the next connection asks again); what was offered is streamed.
+        peer.link = false;
+        const back = [...l.pending, ...l.queued.map((q) => q.send)];
+        l.pending = [];
+        l.queued = [];
+        if (stopped || l.dropped) return;
+        if (back.length > 0) log("warn", `peer-link connection to ${target}: ${why}; streaming ${back.length} object(s) instead`);
+        for (const b of back) sendStream(b.address, b.parts, b.lease, b.id, b.attempt);
+      };
+      connectSecure(`worker ${target} (peer-link)`, target.slice(0, sep), Number(target.slice(sep + 1)), toPeers).then(
+        (socket) => {
+          if (stopped || l.dropped) return void socket.destroy();
+          l.socket = socket;
+          socket.on(
+            "data",
+            linkReplies((object, error) => {
+              const p = l.pending.shift();
+              if (p === undefined || p.id !== object) {
+                socket.destroy();
+                return;
+              }
+              if (error === undefined) {
+                if (p.lease !== undefined && !stopped) core!.releaseSend(p.lease);
+              } else {
+                log("debug", `peer-link of data id=${object} to ${target} refused: ${error}; streaming it`);
+                peer.link = false;
+                if (!stopped) sendStream(p.address, p.parts, p.lease, p.id, p.attempt);
+              }
+            }),
+          );
+          socket.on("error", (err) => log("debug", `peer-link connection to ${target}: ${err.message}`));
+          socket.on("close", () => refused("connection closed"));
+          for (const q of l.queued) {
+            l.pending.push(q.send);
+            socket.write(q.offer);
+          }
+          l.queued = [];
+        },
+        (err: Error) => refused(err.message),
+      );
+    }
+    if (link.socket === undefined) link.queued.push({ send: s, offer });
+    else {
+      link.pending.push(s);
+      link.socket.write(offer);
+    }
+    return true;
   }
 
   /** Forgets written streams followed by more than {@link UNSURE_WINDOW} written bytes (amortized O(1)). */
@@ -454,6 +607,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       for (const l of leases.get(socket) ?? []) releaseLease(socket, l);
       leases.delete(socket);
     },
+    stopped: () => stopped || core === undefined,
+  };
+  /** What the data port's link connections (`peer-link`) use (see `peer-link.ts`). */
+  const linkHost: PeerLinkHost = {
+    core: () => core!,
+    dataDir: join(workDir, "data"),
+    apply: (effects) => apply(effects),
     stopped: () => stopped || core === undefined,
   };
   directReady = true;
@@ -651,6 +811,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       entry.queued = [];
     }
     outgoing.clear();
+    for (const l of links.values()) {
+      l.dropped = true;
+      for (const q of [...l.pending, ...l.queued.map((x) => x.send)]) if (q.lease !== undefined) core!.releaseSend(q.lease);
+      l.pending = [];
+      l.queued = [];
+      l.socket?.destroy();
+    }
+    links.clear();
     for (const s of peers.values()) s.destroy();
   }
 
@@ -697,6 +865,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     } else server.destroy();
     for (const s of peers.values()) s.destroy();
     for (const s of directSockets) s.destroy();
+    for (const l of links.values()) l.socket?.destroy();
     dataServer.close();
     void functions.close();
     python.close();
@@ -800,13 +969,42 @@ function connectSecurity(s: WorkerSecurity, to: "server" | "peer"): ConnectSecur
   };
 }
 
+/** A stream to send: the object, the SEND's address, its parts and their lease. */
+interface QueuedSend {
+  id: number;
+  address: string;
+  parts: Buffer[];
+  lease: number | undefined;
+  /** Times sent again already. */
+  attempt: number;
+}
+
+/** A link connection (`peer-link`) to a peer that accepted it. */
+interface LinkConnection {
+  /** Undefined while it connects and authenticates. */
+  socket: Socket | undefined;
+  /** Offers waiting for `socket`. */
+  queued: { send: QueuedSend; offer: Buffer }[];
+  /** Offers written, in order, waiting for their replies. */
+  pending: QueuedSend[];
+  /** Made for a server connection since lost: nothing offered on it is sent again. */
+  dropped: boolean;
+}
+
+/** How long a new connection's streams wait for the receiver's PeerHello (`peer-link`) at most. */
+const PEER_HELLO_WAIT_MS = 1000;
+
 /** A data connection this worker opened (to a peer, or the server's data port). */
 interface OutgoingConnection {
   conn: number;
   /** Undefined while it connects and authenticates. */
   socket: Socket | undefined;
-  /** Streams waiting for `socket`. */
-  queued: { parts: Buffer[]; lease: number | undefined; written: () => void }[];
+  /** Set once streams may be written: authenticated, and the receiver's PeerHello came (or will not). */
+  ready: boolean;
+  /** The receiver accepted `peer-link`: objects in data files are offered by path. */
+  link: boolean;
+  /** Streams waiting for `ready`. */
+  queued: QueuedSend[];
   /** Streams written that may not have reached the peer yet (sent again if it breaks). */
   unsure: UnsureStreams;
   /** Made for a server connection since lost: its transfers are over, nothing is sent on it. */
