@@ -1378,3 +1378,90 @@ fn direct_object_is_the_data_file_or_the_peer_stream_and_keeps_the_file_while_he
     drop(obj);
     assert!(!path.exists());
 }
+
+/// `peer-link`: the sender's Announce offering it is still an Announce (skipped, its port kept);
+/// a peer's data file hard-linked into the receiver's data directory is stored as if streamed
+/// (TRANSFERED, the waiting task runs on the bytes) and outlives the sender's copy; REMOVE deletes
+/// the receiver's link.
+#[test]
+fn peer_link_offer_is_an_announce_and_a_linked_file_is_adopted() {
+    let mut src = worker("plink-src", 1);
+    let big: Vec<u8> = (0..SPILL_LIMIT as u32 * 4)
+        .map(|i| (i % 249) as u8)
+        .collect();
+    run(&mut src, &task(100, "loom/data/const", &big, &[], 0));
+    run(&mut src, &task(101, "loom/data/const", b"small", &[], 0));
+    let src_file = src.store[&100].file_path().unwrap().to_owned();
+
+    let mut w = worker("plink-dst", 1);
+    assert!(run(&mut w, &task(1, "loom/data/merge", b"", &[100, 101], 0)).is_empty());
+    // The offering Announce, then a stream of the small object on the same connection.
+    let mut b = src.open_peer_offering(9, 1234, "boot:1000");
+    let announce = Announce::decode(&b[8..]).unwrap();
+    assert_eq!(announce.host.as_deref(), Some("boot:1000"));
+    assert_eq!(announce.features, ["peer-link"]);
+    assert!(super::peer::is_announce(&b[8..]));
+    encode_stream(101, &src.store[&101], &src.ids, &mut b);
+    w.on_peer_data(7, &b).unwrap();
+    assert_eq!(
+        responses(&w.take_output().to_server),
+        [WorkerResponse {
+            r#type: worker_response::Type::Transfered as i32,
+            id: 101,
+            ..Default::default()
+        }]
+    );
+    // The large one arrives as a link to the sender's file.
+    let linked = w.data_dir().join("peer-test-1");
+    std::fs::hard_link(&src_file, &linked).unwrap();
+    w.adopt_received(100, linked.clone()).unwrap();
+    let resp = responses(&w.take_output().to_server);
+    assert_eq!(resp[0].id, 100);
+    assert_eq!(resp[0].r#type, worker_response::Type::Transfered as i32);
+    assert_eq!(resp[1], finished(1, big.len() as u64 + 5, 0));
+    // The sender lets its copy go: the receiver's stays.
+    src.store.remove(&100);
+    assert!(!src_file.exists());
+    assert_eq!(plain_of(&w, 100), big);
+    let mut merged = big.clone();
+    merged.extend_from_slice(b"small");
+    assert_eq!(plain_of(&w, 1), merged);
+    run(&mut w, &simple(worker_command::Type::Remove, 100, None));
+    assert!(!linked.exists(), "the receiver's link goes with the object");
+}
+
+/// A DataHeader (fields 1, 2, 3) is never taken for an Announce, with or without our fields.
+#[test]
+fn data_header_is_not_an_announce() {
+    let mut b = Vec::new();
+    push_frame(
+        &mut b,
+        &DataHeader {
+            id: 5,
+            n_messages: 1,
+            type_id: 2,
+        },
+    );
+    assert!(!super::peer::is_announce(&b[8..]));
+    let mut a = Vec::new();
+    push_frame(
+        &mut a,
+        &Announce {
+            port: 70000,
+            ..Default::default()
+        },
+    );
+    assert!(super::peer::is_announce(&a[8..]));
+}
+
+/// A linked file that cannot be mapped (gone) is an error: nothing stored, nothing reported.
+#[test]
+fn peer_link_adopt_of_a_missing_file_stores_nothing() {
+    let mut w = worker("plink-missing", 1);
+    let path = w.data_dir().join("peer-missing");
+    let err = w.adopt_received(3, path.clone()).unwrap_err();
+    assert!(err.contains("data id=3"), "{err}");
+    assert!(!w.store.contains_key(&3));
+    assert!(responses(&w.take_output().to_server).is_empty());
+    assert!(!path.exists());
+}

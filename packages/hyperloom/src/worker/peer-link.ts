@@ -94,6 +94,7 @@ export function servePeerLink(socket: Socket, first: Buffer, host: PeerLinkHost)
     const id = offer.object;
     const error = take(offer, id, host);
     if (error !== undefined) log("debug", `peer-link of data id=${id} from ${socket.remoteAddress}: ${error}; the sender streams it`);
+    else log("debug", `peer-link: data id=${id} taken from ${offer.path} (hard link, no copy)`);
     reply(id, error);
   };
   const feed = (chunk: Buffer): void => {
@@ -169,7 +170,7 @@ export function linkReplies(onReply: (object: number, error: string | undefined)
   return (chunk) => {
     for (const f of reader.push(chunk)) {
       const r = comm.PeerLinkReply.decode(f);
-      onReply(r.object, r.error ?? undefined);
+      onReply(r.object, r.error ? r.error : undefined); // unset reads as ""
     }
   };
 }

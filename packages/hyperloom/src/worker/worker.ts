@@ -538,6 +538,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           );
           socket.on("error", (err) => log("debug", `peer-link connection to ${target}: ${err.message}`));
           socket.on("close", () => refused("connection closed"));
+          socket.resume();
           for (const q of l.queued) {
             l.pending.push(q.send);
             socket.write(q.offer);
