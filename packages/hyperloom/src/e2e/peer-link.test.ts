@@ -61,12 +61,12 @@ async function noDataFilesLeft(cluster: LocalCluster): Promise<void> {
  * other), checks the merged bytes, releases everything and checks both data directories are
  * empty. Returns the workers' log lines.
  */
-async function crossAndCheck(env: Record<string, string>): Promise<string[]> {
+async function crossAndCheck(env: Record<string, string>, tls = false): Promise<string[]> {
   const lines: string[] = [];
   for (const [k, v] of Object.entries(env)) process.env[k] = v;
   let cluster: LocalCluster;
   try {
-    cluster = await LocalCluster.start({ workers: 2, cpus: 1, logArgs: ["--debug"], onWorkerLine: (_i, line) => void lines.push(line) });
+    cluster = await LocalCluster.start({ workers: 2, cpus: 1, tls, logArgs: ["--debug"], onWorkerLine: (_i, line) => void lines.push(line) });
   } finally {
     for (const k of Object.keys(env)) delete process.env[k];
   }
@@ -90,12 +90,14 @@ async function crossAndCheck(env: Record<string, string>): Promise<string[]> {
   return lines;
 }
 
-t("same host and user: the object crosses as a hard link of the sender's file; right bytes; nothing left after release", async () => {
-  const lines = await crossAndCheck({});
-  assert.ok(lines.some((l) => /peer-link accepted/.test(l)), "the receiver accepted peer-link");
-  assert.ok(lines.some((l) => /peer-link: data id=\d+ taken from .*\/data\/\S+ \(hard link, no copy\)/.test(l)), lines.filter((l) => /peer-link/.test(l)).join("\n"));
-  assert.not.ok(lines.some((l) => /streaming it|streaming \d+ object/.test(l)), "nothing fell back to the stream");
-});
+for (const tls of [false, true]) {
+  t(`same host and user${tls ? ", TLS" : ""}: the object crosses as a hard link of the sender's file; right bytes; nothing left after release`, async () => {
+    const lines = await crossAndCheck({}, tls);
+    assert.ok(lines.some((l) => /peer-link accepted/.test(l)), "the receiver accepted peer-link");
+    assert.ok(lines.some((l) => /peer-link: data id=\d+ taken from .*\/data\/\S+ \(hard link, no copy\)/.test(l)), lines.filter((l) => /peer-link/.test(l)).join("\n"));
+    assert.not.ok(lines.some((l) => /streaming it|streaming \d+ object/.test(l)), "nothing fell back to the stream");
+  });
+}
 
 t("a receiver that refuses the link (as another filesystem would): the sender streams the object; right bytes", async () => {
   const lines = await crossAndCheck({ HYPERLOOM_FAULT_REFUSE_PEER_LINK: "1" });
