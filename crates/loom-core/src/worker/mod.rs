@@ -530,20 +530,7 @@ impl Worker {
         let mut done = Vec::new();
         let r = peer.feed(chunk, &self.ids, &self.dd, |d, stat| done.push((d, stat)));
         for ((id, obj), stat) in done {
-            // An input arriving for a traced task is traced too (and its data from then on).
-            if self.trace_marked
-                && self.trace.is_some()
-                && !self.traced.contains(&id)
-                && self
-                    .waiters
-                    .get(&id)
-                    .is_some_and(|w| w.iter().any(|t| self.traced.contains(t)))
-            {
-                self.traced.insert(id);
-            }
-            if let Some(t) = self.trace_of(id) {
-                t.received(id, stat.bytes, stat.port, stat.started);
-            }
+            self.trace_received(id, stat);
             self.received(id, obj);
         }
         let r = match r {
@@ -1190,6 +1177,24 @@ impl Worker {
             }
         }
         self.wake(id);
+    }
+
+    /// Traces the arrival of object `id` from a peer. An input arriving for a traced task is
+    /// traced too (and its data from then on).
+    fn trace_received(&mut self, id: i32, stat: peer::RecvStat) {
+        if self.trace_marked
+            && self.trace.is_some()
+            && !self.traced.contains(&id)
+            && self
+                .waiters
+                .get(&id)
+                .is_some_and(|w| w.iter().any(|t| self.traced.contains(t)))
+        {
+            self.traced.insert(id);
+        }
+        if let Some(t) = self.trace_of(id) {
+            t.received(id, stat.bytes, stat.port, stat.started);
+        }
     }
 
     /// An object arrived from a peer.

@@ -14,7 +14,7 @@ use crate::data::{DataObject, Plain};
 use crate::frame::push_frame;
 use crate::proto::comm::Announce;
 
-use super::peer::Peer;
+use super::peer::{Peer, RecvStat};
 use super::Worker;
 
 /// The feature a sender announces and a receiver accepts.
@@ -47,10 +47,12 @@ impl Worker {
         let started = Instant::now();
         let plain = Plain::adopt_file_populated(path)
             .map_err(|e| format!("cannot store linked data id={id}: {e}"))?;
-        let bytes = plain.len() as u64;
-        if let Some(t) = self.trace_of(id) {
-            t.received(id, bytes, 0, started);
-        }
+        let stat = RecvStat {
+            bytes: plain.len() as u64,
+            port: 0,
+            started,
+        };
+        self.trace_received(id, stat);
         self.received(id, Arc::new(DataObject::Plain(plain)));
         self.drain_woken();
         Ok(())

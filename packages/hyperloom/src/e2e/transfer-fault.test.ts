@@ -13,12 +13,15 @@ for (const tls of [false, true]) {
     // Each worker resets its first incoming data connection after 8 MiB (inherited by the spawned
     // workers only; removed again at once so no other suite's workers see it).
     process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER = String(8 * MiB);
+    // The stream path is the one under test: on one host the object would cross by `peer-link`.
+    process.env.HYPERLOOM_PEER_LINK = "0";
     const lines: string[] = [];
     let cluster: LocalCluster;
     try {
       cluster = await LocalCluster.start({ workers: 2, cpus: 1, tls, onWorkerLine: (_i, line) => lines.push(line) });
     } finally {
       delete process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER;
+      delete process.env.HYPERLOOM_PEER_LINK;
     }
     const client = await cluster.connect();
     try {
