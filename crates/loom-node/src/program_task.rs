@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use loom_core::proto::run::Run;
-use loom_core::worker::{JsInput, JsResult, JsTask, WorkerOutput};
+use loom_core::worker::{push_send, JsInput, JsResult, JsTask, WorkerOutput};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use prost::Message;
 
@@ -187,7 +187,9 @@ impl ProgramHost {
                 && p.logs.is_empty()
                 && p.canceled.is_empty();
             p.to_server.extend_from_slice(&out.to_server);
-            p.sends.extend(out.sends);
+            for s in out.sends {
+                push_send(&mut p.sends, &s.ids, &s.address, s.parts);
+            }
             p.js_tasks.extend(out.js_tasks);
             p.native_calls.extend(out.native_calls);
             p.logs.extend(out.logs);

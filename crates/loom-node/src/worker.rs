@@ -18,19 +18,22 @@ use loom_core::worker::{
     DirectObject, JsResult, JsTask, NativeCall, NativeDone, RedirectInput, Worker, WorkerConfig,
     WorkerError, WorkerOutput,
 };
-use napi::bindgen_prelude::{AsyncTask, Buffer, BufferSlice, Function, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, BufferSlice, Function, Int32Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use std::collections::HashMap;
 
-/// A data stream to push to a worker or to the server's data port.
+/// Data streams to push to a worker or to the server's data port: those of one event to the
+/// same address, back to back.
 #[napi(object)]
 pub struct DataSend {
-    /// The data object sent (a task id; `resend` it if the connection breaks first).
-    pub id: i32,
+    /// The data objects sent (task ids), in stream order (`resend` them if the connection
+    /// breaks first).
+    pub ids: Int32Array,
     /// `ip:port`, or `!:port` for the server's host.
     pub address: String,
-    /// The stream, in order (write them all; large objects are views of the stored bytes).
+    /// The streams, in order (write them all; small ones are joined into one buffer, large
+    /// objects are views of the stored bytes).
     pub parts: Vec<Buffer>,
     /// Set when parts are views of stored objects: call `releaseSend(lease)` once the socket
     /// has written them (its write callback) or was destroyed. Until then the objects stay
@@ -310,7 +313,7 @@ pub(crate) fn convert(
             .collect::<napi::Result<_>>()?;
         let lease = new_lease(held);
         sends.push(DataSend {
-            id: s.id,
+            ids: s.ids.into(),
             address: s.address,
             parts,
             lease,
@@ -611,11 +614,20 @@ impl WorkerCore {
         effects.map_err(binding_error)
     }
 
-    /// Sends data object `id` to `address` again (its data connection broke before it was
-    /// surely delivered); nothing but a debug log when it was released meanwhile.
+    /// Sends data objects `ids` to `address` again (their data connection broke before they
+    /// were surely delivered); nothing but a debug log for one released meanwhile.
     #[napi]
-    pub fn resend(&self, env: Env, id: i32, address: String) -> napi::Result<WorkerEffects> {
-        self.event(&env, |w| w.resend(id, &address))
+    pub fn resend(
+        &self,
+        env: Env,
+        ids: Int32Array,
+        address: String,
+    ) -> napi::Result<WorkerEffects> {
+        self.event(&env, |w| {
+            for &id in ids.iter() {
+                w.resend(id, &address)
+            }
+        })
     }
 
     /// Object `id` for a client fetching it from this worker's data port: its data file when

@@ -137,16 +137,46 @@ pub enum RedirectInput {
     Data(Vec<u8>),
 }
 
-/// A data stream to push.
+/// Data streams to push to one address, back to back.
+///
+/// The streams of one event going to the same address are one `Send` (W1's 500,000 transfers
+/// of small objects cross to JS as a few buffers, not as 500,000 objects): small parts are
+/// joined into one byte buffer, large D-Objects stay references.
 #[derive(Debug, Clone)]
 pub struct Send {
-    /// The data object sent (a task id).
-    pub id: i32,
+    /// The data objects sent (task ids), in stream order.
+    pub ids: Vec<i32>,
     /// `ip:port` of a worker, or `!:port` for the server's host.
     pub address: String,
-    /// The stream, in order: encoded bytes and, for large D-Objects, references to the stored
+    /// The streams, in order: encoded bytes and, for large D-Objects, references to the stored
     /// bytes (written without a copy).
     pub parts: Vec<StreamPart>,
+}
+
+/// Encoded bytes below this size are appended to the preceding encoded part of a [`Send`]
+/// (one buffer, one write); larger ones stay parts of their own (no copy of a big array's frames).
+const JOIN_PART_BELOW: usize = 64 << 10;
+
+/// Adds the stream of `ids` to `sends`: appended to the `Send` for the same address if there is
+/// one (in order), else a new one.
+pub fn push_send(sends: &mut Vec<Send>, ids: &[i32], address: &str, parts: Vec<StreamPart>) {
+    let Some(s) = sends.iter_mut().find(|s| s.address == address) else {
+        sends.push(Send {
+            ids: ids.to_vec(),
+            address: address.to_owned(),
+            parts,
+        });
+        return;
+    };
+    s.ids.extend_from_slice(ids);
+    for p in parts {
+        match (s.parts.last_mut(), p) {
+            (Some(StreamPart::Bytes(last)), StreamPart::Bytes(b)) if b.len() < JOIN_PART_BELOW => {
+                last.extend_from_slice(&b)
+            }
+            (_, p) => s.parts.push(p),
+        }
+    }
 }
 
 impl Send {
@@ -1285,7 +1315,7 @@ impl Worker {
     }
 
     fn send(&mut self, id: Option<i32>, address: &[u8]) {
-        let address = String::from_utf8_lossy(address).into_owned();
+        let address = String::from_utf8_lossy(address);
         let Some(id) = id else {
             return self.log(LogLevel::Warn, "SEND without an id; ignored".to_owned());
         };
@@ -1300,7 +1330,7 @@ impl Worker {
             let bytes = parts.iter().map(|p| p.as_slice().len() as u64).sum();
             t.sent(id, bytes, &address);
         }
-        self.out.sends.push(Send { id, address, parts });
+        push_send(&mut self.out.sends, &[id], &address, parts);
     }
 
     fn load_checkpoint(&mut self, id: Option<i32>, path: &[u8]) {

@@ -548,6 +548,40 @@ fn send_output_bytes() {
 }
 
 #[test]
+fn sends_of_one_event_to_one_address_are_one_stream_in_order() {
+    let mut w = worker("send-join", 1);
+    let mut b = Vec::new();
+    for id in 1..=4 {
+        b.extend(task(id, "loom/data/const", format!("x{id}").as_bytes(), &[], 0));
+    }
+    // Interleaved addresses: each address keeps its own order.
+    for (id, to) in [(1, "10.0.0.2:4000"), (2, "!:9999"), (3, "10.0.0.2:4000"), (4, "10.0.0.2:4000")] {
+        b.extend(simple(worker_command::Type::Send, id, Some(to)));
+    }
+    w.on_server_data(&b).unwrap();
+    let out = w.take_output();
+    assert_eq!(out.sends.len(), 2);
+    assert_eq!(out.sends[0].address, "10.0.0.2:4000");
+    assert_eq!(out.sends[0].ids, [1, 3, 4]);
+    assert_eq!(out.sends[0].parts.len(), 1, "small streams joined into one buffer");
+    let mut exp = Vec::new();
+    for id in [1, 3, 4] {
+        push_frame(
+            &mut exp,
+            &DataHeader {
+                id,
+                n_messages: 1,
+                type_id: 19,
+            },
+        );
+        push_raw_frame(&mut exp, format!("x{id}").as_bytes());
+    }
+    assert_eq!(out.sends[0].to_vec(), exp);
+    assert_eq!(out.sends[1].address, "!:9999");
+    assert_eq!(out.sends[1].ids, [2]);
+}
+
+#[test]
 fn resend_repeats_a_stored_object_and_skips_a_released_one() {
     let mut w = worker("resend", 1);
     let mut b = task(5, "loom/data/const", b"AB", &[], 0);
@@ -555,7 +589,7 @@ fn resend_repeats_a_stored_object_and_skips_a_released_one() {
     w.on_server_data(&b).unwrap();
     let first = w.take_output().sends;
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].id, 5);
+    assert_eq!(first[0].ids, [5]);
     // Its connection broke: the same stream again, to the same peer.
     w.resend(5, "10.0.0.2:4000");
     let again = w.take_output();

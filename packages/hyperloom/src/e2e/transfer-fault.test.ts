@@ -50,4 +50,33 @@ for (const tls of [false, true]) {
   });
 }
 
+t("a data connection reset in the middle of many small objects sent together: every one is sent again, the array is whole", async () => {
+  // 20,000 small merges spread over two workers, gathered by one arrayMake: one worker's half
+  // crosses to the other in a few joined streams (many objects each); the receiver resets that
+  // connection after 64 KiB, in the middle of one.
+  process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER = String(64 * 1024);
+  const lines: string[] = [];
+  let cluster: LocalCluster;
+  try {
+    cluster = await LocalCluster.start({ workers: 2, cpus: 1, onWorkerLine: (_i, line) => lines.push(line) });
+  } finally {
+    delete process.env.HYPERLOOM_FAULT_RESET_DATA_AFTER;
+  }
+  const client = await cluster.connect();
+  try {
+    const n = 20_000;
+    const merges = Array.from({ length: n }, (_, i) => tasks.merge([tasks.const(`a${i}`), tasks.const(`b${i}`)]));
+    const [array] = client.submit([tasks.arrayMake(merges)]);
+    const values = (await array!.gather()) as Buffer[];
+    assert.is(values.length, n);
+    for (let i = 0; i < n; i++) if (values[i]!.toString() !== `a${i}b${i}`) assert.unreachable(`item ${i}: ${values[i]!.toString()}`);
+    assert.ok(lines.some((l) => l.includes("reset after")), "no data connection was reset");
+    assert.ok(lines.some((l) => /sending data ids=\d+\.\.\d+ \(\d+ objects\) again/.test(l)), `no batch was sent again: ${lines.filter((l) => l.includes("again")).slice(0, 3).join(" | ")}`);
+    for (const w of cluster.workerProcesses) assert.is(w.exitCode, null, "a worker exited");
+  } finally {
+    await client.close();
+    await cluster.stop();
+  }
+});
+
 t.run();

@@ -333,7 +333,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       }
       server.write(e.toServer);
     }
-    for (const s of e.sends) sendStream(s.address, s.parts, s.lease ?? undefined, s.id);
+    for (const s of e.sends) sendStream(s.address, s.parts, s.lease ?? undefined, s.ids);
     if (e.calls) functions.run(e.calls);
     for (const t of e.tasks) startTask(t);
     for (const id of e.canceled) cancelTask(id);
@@ -357,16 +357,17 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   };
 
   /**
-   * Sends a stream. Each outgoing connection keeps the streams that may not have reached the
-   * peer yet (issue #18): if it breaks while both workers live (the receiver closed it, a
-   * reset, a refused connect), the server still waits for the receiver's TRANSFERED, so these
-   * objects are sent again on a fresh connection ({@link retrySend}). A stream counts as
-   * possibly undelivered until it is written and then {@link UNSURE_WINDOW} more bytes were
-   * written after it (more than kernel socket buffers hold). `attempt`: times sent again already.
+   * Sends the streams of objects `ids` (back to back in `parts`). Each outgoing connection keeps
+   * the streams that may not have reached the peer yet (issue #18): if it breaks while both
+   * workers live (the receiver closed it, a reset, a refused connect), the server still waits for
+   * the receiver's TRANSFERED, so these objects are sent again on a fresh connection
+   * ({@link retrySend}). Streams count as possibly undelivered until they are written and then
+   * {@link UNSURE_WINDOW} more bytes were written after them (more than kernel socket buffers
+   * hold). `attempt`: times sent again already.
    */
-  function sendStream(address: string, parts: Buffer[], lease: number | undefined, id: number, attempt = 0): void {
+  function sendStream(address: string, parts: Buffer[], lease: number | undefined, ids: Int32Array, attempt = 0): void {
     const target = address.startsWith("!:") ? `${serverIp}:${address.slice(2)}` : address;
-    const send: QueuedSend = { id, address, parts, lease, attempt };
+    const send: QueuedSend = { ids, address, parts, lease, attempt };
     let peer = outgoing.get(target);
     if (peer === undefined) {
       const sep = target.lastIndexOf(":");
@@ -437,8 +438,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             for (const q of queued) if (q.lease !== undefined && !stopped) core!.releaseSend(q.lease);
             if (stopped || entry.dropped) return;
             guard(() => core!.onPeerClose(conn), () => undefined);
-            for (const q of queued) retrySend(target, q.id, q.address, q.attempt + 1, entry.cause);
-            for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.id, u.address, u.attempt + 1, entry.cause);
+            for (const q of queued) retrySend(target, q.ids, q.address, q.attempt + 1, entry.cause);
+            for (const u of entry.unsure.entries.slice(entry.unsure.head)) retrySend(target, u.ids, u.address, u.attempt + 1, entry.cause);
           });
           socket.resume();
           // A receiver of ours answers the offer at once; the original never does, so streams
@@ -454,7 +455,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
           entry.queued = [];
           for (const q of queued) if (q.lease !== undefined && !stopped) core!.releaseSend(q.lease);
           if (stopped || entry.dropped) return;
-          for (const q of queued) retrySend(target, q.id, q.address, q.attempt + 1, err.message);
+          for (const q of queued) retrySend(target, q.ids, q.address, q.attempt + 1, err.message);
         },
       );
     }
@@ -463,18 +464,19 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
 
   /**
-   * Sends one object on a ready connection: by its data file on the link connection when the
-   * receiver accepted `peer-link` and the object is in a data file, else its stream.
+   * Sends streams on a ready connection: a lone object in a data file by that file on the link
+   * connection when the receiver accepted `peer-link`, else the streams (several objects of one
+   * event leave joined, issue #26).
    */
   function dispatch(target: string, peer: OutgoingConnection, s: QueuedSend): void {
-    if (peer.link && offerLink(target, peer, s)) return;
+    if (peer.link && s.ids.length === 1 && offerLink(target, peer, s)) return;
     writeStream(peer, s);
   }
 
   /** Writes a stream on a ready connection, counted as possibly undelivered until far behind. */
   function writeStream(peer: OutgoingConnection, s: QueuedSend): void {
     const unsure = peer.unsure;
-    const stream: UnsureStream = { id: s.id, address: s.address, bytes: s.parts.reduce((n, p) => n + p.length, 0), attempt: s.attempt, writtenAt: -1 };
+    const stream: UnsureStream = { ids: s.ids, address: s.address, bytes: s.parts.reduce((n, p) => n + p.length, 0), attempt: s.attempt, writtenAt: -1 };
     unsure.entries.push(stream);
     const written = (): void => {
       unsure.written += stream.bytes;
@@ -488,15 +490,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const links = new Map<string, LinkConnection>();
 
   /**
-   * Offers object `s.id` to `target` by its data file (`peer-link`); false when it is not in a
+   * Offers the one object of `s` to `target` by its data file (`peer-link`); false when it is not in a
    * data file (then it is streamed). The stream's lease keeps the object, and so its file, until
    * the receiver answers; a refusal, or the link connection breaking, sends the stream instead.
    */
   function offerLink(target: string, peer: OutgoingConnection, s: QueuedSend): boolean {
-    const obj = core!.directObject(s.id, true);
+    const obj = core!.directObject(s.ids[0]!, true);
     if (obj === null) return false;
     if (obj.lease != null) core!.releaseSend(obj.lease); // `s.lease` keeps the object
-    const offer = obj.path != null ? offerFrame(s.id, obj.path, obj.size) : undefined;
+    const offer = obj.path != null ? offerFrame(s.ids[0]!, obj.path, obj.size) : undefined;
     if (offer === undefined) return false;
     let link = links.get(target);
     if (link === undefined) {
@@ -513,7 +515,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         l.queued = [];
         if (stopped || l.dropped) return;
         if (back.length > 0) log("warn", `peer-link connection to ${target}: ${why}; streaming ${back.length} object(s) instead`);
-        for (const b of back) sendStream(b.address, b.parts, b.lease, b.id, b.attempt);
+        for (const b of back) sendStream(b.address, b.parts, b.lease, b.ids, b.attempt);
       };
       connectSecure(`worker ${target} (peer-link)`, target.slice(0, sep), Number(target.slice(sep + 1)), toPeers).then(
         (socket) => {
@@ -523,7 +525,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
             "data",
             linkReplies((object, error) => {
               const p = l.pending.shift();
-              if (p === undefined || p.id !== object) {
+              if (p === undefined || p.ids[0] !== object) {
                 socket.destroy();
                 return;
               }
@@ -532,7 +534,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
               } else {
                 log("debug", `peer-link of data id=${object} to ${target} refused: ${error}; streaming it`);
                 peer.link = false;
-                if (!stopped) sendStream(p.address, p.parts, p.lease, p.id, p.attempt);
+                if (!stopped) sendStream(p.address, p.parts, p.lease, p.ids, p.attempt);
               }
             }),
           );
@@ -570,32 +572,33 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
 
   /**
-   * Sends `id` to `target` again after its connection broke or was refused (`cause`), after 200,
-   * 400, 800, 1600 ms. After {@link SEND_ATTEMPTS} such attempts the transfer is given up and the
-   * server told (TRANSFER_FAILED, our extension): it sends the object from another worker or
-   * fails the tasks waiting for it there, naming the cause. Nothing is logged for a retry the
-   * worker's stop or a lost server connection makes moot (a cluster going down).
+   * Sends `ids` to `target` again after its connection broke or was refused (`cause`), after 200,
+   * 400, 800, 1600 ms. After {@link SEND_ATTEMPTS} such attempts the transfers are given up and
+   * the server told (TRANSFER_FAILED, our extension, per object): it sends each object from
+   * another worker or fails the tasks waiting for it there, naming the cause. Nothing is logged
+   * for a retry the worker's stop or a lost server connection makes moot (a cluster going down).
    */
-  function retrySend(target: string, id: number, address: string, attempt: number, cause: string): void {
+  function retrySend(target: string, ids: Int32Array, address: string, attempt: number, cause: string): void {
     const at = connection;
     if (attempt > SEND_ATTEMPTS) {
-      if (!stopped) guard(() => core!.transferFailed(id, address, `${cause} (${SEND_ATTEMPTS + 1} attempts)`), () => undefined);
+      if (!stopped) for (const id of ids) guard(() => core!.transferFailed(id, address, `${cause} (${SEND_ATTEMPTS + 1} attempts)`), () => undefined);
       return;
     }
     const timer = setTimeout(() => {
       // The server connection was lost meanwhile: that server's transfers are over.
       if (stopped || at !== connection) return;
-      log("warn", `data connection to ${target} failed (${cause}); sending data id=${id} again (attempt ${attempt + 1})`);
+      const what = ids.length === 1 ? `data id=${ids[0]}` : `data ids=${ids[0]}..${ids[ids.length - 1]} (${ids.length} objects)`;
+      log("warn", `data connection to ${target} failed (${cause}); sending ${what} again (attempt ${attempt + 1})`);
       let effects: WorkerEffects;
       try {
-        effects = core!.resend(id, address);
+        effects = core!.resend(ids, address);
       } catch (e) {
         log("error", (e as Error).message);
         return;
       }
       for (const l of effects.logs) log(l.level, l.message);
       if (effects.toServer.length > 0) server.write(effects.toServer);
-      for (const s of effects.sends) sendStream(s.address, s.parts, s.lease ?? undefined, s.id, attempt);
+      for (const s of effects.sends) sendStream(s.address, s.parts, s.lease ?? undefined, s.ids, attempt);
     }, 200 * 2 ** (attempt - 1));
     timer.unref();
   }
@@ -970,9 +973,9 @@ function connectSecurity(s: WorkerSecurity, to: "server" | "peer"): ConnectSecur
   };
 }
 
-/** A stream to send: the object, the SEND's address, its parts and their lease. */
+/** Streams to send: the objects (in stream order), the SEND's address, their parts and lease. */
 interface QueuedSend {
-  id: number;
+  ids: Int32Array;
   address: string;
   parts: Buffer[];
   lease: number | undefined;
@@ -1019,10 +1022,10 @@ const UNSURE_WINDOW = 64 * 1024 * 1024;
 /** Times a stream is sent again after its data connection broke, before it is given up. */
 const SEND_ATTEMPTS = 4;
 
-/** A stream sent on a data connection that may not have reached the peer yet. */
+/** Streams sent on a data connection together that may not have reached the peer yet. */
 interface UnsureStream {
-  /** The data object. */
-  id: number;
+  /** The data objects, in stream order. */
+  ids: Int32Array;
   /** The address the server gave in its SEND. */
   address: string;
   /** Its length on the wire, in bytes. */
