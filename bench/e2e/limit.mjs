@@ -1,6 +1,6 @@
 // W1-serial: the whole W1 pipeline in ONE process and ONE thread, stage after stage, no sockets
 // (not a limit: the real cluster overlaps the stages on several cores and beats it). The client's own plan code
-// (numberPlan/encodePlan) -> native ServerCore -> WorkerCore (built-ins run in Rust) -> FINISHED
+// (encodePlan: numbering and encoding) -> native ServerCore -> WorkerCore (built-ins run in Rust) -> FINISHED
 // frames back -> TASK_FINISHED -> FETCH -> SEND -> the worker's data stream -> onDataHeader ->
 // decodeData in JS. Every byte that would cross a socket is handed over in memory instead.
 //
@@ -17,7 +17,7 @@ import { w1Tasks } from "./plans.mjs";
 
 const require = createRequire(import.meta.url);
 const dist = new URL("../../packages/hyperloom/dist/", import.meta.url).pathname;
-const { numberPlan, encodePlan } = require(join(dist, "client/plan.js"));
+const { encodePlan } = require(join(dist, "client/plan.js"));
 const { decodeData } = require(join(dist, "client/data.js"));
 const { FrameReader, frame } = require(join(dist, "protocol/frame.js"));
 const { comm, PROTOCOL_VERSION } = require(join(dist, "protocol/messages.js"));
@@ -79,12 +79,9 @@ export function runLimit(n) {
     const t0 = process.hrtime.bigint();
     const root = w1Tasks(n);
     const tBuilt = process.hrtime.bigint();
-    const plan = numberPlan([root], 0);
-    const buf = encodePlan(plan, { symbol, cpusSymbol: symbol("loom/resource/cpus"), labels: true, loadCheckpoints: false });
+    const { buf, count: nTasks } = encodePlan([root], 0, { symbol, cpusSymbol: symbol("loom/resource/cpus"), labels: true, loadCheckpoints: false });
     const tEncoded = process.hrtime.bigint();
-    const nTasks = plan.tasks.length;
     const rootId = root._planId;
-    plan.tasks.length = 0;
 
     apply(server.onData(CLIENT, buf));
     pump();

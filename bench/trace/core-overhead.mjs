@@ -9,7 +9,7 @@ import { join } from "node:path";
 
 const require = createRequire(import.meta.url);
 const dist = new URL("../../packages/hyperloom/dist/", import.meta.url).pathname;
-const { numberPlan, encodePlan } = require(join(dist, "client/plan.js"));
+const { encodePlan } = require(join(dist, "client/plan.js"));
 const { frame } = require(join(dist, "protocol/frame.js"));
 const { comm, PROTOCOL_VERSION } = require(join(dist, "protocol/messages.js"));
 const { native } = require(join(dist, "native.js"));
@@ -53,8 +53,7 @@ function once(traceDir) {
     }
     const merges = [];
     for (let i = 0; i < N; i++) merges.push(tasks.merge([tasks.const(`a${i}`), tasks.const(`b${i}`)]));
-    const plan = numberPlan([tasks.arrayMake(merges)], 0);
-    const buf = encodePlan(plan, { symbol: (s) => symbols.get(s), cpusSymbol: symbols.get("loom/resource/cpus"), labels: true, loadCheckpoints: false });
+    const { buf } = encodePlan([tasks.arrayMake(merges)], 0, { symbol: (s) => symbols.get(s), cpusSymbol: symbols.get("loom/resource/cpus"), labels: true, loadCheckpoints: false });
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     apply(server.onData(CLIENT, buf));

@@ -15,7 +15,7 @@ import { Task } from "./task.js";
 import { LoomError, TaskFailed } from "./errors.js";
 import { decodeData, type DataValue } from "./data.js";
 import { DirectFetcher, type Location } from "./direct-fetch.js";
-import { encodePlan, numberPlan } from "./plan.js";
+import { encodePlan } from "./plan.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
 import { accessFor, type Access } from "../security/access-file.js";
 
@@ -430,14 +430,19 @@ export class Client {
   /** Submits a plan made of `tasks` and everything they reach; returns one future per task. */
   submit<Ts extends readonly Task<any>[]>(tasks: Ts, options: SubmitOptions = {}): FuturesOf<Ts> {
     this.checkOpen();
-    const plan = numberPlan(tasks, this.nextId, this);
-    const buf = encodePlan(plan, {
-      symbol: (n) => this.symbolId(n),
-      cpusSymbol: this.symbolId(Symbol.RESOURCE_CPUS),
-      labels: true,
-      loadCheckpoints: options.load ?? false,
-    });
-    this.nextId = plan.idBase + plan.tasks.length;
+    const idBase = this.nextId;
+    const { buf, count } = encodePlan(
+      tasks,
+      idBase,
+      {
+        symbol: (n) => this.symbolId(n),
+        cpusSymbol: this.symbolId(Symbol.RESOURCE_CPUS),
+        labels: true,
+        loadCheckpoints: options.load ?? false,
+      },
+      this,
+    );
+    this.nextId = idBase + count;
     const futures: Future<unknown>[] = new Array(tasks.length);
     for (let i = 0; i < tasks.length; i++) {
       const t = tasks[i]!;
@@ -450,8 +455,8 @@ export class Client {
       }
       futures[i] = f;
     }
-    this.plans.push({ idBase: plan.idBase, end: this.nextId });
-    if (this.address.reconnectMs !== undefined) this.sentPlans.push({ idBase: plan.idBase, buf });
+    this.plans.push({ idBase, end: this.nextId });
+    if (this.address.reconnectMs !== undefined) this.sentPlans.push({ idBase, buf });
     this.send(buf);
     return futures as FuturesOf<Ts>;
   }

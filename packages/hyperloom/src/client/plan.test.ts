@@ -3,7 +3,7 @@ import * as assert from "uvu/assert";
 import { comm } from "../protocol/messages.js";
 import { encodePlan, numberPlan } from "./plan.js";
 import * as tasks from "./tasks.js";
-import { Task } from "./task.js";
+import { cpus, Task } from "./task.js";
 
 const names = ["loom/base/slice", "loom/base/get", "loom/scheduler/dslice", "loom/scheduler/dget", "loom/resource/cpus", "loom/base/size", "loom/base/length", "loom/data/const", "loom/data/merge", "loom/data/open", "loom/data/split", "loom/data/save", "loom/array/make", "loom/run/run"];
 const symbol = (n: string): number => {
@@ -15,7 +15,8 @@ const opts = { symbol, cpusSymbol: 4, labels: true, loadCheckpoints: false };
 
 test("the hello plan is byte-identical to the original client's recording", () => {
   const m = tasks.merge([tasks.const("Hello "), tasks.const("world!")]);
-  const buf = encodePlan(numberPlan([m], 0), opts);
+  const { buf, count } = encodePlan([m], 0, opts);
+  assert.is(count, 3);
   // Recorded in spec/vectors/hello.jsonl (ClientRequest PLAN), after the 8-byte length prefix.
   const recorded = "0801122a120c0807120648656c6c6f203000120c08071206776f726c64213000120a0808120018001801300120002000";
   assert.is(buf.subarray(8).toString("hex"), recorded);
@@ -28,8 +29,7 @@ test("the fast encoder matches protobufjs on labels, requests, futures-like ids 
   const g = tasks.get(tasks.split(a), 5);
   const big = tasks.arrayMake([r, g, a, a]);
   big.label = "ünïcode label";
-  const plan = numberPlan([big, r], 1_000_000);
-  const buf = encodePlan(plan, opts);
+  const { buf } = encodePlan([big, r], 1_000_000, opts);
   const decoded = comm.ClientRequest.decode(buf.subarray(8));
   const again = comm.ClientRequest.encode(decoded).finish();
   assert.is(Buffer.from(again).toString("hex"), buf.subarray(8).toString("hex"));
@@ -37,6 +37,39 @@ test("the fast encoder matches protobufjs on labels, requests, futures-like ids 
   assert.is(decoded.plan!.tasks!.length, 5);
   assert.is(decoded.plan!.tasks![4]!.label, "ünïcode label");
   assert.equal(decoded.plan!.resourceRequests!.map((x) => x.resources![0]!.value), [1]);
+});
+
+test("the one-pass encoder matches protobufjs on long configs and labels, many resource requests, large ids", () => {
+  const long = tasks.const("é".repeat(100)); // 200 bytes of UTF-8: a task body above 127 bytes
+  const bytes = tasks.const(Buffer.alloc(300, 7));
+  const reqs = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 200].map((n) => new Task("loom/run/run", { inputs: [long, bytes], resourceRequest: cpus(n), label: `r${n}` }));
+  const root = tasks.arrayMake(reqs);
+  root.checkpointPath = "/tmp/x".repeat(40);
+  const { buf, count } = encodePlan([root, long], 2 ** 30, opts);
+  assert.is(count, 14);
+  const decoded = comm.ClientRequest.decode(buf.subarray(8));
+  assert.is(Number(buf.readBigUInt64LE(0)), buf.length - 8);
+  assert.is(Buffer.from(comm.ClientRequest.encode(decoded).finish()).toString("hex"), buf.subarray(8).toString("hex"));
+  const plan = decoded.plan!;
+  assert.equal(plan.resourceRequests!.map((x) => x.resources![0]!.value), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 200]);
+  assert.equal(plan.tasks!.map((t) => t.result), [true, false, ...Array(11).fill(false), true]);
+  assert.is(plan.tasks![0]!.config!.length, 200);
+  assert.is(plan.tasks![13]!.checkpointPath, "/tmp/x".repeat(40));
+  assert.is(Number(plan.idBase), 2 ** 30);
+  assert.equal(plan.tasks![2]!.inputIds!.map(Number), [2 ** 30, 2 ** 30 + 1]);
+});
+
+test("a result reached first as another result's input is marked a result; a duplicate root is one task", () => {
+  const a = tasks.const("a");
+  const b = tasks.merge([a]);
+  const { buf, count } = encodePlan([b, a, b], 0, opts);
+  assert.is(count, 2);
+  const plan = comm.ClientRequest.decode(buf.subarray(8)).plan!;
+  assert.equal(plan.tasks!.map((t) => t.result), [true, true]);
+  // A later submission numbers them again, from its own base, and only its roots are results.
+  const again = comm.ClientRequest.decode(encodePlan([b], 5, opts).buf.subarray(8)).plan!;
+  assert.equal(again.tasks!.map((t) => t.result), [false, true]);
+  assert.equal(again.tasks![1]!.inputIds!.map(Number), [5]);
 });
 
 test("a task reachable twice is numbered once, inputs before consumers", () => {

@@ -1,64 +1,79 @@
 /**
  * Building and encoding a plan: numbers the tasks reachable from the submitted ones (inputs
  * before their consumers, identity-based) and writes the framed `ClientRequest{PLAN}` straight into
- * one buffer. This is the client's hot path: no per-task message objects; a test checks the output
- * byte-for-byte against the protobufjs code generated from `proto/`.
+ * one buffer, in the same walk: each task is encoded the moment it is numbered. This is the
+ * client's hot path (issue #26): no per-task message objects and no list of the tasks; a test
+ * checks the output byte-for-byte against the protobufjs code generated from `proto/`.
  */
-import { Task, type TaskConfig } from "./task.js";
+import { Task, type TaskInput } from "./task.js";
 import { Future } from "./future.js";
 import { LoomError } from "./errors.js";
 
+/**
+ * Submissions so far. A task numbered in submission `e` has `_epoch` `2e` (`2e + 1` when it is
+ * one of that submission's results), so one comparison tells whether it belongs to this one.
+ */
 let epochCounter = 0;
 
-/** The tasks of one submission, numbered. */
+/** `_planId` of a result of this submission not reached yet. */
+const PENDING_RESULT = -2;
+/** `_planId` of a task on the walk's stack (reaching it again is a cycle). */
+const ON_STACK = -1;
+
+/** The tasks of one submission, numbered (tests and tools; `encodePlan` does not build it). */
 export interface NumberedPlan {
   /** Tasks in id order: `tasks[i]` has id `idBase + i`. */
   tasks: Task<unknown>[];
   /** Id of `tasks[0]`. */
   idBase: number;
-  /** Submission epoch stamped on the tasks. */
-  epoch: number;
 }
 
 /**
- * Numbers every task reachable from `roots` (depth-first, inputs first), marking the roots as
- * results. Futures are referenced by id and must be active and, when `owner` is given, made by
- * that client. Throws on a cycle or a bad input.
+ * Numbers every task reachable from `roots` (depth-first, inputs first, each task once) and
+ * calls `visit` with each, in id order, once its inputs have their ids. Futures are referenced by
+ * id and must be active and, when `owner` is given, made by that client. Throws on a cycle or a
+ * bad input. Returns the number of tasks.
  */
-export function numberPlan(roots: readonly Task<unknown>[], idBase: number, owner?: object): NumberedPlan {
-  const epoch = ++epochCounter;
-  const tasks: Task<unknown>[] = [];
-  // Explicit stack: a chain of a million tasks must not overflow the JS stack.
-  const stackTask: Task<unknown>[] = [];
-  const stackPos: number[] = [];
+function walk(roots: readonly Task<unknown>[], idBase: number, owner: object | undefined, visit: (t: Task<unknown>, result: boolean) => void): number {
+  const mark = 2 * ++epochCounter;
+  // Results first: a result reached as the input of another is then known as one when visited.
   for (const root of roots) {
     if (!(root instanceof Task)) {
       throw new LoomError(`${String(root)} is not a task`);
     }
+    if (root._epoch === mark + 1) continue;
     root.validate();
-    root._resultEpoch = epoch;
-    if (root._epoch === epoch) continue;
-    root._epoch = epoch;
-    root._planId = -1;
+    root._epoch = mark + 1;
+    root._planId = PENDING_RESULT;
+  }
+  let count = 0;
+  // Explicit stack: a chain of a million tasks must not overflow the JS stack.
+  const stackTask: Task<unknown>[] = [];
+  const stackPos: number[] = [];
+  for (const root of roots) {
+    if (root._planId !== PENDING_RESULT) continue;
+    root._planId = ON_STACK;
     stackTask.push(root);
     stackPos.push(0);
     while (stackTask.length > 0) {
       const top = stackTask.length - 1;
       const t = stackTask[top]!;
       const pos = stackPos[top]!;
-      if (pos < t.inputs.length) {
+      const inputs = t._inputs;
+      if (pos < inputs.length) {
         stackPos[top] = pos + 1;
-        const input = t.inputs[pos];
+        const input = inputs[pos];
         if (input instanceof Task) {
-          if (input._epoch === epoch) {
-            if (input._planId === -1) {
+          if (input._epoch >= mark) {
+            if (input._planId === ON_STACK) {
               throw new LoomError(`Cycle in plan: ${input} is its own input (through ${t})`);
             }
-            continue;
+            if (input._planId !== PENDING_RESULT) continue;
+          } else {
+            input.validate();
+            input._epoch = mark;
           }
-          input.validate();
-          input._epoch = epoch;
-          input._planId = -1;
+          input._planId = ON_STACK;
           stackTask.push(input);
           stackPos.push(0);
         } else if (input instanceof Future) {
@@ -70,98 +85,31 @@ export function numberPlan(roots: readonly Task<unknown>[], idBase: number, owne
             );
           }
           if (!input.active()) {
-            throw new LoomError(
-              `Inactive future used in plan: ${input} (status ${input.status}) is an input of ${t}`,
-            );
+            throw new LoomError(`Inactive future used in plan: ${input} (status ${input.status}) is an input of ${t}`);
           }
         } else {
           throw new LoomError(`Invalid object ${String(input)} in plan (an input of ${t})`);
         }
       } else {
-        t._planId = idBase + tasks.length;
-        tasks.push(t);
+        t._planId = idBase + count++;
+        visit(t, t._epoch !== mark);
         stackTask.pop();
         stackPos.pop();
       }
     }
   }
-  return { tasks, idBase, epoch };
+  return count;
 }
 
-/** Growable output buffer with protobuf primitives. */
-class Writer {
-  buf: Buffer;
-  pos: number;
-
-  constructor(initial: number, start: number) {
-    this.buf = Buffer.allocUnsafe(initial);
-    this.pos = start;
-  }
-
-  ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const next = Buffer.allocUnsafe(size);
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  }
-
-  /** Writes a non-negative integer below 2^53, or a negative int32 as 10 bytes (two's complement). */
-  varint(v: number): void {
-    const b = this.buf;
-    if (v < 0) {
-      // int32 negative values: sign-extended to 64 bits.
-      let lo = v >>> 0;
-      for (let i = 0; i < 4; i++) {
-        b[this.pos++] = (lo & 0x7f) | 0x80;
-        lo >>>= 7;
-      }
-      b[this.pos++] = (lo & 0x0f) | 0x70 | 0x80;
-      for (let i = 0; i < 4; i++) b[this.pos++] = 0xff;
-      b[this.pos++] = 0x01;
-      return;
-    }
-    while (v >= 0x80) {
-      b[this.pos++] = (v & 0x7f) | 0x80;
-      v = v >= 2 ** 31 ? Math.floor(v / 128) : v >>> 7;
-    }
-    b[this.pos++] = v;
-  }
-}
-
-/** Bytes of `v` as a varint (v >= 0, or a negative int32). */
-function varintLen(v: number): number {
-  if (v < 0) return 10;
-  if (v < 0x80) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x200000) return 3;
-  if (v < 0x10000000) return 4;
-  let n = 5;
-  v = Math.floor(v / 2 ** 35);
-  while (v > 0) {
-    n++;
-    v = Math.floor(v / 128);
-  }
-  return n;
-}
-
-/** UTF-8 length of a config; short ASCII strings (the common case) are measured in JS. */
-function configLength(c: TaskConfig): number {
-  if (typeof c !== "string") return c.length;
-  const n = c.length;
-  if (n > 64) return Buffer.byteLength(c);
-  for (let i = 0; i < n; i++) if (c.charCodeAt(i) >= 0x80) return Buffer.byteLength(c);
-  return n;
-}
-
-/** Writes `s` whose UTF-8 length is `len` at `pos`; ASCII is copied in JS (a native call costs more). */
-function writeString(b: Buffer, pos: number, s: string, len: number): void {
-  if (len === s.length && len <= 64) {
-    for (let i = 0; i < len; i++) b[pos + i] = s.charCodeAt(i);
-  } else {
-    b.write(s, pos, "utf8");
-  }
+/**
+ * Numbers every task reachable from `roots` (depth-first, inputs first), marking the roots as
+ * results. Futures are referenced by id and must be active and, when `owner` is given, made by
+ * that client. Throws on a cycle or a bad input.
+ */
+export function numberPlan(roots: readonly Task<unknown>[], idBase: number, owner?: object): NumberedPlan {
+  const tasks: Task<unknown>[] = [];
+  walk(roots, idBase, owner, (t) => tasks.push(t));
+  return { tasks, idBase };
 }
 
 /** Options of {@link encodePlan}. */
@@ -176,124 +124,219 @@ export interface EncodeOptions {
   loadCheckpoints: boolean;
 }
 
-/**
- * Encodes a numbered plan as one framed `ClientRequest{type=PLAN}` ready to write on the socket.
- */
-export function encodePlan(plan: NumberedPlan, opts: EncodeOptions): Buffer {
-  const { tasks, epoch } = plan;
-  // Distinct resource requests, by value.
-  const requestIndex = new Map<number, number>();
-  for (const t of tasks) {
-    const r = t.resourceRequest;
-    if (r !== undefined && !requestIndex.has(r.cpus)) requestIndex.set(r.cpus, requestIndex.size);
-  }
-  // Room for the frame prefix (8) and the ClientRequest head (type + plan tag + length <= 1+1+1+5).
-  const head = 16;
-  const w = new Writer(Math.max(1024, head + tasks.length * 24), head);
-  // Plan.resource_requests (field 1)
-  for (const [cpus] of requestIndex) {
-    const resLen = 1 + varintLen(opts.cpusSymbol) + 1 + varintLen(cpus);
-    const rrLen = 1 + varintLen(resLen) + resLen;
-    w.ensure(1 + varintLen(rrLen) + rrLen);
-    w.buf[w.pos++] = 0x0a;
-    w.varint(rrLen);
-    w.buf[w.pos++] = 0x0a;
-    w.varint(resLen);
-    w.buf[w.pos++] = 0x08;
-    w.varint(opts.cpusSymbol);
-    w.buf[w.pos++] = 0x10;
-    w.varint(cpus);
-  }
-  const typeIds = new Map<string, number>();
-  for (const t of tasks) {
-    let typeId = typeIds.get(t.taskType);
-    if (typeId === undefined) {
-      typeId = opts.symbol(t.taskType);
-      typeIds.set(t.taskType, typeId);
-    }
-    const cfg = t.config;
-    const cfgLen = configLength(cfg);
-    let len = 1 + varintLen(typeId) + 1 + varintLen(cfgLen) + cfgLen + 2;
-    const inputs = t.inputs;
-    for (let i = 0; i < inputs.length; i++) {
-      len += 1 + varintLen(inputIdOf(inputs[i]!, epoch));
-    }
-    const rr = t.resourceRequest === undefined ? -1 : requestIndex.get(t.resourceRequest.cpus)!;
-    if (rr >= 0) len += 1 + varintLen(rr);
-    let cpLen = 0;
-    if (t.checkpointPath) {
-      cpLen = Buffer.byteLength(t.checkpointPath);
-      len += 1 + varintLen(cpLen) + cpLen;
-    }
-    let labelLen = 0;
-    if (opts.labels && t.label !== undefined) {
-      labelLen = configLength(t.label);
-      len += 1 + varintLen(labelLen) + labelLen;
-    }
-    w.ensure(1 + 5 + len);
-    const b = w.buf;
-    b[w.pos++] = 0x12;
-    w.varint(len);
-    b[w.pos++] = 0x08;
-    w.varint(typeId);
-    b[w.pos++] = 0x12;
-    w.varint(cfgLen);
-    if (typeof cfg === "string") {
-      writeString(b, w.pos, cfg, cfgLen);
-      w.pos += cfgLen;
-    } else {
-      b.set(cfg, w.pos);
-      w.pos += cfgLen;
-    }
-    for (let i = 0; i < inputs.length; i++) {
-      b[w.pos++] = 0x18;
-      w.varint(inputIdOf(inputs[i]!, epoch));
-    }
-    if (rr >= 0) {
-      b[w.pos++] = 0x28;
-      w.varint(rr);
-    }
-    b[w.pos++] = 0x30;
-    b[w.pos++] = t._resultEpoch === epoch ? 1 : 0;
-    if (cpLen > 0) {
-      b[w.pos++] = 0x3a;
-      w.varint(cpLen);
-      w.pos += b.write(t.checkpointPath!, w.pos, "utf8");
-    }
-    if (opts.labels && t.label !== undefined) {
-      b[w.pos++] = 0x62;
-      w.varint(labelLen);
-      writeString(b, w.pos, t.label, labelLen);
-      w.pos += labelLen;
-    }
-  }
-  // Plan.id_base (field 4)
-  w.ensure(16);
-  w.buf[w.pos++] = 0x20;
-  w.varint(plan.idBase);
-  const planLen = w.pos - head;
-  // ClientRequest.load_checkpoints (field 4)
-  w.buf[w.pos++] = 0x20;
-  w.buf[w.pos++] = opts.loadCheckpoints ? 1 : 0;
-  const end = w.pos;
-  // Head written right-aligned before the plan body: frame length, type=PLAN, plan tag and length.
-  const planLenBytes = varintLen(planLen);
-  const start = head - (2 + 1 + planLenBytes) - 8;
-  w.pos = start + 8;
-  w.buf[w.pos++] = 0x08;
-  w.buf[w.pos++] = 0x01;
-  w.buf[w.pos++] = 0x12;
-  w.varint(planLen);
-  const payload = end - start - 8;
-  w.buf.writeUInt32LE(payload >>> 0, start);
-  w.buf.writeUInt32LE(Math.floor(payload / 2 ** 32), start + 4);
-  return w.buf.subarray(start, end);
+/** A submission encoded by {@link encodePlan}. */
+export interface EncodedPlan {
+  /** The framed `ClientRequest{type=PLAN}`, ready to write on the socket. */
+  buf: Buffer;
+  /** Number of tasks (ids `idBase` to `idBase + count - 1`). */
+  count: number;
 }
 
-function inputIdOf(input: Task<unknown> | Future<unknown>, epoch: number): number {
-  if (input instanceof Task) {
-    if (input._epoch !== epoch) throw new LoomError(`${input} was not numbered in this plan`);
-    return input._planId;
+/** Bytes kept free before the tasks for the frame head and the resource requests (more are moved in). */
+const HEAD = 96;
+
+/** Writes `v` (0 <= v < 2^53, or a negative int32 as 10 bytes, two's complement) at `pos`; returns the end. */
+function writeVarint(b: Buffer, pos: number, v: number): number {
+  if (v >= 0 && v < 0x80) {
+    b[pos] = v;
+    return pos + 1;
   }
-  return input.taskId;
+  if (v < 0) {
+    // int32 negative values: sign-extended to 64 bits.
+    let lo = v >>> 0;
+    for (let i = 0; i < 4; i++) {
+      b[pos++] = (lo & 0x7f) | 0x80;
+      lo >>>= 7;
+    }
+    b[pos++] = (lo & 0x0f) | 0x70 | 0x80;
+    for (let i = 0; i < 4; i++) b[pos++] = 0xff;
+    b[pos++] = 0x01;
+    return pos;
+  }
+  while (v >= 0x80) {
+    b[pos++] = (v & 0x7f) | 0x80;
+    v = v >= 2 ** 31 ? Math.floor(v / 128) : v >>> 7;
+  }
+  b[pos++] = v;
+  return pos;
+}
+
+/** Bytes of `v` as a varint (v >= 0, or a negative int32). */
+function varintLen(v: number): number {
+  if (v < 0) return 10;
+  let n = 1;
+  while (v >= 0x80) {
+    n++;
+    v = Math.floor(v / 128);
+  }
+  return n;
+}
+
+/**
+ * Writes string field `tag` holding `s` at `pos`; returns the end. Short ASCII strings (the
+ * common case) are copied in JS, assuming a one-byte length (a native call costs more).
+ */
+function writeStringField(b: Buffer, pos: number, tag: number, s: string): number {
+  b[pos++] = tag;
+  const n = s.length;
+  if (n < 0x80) {
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) break;
+      b[pos + 1 + i] = c;
+    }
+    if (i === n) {
+      b[pos] = n;
+      return pos + 1 + n;
+    }
+  }
+  const len = Buffer.byteLength(s);
+  pos = writeVarint(b, pos, len);
+  return pos + b.write(s, pos, "utf8");
+}
+
+/** Growable output buffer. */
+class Out {
+  buf: Buffer;
+  pos: number;
+
+  constructor(initial: number, start: number) {
+    this.buf = Buffer.allocUnsafe(initial);
+    this.pos = start;
+  }
+
+  /** Room for `n` more bytes at `pos`. */
+  ensure(n: number): Buffer {
+    if (this.pos + n > this.buf.length) {
+      let size = this.buf.length * 2;
+      while (size < this.pos + n) size *= 2;
+      const next = Buffer.allocUnsafe(size);
+      this.buf.copy(next, 0, 0, this.pos);
+      this.buf = next;
+    }
+    return this.buf;
+  }
+}
+
+/** Upper bound of the encoded size of a string field's content. */
+const strMax = (s: string | undefined): number => (s === undefined ? 0 : 3 * s.length + 16);
+
+/**
+ * Numbers the tasks reachable from `roots` (ids from `idBase`; see {@link numberPlan}) and
+ * encodes them as one framed `ClientRequest{type=PLAN}`, each task as it is numbered. Throws
+ * `LoomError` on a cycle, a bad input or an unknown task type (`opts.symbol`).
+ */
+export function encodePlan(roots: readonly Task<unknown>[], idBase: number, opts: EncodeOptions, owner?: object): EncodedPlan {
+  const out = new Out(64 * 1024, HEAD);
+  // Distinct resource requests by value, numbered in order of first use.
+  const requests = new Map<number, number>();
+  const typeIds = new Map<string, number>();
+  let lastType = "";
+  let lastTypeId = -1;
+  const labels = opts.labels;
+  const count = walk(roots, idBase, owner, (t, result) => {
+    const cfg = t.config;
+    const inputs = t._inputs;
+    const extras = t._extras;
+    const label = labels ? extras?.label : undefined;
+    const checkpoint = extras?.checkpointPath;
+    const b = out.ensure(40 + (typeof cfg === "string" ? strMax(cfg) : cfg.length + 10) + 11 * inputs.length + strMax(label) + strMax(checkpoint));
+    let pos = out.pos;
+    let typeId = lastTypeId;
+    if (t.taskType !== lastType) {
+      const known = typeIds.get(t.taskType);
+      typeId = known ?? opts.symbol(t.taskType);
+      if (known === undefined) typeIds.set(t.taskType, typeId);
+      lastType = t.taskType;
+      lastTypeId = typeId;
+    }
+    // Plan.tasks (field 2): the length is written after the body, one byte assumed.
+    b[pos] = 0x12;
+    const lenAt = pos + 1;
+    pos += 2;
+    b[pos++] = 0x08;
+    pos = writeVarint(b, pos, typeId);
+    if (typeof cfg === "string") {
+      pos = writeStringField(b, pos, 0x12, cfg);
+    } else {
+      b[pos++] = 0x12;
+      const n = cfg.length;
+      pos = writeVarint(b, pos, n);
+      if (n <= 16) for (let i = 0; i < n; i++) b[pos + i] = cfg[i]!;
+      else b.set(cfg, pos);
+      pos += n;
+    }
+    for (let i = 0; i < inputs.length; i++) {
+      b[pos++] = 0x18;
+      const input = inputs[i] as TaskInput;
+      pos = writeVarint(b, pos, input instanceof Task ? input._planId : input.taskId);
+    }
+    const rr = extras?.resourceRequest;
+    if (rr !== undefined) {
+      let index = requests.get(rr.cpus);
+      if (index === undefined) requests.set(rr.cpus, (index = requests.size));
+      b[pos++] = 0x28;
+      pos = writeVarint(b, pos, index);
+    }
+    b[pos++] = 0x30;
+    b[pos++] = result ? 1 : 0;
+    if (checkpoint) pos = writeStringField(b, pos, 0x3a, checkpoint);
+    if (label !== undefined) pos = writeStringField(b, pos, 0x62, label);
+    const len = pos - lenAt - 1;
+    if (len < 0x80) {
+      b[lenAt] = len;
+    } else {
+      // A task of 128 bytes or more (a long config or label): its body moves to make room.
+      const extra = varintLen(len) - 1;
+      b.copyWithin(lenAt + 1 + extra, lenAt + 1, pos);
+      writeVarint(b, lenAt, len);
+      pos += extra;
+    }
+    out.pos = pos;
+  });
+  // Plan.id_base (field 4), then ClientRequest.load_checkpoints (field 4, after the plan).
+  let b = out.ensure(16);
+  b[out.pos++] = 0x20;
+  out.pos = writeVarint(b, out.pos, idBase);
+  let tasksEnd = out.pos;
+  b[out.pos++] = 0x20;
+  b[out.pos++] = opts.loadCheckpoints ? 1 : 0;
+  // Plan.resource_requests (field 1), before the tasks as protobuf writers order them.
+  const head: number[] = [];
+  for (const [cpus] of requests) {
+    const res = [0x08, ...varintBytes(opts.cpusSymbol), 0x10, ...varintBytes(cpus)];
+    const rr = [0x0a, ...varintBytes(res.length), ...res];
+    head.push(0x0a, ...varintBytes(rr.length), ...rr);
+  }
+  // Move the tasks on if the requests and the frame head do not fit before them (many distinct requests).
+  let tasksStart = HEAD;
+  const need = head.length + 8 + 3 + 10;
+  if (need > tasksStart) {
+    const shift = need - tasksStart;
+    b = out.ensure(shift);
+    b.copyWithin(tasksStart + shift, tasksStart, out.pos);
+    out.pos += shift;
+    tasksStart += shift;
+    tasksEnd += shift;
+  }
+  const end = out.pos;
+  const planLen = tasksEnd - tasksStart + head.length;
+  // Head written right-aligned before the tasks: frame length, type=PLAN, plan tag and length, requests.
+  const start = tasksStart - head.length - (2 + 1 + varintLen(planLen)) - 8;
+  let pos = start + 8;
+  b[pos++] = 0x08;
+  b[pos++] = 0x01;
+  b[pos++] = 0x12;
+  pos = writeVarint(b, pos, planLen);
+  for (const x of head) b[pos++] = x;
+  const payload = end - start - 8;
+  b.writeUInt32LE(payload >>> 0, start);
+  b.writeUInt32LE(Math.floor(payload / 2 ** 32), start + 4);
+  return { buf: b.subarray(start, end), count };
+}
+
+function varintBytes(v: number): number[] {
+  const b = Buffer.alloc(10);
+  return [...b.subarray(0, writeVarint(b, 0, v))];
 }

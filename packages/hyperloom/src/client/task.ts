@@ -51,10 +51,24 @@ export interface TaskOptions {
 /** Where Node's `util.inspect` (and so `console.log`) looks for a custom view. */
 const inspectCustom = Symbol.for("nodejs.util.inspect.custom");
 
+/** The options of a task that are rarely set, kept out of the task object until one is. */
+interface TaskExtras {
+  resourceRequest: ResourceRequest | undefined;
+  label: string | undefined;
+  checkpointPath: string | undefined;
+}
+
+/** Inputs of a task built without any, until someone reads `inputs` (never written to). */
+const NO_INPUTS: TaskInput[] = [];
+
 /**
  * A node of a plan: a task type (a `loom/...` symbol), inputs and configuration. `T` is the type
  * of its result as `fetch`/`gather` return it (`Buffer` for plain data); the builders of `tasks`
  * set it, and a future of the task carries it.
+ *
+ * A plan of millions of tasks is millions of these objects on the client, so a task holds only
+ * what most tasks have (issue #26): its inputs array is made when first read if it has none, and
+ * the resource request, label and checkpoint path live in a second object made when one is set.
  */
 export class Task<T = Buffer> {
   /**
@@ -65,15 +79,47 @@ export class Task<T = Buffer> {
 
   /** The task type symbol, e.g. `loom/data/merge` or `my/count`. */
   taskType: string;
-  /** Inputs in order. */
-  inputs: TaskInput[];
   /** Configuration bytes. */
   config: TaskConfig;
+  /** @internal The inputs; {@link NO_INPUTS} while there are none and `inputs` was not read. */
+  _inputs: TaskInput[];
+  /** @internal Resource request, label and checkpoint path, once one of them is set. */
+  _extras: TaskExtras | undefined;
+  /**
+   * @internal Submission epoch (`2 * epoch`, `+ 1` for a result of that submission) in which
+   * `_planId` was assigned (identity-based numbering, see `plan.ts`).
+   */
+  _epoch: number;
+  /** @internal Id in the submission of `_epoch`; -1 while being numbered (cycle detection). */
+  _planId: number;
+
+  /** Inputs in order. */
+  get inputs(): TaskInput[] {
+    if (this._inputs === NO_INPUTS) this._inputs = [];
+    return this._inputs;
+  }
+
+  set inputs(inputs: TaskInput[]) {
+    this._inputs = inputs;
+  }
+
   /** Resource request, or undefined for a light task. */
-  resourceRequest: ResourceRequest | undefined;
+  get resourceRequest(): ResourceRequest | undefined {
+    return this._extras?.resourceRequest;
+  }
+
+  set resourceRequest(r: ResourceRequest | undefined) {
+    if (r !== undefined || this._extras !== undefined) this.extras().resourceRequest = r;
+  }
+
   /** Label used in traces, reports and error messages. */
-  label: string | undefined;
-  #checkpointPath: string | undefined;
+  get label(): string | undefined {
+    return this._extras?.label;
+  }
+
+  set label(label: string | undefined) {
+    if (label !== undefined || this._extras !== undefined) this.extras().label = label;
+  }
 
   /**
    * Where the result is checkpointed, or undefined. The worker that computes the task writes
@@ -85,41 +131,42 @@ export class Task<T = Buffer> {
    * file system.
    */
   get checkpointPath(): string | undefined {
-    return this.#checkpointPath;
+    return this._extras?.checkpointPath;
   }
 
   set checkpointPath(path: string | undefined) {
     checkCheckpointPath(path);
-    this.#checkpointPath = path;
+    if (path !== undefined || this._extras !== undefined) this.extras().checkpointPath = path;
   }
-
-  /** @internal Submission epoch in which `planId` was assigned (identity-based numbering). */
-  _epoch = 0;
-  /** @internal Id in the submission of `_epoch`; -1 while being numbered (cycle detection). */
-  _planId = 0;
-  /** @internal Submission epoch in which this task is a result. */
-  _resultEpoch = 0;
 
   /**
    * `new Task("my/count", { inputs, config })`, or the guide's form
    * `new Task({ taskType: "my/count", inputs, config })`.
    */
-  constructor(taskType: string | (TaskOptions & { taskType: string }), options: TaskOptions = {}) {
+  constructor(taskType: string | (TaskOptions & { taskType: string }), options?: TaskOptions) {
     if (typeof taskType !== "string") {
       options = taskType;
       taskType = taskType.taskType;
     }
     this.taskType = taskType;
-    this.inputs = options.inputs ?? [];
-    this.config = options.config ?? "";
-    this.resourceRequest = options.resourceRequest;
-    this.label = options.label;
-    this.checkpointPath = options.checkpointPath;
+    this.config = options?.config ?? "";
+    this._inputs = options?.inputs ?? NO_INPUTS;
+    this._extras = undefined;
+    this._epoch = 0;
+    this._planId = 0;
+    if (options !== undefined && (options.resourceRequest !== undefined || options.label !== undefined || options.checkpointPath !== undefined)) {
+      checkCheckpointPath(options.checkpointPath);
+      this._extras = { resourceRequest: options.resourceRequest, label: options.label, checkpointPath: options.checkpointPath };
+    }
+  }
+
+  private extras(): TaskExtras {
+    return (this._extras ??= { resourceRequest: undefined, label: undefined, checkpointPath: undefined });
   }
 
   /** Checks what can be checked on the client; throws `LoomError` otherwise. */
   validate(): void {
-    checkCheckpointPath(this.#checkpointPath);
+    if (this._extras !== undefined) checkCheckpointPath(this._extras.checkpointPath);
   }
 
   toString(): string {
@@ -130,7 +177,7 @@ export class Task<T = Buffer> {
   [inspectCustom](depth: number, options: object, inspect: (value: unknown, options: object) => string): string {
     const view: Record<string, unknown> = { taskType: this.taskType };
     if (this.label !== undefined) view.label = this.label;
-    if (this.inputs.length > 0) view.inputs = this.inputs.map((i) => ({ [inspectCustom]: () => String(i) }));
+    if (this._inputs.length > 0) view.inputs = this._inputs.map((i) => ({ [inspectCustom]: () => String(i) }));
     if (typeof this.config === "string" ? this.config !== "" : this.config.length > 0) {
       const n = this.config.length;
       view.config = typeof this.config === "string" ? this.config : { [inspectCustom]: () => `<${n} bytes>` };
