@@ -31,7 +31,7 @@ pub use array::Array;
 pub use file::{open_regular, ExternFile};
 pub use index::Index;
 pub use jsobj::JsObj;
-pub use plain::Plain;
+pub use plain::{Plain, INLINE_LEN};
 pub use pyobj::PyObj;
 
 use crate::symbols::Symbols;

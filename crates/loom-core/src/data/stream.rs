@@ -128,6 +128,32 @@ pub fn encode_stream_parts(
     parts
 }
 
+/// Appends the stream of `obj` under `id` to `parts` (as [`encode_stream_parts`] makes it):
+/// encoded bytes go on at the end of the last part when that is an encoded part shorter than
+/// `join_below` bytes, so the streams of many small objects become one buffer without copying
+/// each again.
+pub fn append_stream_parts(
+    id: i32,
+    obj: &DataRef,
+    ids: &TypeIds,
+    min_shared: usize,
+    join_below: usize,
+    parts: &mut Vec<StreamPart>,
+) {
+    let mut cur = match parts.last() {
+        Some(StreamPart::Bytes(b)) if b.len() < join_below => match parts.pop() {
+            Some(StreamPart::Bytes(b)) => b,
+            _ => unreachable!("the last part is encoded bytes"),
+        },
+        _ => Vec::new(),
+    };
+    push_frame(&mut cur, &header(id, obj, ids));
+    encode_frames_parts(obj, ids, min_shared, &mut cur, parts);
+    if !cur.is_empty() {
+        parts.push(StreamPart::Bytes(cur));
+    }
+}
+
 fn encode_frames_parts(
     obj: &DataRef,
     ids: &TypeIds,

@@ -5,7 +5,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use super::Extensions;
-use crate::data::{strerror, Array, DataDir, DataObject, DataRef, ExternFile, Index, Plain};
+use crate::data::{
+    strerror, Array, DataDir, DataObject, DataRef, ExternFile, Index, Plain, INLINE_LEN,
+};
 
 /// What a task type symbol means to this worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +187,21 @@ fn merge(delim: &[u8], inputs: &[DataRef], dd: &DataDir) -> Result<DataRef, Stri
     }
     if inputs.len() > 1 {
         total += delim.len() * (inputs.len() - 1);
+    }
+    if total <= INLINE_LEN {
+        // A tiny result (W1's merges): joined on the stack, stored inline, no allocation.
+        let mut buf = [0u8; INLINE_LEN];
+        let mut n = 0;
+        for (i, x) in inputs.iter().enumerate() {
+            if i > 0 {
+                buf[n..n + delim.len()].copy_from_slice(delim);
+                n += delim.len();
+            }
+            let b = x.bytes().unwrap_or(&[]);
+            buf[n..n + b.len()].copy_from_slice(b);
+            n += b.len();
+        }
+        return Ok(obj(DataObject::Plain(Plain::from_slice(&buf[..n]))));
     }
     let mut out = Vec::with_capacity(total);
     for (i, x) in inputs.iter().enumerate() {

@@ -33,7 +33,9 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::data::stream::{encode_frames, encode_stream_parts, StreamPart, SHARED_PAYLOAD_MIN};
+use crate::data::stream::{
+    append_stream_parts, encode_frames, encoded_len, StreamPart, SHARED_PAYLOAD_MIN,
+};
 use crate::data::{
     strerror, Array, DataDir, DataObject, DataRef, ExternFile, JsObj, PyObj, TypeIds,
 };
@@ -157,17 +159,25 @@ pub struct Send {
 /// (one buffer, one write); larger ones stay parts of their own (no copy of a big array's frames).
 const JOIN_PART_BELOW: usize = 64 << 10;
 
-/// Adds the stream of `ids` to `sends`: appended to the `Send` for the same address if there is
-/// one (in order), else a new one.
+/// The `Send` for `address` in `sends` (a new, empty one if there is none yet).
+fn send_to<'a>(sends: &'a mut Vec<Send>, address: &str) -> &'a mut Send {
+    match sends.iter().position(|s| s.address == address) {
+        Some(i) => &mut sends[i],
+        None => {
+            sends.push(Send {
+                ids: Vec::new(),
+                address: address.to_owned(),
+                parts: Vec::new(),
+            });
+            sends.last_mut().expect("just pushed")
+        }
+    }
+}
+
+/// Adds the streams of `ids` to `sends`: appended to the `Send` for the same address if there
+/// is one (in order), else a new one.
 pub fn push_send(sends: &mut Vec<Send>, ids: &[i32], address: &str, parts: Vec<StreamPart>) {
-    let Some(s) = sends.iter_mut().find(|s| s.address == address) else {
-        sends.push(Send {
-            ids: ids.to_vec(),
-            address: address.to_owned(),
-            parts,
-        });
-        return;
-    };
+    let s = send_to(sends, address);
     s.ids.extend_from_slice(ids);
     for p in parts {
         match (s.parts.last_mut(), p) {
@@ -852,7 +862,9 @@ impl Worker {
             },
             Some(cmd::SEND) => self.send(c.id, c.address),
             Some(cmd::REMOVE) => match c.id.map(|id| {
-                self.traced.remove(&id);
+                if !self.traced.is_empty() {
+                    self.traced.remove(&id);
+                }
                 (id, self.store.remove(&id))
             }) {
                 Some((_, Some(_))) => {}
@@ -1325,12 +1337,23 @@ impl Worker {
                 format!("SEND of unknown data id={id} to {address}; ignored"),
             );
         };
-        let parts = encode_stream_parts(id, obj, &self.ids, SHARED_PAYLOAD_MIN);
-        if let Some(t) = self.trace_of(id) {
-            let bytes = parts.iter().map(|p| p.as_slice().len() as u64).sum();
-            t.sent(id, bytes, &address);
+        let obj = obj.clone();
+        let s = send_to(&mut self.out.sends, &address);
+        s.ids.push(id);
+        append_stream_parts(
+            id,
+            &obj,
+            &self.ids,
+            SHARED_PAYLOAD_MIN,
+            JOIN_PART_BELOW,
+            &mut s.parts,
+        );
+        if self.trace.is_some() {
+            let bytes = encoded_len(id, &obj, &self.ids) as u64;
+            if let Some(t) = self.trace_of(id) {
+                t.sent(id, bytes, &address);
+            }
         }
-        push_send(&mut self.out.sends, &[id], &address, parts);
     }
 
     fn load_checkpoint(&mut self, id: Option<i32>, path: &[u8]) {
