@@ -34,8 +34,16 @@ export function decodeData(
       const n = frame.length / 4;
       const items: DataValue[] = new Array(n);
       let p = pos + 1;
+      // Plain items (W1's million merges) are their frame: taken without a call each (#26).
+      let plain = -1;
       for (let i = 0; i < n; i++) {
-        const [v, next] = decodeData(frame.readInt32LE(i * 4), frames, p, typeName);
+        const t = frame.readInt32LE(i * 4);
+        if (t === plain && p < frames.length) {
+          items[i] = frames[p++];
+          continue;
+        }
+        const [v, next] = decodeData(t, frames, p, typeName);
+        if (plain < 0 && typeName(t) === Symbol.TYPE_DATA) plain = t;
         items[i] = v;
         p = next;
       }
