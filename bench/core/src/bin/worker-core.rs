@@ -51,7 +51,12 @@ fn worker(dir: &PathBuf, port: u16) -> Worker {
     w
 }
 
-fn command(out: &mut Vec<u8>, ty: worker_command::Type, id: i32, f: impl FnOnce(&mut WorkerCommand)) {
+fn command(
+    out: &mut Vec<u8>,
+    ty: worker_command::Type,
+    id: i32,
+    f: impl FnOnce(&mut WorkerCommand),
+) {
     let mut c = WorkerCommand {
         r#type: ty as i32,
         id: Some(id),
@@ -74,7 +79,10 @@ fn task(out: &mut Vec<u8>, id: i32, ty: i32, config: &[u8], inputs: &[i32]) {
 /// merge SENT to `send_to` if given, the consts REMOVEd after their merge.
 fn merges(lo: usize, hi: usize, send_to: Option<&str>) -> Vec<u8> {
     let s = Symbols::for_server();
-    let (c, m) = (s.id("loom/data/const").unwrap(), s.id("loom/data/merge").unwrap());
+    let (c, m) = (
+        s.id("loom/data/const").unwrap(),
+        s.id("loom/data/merge").unwrap(),
+    );
     let mut b = Vec::new();
     for i in lo..hi {
         let id = 3 * i as i32;
@@ -107,15 +115,19 @@ fn feed(w: &mut Worker, bytes: &[u8]) -> Vec<u8> {
 }
 
 #[inline(never)]
-fn run_once(n: usize, a: &mut Worker, b: &mut Worker, cmds_a: &[u8], cmds_b: &[u8], tail_b: &[u8]) -> usize {
+fn run_once(
+    n: usize,
+    a: &mut Worker,
+    b: &mut Worker,
+    cmds_a: &[u8],
+    cmds_b: &[u8],
+    tail_b: &[u8],
+) -> usize {
     let to_b = feed(a, cmds_a);
     feed(b, cmds_b);
     // A's merges arrive on B's data port (an Announce first, as a peer's connection starts).
     let mut announce = Vec::new();
-    push_frame(
-        &mut announce,
-        &loom_core::proto::comm::Announce { port: 2 },
-    );
+    push_frame(&mut announce, &loom_core::proto::comm::Announce { port: 2 });
     b.on_peer_data(1, &announce).expect("announce");
     for chunk in to_b.chunks(64 << 10) {
         b.on_peer_data(1, chunk).expect("peer data");
@@ -136,7 +148,13 @@ fn main() {
     let mut tail_b = Vec::new();
     let array = 3 * n as i32;
     let ids: Vec<i32> = (0..n).map(|i| 3 * i as i32 + 2).collect();
-    task(&mut tail_b, array, s.id("loom/array/make").unwrap(), b"", &ids);
+    task(
+        &mut tail_b,
+        array,
+        s.id("loom/array/make").unwrap(),
+        b"",
+        &ids,
+    );
     command(&mut tail_b, worker_command::Type::Send, array, |c| {
         c.address = Some("!:1".to_owned())
     });

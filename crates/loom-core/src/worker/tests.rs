@@ -552,10 +552,21 @@ fn sends_of_one_event_to_one_address_are_one_stream_in_order() {
     let mut w = worker("send-join", 1);
     let mut b = Vec::new();
     for id in 1..=4 {
-        b.extend(task(id, "loom/data/const", format!("x{id}").as_bytes(), &[], 0));
+        b.extend(task(
+            id,
+            "loom/data/const",
+            format!("x{id}").as_bytes(),
+            &[],
+            0,
+        ));
     }
     // Interleaved addresses: each address keeps its own order.
-    for (id, to) in [(1, "10.0.0.2:4000"), (2, "!:9999"), (3, "10.0.0.2:4000"), (4, "10.0.0.2:4000")] {
+    for (id, to) in [
+        (1, "10.0.0.2:4000"),
+        (2, "!:9999"),
+        (3, "10.0.0.2:4000"),
+        (4, "10.0.0.2:4000"),
+    ] {
         b.extend(simple(worker_command::Type::Send, id, Some(to)));
     }
     w.on_server_data(&b).unwrap();
@@ -563,7 +574,11 @@ fn sends_of_one_event_to_one_address_are_one_stream_in_order() {
     assert_eq!(out.sends.len(), 2);
     assert_eq!(out.sends[0].address, "10.0.0.2:4000");
     assert_eq!(out.sends[0].ids, [1, 3, 4]);
-    assert_eq!(out.sends[0].parts.len(), 1, "small streams joined into one buffer");
+    assert_eq!(
+        out.sends[0].parts.len(),
+        1,
+        "small streams joined into one buffer"
+    );
     let mut exp = Vec::new();
     for id in [1, 3, 4] {
         push_frame(
