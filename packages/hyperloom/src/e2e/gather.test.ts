@@ -13,7 +13,7 @@ import { TaskFailed, tasks } from "../index.js";
 import { FrameReader, frame } from "../protocol/frame.js";
 import { comm, PROTOCOL_VERSION } from "../protocol/messages.js";
 import { readAccessFile } from "../security/access-file.js";
-import { encodePlan, numberPlan } from "../client/plan.js";
+import { encodePlan } from "../client/plan.js";
 import { Symbol } from "../protocol/symbols.js";
 import { connectSecure } from "../security/transport.js";
 
@@ -190,8 +190,7 @@ async function fetchRaw(cluster: LocalCluster, features: string[], n: number): P
     const ids = new Map(dictionary!.symbols.map((s, i) => [s, i]));
     const roots = [];
     for (let i = 0; i < n; i++) roots.push(tasks.const(`value ${i}`));
-    const plan = numberPlan(roots, 0);
-    socket.write(encodePlan(plan, { symbol: (s) => ids.get(s)!, cpusSymbol: ids.get(Symbol.RESOURCE_CPUS)!, labels: false, loadCheckpoints: false }));
+    socket.write(encodePlan(roots, 0, { symbol: (s) => ids.get(s)!, cpusSymbol: ids.get(Symbol.RESOURCE_CPUS)!, labels: false, loadCheckpoints: false }).buf);
     await until(() => finished === n, "TASK_FINISHED");
     socket.write(frame(comm.ClientRequest.encode({ type: comm.ClientRequest.Type.FETCH, ids: roots.map((t) => t._planId) }).finish()));
     await until(() => values.size === n && expect.length === 0, "the data");
