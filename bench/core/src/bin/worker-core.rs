@@ -127,7 +127,13 @@ fn run_once(
     feed(b, cmds_b);
     // A's merges arrive on B's data port (an Announce first, as a peer's connection starts).
     let mut announce = Vec::new();
-    push_frame(&mut announce, &loom_core::proto::comm::Announce { port: 2 });
+    push_frame(
+        &mut announce,
+        &loom_core::proto::comm::Announce {
+            port: 2,
+            ..Default::default()
+        },
+    );
     b.on_peer_data(1, &announce).expect("announce");
     for chunk in to_b.chunks(64 << 10) {
         b.on_peer_data(1, chunk).expect("peer data");
