@@ -9,6 +9,26 @@ use super::segment::{TaskFlags, TaskState};
 use super::{wire, LogLevel, Server, ServerError};
 
 impl Server {
+    /// Counts a task's failure on worker `addr` and logs it in one line (the full message goes
+    /// to the client, the dashboard and the trace). Used by every path that fails a running task
+    /// (its worker's TASK_FAILED, a transfer given up).
+    pub(super) fn record_failure(&mut self, failure: Failure, addr: &str) {
+        let first = failure.message.lines().next().unwrap_or("");
+        let label = if failure.label.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", failure.label)
+        };
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "task id={}{label} of plan {} failed on {addr}: {first}",
+                failure.task, failure.plan
+            ),
+        );
+        self.counters.failure(failure);
+    }
+
     /// Handles one frame from worker `w`.
     pub(super) fn worker_frame(&mut self, w: WorkerIdx, frame: &[u8]) -> Result<(), ServerError> {
         use worker_response::Type;
@@ -370,21 +390,7 @@ impl Server {
             message: failure_message(&msg),
             time_ms: now_ms(),
         };
-        // One line (the full message goes to the client, the dashboard and the trace).
-        let first = failure.message.lines().next().unwrap_or("");
-        let label = if failure.label.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", failure.label)
-        };
-        self.log(
-            LogLevel::Warn,
-            format!(
-                "task id={}{label} of plan {} failed on {addr}: {first}",
-                failure.task, failure.plan
-            ),
-        );
-        self.counters.failure(failure);
+        self.record_failure(failure, &addr);
         self.fail_tree(s, &addr, msg, true);
     }
 }

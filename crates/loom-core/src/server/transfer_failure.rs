@@ -110,19 +110,7 @@ impl Server {
                 time_ms: now_ms(),
             };
             self.abandon_running(cs, c);
-            let label = if failure.label.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", failure.label)
-            };
-            self.log(
-                LogLevel::Warn,
-                format!(
-                    "task id={}{label} of plan {} failed on {address}: {message}",
-                    failure.task, failure.plan
-                ),
-            );
-            self.counters.failure(failure);
+            self.record_failure(failure, address);
             // Not started: it still holds its inputs.
             self.fail_tree(cs, address, message.as_bytes().to_vec(), true);
             failed += 1;

@@ -588,15 +588,18 @@ impl Worker {
     /// listening on `port`: returns the framed Announce to write on it first. What the peer
     /// sends back on it is fed to [`on_peer_data`](Self::on_peer_data) like any connection.
     pub fn open_peer(&mut self, conn: u32, port: u16) -> Vec<u8> {
+        let announce = Announce {
+            port: i32::from(self.cfg.data_port),
+            ..Default::default()
+        };
+        self.open_peer_announcing(conn, port, announce)
+    }
+
+    /// Records outgoing connection `conn` (peer listening on `port`) and frames `announce` for it.
+    fn open_peer_announcing(&mut self, conn: u32, port: u16, announce: Announce) -> Vec<u8> {
         self.peers.insert(conn, Peer::outgoing(port));
         let mut frame = Vec::new();
-        push_frame(
-            &mut frame,
-            &Announce {
-                port: i32::from(self.cfg.data_port),
-                ..Default::default()
-            },
-        );
+        push_frame(&mut frame, &announce);
         frame
     }
 

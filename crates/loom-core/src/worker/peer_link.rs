@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::data::{DataObject, Plain};
-use crate::frame::push_frame;
 use crate::proto::comm::Announce;
 
-use super::peer::{Peer, RecvStat};
+use super::peer::RecvStat;
 use super::Worker;
 
 /// The feature a sender announces and a receiver accepts.
@@ -24,17 +23,15 @@ impl Worker {
     /// [`open_peer`](Self::open_peer), with the Announce offering `peer-link` from `host` (this
     /// worker's `<boot id>:<uid>`). The original receiver skips the extra fields.
     pub fn open_peer_offering(&mut self, conn: u32, port: u16, host: &str) -> Vec<u8> {
-        self.peers.insert(conn, Peer::outgoing(port));
-        let mut frame = Vec::new();
-        push_frame(
-            &mut frame,
-            &Announce {
+        self.open_peer_announcing(
+            conn,
+            port,
+            Announce {
                 port: i32::from(self.cfg.data_port),
                 host: Some(host.to_owned()),
                 features: vec![PEER_LINK.to_owned()],
             },
-        );
-        frame
+        )
     }
 
     /// A peer's object `id` arrived as a data file now linked at `path` (in this worker's data
