@@ -61,12 +61,11 @@ export function serverAddress(command: keyof typeof COMMANDS, argv: readonly str
 
 /**
  * Binds the main port now if `argv` runs a server (see the module doc), then calls `then` (which
- * loads the command) once it listens or failed to; at once for every other command. Listening
- * needs a turn of the event loop (Node binds after resolving the host, an IP address included,
- * on the next tick): the command's modules, loaded synchronously, would hold it back.
+ * loads the command); for every other command only the latter. The port listens from the
+ * moment `listenEarly` returns (the kernel completes connections while the modules load).
  */
 export function listenFirst(command: keyof typeof COMMANDS, argv: readonly string[], then: () => void): void {
   const at = serverAddress(command, argv);
-  if (at === undefined) then();
-  else listenEarly(at.host, at.port, then);
+  if (at !== undefined) listenEarly(at.host, at.port);
+  then();
 }

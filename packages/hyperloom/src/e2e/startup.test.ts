@@ -9,7 +9,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
@@ -20,6 +20,7 @@ import { freePort } from "./sandbox.js";
 
 const CLI = join(__dirname, "..", "cli", "main.js");
 const LOOM_SERVER = join(__dirname, "..", "cli", "loom-server.js");
+const LOOM_WORKER = join(__dirname, "..", "cli", "loom-worker.js");
 /** How long the server waits after binding its port (long against the 1 ms polling below). */
 const SLOW_START_MS = 1500;
 /** The Register frame of a client (what the original's client sends first). */
@@ -34,10 +35,11 @@ interface Server {
   line(re: RegExp): Promise<number>;
 }
 
-function start(args: string[]): Server {
+/** Starts `node ARGS` (a server, held back `slowStartMs` after binding its port, or a worker). */
+function start(args: string[], slowStartMs = SLOW_START_MS): Server {
   const child = spawn(process.execPath, args, {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, HYPERLOOM_FAULT_SLOW_START_MS: String(SLOW_START_MS), HYPERLOOM_ACCESS_FILE: "" },
+    env: { ...process.env, HYPERLOOM_FAULT_SLOW_START_MS: String(slowStartMs), HYPERLOOM_ACCESS_FILE: "" },
   });
   const lines: string[] = [];
   const waiters: Array<{ re: RegExp; resolve: (t: number) => void }> = [];
@@ -207,6 +209,56 @@ t("hyperloom server: a port already in use is reported as before (the early bind
     socket.destroy();
   } finally {
     await stop(first);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * The modules a worker started with `args` had loaded when the server logged its registration:
+ * Node's built-in modules (`process.moduleLoadList`) and the files (`require.cache`), written by
+ * a preloaded script on SIGUSR2 (the worker is idle then: its server sends it nothing more).
+ */
+async function loadedAtRegistration(server: Server, args: string[], dir: string): Promise<{ builtins: string[]; files: string[] }> {
+  const out = join(dir, "loaded.json");
+  const preload = join(dir, "preload.js");
+  writeFileSync(
+    preload,
+    `process.on("SIGUSR2", () => require("fs").writeFileSync(${JSON.stringify(out)}, JSON.stringify({ builtins: process.moduleLoadList, files: Object.keys(require.cache) })));\n`,
+  );
+  rmSync(out, { force: true });
+  const registered = server.line(/worker \d+ registered/);
+  const worker = start(["-r", preload, ...args, "--cpus", "1", "--wdir", dir, "--nopin"], 0);
+  try {
+    await within(registered, "the worker's registration");
+    worker.child.kill("SIGUSR2");
+    for (let i = 0; i < 200 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 50));
+    return JSON.parse(readFileSync(out, "utf8")) as { builtins: string[]; files: string[] };
+  } finally {
+    await stop(worker);
+  }
+}
+
+t("a worker registers before loading what only later work needs: protobufjs, TLS (and for loom-worker, without a secret, node:crypto)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hyperloom-startup-"));
+  const file = join(dir, "access.json");
+  const open = start([LOOM_SERVER, "--port", String(await freePort())], 0);
+  const port = await freePort();
+  const secured = start([CLI, "server", "--port", String(port), "--access-file", file], 0);
+  try {
+    await open.line(/Authentication is off/);
+    const openPort = /anyone who can reach [^:]+:(\d+)/.exec(open.lines.join("\n"))![1]!;
+    await secured.line(/Access file /);
+    const protobuf = (files: string[]): string[] => files.filter((f) => /[\\/](protobufjs|generated)[\\/]/.test(f));
+    const loom = await loadedAtRegistration(open, [LOOM_WORKER, "127.0.0.1", openPort], dir);
+    assert.equal(protobuf(loom.files), [], "loom-worker loaded protobufjs before registering");
+    assert.equal(loom.builtins.filter((m) => /^NativeModule (tls|crypto)$/.test(m)), [], "loom-worker loaded TLS or node:crypto before registering");
+    const ours = await loadedAtRegistration(secured, [CLI, "worker", "127.0.0.1", String(port), "--access-file", file], dir);
+    assert.equal(protobuf(ours.files), [], "hyperloom worker loaded protobufjs before registering");
+    assert.equal(ours.builtins.filter((m) => m === "NativeModule tls"), [], "hyperloom worker loaded TLS before registering");
+    assert.ok(ours.builtins.includes("NativeModule crypto"), "the authenticated worker's handshake needs node:crypto");
+  } finally {
+    await stop(open);
+    await stop(secured);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -4,7 +4,6 @@
  * `hyperloom server` writes it (mode 0600); workers, clients and `hyperloom local` read it. The
  * file is refused when other users may read it, and the secret never appears in logs or errors.
  */
-import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -35,7 +34,9 @@ export class Secret {
 
   /** A new random secret. */
   static generate(): Secret {
-    return new Secret(randomBytes(SECRET_BYTES));
+    // node:crypto at first use: a server or worker without a secret (`--insecure`, the
+    // original's commands) never loads it (issue #26, startup).
+    return new Secret((require("node:crypto") as typeof import("node:crypto")).randomBytes(SECRET_BYTES));
   }
 
   /** The key for HMAC (only the handshake reads it). */

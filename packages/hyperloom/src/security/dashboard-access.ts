@@ -6,7 +6,6 @@
  * `?token=` (the server answers with an HttpOnly cookie the page's event stream then carries);
  * Prometheus and scripts send `Authorization: Bearer <token>`.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Secret } from "./access-file.js";
 
@@ -15,7 +14,7 @@ export const DASHBOARD_COOKIE = "hyperloom_dashboard";
 
 /** The dashboard token of the server whose secret is `secret` (64 hex digits). */
 export function dashboardToken(secret: Secret): string {
-  return createHmac("sha256", secret.key()).update("hyperloom dashboard token v1").digest("hex");
+  return (require("node:crypto") as typeof import("node:crypto")).createHmac("sha256", secret.key()).update("hyperloom dashboard token v1").digest("hex");
 }
 
 /** Where a request carried a token, if it did: the header, the cookie, or the query. */
@@ -43,6 +42,6 @@ export function checkDashboardToken(req: IncomingMessage, token: string): { ok: 
   if (p === undefined) return { ok: false, fromQuery: false };
   const a = Buffer.from(p.token);
   const b = Buffer.from(token);
-  const ok = a.length === b.length && timingSafeEqual(a, b);
+  const ok = a.length === b.length && (require("node:crypto") as typeof import("node:crypto")).timingSafeEqual(a, b);
   return { ok, fromQuery: ok && p.via === "query" };
 }

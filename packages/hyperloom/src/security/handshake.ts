@@ -13,7 +13,7 @@
  * ```
  * An acceptor buffers at most 40 bytes of an unauthenticated peer; more is refused.
  */
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import type * as Crypto from "node:crypto";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Secret } from "./access-file.js";
@@ -113,8 +113,16 @@ function channelBinding(socket: Socket): Buffer {
   return typeof tls.exportKeyingMaterial === "function" && tls.encrypted ? tls.exportKeyingMaterial(32, "EXPORTER-hyperloom-auth", Buffer.alloc(0)) : Buffer.alloc(0);
 }
 
+/**
+ * node:crypto, loaded by the first handshake: a role that authenticates nothing (`--insecure`,
+ * the original's `loom-server`/`loom-worker`) starts without it (issue #26, startup).
+ */
+function crypto(): typeof Crypto {
+  return require("node:crypto") as typeof Crypto;
+}
+
 function proof(secret: Secret, side: "A" | "C", nc: Buffer, na: Buffer, cb: Buffer): Buffer {
-  return createHmac("sha256", secret.key()).update(side).update(nc).update(na).update(cb).digest();
+  return crypto().createHmac("sha256", secret.key()).update(side).update(nc).update(na).update(cb).digest();
 }
 
 function withDeadline<T>(p: Promise<T>, ms: number, socket: Socket): Promise<T> {
@@ -141,12 +149,12 @@ export function acceptHandshake(socket: Socket, secret: Secret, timeoutMs = HAND
       throw new AuthError(NOT_AUTHENTICATING);
     }
     const nc = Buffer.from(await reader.read(NONCE));
-    const na = randomBytes(NONCE);
+    const na = crypto().randomBytes(NONCE);
     const cb = channelBinding(socket);
     socket.write(Buffer.concat([MAGIC, na, proof(secret, "A", nc, na, cb)]));
     const answer = await reader.read(MAC);
     if (answer.equals(REFUSED_PROOF)) throw new AuthError("it holds a different secret (an access file of another server?)");
-    if (!timingSafeEqual(answer, proof(secret, "C", nc, na, cb))) {
+    if (!crypto().timingSafeEqual(answer, proof(secret, "C", nc, na, cb))) {
       throw new AuthError("wrong proof of the secret (a different secret, or a replayed handshake)");
     }
     socket.write(OK);
@@ -162,7 +170,7 @@ export function acceptHandshake(socket: Socket, secret: Secret, timeoutMs = HAND
 export function connectHandshake(socket: Socket, secret: Secret, peer: string, timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<void> {
   const reader = new ExactReader(socket, Number.MAX_SAFE_INTEGER);
   const run = async (): Promise<void> => {
-    const nc = randomBytes(NONCE);
+    const nc = crypto().randomBytes(NONCE);
     socket.write(Buffer.concat([MAGIC, nc]));
     const first = await reader.read(REFUSED.length).catch((e: Error) => {
       throw new AuthError(`${e.message} (a --tls server whose certificate this access file does not name, i.e. an old access file; a server started with --insecure; or not HyperLoom?)`);
@@ -172,7 +180,7 @@ export function connectHandshake(socket: Socket, secret: Secret, peer: string, t
     const rest = await reader.read(NONCE + MAC);
     const na = Buffer.from(rest.subarray(0, NONCE));
     const cb = channelBinding(socket);
-    if (!timingSafeEqual(rest.subarray(NONCE), proof(secret, "A", nc, na, cb))) {
+    if (!crypto().timingSafeEqual(rest.subarray(NONCE), proof(secret, "A", nc, na, cb))) {
       socket.write(REFUSED_PROOF);
       throw new AuthError(`${peer} did not prove it holds our secret (an access file of another server, or a man in the middle)`);
     }

@@ -4,7 +4,6 @@
  * library; the key is never written anywhere). Peers pin the server's certificate by its SHA-256
  * fingerprint from the access file instead of trusting a CA.
  */
-import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { inspect } from "node:util";
 
@@ -27,7 +26,7 @@ export class TlsIdentity {
 
   /** SHA-256 fingerprint of the (first) certificate, `AB:CD:…` as Node prints it. */
   get fingerprint(): string {
-    return new X509Certificate(this.cert).fingerprint256;
+    return new (require("node:crypto") as typeof import("node:crypto")).X509Certificate(this.cert).fingerprint256;
   }
 
   toJSON(): string {

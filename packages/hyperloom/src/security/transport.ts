@@ -4,12 +4,20 @@
  * the worker's server connection, data port and peer connections, and the client.
  */
 import { createServer as createNetServer, connect as netConnect, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket } from "node:tls";
+import type { TLSSocket } from "node:tls";
 import { log } from "../log.js";
 import type { Secret } from "./access-file.js";
 import { acceptHandshake, connectHandshake, HANDSHAKE_TIMEOUT_MS, REFUSED } from "./handshake.js";
 import type { TlsIdentity } from "./tls.js";
 import type { EarlyListener } from "../server/early-listen.js";
+
+/**
+ * node:tls, loaded by the first TLS port or connection: without TLS (the default) a server or
+ * worker never loads it, 6-16 ms less before it is ready (issue #26, startup).
+ */
+function tls(): typeof import("node:tls") {
+  return require("node:tls") as typeof import("node:tls");
+}
 
 /** How a listening port protects itself. */
 export interface ListenSecurity {
@@ -83,7 +91,7 @@ export async function listenSecure(
   let server: Server;
   let accepting = accept;
   if (security.tls !== undefined) {
-    server = createTlsServer({ cert: security.tls.cert, key: security.tls.key(), handshakeTimeout: timeoutMs, minVersion: "TLSv1.3" }, accept);
+    server = tls().createServer({ cert: security.tls.cert, key: security.tls.key(), handshakeTimeout: timeoutMs, minVersion: "TLSv1.3" }, accept);
     server.on("tlsClientError", (e: NodeJS.ErrnoException, socket: TLSSocket) => {
       const from = socket.remoteAddress !== undefined ? `from ${socket.remoteAddress.replace(/^::ffff:/, "")}:${socket.remotePort}` : "(the peer already left)";
       log("warn", `${what}: refused a connection ${from}: ${tlsFailure(e)}`);
@@ -126,7 +134,7 @@ export function connectSecure(peer: string, host: string, port: number, security
     const tlsOptions = security.tls;
     const socket: Socket =
       tlsOptions !== undefined
-        ? tlsConnect({ host, port, rejectUnauthorized: false, minVersion: "TLSv1.3", ...(isIp(host) ? {} : { servername: host }) })
+        ? tls().connect({ host, port, rejectUnauthorized: false, minVersion: "TLSv1.3", ...(isIp(host) ? {} : { servername: host }) })
         : netConnect({ host, port, noDelay: true });
     socket.setNoDelay(true);
     let settled = false;

@@ -10,7 +10,7 @@
 import type { Socket } from "node:net";
 import { statSync } from "node:fs";
 import { FrameReader, frame } from "../protocol/frame.js";
-import { comm } from "../protocol/messages.js";
+import { messages } from "../protocol/lazy-messages.js";
 import { log } from "../log.js";
 import { hostKey } from "../protocol/direct-fetch.js";
 import type { WorkerCore } from "../native.js";
@@ -42,6 +42,7 @@ export function serveDirectFetch(socket: Socket, first: Buffer, host: DirectFetc
     socket.destroy();
     return;
   }
+  const { comm } = messages();
   const reply = (m: { object: number; path?: string; size?: number; dev?: number; ino?: number; error?: string }): Buffer =>
     frame(comm.DirectFetchReply.encode(m).finish());
   const onRequest = (payload: Buffer): void => {

@@ -13,7 +13,8 @@ import type { Socket } from "node:net";
 import { linkSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { FrameReader, frame } from "../protocol/frame.js";
-import { comm } from "../protocol/messages.js";
+import { messages } from "../protocol/lazy-messages.js";
+import type { comm } from "../protocol/messages.js";
 import { log } from "../log.js";
 import type { WorkerCore, WorkerEffects } from "../native.js";
 
@@ -47,19 +48,19 @@ export function opensPeerLink(first: Buffer): boolean {
 export function helloFor(payload: Buffer, ownHost: string): Buffer | undefined {
   let announce;
   try {
-    announce = comm.Announce.decode(payload);
+    announce = messages().comm.Announce.decode(payload);
   } catch {
     return undefined; // not an Announce (data without one): the core judges it
   }
   if (!announce.features.includes(PEER_LINK)) return undefined;
   const accept = peerLinkEnabled() && ownHost !== "" && announce.host === ownHost;
-  return frame(comm.PeerHello.encode({ host: ownHost, features: accept ? [PEER_LINK] : [] }).finish());
+  return frame(messages().comm.PeerHello.encode({ host: ownHost, features: accept ? [PEER_LINK] : [] }).finish());
 }
 
 /** Whether a `PeerHello` (payload) from a receiver accepts links from this worker (on `ownHost`). */
 export function helloAccepts(payload: Buffer, ownHost: string): boolean {
   try {
-    const hello = comm.PeerHello.decode(payload);
+    const hello = messages().comm.PeerHello.decode(payload);
     return ownHost !== "" && hello.host === ownHost && hello.features.includes(PEER_LINK);
   } catch {
     return false;
@@ -85,6 +86,7 @@ let linked = 0;
  */
 export function servePeerLink(socket: Socket, first: Buffer, host: PeerLinkHost): void {
   const reader = new FrameReader(MAX_LINK_FRAME);
+  const { comm } = messages();
   const reply = (object: number, error?: string): void => {
     socket.write(frame(comm.PeerLinkReply.encode(error === undefined ? { object } : { object, error }).finish()));
   };
@@ -161,12 +163,13 @@ export function offerFrame(id: number, path: string, size: number): Buffer | und
   } catch {
     return undefined;
   }
-  return frame(comm.PeerLink.encode({ object: id, path, size, dev: st.dev, ino: st.ino }).finish());
+  return frame(messages().comm.PeerLink.encode({ object: id, path, size, dev: st.dev, ino: st.ino }).finish());
 }
 
 /** Reads the receiver's replies on a link connection. */
 export function linkReplies(onReply: (object: number, error: string | undefined) => void): (chunk: Buffer) => void {
   const reader = new FrameReader(MAX_LINK_FRAME);
+  const { comm } = messages();
   return (chunk) => {
     for (const f of reader.push(chunk)) {
       const r = comm.PeerLinkReply.decode(f);

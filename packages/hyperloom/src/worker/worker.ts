@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, rmdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { native, type TaskToRun, type WorkerCore, type WorkerEffects } from "../native.js";
 import { log } from "../log.js";
+import { messages } from "../protocol/lazy-messages.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
 import { stopProgram, stopAllPrograms } from "./run.js";
 import { FunctionRunner, type FunctionOutcome } from "./functions.js";
@@ -1055,7 +1056,7 @@ const DICTIONARY = 8;
  */
 function isDictionary(payload: Buffer): boolean {
   if (payload[0] === 0x08 && payload[1]! < 0x80) return payload[1] === DICTIONARY;
-  const { comm } = require("../protocol/messages.js") as typeof import("../protocol/messages.js");
+  const { comm } = messages();
   return comm.WorkerCommand.decode(payload).type === comm.WorkerCommand.Type.DICTIONARY;
 }
 
