@@ -9,6 +9,7 @@
 //   node --expose-gc bench/e2e/cpu.mjs [--workloads W1-gather,W1] [--n 100000] [--reps 3] [--workers 2x1] [--root DIR]
 import { readFileSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { collectGarbage } from "./heap.mjs";
 
 const args = process.argv.slice(2);
 const opt = (k, d) => (args.includes(k) ? args[args.indexOf(k) + 1] : d);
@@ -33,7 +34,7 @@ try {
   await WORKLOADS["W1-gather"].run(client, 1000); // warm-up
   for (const w of opt("--workloads", "W1-gather,W1").split(",")) {
     for (let r = 0; r < reps; r++) {
-      globalThis.gc?.();
+      collectGarbage();
       await new Promise((res) => setTimeout(res, 50));
       const c0 = process.cpuUsage();
       const s0 = cpuMs(spid);

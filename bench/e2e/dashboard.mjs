@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { LocalCluster } from "hyperloom";
 import puppeteer from "puppeteer-core";
 import { w1Tasks } from "./plans.mjs";
+import { collectGarbage } from "./heap.mjs";
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -57,7 +58,7 @@ async function rep(dashboard) {
       await page.goto(cluster.dashboardLink);
       await page.waitForFunction(() => Number(document.body.dataset.updates) >= 1);
     }
-    globalThis.gc?.();
+    collectGarbage();
     const t0 = now();
     const [root] = client.submit([w1Tasks(n)]);
     let done = false;

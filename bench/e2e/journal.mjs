@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalCluster } from "hyperloom";
 import { w1Tasks } from "./plans.mjs";
+import { collectGarbage } from "./heap.mjs";
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -31,7 +32,7 @@ async function rep(journal, r) {
   const cluster = await LocalCluster.start({ workers: nw, cpus: nc, ...(journal ? { serverArgs: ["--journal", path] } : {}) });
   const client = await cluster.connect();
   try {
-    globalThis.gc?.();
+    collectGarbage();
     const t0 = now();
     const [root] = client.submit([w1Tasks(n)]);
     await client.wait([root]);

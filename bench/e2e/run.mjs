@@ -14,6 +14,7 @@ import { dirname, join } from "node:path";
 import { LocalCluster } from "hyperloom";
 import { WORKLOADS } from "./workloads.mjs";
 import { render } from "./table.mjs";
+import { collectGarbage } from "./heap.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -218,7 +219,7 @@ async function openCell(name, n, config, o, log, tls = false) {
   return {
     reps,
     async rep(r) {
-      globalThis.gc?.();
+      collectGarbage();
       await new Promise((res) => setTimeout(res, 50));
       resetPeak(spid);
       wpids.forEach(resetPeak);
