@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { deserialize, serialize } from "node:v8";
-import { decodeDirectArgs, encodeDirectArgs, fastOk } from "./direct-args.js";
+import { decodeDirectArgs, encodeDirectArgs, encodeLeadingArgs, fastOk } from "./direct-args.js";
 
 const simple: unknown[][] = [
   [],
@@ -25,6 +25,24 @@ test("direct arguments are written as V8 writes them, and read back as V8 reads 
   // On this Node the simple case takes the fast path with V8's own bytes.
   assert.ok(fastOk, "the fast path agrees with this Node's V8");
   for (const args of simple) assert.ok(encodeDirectArgs(args).equals(serialize(args)), String(args));
+});
+
+test("encodings share blocks without overwriting each other; the leading arguments are encoded alone", () => {
+  // Enough calls to fill several 64 KiB blocks, with the longest simple encodings among them.
+  const long = Array.from({ length: 64 }, (_, i) => "y".repeat(64 - (i % 3)));
+  const kept: Array<[Buffer, unknown[]]> = [];
+  for (let i = 0; i < 20_000; i++) {
+    const args = i % 500 === 0 ? long : [i, `s${i}`, i / 7];
+    kept.push([encodeDirectArgs(args), args]);
+  }
+  for (const [bytes, args] of kept) assert.ok(bytes.equals(serialize(args)), String(args).slice(0, 40));
+  for (const args of [...simple, ...other]) {
+    for (let n = 0; n <= args.length; n++) {
+      const mine = encodeLeadingArgs([...args, { an: "input" }], n);
+      assert.equal(deserialize(mine), args.slice(0, n));
+      if (simple.includes(args)) assert.ok(mine.equals(serialize(args.slice(0, n))), `${n} of ${String(args)}`);
+    }
+  }
 });
 
 test("bytes that are not V8's serialization throw as v8.deserialize does", () => {

@@ -28,48 +28,77 @@ const SMALL_INT = 2 ** 30;
 /** Arrays and strings longer than this go through `node:v8`. */
 const MAX_FAST = 64;
 
-function varint(out: number[], v: number): void {
+/**
+ * Where encodings are written: one block shared by many calls' configs (each a view of its
+ * bytes), so a call costs one view and no array or allocation of its own (issue #26). A new
+ * block is taken when the rest of this one is too small; old blocks live as long as a view.
+ */
+let slab = Buffer.allocUnsafeSlow(0);
+/** Next free byte of {@link slab}. */
+let slabAt = 0;
+const SLAB_BYTES = 64 * 1024;
+/** Largest fast encoding: version, array tag and length, MAX_FAST values of up to 2 + MAX_FAST bytes, end. */
+const MAX_FAST_BYTES = 3 + 5 + MAX_FAST * (2 + MAX_FAST) + 2 + 5;
+
+/** Writes `v` (0 <= v < 2^32) as an unsigned varint at `pos` of `b`; returns the end. */
+function varint(b: Buffer, pos: number, v: number): number {
   while (v >= 0x80) {
-    out.push((v & 0x7f) | 0x80);
+    b[pos++] = (v & 0x7f) | 0x80;
     v >>>= 7;
   }
-  out.push(v);
+  b[pos++] = v;
+  return pos;
 }
 
-/** The fast encoding of `args`, or undefined when it is not the simple case. */
-function fastEncode(args: readonly unknown[]): Buffer | undefined {
-  if (args.length > MAX_FAST) return undefined;
-  const out: number[] = [Tag.Version, VERSION, Tag.DenseArray];
-  varint(out, args.length);
-  for (const v of args) {
+/**
+ * The fast encoding of `args[from..to)` (as the array of those), or undefined when it is not the
+ * simple case.
+ */
+function fastEncode(args: readonly unknown[], from: number, to: number): Buffer | undefined {
+  const n = to - from;
+  if (n > MAX_FAST) return undefined;
+  if (slabAt + MAX_FAST_BYTES > slab.length) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slabAt = 0;
+  }
+  const b = slab;
+  const start = slabAt;
+  b[start] = Tag.Version;
+  b[start + 1] = VERSION;
+  b[start + 2] = Tag.DenseArray;
+  let pos = varint(b, start + 3, n);
+  for (let i = from; i < to; i++) {
+    const v = args[i];
     if (typeof v === "number") {
       if (Number.isInteger(v) && v > -SMALL_INT && v < SMALL_INT && !Object.is(v, -0)) {
-        out.push(Tag.Int32);
-        varint(out, ((v << 1) ^ (v >> 31)) >>> 0);
+        b[pos++] = Tag.Int32;
+        pos = varint(b, pos, ((v << 1) ^ (v >> 31)) >>> 0);
       } else {
-        out.push(Tag.Double);
-        const d = Buffer.allocUnsafe(8);
-        d.writeDoubleLE(v);
-        for (const b of d) out.push(b);
+        b[pos++] = Tag.Double;
+        b.writeDoubleLE(v, pos);
+        pos += 8;
       }
     } else if (typeof v === "string") {
-      if (v.length > MAX_FAST) return undefined;
-      out.push(Tag.OneByteString);
-      varint(out, v.length);
-      for (let i = 0; i < v.length; i++) {
-        const c = v.charCodeAt(i);
+      const len = v.length;
+      if (len > MAX_FAST) return undefined;
+      b[pos++] = Tag.OneByteString;
+      pos = varint(b, pos, len);
+      for (let k = 0; k < len; k++) {
+        const c = v.charCodeAt(k);
         if (c > 0xff) return undefined;
-        out.push(c);
+        b[pos++] = c;
       }
-    } else if (v === true) out.push(Tag.True);
-    else if (v === false) out.push(Tag.False);
-    else if (v === null) out.push(Tag.Null);
-    else if (v === undefined) out.push(Tag.Undefined);
+    } else if (v === true) b[pos++] = Tag.True;
+    else if (v === false) b[pos++] = Tag.False;
+    else if (v === null) b[pos++] = Tag.Null;
+    else if (v === undefined) b[pos++] = Tag.Undefined;
     else return undefined;
   }
-  out.push(Tag.EndDenseArray, 0);
-  varint(out, args.length);
-  return Buffer.from(out);
+  b[pos++] = Tag.EndDenseArray;
+  b[pos++] = 0;
+  pos = varint(b, pos, n);
+  slabAt = pos;
+  return Buffer.from(b.buffer, b.byteOffset + start, pos - start);
 }
 
 /** Read position of {@link fastDecode} (module state: no closure per call, cheap before the JIT). */
@@ -140,13 +169,18 @@ function fastDecode(b: Uint8Array): unknown[] | undefined {
 /** Whether this Node's V8 writes the simple case exactly as {@link fastEncode} does (then it is used). */
 export const fastOk = ((): boolean => {
   const sample = [0, 1, -7, 70000, -(2 ** 29), 1.5, -0, "ab", "\u00e9", "", true, false, null, undefined];
-  const mine = fastEncode(sample);
+  const mine = fastEncode(sample, 0, sample.length);
   return mine !== undefined && mine.equals(serialize(sample));
 })();
 
 /** `v8.serialize(args)` (throws what it throws). */
 export function encodeDirectArgs(args: readonly unknown[]): Buffer {
-  return (fastOk ? fastEncode(args) : undefined) ?? serialize(args);
+  return (fastOk ? fastEncode(args, 0, args.length) : undefined) ?? serialize(args);
+}
+
+/** `v8.serialize(args.slice(0, n))` without the slice when it is the simple case (throws what it throws). */
+export function encodeLeadingArgs(args: readonly unknown[], n: number): Buffer {
+  return (fastOk ? fastEncode(args, 0, n) : undefined) ?? serialize(args.slice(0, n));
 }
 
 /** `v8.deserialize(bytes)` of direct arguments (throws what it throws). */

@@ -9,7 +9,7 @@
  */
 import { serialize } from "node:v8";
 import { Symbol } from "../protocol/symbols.js";
-import { encodeDirectArgs } from "./direct-args.js";
+import { encodeDirectArgs, encodeLeadingArgs } from "./direct-args.js";
 import { cpu1, Task, type ResourceRequest, type TaskInput } from "./task.js";
 import { LoomError } from "./errors.js";
 import type { DataValue } from "./data.js";
@@ -124,12 +124,12 @@ export function jsCall<T = DataValue>(fnValue: TaskInput, inputs: readonly TaskI
   } catch (e) {
     throw new LoomError(`jsCall: direct arguments cannot be serialized: ${(e as Error).message}`);
   }
-  return new Task<T>(Symbol.JS_CALL, {
-    inputs: [fnValue, ...inputs],
-    config,
-    resourceRequest: options.request ?? cpu1,
-    ...(options.label ? { label: options.label } : {}),
-  });
+  return callTask<T>([fnValue, ...inputs], config, options.request ?? cpu1, options.label);
+}
+
+/** A `loom/js/call` task: `inputs[0]` is the function value. */
+function callTask<T>(inputs: TaskInput[], config: Buffer, request: ResourceRequest, label: string | undefined): Task<T> {
+  return new Task<T>(Symbol.JS_CALL, label === undefined ? { inputs, config, resourceRequest: request } : { inputs, config, resourceRequest: request, label });
 }
 
 /** Options of {@link jsTask}. */
@@ -179,9 +179,19 @@ export function jsTask(fn: (...args: never[]) => unknown, options: JsTaskOptions
   const value = jsFunction(fn, options.context ?? false);
   const nDirect = options.nDirectArgs ?? 0;
   const label = options.label ?? (fn.name || "jsTask");
+  const request = options.request ?? cpu1;
+  // Called once per call of a plan (W5 makes 10,000): no slices, no options objects.
   return (...args: unknown[]): Task<unknown> => {
     if (args.length < nDirect) throw new LoomError(`${label}: expected at least ${nDirect} direct argument(s), got ${args.length}`);
-    const inputs = args.slice(nDirect) as TaskInput[];
-    return jsCall(value, inputs, { directArgs: args.slice(0, nDirect), label, ...(options.request ? { request: options.request } : {}) });
+    const inputs: TaskInput[] = new Array(1 + args.length - nDirect);
+    inputs[0] = value;
+    for (let i = nDirect; i < args.length; i++) inputs[1 + i - nDirect] = args[i] as TaskInput;
+    let config: Buffer;
+    try {
+      config = encodeLeadingArgs(args, nDirect);
+    } catch (e) {
+      throw new LoomError(`jsCall: direct arguments cannot be serialized: ${(e as Error).message}`);
+    }
+    return callTask(inputs, config, request, label);
   };
 }
