@@ -18,10 +18,26 @@ import type { TaskResult, TaskToRun } from "../native.js";
 import { log, type Level } from "../log.js";
 import { ClaimState, type BatchAnswer, type CallBatch, type ThreadOutcome } from "./function-call.js";
 
-type Pool = { run(task: CallBatch, options?: { signal?: AbortSignal }): Promise<BatchAnswer>; destroy(): Promise<void> };
+/**
+ * A cancel signal in the shape tinypool takes besides `AbortSignal` (an emitter's `once`/`off`):
+ * a batch is its own, so a batch costs no `AbortController` and no event listener (issue #26).
+ */
+interface PoolSignal {
+  once(name: "abort", listener: () => void): void;
+  off(name: "abort", listener: () => void): void;
+}
+
+type Pool = { run(task: CallBatch, options?: { signal?: PoolSignal }): Promise<BatchAnswer>; destroy(): Promise<void> };
 
 /** Calls in one batch, at most. */
 const MAX_BATCH = 256;
+/**
+ * Calls a batch takes at least (of its even share): halving the queue batch after batch while
+ * the server's refill is on its way made runs of batches of 12, 6, 3, 2 and 1 calls, each
+ * costing a thread message, a promise and an answer (issue #26: W5's batches averaged 47 calls;
+ * with this, worker CPU per call 10 -> 8 µs).
+ */
+const MIN_BATCH = 128;
 
 /** A redirection: the task to run in place of a function task. */
 export interface Redirect {
@@ -62,19 +78,39 @@ interface Call {
   pos: number;
 }
 
-/** A batch handed to the pool. */
-interface Batch {
-  calls: Call[];
-  claims: Int32Array;
-  /** Aborted to terminate the thread running it (a running call was canceled). */
-  ctl: AbortController;
-  /** A batch of pooled calls (counts against `jsPoolCpus`). */
-  pooled: boolean;
+/** A batch handed to the pool; its own cancel signal for tinypool. */
+class Batch implements PoolSignal {
+  /** Tinypool's listener: terminates the thread running the batch. */
+  private onAbort: (() => void) | undefined;
+
+  constructor(
+    readonly calls: Call[],
+    readonly claims: Int32Array,
+    /** A batch of pooled calls (counts against `jsPoolCpus`). */
+    readonly pooled: boolean,
+  ) {}
+
+  once(_name: "abort", listener: () => void): void {
+    this.onAbort = listener;
+  }
+
+  off(_name: "abort", listener: () => void): void {
+    if (this.onAbort === listener) this.onAbort = undefined;
+  }
+
+  /** Terminates the thread running it (a running call was canceled). */
+  abort(): void {
+    const f = this.onAbort;
+    this.onAbort = undefined;
+    f?.();
+  }
 }
 
 /** The worker's pool of function threads. */
 export class FunctionRunner {
   private pool: Promise<Pool> | undefined;
+  /** The pool once started (batches then go to it without a promise of their own). */
+  private ready: Pool | undefined;
   /** Calls not answered yet, by task id (the cancel table). */
   private readonly calls = new Map<number, Call>();
   /** Pooled calls not handed to a thread yet, in order. */
@@ -105,6 +141,11 @@ export class FunctionRunner {
           // cheaper wake-up per batch. A call's promises still settle within its batch.
           useAtomics: true,
         }) as unknown as Pool,
+    );
+    // A pool that cannot start fails each batch through its own promise.
+    this.pool.then(
+      (p) => (this.ready = p),
+      () => undefined,
     );
     return this.pool;
   }
@@ -159,14 +200,16 @@ export class FunctionRunner {
   /**
    * Hands queued pooled calls to the free pool cpus: each takes half of its even share, so the
    * other half is there for its next batch the moment it answers, while the server refills the
-   * queue (the thread does not idle for a round trip to the server after every batch). With none
-   * queued, a free cpu takes back the later half of the calls a busy batch has not reached.
+   * queue (the thread does not idle for a round trip to the server after every batch) — but at
+   * least {@link MIN_BATCH} of its even share. With none queued, a free cpu takes back the later
+   * half of the calls a busy batch has not reached.
    */
   private dispatch(): void {
     while (this.inFlight.size < this.poolCpus) {
       if (this.queued.length === 0 && !this.takeBack()) return;
       const free = this.poolCpus - this.inFlight.size;
-      const n = Math.min(MAX_BATCH, Math.ceil(this.queued.length / (2 * free)));
+      const q = this.queued.length;
+      const n = Math.min(MAX_BATCH, Math.max(Math.ceil(q / (2 * free)), Math.min(Math.ceil(q / free), MIN_BATCH)));
       this.runBatch(this.queued.splice(0, n), true);
     }
   }
@@ -199,7 +242,7 @@ export class FunctionRunner {
     for (const c of calls) bytes += c.end - c.start;
     const shared = new SharedArrayBuffer(4 * n + bytes);
     const records = new Uint8Array(shared, 4 * n);
-    const batch: Batch = { calls, claims: new Int32Array(shared, 0, n), ctl: new AbortController(), pooled };
+    const batch = new Batch(calls, new Int32Array(shared, 0, n), pooled);
     for (let i = 0, at = 0; i < n; i++) {
       const c = calls[i]!;
       at += c.src.copy(records, at, c.start, c.end);
@@ -207,12 +250,12 @@ export class FunctionRunner {
       c.pos = i;
     }
     if (pooled) this.inFlight.add(batch);
-    this.getPool()
-      .then((pool) => pool.run({ shared, n }, { signal: batch.ctl.signal }))
-      .then(
-        (answer) => this.answered(batch, answer, undefined),
-        (e: unknown) => this.answered(batch, undefined, e instanceof Error ? e : new Error(String(e))),
-      );
+    const pool = this.ready;
+    const answer = pool !== undefined ? pool.run({ shared, n }, { signal: batch }) : this.getPool().then((p) => p.run({ shared, n }, { signal: batch }));
+    answer.then(
+      (a) => this.answered(batch, a, undefined),
+      (e: unknown) => this.answered(batch, undefined, e instanceof Error ? e : new Error(String(e))),
+    );
   }
 
   /** Whether `taskId`'s answer from `batch` is still wanted; if so, the call is answered now. */
@@ -303,7 +346,7 @@ export class FunctionRunner {
     }
     if (Atomics.compareExchange(batch.claims, c.pos, ClaimState.Free, ClaimState.TakenBack) === ClaimState.Free) {
       c.batch = undefined;
-    } else if (Atomics.load(batch.claims, c.pos) === ClaimState.Running) batch.ctl.abort();
+    } else if (Atomics.load(batch.claims, c.pos) === ClaimState.Running) batch.abort();
     return true;
   }
 
