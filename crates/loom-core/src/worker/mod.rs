@@ -221,8 +221,8 @@ pub struct WorkerOutput {
 }
 
 /// Pooled calls handed out per cpu lent to the pool, at most (bounds the calls a slow call can
-/// hold up behind it; the server's `POOLED_OVERBOOK`). 256, not 64: a thread's batch takes half
-/// of its queue, and fewer, larger batches mean fewer thread wake-ups per call (issue #26: W5's
+/// hold up behind it; the server's `POOLED_OVERBOOK`). 256, not 64: a thread's batch takes its
+/// share of the queue, and fewer, larger batches mean fewer thread wake-ups per call (issue #26: W5's
 /// CPU per call 49 -> 29 µs with the tinypool threads waiting on Atomics).
 pub const POOL_CALLS_PER_CPU: u32 = 256;
 

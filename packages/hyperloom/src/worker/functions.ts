@@ -31,14 +31,6 @@ type Pool = { run(task: CallBatch, options?: { signal?: PoolSignal }): Promise<B
 
 /** Calls in one batch, at most. */
 const MAX_BATCH = 256;
-/**
- * Calls a batch takes at least (of its even share): halving the queue batch after batch while
- * the server's refill is on its way made runs of batches of 12, 6, 3, 2 and 1 calls, each
- * costing a thread message, a promise and an answer (issue #26: W5's batches averaged 47 calls;
- * with this, worker CPU per call 10 -> 8 µs).
- */
-const MIN_BATCH = 128;
-
 /** A redirection: the task to run in place of a function task. */
 export interface Redirect {
   taskType: string;
@@ -198,18 +190,18 @@ export class FunctionRunner {
   }
 
   /**
-   * Hands queued pooled calls to the free pool cpus: each takes half of its even share, so the
-   * other half is there for its next batch the moment it answers, while the server refills the
-   * queue (the thread does not idle for a round trip to the server after every batch) — but at
-   * least {@link MIN_BATCH} of its even share. With none queued, a free cpu takes back the later
-   * half of the calls a busy batch has not reached.
+   * Hands queued pooled calls to the free pool cpus, each its even share (up to {@link MAX_BATCH}).
+   * Not less, keeping a reserve for its next batch while the server refills the queue: halving
+   * the queue batch after batch made runs of 12-, 6-, 3-, 2- and 1-call batches, each costing a
+   * thread message, a promise and an answer (issue #26: W5's batches averaged 47 calls; worker
+   * CPU per call 10 -> 6 µs). With none queued, a free cpu takes back the later half of the
+   * calls a busy batch has not reached.
    */
   private dispatch(): void {
     while (this.inFlight.size < this.poolCpus) {
       if (this.queued.length === 0 && !this.takeBack()) return;
       const free = this.poolCpus - this.inFlight.size;
-      const q = this.queued.length;
-      const n = Math.min(MAX_BATCH, Math.max(Math.ceil(q / (2 * free)), Math.min(Math.ceil(q / free), MIN_BATCH)));
+      const n = Math.min(MAX_BATCH, Math.ceil(this.queued.length / free));
       this.runBatch(this.queued.splice(0, n), true);
     }
   }
