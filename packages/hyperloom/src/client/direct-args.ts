@@ -107,10 +107,11 @@ let at = 0;
 /** An unsigned varint of `b` at {@link at} (advanced), or -1. */
 function uvarint(b: Uint8Array): number {
   let v = 0;
-  for (let shift = 0; shift < 35; shift += 7) {
+  // A running factor, not `2 ** shift` (a call of pow for every byte).
+  for (let mul = 1; mul < 2 ** 35; mul *= 128) {
     if (at >= b.length) return -1;
     const x = b[at++]!;
-    v += (x & 0x7f) * 2 ** shift;
+    v += (x & 0x7f) * mul;
     if (x < 0x80) return v;
   }
   return -1;
