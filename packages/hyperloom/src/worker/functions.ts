@@ -31,6 +31,7 @@ type Pool = { run(task: CallBatch, options?: { signal?: PoolSignal }): Promise<B
 
 /** Calls in one batch, at most. */
 const MAX_BATCH = 256;
+
 /** A redirection: the task to run in place of a function task. */
 export interface Redirect {
   taskType: string;
@@ -191,11 +192,11 @@ export class FunctionRunner {
 
   /**
    * Hands queued pooled calls to the free pool cpus, each its even share (up to {@link MAX_BATCH}).
-   * Not less, keeping a reserve for its next batch while the server refills the queue: halving
-   * the queue batch after batch made runs of 12-, 6-, 3-, 2- and 1-call batches, each costing a
-   * thread message, a promise and an answer (issue #26: W5's batches averaged 47 calls; worker
-   * CPU per call 10 -> 6 µs). With none queued, a free cpu takes back the later half of the
-   * calls a busy batch has not reached.
+   * Nothing is kept back for a thread's next batch while the server refills the queue: taking
+   * half of the share made runs of 12-, 6-, 3-, 2- and 1-call batches, each costing a thread
+   * message, a promise and an answer (issue #26: W5's batches averaged 47 calls; worker CPU per
+   * call 10 -> 6 µs). With none queued, a free cpu takes back the later half of the calls a busy
+   * batch has not reached.
    */
   private dispatch(): void {
     while (this.inFlight.size < this.poolCpus) {
