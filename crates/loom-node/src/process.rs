@@ -161,49 +161,111 @@ fn signal_group(pgid: i32, signal: i32) {
     }
 }
 
-/// The reaper's stdin: a small `sh` process that learns every program group the worker starts
-/// and ends, and kills the ones still running when this pipe closes — when the worker dies,
-/// even by SIGKILL, which leaves it no chance to stop its programs itself. (Asking the kernel
-/// instead, with PR_SET_PDEATHSIG, forbids posix_spawn: 35-40% fewer programs/s measured.)
-static REAPER: OnceLock<Mutex<Option<std::process::ChildStdin>>> = OnceLock::new();
-
-const REAPER_SCRIPT: &str = r#"while read -r op pg; do
-  case "$op" in
-    +) eval "p_$pg=1" ;;
-    -) unset "p_$pg" ;;
-  esac
-done
-for g in $(set | sed -n 's/^p_\([0-9]*\)=.*/\1/p'); do kill -KILL "-$g" 2>/dev/null; done"#;
-
-fn reaper_note(op: char, pgid: i32) {
-    use std::io::Write;
-    let Some(r) = REAPER.get() else { return };
-    let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(stdin) = r.as_mut() {
-        if writeln!(stdin, "{op} {pgid}").is_err() {
-            *r = None; // the reaper is gone: nothing more to tell it
-        }
-    }
+/// The reaper: a small `sh` process that kills the program groups still running when the worker
+/// dies, even by SIGKILL, which leaves it no chance to stop its programs itself. (Asking the
+/// kernel instead, with PR_SET_PDEATHSIG, forbids posix_spawn: 35-40% fewer programs/s measured.)
+///
+/// It learns of the worker's death by the end of its stdin (a pipe only the worker writes to),
+/// and of the running groups by its stdout: a file shared with the worker (not a pipe: telling a
+/// process of every program that starts and ends cost a wake-up of the reaper, its byte-by-byte
+/// `read`s and the worker's writes for each program), with one slot per runner thread holding
+/// the group of its running program, written in place (`pwrite`) at spawn and cleared at exit.
+struct Reaper {
+    /// Never written: its end (the worker's death) wakes the reaper.
+    _alive: std::process::ChildStdin,
+    /// The slots, each [`SLOT`] bytes: a group id right-aligned in spaces and a newline, or
+    /// only spaces (no program).
+    slots: File,
 }
 
-/// Starts the reaper (see [`REAPER`]); once per process, later calls do nothing. Programs
+static REAPER: OnceLock<Reaper> = OnceLock::new();
+
+/// Bytes of one reaper slot (see [`Reaper`]).
+const SLOT: usize = 16;
+
+/// Waits for the end of stdin, then reads the slots (stdout, shared with the worker, which
+/// only writes it in place: its offset stays 0) and kills every group in them.
+const REAPER_SCRIPT: &str = r#"while read -r _; do :; done
+while read -r g; do
+  case "$g" in ''|*[!0-9]*) ;; *) kill -KILL "-$g" 2>/dev/null ;; esac
+done <&1"#;
+
+/// This runner thread's slot (its index), taken at its first program.
+fn reaper_slot() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    thread_local! {
+        static SLOT_INDEX: u64 = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    SLOT_INDEX.with(|i| *i)
+}
+
+/// Writes this thread's reaper slot: the group `pgid`, or none (`None`).
+fn reaper_note(pgid: Option<i32>) {
+    use std::os::unix::fs::FileExt;
+    let Some(r) = REAPER.get() else { return };
+    let slot = match pgid {
+        Some(g) => format!("{g:>w$}\n", w = SLOT - 1),
+        None => format!("{:>w$}\n", "", w = SLOT - 1),
+    };
+    // A failed write leaves that program to the worker's own stop (as without a reaper).
+    let _ = r.slots.write_at(slot.as_bytes(), reaper_slot() * SLOT as u64);
+}
+
+/// A file without a name for the reaper's slots: a memfd on Linux, else an unlinked temporary
+/// file.
+fn slot_file() -> std::io::Result<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: memfd_create with a NUL-terminated name; the descriptor is ours on success.
+        let fd = unsafe { libc::memfd_create(c"hyperloom-reaper".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor nothing else owns.
+            return Ok(unsafe { File::from_raw_fd(fd) });
+        }
+    }
+    let path = std::env::temp_dir().join(format!(
+        "hyperloom-reaper-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+/// Starts the reaper (see [`Reaper`]); once per process, later calls do nothing. Programs
 /// started before it are not covered.
 #[napi]
 pub fn start_reaper() -> napi::Result<()> {
     if REAPER.get().is_some() {
         return Ok(());
     }
+    let fail = |e: std::io::Error| {
+        napi::Error::from_reason(format!("cannot start the program reaper: {e}"))
+    };
+    let slots = slot_file().map_err(fail)?;
     let child = Command::new("/bin/sh")
         .arg("-c")
         .arg(REAPER_SCRIPT)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::from(slots.try_clone().map_err(fail)?))
         .stderr(Stdio::null())
         // Not in the worker's group: a signal to the worker's group does not reach it first.
         .process_group(0)
         .spawn()
-        .map_err(|e| napi::Error::from_reason(format!("cannot start the program reaper: {e}")))?;
-    let _ = REAPER.set(Mutex::new(child.stdin));
+        .map_err(fail)?;
+    let alive = child.stdin.expect("stdin is piped");
+    let _ = REAPER.set(Reaper {
+        _alive: alive,
+        slots,
+    });
     Ok(())
 }
 
@@ -373,15 +435,32 @@ pub(crate) struct Ended {
 impl Program {
     /// Runs it; on an error the run directory is released here.
     pub(crate) fn run(self) -> Result<Ended, String> {
+        self.run_recycling(None)
+    }
+
+    /// Runs it, and empties `done` (the run directory of this thread's previous program) for
+    /// the next program while this one runs: on this thread, which waits anyway, rather than
+    /// waking the cleaner for every program. On an error both directories are released here.
+    pub(crate) fn run_recycling(self, mut done: Option<PathBuf>) -> Result<Ended, String> {
         let program = self.argv.first().cloned().unwrap_or_default();
-        let dir = run_dir::take(&self.root).map_err(|e| {
-            format!(
-                "cannot create a run directory in {}: {}",
-                self.root.display(),
-                strerror(&e)
-            )
-        })?;
-        match self.start_and_wait(&dir, &program) {
+        let dir = match run_dir::take(&self.root) {
+            Ok(dir) => dir,
+            Err(e) => {
+                if let Some(d) = done {
+                    run_dir::release(d);
+                }
+                return Err(format!(
+                    "cannot create a run directory in {}: {}",
+                    self.root.display(),
+                    strerror(&e)
+                ));
+            }
+        };
+        let result = self.start_and_wait(&dir, &program, &mut done);
+        if let Some(d) = done {
+            run_dir::release(d); // not spawned: the cleaner empties it
+        }
+        match result {
             Ok((code, signal)) => Ok(self.collect(dir, code, signal)),
             Err(message) => {
                 run_dir::release(dir);
@@ -394,6 +473,7 @@ impl Program {
         &self,
         dir: &Path,
         program: &str,
+        done: &mut Option<PathBuf>,
     ) -> Result<(Option<i32>, Option<i32>), String> {
         for (name, source) in &self.files {
             place(dir, name, source)
@@ -418,6 +498,12 @@ impl Program {
                     .map_err(|e| format!("cannot create +out: {}", strerror(&e)))?,
             )
         } else {
+            // Without the output, no +out in the directory (an empty one may be kept from an
+            // earlier program), as in the original.
+            if !placed("+out") {
+                remove_kept(&dir.join("+out"))
+                    .map_err(|e| format!("cannot remove +out: {}", strerror(&e)))?;
+            }
             Stdio::null()
         };
         let stderr = Stdio::from(
@@ -451,13 +537,16 @@ impl Program {
         if let Some(Registered::Starting(Some(signal))) = before {
             signal_group(pgid, signal); // stopped while it was being spawned
         }
-        reaper_note('+', pgid);
+        reaper_note(Some(pgid));
+        if let Some(d) = done.take() {
+            run_dir::recycle(d);
+        }
         let status = child.wait();
         programs()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.token);
-        reaper_note('-', pgid);
+        reaper_note(None);
         let status = status.map_err(|e| format!("waiting for '{program}': {}", strerror(&e)))?;
         Ok((status.code(), exit_signal(&status)))
     }
@@ -495,6 +584,14 @@ fn strerror(e: &std::io::Error) -> String {
     loom_core::data::strerror(e)
 }
 
+/// Removes `path` (a file an earlier program left, see `run_dir.rs`) if it is there.
+fn remove_kept(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Places input file `name` in `dir`: a link to `Path`, or `Bytes` written out.
 fn place(dir: &Path, name: &str, source: &Source) -> std::io::Result<()> {
     let target = dir.join(name);
@@ -503,11 +600,8 @@ fn place(dir: &Path, name: &str, source: &Source) -> std::io::Result<()> {
             std::fs::create_dir_all(parent)?;
         }
     }
-    // The directory may keep an empty `+err` from an earlier program (`run_dir.rs`).
-    match std::fs::remove_file(&target) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
+    // The directory may keep an empty `+err`/`+out` from an earlier program (`run_dir.rs`).
+    remove_kept(&target)?;
     match source {
         Source::Path(p) => std::os::unix::fs::symlink(p, &target),
         Source::Bytes(b) => std::fs::write(&target, b),

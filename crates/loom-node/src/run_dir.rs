@@ -2,9 +2,11 @@
 //! handed to the next program. Creating and removing a directory for every program costs more
 //! than the spawn on ext4.
 //!
-//! A directory is `<work dir>/run/r<n>`. After its program, the cleaner thread removes whatever
-//! is in it except an empty `+err` (kept for the next program to open again). A written `+out` or
-//! `+err` is removed, not truncated: on ext4 a file truncated to zero and written again is
+//! A directory is `<work dir>/run/r<n>`. After its program, it is emptied (on the runner thread
+//! while that thread's next program runs, else on the cleaner thread) of whatever is in it except
+//! an empty `+err` or `+out` (kept for the next program to open again: creating and removing a
+//! file costs about as much again as opening it). A written `+out` or `+err` is removed, not
+//! truncated: on ext4 a file truncated to zero and written again is
 //! flushed to disk when it is closed (`auto_da_alloc`), which halved the rate of `cat` programs
 //! measured here, while a fresh file stays in the page cache. A directory that cannot be emptied
 //! is removed whole and never reused.
@@ -16,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Mutex, OnceLock};
 
-/// The standard-stream file a run directory keeps between programs, while empty.
-pub const KEPT: &str = "+err";
+/// The standard-stream files a run directory keeps between programs, while empty.
+pub const KEPT: [&str; 2] = ["+err", "+out"];
 
 /// Emptied directories ready for a program, per run root (`<work dir>/run`).
 fn free() -> &'static Mutex<HashMap<PathBuf, Vec<PathBuf>>> {
@@ -81,8 +83,9 @@ pub fn release(dir: PathBuf) {
     }
 }
 
-/// Empties `dir` and puts it back into its root's free list, or removes it whole.
-fn recycle(dir: PathBuf) {
+/// Empties `dir` and puts it back into its root's free list, or removes it whole; on the
+/// calling thread (see [`release`] for the cleaner's).
+pub fn recycle(dir: PathBuf) {
     match empty(&dir) {
         Ok(()) => {
             if let Some(root) = dir.parent() {
@@ -100,14 +103,14 @@ fn recycle(dir: PathBuf) {
     }
 }
 
-/// Removes every entry of `dir` but an empty regular file [`KEPT`].
+/// Removes every entry of `dir` but empty regular files named in [`KEPT`].
 fn empty(dir: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let ty = entry.file_type()?; // of the entry itself: a symlink is not followed
         let name = entry.file_name();
         let path = entry.path();
-        if ty.is_file() && name == KEPT && entry.metadata()?.len() == 0 {
+        if ty.is_file() && KEPT.iter().any(|k| name == *k) && entry.metadata()?.len() == 0 {
             continue;
         }
         if ty.is_dir() {
@@ -142,8 +145,15 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["+err"], "an empty +err is kept, the rest removed");
-        // A written +err is removed too (not truncated: see the module's note).
+        // An empty +out is kept too; written ones are removed (not truncated: see the module's
+        // note), and so is an empty +out that is not a regular file.
+        std::fs::write(d.join("+out"), b"").unwrap();
+        recycle(d.clone());
+        assert_eq!(take(&root).unwrap(), d);
+        assert!(d.join("+out").is_file() && d.join("+err").is_file());
         std::fs::write(d.join("+err"), b"err").unwrap();
+        std::fs::remove_file(d.join("+out")).unwrap();
+        std::fs::create_dir(d.join("+out")).unwrap();
         recycle(d.clone());
         assert_eq!(take(&root).unwrap(), d);
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
