@@ -25,7 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 /// A file to place in the run directory before the program starts.
 #[napi(object)]
@@ -208,7 +208,9 @@ fn reaper_note(pgid: Option<i32>) {
         None => format!("{:>w$}\n", "", w = SLOT - 1),
     };
     // A failed write leaves that program to the worker's own stop (as without a reaper).
-    let _ = r.slots.write_at(slot.as_bytes(), reaper_slot() * SLOT as u64);
+    let _ = r
+        .slots
+        .write_at(slot.as_bytes(), reaper_slot() * SLOT as u64);
 }
 
 /// A file without a name for the reaper's slots: a memfd on Linux, else an unlinked temporary
@@ -723,54 +725,65 @@ pub(crate) type Job = Box<dyn FnOnce() + Send>;
 /// The runner threads: kept after their program, each job gets a thread of its own at once
 /// (an idle one, or a new one), so a program never waits behind another.
 pub(crate) struct Runners {
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
-    queue: Arc<Mutex<std::sync::mpsc::Receiver<Job>>>,
+    queue: Mutex<RunnerQueue>,
+    /// Signaled once per job queued for an idle thread: exactly one waiting thread wakes (a
+    /// receiver behind a mutex woke a second one, only for it to wait again).
+    queued: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct RunnerQueue {
+    jobs: std::collections::VecDeque<Job>,
     /// Threads waiting for a job (or about to) that no submitted job has claimed yet.
-    idle: Mutex<usize>,
+    idle: usize,
 }
 
 pub(crate) fn runners() -> &'static Runners {
     static R: OnceLock<Runners> = OnceLock::new();
-    R.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        Runners {
-            jobs: Mutex::new(tx),
-            queue: Arc::new(Mutex::new(rx)),
-            idle: Mutex::new(0),
-        }
+    R.get_or_init(|| Runners {
+        queue: Mutex::new(RunnerQueue::default()),
+        queued: std::sync::Condvar::new(),
     })
 }
 
 impl Runners {
     /// The calling runner thread is done with its job (it waits for the next one).
     pub(crate) fn idle(&self) {
-        *self.idle.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).idle += 1;
     }
 
     /// Runs `job` on a runner thread at once: an idle one, or a new one.
     pub(crate) fn submit(&self, job: Job) -> std::io::Result<()> {
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if *idle > 0 {
-                *idle -= 1;
-            } else {
-                let queue = self.queue.clone();
-                std::thread::Builder::new()
-                    .name("hyperloom-run".into())
-                    .spawn(move || loop {
-                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        match job {
-                            Ok(job) => job(), // calls `Runners::idle` when its thread is free
-                            Err(_) => return,
-                        }
-                    })?;
-            }
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.idle > 0 {
+            q.idle -= 1;
+            q.jobs.push_back(job);
+            drop(q);
+            self.queued.notify_one();
+            return Ok(());
         }
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .map_err(|_| std::io::Error::other("the runner queue is closed"))
+        drop(q);
+        std::thread::Builder::new()
+            .name("hyperloom-run".into())
+            .spawn(move || {
+                job(); // calls `Runners::idle` when its thread is free
+                let runners = runners();
+                loop {
+                    let job = {
+                        let mut q = runners.queue.lock().unwrap_or_else(|e| e.into_inner());
+                        loop {
+                            match q.jobs.pop_front() {
+                                Some(job) => break job,
+                                None => {
+                                    q = runners.queued.wait(q).unwrap_or_else(|e| e.into_inner())
+                                }
+                            }
+                        }
+                    };
+                    job();
+                }
+            })?;
+        Ok(())
     }
 }
 
