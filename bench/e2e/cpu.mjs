@@ -2,9 +2,10 @@
 // CPU per process of end-to-end workloads (issue #26): one local cluster (2 workers x 1 cpu by
 // default), each workload `--reps` times after a warm-up; prints one JSON line per repetition:
 // wall ms, tasks/s, and the CPU ms (user + system) the client (this process), the server and
-// each worker used during it (/proc/<pid>/stat). `--root DIR` runs another checkout's build (its
-// packages/hyperloom/dist and bench/e2e/workloads.mjs), for A/B runs interleaved by hand or by a
-// benchmark runner.
+// each worker used during it (/proc/<pid>/stat), and `programs`: the CPU of the programs each
+// worker ran and waited for (W4's; its children's user + system time). `--root DIR` runs another
+// checkout's build (its packages/hyperloom/dist and bench/e2e/workloads.mjs), for A/B runs
+// interleaved by hand or by a benchmark runner.
 //
 //   node --expose-gc bench/e2e/cpu.mjs [--workloads W1-gather,W1] [--n 100000] [--reps 3] [--workers 2x1] [--root DIR]
 import { readFileSync } from "node:fs";
@@ -26,6 +27,12 @@ function cpuMs(pid) {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
+/** CPU ms of the children `pid` has waited for (cutime + cstime). */
+function childrenMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[13]) + Number(fields[14])) * 10;
+}
+
 const cluster = await LocalCluster.start({ workers: nw, cpus: nc });
 const spid = cluster.serverProcess.pid;
 const wpids = cluster.workerProcesses.map((p) => p.pid);
@@ -39,6 +46,7 @@ try {
       const c0 = process.cpuUsage();
       const s0 = cpuMs(spid);
       const w0 = wpids.map(cpuMs);
+      const p0 = wpids.map(childrenMs);
       const x = await WORKLOADS[w].run(client, n, { cpus: nw * nc });
       const c = process.cpuUsage(c0);
       const line = {
@@ -47,7 +55,7 @@ try {
         workers: `${nw}x${nc}`,
         wallMs: Math.round(x.wallMs),
         tasksPerS: Math.round(x.tasks / (x.wallMs / 1e3)),
-        cpuMs: { client: Math.round((c.user + c.system) / 1e3), server: cpuMs(spid) - s0, workers: wpids.map((p, i) => cpuMs(p) - w0[i]) },
+        cpuMs: { client: Math.round((c.user + c.system) / 1e3), server: cpuMs(spid) - s0, workers: wpids.map((p, i) => cpuMs(p) - w0[i]), programs: wpids.map((p, i) => childrenMs(p) - p0[i]) },
       };
       console.log(JSON.stringify(line));
     }

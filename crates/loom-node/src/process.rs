@@ -4,8 +4,9 @@
 //! runner thread of its own (kept for the next program), so the event loop and the addon's
 //! thread pool stay free. Run directories are reused (`run_dir.rs`), standard input up to a
 //! pipe's capacity goes through a pipe, and small outputs come back as bytes. Standard output is
-//! the file `+out` of the run directory (programs see it there, as in the original), created
-//! for each program and removed after it (see `run_dir.rs` for why it is not reused).
+//! the file `+out` of the run directory (programs see it there, as in the original), kept for
+//! the next program while it is empty and removed once written (see `run_dir.rs` for why it is
+//! not truncated).
 //!
 //! Every program runs in a process group of its own, registered under a token (the task id)
 //! until it ends, so the worker can signal it and everything it started: when its task is
@@ -437,32 +438,15 @@ pub(crate) struct Ended {
 impl Program {
     /// Runs it; on an error the run directory is released here.
     pub(crate) fn run(self) -> Result<Ended, String> {
-        self.run_recycling(None)
-    }
-
-    /// Runs it, and empties `done` (the run directory of this thread's previous program) for
-    /// the next program while this one runs: on this thread, which waits anyway, rather than
-    /// waking the cleaner for every program. On an error both directories are released here.
-    pub(crate) fn run_recycling(self, mut done: Option<PathBuf>) -> Result<Ended, String> {
         let program = self.argv.first().cloned().unwrap_or_default();
-        let dir = match run_dir::take(&self.root) {
-            Ok(dir) => dir,
-            Err(e) => {
-                if let Some(d) = done {
-                    run_dir::release(d);
-                }
-                return Err(format!(
-                    "cannot create a run directory in {}: {}",
-                    self.root.display(),
-                    strerror(&e)
-                ));
-            }
-        };
-        let result = self.start_and_wait(&dir, &program, &mut done);
-        if let Some(d) = done {
-            run_dir::release(d); // not spawned: the cleaner empties it
-        }
-        match result {
+        let dir = run_dir::take(&self.root).map_err(|e| {
+            format!(
+                "cannot create a run directory in {}: {}",
+                self.root.display(),
+                strerror(&e)
+            )
+        })?;
+        match self.start_and_wait(&dir, &program) {
             Ok((code, signal)) => Ok(self.collect(dir, code, signal)),
             Err(message) => {
                 run_dir::release(dir);
@@ -475,7 +459,6 @@ impl Program {
         &self,
         dir: &Path,
         program: &str,
-        done: &mut Option<PathBuf>,
     ) -> Result<(Option<i32>, Option<i32>), String> {
         for (name, source) in &self.files {
             place(dir, name, source)
@@ -540,9 +523,6 @@ impl Program {
             signal_group(pgid, signal); // stopped while it was being spawned
         }
         reaper_note(Some(pgid));
-        if let Some(d) = done.take() {
-            run_dir::recycle(d);
-        }
         let status = child.wait();
         programs()
             .lock()
@@ -865,6 +845,54 @@ mod tests {
         forget_program(token);
         assert!(!kill_program(token, libc::SIGTERM), "forgotten");
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn the_reaper_kills_the_groups_in_its_slots_when_the_worker_is_gone() {
+        use std::io::Write;
+        use std::os::unix::fs::FileExt;
+        let mut victim = Command::new("/bin/sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut bystander = Command::new("/bin/sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let slots = slot_file().unwrap();
+        // Slot 0 is free, slot 1 holds the victim's group, slot 2 is cleared after its program.
+        let free = format!("{:>w$}\n", "", w = SLOT - 1);
+        slots.write_at(free.as_bytes(), 0).unwrap();
+        let held = format!("{:>w$}\n", victim.id(), w = SLOT - 1);
+        slots.write_at(held.as_bytes(), SLOT as u64).unwrap();
+        let gone = format!("{:>w$}\n", bystander.id(), w = SLOT - 1);
+        slots.write_at(gone.as_bytes(), 2 * SLOT as u64).unwrap();
+        slots.write_at(free.as_bytes(), 2 * SLOT as u64).unwrap();
+        let mut reaper = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(REAPER_SCRIPT)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(slots.try_clone().unwrap()))
+            .spawn()
+            .unwrap();
+        let mut alive = reaper.stdin.take().unwrap();
+        alive.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            reaper.try_wait().unwrap().is_none(),
+            "waits while the worker lives"
+        );
+        drop(alive); // the worker is gone
+        assert!(reaper.wait().unwrap().success());
+        assert_eq!(victim.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(
+            bystander.try_wait().unwrap().is_none(),
+            "a cleared slot is not killed"
+        );
+        bystander.kill().unwrap();
+        bystander.wait().unwrap();
     }
 
     #[test]

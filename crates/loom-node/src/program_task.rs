@@ -99,60 +99,48 @@ impl ProgramHost {
 
     /// On a runner thread: runs `task`'s program, hands its outcome to the core, and goes on
     /// with the next program the core starts then (the cpu it freed), without a detour through
-    /// the JS thread. A program's run directory is emptied while the next one runs.
+    /// the JS thread.
     fn run_from(self: &Arc<Self>, mut task: JsTask) {
-        let mut done: Option<PathBuf> = None;
         loop {
             if self.stopped.load(Ordering::SeqCst) {
                 forget_program(task.id as u32);
-                if let Some(d) = done {
-                    run_dir::release(d);
-                }
                 return;
             }
-            let outcome = match prepare(&task, &self.run_root, self.pin) {
-                Ok(p) => p.run_recycling(done.take()),
-                Err(message) => Err(message),
-            };
+            let outcome = prepare(&task, &self.run_root, self.pin).and_then(|p| p.run());
             forget_program(task.id as u32);
             if self.job && matches!(&outcome, Ok(e) if e.signal == Some(SIGUSR1)) {
                 std::thread::sleep(STOP_SIGNAL_GRACE);
             }
-            let (outcome, dir) = match outcome {
-                Ok(ended) => verdict(ended),
-                Err(message) => (Err(message), None),
-            };
-            if let Some(d) = done.take() {
-                run_dir::release(d); // the program was not spawned
-            }
-            match self.complete(task.id, outcome) {
-                Some(next) => {
-                    task = next;
-                    done = dir;
-                }
-                None => {
-                    if let Some(d) = dir {
-                        run_dir::release(d);
-                    }
-                    return;
-                }
+            match self.complete(task.id, outcome.and_then(verdict)) {
+                Some(next) => task = next,
+                None => return,
             }
         }
     }
 
-    /// Hands task `id`'s outcome to the core (which moves output files out of the program's
-    /// directory at once). Program tasks this starts run on other runner threads, but the first
-    /// one, which is returned for the calling thread to run; the rest of the core's output
-    /// waits for the JS thread, woken by the first output of a batch.
-    fn complete(self: &Arc<Self>, id: i32, outcome: Result<JsResult, String>) -> Option<JsTask> {
+    /// Hands task `id`'s outcome to the core. Program tasks this starts run on other runner
+    /// threads, but the first one, which is returned for the calling thread to run; the rest
+    /// of the core's output waits for the JS thread, woken by the first output of a batch.
+    fn complete(
+        self: &Arc<Self>,
+        id: i32,
+        outcome: Result<(JsResult, PathBuf), String>,
+    ) -> Option<JsTask> {
         if self.stopped.load(Ordering::SeqCst) {
+            if let Ok((_, dir)) = outcome {
+                run_dir::release(dir);
+            }
             return None;
         }
         let shared = self.shared.upgrade()?;
         let mut out = {
             let mut core = shared.lock();
             match outcome {
-                Ok(result) => core.finish_js_task(id, result),
+                Ok((result, dir)) => {
+                    // The core moves output files out of the directory right here.
+                    core.finish_js_task(id, result);
+                    run_dir::release(dir);
+                }
                 Err(message) => core.fail_task(id, message.as_bytes()),
             }
             let out = core.take_output();
@@ -348,9 +336,8 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The task's result, or its failure message, from how its program ended; and its run
-/// directory, to release once the core took the outputs.
-fn verdict(e: Ended) -> (Result<JsResult, String>, Option<PathBuf>) {
+/// The task's result, or its failure message, from how its program ended.
+fn verdict(e: Ended) -> Result<(JsResult, PathBuf), String> {
     let tail = || e.stderr_tail.clone().unwrap_or_default();
     let failure = if let Some(s) = e.signal {
         Some(format!(
@@ -370,7 +357,8 @@ fn verdict(e: Ended) -> (Result<JsResult, String>, Option<PathBuf>) {
             .map(|o| format!("{o}\nStderr:\n{}", tail()))
     };
     if let Some(message) = failure {
-        return (Err(message), Some(e.dir));
+        run_dir::release(e.dir);
+        return Err(message);
     }
     let mut items: Vec<JsResult> = e
         .outputs
@@ -385,7 +373,7 @@ fn verdict(e: Ended) -> (Result<JsResult, String>, Option<PathBuf>) {
     } else {
         JsResult::Array(items)
     };
-    (Ok(result), Some(e.dir))
+    Ok((result, e.dir))
 }
 
 /// The name of signal `n` as Node prints it (`SIGKILL`), or `signal N`.

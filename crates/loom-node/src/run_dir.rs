@@ -2,13 +2,14 @@
 //! handed to the next program. Creating and removing a directory for every program costs more
 //! than the spawn on ext4.
 //!
-//! A directory is `<work dir>/run/r<n>`. After its program, it is emptied (on the runner thread
-//! while that thread's next program runs, else on the cleaner thread) of whatever is in it except
-//! an empty `+err` or `+out` (kept for the next program to open again: creating and removing a
-//! file costs about as much again as opening it). A written `+out` or `+err` is removed, not
-//! truncated: on ext4 a file truncated to zero and written again is
-//! flushed to disk when it is closed (`auto_da_alloc`), which halved the rate of `cat` programs
-//! measured here, while a fresh file stays in the page cache. A directory that cannot be emptied
+//! A directory is `<work dir>/run/r<n>`. After its program, the cleaner thread removes whatever
+//! is in it except an empty `+err` or `+out` (kept for the next program to open again: creating
+//! and removing a file costs about ten times the CPU of opening it). Not the runner thread while
+//! its next program runs: a removal can wait for the file system's journal, which under other
+//! writes stalled the next program (W4-cat 30% slower, measured). A written `+out` or `+err` is
+//! removed, not truncated: on ext4 a file truncated to zero and written again is flushed to disk
+//! when it is closed (`auto_da_alloc`), which halved the rate of `cat` programs measured here,
+//! while a fresh file stays in the page cache. A directory that cannot be emptied
 //! is removed whole and never reused.
 
 use std::collections::HashMap;
@@ -83,9 +84,8 @@ pub fn release(dir: PathBuf) {
     }
 }
 
-/// Empties `dir` and puts it back into its root's free list, or removes it whole; on the
-/// calling thread (see [`release`] for the cleaner's).
-pub fn recycle(dir: PathBuf) {
+/// Empties `dir` and puts it back into its root's free list, or removes it whole.
+fn recycle(dir: PathBuf) {
     match empty(&dir) {
         Ok(()) => {
             if let Some(root) = dir.parent() {
