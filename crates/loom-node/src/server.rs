@@ -33,6 +33,21 @@ pub struct DataRelays {
     pub error: Option<String>,
 }
 
+/// The whole objects [`ServerCore::relay_whole`] relayed, and what goes to each client.
+#[napi(object)]
+pub struct WholeRelays {
+    /// Bytes of the chunk taken (from `start`).
+    pub consumed: u32,
+    /// Objects taken (those nobody waits for included).
+    pub objects: u32,
+    /// The clients' connections, each with bytes to write.
+    pub conns: Vec<u32>,
+    /// Where each client's bytes end in `bytes` (they start where the previous one's end).
+    pub ends: Vec<u32>,
+    /// The framed responses (`DATA_BATCH` or `DATA`) and the objects' frames, per client.
+    pub bytes: Buffer,
+}
+
 /// What the server layer must do after an event.
 #[napi(object)]
 pub struct ServerOutput {
@@ -259,29 +274,17 @@ impl ServerCore {
 
     /// Several DataHeader frames arrived on the data port (each with its u64 little-endian
     /// length prefix, one after the other, as on the wire); says where each object goes. One
-    /// call per chunk of a data connection rather than one per object: a gather of 100,000 small
-    /// results crossed into the addon 100,000 times (issue #26). Each header is taken exactly
-    /// as by [`ServerCore::on_data_header`]; a malformed one stops the batch (`error`).
-    ///
-    /// `whole[i]` (optional, 1 = yes): every frame of object `i` has arrived already. Runs of
-    /// two or more such objects going to one client that announced `data-batch` get one
-    /// `DATA_BATCH` response (docs/protocol-extensions.md), given as the first object's
-    /// response; the others of the run then have an empty one (their frames follow in order).
+    /// call per chunk of a data connection rather than one per object (issue #26). Each header
+    /// is taken exactly as by [`ServerCore::on_data_header`]; a malformed one stops the batch
+    /// (`error`). Whole objects take [`ServerCore::relay_whole`] instead.
     #[napi]
-    pub fn on_data_headers(&mut self, framed: &[u8], whole: Option<&[u8]>) -> DataRelays {
-        let whole = whole.unwrap_or(&[]);
+    pub fn on_data_headers(&mut self, framed: &[u8]) -> DataRelays {
         let mut clients = Vec::new();
         let mut n_messages = Vec::new();
         let mut responses = Vec::new();
         let mut ends = Vec::new();
         let mut error = None;
-        // The run being batched: its objects' (client id, type id, frame count), and where its
-        // first object's response starts in `responses`.
-        let mut run: Vec<[u8; 12]> = Vec::new();
-        let mut run_start = 0usize;
-        let mut run_client = NO_CLIENT;
         let mut rest = framed;
-        let mut i = 0usize;
         while !rest.is_empty() {
             let Some((len, body)) = rest
                 .get(..8)
@@ -296,31 +299,11 @@ impl ServerCore {
             rest = after;
             match self.inner.on_data_header(header) {
                 Ok(r) => {
-                    let batchable = r.data_batch
-                        && whole.get(i) == Some(&1)
-                        && u32::try_from(r.n_messages).is_ok();
-                    if !batchable || run_client != r.client {
-                        close_run(&mut run, &mut responses, &mut ends, run_start);
-                        run_client = NO_CLIENT;
-                    }
                     clients.push(r.client);
                     n_messages.push(r.n_messages as f64);
-                    if batchable {
-                        if run.is_empty() {
-                            run_start = responses.len();
-                            run_client = r.client;
-                        }
-                        let mut e = [0u8; 12];
-                        e[..4].copy_from_slice(&r.client_id.to_le_bytes());
-                        e[4..8].copy_from_slice(&r.type_id.to_le_bytes());
-                        e[8..].copy_from_slice(&(r.n_messages as u32).to_le_bytes());
-                        run.push(e);
-                    }
                     responses.extend_from_slice(&r.response_frame);
                 }
                 Err(ServerError::NoReceiver { n_messages: n, .. }) => {
-                    close_run(&mut run, &mut responses, &mut ends, run_start);
-                    run_client = NO_CLIENT;
                     clients.push(NO_CLIENT);
                     n_messages.push(n as f64);
                 }
@@ -330,15 +313,32 @@ impl ServerCore {
                 }
             }
             ends.push(responses.len() as u32);
-            i += 1;
         }
-        close_run(&mut run, &mut responses, &mut ends, run_start);
         DataRelays {
             clients,
             n_messages,
             responses: responses.into(),
             ends,
             error,
+        }
+    }
+
+    /// Relays the whole objects of a data connection's `chunk` from `start` (an object's start):
+    /// each header with all its frames in the chunk, up to the first that is not (or whose
+    /// header is not in the layout workers send: relay it with `onDataHeaders`). Per client, one
+    /// `DATA_BATCH` (`data-batch`) or a `DATA` per object, then the frames, in one buffer
+    /// (`loom_core::server::Server::relay_whole`): no JavaScript per object.
+    #[napi]
+    pub fn relay_whole(&mut self, chunk: &[u8], start: u32) -> WholeRelays {
+        let r = self
+            .inner
+            .relay_whole(chunk.get(start as usize..).unwrap_or(&[]));
+        WholeRelays {
+            consumed: r.consumed as u32,
+            objects: r.objects as u32,
+            conns: r.writes.iter().map(|w| w.0).collect(),
+            ends: r.writes.iter().map(|w| w.1 as u32).collect(),
+            bytes: r.bytes.into(),
         }
     }
 
@@ -400,40 +400,4 @@ pub fn scan_register(payload: Buffer) -> Option<RegisterHead> {
         alloc_control: h.kind == loom_core::server::REGISTER_ALLOC_CONTROL,
         job_id: h.job_id,
     })
-}
-
-/// `ClientResponse.type` DATA_BATCH (ours) and its `data_batch` field (104, bytes).
-const DATA_BATCH_TYPE: u8 = 103;
-const DATA_BATCH_KEY: [u8; 2] = [0xc2, 0x06];
-
-/// Ends a run of objects for one client: two or more become one `DATA_BATCH` (replacing their
-/// DATA responses from `start` on: the first object's response is the batch, the others' are
-/// empty); a single one keeps its DATA.
-fn close_run(run: &mut Vec<[u8; 12]>, responses: &mut Vec<u8>, ends: &mut [u32], start: usize) {
-    if run.len() >= 2 {
-        let n = run.len();
-        let table = 12 * n;
-        let mut msg = Vec::with_capacity(16 + table);
-        msg.extend_from_slice(&[0x08, DATA_BATCH_TYPE]);
-        msg.extend_from_slice(&DATA_BATCH_KEY);
-        let mut v = table as u64;
-        while v >= 0x80 {
-            msg.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        msg.push(v as u8);
-        for e in run.iter() {
-            msg.extend_from_slice(e);
-        }
-        responses.truncate(start);
-        responses.extend_from_slice(&(msg.len() as u64).to_le_bytes());
-        responses.extend_from_slice(&msg);
-        let end = responses.len() as u32;
-        // The run's objects are always the last `n` whose ends were pushed.
-        let k = ends.len();
-        for e in &mut ends[k - n..] {
-            *e = end;
-        }
-    }
-    run.clear();
 }

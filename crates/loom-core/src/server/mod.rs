@@ -77,6 +77,7 @@ mod plan_scan;
 mod poison;
 mod queues;
 mod register;
+mod relay;
 mod schedule;
 mod segment;
 mod tracing;
@@ -87,6 +88,7 @@ mod wire;
 mod worker_loss;
 mod workers;
 pub use register::{scan_register_head, RegisterHead, REGISTER_ALLOC_CONTROL};
+pub use relay::{Relay, WholeRelay};
 pub use waiting::Waiting;
 
 #[cfg(test)]
@@ -94,10 +96,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-use prost::Message;
-
 use crate::frame::{push_frame, FrameReader, MAX_CONTROL_FRAME};
-use crate::proto::comm::{client_response, ClientResponse, DataHeader};
 use crate::symbols::Symbols;
 
 use clients::Clients;
@@ -158,22 +157,6 @@ pub struct Output {
     pub terminate: bool,
     /// Framed journal records to append (empty unless [`Server::enable_journal`]).
     pub journal: Vec<u8>,
-}
-
-/// Where a fetched object's data stream goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relay {
-    /// The client connection to relay to.
-    pub client: ConnId,
-    /// The framed `ClientResponse{DATA, data}` (with the client's own task id) to write first.
-    pub response_frame: Vec<u8>,
-    /// How many raw frames follow the header on the data connection (relay them contiguously).
-    pub n_messages: u64,
-    /// The client's id of the object, and its data type (for a `DATA_BATCH`).
-    pub client_id: i32,
-    pub type_id: i32,
-    /// The client announced "data-batch": the relay may send this object in a `DATA_BATCH`.
-    pub data_batch: bool,
 }
 
 /// Per-task symbol ids the server needs to recognise.
@@ -420,51 +403,6 @@ impl Server {
             self.workers[w].leaving = true;
         }
         self.on_close(conn);
-    }
-
-    /// The payload of a DataHeader frame arrived on the server's data port.
-    pub fn on_data_header(&mut self, header: &[u8]) -> Result<Relay, ServerError> {
-        let h = DataHeader::decode(header).map_err(|_| ServerError::Malformed("DataHeader"))?;
-        if !wire::data_header_complete(header) {
-            // prost does not enforce proto2 `required`: a header without its frame count or type
-            // cannot be relayed safely.
-            return Err(ServerError::Malformed(
-                "DataHeader (missing required fields)",
-            ));
-        }
-        let n_messages = h.n_messages.max(0) as u64;
-        let no_receiver = ServerError::NoReceiver {
-            id: h.id,
-            n_messages,
-        };
-        let Some(f) = self.moves.pop_fetch(TaskId(h.id)) else {
-            return Err(no_receiver);
-        };
-        let client = &self.clients[f.client];
-        if !client.alive {
-            return Err(no_receiver);
-        }
-        let mut response_frame = Vec::new();
-        push_frame(
-            &mut response_frame,
-            &ClientResponse {
-                r#type: client_response::Type::Data as i32,
-                data: Some(DataHeader {
-                    id: f.client_id,
-                    n_messages: h.n_messages,
-                    type_id: h.type_id,
-                }),
-                ..Default::default()
-            },
-        );
-        Ok(Relay {
-            client: client.conn,
-            response_frame,
-            n_messages,
-            client_id: f.client_id,
-            type_id: h.type_id,
-            data_batch: client.data_batch,
-        })
     }
 
     /// The server's status now: workers, clients, plans with their tasks by state and label

@@ -38,14 +38,15 @@ export function scanDataResponseAt(buf: Uint8Array, start: number, end: number, 
   while (pos < end) {
     const key = buf[pos++]!;
     // A varint of at most 5 bytes (int32 ids and counts below 2^35; negative int32s take 10).
+    // (A running multiplier, not `2 ** shift`: V8 calls pow() for a variable exponent.)
     let v = 0;
-    let shift = 0;
+    let mul = 1;
     for (;;) {
-      if (pos >= end || shift > 28) return false;
+      if (pos >= end || mul > 2 ** 28) return false;
       const b = buf[pos++]!;
-      v += (b & 0x7f) * 2 ** shift;
+      v += (b & 0x7f) * mul;
       if (b < 0x80) break;
-      shift += 7;
+      mul *= 128;
     }
     if (key === 0x08) {
       if (v > 0x7fffffff) return false;
@@ -82,12 +83,12 @@ export function scanFinishedAt(buf: Uint8Array, start: number, end: number): num
   const n = end - start;
   if (n < 4 || n > 8 || buf[start] !== 0x08 || buf[start + 1] !== TASK_FINISHED || buf[start + 2] !== 0x38) return -1;
   let v = 0;
-  let shift = 0;
+  let mul = 1;
   for (let pos = start + 3; pos < end; pos++) {
     const b = buf[pos]!;
-    v += (b & 0x7f) * 2 ** shift;
+    v += (b & 0x7f) * mul;
     if (b < 0x80) return pos === end - 1 && v <= 0x7fffffff ? v : -1;
-    shift += 7;
+    mul *= 128;
   }
   return -1;
 }
@@ -105,13 +106,13 @@ export function scanHeaderCount(payload: Uint8Array): number | undefined {
     const key = payload[pos++]!;
     if ((key & 7) !== 0 || key > 0x7f) return undefined;
     let v = 0;
-    let shift = 0;
+    let mul = 1;
     for (;;) {
-      if (pos >= payload.length || shift > 42) return undefined;
+      if (pos >= payload.length || mul > 2 ** 42) return undefined;
       const b = payload[pos++]!;
-      v += (b & 0x7f) * 2 ** shift;
+      v += (b & 0x7f) * mul;
       if (b < 0x80) break;
-      shift += 7;
+      mul *= 128;
     }
     if (key === 0x10) count = v;
   }

@@ -49,9 +49,62 @@ function object(id: number, data: string): Buffer {
   return Buffer.concat([frame(comm.DataHeader.encode({ id, nMessages: 1, typeId: 0 }).finish()), frame(Buffer.from(data))]);
 }
 
-/** Core stand-in: objects with an id in `clients` go to that client (as the core's relay says), others to nobody. */
+/** The client's DATA response for object `id` (its client id is `id + 1000`). */
+function dataResponse(h: { id: number; nMessages: unknown; typeId: number }): Buffer {
+  return frame(comm.ClientResponse.encode({ type: comm.ClientResponse.Type.DATA, data: { id: h.id + 1000, nMessages: Number(h.nMessages), typeId: h.typeId } }).finish());
+}
+
+/**
+ * Core stand-in: objects with an id in `clients` go to that client (as the core's relay says),
+ * others to nobody. `calls` gets the number of objects each crossing took.
+ */
 function hooks(clients: Map<number, number>, writers: Map<number, ClientWriter>, calls: number[]): RelayHooks {
   return {
+    relayWhole(chunk, start) {
+      // As the core: whole objects from `start`, a DATA and the frames each, grouped per client.
+      const per = new Map<number, Buffer[]>();
+      let pos = start;
+      let taken = 0;
+      for (;;) {
+        if (chunk.length - pos < 8) break;
+        const len = chunk.readUInt32LE(pos);
+        if (pos + 8 + len > chunk.length) break;
+        let h: ReturnType<typeof comm.DataHeader.decode>;
+        try {
+          h = comm.DataHeader.decode(chunk.subarray(pos + 8, pos + 8 + len));
+        } catch {
+          break; // the core leaves a header it cannot read to onHeaders
+        }
+        let end = pos + 8 + len;
+        let n = Number(h.nMessages);
+        while (n > 0 && chunk.length - end >= 8 && end + 8 + chunk.readUInt32LE(end) <= chunk.length) {
+          end += 8 + chunk.readUInt32LE(end);
+          n--;
+        }
+        if (n > 0) break;
+        const client = clients.get(h.id);
+        if (client !== undefined) {
+          if (!per.has(client)) per.set(client, []);
+          per.get(client)!.push(dataResponse(h), chunk.subarray(pos + 8 + len, end));
+        }
+        pos = end;
+        taken++;
+      }
+      if (taken > 0) calls.push(taken);
+      const conns: number[] = [];
+      const ends: number[] = [];
+      const parts: Buffer[] = [];
+      let at = 0;
+      for (const [conn, bufs] of per) {
+        for (const b of bufs) {
+          parts.push(b);
+          at += b.length;
+        }
+        conns.push(conn);
+        ends.push(at);
+      }
+      return { consumed: pos - start, conns, ends, bytes: Buffer.concat(parts) };
+    },
     onHeaders(framed) {
       const r = { clients: [] as number[], nMessages: [] as number[], ends: [] as number[], responses: Buffer.alloc(0), error: undefined as string | undefined };
       const responses: Buffer[] = [];
@@ -71,7 +124,7 @@ function hooks(clients: Map<number, number>, writers: Map<number, ClientWriter>,
         r.clients.push(client ?? 0xffffffff);
         r.nMessages.push(Number(h.nMessages));
         if (client !== undefined) {
-          const resp = frame(comm.ClientResponse.encode({ type: comm.ClientResponse.Type.DATA, data: { id: h.id + 1000, nMessages: h.nMessages, typeId: h.typeId } }).finish());
+          const resp = dataResponse(h);
           responses.push(resp);
           n += resp.length;
         }
@@ -101,7 +154,7 @@ function received(bytes: Buffer): Array<[number, string]> {
 
 const turnEnds = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-test("objects reach their clients whole and in order however the stream is cut; the headers of a chunk cross to the core at once", async () => {
+test("objects reach their clients whole and in order however the stream is cut; the whole objects of a chunk cross to the core at once", async () => {
   const stream = Buffer.concat([
     frame(comm.Announce.encode({ port: 1 }).finish()),
     object(1, "one"),
@@ -125,7 +178,7 @@ test("objects reach their clients whole and in order however the stream is cut; 
     assert.equal(received(a.bytes()), [[1001, "one"], [1004, "x".repeat(70_000)]], `cut ${cut}`);
     assert.equal(received(b.bytes()), [[1002, "two"], [1005, "five"]], `cut ${cut}`);
     assert.is(calls.reduce((x, y) => x + y, 0), 5, "every header crosses once");
-    if (cut === stream.length) assert.equal(calls, [5], "one crossing for a chunk's headers");
+    if (cut === stream.length) assert.equal(calls, [5], "one crossing for a chunk's whole objects");
   }
 });
 
@@ -206,17 +259,27 @@ test("a worker closing mid-object closes the fetching client (it cannot be given
   assert.ok(a.closed());
 });
 
-test("the core is told which objects of a chunk are whole (only those may share a DATA_BATCH)", async () => {
+test("the core relays a chunk's whole objects; the one still arriving is passed through as it comes, after them", async () => {
   const big = object(3, "y".repeat(70_000));
   const chunk = Buffer.concat([frame(comm.Announce.encode({ port: 1 }).finish()), object(1, "one"), object(2, "two"), big.subarray(0, 1000)]);
-  const seen: number[][] = [];
-  const base = hooks(new Map([[1, 1], [2, 1], [3, 1]]), new Map([[1, new ClientWriter(clientSocket().socket)]]), []);
+  const a = clientSocket();
+  const seen: string[] = [];
+  const base = hooks(new Map([[1, 1], [2, 1], [3, 1], [4, 1]]), new Map([[1, new ClientWriter(a.socket)]]), []);
   const socket = dataSocket();
-  relayDataStreams(socket, { ...base, onHeaders: (framed, whole) => (seen.push([...whole]), base.onHeaders(framed, whole)) });
+  relayDataStreams(socket, {
+    ...base,
+    relayWhole: (c, start) => {
+      const r = base.relayWhole(c, start);
+      seen.push(`whole ${r.consumed > 0 ? "some" : "none"}`);
+      return r;
+    },
+    onHeaders: (framed) => (seen.push("header"), base.onHeaders(framed)),
+  });
   socket.emit("data", chunk);
-  socket.emit("data", big.subarray(1000));
+  socket.emit("data", Buffer.concat([big.subarray(1000), object(4, "four")]));
   await turnEnds();
-  assert.equal(seen, [[1, 1, 0]]);
+  assert.equal(seen, ["whole some", "header", "whole some"]);
+  assert.equal(received(a.bytes()), [[1001, "one"], [1002, "two"], [1003, "y".repeat(70_000)], [1004, "four"]]);
 });
 
 test.run();

@@ -1,9 +1,12 @@
 /**
  * The server's data port: workers answer `SEND{id, "!:port"}` here with `Announce`, then per object
  * a `DataHeader` and its frames. Each object is relayed to the client that fetched it as
- * `ClientResponse{DATA}` plus the same frames. Data frames are passed through chunk by chunk as
- * they arrive — never assembled or decoded — so a large object costs the server no memory and
- * reaches the client while it is still arriving; the client's {@link ClientWriter} keeps the
+ * `ClientResponse{DATA}` plus the same frames. The whole objects of a chunk (a gather's small
+ * results, ~2,000 to a chunk) cross into the core in one call, which answers with what to write
+ * to each client: one `DATA_BATCH` and their frames per client that announced `data-batch` —
+ * nothing per object here. An object whose frames are still to come is passed through chunk by
+ * chunk as it arrives — never assembled or decoded — so a large object costs the server no
+ * memory and reaches the client while it is still arriving; the client's {@link ClientWriter} keeps the
  * relay contiguous on the client's connection. A relay that gets more than {@link MAX_BACKLOG}
  * ahead of its client pauses the worker's data connection until the client's has drained.
  */
@@ -24,13 +27,19 @@ const MAX_BACKLOG = 8 << 20;
 /** Hooks into the server. */
 export interface RelayHooks {
   /**
+   * Takes the whole objects of `chunk` from `start` (an object's start): each header with all its
+   * frames in the chunk, up to the first that is not (or whose header is not in the layout
+   * workers send). Says how many bytes it took, and what to write to each client: per client, its
+   * objects' responses (one DATA_BATCH for a client that announced `data-batch`, else a DATA each)
+   * and their frames, `bytes` up to `ends[i]` for client `conns[i]`.
+   */
+  relayWhole(chunk: Buffer, start: number): { consumed: number; conns: number[]; ends: number[]; bytes: Buffer };
+  /**
    * Takes DataHeader frames (length prefixes included, one after the other) and says, per header,
    * the client (`u32::MAX`: nobody), its framed DATA response (`responses` up to `ends[i]`) and
    * the frame count; `error` when a header was malformed (those before it were taken).
-   * `whole[i]` = 1: object `i`'s frames have all arrived; runs of such objects for a client that
-   * announced `data-batch` get one DATA_BATCH response (the first object's; the others' empty).
    */
-  onHeaders(framed: Buffer, whole: Uint8Array): { clients: number[]; nMessages: number[]; responses: Buffer; ends: number[]; error?: string | null };
+  onHeaders(framed: Buffer): { clients: number[]; nMessages: number[]; responses: Buffer; ends: number[]; error?: string | null };
   /** The writer of a client connection, if still open. */
   clientWriter(conn: number): ClientWriter | undefined;
 }
@@ -57,9 +66,9 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
   /** The object being relayed (its frames are still arriving). */
   let current: RelayedObject | undefined;
   /**
-   * Objects of this chunk whose headers the core has not seen yet: the core takes a chunk's
-   * headers in one call (a gather's small results arrive hundreds to a chunk), then each object
-   * goes to its client in order.
+   * Objects of this chunk whose headers the core has not seen yet (objects not whole in their
+   * chunk): the core takes them in one call at the end of the chunk, then each object goes to
+   * its client in order.
    */
   let unrouted: RelayedObject[] = [];
   /** Bytes of a control frame (Announce, DataHeader), collected across chunks. */
@@ -83,14 +92,31 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
   };
 
   /** A relay that got ahead of its client waits for it (TCP backpressure reaches the worker). */
-  const throttle = (obj: RelayedObject): void => {
-    if (obj.writer === undefined || paused || obj.writer.backlog <= MAX_BACKLOG) return;
+  const throttle = (writer: ClientWriter | undefined): void => {
+    if (writer === undefined || paused || writer.backlog <= MAX_BACKLOG) return;
     paused = true;
     socket.pause();
-    obj.writer.onDrain(() => {
+    writer.onDrain(() => {
       paused = false;
       socket.resume();
     });
+  };
+
+  /**
+   * Has the core relay the whole objects of `chunk` from `pos` (see {@link RelayHooks.relayWhole});
+   * returns where they end.
+   */
+  const relayWhole = (chunk: Buffer, pos: number): number => {
+    if (unrouted.length > 0) route(); // objects before these reach their clients first
+    const r = hooks.relayWhole(chunk, pos);
+    let from = 0;
+    for (let i = 0; i < r.conns.length; i++) {
+      const writer = hooks.clientWriter(r.conns[i]!);
+      writer?.writeWhole(r.bytes.subarray(from, r.ends[i]), []);
+      from = r.ends[i]!;
+      throttle(writer);
+    }
+    return pos + r.consumed;
   };
 
   /** Has the core route the objects whose headers arrived; sends what they have so far. */
@@ -101,17 +127,15 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
     let total = 0;
     for (const o of objs) total += 8 + o.header.length;
     const framed = Buffer.allocUnsafe(total);
-    const whole = new Uint8Array(objs.length);
     let at = 0;
     for (let i = 0; i < objs.length; i++) {
       const o = objs[i]!;
-      whole[i] = o.frames >= 0 && o.remaining === 0 ? 1 : 0;
       framed.writeUInt32LE(o.header.length, at);
       framed.writeUInt32LE(0, at + 4);
       o.header.copy(framed, at + 8);
       at += 8 + o.header.length;
     }
-    const r = hooks.onHeaders(framed, whole);
+    const r = hooks.onHeaders(framed);
     let from = 0;
     for (let i = 0; i < r.clients.length; i++) {
       const o = objs[i]!;
@@ -121,8 +145,7 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
       const response = r.responses.subarray(from, r.ends[i]);
       from = r.ends[i]!;
       if (o.remaining === 0) {
-        // Whole already (a small object): written in one piece, no relay channel needed (after
-        // the first of a DATA_BATCH run, its response is empty: the batch's names it).
+        // Whole already (a small object): written in one piece, no relay channel needed.
         writer?.writeWhole(response, o.parts);
         o.parts = [];
         continue;
@@ -133,7 +156,7 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
       o.parts = [];
       o.channel = channel;
       o.writer = writer;
-      throttle(o);
+      throttle(writer);
     }
     if (r.error) throw new Error(r.error);
   };
@@ -171,7 +194,7 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
         continue;
       }
       if (prefixBytes === 0 && chunk.length - pos >= 8) {
-        passing = chunk.readUInt32LE(pos) + chunk.readUInt32LE(pos + 4) * 2 ** 32;
+        passing = chunk.readUInt32LE(pos) + chunk.readUInt32LE(pos + 4) * 4294967296;
         pos += 8;
         if (passing === 0) obj.remaining--;
         continue;
@@ -182,7 +205,7 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
       pos += n;
       if (prefixBytes === 8) {
         prefixBytes = 0;
-        passing = prefix.readUInt32LE(0) + prefix.readUInt32LE(4) * 2 ** 32;
+        passing = prefix.readUInt32LE(0) + prefix.readUInt32LE(4) * 4294967296;
         if (passing === 0) obj.remaining--;
       }
     }
@@ -190,7 +213,7 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
     if (obj.channel === undefined) obj.parts.push(piece);
     else {
       obj.channel.write(piece);
-      throttle(obj);
+      throttle(obj.writer);
     }
     if (obj.remaining === 0) {
       obj.channel?.end();
@@ -201,14 +224,22 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
 
   const feed = (chunk: Buffer): void => {
     let pos = 0;
+    /** Where the core's relay of whole objects last stopped in this chunk. */
+    let wholeTo = -1;
     while (pos < chunk.length) {
       if (current !== undefined) {
         pos = forwardObject(chunk, pos);
         continue;
       }
+      if (announced && controlLength < 0 && heldBytes === 0 && pos !== wholeTo) {
+        // At an object's start: the core takes the whole objects from here at once; the first
+        // that is not whole (its frames still to come) is relayed below, as it arrives.
+        pos = wholeTo = relayWhole(chunk, pos);
+        continue;
+      }
       if (controlLength < 0 && heldBytes === 0 && chunk.length - pos >= 8) {
         // The commonest case, a whole control frame inside the chunk: a view, nothing collected.
-        const length = chunk.readUInt32LE(pos) + chunk.readUInt32LE(pos + 4) * 2 ** 32;
+        const length = chunk.readUInt32LE(pos) + chunk.readUInt32LE(pos + 4) * 4294967296;
         if (length > MAX_CONTROL_FRAME) throw new Error(`control frame of ${length} bytes`);
         if (chunk.length - pos - 8 >= length) {
           pos += 8 + length;
@@ -224,7 +255,7 @@ export function relayDataStreams(socket: Socket, hooks: RelayHooks): void {
       if (heldBytes < want) continue;
       if (controlLength < 0) {
         const p = take(8);
-        const length = p.readUInt32LE(0) + p.readUInt32LE(4) * 2 ** 32;
+        const length = p.readUInt32LE(0) + p.readUInt32LE(4) * 4294967296;
         if (length > MAX_CONTROL_FRAME) throw new Error(`control frame of ${length} bytes`);
         controlLength = length;
         if (length === 0) {

@@ -139,7 +139,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 
   const { server: dataServer, port: dataPort, connections: dataConnections } = await listenSecure("data port", host, 0, security, (socket) => {
     relayDataStreams(socket, {
-      onHeaders: (framed, whole) => core!.onDataHeaders(framed, whole),
+      relayWhole: (chunk, start) => core!.relayWhole(chunk, start),
+      onHeaders: (framed) => core!.onDataHeaders(framed),
       clientWriter: (conn) => writers.get(conn),
     });
   });

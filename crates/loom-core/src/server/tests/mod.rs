@@ -7,6 +7,7 @@ mod expand_and_trace;
 mod failures;
 mod faults;
 mod journal;
+mod relay;
 mod robustness;
 mod scheduling;
 mod status;
@@ -15,11 +16,12 @@ mod transfer_failure;
 use super::*;
 use crate::frame::FrameError;
 use crate::proto::comm::{
-    client_request, worker_response, ClientRequest, Plan, Resource, ResourceRequest, Task,
-    WorkerResponse,
+    client_request, client_response, worker_response, ClientRequest, ClientResponse, DataHeader,
+    Plan, Resource, ResourceRequest, Task, WorkerResponse,
 };
 use crate::proto::comm::{Register, WorkerCommand};
 use crate::symbols::ORIGINAL_TASK_TYPES;
+use prost::Message;
 use workers::LIGHT_CAP;
 
 /// The first worker that registered.
