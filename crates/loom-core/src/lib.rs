@@ -16,6 +16,7 @@
 pub mod data;
 pub mod extension;
 pub mod frame;
+mod id_map;
 pub mod journal;
 pub mod log;
 pub mod proto;

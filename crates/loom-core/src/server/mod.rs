@@ -205,7 +205,8 @@ pub(crate) struct Scratch {
 
 /// The HyperLoom server core.
 pub struct Server {
-    data_port: u16,
+    /// Where workers send fetched objects, `"!:<data port>"` (the SEND address of a fetch).
+    fetch_address: String,
     symbols: Symbols,
     sym: SymIds,
     /// Task types accepted in plans (indexed by symbol id).
@@ -264,7 +265,7 @@ impl Server {
             known_type[id(name) as usize] = true;
         }
         Server {
-            data_port,
+            fetch_address: format!("!:{data_port}"),
             symbols,
             sym,
             known_type,
@@ -509,11 +510,6 @@ impl Server {
         self.out.logs.push((level, msg));
     }
 
-    /// The address workers send fetched objects to: the server's data port.
-    fn fetch_address(&self) -> String {
-        format!("!:{}", self.data_port)
-    }
-
     fn after_event(&mut self) {
         self.schedule();
         self.collect_segments();
@@ -535,7 +531,7 @@ impl Server {
             ranges.retain(|r| r.client_base != p.client_base);
         }
         if !self.moves.fetches.is_empty() {
-            self.moves.fetches.retain(|k, _| !dropped.ids.contains(*k));
+            self.moves.fetches.forget(|k| dropped.ids.contains(k));
         }
         self.crashes.retain(|k| !dropped.ids.contains(k));
     }

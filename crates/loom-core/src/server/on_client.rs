@@ -154,8 +154,7 @@ impl Server {
             let address = self.workers[owner].addr.clone();
             return wire::push_location(&mut self.clients[ci].out, cid, &address, id, size);
         }
-        let addr = self.fetch_address();
-        wire::push_send(&mut self.workers[owner].out, id, &addr);
+        wire::push_send(&mut self.workers[owner].out, id, &self.fetch_address);
         let fetch = Fetch {
             client: ci,
             client_id: cid,

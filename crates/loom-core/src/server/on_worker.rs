@@ -133,7 +133,7 @@ impl Server {
         if !self.moves.in_flight.is_empty() {
             self.resend_pending(id, w);
         }
-        if !self.moves.fetches.is_empty() {
+        if self.moves.fetches.any_unsent() {
             self.resend_fetches(id, w);
         }
         self.release_consumers(s, id);
@@ -245,13 +245,8 @@ impl Server {
 
     /// Fetches of `id` that lost their sender (worker loss) are re-sent from `w`.
     fn resend_fetches(&mut self, id: TaskId, w: WorkerIdx) {
-        let addr = self.fetch_address();
-        let Some(q) = self.moves.fetches.get_mut(&id) else {
-            return;
-        };
-        for f in q.iter_mut().filter(|f| f.sender.is_none()) {
-            f.sender = Some(w);
-            wire::push_send(&mut self.workers[w].out, id, &addr);
+        for _ in 0..self.moves.fetches.send_unsent(id, w) {
+            wire::push_send(&mut self.workers[w].out, id, &self.fetch_address);
         }
     }
 

@@ -244,22 +244,21 @@ impl Server {
     /// Fetches whose SEND went to `w`: re-sent from another owner, kept until the
     /// recomputation finishes, or dropped (the task failed or was freed).
     fn reroute_fetches(&mut self, w: WorkerIdx) {
-        let addr = self.fetch_address();
-        let ids: Vec<TaskId> = self.moves.fetches.keys().copied().collect();
-        for id in ids {
+        let addr = self.fetch_address.clone();
+        for id in self.moves.fetches.ids() {
             let (state, owner) = match self.graph.locate(id) {
                 Some(s) => (self.graph.state(s), self.graph.seg(s).tasks[s.off].wk),
                 None => (TaskState::Freed, None),
             };
-            let q = self.moves.fetches.get_mut(&id).expect("key");
-            q.retain_mut(|f| {
+            let mut sends = 0;
+            self.moves.fetches.update(id, |f| {
                 if f.sender != Some(w) {
                     return true;
                 }
                 match owner {
                     Some(o) if state == TaskState::Finished => {
                         f.sender = Some(o);
-                        wire::push_send(&mut self.workers[o].out, id, &addr);
+                        sends += 1;
                         true
                     }
                     _ if state.is_pending() => {
@@ -269,8 +268,10 @@ impl Server {
                     _ => false,
                 }
             });
-            if q.is_empty() {
-                self.moves.fetches.remove(&id);
+            if let Some(o) = owner {
+                for _ in 0..sends {
+                    wire::push_send(&mut self.workers[o].out, id, &addr);
+                }
             }
         }
     }
