@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
+use loom_core::data::DataRef;
 use loom_core::extension::{ExtInput, ExtOutput, Extension, ExtensionError};
 
 fn workspace_root() -> PathBuf {
@@ -639,13 +640,13 @@ mod direct_path {
         let call = out.native_calls.pop().expect("one native call");
         assert_eq!((call.id(), call.task_type()), (2, "my/count"));
         // The call shares the stored object (store + call), it holds no copy.
-        assert_eq!(Arc::strong_count(&call.inputs()[0]), 2);
+        assert_eq!(DataRef::strong_count(&call.inputs()[0]), 2);
         assert_eq!(call.inputs()[0].type_name(), "loom/file");
 
         // The server drops the input meanwhile: the call's reference keeps the mapping alive.
         w.on_server_data(&command(worker_command::Type::Remove, 1, |_| {}))
             .unwrap();
-        assert_eq!(Arc::strong_count(&call.inputs()[0]), 1);
+        assert_eq!(DataRef::strong_count(&call.inputs()[0]), 1);
         let done = run_elsewhere(call);
         w.finish_native(done);
         let out = w.take_output();

@@ -13,7 +13,7 @@ use crate::function_calls::{push_call, read_answers, Answer, JS_CALL_TASK_TYPE};
 use crate::program_task::{ProgramHost, RUN_TASK_TYPE};
 use crate::{binding_error, ErrorCode, LogLine};
 use loom_core::data::stream::StreamPart;
-use loom_core::data::DataRef;
+use loom_core::data::DataObject;
 use loom_core::worker::{
     DirectObject, JsResult, JsTask, NativeCall, NativeDone, RedirectInput, Worker, WorkerConfig,
     WorkerError, WorkerOutput,
@@ -252,7 +252,11 @@ fn convert_task(t: JsTask) -> TaskToRun {
 
 /// A JS Buffer over a part of a stream: encoded bytes are moved, stored objects are shared (the
 /// Buffer keeps the object alive until JS drops it), so large data crosses without a copy.
-fn part_buffer(env: &Env, part: StreamPart, held: &mut Vec<DataRef>) -> napi::Result<Buffer> {
+fn part_buffer(
+    env: &Env,
+    part: StreamPart,
+    held: &mut Vec<Arc<DataObject>>,
+) -> napi::Result<Buffer> {
     match part {
         StreamPart::Bytes(b) => Ok(b.into()),
         StreamPart::Shared(obj) => {
@@ -282,10 +286,10 @@ fn leases() -> &'static Mutex<Leases> {
 }
 
 /// The last lease number given, and the objects of each lease.
-type Leases = (u32, HashMap<u32, Vec<DataRef>>);
+type Leases = (u32, HashMap<u32, Vec<Arc<DataObject>>>);
 
 /// A lease holding `held` (none when empty): see [`DataSend::lease`].
-fn new_lease(held: Vec<DataRef>) -> Option<u32> {
+fn new_lease(held: Vec<Arc<DataObject>>) -> Option<u32> {
     if held.is_empty() {
         return None;
     }

@@ -3,6 +3,8 @@
 //! chunks: worker A runs the first half of the merges and sends them to worker B, which runs
 //! the second half, receives A's, makes the array and sends it to the server's data port.
 //! The REMOVEs of the consts (after their merge) and of the merges (after the array) come too.
+//! As in a cluster, B gets the array's TASK before A's merges arrive (the server assigns it
+//! once every merge finished, with the SENDs of A's): it waits for them.
 //!
 //!   cargo run --release -p loom-bench-core --bin worker-core -- --n 100000 [--reps 3]
 //!
@@ -121,10 +123,12 @@ fn run_once(
     b: &mut Worker,
     cmds_a: &[u8],
     cmds_b: &[u8],
+    array_b: &[u8],
     tail_b: &[u8],
 ) -> usize {
     let to_b = feed(a, cmds_a);
     feed(b, cmds_b);
+    feed(b, array_b);
     // A's merges arrive on B's data port (an Announce first, as a peer's connection starts).
     let mut announce = Vec::new();
     push_frame(
@@ -151,16 +155,17 @@ fn main() {
     let half = n / 2;
     let cmds_a = merges(0, half, Some("10.0.0.2:2"));
     let cmds_b = merges(half, n, None);
-    let mut tail_b = Vec::new();
+    let mut array_b = Vec::new();
     let array = 3 * n as i32;
     let ids: Vec<i32> = (0..n).map(|i| 3 * i as i32 + 2).collect();
     task(
-        &mut tail_b,
+        &mut array_b,
         array,
         s.id("loom/array/make").unwrap(),
         b"",
         &ids,
     );
+    let mut tail_b = Vec::new();
     command(&mut tail_b, worker_command::Type::Send, array, |c| {
         c.address = Some("!:1".to_owned())
     });
@@ -173,7 +178,7 @@ fn main() {
         let mut a = worker(&base.join("a"), 1);
         let mut b = worker(&base.join("b"), 2);
         let t0 = Instant::now();
-        let bytes = run_once(n, &mut a, &mut b, &cmds_a, &cmds_b, &tail_b);
+        let bytes = run_once(n, &mut a, &mut b, &cmds_a, &cmds_b, &array_b, &tail_b);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         drop((a, b));
         let _ = std::fs::remove_dir_all(&base);

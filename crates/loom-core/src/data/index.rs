@@ -1,19 +1,21 @@
 //! Index, `loom/index`: a base D-object plus (length + 1) byte offsets; piece `i` is
 //! `base[off[i]..off[i+1]]`, read from the base without copying.
 
-use super::DataRef;
+use std::sync::Arc;
+
+use super::DataObject;
 
 /// Pieces of a base D-object.
 #[derive(Debug)]
 pub struct Index {
-    base: DataRef,
+    base: Arc<DataObject>,
     offsets: Vec<u64>,
 }
 
 impl Index {
     /// An index over `base` (a D-object). `offsets` must be non-empty, non-decreasing and end at
     /// most at the base's size; the error says what is wrong.
-    pub fn new(base: DataRef, offsets: Vec<u64>) -> Result<Self, String> {
+    pub fn new(base: Arc<DataObject>, offsets: Vec<u64>) -> Result<Self, String> {
         let Some(bytes) = base.bytes() else {
             return Err(format!("index base is {}, not raw data", base.info()));
         };
@@ -35,7 +37,7 @@ impl Index {
 
     /// Splits `base` into lines (spec 6.4): every piece keeps its `'\n'`, a newline in the last
     /// byte makes no empty final piece, and an **empty base gives zero pieces** (offsets `[0]`).
-    pub fn split_lines(base: DataRef) -> Result<Self, String> {
+    pub fn split_lines(base: Arc<DataObject>) -> Result<Self, String> {
         let Some(bytes) = base.bytes() else {
             return Err(format!(
                 "loom/data/split on {}: input is not raw data",
@@ -57,7 +59,7 @@ impl Index {
     }
 
     /// The base D-object.
-    pub fn base(&self) -> &DataRef {
+    pub fn base(&self) -> &Arc<DataObject> {
         &self.base
     }
 

@@ -1,8 +1,9 @@
 //! Data objects: plain, file, array, index, JS values and Python objects, with their stream encoding.
 //!
-//! Every object is immutable and shared as a [`DataRef`] (`Arc<DataObject>`): the worker's store,
-//! running tasks, arrays and indexes each hold their own reference, and a spilled plain object
-//! deletes its file when the last reference dies (spec 5.3).
+//! Every object is immutable and held as a [`DataRef`] (a tiny plain object by value, any other
+//! shared as an `Arc<DataObject>`): the worker's store, running tasks, arrays and indexes each
+//! hold their own reference, and a spilled plain object deletes its file when the last
+//! reference dies (spec 5.3).
 //!
 //! | type | [`DataObject`] | size | length |
 //! |---|---|---|---|
@@ -16,6 +17,7 @@
 //! Stream encoding and the incremental decoder live in [`stream`].
 
 mod array;
+mod data_ref;
 mod file;
 mod index;
 mod jsobj;
@@ -25,9 +27,9 @@ pub mod stream;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 pub use array::Array;
+pub use data_ref::DataRef;
 pub use file::{open_regular, ExternFile};
 pub use index::Index;
 pub use jsobj::JsObj;
@@ -51,9 +53,6 @@ pub const INDEX_TYPE: &str = "loom/index";
 pub const JSOBJ_TYPE: &str = "loom/js/obj";
 /// Python object type name (its pickled bytes, see [`PyObj`]).
 pub const PYOBJ_TYPE: &str = "loom/pyobj";
-
-/// A shared reference to an immutable data object.
-pub type DataRef = Arc<DataObject>;
 
 /// One data object.
 #[derive(Debug)]
@@ -154,7 +153,7 @@ impl DataObject {
                     return None;
                 }
                 let (s, e) = x.piece_range(i as usize);
-                Some(Arc::new(DataObject::Plain(Plain::view(
+                Some(DataRef::new(DataObject::Plain(Plain::view(
                     x.base().clone(),
                     s,
                     e,

@@ -3,9 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use memmap2::Mmap;
 
-use super::DataRef;
+use super::DataObject;
 
 /// Raw bytes. A spilled object owns its data file and deletes it when dropped.
 #[derive(Debug)]
@@ -31,7 +33,7 @@ enum Repr {
     },
     /// `base.bytes()[start..end]`; `base` is a D-object.
     View {
-        base: DataRef,
+        base: Arc<DataObject>,
         start: usize,
         end: usize,
     },
@@ -105,11 +107,29 @@ impl Plain {
     }
 
     /// A view of `base.bytes()[start..end]`. `base` must be a D-object and the range valid.
-    pub fn view(base: DataRef, start: usize, end: usize) -> Self {
+    pub fn view(base: Arc<DataObject>, start: usize, end: usize) -> Self {
         let len = base.bytes().map_or(0, <[u8]>::len);
         assert!(start <= end && end <= len, "view out of range");
         Plain {
             repr: Repr::View { base, start, end },
+        }
+    }
+
+    /// Whether the bytes live inside the object (at most [`INLINE_LEN`]).
+    #[inline]
+    pub fn is_inline(&self) -> bool {
+        matches!(self.repr, Repr::Inline { .. })
+    }
+
+    /// A copy of an object whose bytes are inline ([`Plain::is_inline`]; others are copied
+    /// into memory).
+    #[inline]
+    pub fn copy_inline(&self) -> Plain {
+        match self.repr {
+            Repr::Inline { len, buf } => Plain {
+                repr: Repr::Inline { len, buf },
+            },
+            _ => Plain::from_slice(self.bytes()),
         }
     }
 

@@ -96,8 +96,8 @@ pub const SHARED_PAYLOAD_MIN: usize = 64 * 1024;
 pub enum StreamPart {
     /// Encoded bytes (headers, prefixes, small objects).
     Bytes(Vec<u8>),
-    /// The content of a plain or file object, referenced.
-    Shared(DataRef),
+    /// The content of a plain or file object, referenced (an `Arc`: its bytes never move).
+    Shared(Arc<DataObject>),
 }
 
 impl StreamPart {
@@ -167,7 +167,7 @@ fn encode_frames_parts(
             if b.len() >= min_shared {
                 cur.extend_from_slice(&(b.len() as u64).to_le_bytes());
                 parts.push(StreamPart::Bytes(std::mem::take(cur)));
-                parts.push(StreamPart::Shared(obj.clone()));
+                parts.push(StreamPart::Shared(obj.to_shared()));
             } else {
                 push_raw_frame(cur, b);
             }
@@ -188,7 +188,8 @@ fn encode_frames_parts(
             for o in offs {
                 cur.extend_from_slice(&o.to_le_bytes());
             }
-            encode_frames_parts(i.base(), ids, min_shared, cur, parts);
+            let base = DataRef::from(i.base().clone());
+            encode_frames_parts(&base, ids, min_shared, cur, parts);
         }
         DataObject::JsObj(_) | DataObject::PyObj(_) => encode_frames(obj, ids, cur),
     }
@@ -366,7 +367,7 @@ impl StreamDecoder {
     /// A leaf object is complete: attach it to its parents, finishing those that are full.
     fn complete(&mut self, obj: DataObject) -> Result<Option<Decoded>, String> {
         let cur = self.cur.as_mut().expect("in progress");
-        let mut obj = Arc::new(obj);
+        let mut obj = DataRef::new(obj);
         loop {
             match cur.stack.last_mut() {
                 None => {
@@ -382,13 +383,13 @@ impl StreamDecoder {
                     let Some(Partial::Array { items, .. }) = cur.stack.pop() else {
                         unreachable!()
                     };
-                    obj = Arc::new(DataObject::Array(Array::new(items)));
+                    obj = DataRef::new(DataObject::Array(Array::new(items)));
                 }
                 Some(Partial::Index { .. }) => {
                     let Some(Partial::Index { offsets }) = cur.stack.pop() else {
                         unreachable!()
                     };
-                    obj = Arc::new(DataObject::Index(Index::new(obj, offsets)?));
+                    obj = DataRef::new(DataObject::Index(Index::new(obj.to_shared(), offsets)?));
                 }
             }
         }

@@ -15,11 +15,11 @@ pub(crate) fn tmp_dir(name: &str) -> DataDir {
 }
 
 fn plain(b: &[u8]) -> DataRef {
-    Arc::new(DataObject::Plain(Plain::from_vec(b.to_vec())))
+    DataRef::new(DataObject::Plain(Plain::from_vec(b.to_vec())))
 }
 
 fn arr(items: Vec<DataRef>) -> DataRef {
-    Arc::new(DataObject::Array(Array::new(items)))
+    DataRef::new(DataObject::Array(Array::new(items)))
 }
 
 fn frames(bytes: &[u8]) -> Vec<Vec<u8>> {
@@ -106,7 +106,9 @@ fn empty_plain_is_one_empty_frame() {
 #[test]
 fn split_matches_the_observed_stream() {
     let base = plain(b"x\ny\n\nz");
-    let idx = Arc::new(DataObject::Index(Index::split_lines(base).unwrap()));
+    let idx = DataRef::new(DataObject::Index(
+        Index::split_lines(base.to_shared()).unwrap(),
+    ));
     assert_eq!(idx.length(), 4);
     assert_eq!(idx.size(), 6 + 8 * 5);
     let mut out = Vec::new();
@@ -129,7 +131,7 @@ fn split_matches_the_observed_stream() {
 #[test]
 fn split_edge_cases() {
     let lines = |s: &[u8]| {
-        let i = Index::split_lines(plain(s)).unwrap();
+        let i = Index::split_lines(plain(s).to_shared()).unwrap();
         (0..i.len())
             .map(|k| i.piece(k).to_vec())
             .collect::<Vec<_>>()
@@ -149,8 +151,13 @@ fn split_edge_cases() {
     assert_eq!(lines(b"\n"), [&b"\n"[..]]);
     // Documented choice: empty input gives zero pieces.
     assert!(lines(b"").is_empty());
-    assert_eq!(Index::split_lines(plain(b"")).unwrap().offsets(), [0]);
-    assert!(Index::split_lines(arr(vec![])).is_err());
+    assert_eq!(
+        Index::split_lines(plain(b"").to_shared())
+            .unwrap()
+            .offsets(),
+        [0]
+    );
+    assert!(Index::split_lines(arr(vec![]).to_shared()).is_err());
 }
 
 #[test]
@@ -159,7 +166,7 @@ fn array_matches_the_fetch_example() {
     let t = ids();
     let a = plain(b"AB");
     let b = plain(b"");
-    let js = Arc::new(DataObject::PyObj(PyObj::new(b"obj".to_vec())));
+    let js = DataRef::new(DataObject::PyObj(PyObj::new(b"obj".to_vec())));
     let inner = arr(vec![a.clone(), b]);
     let outer = arr(vec![inner, a, js]);
     assert_eq!((outer.size(), outer.length()), (2 + 2 + 3, 3));
@@ -199,13 +206,13 @@ fn same(a: &DataObject, b: &DataObject) {
 fn decoder_roundtrip_of_nested_objects() {
     let dd = tmp_dir("roundtrip");
     let big = vec![7u8; SPILL_LIMIT + 10];
-    let bigp = Arc::new(DataObject::Plain(dd.plain(big).unwrap()));
+    let bigp = DataRef::new(DataObject::Plain(dd.plain(big).unwrap()));
     assert!(bigp.file_path().is_some());
-    let idx = Arc::new(DataObject::Index(
-        Index::split_lines(plain(b"a\nbb\nccc")).unwrap(),
+    let idx = DataRef::new(DataObject::Index(
+        Index::split_lines(plain(b"a\nbb\nccc").to_shared()).unwrap(),
     ));
-    let js = Arc::new(DataObject::JsObj(JsObj::new(b"{}".to_vec())));
-    let py = Arc::new(DataObject::PyObj(PyObj::new(b"\x80\x05N.".to_vec())));
+    let js = DataRef::new(DataObject::JsObj(JsObj::new(b"{}".to_vec())));
+    let py = DataRef::new(DataObject::PyObj(PyObj::new(b"\x80\x05N.".to_vec())));
     let objs = [
         py.clone(),
         plain(b"hello"),
@@ -272,7 +279,7 @@ fn decoder_rejects_inconsistent_streams() {
 #[test]
 fn spilled_plain_file_dies_with_the_last_reference() {
     let dd = tmp_dir("spill");
-    let p = Arc::new(DataObject::Plain(
+    let p = DataRef::new(DataObject::Plain(
         dd.plain(vec![1u8; SPILL_LIMIT + 1]).unwrap(),
     ));
     let path = p.file_path().unwrap().to_owned();
@@ -297,7 +304,7 @@ fn extern_file_is_mapped_and_kept() {
     let dd = tmp_dir("extern");
     let path = dd.path().join("ext");
     std::fs::write(&path, b"line1\nline2").unwrap();
-    let f = Arc::new(DataObject::File(ExternFile::open(&path, &dd).unwrap()));
+    let f = DataRef::new(DataObject::File(ExternFile::open(&path, &dd).unwrap()));
     assert_eq!((f.size(), f.length(), f.type_name()), (11, 0, "loom/file"));
     assert_eq!(f.info(), format!("<ExternFile '{}'>", path.display()));
     // Sent as loom/data.
@@ -305,7 +312,7 @@ fn extern_file_is_mapped_and_kept() {
     encode_stream(3, &f, &ids(), &mut out);
     assert_eq!(frames(&out)[0], hex("0803 1001 1813"));
     // An index over a file reads its mapping.
-    let idx = Index::split_lines(f.clone()).unwrap();
+    let idx = Index::split_lines(f.clone().to_shared()).unwrap();
     assert_eq!(idx.piece(1), b"line2");
     drop((f, idx));
     assert!(path.exists());
@@ -326,12 +333,12 @@ fn extern_file_is_a_snapshot_and_special_files_are_refused() {
     let dd = tmp_dir("snapshot");
     let path = dd.path().join("big");
     std::fs::write(&path, vec![b'x'; 1 << 20]).unwrap();
-    let f = Arc::new(DataObject::File(ExternFile::open(&path, &dd).unwrap()));
+    let f = DataRef::new(DataObject::File(ExternFile::open(&path, &dd).unwrap()));
     let copy = f.file_path().unwrap().to_owned();
     assert_ne!(copy, path);
     // Truncated under it: the object keeps the old bytes (no SIGBUS).
     std::fs::write(&path, b"").unwrap();
-    let idx = Index::split_lines(f.clone()).unwrap();
+    let idx = Index::split_lines(f.clone().to_shared()).unwrap();
     assert_eq!(idx.piece(0).len(), 1 << 20);
     drop((f, idx));
     assert!(!copy.exists(), "the private copy dies with the object");

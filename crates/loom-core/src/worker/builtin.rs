@@ -2,7 +2,6 @@
 //! `Err(message)` that becomes `FAILED`, never a panic.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use super::Extensions;
 use crate::data::{
@@ -53,7 +52,7 @@ impl Kind {
 }
 
 fn obj(o: DataObject) -> DataRef {
-    Arc::new(o)
+    DataRef::new(o)
 }
 
 fn one_input<'a>(name: &str, inputs: &'a [DataRef]) -> Result<&'a DataRef, String> {
@@ -87,11 +86,12 @@ fn plain(dd: &DataDir, bytes: Vec<u8>) -> Result<DataRef, String> {
         .map_err(|e| format!("cannot store the result: {}", strerror(&e)))
 }
 
-/// Runs built-in `kind` (not `Js` or `Unknown`).
+/// Runs built-in `kind` (not `Js` or `Unknown`). `inputs` may be taken (an array takes them
+/// as its elements).
 pub(crate) fn run(
     kind: Kind,
     config: &[u8],
-    inputs: &[DataRef],
+    inputs: &mut Vec<DataRef>,
     dd: &DataDir,
 ) -> Result<DataRef, String> {
     match kind {
@@ -108,10 +108,10 @@ pub(crate) fn run(
         }
         Kind::Split => {
             let x = one_input("loom/data/split", inputs)?;
-            Index::split_lines(x.clone()).map(|i| obj(DataObject::Index(i)))
+            Index::split_lines(x.to_shared()).map(|i| obj(DataObject::Index(i)))
         }
         Kind::Save => save(config, inputs),
-        Kind::ArrayMake => Ok(obj(DataObject::Array(Array::new(inputs.to_vec())))),
+        Kind::ArrayMake => Ok(obj(DataObject::Array(Array::new(std::mem::take(inputs))))),
         Kind::Size | Kind::Length => {
             let total: u64 = inputs
                 .iter()

@@ -3,9 +3,10 @@
 //! location, and the client asks this worker for it on an authenticated data connection.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::data::stream::{encode_stream_parts, StreamPart, SHARED_PAYLOAD_MIN};
-use crate::data::{DataObject, DataRef};
+use crate::data::DataObject;
 
 use super::Worker;
 
@@ -15,7 +16,7 @@ pub enum DirectObject {
     /// the client says it has mapped it (or its connection closes).
     File {
         /// The object (holding it keeps its file).
-        obj: DataRef,
+        obj: Arc<DataObject>,
         /// The data file.
         path: PathBuf,
         /// Its size in bytes.
@@ -35,7 +36,7 @@ impl Worker {
             if let DataObject::Plain(p) = &**obj {
                 if let Some(path) = p.file_path() {
                     return Some(DirectObject::File {
-                        obj: obj.clone(),
+                        obj: obj.to_shared(),
                         path: path.to_owned(),
                         size: p.len() as u64,
                     });

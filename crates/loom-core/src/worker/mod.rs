@@ -25,8 +25,10 @@ mod native;
 mod peer;
 mod peer_link;
 mod slots;
+mod waiters;
 mod wire;
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub use direct::DirectObject;
 pub use native::{Extensions, NativeCall, NativeDone};
 use peer::Peer;
 use slots::Slots;
+use waiters::Waiters;
 use wire::{cmd, resp};
 
 /// Start-up parameters of a worker.
@@ -318,7 +321,7 @@ pub struct Worker {
     store: IdMap<DataRef>,
     waiting: IdMap<Waiting>,
     /// data id -> tasks waiting for it (one entry per occurrence in the task's inputs).
-    waiters: IdMap<Vec<i32>>,
+    waiters: IdMap<Waiters>,
     woken: VecDeque<i32>,
     queue: VecDeque<Queued>,
     slots: Slots,
@@ -688,7 +691,7 @@ impl Worker {
                     }
                 },
                 RedirectInput::Data(bytes) => match self.dd.plain(bytes) {
-                    Ok(p) => refs.push(Arc::new(DataObject::Plain(p))),
+                    Ok(p) => refs.push(DataRef::new(DataObject::Plain(p))),
                     Err(e) => {
                         error = Some(format!(
                             "cannot store a redirection input: {}",
@@ -773,8 +776,7 @@ impl Worker {
         if let Some(w) = self.waiting.remove(&id) {
             for i in &w.inputs {
                 if let Some(list) = self.waiters.get_mut(i) {
-                    list.retain(|&t| t != id);
-                    if list.is_empty() {
+                    if list.remove(id) {
                         self.waiters.remove(i);
                     }
                 }
@@ -820,14 +822,11 @@ impl Worker {
 
     fn command(&mut self, frame: &[u8]) -> Result<(), WorkerError> {
         let mut inputs = std::mem::take(&mut self.input_ids);
-        let r = wire::decode_command(frame, &mut inputs);
-        let c = match r {
-            Ok(c) => c,
-            Err(e) => {
-                self.input_ids = inputs;
-                return Err(WorkerError::BadMessage(e.to_owned()));
-            }
-        };
+        let mut c = wire::Command::default();
+        if let Err(e) = wire::decode_command(frame, &mut inputs, &mut c) {
+            self.input_ids = inputs;
+            return Err(WorkerError::BadMessage(e.to_owned()));
+        }
         match c.ty {
             Some(cmd::TASK) => match c.id {
                 Some(id) => {
@@ -940,29 +939,36 @@ impl Worker {
             return self.fail(id, &msg);
         }
         let n_cpus = c.n_cpus.max(0) as u32;
-        let checkpoint = match std::str::from_utf8(c.checkpoint_path) {
-            Ok(s) => s,
-            Err(_) => return self.fail(id, "checkpoint_path is not valid UTF-8"),
+        let checkpoint = match c.checkpoint_path {
+            [] => "",
+            path => match std::str::from_utf8(path) {
+                Ok(s) => s,
+                Err(_) => return self.fail(id, "checkpoint_path is not valid UTF-8"),
+            },
         };
         let mut refs = std::mem::take(&mut self.input_refs);
         refs.clear();
         let mut missing = 0;
-        for i in inputs {
-            match self.store.get(i) {
+        for &i in inputs {
+            match self.store.get(&i) {
                 Some(x) if missing == 0 => refs.push(x.clone()),
                 Some(_) => {}
-                None => missing += 1,
+                None => {
+                    // The task waits: it is woken once per missing occurrence.
+                    missing += 1;
+                    match self.waiters.entry(i) {
+                        Entry::Occupied(mut e) => e.get_mut().push(id),
+                        Entry::Vacant(e) => {
+                            e.insert(Waiters::One(id));
+                        }
+                    }
+                }
             }
         }
         if missing == 0 {
             self.start(id, type_id, kind, c.config, &mut refs, n_cpus, checkpoint);
         } else {
             refs.clear();
-            for &i in inputs {
-                if !self.store.contains_key(&i) {
-                    self.waiters.entry(i).or_default().push(id);
-                }
-            }
             self.waiting.insert(
                 id,
                 Waiting {
@@ -1146,26 +1152,26 @@ impl Worker {
 
     fn convert(&self, r: JsResult, inputs: &[DataRef]) -> Result<DataRef, String> {
         Ok(match r {
-            JsResult::Plain(v) => {
-                Arc::new(DataObject::Plain(self.dd.plain(v).map_err(|e| {
-                    format!("cannot store the result: {}", strerror(&e))
-                })?))
-            }
+            JsResult::Plain(v) => DataRef::new(DataObject::Plain(
+                self.dd
+                    .plain(v)
+                    .map_err(|e| format!("cannot store the result: {}", strerror(&e)))?,
+            )),
             JsResult::PlainFile(p) => {
-                Arc::new(DataObject::Plain(self.dd.adopt(&p).map_err(|e| {
+                DataRef::new(DataObject::Plain(self.dd.adopt(&p).map_err(|e| {
                     let name = p.file_name().unwrap_or(p.as_os_str()).to_string_lossy();
                     format!("Output '{name}' error: {}", strerror(&e))
                 })?))
             }
-            JsResult::JsObj(v) => Arc::new(DataObject::JsObj(JsObj::new(v))),
-            JsResult::PyObj(v) => Arc::new(DataObject::PyObj(PyObj::new(v))),
+            JsResult::JsObj(v) => DataRef::new(DataObject::JsObj(JsObj::new(v))),
+            JsResult::PyObj(v) => DataRef::new(DataObject::PyObj(PyObj::new(v))),
             JsResult::Item(i, path) => item(inputs, i, &path)?,
             JsResult::Array(items) => {
                 let items = items
                     .into_iter()
                     .map(|x| self.convert(x, inputs))
                     .collect::<Result<Vec<_>, _>>()?;
-                Arc::new(DataObject::Array(Array::new(items)))
+                DataRef::new(DataObject::Array(Array::new(items)))
             }
             JsResult::Input(i) => inputs.get(i).cloned().ok_or_else(|| {
                 format!(
@@ -1208,7 +1214,7 @@ impl Worker {
             && self
                 .waiters
                 .get(&id)
-                .is_some_and(|w| w.iter().any(|t| self.traced.contains(t)))
+                .is_some_and(|w| w.as_slice().iter().any(|t| self.traced.contains(t)))
         {
             self.traced.insert(id);
         }
@@ -1229,7 +1235,7 @@ impl Worker {
             return;
         }
         if let Some(tasks) = self.waiters.remove(&data_id) {
-            for t in tasks {
+            for &t in tasks.as_slice() {
                 if let Some(w) = self.waiting.get_mut(&t) {
                     w.missing -= 1;
                     if w.missing == 0 {
@@ -1344,7 +1350,7 @@ impl Worker {
         let path = String::from_utf8_lossy(path).into_owned();
         match ExternFile::open(&path, &self.dd) {
             Ok(f) => {
-                let obj = Arc::new(DataObject::File(f));
+                let obj = DataRef::new(DataObject::File(f));
                 let sl = Some((obj.size(), obj.length()));
                 self.store.insert(id, obj);
                 wire::push_response(&mut self.out.to_server, resp::CHECKPOINT_LOADED, id, sl);

@@ -179,7 +179,7 @@ fn level_of(level: i32) -> LogLevel {
 
 /// A library's result as a stored object.
 fn store(output: ExtOutput, dd: &DataDir) -> Result<DataRef, String> {
-    Ok(Arc::new(match output {
+    Ok(DataRef::new(match output {
         ExtOutput::Bytes(bytes) => DataObject::Plain(
             dd.plain(bytes)
                 .map_err(|e| format!("cannot store the result: {}", strerror(&e)))?,

@@ -7,10 +7,9 @@
 //! own data file, exactly as if the object had arrived on a stream.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::{DataObject, Plain};
+use crate::data::{DataObject, DataRef, Plain};
 use crate::proto::comm::Announce;
 
 use super::peer::RecvStat;
@@ -50,7 +49,7 @@ impl Worker {
             started,
         };
         self.trace_received(id, stat);
-        self.received(id, Arc::new(DataObject::Plain(plain)));
+        self.received(id, DataRef::new(DataObject::Plain(plain)));
         self.drain_woken();
         Ok(())
     }
