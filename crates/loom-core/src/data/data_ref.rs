@@ -93,8 +93,8 @@ impl Deref for DataRef {
     #[inline]
     fn deref(&self) -> &DataObject {
         match &self.0 {
-            Held::Inline(o) => &**o,
-            Held::Shared(a) => &**a,
+            Held::Inline(o) => o,
+            Held::Shared(a) => a,
         }
     }
 }

@@ -25,6 +25,7 @@ mod native;
 mod peer;
 mod peer_link;
 mod slots;
+mod store;
 mod waiters;
 mod wire;
 
@@ -51,6 +52,7 @@ pub use direct::DirectObject;
 pub use native::{Extensions, NativeCall, NativeDone};
 use peer::Peer;
 use slots::Slots;
+use store::Store;
 use waiters::Waiters;
 use wire::{cmd, resp};
 
@@ -318,7 +320,7 @@ pub struct Worker {
     ids: TypeIds,
     kinds: Vec<Kind>,
     server: FrameReader,
-    store: IdMap<DataRef>,
+    store: Store,
     waiting: IdMap<Waiting>,
     /// data id -> tasks waiting for it (one entry per occurrence in the task's inputs).
     waiters: IdMap<Waiters>,
@@ -376,7 +378,7 @@ impl Worker {
             ids: TypeIds::default(),
             kinds: Vec::new(),
             server: FrameReader::new(MAX_CONTROL_FRAME),
-            store: IdMap::default(),
+            store: Store::default(),
             waiting: IdMap::default(),
             waiters: IdMap::default(),
             woken: VecDeque::new(),
@@ -433,7 +435,7 @@ impl Worker {
         let mut held: Vec<HeldObject> = self
             .store
             .iter()
-            .map(|(&id, obj)| HeldObject {
+            .map(|(id, obj)| HeldObject {
                 id,
                 size: Some(obj.size()),
                 length: Some(obj.length()),

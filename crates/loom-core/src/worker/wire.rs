@@ -210,15 +210,14 @@ mod tests {
     use super::*;
     use crate::proto::comm::WorkerCommand;
 
-    fn both(
-        b: &[u8],
-    ) -> (
-        Option<(Command<'_>, Vec<i32>)>,
-        Result<(Command<'_>, Vec<i32>), &str>,
-    ) {
+    /// A command read and its inputs.
+    type Read<'a> = (Command<'a>, Vec<i32>);
+
+    /// `b` read by the usual-layout reader (None: not in that layout) and by the generic one.
+    fn both(b: &[u8]) -> (Option<Read<'_>>, Result<Read<'_>, &str>) {
         let mut ins = Vec::new();
         let mut c = Command::default();
-        let usual = decode_usual_command(b, &mut ins, &mut c).then(|| (c, ins));
+        let usual = decode_usual_command(b, &mut ins, &mut c).then_some((c, ins));
         let mut ins = Vec::new();
         let any = decode_any_command(b, &mut ins).map(|c| (c, ins));
         (usual, any)
