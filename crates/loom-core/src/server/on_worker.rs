@@ -43,6 +43,10 @@ impl Server {
         const CHECKPOINT_LOAD_FAILED: i32 = Type::CheckpointLoadFailed as i32;
         const LEAVING: i32 = Type::Leaving as i32;
         const TRANSFER_FAILED: i32 = Type::TransferFailed as i32;
+        if let Some((id, size)) = wire::scan_plain_finished(frame) {
+            self.finished(w, TaskId(id), size, 0, true);
+            return Ok(());
+        }
         let r = wire::scan_worker_response(frame)
             .map_err(|_| ServerError::Malformed("WorkerResponse"))?;
         let id = TaskId(r.id.ok_or(ServerError::Malformed("WorkerResponse"))?);
