@@ -53,6 +53,13 @@ impl StateCounts {
         self.0[to as usize] += 1;
     }
 
+    /// `n` tasks went from `from` to `to`.
+    #[inline]
+    pub(crate) fn moved_n(&mut self, from: TaskState, to: TaskState, n: u32) {
+        self.0[from as usize] -= n;
+        self.0[to as usize] += n;
+    }
+
     /// How many are in `state`.
     pub(crate) fn get(&self, state: TaskState) -> u32 {
         self.0[state as usize]

@@ -100,7 +100,7 @@ impl Server {
                 bytes: plan.to_vec(),
             });
         }
-        self.commit(seg, load);
+        self.commit(seg, load, forward);
         self.counters
             .ingest_done(no, started.elapsed().as_secs_f64());
         Ok(())
@@ -287,51 +287,17 @@ impl Server {
 
     /// Inserts an accepted plan: backward planning from its results (what they need becomes
     /// WAITING, with reference and waiting counts), edges to earlier plans, then the tasks
-    /// with nothing to wait for become ready.
+    /// with nothing to wait for become ready. `forward`: some input refers to a later task of
+    /// the plan (see [`Server::plan_walk`]).
     ///
     /// With `load` (spec 4.3 and 8): a task reached by the walk whose checkpoint file exists
     /// on the server's file system is marked [`TaskFlags::LOAD`] (a light task, loaded on any
     /// worker) and the walk does not continue through its inputs, so they are computed only
     /// if another planned task needs them.
-    fn commit(&mut self, mut seg: Segment, load: bool) {
+    fn commit(&mut self, mut seg: Segment, load: bool, forward: bool) {
         let n = seg.n as usize;
-        let mut stack: Vec<u32> = Vec::new();
-        for t in 0..n {
-            if seg.tasks[t].flags.has(TaskFlags::RESULT) && self.restored_release(seg.id(t)) {
-                // Restoring a journal: released before the restart, and no later plan uses it.
-                seg.tasks[t].flags.remove(TaskFlags::RESULT);
-            }
-            if seg.tasks[t].flags.has(TaskFlags::RESULT) {
-                seg.set_state(t, TaskState::Waiting);
-                stack.push(t as u32);
-            }
-        }
         let mut ext: Vec<(TaskId, TaskId)> = Vec::new(); // (earlier input, consumer) edges
-        while let Some(t) = stack.pop() {
-            let t = t as usize;
-            seg.live += 1;
-            // After a restart, a checkpoint the journal says was written is loaded too.
-            if seg.checkpoint(t).is_some_and(|p| {
-                (load || self.restored_checkpoint(seg.id(t))) && std::path::Path::new(p).exists()
-            }) {
-                seg.tasks[t].flags.insert(TaskFlags::LOAD);
-                seg.tasks[t].cpus = 0;
-                continue;
-            }
-            for k in seg.input_range(t) {
-                let x = seg.inputs[k];
-                if let Some(d) = seg.offset_of(x) {
-                    seg.tasks[d].refc += 1;
-                    seg.tasks[t].waiting += 1;
-                    if seg.tasks[d].state == TaskState::Unplanned {
-                        seg.set_state(d, TaskState::Waiting);
-                        stack.push(d as u32);
-                    }
-                } else {
-                    ext.push((x, seg.id(t)));
-                }
-            }
-        }
+        let ready_light = self.plan_walk(&mut seg, load, forward, &mut ext);
         for &(x, c) in &ext {
             let s = self.graph.locate(x).expect("validated input");
             let xs = self.graph.seg_mut(s);
@@ -345,23 +311,162 @@ impl Server {
             self.graph.add_extra_consumer(x, c);
         }
         // Reserve the ready queue once (rather than growing it by doubling).
-        let ready_light = (0..n)
-            .filter(|&t| {
-                seg.tasks[t].state == TaskState::Waiting
-                    && seg.tasks[t].waiting == 0
-                    && seg.tasks[t].cpus == 0
-            })
-            .count();
         self.ready.reserve_light(ready_light);
         self.counters.segment_added(seg.plan);
         let si = self.graph.push(seg);
         self.trace_segment(si);
+        // The usual case in one loop: no reconnect grace, no dslice/dget, no label groups.
+        let plain = self.awaiting.is_empty() && self.graph.segs[si].groups.is_none();
+        let mut readied = 0;
         for off in 0..n {
-            let s = &self.graph.segs[si];
-            if s.tasks[off].state == TaskState::Waiting && s.tasks[off].waiting == 0 {
+            let seg = &mut self.graph.segs[si];
+            let t = &mut seg.tasks[off];
+            if t.state != TaskState::Waiting || t.waiting != 0 {
+                continue;
+            }
+            if plain && !self.sym.is_expansion(t.ttype) {
+                t.state = TaskState::Ready;
+                readied += 1;
+                let cpus = t.cpus;
+                self.ready.push(seg.base.plus(off), cpus);
+            } else {
                 self.make_ready(super::ids::Slot { seg: si, off });
             }
         }
+        let seg = &mut self.graph.segs[si];
+        seg.counts.moved_n(TaskState::Waiting, TaskState::Ready, readied);
+    }
+
+    /// The backward walk of [`Server::commit`]: marks what the results need WAITING (live),
+    /// counts in-plan references and waits, and collects the edges to earlier plans. Returns
+    /// how many light tasks may become ready (at most), to size the ready queue.
+    ///
+    /// Without forward references every consumer comes after its inputs, so one pass from the
+    /// last task to the first sees each task's consumers before the task; with them, a stack.
+    fn plan_walk(
+        &self,
+        seg: &mut Segment,
+        load: bool,
+        forward: bool,
+        ext: &mut Vec<(TaskId, TaskId)>,
+    ) -> usize {
+        let n = seg.n as usize;
+        let mut walk = Walk {
+            // Label groups count each task's moves: then every move goes through `set_state`.
+            grouped: seg.groups.is_some(),
+            forward,
+            planned: 0,
+            ready_light: 0,
+            stack: Vec::new(),
+        };
+        if forward {
+            for t in 0..n {
+                if self.plan_result(seg, t, walk.grouped) {
+                    walk.stack.push(t as u32);
+                }
+            }
+            // Each task is pushed once: when it leaves UNPLANNED.
+            while let Some(t) = walk.stack.pop() {
+                self.plan_task(seg, t as usize, load, &mut walk, ext);
+            }
+        } else {
+            for t in (0..n).rev() {
+                if self.plan_result(seg, t, walk.grouped)
+                    || seg.tasks[t].state == TaskState::Waiting
+                {
+                    self.plan_task(seg, t, load, &mut walk, ext);
+                }
+            }
+        }
+        seg.live += walk.planned;
+        if !walk.grouped {
+            seg.counts
+                .moved_n(TaskState::Unplanned, TaskState::Waiting, walk.planned);
+        }
+        walk.ready_light
+    }
+
+    /// Whether task `t` is a result to compute (then it is WAITING).
+    #[inline(always)]
+    fn plan_result(&self, seg: &mut Segment, t: usize, grouped: bool) -> bool {
+        if !seg.tasks[t].flags.has(TaskFlags::RESULT) {
+            return false;
+        }
+        if self.restored_release(seg.id(t)) {
+            // Restoring a journal: released before the restart, and no later plan uses it.
+            seg.tasks[t].flags.remove(TaskFlags::RESULT);
+            return false;
+        }
+        if seg.tasks[t].state == TaskState::Unplanned {
+            set_waiting(seg, t, grouped);
+        }
+        true
+    }
+
+    /// Plans task `t` (WAITING): its in-plan inputs become WAITING and referenced, its
+    /// earlier-plan inputs go to `ext`.
+    #[inline(always)]
+    fn plan_task(
+        &self,
+        seg: &mut Segment,
+        t: usize,
+        load: bool,
+        walk: &mut Walk,
+        ext: &mut Vec<(TaskId, TaskId)>,
+    ) {
+        walk.planned += 1;
+        // After a restart, a checkpoint the journal says was written is loaded too.
+        if !seg.checkpoints.is_empty()
+            && seg.checkpoint(t).is_some_and(|p| {
+                (load || self.restored_checkpoint(seg.id(t))) && std::path::Path::new(p).exists()
+            })
+        {
+            seg.tasks[t].flags.insert(TaskFlags::LOAD);
+            seg.tasks[t].cpus = 0;
+            walk.ready_light += 1;
+            return;
+        }
+        let mut waiting = 0;
+        for k in seg.input_range(t) {
+            let x = seg.inputs[k];
+            if let Some(d) = seg.offset_of(x) {
+                waiting += 1;
+                seg.tasks[d].refc += 1;
+                if seg.tasks[d].state == TaskState::Unplanned {
+                    set_waiting(seg, d, walk.grouped);
+                    if walk.forward {
+                        walk.stack.push(d as u32);
+                    }
+                }
+            } else {
+                ext.push((x, seg.id(t)));
+            }
+        }
+        let task = &mut seg.tasks[t];
+        task.waiting += waiting;
+        walk.ready_light += (waiting == 0 && task.cpus == 0) as usize;
+    }
+}
+
+/// The state of [`Server::plan_walk`].
+struct Walk {
+    grouped: bool,
+    forward: bool,
+    /// Tasks made WAITING (counted into the segment's counts at the end unless `grouped`).
+    planned: u32,
+    /// Tasks that may be ready and light (an upper bound).
+    ready_light: usize,
+    /// Tasks to visit (with forward references only).
+    stack: Vec<u32>,
+}
+
+/// UNPLANNED task `t` becomes WAITING (the counts are moved in bulk, unless `grouped`).
+#[inline(always)]
+fn set_waiting(seg: &mut Segment, t: usize, grouped: bool) {
+    if grouped {
+        seg.set_state(t, TaskState::Waiting);
+    } else {
+        seg.tasks[t].state = TaskState::Waiting;
     }
 }
 

@@ -150,10 +150,12 @@ impl Server {
         let ty =
             (!self.graph.seg(s).tasks[s.off].flags.has(TaskFlags::LOAD)).then(|| self.type_of(s));
         let c = self.graph.seg(s).tasks[s.off].cpus;
-        let mut scores = std::mem::take(&mut self.scratch.score);
-        let inputs = self.graph.inputs_of(s);
-        let multi = self.workers.n_alive > 1 && !inputs.is_empty();
+        let mut scores = Vec::new();
+        // Locality only matters with a choice of workers.
+        let multi = self.workers.n_alive > 1 && !self.graph.inputs_of(s).is_empty();
         if multi {
+            scores = std::mem::take(&mut self.scratch.score);
+            let inputs = self.graph.inputs_of(s);
             // Extra copies are rare: no hash lookup per input while there are none.
             let extra_copies = !self.moves.extra_owners.is_empty();
             for &x in inputs {
@@ -198,8 +200,8 @@ impl Server {
         }
         if multi {
             scores.iter_mut().for_each(|s| *s = 0);
+            self.scratch.score = scores;
         }
-        self.scratch.score = scores;
         match best {
             Some((w, _, _)) => Pick::Worker(WorkerIdx::from_index(w)),
             None if any => Pick::Full,
@@ -258,6 +260,9 @@ impl Server {
     /// costs no round trip to the server per task. Consumers with many inputs (e.g. one array
     /// over a million tasks) are left to the normal path, keeping this O(1) per edge.
     fn pipeline(&mut self, s: Slot, w: WorkerIdx) {
+        if self.graph.seg(s).cons_range(s.off).is_empty() {
+            return;
+        }
         let mut work = std::mem::take(&mut self.scratch.pipeline);
         work.push(s);
         while let Some(p) = work.pop() {
@@ -301,7 +306,8 @@ impl Server {
         if inputs.len() > MAX_INPUTS {
             return false;
         }
-        inputs.iter().all(|&x| {
+        // The last input is the likeliest not to be placed yet (queues are in id order).
+        inputs.iter().rev().all(|&x| {
             self.graph.locate_hint(x, s.seg).is_some_and(|xs| {
                 let xseg = self.graph.seg(xs);
                 match xseg.tasks[xs.off].state {
