@@ -334,7 +334,8 @@ impl Server {
             }
         }
         let seg = &mut self.graph.segs[si];
-        seg.counts.moved_n(TaskState::Waiting, TaskState::Ready, readied);
+        seg.counts
+            .moved_n(TaskState::Waiting, TaskState::Ready, readied);
     }
 
     /// The backward walk of [`Server::commit`]: marks what the results need WAITING (live),
