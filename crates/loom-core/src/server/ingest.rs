@@ -55,7 +55,7 @@ impl Server {
         };
         let (mut seg, labels, forward, uses) =
             self.fill_segment(ci, plan, &header.requests, map)?;
-        seg.build_consumers();
+        seg.link_consumers();
         let label_of = |off: usize| -> String {
             labels
                 .binary_search_by_key(&(off as u32), |l| l.0)
@@ -125,6 +125,8 @@ impl Server {
         seg.inputs.reserve(n + n / 2);
         seg.cfg_off.push(0);
         seg.in_off.push(0);
+        // In-plan consumers per task, counted as inputs are read (see `link_consumers`).
+        seg.cons_off = vec![0; n + 1];
         let mut labels: Vec<(u32, &[u8])> = Vec::new();
         let mut forward = false;
         let mut uses: Vec<i32> = Vec::new();
@@ -181,6 +183,7 @@ impl Server {
                     }
                     forward |= cid > own;
                     *input = map.ibase.plus(d as usize);
+                    seg.cons_off[d as usize + 1] += 1;
                     continue;
                 }
                 *input = self.earlier_input(ci, cid).map_err(err)?;

@@ -241,6 +241,16 @@ impl Segment {
                 cnt[d + 1] += 1;
             }
         }
+        self.cons_off = cnt;
+        self.link_consumers();
+    }
+
+    /// Builds the consumer CSR from the inputs, `cons_off[d + 1]` holding the number of
+    /// in-segment consumer edges of task `d` (counted while the inputs were read).
+    pub(crate) fn link_consumers(&mut self) {
+        let n = self.n as usize;
+        let mut cnt = std::mem::take(&mut self.cons_off);
+        debug_assert_eq!(cnt.len(), n + 1, "consumer counts of every task");
         for i in 0..n {
             cnt[i + 1] += cnt[i];
         }
