@@ -293,6 +293,12 @@ impl Server {
         const MAX_INPUTS: usize = 8;
         let seg = self.graph.seg(s);
         let ty = seg.tasks[s.off].ttype;
+        // Consumers with many inputs (an array over all results) are rejected first.
+        if seg.input_range(s.off).len() > MAX_INPUTS
+            && !seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE)
+        {
+            return false;
+        }
         if seg.tasks[s.off].state != TaskState::Waiting
             || seg.tasks[s.off].cpus != 0
             || seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE)
