@@ -151,7 +151,9 @@ impl Server {
                 }),
                 cause,
             };
-            seg.arena.extend_from_slice(t.config);
+            if !t.config.is_empty() {
+                seg.arena.extend_from_slice(t.config);
+            }
             seg.cfg_off.push(seg.arena.len() as u32);
             seg.in_off.push(seg.inputs.len() as u32);
             if let Some(l) = t.label {

@@ -272,8 +272,11 @@ fn push_small_task<const N: usize>(
     buf[p] = key::TASK_CONFIG;
     buf[p + 1] = config.len() as u8;
     p += 2;
-    buf[p..p + config.len()].copy_from_slice(config);
-    p += config.len();
+    if !config.is_empty() {
+        // (An empty config, e.g. a merge's, costs no call to `memcpy`.)
+        buf[p..p + config.len()].copy_from_slice(config);
+        p += config.len();
+    }
     for &i in inputs {
         buf[p] = key::TASK_INPUT;
         p += 1;
