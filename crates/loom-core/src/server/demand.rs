@@ -129,12 +129,7 @@ impl Server {
                 }
                 let Some(w) = seg.tasks[off].wk else { continue };
                 let id = seg.base.plus(off);
-                if self
-                    .moves
-                    .extra_owners
-                    .get(&id)
-                    .is_none_or(|e| e.is_empty())
-                {
+                if !self.moves.extra_owners.contains(id) {
                     *counts.entry(w).or_default() += 1;
                 }
             }

@@ -464,7 +464,7 @@ impl Server {
             tasks: k.all_tasks(&live),
             tasks_submitted: k.tasks_submitted,
             transfers: TransferStatus {
-                in_flight: self.moves.in_flight.values().map(|v| v.len() as u64).sum(),
+                in_flight: self.moves.in_flight.len() as u64,
                 total: k.transfers,
                 bytes: k.transfer_bytes,
                 fetches: k.fetches,

@@ -234,17 +234,15 @@ impl Server {
 
     /// After `id` was (re)computed on `w`: transfers that lost their source get a new SEND.
     fn resend_pending(&mut self, id: TaskId, w: WorkerIdx) {
-        let Some(list) = self.moves.in_flight.get_mut(&id) else {
-            return;
-        };
-        for t in list.iter_mut() {
-            if t.source.is_none() && t.target != w && self.workers[t.target].alive {
+        let workers = &mut self.workers;
+        self.moves.in_flight.retain_of(id, |t| {
+            if t.source.is_none() && t.target != w && workers[t.target].alive {
                 t.source = Some(w);
-                let addr = self.workers[t.target].addr.clone();
-                wire::push_send(&mut self.workers[w].out, id, &addr);
+                let addr = workers[t.target].addr.clone();
+                wire::push_send(&mut workers[w].out, id, &addr);
             }
-        }
-        list.retain(|t| t.target != w);
+            t.target != w
+        });
     }
 
     /// Fetches of `id` that lost their sender (worker loss) are re-sent from `w`.
@@ -335,14 +333,13 @@ impl Server {
         if self.moves.extra_owners.is_empty() {
             return;
         }
-        if let Some(extra) = self.moves.extra_owners.remove(&id) {
-            for w in extra {
-                self.workers[w].dropped(size);
-                if let Some(out) = self.workers.out_if_alive(w) {
-                    wire::push_remove(out, id);
-                }
+        let workers = &mut self.workers;
+        self.moves.extra_owners.remove(id, |w| {
+            workers[w].dropped(size);
+            if let Some(out) = workers.out_if_alive(w) {
+                wire::push_remove(out, id);
             }
-        }
+        });
     }
 
     /// TRANSFERED: `w` now holds a copy of `id` (REMOVE it if nobody needs it any more).

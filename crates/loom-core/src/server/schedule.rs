@@ -165,11 +165,8 @@ impl Server {
                     if let Some(p) = xseg.tasks[xs.off].wk {
                         scores[p.index()] += size;
                     }
-                    if let Some(extra) = extra_copies
-                        .then(|| self.moves.extra_owners.get(&x))
-                        .flatten()
-                    {
-                        for &o in extra {
+                    if extra_copies {
+                        for o in self.moves.extra_owners.values(x) {
                             scores[o.index()] += size;
                         }
                     }

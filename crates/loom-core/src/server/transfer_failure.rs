@@ -39,8 +39,7 @@ impl Server {
         let pending = self
             .moves
             .in_flight
-            .get(&id)
-            .is_some_and(|l| l.iter().any(|t| t.target == target && t.source == Some(w)));
+            .any(id, |t| t.target == target && t.source == Some(w));
         let Some(s) = self.graph.locate(id).filter(|_| pending) else {
             return;
         };
@@ -49,9 +48,7 @@ impl Server {
         let seg = self.graph.seg(s);
         let finished = seg.tasks[s.off].state == TaskState::Finished;
         let mut holders: Vec<WorkerIdx> = seg.tasks[s.off].wk.into_iter().collect();
-        if let Some(e) = self.moves.extra_owners.get(&id) {
-            holders.extend(e.iter().copied());
-        }
+        holders.extend(self.moves.extra_owners.values(id));
         let next = holders
             .into_iter()
             .filter(|&h| finished && h.index() > w.index() && h != target && self.workers[h].alive)
@@ -66,11 +63,12 @@ impl Server {
                 ),
             );
             wire::push_send(&mut self.workers[h].out, id, address);
-            if let Some(l) = self.moves.in_flight.get_mut(&id) {
-                for t in l.iter_mut().filter(|t| t.target == target) {
+            self.moves.in_flight.retain_of(id, |t| {
+                if t.target == target {
                     t.source = Some(h);
                 }
-            }
+                true
+            });
             return;
         }
         // No other way there: the transfer ends, the tasks that wait for it there fail.

@@ -13,7 +13,6 @@
 
 use super::ids::{TaskId, WorkerIdx};
 use super::segment::{TaskFlags, TaskState};
-use super::transfers::Transfer;
 use super::{wire, LogLevel, Server};
 
 /// What the scan of the graph found on a lost worker.
@@ -116,24 +115,15 @@ impl Server {
                 let id = seg.id(off);
                 match seg.tasks[off].state {
                     TaskState::Finished => {
-                        let mut extra_empty = true;
-                        if let Some(e) = extra_owners.get_mut(&id) {
-                            e.retain(|&o| o != w);
-                            extra_empty = e.is_empty();
+                        if !extra_owners.is_empty() {
+                            extra_owners.retain_of(id, |&mut o| o != w);
                         }
                         if seg.tasks[off].wk == Some(w) {
-                            if extra_empty {
-                                seg.tasks[off].wk = None;
+                            // Another copy, if any, becomes the primary one.
+                            seg.tasks[off].wk = extra_owners.take_first(id);
+                            if seg.tasks[off].wk.is_none() {
                                 lost.data.push(id);
-                            } else {
-                                let e = extra_owners.get_mut(&id).expect("non-empty");
-                                seg.tasks[off].wk = Some(e.remove(0));
-                                if e.is_empty() {
-                                    extra_owners.remove(&id);
-                                }
                             }
-                        } else if extra_empty {
-                            extra_owners.remove(&id);
                         }
                     }
                     TaskState::Running if seg.tasks[off].wk == Some(w) => {
@@ -160,14 +150,16 @@ impl Server {
     /// or wait for its recomputation (source None).
     fn reroute_transfers(&mut self, w: WorkerIdx) {
         let mut resend: Vec<(TaskId, WorkerIdx)> = Vec::new();
-        for (&x, list) in self.moves.in_flight.iter_mut() {
-            list.retain(|t| t.target != w);
-            for t in list.iter_mut().filter(|t| t.source == Some(w)) {
+        self.moves.in_flight.retain(|x, t| {
+            if t.target == w {
+                return false;
+            }
+            if t.source == Some(w) {
                 t.source = None;
                 resend.push((x, t.target));
             }
-        }
-        self.moves.in_flight.retain(|_, l| !l.is_empty());
+            true
+        });
         for (x, target) in resend {
             let Some(s) = self.graph.locate(x) else {
                 continue;
@@ -180,11 +172,12 @@ impl Server {
             }
             let taddr = self.workers[target].addr.clone();
             wire::push_send(&mut self.workers[p].out, x, &taddr);
-            if let Some(l) = self.moves.in_flight.get_mut(&x) {
-                for t in l.iter_mut().filter(|t: &&mut Transfer| t.target == target) {
+            self.moves.in_flight.retain_of(x, |t| {
+                if t.target == target {
                     t.source = Some(p);
                 }
-            }
+                true
+            });
         }
     }
 
