@@ -13,8 +13,9 @@ import { comm } from "../protocol/messages.js";
 import { hostKey } from "../protocol/direct-fetch.js";
 import { connectSecure, type ConnectSecurity } from "../security/transport.js";
 import { native } from "../native.js";
-import { decodeData, type DataValue } from "./data.js";
+import { decodeData, StreamedFrames, type DataValue } from "./data.js";
 import { LoomError } from "./errors.js";
+import { Symbol } from "../protocol/symbols.js";
 
 /** Where a result is, from the server's LOCATION answer. */
 export interface Location {
@@ -34,8 +35,13 @@ interface Request {
   object: number;
   resolve: (v: { value: DataValue; path: DirectPath }) => void;
   reject: (e: Error) => void;
-  /** Its reply came and said a stream follows: the header and frames being collected. */
-  stream?: { remaining: number; typeId: number; frames: Buffer[] } | undefined;
+  /**
+   * Its reply came and said a stream follows: the header and frames being collected (an
+   * array's straight from the connection's bytes, in `raw`).
+   */
+  stream?: { remaining: number; typeId: number; frames: Buffer[]; raw?: StreamedFrames } | undefined;
+  /** Its size in bytes (the LOCATION's). */
+  size: number;
 }
 
 /** One authenticated connection to a worker's data port. */
@@ -74,7 +80,7 @@ export class DirectFetcher {
     if (this.closed) return Promise.reject(new LoomError("client closed"));
     return new Promise((resolve, reject) => {
       const conn = this.connection(loc.address);
-      conn.pending.push({ object: loc.object, resolve, reject });
+      conn.pending.push({ object: loc.object, size: loc.size, resolve, reject });
       this.write(conn, request(loc.object, this.host));
     });
   }
@@ -99,7 +105,7 @@ export class DirectFetcher {
         c.socket = socket;
         socket.on("data", (chunk: Buffer) => {
           try {
-            for (const f of c.reader.push(chunk)) this.onFrame(c, f);
+            this.onChunk(c, chunk);
           } catch (e) {
             this.drop(address, c, e as Error);
           }
@@ -129,6 +135,50 @@ export class DirectFetcher {
     for (const r of pending) r.reject(e);
   }
 
+  /**
+   * Bytes from a worker: frame by frame (whole frames where they lie, a split one through the
+   * reader); the frames of a streamed array go to its {@link StreamedFrames} as bytes.
+   */
+  private onChunk(c: Connection, chunk: Buffer): void {
+    while (chunk.length > 0) {
+      const raw = c.pending[0]?.stream?.raw;
+      if (raw !== undefined) {
+        chunk = raw.push(chunk);
+        if (raw.done) this.streamed(c, c.pending[0]!);
+        continue;
+      }
+      if (c.reader.pendingBytes > 0) {
+        // Complete the frame the reader holds, and no more: what follows may be an array's.
+        const missing = c.reader.missing;
+        const part = missing >= chunk.length ? chunk : chunk.subarray(0, missing);
+        chunk = chunk.subarray(part.length);
+        for (const f of c.reader.push(part)) this.onFrame(c, f);
+        continue;
+      }
+      const len = chunk.length >= 8 && chunk.readUInt32LE(4) === 0 ? chunk.readUInt32LE(0) : -1;
+      if (len < 0 || 8 + len > chunk.length) {
+        // An incomplete frame (or a length the reader refuses): the reader holds or rejects it.
+        for (const f of c.reader.push(chunk)) this.onFrame(c, f);
+        return;
+      }
+      this.onFrame(c, chunk.subarray(8, 8 + len));
+      chunk = chunk.subarray(8 + len);
+    }
+  }
+
+  /** The stream of the first pending request is complete: it resolves with the decoded object. */
+  private streamed(c: Connection, r: Request): void {
+    const s = r.stream!;
+    c.pending.shift();
+    try {
+      const plain = s.raw === undefined && s.frames.length === 1 && s.typeId === this.options.plainDataType();
+      const value = plain ? s.frames[0] : s.raw !== undefined ? s.raw.decode(s.typeId, this.options.typeName) : decodeData(s.typeId, s.frames, 0, this.options.typeName)[0];
+      r.resolve({ value, path: "streamed" });
+    } catch (e) {
+      r.reject(e as Error);
+    }
+  }
+
   private onFrame(c: Connection, f: Buffer): void {
     const r = c.pending[0];
     if (r === undefined) throw new LoomError("a worker sent data nobody asked for");
@@ -139,20 +189,16 @@ export class DirectFetcher {
         const h = comm.DataHeader.decode(f);
         s.typeId = h.typeId;
         s.remaining = Number(h.nMessages);
+        // An array's frames (a million items, each tiny) are collected as bytes, not a Buffer each.
+        if (s.remaining > 1 && this.options.typeName(s.typeId) === Symbol.TYPE_ARRAY) {
+          s.raw = new StreamedFrames(s.remaining, r.size);
+          return;
+        }
       } else {
         s.frames.push(f);
         s.remaining--;
       }
-      if (s.remaining === 0) {
-        c.pending.shift();
-        try {
-          const plain = s.frames.length === 1 && s.typeId === this.options.plainDataType();
-          const value = plain ? s.frames[0] : decodeData(s.typeId, s.frames, 0, this.options.typeName)[0];
-          r.resolve({ value, path: "streamed" });
-        } catch (e) {
-          r.reject(e as Error);
-        }
-      }
+      if (s.remaining === 0) this.streamed(c, r);
       return;
     }
     const reply = comm.DirectFetchReply.decode(f);
