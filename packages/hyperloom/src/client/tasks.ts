@@ -6,7 +6,7 @@ import { isAbsolute } from "node:path";
 import { run as runProto } from "../protocol/messages.js";
 import { runFileNameError } from "../protocol/run-names.js";
 import { Symbol } from "../protocol/symbols.js";
-import { cpu1, cpus, ResourceRequest, Task, type TaskConfig, type TaskInput } from "./task.js";
+import { builtTask, copyInputs, cpu1, cpus, ResourceRequest, Task, type TaskConfig, type TaskInput } from "./task.js";
 import type { Future } from "./future.js";
 import { LoomError } from "./errors.js";
 
@@ -14,13 +14,13 @@ export { cpus, cpu1 };
 
 /** A task whose result is the given bytes (a string is UTF-8 encoded). */
 function constTask(data: TaskConfig): Task {
-  return new Task(Symbol.DATA_CONST, { config: data });
+  return builtTask(Symbol.DATA_CONST, data);
 }
 export { constTask as const };
 
 /** Concatenates D-Objects, with `delimiter` between consecutive inputs. */
 export function merge(inputs: readonly TaskInput[], delimiter: TaskConfig = ""): Task {
-  return new Task(Symbol.DATA_MERGE, { inputs: [...inputs], config: delimiter });
+  return builtTask(Symbol.DATA_MERGE, delimiter, copyInputs(inputs));
 }
 
 /** Opens a file on the worker as a File object; only the path crosses the network. */
@@ -41,7 +41,7 @@ export function save(input: TaskInput, filename: string): Task {
 
 /** An Array of the inputs, in order (fetched as an array of their results). */
 export function arrayMake<T = Buffer>(inputs: readonly (Task<T> | Future<T>)[]): Task<T[]> {
-  return new Task<T[]>(Symbol.ARRAY_MAKE, { inputs: [...inputs] });
+  return builtTask<T[]>(Symbol.ARRAY_MAKE, "", copyInputs(inputs));
 }
 
 /** The sum of the inputs' sizes, as 8 bytes little-endian. */
