@@ -39,6 +39,8 @@ test("plain array view: an Array to every reader, items made on first read and k
   assert.ok(5 in a);
   assert.not.ok(n in a);
   assert.is(a.at(-1)!.toString(), `item ${n - 1}`);
+  assert.equal(a.slice(1, 3).map(String), ["item 1", "item 2"]);
+  assert.is(made, 4);
   assert.is([...a].length, n);
   let k = 0;
   for (const b of a) assert.is(b.toString(), `item ${k++}`);

@@ -83,10 +83,14 @@ export const VIEW_MIN_ITEMS = 1024;
 /** Where Node's `util.inspect` (and so `console.log`) looks for a custom view. */
 const inspectCustom = globalThis.Symbol.for("nodejs.util.inspect.custom");
 
-/** Methods of `Array.prototype` that read an array and never return it: {@link plainArrayView} runs them on its target. */
+/**
+ * Methods of `Array.prototype` that read every item of an array and never return it:
+ * {@link plainArrayView} runs them on its target. Those that read a few (`at`, `slice`, `find`,
+ * `some`, ...) go through its traps and make only what they read.
+ */
 const READING_METHODS = new Set([
-  "at", "entries", "every", "filter", "find", "findIndex", "findLast", "findLastIndex", "flat", "flatMap", "forEach", "includes",
-  "indexOf", "join", "keys", "lastIndexOf", "map", "reduce", "reduceRight", "slice", "some", "toLocaleString", "toString", "values",
+  "entries", "filter", "flat", "flatMap", "forEach", "includes", "indexOf", "join", "lastIndexOf", "map", "reduce", "reduceRight",
+  "toLocaleString", "toString", "values",
 ]);
 
 /** `key` as an array index (a canonical decimal integer below 2^32 - 1), or -1. */
@@ -110,8 +114,8 @@ function indexKey(key: string): number {
  * Array`, `length`, indexing, iteration, spread, every `Array.prototype` method, `JSON.stringify`,
  * `console.log` — through a `Proxy` whose traps make items on demand; writing to it, deleting
  * or listing its keys first makes every item, after which it is an ordinary array behind the
- * proxy; iterating it or calling a method that reads it (`map`, `forEach`, `slice`, `join`, ...)
- * makes every item and runs on that array. What differs from a literal array: `structuredClone`,
+ * proxy; iterating it or calling a method that reads every item (`map`, `forEach`, `join`,
+ * `indexOf`, ...) makes every item and runs on that array. What differs from a literal array: `structuredClone`,
  * `v8.serialize` and `postMessage` refuse a proxy (`Array.from(a)` or `[...a]` is a plain copy);
  * the callbacks of its methods see the array behind the proxy as their third argument, and an
  * index read costs ~0.15 µs (a proxy's trap) instead of a few ns: iterate (`for...of`, `map`)

@@ -189,8 +189,9 @@ export class DirectFetcher {
         const h = comm.DataHeader.decode(f);
         s.typeId = h.typeId;
         s.remaining = Number(h.nMessages);
-        // An array's frames (a million items, each tiny) are collected as bytes, not a Buffer each.
-        if (s.remaining > 1 && this.options.typeName(s.typeId) === Symbol.TYPE_ARRAY) {
+        // An array's frames (a million items, each tiny) are collected as bytes, not a Buffer
+        // each; one of 1 GiB or more keeps a Buffer per frame (no single buffer of it all).
+        if (s.remaining > 1 && r.size < 2 ** 30 && this.options.typeName(s.typeId) === Symbol.TYPE_ARRAY) {
           s.raw = new StreamedFrames(s.remaining, r.size);
           return;
         }
