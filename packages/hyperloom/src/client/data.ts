@@ -32,11 +32,6 @@ export function decodeData(
       return [frame, pos + 1];
     case Symbol.TYPE_ARRAY: {
       const n = frame.length / 4;
-      // Many plain items: the same view as a streamed array gets (StreamedFrames.decode).
-      if (n >= VIEW_MIN_ITEMS && pos + 1 + n <= frames.length && allPlain(frame, typeName)) {
-        const first = pos + 1;
-        return [plainArrayView(n, (i) => frames[first + i]!), first + n];
-      }
       const items: DataValue[] = new Array(n);
       let p = pos + 1;
       // Plain items (W1's million merges) are their frame: taken without a call each (#26).
@@ -74,135 +69,11 @@ export function decodeData(
 }
 
 /**
- * Arrays of at least this many items, all plain data, are returned as a {@link plainArrayView}
- * (issue #26: a Buffer per item of a million-item array cost ~300 ns each, most of it the GC
- * copying them). Smaller ones are plain arrays of Buffers.
- */
-export const VIEW_MIN_ITEMS = 1024;
-
-/** Where Node's `util.inspect` (and so `console.log`) looks for a custom view. */
-const inspectCustom = globalThis.Symbol.for("nodejs.util.inspect.custom");
-
-/**
- * Methods of `Array.prototype` that read every item of an array and never return it:
- * {@link plainArrayView} runs them on its target. Those that read a few (`at`, `slice`, `find`,
- * `some`, ...) go through its traps and make only what they read.
- */
-const READING_METHODS = new Set([
-  "entries", "filter", "flat", "flatMap", "forEach", "includes", "indexOf", "join", "lastIndexOf", "map", "reduce", "reduceRight",
-  "toLocaleString", "toString", "values",
-]);
-
-/** `key` as an array index (a canonical decimal integer below 2^32 - 1), or -1. */
-function indexKey(key: string): number {
-  const n = key.length;
-  if (n === 0 || n > 10) return -1;
-  let c = key.charCodeAt(0) - 48;
-  if (c < 0 || c > 9 || (c === 0 && n > 1)) return -1;
-  let v = c;
-  for (let i = 1; i < n; i++) {
-    c = key.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) return -1;
-    v = v * 10 + c;
-  }
-  return v < 4294967295 ? v : -1;
-}
-
-/**
- * An array of `n` Buffers whose item `i` is made by `item(i)` when first read, then kept (so
- * `a[i] === a[i]`). It is a real `Array` to every reader — `Array.isArray`, `instanceof
- * Array`, `length`, indexing, iteration, spread, every `Array.prototype` method, `JSON.stringify`,
- * `console.log` — through a `Proxy` whose traps make items on demand; writing to it, deleting
- * or listing its keys first makes every item, after which it is an ordinary array behind the
- * proxy; iterating it or calling a method that reads every item (`map`, `forEach`, `join`,
- * `indexOf`, ...) makes every item and runs on that array. What differs from a literal array: `structuredClone`,
- * `v8.serialize` and `postMessage` refuse a proxy (`Array.from(a)` or `[...a]` is a plain copy);
- * the callbacks of its methods see the array behind the proxy as their third argument, and an
- * index read costs ~0.1-0.25 µs (a proxy's trap) instead of ~15 ns: iterate (`for...of`, `map`)
- * rather than index in a hot loop.
- */
-export function plainArrayView(n: number, item: (i: number) => Buffer): Buffer[] {
-  const target: Buffer[] = new Array<Buffer>(n);
-  let whole = false;
-  const makeAll = (): void => {
-    if (whole) return;
-    whole = true;
-    for (let i = 0; i < n; i++) if (target[i] === undefined) target[i] = item(i);
-  };
-  // `util.inspect` shows a proxy's target without calling its traps: the target shows its items.
-  Object.defineProperty(target, inspectCustom, {
-    value: (_depth: number, options: object, inspect: (v: unknown, o: object) => string): string => {
-      makeAll();
-      return inspect(target.slice(), options);
-    },
-    enumerable: false,
-  });
-  // Iteration and the reading methods run on the target once every item is made: at an
-  // array's speed, not a trap or two per item.
-  const bulk = new Map<string | symbol, unknown>();
-  const view: Buffer[] = new Proxy(target, {
-    get(t, key, receiver) {
-      if (typeof key === "string") {
-        if (!whole) {
-          const i = indexKey(key);
-          if (i >= 0) return i < n ? (t[i] ?? (t[i] = item(i))) : undefined;
-        }
-        if (!READING_METHODS.has(key)) return Reflect.get(t, key, receiver);
-      } else if (key !== globalThis.Symbol.iterator) {
-        return Reflect.get(t, key, receiver);
-      }
-      const method = Reflect.get(t, key, receiver) as (...args: unknown[]) => unknown;
-      if (method !== (Array.prototype as unknown as Record<string | symbol, unknown>)[key]) return method;
-      let f = bulk.get(key);
-      if (f === undefined) {
-        f = (...args: unknown[]): unknown => {
-          makeAll();
-          return method.apply(t, args);
-        };
-        bulk.set(key, f);
-      }
-      return f;
-    },
-    has(t, key) {
-      if (!whole && typeof key === "string") {
-        const i = indexKey(key);
-        if (i >= 0) return i < n;
-      }
-      return Reflect.has(t, key);
-    },
-    set(t, key, value, receiver) {
-      makeAll();
-      return Reflect.set(t, key, value, receiver === view ? t : receiver);
-    },
-    defineProperty(t, key, desc) {
-      makeAll();
-      return Reflect.defineProperty(t, key, desc);
-    },
-    deleteProperty(t, key) {
-      makeAll();
-      return Reflect.deleteProperty(t, key);
-    },
-    ownKeys(t) {
-      makeAll();
-      return Reflect.ownKeys(t);
-    },
-    getOwnPropertyDescriptor(t, key) {
-      makeAll();
-      return Reflect.getOwnPropertyDescriptor(t, key);
-    },
-    preventExtensions(t) {
-      makeAll();
-      return Reflect.preventExtensions(t);
-    },
-  });
-  return view;
-}
-
-/**
  * Collects the frames of a streamed data object (`frames` of them, as its `DataHeader` says)
  * straight from the connection's bytes into one buffer, noting where each frame starts: no
- * Buffer per frame. Used for arrays, whose million items would otherwise each be a Buffer
- * before being decoded (issue #26).
+ * Buffer, call or array slot per frame while they arrive. Used for arrays (a million tiny items
+ * at W1), whose items {@link StreamedFrames.decode} then makes as `subarray`s of that buffer
+ * (issue #26).
  */
 export class StreamedFrames {
   private bytes: Buffer;
@@ -276,15 +147,24 @@ export class StreamedFrames {
   }
 
   /**
-   * The object, once {@link done}: an array of {@link VIEW_MIN_ITEMS} or more plain items as a
-   * {@link plainArrayView} over the collected bytes, anything else as {@link decodeData} makes it.
+   * The object, once {@link done}. An array whose items are all plain data is a plain `Array`
+   * of Buffers over the collected bytes (a `subarray` each: no byte copied); anything else is
+   * what {@link decodeData} makes of the frames.
    */
   decode(typeId: number, typeName: (id: number) => string | undefined): DataValue {
-    const name = typeName(typeId);
-    if (name === Symbol.TYPE_ARRAY && this.frames > VIEW_MIN_ITEMS) {
+    if (typeName(typeId) === Symbol.TYPE_ARRAY && this.frames > 1) {
       const types = this.frame(0);
       const n = types.length / 4;
-      if (n === this.frames - 1 && allPlain(types, typeName)) return plainArrayView(n, (i) => this.frame(i + 1));
+      if (n === this.frames - 1 && allPlain(types, typeName)) {
+        const items: Buffer[] = new Array(n);
+        const b = this.bytes;
+        const at = this.at;
+        for (let i = 0; i < n; i++) {
+          const p = at[i + 1]!;
+          items[i] = b.subarray(p + 8, p + 8 + b.readUInt32LE(p));
+        }
+        return items;
+      }
     }
     const frames: Buffer[] = new Array(this.frames);
     for (let i = 0; i < this.frames; i++) frames[i] = this.frame(i);
