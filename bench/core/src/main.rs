@@ -23,9 +23,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use loom_core::frame::push_frame;
-use loom_core::proto::comm::Register;
 use loom_core::server::Server;
-use loom_core::symbols::{Symbols, ORIGINAL_TASK_TYPES};
+use loom_core::symbols::Symbols;
+
+mod simulated;
+use simulated::{connect, push_finished, read_varint, varint, CLIENT, WORKER};
 
 struct Counting;
 static CUR: AtomicUsize = AtomicUsize::new(0);
@@ -66,14 +68,6 @@ static GLOBAL: Counting = Counting;
 
 // ---------------------------------------------------------------------------------------------
 // Plan encoding (hand-written, unpacked inputs like the Python client)
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 struct PlanBuf {
     tasks: Vec<u8>,
@@ -203,33 +197,6 @@ fn build(shape: Shape, n: usize, s: &Symbols) -> (Vec<u8>, usize) {
 // ---------------------------------------------------------------------------------------------
 // Driving the server
 
-const WORKER: u32 = 1;
-const CLIENT: u32 = 2;
-
-fn read_varint(b: &[u8], p: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let byte = b[*p];
-        *p += 1;
-        v |= ((byte & 0x7f) as u64) << shift;
-        if byte < 0x80 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
-fn push_finished(out: &mut Vec<u8>, id: u64) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(&[0x08, 0x01, 0x10]);
-    varint(out, id);
-    out.extend_from_slice(&[0x18, 0x08]);
-    let len = (out.len() - start - 8) as u64;
-    out[start..start + 8].copy_from_slice(&len.to_le_bytes());
-}
-
 struct Run {
     secs: f64,
     peak_bytes: usize,
@@ -238,35 +205,7 @@ struct Run {
 #[inline(never)]
 fn run_once(plan: &[u8], chunked: bool) -> Run {
     let mut s = Server::new(9999);
-    s.on_connect(WORKER, "127.0.0.1");
-    s.on_connect(CLIENT, "127.0.0.1");
-    let mut reg = Vec::new();
-    push_frame(
-        &mut reg,
-        &Register {
-            protocol_version: 2,
-            r#type: 1,
-            port: Some(4000),
-            task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
-            data_types: vec!["loom/data".into(), "loom/array".into()],
-            cpus: Some(2),
-            features: Vec::new(),
-            session: None,
-            held: Vec::new(),
-        },
-    );
-    s.on_data(WORKER, &reg);
-    reg.clear();
-    push_frame(
-        &mut reg,
-        &Register {
-            protocol_version: 2,
-            r#type: 2,
-            ..Default::default()
-        },
-    );
-    s.on_data(CLIENT, &reg);
-    drop(s.take_output());
+    connect(&mut s, &[]);
     let mut responses: Vec<u8> = Vec::with_capacity(1 << 20);
     let base = CUR.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
@@ -292,7 +231,7 @@ fn run_once(plan: &[u8], chunked: bool) -> Run {
                     if f[0] == 0x08 && f[1] == 0x01 {
                         let mut q = 3;
                         let id = read_varint(f, &mut q);
-                        push_finished(&mut responses, id);
+                        push_finished(&mut responses, id, 8);
                     }
                 } else if f[0] == 0x08 && f[1] == 0x02 {
                     let mut q = 3;

@@ -15,49 +15,17 @@
 use std::time::Instant;
 
 use loom_core::frame::push_frame;
-use loom_core::proto::comm::{client_request, ClientRequest, DataHeader, Plan, Register, Task};
+use loom_core::proto::comm::{client_request, ClientRequest, DataHeader, Plan, Task};
 use loom_core::server::Server;
-use loom_core::symbols::{Symbols, ORIGINAL_TASK_TYPES};
+use loom_core::symbols::Symbols;
 use prost::Message;
 
-const WORKER: u32 = 1;
-const CLIENT: u32 = 2;
+#[path = "../simulated.rs"]
+mod simulated;
+use simulated::{connect, push_finished, read_varint, CLIENT, WORKER};
 
 /// A chunk of the worker's data connection is at most this long (Node reads 64 KiB).
 const CHUNK: usize = 64 << 10;
-
-fn read_varint(b: &[u8], p: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let byte = b[*p];
-        *p += 1;
-        v |= ((byte & 0x7f) as u64) << shift;
-        if byte < 0x80 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Framed `WorkerResponse{FINISHED, id, size: 4}`.
-fn push_finished(out: &mut Vec<u8>, id: u64) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(&[0x08, 0x01, 0x10]);
-    varint(out, id);
-    out.extend_from_slice(&[0x18, 0x04]);
-    let len = (out.len() - start - 8) as u64;
-    out[start..start + 8].copy_from_slice(&len.to_le_bytes());
-}
 
 /// The data stream of object `id`: its DataHeader and one frame of 4 bytes.
 fn push_stream(out: &mut Vec<u8>, id: i32, type_id: i32) {
@@ -109,34 +77,7 @@ fn plan(n: usize, s: &Symbols) -> Vec<u8> {
 #[inline(never)]
 fn run_once(plan: &[u8], type_id: i32) -> usize {
     let mut s = Server::new(9999);
-    s.on_connect(WORKER, "127.0.0.1");
-    s.on_connect(CLIENT, "127.0.0.1");
-    let mut reg = Vec::new();
-    push_frame(
-        &mut reg,
-        &Register {
-            protocol_version: 2,
-            r#type: 1,
-            port: Some(4000),
-            task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
-            data_types: vec!["loom/data".into(), "loom/array".into()],
-            cpus: Some(2),
-            ..Default::default()
-        },
-    );
-    s.on_data(WORKER, &reg);
-    reg.clear();
-    push_frame(
-        &mut reg,
-        &Register {
-            protocol_version: 2,
-            r#type: 2,
-            features: vec!["fetch-many".into(), "data-batch".into()],
-            ..Default::default()
-        },
-    );
-    s.on_data(CLIENT, &reg);
-    drop(s.take_output());
+    connect(&mut s, &["fetch-many", "data-batch"]);
     s.on_data(CLIENT, plan);
     let mut to_worker: Vec<u8> = Vec::new();
     let mut streams: Vec<u8> = Vec::new();
@@ -156,7 +97,7 @@ fn run_once(plan: &[u8], type_id: i32) -> usize {
                 if *conn == WORKER {
                     let mut q = 3;
                     match (f[0], f[1]) {
-                        (0x08, 0x01) => push_finished(&mut to_worker, read_varint(f, &mut q)),
+                        (0x08, 0x01) => push_finished(&mut to_worker, read_varint(f, &mut q), 4),
                         (0x08, 0x02) => {
                             push_stream(&mut streams, read_varint(f, &mut q) as i32, type_id)
                         }
