@@ -88,12 +88,12 @@ export class StreamedFrames {
   /**
    * @param frames Frames of the object.
    * @param sizeHint Expected bytes of the frames' payloads (a first allocation; grown as needed).
-   * @param limit Largest frame accepted (bytes).
+   * @param limit Largest frame accepted (bytes; at most 2^32 - 1: items are read with 32-bit lengths).
    */
   constructor(
     private readonly frames: number,
     sizeHint: number,
-    private readonly limit: number = 2 ** 32,
+    private readonly limit: number = 2 ** 32 - 1,
   ) {
     this.at = new Float64Array(frames);
     this.bytes = Buffer.allocUnsafe(Math.max(64 * 1024, Math.min(8 * frames + sizeHint, 2 ** 31)));
