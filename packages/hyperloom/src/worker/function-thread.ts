@@ -7,7 +7,6 @@
 import { deserialize, serialize } from "node:v8";
 import { readFileSync } from "node:fs";
 import { runInThisContext } from "node:vm";
-import * as tasks from "../client/tasks.js";
 import { Task } from "../client/task.js";
 import { FUNCTION_MARK, type FunctionSpec } from "../client/functions.js";
 import { decodeDirectArgs } from "../client/direct-args.js";
@@ -21,8 +20,16 @@ import { AnswerKind, AnswerWriter, ClaimState, readCall, type BatchAnswer, type 
  */
 const BATCH_BUDGET_MS = 1;
 
-// Function tasks may use the task builders for redirection without importing them.
-(globalThis as Record<string, unknown>).tasks = tasks;
+// Function tasks may use the task builders for redirection without importing them. Loaded on
+// first use: the builders load the protocol's generated messages (~23 ms of CPU per thread,
+// which every worker paid when it started its threads; issue #26).
+let builders: typeof import("../client/tasks.js") | undefined;
+Object.defineProperty(globalThis, "tasks", {
+  configurable: true,
+  enumerable: true,
+  get: () => (builders ??= require("../client/tasks.js") as typeof import("../client/tasks.js")),
+  set: (v: typeof import("../client/tasks.js")) => void (builders = v),
+});
 
 /** Function values seen (their serialized bytes, latin1), with the function compiled. */
 const compiled = new Map<string, { spec: FunctionSpec; fn: Function }>();

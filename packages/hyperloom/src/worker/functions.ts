@@ -27,7 +27,7 @@ interface PoolSignal {
   off(name: "abort", listener: () => void): void;
 }
 
-type Pool = { run(task: CallBatch, options?: { signal?: PoolSignal }): Promise<BatchAnswer>; destroy(): Promise<void> };
+type Pool = { run(task: CallBatch, options?: { signal?: PoolSignal }): Promise<BatchAnswer>; destroy(): Promise<void>; readonly threads: unknown[] };
 
 /** Calls in one batch, at most. */
 const MAX_BATCH = 256;
@@ -141,6 +141,20 @@ export class FunctionRunner {
       () => undefined,
     );
     return this.pool;
+  }
+
+  /**
+   * Starts the threads now (the worker has registered), not at the first call: a thread takes
+   * ~30 ms of CPU to start and load its code, which the first calls of a run would otherwise
+   * wait for (issue #26). A pool that cannot start fails each batch through its own promise.
+   */
+  start(): void {
+    void this.getPool();
+  }
+
+  /** Threads of the pool started (0 until {@link start} or the first call). */
+  get threadsStarted(): number {
+    return this.ready?.threads.length ?? 0;
   }
 
   /** The core's `jsPoolCpus` after an event: more may let queued calls start. */

@@ -953,6 +953,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
   };
   attach(greeted);
+  // Function threads start once registered (registering first keeps the worker's start short).
+  functions.start();
   const inJob = options.job ? `, job ${options.job.id}${options.job.task !== undefined ? ` task ${options.job.task}` : ""}` : "";
   log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus, work dir ${workDir}${inJob}`);
   return {

@@ -1,0 +1,73 @@
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { FunctionRunner, type CallSink } from "./functions.js";
+import { jsFunction } from "../client/functions.js";
+import { encodeDirectArgs } from "../client/direct-args.js";
+
+/** A call record in the binding's layout (`function-call.ts`): one pooled call of `fn` on `args`. */
+function callRecord(taskId: number, fn: Buffer, args: unknown[]): Buffer {
+  const config = encodeDirectArgs(args);
+  const name = Buffer.from("loom/js/obj", "latin1");
+  const input = Buffer.alloc(1 + name.length + 21);
+  input[0] = name.length;
+  name.copy(input, 1);
+  input.writeDoubleLE(fn.length, 1 + name.length);
+  input.writeDoubleLE(0, 9 + name.length);
+  input[17 + name.length] = 1; // bytes
+  input.writeUInt32LE(fn.length, 18 + name.length);
+  const head = Buffer.alloc(13);
+  head.writeInt32LE(taskId, 4);
+  head[8] = 1; // pooled
+  head.writeUInt32LE(config.length, 9);
+  const count = Buffer.alloc(4);
+  count.writeUInt32LE(1);
+  const record = Buffer.concat([head, config, count, input, fn]);
+  record.writeUInt32LE(record.length - 4, 0);
+  return record;
+}
+
+/** Answer records (`function-call.ts`) as id -> text. */
+function answersOf(records: Uint8Array): Map<number, string> {
+  const b = Buffer.from(records.buffer, records.byteOffset, records.byteLength);
+  const out = new Map<number, string>();
+  for (let at = 0; at < b.length; ) {
+    const len = b.readUInt32LE(at + 5);
+    out.set(b.readInt32LE(at), b.toString("utf8", at + 9, at + 9 + len));
+    at += 9 + len;
+  }
+  return out;
+}
+
+test("start() starts the threads before the first call; calls then run on them", async () => {
+  const answers = new Map<number, string>();
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const sink: CallSink = {
+    answers: (records) => {
+      for (const [id, text] of answersOf(records)) answers.set(id, text);
+      if (answers.size === 3) done();
+    },
+    outcome: () => assert.unreachable("only plain answers expected"),
+    fail: (id, message) => assert.unreachable(`call ${id} failed: ${message}`),
+  };
+  const runner = new FunctionRunner(2, sink);
+  try {
+    assert.is(runner.threadsStarted, 0);
+    runner.start();
+    for (let i = 0; i < 500 && runner.threadsStarted < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.is(runner.threadsStarted, 2, "both threads started with no call made");
+    runner.setPoolCpus(2);
+    const fn = jsFunction((i: number) => String(i * 2)).config as Buffer;
+    runner.run(Buffer.concat([callRecord(1, fn, [1]), callRecord(2, fn, [20]), callRecord(3, fn, [300])]));
+    await all;
+    assert.equal([...answers].sort((a, b) => a[0] - b[0]), [
+      [1, "2"],
+      [2, "40"],
+      [3, "600"],
+    ]);
+  } finally {
+    await runner.close();
+  }
+});
+
+test.run();
