@@ -39,6 +39,23 @@ export interface CallRecord {
   inputs: CallInput[];
 }
 
+/** Type names read so far (a handful: `loom/js/obj`, `loom/data`, ...), so a call makes no string per input. */
+const typeNames: string[] = [];
+
+/** The type name of `len` latin1 bytes at `at` of `b`, the same string each time (issue #26). */
+function typeNameAt(b: Buffer, at: number, len: number): string {
+  for (let k = 0; k < typeNames.length; k++) {
+    const name = typeNames[k]!;
+    if (name.length !== len) continue;
+    let i = 0;
+    while (i < len && b[at + i] === name.charCodeAt(i)) i++;
+    if (i === len) return name;
+  }
+  const name = b.toString("latin1", at, at + len);
+  if (typeNames.length < 16) typeNames.push(name);
+  return name;
+}
+
 /** Reads the call record at `at` (its length field) of `b`. */
 export function readCall(b: Buffer, at: number): CallRecord {
   const taskId = b.readInt32LE(at + 4);
@@ -52,7 +69,7 @@ export function readCall(b: Buffer, at: number): CallRecord {
   const inputs: CallInput[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const nameLen = b[o]!;
-    const typeName = b.toString("latin1", o + 1, o + 1 + nameLen);
+    const typeName = typeNameAt(b, o + 1, nameLen);
     o += 1 + nameLen;
     const size = b.readDoubleLE(o);
     const length = b.readDoubleLE(o + 8);
@@ -78,6 +95,19 @@ export const AnswerKind = {
   Error: 3,
 } as const;
 
+/** Texts up to this long are written by {@link asciiInto} when ASCII (a native call costs more). */
+const SHORT_TEXT = 32;
+
+/** Writes `s` at `at` of `b` if it is ASCII (its UTF-8 is its char codes); its length, or -1 (nothing usable written). */
+function asciiInto(b: Buffer, at: number, s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return -1;
+    b[at + i] = c;
+  }
+  return s.length;
+}
+
 /** Writes answer records into one growing buffer. */
 export class AnswerWriter {
   private buf = Buffer.allocUnsafe(4096);
@@ -100,9 +130,10 @@ export class AnswerWriter {
   /** A result or message given as text (written as UTF-8). */
   text(id: number, kind: number, s: string): void {
     this.reserve(9 + 3 * s.length);
-    const len = this.buf.write(s, this.at + 9, "utf8");
-    this.head(id, kind, len);
-    this.at += len;
+    const len = s.length <= SHORT_TEXT ? asciiInto(this.buf, this.at + 9, s) : -1;
+    const written = len >= 0 ? len : this.buf.write(s, this.at + 9, "utf8");
+    this.head(id, kind, written);
+    this.at += written;
   }
 
   /** A result given as bytes. */

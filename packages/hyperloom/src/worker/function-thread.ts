@@ -154,17 +154,23 @@ function failure(e: unknown): string {
 /** What a call ends with: nothing (its plain outcome is written), another outcome, or later. */
 type CallEnd = ThreadOutcome | undefined | Promise<ThreadOutcome | undefined>;
 
+/** The log lines a call wrote through its context (none: undefined). */
+interface CallLogs {
+  lines: Array<[string, string]> | undefined;
+}
+
+/** A call without inputs beyond its function (W5's): its arguments are its direct arguments only. */
+const NO_ARGS: Data[] = [];
+
 /**
  * Runs one call; a plain outcome (text, bytes, a wrapped value, an error, without log lines)
  * is written to `out`, any other is returned. Synchronous unless the function returns a promise.
+ * No closure is made per call unless the function takes a context or returns a promise (issue #26).
  */
 function runCall(call: CallRecord, out: AnswerWriter): CallEnd {
-  let logs: Array<[string, string]> | undefined;
   const id = call.taskId;
-  const failed = (e: unknown): ThreadOutcome | undefined => {
-    if (logs === undefined) return void out.text(id, AnswerKind.Error, failure(e));
-    return { error: failure(e), logs };
-  };
+  let logs: CallLogs | undefined;
+  let args = NO_ARGS;
   try {
     const fnInput = call.inputs[0];
     if (fnInput === undefined || fnInput.typeName !== "loom/js/obj" || fnInput.bytes === undefined || fnInput.bytes.length === 0) {
@@ -172,43 +178,67 @@ function runCall(call: CallRecord, out: AnswerWriter): CallEnd {
     }
     const { spec, fn } = functionOf(fnInput.bytes);
     const direct = decodeDirectArgs(call.config) as unknown[];
-    const args: Data[] = new Array(call.inputs.length - 1);
-    for (let i = 1; i < call.inputs.length; i++) args[i - 1] = new Data(call.inputs[i]!, i - 1);
-    const done = (value: unknown): ThreadOutcome | undefined => {
-      if (logs === undefined) {
-        if (typeof value === "string") return void out.text(id, AnswerKind.Plain, value);
-        if (value instanceof Uint8Array) return void out.bytes(id, AnswerKind.Plain, value);
-        if (value instanceof Wrapped) return void out.bytes(id, AnswerKind.JsObj, serialize(value.value));
-      }
-      try {
-        return { result: convert(value, args, true), logs: logs ?? [] };
-      } catch (e) {
-        return failed(e);
-      }
-    };
+    const n = call.inputs.length - 1;
+    if (n > 0) {
+      args = new Array(n);
+      for (let i = 0; i < n; i++) args[i] = new Data(call.inputs[i + 1]!, i);
+    }
     let value: unknown;
     if (spec.context) {
-      const log = (level: string) => (msg: unknown) => void (logs ??= []).push([level, `JsTask id=${id}: ${String(msg)}`]);
-      const ctx = {
-        taskId: id,
-        logDebug: log("debug"),
-        logInfo: log("info"),
-        logWarn: log("warn"),
-        logError: log("error"),
-        logCritical: log("error"),
-        wrap: (v: unknown) => (v instanceof Data || v instanceof Wrapped ? v : new Wrapped(v)),
-      };
-      value = fn(ctx, ...direct, ...args);
-    } else {
-      value = fn(...direct, ...args);
-    }
+      logs = { lines: undefined };
+      value = fn(contextOf(id, logs), ...direct, ...args);
+    } else value = n === 0 ? fn(...direct) : fn(...direct, ...args);
     if (value !== null && typeof value === "object" && typeof (value as { then?: unknown }).then === "function") {
-      return Promise.resolve(value).then(done, failed);
+      return settleLater(id, value as PromiseLike<unknown>, args, logs, out);
     }
-    return done(value);
+    return ended(id, value, args, logs, out);
   } catch (e) {
-    return failed(e);
+    return failed(id, e, logs, out);
   }
+}
+
+/** The context a function with `context: true` receives first; its log lines go to `logs`. */
+function contextOf(id: number, logs: CallLogs): object {
+  const log = (level: string) => (msg: unknown) => void (logs.lines ??= []).push([level, `JsTask id=${id}: ${String(msg)}`]);
+  return {
+    taskId: id,
+    logDebug: log("debug"),
+    logInfo: log("info"),
+    logWarn: log("warn"),
+    logError: log("error"),
+    logCritical: log("error"),
+    wrap: (v: unknown) => (v instanceof Data || v instanceof Wrapped ? v : new Wrapped(v)),
+  };
+}
+
+/** A call whose function returned a promise: its outcome once the promise settles. */
+function settleLater(id: number, value: PromiseLike<unknown>, args: Data[], logs: CallLogs | undefined, out: AnswerWriter): Promise<ThreadOutcome | undefined> {
+  return Promise.resolve(value).then(
+    (v) => ended(id, v, args, logs, out),
+    (e: unknown) => failed(id, e, logs, out),
+  );
+}
+
+/** A call's value: a plain outcome is written to `out`, any other returned. */
+function ended(id: number, value: unknown, args: Data[], logs: CallLogs | undefined, out: AnswerWriter): ThreadOutcome | undefined {
+  const lines = logs?.lines;
+  if (lines === undefined) {
+    if (typeof value === "string") return void out.text(id, AnswerKind.Plain, value);
+    if (value instanceof Uint8Array) return void out.bytes(id, AnswerKind.Plain, value);
+    if (value instanceof Wrapped) return void out.bytes(id, AnswerKind.JsObj, serialize(value.value));
+  }
+  try {
+    return { result: convert(value, args, true), logs: lines ?? [] };
+  } catch (e) {
+    return failed(id, e, logs, out);
+  }
+}
+
+/** A call's failure: written to `out` without log lines, returned with them. */
+function failed(id: number, e: unknown, logs: CallLogs | undefined, out: AnswerWriter): ThreadOutcome | undefined {
+  const lines = logs?.lines;
+  if (lines === undefined) return void out.text(id, AnswerKind.Error, failure(e));
+  return { error: failure(e), logs: lines };
 }
 
 /**

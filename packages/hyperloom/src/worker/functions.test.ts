@@ -70,4 +70,28 @@ test("start() starts the threads before the first call; calls then run on them",
   }
 });
 
+test("text results: short ASCII, short non-ASCII and long texts come back as their UTF-8", async () => {
+  const texts = ["", "7", "héllo ✓", "naïve", "x".repeat(31) + "é", "long ".repeat(40), "日本語のテキスト"];
+  const answers = new Map<number, string>();
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const runner = new FunctionRunner(1, {
+    answers: (records) => {
+      for (const [id, text] of answersOf(records)) answers.set(id, text);
+      if (answers.size === texts.length) done();
+    },
+    outcome: () => assert.unreachable("only plain answers expected"),
+    fail: (id, message) => assert.unreachable(`call ${id} failed: ${message}`),
+  });
+  try {
+    runner.setPoolCpus(1);
+    const fn = jsFunction((s: string) => s).config as Buffer;
+    runner.run(Buffer.concat(texts.map((t, i) => callRecord(i, fn, [t]))));
+    await all;
+    texts.forEach((t, i) => assert.is(answers.get(i), t));
+  } finally {
+    await runner.close();
+  }
+});
+
 test.run();
