@@ -5,7 +5,7 @@ import { jsFunction } from "../client/functions.js";
 import { encodeDirectArgs } from "../client/direct-args.js";
 
 /** A call record in the binding's layout (`function-call.ts`): one pooled call of `fn` on `args`. */
-function callRecord(taskId: number, fn: Buffer, args: unknown[]): Buffer {
+function callRecord(taskId: number, fn: Buffer, args: unknown[], pooled = true): Buffer {
   const config = encodeDirectArgs(args);
   const name = Buffer.from("loom/js/obj", "latin1");
   const input = Buffer.alloc(1 + name.length + 21);
@@ -17,7 +17,7 @@ function callRecord(taskId: number, fn: Buffer, args: unknown[]): Buffer {
   input.writeUInt32LE(fn.length, 18 + name.length);
   const head = Buffer.alloc(13);
   head.writeInt32LE(taskId, 4);
-  head[8] = 1; // pooled
+  head[8] = pooled ? 1 : 0;
   head.writeUInt32LE(config.length, 9);
   const count = Buffer.alloc(4);
   count.writeUInt32LE(1);
@@ -89,6 +89,34 @@ test("text results: short ASCII, short non-ASCII and long texts come back as the
     runner.run(Buffer.concat(texts.map((t, i) => callRecord(i, fn, [t]))));
     await all;
     texts.forEach((t, i) => assert.is(answers.get(i), t));
+  } finally {
+    await runner.close();
+  }
+});
+
+test("a batch of calls from several buffers, and with gaps where calls were not pooled, answers each call", async () => {
+  const answers = new Map<number, string>();
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const runner = new FunctionRunner(1, {
+    answers: (records) => {
+      for (const [id, text] of answersOf(records)) answers.set(id, text);
+      if (answers.size === 6) done();
+    },
+    outcome: () => assert.unreachable("only plain answers expected"),
+    fail: (id, message) => assert.unreachable(`call ${id} failed: ${message}`),
+  });
+  try {
+    runner.setPoolCpus(1);
+    const fn = jsFunction((s: string) => `<${s}>`).config as Buffer;
+    // One event: pooled, not pooled (a batch of its own), pooled; then another event's two.
+    runner.run(Buffer.concat([callRecord(1, fn, ["a"]), callRecord(2, fn, ["b"], false), callRecord(3, fn, ["c"]), callRecord(4, fn, ["d"])]));
+    runner.run(Buffer.concat([callRecord(5, fn, ["e"]), callRecord(6, fn, ["f"])]));
+    await all;
+    assert.equal(
+      [...answers].sort((a, b) => a[0] - b[0]),
+      ["a", "b", "c", "d", "e", "f"].map((s, i) => [i + 1, `<${s}>`]),
+    );
   } finally {
     await runner.close();
   }

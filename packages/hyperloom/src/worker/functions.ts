@@ -242,7 +242,11 @@ export class FunctionRunner {
     return taken.length > 0;
   }
 
-  /** Copies the calls' records into one shared block (claims first) and hands it to a thread. */
+  /**
+   * Copies the calls' records into one shared block (claims first) and hands it to a thread.
+   * Calls that lie one after another in the core's buffer (those of one event, in order: the
+   * usual case) are copied together, one copy per run of them rather than per call (issue #26).
+   */
   private runBatch(calls: Call[], pooled: boolean): void {
     const n = calls.length;
     let bytes = 0;
@@ -250,11 +254,18 @@ export class FunctionRunner {
     const shared = new SharedArrayBuffer(4 * n + bytes);
     const records = new Uint8Array(shared, 4 * n);
     const batch = new Batch(calls, new Int32Array(shared, 0, n), pooled);
-    for (let i = 0, at = 0; i < n; i++) {
-      const c = calls[i]!;
-      at += c.src.copy(records, at, c.start, c.end);
-      c.batch = batch;
-      c.pos = i;
+    for (let i = 0, at = 0; i < n; ) {
+      const first = calls[i]!;
+      let end = first.end;
+      let j = i + 1;
+      while (j < n && calls[j]!.src === first.src && calls[j]!.start === end) end = calls[j++]!.end;
+      records.set(first.src.subarray(first.start, end), at);
+      at += end - first.start;
+      for (; i < j; i++) {
+        const c = calls[i]!;
+        c.batch = batch;
+        c.pos = i;
+      }
     }
     if (pooled) this.inFlight.add(batch);
     const pool = this.ready;
