@@ -145,8 +145,8 @@ export class FunctionRunner {
 
   /**
    * Starts the threads now (the worker has registered), not at the first call: a thread takes
-   * ~30 ms of CPU to start and load its code, which the first calls of a run would otherwise
-   * wait for (issue #26). A pool that cannot start fails each batch through its own promise.
+   * tens of ms of CPU to start and load its code (and ~12 MB), which the first calls of a run
+   * would otherwise wait for (issue #26). A pool that cannot start fails each batch through its own promise.
    */
   start(): void {
     void this.getPool();
