@@ -53,16 +53,20 @@ impl Server {
             ibase,
             n,
         };
-        let (mut seg, labels, forward, uses) =
-            self.fill_segment(ci, plan, &header.requests, map)?;
-        seg.link_consumers();
+        let (mut seg, labels, shape, uses) = self.fill_segment(ci, plan, &header.requests, map)?;
+        let forward = shape.forward;
+        // The whole-plan checks read consumers; otherwise the backward walk links them.
+        let linked = forward || shape.expansions;
+        if linked {
+            seg.link_consumers();
+        }
         let label_of = |off: usize| -> String {
             labels
                 .binary_search_by_key(&(off as u32), |l| l.0)
                 .map(|k| String::from_utf8_lossy(labels[k].1).into_owned())
                 .unwrap_or_default()
         };
-        if let Err((off, cause)) = self.check_shape(&seg, forward) {
+        if let Err((off, cause)) = self.check_shape(&seg, shape) {
             return Err(PlanError {
                 task: Some(Culprit {
                     id: map.base + off as i32,
@@ -100,16 +104,16 @@ impl Server {
                 bytes: plan.to_vec(),
             });
         }
-        self.commit(seg, load, forward);
+        self.commit(seg, load, forward, linked);
         self.counters
             .ingest_done(no, started.elapsed().as_secs_f64());
         Ok(())
     }
 
     /// Pass 2: fills the segment's columns, checks each task and resolves its inputs to
-    /// internal ids. Returns the segment, the labels (offset, bytes), whether any input
-    /// refers forward in the plan (only then can there be a cycle) and the client bases of the
-    /// earlier plans it uses (for the journal's compaction).
+    /// internal ids. Returns the segment (consumers counted, not linked), the labels (offset,
+    /// bytes), what the whole-plan checks need to look at and the client bases of the earlier
+    /// plans it uses (for the journal's compaction).
     #[allow(clippy::type_complexity)]
     fn fill_segment<'p>(
         &self,
@@ -117,7 +121,7 @@ impl Server {
         plan: &'p [u8],
         requests: &[Result<u16, String>],
         map: IdMap,
-    ) -> Result<(Segment, Vec<(u32, &'p [u8])>, bool, Vec<i32>), PlanError> {
+    ) -> Result<(Segment, Vec<(u32, &'p [u8])>, PlanShape, Vec<i32>), PlanError> {
         let n = map.n;
         let max_cpus = self.workers.plan_cpus_limit();
         let mut seg = Segment::with_columns(map.ibase, n, ci, Some(map.base), TaskState::Unplanned);
@@ -129,6 +133,7 @@ impl Server {
         seg.cons_off = vec![0; n + 1];
         let mut labels: Vec<(u32, &[u8])> = Vec::new();
         let mut forward = false;
+        let mut expansions = false;
         let mut uses: Vec<i32> = Vec::new();
         let mut r = Scanner::new(plan);
         let mut i = 0usize;
@@ -163,6 +168,7 @@ impl Server {
             if ty < 0 || !self.known_type.get(ty as usize).copied().unwrap_or(false) {
                 return Err(err(format!("unknown task type {ty}")));
             }
+            expansions |= self.sym.is_expansion(ty);
             let mut task = Task::new(TaskState::Unplanned, ty);
             if t.result {
                 task.flags = TaskFlags::RESULT;
@@ -206,7 +212,11 @@ impl Server {
             seg.inputs.shrink_to_fit();
         }
         seg.arena.shrink_to_fit();
-        Ok((seg, labels, forward, uses))
+        let shape = PlanShape {
+            forward,
+            expansions,
+        };
+        Ok((seg, labels, shape, uses))
     }
 
     /// Resolves input `cid` from an earlier plan of client `ci`: it must be a result the client
@@ -237,10 +247,12 @@ impl Server {
 
     /// Whole-plan checks: dslice/dget shape (one input, not a result, exactly one consumer in
     /// this plan that is not itself a dslice/dget) and, with forward references, cycles
-    /// (Kahn's algorithm over in-plan edges). Err: (offset of a culprit, cause).
-    fn check_shape(&self, seg: &Segment, forward: bool) -> Result<(), (usize, String)> {
+    /// (Kahn's algorithm over in-plan edges). Needs the consumers linked when `shape` has
+    /// either. Err: (offset of a culprit, cause).
+    fn check_shape(&self, seg: &Segment, shape: PlanShape) -> Result<(), (usize, String)> {
         let n = seg.n as usize;
-        for t in 0..n {
+        let expansions = if shape.expansions { 0..n } else { 0..0 };
+        for t in expansions {
             if !self.sym.is_expansion(seg.tasks[t].ttype) {
                 continue;
             }
@@ -262,7 +274,7 @@ impl Server {
                 return Err((t, "dslice/dget consumed by a dslice/dget".into()));
             }
         }
-        if !forward {
+        if !shape.forward {
             return Ok(());
         }
         let mut indeg: Vec<u32> = (0..n)
@@ -299,10 +311,13 @@ impl Server {
     /// on the server's file system is marked [`TaskFlags::LOAD`] (a light task, loaded on any
     /// worker) and the walk does not continue through its inputs, so they are computed only
     /// if another planned task needs them.
-    fn commit(&mut self, mut seg: Segment, load: bool, forward: bool) {
+    ///
+    /// `linked`: the consumers are linked already (else the walk links them; it needs no
+    /// forward references then).
+    fn commit(&mut self, mut seg: Segment, load: bool, forward: bool, linked: bool) {
         let n = seg.n as usize;
         let mut ext: Vec<(TaskId, TaskId)> = Vec::new(); // (earlier input, consumer) edges
-        let ready_light = self.plan_walk(&mut seg, load, forward, &mut ext);
+        let ready_light = self.plan_walk(&mut seg, load, forward, !linked, &mut ext);
         for &(x, c) in &ext {
             let s = self.graph.locate(x).expect("validated input");
             let xs = self.graph.seg_mut(s);
@@ -349,14 +364,34 @@ impl Server {
     ///
     /// Without forward references every consumer comes after its inputs, so one pass from the
     /// last task to the first sees each task's consumers before the task; with them, a stack.
+    ///
+    /// `link` (no forward references): the pass also links the consumer index, whose counts
+    /// `cons_off[d + 1]` were taken while reading the plan: `cons_off[d]` becomes the end of
+    /// d's consumers, and each edge, met from the last consumer to the first, takes the place
+    /// before it, which leaves `cons_off[d]` at the start (the CSR of
+    /// [`Segment::link_consumers`], without its separate pass over the inputs).
     fn plan_walk(
         &self,
         seg: &mut Segment,
         load: bool,
         forward: bool,
+        link: bool,
         ext: &mut Vec<(TaskId, TaskId)>,
     ) -> usize {
         let n = seg.n as usize;
+        debug_assert!(!(link && forward), "links in the backward pass only");
+        if link {
+            // `cnt[d]` := the end of d's consumers (the count of d is at `d + 1`).
+            let cnt = &mut seg.cons_off[..];
+            debug_assert_eq!(cnt.len(), n + 1, "consumer counts of every task");
+            let mut end = 0;
+            for d in 0..n {
+                end += cnt[d + 1];
+                cnt[d] = end;
+            }
+            cnt[n] = end;
+            seg.cons = vec![TaskId(0); end as usize];
+        }
         let mut walk = Walk {
             // Label groups count each task's moves: then every move goes through `set_state`.
             grouped: seg.groups.is_some(),
@@ -373,14 +408,21 @@ impl Server {
             }
             // Each task is pushed once: when it leaves UNPLANNED.
             while let Some(t) = walk.stack.pop() {
-                self.plan_task(seg, t as usize, load, &mut walk, ext);
+                self.plan_task(seg, t as usize, load, &mut walk, ext, false);
             }
         } else {
             for t in (0..n).rev() {
                 if self.plan_result(seg, t, walk.grouped)
                     || seg.tasks[t].state == TaskState::Waiting
                 {
-                    self.plan_task(seg, t, load, &mut walk, ext);
+                    if self.plan_task(seg, t, load, &mut walk, ext, link) {
+                        continue;
+                    }
+                }
+                if link {
+                    // Not planned (or loaded from its checkpoint): its edges are linked all
+                    // the same (a consumer list has no holes).
+                    link_inputs(seg, t);
                 }
             }
         }
@@ -409,8 +451,9 @@ impl Server {
         true
     }
 
-    /// Plans task `t` (WAITING): its in-plan inputs become WAITING and referenced, its
-    /// earlier-plan inputs go to `ext`.
+    /// Plans task `t` (WAITING): its in-plan inputs become WAITING and referenced (with
+    /// `link`, their consumer edges linked, see [`Server::plan_walk`]), its earlier-plan
+    /// inputs go to `ext`. False (nothing linked) when it is loaded from its checkpoint.
     #[inline(always)]
     fn plan_task(
         &self,
@@ -419,7 +462,8 @@ impl Server {
         load: bool,
         walk: &mut Walk,
         ext: &mut Vec<(TaskId, TaskId)>,
-    ) {
+        link: bool,
+    ) -> bool {
         walk.planned += 1;
         // After a restart, a checkpoint the journal says was written is loaded too.
         if !seg.checkpoints.is_empty()
@@ -430,13 +474,19 @@ impl Server {
             seg.tasks[t].flags.insert(TaskFlags::LOAD);
             seg.tasks[t].cpus = 0;
             walk.ready_light += 1;
-            return;
+            return false;
         }
         let mut waiting = 0;
+        let id = seg.id(t);
         for k in seg.input_range(t) {
             let x = seg.inputs[k];
             if let Some(d) = seg.offset_of(x) {
                 waiting += 1;
+                if link {
+                    let end = &mut seg.cons_off[d];
+                    *end -= 1;
+                    seg.cons[*end as usize] = id;
+                }
                 seg.tasks[d].refc += 1;
                 if seg.tasks[d].state == TaskState::Unplanned {
                     set_waiting(seg, d, walk.grouped);
@@ -445,13 +495,36 @@ impl Server {
                     }
                 }
             } else {
-                ext.push((x, seg.id(t)));
+                ext.push((x, id));
             }
         }
         let task = &mut seg.tasks[t];
         task.waiting += waiting;
         walk.ready_light += (waiting == 0 && task.cpus == 0) as usize;
+        true
     }
+}
+
+/// Links the in-plan consumer edges of task `t` in the backward pass of
+/// [`Server::plan_walk`] (for a task it does not plan).
+fn link_inputs(seg: &mut Segment, t: usize) {
+    let id = seg.id(t);
+    for k in seg.input_range(t) {
+        if let Some(d) = seg.offset_of(seg.inputs[k]) {
+            let end = &mut seg.cons_off[d];
+            *end -= 1;
+            seg.cons[*end as usize] = id;
+        }
+    }
+}
+
+/// What the whole-plan checks of [`Server::check_shape`] need to look at.
+#[derive(Clone, Copy)]
+struct PlanShape {
+    /// Some input refers to a later task of the plan (only then can there be a cycle).
+    forward: bool,
+    /// Some task is a dslice/dget.
+    expansions: bool,
 }
 
 /// The state of [`Server::plan_walk`].

@@ -214,3 +214,50 @@ fn chains_are_pipelined_and_a_failure_frees_their_slots() {
     );
     assert!(seen.tasks(1).is_empty());
 }
+
+/// The consumer index the backward walk links while planning is the one built from the
+/// inputs: every in-plan edge once, consumers ascending, also for tasks the walk does not plan
+/// (unreachable from a result, or loaded from their checkpoint).
+#[test]
+fn consumers_linked_while_planning() {
+    let dir = std::env::temp_dir().join(format!("loom-cons-link-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for load in [false, true] {
+        let mut h = setup(1);
+        let mut loaded = task(MERGE, b"", &[0, 1], false);
+        loaded.checkpoint_path = Some(dir.to_str().unwrap().into());
+        let mut p = plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], false),
+                task(CONST, b"b", &[], false),
+                loaded,
+                task(MERGE, b"", &[0, 0], false), // unreachable
+                task(MERGE, b"", &[2, 1], true),
+                task(MERGE, b"", &[3], false), // unreachable
+                task(MERGE, b"", &[0], true),
+            ],
+            &[],
+        );
+        p.load_checkpoints = Some(load);
+        h.send(2, &p);
+        assert!(h.take().errors(2).is_empty());
+        let seg = h.s.graph.segs.iter().next().unwrap();
+        let n = seg.n as usize;
+        for d in 0..n {
+            let want: Vec<TaskId> = (0..n)
+                .flat_map(|i| {
+                    let hits = seg
+                        .inputs(i)
+                        .iter()
+                        .filter(|&&x| seg.offset_of(x) == Some(d));
+                    hits.map(move |_| seg.id(i))
+                })
+                .collect();
+            assert_eq!(seg.consumers(d), &want[..], "task {d}, load {load}");
+        }
+        assert_eq!(seg.consumers(0).len(), 4);
+        assert_eq!(seg.cons_off[n] as usize, seg.cons.len());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
