@@ -150,6 +150,22 @@ impl<'a> Scanner<'a> {
         hit
     }
 
+    /// Skips the length-delimited field of one-byte key `key` if it comes next with a one-byte
+    /// length (a payload under 128 bytes) that fits: for passes that only count such fields
+    /// (a plan's tasks); anything else is left to [`Scanner::key`].
+    #[inline(always)]
+    pub fn skip_short(&mut self, key: u8) -> bool {
+        let p = self.p;
+        if let Some(&[k, len]) = self.b.get(p..p + 2) {
+            let end = p + 2 + len as usize;
+            if k == key && len < 0x80 && end <= self.b.len() {
+                self.p = end;
+                return true;
+            }
+        }
+        false
+    }
+
     /// A key of two or more bytes, or an invalid one.
     #[inline(never)]
     fn key_multi(&mut self) -> Result<(u32, u8), Malformed> {
@@ -253,6 +269,22 @@ impl<'a> Scanner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_short_takes_only_a_whole_short_field() {
+        let mut rd = Scanner::new(&[0x12, 0x02, 7, 7, 0x12, 0x00, 0x1a, 0x00]);
+        assert!(rd.skip_short(0x12) && rd.skip_short(0x12));
+        assert!(!rd.skip_short(0x12), "another key");
+        assert_eq!(rd.key(), Ok((3, 2)));
+        let mut long = vec![0x12, 0x80, 0x01];
+        long.extend([0; 128]);
+        assert!(!Scanner::new(&long).skip_short(0x12), "a two-byte length");
+        assert!(
+            !Scanner::new(&[0x12, 0x03, 1, 2]).skip_short(0x12),
+            "truncated"
+        );
+        assert!(!Scanner::new(&[0x12]).skip_short(0x12), "no length");
+    }
 
     #[test]
     fn varints_fast_and_slow() {
