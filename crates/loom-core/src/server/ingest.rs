@@ -412,12 +412,10 @@ impl Server {
             }
         } else {
             for t in (0..n).rev() {
-                if self.plan_result(seg, t, walk.grouped)
-                    || seg.tasks[t].state == TaskState::Waiting
-                {
-                    if self.plan_task(seg, t, load, &mut walk, ext, link) {
-                        continue;
-                    }
+                let planned = self.plan_result(seg, t, walk.grouped)
+                    || seg.tasks[t].state == TaskState::Waiting;
+                if planned && self.plan_task(seg, t, load, &mut walk, ext, link) {
+                    continue;
                 }
                 if link {
                     // Not planned (or loaded from its checkpoint): its edges are linked all
