@@ -3,7 +3,8 @@
 // default), each workload `--reps` times after a warm-up; prints one JSON line per repetition:
 // wall ms, tasks/s, and the CPU ms (user + system) the client (this process), the server and
 // each worker used during it (/proc/<pid>/stat), and `programs`: the CPU of the programs each
-// worker ran and waited for (W4's; its children's user + system time). `--root DIR` runs another
+// worker ran and waited for (W4's; its children's user + system time), and `transfers`: the
+// worker-to-worker transfers the server started during it. `--root DIR` runs another
 // checkout's build (its packages/hyperloom/dist and bench/e2e/workloads.mjs), for A/B runs
 // interleaved by hand or by a benchmark runner.
 //
@@ -47,6 +48,7 @@ try {
       const s0 = cpuMs(spid);
       const w0 = wpids.map(cpuMs);
       const p0 = wpids.map(childrenMs);
+      const t0 = (await client.status()).transfers.total;
       const x = await WORKLOADS[w].run(client, n, { cpus: nw * nc });
       const c = process.cpuUsage(c0);
       const line = {
@@ -56,6 +58,7 @@ try {
         wallMs: Math.round(x.wallMs),
         tasksPerS: Math.round(x.tasks / (x.wallMs / 1e3)),
         cpuMs: { client: Math.round((c.user + c.system) / 1e3), server: cpuMs(spid) - s0, workers: wpids.map((p, i) => cpuMs(p) - w0[i]), programs: wpids.map((p, i) => childrenMs(p) - p0[i]) },
+        transfers: (await client.status()).transfers.total - t0,
       };
       console.log(JSON.stringify(line));
     }

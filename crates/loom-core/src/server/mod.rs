@@ -170,6 +170,8 @@ pub(crate) struct SymIds {
     pub(crate) array_make: i32,
     /// `loom/js/call`: one-cpu calls queue deeper on a worker (its function-call pool).
     pub(crate) js_call: i32,
+    /// `loom/run/run`: programs queue on a worker by its program throughput.
+    pub(crate) run: i32,
 }
 
 impl SymIds {
@@ -255,6 +257,7 @@ impl Server {
             cpus: id("loom/resource/cpus"),
             array_make: id("loom/array/make"),
             js_call: id("loom/js/call"),
+            run: id("loom/run/run"),
         };
         let mut known_type = vec![false; symbols.names().len()];
         for name in crate::symbols::ORIGINAL_TASK_TYPES

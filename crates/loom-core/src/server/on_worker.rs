@@ -107,6 +107,7 @@ impl Server {
         self.crashes.forget(id);
         let seg = self.graph.seg_mut(s);
         let c = seg.tasks[s.off].cpus;
+        let program = c != 0 && seg.tasks[s.off].ttype == self.sym.run;
         seg.set_state(s.off, TaskState::Finished);
         seg.size[s.off] = size;
         if let Some(t) = self
@@ -130,6 +131,9 @@ impl Server {
         }
         let wk = &mut self.workers[w];
         wk.unbook(c);
+        if program {
+            wk.program_ended(c, std::time::Instant::now());
+        }
         wk.holds(size);
         if length != 0 {
             self.graph.lengths.insert(id, length);

@@ -8,7 +8,7 @@
 use super::ids::{Idx, Slot, TaskId, WorkerIdx};
 use super::queues::QueueRef;
 use super::segment::{TaskFlags, TaskState};
-use super::workers::LIGHT_CAP;
+use super::workers::{Queueing, LIGHT_CAP};
 use super::{wire, Server};
 
 /// The outcome of choosing a worker for a task.
@@ -173,7 +173,13 @@ impl Server {
                 }
             }
         }
-        let pooled = c == 1 && ty == Some(self.sym.js_call);
+        let queueing = if c == 1 && ty == Some(self.sym.js_call) {
+            Queueing::Pooled
+        } else if ty == Some(self.sym.run) {
+            Queueing::Program
+        } else {
+            Queueing::Plain
+        };
         let mut any = false;
         // (position, score, load); the position becomes a WorkerIdx once chosen.
         let mut best: Option<(usize, u64, u64)> = None;
@@ -182,7 +188,7 @@ impl Server {
                 continue;
             }
             any = true;
-            if !w.has_room(c as u32, pooled) {
+            if !w.has_room(c as u32, queueing) {
                 continue;
             }
             let score = if multi { scores[wi] } else { 0 };

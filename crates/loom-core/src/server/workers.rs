@@ -2,6 +2,7 @@
 //! registered, and their outgoing command buffers.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use super::ids::{IdxVec, TaskId, WorkerIdx};
 use super::ConnId;
@@ -14,6 +15,37 @@ pub(crate) const LIGHT_CAP: u32 = 4096;
 /// small calls need a deeper queue than one round trip to the server (issue #26). The worker's
 /// `POOL_CALLS_PER_CPU` is the same bound.
 pub(crate) const POOLED_OVERBOOK: u32 = 256;
+
+/// Programs (`loom/run/run`) queued on a worker beyond its cpus: about this much of its recent
+/// program throughput (issue #26: a queue of one program per cpu ran dry while FINISHED -> server
+/// -> TASK was in flight, and a quarter of W4's programs started on an idle worker). Short
+/// programs queue deeper; a program of 25 ms or more queues as any task, one per cpu, so long
+/// programs are never held on a busy worker while another one idles.
+pub(crate) const PROGRAM_QUEUE: Duration = Duration::from_millis(25);
+
+/// At most this many programs' cpus per worker cpu beyond its cpus.
+pub(crate) const PROGRAM_OVERBOOK_MAX: u32 = 16;
+
+/// A worker's program throughput is measured over windows at least this long.
+const PROGRAM_WINDOW: Duration = Duration::from_millis(50);
+
+/// How deep a worker's queue may be for a task (see [`Worker::has_room`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Queueing {
+    /// Up to `cpus` more cpus than it has.
+    Plain,
+    /// A one-cpu function call: up to [`POOLED_OVERBOOK`] x cpus more.
+    Pooled,
+    /// A program: up to its recent program throughput over [`PROGRAM_QUEUE`] (at least `cpus`).
+    Program,
+}
+
+/// A worker's program throughput: the cpus of the programs that ended since `since`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ProgramRate {
+    since: Option<Instant>,
+    cpus_ended: u32,
+}
 
 /// One registered worker (lost workers keep their slot, `alive == false`).
 pub(crate) struct Worker {
@@ -45,6 +77,10 @@ pub(crate) struct Worker {
     pub(crate) leaving: bool,
     /// It announced "keep-data": it reconnects after a lost connection unless told STOP.
     pub(crate) keep_data: bool,
+    /// Its program throughput in the current window.
+    pub(crate) program_rate: ProgramRate,
+    /// Cpus of programs it may be booked beyond `cpus` (`cpus` until measured).
+    pub(crate) program_over: u32,
 }
 
 impl Worker {
@@ -73,6 +109,8 @@ impl Worker {
             can_cancel: false,
             leaving: false,
             keep_data: false,
+            program_rate: ProgramRate::default(),
+            program_over: cpus,
         }
     }
 
@@ -85,20 +123,45 @@ impl Worker {
     /// Whether a task of `c` cpus may be assigned now. Up to `cpus` more cpus than the worker has
     /// may be assigned: the worker queues such tasks and starts each as soon as cores free up
     /// (it never runs more than its cores), so its queue does not run dry for a round trip to the
-    /// server after every task — the original server's "overbooking", bounded. `pooled` (a one-cpu
-    /// function call): up to [`POOLED_OVERBOOK`] times its cpus more. Light tasks: fewer than
+    /// server after every task — the original server's "overbooking", bounded. A one-cpu
+    /// function call ([`Queueing::Pooled`]): up to [`POOLED_OVERBOOK`] times its cpus more; a
+    /// program: `program_over` more (see [`Worker::program_ended`]). Light tasks: fewer than
     /// [`LIGHT_CAP`] in flight.
     #[inline]
-    pub(crate) fn has_room(&self, c: u32, pooled: bool) -> bool {
+    pub(crate) fn has_room(&self, c: u32, queueing: Queueing) -> bool {
         if c == 0 {
             return self.light < LIGHT_CAP;
         }
-        let over = if pooled {
-            self.cpus * POOLED_OVERBOOK
-        } else {
-            self.cpus
+        let over = match queueing {
+            Queueing::Plain => self.cpus,
+            Queueing::Pooled => self.cpus * POOLED_OVERBOOK,
+            Queueing::Program => self.program_over,
         };
         self.free_cpus >= c || (self.free_cpus == 0 && self.over + c <= over)
+    }
+
+    /// A program of `c` cpus ended on it at `now`: once a window of [`PROGRAM_WINDOW`] is
+    /// over, its queue of programs is set to what it ran in [`PROGRAM_QUEUE`] at that window's
+    /// rate, between `cpus` and [`PROGRAM_OVERBOOK_MAX`] x cpus. A worker that sat idle within
+    /// the window measures slower and queues less.
+    pub(crate) fn program_ended(&mut self, c: u16, now: Instant) {
+        let r = &mut self.program_rate;
+        let Some(since) = r.since else {
+            r.since = Some(now);
+            return;
+        };
+        r.cpus_ended += u32::from(c);
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed < PROGRAM_WINDOW {
+            return;
+        }
+        let want = (f64::from(r.cpus_ended) * PROGRAM_QUEUE.as_secs_f64() / elapsed.as_secs_f64())
+            .ceil() as u32;
+        self.program_over = want.clamp(self.cpus, self.cpus * PROGRAM_OVERBOOK_MAX);
+        *r = ProgramRate {
+            since: Some(now),
+            cpus_ended: 0,
+        };
     }
 
     /// Books a task of `c` cpus (0: light).
@@ -235,5 +298,49 @@ impl std::ops::IndexMut<WorkerIdx> for Workers {
     #[inline(always)]
     fn index_mut(&mut self, w: WorkerIdx) -> &mut Worker {
         &mut self.list[w]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(cpus: u32) -> Worker {
+        Worker::new(1, String::new(), cpus, Vec::new(), Vec::new())
+    }
+
+    #[test]
+    fn short_programs_queue_deeper_long_ones_one_per_cpu() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut w = worker(2);
+        assert_eq!(w.program_over, 2, "one per cpu until measured");
+        // 30 one-cpu programs in 60 ms (500/s): 12.5 in 25 ms.
+        w.program_ended(1, ms(0));
+        for i in 1..=30 {
+            w.program_ended(1, ms(2 * i));
+        }
+        assert_eq!(w.program_over, 13);
+        assert!(w.has_room(1, Queueing::Program) && w.has_room(1, Queueing::Plain));
+        w.book(1);
+        w.book(1);
+        for _ in 0..13 {
+            assert!(w.has_room(1, Queueing::Program));
+            w.book(1);
+        }
+        assert!(!w.has_room(1, Queueing::Program));
+        w.book(1); // (other tasks' overbooking is as before)
+                   // Faster still: at most PROGRAM_OVERBOOK_MAX x cpus.
+        for i in 0..1000 {
+            w.program_ended(2, ms(60 + i / 10));
+        }
+        assert_eq!(w.program_over, 2 * PROGRAM_OVERBOOK_MAX);
+        // One program of a second: back to one per cpu.
+        w.program_ended(1, ms(1200));
+        w.program_ended(1, ms(2200));
+        assert_eq!(w.program_over, 2);
+        // A window still open changes nothing.
+        w.program_ended(1, ms(2210));
+        assert_eq!(w.program_over, 2);
     }
 }

@@ -20,7 +20,7 @@ export interface WorkerStatus {
   /** `ip:port` of its data listener. */
   address: string;
   cpus: number;
-  /** Cpus booked by tasks sent to it (up to twice `cpus`: it queues the extra tasks). */
+  /** Cpus booked by tasks sent to it (usually up to twice `cpus`, more for function calls and short programs: it queues the extra tasks). */
   busy_cpus: number;
   /** Tasks sent to it and not answered yet. */
   running: number;

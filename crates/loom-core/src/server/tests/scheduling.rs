@@ -52,6 +52,25 @@ fn cpu_accounting() {
 }
 
 #[test]
+fn programs_queue_by_the_workers_program_throughput() {
+    // A worker that ends programs quickly is given a deeper queue of them (its `program_over`,
+    // measured from its FINISHED programs): 1 running + 3 queued on 1 cpu here.
+    let mut h = setup(1);
+    h.s.workers[W0].program_over = 3;
+    let t = |cfg: &[u8]| with_cpus(task(RUN, cfg, &[], true), 0);
+    let plan: Vec<Task> = [b"a", b"b", b"c", b"d", b"e", b"f"]
+        .iter()
+        .map(|c| t(*c))
+        .collect();
+    h.send(2, &plan_req(0, plan, &[1]));
+    assert_eq!(h.take().tasks(1), vec![0, 1, 2, 3]);
+    h.fin(1, 0, 1);
+    assert_eq!(h.take().tasks(1), vec![4]);
+    let w = &h.s.workers[W0];
+    assert_eq!((w.free_cpus, w.over), (0, 3));
+}
+
+#[test]
 fn function_calls_queue_deeper_on_a_worker() {
     // One-cpu `loom/js/call`s overbook POOLED_OVERBOOK x cpus (the worker's function-call pool
     // takes many per message); a program behind them still waits for room.
