@@ -49,7 +49,46 @@ test("streamed frames: collected from chunks split anywhere, the rest handed bac
   }
 });
 
-test("streamed frames: a decoded array of plain items is a real Array of the right bytes, over one buffer", () => {
+test("streamed frames: empty and large items, split at every offset, are views of the chunks or copies of split frames", () => {
+  const big = Buffer.alloc(70_000, 7);
+  const items: Array<[number, Buffer]> = [
+    [1, Buffer.alloc(0)],
+    [1, item(1)],
+    [1, big],
+    [1, Buffer.alloc(0)],
+    [1, item(4)],
+  ];
+  const stream = arrayStream(items);
+  for (const step of [1, 3, 8, 9, 13, 65_536]) {
+    const s = new StreamedFrames(items.length + 1, 0);
+    const chunks: Buffer[] = [];
+    for (let p = 0; p < stream.length; p += step) {
+      // Fresh chunks, as a socket delivers them.
+      const c = Buffer.from(stream.subarray(p, Math.min(stream.length, p + step)));
+      chunks.push(c);
+      assert.is(s.push(c).length, 0);
+    }
+    assert.ok(s.done);
+    const v = s.decode(2, typeName) as Buffer[];
+    assert.ok(Array.isArray(v));
+    assert.equal(
+      v.map((b) => b.length),
+      items.map(([, b]) => b.length),
+    );
+    for (let i = 0; i < items.length; i++) assert.ok(v[i]!.equals(items[i]![1]), `item ${i} at step ${step}`);
+    if (step === 65_536) assert.is(v[1]!.buffer, chunks[0]!.buffer);
+  }
+  // A length over the limit is refused however its prefix is split.
+  for (const step of [1, 5]) {
+    const s = new StreamedFrames(2, 0, 16);
+    const bad = arrayStream([[1, Buffer.alloc(17)]]);
+    assert.throws(() => {
+      for (let p = 0; p < bad.length; p += step) s.push(bad.subarray(p, p + step));
+    }, /exceeds the limit/);
+  }
+});
+
+test("streamed frames: a decoded array of plain items is a real Array of the right bytes, views of the chunk", () => {
   const n = 5000;
   const items: Array<[number, Buffer]> = Array.from({ length: n }, (_, i) => [1, item(i)]);
   const s = new StreamedFrames(n + 1, 0);
@@ -59,7 +98,7 @@ test("streamed frames: a decoded array of plain items is a real Array of the rig
   assert.is(Object.getPrototypeOf(a), Array.prototype);
   assert.is(a.length, n);
   for (let i = 0; i < n; i++) if (!a[i]!.equals(item(i))) assert.unreachable(`item ${i} is ${a[i]!.toString()}`);
-  // Items are views of the one received buffer (no copy each).
+  // Items are views of the received chunk (no copy each).
   assert.ok(Buffer.isBuffer(a[0]));
   assert.is(a[0]!.buffer, a[n - 1]!.buffer);
   // A plain array: structured cloning (postMessage) works and keeps the bytes.

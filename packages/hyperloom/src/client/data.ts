@@ -69,34 +69,38 @@ export function decodeData(
 }
 
 /**
- * Collects the frames of a streamed data object (`frames` of them, as its `DataHeader` says)
- * straight from the connection's bytes into one buffer, noting where each frame starts: no
- * Buffer, call or array slot per frame while they arrive. Used for arrays (a million tiny items
- * at W1), whose items {@link StreamedFrames.decode} then makes as `subarray`s of that buffer
- * (issue #26).
+ * Collects the frames of a streamed data object (`frames` of them, as its `DataHeader` says) as
+ * they arrive: each frame is a view (`subarray`) of the connection's chunk it lies in; only a frame
+ * split across chunks is copied (into a buffer of its own size). No buffer of the whole object is
+ * allocated or copied into, and the Buffers of an array's items are made while the rest is still
+ * on its way (a million tiny items at W1: issue #26). {@link StreamedFrames.decode} then returns
+ * the items of an all-plain array as they are, a plain `Array` of Buffers.
  */
 export class StreamedFrames {
-  private bytes: Buffer;
-  /** Bytes of `bytes` filled. */
-  private filled = 0;
-  /** Where the next frame's length prefix is (all before it are complete). */
-  private scan = 0;
-  /** Offset of each complete frame's length prefix in `bytes`. */
-  private readonly at: Float64Array;
+  /** Frame 0 (an array's item types) once complete. */
+  private first: Buffer | undefined;
+  /** Frames 1.. once complete (an array's items). */
+  private readonly rest: Buffer[];
+  /** Complete frames. */
   private count = 0;
+  /** The 8-byte length prefix of a frame split across chunks (`headFill` bytes of it so far). */
+  private readonly head = Buffer.alloc(8);
+  private headFill = 0;
+  /** The payload of a frame split across chunks (`partFill` bytes of it so far). */
+  private part: Buffer | undefined;
+  private partFill = 0;
 
   /**
    * @param frames Frames of the object.
-   * @param sizeHint Expected bytes of the frames' payloads (a first allocation; grown as needed).
-   * @param limit Largest frame accepted (bytes; at most 2^32 - 1: items are read with 32-bit lengths).
+   * @param _sizeHint Expected bytes of the frames' payloads (unused: no buffer of the whole object is made).
+   * @param limit Largest frame accepted (bytes; at most 2^32 - 1: lengths are read as 32-bit with a zero high word).
    */
   constructor(
     private readonly frames: number,
-    sizeHint: number,
+    _sizeHint: number,
     private readonly limit: number = 2 ** 32 - 1,
   ) {
-    this.at = new Float64Array(frames);
-    this.bytes = Buffer.allocUnsafe(Math.max(64 * 1024, Math.min(8 * frames + sizeHint, 2 ** 31)));
+    this.rest = new Array<Buffer>(Math.max(frames - 1, 0));
   }
 
   /** True once every frame has arrived. */
@@ -104,71 +108,100 @@ export class StreamedFrames {
     return this.count === this.frames;
   }
 
+  /** Frame `i` is complete. */
+  private add(f: Buffer): void {
+    const i = this.count++;
+    if (i === 0) this.first = f;
+    else this.rest[i - 1] = f;
+  }
+
+  /** The payload length in the prefix at `b[pos]`; throws `LoomError` over the limit. */
+  private length(b: Buffer, pos: number): number {
+    const len = b.readUInt32LE(pos) + b.readUInt32LE(pos + 4) * 2 ** 32;
+    if (len > this.limit) throw new LoomError(`frame of ${len} bytes exceeds the limit of ${this.limit} bytes`);
+    return len;
+  }
+
   /**
-   * Takes bytes from the connection; returns those after the object's last frame (an empty
-   * view while more are needed). Throws `LoomError` for a frame over the limit.
+   * Takes bytes from the connection (kept: the frames are views of them, so they must not be
+   * reused); returns those after the object's last frame (an empty view while more are needed).
+   * Throws `LoomError` for a frame over the limit.
    */
   push(chunk: Buffer): Buffer {
-    if (this.filled + chunk.length > this.bytes.length) {
-      let size = this.bytes.length * 2;
-      while (size < this.filled + chunk.length) size *= 2;
-      const next = Buffer.allocUnsafe(size);
-      this.bytes.copy(next, 0, 0, this.filled);
-      this.bytes = next;
+    const end = chunk.length;
+    let pos = 0;
+    while (this.count < this.frames && pos < end) {
+      if (this.part !== undefined) {
+        // The rest of a split frame's payload.
+        const n = Math.min(this.part.length - this.partFill, end - pos);
+        chunk.copy(this.part, this.partFill, pos, pos + n);
+        this.partFill += n;
+        pos += n;
+        if (this.partFill === this.part.length) {
+          this.add(this.part);
+          this.part = undefined;
+        }
+        continue;
+      }
+      if (this.headFill > 0 || end - pos < 8) {
+        // A length prefix split across chunks.
+        const n = Math.min(8 - this.headFill, end - pos);
+        chunk.copy(this.head, this.headFill, pos, pos + n);
+        this.headFill += n;
+        pos += n;
+        if (this.headFill < 8) break;
+        this.headFill = 0;
+        const len = this.length(this.head, 0);
+        if (len === 0) this.add(Buffer.alloc(0));
+        else {
+          this.part = Buffer.allocUnsafe(len);
+          this.partFill = 0;
+        }
+        continue;
+      }
+      // Whole frames where they lie (the common case): a view each.
+      const frames = this.frames;
+      let count = this.count;
+      while (count < frames && end - pos >= 8) {
+        const len = chunk.readUInt32LE(pos) + chunk.readUInt32LE(pos + 4) * 2 ** 32;
+        if (len > this.limit) throw new LoomError(`frame of ${len} bytes exceeds the limit of ${this.limit} bytes`);
+        const stop = pos + 8 + len;
+        if (stop > end) break;
+        const f = chunk.subarray(pos + 8, stop);
+        if (count === 0) this.first = f;
+        else this.rest[count - 1] = f;
+        count++;
+        pos = stop;
+      }
+      this.count = count;
+      if (count < frames && end - pos >= 8) {
+        // A frame that starts here and ends in a later chunk: its payload is copied.
+        const len = this.length(chunk, pos);
+        this.part = Buffer.allocUnsafe(len);
+        this.partFill = 0;
+        pos += 8;
+      }
     }
-    chunk.copy(this.bytes, this.filled);
-    this.filled += chunk.length;
-    const b = this.bytes;
-    const at = this.at;
-    let pos = this.scan;
-    let count = this.count;
-    const frames = this.frames;
-    const filled = this.filled;
-    while (count < frames && filled - pos >= 8) {
-      const len = b.readUInt32LE(pos) + b.readUInt32LE(pos + 4) * 2 ** 32;
-      if (len > this.limit) throw new LoomError(`frame of ${len} bytes exceeds the limit of ${this.limit} bytes`);
-      if (filled - pos - 8 < len) break;
-      at[count++] = pos;
-      pos += 8 + len;
-    }
-    this.scan = pos;
-    this.count = count;
-    if (count < frames) return chunk.subarray(chunk.length);
     // Done: what lies past the last frame belongs to the next reply.
-    const extra = filled - pos;
-    this.filled = pos;
-    return chunk.subarray(chunk.length - extra);
+    return chunk.subarray(this.count < this.frames ? end : pos);
   }
 
   /** Payload of frame `i` (once it has arrived). */
   frame(i: number): Buffer {
-    const p = this.at[i]!;
-    return this.bytes.subarray(p + 8, p + 8 + this.bytes.readUInt32LE(p));
+    return (i === 0 ? this.first : this.rest[i - 1])!;
   }
 
   /**
    * The object, once {@link done}. An array whose items are all plain data is a plain `Array`
-   * of Buffers over the collected bytes (a `subarray` each: no byte copied); anything else is
-   * what {@link decodeData} makes of the frames.
+   * of Buffers over the received bytes (a view each: no byte copied but for items split across
+   * chunks); anything else is what {@link decodeData} makes of the frames.
    */
   decode(typeId: number, typeName: (id: number) => string | undefined): DataValue {
     if (typeName(typeId) === Symbol.TYPE_ARRAY && this.frames > 1) {
-      const types = this.frame(0);
-      const n = types.length / 4;
-      if (n === this.frames - 1 && allPlain(types, typeName)) {
-        const items: Buffer[] = new Array(n);
-        const b = this.bytes;
-        const at = this.at;
-        for (let i = 0; i < n; i++) {
-          const p = at[i + 1]!;
-          items[i] = b.subarray(p + 8, p + 8 + b.readUInt32LE(p));
-        }
-        return items;
-      }
+      const types = this.first!;
+      if (types.length / 4 === this.frames - 1 && allPlain(types, typeName)) return this.rest;
     }
-    const frames: Buffer[] = new Array(this.frames);
-    for (let i = 0; i < this.frames; i++) frames[i] = this.frame(i);
-    return decodeData(typeId, frames, 0, typeName)[0];
+    return decodeData(typeId, [this.first!, ...this.rest], 0, typeName)[0];
   }
 }
 

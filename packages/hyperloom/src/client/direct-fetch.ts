@@ -137,7 +137,8 @@ export class DirectFetcher {
 
   /**
    * Bytes from a worker: frame by frame (whole frames where they lie, a split one through the
-   * reader); the frames of a streamed array go to its {@link StreamedFrames} as bytes.
+   * reader); the frames of a streamed array go to its {@link StreamedFrames}, which keeps them as
+   * views of the chunks.
    */
   private onChunk(c: Connection, chunk: Buffer): void {
     while (chunk.length > 0) {
@@ -189,9 +190,9 @@ export class DirectFetcher {
         const h = comm.DataHeader.decode(f);
         s.typeId = h.typeId;
         s.remaining = Number(h.nMessages);
-        // An array's frames (a million items, each tiny) are collected as bytes, not a Buffer
-        // each; one of 1 GiB or more keeps a Buffer per frame (no single buffer of it all).
-        if (s.remaining > 1 && r.size < 2 ** 30 && this.options.typeName(s.typeId) === Symbol.TYPE_ARRAY) {
+        // An array's frames (a million items, each tiny) are taken straight from the
+        // connection's chunks as views, not through the frame reader.
+        if (s.remaining > 1 && this.options.typeName(s.typeId) === Symbol.TYPE_ARRAY) {
           s.raw = new StreamedFrames(s.remaining, r.size);
           return;
         }
