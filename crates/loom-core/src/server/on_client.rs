@@ -31,7 +31,13 @@ impl Server {
                     self.fetch(ci, id, req.relay);
                 }
             }
-            Ok(Type::Release) => self.release(ci, req.id.unwrap_or(-1)),
+            Ok(Type::Release) if req.ids.is_empty() => self.release(ci, req.id.unwrap_or(-1)),
+            // Ours (`release-many`): each id as if released alone (an ERROR naming each bad one).
+            Ok(Type::Release) => {
+                for &id in req.ids.iter() {
+                    self.release(ci, id);
+                }
+            }
             Ok(Type::Stats) => self.stats(ci),
             Ok(Type::Trace) => self.trace_request(ci, req.trace_path.unwrap_or(&[])),
             Ok(Type::Status) => self.status(ci),

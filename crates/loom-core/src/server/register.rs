@@ -296,7 +296,7 @@ impl Server {
 }
 
 /// The client extensions this server offers (README differences table, row 20).
-pub const CLIENT_FEATURES: [&str; 3] = ["fetch-many", "fetch-direct", DATA_BATCH];
+pub const CLIENT_FEATURES: [&str; 4] = ["fetch-many", "fetch-direct", DATA_BATCH, "release-many"];
 
 /// The client extension "data-batch": several small fetched objects per `DATA_BATCH` response
 /// (docs/protocol-extensions.md).

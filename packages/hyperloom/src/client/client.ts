@@ -6,7 +6,7 @@ import type { Socket } from "node:net";
 import { resolve as resolvePath } from "node:path";
 import { FrameReader, frame } from "../protocol/frame.js";
 import { scanDataResponse, scanDataResponseAt, scanFinishedAt, scanFinishedResponse, type DataResponseHeader } from "../protocol/data-response.js";
-import { idRequests } from "../protocol/id-requests.js";
+import { idRequests, packedIdsRequest } from "../protocol/id-requests.js";
 import { comm, PROTOCOL_VERSION } from "../protocol/messages.js";
 import { Symbol } from "../protocol/symbols.js";
 import { Future, type FetchBatch } from "./future.js";
@@ -136,7 +136,7 @@ function fieldOf<K extends string>(msg: { [k in K]?: number | null } | undefined
 }
 
 /** What this client understands beyond the original protocol (`Register.features`). */
-const CLIENT_FEATURES = ["dictionary-updates", "fetch-many", "session", "data-batch"];
+const CLIENT_FEATURES = ["dictionary-updates", "fetch-many", "session", "data-batch", "release-many"];
 
 /** `ClientResponse.type` DATA_BATCH (ours, feature `data-batch`), and the key of its `data_batch` field (104, bytes). */
 const DATA_BATCH = 103;
@@ -148,8 +148,8 @@ const DIRECT_FEATURE = "fetch-direct";
 /** How long a finished future is held strongly before it is watched for being dropped (one round). */
 const DROP_WATCH_MS = 500;
 
-/** Most ids in one `fetch-many` FETCH (keeps a request well under any frame limit: 5 B per id). */
-const FETCH_MANY_MAX = 65_536;
+/** Most ids in one `fetch-many` FETCH or `release-many` RELEASE (keeps a request well under any frame limit: 5 B per id). */
+const IDS_PER_REQUEST = 65_536;
 
 interface Pending<T> {
   resolve: (v: T) => void;
@@ -197,6 +197,8 @@ export class Client {
   private flushScheduled = false;
   /** Whether the server offered `fetch-many` (ours): FETCHes of one turn then leave as one request. */
   private fetchMany = false;
+  /** Whether the server offered `release-many` (ours): a batch of RELEASEs leaves as one request. */
+  private releaseMany = false;
   /** Ids to FETCH, packed into requests when this turn's output is flushed (or before any other request). */
   private fetchIds: number[] = [];
   private closedError: Error | undefined;
@@ -317,6 +319,7 @@ export class Client {
     this.setDictionary(dictionary.symbols);
     // The original server offers no features: each future is then fetched by a FETCH of its own.
     this.fetchMany = dictionary.features.includes("fetch-many");
+    this.releaseMany = dictionary.features.includes("release-many");
     const onChunk = (chunk: Buffer): void => {
       try {
         // A frame split across chunks is completed by the reader; the whole frames after it
@@ -394,7 +397,7 @@ export class Client {
     this.fetchIds = [];
     for (const p of this.sentPlans) if (p.idBase >= nextBase) this.send(p.buf);
     for (const id of this.fetching.keys()) this.queueFetch(id);
-    if (this.releasedAway.length > 0) this.send(idRequests(RequestType.RELEASE, this.releasedAway.splice(0)));
+    if (this.releasedAway.length > 0) this.sendReleases(this.releasedAway.splice(0));
     for (let i = 0; i < this.statsWaiters.length; i++) this.sendRequest({ type: RequestType.STATS });
     for (let i = 0; i < this.statusWaiters.length; i++) this.sendRequest({ type: RequestType.STATUS });
   }
@@ -565,7 +568,7 @@ export class Client {
     }
     if (ids.length === 0) return;
     if (this.away) for (const id of ids) this.releasedAway.push(id);
-    else if (!this.socket.destroyed) this.send(idRequests(RequestType.RELEASE, ids));
+    else if (!this.socket.destroyed) this.sendReleases(ids);
   }
 
   /** Yields the futures as they finish (in completion order). */
@@ -782,9 +785,20 @@ export class Client {
       this.outgoing.push(idRequests(RequestType.FETCH, ids));
       return;
     }
-    for (let i = 0; i < ids.length; i += FETCH_MANY_MAX) {
-      const part = ids.length <= FETCH_MANY_MAX ? ids : ids.slice(i, i + FETCH_MANY_MAX);
-      this.outgoing.push(frame(comm.ClientRequest.encode({ type: RequestType.FETCH, ids: part }).finish()));
+    for (let i = 0; i < ids.length; i += IDS_PER_REQUEST) {
+      const part = ids.length <= IDS_PER_REQUEST ? ids : ids.slice(i, i + IDS_PER_REQUEST);
+      this.outgoing.push(packedIdsRequest(RequestType.FETCH, part));
+    }
+  }
+
+  /**
+   * Sends RELEASEs of `ids`: one `release-many` request per 65,536 ids when the server offered it
+   * (a gather of 100,000 futures: one request, not 100,000), else a RELEASE per id.
+   */
+  private sendReleases(ids: number[]): void {
+    if (!this.releaseMany) return this.send(idRequests(RequestType.RELEASE, ids));
+    for (let i = 0; i < ids.length; i += IDS_PER_REQUEST) {
+      this.send(packedIdsRequest(RequestType.RELEASE, ids.length <= IDS_PER_REQUEST ? ids : ids.slice(i, i + IDS_PER_REQUEST)));
     }
   }
 

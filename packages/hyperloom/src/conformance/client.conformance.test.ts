@@ -126,7 +126,7 @@ async function replay(name: Scenario): Promise<void> {
     const conn: Conn = await server.nth(1, "our client to connect");
     const ours = await conn.next("our client's Register");
     const decoded = decodeMessage("Register", ours) as Record<string, unknown>;
-    assert.equal(decoded.features, ["dictionary-updates", "fetch-many", "session", "data-batch", "fetch-direct"], "our client announces its features");
+    assert.equal(decoded.features, ["dictionary-updates", "fetch-many", "session", "data-batch", "release-many", "fetch-direct"], "our client announces its features");
     delete decoded.features;
     diffs.note("register-features", name);
     const register = encodeMessage("Register", decoded);

@@ -331,6 +331,45 @@ fn fetch_many_answers_each_id_as_a_fetch_alone() {
 }
 
 #[test]
+fn release_many_releases_each_id_as_a_release_alone() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], true),
+                task(CONST, b"b", &[], true),
+                task(CONST, b"c", &[], false),
+            ],
+            &[],
+        ),
+    );
+    h.take();
+    h.fin(1, 0, 1);
+    h.fin(1, 1, 1);
+    h.fin(1, 2, 1);
+    h.take();
+    assert_eq!(stats(&mut h, 2), (1, 2));
+    // One request: two held results, an unknown id and a task that is not a result.
+    h.send(
+        2,
+        &ClientRequest {
+            r#type: client_request::Type::Release as i32,
+            ids: vec![1, 7, 0, 2],
+            ..Default::default()
+        },
+    );
+    let seen = h.take();
+    let mut removed = seen.removes(1);
+    removed.sort();
+    assert_eq!(removed, vec![0, 1]);
+    assert_eq!(seen.errors(2), vec!["Invalid id: 7", "Task is not result"]);
+    assert_eq!(seen.error_ids(2), vec![Some(7), Some(2)]);
+    assert_eq!(stats(&mut h, 2), (1, 0));
+}
+
+#[test]
 fn fetch_many_is_offered_only_to_a_client_that_asks() {
     let mut h = setup(1);
     h.take();
