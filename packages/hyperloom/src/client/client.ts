@@ -1048,8 +1048,10 @@ export class Client {
     }
     f.status_ = "finished";
     this.held.set(id, f);
-    // A future the program drops is released for it (watched once it has been held a while).
-    this.watchLater(f);
+    // A future the program drops is released for it (watched once it has been held a while);
+    // one a fetch call holds (a gather's) is watched only if still held when the call ends.
+    if (f.fetching > 0) f.dropWatchDeferred = true;
+    else this.watchLater(f);
     if (f.fetchers !== undefined) this.request(f);
     f.settle();
     if (this.finishedListeners.size > 0) for (const l of this.finishedListeners) l(f);

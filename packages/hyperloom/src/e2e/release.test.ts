@@ -28,6 +28,15 @@ t("a future the program drops is released for it", async ({ client }) => {
   assert.is(await waitForObjects(client, 0), 0);
 });
 
+t("a future fetched while it ran, then dropped, is released for it", async ({ client }) => {
+  await (async () => {
+    // The fetch is waiting when the task finishes: the future is watched once the fetch ends.
+    const f = client.submitOne(tasks.merge([tasks.const("fetched "), tasks.const("then dropped")]));
+    assert.is(String(await f.fetch()), "fetched then dropped");
+  })();
+  assert.is(await waitForObjects(client, 0), 0);
+});
+
 t("release is collective and explicit; a released future is not released again when collected", async ({ client }) => {
   const fs = client.submit([tasks.const("a"), tasks.const("b"), tasks.const("c")]);
   await client.wait(fs);
