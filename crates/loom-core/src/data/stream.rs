@@ -13,8 +13,10 @@ use std::sync::Arc;
 use prost::Message;
 
 use super::{Array, DataDir, DataObject, DataRef, Index, JsObj, Plain, PyObj, TypeIds};
-use crate::frame::{push_frame, push_raw_frame};
+use crate::frame::push_raw_frame;
 use crate::proto::comm::DataHeader;
+use crate::proto::scan::Scanner;
+use crate::proto::write::{put_frame_len, put_varint_at};
 
 /// Number of frames after the header (`DataHeader.n_messages`), counted recursively.
 pub fn n_frames(obj: &DataObject) -> u64 {
@@ -51,10 +53,60 @@ fn header(id: i32, obj: &DataObject, ids: &TypeIds) -> DataHeader {
     }
 }
 
+/// Appends the framed `DataHeader` of `obj` under `id`, byte for byte what prost writes (fields
+/// 1, 2, 3 in order, all present: they are `required`), built in a stack buffer: no message
+/// struct, no length pass (issue #26: a worker sends W1's ~500,000 small merges to the other).
+#[inline]
+fn push_header(out: &mut Vec<u8>, id: i32, obj: &DataObject, ids: &TypeIds) {
+    let n_messages = match obj {
+        DataObject::Array(_) | DataObject::Index(_) => n_frames(obj),
+        _ => 1,
+    };
+    let mut buf = [0u8; 8 + 33];
+    let mut n = 8;
+    buf[n] = 0x08;
+    n += 1;
+    put_varint_at(&mut buf, &mut n, id as i64 as u64);
+    buf[n] = 0x10;
+    n += 1;
+    put_varint_at(&mut buf, &mut n, n_messages);
+    buf[n] = 0x18;
+    n += 1;
+    put_varint_at(&mut buf, &mut n, ids.wire_type(obj) as i64 as u64);
+    put_frame_len(&mut buf, n);
+    // One fixed-size copy cut back to length (as `worker::wire::push_response`).
+    let start = out.len();
+    out.extend_from_slice(&buf);
+    out.truncate(start + n);
+}
+
+/// Reads a `DataHeader` in the layout [`push_header`] (and the original's workers, and prost)
+/// writes: `id` (1), `n_messages` (2), `type_id` (3), each a varint, once, in that order,
+/// nothing else. None for any other layout (which prost then decodes, or rejects). The one
+/// reader of headers on the hot paths: a worker receiving a stream, the server's relay.
+#[inline]
+pub fn scan_header(b: &[u8]) -> Option<DataHeader> {
+    let mut r = Scanner::new(b);
+    let mut field = |key: u64| -> Option<u64> {
+        if r.varint().ok()? != key {
+            return None;
+        }
+        r.varint().ok()
+    };
+    let id = field(0x08)? as i32;
+    let n_messages = field(0x10)? as i64;
+    let type_id = field(0x18)? as i32;
+    r.done().then_some(DataHeader {
+        id,
+        n_messages,
+        type_id,
+    })
+}
+
 /// Appends the whole stream of `obj` under `id`: the DataHeader frame and the object's frames.
 pub fn encode_stream(id: i32, obj: &DataObject, ids: &TypeIds, out: &mut Vec<u8>) {
     out.reserve(encoded_len(id, obj, ids));
-    push_frame(out, &header(id, obj, ids));
+    push_header(out, id, obj, ids);
     encode_frames(obj, ids, out);
 }
 
@@ -120,7 +172,7 @@ pub fn encode_stream_parts(
 ) -> Vec<StreamPart> {
     let mut parts = Vec::new();
     let mut cur = Vec::new();
-    push_frame(&mut cur, &header(id, obj, ids));
+    push_header(&mut cur, id, obj, ids);
     encode_frames_parts(obj, ids, min_shared, &mut cur, &mut parts);
     if !cur.is_empty() {
         parts.push(StreamPart::Bytes(cur));
@@ -147,7 +199,7 @@ pub fn append_stream_parts(
         },
         _ => Vec::new(),
     };
-    push_frame(&mut cur, &header(id, obj, ids));
+    push_header(&mut cur, id, obj, ids);
     encode_frames_parts(obj, ids, min_shared, &mut cur, parts);
     if !cur.is_empty() {
         parts.push(StreamPart::Bytes(cur));
@@ -268,7 +320,10 @@ impl StreamDecoder {
         dd: &DataDir,
     ) -> Result<Option<Decoded>, String> {
         let Some(cur) = self.cur.as_mut() else {
-            let h = DataHeader::decode(frame).map_err(|e| format!("bad DataHeader: {e}"))?;
+            let h = match scan_header(frame) {
+                Some(h) => h,
+                None => DataHeader::decode(frame).map_err(|e| format!("bad DataHeader: {e}"))?,
+            };
             if h.n_messages < 1 {
                 return Err(format!(
                     "DataHeader id={} announces {} frames",

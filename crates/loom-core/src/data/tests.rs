@@ -1,4 +1,7 @@
-use super::stream::{encode_stream, encoded_len, n_frames, NextFrame, StreamDecoder};
+use super::stream::{
+    encode_stream, encode_stream_parts, encoded_len, n_frames, scan_header, NextFrame,
+    StreamDecoder,
+};
 use super::*;
 use crate::frame::{FrameError, FrameReader};
 
@@ -396,4 +399,54 @@ fn stream_parts_share_large_objects_and_equal_the_copied_stream() {
     let mut copied = Vec::new();
     encode_stream(5, &obj, &ids, &mut copied);
     assert_eq!(joined, copied);
+}
+
+#[test]
+fn headers_are_written_and_scanned_as_prost_does() {
+    use crate::frame::push_frame;
+    use crate::proto::comm::DataHeader;
+    use prost::Message;
+    let t = ids();
+    let idx = DataRef::new(DataObject::Index(
+        Index::split_lines(plain(b"a\nbb").to_shared()).unwrap(),
+    ));
+    let objs = [plain(b"xy"), arr(vec![plain(b"a"), arr(vec![])]), idx];
+    for id in [0, 1, 127, 128, 300_000, i32::MAX, -1, i32::MIN] {
+        for o in &objs {
+            let want = DataHeader {
+                id,
+                n_messages: n_frames(o) as i64,
+                type_id: t.wire_type(o),
+            };
+            let mut framed = Vec::new();
+            push_frame(&mut framed, &want);
+            let mut out = Vec::new();
+            encode_stream(id, o, &t, &mut out);
+            assert_eq!(&out[..framed.len()], &framed[..], "id {id}");
+            let parts = encode_stream_parts(id, o, &t, usize::MAX);
+            assert_eq!(&parts[0].as_slice()[..framed.len()], &framed[..]);
+            assert_eq!(out.len(), encoded_len(id, o, &t));
+            assert_eq!(scan_header(&framed[8..]), Some(want));
+        }
+    }
+    // Another layout (fields out of order, an extra field) is left to prost.
+    let mut other = Vec::new();
+    DataHeader {
+        id: 5,
+        n_messages: 1,
+        type_id: t.data,
+    }
+    .encode(&mut other)
+    .unwrap();
+    let reordered = [&other[2..], &other[..2]].concat();
+    assert_eq!(scan_header(&reordered), None);
+    assert_eq!(DataHeader::decode(&reordered[..]).unwrap().id, 5);
+    let extra = [&other[..], &[0x20, 0x01]].concat();
+    assert_eq!(scan_header(&extra), None);
+    // The decoder takes both.
+    let dd = tmp_dir("header-layouts");
+    let mut dec = StreamDecoder::new();
+    assert!(dec.feed(&reordered, &t, &dd).unwrap().is_none());
+    let (id, obj) = dec.feed(b"z", &t, &dd).unwrap().unwrap();
+    assert_eq!((id, obj.bytes().unwrap()), (5, &b"z"[..]));
 }

@@ -13,6 +13,7 @@
 use prost::Message;
 
 use super::{wire, ConnId, Server, ServerError, TaskId};
+use crate::data::stream::scan_header;
 use crate::frame::push_frame;
 use crate::proto::comm::{client_response, ClientResponse, DataHeader};
 
@@ -100,7 +101,7 @@ impl Server {
         let mut pos = 0usize;
         let mut objects = 0usize;
         while let Some((header, frames_at)) = control_frame(chunk, pos) {
-            let Some(h) = scan_data_header(header) else {
+            let Some(h) = scan_header(header) else {
                 break;
             };
             let n = h.n_messages.max(0) as u64;
@@ -228,28 +229,6 @@ fn frames_end(chunk: &[u8], mut pos: usize, n: u64) -> Option<usize> {
         pos += 8 + len as usize;
     }
     Some(pos)
-}
-
-/// A `DataHeader` in the layout workers send: `id` (1), `n_messages` (2), `type_id` (3), each
-/// a varint, once, in that order, nothing else. None for any other layout (which prost then
-/// decodes, or rejects, as before).
-#[inline]
-fn scan_data_header(b: &[u8]) -> Option<DataHeader> {
-    let mut r = crate::proto::scan::Scanner::new(b);
-    let mut field = |key: u64| -> Option<u64> {
-        if r.varint().ok()? != key {
-            return None;
-        }
-        r.varint().ok()
-    };
-    let id = field(0x08)? as i32;
-    let n_messages = field(0x10)? as i64;
-    let type_id = field(0x18)? as i32;
-    r.done().then_some(DataHeader {
-        id,
-        n_messages,
-        type_id,
-    })
 }
 
 /// Appends the framed `ClientResponse{DATA, data: {id, n_messages, type_id}}` (the original's).

@@ -332,6 +332,9 @@ pub struct Worker {
     js_call_type: i32,
     running: IdMap<Running>,
     peers: HashMap<u32, Peer>,
+    /// Objects decoded from one data-connection chunk, before they are stored (kept empty
+    /// between calls, for its capacity).
+    peer_done: Vec<(crate::data::stream::Decoded, peer::RecvStat)>,
     /// Data-connection events that came before the server's DICTIONARY, in order (chunk, or
     /// None for a close); replayed once it came. None after it came. A peer told to SEND to a
     /// worker that just registered can connect before the registration answer arrives on the
@@ -388,6 +391,7 @@ impl Worker {
             js_call_type: -1,
             running: IdMap::default(),
             peers: HashMap::new(),
+            peer_done: Vec::new(),
             early_peer: Some(Vec::new()),
             broken_early: Vec::new(),
             out: WorkerOutput::default(),
@@ -547,12 +551,19 @@ impl Worker {
             });
         }
         let mut peer = self.peers.remove(&conn).unwrap_or_else(Peer::new);
-        let mut done = Vec::new();
-        let r = peer.feed(chunk, &self.ids, &self.dd, |d, stat| done.push((d, stat)));
-        for ((id, obj), stat) in done {
-            self.trace_received(id, stat);
+        // A 64 KiB chunk holds ~2,000 small objects: collected in a vector kept between calls.
+        let mut done = std::mem::take(&mut self.peer_done);
+        let timed = self.trace.is_some();
+        let r = peer.feed(chunk, &self.ids, &self.dd, timed, |d, stat| {
+            done.push((d, stat))
+        });
+        for ((id, obj), stat) in done.drain(..) {
+            if timed {
+                self.trace_received(id, stat);
+            }
             self.received(id, obj);
         }
+        self.peer_done = done;
         let r = match r {
             Ok(()) => {
                 self.peers.insert(conn, peer);
@@ -1313,31 +1324,37 @@ impl Worker {
     }
 
     fn send(&mut self, id: Option<i32>, address: &[u8]) {
-        let address = String::from_utf8_lossy(address);
         let Some(id) = id else {
             return self.log(LogLevel::Warn, "SEND without an id; ignored".to_owned());
         };
         let Some(obj) = self.store.get(&id) else {
+            let address = String::from_utf8_lossy(address);
             return self.log(
                 LogLevel::Error,
                 format!("SEND of unknown data id={id} to {address}; ignored"),
             );
         };
-        let obj = obj.clone();
-        let s = send_to(&mut self.out.sends, &address);
+        // The SENDs of one read mostly go to one address: found by its bytes, without making a
+        // string of each SEND's address.
+        let sends = &mut self.out.sends;
+        let s = match sends.iter().position(|s| s.address.as_bytes() == address) {
+            Some(i) => &mut sends[i],
+            None => send_to(sends, &String::from_utf8_lossy(address)),
+        };
         s.ids.push(id);
         append_stream_parts(
             id,
-            &obj,
+            obj,
             &self.ids,
             SHARED_PAYLOAD_MIN,
             JOIN_PART_BELOW,
             &mut s.parts,
         );
         if self.trace.is_some() {
+            let obj = obj.clone();
             let bytes = encoded_len(id, &obj, &self.ids) as u64;
             if let Some(t) = self.trace_of(id) {
-                t.sent(id, bytes, &address);
+                t.sent(id, bytes, &String::from_utf8_lossy(address));
             }
         }
     }

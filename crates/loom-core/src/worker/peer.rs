@@ -35,7 +35,8 @@ pub(crate) struct RecvStat {
     pub bytes: u64,
     /// The data port the peer announced (0 if it did not).
     pub port: u16,
-    /// When its header frame arrived.
+    /// When its header frame arrived (when the connection was opened or an earlier object arrived,
+    /// if not `timed`: see [`Peer::feed`]).
     pub started: Instant,
 }
 
@@ -108,12 +109,15 @@ impl Peer {
         self.dec.current_id()
     }
 
-    /// Feeds a chunk; `on_obj` gets each complete object.
+    /// Feeds a chunk; `on_obj` gets each complete object. `timed`: the objects' arrival times
+    /// are wanted (a trace is on; [`RecvStat::started`] is left stale otherwise: a clock read
+    /// per object is a noticeable share of receiving a small one).
     pub fn feed(
         &mut self,
         chunk: &[u8],
         ids: &TypeIds,
         dd: &DataDir,
+        timed: bool,
         mut on_obj: impl FnMut(Decoded, RecvStat),
     ) -> Result<(), String> {
         let mut rest = chunk;
@@ -126,10 +130,10 @@ impl Peer {
                         if avail >= len && !self.spills(len, ids) {
                             let (frame, tail) = rest[8..].split_at(len as usize);
                             rest = tail;
-                            self.frame(frame, ids, dd, &mut on_obj)?;
+                            self.frame(frame, ids, dd, timed, &mut on_obj)?;
                         } else {
                             rest = &rest[8..];
-                            self.begin(len, ids, dd, &mut on_obj)?;
+                            self.begin(len, ids, dd, timed, &mut on_obj)?;
                         }
                     } else {
                         let take = (8 - self.len_have).min(rest.len());
@@ -140,7 +144,7 @@ impl Peer {
                         if self.len_have == 8 {
                             self.len_have = 0;
                             let len = u64::from_le_bytes(self.len_buf);
-                            self.begin(len, ids, dd, &mut on_obj)?;
+                            self.begin(len, ids, dd, timed, &mut on_obj)?;
                         }
                     }
                 }
@@ -153,7 +157,7 @@ impl Peer {
                         else {
                             unreachable!()
                         };
-                        self.frame(&buf, ids, dd, &mut on_obj)?;
+                        self.frame(&buf, ids, dd, timed, &mut on_obj)?;
                     }
                 }
                 Body::File { file, left, .. } => {
@@ -182,6 +186,7 @@ impl Peer {
         len: u64,
         ids: &TypeIds,
         dd: &DataDir,
+        timed: bool,
         on_obj: &mut impl FnMut(Decoded, RecvStat),
     ) -> Result<(), String> {
         if self.spills(len, ids) {
@@ -195,7 +200,7 @@ impl Peer {
                 left: len,
             };
         } else if len == 0 {
-            self.frame(&[], ids, dd, on_obj)?;
+            self.frame(&[], ids, dd, timed, on_obj)?;
         } else {
             if len > MAX_META_FRAME {
                 return Err(format!("frame of {len} bytes"));
@@ -231,6 +236,7 @@ impl Peer {
         f: &[u8],
         ids: &TypeIds,
         dd: &DataDir,
+        timed: bool,
         on_obj: &mut impl FnMut(Decoded, RecvStat),
     ) -> Result<(), String> {
         if self.first {
@@ -241,7 +247,9 @@ impl Peer {
             }
         }
         if self.dec.current_id().is_none() {
-            self.obj_start = Instant::now();
+            if timed {
+                self.obj_start = Instant::now();
+            }
             self.obj_bytes = 0;
         }
         self.obj_bytes += 8 + f.len() as u64;
