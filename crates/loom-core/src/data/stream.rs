@@ -339,6 +339,15 @@ impl StreamDecoder {
             return Ok(None);
         };
         let ty = cur.next_type;
+        if ty == ids.data && cur.remaining == 1 && cur.stack.is_empty() {
+            // A whole object of one plain frame (W1's transferred merges): done at once.
+            let plain = dd
+                .plain_from_slice(frame)
+                .map_err(|e| format!("cannot store received data: {e}"))?;
+            let id = cur.id;
+            self.cur = None;
+            return Ok(Some((id, DataRef::new(DataObject::Plain(plain)))));
+        }
         let obj = if ty == ids.data {
             DataObject::Plain(
                 dd.plain_from_slice(frame)
