@@ -1,7 +1,8 @@
-//! The one protobuf writer of the hot paths: varints and fields appended to a `Vec`, or written
-//! into a stack buffer that is appended at once (small fixed-shape messages), and the framing of
-//! a message written in place. Each role's message encoders (`server::wire`, `worker::wire`)
-//! are built from these; they are checked byte-for-byte against prost in their tests.
+//! The one protobuf writer of the hot paths: varints and fields appended to a `Vec`, written
+//! into a stack buffer that is appended at once, or written straight into its spare capacity
+//! after one capacity check ([`FrameWriter`]), and the framing of a message written in place.
+//! Each role's message encoders (`server::wire`, `worker::wire`) are built from these; they are
+//! checked byte-for-byte against prost in their tests.
 
 /// Appends `v` as a varint.
 #[inline]
@@ -82,6 +83,115 @@ pub fn put_frame_len(buf: &mut [u8], end: usize) {
     buf[..8].copy_from_slice(&((end - 8) as u64).to_le_bytes());
 }
 
+/// A frame written straight into a `Vec`'s spare capacity: [`FrameWriter::begin`] reserves
+/// the most the message can take (one capacity check per frame), the `put_*` methods write
+/// without a bounds check per byte, [`FrameWriter::finish`] writes the 8-byte length prefix and
+/// commits the bytes. Dropped without `finish`, nothing is appended. For the small messages of
+/// the hot paths (a TASK or REMOVE per task): no stack buffer cleared and copied, no capacity
+/// check per field.
+pub struct FrameWriter<'a> {
+    out: &'a mut Vec<u8>,
+    /// Where the frame's length prefix goes.
+    start: usize,
+    /// The next byte to write (inside `out`'s allocation).
+    p: *mut u8,
+    /// One past the reserved bytes (checked in debug builds).
+    #[cfg(debug_assertions)]
+    end: *mut u8,
+}
+
+impl<'a> FrameWriter<'a> {
+    /// Starts a frame whose message takes at most `max` bytes.
+    #[inline(always)]
+    pub fn begin(out: &'a mut Vec<u8>, max: usize) -> Self {
+        out.reserve(8 + max);
+        let start = out.len();
+        // SAFETY: `reserve` made `start + 8 + max` bytes fit in the allocation.
+        let p = unsafe { out.as_mut_ptr().add(start + 8) };
+        FrameWriter {
+            #[cfg(debug_assertions)]
+            // SAFETY: as above.
+            end: unsafe { p.add(max) },
+            out,
+            start,
+            p,
+        }
+    }
+
+    /// Writes one byte.
+    ///
+    /// # Safety
+    /// The message written so far, this byte included, fits in the `max` of [`FrameWriter::begin`].
+    #[inline(always)]
+    pub unsafe fn put_byte(&mut self, b: u8) {
+        #[cfg(debug_assertions)]
+        debug_assert!(self.p < self.end, "frame larger than reserved");
+        // SAFETY: within the reserved bytes (the caller's contract).
+        unsafe {
+            self.p.write(b);
+            self.p = self.p.add(1);
+        }
+    }
+
+    /// Writes `v` as a varint (at most 10 bytes).
+    ///
+    /// # Safety
+    /// As [`FrameWriter::put_byte`], for every byte of the varint.
+    #[inline(always)]
+    pub unsafe fn put_varint(&mut self, mut v: u64) {
+        // SAFETY: the caller's contract, byte by byte.
+        unsafe {
+            // Up to three bytes (ids below 2^21) without a loop.
+            if v < 1 << 7 {
+                return self.put_byte(v as u8);
+            }
+            if v < 1 << 14 {
+                self.put_byte(v as u8 | 0x80);
+                return self.put_byte((v >> 7) as u8);
+            }
+            if v < 1 << 21 {
+                self.put_byte(v as u8 | 0x80);
+                self.put_byte((v >> 7) as u8 | 0x80);
+                return self.put_byte((v >> 14) as u8);
+            }
+            while v >= 0x80 {
+                self.put_byte(v as u8 | 0x80);
+                v >>= 7;
+            }
+            self.put_byte(v as u8);
+        }
+    }
+
+    /// Writes `b` as they are.
+    ///
+    /// # Safety
+    /// As [`FrameWriter::put_byte`], for all of `b`.
+    #[inline(always)]
+    pub unsafe fn put_slice(&mut self, b: &[u8]) {
+        #[cfg(debug_assertions)]
+        debug_assert!(b.len() <= self.end as usize - self.p as usize);
+        // SAFETY: within the reserved bytes; `b` cannot overlap the spare capacity.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), self.p, b.len());
+            self.p = self.p.add(b.len());
+        }
+    }
+
+    /// Writes the length prefix and appends the frame.
+    #[inline(always)]
+    pub fn finish(self) {
+        // SAFETY: `start..p` lies in the allocation and `start + 8..p` was written; the prefix
+        // is written now, so `start..p` is initialised when the length is set.
+        unsafe {
+            let base = self.out.as_mut_ptr().add(self.start);
+            let total = self.p.offset_from(base) as usize;
+            base.cast::<[u8; 8]>()
+                .write_unaligned(((total - 8) as u64).to_le_bytes());
+            self.out.set_len(self.start + total);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +208,34 @@ mod tests {
             put_varint_at(&mut buf, &mut p, v);
             assert_eq!(&buf[1..p], &want[..], "{v}");
         }
+    }
+
+    #[test]
+    fn frame_writer_varints_match_appended_varints() {
+        let mut values: Vec<u64> = (0..64).flat_map(|s| [(1u64 << s) - 1, 1u64 << s]).collect();
+        values.extend([u64::MAX, -1i64 as u64, 300, 2_097_151, 2_097_152]);
+        for v in values {
+            let mut want = vec![7u8];
+            let p = frame_begin(&mut want);
+            put_varint(&mut want, v);
+            want.extend_from_slice(b"ab");
+            frame_end(&mut want, p);
+            let mut got = vec![7u8];
+            let mut w = FrameWriter::begin(&mut got, 12);
+            // SAFETY: 10 + 2 bytes.
+            unsafe {
+                w.put_varint(v);
+                w.put_slice(b"ab");
+            }
+            w.finish();
+            assert_eq!(got, want, "{v}");
+        }
+        // Dropped unfinished: nothing appended.
+        let mut out = vec![1u8];
+        let mut w = FrameWriter::begin(&mut out, 1);
+        // SAFETY: one byte.
+        unsafe { w.put_byte(9) };
+        drop(w);
+        assert_eq!(out, [1]);
     }
 }

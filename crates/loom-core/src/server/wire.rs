@@ -4,9 +4,7 @@
 //! `SEND`, `REMOVE`, `LOAD_CHECKPOINT` and `TASK_FINISHED` writing straight into a connection's buffer.
 
 use crate::proto::scan::{Malformed, Scanner};
-use crate::proto::write::{
-    frame_begin, frame_end, put_bytes, put_frame_len, put_i32, put_varint_at,
-};
+use crate::proto::write::{frame_begin, frame_end, put_bytes, put_i32, FrameWriter};
 
 use super::ids::TaskId;
 
@@ -224,81 +222,33 @@ pub(crate) fn push_task(
     n_cpus: u32,
     checkpoint: &str,
 ) {
-    // Small tasks (the common case) are encoded on the stack and appended as one fixed-size
-    // copy (no call to memcpy), then cut to length. With any i32 id and inputs (10 varint
-    // bytes each when negative) and type: 8 + 3 + 10 + 1 + 10 + 2 + config + 11 per input
-    // + 1 + 5 + 2 bytes.
-    if checkpoint.is_empty() {
-        if config.len() <= 16 && inputs.len() <= 4 {
-            return push_small_task::<104>(out, id, task_type, config, inputs, n_cpus);
+    // Every field is a one-byte key and a varint of at most 10 bytes (an i32 < 0 takes 10),
+    // plus the bytes of the config and the path: type 2, id 11, task type 11, config 11 + its
+    // bytes, 11 per input, n_cpus 11, path 11 + its bytes.
+    let max = 68 + config.len() + 11 * inputs.len() + checkpoint.len();
+    let mut w = FrameWriter::begin(out, max);
+    // SAFETY: at most `max` bytes, counted above.
+    unsafe {
+        w.put_byte(key::TYPE);
+        w.put_byte(key::TASK);
+        w.put_byte(key::ID);
+        w.put_varint(id.get() as i64 as u64);
+        w.put_byte(key::TASK_TYPE);
+        w.put_varint(task_type as i64 as u64);
+        w.put_byte(key::TASK_CONFIG);
+        w.put_varint(config.len() as u64);
+        w.put_slice(config);
+        for &i in inputs {
+            w.put_byte(key::TASK_INPUT);
+            w.put_varint(i.get() as i64 as u64);
         }
-        if config.len() <= 48 && inputs.len() <= 8 {
-            return push_small_task::<184>(out, id, task_type, config, inputs, n_cpus);
-        }
+        w.put_byte(key::N_CPUS);
+        w.put_varint(n_cpus as u64);
+        w.put_byte(key::CHECKPOINT_PATH);
+        w.put_varint(checkpoint.len() as u64);
+        w.put_slice(checkpoint.as_bytes());
     }
-    let p = frame_begin(out);
-    out.extend_from_slice(&[key::TYPE, key::TASK]);
-    put_i32(out, key::ID, id.get());
-    put_i32(out, key::TASK_TYPE, task_type);
-    put_bytes(out, key::TASK_CONFIG, config);
-    for &i in inputs {
-        put_i32(out, key::TASK_INPUT, i.get());
-    }
-    put_i32(out, key::N_CPUS, n_cpus as i32);
-    put_bytes(out, key::CHECKPOINT_PATH, checkpoint.as_bytes());
-    frame_end(out, p);
-}
-
-/// [`push_task`] of a task without checkpoint that fits in `N` bytes (the caller checks).
-#[inline(always)]
-fn push_small_task<const N: usize>(
-    out: &mut Vec<u8>,
-    id: TaskId,
-    task_type: i32,
-    config: &[u8],
-    inputs: &[TaskId],
-    n_cpus: u32,
-) {
-    let mut buf = [0u8; N];
-    let mut p = 8;
-    buf[p] = key::TYPE;
-    buf[p + 1] = key::TASK;
-    buf[p + 2] = key::ID;
-    p += 3;
-    put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);
-    buf[p] = key::TASK_TYPE;
-    p += 1;
-    put_varint_at(&mut buf, &mut p, task_type as i64 as u64);
-    buf[p] = key::TASK_CONFIG;
-    buf[p + 1] = config.len() as u8;
-    p += 2;
-    if !config.is_empty() {
-        // (An empty config, e.g. a merge's, costs no call to `memcpy`.)
-        buf[p..p + config.len()].copy_from_slice(config);
-        p += config.len();
-    }
-    for &i in inputs {
-        buf[p] = key::TASK_INPUT;
-        p += 1;
-        put_varint_at(&mut buf, &mut p, i.get() as i64 as u64);
-    }
-    buf[p] = key::N_CPUS;
-    p += 1;
-    put_varint_at(&mut buf, &mut p, n_cpus as u64);
-    buf[p] = key::CHECKPOINT_PATH;
-    buf[p + 1] = 0;
-    p += 2;
-    put_frame_len(&mut buf, p);
-    append_prefix(out, &buf, p);
-}
-
-/// Appends `buf[..len]` to `out` as one fixed-size copy of `buf` cut back to `len` (cheaper
-/// than a variable-length copy for the few dozen bytes of a small frame).
-#[inline(always)]
-fn append_prefix<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
-    let start = out.len();
-    out.extend_from_slice(buf);
-    out.truncate(start + len);
+    w.finish();
 }
 
 /// Marks the TASK or LOAD_CHECKPOINT frame that starts at `frame` (the last one in `out`) as
@@ -361,15 +311,15 @@ pub(crate) fn push_cancel(out: &mut Vec<u8>, id: TaskId) {
 /// `WorkerCommand{type, id}`.
 #[inline(always)]
 fn push_id_command(out: &mut Vec<u8>, ty: u8, id: TaskId) {
-    let mut buf = [0u8; 24];
-    let mut p = 8;
-    buf[p] = key::TYPE;
-    buf[p + 1] = ty;
-    buf[p + 2] = key::ID;
-    p += 3;
-    put_varint_at(&mut buf, &mut p, id.get() as i64 as u64);
-    put_frame_len(&mut buf, p);
-    append_prefix(out, &buf, p);
+    let mut w = FrameWriter::begin(out, 13);
+    // SAFETY: 3 bytes and a varint of at most 10.
+    unsafe {
+        w.put_byte(key::TYPE);
+        w.put_byte(ty);
+        w.put_byte(key::ID);
+        w.put_varint(id.get() as i64 as u64);
+    }
+    w.finish();
 }
 
 /// `ClientResponse{TASK_FINISHED, id}`.
