@@ -118,10 +118,36 @@ impl<'a> FrameWriter<'a> {
         }
     }
 
+    /// Makes room for `n` more bytes after those written so far (the buffer may move): for a
+    /// message whose most is large, reserved part by part rather than all at once.
+    #[inline(never)]
+    pub fn reserve(&mut self, n: usize) {
+        // SAFETY: `start..p` lies in the allocation; the prefix is written (zero for now) so
+        // that every byte up to `p` is initialised while the length covers them (the buffer
+        // may be moved by `reserve`, which keeps `len` bytes); the length goes back to
+        // `start` at once, so an unfinished frame still appends nothing.
+        unsafe {
+            let base = self.out.as_mut_ptr();
+            let written = self.p.offset_from(base) as usize;
+            base.add(self.start)
+                .cast::<[u8; 8]>()
+                .write_unaligned([0; 8]);
+            self.out.set_len(written);
+            self.out.reserve(n);
+            self.out.set_len(self.start);
+            self.p = self.out.as_mut_ptr().add(written);
+            #[cfg(debug_assertions)]
+            {
+                self.end = self.p.add(n);
+            }
+        }
+    }
+
     /// Writes one byte.
     ///
     /// # Safety
-    /// The message written so far, this byte included, fits in the `max` of [`FrameWriter::begin`].
+    /// The bytes written since [`FrameWriter::begin`] (or the last [`FrameWriter::reserve`]),
+    /// this one included, fit in what it reserved.
     #[inline(always)]
     pub unsafe fn put_byte(&mut self, b: u8) {
         #[cfg(debug_assertions)]
@@ -230,6 +256,24 @@ mod tests {
             w.finish();
             assert_eq!(got, want, "{v}");
         }
+        // Reserved part by part: the written bytes survive the buffer's moves.
+        let mut out = vec![5u8];
+        let mut w = FrameWriter::begin(&mut out, 1);
+        // SAFETY: one byte, then 10 per reserve.
+        unsafe { w.put_byte(1) };
+        for k in 0..1000u64 {
+            w.reserve(10);
+            unsafe { w.put_varint(k << 20) };
+        }
+        w.finish();
+        let mut want = vec![5u8];
+        let p = frame_begin(&mut want);
+        want.push(1);
+        for k in 0..1000u64 {
+            put_varint(&mut want, k << 20);
+        }
+        frame_end(&mut want, p);
+        assert_eq!(out, want);
         // Dropped unfinished: nothing appended.
         let mut out = vec![1u8];
         let mut w = FrameWriter::begin(&mut out, 1);

@@ -224,10 +224,13 @@ pub(crate) fn push_task(
 ) {
     // Every field is a one-byte key and a varint of at most 10 bytes (an i32 < 0 takes 10),
     // plus the bytes of the config and the path: type 2, id 11, task type 11, config 11 + its
-    // bytes, 11 per input, n_cpus 11, path 11 + its bytes.
-    let max = 68 + config.len() + 11 * inputs.len() + checkpoint.len();
-    let mut w = FrameWriter::begin(out, max);
-    // SAFETY: at most `max` bytes, counted above.
+    // bytes, 11 per input, n_cpus 11, path 11 + its bytes. The inputs are reserved for
+    // [`INPUTS_AT_ONCE`] at a time: 11 bytes each for an array over a million tasks would grow
+    // the buffer for bytes it does not use (~5 per input are).
+    let first = inputs.len().min(INPUTS_AT_ONCE);
+    let mut w = FrameWriter::begin(out, 68 + config.len() + 11 * first + checkpoint.len());
+    // SAFETY: at most the bytes counted above, the inputs beyond the first ones reserved
+    // before they are written.
     unsafe {
         w.put_byte(key::TYPE);
         w.put_byte(key::TASK);
@@ -238,9 +241,18 @@ pub(crate) fn push_task(
         w.put_byte(key::TASK_CONFIG);
         w.put_varint(config.len() as u64);
         w.put_slice(config);
-        for &i in inputs {
+        for &i in &inputs[..first] {
             w.put_byte(key::TASK_INPUT);
             w.put_varint(i.get() as i64 as u64);
+        }
+        if inputs.len() > first {
+            for part in inputs[first..].chunks(INPUTS_AT_ONCE) {
+                w.reserve(11 * part.len() + 22 + checkpoint.len());
+                for &i in part {
+                    w.put_byte(key::TASK_INPUT);
+                    w.put_varint(i.get() as i64 as u64);
+                }
+            }
         }
         w.put_byte(key::N_CPUS);
         w.put_varint(n_cpus as u64);
@@ -250,6 +262,9 @@ pub(crate) fn push_task(
     }
     w.finish();
 }
+
+/// Inputs of a TASK frame reserved for at a time (see [`push_task`]).
+const INPUTS_AT_ONCE: usize = 256;
 
 /// Marks the TASK or LOAD_CHECKPOINT frame that starts at `frame` (the last one in `out`) as
 /// traced: appends `traced = true` (field 122, our extension) and fixes the frame's length.
@@ -431,6 +446,32 @@ mod tests {
         assert_eq!((r.r#type, r.id), (3, Some(-1)));
         let r = WorkerCommand::decode(&rest[16 + l2..]).unwrap();
         assert_eq!(r.id, Some(1 << 30));
+    }
+
+    #[test]
+    fn tasks_with_many_inputs_match_prost() {
+        // Inputs reserved part by part (256 at a time), with a config and a path.
+        for n_in in [0, 3, 255, 256, 257, 1000] {
+            let inputs: Vec<i32> = (0..n_in).map(|i| i * 4099 - 5).collect();
+            let (cfg, path) = (vec![3u8; n_in as usize], "/cp/x");
+            let mut mine = vec![1u8];
+            push_task(&mut mine, TaskId(77), 5, &cfg, &ids(&inputs), 3, path);
+            let mut theirs = vec![1u8];
+            crate::frame::push_frame(
+                &mut theirs,
+                &WorkerCommand {
+                    r#type: 1,
+                    id: Some(77),
+                    task_type: Some(5),
+                    task_config: Some(cfg.clone().into()),
+                    task_inputs: inputs.clone(),
+                    n_cpus: Some(3),
+                    checkpoint_path: Some(path.into()),
+                    ..Default::default()
+                },
+            );
+            assert_eq!(mine, theirs, "{n_in} inputs");
+        }
     }
 
     #[test]
