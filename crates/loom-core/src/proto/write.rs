@@ -134,7 +134,7 @@ impl<'a> FrameWriter<'a> {
                 .write_unaligned([0; 8]);
             self.out.set_len(written);
             self.out.reserve(n);
-            self.out.set_len(self.start);
+            self.out.truncate(self.start);
             self.p = self.out.as_mut_ptr().add(written);
             #[cfg(debug_assertions)]
             {
@@ -276,10 +276,11 @@ mod tests {
         assert_eq!(out, want);
         // Dropped unfinished: nothing appended.
         let mut out = vec![1u8];
-        let mut w = FrameWriter::begin(&mut out, 1);
-        // SAFETY: one byte.
-        unsafe { w.put_byte(9) };
-        drop(w);
+        {
+            let mut w = FrameWriter::begin(&mut out, 1);
+            // SAFETY: one byte.
+            unsafe { w.put_byte(9) };
+        }
         assert_eq!(out, [1]);
     }
 }
