@@ -38,18 +38,27 @@ function answersOf(records: Uint8Array): Map<number, string> {
   return out;
 }
 
-test("start() starts the threads before the first call; calls then run on them", async () => {
+/**
+ * A sink that collects plain answers (id -> text) and settles `all` once `expected` have come;
+ * any failure or non-plain outcome fails the test.
+ */
+function collectingSink(expected: number): { sink: CallSink; answers: Map<number, string>; all: Promise<void> } {
   const answers = new Map<number, string>();
   let done!: () => void;
   const all = new Promise<void>((r) => (done = r));
   const sink: CallSink = {
     answers: (records) => {
       for (const [id, text] of answersOf(records)) answers.set(id, text);
-      if (answers.size === 3) done();
+      if (answers.size === expected) done();
     },
     outcome: () => assert.unreachable("only plain answers expected"),
     fail: (id, message) => assert.unreachable(`call ${id} failed: ${message}`),
   };
+  return { sink, answers, all };
+}
+
+test("start() starts the threads before the first call; calls then run on them", async () => {
+  const { sink, answers, all } = collectingSink(3);
   const runner = new FunctionRunner(2, sink);
   try {
     assert.is(runner.threadsStarted, 0);
@@ -72,17 +81,8 @@ test("start() starts the threads before the first call; calls then run on them",
 
 test("text results: short ASCII, short non-ASCII and long texts come back as their UTF-8", async () => {
   const texts = ["", "7", "héllo ✓", "naïve", "x".repeat(31) + "é", "long ".repeat(40), "日本語のテキスト"];
-  const answers = new Map<number, string>();
-  let done!: () => void;
-  const all = new Promise<void>((r) => (done = r));
-  const runner = new FunctionRunner(1, {
-    answers: (records) => {
-      for (const [id, text] of answersOf(records)) answers.set(id, text);
-      if (answers.size === texts.length) done();
-    },
-    outcome: () => assert.unreachable("only plain answers expected"),
-    fail: (id, message) => assert.unreachable(`call ${id} failed: ${message}`),
-  });
+  const { sink, answers, all } = collectingSink(texts.length);
+  const runner = new FunctionRunner(1, sink);
   try {
     runner.setPoolCpus(1);
     const fn = jsFunction((s: string) => s).config as Buffer;
@@ -95,17 +95,8 @@ test("text results: short ASCII, short non-ASCII and long texts come back as the
 });
 
 test("a batch of calls from several buffers, and with gaps where calls were not pooled, answers each call", async () => {
-  const answers = new Map<number, string>();
-  let done!: () => void;
-  const all = new Promise<void>((r) => (done = r));
-  const runner = new FunctionRunner(1, {
-    answers: (records) => {
-      for (const [id, text] of answersOf(records)) answers.set(id, text);
-      if (answers.size === 6) done();
-    },
-    outcome: () => assert.unreachable("only plain answers expected"),
-    fail: (id, message) => assert.unreachable(`call ${id} failed: ${message}`),
-  });
+  const { sink, answers, all } = collectingSink(6);
+  const runner = new FunctionRunner(1, sink);
   try {
     runner.setPoolCpus(1);
     const fn = jsFunction((s: string) => `<${s}>`).config as Buffer;
