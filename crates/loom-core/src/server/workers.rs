@@ -19,8 +19,11 @@ pub(crate) const POOLED_OVERBOOK: u32 = 256;
 /// Programs (`loom/run/run`) queued on a worker beyond its cpus: about this much of its recent
 /// program throughput (issue #26: a queue of one program per cpu ran dry while FINISHED -> server
 /// -> TASK was in flight, and a quarter of W4's programs started on an idle worker). Short
-/// programs queue deeper; a program of 25 ms or more queues as any task, one per cpu, so long
-/// programs are never held on a busy worker while another one idles.
+/// programs queue deeper; a worker whose programs take 25 ms or more queues them as any task, one
+/// per cpu. The rate is the past's: when a worker's programs turn from short to long, the long
+/// ones first given to it may queue as deep as the short ones did (at most
+/// [`PROGRAM_OVERBOOK_MAX`] per cpu) and wait there while another worker idles, until the
+/// measured rate falls (nothing reassigns a queued task).
 pub(crate) const PROGRAM_QUEUE: Duration = Duration::from_millis(25);
 
 /// At most this many programs' cpus per worker cpu beyond its cpus.
