@@ -10,7 +10,7 @@
 import { serialize } from "node:v8";
 import { Symbol } from "../protocol/symbols.js";
 import { encodeDirectArgs, encodeLeadingArgs } from "./direct-args.js";
-import { cpu1, Task, type ResourceRequest, type TaskInput } from "./task.js";
+import { builtTask, cpu1, sharedExtras, Task, type ResourceRequest, type TaskExtras, type TaskInput } from "./task.js";
 import { LoomError } from "./errors.js";
 import type { DataValue } from "./data.js";
 
@@ -103,7 +103,10 @@ export function jsValue<T>(value: T, options: { label?: string; request?: Resour
   } catch (e) {
     throw new LoomError(`jsValue: the value cannot be serialized (structured clone): ${(e as Error).message}`);
   }
-  return new Task<T>(Symbol.JS_VALUE, { config, resourceRequest: options.request ?? cpu1, ...(options.label ? { label: options.label } : {}) });
+  // A builder's task (one object shape for every task of a function-task plan, issue #26).
+  const t = builtTask<T>(Symbol.JS_VALUE, config);
+  t._extras = sharedExtras(options.request ?? cpu1, options.label ? options.label : undefined);
+  return t;
 }
 
 /** Options of {@link jsCall}. */
@@ -124,12 +127,20 @@ export function jsCall<T = DataValue>(fnValue: TaskInput, inputs: readonly TaskI
   } catch (e) {
     throw new LoomError(`jsCall: direct arguments cannot be serialized: ${(e as Error).message}`);
   }
-  return callTask<T>([fnValue, ...inputs], config, options.request ?? cpu1, options.label);
+  return callTask<T>([fnValue, ...inputs], config, sharedExtras(options.request ?? cpu1, options.label));
 }
 
-/** A `loom/js/call` task: `inputs[0]` is the function value. */
-function callTask<T>(inputs: TaskInput[], config: Buffer, request: ResourceRequest, label: string | undefined): Task<T> {
-  return new Task<T>(Symbol.JS_CALL, label === undefined ? { inputs, config, resourceRequest: request } : { inputs, config, resourceRequest: request, label });
+/**
+ * A `loom/js/call` task: `inputs[0]` is the function value. Made as the other builders make
+ * theirs ({@link builtTask}), so that a plan's tasks share one object shape: the client's plan
+ * walk and encoder, compiled for one shape, are not deoptimized and compiled again by the next
+ * plan's other shape (W5 on a fresh cluster: each of the first repetitions recompiled them;
+ * issue #26). `extras` may be shared by the calls of one builder.
+ */
+function callTask<T>(inputs: TaskInput[], config: Buffer, extras: TaskExtras): Task<T> {
+  const t = builtTask<T>(Symbol.JS_CALL, config, inputs);
+  t._extras = extras;
+  return t;
 }
 
 /** Options of {@link jsTask}. */
@@ -179,19 +190,20 @@ export function jsTask(fn: (...args: never[]) => unknown, options: JsTaskOptions
   const value = jsFunction(fn, options.context ?? false);
   const nDirect = options.nDirectArgs ?? 0;
   const label = options.label ?? (fn.name || "jsTask");
-  const request = options.request ?? cpu1;
-  // Called once per call of a plan (W5 makes 10,000): no slices, no options objects.
+  const extras = sharedExtras(options.request ?? cpu1, label);
+  // Called once per call of a plan (W5 makes 10,000): no slices, no options objects, one
+  // extras object for all calls.
   return (...args: unknown[]): Task<unknown> => {
     if (args.length < nDirect) throw new LoomError(`${label}: expected at least ${nDirect} direct argument(s), got ${args.length}`);
-    const inputs: TaskInput[] = new Array(1 + args.length - nDirect);
-    inputs[0] = value;
-    for (let i = nDirect; i < args.length; i++) inputs[1 + i - nDirect] = args[i] as TaskInput;
+    // A literal (packed, as the other builders' inputs): W5's calls have no other input.
+    const inputs: TaskInput[] = [value];
+    for (let i = nDirect; i < args.length; i++) inputs.push(args[i] as TaskInput);
     let config: Buffer;
     try {
       config = encodeLeadingArgs(args, nDirect);
     } catch (e) {
       throw new LoomError(`jsCall: direct arguments cannot be serialized: ${(e as Error).message}`);
     }
-    return callTask(inputs, config, request, label);
+    return callTask(inputs, config, extras);
   };
 }

@@ -51,8 +51,8 @@ export interface TaskOptions {
 /** Where Node's `util.inspect` (and so `console.log`) looks for a custom view. */
 const inspectCustom = Symbol.for("nodejs.util.inspect.custom");
 
-/** The options of a task that are rarely set, kept out of the task object until one is. */
-interface TaskExtras {
+/** @internal The options of a task that are rarely set, kept out of the task object until one is. */
+export interface TaskExtras {
   resourceRequest: ResourceRequest | undefined;
   label: string | undefined;
   checkpointPath: string | undefined;
@@ -160,8 +160,11 @@ export class Task<T = Buffer> {
     }
   }
 
+  /** The task's own extras, to change (a copy of extras shared with other tasks, see {@link sharedExtras}). */
   private extras(): TaskExtras {
-    return (this._extras ??= { resourceRequest: undefined, label: undefined, checkpointPath: undefined });
+    const e = this._extras;
+    if (e !== undefined && !shared.has(e)) return e;
+    return (this._extras = { resourceRequest: e?.resourceRequest, label: e?.label, checkpointPath: e?.checkpointPath });
   }
 
   /** Checks what can be checked on the client; throws `LoomError` otherwise. */
@@ -198,6 +201,20 @@ export class Task<T = Buffer> {
  */
 export function builtTask<T = Buffer>(taskType: string, config: TaskConfig, inputs: TaskInput[] = NO_INPUTS): Task<T> {
   return { __proto__: Task.prototype, taskType, config, _inputs: inputs, _extras: undefined, _epoch: 0, _planId: 0 } as unknown as Task<T>;
+}
+
+/** Extras made by {@link sharedExtras}: a task copies them before it changes one. */
+const shared = new WeakSet<TaskExtras>();
+
+/**
+ * @internal Extras (resource request and label) to share between the tasks a builder makes,
+ * set as `_extras` of a {@link builtTask}: no object per task (a function-task builder makes one
+ * task per call; issue #26). Setting a task's request, label or checkpoint path copies them first.
+ */
+export function sharedExtras(resourceRequest: ResourceRequest | undefined, label: string | undefined): TaskExtras {
+  const e: TaskExtras = { resourceRequest, label, checkpointPath: undefined };
+  shared.add(e);
+  return e;
 }
 
 /** @internal A copy of `inputs` for a task, from an array literal for the usual one or two (pretenured, see {@link builtTask}). */
