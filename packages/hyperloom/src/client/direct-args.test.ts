@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { deserialize, serialize } from "node:v8";
-import { decodeDirectArgs, encodeDirectArgs, encodeLeadingArgs, fastOk } from "./direct-args.js";
+import { decodeDirectArgs, decodeDirectArgsAt, encodeDirectArgs, encodeLeadingArgs, fastOk } from "./direct-args.js";
 
 const simple: unknown[][] = [
   [],
@@ -41,6 +41,18 @@ test("encodings share blocks without overwriting each other; the leading argumen
       const mine = encodeLeadingArgs([...args, { an: "input" }], n);
       assert.equal(deserialize(mine), args.slice(0, n));
       if (simple.includes(args)) assert.ok(mine.equals(serialize(args.slice(0, n))), `${n} of ${String(args)}`);
+    }
+  }
+});
+
+test("arguments read in place between other bytes read as V8 reads them; a cut or overlong range does not", () => {
+  for (const args of [...simple, ...other]) {
+    const bytes = encodeDirectArgs(args);
+    // Bytes that continue a fast encoding (a varint's continuation, a tag) before and after it.
+    const b = Buffer.concat([Buffer.from([0x80, 0x49]), bytes, Buffer.from([0x81, 0x49, 0x02])]);
+    assert.equal(decodeDirectArgsAt(b, 2, 2 + bytes.length), deserialize(bytes), `in place: ${String(args)}`);
+    if (bytes.length > 1) {
+      assert.throws(() => decodeDirectArgsAt(b, 2, 1 + bytes.length), undefined, `cut: ${String(args)}`);
     }
   }
 });

@@ -113,4 +113,58 @@ test("a batch of calls from several buffers, and with gaps where calls were not 
   }
 });
 
+test("one batch of calls of two functions in turn, a throwing one, an async one and non-simple arguments answers each call", async () => {
+  const { sink, answers, all } = collectingSink(8);
+  const kinds = new Map<number, number>();
+  const runner = new FunctionRunner(1, {
+    ...sink,
+    answers: (records, ids) => {
+      const b = Buffer.from(records.buffer, records.byteOffset, records.byteLength);
+      for (let at = 0; at < b.length; at += 9 + b.readUInt32LE(at + 5)) kinds.set(b.readInt32LE(at), b[at + 4]!);
+      sink.answers(records, ids);
+    },
+  });
+  try {
+    runner.setPoolCpus(1);
+    const inc = jsFunction((i: number) => String(i + 1)).config as Buffer;
+    const neg = jsFunction((i: number) => String(-i)).config as Buffer;
+    const boom = jsFunction((i: number) => {
+      throw new Error(`boom ${i}`);
+    }).config as Buffer;
+    const later = jsFunction(async (s: string) => `later ${s}`).config as Buffer;
+    const keys = jsFunction((o: object) => Object.keys(o).join(",")).config as Buffer;
+    runner.run(
+      Buffer.concat([
+        callRecord(1, inc, [1]),
+        callRecord(2, inc, [2]),
+        callRecord(3, neg, [3]),
+        callRecord(4, inc, [4]),
+        callRecord(5, boom, [5]),
+        callRecord(6, later, ["x"]),
+        callRecord(7, keys, [{ a: 1, b: [2] }]),
+        callRecord(8, keys, [{ c: 3 }]),
+      ]),
+    );
+    await all;
+    const boom5 = answers.get(5) ?? "";
+    answers.delete(5);
+    assert.equal(
+      [...answers].sort((a, b) => a[0] - b[0]),
+      [
+        [1, "2"],
+        [2, "3"],
+        [3, "-3"],
+        [4, "5"],
+        [6, "later x"],
+        [7, "a,b"],
+        [8, "c"],
+      ],
+    );
+    assert.match(boom5, /^JavaScript exception:\nError: boom 5\n/);
+    assert.equal([...kinds].sort((a, b) => a[0] - b[0]).map(([, k]) => k), [1, 1, 1, 1, 3, 1, 1, 1]);
+  } finally {
+    await runner.close();
+  }
+});
+
 test.run();
