@@ -105,7 +105,7 @@ export function jsValue<T>(value: T, options: { label?: string; request?: Resour
   }
   // A builder's task (one object shape for every task of a function-task plan, issue #26).
   const t = builtTask<T>(Symbol.JS_VALUE, config);
-  t._extras = sharedExtras(options.request ?? cpu1, options.label ? options.label : undefined);
+  t._extras = { resourceRequest: options.request ?? cpu1, label: options.label ? options.label : undefined, checkpointPath: undefined };
   return t;
 }
 
@@ -127,7 +127,7 @@ export function jsCall<T = DataValue>(fnValue: TaskInput, inputs: readonly TaskI
   } catch (e) {
     throw new LoomError(`jsCall: direct arguments cannot be serialized: ${(e as Error).message}`);
   }
-  return callTask<T>([fnValue, ...inputs], config, sharedExtras(options.request ?? cpu1, options.label));
+  return callTask<T>([fnValue, ...inputs], config, { resourceRequest: options.request ?? cpu1, label: options.label, checkpointPath: undefined });
 }
 
 /**
