@@ -18,7 +18,7 @@ function setUpLogs(o: LogOptions, role: "server" | "worker"): void {
   if (o.logFormat) setLogFormat(o.logFormat);
 }
 import { jobEnvironment } from "../worker/job-env.js";
-import { accessFor, defaultAccessFilePath, removeAccessFile, Secret, writeAccessFile, type Access } from "../security/access-file.js";
+import { accessFor, defaultAccessFilePath, removeAccessFile, sameAccess, Secret, writeAccessFile, type Access } from "../security/access-file.js";
 import { loadTlsIdentity, selfSignedIdentity, type TlsIdentity } from "../security/tls.js";
 import type { FrameLimits } from "../security/frame-limits.js";
 import { dashboardToken } from "../security/dashboard-access.js";
@@ -88,6 +88,9 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
     limits,
     ...(opts.dashboard ? { dashboard: opts.dashboard } : {}),
     ...(opts.maxCrashes !== undefined ? { maxCrashes: opts.maxCrashes } : {}),
+    // Nobody is answered before the access file below holds this server's secret and address: a
+    // restarted server's file holds the previous one until then.
+    holdConnections: true,
   });
   // Handlers first: a peer may act on the lines below at once (a signal before them would kill
   // the process without removing the access file).
@@ -105,6 +108,9 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
     const file = accessFile;
     process.on("exit", () => removeAccessFile(file, secret));
     const wildcard = opts.host === "0.0.0.0" || opts.host === "::";
+    // Fault injection for tests: a server slow to write its access file (its connections wait).
+    const slowAccess = Number(process.env.HYPERLOOM_FAULT_SLOW_ACCESS_FILE_MS ?? 0);
+    if (slowAccess > 0) await new Promise((r) => setTimeout(r, slowAccess));
     writeAccessFile(accessFile, {
       host: wildcard ? hostname() : opts.host,
       port: s.port,
@@ -113,6 +119,7 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
       ...(s.dashboard !== undefined ? { dashboard: `${s.dashboard.url}?token=${dashboardToken(secret)}` } : {}),
     });
   }
+  s.serve();
   // The "listening" line comes after the access file exists: scripts (and tests) wait for this
   // line and then connect with the file.
   log("info", `HyperLoom server listening on ${opts.host}:${s.port} (data port ${s.dataPort})${identity !== undefined ? `, TLS (certificate ${identity.fingerprint})` : ""}`);
@@ -131,14 +138,11 @@ export async function serverMain(opts: ServerMainOptions): Promise<void> {
 /** Whether the access file now holds another secret or certificate than `used` (with `--connect-retry`). */
 function accessChanged(used: Access | undefined, host: string | undefined, port: number | undefined, opts: WorkerMainOptions): boolean {
   if (opts.accessFile === false || (opts.connectRetry ?? 0) === 0) return false;
-  let now: Access | undefined;
   try {
-    now = accessFor(host, port, opts.accessFile);
+    return !sameAccess(used, accessFor(host, port, opts.accessFile));
   } catch {
     return false;
   }
-  if (now === undefined || used === undefined) return now !== used;
-  return !now.secret.key().equals(used.secret.key()) || now.tlsFingerprint !== used.tlsFingerprint;
 }
 
 /** Options of {@link workerMain}. */
@@ -244,8 +248,8 @@ export async function workerMain(hostArg: string | undefined, portArg: number | 
       w = await startWorker({ ...options, security: securityOf(used) });
       break;
     } catch (e) {
-      // A server that just started listens before it rewrites its access file: refused with the
-      // previous server's secret, the worker tries again once the file has changed.
+      // Refused with the previous server's secret (a server answers nobody before it has written
+      // its own to the access file): the worker tries again with the file as it is now.
       const refused = /connection refused|access file .* does not exist/.test((e as Error).message) || accessChanged(used, host, port, opts);
       if (!refused || stopping || Date.now() + delay > firstDeadline) throw e;
       if (delay === 100) log("info", `${(e as Error).message}; retrying for up to ${opts.connectRetry} s ...`);

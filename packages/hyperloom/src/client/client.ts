@@ -17,7 +17,7 @@ import { decodeData, type DataValue } from "./data.js";
 import { DirectFetcher, type Location } from "./direct-fetch.js";
 import { encodePlan } from "./plan.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
-import { accessFor, type Access } from "../security/access-file.js";
+import { accessFor, sameAccess, type Access } from "../security/access-file.js";
 
 /** The server's main port when none is given (the original's default). */
 const DEFAULT_PORT = 9010;
@@ -255,10 +255,25 @@ export class Client {
     const features = options.directFetch === false ? CLIENT_FEATURES : [...CLIENT_FEATURES, DIRECT_FEATURE];
     try {
       if (h === undefined && (process.env.HYPERLOOM_SERVER ?? "") !== "") [h, p] = serverAddress(process.env.HYPERLOOM_SERVER);
+      const fromFile = h === undefined;
       const access = accessFor(h, p, options.accessFile);
       h ??= access?.host ?? "127.0.0.1";
       p ??= access?.port ?? DEFAULT_PORT;
-      greeted = await Client.greet(h, p, timeoutMs, options.accessFile, features, undefined, access);
+      try {
+        greeted = await Client.greet(h, p, timeoutMs, options.accessFile, features, undefined, access);
+      } catch (e) {
+        // A server restarted here answers nobody before its access file holds its new secret:
+        // refused with the previous one, the file read again says so, and is tried once more.
+        let now: Access | undefined;
+        try {
+          now = accessFor(fromFile ? undefined : h, fromFile ? undefined : p, options.accessFile);
+        } catch {
+          throw e;
+        }
+        if (now === undefined || sameAccess(access, now)) throw e;
+        if (fromFile) [h, p] = [now.host, now.port];
+        greeted = await Client.greet(h, p, timeoutMs, options.accessFile, features, undefined, now);
+      }
     } catch (e) {
       throw new LoomError((e as Error).message);
     }

@@ -11,6 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect as tcpConnect, createServer as createTcpServer } from "node:net";
 import { createInterface } from "node:readline";
 import { Client, LoomError, tasks, type Future, type Task } from "../index.js";
 import type { JournalSummary } from "../cli/journal.js";
@@ -21,8 +22,8 @@ const children: ChildProcess[] = [];
 /** The servers' access file: a restarted server writes a new secret there, which re-attaching clients and reconnecting workers read. */
 const accessFile = join(dir, "access.json");
 
-function start(args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+function start(args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], env });
   child.stdout!.resume();
   if (args[0] !== "server") child.stderr!.resume();
   children.push(child);
@@ -361,6 +362,50 @@ t("a session the restarted server does not know (no journal) is refused with a c
   w.kill("SIGTERM");
   s2.child.kill("SIGTERM");
   await exited(s2.child);
+});
+
+t("a restarted server answers nobody before its access file holds its new secret: a client and a worker that read the previous server's file then connect", async () => {
+  // A fixed port, as a restarted server is: its early-bound port takes connections at once.
+  const port = await new Promise<number>((resolve) => {
+    const probe = createTcpServer().listen(0, "127.0.0.1", () => {
+      const p = (probe.address() as { port: number }).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const journal = join(dir, "restart-access.journal");
+  const s1 = await server(port, journal);
+  const previous = readFileSync(accessFile, "utf8");
+  s1.child.kill("SIGKILL"); // its access file stays behind, with its secret
+  await exited(s1.child);
+  // The restarted server takes a while between listening and writing its access file.
+  const s2 = start(["server", "--host", "127.0.0.1", "--port", String(port), "--access-file", accessFile, "--journal", journal], {
+    ...process.env,
+    HYPERLOOM_FAULT_SLOW_ACCESS_FILE_MS: "1500",
+  });
+  const s2lines: string[] = [];
+  createInterface({ input: s2.stderr! }).on("line", (l) => s2lines.push(l));
+  for (let up = false; !up; ) {
+    up = await new Promise<boolean>((resolve) => {
+      const sock = tcpConnect(port, "127.0.0.1", () => {
+        sock.destroy();
+        resolve(true);
+      }).on("error", () => resolve(false));
+    });
+    if (!up) await new Promise((r) => setTimeout(r, 20));
+  }
+  // The port takes connections while the file still holds the previous server's secret.
+  assert.is(readFileSync(accessFile, "utf8"), previous, "the access file was rewritten before the test could connect");
+  const w = worker(port, ["--connect-retry", "20"]);
+  const c = await Client.connect("127.0.0.1", port, { accessFile });
+  assert.is.not(readFileSync(accessFile, "utf8"), previous);
+  await untilWorkers(c, 1);
+  const [a, b] = c.submit([tasks.const("restarted"), tasks.run(["/bin/echo", "-n", "and served"])]) as Future<Buffer>[];
+  assert.equal((await c.gather([a!, b!])).map((x) => x.toString()), ["restarted", "and served"]);
+  c.close();
+  assert.ok(s2lines.some((l) => /Access file .*: clients and workers need it/.test(l)), s2lines.join("\n"));
+  w.kill("SIGTERM");
+  s2.kill("SIGTERM");
+  await exited(s2);
 });
 
 t.run();

@@ -76,6 +76,16 @@ export interface Access {
   dashboard?: string;
 }
 
+/**
+ * Whether two readings of an access file let a peer in alike: same address, secret and
+ * certificate (both absent: alike). A restarted server writes a new secret, and answers nobody
+ * before it has: a peer refused with one reading connects again if a second reading differs.
+ */
+export function sameAccess(a: Access | undefined, b: Access | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.host === b.host && a.port === b.port && a.secret.key().equals(b.secret.key()) && a.tlsFingerprint === b.tlsFingerprint;
+}
+
 /** An access file that cannot be read or used. */
 export class AccessFileError extends Error {
   constructor(message: string) {

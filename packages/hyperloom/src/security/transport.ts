@@ -48,9 +48,11 @@ export interface ConnectSecurity {
  * the socket paused (it is resumed right after `onPeer` returns, so attach handlers there).
  * A peer that fails gets a refusal and is closed; one line is logged naming `what` and the cause.
  * `early`: a port already listening there (bound at process start): its connections, those it
- * accepted already included, go through the same TLS and authentication. `connections`: every
- * connection open on the port, authenticated or not (a server that stops ends them all: one
- * that never sent a byte would otherwise keep `close` waiting).
+ * accepted already included, go through the same TLS and authentication. `hold`: connections
+ * wait (unanswered: no TLS, no handshake) until `open()` is called — the server writes its access
+ * file in between, so whoever is answered can read the secret it is answered with.
+ * `connections`: every connection open on the port, authenticated or not (a server that stops
+ * ends them all: one that never sent a byte would otherwise keep `close` waiting).
  */
 export async function listenSecure(
   what: string,
@@ -59,7 +61,8 @@ export async function listenSecure(
   security: ListenSecurity,
   onPeer: (socket: Socket) => void,
   early?: EarlyListener,
-): Promise<{ server: Server; port: number; connections: ReadonlySet<Socket> }> {
+  hold = false,
+): Promise<{ server: Server; port: number; connections: ReadonlySet<Socket>; open(): void }> {
   const timeoutMs = security.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   const connections = new Set<Socket>();
   const track = (socket: Socket): void => {
@@ -102,26 +105,53 @@ export async function listenSecure(
   } else {
     server = createNetServer({ noDelay: true }, accept);
   }
+  // A plain connection taken over (early, or held): from here on as one the server accepted.
+  const enter = (socket: Socket): void => {
+    track(socket);
+    socket.setNoDelay(true);
+    accepting(socket);
+  };
+  let held: Socket[] | undefined = hold ? [] : undefined;
+  const admit = (socket: Socket): void => {
+    if (held === undefined) return enter(socket);
+    track(socket);
+    // A peer may reset while it waits: not an uncaught error.
+    socket.on("error", ignore);
+    held.push(socket);
+  };
+  const open = (): void => {
+    const waiting = held ?? [];
+    held = undefined;
+    for (const s of waiting) {
+      s.off("error", ignore);
+      // Gone while it waited: nothing to serve.
+      if (!s.destroyed) enter(s);
+    }
+  };
   if (early !== undefined) {
-    early.serve((socket) => {
-      track(socket);
-      socket.setNoDelay(true);
-      accepting(socket);
-    });
-    return { server: early.server, port: early.port, connections };
+    early.serve(admit);
+    return { server: early.server, port: early.port, connections, open };
   }
-  // (A TLS server's "connection" is the plain socket under the TLS one: ending it ends both.)
-  server.on("connection", track);
+  let listener = server;
+  if (hold) {
+    // Held connections are plain ones: TLS, too, starts only once they are let in.
+    listener = createNetServer({ noDelay: true }, admit);
+  } else {
+    // (A TLS server's "connection" is the plain socket under the TLS one: ending it ends both.)
+    server.on("connection", track);
+  }
   const bound = await new Promise<number>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ port, host, backlog: 128 }, () => {
-      server.off("error", reject);
-      const addr = server.address();
+    listener.once("error", reject);
+    listener.listen({ port, host, backlog: 128 }, () => {
+      listener.off("error", reject);
+      const addr = listener.address();
       resolve(typeof addr === "object" && addr ? addr.port : port);
     });
   });
-  return { server, port: bound, connections };
+  return { server: listener, port: bound, connections, open };
 }
+
+function ignore(): void {}
 
 /**
  * Connects to `host:port` (`peer` names it in errors, e.g. "server 127.0.0.1:9010"), with TLS

@@ -69,6 +69,12 @@ export interface ServerOptions {
    * once the server is ready.
    */
   mainListener?: EarlyListener;
+  /**
+   * The main port answers no connection (they wait, unanswered) until {@link RunningServer.serve}:
+   * the command writes the access file in between, so a peer answered by this server finds its
+   * secret in the file (a restarted server's file still holds the previous one until then).
+   */
+  holdConnections?: boolean;
 }
 
 /** A running server. */
@@ -79,6 +85,8 @@ export interface RunningServer {
   dataPort: number;
   /** The dashboard, if one was asked for. */
   dashboard?: RunningDashboard;
+  /** Starts answering the main port's connections (held until now with `holdConnections`; else a no-op). */
+  serve(): void;
   /** Stops listening and closes every connection. */
   close(): Promise<void>;
 }
@@ -169,7 +177,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     }
   }
 
-  const { server: main, port, connections: mainConnections } = await listenSecure("main port", host, options.port ?? 9010, security, (socket) => {
+  const { server: main, port, connections: mainConnections, open: serve } = await listenSecure("main port", host, options.port ?? 9010, security, (socket) => {
     const conn = nextConn++;
     const limiter = new FrameLimiter(limits);
     limiters.set(conn, { limiter, socket });
@@ -236,7 +244,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       allocator!.connectionClosed(conn);
       safely(() => core!.onClose(conn), `closing connection ${conn}`);
     });
-  }, options.mainListener);
+  }, options.mainListener, options.holdConnections ?? false);
   allocator = new Allocator({
     waitingTasks: (limit) => core!.waitingTasks(limit),
     workerLoads: () => core!.workerLoads(),
@@ -304,6 +312,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     port,
     dataPort,
     ...(dashboard ? { dashboard } : {}),
+    serve,
     close: async () => {
       stopping = true;
       clearInterval(traceTimer);
