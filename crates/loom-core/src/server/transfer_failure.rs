@@ -2,9 +2,10 @@
 //! extension): its data connection to the target was refused (e.g. at authentication: the two
 //! hold different secrets) or broke on every retry. Without this the target's tasks would wait
 //! for the object forever. Rule implemented:
-//! - another live copy of the object on a worker after the failed sender in registration order
-//!   (and not the target) sends it instead: SEND from there (so each failure moves to a later
-//!   worker, and the attempts end);
+//! - another live copy of the object (not on the target) sends it instead: SEND from there. The
+//!   copies are tried in registration order starting after the sender that gave up first,
+//!   wrapping around (any copy, registered before or after it), each at most once: the attempts
+//!   end when the order would come back to that first sender;
 //! - otherwise the tasks sent to the target that need the object fail, each with an error naming
 //!   the object (the client's task id and label), both workers and the sender's cause; their
 //!   dependants fail with them (TASK_FAILED for held results) and the target forgets them
@@ -13,6 +14,7 @@
 use super::counters::{failure_message, now_ms, Failure};
 use super::ids::{TaskId, WorkerIdx};
 use super::segment::TaskState;
+use super::transfers::Redirected;
 use super::{wire, LogLevel, Server};
 
 impl Server {
@@ -44,15 +46,24 @@ impl Server {
             return;
         };
         let source = self.workers[w].addr.clone();
-        // Another copy, on a worker after the sender (registration order).
+        // Another copy: the next one after `w` in registration order counted from the sender
+        // that gave up first (wrapping around), so each copy is tried once.
+        let first = match self.moves.redirected.get(&(id, target)) {
+            Some(r) if r.now == w => r.first,
+            _ => w,
+        };
+        let after_first =
+            |h: WorkerIdx| (h.index() + WorkerIdx::LIMIT - first.index()) % WorkerIdx::LIMIT;
         let seg = self.graph.seg(s);
         let finished = seg.tasks[s.off].state == TaskState::Finished;
         let mut holders: Vec<WorkerIdx> = seg.tasks[s.off].wk.into_iter().collect();
         holders.extend(self.moves.extra_owners.values(id));
         let next = holders
             .into_iter()
-            .filter(|&h| finished && h.index() > w.index() && h != target && self.workers[h].alive)
-            .min_by_key(|h| h.index());
+            .filter(|&h| {
+                finished && after_first(h) > after_first(w) && h != target && self.workers[h].alive
+            })
+            .min_by_key(|&h| after_first(h));
         if let Some(h) = next {
             let other = self.workers[h].addr.clone();
             self.log(
@@ -69,6 +80,9 @@ impl Server {
                 }
                 true
             });
+            self.moves
+                .redirected
+                .insert((id, target), Redirected { first, now: h });
             return;
         }
         // No other way there: the transfer ends, the tasks that wait for it there fail.

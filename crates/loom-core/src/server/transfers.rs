@@ -197,6 +197,19 @@ pub(crate) struct Transfers {
     pub(crate) extra_owners: PerObject<WorkerIdx>,
     /// Pending fetches per object, in request order (data headers answer them in order).
     pub(crate) fetches: Fetches,
+    /// Transfers given up by their sender and sent from another copy instead (TRANSFER_FAILED),
+    /// by object and target: where the attempts began and who sends now (`transfer_failure.rs`).
+    pub(crate) redirected: HashMap<(TaskId, WorkerIdx), Redirected>,
+}
+
+/// A transfer sent again from another copy after its sender gave up (see [`Transfers::redirected`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Redirected {
+    /// The sender that gave up first: the other copies are tried in registration order after
+    /// it, wrapping around, until it would come again.
+    pub(crate) first: WorkerIdx,
+    /// The worker asked to send it now.
+    pub(crate) now: WorkerIdx,
 }
 
 /// Pending fetches per object, in request order. Most objects are fetched once at a time (a
@@ -343,6 +356,9 @@ impl Transfers {
         if !self.in_flight.is_empty() {
             self.in_flight.retain_of(id, |t| t.target != w);
         }
+        if !self.redirected.is_empty() {
+            self.redirected.remove(&(id, w));
+        }
     }
 
     /// The next fetch of `id` to answer with a data header.
@@ -362,6 +378,9 @@ impl Transfers {
     pub(crate) fn forget(&mut self, gone: impl Fn(TaskId) -> bool) {
         if !self.in_flight.is_empty() {
             self.in_flight.forget(&gone);
+        }
+        if !self.redirected.is_empty() {
+            self.redirected.retain(|&(id, _), _| !gone(id));
         }
         if !self.extra_owners.is_empty() {
             self.extra_owners.forget(&gone);

@@ -8,7 +8,10 @@
 import * as assert from "uvu/assert";
 import { suite } from "uvu";
 import { LocalCluster } from "../cluster/local-cluster.js";
-import { tasks, TaskFailed } from "../index.js";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ResourceRequest, tasks, TaskFailed, type Future, type Task } from "../index.js";
 
 const t = suite("transfer refused (#26)");
 
@@ -66,6 +69,61 @@ t("a transfer refused at authentication: the dependent future fails naming the t
   } finally {
     await client.close();
     await cluster.stop();
+  }
+});
+
+t("a transfer its sender gives up is sent from a copy on a worker registered before that sender, and the future gets the right bytes", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hyperloom-transfer-copy-"));
+  const go = join(dir, "go");
+  const serverLines: string[] = [];
+  const cluster = await LocalCluster.start({ workers: 0, cpus: 1, onServerLine: (line) => serverLines.push(line) });
+  const client = await cluster.connect();
+  try {
+    // Registered in this order: two workers of 2 cpus, then one of 1 cpu whose data connections
+    // to other workers after its first are refused (it proves another secret).
+    await cluster.addWorker(["--cpus", "2"], 1);
+    await cluster.addWorker(["--cpus", "2"], 2);
+    process.env.HYPERLOOM_FAULT_PEER_SECRET_AFTER = "1";
+    try {
+      await cluster.addWorker([], 3);
+    } finally {
+      delete process.env.HYPERLOOM_FAULT_PEER_SECRET_AFTER;
+    }
+    const twoCpus = (t: Task): Task => {
+      t.resourceRequest = new ResourceRequest(2);
+      return t;
+    };
+    // The first two workers run a task each until `go` exists; X runs on the third.
+    const waitGo = `while [ ! -e '${go}' ]; do sleep 0.05; done`;
+    const blockers = client.submit([0, 1].map(() => twoCpus(tasks.run(["/bin/sh", "-c", waitGo]))));
+    const x = tasks.run(["/bin/sh", "-c", "printf 'the bytes of x'"]);
+    x.label = "x";
+    const [fx] = client.submit([x]) as Future<Buffer>[];
+    await client.wait([fx!]);
+    // A reader of X on one of the first two (queued there, both have 2 cpus, the third 1): X is
+    // copied there by the third worker's first data connection. The next reader finds no room
+    // on that worker and goes to the other.
+    const [fholder] = client.submit([twoCpus(tasks.run(["/bin/cat"], [], { stdin: fx! }))]) as Future<Buffer>[];
+    await new Promise((r) => setTimeout(r, 300));
+    // X's owner, the third worker, is asked to send it; its connection is refused on every
+    // attempt; the copy on the worker registered before it sends it instead.
+    const reader = twoCpus(tasks.run(["/bin/cat"], [], { stdin: fx! }));
+    reader.label = "reader";
+    const [fr] = client.submit([reader]) as Future<Buffer>[];
+    for (let i = 0; i < 300 && !serverLines.some((l) => /sending it from/.test(l)); i++) await new Promise((r) => setTimeout(r, 50));
+    writeFileSync(go, "");
+    assert.equal((await client.gather([fr!, fholder!])).map(String), ["the bytes of x", "the bytes of x"]);
+    assert.ok(
+      serverLines.some((l) => /transfer of data id=\d+ from [\d.]+:\d+ to [\d.]+:\d+ failed \(.*did not prove it holds our secret.*\); sending it from [\d.]+:\d+ instead/.test(l)),
+      serverLines.join("\n"),
+    );
+    await client.gather(blockers);
+    for (const w of cluster.workerProcesses) assert.is(w.exitCode, null, "a worker exited");
+  } finally {
+    writeFileSync(go, "");
+    await client.close();
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -129,6 +129,15 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   // Fault injection for tests: a data port that checks another secret than its peers prove, so
   // every transfer to this worker is refused at authentication.
   if (process.env.HYPERLOOM_FAULT_REFUSE_DATA === "1" && dataPortSecurity.secret !== undefined) dataPortSecurity.secret = Secret.generate();
+  // Fault injection for tests: after this many data connections to other workers, this worker
+  // proves another secret on each new one, so its later transfers are refused at authentication.
+  const wrongPeerSecretAfter = Number(process.env.HYPERLOOM_FAULT_PEER_SECRET_AFTER ?? -1);
+  let peerConnections = 0;
+  /** The security of a new data connection to another worker. */
+  const peerSecurity = (): ConnectSecurity => {
+    if (wrongPeerSecretAfter < 0 || peerConnections++ < wrongPeerSecretAfter || toPeers.secret === undefined) return toPeers;
+    return { ...toPeers, secret: Secret.generate() };
+  };
   let nextConn = 1;
   /** This host and user (`<boot id>:<uid>`): `fetch-direct` and `peer-link` compare it with the other side's. */
   const ownHost = hostKey();
@@ -382,7 +391,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       // Offer `peer-link` to workers (never to the server's data port) when this host is known.
       const offering = !isServer && ownHost !== "" && peerLinkEnabled();
       // Streams wait in `queued` until the connection is authenticated: nothing goes out before.
-      connectSecure(isServer ? `the server's data port ${target}` : `worker ${target}`, host, port, isServer ? toServer : toPeers).then(
+      connectSecure(isServer ? `the server's data port ${target}` : `worker ${target}`, host, port, isServer ? toServer : peerSecurity()).then(
         (socket) => {
           if (stopped || entry.dropped) {
             socket.destroy();

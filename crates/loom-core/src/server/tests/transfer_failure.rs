@@ -93,7 +93,7 @@ fn a_stale_or_foreign_transfer_failure_changes_nothing() {
 }
 
 #[test]
-fn a_transfer_given_up_is_sent_from_a_later_copy_then_fails_when_none_is_left() {
+fn a_transfer_given_up_is_sent_from_another_copy_then_fails_when_none_is_left() {
     let mut h = H::new();
     h.worker(1, 1);
     h.worker(3, 1);
@@ -155,5 +155,73 @@ fn a_transfer_given_up_is_sent_from_a_later_copy_then_fails_when_none_is_left() 
     assert_eq!(
         seen.errors(2),
         vec!["input task id=0 could not be transferred from worker 10.0.0.1:1003 to worker 10.0.0.1:1005: refused again".to_owned()]
+    );
+}
+
+#[test]
+fn a_transfer_given_up_by_a_later_registered_worker_is_sent_from_a_copy_registered_before_it() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.worker(5, 1);
+    h.client(2);
+    h.take();
+    // A large object on workers 1 and 3, X (task 2, small) on worker 5, the last registered.
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"big1", &[], true),
+                task(CONST, b"big3", &[], true),
+                task(CONST, b"x", &[], true),
+            ],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    assert_eq!(
+        (seen.tasks(1), seen.tasks(3), seen.tasks(5)),
+        (vec![0], vec![1], vec![2])
+    );
+    h.fin(1, 0, 1_000_000);
+    h.fin(3, 1, 1_000_000);
+    h.fin(5, 2, 10);
+    h.take();
+    // A merge of X and the object on worker 1 runs there: X is copied from worker 5 to worker 1.
+    h.send(2, &plan_req(3, vec![task(MERGE, b"", &[2, 0], true)], &[]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![3]);
+    assert_eq!(seen.of(5, 2).len(), 1, "SEND of X from worker 5");
+    h.respond(1, worker_response::Type::Transfered, 2, 0, 0);
+    h.fin(1, 3, 1_000_010);
+    h.take();
+    // A merge of X and the object on worker 3 runs there; X comes from worker 5 (its first owner).
+    h.send(2, &plan_req(4, vec![task(MERGE, b"", &[2, 1], true)], &[]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(3), vec![4]);
+    let send = seen.of(5, 2);
+    assert_eq!(
+        (send.len(), send[0].address.as_deref()),
+        (1, Some("10.0.0.1:1003"))
+    );
+    // Worker 5 gives up: the copy on worker 1 (registered before it) is sent instead.
+    h.transfer_failed(5, 2, "10.0.0.1:1003", "refused");
+    let seen = h.take();
+    assert!(seen.errors(2).is_empty());
+    let send = seen.of(1, 2);
+    assert_eq!(
+        (send.len(), send[0].id, send[0].address.as_deref()),
+        (1, Some(2), Some("10.0.0.1:1003"))
+    );
+    assert!(seen.of(5, 2).is_empty());
+    // Worker 1 gives up too: the next copy would be worker 5's again, so the merge fails.
+    h.transfer_failed(1, 2, "10.0.0.1:1003", "refused again");
+    let seen = h.take();
+    assert!(seen.of(5, 2).is_empty(), "worker 5 is not asked again");
+    assert_eq!(seen.error_ids(2), vec![Some(4)]);
+    assert_eq!(
+        seen.errors(2),
+        vec!["input task id=2 could not be transferred from worker 10.0.0.1:1001 to worker 10.0.0.1:1003: refused again".to_owned()]
     );
 }
