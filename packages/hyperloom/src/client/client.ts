@@ -170,9 +170,13 @@ export class Client {
    * then weakly, so that a dropped future is released for the program.
    */
   private readonly held = new FutureTable<Future<unknown> | WeakRef<Future<unknown>>>();
-  /** Futures finished since the last {@link Client.watchDrops} round, and those of the round before. */
-  private young: Future<unknown>[] = [];
-  private old: Future<unknown>[] = [];
+  /**
+   * Ids of the futures finished since the last {@link Client.watchDrops} round, and of those of
+   * the round before (ids, not futures: one released meanwhile, e.g. by a gather, is then held
+   * by nothing of the client's, nor is its result).
+   */
+  private young: number[] = [];
+  private old: number[] = [];
   private dropTimer: NodeJS.Timeout | undefined;
   /** Id ranges of the submitted plans (to fail a rejected plan's futures). */
   private readonly plans: Array<{ idBase: number; end: number }> = [];
@@ -201,6 +205,8 @@ export class Client {
   private releaseMany = false;
   /** Ids to FETCH, packed into requests when this turn's output is flushed (or before any other request). */
   private fetchIds: number[] = [];
+  /** Ids of dropped futures (and other releases made one at a time) to RELEASE when this turn's output is flushed. */
+  private releaseIds: number[] = [];
   private closedError: Error | undefined;
   private trace = false;
   private readonly finishedListeners = new Set<(f: Future<unknown>) => void>();
@@ -377,6 +383,8 @@ export class Client {
   private async reconnect(why: LoomError): Promise<void> {
     this.away = true;
     this.outgoing = [];
+    // Releases not written yet are sent on re-attach.
+    for (const id of this.releaseIds.splice(0)) this.releasedAway.push(id);
     const { host, port, timeoutMs, accessFile, features } = this.address;
     const deadline = Date.now() + this.address.reconnectMs!;
     for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
@@ -768,8 +776,21 @@ export class Client {
   private releaseId(id: number): void {
     const h = this.held.get(id);
     if (h instanceof WeakRef && h.deref() === undefined) this.held.delete(id);
-    if (this.away) this.releasedAway.push(id);
-    else if (!this.socket.destroyed) this.sendRequest({ type: RequestType.RELEASE, id });
+    this.queueRelease(id);
+  }
+
+  /**
+   * Queues a RELEASE of `id`; those of one turn (e.g. the futures one collection found dropped)
+   * leave together at its end, as {@link Client.sendReleases} packs them.
+   */
+  private queueRelease(id: number): void {
+    if (this.away) return void this.releasedAway.push(id);
+    if (this.socket.destroyed) return;
+    this.releaseIds.push(id);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
   }
 
   private sendRequest(msg: { type: number; id?: number; tracePath?: string; relay?: boolean }): void {
@@ -832,6 +853,11 @@ export class Client {
   private flush(): void {
     this.flushScheduled = false;
     this.packFetches();
+    if (this.releaseIds.length > 0) {
+      const ids = this.releaseIds;
+      this.releaseIds = [];
+      this.sendReleases(ids);
+    }
     if (this.outgoing.length === 0 || this.socket.destroyed) return;
     const out = this.outgoing.length === 1 ? this.outgoing[0]! : Buffer.concat(this.outgoing);
     this.outgoing = [];
@@ -1027,8 +1053,9 @@ export class Client {
    * at most two rounds (plus a collection) later.
    */
   private watchDrops(): void {
-    for (const f of this.old) {
-      if (f.status_ !== "finished" || this.held.get(f.taskId) !== f) continue;
+    for (const id of this.old) {
+      const f = this.held.get(id);
+      if (f === undefined || f instanceof WeakRef || f.status_ !== "finished") continue;
       if (f.fetching > 0) {
         // Part of a fetch in progress (a gather releases it right after): watched once the
         // fetch has ended, if it is still held then (see `unpin`).
@@ -1048,7 +1075,7 @@ export class Client {
 
   /** Watches finished `f` for being dropped from the next round on. */
   private watchLater(f: Future<unknown>): void {
-    this.young.push(f);
+    this.young.push(f.taskId);
     this.dropTimer ??= setInterval(() => this.watchDrops(), DROP_WATCH_MS).unref();
   }
 
@@ -1200,8 +1227,7 @@ export class Client {
       this.directInFlight.delete(id);
       if (!this.releaseAfterFetch.delete(id)) return;
       // The release it held back (reconnecting: sent on re-attach, as every release meanwhile).
-      if (this.away) this.releasedAway.push(id);
-      else if (!this.socket.destroyed) this.sendRequest({ type: RequestType.RELEASE, id });
+      this.queueRelease(id);
     };
     this.direct.fetch(where).then(
       ({ value, path }) => {
