@@ -158,6 +158,10 @@ pub struct Send {
     /// The streams, in order: encoded bytes and, for large D-Objects, references to the stored
     /// bytes (written without a copy).
     pub parts: Vec<StreamPart>,
+    /// One object in a data file, kept alone: the JS layer gives a peer on this host a send of
+    /// one such object by its file (`peer-link`), so none of the other objects of the event is
+    /// appended to it (a batch is streamed whole).
+    pub alone: bool,
 }
 
 /// Encoded bytes below this size are appended to the preceding encoded part of a [`Send`]
@@ -166,13 +170,14 @@ const JOIN_PART_BELOW: usize = 64 << 10;
 
 /// The `Send` for `address` in `sends` (a new, empty one if there is none yet).
 fn send_to<'a>(sends: &'a mut Vec<Send>, address: &str) -> &'a mut Send {
-    match sends.iter().position(|s| s.address == address) {
+    match sends.iter().position(|s| !s.alone && s.address == address) {
         Some(i) => &mut sends[i],
         None => {
             sends.push(Send {
                 ids: Vec::new(),
                 address: address.to_owned(),
                 parts: Vec::new(),
+                alone: false,
             });
             sends.last_mut().expect("just pushed")
         }
@@ -1337,9 +1342,24 @@ impl Worker {
         // The SENDs of one read mostly go to one address: found by its bytes, without making a
         // string of each SEND's address.
         let sends = &mut self.out.sends;
-        let s = match sends.iter().position(|s| s.address.as_bytes() == address) {
-            Some(i) => &mut sends[i],
-            None => send_to(sends, &String::from_utf8_lossy(address)),
+        let s = if matches!(&**obj, DataObject::Plain(p) if p.file_path().is_some()) {
+            // In a data file: a send of its own, which may cross to a peer on this host as a
+            // hard link of the file (`peer-link`).
+            sends.push(Send {
+                ids: Vec::new(),
+                address: String::from_utf8_lossy(address).into_owned(),
+                parts: Vec::new(),
+                alone: true,
+            });
+            sends.last_mut().expect("just pushed")
+        } else {
+            match sends
+                .iter()
+                .position(|s| !s.alone && s.address.as_bytes() == address)
+            {
+                Some(i) => &mut sends[i],
+                None => send_to(sends, &String::from_utf8_lossy(address)),
+            }
         };
         s.ids.push(id);
         append_stream_parts(

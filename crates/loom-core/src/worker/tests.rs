@@ -631,6 +631,39 @@ fn resend_repeats_a_stored_object_and_skips_a_released_one() {
     assert!(w.take_output().sends.is_empty());
 }
 
+/// An object in a data file is a send of its own (a peer on this host may be given it by its
+/// file: `peer-link` links sends of one object), while the small ones of the event around it
+/// to the same address stay one stream, in order.
+#[test]
+fn an_object_in_a_data_file_is_sent_alone_the_small_ones_together() {
+    let mut w = worker("send-alone", 1);
+    let big = vec![b'x'; SPILL_LIMIT + 1];
+    let mut b = Vec::new();
+    b.extend(task(1, "loom/data/const", b"x1", &[], 0));
+    b.extend(task(2, "loom/data/const", &big, &[], 0));
+    b.extend(task(3, "loom/data/const", b"x3", &[], 0));
+    b.extend(task(4, "loom/data/const", &big, &[], 0));
+    w.on_server_data(&b).unwrap();
+    w.take_output();
+    assert!(w.store[&2].file_path().is_some(), "spilled");
+    let mut b = Vec::new();
+    for id in 1..=4 {
+        b.extend(simple(
+            worker_command::Type::Send,
+            id,
+            Some("10.0.0.2:4000"),
+        ));
+    }
+    w.on_server_data(&b).unwrap();
+    let out = w.take_output();
+    let sends: Vec<(&[i32], bool)> = out.sends.iter().map(|s| (&s.ids[..], s.alone)).collect();
+    assert_eq!(
+        sends,
+        [(&[1, 3][..], false), (&[2][..], true), (&[4][..], true)]
+    );
+    assert!(out.sends.iter().all(|s| s.address == "10.0.0.2:4000"));
+}
+
 #[test]
 fn remove_deletes_spilled_files_when_unused() {
     let mut w = worker_with("remove", 1, &["my/task"]);

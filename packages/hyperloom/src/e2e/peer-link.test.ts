@@ -8,7 +8,7 @@ import * as assert from "uvu/assert";
 import { suite } from "uvu";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { LocalCluster, tasks, type Client } from "../index.js";
+import { LocalCluster, ResourceRequest, tasks, type Client } from "../index.js";
 import { settles } from "./settles.js";
 
 const MiB = 1024 * 1024;
@@ -98,6 +98,45 @@ for (const tls of [false, true]) {
     assert.not.ok(lines.some((l) => /streaming it|streaming \d+ object/.test(l)), "nothing fell back to the stream");
   });
 }
+
+t("several objects sent at once to a worker on the same host: those in data files cross as hard links, the small one streamed; right bytes", async () => {
+  const lines: string[] = [];
+  const cluster = await LocalCluster.start({ workers: 1, cpus: 1, logArgs: ["--debug"], onWorkerLine: (_i, line) => void lines.push(line) });
+  let client: Client | undefined;
+  try {
+    client = await cluster.connect();
+    const MB = 1 << 20;
+    const part = (byte: string): ReturnType<typeof tasks.run> => tasks.run(["/bin/sh", "-c", `head -c ${MB} /dev/zero | tr '\\0' '${byte}'`]);
+    // On the first worker: two objects in data files and a small one.
+    const b1 = part("b");
+    const b2 = part("c");
+    const small = tasks.const("small");
+    const first = client.submit([b1, b2, small]);
+    await client.wait(first);
+    // On a second worker (the only one with 3 cpus): three more, so the merge runs there and the
+    // first worker is asked for its three objects in one go.
+    await cluster.addWorker(["--cpus", "3"], 2);
+    const others = ["d", "e", "f"].map((byte) => {
+      const t = part(byte);
+      t.resourceRequest = new ResourceRequest(3);
+      return t;
+    });
+    const second = client.submit(others);
+    await client.wait(second);
+    const [fm] = client.submit([tasks.merge([...others, b1, b2, small])]);
+    const [m] = await settles(client.gather([fm!]), 60_000, "gather");
+    const want = Buffer.concat([..."def"].map((c) => Buffer.alloc(MB, c)).concat([Buffer.alloc(MB, "b"), Buffer.alloc(MB, "c"), Buffer.from("small")]));
+    assert.ok(m!.equals(want), "the merged bytes");
+    const taken = lines.filter((l) => /peer-link: data id=\d+ taken from .*\/data\/\S+ \(hard link, no copy\)/.test(l));
+    assert.is(taken.length, 2, lines.filter((l) => /peer-link|data connection/.test(l)).join("\n"));
+    assert.not.ok(lines.some((l) => /streaming it|streaming \d+ object/.test(l)), "nothing fell back to the stream");
+    client.release([...first, ...second, fm!]);
+    await noDataFilesLeft(cluster);
+  } finally {
+    await client?.close();
+    await cluster.stop();
+  }
+});
 
 t("a receiver that refuses the link (as another filesystem would): the sender streams the object; right bytes", async () => {
   const lines = await crossAndCheck({ HYPERLOOM_FAULT_REFUSE_PEER_LINK: "1" });
