@@ -281,26 +281,30 @@ fn client_disconnect_leaves_residuals() {
     assert!(seen.close.is_empty());
 }
 
-#[test]
-fn fetch_many_answers_each_id_as_a_fetch_alone() {
+/// A worker (1) and a client (2) whose plan is the results "a" (task 0) and "b" (1), "c" (2,
+/// not a result) and then `more`; tasks 0 and 1 finished on the worker, and 2 when `c_finished`.
+fn results_a_and_b(more: Vec<Task>, c_finished: bool) -> H {
     let mut h = setup(1);
-    h.send(
-        2,
-        &plan_req(
-            0,
-            vec![
-                task(CONST, b"a", &[], true),
-                task(CONST, b"b", &[], true),
-                task(CONST, b"c", &[], false),
-                task(MERGE, b"", &[2], true),
-            ],
-            &[],
-        ),
-    );
+    let mut plan = vec![
+        task(CONST, b"a", &[], true),
+        task(CONST, b"b", &[], true),
+        task(CONST, b"c", &[], false),
+    ];
+    plan.extend(more);
+    h.send(2, &plan_req(0, plan, &[]));
     h.take();
     h.fin(1, 0, 1);
     h.fin(1, 1, 1);
+    if c_finished {
+        h.fin(1, 2, 1);
+    }
     h.take();
+    h
+}
+
+#[test]
+fn fetch_many_answers_each_id_as_a_fetch_alone() {
+    let mut h = results_a_and_b(vec![task(MERGE, b"", &[2], true)], false);
     // One request: two finished results, an unknown id, one not finished; the packed encoding.
     let many = ClientRequest {
         r#type: client_request::Type::Fetch as i32,
@@ -332,24 +336,7 @@ fn fetch_many_answers_each_id_as_a_fetch_alone() {
 
 #[test]
 fn release_many_releases_each_id_as_a_release_alone() {
-    let mut h = setup(1);
-    h.send(
-        2,
-        &plan_req(
-            0,
-            vec![
-                task(CONST, b"a", &[], true),
-                task(CONST, b"b", &[], true),
-                task(CONST, b"c", &[], false),
-            ],
-            &[],
-        ),
-    );
-    h.take();
-    h.fin(1, 0, 1);
-    h.fin(1, 1, 1);
-    h.fin(1, 2, 1);
-    h.take();
+    let mut h = results_a_and_b(Vec::new(), true);
     assert_eq!(stats(&mut h, 2), (1, 2));
     // One request: two held results, an unknown id and a task that is not a result.
     h.send(

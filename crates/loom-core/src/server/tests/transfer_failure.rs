@@ -92,53 +92,57 @@ fn a_stale_or_foreign_transfer_failure_changes_nothing() {
     assert_eq!(h.take().finished(2), vec![2]);
 }
 
-#[test]
-fn a_transfer_given_up_is_sent_from_another_copy_then_fails_when_none_is_left() {
+/// Three workers (conns 1, 3, 5, registered in that order) and a client (2); tasks 0, 1 and 2
+/// are consts on workers 1, 3 and 5, the one at `x` small (X), the others large. A merge of X
+/// and the object on the `copy`-th worker runs there (X is copied there, task 3); then a merge
+/// of X and the object on the `target`-th worker runs there (task 4), and X's owner is asked to
+/// SEND it there. Returns the harness with that SEND taken.
+fn x_copied_then_sent(x: usize, copy: usize, target: usize) -> H {
+    const CONNS: [ConnId; 3] = [1, 3, 5];
     let mut h = H::new();
-    h.worker(1, 1);
-    h.worker(3, 1);
-    h.worker(5, 1);
+    for c in CONNS {
+        h.worker(c, 1);
+    }
     h.client(2);
     h.take();
-    // X (task 0, small) on worker 1, a large object on each of the others.
+    let consts = (0..3)
+        .map(|i| task(CONST, if i == x { b"x" } else { b"big" }, &[], true))
+        .collect();
+    h.send(2, &plan_req(0, consts, &[]));
+    let seen = h.take();
+    assert_eq!(CONNS.map(|c| seen.tasks(c)), [vec![0], vec![1], vec![2]]);
+    for (i, c) in CONNS.into_iter().enumerate() {
+        h.fin(c, i as i32, if i == x { 10 } else { 1_000_000 });
+    }
+    h.take();
+    let (owner, xid) = (CONNS[x], x as i32);
     h.send(
         2,
-        &plan_req(
-            0,
-            vec![
-                task(CONST, b"x", &[], true),
-                task(CONST, b"big3", &[], true),
-                task(CONST, b"big5", &[], true),
-            ],
-            &[],
-        ),
+        &plan_req(3, vec![task(MERGE, b"", &[xid, copy as i32], true)], &[]),
     );
     let seen = h.take();
-    assert_eq!(
-        (seen.tasks(1), seen.tasks(3), seen.tasks(5)),
-        (vec![0], vec![1], vec![2])
-    );
-    h.fin(1, 0, 10);
-    h.fin(3, 1, 1_000_000);
-    h.fin(5, 2, 1_000_000);
+    assert_eq!(seen.tasks(CONNS[copy]), vec![3]);
+    assert_eq!(seen.of(owner, 2).len(), 1, "SEND of X from its owner");
+    h.respond(CONNS[copy], worker_response::Type::Transfered, xid, 0, 0);
+    h.fin(CONNS[copy], 3, 1_000_010);
     h.take();
-    // A merge of X and the object on worker 3 runs there: X is copied to worker 3.
-    h.send(2, &plan_req(3, vec![task(MERGE, b"", &[0, 1], true)], &[]));
-    let seen = h.take();
-    assert_eq!(seen.tasks(3), vec![3]);
-    assert_eq!(seen.of(1, 2).len(), 1, "SEND of X from worker 1");
-    h.respond(3, worker_response::Type::Transfered, 0, 0, 0);
-    h.fin(3, 3, 1_000_010);
-    h.take();
-    // A merge of X and the object on worker 5 runs there; X comes from worker 1 (its first owner).
-    h.send(2, &plan_req(4, vec![task(MERGE, b"", &[0, 2], true)], &[]));
-    let seen = h.take();
-    assert_eq!(seen.tasks(5), vec![4]);
-    let send = seen.of(1, 2);
-    assert_eq!(
-        (send.len(), send[0].address.as_deref()),
-        (1, Some("10.0.0.1:1005"))
+    // X comes from its first owner.
+    h.send(
+        2,
+        &plan_req(4, vec![task(MERGE, b"", &[xid, target as i32], true)], &[]),
     );
+    let seen = h.take();
+    assert_eq!(seen.tasks(CONNS[target]), vec![4]);
+    let send = seen.of(owner, 2);
+    let to = format!("10.0.0.1:100{}", CONNS[target]);
+    assert_eq!((send.len(), send[0].address.as_deref()), (1, Some(&to[..])));
+    h
+}
+
+#[test]
+fn a_transfer_given_up_is_sent_from_another_copy_then_fails_when_none_is_left() {
+    // X on worker 1, copied to worker 3, asked of worker 1 for worker 5.
+    let mut h = x_copied_then_sent(0, 1, 2);
     // Worker 1 gives up: the copy on worker 3 (registered after it) is sent instead.
     h.transfer_failed(1, 0, "10.0.0.1:1005", "refused");
     let seen = h.take();
@@ -160,51 +164,8 @@ fn a_transfer_given_up_is_sent_from_another_copy_then_fails_when_none_is_left() 
 
 #[test]
 fn a_transfer_given_up_by_a_later_registered_worker_is_sent_from_a_copy_registered_before_it() {
-    let mut h = H::new();
-    h.worker(1, 1);
-    h.worker(3, 1);
-    h.worker(5, 1);
-    h.client(2);
-    h.take();
-    // A large object on workers 1 and 3, X (task 2, small) on worker 5, the last registered.
-    h.send(
-        2,
-        &plan_req(
-            0,
-            vec![
-                task(CONST, b"big1", &[], true),
-                task(CONST, b"big3", &[], true),
-                task(CONST, b"x", &[], true),
-            ],
-            &[],
-        ),
-    );
-    let seen = h.take();
-    assert_eq!(
-        (seen.tasks(1), seen.tasks(3), seen.tasks(5)),
-        (vec![0], vec![1], vec![2])
-    );
-    h.fin(1, 0, 1_000_000);
-    h.fin(3, 1, 1_000_000);
-    h.fin(5, 2, 10);
-    h.take();
-    // A merge of X and the object on worker 1 runs there: X is copied from worker 5 to worker 1.
-    h.send(2, &plan_req(3, vec![task(MERGE, b"", &[2, 0], true)], &[]));
-    let seen = h.take();
-    assert_eq!(seen.tasks(1), vec![3]);
-    assert_eq!(seen.of(5, 2).len(), 1, "SEND of X from worker 5");
-    h.respond(1, worker_response::Type::Transfered, 2, 0, 0);
-    h.fin(1, 3, 1_000_010);
-    h.take();
-    // A merge of X and the object on worker 3 runs there; X comes from worker 5 (its first owner).
-    h.send(2, &plan_req(4, vec![task(MERGE, b"", &[2, 1], true)], &[]));
-    let seen = h.take();
-    assert_eq!(seen.tasks(3), vec![4]);
-    let send = seen.of(5, 2);
-    assert_eq!(
-        (send.len(), send[0].address.as_deref()),
-        (1, Some("10.0.0.1:1003"))
-    );
+    // X on worker 5 (the last registered), copied to worker 1, asked of worker 5 for worker 3.
+    let mut h = x_copied_then_sent(2, 0, 1);
     // Worker 5 gives up: the copy on worker 1 (registered before it) is sent instead.
     h.transfer_failed(5, 2, "10.0.0.1:1003", "refused");
     let seen = h.take();
