@@ -195,6 +195,13 @@ impl TaskGraph {
         }
     }
 
+    /// A segment was left without a live task by its owner's own bookkeeping (the quiet
+    /// FINISHED path): [`TaskGraph::collect`] has work.
+    #[inline]
+    pub(crate) fn mark_emptied(&mut self) {
+        self.dirty = true;
+    }
+
     /// Records that `consumer` (outside `input`'s segment) consumes `input`.
     pub(crate) fn add_extra_consumer(&mut self, input: TaskId, consumer: TaskId) {
         self.extra_cons.entry(input).or_default().push(consumer);

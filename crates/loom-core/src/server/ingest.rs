@@ -104,6 +104,7 @@ impl Server {
                 bytes: plan.to_vec(),
             });
         }
+        seg.plain = !shape.expansions && seg.groups.is_none();
         self.commit(seg, load, forward, linked);
         self.counters
             .ingest_done(no, started.elapsed().as_secs_f64());
@@ -318,6 +319,8 @@ impl Server {
         let n = seg.n as usize;
         let mut ext: Vec<(TaskId, TaskId)> = Vec::new(); // (earlier input, consumer) edges
         let ready_light = self.plan_walk(&mut seg, load, forward, !linked, &mut ext);
+        // Set by the caller from the plan's shape; no edge to an earlier plan either.
+        seg.plain &= ext.is_empty();
         for &(x, c) in &ext {
             let s = self.graph.locate(x).expect("validated input");
             let xs = self.graph.seg_mut(s);

@@ -323,14 +323,18 @@ impl Server {
         if let Some(t) = self.trace.as_mut() {
             t.stamp();
         }
-        let res = reader.feed(chunk, |frame| match peer {
-            Peer::New => {
-                peer = self.register(conn, frame)?;
-                Ok(())
-            }
-            Peer::Worker(w) => self.worker_frame(w, frame),
-            Peer::Client(ci) => self.client_frame(ci, frame),
-        });
+        let res = match peer {
+            // A worker's frames are a read's batch (see `worker_read`).
+            Peer::Worker(w) => self.worker_read(w, &mut reader, chunk),
+            _ => reader.feed(chunk, |frame| match peer {
+                Peer::New => {
+                    peer = self.register(conn, frame)?;
+                    Ok(())
+                }
+                Peer::Worker(w) => self.worker_frame(w, frame),
+                Peer::Client(ci) => self.client_frame(ci, frame),
+            }),
+        };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.reader = reader;
             c.peer = peer;

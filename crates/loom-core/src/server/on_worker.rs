@@ -3,9 +3,13 @@
 
 use crate::proto::comm::worker_response;
 
+use crate::frame::FrameReader;
+
+use super::clients::Client;
 use super::counters::{failure_message, now_ms, Failure};
 use super::ids::{SegIdx, Slot, TaskId, WorkerIdx};
-use super::segment::{TaskFlags, TaskState};
+use super::segment::{Segment, TaskFlags, TaskState};
+use super::workers::Workers;
 use super::{wire, LogLevel, Server, ServerError};
 
 impl Server {
@@ -27,6 +31,130 @@ impl Server {
             ),
         );
         self.counters.failure(failure);
+    }
+
+    /// Handles the frames of one read from worker `w` (`chunk`, framed by `reader`). While
+    /// nothing rare is going on ([`Server::quiet`]), a FINISHED in the layout workers send
+    /// is handled by [`Server::finished_quiet`] without the checks each of those rare things
+    /// costs the general path; any other frame goes to [`Server::worker_frame`], after which
+    /// the conditions are read again.
+    pub(super) fn worker_read(
+        &mut self,
+        w: WorkerIdx,
+        reader: &mut FrameReader,
+        chunk: &[u8],
+    ) -> Result<(), ServerError> {
+        let mut quiet = self.quiet();
+        reader.feed(chunk, |frame| {
+            if quiet {
+                if let Some((id, size)) = wire::scan_plain_finished(frame) {
+                    if self.finished_quiet(w, TaskId(id), size) {
+                        return Ok(());
+                    }
+                }
+            }
+            let r = self.worker_frame(w, frame);
+            quiet = self.quiet();
+            r
+        })
+    }
+
+    /// Whether every rare thing [`Server::finished`] checks for per task is absent: a trace,
+    /// the reconnect grace, crash counts, transfers in flight, fetches waiting for their
+    /// object, extra copies, cross-plan consumers, array lengths. A quiet FINISHED creates
+    /// none of them, so this holds for a whole run of quiet FINISHED frames.
+    fn quiet(&self) -> bool {
+        self.trace.is_none()
+            && self.awaiting.is_empty()
+            && self.crashes.is_empty()
+            && self.moves.in_flight.is_empty()
+            && !self.moves.fetches.any_unsent()
+            && self.moves.extra_owners.is_empty()
+            && self.graph.extra_cons.is_empty()
+            && self.graph.lengths.is_empty()
+    }
+
+    /// [`Server::finished`] of task `id` (`size` bytes, no length) on `w` when [`Server::quiet`]
+    /// holds and the task is in a [`Segment::plain`](super::segment::Segment) segment, running
+    /// on `w`, neither loaded nor rewritten by an expansion, and not a result while a journal
+    /// is kept (which records the result): then everything
+    /// it changes is in its own segment (consumers made ready, inputs freed), its client and
+    /// the workers, reached once each. False, with nothing changed, for any other task (the
+    /// caller takes the general path).
+    #[inline(always)]
+    fn finished_quiet(&mut self, w: WorkerIdx, id: TaskId, size: u64) -> bool {
+        let Some(s) = self.graph.locate(id) else {
+            return false;
+        };
+        let seg = &mut self.graph.segs[s.seg];
+        let off = s.off;
+        let t = &mut seg.tasks[off];
+        let flags = t.flags;
+        if !seg.plain
+            || t.state != TaskState::Running
+            || t.wk != Some(w)
+            || flags.has(TaskFlags::QUIET_EXCLUDED)
+            || (flags.has(TaskFlags::RESULT) && self.journal.is_some())
+        {
+            return false;
+        }
+        let c = t.cpus;
+        let program = c != 0 && t.ttype == self.sym.run;
+        t.state = TaskState::Finished;
+        seg.counts.moved(TaskState::Running, TaskState::Finished);
+        seg.size[off] = size;
+        let wk = &mut self.workers[w];
+        wk.unbook(c);
+        if program {
+            wk.program_ended(c, std::time::Instant::now());
+        }
+        wk.holds(size);
+        let client = &mut self.clients[seg.client];
+        client.n_data += 1;
+        if flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED) {
+            seg.tasks[off].flags.insert(TaskFlags::NOTIFIED);
+            client.task_finished(seg.client_id(off).expect("results are plan tasks"));
+        }
+        // Its consumers (all in this segment) wait for one input less; a plain segment has no
+        // dslice/dget (nothing to expand) and no rewritten task, and the grace is off.
+        for k in seg.cons_range(off) {
+            let Some(co) = seg.offset_of(seg.cons[k]) else {
+                continue;
+            };
+            let ct = &mut seg.tasks[co];
+            if ct.state != TaskState::Waiting || ct.waiting == 0 {
+                continue;
+            }
+            ct.waiting -= 1;
+            if ct.waiting == 0 {
+                ct.state = TaskState::Ready;
+                let cpus = ct.cpus;
+                seg.counts.moved(TaskState::Waiting, TaskState::Ready);
+                self.ready.push(seg.base.plus(co), cpus);
+            }
+        }
+        // Its inputs (all in this segment) lose a reference; those no longer needed are freed.
+        let mut emptied = false;
+        for k in seg.input_range(off) {
+            let Some(xo) = seg.offset_of(seg.inputs[k]) else {
+                continue;
+            };
+            let xt = &mut seg.tasks[xo];
+            if xt.refc == 0 {
+                continue;
+            }
+            xt.refc -= 1;
+            if seg.is_garbage(xo) {
+                emptied |= free_quiet(seg, xo, client, &mut self.workers);
+            }
+        }
+        if seg.is_garbage(off) {
+            emptied |= free_quiet(seg, off, client, &mut self.workers);
+        }
+        if emptied {
+            self.graph.mark_emptied();
+        }
+        true
     }
 
     /// Handles one frame from worker `w`.
@@ -393,4 +521,26 @@ impl Server {
         self.record_failure(failure, &addr);
         self.fail_tree(s, &addr, msg, true);
     }
+}
+
+/// [`Server::free`] of task `off` of a plain segment while [`Server::quiet`] holds (no extra
+/// copies, transfers, lengths or cross-plan consumers to forget): FREED, REMOVE to its owner.
+/// True when that leaves the segment without a live task.
+#[inline(always)]
+fn free_quiet(seg: &mut Segment, off: usize, client: &mut Client, workers: &mut Workers) -> bool {
+    let t = &mut seg.tasks[off];
+    debug_assert!(t.state == TaskState::Finished, "freed once");
+    t.state = TaskState::Freed;
+    let owner = t.wk;
+    seg.counts.moved(TaskState::Finished, TaskState::Freed);
+    seg.live -= 1;
+    client.n_data -= 1;
+    if let Some(p) = owner {
+        let wk = &mut workers[p];
+        wk.dropped(seg.size[off]);
+        if wk.alive {
+            wire::push_remove(&mut wk.out, seg.base.plus(off));
+        }
+    }
+    seg.live == 0
 }

@@ -33,8 +33,8 @@ impl Crashes {
         *n >= self.max
     }
 
-    /// No task has lost a worker (for tests).
-    #[cfg(test)]
+    /// No task has lost a worker.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.counts.is_empty()
     }

@@ -66,6 +66,10 @@ impl TaskFlags {
     /// runs as `LOAD_CHECKPOINT` on any worker, and its inputs are not needed through it.
     pub(crate) const LOAD: TaskFlags = TaskFlags(16);
 
+    /// What keeps a task off the quiet FINISHED path (`Server::finished_quiet`): an
+    /// expansion's rewrite, a checkpoint load.
+    pub(crate) const QUIET_EXCLUDED: TaskFlags = TaskFlags(2 | 16);
+
     #[inline(always)]
     pub(crate) fn has(self, f: TaskFlags) -> bool {
         self.0 & f.0 != 0
@@ -147,6 +151,10 @@ pub(crate) struct Segment {
     pub(crate) counts: StateCounts,
     /// Tasks per state per label group, for plans with labels.
     pub(crate) groups: Option<Box<LabelGroups>>,
+    /// No dslice/dget, no input from another segment and no label groups: a FINISHED of one
+    /// of its tasks changes this segment only (the quiet path of `Server::finished_quiet`).
+    /// False unless the plan's ingest found it so.
+    pub(crate) plain: bool,
 }
 
 impl Segment {
@@ -177,6 +185,7 @@ impl Segment {
             plan: PlanNo::default(),
             counts: StateCounts::all(state, n as u32),
             groups: None,
+            plain: false,
         }
     }
 
