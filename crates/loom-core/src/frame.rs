@@ -46,14 +46,18 @@ impl FrameReader {
 
     /// Feeds a chunk and calls `on_frame` with each complete frame payload, in order.
     /// Stops at the first error of the callback or of the framing and returns it.
+    ///
+    /// `on_frame` is called from one place (the frame completed from earlier chunks first,
+    /// then the whole frames of the chunk), so that a handler can be inlined into the loop.
     pub fn feed<E: From<FrameError>>(
         &mut self,
         chunk: &[u8],
         mut on_frame: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut rest = chunk;
+        // The frame left over from the previous chunk, once completed.
+        let mut held: Vec<u8> = Vec::new();
         if !self.partial.is_empty() {
-            // Complete the frame left over from the previous chunk first.
             if self.partial.len() < 8 {
                 let need = 8 - self.partial.len();
                 let take = need.min(rest.len());
@@ -78,24 +82,34 @@ impl FrameReader {
             if self.partial.len() < total {
                 return Ok(());
             }
-            let frame = std::mem::take(&mut self.partial);
-            on_frame(&frame[8..])?;
+            held = std::mem::take(&mut self.partial);
         }
-        while rest.len() >= 8 {
-            let len = read_len(rest);
-            if len > self.limit {
-                return Err(FrameError::TooLarge {
-                    len,
-                    limit: self.limit,
+        let mut first = !held.is_empty();
+        loop {
+            let frame = if first {
+                first = false;
+                &held[8..]
+            } else {
+                if rest.len() < 8 {
+                    break;
                 }
-                .into());
-            }
-            let total = 8 + len as usize;
-            if rest.len() < total {
-                break;
-            }
-            on_frame(&rest[8..total])?;
-            rest = &rest[total..];
+                let len = read_len(rest);
+                if len > self.limit {
+                    return Err(FrameError::TooLarge {
+                        len,
+                        limit: self.limit,
+                    }
+                    .into());
+                }
+                let total = 8 + len as usize;
+                if rest.len() < total {
+                    break;
+                }
+                let (frame, after) = rest.split_at(total);
+                rest = after;
+                &frame[8..]
+            };
+            on_frame(frame)?;
         }
         self.partial.extend_from_slice(rest);
         Ok(())
@@ -150,10 +164,17 @@ mod tests {
         // Every split point gives the same frames.
         for cut in 0..buf.len() {
             let (a, b) = buf.split_at(cut);
-            assert_eq!(frames_of(&[a, b]).len(), 3, "cut at {cut}");
+            assert_eq!(
+                frames_of(&[a, b]),
+                vec![b"abc".to_vec(), vec![], b"hello".to_vec()],
+                "cut at {cut}"
+            );
         }
         let bytes: Vec<&[u8]> = buf.chunks(1).collect();
-        assert_eq!(frames_of(&bytes)[2], b"hello");
+        assert_eq!(
+            frames_of(&bytes),
+            vec![b"abc".to_vec(), vec![], b"hello".to_vec()]
+        );
     }
 
     #[test]
