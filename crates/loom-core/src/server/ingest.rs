@@ -319,7 +319,9 @@ impl Server {
         let n = seg.n as usize;
         let mut ext: Vec<(TaskId, TaskId)> = Vec::new(); // (earlier input, consumer) edges
         let ready_light = self.plan_walk(&mut seg, load, forward, !linked, &mut ext);
-        // Set by the caller from the plan's shape; no edge to an earlier plan either.
+        // Set by the caller from the plan's shape (no dslice/dget, no label groups).
+        let simple = seg.plain;
+        // No edge to an earlier plan either.
         seg.plain &= ext.is_empty();
         for &(x, c) in &ext {
             let s = self.graph.locate(x).expect("validated input");
@@ -338,27 +340,29 @@ impl Server {
         self.counters.segment_added(seg.plan);
         let si = self.graph.push(seg);
         self.trace_segment(si);
-        // The usual case in one loop: no reconnect grace, no dslice/dget, no label groups.
-        let plain = self.awaiting.is_empty() && self.graph.segs[si].groups.is_none();
-        let mut readied = 0;
-        for off in 0..n {
+        if simple && self.awaiting.is_empty() {
+            // The usual case: no reconnect grace, no dslice/dget, no label groups; one pass
+            // over the task records, the counts moved at the end.
             let seg = &mut self.graph.segs[si];
-            let t = &mut seg.tasks[off];
-            if t.state != TaskState::Waiting || t.waiting != 0 {
-                continue;
-            }
-            if plain && !self.sym.is_expansion(t.ttype) {
+            let mut readied = 0;
+            for (off, t) in seg.tasks.iter_mut().enumerate() {
+                if t.state != TaskState::Waiting || t.waiting != 0 {
+                    continue;
+                }
                 t.state = TaskState::Ready;
                 readied += 1;
-                let cpus = t.cpus;
-                self.ready.push(seg.base.plus(off), cpus);
-            } else {
+                self.ready.push(seg.base.plus(off), t.cpus);
+            }
+            seg.counts
+                .moved_n(TaskState::Waiting, TaskState::Ready, readied);
+            return;
+        }
+        for off in 0..n {
+            let t = &self.graph.segs[si].tasks[off];
+            if t.state == TaskState::Waiting && t.waiting == 0 {
                 self.make_ready(super::ids::Slot { seg: si, off });
             }
         }
-        let seg = &mut self.graph.segs[si];
-        seg.counts
-            .moved_n(TaskState::Waiting, TaskState::Ready, readied);
     }
 
     /// The backward walk of [`Server::commit`]: marks what the results need WAITING (live),
