@@ -242,6 +242,12 @@ pub struct Server {
     awaiting: std::collections::HashSet<TaskId>,
     /// Tasks of `awaiting` that became ready during the grace (queued when it ends).
     held_back: Vec<TaskId>,
+    /// Tests: every FINISHED takes the general path (to compare it with the quiet one).
+    #[cfg(test)]
+    general_only: bool,
+    /// Tests: FINISHED frames handled by the quiet path.
+    #[cfg(test)]
+    quiet_finished: u64,
 }
 
 impl Server {
@@ -289,6 +295,10 @@ impl Server {
             restored_below: TaskId(0),
             awaiting: Default::default(),
             held_back: Vec::new(),
+            #[cfg(test)]
+            general_only: false,
+            #[cfg(test)]
+            quiet_finished: 0,
         }
     }
 

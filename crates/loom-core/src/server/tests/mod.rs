@@ -6,6 +6,7 @@ mod clients;
 mod expand_and_trace;
 mod failures;
 mod faults;
+mod finish_paths;
 mod journal;
 mod relay;
 mod robustness;

@@ -1,0 +1,123 @@
+//! The quiet FINISHED path (`Server::finished_quiet`) against the general one: the same
+//! events give the same frames and the same counts.
+
+use super::*;
+
+/// FINISHED in the layout workers send (type, id, size), as the quiet path reads it.
+fn plain_finished(out: &mut Vec<u8>, id: i32, size: u64) {
+    push_frame(
+        out,
+        &WorkerResponse {
+            r#type: worker_response::Type::Finished as i32,
+            id,
+            size: Some(size),
+            length: None,
+            error_msg: None,
+        },
+    );
+}
+
+/// Two workers (conns 1 and 3) and a client (2): a plan of merges of consts under an array
+/// result, a chain, a 1-cpu task and a task without consumers; a second plan using the first
+/// one's result (another segment); every TASK answered in one read per worker and round;
+/// the first result released at the end. Returns what the server wrote, round by round, and
+/// the final counts.
+fn run(general_only: bool) -> (Vec<String>, String, u64) {
+    let mut h = H::new();
+    h.s.general_only = general_only;
+    h.worker(1, 2);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    let mut tasks = Vec::new();
+    let mut merges = Vec::new();
+    for i in 0..20 {
+        let a = tasks.len() as i32;
+        tasks.push(task(CONST, format!("{i}").as_bytes(), &[], false));
+        tasks.push(task(CONST, b"x", &[], false));
+        tasks.push(task(MERGE, b"", &[a, a + 1], false));
+        merges.push(a + 2);
+    }
+    let array = tasks.len() as i32;
+    tasks.push(task(ARRAY, b"", &merges, true));
+    let mut prev = tasks.len() as i32;
+    tasks.push(task(CONST, b"c", &[], false));
+    for _ in 0..10 {
+        tasks.push(task(MERGE, b"", &[prev], false));
+        prev = tasks.len() as i32 - 1;
+    }
+    tasks.push(with_cpus(task(MERGE, b"", &[prev, 0], true), 0));
+    let n1 = tasks.len() as i32;
+    h.send(2, &plan_req(0, tasks, &[1]));
+    let mut log = Vec::new();
+    let mut round = 0;
+    loop {
+        let seen = h.take();
+        log.push(format!(
+            "{:?} {:?}",
+            sorted(&seen.cmds),
+            sorted(&seen.resps)
+        ));
+        if round == 1 {
+            // A later plan using the first one's result while it runs.
+            let later = vec![task(MERGE, b"", &[array, 0], true)];
+            h.send(2, &plan_req(n1, later, &[]));
+        }
+        round += 1;
+        let mut any = false;
+        for conn in [1, 3] {
+            let mut buf = Vec::new();
+            for id in seen.tasks(conn) {
+                plain_finished(&mut buf, id, 10 + id as u64);
+            }
+            if !buf.is_empty() {
+                any = true;
+                h.s.on_data(conn, &buf);
+            }
+        }
+        if !any && round > 2 {
+            break;
+        }
+    }
+    h.send(2, &req(client_request::Type::Release, Some(array)));
+    let seen = h.take();
+    log.push(format!(
+        "{:?} {:?}",
+        sorted(&seen.cmds),
+        sorted(&seen.resps)
+    ));
+    let released = seen.removes(1).len() + seen.removes(3).len();
+    assert_eq!(released, 1, "the released result is removed from its owner");
+    let snap = h.s.snapshot();
+    let counts = format!(
+        "{:?} {:?} {:?}",
+        snap.tasks,
+        snap.workers
+            .iter()
+            .map(|w| (w.objects, w.bytes, w.running, w.busy_cpus))
+            .collect::<Vec<_>>(),
+        snap.clients.iter().map(|c| c.objects).collect::<Vec<_>>()
+    );
+    (log, counts, h.s.quiet_finished)
+}
+
+fn sorted<T: std::fmt::Debug>(m: &HashMap<ConnId, Vec<T>>) -> Vec<(ConnId, String)> {
+    let mut v: Vec<_> = m.iter().map(|(c, x)| (*c, format!("{x:?}"))).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn quiet_and_general_finished_paths_agree() {
+    let (quiet_log, quiet_counts, taken) = run(false);
+    let (general_log, general_counts, none) = run(true);
+    assert_eq!(none, 0, "the general run takes the general path only");
+    // The first plan's tasks until the later plan consumes one of its results (a cross-plan
+    // consumer: the general path from then on).
+    assert!(taken >= 40, "the quiet path was taken ({taken} times)");
+    assert_eq!(quiet_log.len(), general_log.len(), "rounds");
+    for (k, (q, g)) in quiet_log.iter().zip(&general_log).enumerate() {
+        assert_eq!(q, g, "round {k}");
+    }
+    assert_eq!(quiet_counts, general_counts);
+}
