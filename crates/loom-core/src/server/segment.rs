@@ -232,13 +232,17 @@ impl Segment {
     /// Indices into `cons` of task `off`'s consumers (for loops that mutate the graph).
     #[inline]
     pub(crate) fn cons_range(&self, off: usize) -> std::ops::Range<usize> {
-        self.cons_off[off] as usize..self.cons_off[off + 1] as usize
+        // Both offsets with one bounds check.
+        let r = &self.cons_off[off..off + 2];
+        r[0] as usize..r[1] as usize
     }
 
     /// Input edge range of task `off` (indices into `inputs`).
     #[inline]
     pub(crate) fn input_range(&self, off: usize) -> std::ops::Range<usize> {
-        self.in_off[off] as usize..self.in_off[off + 1] as usize
+        // Both offsets with one bounds check.
+        let r = &self.in_off[off..off + 2];
+        r[0] as usize..r[1] as usize
     }
 
     /// Builds the consumer CSR from the inputs (edges whose input lies in this segment).
