@@ -120,6 +120,12 @@ impl Server {
                     self.ready.pop(q);
                     self.assign(s, w);
                     self.pipeline(s, w);
+                    if matches!(q, QueueRef::Light)
+                        && self.workers.n_alive == 1
+                        && self.trace.is_none()
+                    {
+                        self.place_light_run(w);
+                    }
                 }
                 Pick::Full => break,
                 Pick::Nobody => {
@@ -127,6 +133,88 @@ impl Server {
                     self.ready.park(id);
                 }
             }
+        }
+    }
+
+    /// With `w` the only connected worker (and no trace): places the light tasks at the head of
+    /// the light queue on `w` in one pass while it has room, the checks [`Server::pick`] makes
+    /// per task made once per run (`w` is the only choice; whether it runs a type is looked up
+    /// when the type changes), the state counts moved once per segment and run. Stops at the
+    /// first task that is not plain (loaded from a checkpoint, rewritten by an expansion, in a
+    /// plan with checkpoints, of a type `w` does not run): [`Server::drain_queue`] places (or
+    /// parks) it one by one, as before. Stale entries are dropped as there.
+    fn place_light_run(&mut self, w: WorkerIdx) {
+        // (segment, tasks moved Ready -> Running there not yet counted)
+        let mut moved: Option<(super::ids::SegIdx, u32)> = None;
+        let mut runs: (i32, bool) = (i32::MIN, false);
+        let mut assigned = 0u64;
+        while self.workers[w].light < LIGHT_CAP {
+            let Some(id) = self.ready.front(QueueRef::Light) else {
+                break;
+            };
+            let Some(s) = self.graph.locate(id) else {
+                self.ready.pop(QueueRef::Light);
+                continue;
+            };
+            let seg = &mut self.graph.segs[s.seg];
+            let plain = seg.checkpoints.is_empty();
+            let t = &mut seg.tasks[s.off];
+            if t.state != TaskState::Ready {
+                self.ready.pop(QueueRef::Light);
+                continue;
+            }
+            if !plain || t.flags.has(TaskFlags::LOAD) || t.flags.has(TaskFlags::OVERRIDE) {
+                break;
+            }
+            if runs.0 != t.ttype {
+                runs = (t.ttype, self.workers[w].runs(t.ttype));
+            }
+            if !runs.1 {
+                break;
+            }
+            self.ready.pop(QueueRef::Light);
+            t.state = TaskState::Running;
+            t.wk = Some(w);
+            t.flags.remove(TaskFlags::EARLY);
+            let ty = t.ttype;
+            if let Some(g) = seg.groups.as_deref_mut() {
+                g.moved(s.off, TaskState::Ready, TaskState::Running);
+            }
+            match &mut moved {
+                Some((ms, n)) if *ms == s.seg => *n += 1,
+                _ => {
+                    self.flush_moved(moved);
+                    moved = Some((s.seg, 1));
+                }
+            }
+            assigned += 1;
+            let seg = &self.graph.segs[s.seg];
+            let wk = &mut self.workers[w];
+            wk.light += 1;
+            wk.tasks += 1;
+            wire::push_task(
+                &mut wk.out,
+                id,
+                ty,
+                seg.config(s.off),
+                seg.inputs(s.off),
+                0,
+                "",
+            );
+            self.pipeline(s, w);
+        }
+        self.flush_moved(moved);
+        self.counters.assigned += assigned;
+    }
+
+    /// Counts `n` tasks of segment `seg` moved from Ready to Running (see
+    /// [`Server::place_light_run`]).
+    #[inline]
+    fn flush_moved(&mut self, moved: Option<(super::ids::SegIdx, u32)>) {
+        if let Some((seg, n)) = moved {
+            self.graph.segs[seg]
+                .counts
+                .moved_n(TaskState::Ready, TaskState::Running, n);
         }
     }
 
@@ -217,18 +305,18 @@ impl Server {
     fn assign(&mut self, s: Slot, w: WorkerIdx) {
         let seg = self.graph.seg_mut(s);
         let id = seg.id(s.off);
-        let c = seg.tasks[s.off].cpus;
         seg.set_state(s.off, TaskState::Running);
+        // The task's record read and written through one reference (one bounds check).
+        let t = &mut seg.tasks[s.off];
+        t.wk = Some(w);
+        t.flags.remove(TaskFlags::EARLY);
+        let (c, flags, ty) = (t.cpus, t.flags, t.ttype);
         self.counters.assigned += 1;
-        seg.tasks[s.off].wk = Some(w);
-        seg.tasks[s.off].flags.remove(TaskFlags::EARLY);
-        let ov = seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE);
-        if let Some(t) = self
-            .trace
-            .as_mut()
-            .filter(|_| self.trace_client == Some(seg.client))
-        {
-            t.scheduled(id.get(), w.index() as u64);
+        let traced = self.trace.is_some() && self.trace_client == Some(seg.client);
+        if traced {
+            if let Some(t) = self.trace.as_mut() {
+                t.scheduled(id.get(), w.index() as u64);
+            }
         }
         self.workers[w].book(c);
         if self.workers.n_alive > 1 {
@@ -239,17 +327,16 @@ impl Server {
             }
         }
         let seg = self.graph.seg(s);
-        let traced = self.trace.is_some() && self.trace_client == Some(seg.client);
         let out = &mut self.workers[w].out;
         let frame = out.len();
         let checkpoint = seg.checkpoint(s.off).unwrap_or("");
-        if seg.tasks[s.off].flags.has(TaskFlags::LOAD) {
+        if flags.has(TaskFlags::LOAD) {
             wire::push_load_checkpoint(out, id, checkpoint);
-        } else if ov {
+        } else if flags.has(TaskFlags::OVERRIDE) {
             let inputs = self.graph.inputs_of(s);
             wire::push_task(out, id, self.sym.array_make, &[], inputs, 0, checkpoint);
         } else {
-            let (ty, cfg, inputs) = (seg.tasks[s.off].ttype, seg.config(s.off), seg.inputs(s.off));
+            let (cfg, inputs) = (seg.config(s.off), seg.inputs(s.off));
             wire::push_task(out, id, ty, cfg, inputs, c as u32, checkpoint);
         }
         if traced {
@@ -266,13 +353,15 @@ impl Server {
         if self.graph.seg(s).cons_range(s.off).is_empty() {
             return;
         }
-        let mut work = std::mem::take(&mut self.scratch.pipeline);
-        work.push(s);
-        while let Some(p) = work.pop() {
+        // The work list (empty between calls, kept for its capacity) holds only pipelined
+        // tasks that have consumers themselves: a task's own consumers are looked at without
+        // it (most have none pipelined, or no consumers).
+        let mut p = s;
+        'walk: loop {
             for k in self.graph.seg(p).cons_range(p.off) {
                 if self.workers[w].light >= LIGHT_CAP {
-                    work.clear();
-                    break;
+                    self.scratch.pipeline.clear();
+                    break 'walk;
                 }
                 let c = self.graph.segs[p.seg].cons[k];
                 let Some(cs) = self.graph.locate_hint(c, p.seg) else {
@@ -280,14 +369,18 @@ impl Server {
                 };
                 if self.can_pipeline(cs, w) {
                     self.assign(cs, w);
-                    self.graph.seg_mut(cs).tasks[cs.off]
-                        .flags
-                        .insert(TaskFlags::EARLY);
-                    work.push(cs);
+                    let seg = self.graph.seg_mut(cs);
+                    seg.tasks[cs.off].flags.insert(TaskFlags::EARLY);
+                    if !seg.cons_range(cs.off).is_empty() {
+                        self.scratch.pipeline.push(cs);
+                    }
                 }
             }
+            match self.scratch.pipeline.pop() {
+                Some(next) => p = next,
+                None => break,
+            }
         }
-        self.scratch.pipeline = work;
     }
 
     /// Whether a waiting task may be sent to `w` before its inputs finished.

@@ -280,3 +280,66 @@ fn consumers_linked_while_planning() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_run_of_light_tasks_on_the_only_worker_stops_at_one_it_cannot_run() {
+    // With one worker, the light queue is placed in one pass (`place_light_run`): a task of a
+    // type the worker did not register is parked as before, the tasks after it still placed,
+    // and the per-plan and per-group state counts (moved once per run) are right.
+    let mut h = H::new();
+    let types: Vec<&str> = ORIGINAL_TASK_TYPES
+        .iter()
+        .copied()
+        .filter(|t| *t != "loom/data/merge")
+        .collect();
+    h.worker_with_types(1, 1, &types);
+    h.client(2);
+    h.take();
+    let labelled = |mut t: Task, label: &str| {
+        t.label = Some(label.into());
+        t
+    };
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                labelled(task(CONST, b"a", &[], true), "g: a"),
+                labelled(task(MERGE, b"", &[], true), "g: m"),
+                labelled(task(CONST, b"b", &[], true), "g: b"),
+                task(CONST, b"c", &[], true),
+            ],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![0, 2, 3]);
+    assert_eq!(
+        seen.of(1, 1)
+            .iter()
+            .map(|c| c.task_config.as_deref().unwrap_or_default().to_vec())
+            .collect::<Vec<_>>(),
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
+    let s = h.s.snapshot();
+    let t = |ready, running, finished| crate::server::TaskCounts {
+        waiting: 0,
+        ready,
+        running,
+        finished,
+        failed: 0,
+    };
+    assert_eq!(s.plans[0].tasks, t(1, 3, 0));
+    let g = s.plans[0].groups.iter().find(|g| g.name == "g").unwrap();
+    assert_eq!(g.tasks, t(1, 2, 0));
+    assert_eq!(h.s.counters.assigned, 3);
+    assert_eq!(h.s.workers[W0].light, 3);
+    h.fin(1, 2, 1);
+    h.take();
+    let s = h.s.snapshot();
+    assert_eq!(s.plans[0].tasks, t(1, 2, 1));
+    // A worker that runs merges takes the parked one.
+    h.worker(3, 1);
+    assert_eq!(h.take().tasks(3), vec![1]);
+    assert_eq!(h.s.snapshot().plans[0].tasks, t(0, 3, 1));
+}
