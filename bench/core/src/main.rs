@@ -7,7 +7,9 @@
 //! - `--json`: one JSON object instead of the table;
 //! - `--chunked`: deliver the plan frame in 64 KiB socket-sized chunks instead of one chunk;
 //! - `--shape independent|map_reduce|chain|tree`, `--n N`: run only that (for profiling);
-//! - `--reps R`: runs per configuration (default 3: min/median/max).
+//! - `--reps R`: runs per configuration (default 3: min/median/max);
+//! - `--workers 2`: two simulated workers instead of one (the server then weighs load and
+//!   locality per task, and sends inputs between them).
 //!
 //! Memory per task = (peak live heap bytes during the run - live bytes before the plan is fed)
 //! / tasks, counted by a counting global allocator. The encoded plan itself (owned by the
@@ -27,7 +29,9 @@ use loom_core::server::Server;
 use loom_core::symbols::Symbols;
 
 mod simulated;
-use simulated::{connect, push_finished, read_varint, varint, CLIENT, WORKER};
+use simulated::{
+    connect, connect_second_worker, push_finished, read_varint, varint, CLIENT, WORKER, WORKER2,
+};
 
 struct Counting;
 static CUR: AtomicUsize = AtomicUsize::new(0);
@@ -203,10 +207,14 @@ struct Run {
 }
 
 #[inline(never)]
-fn run_once(plan: &[u8], chunked: bool) -> Run {
+fn run_once(plan: &[u8], chunked: bool, two_workers: bool) -> Run {
     let mut s = Server::new(9999);
     connect(&mut s, &[]);
-    let mut responses: Vec<u8> = Vec::with_capacity(1 << 20);
+    if two_workers {
+        connect_second_worker(&mut s);
+    }
+    // What each worker answers, by worker (WORKER, WORKER2).
+    let mut responses: [Vec<u8>; 2] = [Vec::with_capacity(1 << 20), Vec::new()];
     let base = CUR.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let t0 = Instant::now();
@@ -220,18 +228,18 @@ fn run_once(plan: &[u8], chunked: bool) -> Run {
     let mut result: Option<u64> = None;
     loop {
         let out = s.take_output();
-        responses.clear();
+        responses.iter_mut().for_each(Vec::clear);
         for (conn, buf) in &out.writes {
             let mut p = 0;
             while p + 8 <= buf.len() {
                 let len = u64::from_le_bytes(buf[p..p + 8].try_into().unwrap()) as usize;
                 let f = &buf[p + 8..p + 8 + len];
                 p += 8 + len;
-                if *conn == WORKER {
+                if *conn == WORKER || *conn == WORKER2 {
                     if f[0] == 0x08 && f[1] == 0x01 {
                         let mut q = 3;
                         let id = read_varint(f, &mut q);
-                        push_finished(&mut responses, id, 8);
+                        push_finished(&mut responses[(*conn == WORKER2) as usize], id, 8);
                     }
                 } else if f[0] == 0x08 && f[1] == 0x02 {
                     let mut q = 3;
@@ -244,10 +252,14 @@ fn run_once(plan: &[u8], chunked: bool) -> Run {
             "server closed a connection: {:?}",
             out.logs
         );
-        if responses.is_empty() {
+        if responses.iter().all(Vec::is_empty) {
             break;
         }
-        s.on_data(WORKER, &responses);
+        for (conn, r) in [WORKER, WORKER2].into_iter().zip(&responses) {
+            if !r.is_empty() {
+                s.on_data(conn, r);
+            }
+        }
     }
     let id = result.expect("the result finished") as i32;
     let mut rel = Vec::new();
@@ -262,7 +274,9 @@ fn run_once(plan: &[u8], chunked: bool) -> Run {
     s.on_data(CLIENT, &rel);
     let out = s.take_output();
     assert!(
-        out.writes.iter().any(|(c, _)| *c == WORKER),
+        out.writes
+            .iter()
+            .any(|(c, _)| *c == WORKER || *c == WORKER2),
         "REMOVE of the result"
     );
     let secs = t0.elapsed().as_secs_f64();
@@ -280,11 +294,24 @@ struct Row {
     bytes_per_task: f64,
 }
 
+/// The value after `name` in `args`.
+fn arg_of_early(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
     let chunked = args.iter().any(|a| a == "--chunked");
+    let two_workers = match arg_of_early(&args, "--workers").as_deref() {
+        None | Some("1") => false,
+        Some("2") => true,
+        Some(v) => panic!("--workers 1|2, not {v}"),
+    };
     let arg_of = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -315,7 +342,9 @@ fn main() {
     for &shape in &shapes {
         for &n in sizes.iter() {
             let (plan, tasks) = build(shape, n, &symbols);
-            let mut runs: Vec<Run> = (0..reps).map(|_| run_once(&plan, chunked)).collect();
+            let mut runs: Vec<Run> = (0..reps)
+                .map(|_| run_once(&plan, chunked, two_workers))
+                .collect();
             runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
             let rates = [
                 tasks as f64 / runs[reps - 1].secs,

@@ -11,6 +11,9 @@ use loom_core::symbols::ORIGINAL_TASK_TYPES;
 pub const WORKER: u32 = 1;
 /// Connection id of the simulated client.
 pub const CLIENT: u32 = 2;
+/// Connection id of the second simulated worker ([`connect_second_worker`]).
+#[allow(dead_code)] // (not every binary including this module uses it)
+pub const WORKER2: u32 = 3;
 
 /// A protobuf varint at `b[*p..]`; advances `p`. Panics on truncation (the core wrote it).
 pub fn read_varint(b: &[u8], p: &mut usize) -> u64 {
@@ -45,6 +48,27 @@ pub fn push_finished(out: &mut Vec<u8>, id: u64, size: u8) {
     out.extend_from_slice(&[0x18, size]);
     let len = (out.len() - start - 8) as u64;
     out[start..start + 8].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Connects and registers a second worker like the first ([`WORKER2`], data port 4001).
+#[allow(dead_code)] // (not every binary including this module uses it)
+pub fn connect_second_worker(s: &mut Server) {
+    s.on_connect(WORKER2, "127.0.0.1");
+    let mut reg = Vec::new();
+    push_frame(
+        &mut reg,
+        &Register {
+            protocol_version: 2,
+            r#type: 1,
+            port: Some(4001),
+            task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
+            data_types: vec!["loom/data".into(), "loom/array".into()],
+            cpus: Some(2),
+            ..Default::default()
+        },
+    );
+    s.on_data(WORKER2, &reg);
+    drop(s.take_output());
 }
 
 /// Connects and registers one worker of 2 cpus (data port 4000, the original's task and data

@@ -120,11 +120,8 @@ impl Server {
                     self.ready.pop(q);
                     self.assign(s, w);
                     self.pipeline(s, w);
-                    if matches!(q, QueueRef::Light)
-                        && self.workers.n_alive == 1
-                        && self.trace.is_none()
-                    {
-                        self.place_light_run(w);
+                    if matches!(q, QueueRef::Light) && self.trace.is_none() {
+                        self.place_light_run();
                     }
                 }
                 Pick::Full => break,
@@ -136,19 +133,25 @@ impl Server {
         }
     }
 
-    /// With `w` the only connected worker (and no trace): places the light tasks at the head of
-    /// the light queue on `w` in one pass while it has room, the checks [`Server::pick`] makes
-    /// per task made once per run (`w` is the only choice; whether it runs a type is looked up
-    /// when the type changes), the state counts moved once per segment and run. Stops at the
-    /// first task that is not plain (loaded from a checkpoint, rewritten by an expansion, in a
-    /// plan with checkpoints, of a type `w` does not run): [`Server::drain_queue`] places (or
-    /// parks) it one by one, as before. Stale entries are dropped as there.
-    fn place_light_run(&mut self, w: WorkerIdx) {
+    /// Places the light tasks at the head of the light queue in one pass (no trace): each on the
+    /// worker [`Server::pick`] would choose, with the checks `pick` makes per task made once per
+    /// run where they cannot change (the workers that run a type are listed when the type
+    /// changes; a light task needs no cpus), the state counts moved once per segment and run.
+    /// Tasks with inputs go on only with one connected worker (with more, `pick` weighs where
+    /// their inputs are). Stops at the first task that is not plain (loaded from a checkpoint,
+    /// rewritten by an expansion, in a plan with checkpoints), that no worker runs, or that no
+    /// worker has room for: [`Server::drain_queue`] places, parks or keeps it one by one, as
+    /// before. Stale entries are dropped as there.
+    fn place_light_run(&mut self) {
+        let single = self.workers.n_alive == 1;
         // (segment, tasks moved Ready -> Running there not yet counted)
         let mut moved: Option<(super::ids::SegIdx, u32)> = None;
-        let mut runs: (i32, bool) = (i32::MIN, false);
+        // The connected workers that run type `listed`, in index order (`pick`'s on ties).
+        let mut runners = std::mem::take(&mut self.scratch.runners);
+        runners.clear();
+        let mut listed = i32::MIN;
         let mut assigned = 0u64;
-        while self.workers[w].light < LIGHT_CAP {
+        loop {
             let Some(id) = self.ready.front(QueueRef::Light) else {
                 break;
             };
@@ -157,7 +160,7 @@ impl Server {
                 continue;
             };
             let seg = &mut self.graph.segs[s.seg];
-            let plain = seg.checkpoints.is_empty();
+            let plain = seg.checkpoints.is_empty() && (single || seg.input_range(s.off).is_empty());
             let t = &mut seg.tasks[s.off];
             if t.state != TaskState::Ready {
                 self.ready.pop(QueueRef::Light);
@@ -166,17 +169,43 @@ impl Server {
             if !plain || t.flags.has(TaskFlags::LOAD) || t.flags.has(TaskFlags::OVERRIDE) {
                 break;
             }
-            if runs.0 != t.ttype {
-                runs = (t.ttype, self.workers[w].runs(t.ttype));
+            let ty = t.ttype;
+            if listed != ty {
+                listed = ty;
+                runners.clear();
+                runners.extend(
+                    self.workers
+                        .list
+                        .iter_enumerated()
+                        .filter(|(_, w)| w.alive && w.runs(ty))
+                        .map(|(wi, _)| wi),
+                );
             }
-            if !runs.1 {
+            // The least loaded with room, the first on ties (as `pick`, whose locality scores
+            // are all zero here).
+            let w = match runners[..] {
+                [] => break,
+                [w] => w,
+                [w0, ref rest @ ..] => {
+                    let mut best = (w0, self.workers[w0].load());
+                    for &wi in rest {
+                        let load = self.workers[wi].load();
+                        if load < best.1 && self.workers[wi].light < LIGHT_CAP
+                            || self.workers[best.0].light >= LIGHT_CAP
+                        {
+                            best = (wi, load);
+                        }
+                    }
+                    best.0
+                }
+            };
+            if self.workers[w].light >= LIGHT_CAP {
                 break;
             }
             self.ready.pop(QueueRef::Light);
             t.state = TaskState::Running;
             t.wk = Some(w);
             t.flags.remove(TaskFlags::EARLY);
-            let ty = t.ttype;
             if let Some(g) = seg.groups.as_deref_mut() {
                 g.moved(s.off, TaskState::Ready, TaskState::Running);
             }
@@ -192,6 +221,7 @@ impl Server {
             let wk = &mut self.workers[w];
             wk.light += 1;
             wk.tasks += 1;
+            // (Inputs only with one worker: nothing to send.)
             wire::push_task(
                 &mut wk.out,
                 id,
@@ -205,6 +235,7 @@ impl Server {
         }
         self.flush_moved(moved);
         self.counters.assigned += assigned;
+        self.scratch.runners = runners;
     }
 
     /// Counts `n` tasks of segment `seg` moved from Ready to Running (see

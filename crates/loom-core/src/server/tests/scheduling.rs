@@ -343,3 +343,29 @@ fn a_run_of_light_tasks_on_the_only_worker_stops_at_one_it_cannot_run() {
     assert_eq!(h.take().tasks(3), vec![1]);
     assert_eq!(h.s.snapshot().plans[0].tasks, t(0, 3, 1));
 }
+
+#[test]
+fn a_run_of_light_tasks_goes_to_the_least_loaded_worker_each() {
+    // With two workers, input-less light tasks go one by one to the least loaded (the first on
+    // ties), as `pick` places them; a task with inputs ends the run (its inputs' places count).
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 2);
+    h.client(2);
+    h.take();
+    let c = |cfg: &[u8]| task(CONST, cfg, &[], true);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![c(b"a"), c(b"b"), c(b"c"), c(b"d"), c(b"e"), c(b"f")],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    // Load per cpu: the 2-cpu worker takes two for each one the 1-cpu worker takes.
+    assert_eq!(seen.tasks(1), vec![0, 3]);
+    assert_eq!(seen.tasks(3), vec![1, 2, 4, 5]);
+    assert_eq!(h.s.counters.assigned, 6);
+    assert_eq!(h.s.snapshot().plans[0].tasks.running, 6);
+}
