@@ -151,10 +151,7 @@ impl Server {
         runners.clear();
         let mut listed = i32::MIN;
         let mut assigned = 0u64;
-        loop {
-            let Some(id) = self.ready.front(QueueRef::Light) else {
-                break;
-            };
+        while let Some(id) = self.ready.front(QueueRef::Light) {
             let Some(s) = self.graph.locate(id) else {
                 self.ready.pop(QueueRef::Light);
                 continue;
