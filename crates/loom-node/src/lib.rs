@@ -11,6 +11,7 @@ mod program_task;
 mod run_dir;
 pub mod server;
 pub mod server_demand;
+pub(crate) mod spawn;
 pub mod worker;
 
 use napi_derive::napi;

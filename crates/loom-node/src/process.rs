@@ -1,6 +1,6 @@
-//! Running the programs of `run` tasks. Rust's `Command` uses `posix_spawn` (no fork of the
-//! worker's large address space), which makes starting a program cheaper than Node's
-//! `child_process`; each program is prepared, spawned, awaited and its outputs collected on a
+//! Running the programs of `run` tasks. A program is started as `posix_spawn` does (no fork of
+//! the worker's large address space, see `spawn.rs`), which makes starting it cheaper than
+//! Node's `child_process`; each program is prepared, spawned, awaited and its outputs collected on a
 //! runner thread of its own (kept for the next program), so the event loop and the addon's
 //! thread pool stay free. Run directories are reused (`run_dir.rs`), standard input up to a
 //! pipe's capacity goes through a pipe, and small outputs come back as bytes. Standard output is
@@ -14,12 +14,14 @@
 //! process kills what is left if the worker itself is killed ([`start_reaper`]).
 
 use crate::run_dir;
+use crate::spawn::{self, SpawnSpec, SLOT};
 use crate::ErrorCode;
 use napi::bindgen_prelude::{Buffer, Object};
 use napi::Env;
 use napi_derive::napi;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::os::fd::OwnedFd;
 #[cfg(unix)]
 use std::os::unix::process::CommandExt;
 #[cfg(unix)]
@@ -170,7 +172,9 @@ fn signal_group(pgid: i32, signal: i32) {
 /// and of the running groups by its stdout: a file shared with the worker (not a pipe: telling a
 /// process of every program that starts and ends cost a wake-up of the reaper, its byte-by-byte
 /// `read`s and the worker's writes for each program), with one slot per runner thread holding
-/// the group of its running program, written in place (`pwrite`) at spawn and cleared at exit.
+/// the group of its running program, written in place (`pwrite`) by the program itself before
+/// it execs (`spawn.rs`: never a running program the slots miss) and cleared once it exited,
+/// before it is reaped.
 struct Reaper {
     /// Never written: its end (the worker's death) wakes the reaper.
     _alive: std::process::ChildStdin,
@@ -180,9 +184,6 @@ struct Reaper {
 }
 
 static REAPER: OnceLock<Reaper> = OnceLock::new();
-
-/// Bytes of one reaper slot (see [`Reaper`]).
-const SLOT: usize = 16;
 
 /// Waits for the end of stdin, then reads the slots (stdout, shared with the worker, which
 /// only writes it in place: its offset stays 0) and kills every group in them.
@@ -200,18 +201,25 @@ fn reaper_slot() -> u64 {
     SLOT_INDEX.with(|i| *i)
 }
 
-/// Writes this thread's reaper slot: the group `pgid`, or none (`None`).
-fn reaper_note(pgid: Option<i32>) {
+/// This runner thread's reaper slot, for its program to write at its start (`spawn.rs`); none
+/// without a reaper.
+fn reaper_target() -> Option<crate::spawn::SlotTarget> {
+    use std::os::fd::AsRawFd;
+    let r = REAPER.get()?;
+    Some(crate::spawn::SlotTarget {
+        fd: r.slots.as_raw_fd(),
+        offset: reaper_slot() * SLOT as u64,
+    })
+}
+
+/// Empties this runner thread's reaper slot (its program ended).
+fn reaper_clear() {
     use std::os::unix::fs::FileExt;
     let Some(r) = REAPER.get() else { return };
-    let slot = match pgid {
-        Some(g) => format!("{g:>w$}\n", w = SLOT - 1),
-        None => format!("{:>w$}\n", "", w = SLOT - 1),
-    };
-    // A failed write leaves that program to the worker's own stop (as without a reaper).
+    // A failed write leaves a stale group, which the reaper's kill finds gone.
     let _ = r
         .slots
-        .write_at(slot.as_bytes(), reaper_slot() * SLOT as u64);
+        .write_at(&crate::spawn::slot_bytes(None), reaper_slot() * SLOT as u64);
 }
 
 /// A file without a name for the reaper's slots: a memfd on Linux, else an unlinked temporary
@@ -464,24 +472,27 @@ impl Program {
             place(dir, name, source)
                 .map_err(|e| format!("cannot map input '{name}': {}", strerror(&e)))?;
         }
-        let stdin = match &self.stdin {
-            None => Stdio::null(),
-            Some(Source::Path(p)) => Stdio::from(File::open(p).map_err(|e| {
-                format!(
-                    "cannot open the standard input {}: {}",
-                    p.display(),
-                    strerror(&e)
-                )
-            })?),
+        let stdin: OwnedFd = match &self.stdin {
+            None => {
+                spawn::dev_null().map_err(|e| format!("cannot open /dev/null: {}", strerror(&e)))?
+            }
+            Some(Source::Path(p)) => File::open(p)
+                .map_err(|e| {
+                    format!(
+                        "cannot open the standard input {}: {}",
+                        p.display(),
+                        strerror(&e)
+                    )
+                })?
+                .into(),
             Some(Source::Bytes(b)) => stdin_of(dir, b)
                 .map_err(|e| format!("cannot feed the standard input: {}", strerror(&e)))?,
         };
         let placed = |n: &str| self.files.iter().any(|(name, _)| name == n);
-        let stdout = if self.outputs.iter().any(|o| o == "+out") {
-            Stdio::from(
-                open_out(&dir.join("+out"), placed("+out"))
-                    .map_err(|e| format!("cannot create +out: {}", strerror(&e)))?,
-            )
+        let stdout: OwnedFd = if self.outputs.iter().any(|o| o == "+out") {
+            open_out(&dir.join("+out"), placed("+out"))
+                .map_err(|e| format!("cannot create +out: {}", strerror(&e)))?
+                .into()
         } else {
             // Without the output, no +out in the directory (an empty one may be kept from an
             // earlier program), as in the original.
@@ -489,12 +500,11 @@ impl Program {
                 remove_kept(&dir.join("+out"))
                     .map_err(|e| format!("cannot remove +out: {}", strerror(&e)))?;
             }
-            Stdio::null()
+            spawn::dev_null().map_err(|e| format!("cannot open /dev/null: {}", strerror(&e)))?
         };
-        let stderr = Stdio::from(
-            open_out(&dir.join("+err"), placed("+err"))
-                .map_err(|e| format!("cannot create +err: {}", strerror(&e)))?,
-        );
+        let stderr: OwnedFd = open_out(&dir.join("+err"), placed("+err"))
+            .map_err(|e| format!("cannot create +err: {}", strerror(&e)))?
+            .into();
         if let Some(Registered::Starting(Some(signal))) = programs()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -504,17 +514,16 @@ impl Program {
                 "'{program}' was stopped (signal {signal}) before it started"
             ));
         }
-        let mut child = Command::new(program)
-            .args(&self.argv[1..])
-            .current_dir(dir)
-            .stdin(stdin)
-            .stdout(stdout)
-            .stderr(stderr)
-            // Its own group: a cancel reaches the programs it starts too.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("spawning '{program}': {}", strerror(&e)))?;
-        let pgid = child.id() as i32;
+        // The program writes its reaper slot itself before it execs (`spawn.rs`), and runs in
+        // its own group: a cancel reaches the programs it starts too.
+        let child = spawn::spawn(SpawnSpec {
+            argv: &self.argv,
+            dir,
+            stdio: [stdin, stdout, stderr],
+            slot: reaper_target(),
+        })
+        .map_err(|e| format!("spawning '{program}': {}", strerror(&e)))?;
+        let pgid = child.pid;
         let before = programs()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -522,13 +531,14 @@ impl Program {
         if let Some(Registered::Starting(Some(signal))) = before {
             signal_group(pgid, signal); // stopped while it was being spawned
         }
-        reaper_note(Some(pgid));
-        let status = child.wait();
-        programs()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.token);
-        reaper_note(None);
+        // Forgotten before it is reaped: its id is not reused while a signal may still go to it.
+        let status = child.wait(|| {
+            programs()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.token);
+            reaper_clear();
+        });
         let status = status.map_err(|e| format!("waiting for '{program}': {}", strerror(&e)))?;
         Ok((status.code(), exit_signal(&status)))
     }
@@ -592,7 +602,7 @@ fn place(dir: &Path, name: &str, source: &Source) -> std::io::Result<()> {
 
 /// Standard input holding `bytes`: a pipe already written and closed when the pipe takes them
 /// all at once (no file created), else a file `+in` in `dir`.
-fn stdin_of(dir: &Path, bytes: &[u8]) -> std::io::Result<Stdio> {
+fn stdin_of(dir: &Path, bytes: &[u8]) -> std::io::Result<OwnedFd> {
     use std::io::Write;
     let (reader, mut writer) = std::io::pipe()?;
     set_nonblocking(&writer)?;
@@ -608,12 +618,12 @@ fn stdin_of(dir: &Path, bytes: &[u8]) -> std::io::Result<Stdio> {
     }
     if written == bytes.len() {
         drop(writer); // the program reads to the end, then sees EOF
-        return Ok(Stdio::from(reader));
+        return Ok(reader.into());
     }
     drop((reader, writer));
     let path = dir.join("+in");
     std::fs::write(&path, bytes)?;
-    Ok(Stdio::from(File::open(&path)?))
+    Ok(File::open(&path)?.into())
 }
 
 fn set_nonblocking(fd: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
@@ -801,7 +811,7 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn read_all(stdin: Stdio) -> Vec<u8> {
+    fn read_all(stdin: OwnedFd) -> Vec<u8> {
         // A Stdio cannot be read directly: hand it to `cat` and read what comes out.
         let mut cat = Command::new("cat")
             .stdin(stdin)

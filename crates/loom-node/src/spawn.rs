@@ -1,0 +1,540 @@
+//! Starting a program so that the reaper always knows it (see `process.rs`).
+//!
+//! The reaper (a process that kills the worker's programs when the worker is killed with
+//! SIGKILL) reads each runner thread's slot, which holds the process group of the program that
+//! thread runs. A slot written by the worker after the spawn returned left a window: a program
+//! already running (it exec'd) while its slot was still empty, and a worker killed then left it
+//! running for good (seen as a flaky `faults` test under load: the worker thread preempted
+//! between the spawn and the write). So on Linux the child writes its own slot, before it execs:
+//! the program never runs unrecorded. The spawn is what `posix_spawn` does (a `clone` sharing
+//! the worker's memory, the worker's thread suspended until the exec: no copy of the worker's
+//! large address space), with that one step added. The reaper still learns of the worker's
+//! death only after the write: until its exec the child holds a copy of the worker's end of
+//! the reaper's pipe (close-on-exec), whose last close is what wakes the reaper.
+//!
+//! Elsewhere Rust's `Command` starts it and the worker writes the slot after (with that window).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::process::ExitStatus;
+
+/// Bytes of one reaper slot: a group id right-aligned in spaces and a newline, or only spaces.
+pub(crate) const SLOT: usize = 16;
+
+/// The slot `pgid` (none: the empty slot) as its [`SLOT`] bytes.
+pub(crate) fn slot_bytes(pgid: Option<i32>) -> [u8; SLOT] {
+    let mut b = [b' '; SLOT];
+    b[SLOT - 1] = b'\n';
+    if let Some(g) = pgid {
+        let mut v = g.unsigned_abs();
+        let mut i = SLOT - 1;
+        loop {
+            i -= 1;
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 || i == 0 {
+                break;
+            }
+        }
+    }
+    b
+}
+
+/// Where a child records its group before it execs: a file and a byte offset in it.
+#[derive(Clone, Copy)]
+pub(crate) struct SlotTarget {
+    pub(crate) fd: RawFd,
+    pub(crate) offset: u64,
+}
+
+/// What to start: `argv[0]` is looked up in `PATH` when it has no `/` (as `execvp` does),
+/// relative to `dir` when it has one (the child changes to `dir` first).
+pub(crate) struct SpawnSpec<'a> {
+    pub(crate) argv: &'a [String],
+    pub(crate) dir: &'a Path,
+    /// Standard input, output and error of the program.
+    pub(crate) stdio: [OwnedFd; 3],
+    /// Its reaper slot, written with its group before it execs.
+    pub(crate) slot: Option<SlotTarget>,
+}
+
+/// A started program: its process id, also its process group (a group of its own).
+pub(crate) struct Spawned {
+    pub(crate) pid: i32,
+}
+
+impl Spawned {
+    /// Waits until it ended; `ended` runs after it exited but before it is reaped, while its
+    /// id cannot be reused by another process: a signal to its group sent meanwhile (a cancel,
+    /// the reaper) never reaches a stranger.
+    pub(crate) fn wait(&self, ended: impl FnOnce()) -> std::io::Result<ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        loop {
+            // SAFETY: waitid writes only the siginfo we own.
+            let r = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(
+                    libc::P_PID,
+                    self.pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                ended();
+                return Err(e);
+            }
+        }
+        ended();
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes only the status we own.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                return Ok(ExitStatus::from_raw(status));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// `/dev/null`, opened once (a program without standard input or output gets it).
+pub(crate) fn dev_null() -> std::io::Result<OwnedFd> {
+    static NULL: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+    let file = match NULL.get() {
+        Some(f) => f,
+        None => {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?;
+            NULL.get_or_init(|| f)
+        }
+    };
+    file.try_clone().map(OwnedFd::from)
+}
+
+/// Starts `spec` in a process group of its own; errors are those of the exec (or of the steps
+/// before it: the directory change, the standard streams).
+#[cfg(target_os = "linux")]
+pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
+    use std::os::unix::ffi::OsStrExt;
+    let nul = |b: &[u8]| {
+        CString::new(b).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a NUL byte in an argument",
+            )
+        })
+    };
+    let program = spec.argv.first().map_or("", String::as_str);
+    let args = spec
+        .argv
+        .iter()
+        .map(|a| nul(a.as_bytes()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // The files to try, in order (`execvp`'s search, done here: the child must not allocate).
+    let candidates = if program.contains('/') || program.is_empty() {
+        vec![nul(program.as_bytes())?]
+    } else {
+        let path = std::env::var_os("PATH");
+        let path = path
+            .as_ref()
+            .map_or(&b"/bin:/usr/bin"[..], |p| p.as_bytes());
+        path.split(|&c| c == b':')
+            .map(|d| {
+                let d = if d.is_empty() { &b"."[..] } else { d };
+                let mut full = d.to_vec();
+                full.push(b'/');
+                full.extend_from_slice(program.as_bytes());
+                nul(&full)
+            })
+            .collect::<std::io::Result<Vec<_>>>()?
+    };
+    let mut candidate_ptrs: Vec<*const libc::c_char> =
+        candidates.iter().map(|c| c.as_ptr()).collect();
+    candidate_ptrs.push(std::ptr::null());
+    let dir = nul(spec.dir.as_os_str().as_bytes())?;
+    // The child puts them at 0, 1 and 2: none may already be there (dup2 onto itself would
+    // keep close-on-exec), nor be overwritten before it is moved.
+    let mut kept = Vec::new();
+    let mut fds = [0; 3];
+    for (i, fd) in spec.stdio.iter().enumerate() {
+        fds[i] = if fd.as_raw_fd() < 3 {
+            // SAFETY: fcntl duplicates a descriptor we own; the copy is ours.
+            let d = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+            if d < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: a fresh descriptor nothing else owns.
+            kept.push(unsafe { OwnedFd::from_raw_fd(d) });
+            d
+        } else {
+            fd.as_raw_fd()
+        };
+    }
+    let child = Child {
+        candidates: candidate_ptrs.as_ptr(),
+        argv: argv.as_ptr(),
+        // SAFETY: reading the pointer, as posix_spawn does (see `environ`).
+        envp: unsafe { environ },
+        dir: dir.as_ptr(),
+        fds,
+        slot: spec.slot,
+        error: std::sync::atomic::AtomicI32::new(0),
+    };
+    STACK.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        let top = stack.as_mut_ptr_range().end as *mut libc::c_void;
+        // SAFETY: every signal is blocked around the clone, so no handler of the worker runs
+        // in the child (which shares its memory) before it reset them; the child runs only
+        // `start` on its own stack, with `child`, which outlives it (this thread is suspended
+        // until the child exec'd or exited, CLONE_VFORK).
+        let pid = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let pid = libc::clone(
+                start,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                &child as *const Child as *mut libc::c_void,
+            );
+            let error = std::io::Error::last_os_error();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            if pid < 0 {
+                return Err(error);
+            }
+            pid
+        };
+        drop(kept);
+        let error = child.error.load(std::sync::atomic::Ordering::Acquire);
+        if error != 0 {
+            // It exited without exec'ing: reap it.
+            let _ = Spawned { pid }.wait(|| ());
+            return Err(std::io::Error::from_raw_os_error(error));
+        }
+        Ok(Spawned { pid })
+    })
+}
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    /// The worker's environment, given to its programs.
+    static environ: *const *const libc::c_char;
+}
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    /// The child's stack (64 KiB, 16-byte aligned), one per runner thread.
+    static STACK: std::cell::RefCell<Vec<u128>> = std::cell::RefCell::new(vec![0; 4096]);
+}
+
+/// What the child needs, prepared by the worker (the child must not allocate).
+#[cfg(target_os = "linux")]
+struct Child {
+    /// Files to exec, null-terminated.
+    candidates: *const *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    dir: *const libc::c_char,
+    fds: [RawFd; 3],
+    slot: Option<SlotTarget>,
+    /// The errno of the step that failed (0: it exec'd).
+    error: std::sync::atomic::AtomicI32,
+}
+
+/// Ends the child that could not exec, telling the worker why (`e`: an errno).
+#[cfg(target_os = "linux")]
+fn fail(child: &Child, e: i32) -> ! {
+    child
+        .error
+        .store(e.max(1), std::sync::atomic::Ordering::Release);
+    // SAFETY: _exit ends only this child (no atexit handlers of the worker run).
+    unsafe { libc::_exit(127) }
+}
+
+/// The child, between the clone and the exec: only system calls, no allocation, no panics.
+#[cfg(target_os = "linux")]
+extern "C" fn start(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the worker's `Child`, alive until this exec's or exits; the calls are
+    // async-signal-safe system calls on values it prepared.
+    unsafe {
+        let child = &*(arg as *const Child);
+        let fail = |e: i32| fail(child, e);
+        let errno = || *libc::__errno_location();
+        // The worker's handlers must not run here; a signal the worker ignores stays ignored
+        // (as with Rust's Command), except SIGPIPE (Node ignores it; programs expect it).
+        for sig in 1..65 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if sig == libc::SIGPIPE
+                || (old.sa_sigaction != libc::SIG_IGN && old.sa_sigaction != libc::SIG_DFL)
+            {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        if libc::setpgid(0, 0) != 0 {
+            fail(errno());
+        }
+        if let Some(slot) = child.slot {
+            let pid = libc::syscall(libc::SYS_getpid) as i32;
+            let bytes = slot_bytes(Some(pid));
+            // A failed write leaves this program to the worker's own stop (as without a reaper).
+            libc::pwrite(
+                slot.fd,
+                bytes.as_ptr() as *const libc::c_void,
+                SLOT,
+                slot.offset as libc::off_t,
+            );
+        }
+        for (to, &from) in child.fds.iter().enumerate() {
+            if libc::dup2(from, to as i32) < 0 {
+                fail(errno());
+            }
+        }
+        if libc::chdir(child.dir) != 0 {
+            fail(errno());
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // execvp's rules: a file that is not there (or not a directory on the way) -> the next
+        // one; not permitted -> the next one, reported if none runs; anything else -> stop.
+        let mut denied = false;
+        let mut last = libc::ENOENT;
+        let mut p = child.candidates;
+        while !(*p).is_null() {
+            libc::execve(*p, child.argv, child.envp);
+            last = errno();
+            match last {
+                libc::ENOENT | libc::ENOTDIR => {}
+                libc::EACCES => denied = true,
+                _ => break,
+            }
+            p = p.add(1);
+        }
+        fail(
+            if denied && (last == libc::ENOENT || last == libc::ENOTDIR) {
+                libc::EACCES
+            } else {
+                last
+            },
+        )
+    }
+}
+
+/// Starts `spec` with Rust's `Command` (no child-side slot write: the caller writes it).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
+    use std::os::unix::process::CommandExt;
+    let [stdin, stdout, stderr] = spec.stdio;
+    let program = spec.argv.first().map_or("", String::as_str);
+    let child = std::process::Command::new(program)
+        .args(spec.argv.iter().skip(1))
+        .current_dir(spec.dir)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()?;
+    let pid = child.id() as i32;
+    if let Some(slot) = spec.slot {
+        use std::os::unix::fs::FileExt;
+        // SAFETY: borrowing the reaper's descriptor for one write; it stays open.
+        let file = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(slot.fd) });
+        let _ = file.write_at(&slot_bytes(Some(pid)), slot.offset);
+    }
+    drop(child); // not waited for here: `Spawned::wait` reaps it
+    Ok(Spawned { pid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn pipe() -> (File, OwnedFd) {
+        let (r, w) = std::io::pipe().unwrap();
+        (File::from(OwnedFd::from(r)), OwnedFd::from(w))
+    }
+
+    #[test]
+    fn a_slot_is_the_group_right_aligned_and_a_newline() {
+        assert_eq!(&slot_bytes(Some(4_194_304)), b"        4194304\n");
+        assert_eq!(&slot_bytes(Some(7)), b"              7\n");
+        assert_eq!(&slot_bytes(None), b"               \n");
+    }
+
+    /// The program finds its own group in its slot at its first instruction: a worker killed at
+    /// any point after the spawn leaves no program its reaper does not know. (With the slot
+    /// written by the worker after the spawn returned, the program often read an empty slot.)
+    #[test]
+    fn the_slot_holds_the_programs_group_before_it_runs() {
+        let dir = std::env::temp_dir();
+        for _ in 0..50 {
+            let slots = tempfile(&dir);
+            let (mut out, out_w) = pipe();
+            let spawned = spawn(SpawnSpec {
+                argv: &[
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "echo $$; cat \"$0\"".into(),
+                    slots.1.clone(),
+                ],
+                dir: &dir,
+                stdio: [dev_null().unwrap(), out_w, dev_null().unwrap()],
+                slot: Some(SlotTarget {
+                    fd: slots.0.as_raw_fd(),
+                    offset: SLOT as u64,
+                }),
+            })
+            .unwrap();
+            let status = spawned.wait(|| ()).unwrap();
+            assert!(status.success());
+            let mut text = String::new();
+            out.read_to_string(&mut text).unwrap();
+            let pid = text.lines().next().unwrap().trim().to_owned();
+            assert_eq!(pid, spawned.pid.to_string());
+            let expected = format!("{}{pid:>15}\n", "\0".repeat(SLOT));
+            assert_eq!(
+                &text[pid.len() + 1..],
+                expected,
+                "the slot as the program saw it"
+            );
+            let _ = std::fs::remove_file(&slots.1);
+        }
+    }
+
+    fn tempfile(dir: &Path) -> (File, String) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let path = dir.join(format!(
+            "loom-slot-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        (file, path.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn the_program_runs_in_its_directory_with_its_group_and_streams() {
+        let dir = std::env::temp_dir();
+        let (mut out, out_w) = pipe();
+        let (stdin_r, stdin_w) = std::io::pipe().unwrap();
+        {
+            use std::io::Write;
+            let mut w = stdin_w;
+            w.write_all(b"fed").unwrap();
+        }
+        let spawned = spawn(SpawnSpec {
+            argv: &[
+                "sh".into(), // found in PATH
+                "-c".into(),
+                "pwd; cut -d' ' -f5 /proc/$$/stat; cat".into(),
+            ],
+            dir: &dir,
+            stdio: [OwnedFd::from(stdin_r), out_w, dev_null().unwrap()],
+            slot: None,
+        })
+        .unwrap();
+        let status = spawned.wait(|| ()).unwrap();
+        assert!(status.success());
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            std::fs::canonicalize(lines[0]).unwrap(),
+            std::fs::canonicalize(&dir).unwrap()
+        );
+        assert_eq!(lines[1], spawned.pid.to_string(), "a group of its own");
+        assert_eq!(lines[2], "fed");
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_an_error_of_the_exec() {
+        let dir = std::env::temp_dir();
+        for (program, kind) in [
+            ("/nonexistent/program", std::io::ErrorKind::NotFound),
+            ("no-such-program-in-path", std::io::ErrorKind::NotFound),
+            ("/dev/null", std::io::ErrorKind::PermissionDenied),
+        ] {
+            let e = spawn(SpawnSpec {
+                argv: &[program.into()],
+                dir: &dir,
+                stdio: [
+                    dev_null().unwrap(),
+                    dev_null().unwrap(),
+                    dev_null().unwrap(),
+                ],
+                slot: None,
+            })
+            .err()
+            .unwrap_or_else(|| panic!("{program} started"));
+            assert_eq!(e.kind(), kind, "{program}: {e}");
+        }
+        let e = spawn(SpawnSpec {
+            argv: &["/bin/true".into()],
+            dir: Path::new("/nonexistent/dir"),
+            stdio: [
+                dev_null().unwrap(),
+                dev_null().unwrap(),
+                dev_null().unwrap(),
+            ],
+            slot: None,
+        })
+        .err()
+        .expect("started in a missing directory");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn sigpipe_is_default_in_the_program() {
+        let dir = std::env::temp_dir();
+        let (mut out, out_w) = pipe();
+        let spawned = spawn(SpawnSpec {
+            argv: &[
+                "/bin/sh".into(),
+                "-c".into(),
+                "grep SigIgn /proc/self/status".into(),
+            ],
+            dir: &dir,
+            stdio: [dev_null().unwrap(), out_w, dev_null().unwrap()],
+            slot: None,
+        })
+        .unwrap();
+        assert!(spawned.wait(|| ()).unwrap().success());
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        let mask = u64::from_str_radix(text.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        assert_eq!(
+            mask & (1 << (libc::SIGPIPE - 1)),
+            0,
+            "SIGPIPE ignored: {text}"
+        );
+    }
+}
