@@ -43,7 +43,8 @@ const port = await new Promise((resolve) => {
   });
 });
 const workers = [];
-for (let i = 0; i < nw; i++) workers.push(start(`worker${i}`, ["worker", "127.0.0.1", String(port), "--access-file", accessFile, "--cpus", String(nc), "--wdir", wdir]));
+// --nopin as LocalCluster (which run.mjs uses): pinned programs would each exec taskset first.
+for (let i = 0; i < nw; i++) workers.push(start(`worker${i}`, ["worker", "127.0.0.1", String(port), "--access-file", accessFile, "--cpus", String(nc), "--wdir", wdir, "--nopin"]));
 const client = await Client.connect("127.0.0.1", port, { accessFile });
 while ((await client.stats()).nWorkers < nw) await new Promise((r) => setTimeout(r, 20));
 

@@ -446,6 +446,15 @@ pub(crate) struct Ended {
 impl Program {
     /// Runs it; on an error the run directory is released here.
     pub(crate) fn run(self) -> Result<Ended, String> {
+        self.run_flushing(None)
+    }
+
+    /// Runs it as [`Program::run`]; `flush`: a deadline and what to call then if the program
+    /// still runs (or at once after the spawn, when its end cannot be awaited with a timeout).
+    pub(crate) fn run_flushing(
+        self,
+        flush: Option<(std::time::Instant, &dyn Fn())>,
+    ) -> Result<Ended, String> {
         let program = self.argv.first().cloned().unwrap_or_default();
         let dir = run_dir::take(&self.root).map_err(|e| {
             format!(
@@ -454,7 +463,7 @@ impl Program {
                 strerror(&e)
             )
         })?;
-        match self.start_and_wait(&dir, &program) {
+        match self.start_and_wait(&dir, &program, flush) {
             Ok((code, signal)) => Ok(self.collect(dir, code, signal)),
             Err(message) => {
                 run_dir::release(dir);
@@ -467,6 +476,7 @@ impl Program {
         &self,
         dir: &Path,
         program: &str,
+        flush: Option<(std::time::Instant, &dyn Fn())>,
     ) -> Result<(Option<i32>, Option<i32>), String> {
         for (name, source) in &self.files {
             place(dir, name, source)
@@ -530,6 +540,11 @@ impl Program {
             .insert(self.token, Registered::Running(pgid));
         if let Some(Registered::Starting(Some(signal))) = before {
             signal_group(pgid, signal); // stopped while it was being spawned
+        }
+        if let Some((deadline, flush)) = flush {
+            if !child.exited_by(deadline) {
+                flush();
+            }
         }
         // Forgotten before it is reaped: its id is not reused while a signal may still go to it.
         let status = child.wait(|| {

@@ -31,6 +31,14 @@ pub const RUN_TASK_TYPE: &str = "loom/run/run";
 /// The signal Slurm sends a job step before its time limit (see `allocator/slurm.ts`).
 const SIGUSR1: i32 = libc::SIGUSR1;
 
+/// How long the `FINISHED` of a program may wait for those of the next ones when its runner
+/// thread goes on with another program at once: they then reach the JS thread (and the server)
+/// in one batch, one wake-up of the JS thread, one write and one read of the server connection
+/// for several programs instead of each (issue #26: the JS thread's ~100 µs per wake-up was the
+/// largest share of the worker's CPU per short program). A program's result is published in the
+/// core at once: only the server hears of it up to this much later.
+const FINISHED_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// How long the verdict on a program killed by SIGUSR1 waits in a cluster job: the worker's own
 /// stop signal may be handled just after the program's exit, and then the task goes back to the
 /// server instead of failing.
@@ -38,6 +46,25 @@ const STOP_SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(2)
 
 /// The JS callback that receives the effects of a batch of ended programs.
 pub(crate) type Wake = ThreadsafeFunction<(), (), WorkerEffects, napi::Status, false, true>;
+
+/// Core output waiting for the JS thread.
+#[derive(Default)]
+struct Pending {
+    out: WorkerOutput,
+    /// The JS thread was woken for it (and takes all of it).
+    woken: bool,
+    /// When its oldest part came, while held back (see [`FINISHED_BATCH_WINDOW`]).
+    since: Option<std::time::Instant>,
+}
+
+fn is_empty(out: &WorkerOutput) -> bool {
+    out.to_server.is_empty()
+        && out.sends.is_empty()
+        && out.js_tasks.is_empty()
+        && out.native_calls.is_empty()
+        && out.logs.is_empty()
+        && out.canceled.is_empty()
+}
 
 /// Program tasks of one worker core: where they run, and the core's output the runner threads
 /// produced that waits for the JS thread.
@@ -54,7 +81,7 @@ pub(crate) struct ProgramHost {
     /// The worker stops: no program starts any more, no outcome is reported.
     stopped: AtomicBool,
     /// Output of the core not yet handed to JS (FINISHED frames, logs, other tasks to run).
-    pending: Mutex<WorkerOutput>,
+    pending: Mutex<Pending>,
     /// Wakes the JS thread for a batch (set once, right after creation).
     wake: std::sync::OnceLock<Wake>,
 }
@@ -67,7 +94,7 @@ impl ProgramHost {
             pin,
             job,
             stopped: AtomicBool::new(false),
-            pending: Mutex::new(WorkerOutput::default()),
+            pending: Mutex::new(Pending::default()),
             wake: std::sync::OnceLock::new(),
         }
     }
@@ -99,40 +126,52 @@ impl ProgramHost {
 
     /// On a runner thread: runs `task`'s program, hands its outcome to the core, and goes on
     /// with the next program the core starts then (the cpu it freed), without a detour through
-    /// the JS thread.
+    /// the JS thread. The output held back for a batch (see [`FINISHED_BATCH_WINDOW`]) is
+    /// handed over by its deadline, even while the next program still runs.
     fn run_from(self: &Arc<Self>, mut task: JsTask) {
+        let mut flush_by = None;
         loop {
             if self.stopped.load(Ordering::SeqCst) {
                 forget_program(task.id as u32);
                 return;
             }
-            let outcome = prepare(&task, &self.run_root, self.pin).and_then(|p| p.run());
+            let flush = || self.flush();
+            let outcome = prepare(&task, &self.run_root, self.pin)
+                .and_then(|p| p.run_flushing(flush_by.map(|d| (d, &flush as &dyn Fn()))));
             forget_program(task.id as u32);
             if self.job && matches!(&outcome, Ok(e) if e.signal == Some(SIGUSR1)) {
+                self.flush();
                 std::thread::sleep(STOP_SIGNAL_GRACE);
             }
             match self.complete(task.id, outcome.and_then(verdict)) {
-                Some(next) => task = next,
-                None => return,
+                (Some(next), deadline) => {
+                    task = next;
+                    flush_by = deadline;
+                }
+                (None, _) => return,
             }
         }
     }
 
     /// Hands task `id`'s outcome to the core. Program tasks this starts run on other runner
     /// threads, but the first one, which is returned for the calling thread to run; the rest
-    /// of the core's output waits for the JS thread, woken by the first output of a batch.
+    /// of the core's output waits for the JS thread, woken by the first output of a batch,
+    /// or held back until the returned deadline when it is only `FINISHED` frames and this
+    /// thread runs another program.
     fn complete(
         self: &Arc<Self>,
         id: i32,
         outcome: Result<(JsResult, PathBuf), String>,
-    ) -> Option<JsTask> {
+    ) -> (Option<JsTask>, Option<std::time::Instant>) {
         if self.stopped.load(Ordering::SeqCst) {
             if let Ok((_, dir)) = outcome {
                 run_dir::release(dir);
             }
-            return None;
+            return (None, None);
         }
-        let shared = self.shared.upgrade()?;
+        let Some(shared) = self.shared.upgrade() else {
+            return (None, None);
+        };
         let mut out = {
             let mut core = shared.lock();
             match outcome {
@@ -163,43 +202,66 @@ impl ProgramHost {
             }
         }
         out.js_tasks = others;
-        self.post(out);
-        next
+        let deadline = self.post(out, next.is_some());
+        (next, deadline)
     }
 
-    /// Queues core output for the JS thread; the first of a batch wakes it.
-    fn post(&self, out: WorkerOutput) {
-        let empty = out.to_server.is_empty()
+    /// Queues core output for the JS thread; the first of a batch wakes it. `hold`: the caller
+    /// goes on with another program, and output of only `FINISHED` frames may wait for more
+    /// (see [`FINISHED_BATCH_WINDOW`]); then returns the deadline by which the caller must
+    /// [`ProgramHost::flush`].
+    fn post(&self, out: WorkerOutput, hold: bool) -> Option<std::time::Instant> {
+        if is_empty(&out) {
+            return None;
+        }
+        let hold = hold
             && out.sends.is_empty()
             && out.js_tasks.is_empty()
             && out.native_calls.is_empty()
             && out.logs.is_empty()
             && out.canceled.is_empty();
-        if empty {
-            return;
-        }
-        let first = {
+        {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let first = p.to_server.is_empty()
-                && p.sends.is_empty()
-                && p.js_tasks.is_empty()
-                && p.native_calls.is_empty()
-                && p.logs.is_empty()
-                && p.canceled.is_empty();
-            p.to_server.extend_from_slice(&out.to_server);
+            let p = &mut *p;
+            p.out.to_server.extend_from_slice(&out.to_server);
             for s in out.sends {
-                push_send(&mut p.sends, &s.ids, &s.address, s.parts);
+                push_send(&mut p.out.sends, &s.ids, &s.address, s.parts);
             }
-            p.js_tasks.extend(out.js_tasks);
-            p.native_calls.extend(out.native_calls);
-            p.logs.extend(out.logs);
-            p.canceled.extend(out.canceled);
-            first
-        };
-        if first {
-            if let Some(wake) = self.wake.get() {
-                wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            p.out.js_tasks.extend(out.js_tasks);
+            p.out.native_calls.extend(out.native_calls);
+            p.out.logs.extend(out.logs);
+            p.out.canceled.extend(out.canceled);
+            if p.woken {
+                return None; // the JS thread takes it with the rest
             }
+            if hold {
+                let now = std::time::Instant::now();
+                let deadline = *p.since.get_or_insert(now) + FINISHED_BATCH_WINDOW;
+                if now < deadline {
+                    return Some(deadline);
+                }
+            }
+            p.woken = true;
+        }
+        self.wake();
+        None
+    }
+
+    /// Wakes the JS thread for the output held back, if any (a deadline of [`ProgramHost::post`]).
+    fn flush(&self) {
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if p.woken || is_empty(&p.out) {
+                return;
+            }
+            p.woken = true;
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(wake) = self.wake.get() {
+            wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
         }
     }
 
@@ -211,7 +273,12 @@ impl ProgramHost {
         let Some(host) = shared.programs.get() else {
             return Ok(WorkerEffects::default());
         };
-        let out = std::mem::take(&mut *host.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let out = {
+            let mut p = host.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.woken = false;
+            p.since = None;
+            std::mem::take(&mut p.out)
+        };
         crate::worker::convert(env, &shared, out)
     }
 }

@@ -63,9 +63,40 @@ pub(crate) struct SpawnSpec<'a> {
 /// A started program: its process id, also its process group (a group of its own).
 pub(crate) struct Spawned {
     pub(crate) pid: i32,
+    /// A descriptor that becomes readable when it exits (Linux 5.2 and later).
+    pidfd: Option<OwnedFd>,
 }
 
 impl Spawned {
+    /// Waits until it exited or `deadline` passed, whichever comes first; true: it exited.
+    /// Without a pidfd it returns false at once.
+    pub(crate) fn exited_by(&self, deadline: std::time::Instant) -> bool {
+        let Some(fd) = &self.pidfd else { return false };
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let ts = libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            };
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: ppoll reads one pollfd and a timespec we own.
+            let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+            if r > 0 {
+                return true;
+            }
+            if r == 0 {
+                return false;
+            }
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return false;
+            }
+        }
+    }
+
     /// Waits until it ended; `ended` runs after it exited but before it is reaped, while its
     /// id cannot be reused by another process: a signal to its group sent meanwhile (a cancel,
     /// the reaper) never reaches a stranger.
@@ -201,17 +232,19 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
         // in the child (which shares its memory) before it reset them; the child runs only
         // `start` on its own stack, with `child`, which outlives it (this thread is suspended
         // until the child exec'd or exited, CLONE_VFORK).
+        let mut pidfd: libc::c_int = -1;
         let pid = unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
             let mut old: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-            let pid = libc::clone(
-                start,
-                top,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                &child as *const Child as *mut libc::c_void,
-            );
+            let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+            let arg = &child as *const Child as *mut libc::c_void;
+            let mut pid = libc::clone(start, top, flags | libc::CLONE_PIDFD, arg, &mut pidfd);
+            if pid < 0 && *libc::__errno_location() == libc::EINVAL {
+                pidfd = -1; // a kernel before 5.2
+                pid = libc::clone(start, top, flags, arg);
+            }
             let error = std::io::Error::last_os_error();
             libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
             if pid < 0 {
@@ -223,10 +256,12 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
         let error = child.error.load(std::sync::atomic::Ordering::Acquire);
         if error != 0 {
             // It exited without exec'ing: reap it.
-            let _ = Spawned { pid }.wait(|| ());
+            let _ = Spawned { pid, pidfd: None }.wait(|| ());
             return Err(std::io::Error::from_raw_os_error(error));
         }
-        Ok(Spawned { pid })
+        // SAFETY: clone stored a fresh descriptor (close-on-exec) when it took CLONE_PIDFD.
+        let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+        Ok(Spawned { pid, pidfd })
     })
 }
 
@@ -365,7 +400,7 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
         let _ = file.write_at(&slot_bytes(Some(pid)), slot.offset);
     }
     drop(child); // not waited for here: `Spawned::wait` reaps it
-    Ok(Spawned { pid })
+    Ok(Spawned { pid, pidfd: None })
 }
 
 #[cfg(test)]
@@ -510,6 +545,36 @@ mod tests {
         .err()
         .expect("started in a missing directory");
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_bounded_wait_ends_at_the_exit_or_the_deadline() {
+        use std::time::{Duration, Instant};
+        let dir = std::env::temp_dir();
+        let run = |argv: &[&str]| {
+            spawn(SpawnSpec {
+                argv: &argv.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                dir: &dir,
+                stdio: [
+                    dev_null().unwrap(),
+                    dev_null().unwrap(),
+                    dev_null().unwrap(),
+                ],
+                slot: None,
+            })
+            .unwrap()
+        };
+        let slow = run(&["/bin/sleep", "0.3"]);
+        let started = Instant::now();
+        assert!(!slow.exited_by(started + Duration::from_millis(20)));
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(20), "{waited:?}");
+        assert!(waited < Duration::from_millis(250), "{waited:?}");
+        assert!(slow.exited_by(started + Duration::from_secs(10)));
+        assert!(slow.wait(|| ()).unwrap().success());
+        let quick = run(&["/bin/true"]);
+        assert!(quick.exited_by(Instant::now() + Duration::from_secs(10)));
+        assert!(quick.wait(|| ()).unwrap().success());
     }
 
     #[test]
