@@ -1,4 +1,7 @@
 import * as assert from "uvu/assert";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { clusterSuite } from "./cluster-suite.js";
 import { LocalCluster } from "../cluster/local-cluster.js";
 import { TaskFailed, tasks } from "../index.js";
@@ -152,6 +155,43 @@ t("large standard output does not deadlock", async ({ client }) => {
   const n = client.submitOne(tasks.size([f]));
   assert.is(Number((await n.gather() as Buffer).readBigUInt64LE(0)), 100_000_000);
   f.release();
+});
+
+t("a program's result is not held back while the next program on its worker runs", async () => {
+  // A worker holds a FINISHED back up to 2 ms for those of its next programs (issue #26): never
+  // longer, even when the next program runs for long (here: until the gate file exists).
+  const cluster = await LocalCluster.start({ workers: 1, cpus: 1 });
+  const dir = mkdtempSync(join(tmpdir(), "hyperloom-held-"));
+  try {
+    const client = await cluster.connect();
+    let tested = false;
+    for (let attempt = 0; attempt < 8 && !tested; attempt++) {
+      const [xStarted, yStarted, gate] = ["x", "y", "go"].map((n) => join(dir, `${n}${attempt}`));
+      const [x, y] = client.submit([
+        tasks.run(["/bin/sh", "-c", `touch '${xStarted}'; echo x`]),
+        tasks.run(["/bin/sh", "-c", `touch '${yStarted}'; while [ ! -e '${gate}' ]; do sleep 0.02; done; echo y`]),
+      ]);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<string>((r) => (timer = setTimeout(() => r("late"), 3_000)));
+      const got = await Promise.race([x!.gather().then(str), late]);
+      clearTimeout(timer);
+      const xFirst = existsSync(xStarted);
+      writeFileSync(gate, "");
+      assert.is(str(await y!.gather()), "y\n");
+      if (got === "late") {
+        // The gated program ran first (then x waits for its cpu, as it should): try again.
+        assert.not.ok(xFirst, "x ran and ended, but its result waited for the next program");
+        continue;
+      }
+      assert.is(got, "x\n");
+      tested = true;
+    }
+    assert.ok(tested, "the gated program ran first in every attempt");
+    await client.close();
+  } finally {
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 t.run();
