@@ -14,6 +14,7 @@
 //!
 //! Elsewhere Rust's `Command` starts it and the worker writes the slot after (with that window).
 
+#[cfg(target_os = "linux")]
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -68,8 +69,15 @@ pub(crate) struct Spawned {
 }
 
 impl Spawned {
+    /// Elsewhere there is no pidfd: false at once.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn exited_by(&self, _deadline: std::time::Instant) -> bool {
+        false
+    }
+
     /// Waits until it exited or `deadline` passed, whichever comes first; true: it exited.
     /// Without a pidfd it returns false at once.
+    #[cfg(target_os = "linux")]
     pub(crate) fn exited_by(&self, deadline: std::time::Instant) -> bool {
         let Some(fd) = &self.pidfd else { return false };
         loop {
