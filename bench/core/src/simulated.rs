@@ -53,44 +53,36 @@ pub fn push_finished(out: &mut Vec<u8>, id: u64, size: u8) {
 /// Connects and registers a second worker like the first ([`WORKER2`], data port 4001).
 #[allow(dead_code)] // (not every binary including this module uses it)
 pub fn connect_second_worker(s: &mut Server) {
-    s.on_connect(WORKER2, "127.0.0.1");
+    register_worker(s, WORKER2, 4001);
+    drop(s.take_output());
+}
+
+/// Connects worker connection `conn` and registers it: 2 cpus, data port `port`, the
+/// original's task and data types.
+fn register_worker(s: &mut Server, conn: u32, port: i32) {
+    s.on_connect(conn, "127.0.0.1");
     let mut reg = Vec::new();
     push_frame(
         &mut reg,
         &Register {
             protocol_version: 2,
             r#type: 1,
-            port: Some(4001),
+            port: Some(port),
             task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
             data_types: vec!["loom/data".into(), "loom/array".into()],
             cpus: Some(2),
             ..Default::default()
         },
     );
-    s.on_data(WORKER2, &reg);
-    drop(s.take_output());
+    s.on_data(conn, &reg);
 }
 
 /// Connects and registers one worker of 2 cpus (data port 4000, the original's task and data
 /// types) and one client announcing `client_features`; the server's answers are dropped.
 pub fn connect(s: &mut Server, client_features: &[&str]) {
-    s.on_connect(WORKER, "127.0.0.1");
+    register_worker(s, WORKER, 4000);
     s.on_connect(CLIENT, "127.0.0.1");
     let mut reg = Vec::new();
-    push_frame(
-        &mut reg,
-        &Register {
-            protocol_version: 2,
-            r#type: 1,
-            port: Some(4000),
-            task_types: ORIGINAL_TASK_TYPES.iter().map(|s| s.to_string()).collect(),
-            data_types: vec!["loom/data".into(), "loom/array".into()],
-            cpus: Some(2),
-            ..Default::default()
-        },
-    );
-    s.on_data(WORKER, &reg);
-    reg.clear();
     push_frame(
         &mut reg,
         &Register {

@@ -67,14 +67,7 @@ impl FrameReader {
                     return Ok(());
                 }
             }
-            let len = read_len(&self.partial);
-            if len > self.limit {
-                return Err(FrameError::TooLarge {
-                    len,
-                    limit: self.limit,
-                }
-                .into());
-            }
+            let len = self.checked_len(&self.partial)?;
             let total = 8 + len as usize;
             let take = (total - self.partial.len()).min(rest.len());
             self.partial.extend_from_slice(&rest[..take]);
@@ -93,14 +86,7 @@ impl FrameReader {
                 if rest.len() < 8 {
                     break;
                 }
-                let len = read_len(rest);
-                if len > self.limit {
-                    return Err(FrameError::TooLarge {
-                        len,
-                        limit: self.limit,
-                    }
-                    .into());
-                }
+                let len = self.checked_len(rest)?;
                 let total = 8 + len as usize;
                 if rest.len() < total {
                     break;
@@ -114,10 +100,19 @@ impl FrameReader {
         self.partial.extend_from_slice(rest);
         Ok(())
     }
-}
 
-fn read_len(b: &[u8]) -> u64 {
-    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+    /// The length prefix at the start of `b` (8 bytes or more), or `TooLarge` above the limit.
+    #[inline(always)]
+    fn checked_len(&self, b: &[u8]) -> Result<u64, FrameError> {
+        let len = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        if len > self.limit {
+            return Err(FrameError::TooLarge {
+                len,
+                limit: self.limit,
+            });
+        }
+        Ok(len)
+    }
 }
 
 /// Appends a frame holding `payload` to `out`.

@@ -421,6 +421,20 @@ mod tests {
         (File::from(OwnedFd::from(r)), OwnedFd::from(w))
     }
 
+    /// Spawns `argv` in `dir` with /dev/null as its standard streams and no reaper slot.
+    fn spawn_detached(argv: &[&str], dir: &Path) -> std::io::Result<Spawned> {
+        spawn(SpawnSpec {
+            argv: &argv.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            dir,
+            stdio: [
+                dev_null().unwrap(),
+                dev_null().unwrap(),
+                dev_null().unwrap(),
+            ],
+            slot: None,
+        })
+    }
+
     #[test]
     fn a_slot_is_the_group_right_aligned_and_a_newline() {
         assert_eq!(&slot_bytes(Some(4_194_304)), b"        4194304\n");
@@ -526,32 +540,14 @@ mod tests {
             ("no-such-program-in-path", std::io::ErrorKind::NotFound),
             ("/dev/null", std::io::ErrorKind::PermissionDenied),
         ] {
-            let e = spawn(SpawnSpec {
-                argv: &[program.into()],
-                dir: &dir,
-                stdio: [
-                    dev_null().unwrap(),
-                    dev_null().unwrap(),
-                    dev_null().unwrap(),
-                ],
-                slot: None,
-            })
-            .err()
-            .unwrap_or_else(|| panic!("{program} started"));
+            let e = spawn_detached(&[program], &dir)
+                .err()
+                .unwrap_or_else(|| panic!("{program} started"));
             assert_eq!(e.kind(), kind, "{program}: {e}");
         }
-        let e = spawn(SpawnSpec {
-            argv: &["/bin/true".into()],
-            dir: Path::new("/nonexistent/dir"),
-            stdio: [
-                dev_null().unwrap(),
-                dev_null().unwrap(),
-                dev_null().unwrap(),
-            ],
-            slot: None,
-        })
-        .err()
-        .expect("started in a missing directory");
+        let e = spawn_detached(&["/bin/true"], Path::new("/nonexistent/dir"))
+            .err()
+            .expect("started in a missing directory");
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     }
 
@@ -559,19 +555,7 @@ mod tests {
     fn a_bounded_wait_ends_at_the_exit_or_the_deadline() {
         use std::time::{Duration, Instant};
         let dir = std::env::temp_dir();
-        let run = |argv: &[&str]| {
-            spawn(SpawnSpec {
-                argv: &argv.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                dir: &dir,
-                stdio: [
-                    dev_null().unwrap(),
-                    dev_null().unwrap(),
-                    dev_null().unwrap(),
-                ],
-                slot: None,
-            })
-            .unwrap()
-        };
+        let run = |argv: &[&str]| spawn_detached(argv, &dir).unwrap();
         let slow = run(&["/bin/sleep", "0.3"]);
         let started = Instant::now();
         assert!(!slow.exited_by(started + Duration::from_millis(20)));
