@@ -161,6 +161,12 @@ export class Client {
   private reader = new FrameReader();
   private readonly symbols = new Map<string, number>();
   private symbolNames: string[] = [];
+  /**
+   * The name of a dictionary id, for {@link decodeData}: one function for the client's life, so
+   * that the decoder's compiled code calls the same one for every result (a closure per result
+   * threw it away at the next; issue #26).
+   */
+  private readonly typeName = (t: number): string | undefined => this.symbolNames[t];
   /** The dictionary id of plain data (`loom/data`), whose fetched value is its one frame. */
   private plainDataType = -1;
   private nextId = 0;
@@ -1218,7 +1224,7 @@ export class Client {
           ...(access?.tlsFingerprint !== undefined ? { tls: {} } : {}),
         };
       },
-      typeName: (t) => this.symbolNames[t],
+      typeName: this.typeName,
       plainDataType: () => this.plainDataType,
       timeoutMs: this.address.timeoutMs,
     });
@@ -1253,7 +1259,7 @@ export class Client {
     if (f === undefined) return;
     let value: DataValue;
     try {
-      value = decodeData(typeId, frames, 0, (t) => this.symbolNames[t])[0];
+      value = decodeData(typeId, frames, 0, this.typeName)[0];
     } catch (e) {
       this.paths.relayed++;
       this.fetching.delete(id);

@@ -36,7 +36,13 @@ const MAX_FAST = 64;
 let slab = Buffer.allocUnsafeSlow(0);
 /** Next free byte of {@link slab}. */
 let slabAt = 0;
-const SLAB_BYTES = 64 * 1024;
+/**
+ * Small enough that a function-task plan takes a new block within its first few hundred calls
+ * (W5: every ~650), while `fastEncode` still runs unoptimized: its optimized code then knows the
+ * refill. With 64 KiB the first refill came after the optimizing compile, which had never seen
+ * it, and threw that code away (a recompile in a plan's first repetitions; issue #26).
+ */
+const SLAB_BYTES = 8 * 1024;
 /** Largest fast encoding: version, array tag and length, MAX_FAST values of up to 2 + MAX_FAST bytes, end. */
 const MAX_FAST_BYTES = 3 + 5 + MAX_FAST * (2 + MAX_FAST) + 2 + 5;
 

@@ -99,7 +99,12 @@ export interface FunctionSpec {
 export function jsValue<T>(value: T, options: { label?: string; request?: ResourceRequest } = {}): Task<T> {
   let config: Buffer;
   try {
-    config = serialize(value);
+    const bytes = serialize(value);
+    // Copied into a Buffer made in JS, as every other config: the one `serialize` makes (in C++)
+    // has a shape of its own, which the encoder compiled for a plan's other configs did not know
+    // and V8 drops between plans (a deopt and a recompile at a plan's first jsValue; issue #26).
+    config = Buffer.allocUnsafe(bytes.length);
+    config.set(bytes);
   } catch (e) {
     throw new LoomError(`jsValue: the value cannot be serialized (structured clone): ${(e as Error).message}`);
   }

@@ -28,13 +28,18 @@ export interface NumberedPlan {
   idBase: number;
 }
 
+/** What {@link walk} calls with each task, in id order, once its inputs have their ids. */
+interface PlanVisitor {
+  visit(t: Task<unknown>, result: boolean): void;
+}
+
 /**
  * Numbers every task reachable from `roots` (depth-first, inputs first, each task once) and
- * calls `visit` with each, in id order, once its inputs have their ids. Futures are referenced by
- * id and must be active and, when `owner` is given, made by that client. Throws on a cycle or a
- * bad input. Returns the number of tasks.
+ * calls `visitor.visit` with each, in id order, once its inputs have their ids. Futures are
+ * referenced by id and must be active and, when `owner` is given, made by that client. Throws on
+ * a cycle or a bad input. Returns the number of tasks.
  */
-function walk(roots: readonly Task<unknown>[], idBase: number, owner: object | undefined, visit: (t: Task<unknown>, result: boolean) => void): number {
+function walk(roots: readonly Task<unknown>[], idBase: number, owner: object | undefined, visitor: PlanVisitor): number {
   const mark = 2 * ++epochCounter;
   // Results first: a result reached as the input of another is then known as one when visited.
   for (const root of roots) {
@@ -46,7 +51,7 @@ function walk(roots: readonly Task<unknown>[], idBase: number, owner: object | u
     root._epoch = mark + 1;
     root._planId = PENDING_RESULT;
   }
-  let count = 0;
+  let next = idBase;
   // Explicit stack: a chain of a million tasks must not overflow the JS stack.
   const stackTask: Task<unknown>[] = [];
   const stackPos: number[] = [];
@@ -55,50 +60,72 @@ function walk(roots: readonly Task<unknown>[], idBase: number, owner: object | u
     root._planId = ON_STACK;
     stackTask.push(root);
     stackPos.push(0);
-    while (stackTask.length > 0) {
-      const top = stackTask.length - 1;
-      const t = stackTask[top]!;
-      const pos = stackPos[top]!;
-      const inputs = t._inputs;
-      if (pos < inputs.length) {
-        stackPos[top] = pos + 1;
-        const input = inputs[pos];
-        if (input instanceof Task) {
-          if (input._epoch >= mark) {
-            if (input._planId === ON_STACK) {
-              throw new LoomError(`Cycle in plan: ${input} is its own input (through ${t})`);
-            }
-            if (input._planId !== PENDING_RESULT) continue;
-          } else {
-            input.validate();
-            input._epoch = mark;
+    next = drain(stackTask, stackPos, mark, next, owner, visitor);
+  }
+  return next - idBase;
+}
+
+/**
+ * The hot loop of {@link walk}: numbers (from `next`) and visits the tasks under those on the
+ * stack; returns the next id. A function of its own that does nothing before its loop: V8 gives
+ * a function its type feedback only once its first call has run a while, so what a function does
+ * before its loop has none after that call, and its optimized code (made during that call) was
+ * thrown away at the start of the next plan (issue #26: "the plan walk's deopt on its second run",
+ * a recompile of the walk and the encoder inlined in it).
+ */
+function drain(stackTask: Task<unknown>[], stackPos: number[], mark: number, next: number, owner: object | undefined, visitor: PlanVisitor): number {
+  while (stackTask.length > 0) {
+    const top = stackTask.length - 1;
+    const t = stackTask[top]!;
+    const pos = stackPos[top]!;
+    const inputs = t._inputs;
+    if (pos < inputs.length) {
+      stackPos[top] = pos + 1;
+      const input = inputs[pos];
+      if (input instanceof Task) {
+        if (input._epoch >= mark) {
+          if (input._planId === ON_STACK) {
+            throw new LoomError(`Cycle in plan: ${input} is its own input (through ${t})`);
           }
-          input._planId = ON_STACK;
-          stackTask.push(input);
-          stackPos.push(0);
-        } else if (input instanceof Future) {
-          // A future's id means something only to the connection that made it: another
-          // client's future sent by id would name one of ours (wrong data), so it is refused.
-          if (owner !== undefined && input.client !== owner) {
-            throw new LoomError(
-              `${input} belongs to another client (a future can only be used by the client that submitted it); it is an input of ${t}`,
-            );
-          }
-          if (!input.active()) {
-            throw new LoomError(`Inactive future used in plan: ${input} (status ${input.status}) is an input of ${t}`);
-          }
+          if (input._planId !== PENDING_RESULT) continue;
         } else {
-          throw new LoomError(`Invalid object ${String(input)} in plan (an input of ${t})`);
+          input.validate();
+          input._epoch = mark;
+        }
+        input._planId = ON_STACK;
+        stackTask.push(input);
+        stackPos.push(0);
+      } else if (input instanceof Future) {
+        // A future's id means something only to the connection that made it: another
+        // client's future sent by id would name one of ours (wrong data), so it is refused.
+        if (owner !== undefined && input.client !== owner) {
+          throw new LoomError(
+            `${input} belongs to another client (a future can only be used by the client that submitted it); it is an input of ${t}`,
+          );
+        }
+        if (!input.active()) {
+          throw new LoomError(`Inactive future used in plan: ${input} (status ${input.status}) is an input of ${t}`);
         }
       } else {
-        t._planId = idBase + count++;
-        visit(t, t._epoch !== mark);
-        stackTask.pop();
-        stackPos.pop();
+        throw new LoomError(`Invalid object ${String(input)} in plan (an input of ${t})`);
       }
+    } else {
+      t._planId = next++;
+      visitor.visit(t, t._epoch !== mark);
+      stackTask.pop();
+      stackPos.pop();
     }
   }
-  return count;
+  return next;
+}
+
+/** Collects the tasks of {@link numberPlan}. */
+class TaskList implements PlanVisitor {
+  readonly tasks: Task<unknown>[] = [];
+
+  visit(t: Task<unknown>): void {
+    this.tasks.push(t);
+  }
 }
 
 /**
@@ -107,9 +134,9 @@ function walk(roots: readonly Task<unknown>[], idBase: number, owner: object | u
  * that client. Throws on a cycle or a bad input.
  */
 export function numberPlan(roots: readonly Task<unknown>[], idBase: number, owner?: object): NumberedPlan {
-  const tasks: Task<unknown>[] = [];
-  walk(roots, idBase, owner, (t) => tasks.push(t));
-  return { tasks, idBase };
+  const list = new TaskList();
+  walk(roots, idBase, owner, list);
+  return { tasks: list.tasks, idBase };
 }
 
 /** Options of {@link encodePlan}. */
@@ -226,50 +253,65 @@ class Out {
 const strMax = (s: string | undefined): number => (s === undefined ? 0 : 3 * s.length + 16);
 
 /**
- * Numbers the tasks reachable from `roots` (ids from `idBase`; see {@link numberPlan}) and
- * encodes them as one framed `ClientRequest{type=PLAN}`, each task as it is numbered. Throws
- * `LoomError` on a cycle, a bad input or an unknown task type (`opts.symbol`).
+ * The encoder of one submission: {@link walk} calls `visit` with each task as it is numbered. An
+ * object with a method rather than a closure per plan, so that the walk's optimized code calls
+ * one function for every plan: a closure made per plan was inlined with its plan's objects as
+ * constants, and that code was thrown away once they were collected (issue #26).
  */
-export function encodePlan(roots: readonly Task<unknown>[], idBase: number, opts: EncodeOptions, owner?: object): EncodedPlan {
-  // A first guess of the size: ~48 bytes per input of the roots (W1's one root of a million
-  // merges takes ~38 MB); grown as needed.
-  let guess = 0;
-  for (const r of roots) guess += r instanceof Task ? r._inputs.length : 0;
-  const out = new Out(Math.min(Math.max(64 * 1024, 48 * guess), 256 * 1024 * 1024), HEAD);
-  // Distinct resource requests by value, numbered in order of first use.
-  const requests = new Map<number, number>();
-  // Task type ids: the first few types met are compared by identity, in order (a plan cycles
-  // through a few types, e.g. W1's const, const, merge: a map lookup on 2 tasks of 3 cost ~7% of the
-  // encoding, issue #26), the others looked up.
-  const typeIds = new Map<string, number>();
-  const recentTypes: string[] = [];
-  const recentIds: number[] = [];
-  const labels = opts.labels;
-  const count = walk(roots, idBase, owner, (t, result) => {
+class PlanEncoder implements PlanVisitor {
+  readonly out: Out;
+  /** Distinct resource requests by value, numbered in order of first use. */
+  readonly requests = new Map<number, number>();
+  /**
+   * Task type ids: the first few types met are compared by identity, in order (a plan cycles
+   * through a few types, e.g. W1's const, const, merge: a map lookup on 2 tasks of 3 cost ~7% of
+   * the encoding, issue #26), the others looked up. Arrays of a fixed length, filled in place
+   * (an empty literal grown by `push` changed its elements' kind under the JIT: a deopt).
+   */
+  readonly recentTypes: string[] = ["", "", "", ""];
+  readonly recentIds: number[] = [0, 0, 0, 0];
+  nRecent = 0;
+  readonly typeIds = new Map<string, number>();
+  readonly labels: boolean;
+
+  constructor(
+    initial: number,
+    readonly opts: EncodeOptions,
+  ) {
+    this.out = new Out(initial, HEAD);
+    this.labels = opts.labels;
+  }
+
+  /** The id of task type `type` not among the recent ones (looked up, or asked of `opts.symbol`). */
+  typeId(type: string): number {
+    const known = this.typeIds.get(type);
+    const typeId = known ?? this.opts.symbol(type);
+    if (known === undefined) this.typeIds.set(type, typeId);
+    if (this.nRecent < 4) {
+      this.recentTypes[this.nRecent] = type;
+      this.recentIds[this.nRecent++] = typeId;
+    }
+    return typeId;
+  }
+
+  visit(t: Task<unknown>, result: boolean): void {
     const cfg = t.config;
     const inputs = t._inputs;
     const extras = t._extras;
-    const label = labels ? extras?.label : undefined;
+    const label = this.labels ? extras?.label : undefined;
     const checkpoint = extras?.checkpointPath;
-    const b = out.ensure(40 + (typeof cfg === "string" ? strMax(cfg) : cfg.length + 10) + 11 * inputs.length + strMax(label) + strMax(checkpoint));
-    let pos = out.pos;
+    const b = this.out.ensure(40 + (typeof cfg === "string" ? strMax(cfg) : cfg.length + 10) + 11 * inputs.length + strMax(label) + strMax(checkpoint));
+    let pos = this.out.pos;
     const type = t.taskType;
     let typeId = -1;
-    for (let i = 0; i < recentTypes.length; i++) {
+    const recentTypes = this.recentTypes;
+    for (let i = 0; i < this.nRecent; i++) {
       if (recentTypes[i] === type) {
-        typeId = recentIds[i]!;
+        typeId = this.recentIds[i]!;
         break;
       }
     }
-    if (typeId < 0) {
-      const known = typeIds.get(type);
-      typeId = known ?? opts.symbol(type);
-      if (known === undefined) typeIds.set(type, typeId);
-      if (recentTypes.length < 4) {
-        recentTypes.push(type);
-        recentIds.push(typeId);
-      }
-    }
+    if (typeId < 0) typeId = this.typeId(type);
     // Plan.tasks (field 2): the length is written after the body, one byte assumed.
     b[pos] = 0x12;
     const lenAt = pos + 1;
@@ -293,6 +335,7 @@ export function encodePlan(roots: readonly Task<unknown>[], idBase: number, opts
     }
     const rr = extras?.resourceRequest;
     if (rr !== undefined) {
+      const requests = this.requests;
       let index = requests.get(rr.cpus);
       if (index === undefined) requests.set(rr.cpus, (index = requests.size));
       b[pos++] = 0x28;
@@ -312,8 +355,33 @@ export function encodePlan(roots: readonly Task<unknown>[], idBase: number, opts
       writeVarint(b, lenAt, len);
       pos += extra;
     }
-    out.pos = pos;
-  });
+    this.out.pos = pos;
+  }
+}
+
+/**
+ * An encoder kept for the life of the process, never used: it keeps the shapes of an encoder and
+ * of its output buffer alive between plans. V8 reaches an object's shape from its class's first
+ * shape through weak links, one per field set: once the last plan's encoder was collected, the
+ * next plan's got new shapes, and the walk and encoder compiled for the old ones were thrown
+ * away and compiled again, for every plan (issue #26).
+ */
+export const keptEncoderShape: object = new PlanEncoder(0, { symbol: () => 0, cpusSymbol: 0, labels: false, loadCheckpoints: false });
+
+/**
+ * Numbers the tasks reachable from `roots` (ids from `idBase`; see {@link numberPlan}) and
+ * encodes them as one framed `ClientRequest{type=PLAN}`, each task as it is numbered. Throws
+ * `LoomError` on a cycle, a bad input or an unknown task type (`opts.symbol`).
+ */
+export function encodePlan(roots: readonly Task<unknown>[], idBase: number, opts: EncodeOptions, owner?: object): EncodedPlan {
+  // A first guess of the size: ~48 bytes per input of the roots (W1's one root of a million
+  // merges takes ~38 MB); grown as needed.
+  let guess = 0;
+  for (const r of roots) guess += r instanceof Task ? r._inputs.length : 0;
+  const encoder = new PlanEncoder(Math.min(Math.max(64 * 1024, 48 * guess), 256 * 1024 * 1024), opts);
+  const count = walk(roots, idBase, owner, encoder);
+  const out = encoder.out;
+  const requests = encoder.requests;
   // Plan.id_base (field 4), then ClientRequest.load_checkpoints (field 4, after the plan).
   let b = out.ensure(16);
   b[out.pos++] = 0x20;

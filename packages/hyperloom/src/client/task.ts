@@ -58,8 +58,19 @@ export interface TaskExtras {
   checkpointPath: string | undefined;
 }
 
-/** Inputs of a task built without any, until someone reads `inputs` (never written to). */
-const NO_INPUTS: TaskInput[] = [];
+/**
+ * Inputs of a task built without any, until someone reads `inputs` (never written to). An array
+ * of the same kind as the builders' input arrays (V8's PACKED_ELEMENTS, not the SMI kind of an
+ * empty literal): the walk and encoder see one array shape, and compiled code made while a plan's
+ * input-less tasks went by unseen is not thrown away at the next plan's first (issue #26).
+ */
+const NO_INPUTS: TaskInput[] = packedEmpty();
+
+function packedEmpty(): TaskInput[] {
+  const a: unknown[] = [null];
+  a.pop();
+  return a as TaskInput[];
+}
 
 /**
  * A node of a plan: a task type (a `loom/...` symbol), inputs and configuration. `T` is the type
