@@ -17,7 +17,7 @@ import { decodeData, type DataValue } from "./data.js";
 import { DirectFetcher, type Location } from "./direct-fetch.js";
 import { encodePlan } from "./plan.js";
 import { DEFAULT_CONNECT_TIMEOUT_MS, handshake, type Greeted } from "../protocol/handshake.js";
-import { accessFor, sameAccess, type Access } from "../security/access-file.js";
+import { accessFor, namesAddress, sameAccess, type Access } from "../security/access-file.js";
 
 /** The server's main port when none is given (the original's default). */
 const DEFAULT_PORT = 9010;
@@ -247,6 +247,8 @@ export class Client {
       timeoutMs: number;
       reconnectMs: number | undefined;
       accessFile: string | undefined;
+      /** The address is the access file's: reconnecting follows the file to a moved server. */
+      followsFile: boolean;
       features: string[];
     },
   ) {}
@@ -264,33 +266,37 @@ export class Client {
     let p = host === undefined ? undefined : (port ?? DEFAULT_PORT);
     const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     let greeted: Greeted;
+    let followsFile = false;
     const features = options.directFetch === false ? CLIENT_FEATURES : [...CLIENT_FEATURES, DIRECT_FEATURE];
     try {
       if (h === undefined && (process.env.HYPERLOOM_SERVER ?? "") !== "") [h, p] = serverAddress(process.env.HYPERLOOM_SERVER);
-      const fromFile = h === undefined;
       const access = accessFor(h, p, options.accessFile);
+      // The address is the access file's (read from it, or the one it names): a server restarted
+      // elsewhere (`--port 0`) is followed there.
+      followsFile = access !== undefined && (h === undefined || namesAddress(access, h, p!));
       h ??= access?.host ?? "127.0.0.1";
       p ??= access?.port ?? DEFAULT_PORT;
       try {
         greeted = await Client.greet(h, p, timeoutMs, options.accessFile, features, undefined, access);
       } catch (e) {
-        // A server restarted here answers nobody before its access file holds its new secret:
-        // refused with the previous one, the file read again says so, and is tried once more.
+        // A server restarted here answers nobody before its access file holds its new secret, and
+        // one restarted on another port is not here at all: refused with what the file said, the
+        // file read again says so, and is tried once more (at its address, if it moved).
         let now: Access | undefined;
         try {
-          now = accessFor(fromFile ? undefined : h, fromFile ? undefined : p, options.accessFile);
+          now = accessFor(followsFile ? undefined : h, followsFile ? undefined : p, options.accessFile);
         } catch {
           throw e;
         }
         if (now === undefined || sameAccess(access, now)) throw e;
-        if (fromFile) [h, p] = [now.host, now.port];
+        if (followsFile) [h, p] = [now.host, now.port];
         greeted = await Client.greet(h, p, timeoutMs, options.accessFile, features, undefined, now);
       }
     } catch (e) {
       throw new LoomError((e as Error).message);
     }
     const reconnectMs = options.reconnect ? (options.reconnectTimeoutMs ?? 120_000) : undefined;
-    const client = new Client(greeted.socket, { host: h, port: p, timeoutMs, reconnectMs, accessFile: options.accessFile, features });
+    const client = new Client(greeted.socket, { host: h, port: p, timeoutMs, reconnectMs, accessFile: options.accessFile, followsFile, features });
     client.attach(greeted);
     openClients().add(client);
     return client;
@@ -382,6 +388,24 @@ export class Client {
   }
 
   /**
+   * Reconnecting to the access file's server: takes the address the file names now (a server
+   * restarted on another port, `--port 0`, wrote its new one there). A file that cannot be read
+   * (being rewritten, gone) leaves the address as it is.
+   */
+  private followAccessFile(): void {
+    if (!this.address.followsFile) return;
+    let now: Access | undefined;
+    try {
+      now = accessFor(undefined, undefined, this.address.accessFile);
+    } catch {
+      return;
+    }
+    if (now === undefined || namesAddress(now, this.address.host, this.address.port)) return;
+    this.address.host = now.host;
+    this.address.port = now.port;
+  }
+
+  /**
    * The connection was lost (`reconnect`): connects again with backoff and re-attaches to the
    * session; on the server's SESSION answer ({@link Client.resume}) what was lost is sent again.
    * Fails every pending future when the time is up or the server no longer knows the session.
@@ -391,10 +415,12 @@ export class Client {
     this.outgoing = [];
     // Releases not written yet are sent on re-attach.
     for (const id of this.releaseIds.splice(0)) this.releasedAway.push(id);
-    const { host, port, timeoutMs, accessFile, features } = this.address;
+    const { timeoutMs, accessFile, features } = this.address;
     const deadline = Date.now() + this.address.reconnectMs!;
     for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
       if (this.closing) return this.fail(why);
+      this.followAccessFile();
+      const { host, port } = this.address;
       try {
         const greeted = await Client.greet(host, port, Math.min(timeoutMs, Math.max(deadline - Date.now(), 1000)), accessFile, features, this.session);
         if (this.closing) {

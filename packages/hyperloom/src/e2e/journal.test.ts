@@ -8,7 +8,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tcpConnect, createServer as createTcpServer } from "node:net";
@@ -406,6 +406,66 @@ t("a restarted server answers nobody before its access file holds its new secret
   w.kill("SIGTERM");
   s2.kill("SIGTERM");
   await exited(s2);
+});
+
+t("a server restarted on another port (--port 0): a reconnecting client that read the previous access file follows the new one there and its gather is right", async () => {
+  const journal = join(dir, "moved.journal");
+  const s1 = await server(0, journal);
+  const c = await Client.connect("127.0.0.1", s1.port, { reconnect: true, accessFile });
+  const w1 = worker(s1.port);
+  await untilWorkers(c, 1);
+  const go = join(dir, "moved-go");
+  // Held until `go` exists: the plan is unfinished when the server dies.
+  const held = tasks.run(["/bin/sh", "-c", `while [ ! -e '${go}' ]; do sleep 0.05; done; printf moved`]);
+  const [f] = c.submit([held]) as Future<Buffer>[];
+  await new Promise((r) => setTimeout(r, 300)); // the journal commits the plan
+  w1.kill("SIGKILL");
+  s1.child.kill("SIGKILL");
+  await exited(s1.child);
+  const s2 = await server(0, journal);
+  assert.is.not(s2.port, s1.port, "the restarted server got the same port by chance");
+  assert.ok(s2.lines.some((l) => /journal: restored 1 plans of 1 client sessions/.test(l)), s2.lines.join("\n"));
+  // Without following the file the client knocks at the old port until its reconnect time is up.
+  const w2 = worker(s2.port);
+  appendFileSync(go, "");
+  assert.is(String(await c.gather([f!])), "moved");
+  assert.is((await c.stats()).nWorkers, 1);
+  await c.close();
+  w2.kill("SIGTERM");
+  s2.child.kill("SIGTERM");
+  await exited(s2.child);
+});
+
+t("Client.connect to the address its access file named, refused there: the file read again names the server's new address, which is tried once", async () => {
+  const journal = join(dir, "moved-connect.journal");
+  const s2 = await server(0, journal);
+  const now = readFileSync(accessFile, "utf8");
+  // The previous server's address, as the file named it when the client read it: a listener
+  // there that, as the client arrives, puts the restarted server's file back and hangs up (the
+  // file rewritten between the client's read and its connection).
+  const stale = createTcpServer((sock) => {
+    writeFileSync(accessFile, now, { mode: 0o600 });
+    sock.destroy();
+  });
+  const stalePort = await new Promise<number>((resolve) => stale.listen(0, "127.0.0.1", () => resolve((stale.address() as { port: number }).port)));
+  const previous = JSON.parse(now) as { port: number };
+  previous.port = stalePort;
+  writeFileSync(accessFile, JSON.stringify(previous), { mode: 0o600 });
+  try {
+    const c = await Client.connect("127.0.0.1", stalePort, { accessFile });
+    assert.is((await c.stats()).nWorkers, 0);
+    await c.close();
+    // An address the file did not name is not redirected: the refusal is the answer.
+    const err = await Client.connect("127.0.0.1", stalePort, { accessFile }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.instance(err, LoomError);
+  } finally {
+    stale.close();
+    s2.child.kill("SIGTERM");
+    await exited(s2.child);
+  }
 });
 
 t.run();

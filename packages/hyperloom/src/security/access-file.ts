@@ -212,7 +212,16 @@ export function accessFor(host: string | undefined, port: number | undefined, gi
   } catch {
     return undefined; // the default file of some other server; this connection is open
   }
-  return a.port === port && (host === undefined || host === a.host || isLoopback(host) === isLoopback(a.host)) ? a : undefined;
+  return namesAddress(a, host, port) ? a : undefined;
+}
+
+/**
+ * Whether `a` is the access of the server at `host:port` (`host` undefined: any host): the same
+ * port, and the same host or both loopback or both not (a server's file names the address it was
+ * told to listen on, a peer may name it otherwise).
+ */
+export function namesAddress(a: Access, host: string | undefined, port: number): boolean {
+  return a.port === port && (host === undefined || host === a.host || isLoopback(host) === isLoopback(a.host));
 }
 
 function isLoopback(host: string): boolean {
