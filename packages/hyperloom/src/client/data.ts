@@ -33,21 +33,15 @@ export function decodeData(
     case Symbol.TYPE_ARRAY: {
       const n = frame.length / 4;
       const items: DataValue[] = new Array(n);
-      let p = pos + 1;
-      // Plain items (W1's million merges) are their frame: taken without a call each (#26).
-      let plain = -1;
-      for (let i = 0; i < n; i++) {
-        const t = frame.readInt32LE(i * 4);
-        if (t === plain && p < frames.length) {
-          items[i] = frames[p++];
-          continue;
-        }
-        const [v, next] = decodeData(t, frames, p, typeName);
-        if (plain < 0 && typeName(t) === Symbol.TYPE_DATA) plain = t;
-        items[i] = v;
-        p = next;
-      }
-      return [items, p];
+      if (n === 0) return [items, pos + 1];
+      // The first item here, the others in a loop of their own: the array takes its final kind
+      // here (a first store of an object changes it), not in the loop's compiled code, and the
+      // loop has nothing before it, so the code V8 compiles while one result is decoded is not
+      // thrown away at the next result's first item (issue #26).
+      const first = frame.readInt32LE(0);
+      const [v, next] = decodeData(first, frames, pos + 1, typeName);
+      items[0] = v;
+      return [items, decodeItems(frame, frames, next, typeName, items, typeName(first) === Symbol.TYPE_DATA ? first : -1)];
     }
     case Symbol.TYPE_INDEX: {
       // [i32 base type][(n+1) u64 offsets], then the base: returned as its pieces.
@@ -66,6 +60,26 @@ export function decodeData(
     default:
       throw new LoomError(`cannot decode data of type ${name ?? typeId}`);
   }
+}
+
+/**
+ * Items 1.. of an array (`frame`: their type ids) from `frames` at `p`, into `items`; returns the
+ * position after them. Plain items (W1's million merges) are their frame: taken without a call
+ * each (#26) once `plain`, the type id of plain data, is known.
+ */
+function decodeItems(frame: Buffer, frames: Buffer[], p: number, typeName: (id: number) => string | undefined, items: DataValue[], plain: number): number {
+  for (let i = 1; i < items.length; i++) {
+    const t = frame.readInt32LE(i * 4);
+    if (t === plain && p < frames.length) {
+      items[i] = frames[p++];
+      continue;
+    }
+    const [v, next] = decodeData(t, frames, p, typeName);
+    if (plain < 0 && typeName(t) === Symbol.TYPE_DATA) plain = t;
+    items[i] = v;
+    p = next;
+  }
+  return p;
 }
 
 /**

@@ -5,7 +5,7 @@
  * client's hot path (issue #26): no per-task message objects and no list of the tasks; a test
  * checks the output byte-for-byte against the protobufjs code generated from `proto/`.
  */
-import { Task, type TaskInput } from "./task.js";
+import { builtTask, cpu1, sharedExtras, Task, type TaskInput } from "./task.js";
 import { Future } from "./future.js";
 import { LoomError } from "./errors.js";
 
@@ -374,6 +374,39 @@ export const keptEncoderShape: object = new PlanEncoder(0, { symbol: () => 0, cp
  * `LoomError` on a cycle, a bad input or an unknown task type (`opts.symbol`).
  */
 export function encodePlan(roots: readonly Task<unknown>[], idBase: number, opts: EncodeOptions, owner?: object): EncodedPlan {
+  if (!warmedUp) warmUp();
+  return encode(roots, idBase, opts, owner);
+}
+
+/** Whether {@link warmUp} ran. */
+let warmedUp = false;
+
+/**
+ * Encodes, once per process before the first plan, a small plan of the builders' task shapes
+ * that takes every common path of the walk and encoder: configs of both kinds, shared extras with
+ * a label and a request, input ids of one byte and of two, a last task unlike the others. V8
+ * records what code does only after a function's first part ran (its type feedback), and a
+ * function compiled during the first plan deoptimized at the first path that plan had not shown
+ * it yet: its last task (W5: the `arrayMake` of the calls), so the next plan ran unoptimized
+ * until compiled again (issue #26). ~300 tasks, well under a millisecond, no effect on ids.
+ */
+function warmUp(): void {
+  warmedUp = true;
+  const extras = sharedExtras(cpu1, "warm-up");
+  const value = builtTask<unknown>("warm-up/value", Buffer.alloc(4));
+  // Filled by index, as plans are usually gathered (V8's HOLEY kind; the calls' are PACKED).
+  const inputs: TaskInput[] = new Array(300);
+  for (let i = 0; i < 150; i++) {
+    const call = builtTask<unknown>("warm-up/call", Buffer.alloc(6, i), [value]);
+    call._extras = extras;
+    inputs[2 * i] = call;
+    inputs[2 * i + 1] = builtTask<unknown>("warm-up/const", "warm-up");
+  }
+  const opts: EncodeOptions = { symbol: (name) => name.length, cpusSymbol: 1, labels: true, loadCheckpoints: false };
+  encode([builtTask<unknown>("warm-up/array", "", inputs)], 0, opts, undefined);
+}
+
+function encode(roots: readonly Task<unknown>[], idBase: number, opts: EncodeOptions, owner?: object): EncodedPlan {
   // A first guess of the size: ~48 bytes per input of the roots (W1's one root of a million
   // merges takes ~38 MB); grown as needed.
   let guess = 0;
