@@ -203,8 +203,6 @@ pub(crate) struct Scratch {
     pub(crate) score: Vec<u64>,
     /// Work list of [`Server::pipeline`].
     pub(crate) pipeline: Vec<Slot>,
-    /// Workers that run one task type (`Server::place_light_run`).
-    pub(crate) runners: Vec<WorkerIdx>,
 }
 
 /// The HyperLoom server core.

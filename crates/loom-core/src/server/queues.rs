@@ -18,6 +18,12 @@ pub(crate) enum QueueRef {
 pub(crate) struct CpuQueue {
     pub(crate) cpus: u16,
     pub(crate) tasks: VecDeque<TaskId>,
+    /// How many entries at the front of `tasks` were sorted into `near` (sorted lazily, when a
+    /// worker with room looks for tasks near it: see `Server::near_task`).
+    sorted: usize,
+    /// The sorted entries by the worker that held their first input (by worker index), in queue
+    /// order; each also stays in `tasks` (whichever is taken first leaves the other stale).
+    near: Vec<VecDeque<TaskId>>,
 }
 
 /// The ready queues. Entries may be stale (the task was failed or discarded meanwhile): the
@@ -50,6 +56,8 @@ impl ReadyQueues {
             self.heavy.push(CpuQueue {
                 cpus,
                 tasks: [id].into(),
+                sorted: 0,
+                near: Vec::new(),
             });
             self.heavy.sort_by_key(|q| std::cmp::Reverse(q.cpus));
         }
@@ -86,7 +94,49 @@ impl ReadyQueues {
     /// Drops the head of a queue.
     #[inline]
     pub(crate) fn pop(&mut self, q: QueueRef) {
-        self.q(q).pop_front();
+        match q {
+            QueueRef::Light => {
+                self.light.pop_front();
+            }
+            QueueRef::Heavy(i) => {
+                let h = &mut self.heavy[i];
+                h.tasks.pop_front();
+                h.sorted = h.sorted.saturating_sub(1);
+                if h.tasks.is_empty() && h.sorted == 0 {
+                    // Every entry left in `near` is stale now.
+                    h.near.iter_mut().for_each(VecDeque::clear);
+                }
+            }
+        }
+    }
+
+    /// The next entry of heavy queue `i` not yet sorted into its `near` lists (marked sorted).
+    pub(crate) fn next_unsorted(&mut self, i: usize) -> Option<TaskId> {
+        let h = &mut self.heavy[i];
+        let id = h.tasks.get(h.sorted).copied()?;
+        h.sorted += 1;
+        Some(id)
+    }
+
+    /// Lists entry `id` of heavy queue `i` as near worker `w` (the holder of its first input).
+    pub(crate) fn push_near(&mut self, i: usize, w: usize, id: TaskId) {
+        let h = &mut self.heavy[i];
+        if h.near.len() <= w {
+            h.near.resize_with(w + 1, VecDeque::new);
+        }
+        h.near[w].push_back(id);
+    }
+
+    /// The first entry of heavy queue `i` listed near worker `w`; may be stale.
+    pub(crate) fn near_front(&self, i: usize, w: usize) -> Option<TaskId> {
+        self.heavy[i].near.get(w)?.front().copied()
+    }
+
+    /// Drops [`ReadyQueues::near_front`].
+    pub(crate) fn pop_near(&mut self, i: usize, w: usize) {
+        if let Some(n) = self.heavy[i].near.get_mut(w) {
+            n.pop_front();
+        }
     }
 
     /// Parks a ready task no connected worker can run.

@@ -8,12 +8,32 @@
 use super::ids::{Idx, Slot, TaskId, WorkerIdx};
 use super::queues::QueueRef;
 use super::segment::{TaskFlags, TaskState};
-use super::workers::{Queueing, LIGHT_CAP};
+use super::workers::{Queueing, Worker, LIGHT_CAP};
 use super::{wire, Server};
+
+/// Consumers with more inputs than this are not pipelined, nor are their producers placed
+/// together: not worth checking on every assignment.
+const MAX_PIPELINE_INPUTS: usize = 8;
+
+/// How much more loaded than the least loaded worker a sibling's worker may be and still take an
+/// input-less task next to its sibling (see `Server::with_sibling`): one cpu's worth of load per
+/// cpu (64 light tasks on a one-cpu worker; [`super::workers::Worker::load`]'s units).
+const SIBLING_SLACK: u64 = 64 * 1024;
+
+/// What [`Server::choose`] found.
+struct Choice {
+    /// The worker chosen (None: no candidate has room).
+    best: Option<WorkerIdx>,
+    /// Some worker can run the task (has its type and cpus).
+    any: bool,
+    /// A candidate holding more of its input bytes than `best` had no room.
+    displaced: bool,
+}
 
 /// The outcome of choosing a worker for a task.
 enum Pick {
-    Worker(WorkerIdx),
+    /// This worker; `true` if a worker holding more of the task's input bytes had no room.
+    Worker(WorkerIdx, bool),
     /// Some worker could run it but none has room now.
     Full,
     /// No connected worker can ever run it (type or cpus).
@@ -116,7 +136,16 @@ impl Server {
                 continue;
             }
             match self.pick(s) {
-                Pick::Worker(w) => {
+                Pick::Worker(w, displaced) => {
+                    if let (true, QueueRef::Heavy(qi)) = (displaced, q) {
+                        // Its inputs' worker is full: `w` first takes a task whose inputs it
+                        // holds, if one is queued (no input moves); the head waits for room.
+                        if let Some((t, tw)) = self.near_task(qi, w) {
+                            self.assign(t, tw);
+                            self.pipeline(t, tw);
+                            continue;
+                        }
+                    }
                     self.ready.pop(q);
                     self.assign(s, w);
                     self.pipeline(s, w);
@@ -133,10 +162,62 @@ impl Server {
         }
     }
 
+    /// A ready task of heavy queue `qi` whose first input worker `w` holds (queued behind the
+    /// head, whose inputs are on a full worker), with the worker [`Server::pick`] chooses for it
+    /// (`w` unless another with room holds more of its inputs). None if there is none or it
+    /// fits nowhere now. The queue's entries are sorted by their first input's worker lazily,
+    /// each once (O(1) per task).
+    #[inline(never)]
+    fn near_task(&mut self, qi: usize, w: WorkerIdx) -> Option<(Slot, WorkerIdx)> {
+        loop {
+            if let Some(id) = self.ready.near_front(qi, w.index()) {
+                let ready = self
+                    .graph
+                    .locate(id)
+                    .filter(|&t| self.graph.state(t) == TaskState::Ready);
+                let Some(t) = ready else {
+                    self.ready.pop_near(qi, w.index());
+                    continue;
+                };
+                return match self.pick(t) {
+                    Pick::Worker(tw, _) => {
+                        self.ready.pop_near(qi, w.index());
+                        Some((t, tw))
+                    }
+                    Pick::Full | Pick::Nobody => None,
+                };
+            }
+            let id = self.ready.next_unsorted(qi)?;
+            let Some(t) = self.graph.locate(id) else {
+                continue;
+            };
+            if self.graph.state(t) != TaskState::Ready {
+                continue;
+            }
+            let Some(&x) = self.graph.inputs_of(t).first() else {
+                continue;
+            };
+            let Some(xs) = self.graph.locate_hint(x, t.seg) else {
+                continue;
+            };
+            if let Some(p) = self.graph.seg(xs).tasks[xs.off].wk {
+                // The list's stale head goes first (placed from the queue's head meanwhile),
+                // so lists of workers that never look stay short.
+                while let Some(f) = self.ready.near_front(qi, p.index()) {
+                    if self.graph.state_of(f) == Some(TaskState::Ready) {
+                        break;
+                    }
+                    self.ready.pop_near(qi, p.index());
+                }
+                self.ready.push_near(qi, p.index(), id);
+            }
+        }
+    }
+
     /// Places the light tasks at the head of the light queue in one pass (no trace): each on the
-    /// worker [`Server::pick`] would choose, with the checks `pick` makes per task made once per
-    /// run where they cannot change (the workers that run a type are listed when the type
-    /// changes; a light task needs no cpus), the state counts moved once per segment and run.
+    /// worker the placement rule chooses ([`Server::choose`], as [`Server::pick`] does; a light
+    /// task needs no cpus, and has no inputs here with more than one worker), the state counts
+    /// moved once per segment and run.
     /// Tasks with inputs go on only with one connected worker (with more, `pick` weighs where
     /// their inputs are). Stops at the first task that is not plain (loaded from a checkpoint,
     /// rewritten by an expansion, in a plan with checkpoints), that no worker runs, or that no
@@ -146,10 +227,6 @@ impl Server {
         let single = self.workers.n_alive == 1;
         // (segment, tasks moved Ready -> Running there not yet counted)
         let mut moved: Option<(super::ids::SegIdx, u32)> = None;
-        // The connected workers that run type `listed`, in index order (`pick`'s on ties).
-        let mut runners = std::mem::take(&mut self.scratch.runners);
-        runners.clear();
-        let mut listed = i32::MIN;
         let mut assigned = 0u64;
         while let Some(id) = self.ready.front(QueueRef::Light) {
             let Some(s) = self.graph.locate(id) else {
@@ -167,38 +244,13 @@ impl Server {
                 break;
             }
             let ty = t.ttype;
-            if listed != ty {
-                listed = ty;
-                runners.clear();
-                runners.extend(
-                    self.workers
-                        .list
-                        .iter_enumerated()
-                        .filter(|(_, w)| w.alive && w.runs(ty))
-                        .map(|(wi, _)| wi),
-                );
-            }
-            // The least loaded with room, the first on ties (as `pick`, whose locality scores
-            // are all zero here).
-            let w = match runners[..] {
-                [] => break,
-                [w] => w,
-                [w0, ref rest @ ..] => {
-                    let mut best = (w0, self.workers[w0].load());
-                    for &wi in rest {
-                        let load = self.workers[wi].load();
-                        if load < best.1 && self.workers[wi].light < LIGHT_CAP
-                            || self.workers[best.0].light >= LIGHT_CAP
-                        {
-                            best = (wi, load);
-                        }
-                    }
-                    best.0
-                }
-            };
-            if self.workers[w].light >= LIGHT_CAP {
+            // The placement rule (a light task needs no cpus; with one worker its inputs are
+            // there, with more it has none).
+            let Some(w) = self.choose(s, Some(ty), 0, Queueing::Plain, None).best else {
                 break;
-            }
+            };
+            let seg = &mut self.graph.segs[s.seg];
+            let t = &mut seg.tasks[s.off];
             self.ready.pop(QueueRef::Light);
             t.state = TaskState::Running;
             t.wk = Some(w);
@@ -232,7 +284,6 @@ impl Server {
         }
         self.flush_moved(moved);
         self.counters.assigned += assigned;
-        self.scratch.runners = runners;
     }
 
     /// Counts `n` tasks of segment `seg` moved from Ready to Running (see
@@ -261,6 +312,7 @@ impl Server {
     /// checkpoint load), have enough cpus in total
     /// and room now (see [`super::workers::Worker::has_room`]), the one holding the most input
     /// bytes; ties go to the least loaded.
+    #[inline(always)]
     fn pick(&mut self, s: Slot) -> Pick {
         // Any worker can load a checkpoint (it is a file, whatever the task's type).
         let ty =
@@ -296,36 +348,144 @@ impl Server {
         } else {
             Queueing::Plain
         };
-        let mut any = false;
-        // (position, score, load); the position becomes a WorkerIdx once chosen.
-        let mut best: Option<(usize, u64, u64)> = None;
-        for (wi, w) in self.workers.list.iter().enumerate() {
-            if !w.alive || ty.is_some_and(|ty| !w.runs(ty)) || w.cpus < c as u32 {
-                continue;
-            }
-            any = true;
-            if !w.has_room(c as u32, queueing) {
-                continue;
-            }
-            let score = if multi { scores[wi] } else { 0 };
-            let load = w.load();
-            let better = match best {
-                None => true,
-                Some((_, bs, bl)) => score > bs || (score == bs && load < bl),
-            };
-            if better {
-                best = Some((wi, score, load));
-            }
-        }
+        let choice = self.choose(s, ty, c, queueing, multi.then_some(&scores[..]));
         if multi {
             scores.iter_mut().for_each(|s| *s = 0);
             self.scratch.score = scores;
         }
-        match best {
-            Some((w, _, _)) => Pick::Worker(WorkerIdx::from_index(w)),
-            None if any => Pick::Full,
-            None => Pick::Nobody,
+        match choice {
+            Choice {
+                best: Some(w),
+                displaced,
+                ..
+            } => Pick::Worker(w, displaced),
+            Choice { any: true, .. } => Pick::Full,
+            _ => Pick::Nobody,
         }
+    }
+
+    /// The placement rule, one for every task (see `docs/scheduler.md`): among `candidates` —
+    /// the connected workers that run the task's type `ty` (any for a checkpoint load) and have
+    /// its `c` cpus — those with room for it now ([`super::workers::Worker::has_room`]); of them
+    /// the one holding the most of its input bytes (`scores`, by worker index; None: no inputs
+    /// or no choice), then the least loaded per cpu, the first on ties. An input-less light task
+    /// goes next to a placed sibling instead, within a bound (see [`Server::with_sibling`]).
+    #[inline(always)]
+    fn choose(
+        &self,
+        s: Slot,
+        ty: Option<i32>,
+        c: u16,
+        queueing: Queueing,
+        scores: Option<&[u64]>,
+    ) -> Choice {
+        let can_run = |w: &Worker| w.alive && ty.is_none_or(|ty| w.runs(ty)) && w.cpus >= c as u32;
+        let list = self.workers.list.iter().as_slice();
+        if let [w] = list {
+            // One worker (the usual test and single-machine case): it, if it can and has room.
+            let any = can_run(w);
+            return Choice {
+                best: (any && w.has_room(c as u32, queueing)).then(|| WorkerIdx::from_index(0)),
+                any,
+                displaced: false,
+            };
+        }
+        let mut any = false;
+        // The most input bytes a candidate holds, room or not.
+        let mut top = 0;
+        // The best so far (position), its score, and its load (u64::MAX until a second choice
+        // needs it).
+        let (mut best, mut bs, mut bl) = (None, 0, u64::MAX);
+        let mut choices = 0u32;
+        for (wi, w) in list.iter().enumerate() {
+            if !can_run(w) {
+                continue;
+            }
+            any = true;
+            let score = match scores {
+                Some(sc) => sc[wi],
+                None => 0,
+            };
+            top = top.max(score);
+            if !w.has_room(c as u32, queueing) {
+                continue;
+            }
+            choices += 1;
+            match best {
+                None => (best, bs) = (Some(wi), score),
+                Some(bw) => {
+                    if bl == u64::MAX {
+                        bl = list[bw].load();
+                    }
+                    let load = w.load();
+                    if score > bs || (score == bs && load < bl) {
+                        (best, bs, bl) = (Some(wi), score, load);
+                    }
+                }
+            }
+        }
+        let Some(w) = best.map(WorkerIdx::from_index) else {
+            return Choice {
+                best: None,
+                any,
+                displaced: false,
+            };
+        };
+        let w = if c == 0 && scores.is_none() && choices > 1 {
+            self.with_sibling(s, w, |wk| {
+                ty.is_none_or(|ty| wk.runs(ty)) && wk.light < LIGHT_CAP
+            })
+        } else {
+            w
+        };
+        Choice {
+            best: Some(w),
+            any,
+            displaced: bs < top,
+        }
+    }
+
+    /// Where an input-less light task `s` goes instead of the least loaded worker `least`: to the
+    /// worker of a sibling — another input of its first consumer, placed already — if `fits`
+    /// that worker and its load is at most [`SIBLING_SLACK`] above `least`'s. Producers of one
+    /// consumer then meet on one worker, which pipelines the consumer there and moves no input
+    /// (e.g. the two consts of each merge: alternating, every merge crossed workers).
+    #[inline]
+    fn with_sibling(&self, s: Slot, least: WorkerIdx, fits: impl Fn(&Worker) -> bool) -> WorkerIdx {
+        let Some(sw) = self.sibling_worker(s) else {
+            return least;
+        };
+        let wk = &self.workers[sw];
+        if sw != least
+            && wk.alive
+            && wk.load() <= self.workers[least].load() + SIBLING_SLACK
+            && fits(wk)
+        {
+            sw
+        } else {
+            least
+        }
+    }
+
+    /// The worker of a placed (running or finished) sibling of task `s`: another input of its
+    /// first consumer in its plan, if that consumer has at most [`MAX_PIPELINE_INPUTS`] inputs.
+    fn sibling_worker(&self, s: Slot) -> Option<WorkerIdx> {
+        let seg = self.graph.seg(s);
+        let &c = seg.consumers(s.off).first()?;
+        let cs = self.graph.locate_hint(c, s.seg)?;
+        let inputs = self.graph.inputs_of(cs);
+        if inputs.len() > MAX_PIPELINE_INPUTS {
+            return None;
+        }
+        let id = seg.id(s.off);
+        inputs.iter().filter(|&&x| x != id).find_map(|&x| {
+            let xs = self.graph.locate_hint(x, cs.seg)?;
+            let t = &self.graph.seg(xs).tasks[xs.off];
+            match t.state {
+                TaskState::Running | TaskState::Finished => t.wk,
+                _ => None,
+            }
+        })
     }
 
     /// Sends a task to worker `w`, with the SENDs of missing inputs.
@@ -413,8 +573,7 @@ impl Server {
 
     /// Whether a waiting task may be sent to `w` before its inputs finished.
     fn can_pipeline(&self, s: Slot, w: WorkerIdx) -> bool {
-        /// More inputs than this are not worth checking on every assignment.
-        const MAX_INPUTS: usize = 8;
+        const MAX_INPUTS: usize = MAX_PIPELINE_INPUTS;
         let seg = self.graph.seg(s);
         let ty = seg.tasks[s.off].ttype;
         // Consumers with many inputs (an array over all results) are rejected first.

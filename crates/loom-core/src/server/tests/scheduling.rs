@@ -121,24 +121,26 @@ fn locality_and_transfers() {
     h.worker(3, 1);
     h.client(2);
     h.take();
+    // Two results with no consumer in their plan: spread across workers.
     h.send(
         2,
         &plan_req(
             0,
             vec![
-                task(CONST, b"big", &[], false),
-                task(CONST, b"small", &[], false),
-                task(MERGE, b"", &[1, 0], true),
+                task(CONST, b"big", &[], true),
+                task(CONST, b"small", &[], true),
             ],
             &[],
         ),
     );
     let seen = h.take();
-    // Spread across workers.
     assert_eq!(seen.tasks(1), vec![0]);
     assert_eq!(seen.tasks(3), vec![1]);
     h.fin(1, 0, 1_000_000);
     h.fin(3, 1, 10);
+    h.take();
+    // A merge of both (a later plan) goes where the big input is; the small one is sent.
+    h.send(2, &plan_req(2, vec![task(MERGE, b"", &[1, 0], true)], &[]));
     let seen = h.take();
     assert_eq!(seen.tasks(1), vec![2], "goes where the big input is");
     let send = seen.of(3, 2);
@@ -150,9 +152,74 @@ fn locality_and_transfers() {
     h.respond(1, worker_response::Type::Transfered, 1, 0, 0);
     h.fin(1, 2, 1_000_010);
     let seen = h.take();
-    assert_eq!(seen.removes(1), vec![0, 1]);
-    assert_eq!(seen.removes(3), vec![1]);
     assert_eq!(seen.finished(2), vec![2]);
+    assert_eq!(h.s.counters.transfers, 1);
+}
+
+#[test]
+fn producers_of_one_consumer_meet_on_one_worker() {
+    // Input-less producers of one consumer (siblings) go to the worker of the first one placed,
+    // which pipelines the consumer there: no input moves. Each pair still goes to the least
+    // loaded worker, so pairs alternate.
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    let c = |cfg: &[u8]| task(CONST, cfg, &[], false);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                c(b"a"),
+                c(b"b"),
+                task(MERGE, b"", &[0, 1], true),
+                c(b"c"),
+                c(b"d"),
+                task(MERGE, b"", &[3, 4], true),
+            ],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    assert_eq!(
+        seen.tasks(1),
+        vec![0, 1, 2],
+        "consts and their merge, pipelined"
+    );
+    assert_eq!(seen.tasks(3), vec![3, 4, 5]);
+    for id in 0..3 {
+        h.fin(1, id, 1);
+    }
+    for id in 3..6 {
+        h.fin(3, id, 1);
+    }
+    assert_eq!(h.take().finished(2), vec![2, 5]);
+    assert_eq!(h.s.counters.transfers, 0);
+
+    // The same through `pick` (a traced plan is placed task by task).
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    let dir = std::env::temp_dir().join(format!("loom-sibling-trace-{}", std::process::id()));
+    h.s.trace_start(dir.to_str().unwrap().as_bytes());
+    assert!(h.s.trace.is_some());
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![c(b"a"), c(b"b"), task(MERGE, b"", &[0, 1], true)],
+            &[],
+        ),
+    );
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![0, 1, 2]);
+    assert!(seen.tasks(3).is_empty());
+    drop(h);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -368,4 +435,51 @@ fn a_run_of_light_tasks_goes_to_the_least_loaded_worker_each() {
     assert_eq!(seen.tasks(3), vec![1, 2, 4, 5]);
     assert_eq!(h.s.counters.assigned, 6);
     assert_eq!(h.s.snapshot().plans[0].tasks.running, 6);
+}
+
+#[test]
+fn a_worker_with_room_takes_a_queued_task_whose_input_it_holds() {
+    // Eight one-cpu programs, each reading a const of its own; the consts alternate between two
+    // one-cpu workers (each takes two programs: one runs, one queued). When a worker has room
+    // and the queue's head needs the other (full) worker's object, it takes the next queued
+    // program whose input it holds instead: no input moves.
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.worker(3, 1);
+    h.client(2);
+    h.take();
+    let mut plan = Vec::new();
+    for i in 0..8 {
+        plan.push(task(CONST, format!("in {i}").as_bytes(), &[], false));
+        plan.push(with_cpus(task(RUN, b"cat", &[2 * i], true), 0));
+    }
+    h.send(2, &plan_req(0, plan, &[1]));
+    let seen = h.take();
+    assert_eq!(seen.tasks(1), vec![0, 4, 8, 12]);
+    assert_eq!(seen.tasks(3), vec![2, 6, 10, 14]);
+    let conn = |i: i32| if i % 2 == 0 { 1 } else { 3 };
+    let mut placed = Vec::new();
+    for i in 0..8 {
+        h.fin(conn(i), 2 * i, 8);
+        placed.push(h.take().tasks(conn(i)));
+    }
+    // Programs 0..3 (tasks 1, 3, 5, 7) fill both workers; 4..7 wait.
+    assert_eq!(placed.concat(), vec![1, 3, 5, 7]);
+    // Worker 3 finishes program 1: the head (program 4, input on worker 1) waits; program 5
+    // (input on worker 3) goes there.
+    h.fin(3, 3, 8);
+    let seen = h.take();
+    assert_eq!(seen.tasks(3), vec![11]);
+    assert!(seen.tasks(1).is_empty());
+    h.fin(1, 1, 8);
+    assert_eq!(h.take().tasks(1), vec![9]);
+    h.fin(3, 7, 8);
+    assert_eq!(h.take().tasks(3), vec![15]);
+    h.fin(1, 5, 8);
+    assert_eq!(h.take().tasks(1), vec![13]);
+    assert_eq!(h.s.counters.transfers, 0);
+    for (c, id) in [(3, 11), (1, 9), (3, 15), (1, 13)] {
+        h.fin(c, id, 8);
+    }
+    assert_eq!(h.take().finished(2), vec![11, 9, 15, 13]);
 }

@@ -17,8 +17,8 @@ impl H {
 }
 
 /// Two workers (conns 1 and 3, `10.0.0.1:1001` and `:1003`), a client (2); task 2 merges task 0
-/// (1 MB, on worker 1) and task 1 (on worker 3): it runs on worker 1 and task 1 is sent there
-/// from worker 3. Returns the harness with that SEND taken.
+/// (1 MB, on worker 1) and task 1 (on worker 3), results of an earlier plan: it runs on worker 1
+/// and task 1 is sent there from worker 3. Returns the harness with that SEND taken.
 fn merge_needing_a_transfer() -> H {
     let mut h = H::new();
     h.worker(1, 1);
@@ -27,15 +27,18 @@ fn merge_needing_a_transfer() -> H {
     h.take();
     let mut merge = task(MERGE, b"", &[1, 0], true);
     merge.label = Some("join".into());
-    let mut small = task(CONST, b"small", &[], false);
+    let mut small = task(CONST, b"small", &[], true);
     small.label = Some("small".into());
+    // (Producers of one consumer in one plan would meet on one worker.)
     h.send(
         2,
-        &plan_req(0, vec![task(CONST, b"big", &[], false), small, merge], &[]),
+        &plan_req(0, vec![task(CONST, b"big", &[], true), small], &[]),
     );
     h.take();
     h.fin(1, 0, 1_000_000);
     h.fin(3, 1, 10);
+    h.take();
+    h.send(2, &plan_req(2, vec![merge], &[]));
     let seen = h.take();
     assert_eq!(seen.tasks(1), vec![2]);
     assert_eq!(seen.of(3, 2).len(), 1, "SEND of task 1 from worker 3");
