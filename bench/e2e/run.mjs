@@ -2,7 +2,7 @@
 // HyperLoom end-to-end benchmark suite (issue 12). `npm run bench -- [options]`, or
 //   node --expose-gc bench/e2e/run.mjs [--workloads W1,W3] [--n 10000,100000] [--workers 1x2,2x1]
 //        [--reps 3] [--json] [--quick] [--peers dask,ray|none] [--timeout 180] [--tls off|on|both]
-//        [--fetch direct|relay]
+//        [--fetch direct|relay] [--pin]
 // Each workload runs on a fresh LocalCluster per (workload, N, cluster shape); the peers run the
 // same cells at the same N, their repetitions interleaved with ours; see README.md here.
 import { readFileSync, readdirSync, writeFileSync, existsSync } from "node:fs";
@@ -22,7 +22,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 // ---------------------------------------------------------------------------------------------
 // Options
 function parseArgs(argv) {
-  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, timeoutS: 180, tls: "off", fetch: "direct" };
+  const o = { workloads: null, n: null, workers: ["1x2", "2x1"], reps: 3, json: false, quick: false, peers: null, timeoutS: 180, tls: "off", fetch: "direct", pin: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -36,6 +36,7 @@ function parseArgs(argv) {
     else if (a === "--reps") o.reps = Number(val());
     else if (a === "--json") o.json = true;
     else if (a === "--quick") o.quick = true;
+    else if (a === "--pin") o.pin = true;
     else if (a === "--peers") {
       const v = val();
       o.peers = v === "none" ? [] : v.split(",");
@@ -207,7 +208,7 @@ function summarize(name, n, config, reps) {
  */
 async function openCell(name, n, config, o, log, tls = false) {
   const [nw, nc] = config.split("x").map(Number);
-  const cluster = await LocalCluster.start({ workers: nw, cpus: nc, ...(tls ? { tls: true } : {}) });
+  const cluster = await LocalCluster.start({ workers: nw, cpus: nc, ...(tls ? { tls: true } : {}), ...(o.pin ? { pin: true } : {}) });
   const spid = cluster.serverProcess.pid;
   const wpids = cluster.workerProcesses.map((p) => p.pid);
   // --fetch relay: large results come through the server as before `fetch-direct` (an A/B in one build).

@@ -354,6 +354,7 @@ pub fn run_program<'env>(
         },
         outputs: spec.outputs,
         token: spec.token,
+        cpus: Vec::new(),
     };
     runners()
         .submit(Box::new(move || {
@@ -425,6 +426,8 @@ pub(crate) struct Program {
     pub(crate) outputs: Vec<String>,
     /// The token to stop it by (the task id).
     pub(crate) token: u32,
+    /// The CPUs to pin it to (its task's CPU slots, when the worker pins); empty: not pinned.
+    pub(crate) cpus: Vec<u32>,
 }
 
 /// A collected output.
@@ -531,8 +534,12 @@ impl Program {
             dir,
             stdio: [stdin, stdout, stderr],
             slot: reaper_target(),
+            cpus: &self.cpus,
         })
-        .map_err(|e| format!("spawning '{program}': {}", strerror(&e)))?;
+        .map_err(|e| match e {
+            spawn::SpawnError::Start(e) => format!("spawning '{program}': {}", strerror(&e)),
+            spawn::SpawnError::Pin { cpus, error } => pin_failure(program, &cpus, &error),
+        })?;
         let pgid = child.pid;
         let before = programs()
             .lock()
@@ -585,6 +592,22 @@ impl Program {
         }
         ended
     }
+}
+
+/// The failure of a program that could not be pinned to `cpus` (a task error; the server adds
+/// the task's id and label): the CPUs, the reason and what the worker may use instead.
+fn pin_failure(program: &str, cpus: &[u32], error: &std::io::Error) -> String {
+    let plural = if cpus.len() == 1 { "" } else { "s" };
+    let allowed = spawn::allowed_cpus()
+        .map(|a| format!("this worker may run on CPUs {a}; "))
+        .unwrap_or_default();
+    format!(
+        "cannot pin '{program}' to CPU{plural} {}: {} ({allowed}programs are pinned to the CPUs \
+         numbered as their task's CPU slots: start the worker with at most as many --cpus as \
+         CPUs it may use, or with --nopin)",
+        spawn::cpu_list(cpus),
+        strerror(error)
+    )
 }
 
 fn strerror(e: &std::io::Error) -> String {
@@ -860,6 +883,7 @@ mod tests {
             stdin: None,
             outputs: Vec::new(),
             token,
+            cpus: Vec::new(),
         };
         let err = program.run().err().expect("it must not run");
         assert!(

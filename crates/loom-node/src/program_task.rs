@@ -73,7 +73,8 @@ pub(crate) struct ProgramHost {
     shared: Weak<Shared>,
     /// `<work dir>/run`: run directories are taken from the ones reused under it.
     run_root: PathBuf,
-    /// Prefix programs with `taskset -c <their cpu slots>`.
+    /// Pin programs to the CPUs numbered as their task's CPU slots (set in the child before
+    /// its exec, `spawn.rs`).
     pin: bool,
     /// The worker runs in a cluster job: a program killed by SIGUSR1 is reported after
     /// [`STOP_SIGNAL_GRACE`].
@@ -325,11 +326,7 @@ fn prepare(task: &JsTask, run_root: &Path, pin: bool) -> Result<Program, String>
             check_name(o)?;
         }
     }
-    let mut argv: Vec<String> = Vec::with_capacity(cfg.args.len() + 3);
-    if pin && !task.cpu_slots.is_empty() {
-        let slots: Vec<String> = task.cpu_slots.iter().map(u32::to_string).collect();
-        argv.extend(["taskset".into(), "-c".into(), slots.join(",")]);
-    }
+    let mut argv: Vec<String> = Vec::with_capacity(cfg.args.len());
     for a in cfg.args {
         match vars.iter().find(|(k, _)| *k == a) {
             Some((_, v)) => argv.push(v.clone()),
@@ -343,6 +340,11 @@ fn prepare(task: &JsTask, run_root: &Path, pin: bool) -> Result<Program, String>
         stdin,
         outputs: cfg.map_outputs,
         token: task.id as u32,
+        cpus: if pin {
+            task.cpu_slots.clone()
+        } else {
+            Vec::new()
+        },
     })
 }
 

@@ -59,6 +59,86 @@ pub(crate) struct SpawnSpec<'a> {
     pub(crate) stdio: [OwnedFd; 3],
     /// Its reaper slot, written with its group before it execs.
     pub(crate) slot: Option<SlotTarget>,
+    /// The CPUs to pin it to (`sched_setaffinity` in the child before its exec); empty: not
+    /// pinned.
+    pub(crate) cpus: &'a [u32],
+}
+
+/// Why a program did not start.
+#[derive(Debug)]
+pub(crate) enum SpawnError {
+    /// Pinning it to `cpus` failed (`sched_setaffinity`: none of them exists or is allowed to
+    /// this process, e.g. a worker started with more `--cpus` than the machine gives it).
+    Pin {
+        cpus: Vec<u32>,
+        error: std::io::Error,
+    },
+    /// Starting it failed: the exec, or a step before it (directory, standard streams).
+    Start(std::io::Error),
+}
+
+impl From<std::io::Error> for SpawnError {
+    fn from(e: std::io::Error) -> Self {
+        SpawnError::Start(e)
+    }
+}
+
+/// The CPUs this process may run on, as a list (`0-1,4`), if the system tells.
+pub(crate) fn allowed_cpus() -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sched_getaffinity writes at most the size of the set we own.
+        let set = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+                return None;
+            }
+            set
+        };
+        let cpus: Vec<u32> = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: CPU_ISSET reads a bit of the set, in range.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .map(|c| c as u32)
+            .collect();
+        Some(cpu_list(&cpus))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// `cpus` (ascending) as `taskset -c` writes them: ranges of consecutive CPUs (`0-3,6`).
+pub(crate) fn cpu_list(cpus: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if j > i {
+            out.push_str(&format!("{}-{}", cpus[i], cpus[j]));
+        } else {
+            out.push_str(&cpus[i].to_string());
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// The affinity mask of `cpus`: 64-bit words, as the kernel reads them (any length: CPU
+/// numbers past `CPU_SETSIZE` work too).
+#[cfg(target_os = "linux")]
+fn cpu_mask(cpus: &[u32]) -> Vec<libc::c_ulong> {
+    let bits = libc::c_ulong::BITS;
+    let words = cpus.iter().max().map_or(0, |&m| m / bits + 1) as usize;
+    let mut mask = vec![0; words];
+    for &c in cpus {
+        mask[(c / bits) as usize] |= 1 << (c % bits);
+    }
+    mask
 }
 
 /// A started program: its process id, also its process group (a group of its own).
@@ -165,7 +245,7 @@ pub(crate) fn dev_null() -> std::io::Result<OwnedFd> {
 /// Starts `spec` in a process group of its own; errors are those of the exec (or of the steps
 /// before it: the directory change, the standard streams).
 #[cfg(target_os = "linux")]
-pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
+pub(crate) fn spawn(spec: SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
     use std::os::unix::ffi::OsStrExt;
     let nul = |b: &[u8]| {
         CString::new(b).map_err(|_| {
@@ -205,6 +285,7 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
         candidates.iter().map(|c| c.as_ptr()).collect();
     candidate_ptrs.push(std::ptr::null());
     let dir = nul(spec.dir.as_os_str().as_bytes())?;
+    let mask = cpu_mask(spec.cpus);
     // The child puts them at 0, 1 and 2: none may already be there (dup2 onto itself would
     // keep close-on-exec), nor be overwritten before it is moved.
     let mut kept = Vec::new();
@@ -214,7 +295,7 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
             // SAFETY: fcntl duplicates a descriptor we own; the copy is ours.
             let d = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
             if d < 0 {
-                return Err(std::io::Error::last_os_error());
+                return Err(std::io::Error::last_os_error().into());
             }
             // SAFETY: a fresh descriptor nothing else owns.
             kept.push(unsafe { OwnedFd::from_raw_fd(d) });
@@ -231,7 +312,9 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
         dir: dir.as_ptr(),
         fds,
         slot: spec.slot,
+        mask: (!mask.is_empty()).then(|| (mask.as_ptr(), std::mem::size_of_val(&mask[..]))),
         error: std::sync::atomic::AtomicI32::new(0),
+        pinning: std::sync::atomic::AtomicBool::new(false),
     };
     STACK.with(|stack| {
         let mut stack = stack.borrow_mut();
@@ -256,7 +339,7 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
             let error = std::io::Error::last_os_error();
             libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
             if pid < 0 {
-                return Err(error);
+                return Err(error.into());
             }
             pid
         };
@@ -265,7 +348,14 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
         if error != 0 {
             // It exited without exec'ing: reap it.
             let _ = Spawned { pid, pidfd: None }.wait(|| ());
-            return Err(std::io::Error::from_raw_os_error(error));
+            let error = std::io::Error::from_raw_os_error(error);
+            if child.pinning.load(std::sync::atomic::Ordering::Acquire) {
+                let mut cpus = spec.cpus.to_vec();
+                cpus.sort_unstable();
+                cpus.dedup();
+                return Err(SpawnError::Pin { cpus, error });
+            }
+            return Err(SpawnError::Start(error));
         }
         // SAFETY: clone stored a fresh descriptor (close-on-exec) when it took CLONE_PIDFD.
         let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
@@ -295,8 +385,12 @@ struct Child {
     dir: *const libc::c_char,
     fds: [RawFd; 3],
     slot: Option<SlotTarget>,
+    /// The affinity mask to set (its words and its size in bytes), if pinned.
+    mask: Option<(*const libc::c_ulong, usize)>,
     /// The errno of the step that failed (0: it exec'd).
     error: std::sync::atomic::AtomicI32,
+    /// The step that failed was the pinning.
+    pinning: std::sync::atomic::AtomicBool,
 }
 
 /// Ends the child that could not exec, telling the worker why (`e`: an errno).
@@ -350,6 +444,16 @@ extern "C" fn start(arg: *mut libc::c_void) -> libc::c_int {
                 slot.offset as libc::off_t,
             );
         }
+        if let Some((words, size)) = child.mask {
+            // The raw call: glibc's wrapper checks the mask against a size of its own.
+            if libc::syscall(libc::SYS_sched_setaffinity, 0, size, words) != 0 {
+                let e = errno();
+                child
+                    .pinning
+                    .store(true, std::sync::atomic::Ordering::Release);
+                fail(e);
+            }
+        }
         for (to, &from) in child.fds.iter().enumerate() {
             if libc::dup2(from, to as i32) < 0 {
                 fail(errno());
@@ -386,10 +490,20 @@ extern "C" fn start(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
-/// Starts `spec` with Rust's `Command` (no child-side slot write: the caller writes it).
+/// Starts `spec` with Rust's `Command` (no child-side slot write: the caller writes it). No
+/// pinning here: a program to pin is refused.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn spawn(spec: SpawnSpec<'_>) -> std::io::Result<Spawned> {
+pub(crate) fn spawn(spec: SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
     use std::os::unix::process::CommandExt;
+    if !spec.cpus.is_empty() {
+        return Err(SpawnError::Pin {
+            cpus: spec.cpus.to_vec(),
+            error: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "pinning is supported on Linux only",
+            ),
+        });
+    }
     let [stdin, stdout, stderr] = spec.stdio;
     let program = spec.argv.first().map_or("", String::as_str);
     let child = std::process::Command::new(program)
@@ -432,7 +546,62 @@ mod tests {
                 dev_null().unwrap(),
             ],
             slot: None,
+            cpus: &[],
         })
+        .map_err(|e| match e {
+            SpawnError::Start(e) => e,
+            SpawnError::Pin { .. } => panic!("not pinned"),
+        })
+    }
+
+    /// Runs `script` in `sh` pinned to `cpus`; its standard output.
+    fn pinned(script: &str, cpus: &[u32]) -> Result<String, SpawnError> {
+        let (mut out, out_w) = pipe();
+        let spawned = spawn(SpawnSpec {
+            argv: &["/bin/sh".into(), "-c".into(), script.into()],
+            dir: &std::env::temp_dir(),
+            stdio: [dev_null().unwrap(), out_w, dev_null().unwrap()],
+            slot: None,
+            cpus,
+        })?;
+        assert!(spawned.wait(|| ()).unwrap().success());
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        Ok(text)
+    }
+
+    #[test]
+    fn a_pinned_program_runs_on_its_cpus_only() {
+        let allowed = allowed_cpus().expect("sched_getaffinity");
+        let first: u32 = allowed.split([',', '-']).next().unwrap().parse().unwrap();
+        let list = pinned("grep Cpus_allowed_list /proc/self/status", &[first]).unwrap();
+        assert_eq!(list.split_whitespace().nth(1), Some(&*first.to_string()));
+        // Not pinned: what the worker may use.
+        let list = pinned("grep Cpus_allowed_list /proc/self/status", &[]).unwrap();
+        assert_eq!(list.split_whitespace().nth(1), Some(&*allowed));
+    }
+
+    #[test]
+    fn pinning_to_a_cpu_that_does_not_exist_is_a_pin_error_and_nothing_runs() {
+        let marker = std::env::temp_dir().join(format!("loom-pin-test-{}", std::process::id()));
+        let script = format!("touch {}", marker.display());
+        match pinned(&script, &[4095, 4095]) {
+            Err(SpawnError::Pin { cpus, error }) => {
+                assert_eq!(cpus, [4095]);
+                assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
+            }
+            Err(SpawnError::Start(e)) => panic!("not a pin error: {e}"),
+            Ok(_) => panic!("it ran"),
+        }
+        assert!(!marker.exists(), "the program never ran");
+    }
+
+    #[test]
+    fn cpus_are_listed_as_ranges() {
+        assert_eq!(cpu_list(&[]), "");
+        assert_eq!(cpu_list(&[3]), "3");
+        assert_eq!(cpu_list(&[0, 1, 2, 3, 6, 8, 9]), "0-3,6,8-9");
+        assert_eq!(cpu_mask(&[0, 65]), [1, 2]);
     }
 
     #[test]
@@ -464,6 +633,7 @@ mod tests {
                     fd: slots.0.as_raw_fd(),
                     offset: SLOT as u64,
                 }),
+                cpus: &[],
             })
             .unwrap();
             let status = spawned.wait(|| ()).unwrap();
@@ -517,6 +687,7 @@ mod tests {
             dir: &dir,
             stdio: [OwnedFd::from(stdin_r), out_w, dev_null().unwrap()],
             slot: None,
+            cpus: &[],
         })
         .unwrap();
         let status = spawned.wait(|| ()).unwrap();
@@ -582,6 +753,7 @@ mod tests {
             dir: &dir,
             stdio: [dev_null().unwrap(), out_w, dev_null().unwrap()],
             slot: None,
+            cpus: &[],
         })
         .unwrap();
         assert!(spawned.wait(|| ()).unwrap().success());

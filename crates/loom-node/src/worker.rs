@@ -452,7 +452,7 @@ impl WorkerCore {
 
     /// From now on, program tasks (`loom/run/run`) no longer come to JS in `tasks`: the binding
     /// maps their inputs into a run directory under `workDir/run`, spawns, waits and collects
-    /// them on its runner threads (`pin`: prefixed with `taskset -c <their cpu slots>`), and the
+    /// them on its runner threads (`pin`: each pinned to the CPUs numbered as its CPU slots, set before its exec), and the
     /// core takes their results. `onEnded` receives the effects of each batch of programs that
     /// ended (apply them like any others); it does not keep the process alive. `job`: the worker
     /// runs in a cluster job, so a program killed by SIGUSR1 (the job's stop signal) is reported

@@ -77,7 +77,7 @@ program
   .option("--tls-key <file>", "PEM private key for --tls-cert")
   .option("--cpus <number>", "CPU slots (0: the job's cpus inside a Slurm or PBS job, else all cores)", intArg("number of cpus", 0, 1 << 20), 0)
   .option("--wdir <directory>", "root of the work directory", "/tmp")
-  .option("--nopin", "do not pin programs to their CPU slots with taskset")
+  .option("--nopin", "do not pin programs to the CPUs of their CPU slots")
   .option("--host <address>", "listen address of the data port", "0.0.0.0")
   .option("--extension <path>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--python <path>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")

@@ -20,7 +20,7 @@ new Command("loom-worker")
     return n;
   }, 0)
   .option("--wdir <DIRECTORY>", "work directory root", "/tmp")
-  .option("--nopin", "do not pin programs with taskset")
+  .option("--nopin", "do not pin programs to the CPUs of their CPU slots")
   .option("--extension <PATH>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--python <PATH>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")
   .option("--debug", "debug logging")

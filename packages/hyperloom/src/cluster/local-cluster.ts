@@ -34,6 +34,12 @@ export interface LocalClusterOptions {
   verbose?: boolean;
   /** Extra arguments for every worker. */
   workerArgs?: string[];
+  /**
+   * Pin each worker's programs to the CPUs numbered as their task's CPU slots, as standalone
+   * workers do (default false: the workers of a local cluster share one machine and each numbers
+   * its slots from 0, so pinned programs of every worker would share the same CPUs).
+   */
+  pin?: boolean;
   /** Start the server with its dashboard on this address (see `hyperloom server --dashboard`). */
   dashboard?: { host: string; port: number };
   /** Logging flags for the server and every worker (`--debug`, `--log-format json`). */
@@ -253,9 +259,9 @@ function spawnWorker(port: number, root: string, i: number, options: LocalCluste
   const wdir = join(root, String(i));
   const w = spawn(
     process.execPath,
-    // --nopin: the workers of a local cluster share one machine, and each numbers its CPU
-    // slots from 0, so pinning would put every worker's programs on the same cores.
-    [cliPath, "worker", "127.0.0.1", String(port), ...access, "--cpus", String(options.cpus ?? 1), "--wdir", wdir, "--nopin", ...(options.logArgs ?? []), ...(options.workerArgs ?? []), ...extraArgs],
+    // --nopin unless asked: the workers of a local cluster share one machine, and each numbers
+    // its CPU slots from 0, so pinning would put every worker's programs on the same cores.
+    [cliPath, "worker", "127.0.0.1", String(port), ...access, "--cpus", String(options.cpus ?? 1), "--wdir", wdir, ...(options.pin ? [] : ["--nopin"]), ...(options.logArgs ?? []), ...(options.workerArgs ?? []), ...extraArgs],
     // The IPC channel only tells the child when this process is gone (see `roles.ts`).
     // Workers log on stderr; their stdout stays unused.
     { stdio: ["ignore", "ignore", "pipe", "ipc"] },

@@ -1,5 +1,5 @@
 import * as assert from "uvu/assert";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { clusterSuite } from "./cluster-suite.js";
@@ -198,6 +198,50 @@ t("a program's result is not held back while the next program on its worker runs
   } finally {
     await cluster.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The CPUs this process may run on (`Cpus_allowed_list`), e.g. `0-1`. */
+function allowedCpus(): string {
+  return /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]!;
+}
+
+t("a pinning worker runs each program on the CPU of its slot; a CPU it may not use fails the task, naming it", async () => {
+  // Slots are taken from the highest: a worker of --cpus k runs its first program on slot k - 1.
+  const first = Number(allowedCpus().split(/[,-]/)[0]);
+  const pinned = await LocalCluster.start({ workers: 1, cpus: first + 1, pin: true });
+  try {
+    const client = await pinned.connect();
+    const out = await client.submitOne(tasks.run(["/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status"])).gather();
+    assert.is(str(out).trim().split(/\s+/)[1], String(first), "pinned to its slot's CPU");
+    await client.close();
+  } finally {
+    await pinned.stop();
+  }
+  // A worker of one cpu more than the highest it may use: its first program gets that slot.
+  const beyond = Math.max(...allowedCpus().split(/[,-]/).map(Number)) + 1;
+  const tooMany = await LocalCluster.start({ workers: 1, cpus: beyond + 1, pin: true });
+  try {
+    const client = await tooMany.connect();
+    const marker = join(mkdtempSync(join(tmpdir(), "hyperloom-pin-")), "ran");
+    const f = client.submitOne(tasks.run(["/bin/sh", "-c", `touch '${marker}'`], [], { label: "pinned-too-far" }));
+    const e = await f.gather().then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    if (e === undefined) return assert.unreachable("the program ran");
+    assert.instance(e, TaskFailed);
+    assert.match(e.message, "pinned-too-far");
+    assert.match(e.message, `cannot pin '/bin/sh' to CPU ${beyond}: Invalid argument`);
+    assert.match(e.message, `this worker may run on CPUs ${allowedCpus()}`);
+    assert.match(e.message, "--nopin");
+    assert.not.ok(existsSync(marker), "the program never ran");
+    // The worker keeps serving.
+    assert.is(str(await client.submitOne(tasks.const("ok")).gather()), "ok");
+    await client.close();
+    rmSync(join(marker, ".."), { recursive: true, force: true });
+  } finally {
+    await tooMany.stop();
   }
 });
 

@@ -45,7 +45,7 @@ export interface WorkerOptions {
   cpus: number;
   /** Root of the work directory (`<wdir>/worker-<host>-<port>/` is created under it). */
   wdir: string;
-  /** Prefix programs with `taskset` for their CPU slots. */
+  /** Pin each program to the CPUs numbered as its CPU slots (set in the program before its exec; a CPU this machine does not give the worker fails the task). */
   pin: boolean;
   /** Listen address of the data port. Default `0.0.0.0`. */
   host?: string;
