@@ -224,14 +224,7 @@ impl ProgramHost {
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let p = &mut *p;
-            p.out.to_server.extend_from_slice(&out.to_server);
-            for s in out.sends {
-                push_send(&mut p.out.sends, &s.ids, &s.address, s.parts);
-            }
-            p.out.js_tasks.extend(out.js_tasks);
-            p.out.native_calls.extend(out.native_calls);
-            p.out.logs.extend(out.logs);
-            p.out.canceled.extend(out.canceled);
+            append_output(&mut p.out, out);
             if p.woken {
                 return None; // the JS thread takes it with the rest
             }
@@ -282,6 +275,24 @@ impl ProgramHost {
         };
         crate::worker::convert(env, &shared, out)
     }
+}
+
+/// Appends core output `out` to `into` (output waiting for the JS thread). Sends to one
+/// address are merged into one stream, but a send kept `alone` (one object in a data file,
+/// which may cross to a peer on this host as a hard link, `peer-link`) stays a send of its own.
+fn append_output(into: &mut WorkerOutput, out: WorkerOutput) {
+    into.to_server.extend_from_slice(&out.to_server);
+    for s in out.sends {
+        if s.alone {
+            into.sends.push(s);
+        } else {
+            push_send(&mut into.sends, &s.ids, &s.address, s.parts);
+        }
+    }
+    into.js_tasks.extend(out.js_tasks);
+    into.native_calls.extend(out.native_calls);
+    into.logs.extend(out.logs);
+    into.canceled.extend(out.canceled);
 }
 
 /// The program of a `run` task: its config decoded, its inputs mapped (spec 7).
@@ -506,6 +517,32 @@ mod tests {
         ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_send_kept_alone_stays_alone_when_output_is_appended() {
+        use loom_core::worker::Send;
+        let send = |id: i32, alone: bool| Send {
+            ids: vec![id],
+            address: "127.0.0.1:9000".into(),
+            parts: Vec::new(),
+            alone,
+        };
+        let mut into = WorkerOutput::default();
+        into.sends.push(send(1, false));
+        let mut out = WorkerOutput::default();
+        out.sends = vec![send(2, true), send(3, false), send(4, true)];
+        append_output(&mut into, out);
+        let sends: Vec<(Vec<i32>, bool)> = into
+            .sends
+            .iter()
+            .map(|s| (s.ids.clone(), s.alone))
+            .collect();
+        assert_eq!(
+            sends,
+            [(vec![1, 3], false), (vec![2], true), (vec![4], true)],
+            "the linked ones alone, the rest merged"
+        );
     }
 
     #[test]
