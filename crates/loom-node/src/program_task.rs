@@ -530,8 +530,10 @@ mod tests {
         };
         let mut into = WorkerOutput::default();
         into.sends.push(send(1, false));
-        let mut out = WorkerOutput::default();
-        out.sends = vec![send(2, true), send(3, false), send(4, true)];
+        let out = WorkerOutput {
+            sends: vec![send(2, true), send(3, false), send(4, true)],
+            ..WorkerOutput::default()
+        };
         append_output(&mut into, out);
         let sends: Vec<(Vec<i32>, bool)> = into
             .sends
