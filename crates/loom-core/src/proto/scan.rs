@@ -166,6 +166,22 @@ impl<'a> Scanner<'a> {
         false
     }
 
+    /// Takes the length-delimited field of one-byte key `key` if it comes next with a one-byte
+    /// length (a payload under 128 bytes) that fits, like [`Scanner::skip_short`], returning
+    /// its payload; anything else is left to [`Scanner::key`].
+    #[inline(always)]
+    pub fn take_short(&mut self, key: u8) -> Option<&'a [u8]> {
+        let p = self.p;
+        if let Some(&[k, len]) = self.b.get(p..p + 2) {
+            let end = p + 2 + len as usize;
+            if k == key && len < 0x80 && end <= self.b.len() {
+                self.p = end;
+                return Some(&self.b[p + 2..end]);
+            }
+        }
+        None
+    }
+
     /// A key of two or more bytes, or an invalid one.
     #[inline(never)]
     fn key_multi(&mut self) -> Result<(u32, u8), Malformed> {
@@ -284,6 +300,10 @@ mod tests {
             "truncated"
         );
         assert!(!Scanner::new(&[0x12]).skip_short(0x12), "no length");
+        let mut rd = Scanner::new(&[0x12, 0x02, 7, 8, 0x12, 0x03, 1]);
+        assert_eq!(rd.take_short(0x12), Some(&[7u8, 8][..]));
+        assert_eq!(rd.take_short(0x12), None, "truncated");
+        assert_eq!(rd.key(), Ok((2, 2)));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use crate::proto::scan::Scanner;
 use super::clients::PlanRange;
 use super::counters::LabelGroups;
 use super::ids::{ClientIdx, TaskId};
-use super::plan_scan::{malformed, plan_err, scan_header, scan_task, Culprit, PlanError};
+use super::plan_scan::{
+    malformed, plan_err, scan_header, scan_plain_task, scan_task, Culprit, PlanError,
+};
 use super::segment::{Segment, Task, TaskFlags, TaskState};
 use super::Server;
 
@@ -136,20 +138,66 @@ impl Server {
         let mut forward = false;
         let mut expansions = false;
         let mut uses: Vec<i32> = Vec::new();
+        // Task types a task may name on the fast path: known and not dslice/dget.
+        let plain_type: Vec<bool> = (self.known_type.iter().enumerate())
+            .map(|(t, &known)| known && !self.sym.is_expansion(t as i32))
+            .collect();
         let mut r = Scanner::new(plan);
         let mut i = 0usize;
         while !r.done() {
-            let (f, wt) = r.key().map_err(malformed)?;
-            if f != 2 {
-                r.skip(wt).map_err(malformed)?;
-                continue;
-            }
+            // The usual task (under 128 bytes) without a key/length decode.
+            let body = match r.take_short(2 << 3 | 2) {
+                Some(b) => b,
+                None => {
+                    let (f, wt) = r.key().map_err(malformed)?;
+                    if f != 2 {
+                        r.skip(wt).map_err(malformed)?;
+                        continue;
+                    }
+                    r.bytes_of(wt).map_err(malformed)?
+                }
+            };
             let first_input = seg.inputs.len();
-            let t = scan_task(r.bytes_of(wt).map_err(malformed)?, &mut seg.inputs)
-                .map_err(malformed)?;
+            let own = map.base + i as i32;
+            // Fast path: type, config, inputs, result only, of a known plain type; the same
+            // checks as below, in the same order, for what such a task can get wrong.
+            if let Some((ty, config, result)) = scan_plain_task(body, &mut seg.inputs) {
+                if plain_type.get(ty as usize) == Some(&true) {
+                    if !config.is_empty() {
+                        seg.arena.extend_from_slice(config);
+                    }
+                    seg.cfg_off.push(seg.arena.len() as u32);
+                    seg.in_off.push(seg.inputs.len() as u32);
+                    let mut task = Task::new(TaskState::Unplanned, ty);
+                    if result {
+                        task.flags = TaskFlags::RESULT;
+                    }
+                    seg.tasks.push(task);
+                    self.resolve_inputs(
+                        ci,
+                        &mut seg,
+                        first_input,
+                        own,
+                        map,
+                        &mut forward,
+                        &mut uses,
+                    )
+                    .map_err(|cause| PlanError {
+                        task: Some(Culprit {
+                            id: own,
+                            label: String::new(),
+                        }),
+                        cause,
+                    })?;
+                    i += 1;
+                    continue;
+                }
+            }
+            seg.inputs.truncate(first_input);
+            let t = scan_task(body, &mut seg.inputs).map_err(malformed)?;
             let err = |cause: String| PlanError {
                 task: Some(Culprit {
-                    id: map.base + i as i32,
+                    id: own,
                     label: t
                         .label
                         .map(|l| String::from_utf8_lossy(l).into_owned())
@@ -182,26 +230,8 @@ impl Server {
                 let path = checkpoint_path(t.checkpoint).map_err(err)?;
                 seg.checkpoints.push((i as u32, path));
             }
-            let own = map.base + i as i32;
-            for input in &mut seg.inputs[first_input..] {
-                let cid = input.get();
-                let d = cid.wrapping_sub(map.base) as u32;
-                if (d as usize) < n {
-                    if cid == own {
-                        return Err(err("task depends on itself".into()));
-                    }
-                    forward |= cid > own;
-                    *input = map.ibase.plus(d as usize);
-                    seg.cons_off[d as usize + 1] += 1;
-                    continue;
-                }
-                *input = self.earlier_input(ci, cid).map_err(err)?;
-                if let Some(b) = self.clients[ci].plan_base(cid) {
-                    if !uses.contains(&b) {
-                        uses.push(b);
-                    }
-                }
-            }
+            self.resolve_inputs(ci, &mut seg, first_input, own, map, &mut forward, &mut uses)
+                .map_err(err)?;
             i += 1;
         }
         debug_assert_eq!(
@@ -218,6 +248,44 @@ impl Server {
             expansions,
         };
         Ok((seg, labels, shape, uses))
+    }
+
+    /// Resolves the inputs of task `own` (client id), `seg.inputs[first..]` as on the wire, to
+    /// internal ids in place, counting in-plan consumers (`cons_off[d + 1]`), noting forward
+    /// references and the earlier plans used. Err: the cause (the task's culprit).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn resolve_inputs(
+        &self,
+        ci: ClientIdx,
+        seg: &mut Segment,
+        first: usize,
+        own: i32,
+        map: IdMap,
+        forward: &mut bool,
+        uses: &mut Vec<i32>,
+    ) -> Result<(), String> {
+        let n = map.n;
+        for input in &mut seg.inputs[first..] {
+            let cid = input.get();
+            let d = cid.wrapping_sub(map.base) as u32;
+            if (d as usize) < n {
+                if cid == own {
+                    return Err("task depends on itself".into());
+                }
+                *forward |= cid > own;
+                *input = map.ibase.plus(d as usize);
+                seg.cons_off[d as usize + 1] += 1;
+                continue;
+            }
+            *input = self.earlier_input(ci, cid)?;
+            if let Some(b) = self.clients[ci].plan_base(cid) {
+                if !uses.contains(&b) {
+                    uses.push(b);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Resolves input `cid` from an earlier plan of client `ci`: it must be a result the client
@@ -399,6 +467,13 @@ impl Server {
             cnt[n] = end;
             seg.cons = vec![TaskId(0); end as usize];
         }
+        if link && seg.groups.is_none() && seg.checkpoints.is_empty() {
+            let (planned, ready_light) = self.walk_plain(seg, ext);
+            seg.live += planned;
+            seg.counts
+                .moved_n(TaskState::Unplanned, TaskState::Waiting, planned);
+            return ready_light;
+        }
         let mut walk = Walk {
             // Label groups count each task's moves: then every move goes through `set_state`.
             grouped: seg.groups.is_some(),
@@ -437,6 +512,75 @@ impl Server {
                 .moved_n(TaskState::Unplanned, TaskState::Waiting, walk.planned);
         }
         walk.ready_light
+    }
+
+    /// [`Server::plan_walk`]'s backward pass for the usual plan (consumers to link, no forward
+    /// reference, no label groups, no checkpoints): the same steps as `plan_result` and
+    /// `plan_task` on the segment's columns borrowed once. Returns (tasks planned, light
+    /// tasks that may become ready).
+    fn walk_plain(&self, seg: &mut Segment, ext: &mut Vec<(TaskId, TaskId)>) -> (u32, usize) {
+        let n = seg.n;
+        let base = seg.base;
+        let restoring = !self.restoring_released.is_empty();
+        let Segment {
+            tasks,
+            in_off,
+            inputs,
+            cons_off,
+            cons,
+            ..
+        } = seg;
+        let tasks = &mut tasks[..n as usize];
+        let in_off = &in_off[..n as usize + 1];
+        let cons_off = &mut cons_off[..n as usize + 1];
+        let (mut planned, mut ready_light) = (0u32, 0usize);
+        for t in (0..n as usize).rev() {
+            let id = base.plus(t);
+            let ins = &inputs[in_off[t] as usize..in_off[t + 1] as usize];
+            // Planned: a consumer planned it already, or a result (not released before a
+            // journal's restart).
+            let mut live = tasks[t].state == TaskState::Waiting;
+            if tasks[t].flags.has(TaskFlags::RESULT) {
+                if restoring && self.restored_release(id) {
+                    tasks[t].flags.remove(TaskFlags::RESULT);
+                } else {
+                    live = true;
+                }
+            }
+            if !live {
+                // Its edges are linked all the same (a consumer list has no holes).
+                for &x in ins {
+                    if let Some(d) = x.offset_in(base, n) {
+                        let end = &mut cons_off[d];
+                        *end -= 1;
+                        cons[*end as usize] = id;
+                    }
+                }
+                continue;
+            }
+            planned += 1;
+            let mut waiting = 0;
+            for &x in ins {
+                if let Some(d) = x.offset_in(base, n) {
+                    waiting += 1;
+                    let end = &mut cons_off[d];
+                    *end -= 1;
+                    cons[*end as usize] = id;
+                    let input = &mut tasks[d];
+                    input.refc += 1;
+                    if input.state == TaskState::Unplanned {
+                        input.state = TaskState::Waiting;
+                    }
+                } else {
+                    ext.push((x, id));
+                }
+            }
+            let task = &mut tasks[t];
+            task.state = TaskState::Waiting;
+            task.waiting += waiting;
+            ready_light += (waiting == 0 && task.cpus == 0) as usize;
+        }
+        (planned, ready_light)
     }
 
     /// Whether task `t` is a result to compute (then it is WAITING).

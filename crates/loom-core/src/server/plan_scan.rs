@@ -156,6 +156,32 @@ fn scan_usual_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Option<TaskScan
     })
 }
 
+/// A `Task` in the usual layout with only type, config, inputs and result (no resource
+/// request, checkpoint or label: most tasks of a plan), appending its inputs to `inputs`:
+/// (type, config, result). None for anything else; the caller then drops what was appended
+/// and reads the task with [`scan_task`].
+#[inline(always)]
+pub(crate) fn scan_plain_task<'a>(
+    b: &'a [u8],
+    inputs: &mut Vec<TaskId>,
+) -> Option<(i32, &'a [u8], bool)> {
+    let mut r = Scanner::new(b);
+    if !r.eat(key::TYPE) {
+        return None;
+    }
+    let ttype = r.varint().ok()? as i32;
+    let config = if r.eat(key::CONFIG) {
+        r.bytes().ok()?
+    } else {
+        &[]
+    };
+    while r.eat(key::INPUT) {
+        inputs.push(TaskId(r.varint().ok()? as i32));
+    }
+    let result = r.eat(key::RESULT) && r.varint().ok()? != 0;
+    r.done().then_some((ttype, config, result))
+}
+
 /// Scans one `Task` of any layout.
 #[inline(never)]
 fn scan_any_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Result<TaskScan<'a>, Malformed> {
