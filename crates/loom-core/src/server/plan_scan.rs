@@ -158,28 +158,59 @@ fn scan_usual_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Option<TaskScan
 
 /// A `Task` in the usual layout with only type, config, inputs and result (no resource
 /// request, checkpoint or label: most tasks of a plan), appending its inputs to `inputs`:
-/// (type, config, result). None for anything else; the caller then drops what was appended
-/// and reads the task with [`scan_task`].
+/// (type, config, result). Read by slice patterns on the bytes, for a type id and config length
+/// under 128 and input ids under 2^28. None for anything else; the caller then drops what was
+/// appended and reads the task with [`scan_task`].
 #[inline(always)]
 pub(crate) fn scan_plain_task<'a>(
     b: &'a [u8],
     inputs: &mut Vec<TaskId>,
 ) -> Option<(i32, &'a [u8], bool)> {
-    let mut r = Scanner::new(b);
-    if !r.eat(key::TYPE) {
+    let &[key::TYPE, ty, ref rest @ ..] = b else {
+        return None;
+    };
+    if ty >= 0x80 {
         return None;
     }
-    let ttype = r.varint().ok()? as i32;
-    let config = if r.eat(key::CONFIG) {
-        r.bytes().ok()?
-    } else {
-        &[]
-    };
-    while r.eat(key::INPUT) {
-        inputs.push(TaskId(r.varint().ok()? as i32));
+    let mut rest = rest;
+    let mut config: &[u8] = &[];
+    if let &[key::CONFIG, len, ref tail @ ..] = rest {
+        let len = len as usize;
+        if len >= 0x80 || len > tail.len() {
+            return None;
+        }
+        (config, rest) = tail.split_at(len);
     }
-    let result = r.eat(key::RESULT) && r.varint().ok()? != 0;
-    r.done().then_some((ttype, config, result))
+    loop {
+        // An id in one to four bytes (the last byte below 0x80).
+        let (v, tail) = match *rest {
+            [key::INPUT, b0, ref tail @ ..] if b0 < 0x80 => (b0 as u32, tail),
+            [key::INPUT, b0, b1, ref tail @ ..] if b1 < 0x80 => {
+                ((b0 & 0x7f) as u32 | (b1 as u32) << 7, tail)
+            }
+            [key::INPUT, b0, b1, b2, ref tail @ ..] if b2 < 0x80 => (
+                (b0 & 0x7f) as u32 | ((b1 & 0x7f) as u32) << 7 | (b2 as u32) << 14,
+                tail,
+            ),
+            [key::INPUT, b0, b1, b2, b3, ref tail @ ..] if b3 < 0x80 => (
+                (b0 & 0x7f) as u32
+                    | ((b1 & 0x7f) as u32) << 7
+                    | ((b2 & 0x7f) as u32) << 14
+                    | (b3 as u32) << 21,
+                tail,
+            ),
+            [key::INPUT, ..] => return None,
+            _ => break,
+        };
+        inputs.push(TaskId(v as i32));
+        rest = tail;
+    }
+    let result = match *rest {
+        [] => false,
+        [key::RESULT, v] if v < 0x80 => v != 0,
+        _ => return None,
+    };
+    Some((ty as i32, config, result))
 }
 
 /// Scans one `Task` of any layout.
@@ -298,10 +329,49 @@ mod tests {
         cases.push(vec![0x08, 0x07, 0x18, 0x03, 0x30, 0x01, 0x18, 0x04]);
         cases.push(vec![0x08, 0x07, 0x18]);
         cases.push(vec![0x08, 0x07, 0x12, 0x05, b'x']);
+        // Ids of one to five bytes, a long type, a long config, a result of two bytes.
+        for ids in [
+            vec![0, 127, 128, 16_383],
+            vec![16_384, (1 << 21) - 1, 1 << 21],
+        ] {
+            let t = Task {
+                task_type: 3,
+                config: b"c".to_vec().into(),
+                input_ids: ids,
+                result: Some(false),
+                ..Default::default()
+            };
+            cases.push(t.encode_to_vec());
+        }
+        cases.push(vec![0x08, 0x07, 0x18, 0x80, 0x80, 0x80, 0x80, 0x01]);
+        cases.push(vec![0x08, 0x07, 0x18, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        cases.push(vec![0x08, 0x87, 0x01, 0x18, 0x03]);
+        cases.push(vec![0x08, 0x07, 0x30, 0x81, 0x00]);
+        cases.push(vec![0x08, 0x07, 0x18, 0x83]);
+        cases.push(vec![0x08, 0x07, 0x12, 0x02, b'x']);
+        let mut long_cfg = vec![0x08, 0x07, 0x12, 0x80, 0x01];
+        long_cfg.extend([b'y'; 128]);
+        cases.push(long_cfg);
         for b in &cases {
             let [fast, any] = both(b);
             assert_eq!(fast, any, "{b:?}");
+            // The plain reader, where it reads a task, reads it as the generic one does.
+            let mut ins = vec![TaskId(-9)];
+            if let Some((ty, config, result)) = scan_plain_task(b, &mut ins) {
+                let any = any.as_deref().expect("a task both read");
+                let plain = format!("{:?} {config:?} {ins:?} -1 {result} None []", Some(ty));
+                assert_eq!(plain, any, "{b:?}");
+            }
         }
+        assert!(scan_plain_task(&cases[1], &mut Vec::new()).is_some());
+        let four = scan_plain_task(&cases[10], &mut Vec::new());
+        assert!(four.is_some(), "four-byte ids");
+        let five = scan_plain_task(&cases[11], &mut Vec::new());
+        assert!(five.is_none(), "a five-byte id");
+        assert!(
+            scan_plain_task(&cases[0], &mut Vec::new()).is_none(),
+            "a label"
+        );
         assert!(scan_usual_task(&cases[0], &mut Vec::new()).is_some());
         assert!(scan_usual_task(&cases[2], &mut Vec::new()).is_none());
         assert!(both(&cases[7])[0].is_none(), "truncated");
