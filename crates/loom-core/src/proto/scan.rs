@@ -33,6 +33,12 @@ impl<'a> Scanner<'a> {
         Scanner { b, p: 0 }
     }
 
+    /// A scanner at offset `p` of `b` (after fields a caller compared byte by byte).
+    #[inline]
+    pub fn at(b: &'a [u8], p: usize) -> Self {
+        Scanner { b, p }
+    }
+
     /// Whether the whole message was read.
     #[inline]
     pub fn done(&self) -> bool {

@@ -195,8 +195,8 @@ impl TaskGraph {
         }
     }
 
-    /// A segment was left without a live task by its owner's own bookkeeping (the quiet
-    /// FINISHED path): [`TaskGraph::collect`] has work.
+    /// A segment was left without a live task by its owner's own bookkeeping (an object
+    /// freed by the FINISHED path): [`TaskGraph::collect`] has work.
     #[inline]
     pub(crate) fn mark_emptied(&mut self) {
         self.dirty = true;

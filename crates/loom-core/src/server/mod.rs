@@ -242,12 +242,13 @@ pub struct Server {
     awaiting: std::collections::HashSet<TaskId>,
     /// Tasks of `awaiting` that became ready during the grace (queued when it ends).
     held_back: Vec<TaskId>,
-    /// Tests: every FINISHED takes the general path (to compare it with the quiet one).
+    /// Tests: every worker read's context is not quiet (to compare the rare case with the
+    /// common one through the one FINISHED path).
     #[cfg(test)]
     general_only: bool,
-    /// Tests: FINISHED frames handled by the quiet path.
+    /// Tests: FINISHED frames handled as plain ([`on_worker::ReadCtx::plain`]).
     #[cfg(test)]
-    quiet_finished: u64,
+    plain_finished: u64,
 }
 
 impl Server {
@@ -298,7 +299,7 @@ impl Server {
             #[cfg(test)]
             general_only: false,
             #[cfg(test)]
-            quiet_finished: 0,
+            plain_finished: 0,
         }
     }
 

@@ -1,6 +1,8 @@
 //! Worker responses: a task finished (its consumers may become ready, its inputs lose a
 //! reference), a transfer arrived, a task failed; plus reference counting and freeing.
 
+use std::collections::HashMap;
+
 use crate::proto::comm::worker_response;
 
 use crate::frame::FrameReader;
@@ -33,136 +35,48 @@ impl Server {
         self.counters.failure(failure);
     }
 
-    /// Handles the frames of one read from worker `w` (`chunk`, framed by `reader`). While
-    /// nothing rare is going on ([`Server::quiet`]), a FINISHED in the layout workers send
-    /// is handled by [`Server::finished_quiet`] without the checks each of those rare things
-    /// costs the general path; any other frame goes to [`Server::worker_frame`], after which
-    /// the conditions are read again.
+    /// Handles the frames of one read from worker `w` (`chunk`, framed by `reader`). What the
+    /// read may skip ([`ReadCtx`]) is decided once, and again after any frame that may have
+    /// changed it (anything but a FINISHED handled as [`ReadCtx::plain`]); a FINISHED in the
+    /// layout workers send is read by byte comparisons, any other frame by
+    /// [`Server::worker_frame`].
     pub(super) fn worker_read(
         &mut self,
         w: WorkerIdx,
         reader: &mut FrameReader,
         chunk: &[u8],
     ) -> Result<(), ServerError> {
-        let mut quiet = self.quiet();
+        let mut ctx = self.read_ctx();
         reader.feed(chunk, |frame| {
-            if quiet {
-                if let Some((id, size)) = wire::scan_plain_finished(frame) {
-                    if self.finished_quiet(w, TaskId(id), size) {
-                        return Ok(());
-                    }
+            if let Some((id, size)) = wire::scan_plain_finished(frame) {
+                if !self.finished_in(ctx, w, TaskId(id), size, 0, true) {
+                    ctx = self.read_ctx();
                 }
+                return Ok(());
             }
             let r = self.worker_frame(w, frame);
-            quiet = self.quiet();
+            ctx = self.read_ctx();
             r
         })
     }
 
-    /// Whether every rare thing [`Server::finished`] checks for per task is absent: a trace,
-    /// the reconnect grace, crash counts, transfers in flight, fetches waiting for their
-    /// object, extra copies, cross-plan consumers, array lengths. A quiet FINISHED creates
-    /// none of them, so this holds for a whole run of quiet FINISHED frames.
-    fn quiet(&self) -> bool {
+    /// What a worker read may skip now (see [`ReadCtx`]).
+    #[inline(always)]
+    pub(super) fn read_ctx(&self) -> ReadCtx {
         #[cfg(test)]
         if self.general_only {
-            return false;
+            return ReadCtx { quiet: false };
         }
-        self.trace.is_none()
-            && self.awaiting.is_empty()
-            && self.crashes.is_empty()
-            && self.moves.in_flight.is_empty()
-            && !self.moves.fetches.any_unsent()
-            && self.moves.extra_owners.is_empty()
-            && self.graph.extra_cons.is_empty()
-            && self.graph.lengths.is_empty()
-    }
-
-    /// [`Server::finished`] of task `id` (`size` bytes, no length) on `w` when [`Server::quiet`]
-    /// holds and the task is in a [`Segment::plain`](super::segment::Segment) segment, running
-    /// on `w`, neither loaded nor rewritten by an expansion, and not a result while a journal
-    /// is kept (which records the result): then everything
-    /// it changes is in its own segment (consumers made ready, inputs freed), its client and
-    /// the workers, reached once each. False, with nothing changed, for any other task (the
-    /// caller takes the general path).
-    #[inline(always)]
-    fn finished_quiet(&mut self, w: WorkerIdx, id: TaskId, size: u64) -> bool {
-        let Some(s) = self.graph.locate(id) else {
-            return false;
-        };
-        let seg = &mut self.graph.segs[s.seg];
-        let off = s.off;
-        let t = &mut seg.tasks[off];
-        let flags = t.flags;
-        if !seg.plain
-            || t.state != TaskState::Running
-            || t.wk != Some(w)
-            || flags.has(TaskFlags::QUIET_EXCLUDED)
-            || (flags.has(TaskFlags::RESULT) && self.journal.is_some())
-        {
-            return false;
+        ReadCtx {
+            quiet: self.trace.is_none()
+                && self.awaiting.is_empty()
+                && self.crashes.is_empty()
+                && self.moves.in_flight.is_empty()
+                && !self.moves.fetches.any_unsent()
+                && self.moves.extra_owners.is_empty()
+                && self.graph.extra_cons.is_empty()
+                && self.graph.lengths.is_empty(),
         }
-        let c = t.cpus;
-        let program = c != 0 && t.ttype == self.sym.run;
-        t.state = TaskState::Finished;
-        seg.counts.moved(TaskState::Running, TaskState::Finished);
-        seg.size[off] = size;
-        let wk = &mut self.workers[w];
-        wk.unbook(c);
-        if program {
-            wk.program_ended(c, std::time::Instant::now());
-        }
-        wk.holds(size);
-        let client = &mut self.clients[seg.client];
-        client.n_data += 1;
-        if flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED) {
-            seg.tasks[off].flags.insert(TaskFlags::NOTIFIED);
-            client.task_finished(seg.client_id(off).expect("results are plan tasks"));
-        }
-        // Its consumers (all in this segment) wait for one input less; a plain segment has no
-        // dslice/dget (nothing to expand) and no rewritten task, and the grace is off.
-        for k in seg.cons_range(off) {
-            let Some(co) = seg.offset_of(seg.cons[k]) else {
-                continue;
-            };
-            let ct = &mut seg.tasks[co];
-            if ct.state != TaskState::Waiting || ct.waiting == 0 {
-                continue;
-            }
-            ct.waiting -= 1;
-            if ct.waiting == 0 {
-                ct.state = TaskState::Ready;
-                let cpus = ct.cpus;
-                seg.counts.moved(TaskState::Waiting, TaskState::Ready);
-                self.ready.push(seg.base.plus(co), cpus);
-            }
-        }
-        // Its inputs (all in this segment) lose a reference; those no longer needed are freed.
-        let mut emptied = false;
-        for k in seg.input_range(off) {
-            let Some(xo) = seg.offset_of(seg.inputs[k]) else {
-                continue;
-            };
-            let xt = &mut seg.tasks[xo];
-            if xt.refc == 0 {
-                continue;
-            }
-            xt.refc -= 1;
-            if seg.is_garbage(xo) {
-                emptied |= free_quiet(seg, xo, client, &mut self.workers);
-            }
-        }
-        if seg.is_garbage(off) {
-            emptied |= free_quiet(seg, off, client, &mut self.workers);
-        }
-        if emptied {
-            self.graph.mark_emptied();
-        }
-        #[cfg(test)]
-        {
-            self.quiet_finished += 1;
-        }
-        true
     }
 
     /// Handles one frame from worker `w`.
@@ -179,10 +93,6 @@ impl Server {
         const CHECKPOINT_LOAD_FAILED: i32 = Type::CheckpointLoadFailed as i32;
         const LEAVING: i32 = Type::Leaving as i32;
         const TRANSFER_FAILED: i32 = Type::TransferFailed as i32;
-        if let Some((id, size)) = wire::scan_plain_finished(frame) {
-            self.finished(w, TaskId(id), size, 0, true);
-            return Ok(());
-        }
         let r = wire::scan_worker_response(frame)
             .map_err(|_| ServerError::Malformed("WorkerResponse"))?;
         let id = TaskId(r.id.ok_or(ServerError::Malformed("WorkerResponse"))?);
@@ -216,6 +126,7 @@ impl Server {
 
     /// A response for a task that is not running on `w` (discarded, or a duplicate): free its
     /// cpus if it was a residual task, and REMOVE the data it produced.
+    #[inline(never)]
     fn residual(&mut self, w: WorkerIdx, id: TaskId, data: bool) {
         let wk = &mut self.workers[w];
         if let Some(c) = wk.residual.remove(&id) {
@@ -228,7 +139,8 @@ impl Server {
 
     /// FINISHED (or CHECKPOINT_LOADED, FINISHED_AND_CHECKPOINTING): the object exists on `w`
     /// (`size` bytes, `length` elements). `notify`: a held result is reported to its client
-    /// now (else when its checkpoint is written).
+    /// now (else when its checkpoint is written). [`Server::finished_in`] with the context of
+    /// now, for frames outside a worker read's loop.
     pub(super) fn finished(
         &mut self,
         w: WorkerIdx,
@@ -237,40 +149,121 @@ impl Server {
         length: u64,
         notify: bool,
     ) {
-        let Some(s) = self.running_on(id, w) else {
-            return self.residual(w, id, true);
+        let ctx = self.read_ctx();
+        self.finished_in(ctx, w, id, size, length, notify);
+    }
+
+    /// [`Server::finished`] within a worker read whose context is `ctx`. The one FINISHED
+    /// handler: the rare things ([`ReadCtx`]) are looked at only when `ctx` is not quiet, and
+    /// a task for which [`ReadCtx::plain`] holds changes only its own segment (a consumer made
+    /// ready is queued, a freed input has nothing rare to forget). Returns whether it was
+    /// plain: nothing `ctx` depends on changed (else the caller decides the context again: a
+    /// length recorded, an expansion run, a residual answer).
+    #[inline(always)]
+    pub(super) fn finished_in(
+        &mut self,
+        ctx: ReadCtx,
+        w: WorkerIdx,
+        id: TaskId,
+        size: u64,
+        length: u64,
+        notify: bool,
+    ) -> bool {
+        let Some(s) = self.graph.locate(id) else {
+            self.residual(w, id, true);
+            return false;
         };
-        self.crashes.forget(id);
-        let seg = self.graph.seg_mut(s);
-        let c = seg.tasks[s.off].cpus;
-        let program = c != 0 && seg.tasks[s.off].ttype == self.sym.run;
-        seg.set_state(s.off, TaskState::Finished);
-        seg.size[s.off] = size;
-        if let Some(t) = self
-            .trace
-            .as_mut()
-            .filter(|_| self.trace_client == Some(seg.client))
-        {
-            t.finished(id.get(), w.index() as u64, size);
+        let off = s.off;
+        let t = &self.graph.segs[s.seg].tasks[off];
+        if t.state != TaskState::Running || t.wk != Some(w) {
+            self.residual(w, id, true);
+            return false;
         }
-        let flags = seg.tasks[s.off].flags;
+        let flags = t.flags;
+        let quiet = ctx.quiet && length == 0;
+        let result = notify && flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED);
+        if !quiet || (result && self.journal.is_some()) {
+            self.finished_rare(s, w, size, length, result);
+        }
+        let graph = &mut self.graph;
+        let seg = &mut graph.segs[s.seg];
+        let c = seg.tasks[off].cpus;
+        let program = c != 0 && seg.tasks[off].ttype == self.sym.run;
+        let plain = ReadCtx::plain(quiet, seg, flags);
+        moved(seg, off, TaskState::Running, TaskState::Finished, plain);
+        seg.size[off] = size;
         let client = &mut self.clients[seg.client];
         client.n_data += 1;
-        if notify && flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED) {
-            seg.tasks[s.off].flags.insert(TaskFlags::NOTIFIED);
-            let cid = seg.client_id(s.off).expect("results are plan tasks");
-            client.task_finished(cid);
-            if self.journal.is_some() {
-                let (ci, cid) = (seg.client, seg.client_id(s.off));
-                self.journal_finished(ci, cid, size, length, true, false);
-            }
+        if result {
+            seg.tasks[off].flags.insert(TaskFlags::NOTIFIED);
+            client.task_finished(seg.client_id(off).expect("results are plan tasks"));
         }
-        let wk = &mut self.workers[w];
+        let workers = &mut self.workers;
+        let wk = &mut workers[w];
         wk.unbook(c);
         if program {
             wk.program_ended(c, std::time::Instant::now());
         }
         wk.holds(size);
+        if plain {
+            // Everything happens in this segment, which stays borrowed: a consumer made
+            // ready is queued (no grace to hold it back, no expansion to run), a freed object
+            // has nothing rare to forget; the same steps as the general functions
+            // ([`consumer_released`], [`input_released`], [`freed`]).
+            for k in seg.cons_range(off) {
+                let c = seg.cons[k];
+                let Some(co) = seg.offset_of(c) else {
+                    continue;
+                };
+                if consumer_released(seg, co, c, id, &graph.overrides) {
+                    let cpus = seg.tasks[co].cpus;
+                    moved(seg, co, TaskState::Waiting, TaskState::Ready, true);
+                    self.ready.push(c, cpus);
+                }
+            }
+            let mut emptied = false;
+            for k in seg.input_range(off) {
+                let Some(xo) = seg.offset_of(seg.inputs[k]) else {
+                    continue;
+                };
+                if input_released(seg, xo) {
+                    emptied |= freed(seg, xo, client, workers, true);
+                }
+            }
+            if seg.is_garbage(off) {
+                emptied |= freed(seg, off, client, workers, true);
+            }
+            if emptied {
+                graph.mark_emptied();
+            }
+        } else {
+            self.release_general(s, id, flags);
+        }
+        #[cfg(test)]
+        {
+            self.plain_finished += plain as u64;
+        }
+        plain
+    }
+
+    /// The rare part of [`Server::finished_in`] of the task at `s` on `w` (`size` bytes,
+    /// `length` elements; `result`: its client is told now), before the rest: crash counts,
+    /// trace, journal, length, transfers and fetches waiting for it.
+    #[inline(never)]
+    fn finished_rare(&mut self, s: Slot, w: WorkerIdx, size: u64, length: u64, result: bool) {
+        let seg = self.graph.seg(s);
+        let (id, ci, cid) = (seg.id(s.off), seg.client, seg.client_id(s.off));
+        self.crashes.forget(id);
+        if let Some(t) = self
+            .trace
+            .as_mut()
+            .filter(|_| self.trace_client == Some(ci))
+        {
+            t.finished(id.get(), w.index() as u64, size);
+        }
+        if result && self.journal.is_some() {
+            self.journal_finished(ci, cid, size, length, true, false);
+        }
         if length != 0 {
             self.graph.lengths.insert(id, length);
         }
@@ -280,19 +273,30 @@ impl Server {
         if self.moves.fetches.any_unsent() {
             self.resend_fetches(id, w);
         }
+    }
+
+    /// The consumers, inputs and freeing of `id` (at `s`, with `flags`) after it finished,
+    /// when [`ReadCtx::plain`] does not hold.
+    #[inline(never)]
+    fn release_general(&mut self, s: Slot, id: TaskId, flags: TaskFlags) {
         self.release_consumers(s, id);
-        self.release_inputs(s);
+        if !flags.has(TaskFlags::LOAD) {
+            // (Loaded from its checkpoint: it never held references on its inputs.)
+            self.release_inputs(s, flags);
+        }
         // (An expansion triggered above may already have freed it.)
         if self.graph.seg(s).is_garbage(s.off) {
             self.free(s);
         }
     }
 
-    /// `id` (at `s`) finished: each consumer waits for one input less.
+    /// `id` (at `s`) finished: each consumer waits for one input less ([`consumer_released`]);
+    /// one waiting for nothing more is made ready.
     fn release_consumers(&mut self, s: Slot, id: TaskId) {
+        // Consumers in the index are in `id`'s own segment (others are `extra_cons`).
         for k in self.graph.seg(s).cons_range(s.off) {
-            let cons = self.graph.segs[s.seg].cons[k];
-            self.dec_waiting(s.seg, cons, id);
+            let c = self.graph.segs[s.seg].cons[k];
+            self.dec_waiting(s.seg, c, id);
         }
         if !self.graph.extra_cons.is_empty() {
             if let Some(list) = self.graph.extra_cons.get(&id).cloned() {
@@ -353,13 +357,9 @@ impl Server {
         self.fail_tree(s, &addr, msg, false);
     }
 
-    /// The task at `s` no longer needs its inputs: each loses a reference.
-    fn release_inputs(&mut self, s: Slot) {
-        let flags = self.graph.seg(s).tasks[s.off].flags;
-        if flags.has(TaskFlags::LOAD) {
-            // Loaded from its checkpoint: it never held references on its inputs.
-            return;
-        }
+    /// The task at `s` (with `flags`, not loaded from its checkpoint) no longer needs its
+    /// inputs: each loses a reference, and is freed at zero.
+    fn release_inputs(&mut self, s: Slot, flags: TaskFlags) {
         if flags.has(TaskFlags::OVERRIDE) {
             for x in self.graph.inputs_of(s).to_vec() {
                 self.dec_ref(s.seg, x);
@@ -393,31 +393,12 @@ impl Server {
     }
 
     /// Consumer `c` (looked up from segment `hint` first) has input `from` finished.
-    #[inline(always)]
     fn dec_waiting(&mut self, hint: SegIdx, c: TaskId, from: TaskId) {
         let Some(cs) = self.graph.locate_hint(c, hint) else {
             return;
         };
-        let seg = &mut self.graph.segs[cs.seg];
-        let off = cs.off;
-        if seg.tasks[off].state != TaskState::Waiting || seg.tasks[off].waiting == 0 {
-            return;
-        }
-        if seg.tasks[off].flags.has(TaskFlags::OVERRIDE) {
-            // Rewritten by an expansion: it now waits only for the copies (ids above the
-            // expansion's first), not for the inputs it had in the plan.
-            let first = self
-                .graph
-                .overrides
-                .get(&c)
-                .and_then(|v| v.first().copied());
-            if first.is_none_or(|f| from < f) {
-                return;
-            }
-        }
-        let seg = &mut self.graph.segs[cs.seg];
-        seg.tasks[off].waiting -= 1;
-        if seg.tasks[off].waiting == 0 {
+        let graph = &mut self.graph;
+        if consumer_released(&mut graph.segs[cs.seg], cs.off, c, from, &graph.overrides) {
             self.make_ready(cs);
         }
     }
@@ -428,29 +409,27 @@ impl Server {
         let Some(xs) = self.graph.locate_hint(x, hint) else {
             return;
         };
-        let seg = self.graph.seg_mut(xs);
-        if seg.tasks[xs.off].refc == 0 {
-            return;
-        }
-        seg.tasks[xs.off].refc -= 1;
-        if seg.is_garbage(xs.off) {
+        if input_released(self.graph.seg_mut(xs), xs.off) {
             self.free(xs);
         }
     }
 
-    /// Frees a finished object: REMOVE to every owner.
-    #[inline(always)]
+    /// Frees a finished object ([`freed`]): REMOVE to every owner; its rare records (extra
+    /// copies, transfers, length, cross-plan consumers) are forgotten.
     pub(super) fn free(&mut self, s: Slot) {
-        let seg = self.graph.seg(s);
-        let (id, owner, client, size) = (
-            seg.id(s.off),
-            seg.tasks[s.off].wk,
-            seg.client,
-            seg.size[s.off],
-        );
-        self.graph.retire(s, TaskState::Freed);
-        self.clients[client].n_data -= 1;
-        self.remove_everywhere(id, owner, size);
+        let seg = &mut self.graph.segs[s.seg];
+        let id = seg.id(s.off);
+        let size = seg.size[s.off];
+        if freed(
+            seg,
+            s.off,
+            &mut self.clients[seg.client],
+            &mut self.workers,
+            false,
+        ) {
+            self.graph.mark_emptied();
+        }
+        self.remove_extra_copies(id, size);
         if !self.graph.lengths.is_empty() {
             self.graph.lengths.remove(&id);
         }
@@ -464,22 +443,20 @@ impl Server {
     /// `size` bytes).
     #[inline(always)]
     pub(super) fn remove_everywhere(&mut self, id: TaskId, primary: Option<WorkerIdx>, size: u64) {
-        if let Some(p) = primary {
-            self.workers[p].dropped(size);
-        }
-        if let Some(out) = primary.and_then(|p| self.workers.out_if_alive(p)) {
-            wire::push_remove(out, id);
-        }
+        remove_from(&mut self.workers, primary, id, size);
+        self.remove_extra_copies(id, size);
+    }
+
+    /// Sends REMOVE{id} to every extra owner of `id` (an object of `size` bytes).
+    #[inline(always)]
+    fn remove_extra_copies(&mut self, id: TaskId, size: u64) {
         if self.moves.extra_owners.is_empty() {
             return;
         }
         let workers = &mut self.workers;
-        self.moves.extra_owners.remove(id, |w| {
-            workers[w].dropped(size);
-            if let Some(out) = workers.out_if_alive(w) {
-                wire::push_remove(out, id);
-            }
-        });
+        self.moves
+            .extra_owners
+            .remove(id, |w| remove_from(workers, Some(w), id, size));
     }
 
     /// TRANSFERED: `w` now holds a copy of `id` (REMOVE it if nobody needs it any more).
@@ -531,24 +508,113 @@ impl Server {
     }
 }
 
-/// [`Server::free`] of task `off` of a plain segment while [`Server::quiet`] holds (no extra
-/// copies, transfers, lengths or cross-plan consumers to forget): FREED, REMOVE to its owner.
-/// True when that leaves the segment without a live task.
+/// What the frames of one worker read may skip, decided once per read
+/// ([`Server::read_ctx`]) and again after any frame that may change it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ReadCtx {
+    /// None of the rare things a FINISHED otherwise looks at per task is present: a trace,
+    /// the reconnect grace, crash counts, transfers in flight, fetches waiting for their
+    /// object, extra copies, cross-plan consumers, array lengths. A FINISHED without a length
+    /// creates none of them (an expansion it triggers may: that one is not plain).
+    quiet: bool,
+}
+
+impl ReadCtx {
+    /// Whether a FINISHED of a task with `flags` in `seg` changes that segment only: the
+    /// read is `quiet` (and the frame has no length), the segment is
+    /// [`plain`](super::segment::Segment) (no dslice/dget, no input from an earlier plan, no
+    /// label groups), and the task is neither rewritten by an expansion nor loaded from its
+    /// checkpoint.
+    #[inline(always)]
+    fn plain(quiet: bool, seg: &Segment, flags: TaskFlags) -> bool {
+        quiet && seg.plain && !flags.has(TaskFlags::QUIET_EXCLUDED)
+    }
+}
+
+/// Consumer `co` (id `c`) of `seg` has input `from` finished: it waits for one input less.
+/// True when it waits for nothing more (the caller makes it ready). A consumer not waiting,
+/// or rewritten by an expansion (`overrides`: it then waits only for the expansion's copies,
+/// ids from the expansion's first, not for the inputs it had in the plan), is left alone.
 #[inline(always)]
-fn free_quiet(seg: &mut Segment, off: usize, client: &mut Client, workers: &mut Workers) -> bool {
-    let t = &mut seg.tasks[off];
-    debug_assert!(t.state == TaskState::Finished, "freed once");
-    t.state = TaskState::Freed;
-    let owner = t.wk;
-    seg.counts.moved(TaskState::Finished, TaskState::Freed);
-    seg.live -= 1;
-    client.n_data -= 1;
-    if let Some(p) = owner {
-        let wk = &mut workers[p];
-        wk.dropped(seg.size[off]);
-        if wk.alive {
-            wire::push_remove(&mut wk.out, seg.base.plus(off));
+fn consumer_released(
+    seg: &mut Segment,
+    co: usize,
+    c: TaskId,
+    from: TaskId,
+    overrides: &HashMap<TaskId, Vec<TaskId>>,
+) -> bool {
+    let ct = &mut seg.tasks[co];
+    if ct.state != TaskState::Waiting || ct.waiting == 0 {
+        return false;
+    }
+    if ct.flags.has(TaskFlags::OVERRIDE) {
+        let first = overrides.get(&c).and_then(|v| v.first().copied());
+        if first.is_none_or(|f| from < f) {
+            return false;
         }
     }
+    ct.waiting -= 1;
+    ct.waiting == 0
+}
+
+/// Input `xo` of `seg` loses one reference. True when that makes it garbage (the caller
+/// frees it).
+#[inline(always)]
+fn input_released(seg: &mut Segment, xo: usize) -> bool {
+    let xt = &mut seg.tasks[xo];
+    if xt.refc == 0 {
+        return false;
+    }
+    xt.refc -= 1;
+    seg.is_garbage(xo)
+}
+
+/// Task `off` of `seg` (of `client`) is freed: FREED, the client's object count, REMOVE to
+/// its primary owner (`plain`: `seg` is plain, see [`moved`]). True when that leaves the segment without a live task. What else an
+/// object may have (extra copies, transfers, length, cross-plan consumers) is
+/// [`Server::free`]'s.
+#[inline(always)]
+fn freed(
+    seg: &mut Segment,
+    off: usize,
+    client: &mut Client,
+    workers: &mut Workers,
+    plain: bool,
+) -> bool {
+    // Freeing twice would drop the segment while tasks in it are still live.
+    debug_assert!(seg.tasks[off].state == TaskState::Finished, "freed once");
+    moved(seg, off, TaskState::Finished, TaskState::Freed, plain);
+    seg.live -= 1;
+    client.n_data -= 1;
+    remove_from(workers, seg.tasks[off].wk, seg.id(off), seg.size[off]);
     seg.live == 0
+}
+
+/// Task `off` of `seg` goes from `from` (its state) to `to`: [`Segment::set_state`] with the
+/// old state known (the counts moved at fixed places) unless the plan has label groups
+/// (never while `plain`: a plain segment has none).
+#[inline(always)]
+fn moved(seg: &mut Segment, off: usize, from: TaskState, to: TaskState, plain: bool) {
+    debug_assert!(seg.tasks[off].state == from, "task {off} is {from:?}");
+    debug_assert!(
+        !plain || seg.groups.is_none(),
+        "a plain segment has no label groups"
+    );
+    if !plain && seg.groups.is_some() {
+        return seg.set_state(off, to);
+    }
+    seg.tasks[off].state = to;
+    seg.counts.moved(from, to);
+}
+
+/// REMOVE{id} (an object of `size` bytes) to `owner` if alive; it holds it no longer.
+#[inline(always)]
+fn remove_from(workers: &mut Workers, owner: Option<WorkerIdx>, id: TaskId, size: u64) {
+    if let Some(p) = owner {
+        let wk = &mut workers[p];
+        wk.dropped(size);
+        if wk.alive {
+            wire::push_remove(&mut wk.out, id);
+        }
+    }
 }

@@ -66,7 +66,7 @@ impl TaskFlags {
     /// runs as `LOAD_CHECKPOINT` on any worker, and its inputs are not needed through it.
     pub(crate) const LOAD: TaskFlags = TaskFlags(16);
 
-    /// What keeps a task off the quiet FINISHED path (`Server::finished_quiet`): an
+    /// What keeps a task's FINISHED from being plain (`on_worker::ReadCtx::plain`): an
     /// expansion's rewrite, a checkpoint load.
     pub(crate) const QUIET_EXCLUDED: TaskFlags = TaskFlags(2 | 16);
 
@@ -152,7 +152,7 @@ pub(crate) struct Segment {
     /// Tasks per state per label group, for plans with labels.
     pub(crate) groups: Option<Box<LabelGroups>>,
     /// No dslice/dget, no input from another segment and no label groups: a FINISHED of one
-    /// of its tasks changes this segment only (the quiet path of `Server::finished_quiet`).
+    /// of its tasks changes this segment only (`on_worker::ReadCtx::plain`).
     /// False unless the plan's ingest found it so.
     pub(crate) plain: bool,
 }

@@ -280,13 +280,6 @@ impl Workers {
     pub(crate) fn plan_cpus_limit(&self) -> Option<u32> {
         self.max_cpus().map(|m| m.max(self.allocatable_cpus))
     }
-
-    /// The command buffer of `w` if it is connected (commands to a lost worker are dropped).
-    #[inline]
-    pub(crate) fn out_if_alive(&mut self, w: WorkerIdx) -> Option<&mut Vec<u8>> {
-        let wk = &mut self.list[w];
-        wk.alive.then_some(&mut wk.out)
-    }
 }
 
 impl std::ops::Index<WorkerIdx> for Workers {

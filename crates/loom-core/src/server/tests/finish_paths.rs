@@ -1,9 +1,10 @@
-//! The quiet FINISHED path (`Server::finished_quiet`) against the general one: the same
-//! events give the same frames and the same counts.
+//! The one FINISHED path in its common case (a quiet read, a plain task: `ReadCtx::plain`)
+//! against its rare case (every read's context forced not quiet, so each rare thing is
+//! looked at per task): the same events give the same frames and the same counts.
 
 use super::*;
 
-/// FINISHED in the layout workers send (type, id, size), as the quiet path reads it.
+/// FINISHED in the layout workers send (type, id, size), as a worker read scans it.
 fn plain_finished(out: &mut Vec<u8>, id: i32, size: u64) {
     push_frame(
         out,
@@ -98,7 +99,7 @@ fn run(general_only: bool) -> (Vec<String>, String, u64) {
             .collect::<Vec<_>>(),
         snap.clients.iter().map(|c| c.objects).collect::<Vec<_>>()
     );
-    (log, counts, h.s.quiet_finished)
+    (log, counts, h.s.plain_finished)
 }
 
 fn sorted<T: std::fmt::Debug>(m: &HashMap<ConnId, Vec<T>>) -> Vec<(ConnId, String)> {
@@ -108,13 +109,13 @@ fn sorted<T: std::fmt::Debug>(m: &HashMap<ConnId, Vec<T>>) -> Vec<(ConnId, Strin
 }
 
 #[test]
-fn quiet_and_general_finished_paths_agree() {
+fn common_and_rare_finished_cases_agree() {
     let (quiet_log, quiet_counts, taken) = run(false);
     let (general_log, general_counts, none) = run(true);
-    assert_eq!(none, 0, "the general run takes the general path only");
+    assert_eq!(none, 0, "with no quiet read no FINISHED is plain");
     // The first plan's tasks until the later plan consumes one of its results (a cross-plan
-    // consumer: the general path from then on).
-    assert!(taken >= 40, "the quiet path was taken ({taken} times)");
+    // consumer: no quiet read from then on).
+    assert!(taken >= 40, "the common case was taken ({taken} times)");
     assert_eq!(quiet_log.len(), general_log.len(), "rounds");
     for (k, (q, g)) in quiet_log.iter().zip(&general_log).enumerate() {
         assert_eq!(q, g, "round {k}");
