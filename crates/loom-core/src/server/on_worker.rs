@@ -174,21 +174,20 @@ impl Server {
             return false;
         };
         let off = s.off;
-        let t = &self.graph.segs[s.seg].tasks[off];
+        let mut seg = &mut self.graph.segs[s.seg];
+        let t = &seg.tasks[off];
         if t.state != TaskState::Running || t.wk != Some(w) {
             self.residual(w, id, true);
             return false;
         }
-        let flags = t.flags;
+        let (flags, c) = (t.flags, t.cpus);
+        let program = c != 0 && t.ttype == self.sym.run;
         let quiet = ctx.quiet && length == 0;
         let result = notify && flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED);
         if !quiet || (result && self.journal.is_some()) {
             self.finished_rare(s, w, size, length, result);
+            seg = &mut self.graph.segs[s.seg];
         }
-        let graph = &mut self.graph;
-        let seg = &mut graph.segs[s.seg];
-        let c = seg.tasks[off].cpus;
-        let program = c != 0 && seg.tasks[off].ttype == self.sym.run;
         let plain = ReadCtx::plain(quiet, seg, flags);
         moved(seg, off, TaskState::Running, TaskState::Finished, plain);
         seg.size[off] = size;
@@ -215,7 +214,7 @@ impl Server {
                 let Some(co) = seg.offset_of(c) else {
                     continue;
                 };
-                if consumer_released(seg, co, c, id, &graph.overrides) {
+                if consumer_released(seg, co, c, id, &self.graph.overrides, true) {
                     let cpus = seg.tasks[co].cpus;
                     moved(seg, co, TaskState::Waiting, TaskState::Ready, true);
                     self.ready.push(c, cpus);
@@ -234,7 +233,7 @@ impl Server {
                 emptied |= freed(seg, off, client, workers, true);
             }
             if emptied {
-                graph.mark_emptied();
+                self.graph.mark_emptied();
             }
         } else {
             self.release_general(s, id, flags);
@@ -398,7 +397,8 @@ impl Server {
             return;
         };
         let graph = &mut self.graph;
-        if consumer_released(&mut graph.segs[cs.seg], cs.off, c, from, &graph.overrides) {
+        let seg = &mut graph.segs[cs.seg];
+        if consumer_released(seg, cs.off, c, from, &graph.overrides, false) {
             self.make_ready(cs);
         }
     }
@@ -531,7 +531,8 @@ impl ReadCtx {
     }
 }
 
-/// Consumer `co` (id `c`) of `seg` has input `from` finished: it waits for one input less.
+/// Consumer `co` (id `c`) of `seg` has input `from` finished: it waits for one input less
+/// (`plain`: `seg` is plain, so no consumer in it is rewritten by an expansion).
 /// True when it waits for nothing more (the caller makes it ready). A consumer not waiting,
 /// or rewritten by an expansion (`overrides`: it then waits only for the expansion's copies,
 /// ids from the expansion's first, not for the inputs it had in the plan), is left alone.
@@ -542,12 +543,17 @@ fn consumer_released(
     c: TaskId,
     from: TaskId,
     overrides: &HashMap<TaskId, Vec<TaskId>>,
+    plain: bool,
 ) -> bool {
     let ct = &mut seg.tasks[co];
     if ct.state != TaskState::Waiting || ct.waiting == 0 {
         return false;
     }
-    if ct.flags.has(TaskFlags::OVERRIDE) {
+    debug_assert!(
+        !plain || !ct.flags.has(TaskFlags::OVERRIDE),
+        "no rewrite in a plain segment"
+    );
+    if !plain && ct.flags.has(TaskFlags::OVERRIDE) {
         let first = overrides.get(&c).and_then(|v| v.first().copied());
         if first.is_none_or(|f| from < f) {
             return false;
