@@ -3,6 +3,7 @@
 //! the core bytes returns the output of that event, so one event costs one boundary crossing.
 #![deny(clippy::all)]
 
+pub mod cpu_claim;
 pub mod early_listen;
 mod function_calls;
 pub mod mapped_file;

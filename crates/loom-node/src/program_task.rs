@@ -73,9 +73,9 @@ pub(crate) struct ProgramHost {
     shared: Weak<Shared>,
     /// `<work dir>/run`: run directories are taken from the ones reused under it.
     run_root: PathBuf,
-    /// Pin programs to the CPUs numbered as their task's CPU slots (set in the child before
-    /// its exec, `spawn.rs`).
-    pin: bool,
+    /// Pin programs: slot `i` of a task runs on CPU `pin[i]` (set in the child before its exec,
+    /// `spawn.rs`; the worker's CPUs, `cpu_claim.rs`). None: not pinned.
+    pin: Option<Vec<u32>>,
     /// The worker runs in a cluster job: a program killed by SIGUSR1 is reported after
     /// [`STOP_SIGNAL_GRACE`].
     job: bool,
@@ -88,7 +88,12 @@ pub(crate) struct ProgramHost {
 }
 
 impl ProgramHost {
-    pub(crate) fn new(shared: Weak<Shared>, work_dir: &Path, pin: bool, job: bool) -> ProgramHost {
+    pub(crate) fn new(
+        shared: Weak<Shared>,
+        work_dir: &Path,
+        pin: Option<Vec<u32>>,
+        job: bool,
+    ) -> ProgramHost {
         ProgramHost {
             shared,
             run_root: work_dir.join("run"),
@@ -137,7 +142,7 @@ impl ProgramHost {
                 return;
             }
             let flush = || self.flush();
-            let outcome = prepare(&task, &self.run_root, self.pin)
+            let outcome = prepare(&task, &self.run_root, self.pin.as_deref())
                 .and_then(|p| p.run_flushing(flush_by.map(|d| (d, &flush as &dyn Fn()))));
             forget_program(task.id as u32);
             if self.job && matches!(&outcome, Ok(e) if e.signal == Some(SIGUSR1)) {
@@ -296,7 +301,7 @@ fn append_output(into: &mut WorkerOutput, out: WorkerOutput) {
 }
 
 /// The program of a `run` task: its config decoded, its inputs mapped (spec 7).
-fn prepare(task: &JsTask, run_root: &Path, pin: bool) -> Result<Program, String> {
+fn prepare(task: &JsTask, run_root: &Path, pin: Option<&[u32]>) -> Result<Program, String> {
     let cfg = Run::decode(task.config.as_slice())
         .map_err(|e| format!("invalid run configuration: {e}"))?;
     if cfg.args.is_empty() {
@@ -344,6 +349,10 @@ fn prepare(task: &JsTask, run_root: &Path, pin: bool) -> Result<Program, String>
             None => argv.push(a),
         }
     }
+    let cpus = match pin {
+        Some(cpus) => pinned_cpus(&argv[0], &task.cpu_slots, cpus)?,
+        None => Vec::new(),
+    };
     Ok(Program {
         argv,
         root: run_root.to_path_buf(),
@@ -351,12 +360,26 @@ fn prepare(task: &JsTask, run_root: &Path, pin: bool) -> Result<Program, String>
         stdin,
         outputs: cfg.map_outputs,
         token: task.id as u32,
-        cpus: if pin {
-            task.cpu_slots.clone()
-        } else {
-            Vec::new()
-        },
+        cpus,
     })
+}
+
+/// The CPUs of CPU slots `slots` on a worker whose slot `i` is CPU `cpus[i]`; a slot past the
+/// worker's CPUs (more `--cpus` than CPUs it may use) fails the task, saying so.
+fn pinned_cpus(program: &str, slots: &[u32], cpus: &[u32]) -> Result<Vec<u32>, String> {
+    slots
+        .iter()
+        .map(|&s| {
+            cpus.get(s as usize).copied().ok_or_else(|| {
+                format!(
+                    "cannot pin '{program}': its CPU slot {s} has no CPU (this worker pins programs \
+                     to CPUs {}: start it with at most as many --cpus as CPUs it may use, or with \
+                     --nopin)",
+                    crate::spawn::cpu_list(cpus)
+                )
+            })
+        })
+        .collect()
 }
 
 fn is_data_object(input: &JsInput) -> bool {

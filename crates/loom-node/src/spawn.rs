@@ -85,28 +85,10 @@ impl From<std::io::Error> for SpawnError {
 
 /// The CPUs this process may run on, as a list (`0-1,4`), if the system tells.
 pub(crate) fn allowed_cpus() -> Option<String> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: sched_getaffinity writes at most the size of the set we own.
-        let set = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-                return None;
-            }
-            set
-        };
-        let cpus: Vec<u32> = (0..libc::CPU_SETSIZE as usize)
-            // SAFETY: CPU_ISSET reads a bit of the set, in range.
-            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-            .map(|c| c as u32)
-            .collect();
-        Some(cpu_list(&cpus))
-    }
-    #[cfg(not(target_os = "linux"))]
-    None
+    crate::cpu_claim::allowed().map(|cpus| cpu_list(&cpus))
 }
 
-/// `cpus` (ascending) as `taskset -c` writes them: ranges of consecutive CPUs (`0-3,6`).
+/// `cpus` as `taskset -c` writes them: runs of consecutive ascending CPUs as ranges (`0-3,6`).
 pub(crate) fn cpu_list(cpus: &[u32]) -> String {
     let mut out = String::new();
     let mut i = 0;

@@ -452,19 +452,20 @@ impl WorkerCore {
 
     /// From now on, program tasks (`loom/run/run`) no longer come to JS in `tasks`: the binding
     /// maps their inputs into a run directory under `workDir/run`, spawns, waits and collects
-    /// them on its runner threads (`pin`: each pinned to the CPUs numbered as its CPU slots, set before its exec), and the
+    /// them on its runner threads (`pin`: slot `i` of a program's task is CPU `pin[i]`, set before
+    /// its exec; the worker's CPUs from `claimCpus`; null: not pinned), and the
     /// core takes their results. `onEnded` receives the effects of each batch of programs that
     /// ended (apply them like any others); it does not keep the process alive. `job`: the worker
     /// runs in a cluster job, so a program killed by SIGUSR1 (the job's stop signal) is reported
     /// 2 s later, once the worker has had the time to stop. A canceled program is stopped with
     /// `killProgram(taskId, ...)`. Once only; later calls do nothing.
     #[napi(
-        ts_args_type = "workDir: string, pin: boolean, job: boolean, onEnded: (effects: WorkerEffects) => void"
+        ts_args_type = "workDir: string, pin: Array<number> | null, job: boolean, onEnded: (effects: WorkerEffects) => void"
     )]
     pub fn run_programs(
         &self,
         work_dir: String,
-        pin: bool,
+        pin: Option<Vec<u32>>,
         job: bool,
         on_ended: Function<'_, WorkerEffects, ()>,
     ) -> napi::Result<(), ErrorCode> {

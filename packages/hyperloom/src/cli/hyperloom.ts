@@ -42,6 +42,22 @@ function intArg(name: string, min: number, max: number) {
   };
 }
 
+/** `--cpu-list`: CPUs as taskset writes them (`0-3,6`), in that order, none twice. */
+function cpuListArg(v: string): number[] {
+  const cpus: number[] = [];
+  for (const part of v.split(",")) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    const from = Number(m?.[1]);
+    const to = m?.[2] !== undefined ? Number(m[2]) : from;
+    if (m === null || to < from || to > 1 << 20) throw new InvalidArgumentError(`Invalid CPU list '${v}' (CPUs and ranges, e.g. 0-3,6)`);
+    for (let c = from; c <= to; c++) {
+      if (cpus.includes(c)) throw new InvalidArgumentError(`CPU ${c} is listed twice in '${v}'`);
+      cpus.push(c);
+    }
+  }
+  return cpus;
+}
+
 const program = new Command("hyperloom").description("HyperLoom: plans of millions of tasks on a server and workers");
 
 program
@@ -78,6 +94,7 @@ program
   .option("--cpus <number>", "CPU slots (0: the job's cpus inside a Slurm or PBS job, else all cores)", intArg("number of cpus", 0, 1 << 20), 0)
   .option("--wdir <directory>", "root of the work directory", "/tmp")
   .option("--nopin", "do not pin programs to the CPUs of their CPU slots")
+  .option("--cpu-list <cpus>", "pin programs to these CPUs, slot 0 to the first (e.g. 0-3,6; --cpus defaults to their number); default: CPUs this worker may run on that no other pinning worker of this machine holds", cpuListArg)
   .option("--host <address>", "listen address of the data port", "0.0.0.0")
   .option("--extension <path>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--python <path>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")
@@ -97,6 +114,7 @@ program
   .argument("[script]", "a .js, .mjs or .ts client script (it finds the server in HYPERLOOM_SERVER)")
   .option("--workers <number>", "number of workers", intArg("number of workers", 1, 1024), 2)
   .option("--cpus <number>", "CPUs per worker", intArg("number of cpus", 1, 1 << 20), 1)
+  .option("--pin", "pin programs to CPUs, each worker to CPUs of its own while there are enough (see worker --cpu-list)")
   .option("--port <number>", "server main port (0: any free port)", intArg("port number", 0, 65535), 0)
   .option("--tls", "encrypt every connection")
   .option("-v, --verbose", "show the server's and workers' logs")
@@ -110,6 +128,7 @@ program
 interface LocalOptions {
   workers: number;
   cpus: number;
+  pin?: boolean;
   port: number;
   tls?: boolean;
   verbose?: boolean;
@@ -151,6 +170,7 @@ async function local(script: string | undefined, opts: LocalOptions): Promise<vo
   const starting = LocalCluster.start({
     workers: opts.workers,
     cpus: opts.cpus,
+    ...(opts.pin ? { pin: true } : {}),
     port: opts.port,
     tls: !!opts.tls,
     verbose: !!opts.verbose,

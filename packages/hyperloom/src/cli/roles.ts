@@ -1,5 +1,5 @@
 /** The server and worker roles as the commands run them (shared by `hyperloom`, `loom-server`, `loom-worker`). */
-import { cpus as machineCpus, hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { resolve } from "node:path";
 import type { RunningWorker, WorkerSecurity } from "../worker/worker.js";
 import { setLogFormat, setLogLevel, setLogProcess, log, type LogFormat } from "../log.js";
@@ -150,6 +150,8 @@ export interface WorkerMainOptions extends LogOptions {
   cpus: number;
   wdir: string;
   nopin?: boolean;
+  /** `--cpu-list`: the CPUs of the slots, in order (pinning). */
+  cpuList?: number[];
   host?: string;
   extension?: string[];
   python?: string;
@@ -179,6 +181,7 @@ export interface WorkerMainOptions extends LogOptions {
 export async function workerMain(hostArg: string | undefined, portArg: number | undefined, opts: WorkerMainOptions): Promise<void> {
   setUpLogs(opts, "worker");
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new Error("--tls-cert and --tls-key go together");
+  if (opts.cpuList !== undefined && opts.nopin) throw new Error("--cpu-list pins programs: it does not go with --nopin");
   // With --connect-retry and an address given, the access file may not be written yet (the
   // server is not up): it is read again on each attempt.
   const waitForFile = hostArg !== undefined && portArg !== undefined && (opts.connectRetry ?? 0) > 0;
@@ -208,10 +211,12 @@ export async function workerMain(hostArg: string | undefined, portArg: number | 
   const options = {
     serverHost: host,
     serverPort: port,
-    cpus: opts.cpus > 0 ? opts.cpus : (job?.cpus ?? machineCpus().length),
+    // Without --cpus: the --cpu-list's CPUs, the job's, else the CPUs this process may run on.
+    cpus: opts.cpus > 0 ? opts.cpus : (opts.cpuList?.length ?? job?.cpus ?? availableParallelism()),
     ...(job ? { job: { id: job.jobId, ...(job.task !== undefined ? { task: job.task } : {}) } } : {}),
     wdir: opts.wdir,
     pin: !opts.nopin,
+    ...(opts.cpuList !== undefined ? { cpuList: opts.cpuList } : {}),
     ...(opts.host ? { host: opts.host } : {}),
     extensions: opts.extension ?? [],
     ...(opts.python !== undefined ? { python: opts.python } : {}),

@@ -35,9 +35,10 @@ export interface LocalClusterOptions {
   /** Extra arguments for every worker. */
   workerArgs?: string[];
   /**
-   * Pin each worker's programs to the CPUs numbered as their task's CPU slots, as standalone
-   * workers do (default false: the workers of a local cluster share one machine and each numbers
-   * its slots from 0, so pinned programs of every worker would share the same CPUs).
+   * Pin each worker's programs to CPUs, as standalone workers do: each worker takes CPUs of its
+   * own while the machine has enough (claimed machine-wide, see `WorkerOptions.pin`), then they
+   * share evenly. Default false: a local cluster is usually more workers x cpus than the
+   * machine's CPUs, and a slot without a CPU fails its programs.
    */
   pin?: boolean;
   /** Start the server with its dashboard on this address (see `hyperloom server --dashboard`). */
@@ -259,8 +260,7 @@ function spawnWorker(port: number, root: string, i: number, options: LocalCluste
   const wdir = join(root, String(i));
   const w = spawn(
     process.execPath,
-    // --nopin unless asked: the workers of a local cluster share one machine, and each numbers
-    // its CPU slots from 0, so pinning would put every worker's programs on the same cores.
+    // --nopin unless asked: a local cluster usually has more slots than the machine has CPUs.
     [cliPath, "worker", "127.0.0.1", String(port), ...access, "--cpus", String(options.cpus ?? 1), "--wdir", wdir, ...(options.pin ? [] : ["--nopin"]), ...(options.logArgs ?? []), ...(options.workerArgs ?? []), ...extraArgs],
     // The IPC channel only tells the child when this process is gone (see `roles.ts`).
     // Workers log on stderr; their stdout stays unused.

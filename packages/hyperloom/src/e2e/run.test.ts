@@ -206,40 +206,79 @@ function allowedCpus(): string {
   return /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]!;
 }
 
-t("a pinning worker runs each program on the CPU of its slot; a CPU it may not use fails the task, naming it", async () => {
-  // Slots are taken from the highest: a worker of --cpus k runs its first program on slot k - 1.
-  const first = Number(allowedCpus().split(/[,-]/)[0]);
-  const pinned = await LocalCluster.start({ workers: 1, cpus: first + 1, pin: true });
+/** `0-1,4` as [0, 1, 4]. */
+function cpuNumbers(list: string): number[] {
+  return list.split(",").flatMap((part) => {
+    const [from, to = from] = part.split("-").map(Number) as [number, number?];
+    return Array.from({ length: to! - from + 1 }, (_, i) => from + i);
+  });
+}
+
+/** Fails unless `f` fails; its error. */
+async function failure(f: { gather(): Promise<unknown> }): Promise<Error> {
+  const e = await f.gather().then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  if (e === undefined) throw new Error("the program ran");
+  assert.instance(e, TaskFailed);
+  return e;
+}
+
+t("pinned workers of one machine run their programs on CPUs of their own", async () => {
+  const allowed = cpuNumbers(allowedCpus());
+  const pinned = await LocalCluster.start({ workers: 2, cpus: 1, pin: true });
   try {
     const client = await pinned.connect();
-    const out = await client.submitOne(tasks.run(["/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status"])).gather();
-    assert.is(str(out).trim().split(/\s+/)[1], String(first), "pinned to its slot's CPU");
+    // Two programs at once on 2 x 1: one on each worker. Each says its worker (its parent) and CPUs.
+    const script = "sleep 0.3; echo $PPID; grep Cpus_allowed_list /proc/self/status | cut -f2";
+    const outs = await Promise.all([0, 1].map(() => client.submitOne(tasks.run(["/bin/sh", "-c", script])).gather()));
+    const seen = outs.map((o) => str(o).trim().split("\n"));
+    assert.is.not(seen[0]![0], seen[1]![0], "one program on each worker");
+    for (const [, cpus] of seen) {
+      assert.is(cpuNumbers(cpus!).length, 1, `pinned to one CPU: ${cpus}`);
+      assert.ok(allowed.includes(Number(cpus)), `a CPU the workers may use: ${cpus}`);
+    }
+    // Both workers on CPU 0 was the old numbering; with one CPU only they must share it.
+    if (allowed.length >= 2) assert.is.not(seen[0]![1], seen[1]![1], "distinct CPUs");
     await client.close();
   } finally {
     await pinned.stop();
   }
-  // A worker of one cpu more than the highest it may use: its first program gets that slot.
-  const beyond = Math.max(...allowedCpus().split(/[,-]/).map(Number)) + 1;
-  const tooMany = await LocalCluster.start({ workers: 1, cpus: beyond + 1, pin: true });
+});
+
+t("a pinned program whose CPU the worker may not use, or whose slot has no CPU, fails its task, naming it", async () => {
+  const allowed = allowedCpus();
+  // A CPU listed with --cpu-list that this process may not run on.
+  const beyond = Math.max(...cpuNumbers(allowed)) + 1;
+  const listed = await LocalCluster.start({ workers: 1, cpus: 1, pin: true, workerArgs: ["--cpu-list", String(beyond)] });
   try {
-    const client = await tooMany.connect();
+    const client = await listed.connect();
     const marker = join(mkdtempSync(join(tmpdir(), "hyperloom-pin-")), "ran");
-    const f = client.submitOne(tasks.run(["/bin/sh", "-c", `touch '${marker}'`], [], { label: "pinned-too-far" }));
-    const e = await f.gather().then(
-      () => undefined,
-      (e: Error) => e,
-    );
-    if (e === undefined) return assert.unreachable("the program ran");
-    assert.instance(e, TaskFailed);
+    const e = await failure(client.submitOne(tasks.run(["/bin/sh", "-c", `touch '${marker}'`], [], { label: "pinned-too-far" })));
     assert.match(e.message, "pinned-too-far");
     assert.match(e.message, `cannot pin '/bin/sh' to CPU ${beyond}: Invalid argument`);
-    assert.match(e.message, `this worker may run on CPUs ${allowedCpus()}`);
+    assert.match(e.message, `this worker may run on CPUs ${allowed}`);
     assert.match(e.message, "--nopin");
     assert.not.ok(existsSync(marker), "the program never ran");
     // The worker keeps serving.
     assert.is(str(await client.submitOne(tasks.const("ok")).gather()), "ok");
     await client.close();
     rmSync(join(marker, ".."), { recursive: true, force: true });
+  } finally {
+    await listed.stop();
+  }
+  // One --cpus more than the CPUs this process may use: slots are taken from the highest, so
+  // the first program gets the slot without a CPU.
+  const slots = cpuNumbers(allowed).length + 1;
+  const tooMany = await LocalCluster.start({ workers: 1, cpus: slots, pin: true });
+  try {
+    const client = await tooMany.connect();
+    const e = await failure(client.submitOne(tasks.run(["/bin/true"], [], { label: "no-cpu" })));
+    assert.match(e.message, "no-cpu");
+    assert.match(e.message, `cannot pin '/bin/true': its CPU slot ${slots - 1} has no CPU`);
+    assert.match(e.message, "--nopin");
+    await client.close();
   } finally {
     await tooMany.stop();
   }

@@ -45,8 +45,17 @@ export interface WorkerOptions {
   cpus: number;
   /** Root of the work directory (`<wdir>/worker-<host>-<port>/` is created under it). */
   wdir: string;
-  /** Pin each program to the CPUs numbered as its CPU slots (set in the program before its exec; a CPU this machine does not give the worker fails the task). */
+  /**
+   * Pin each program to the CPUs of its task's CPU slots (set in the program before its exec).
+   * Slot `i` is the worker's `i`-th CPU: from `cpuList`, or else from the CPUs this process may
+   * run on, those the fewest other pinning workers of this machine hold first (each CPU is
+   * claimed machine-wide while the worker runs, so workers of one machine take distinct CPUs
+   * while there are enough). A slot without a CPU, or a CPU the worker may not use, fails the
+   * program's task, naming it.
+   */
   pin: boolean;
+  /** With `pin`: the CPUs of the slots, in slot order (`--cpu-list`); default: claimed as above. */
+  cpuList?: number[];
   /** Listen address of the data port. Default `0.0.0.0`. */
   host?: string;
   /** Native task libraries to load (`--extension`). */
@@ -285,9 +294,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   }
   // Programs (`loom/run/run`) run on the addon's threads; JS gets the effects once per batch of
   // ended programs (issue #26).
-  core.runPrograms(workDir, options.pin, options.job !== undefined, (effects) => {
+  const pinned = options.pin ? native().claimCpus(options.cpus, options.cpuList ?? null) : undefined;
+  core.runPrograms(workDir, pinned?.cpus ?? null, options.job !== undefined, (effects) => {
     if (!stopped) apply(effects);
   });
+  if (pinned !== undefined) {
+    if (pinned.shared.length > 0) log("warn", `Programs share CPUs ${pinned.shared.join(",")} with another pinning worker on this machine (every CPU this worker may use is taken; --cpu-list chooses, --nopin does not pin)`);
+    if (pinned.cpus.length < options.cpus) log("warn", `${options.cpus} cpus but only CPUs ${pinned.cpus.join(",")} to pin programs to: programs of slots ${pinned.cpus.length} and above fail (start the worker with --cpus ${pinned.cpus.length}, or with --nopin)`);
+  }
   for (const info of core.extensions()) {
     log("info", `Loaded task library ${info.name} ${info.version} from ${info.path}: ${info.taskTypes.join(", ")}`);
   }
@@ -309,6 +323,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     dataServer.close();
     void functions.close();
     python.close();
+    if (pinned !== undefined) native().releaseCpus(pinned.claim);
     rmSync(workDir, { recursive: true, force: true });
     throw new Error((e as Error).message.replace(`${serverIp}:`, `${options.serverHost}:`));
   }
@@ -883,6 +898,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     dataServer.close();
     void functions.close();
     python.close();
+    if (pinned !== undefined) native().releaseCpus(pinned.claim);
     rmSync(workDir, { recursive: true, force: true });
     removeCreatedParents(workDir, createdRoot);
     void left.then(() => resolveDone());
@@ -965,7 +981,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   // Function threads start once registered (registering first keeps the worker's start short).
   functions.start();
   const inJob = options.job ? `, job ${options.job.id}${options.job.task !== undefined ? ` task ${options.job.task}` : ""}` : "";
-  log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus, work dir ${workDir}${inJob}`);
+  const pinText = pinned !== undefined ? ` (programs pinned to CPUs ${pinned.cpus.join(",")})` : "";
+  log("info", `Worker registered at ${options.serverHost}:${options.serverPort}; data port ${dataPort}, ${options.cpus} cpus${pinText}, work dir ${workDir}${inJob}`);
   return {
     dataPort,
     workDir,
@@ -1095,3 +1112,4 @@ function removeCreatedParents(dir: string, createdRoot: string | undefined): voi
     if (d === createdRoot) return;
   }
 }
+
