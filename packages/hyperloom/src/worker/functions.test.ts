@@ -1,5 +1,6 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { execFileSync } from "node:child_process";
 import { FunctionRunner, type CallSink } from "./functions.js";
 import { jsFunction } from "../client/functions.js";
 import { encodeDirectArgs } from "../client/direct-args.js";
@@ -165,6 +166,28 @@ test("one batch of calls of two functions in turn, a throwing one, an async one 
   } finally {
     await runner.close();
   }
+});
+
+test("the threads start without a shell command (tinypool's count of physical cores)", () => {
+  // A fresh process, where tinypool is not loaded yet: every execSync it makes is recorded.
+  const script = `
+    const cp = require("node:child_process");
+    const ran = [];
+    const execSync = cp.execSync;
+    cp.execSync = function (c, ...rest) { ran.push(c); return execSync.call(this, c, ...rest); };
+    const { FunctionRunner } = require(${JSON.stringify(require.resolve("./functions.js"))});
+    const runner = new FunctionRunner(1, { answers() {}, outcome() {}, fail() {} });
+    runner.start();
+    const poll = setInterval(() => {
+      if (runner.threadsStarted === 0) return;
+      clearInterval(poll);
+      const probe = String(cp.execSync("echo other commands run", { encoding: "utf8" })).trim();
+      process.stdout.write(JSON.stringify({ ran, probe }));
+      void runner.close().then(() => process.exit(0));
+    }, 1);`;
+  const out = JSON.parse(execFileSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 30_000 })) as { ran: string[]; probe: string };
+  assert.equal(out.ran, ["echo other commands run"], "no command but the probe's ran");
+  assert.is(out.probe, "other commands run");
 });
 
 test.run();

@@ -99,6 +99,29 @@ class Batch implements PoolSignal {
   }
 }
 
+/**
+ * Imports tinypool without its count of the machine's physical cores: when it is evaluated,
+ * tinypool runs two shell pipelines (`cat /proc/cpuinfo | grep "physical id" | sort | uniq | wc -l`
+ * and the same for "core id"): 12 processes and 60-120 ms of this thread blocked in `execSync`,
+ * right after the worker registered, when its first tasks arrive (issue #26). That count only
+ * sizes pools given no thread counts, and ours gives them. So while tinypool is evaluated, those
+ * two commands answer "0", for which tinypool takes its own fallback (`os.cpus().length`); any
+ * other command runs as usual.
+ */
+async function importTinypool(): Promise<typeof import("tinypool")> {
+  const cp = require("node:child_process") as typeof import("node:child_process");
+  const execSync = cp.execSync;
+  cp.execSync = function (this: unknown, command: string, ...rest: unknown[]) {
+    if (typeof command === "string" && command.startsWith("cat /proc/cpuinfo | grep ")) return "0";
+    return (execSync as (...a: unknown[]) => unknown).call(this, command, ...rest);
+  } as typeof execSync;
+  try {
+    return await import("tinypool");
+  } finally {
+    cp.execSync = execSync;
+  }
+}
+
 /** The worker's pool of function threads. */
 export class FunctionRunner {
   private pool: Promise<Pool> | undefined;
@@ -120,7 +143,7 @@ export class FunctionRunner {
   ) {}
 
   private getPool(): Promise<Pool> {
-    this.pool ??= import("tinypool").then(
+    this.pool ??= importTinypool().then(
       ({ Tinypool }) =>
         new Tinypool({
           filename: join(__dirname, "function-thread.js"),
