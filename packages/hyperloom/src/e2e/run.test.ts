@@ -1,4 +1,5 @@
 import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -225,6 +226,19 @@ async function failure(f: { gather(): Promise<unknown> }): Promise<Error> {
   return e;
 }
 
+t("a worker refuses a malformed --cpu-list, and --cpu-list with --nopin, before connecting", () => {
+  const cli = join(__dirname, "..", "cli", "main.js");
+  const worker = (...args: string[]) => spawnSync(process.execPath, [cli, "worker", "127.0.0.1", "1", "--insecure", "--connect-retry", "0", ...args], { encoding: "utf8", timeout: 30_000 });
+  for (const [list, why] of [["1-0", "Invalid CPU list '1-0'"], ["0,x", "Invalid CPU list '0,x'"], ["0-2,1", "CPU 1 is listed twice in '0-2,1'"]] as const) {
+    const r = worker("--cpu-list", list);
+    assert.is.not(r.status, 0, list);
+    assert.match(r.stderr, why);
+  }
+  const r = worker("--cpu-list", "0", "--nopin");
+  assert.is.not(r.status, 0);
+  assert.match(r.stderr, "--cpu-list pins programs: it does not go with --nopin");
+});
+
 t("pinned workers of one machine run their programs on CPUs of their own", async () => {
   const allowed = cpuNumbers(allowedCpus());
   const pinned = await LocalCluster.start({ workers: 2, cpus: 1, pin: true });
@@ -247,10 +261,20 @@ t("pinned workers of one machine run their programs on CPUs of their own", async
   }
 });
 
-t("a pinned program whose CPU the worker may not use, or whose slot has no CPU, fails its task, naming it", async () => {
+t("--cpu-list chooses the CPUs; a pinned program whose CPU the worker may not use, or whose slot has no CPU, fails its task, naming it", async () => {
   const allowed = allowedCpus();
+  const last = Math.max(...cpuNumbers(allowed));
+  const chosen = await LocalCluster.start({ workers: 1, cpus: 1, pin: true, workerArgs: ["--cpu-list", String(last)] });
+  try {
+    const client = await chosen.connect();
+    const out = await client.submitOne(tasks.run(["/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status | cut -f2"])).gather();
+    assert.is(str(out).trim(), String(last), "on the listed CPU");
+    await client.close();
+  } finally {
+    await chosen.stop();
+  }
   // A CPU listed with --cpu-list that this process may not run on.
-  const beyond = Math.max(...cpuNumbers(allowed)) + 1;
+  const beyond = last + 1;
   const listed = await LocalCluster.start({ workers: 1, cpus: 1, pin: true, workerArgs: ["--cpu-list", String(beyond)] });
   try {
     const client = await listed.connect();
