@@ -506,6 +506,11 @@ impl Worker {
     /// exits); a bad command becomes FAILED, never a panic.
     pub fn on_server_data(&mut self, chunk: &[u8]) -> Result<(), WorkerError> {
         self.trace_new_call();
+        // Room for the answers at once: a TASK frame is answered by a FINISHED of about its
+        // size (REMOVEs by nothing), so a chunk's answers fit in as many bytes. Grown from
+        // empty, the output was reallocated ~12 times per 64 KiB chunk (issue #26: ~50
+        // instructions per task at W1).
+        self.out.to_server.reserve(chunk.len());
         let mut reader = std::mem::take(&mut self.server);
         let r = reader.feed(chunk, |frame| self.command(frame));
         self.server = reader;
@@ -556,6 +561,9 @@ impl Worker {
             });
         }
         let mut peer = self.peers.remove(&conn).unwrap_or_else(Peer::new);
+        // A small object's stream (a header and a data frame, ~30 bytes) is answered by a
+        // TRANSFERED of ~14: room for them at once, as in `on_server_data`.
+        self.out.to_server.reserve(chunk.len() / 2);
         // A 64 KiB chunk holds ~2,000 small objects: collected in a vector kept between calls.
         let mut done = std::mem::take(&mut self.peer_done);
         let timed = self.trace.is_some();
