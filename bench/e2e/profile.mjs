@@ -4,7 +4,7 @@
 // inspector, runs the workload once, stops everything and prints the top self-time functions of
 // each process. Optional `--perf`: also `perf record` the server and the workers (Rust frames).
 //
-//   node bench/e2e/profile.mjs --workload W1 --n 1000000 --workers 1x2 [--out DIR] [--top 25] [--perf]
+//   node bench/e2e/profile.mjs --workload W1 --n 1000000 --workers 1x2 [--warmup 1] [--out DIR] [--top 25] [--perf]
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
@@ -22,6 +22,8 @@ const [nw, nc] = opt("--workers", "1x2").split("x").map(Number);
 const out = opt("--out", mkdtempSync(join(tmpdir(), "hyperloom-prof-")));
 const top = Number(opt("--top", "25"));
 const usePerf = args.includes("--perf");
+// Repetitions run before the profiled one (the client and processes then run warm, as in run.mjs).
+const warmup = Number(opt("--warmup", "0"));
 mkdirSync(out, { recursive: true });
 const cli = new URL("../../packages/hyperloom/dist/cli/main.js", import.meta.url).pathname;
 const wdir = mkdtempSync(join(tmpdir(), "hyperloom-prof-w-"));
@@ -48,6 +50,7 @@ for (let i = 0; i < nw; i++) workers.push(start(`worker${i}`, ["worker", "127.0.
 const client = await Client.connect("127.0.0.1", port, { accessFile });
 while ((await client.stats()).nWorkers < nw) await new Promise((r) => setTimeout(r, 20));
 
+for (let i = 0; i < warmup; i++) await WORKLOADS[workload].run(client, n);
 const perfs = usePerf
   ? [server, ...workers].map((p, i) =>
       spawn("perf", ["record", "-F", "999", "-g", "-p", String(p.pid), "-o", join(out, `perf-${i === 0 ? "server" : `worker${i - 1}`}.data`)], { stdio: "ignore" }),
