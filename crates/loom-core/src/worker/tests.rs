@@ -202,6 +202,10 @@ fn wire_codecs_match_prost() {
             },
         );
         assert_eq!(mine, theirs);
+        // Appended after what `out` holds already, as a chunk's answers are.
+        let mut two = mine.clone();
+        wire::push_response(&mut two, ty, id, sl);
+        assert_eq!(two, [&theirs[..], &theirs[..]].concat());
     }
     let long = "x".repeat(300);
     for msg in ["", "boom", long.as_str()] {
