@@ -26,10 +26,10 @@ struct Block {
 /// The objects sit in one dense vector of slots (freed slots are reused); the slot of an id
 /// is found by the id's bits, as in a page table: block `id >> 16`, page `(id >> 6) & 1023`,
 /// entry `id & 63`. Ids are numbered by the server's counter, so the objects a worker holds
-/// at once lie in a few ranges: W1's 1M merges on 2 workers take ~30 bytes of pages per
-/// object. Why not a hash map (issue #26): hashing, probing and growing it cost ~100 of the
-/// worker's ~1,700 instructions per task at W1 (callgrind `worker-core`); here a lookup is
-/// three loads. The cost: a page (260 bytes) per 64-id range holding any object, a block
+/// at once lie in a few ranges: W1's merges (every third id, about half of them on each of
+/// 2 workers) are ~10 to a page, ~25 bytes of pages each. Why not a hash map (issue #26):
+/// hashing, probing and growing it cost ~170 of the worker's ~1,710 instructions per task at
+/// W1 (callgrind `worker-core`); here a lookup is three loads. The cost: a page (260 bytes) per 64-id range holding any object, a block
 /// (8 KiB) per 65,536-id range, and the block table (8 bytes per 65,536 ids up to the largest
 /// id held; 512 KiB at most, for negative ids). Pages and blocks are freed once empty.
 #[derive(Default)]
