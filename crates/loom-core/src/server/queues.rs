@@ -91,6 +91,20 @@ impl ReadyQueues {
         self.q(q).front().copied()
     }
 
+    /// Takes the head of the light queue (one step for a run of light tasks placed in a row;
+    /// see [`ReadyQueues::unpop_light`]).
+    #[inline]
+    pub(crate) fn pop_light(&mut self) -> Option<TaskId> {
+        self.light.pop_front()
+    }
+
+    /// Puts `id`, just taken by [`ReadyQueues::pop_light`] and not placed, back at the head of
+    /// the light queue.
+    #[inline]
+    pub(crate) fn unpop_light(&mut self, id: TaskId) {
+        self.light.push_front(id);
+    }
+
     /// Drops the head of a queue.
     #[inline]
     pub(crate) fn pop(&mut self, q: QueueRef) {

@@ -141,13 +141,13 @@ impl Server {
                         // Its inputs' worker is full: `w` first takes a task whose inputs it
                         // holds, if one is queued (no input moves); the head waits for room.
                         if let Some((t, tw)) = self.near_task(qi, w) {
-                            self.assign(t, tw);
+                            self.assign(t, tw, false);
                             self.pipeline(t, tw);
                             continue;
                         }
                     }
                     self.ready.pop(q);
-                    self.assign(s, w);
+                    self.assign(s, w, false);
                     self.pipeline(s, w);
                     if matches!(q, QueueRef::Light) && self.trace.is_none() {
                         self.place_light_run();
@@ -228,30 +228,30 @@ impl Server {
         // (segment, tasks moved Ready -> Running there not yet counted)
         let mut moved: Option<(super::ids::SegIdx, u32)> = None;
         let mut assigned = 0u64;
-        while let Some(id) = self.ready.front(QueueRef::Light) {
+        // Each head is taken, and put back if it is left to `drain_queue`.
+        while let Some(id) = self.ready.pop_light() {
             let Some(s) = self.graph.locate(id) else {
-                self.ready.pop(QueueRef::Light);
                 continue;
             };
             let seg = &mut self.graph.segs[s.seg];
             let plain = seg.checkpoints.is_empty() && (single || seg.input_range(s.off).is_empty());
             let t = &mut seg.tasks[s.off];
             if t.state != TaskState::Ready {
-                self.ready.pop(QueueRef::Light);
                 continue;
             }
             if !plain || t.flags.has(TaskFlags::LOAD) || t.flags.has(TaskFlags::OVERRIDE) {
+                self.ready.unpop_light(id);
                 break;
             }
             let ty = t.ttype;
             // The placement rule (a light task needs no cpus; with one worker its inputs are
             // there, with more it has none).
             let Some(w) = self.choose(s, Some(ty), 0, Queueing::Plain, None).best else {
+                self.ready.unpop_light(id);
                 break;
             };
             let seg = &mut self.graph.segs[s.seg];
             let t = &mut seg.tasks[s.off];
-            self.ready.pop(QueueRef::Light);
             t.state = TaskState::Running;
             t.wk = Some(w);
             t.flags.remove(TaskFlags::EARLY);
@@ -488,9 +488,10 @@ impl Server {
         })
     }
 
-    /// Sends a task to worker `w`, with the SENDs of missing inputs.
+    /// Sends a task to worker `w`, with the SENDs of missing inputs; `early`: before its
+    /// inputs finished (pipelining, see [`TaskFlags::EARLY`]).
     #[inline(always)]
-    fn assign(&mut self, s: Slot, w: WorkerIdx) {
+    fn assign(&mut self, s: Slot, w: WorkerIdx, early: bool) {
         let seg = self.graph.seg_mut(s);
         let id = seg.id(s.off);
         seg.set_state(s.off, TaskState::Running);
@@ -498,6 +499,9 @@ impl Server {
         let t = &mut seg.tasks[s.off];
         t.wk = Some(w);
         t.flags.remove(TaskFlags::EARLY);
+        if early {
+            t.flags.insert(TaskFlags::EARLY);
+        }
         let (c, flags, ty) = (t.cpus, t.flags, t.ttype);
         self.counters.assigned += 1;
         let traced = self.trace.is_some() && self.trace_client == Some(seg.client);
@@ -538,75 +542,82 @@ impl Server {
     /// costs no round trip to the server per task. Consumers with many inputs (e.g. one array
     /// over a million tasks) are left to the normal path, keeping this O(1) per edge.
     fn pipeline(&mut self, s: Slot, w: WorkerIdx) {
-        if self.graph.seg(s).cons_range(s.off).is_empty() {
+        let mut range = self.graph.seg(s).cons_range(s.off);
+        // The light cap is checked where the worker's light count changes (an assignment).
+        if range.is_empty() || self.workers[w].light >= LIGHT_CAP {
             return;
         }
-        // The work list (empty between calls, kept for its capacity) holds only pipelined
-        // tasks that have consumers themselves: a task's own consumers are looked at without
-        // it (most have none pipelined, or no consumers).
+        // The pipelined tasks that have consumers themselves are walked last in, first out:
+        // the last one in `next`, earlier ones in the work list (empty between calls, kept for
+        // its capacity; a chain never uses it). A task's own consumers are looked at without it
+        // (most have none pipelined, or no consumers).
         let mut p = s;
-        'walk: loop {
-            for k in self.graph.seg(p).cons_range(p.off) {
-                if self.workers[w].light >= LIGHT_CAP {
-                    self.scratch.pipeline.clear();
-                    break 'walk;
-                }
+        let mut next: Option<Slot> = None;
+        loop {
+            for k in range {
                 let c = self.graph.segs[p.seg].cons[k];
                 let Some(cs) = self.graph.locate_hint(c, p.seg) else {
                     continue;
                 };
                 if self.can_pipeline(cs, w) {
-                    self.assign(cs, w);
-                    let seg = self.graph.seg_mut(cs);
-                    seg.tasks[cs.off].flags.insert(TaskFlags::EARLY);
-                    if !seg.cons_range(cs.off).is_empty() {
-                        self.scratch.pipeline.push(cs);
+                    self.assign(cs, w, true);
+                    if !self.graph.seg(cs).cons_range(cs.off).is_empty() {
+                        if let Some(earlier) = next.replace(cs) {
+                            self.scratch.pipeline.push(earlier);
+                        }
+                    }
+                    if self.workers[w].light >= LIGHT_CAP {
+                        self.scratch.pipeline.clear();
+                        return;
                     }
                 }
             }
-            match self.scratch.pipeline.pop() {
-                Some(next) => p = next,
-                None => break,
+            match next.take().or_else(|| self.scratch.pipeline.pop()) {
+                Some(n) => {
+                    p = n;
+                    range = self.graph.seg(p).cons_range(p.off);
+                }
+                None => return,
             }
         }
     }
 
     /// Whether a waiting task may be sent to `w` before its inputs finished.
     fn can_pipeline(&self, s: Slot, w: WorkerIdx) -> bool {
-        const MAX_INPUTS: usize = MAX_PIPELINE_INPUTS;
         let seg = self.graph.seg(s);
-        let ty = seg.tasks[s.off].ttype;
+        let t = &seg.tasks[s.off];
+        let r = seg.input_range(s.off);
         // Consumers with many inputs (an array over all results) are rejected first.
-        if seg.input_range(s.off).len() > MAX_INPUTS
-            && !seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE)
-        {
-            return false;
-        }
-        if seg.tasks[s.off].state != TaskState::Waiting
-            || seg.tasks[s.off].cpus != 0
-            || seg.tasks[s.off].flags.has(TaskFlags::OVERRIDE)
-            || self.sym.is_expansion(ty)
-            || !self.workers[w].runs(ty)
+        if r.len() > MAX_PIPELINE_INPUTS
+            || t.state != TaskState::Waiting
+            || t.cpus != 0
+            || t.flags.has(TaskFlags::OVERRIDE)
+            || self.sym.is_expansion(t.ttype)
+            || !self.workers[w].runs(t.ttype)
             || (!self.awaiting.is_empty() && self.awaiting.contains(&seg.id(s.off)))
         {
             return false;
         }
-        let inputs = self.graph.inputs_of(s);
-        if inputs.len() > MAX_INPUTS {
-            return false;
-        }
+        // `TaskGraph::inputs_of` without its override case (rejected above): a checkpoint
+        // load needs none, any other task its plan's inputs.
+        let inputs = if t.flags.has(TaskFlags::LOAD) {
+            &[][..]
+        } else {
+            &seg.inputs[r]
+        };
+        let placed = |xt: &super::segment::Task, x: TaskId| match xt.state {
+            TaskState::Running => xt.wk == Some(w),
+            TaskState::Finished => xt.wk == Some(w) || self.moves.has_copy(x, w),
+            _ => false,
+        };
         // The last input is the likeliest not to be placed yet (queues are in id order).
-        inputs.iter().rev().all(|&x| {
-            self.graph.locate_hint(x, s.seg).is_some_and(|xs| {
-                let xseg = self.graph.seg(xs);
-                match xseg.tasks[xs.off].state {
-                    TaskState::Running => xseg.tasks[xs.off].wk == Some(w),
-                    TaskState::Finished => {
-                        xseg.tasks[xs.off].wk == Some(w) || self.moves.has_copy(x, w)
-                    }
-                    _ => false,
-                }
-            })
+        inputs.iter().rev().all(|&x| match seg.offset_of(x) {
+            // Most inputs are in the consumer's own segment (one lookup fewer).
+            Some(off) => placed(&seg.tasks[off], x),
+            None => self
+                .graph
+                .locate(x)
+                .is_some_and(|xs| placed(&self.graph.seg(xs).tasks[xs.off], x)),
         })
     }
 
