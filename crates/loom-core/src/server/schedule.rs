@@ -492,10 +492,20 @@ impl Server {
     /// inputs finished (pipelining, see [`TaskFlags::EARLY`]).
     #[inline(always)]
     fn assign(&mut self, s: Slot, w: WorkerIdx, early: bool) {
-        let seg = self.graph.seg_mut(s);
+        if self.workers.n_alive > 1 {
+            // The SENDs go to the inputs' workers (never to `w`): first, so that the task's
+            // record and `w` are then borrowed once each.
+            let n_in = self.graph.inputs_of(s).len();
+            for k in 0..n_in {
+                let x = self.graph.inputs_of(s)[k];
+                self.ensure_on(x, w);
+            }
+        }
+        // The segment and the worker borrowed once each (one bounds check each).
+        let seg = &mut self.graph.segs[s.seg];
+        let wk = &mut self.workers[w];
         let id = seg.id(s.off);
         seg.set_state(s.off, TaskState::Running);
-        // The task's record read and written through one reference (one bounds check).
         let t = &mut seg.tasks[s.off];
         t.wk = Some(w);
         t.flags.remove(TaskFlags::EARLY);
@@ -510,22 +520,20 @@ impl Server {
                 t.scheduled(id.get(), w.index() as u64);
             }
         }
-        self.workers[w].book(c);
-        if self.workers.n_alive > 1 {
-            let n_in = self.graph.inputs_of(s).len();
-            for k in 0..n_in {
-                let x = self.graph.inputs_of(s)[k];
-                self.ensure_on(x, w);
-            }
-        }
-        let seg = self.graph.seg(s);
-        let out = &mut self.workers[w].out;
+        wk.book(c);
+        let out = &mut wk.out;
         let frame = out.len();
         let checkpoint = seg.checkpoint(s.off).unwrap_or("");
         if flags.has(TaskFlags::LOAD) {
             wire::push_load_checkpoint(out, id, checkpoint);
         } else if flags.has(TaskFlags::OVERRIDE) {
-            let inputs = self.graph.inputs_of(s);
+            // `TaskGraph::inputs_of` a rewritten task: the expansion's copies.
+            let inputs = self
+                .graph
+                .overrides
+                .get(&id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             wire::push_task(out, id, self.sym.array_make, &[], inputs, 0, checkpoint);
         } else {
             let (cfg, inputs) = (seg.config(s.off), seg.inputs(s.off));
@@ -552,7 +560,8 @@ impl Server {
         // its capacity; a chain never uses it). A task's own consumers are looked at without it
         // (most have none pipelined, or no consumers).
         let mut p = s;
-        let mut next: Option<Slot> = None;
+        // (with its consumers' range)
+        let mut next: Option<(Slot, std::ops::Range<usize>)> = None;
         loop {
             for k in range {
                 let c = self.graph.segs[p.seg].cons[k];
@@ -561,8 +570,9 @@ impl Server {
                 };
                 if self.can_pipeline(cs, w) {
                     self.assign(cs, w, true);
-                    if !self.graph.seg(cs).cons_range(cs.off).is_empty() {
-                        if let Some(earlier) = next.replace(cs) {
+                    let r = self.graph.seg(cs).cons_range(cs.off);
+                    if !r.is_empty() {
+                        if let Some((earlier, _)) = next.replace((cs, r)) {
                             self.scratch.pipeline.push(earlier);
                         }
                     }
@@ -572,13 +582,13 @@ impl Server {
                     }
                 }
             }
-            match next.take().or_else(|| self.scratch.pipeline.pop()) {
-                Some(n) => {
-                    p = n;
-                    range = self.graph.seg(p).cons_range(p.off);
-                }
-                None => return,
-            }
+            (p, range) = match next.take() {
+                Some(n) => n,
+                None => match self.scratch.pipeline.pop() {
+                    Some(n) => (n, self.graph.seg(n).cons_range(n.off)),
+                    None => return,
+                },
+            };
         }
     }
 
@@ -588,18 +598,12 @@ impl Server {
         let t = &seg.tasks[s.off];
         let r = seg.input_range(s.off);
         // Consumers with many inputs (an array over all results) are rejected first.
-        if r.len() > MAX_PIPELINE_INPUTS
-            || t.state != TaskState::Waiting
-            || t.cpus != 0
-            || t.flags.has(TaskFlags::OVERRIDE)
-            || self.sym.is_expansion(t.ttype)
-            || !self.workers[w].runs(t.ttype)
-            || (!self.awaiting.is_empty() && self.awaiting.contains(&seg.id(s.off)))
-        {
+        if r.len() > MAX_PIPELINE_INPUTS || t.state != TaskState::Waiting {
             return false;
         }
-        // `TaskGraph::inputs_of` without its override case (rejected above): a checkpoint
-        // load needs none, any other task its plan's inputs.
+        // Then the inputs (the usual reason to wait: a sibling not placed yet), then the rest.
+        // `TaskGraph::inputs_of` without its override case (rejected below whatever its
+        // inputs): a checkpoint load needs none, any other task its plan's inputs.
         let inputs = if t.flags.has(TaskFlags::LOAD) {
             &[][..]
         } else {
@@ -618,7 +622,11 @@ impl Server {
                 .graph
                 .locate(x)
                 .is_some_and(|xs| placed(&self.graph.seg(xs).tasks[xs.off], x)),
-        })
+        }) && t.cpus == 0
+            && !t.flags.has(TaskFlags::OVERRIDE)
+            && !self.sym.is_expansion(t.ttype)
+            && self.workers[w].runs(t.ttype)
+            && (self.awaiting.is_empty() || !self.awaiting.contains(&seg.id(s.off)))
     }
 
     /// Makes sure data `x` is on worker `w` or on its way there.
@@ -632,8 +640,11 @@ impl Server {
         if p == w || self.moves.has_copy(x, w) || self.moves.is_sending_to(x, w) {
             return;
         }
-        let addr = self.workers[w].addr.clone();
-        wire::push_send(&mut self.workers[p].out, x, &addr);
+        // `p`'s buffer taken for the write, so that `w`'s address is read in place (no copy
+        // of it per SEND).
+        let mut out = std::mem::take(&mut self.workers[p].out);
+        wire::push_send(&mut out, x, &self.workers[w].addr);
+        self.workers[p].out = out;
         self.moves.start(x, w, p);
         self.counters.transfers += 1;
     }
