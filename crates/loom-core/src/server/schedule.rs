@@ -492,7 +492,9 @@ impl Server {
     /// inputs finished (pipelining, see [`TaskFlags::EARLY`]).
     #[inline(always)]
     fn assign(&mut self, s: Slot, w: WorkerIdx, early: bool) {
-        if self.workers.n_alive > 1 {
+        // A task sent early has every input on `w` or computed there ([`Server::can_pipeline`]):
+        // nothing to send.
+        if self.workers.n_alive > 1 && !early {
             // The SENDs go to the inputs' workers (never to `w`): first, so that the task's
             // record and `w` are then borrowed once each.
             let n_in = self.graph.inputs_of(s).len();
