@@ -301,6 +301,31 @@ fn chains_are_pipelined_and_a_failure_frees_their_slots() {
     assert!(seen.tasks(1).is_empty());
 }
 
+/// Pipelining walks every pipelined task that has consumers of its own, the last one sent
+/// first (a fan-out whose branches go on: each branch's next task follows in the same batch).
+#[test]
+fn branches_are_pipelined_last_in_first_out() {
+    let mut h = setup(1);
+    h.send(
+        2,
+        &plan_req(
+            0,
+            vec![
+                task(CONST, b"a", &[], false),
+                task(MERGE, b"", &[0], false),
+                task(MERGE, b"", &[0], false),
+                task(MERGE, b"", &[1], true),
+                task(MERGE, b"", &[2], true),
+                task(MERGE, b"", &[4], true),
+            ],
+            &[],
+        ),
+    );
+    // 0's consumers 1 and 2 go out, then 2's branch (4, then 5), then 1's (3).
+    assert_eq!(h.take().tasks(1), vec![0, 1, 2, 4, 5, 3]);
+    assert_eq!(h.s.workers[W0].light, 6);
+}
+
 /// The consumer index the backward walk links while planning is the one built from the
 /// inputs: every in-plan edge once, consumers ascending, also for tasks the walk does not plan
 /// (unreachable from a result, or loaded from their checkpoint).
