@@ -20,6 +20,11 @@ const MAX_PIPELINE_INPUTS: usize = 8;
 /// cpu (64 light tasks on a one-cpu worker; [`super::workers::Worker::load`]'s units).
 const SIBLING_SLACK: u64 = 64 * 1024;
 
+/// A task with more inputs than this makes room in the transfer table for all of them before
+/// its SENDs (at most one per input): an array over a million inputs otherwise regrows the table
+/// some twenty times while it starts its ~500,000 transfers on two workers.
+const GATHER_RESERVE_FROM: usize = 64;
+
 /// What [`Server::choose`] found.
 struct Choice {
     /// The worker chosen (None: no candidate has room).
@@ -498,6 +503,9 @@ impl Server {
             // The SENDs go to the inputs' workers (never to `w`): first, so that the task's
             // record and `w` are then borrowed once each.
             let n_in = self.graph.inputs_of(s).len();
+            if n_in > GATHER_RESERVE_FROM {
+                self.moves.in_flight.reserve(n_in);
+            }
             for k in 0..n_in {
                 let x = self.graph.inputs_of(s)[k];
                 self.ensure_on(x, w);

@@ -87,6 +87,12 @@ impl<V: Copy> PerObject<V> {
         self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
     }
 
+    /// Makes room for `n` more objects' first values, so that a burst of pushes (an array's
+    /// gather starts one transfer per input at once) grows the table once, not by doubling.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.first.reserve(n);
+    }
+
     /// Adds `v` to the values of `id` (last).
     #[inline]
     pub(crate) fn push(&mut self, id: TaskId, v: V) {
