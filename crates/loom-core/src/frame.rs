@@ -83,17 +83,18 @@ impl FrameReader {
                 first = false;
                 &held[8..]
             } else {
-                if rest.len() < 8 {
+                let Some((prefix, body)) = rest.split_first_chunk::<8>() else {
+                    break;
+                };
+                let len = self.checked_len(prefix)?;
+                // Compared with what follows the prefix (no `8 + len` to overflow), so the
+                // split below needs no check of its own.
+                if len > body.len() as u64 {
                     break;
                 }
-                let len = self.checked_len(rest)?;
-                let total = 8 + len as usize;
-                if rest.len() < total {
-                    break;
-                }
-                let (frame, after) = rest.split_at(total);
+                let (frame, after) = body.split_at(len as usize);
                 rest = after;
-                &frame[8..]
+                frame
             };
             on_frame(frame)?;
         }
