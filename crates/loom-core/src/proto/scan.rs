@@ -78,15 +78,19 @@ impl<'a> Scanner<'a> {
                 return Ok(low | ((b1 & 0x7f) as u64) << 7 | (b2 as u64) << 14);
             }
         }
-        self.varint_long()
+        let (v, end) = Self::varint_long(self.b, p)?;
+        self.p = end;
+        Ok(v)
     }
 
-    /// A varint of four or more bytes, or one near the end of the buffer.
+    /// The varint of four or more bytes at `p` of `b`, or one near the end of the buffer:
+    /// its value and the position after it. Takes the bytes and the position by value (not
+    /// `&mut self`), so that a scanner inlined into its caller's loop stays in registers
+    /// instead of being kept in memory for this call.
     #[inline(never)]
-    fn varint_long(&mut self) -> Result<u64, Malformed> {
-        let p = self.p;
-        let Some(w) = self.b.get(p..p + 10) else {
-            return self.varint_slow();
+    fn varint_long(b: &[u8], p: usize) -> Result<(u64, usize), Malformed> {
+        let Some(w) = b.get(p..p + 10) else {
+            return Self::varint_slow(b, p);
         };
         // One fixed-size window: the compiler drops the bounds checks.
         let w: &[u8; 10] = w.try_into().expect("10 bytes");
@@ -98,18 +102,15 @@ impl<'a> Scanner<'a> {
                 if k == 9 && byte > 1 {
                     return Err(Malformed("varint too long"));
                 }
-                self.p = p + k + 1;
-                return Ok(v);
+                return Ok((v, p + k + 1));
             }
         }
         Err(Malformed("varint too long"))
     }
 
-    /// A varint near the end of the buffer, byte by byte.
+    /// A varint near the end of the buffer, byte by byte (as [`Scanner::varint_long`]).
     #[inline(always)]
-    fn varint_slow(&mut self) -> Result<u64, Malformed> {
-        let b = self.b;
-        let mut p = self.p;
+    fn varint_slow(b: &[u8], mut p: usize) -> Result<(u64, usize), Malformed> {
         let mut v = 0u64;
         let mut shift = 0;
         loop {
@@ -127,8 +128,7 @@ impl<'a> Scanner<'a> {
                 return Err(Malformed("varint too long"));
             }
         }
-        self.p = p;
-        Ok(v)
+        Ok((v, p))
     }
 
     /// Reads a field key: (field number, wire type). One-byte keys (fields 1 to 15) take the
@@ -143,7 +143,9 @@ impl<'a> Scanner<'a> {
                 return Ok(((k >> 3) as u32, k & 7));
             }
         }
-        self.key_multi()
+        let (key, end) = Self::key_multi(b, p)?;
+        self.p = end;
+        Ok(key)
     }
 
     /// Consumes the one-byte field key `key` (field 1 to 15 with its wire type) if it comes
@@ -188,16 +190,18 @@ impl<'a> Scanner<'a> {
         None
     }
 
-    /// A key of two or more bytes, or an invalid one.
+    /// The key of two or more bytes at `p` of `b`, or an invalid one: the key and the
+    /// position after it (by value, as [`Scanner::varint_long`]).
     #[inline(never)]
-    fn key_multi(&mut self) -> Result<(u32, u8), Malformed> {
-        let k = self.varint()?;
+    fn key_multi(b: &'a [u8], p: usize) -> Result<((u32, u8), usize), Malformed> {
+        let mut r = Scanner { b, p };
+        let k = r.varint()?;
         let field = (k >> 3) as u32;
         // Field numbers are 1..=u32::MAX: one comparison for both bounds.
         if (k >> 3).wrapping_sub(1) >= u32::MAX as u64 {
             return Err(Malformed("invalid field number"));
         }
-        Ok((field, (k & 7) as u8))
+        Ok(((field, (k & 7) as u8), r.p))
     }
 
     /// Reads a length-delimited payload.
