@@ -11,7 +11,7 @@ use super::clients::Client;
 use super::counters::{failure_message, now_ms, Failure};
 use super::ids::{SegIdx, Slot, TaskId, WorkerIdx};
 use super::segment::{Segment, TaskFlags, TaskState};
-use super::workers::Workers;
+use super::workers::{Worker, Workers};
 use super::{wire, LogLevel, Server, ServerError};
 
 impl Server {
@@ -47,9 +47,10 @@ impl Server {
         chunk: &[u8],
     ) -> Result<(), ServerError> {
         let mut ctx = self.read_ctx();
-        reader.feed(chunk, |frame| {
+        let mut tally = Tally::default();
+        let r = reader.feed(chunk, |frame| {
             if let Some((id, size)) = wire::scan_plain_finished(frame) {
-                if !self.finished_in(ctx, w, TaskId(id), size, 0, true) {
+                if !self.finished_in(ctx, &mut tally, w, TaskId(id), size, 0, true) {
                     ctx = self.read_ctx();
                 }
                 return Ok(());
@@ -57,7 +58,10 @@ impl Server {
             let r = self.worker_frame(w, frame);
             ctx = self.read_ctx();
             r
-        })
+        });
+        // Also after a frame that ends the read with an error: the frames before it counted.
+        tally.apply(&mut self.workers[w]);
+        r
     }
 
     /// What a worker read may skip now (see [`ReadCtx`]).
@@ -150,19 +154,24 @@ impl Server {
         notify: bool,
     ) {
         let ctx = self.read_ctx();
-        self.finished_in(ctx, w, id, size, length, notify);
+        let mut tally = Tally::default();
+        self.finished_in(ctx, &mut tally, w, id, size, length, notify);
+        tally.apply(&mut self.workers[w]);
     }
 
-    /// [`Server::finished`] within a worker read whose context is `ctx`. The one FINISHED
+    /// [`Server::finished`] within a worker read whose context is `ctx` and whose counters of
+    /// `w` are added up in `tally` (applied by the caller). The one FINISHED
     /// handler: the rare things ([`ReadCtx`]) are looked at only when `ctx` is not quiet, and
     /// a task for which [`ReadCtx::plain`] holds changes only its own segment (a consumer made
     /// ready is queued, a freed input has nothing rare to forget). Returns whether it was
     /// plain: nothing `ctx` depends on changed (else the caller decides the context again: a
     /// length recorded, an expansion run, a residual answer).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn finished_in(
         &mut self,
         ctx: ReadCtx,
+        tally: &mut Tally,
         w: WorkerIdx,
         id: TaskId,
         size: u64,
@@ -198,12 +207,17 @@ impl Server {
             client.task_finished(seg.client_id(off).expect("results are plan tasks"));
         }
         let workers = &mut self.workers;
-        let wk = &mut workers[w];
-        wk.unbook(c);
-        if program {
-            wk.program_ended(c, std::time::Instant::now());
+        if c == 0 {
+            tally.light_ended += 1;
+        } else {
+            let wk = &mut workers[w];
+            wk.unbook(c);
+            if program {
+                wk.program_ended(c, std::time::Instant::now());
+            }
         }
-        wk.holds(size);
+        tally.held += 1;
+        tally.held_bytes += size;
         if plain {
             // Everything happens in this segment, which stays borrowed: a consumer made
             // ready is queued (no grace to hold it back, no expansion to run), a freed object
@@ -505,6 +519,29 @@ impl Server {
         };
         self.record_failure(failure, &addr);
         self.fail_tree(s, &addr, msg, true);
+    }
+}
+
+/// What one worker read's FINISHED frames change in their worker's counters, added up over
+/// the read and applied once at its end ([`Tally::apply`]): light tasks ended (each
+/// [`Worker::unbook`]), objects it now holds and their bytes (each [`Worker::holds`]). Applying
+/// the sum is applying each: nothing reads these counters during a read (the scheduler runs
+/// after the read, the status between events), and while the accounting is right none of
+/// them saturates (an ended light task was booked there).
+#[derive(Default)]
+pub(super) struct Tally {
+    light_ended: u32,
+    held: u64,
+    held_bytes: u64,
+}
+
+impl Tally {
+    /// Applies the counts to `wk` (the read's worker) and starts again from zero.
+    #[inline(always)]
+    fn apply(&mut self, wk: &mut Worker) {
+        wk.unbook_light(self.light_ended);
+        wk.holds_all(self.held, self.held_bytes);
+        *self = Tally::default();
     }
 }
 

@@ -185,12 +185,11 @@ impl Worker {
     /// Returns what a task of `c` cpus booked (it ended).
     #[inline]
     pub(crate) fn unbook(&mut self, c: u16) {
-        self.tasks = self.tasks.saturating_sub(1);
         let c = c as u32;
         if c == 0 {
-            self.light = self.light.saturating_sub(1);
-            return;
+            return self.unbook_light(1);
         }
+        self.tasks = self.tasks.saturating_sub(1);
         let from_over = self.over.min(c);
         self.over -= from_over;
         self.free_cpus += c - from_over;
@@ -202,11 +201,24 @@ impl Worker {
         self.cpus - self.free_cpus + self.over
     }
 
+    /// Returns what `n` light tasks booked (they ended): [`Worker::unbook`] of each at once.
+    #[inline]
+    pub(crate) fn unbook_light(&mut self, n: u32) {
+        self.tasks = self.tasks.saturating_sub(n);
+        self.light = self.light.saturating_sub(n);
+    }
+
     /// It now holds an object of `size` bytes.
     #[inline]
     pub(crate) fn holds(&mut self, size: u64) {
-        self.objects += 1;
-        self.bytes += size;
+        self.holds_all(1, size);
+    }
+
+    /// It now holds `n` more objects of `bytes` bytes in all: [`Worker::holds`] of each at once.
+    #[inline]
+    pub(crate) fn holds_all(&mut self, n: u64, bytes: u64) {
+        self.objects += n;
+        self.bytes += bytes;
     }
 
     /// An object of `size` bytes it held was removed.

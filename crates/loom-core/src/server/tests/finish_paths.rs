@@ -122,3 +122,50 @@ fn common_and_rare_finished_cases_agree() {
     }
     assert_eq!(quiet_counts, general_counts);
 }
+
+/// The counters a read's FINISHED frames change on their worker (tasks running there, objects
+/// and bytes it holds, cpus booked) are those of each frame: after a read that finishes
+/// light tasks in the plain layout, a 1-cpu task, a task in another layout (read one frame at
+/// a time) and an unknown id, the worker's status counts exactly what is still running and
+/// what it holds.
+#[test]
+fn a_reads_finished_frames_count_on_their_worker() {
+    let mut h = H::new();
+    h.worker(1, 2);
+    h.client(2);
+    h.take();
+    let mut tasks: Vec<_> = (0..5)
+        .map(|i| task(CONST, format!("{i}").as_bytes(), &[], true))
+        .collect();
+    tasks.push(with_cpus(task(CONST, b"heavy", &[], true), 0));
+    h.send(2, &plan_req(0, tasks, &[1]));
+    let sent = h.take().tasks(1);
+    assert_eq!(sent.len(), 6, "every task runs at once: {sent:?}");
+    let status = |h: &H| {
+        let w = &h.s.snapshot().workers[0];
+        (w.running, w.objects, w.bytes, w.busy_cpus)
+    };
+    assert_eq!(status(&h), (6, 0, 0, 1));
+    // Light tasks 0, 1, 3 plain, 2 in another layout, the 1-cpu task 5, an unknown id (a
+    // residual answer: REMOVE, nothing counted); task 4 still runs.
+    let mut read = Vec::new();
+    plain_finished(&mut read, sent[0], 100);
+    plain_finished(&mut read, sent[1], 20);
+    read.extend(framed(&WorkerResponse {
+        r#type: worker_response::Type::Finished as i32,
+        id: sent[2],
+        size: Some(3),
+        length: Some(0),
+        error_msg: None,
+    }));
+    plain_finished(&mut read, 1_000_000, 5);
+    plain_finished(&mut read, sent[3], 4000);
+    plain_finished(&mut read, sent[5], 1);
+    h.s.on_data(1, &read);
+    assert_eq!(h.take().removes(1), vec![1_000_000]);
+    assert_eq!(status(&h), (1, 5, 4124, 0));
+    let mut read = Vec::new();
+    plain_finished(&mut read, sent[4], 6);
+    h.s.on_data(1, &read);
+    assert_eq!(status(&h), (0, 6, 4130, 0));
+}
