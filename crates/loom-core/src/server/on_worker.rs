@@ -234,19 +234,21 @@ impl Server {
                     self.ready.push(c, cpus);
                 }
             }
-            let mut emptied = false;
             for k in seg.input_range(off) {
                 let Some(xo) = seg.offset_of(seg.inputs[k]) else {
                     continue;
                 };
                 if input_released(seg, xo) {
-                    emptied |= freed(seg, xo, client, workers, true);
+                    freed(seg, xo, client, workers, true);
                 }
             }
             if seg.is_garbage(off) {
-                emptied |= freed(seg, off, client, workers, true);
+                freed(seg, off, client, workers, true);
             }
-            if emptied {
+            // Only the frees above lowered the segment's live count, and this task was live
+            // before them: one of them emptied it if it is empty now (one test, not one per
+            // free).
+            if seg.live == 0 {
                 self.graph.mark_emptied();
             }
         } else {

@@ -169,3 +169,34 @@ fn a_reads_finished_frames_count_on_their_worker() {
     h.s.on_data(1, &read);
     assert_eq!(status(&h), (0, 6, 4130, 0));
 }
+
+/// A plan whose last live task is freed by a plain FINISHED (its result released while it
+/// ran) is collected after that read: its segment is dropped and the plan is done.
+#[test]
+fn a_plan_emptied_by_a_plain_finished_is_collected() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.client(2);
+    h.take();
+    let tasks = vec![
+        task(CONST, b"a", &[], false),
+        task(CONST, b"b", &[], false),
+        task(MERGE, b"", &[0, 1], true),
+    ];
+    h.send(2, &plan_req(0, tasks, &[]));
+    let sent = h.take().tasks(1);
+    assert_eq!(sent.len(), 3, "the merge is sent with its inputs: {sent:?}");
+    h.send(2, &req(client_request::Type::Release, Some(2)));
+    h.take();
+    let mut read = Vec::new();
+    for &id in &sent {
+        plain_finished(&mut read, id, 8);
+    }
+    h.s.on_data(1, &read);
+    let mut removed = h.take().removes(1);
+    removed.sort();
+    assert_eq!(removed, sent);
+    assert_eq!(h.s.plain_finished, 3, "read as plain");
+    assert!(h.s.graph.segs.is_empty(), "the plan's segment is dropped");
+    assert_eq!(h.s.snapshot().plans[0].state, "done");
+}
