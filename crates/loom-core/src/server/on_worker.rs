@@ -628,10 +628,12 @@ fn freed(
 ) -> bool {
     // Freeing twice would drop the segment while tasks in it are still live.
     debug_assert!(seg.tasks[off].state == TaskState::Finished, "freed once");
+    // Read before anything is written, so that the task is indexed (bounds-checked) once.
+    let owner = seg.tasks[off].wk;
     moved(seg, off, TaskState::Finished, TaskState::Freed, plain);
     seg.live -= 1;
     client.n_data -= 1;
-    remove_from(workers, seg.tasks[off].wk, seg.id(off), seg.size[off]);
+    remove_from(workers, owner, seg.id(off), seg.size[off]);
     seg.live == 0
 }
 
