@@ -161,8 +161,9 @@ function summarize(name, n, config, reps) {
   }
   const spawn = reps.map((r) => r.spawnRate).filter((x) => x !== undefined);
   if (spawn.length) {
-    // W4: the machine's spawn rate measured after each repetition, and our share of it.
-    out.spawnRate = { median: median(spawn), min: Math.min(...spawn), max: Math.max(...spawn) };
+    // W4: the machine's spawn rate measured after each repetition (its loops pinned when the
+    // workers are), and our share of it.
+    out.spawnRate = { median: median(spawn), min: Math.min(...spawn), max: Math.max(...spawn), pinned: reps.some((r) => r.spawnPinned) };
     out.ofSpawnRate = out.tasksPerS / out.spawnRate.median;
   }
   if (reps[0].serverPeak !== undefined) {
@@ -226,7 +227,7 @@ async function openCell(name, n, config, o, log, tls = false) {
       wpids.forEach(resetPeak);
       const idle = procField(spid, "VmRSS");
       const cpu0 = cpuNow(spid, wpids);
-      const rep = await withTimeout(WORKLOADS[name].run(client, n, { cpus: nw * nc }), o.timeoutS * 1e3, `${name} N=${n} ${config}`);
+      const rep = await withTimeout(WORKLOADS[name].run(client, n, { cpus: nw * nc, pin: o.pin }), o.timeoutS * 1e3, `${name} N=${n} ${config}`);
       const cpu1 = cpuNow(spid, wpids);
       rep.cpuMs = { client: cpu1.client - cpu0.client, server: cpu1.server - cpu0.server, workers: cpu1.workers - cpu0.workers };
       rep.cpus = nw * nc;

@@ -64,7 +64,7 @@ export function render(result, { markdown = false } = {}) {
   }
   s += "\n";
   for (const r of result.rows.filter((x) => x.spawnRate)) {
-    s += `${markdown ? "- " : ""}${r.workload} ${r.workers}: ${fmtInt(r.tasksPerS)} programs/s = ${Math.round(100 * r.ofSpawnRate)}% of the machine's spawn rate, ${fmtInt(r.spawnRate.median)}/s [${fmtInt(r.spawnRate.min)}–${fmtInt(r.spawnRate.max)}] (posix_spawn loops, one per cluster cpu, after each rep)\n`;
+    s += `${markdown ? "- " : ""}${r.workload} ${r.workers}: ${fmtInt(r.tasksPerS)} programs/s = ${Math.round(100 * r.ofSpawnRate)}% of the machine's spawn rate, ${fmtInt(r.spawnRate.median)}/s [${fmtInt(r.spawnRate.min)}–${fmtInt(r.spawnRate.max)}] (bare posix_spawn + waitpid loops of the resolved path, one per cluster cpu${r.spawnRate.pinned ? ", each pinned to a CPU of its own" : ""}, after each rep)\n`;
   }
   for (const r of result.rows.filter((x) => x.perCall)) {
     const c = r.perCall;

@@ -42,14 +42,15 @@ async function submitGather(client, t0, tBuilt, roots, nTasks) {
 
 /**
  * The machine's spawn rate for W4's `program` (`true` or `cat`), measured right after our
- * repetition: N programs by `spawn-rate` (bench/core/src/bin: posix_spawn + wait loops, one per
- * cluster cpu, spawning as the worker does; built on first use). Undefined when it cannot run.
+ * repetition: N programs by `spawn-rate` (bench/core/src/bin: the bare mechanism, posix_spawn of
+ * the resolved path + waitpid loops, one per cluster cpu, each loop on a CPU of its own when
+ * `pin`, as pinned workers put their programs; built on first use). Undefined when it cannot run.
  */
-function spawnRate(program, n, loops) {
+function spawnRate(program, n, loops, pin) {
   const root = new URL("../../", import.meta.url).pathname;
   try {
     execFileSync("cargo", ["build", "--release", "-q", "-p", "loom-bench-core", "--bin", "spawn-rate"], { cwd: root, stdio: "ignore", timeout: 600_000 });
-    const out = execFileSync(join(root, "target/release/spawn-rate"), ["--program", program, "--n", String(n), "--threads", String(loops)], {
+    const out = execFileSync(join(root, "target/release/spawn-rate"), ["--program", program, "--n", String(n), "--threads", String(loops), ...(pin ? ["--pin"] : [])], {
       encoding: "utf8",
       timeout: 120_000,
     });
@@ -187,7 +188,8 @@ export const WORKLOADS = {
       const r = await submitGather(client, t0, now(), [tasks.arrayMake(runs)], n + 1);
       expect(r.values[0].length === n, "W4 true");
       r.tasks = n; // programs
-      r.spawnRate = spawnRate("true", n, cell?.cpus ?? 2);
+      r.spawnRate = spawnRate("true", n, cell?.cpus ?? 2, cell?.pin);
+      r.spawnPinned = Boolean(cell?.pin);
       return r;
     },
   },
@@ -202,7 +204,8 @@ export const WORKLOADS = {
       const r = await submitGather(client, t0, now(), [tasks.arrayMake(runs)], 2 * n + 1);
       expect(r.values[0][n - 1].toString() === `line ${n - 1}\n`, "W4 cat");
       r.tasks = n; // programs
-      r.spawnRate = spawnRate("cat", n, cell?.cpus ?? 2);
+      r.spawnRate = spawnRate("cat", n, cell?.cpus ?? 2, cell?.pin);
+      r.spawnPinned = Boolean(cell?.pin);
       return r;
     },
   },
