@@ -161,8 +161,8 @@ function summarize(name, n, config, reps) {
   }
   const spawn = reps.map((r) => r.spawnRate).filter((x) => x !== undefined);
   if (spawn.length) {
-    // W4: the machine's spawn rate measured after each repetition (its loops pinned when the
-    // workers are), and our share of it.
+    // W4: the machine's spawn rate measured after each repetition (its loops pinned: the
+    // ceiling), and our share of it.
     out.spawnRate = { median: median(spawn), min: Math.min(...spawn), max: Math.max(...spawn), pinned: reps.some((r) => r.spawnPinned) };
     out.ofSpawnRate = out.tasksPerS / out.spawnRate.median;
   }

@@ -43,8 +43,9 @@ async function submitGather(client, t0, tBuilt, roots, nTasks) {
 /**
  * The machine's spawn rate for W4's `program` (`true` or `cat`), measured right after our
  * repetition: N programs by `spawn-rate` (bench/core/src/bin: the bare mechanism, posix_spawn of
- * the resolved path + waitpid loops, one per cluster cpu, each loop on a CPU of its own when
- * `pin`, as pinned workers put their programs; built on first use). Undefined when it cannot run.
+ * the resolved path + waitpid loops, one per cluster cpu, each loop on a CPU of its own: the
+ * machine's ceiling whether our workers pin or not, since unpinned loops leave the CPUs idle while
+ * they wait on wake-ups from the other CPU; built on first use). Undefined when it cannot run.
  */
 function spawnRate(program, n, loops, pin) {
   const root = new URL("../../", import.meta.url).pathname;
@@ -188,8 +189,8 @@ export const WORKLOADS = {
       const r = await submitGather(client, t0, now(), [tasks.arrayMake(runs)], n + 1);
       expect(r.values[0].length === n, "W4 true");
       r.tasks = n; // programs
-      r.spawnRate = spawnRate("true", n, cell?.cpus ?? 2, cell?.pin);
-      r.spawnPinned = Boolean(cell?.pin);
+      r.spawnRate = spawnRate("true", n, cell?.cpus ?? 2, true);
+      r.spawnPinned = true;
       return r;
     },
   },
@@ -204,8 +205,8 @@ export const WORKLOADS = {
       const r = await submitGather(client, t0, now(), [tasks.arrayMake(runs)], 2 * n + 1);
       expect(r.values[0][n - 1].toString() === `line ${n - 1}\n`, "W4 cat");
       r.tasks = n; // programs
-      r.spawnRate = spawnRate("cat", n, cell?.cpus ?? 2, cell?.pin);
-      r.spawnPinned = Boolean(cell?.pin);
+      r.spawnRate = spawnRate("cat", n, cell?.cpus ?? 2, true);
+      r.spawnPinned = true;
       return r;
     },
   },
