@@ -8,7 +8,7 @@ use super::clients::PlanRange;
 use super::counters::LabelGroups;
 use super::ids::{ClientIdx, TaskId};
 use super::plan_scan::{
-    malformed, plan_err, scan_header, scan_plain_task, scan_task, Culprit, PlanError,
+    malformed, plan_err, scan_fast_task, scan_header, scan_task, Culprit, PlanError,
 };
 use super::segment::{Segment, Task, TaskFlags, TaskState};
 use super::Server;
@@ -159,17 +159,19 @@ impl Server {
             };
             let first_input = seg.inputs.len();
             let own = map.base + i as i32;
-            // Fast path: type, config, inputs, result only, of a known plain type; the same
-            // checks as below, in the same order, for what such a task can get wrong.
-            if let Some((ty, config, result)) = scan_plain_task(body, &mut seg.inputs) {
-                if plain_type.get(ty as usize) == Some(&true) {
-                    if !config.is_empty() {
-                        seg.arena.extend_from_slice(config);
+            // Short path: nothing after the inputs but the result flag (no resource request,
+            // label or checkpoint), a known plain type; the same checks as below, in the same
+            // order, for what such a task can get wrong.
+            if let Some(t) = scan_fast_task::<false>(body, &mut seg.inputs) {
+                if plain_type.get(t.ttype as usize) == Some(&true) {
+                    debug_assert!(t.rr == -1 && t.label.is_none() && t.checkpoint.is_empty());
+                    if !t.config.is_empty() {
+                        seg.arena.extend_from_slice(t.config);
                     }
                     seg.cfg_off.push(seg.arena.len() as u32);
                     seg.in_off.push(seg.inputs.len() as u32);
-                    let mut task = Task::new(TaskState::Unplanned, ty);
-                    if result {
+                    let mut task = Task::new(TaskState::Unplanned, t.ttype);
+                    if t.result {
                         task.flags = TaskFlags::RESULT;
                     }
                     seg.tasks.push(task);
@@ -193,6 +195,7 @@ impl Server {
                     continue;
                 }
             }
+            // Anything else: the task read again, whole (the short path's inputs dropped).
             seg.inputs.truncate(first_input);
             let t = scan_task(body, &mut seg.inputs).map_err(malformed)?;
             let err = |cause: String| PlanError {
@@ -213,7 +216,7 @@ impl Server {
             if let Some(l) = t.label {
                 labels.push((i as u32, l));
             }
-            let ty = t.ttype.unwrap_or(-1);
+            let ty = t.ttype;
             if ty < 0 || !self.known_type.get(ty as usize).copied().unwrap_or(false) {
                 return Err(err(format!("unknown task type {ty}")));
             }

@@ -74,8 +74,8 @@ pub(crate) fn scan_header(plan: &[u8], cpus_sym: i32) -> Result<PlanHeader, Plan
 
 /// One `Task` of a plan, borrowed from the frame.
 pub(crate) struct TaskScan<'a> {
-    /// Task type (symbol id).
-    pub(crate) ttype: Option<i32>,
+    /// Task type (symbol id); -1 when absent (rejected as an unknown type).
+    pub(crate) ttype: i32,
     pub(crate) config: &'a [u8],
     /// Resource request index (-1: none).
     pub(crate) rr: i32,
@@ -86,14 +86,17 @@ pub(crate) struct TaskScan<'a> {
 }
 
 /// Scans one `Task`; its inputs (the client's ids, packed or not) are appended to `inputs` as
-/// they are on the wire — the caller resolves them to internal ids in place.
-#[inline(always)]
+/// they are on the wire — the caller resolves them to internal ids in place. The fast reader
+/// ([`scan_fast_task`], [`scan_fast_tail`]) takes the layout the clients write; anything else
+/// is read by [`scan_any_task`], which reads a task both take the same way (a test checks
+/// every layout the fast one takes).
+#[inline(never)]
 pub(crate) fn scan_task<'a>(
     b: &'a [u8],
     inputs: &mut Vec<TaskId>,
 ) -> Result<TaskScan<'a>, Malformed> {
     let mark = inputs.len();
-    if let Some(t) = scan_usual_task(b, inputs) {
+    if let Some(t) = scan_fast_task::<true>(b, inputs) {
         return Ok(t);
     }
     inputs.truncate(mark);
@@ -111,61 +114,22 @@ mod key {
     pub const LABEL: u8 = 12 << 3 | 2;
 }
 
-/// A `Task` in the layout the clients write (ours and the original's): type, config, unpacked
-/// inputs, then resource request, result flag, checkpoint path and label where present, each
-/// once, in field order. None for anything else (packed inputs, another order, a malformed
-/// task), which [`scan_any_task`] reads; what it appended to `inputs` is then dropped.
+/// The fast reader of a `Task`, for the layout the clients write (ours and the original's):
+/// type, config, unpacked inputs, then resource request, result flag, checkpoint path and
+/// label where present, each once, in field order; a type id, resource request index and
+/// result under 128, config, checkpoint path and label under 128 bytes, input ids under 2^28.
+/// Read by slice patterns on the bytes, appending the inputs to `inputs`. None for anything
+/// else (packed inputs, another order, longer fields, a malformed task), which
+/// [`scan_any_task`] reads (see [`scan_task`]); the caller then drops what was appended.
+///
+/// `TAIL`: whether to read a resource request, checkpoint path or label ([`scan_fast_tail`]);
+/// without, a task with any of them is None (the intake's short path, which handles none of
+/// them, then reads the task with [`scan_task`]).
 #[inline(always)]
-fn scan_usual_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Option<TaskScan<'a>> {
-    let mut r = Scanner::new(b);
-    if !r.eat(key::TYPE) {
-        return None;
-    }
-    let ttype = Some(r.varint().ok()? as i32);
-    let config = if r.eat(key::CONFIG) {
-        r.bytes().ok()?
-    } else {
-        &[]
-    };
-    while r.eat(key::INPUT) {
-        inputs.push(TaskId(r.varint().ok()? as i32));
-    }
-    let rr = if r.eat(key::RESOURCES) {
-        r.varint().ok()? as i32
-    } else {
-        -1
-    };
-    let result = r.eat(key::RESULT) && r.varint().ok()? != 0;
-    let checkpoint = if r.eat(key::CHECKPOINT) {
-        r.bytes().ok()?
-    } else {
-        &[]
-    };
-    let label = if r.eat(key::LABEL) {
-        Some(r.bytes().ok()?)
-    } else {
-        None
-    };
-    r.done().then_some(TaskScan {
-        ttype,
-        config,
-        rr,
-        result,
-        label,
-        checkpoint,
-    })
-}
-
-/// A `Task` in the usual layout with only type, config, inputs and result (no resource
-/// request, checkpoint or label: most tasks of a plan), appending its inputs to `inputs`:
-/// (type, config, result). Read by slice patterns on the bytes, for a type id and config length
-/// under 128 and input ids under 2^28. None for anything else; the caller then drops what was
-/// appended and reads the task with [`scan_task`].
-#[inline(always)]
-pub(crate) fn scan_plain_task<'a>(
+pub(crate) fn scan_fast_task<'a, const TAIL: bool>(
     b: &'a [u8],
     inputs: &mut Vec<TaskId>,
-) -> Option<(i32, &'a [u8], bool)> {
+) -> Option<TaskScan<'a>> {
     let &[key::TYPE, ty, ref rest @ ..] = b else {
         return None;
     };
@@ -205,12 +169,60 @@ pub(crate) fn scan_plain_task<'a>(
         inputs.push(TaskId(v as i32));
         rest = tail;
     }
-    let result = match *rest {
-        [] => false,
-        [key::RESULT, v] if v < 0x80 => v != 0,
-        _ => return None,
+    let mut t = TaskScan {
+        ttype: ty as i32,
+        config,
+        rr: -1,
+        result: false,
+        label: None,
+        checkpoint: &[],
     };
-    Some((ty as i32, config, result))
+    match *rest {
+        // Nothing more, or only the result flag: most tasks.
+        [] => {}
+        [key::RESULT, v] if v < 0x80 => t.result = v != 0,
+        _ if TAIL => return scan_fast_tail(rest, t),
+        _ => return None,
+    }
+    Some(t)
+}
+
+/// The fields after a task's inputs for [`scan_fast_task`]: resource request, result flag,
+/// checkpoint path and label, each optional, in field order (the original client always sends
+/// a resource request for `run` and `save`, and a result flag).
+fn scan_fast_tail<'a>(mut rest: &'a [u8], mut t: TaskScan<'a>) -> Option<TaskScan<'a>> {
+    if let &[key::RESOURCES, v, ref tail @ ..] = rest {
+        if v >= 0x80 {
+            return None;
+        }
+        t.rr = v as i32;
+        rest = tail;
+    }
+    if let &[key::RESULT, v, ref tail @ ..] = rest {
+        if v >= 0x80 {
+            return None;
+        }
+        t.result = v != 0;
+        rest = tail;
+    }
+    // A string of one-byte length that fits, taken off `rest`.
+    let mut short = |key: u8| -> Option<Option<&[u8]>> {
+        match *rest {
+            [k, len, ref tail @ ..] if k == key => {
+                let len = len as usize;
+                if len >= 0x80 || len > tail.len() {
+                    return None;
+                }
+                let s;
+                (s, rest) = tail.split_at(len);
+                Some(Some(s))
+            }
+            _ => Some(None),
+        }
+    };
+    t.checkpoint = short(key::CHECKPOINT)?.unwrap_or(&[]);
+    t.label = short(key::LABEL)?;
+    rest.is_empty().then_some(t)
 }
 
 /// Scans one `Task` of any layout.
@@ -218,7 +230,7 @@ pub(crate) fn scan_plain_task<'a>(
 fn scan_any_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Result<TaskScan<'a>, Malformed> {
     let mut r = Scanner::new(b);
     let mut t = TaskScan {
-        ttype: None,
+        ttype: -1,
         config: &[],
         rr: -1,
         result: false,
@@ -228,7 +240,7 @@ fn scan_any_task<'a>(b: &'a [u8], inputs: &mut Vec<TaskId>) -> Result<TaskScan<'
     while !r.done() {
         let (f, wt) = r.key()?;
         match f {
-            1 => t.ttype = Some(r.i32_of(wt)?),
+            1 => t.ttype = r.i32_of(wt)?,
             2 => t.config = r.bytes_of(wt)?,
             3 => r.repeated_i32(wt, |v| inputs.push(TaskId(v)))?,
             5 => t.rr = r.i32_of(wt)?,
@@ -285,29 +297,50 @@ mod tests {
     use crate::proto::comm::Task;
     use prost::Message;
 
-    /// Both readers on `b`: (type, config, inputs, rr, result, label, checkpoint).
-    fn both(b: &[u8]) -> [Option<String>; 2] {
-        let show = |t: Result<TaskScan, Malformed>, ins: &[TaskId]| {
-            t.ok().map(|t| {
-                format!(
-                    "{:?} {:?} {:?} {} {} {:?} {:?}",
-                    t.ttype, t.config, ins, t.rr, t.result, t.label, t.checkpoint
-                )
-            })
-        };
+    /// A reader's result on `b` as text: (type, config, inputs, rr, result, label, checkpoint)
+    /// or the error.
+    fn show(t: Result<TaskScan, Malformed>, ins: &[TaskId]) -> String {
+        match t {
+            Ok(t) => format!(
+                "{} {:?} {:?} {} {} {:?} {:?}",
+                t.ttype, t.config, ins, t.rr, t.result, t.label, t.checkpoint
+            ),
+            Err(e) => format!("error {e:?}"),
+        }
+    }
+
+    /// [`scan_task`], [`scan_any_task`] and, where it reads the task, [`scan_fast_task`] on
+    /// `b` (each after an input already in the vector): the three texts.
+    fn readers(b: &[u8]) -> (String, String, Option<String>) {
         let mut a = vec![TaskId(-9)];
-        let fast = scan_task(b, &mut a);
+        let t = scan_task(b, &mut a);
+        let task = show(t, &a);
         let mut g = vec![TaskId(-9)];
-        let any = scan_any_task(b, &mut g);
-        [show(fast, &a), show(any, &g)]
+        let any = show(scan_any_task(b, &mut g), &g);
+        let mut f = vec![TaskId(-9)];
+        let fast = scan_fast_task::<true>(b, &mut f).map(|t| show(Ok(t), &f));
+        (task, any, fast)
+    }
+
+    /// Every task the fast reader takes reads as with the generic one, and every other task
+    /// (or error) is the generic reader's; `fast` says which cases the fast reader must take.
+    fn check(cases: &[(Vec<u8>, bool)]) {
+        for (b, fast) in cases {
+            let (task, any, f) = readers(b);
+            assert_eq!(task, any, "{b:02x?}");
+            assert_eq!(f.is_some(), *fast, "fast reader takes {b:02x?}");
+            if let Some(f) = f {
+                assert_eq!(f, any, "{b:02x?}");
+            }
+        }
     }
 
     #[test]
-    fn usual_and_any_task_layouts_agree() {
+    fn fast_and_any_task_layouts_agree() {
         let full = Task {
             task_type: 7,
             config: b"cfg".to_vec().into(),
-            input_ids: vec![1, 300, -1, 1 << 20],
+            input_ids: vec![1, 300, 1 << 20],
             resource_request_index: Some(2),
             result: Some(true),
             checkpoint_path: Some("/cp".into()),
@@ -320,19 +353,63 @@ mod tests {
             input_ids: vec![5],
             ..Default::default()
         };
-        let mut cases = vec![full.encode_to_vec(), plain.encode_to_vec()];
-        // Packed inputs, another order, a repeated scalar, an unknown field, truncation.
-        cases.push(vec![0x08, 0x07, 0x1a, 0x02, 0x01, 0x02, 0x30, 0x01]);
-        cases.push(vec![0x12, 0x01, b'x', 0x08, 0x07, 0x18, 0x03]);
-        cases.push(vec![0x08, 0x07, 0x08, 0x09, 0x18, 0x03]);
-        cases.push(vec![0x08, 0x07, 0x18, 0x03, 0x48, 0x01]);
-        cases.push(vec![0x08, 0x07, 0x18, 0x03, 0x30, 0x01, 0x18, 0x04]);
-        cases.push(vec![0x08, 0x07, 0x18]);
-        cases.push(vec![0x08, 0x07, 0x12, 0x05, b'x']);
-        // Ids of one to five bytes, a long type, a long config, a result of two bytes.
-        for ids in [
-            vec![0, 127, 128, 16_383],
-            vec![16_384, (1 << 21) - 1, 1 << 21],
+        let with = |f: &dyn Fn(&mut Task)| {
+            let mut t = full.clone();
+            f(&mut t);
+            t.encode_to_vec()
+        };
+        let mut cases: Vec<(Vec<u8>, bool)> = vec![
+            (full.encode_to_vec(), true),
+            (plain.encode_to_vec(), true),
+            // Each of the fields after the inputs alone, and none of them.
+            (with(&|t| t.input_ids.clear()), true),
+            (with(&|t| (t.checkpoint_path, t.label) = (None, None)), true),
+            (
+                with(&|t| (t.resource_request_index, t.label) = (None, None)),
+                true,
+            ),
+            (
+                with(&|t| (t.resource_request_index, t.result) = (None, None)),
+                true,
+            ),
+            (with(&|t| t.checkpoint_path = Some(String::new())), true),
+            // A negative input (a ten-byte varint), a request index of two or ten bytes, a
+            // long label or checkpoint path, metadata.
+            (with(&|t| t.input_ids.push(-1)), false),
+            (with(&|t| t.resource_request_index = Some(128)), false),
+            (with(&|t| t.resource_request_index = Some(-2)), false),
+            (with(&|t| t.label = Some("l".repeat(128))), false),
+            (with(&|t| t.checkpoint_path = Some("/".repeat(200))), false),
+            (with(&|t| t.metadata = Some(b"m".to_vec().into())), false),
+            // Packed inputs, another order, a repeated scalar, an unknown field, truncation.
+            (vec![0x08, 0x07, 0x1a, 0x02, 0x01, 0x02, 0x30, 0x01], false),
+            (vec![0x12, 0x01, b'x', 0x08, 0x07, 0x18, 0x03], false),
+            (vec![0x08, 0x07, 0x08, 0x09, 0x18, 0x03], false),
+            (vec![0x08, 0x07, 0x18, 0x03, 0x48, 0x01], false),
+            (vec![0x08, 0x07, 0x18, 0x03, 0x30, 0x01, 0x18, 0x04], false),
+            (vec![0x08, 0x07, 0x30, 0x01, 0x28, 0x00], false),
+            (vec![0x08, 0x07, 0x62, 0x01, b'l', 0x3a, 0x01, b'/'], false),
+            (vec![0x08, 0x07, 0x62, 0x01, b'l', 0x62, 0x01, b'm'], false),
+            (vec![0x08, 0x07, 0x18], false),
+            (vec![0x08, 0x07, 0x12, 0x05, b'x'], false),
+            (vec![0x08, 0x07, 0x28, 0x01, 0x62, 0x05, b'x'], false),
+            (vec![0x08, 0x07, 0x3a, 0x02, b'/'], false),
+            (vec![0x08, 0x07, 0x28], false),
+            // Ids of one to five bytes, a long type, a long config, two-byte values.
+            (vec![0x08, 0x07, 0x18, 0x80, 0x80, 0x80, 0x80, 0x01], false),
+            (vec![0x08, 0x07, 0x18, 0xff, 0xff, 0xff, 0xff, 0x0f], false),
+            (vec![0x08, 0x07, 0x18, 0xff, 0xff, 0xff, 0x7f], true),
+            (vec![0x08, 0x87, 0x01, 0x18, 0x03], false),
+            (vec![0x08, 0x07, 0x30, 0x81, 0x00], false),
+            (vec![0x08, 0x07, 0x28, 0x81, 0x00, 0x30, 0x01], false),
+            (vec![0x08, 0x07, 0x18, 0x83], false),
+            (vec![0x08, 0x07, 0x12, 0x02, b'x'], false),
+        ];
+        for (ids, fast) in [
+            (vec![0, 127, 128, 16_383], true),
+            (vec![16_384, (1 << 21) - 1, 1 << 21], true),
+            (vec![(1 << 28) - 1], true),
+            (vec![1 << 28], false),
         ] {
             let t = Task {
                 task_type: 3,
@@ -341,39 +418,48 @@ mod tests {
                 result: Some(false),
                 ..Default::default()
             };
-            cases.push(t.encode_to_vec());
+            cases.push((t.encode_to_vec(), fast));
         }
-        cases.push(vec![0x08, 0x07, 0x18, 0x80, 0x80, 0x80, 0x80, 0x01]);
-        cases.push(vec![0x08, 0x07, 0x18, 0xff, 0xff, 0xff, 0xff, 0x0f]);
-        cases.push(vec![0x08, 0x87, 0x01, 0x18, 0x03]);
-        cases.push(vec![0x08, 0x07, 0x30, 0x81, 0x00]);
-        cases.push(vec![0x08, 0x07, 0x18, 0x83]);
-        cases.push(vec![0x08, 0x07, 0x12, 0x02, b'x']);
         let mut long_cfg = vec![0x08, 0x07, 0x12, 0x80, 0x01];
         long_cfg.extend([b'y'; 128]);
-        cases.push(long_cfg);
-        for b in &cases {
-            let [fast, any] = both(b);
-            assert_eq!(fast, any, "{b:?}");
-            // The plain reader, where it reads a task, reads it as the generic one does.
-            let mut ins = vec![TaskId(-9)];
-            if let Some((ty, config, result)) = scan_plain_task(b, &mut ins) {
-                let any = any.as_deref().expect("a task both read");
-                let plain = format!("{:?} {config:?} {ins:?} -1 {result} None []", Some(ty));
-                assert_eq!(plain, any, "{b:?}");
-            }
+        cases.push((long_cfg, false));
+        check(&cases);
+        let (task, _, _) = readers(&[0x08, 0x07, 0x18]);
+        assert!(task.starts_with("error"), "truncated: {task}");
+    }
+
+    /// The original Python client's tasks (spec vectors: `hello`'s merge, `run_var`'s run,
+    /// `open_save`'s save), with their default-valued fields on the wire, take the fast reader.
+    #[test]
+    fn original_client_tasks_take_the_fast_reader() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let merge = hex("0808120018001801300120002000");
+        let run = hex(concat!(
+            "080d12220a092f62696e2f6563686f0a0224580a03616e640a0224581202",
+            "24581a042b6f757418002800300120002000"
+        ));
+        let save = hex(concat!(
+            "080b12252f7372762f686c2f766563746f726461742f6f70656e5f736176",
+            "652f73617665642e74787418012800300120002000"
+        ));
+        for b in [merge, run, save] {
+            // The vectors' task bodies end where the plan's id_base (`20 00`) and the request's
+            // load_checkpoints (`20 00`) begin.
+            let task = b[..b.len() - 4].to_vec();
+            let (_, any, fast) = readers(&task);
+            assert_eq!(fast.as_ref(), Some(&any), "{task:02x?}");
         }
-        assert!(scan_plain_task(&cases[1], &mut Vec::new()).is_some());
-        let four = scan_plain_task(&cases[10], &mut Vec::new());
-        assert!(four.is_some(), "four-byte ids");
-        let five = scan_plain_task(&cases[11], &mut Vec::new());
-        assert!(five.is_none(), "a five-byte id");
-        assert!(
-            scan_plain_task(&cases[0], &mut Vec::new()).is_none(),
-            "a label"
-        );
-        assert!(scan_usual_task(&cases[0], &mut Vec::new()).is_some());
-        assert!(scan_usual_task(&cases[2], &mut Vec::new()).is_none());
-        assert!(both(&cases[7])[0].is_none(), "truncated");
+        let mut ins = Vec::new();
+        let trailing = hex("080d1202aaaa18002800300120");
+        let fast = scan_fast_task::<true>(&trailing, &mut ins);
+        assert!(fast.is_none(), "a trailing key");
+        let run = hex("080d1202aaaa1800280030013a00");
+        let run = scan_fast_task::<true>(&run, &mut ins).unwrap();
+        assert_eq!((run.rr, run.result, run.checkpoint), (0, true, &[][..]));
     }
 }
