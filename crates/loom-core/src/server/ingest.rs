@@ -537,9 +537,10 @@ impl Server {
         let in_off = &in_off[..n as usize + 1];
         let cons_off = &mut cons_off[..n as usize + 1];
         let (mut planned, mut ready_light) = (0u32, 0usize);
-        for t in (0..n as usize).rev() {
+        // Task t's input range is the window `in_off[t..t + 2]`.
+        for (t, w) in in_off.windows(2).enumerate().rev() {
             let id = base.plus(t);
-            let ins = &inputs[in_off[t] as usize..in_off[t + 1] as usize];
+            let ins = &inputs[w[0] as usize..w[1] as usize];
             // Planned: a consumer planned it already, or a result (not released before a
             // journal's restart).
             let mut live = tasks[t].state == TaskState::Waiting;
