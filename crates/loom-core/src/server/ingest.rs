@@ -750,3 +750,41 @@ fn resource(
         _ => Ok(c),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::push_config;
+
+    /// The arena holds exactly the configs pushed, one after another, whether a config was
+    /// copied as a 16-byte block (short, with 16 bytes of the plan from its start) or not (17
+    /// bytes and more, or too near the plan's end), and a block's extra bytes never show.
+    #[test]
+    fn configs_land_in_the_arena_as_they_are() {
+        let plan: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        let cuts = [
+            (0, 1),
+            (5, 0),
+            (10, 16),
+            (40, 17),
+            (100, 3),
+            (284, 16),
+            (285, 15),
+            (297, 3),
+            (299, 1),
+            (3, 200),
+        ];
+        let mut arena = Vec::new();
+        let mut expected = Vec::new();
+        for (at, len) in cuts {
+            let config = &plan[at..at + len];
+            push_config(&mut arena, &plan, config);
+            expected.extend_from_slice(config);
+            assert_eq!(arena, expected, "after {len} bytes at {at}");
+        }
+        // A config that is not a slice of the plan is copied as it is.
+        let other = [7u8; 5];
+        push_config(&mut arena, &plan, &other);
+        expected.extend_from_slice(&other);
+        assert_eq!(arena, expected);
+    }
+}
