@@ -135,7 +135,8 @@ impl Server {
         // In-plan consumers per task, counted as inputs are read (see `link_consumers`).
         seg.cons_off = vec![0; n + 1];
         let mut labels: Vec<(u32, &[u8])> = Vec::new();
-        let mut forward = false;
+        // Some in-plan input later than its consumer: the sign bit (see `resolve_inputs`).
+        let mut forward = 0i32;
         let mut expansions = false;
         let mut uses: Vec<i32> = Vec::new();
         // Task types a task may name on the fast path: known and not dslice/dget.
@@ -247,7 +248,7 @@ impl Server {
         }
         seg.arena.shrink_to_fit();
         let shape = PlanShape {
-            forward,
+            forward: forward < 0,
             expansions,
         };
         Ok((seg, labels, shape, uses))
@@ -265,7 +266,7 @@ impl Server {
         first: usize,
         own: i32,
         map: IdMap,
-        forward: &mut bool,
+        forward: &mut i32,
         uses: &mut Vec<i32>,
     ) -> Result<(), String> {
         let n = map.n;
@@ -276,7 +277,8 @@ impl Server {
                 if cid == own {
                     return Err("task depends on itself".into());
                 }
-                *forward |= cid > own;
+                // `own - cid` is negative for a later task (both ids in the plan's range).
+                *forward |= own.wrapping_sub(cid);
                 *input = map.ibase.plus(d as usize);
                 seg.cons_off[d as usize + 1] += 1;
                 continue;
