@@ -207,17 +207,18 @@ impl Server {
             client.task_finished(seg.client_id(off).expect("results are plan tasks"));
         }
         let workers = &mut self.workers;
+        let wk = &mut workers[w];
         if c == 0 {
             tally.light_ended += 1;
         } else {
-            let wk = &mut workers[w];
             wk.unbook(c);
             if program {
                 wk.program_ended(c, std::time::Instant::now());
             }
         }
-        tally.held += 1;
-        tally.held_bytes += size;
+        // At once, not tallied: a free later in this read may drop this object on `w`, and a
+        // drop is clamped at zero ([`Worker::dropped`]).
+        wk.holds(size);
         if plain {
             // Everything happens in this segment, which stays borrowed: a consumer made
             // ready is queued (no grace to hold it back, no expansion to run), a freed object
@@ -524,17 +525,17 @@ impl Server {
     }
 }
 
-/// What one worker read's FINISHED frames change in their worker's counters, added up over
-/// the read and applied once at its end ([`Tally::apply`]): light tasks ended (each
-/// [`Worker::unbook`]), objects it now holds and their bytes (each [`Worker::holds`]). Applying
-/// the sum is applying each: nothing reads these counters during a read (the scheduler runs
-/// after the read, the status between events), and while the accounting is right none of
-/// them saturates (an ended light task was booked there).
+/// What one worker read's FINISHED frames change in their worker's light-task counters,
+/// added up over the read and applied once at its end ([`Tally::apply`]): light tasks ended
+/// (each [`Worker::unbook`]). Applying the sum is applying each: nothing reads these counters
+/// during a read (the scheduler runs after the read, the status between events), and nothing
+/// else in a read lowers them below what the read's own light tasks booked (each was booked
+/// there). The objects a worker holds are not tallied: a read's frees lower them too, and a
+/// drop clamps at zero, so deferred adds would miscount (test
+/// `a_chain_finished_in_one_read_leaves_one_object_on_its_worker`).
 #[derive(Default)]
 pub(super) struct Tally {
     light_ended: u32,
-    held: u64,
-    held_bytes: u64,
 }
 
 impl Tally {
@@ -542,7 +543,6 @@ impl Tally {
     #[inline(always)]
     fn apply(&mut self, wk: &mut Worker) {
         wk.unbook_light(self.light_ended);
-        wk.holds_all(self.held, self.held_bytes);
         *self = Tally::default();
     }
 }

@@ -211,14 +211,8 @@ impl Worker {
     /// It now holds an object of `size` bytes.
     #[inline]
     pub(crate) fn holds(&mut self, size: u64) {
-        self.holds_all(1, size);
-    }
-
-    /// It now holds `n` more objects of `bytes` bytes in all: [`Worker::holds`] of each at once.
-    #[inline]
-    pub(crate) fn holds_all(&mut self, n: u64, bytes: u64) {
-        self.objects += n;
-        self.bytes += bytes;
+        self.objects += 1;
+        self.bytes += size;
     }
 
     /// An object of `size` bytes it held was removed.

@@ -170,6 +170,37 @@ fn a_reads_finished_frames_count_on_their_worker() {
     assert_eq!(status(&h), (0, 6, 4130, 0));
 }
 
+/// A chain finished in one read (its first object freed by the second task in the same read)
+/// leaves its worker holding exactly the chain's last object: the objects a read adds and the
+/// objects it frees on that worker are counted in the order they happen (with the adds
+/// deferred to the read's end, the free of an object held since earlier in the same read was
+/// clamped at zero and the worker showed two objects).
+#[test]
+fn a_chain_finished_in_one_read_leaves_one_object_on_its_worker() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.client(2);
+    h.take();
+    let tasks = vec![
+        task(CONST, b"a", &[], false),
+        task(MERGE, b"", &[0], false),
+        task(MERGE, b"", &[1], true),
+    ];
+    h.send(2, &plan_req(0, tasks, &[]));
+    let sent = h.take().tasks(1);
+    assert_eq!(sent.len(), 3, "the chain is sent at once: {sent:?}");
+    let mut read = Vec::new();
+    for (&id, size) in sent.iter().zip([10, 20, 40]) {
+        plain_finished(&mut read, id, size);
+    }
+    h.s.on_data(1, &read);
+    let mut removed = h.take().removes(1);
+    removed.sort();
+    assert_eq!(removed, sent[..2].to_vec(), "the first two are freed");
+    let w = &h.s.snapshot().workers[0];
+    assert_eq!((w.running, w.objects, w.bytes), (0, 1, 40));
+}
+
 /// A plan whose last live task is freed by a plain FINISHED (its result released while it
 /// ran) is collected after that read: its segment is dropped and the plan is done.
 #[test]
