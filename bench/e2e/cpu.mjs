@@ -6,9 +6,10 @@
 // worker ran and waited for (W4's; its children's user + system time), and `transfers`: the
 // worker-to-worker transfers the server started during it. `--root DIR` runs another
 // checkout's build (its packages/hyperloom/dist and bench/e2e/workloads.mjs), for A/B runs
-// interleaved by hand or by a benchmark runner.
+// interleaved by hand or by a benchmark runner. `--pin`: workers pin programs to their slots'
+// CPUs, as `run.mjs --pin` and standalone `hyperloom worker`s do.
 //
-//   node --expose-gc bench/e2e/cpu.mjs [--workloads W1-gather,W1] [--n 100000] [--reps 3] [--workers 2x1] [--root DIR]
+//   node --expose-gc bench/e2e/cpu.mjs [--workloads W1-gather,W1] [--n 100000] [--reps 3] [--workers 2x1] [--pin] [--root DIR]
 import { readFileSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { collectGarbage } from "./heap.mjs";
@@ -19,6 +20,7 @@ const root = opt("--root", fileURLToPath(new URL("../../", import.meta.url)));
 const n = Number(opt("--n", "100000"));
 const reps = Number(opt("--reps", "3"));
 const [nw, nc] = opt("--workers", "2x1").split("x").map(Number);
+const pin = args.includes("--pin");
 const { LocalCluster } = await import(pathToFileURL(`${root}/packages/hyperloom/dist/index.js`).href);
 const { WORKLOADS } = await import(pathToFileURL(`${root}/bench/e2e/workloads.mjs`).href);
 
@@ -34,7 +36,7 @@ function childrenMs(pid) {
   return (Number(fields[13]) + Number(fields[14])) * 10;
 }
 
-const cluster = await LocalCluster.start({ workers: nw, cpus: nc });
+const cluster = await LocalCluster.start({ workers: nw, cpus: nc, ...(pin ? { pin: true } : {}) });
 const spid = cluster.serverProcess.pid;
 const wpids = cluster.workerProcesses.map((p) => p.pid);
 const client = await cluster.connect();
@@ -49,12 +51,13 @@ try {
       const w0 = wpids.map(cpuMs);
       const p0 = wpids.map(childrenMs);
       const t0 = (await client.status()).transfers.total;
-      const x = await WORKLOADS[w].run(client, n, { cpus: nw * nc });
+      const x = await WORKLOADS[w].run(client, n, { cpus: nw * nc, pin });
       const c = process.cpuUsage(c0);
       const line = {
         workload: w,
         n,
         workers: `${nw}x${nc}`,
+        pinned: pin,
         wallMs: Math.round(x.wallMs),
         tasksPerS: Math.round(x.tasks / (x.wallMs / 1e3)),
         cpuMs: { client: Math.round((c.user + c.system) / 1e3), server: cpuMs(spid) - s0, workers: wpids.map((p, i) => cpuMs(p) - w0[i]), programs: wpids.map((p, i) => childrenMs(p) - p0[i]) },

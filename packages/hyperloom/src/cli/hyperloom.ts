@@ -11,6 +11,7 @@ import type { CheckedScript } from "./script.js";
 import type { ProgressBar } from "./progress-bar.js";
 import type { LogFormat } from "../log.js";
 import { allocCommands } from "./alloc.js";
+import { cpuListArg } from "./cpu-list.js";
 
 // Each command loads what it uses when it runs (`require` at the call): a server or worker must
 // start fast (issue #26: accepting within 100 ms of exec, registered within 250 ms), so neither
@@ -40,22 +41,6 @@ function intArg(name: string, min: number, max: number) {
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`Invalid ${name}`);
     return n;
   };
-}
-
-/** `--cpu-list`: CPUs as taskset writes them (`0-3,6`), in that order, none twice. */
-function cpuListArg(v: string): number[] {
-  const cpus: number[] = [];
-  for (const part of v.split(",")) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    const from = Number(m?.[1]);
-    const to = m?.[2] !== undefined ? Number(m[2]) : from;
-    if (m === null || to < from || to > 1 << 20) throw new InvalidArgumentError(`Invalid CPU list '${v}' (CPUs and ranges, e.g. 0-3,6)`);
-    for (let c = from; c <= to; c++) {
-      if (cpus.includes(c)) throw new InvalidArgumentError(`CPU ${c} is listed twice in '${v}'`);
-      cpus.push(c);
-    }
-  }
-  return cpus;
 }
 
 const program = new Command("hyperloom").description("HyperLoom: plans of millions of tasks on a server and workers");
@@ -91,7 +76,7 @@ program
   .option("--insecure", "use no access file (a server started with --insecure); the data port accepts anyone")
   .option("--tls-cert <file>", "PEM certificate of this worker's data port (with TLS; default: self-signed)")
   .option("--tls-key <file>", "PEM private key for --tls-cert")
-  .option("--cpus <number>", "CPU slots (0: the job's cpus inside a Slurm or PBS job, else all cores)", intArg("number of cpus", 0, 1 << 20), 0)
+  .option("--cpus <number>", "CPU slots (0: the job's cpus inside a Slurm or PBS job, else the CPUs this worker may run on)", intArg("number of cpus", 0, 1 << 20), 0)
   .option("--wdir <directory>", "root of the work directory", "/tmp")
   .option("--nopin", "do not pin programs to the CPUs of their CPU slots")
   .option("--cpu-list <cpus>", "pin programs to these CPUs, slot 0 to the first (e.g. 0-3,6; --cpus defaults to their number); default: CPUs this worker may run on that no other pinning worker of this machine holds", cpuListArg)

@@ -2,9 +2,10 @@
 /**
  * `loom-worker`: the original worker's command line (`SERVER-ADDRESS PORT --cpus --wdir --nopin
  * --debug`) and its open behaviour (no access file; its data port accepts anyone), said in one
- * warning line.
+ * warning line; plus `hyperloom worker`'s `--cpu-list`, `--extension` and `--python`.
  */
 import { Command, InvalidArgumentError } from "commander";
+import { cpuListArg } from "./cpu-list.js";
 import { workerMain } from "./roles.js";
 
 new Command("loom-worker")
@@ -21,11 +22,12 @@ new Command("loom-worker")
   }, 0)
   .option("--wdir <DIRECTORY>", "work directory root", "/tmp")
   .option("--nopin", "do not pin programs to the CPUs of their CPU slots")
+  .option("--cpu-list <CPUS>", "pin programs to these CPUs, slot 0 to the first (e.g. 0-3,6; --cpus defaults to their number)", cpuListArg)
   .option("--extension <PATH>", "load a native task library (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--python <PATH>", "Python interpreter for Python function tasks (needs cloudpickle; default python3, started on the first Python task)")
   .option("--debug", "debug logging")
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 64))
-  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; debug?: boolean; extension: string[]; python?: string }) => {
+  .action((host: string, port: number, opts: { cpus: number; wdir: string; nopin?: boolean; cpuList?: number[]; debug?: boolean; extension: string[]; python?: string }) => {
     return workerMain(host, port, {
       ...opts,
       accessFile: false,

@@ -1,11 +1,11 @@
 import * as assert from "uvu/assert";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { clusterSuite } from "./cluster-suite.js";
 import { LocalCluster } from "../cluster/local-cluster.js";
-import { TaskFailed, tasks } from "../index.js";
+import { Client, TaskFailed, tasks } from "../index.js";
 
 const t = clusterSuite("run", { workers: 2, cpus: 2 });
 
@@ -226,17 +226,49 @@ async function failure(f: { gather(): Promise<unknown> }): Promise<Error> {
   return e;
 }
 
-t("a worker refuses a malformed --cpu-list, and --cpu-list with --nopin, before connecting", () => {
+t("hyperloom worker and loom-worker refuse a malformed --cpu-list, and --cpu-list with --nopin, before connecting", () => {
   const cli = join(__dirname, "..", "cli", "main.js");
-  const worker = (...args: string[]) => spawnSync(process.execPath, [cli, "worker", "127.0.0.1", "1", "--insecure", "--connect-retry", "0", ...args], { encoding: "utf8", timeout: 30_000 });
-  for (const [list, why] of [["1-0", "Invalid CPU list '1-0'"], ["0,x", "Invalid CPU list '0,x'"], ["0-2,1", "CPU 1 is listed twice in '0-2,1'"]] as const) {
-    const r = worker("--cpu-list", list);
-    assert.is.not(r.status, 0, list);
-    assert.match(r.stderr, why);
+  const loomWorker = join(__dirname, "..", "cli", "loom-worker.js");
+  const commands = {
+    "hyperloom worker": (...args: string[]) => spawnSync(process.execPath, [cli, "worker", "127.0.0.1", "1", "--insecure", "--connect-retry", "0", ...args], { encoding: "utf8", timeout: 30_000 }),
+    "loom-worker": (...args: string[]) => spawnSync(process.execPath, [loomWorker, ...args, "127.0.0.1", "1"], { encoding: "utf8", timeout: 30_000 }),
+  };
+  for (const [name, worker] of Object.entries(commands)) {
+    for (const [list, why] of [["1-0", "Invalid CPU list '1-0'"], ["0,x", "Invalid CPU list '0,x'"], ["0-2,1", "CPU 1 is listed twice in '0-2,1'"]] as const) {
+      const r = worker("--cpu-list", list);
+      assert.is.not(r.status, 0, `${name} ${list}`);
+      assert.match(r.stderr, why, name);
+    }
+    const r = worker("--cpu-list", "0", "--nopin");
+    assert.is.not(r.status, 0, name);
+    assert.match(r.stderr, "--cpu-list pins programs: it does not go with --nopin", name);
   }
-  const r = worker("--cpu-list", "0", "--nopin");
-  assert.is.not(r.status, 0);
-  assert.match(r.stderr, "--cpu-list pins programs: it does not go with --nopin");
+});
+
+t("loom-worker --cpu-list runs its programs on the listed CPU", async () => {
+  const last = Math.max(...cpuNumbers(allowedCpus()));
+  const cli = join(__dirname, "..", "cli", "main.js");
+  const wdir = mkdtempSync(join(tmpdir(), "hyperloom-loom-worker-pin-"));
+  const server = spawn(process.execPath, [cli, "server", "--host", "127.0.0.1", "--port", "0", "--insecure"], { stdio: ["ignore", "ignore", "pipe"] });
+  let serverLog = "";
+  server.stderr.on("data", (d: Buffer) => (serverLog += d.toString()));
+  let worker: ReturnType<typeof spawn> | undefined;
+  try {
+    const deadline = Date.now() + 10_000;
+    while (!/listening on/.test(serverLog) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(serverLog)![1]);
+    worker = spawn(process.execPath, [join(__dirname, "..", "cli", "loom-worker.js"), `--wdir=${wdir}`, "--cpu-list", String(last), "127.0.0.1", String(port)], { stdio: "ignore" });
+    const client = await Client.connect("127.0.0.1", port, { accessFile: "" });
+    while ((await client.stats()).nWorkers < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const out = await client.submitOne(tasks.run(["/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status | cut -f2"])).gather();
+    assert.is(str(out).trim(), String(last), "on the listed CPU");
+    assert.equal((await client.status()).workers.map((w) => w.cpus), [1], "--cpus defaults to the list's length");
+    await client.close();
+  } finally {
+    worker?.kill("SIGKILL");
+    server.kill("SIGKILL");
+    rmSync(wdir, { recursive: true, force: true });
+  }
 });
 
 t("pinned workers of one machine run their programs on CPUs of their own", async () => {
