@@ -147,8 +147,15 @@ impl Server {
     }
 
     /// Transfers to `w` are dropped; transfers from `w` are re-sent from the object's owner,
-    /// or wait for its recomputation (source None).
+    /// or wait for its recomputation (source None). Redirections to or through `w` are
+    /// forgotten: a re-sent transfer starts its round of copies anew, and a worker registered
+    /// later in `w`'s slot must not inherit where `w`'s attempts began.
     fn reroute_transfers(&mut self, w: WorkerIdx) {
+        if !self.moves.redirected.is_empty() {
+            self.moves
+                .redirected
+                .retain(|&(_, target), r| target != w && r.now != w);
+        }
         let mut resend: Vec<(TaskId, WorkerIdx)> = Vec::new();
         self.moves.in_flight.retain(|x, t| {
             if t.target == w {

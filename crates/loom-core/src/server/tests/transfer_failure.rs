@@ -189,3 +189,41 @@ fn a_transfer_given_up_by_a_later_registered_worker_is_sent_from_a_copy_register
         vec!["input task id=2 could not be transferred from worker 10.0.0.1:1001 to worker 10.0.0.1:1003: refused again".to_owned()]
     );
 }
+
+#[test]
+fn a_redirection_is_forgotten_when_its_target_or_its_sender_is_lost() {
+    // X on worker 1, copied to worker 3, asked of worker 1 for worker 5; worker 1 gives up and
+    // worker 3 sends it instead.
+    let mut h = x_copied_then_sent(0, 1, 2);
+    h.transfer_failed(1, 0, "10.0.0.1:1005", "refused");
+    h.take();
+    assert_eq!(h.s.moves.redirected.len(), 1);
+    // The target goes: nothing waits there any more.
+    h.s.on_close(5);
+    h.take();
+    assert!(
+        h.s.moves.redirected.is_empty(),
+        "redirection to a lost worker kept"
+    );
+
+    // The sender asked instead goes: the transfer is sent again from X's owner, afresh.
+    let mut h = x_copied_then_sent(0, 1, 2);
+    h.transfer_failed(1, 0, "10.0.0.1:1005", "refused");
+    h.take();
+    h.s.on_close(3);
+    let seen = h.take();
+    let send = seen.of(1, 2);
+    assert_eq!(
+        (send.len(), send[0].id, send[0].address.as_deref()),
+        (1, Some(0), Some("10.0.0.1:1005")),
+        "sent again from X's owner"
+    );
+    assert!(
+        h.s.moves.redirected.is_empty(),
+        "redirection through a lost worker kept"
+    );
+    // Its owner gives up again: no other copy is left, the merge fails naming X.
+    h.transfer_failed(1, 0, "10.0.0.1:1005", "refused again");
+    let seen = h.take();
+    assert_eq!(seen.error_ids(2), vec![Some(4)]);
+}
