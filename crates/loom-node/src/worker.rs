@@ -595,12 +595,21 @@ impl WorkerCore {
     }
 
     /// A peer's object `id` arrived as a data file, hard-linked at `path` in this worker's data
-    /// directory (`peer-link`): stored as if received on a stream (the file is deleted with the
-    /// object, or at once when it cannot be mapped: then this throws and nothing is stored).
+    /// directory (`peer-link`), from the worker whose data port is `from_port` (0 or out of
+    /// range: unknown; for the trace): stored as if received on a stream (the file is deleted
+    /// with the object, or at once when it cannot be mapped: then this throws and nothing is
+    /// stored).
     #[napi]
-    pub fn adopt_received(&self, env: Env, id: i32, path: String) -> napi::Result<WorkerEffects> {
+    pub fn adopt_received(
+        &self,
+        env: Env,
+        id: i32,
+        path: String,
+        from_port: u32,
+    ) -> napi::Result<WorkerEffects> {
         let mut r = Ok(());
-        let effects = self.event(&env, |w| r = w.adopt_received(id, path.into()));
+        let port = u16::try_from(from_port).unwrap_or(0);
+        let effects = self.event(&env, |w| r = w.adopt_received(id, path.into(), port));
         r.map_err(napi::Error::from_reason)?;
         effects
     }

@@ -40,7 +40,7 @@
 //! | `F <t> <id> <size>` | task finished |
 //! | `X <t> <id>` | task failed |
 //! | `D <t> <id> <bytes> <address>` | a data stream was queued to a worker (`ip:port`) or to the server/client (`!:port`) |
-//! | `R <t> <id> <bytes> <from data port> <dur_us>` | an object was received completely; `dur_us` from its header frame to its last byte |
+//! | `R <t> <id> <bytes> <from data port> <dur_us> <via>` | an object was received completely; `dur_us` from its header frame to its last byte; `via`: `stream` (its bytes came on a data connection) or `link` (its sender's data file was hard-linked, `peer-link`: no byte copied); traces before `via` was written end at `dur_us` and read as `stream` |
 //! | `M <t> <proc%> <sys%>` | CPU occupancy sampled about once a second: this process's user+system time, children included, as percent of one core since the previous sample; the machine's busy percent of all cores |
 //!
 //! Times are read once per event: the server's records of one event (a chunk of messages, a

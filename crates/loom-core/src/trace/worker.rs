@@ -64,8 +64,9 @@ impl WorkerTrace {
     }
 
     /// An object of `bytes` arrived from the worker with data port `port` (0: unknown); its
-    /// first frame came at `started`.
-    pub fn received(&mut self, id: i32, bytes: u64, port: u16, started: Instant) {
+    /// first frame came at `started`; `linked`: as a hard link of the sender's data file
+    /// (`peer-link`), else on a stream.
+    pub fn received(&mut self, id: i32, bytes: u64, port: u16, started: Instant, linked: bool) {
         let t = self.w.now();
         let dur = t.saturating_sub(self.w.at(started));
         self.w
@@ -74,6 +75,7 @@ impl WorkerTrace {
             .u(bytes)
             .u(port as u64)
             .u(dur)
+            .word(if linked { "link" } else { "stream" })
             .end();
     }
 

@@ -1245,7 +1245,7 @@ impl Worker {
             self.traced.insert(id);
         }
         if let Some(t) = self.trace_of(id) {
-            t.received(id, stat.bytes, stat.port, stat.started);
+            t.received(id, stat.bytes, stat.port, stat.started, stat.linked);
         }
     }
 

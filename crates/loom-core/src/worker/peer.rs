@@ -38,6 +38,8 @@ pub(crate) struct RecvStat {
     /// When its header frame arrived (when the connection was opened or an earlier object arrived,
     /// if not `timed`: see [`Peer::feed`]).
     pub started: Instant,
+    /// Whether it came as a hard link of the sender's data file (`peer-link`), not on a stream.
+    pub linked: bool,
 }
 
 #[derive(Debug)]
@@ -264,6 +266,7 @@ impl Peer {
             bytes: self.obj_bytes,
             port: self.port,
             started: self.obj_start,
+            linked: false,
         }
     }
 }

@@ -34,19 +34,21 @@ impl Worker {
     }
 
     /// A peer's object `id` arrived as a data file now linked at `path` (in this worker's data
-    /// directory; `peer-link`): it is stored like an object received on a stream (its TRANSFERED
+    /// directory; `peer-link`) from the worker with data port `from_port` (0: unknown; the trace's
+    /// `R` record names it): it is stored like an object received on a stream (its TRANSFERED
     /// reported, tasks waiting for it woken) and its file deleted when the object goes. The file
     /// is mapped with its pages populated, so the bytes are in this process's memory as a
     /// streamed object's are. On error the file is deleted and nothing is stored.
-    pub fn adopt_received(&mut self, id: i32, path: PathBuf) -> Result<(), String> {
+    pub fn adopt_received(&mut self, id: i32, path: PathBuf, from_port: u16) -> Result<(), String> {
         self.trace_new_call();
         let started = Instant::now();
         let plain = Plain::adopt_file_populated(path)
             .map_err(|e| format!("cannot store linked data id={id}: {e}"))?;
         let stat = RecvStat {
             bytes: plain.len() as u64,
-            port: 0,
+            port: from_port,
             started,
+            linked: true,
         };
         self.trace_received(id, stat);
         self.received(id, DataRef::new(DataObject::Plain(plain)));

@@ -1511,7 +1511,7 @@ fn peer_link_offer_is_an_announce_and_a_linked_file_is_adopted() {
     // The large one arrives as a link to the sender's file.
     let linked = w.data_dir().join("peer-test-1");
     std::fs::hard_link(&src_file, &linked).unwrap();
-    w.adopt_received(100, linked.clone()).unwrap();
+    w.adopt_received(100, linked.clone(), 1234).unwrap();
     let resp = responses(&w.take_output().to_server);
     assert_eq!(resp[0].id, 100);
     assert_eq!(resp[0].r#type, worker_response::Type::Transfered as i32);
@@ -1556,7 +1556,7 @@ fn data_header_is_not_an_announce() {
 fn peer_link_adopt_of_a_missing_file_stores_nothing() {
     let mut w = worker("plink-missing", 1);
     let path = w.data_dir().join("peer-missing");
-    let err = w.adopt_received(3, path.clone()).unwrap_err();
+    let err = w.adopt_received(3, path.clone(), 0).unwrap_err();
     assert!(err.contains("data id=3"), "{err}");
     assert!(!w.store.contains_key(&3));
     assert!(responses(&w.take_output().to_server).is_empty());

@@ -75,20 +75,25 @@ t("a traced run writes server.trace and one file per worker with the expected ev
   assert.ok(records(server, "R").length > 0, "scheduler rounds");
   let started = 0;
   let finished = 0;
-  let received = 0;
+  const received: Array<{ by: number; from: string; via: string | undefined }> = [];
+  const dataPorts = [0, 1].map((w) => readFileSync(join(trace, `worker-${w}.trace`), "latin1").split("\n")[0]!.split(" ")[6]);
   for (const w of [0, 1]) {
     const f = join(trace, `worker-${w}.trace`);
     assert.ok(existsSync(f), `worker-${w}.trace`);
     assert.match(readFileSync(f, "latin1"), new RegExp(`^HYPERLOOM-TRACE 1 worker \\d+ ${w} 1 \\d+\\n`));
     started += records(f, "S").length;
     finished += records(f, "F").length;
-    received += records(f, "R").filter((r) => Number(r[3]) >= 200000).length;
+    for (const r of records(f, "R").filter((r) => Number(r[3]) >= 200000)) received.push({ by: w, from: r[4]!, via: r[6] });
     // Run tasks hold cpu slot 0; built-ins run on the main thread (-1).
     for (const r of records(f, "S")) assert.ok(r[3] === "0" || r[3] === "-1");
   }
   assert.is(started, planned.length);
   assert.is(finished, planned.length);
-  assert.is(received, 1, "one run result moved to the other worker");
+  assert.is(received.length, 1, "one run result moved to the other worker");
+  // Both workers on this host: the run's output file crossed as a hard link (peer-link), and
+  // the receiver's record names the sender by its data port.
+  const [moved] = received;
+  assert.equal(moved, { by: moved!.by, from: dataPorts[1 - moved!.by], via: "link" });
 });
 
 function report(traceDir: string, out: string): { status: number | null; stderr: string } {

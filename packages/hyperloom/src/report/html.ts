@@ -39,7 +39,7 @@ export function renderHtml(d: ReportData): string {
     .map((t) => {
       const bps = t.timed > 0 && t.durMs > 0 ? t.bytes / (t.durMs / 1000) : 0;
       const rate = bps === 0 ? "" : bps >= 1e6 ? `${(bps / 1e6).toFixed(1)} MB/s` : `${(bps / 1e3).toFixed(1)} kB/s`;
-      return `<tr><td>${esc(t.from)} → ${esc(t.to)}</td><td>${t.count}</td><td>${fmtBytes(t.bytes)}</td><td>${t.timed > 0 ? fmtMs(t.durMs / t.timed) : ""}</td><td>${rate}</td></tr>`;
+      return `<tr><td>${esc(t.from)} → ${esc(t.to)}${t.via === "link" ? ` <span class="muted">(hard links, no copy)</span>` : ""}</td><td>${t.count}</td><td>${fmtBytes(t.bytes)}</td><td>${t.timed > 0 ? fmtMs(t.durMs / t.timed) : ""}</td><td>${rate}</td></tr>`;
     })
     .join("");
   const graphNote =

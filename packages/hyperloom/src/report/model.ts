@@ -72,7 +72,8 @@ export interface ReportData {
   exec: Columns;
   summary: SummaryRow[];
   graph: GraphData;
-  transfers: Array<{ from: string; to: string; count: number; bytes: number; durMs: number; timed: number }>;
+  /** Per sender, receiver and way (`link`: hard links of the sender's data files, no byte copied). */
+  transfers: Array<{ from: string; to: string; via: "stream" | "link"; count: number; bytes: number; durMs: number; timed: number }>;
   cpu: Array<{ worker: number; cpus: number; t: number[]; proc: number[]; sys: number[] }>;
   totals: Array<[string, string]>;
   /** Tasks that failed on a worker (not their dependants), in time order, with the message. */
@@ -270,9 +271,9 @@ export function buildModel(tr: Trace): ReportData {
   let fBytes = 0;
   let fCount = 0;
   for (const t of tr.transfers) {
-    const key = `${t.from}>${t.to}`;
+    const key = `${t.from}>${t.to}>${t.via}`;
     let a = agg.get(key);
-    if (!a) agg.set(key, (a = { from: wname(t.from), to: wname(t.to), count: 0, bytes: 0, durMs: 0, timed: 0 }));
+    if (!a) agg.set(key, (a = { from: wname(t.from), to: wname(t.to), via: t.via, count: 0, bytes: 0, durMs: 0, timed: 0 }));
     a.count++;
     a.bytes += t.bytes;
     if (t.dur >= 0) {

@@ -37,7 +37,7 @@ const SERVER = [
   "",
 ].join("\n");
 const W0 = [`HYPERLOOM-TRACE 1 worker ${EPOCH + 3} 0 2 4000`, "S 25 0 -1", "F 30 0 1", "R 50 1 26 4001 7", "S 52 2 0", "F 57 2 2", "D 58 2 26 !:9000", "M 1000 150 40", ""].join("\n");
-const W1 = [`HYPERLOOM-TRACE 1 worker ${EPOCH + 1} 1 1 4001`, "S 22 1 -1", "F 24 1 1", "D 25 1 26 127.0.0.1:4000", ""].join("\n");
+const W1 = [`HYPERLOOM-TRACE 1 worker ${EPOCH + 1} 1 1 4001`, "S 22 1 -1", "F 24 1 1", "D 25 1 26 127.0.0.1:4000", "R 40 0 1 4000 3 link", ""].join("\n");
 
 t("a complete trace: tasks, executions, transfers, CPU, no warnings", ({ dir }) => {
   writeFileSync(join(dir, "server.trace"), SERVER);
@@ -52,12 +52,14 @@ t("a complete trace: tasks, executions, transfers, CPU, no warnings", ({ dir }) 
   assert.is(tr.executions.length, 3);
   const e2 = tr.executions.find((e) => e.id === 2)!;
   assert.equal([e2.worker, e2.slot, e2.end - e2.start, e2.status, e2.size], [0, 0, 5, 0, 2]);
-  // R from data port 4001 = worker 1; D to the server's port = a client fetch.
+  // R from data port 4001 = worker 1 (streamed: an R without `via`, as traces before it); D to
+  // the server's port = a client fetch; R from data port 4000 = worker 0, as a hard link.
   assert.equal(
-    tr.transfers.map((x) => [x.from, x.to, x.bytes]),
+    tr.transfers.map((x) => [x.from, x.to, x.bytes, x.via]),
     [
-      [1, 0, 26],
-      [0, -2, 26],
+      [1, 0, 26, "stream"],
+      [0, -2, 26, "stream"],
+      [0, 1, 1, "link"],
     ],
   );
   assert.equal(tr.cpu.get(0), [{ at: EPOCH + 3 + 1000, proc: 150, sys: 40 }]);
@@ -72,7 +74,12 @@ t("a complete trace: tasks, executions, transfers, CPU, no warnings", ({ dir }) 
     m.lanes.map((l) => `${l.worker}:${l.name}:${l.end - l.start}`),
     ["0:cpu 0:1", "0:cpu 1:0", "0:main:1", "1:cpu 0:0", "1:main:1"],
   );
+  assert.equal(
+    m.transfers.map((x) => `${x.from} > ${x.to} ${x.via}`).sort(),
+    ["worker 0 > client stream", "worker 0 > worker 1 link", "worker 1 > worker 0 stream"],
+  );
   const html = renderHtml(m);
+  assert.match(html, /worker 0 → worker 1 <span class="muted">\(hard links, no copy\)<\/span>/);
   assert.not.match(html, /<\/script> x/);
   assert.match(html, /Merge \\ &lt;\/script&gt; x/);
 });

@@ -42,6 +42,8 @@ export interface Transfer {
   dur: number;
   /** The data port the sender announced (R records), mapped to `from` once workers are known. */
   fromPort?: number;
+  /** How its bytes came: on a data connection, or as a hard link of the sender's file (`peer-link`; R's `via`, `stream` when absent). */
+  via: "stream" | "link";
 }
 
 /** A worker as seen by the server (`W`) or its own header. */
@@ -368,7 +370,7 @@ function readWorker(path: string, name: string, fileId: number, tr: Trace, seen:
         }
         const addr = p[4]!;
         // Streams to workers are recorded by the receiver (R); streams to the server go to a client.
-        if (addr.startsWith("!:")) tr.transfers.push({ id: Number(p[2]), from: fileId, to: -2, bytes: Number(p[3]), at, dur: -1 });
+        if (addr.startsWith("!:")) tr.transfers.push({ id: Number(p[2]), from: fileId, to: -2, bytes: Number(p[3]), at, dur: -1, via: "stream" });
         break;
       }
       case "R": {
@@ -377,7 +379,7 @@ function readWorker(path: string, name: string, fileId: number, tr: Trace, seen:
           continue;
         }
         const port = Number(p[4]);
-        tr.transfers.push({ id: Number(p[2]), from: -1, fromPort: port, to: fileId, bytes: Number(p[3]), at, dur: Number(p[5]) });
+        tr.transfers.push({ id: Number(p[2]), from: -1, fromPort: port, to: fileId, bytes: Number(p[3]), at, dur: Number(p[5]), via: p[6] === "link" ? "link" : "stream" });
         break;
       }
       case "M":

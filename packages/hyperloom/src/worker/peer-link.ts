@@ -139,7 +139,7 @@ function take(offer: ReturnType<typeof comm.PeerLink.decode>, id: number, host: 
   }
   let effects: WorkerEffects;
   try {
-    effects = host.core().adoptReceived(id, path); // the core deletes the file on failure
+    effects = host.core().adoptReceived(id, path, offer.fromPort ?? 0); // the core deletes the file on failure
   } catch (e) {
     return (e as Error).message;
   }
@@ -155,15 +155,15 @@ function unlinkQuietly(path: string): void {
   }
 }
 
-/** The sender's offer of object `id`'s data file `path`, framed. */
-export function offerFrame(id: number, path: string, size: number): Buffer | undefined {
+/** The sender's offer of object `id`'s data file `path`, framed; `fromPort`: the sender's data port (the receiver's trace names the sender by it). */
+export function offerFrame(id: number, path: string, size: number, fromPort: number): Buffer | undefined {
   let st;
   try {
     st = statSync(path);
   } catch {
     return undefined;
   }
-  return frame(messages().comm.PeerLink.encode({ object: id, path, size, dev: st.dev, ino: st.ino }).finish());
+  return frame(messages().comm.PeerLink.encode({ object: id, path, size, dev: st.dev, ino: st.ino, fromPort }).finish());
 }
 
 /** Reads the receiver's replies on a link connection. */

@@ -523,7 +523,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const obj = core!.directObject(s.ids[0]!, true);
     if (obj === null) return false;
     if (obj.lease != null) core!.releaseSend(obj.lease); // `s.lease` keeps the object
-    const offer = obj.path != null ? offerFrame(s.ids[0]!, obj.path, obj.size) : undefined;
+    const offer = obj.path != null ? offerFrame(s.ids[0]!, obj.path, obj.size, dataPort) : undefined;
     if (offer === undefined) return false;
     let link = links.get(target);
     if (link === undefined) {
