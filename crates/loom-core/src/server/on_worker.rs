@@ -190,6 +190,10 @@ impl Server {
             return false;
         }
         let (flags, c) = (t.flags, t.cpus);
+        // Whether it is garbage once finished ([`Segment::is_garbage`]), from the record read
+        // here: nothing below changes its references (its consumers' release does not, and a
+        // task is not its own input) nor its RESULT flag.
+        let garbage = t.refc == 0 && !flags.has(TaskFlags::RESULT);
         let program = c != 0 && t.ttype == self.sym.run;
         let quiet = ctx.quiet && length == 0;
         let result = notify && flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED);
@@ -243,7 +247,8 @@ impl Server {
                     freed(seg, xo, client, workers, true);
                 }
             }
-            if seg.is_garbage(off) {
+            if garbage {
+                debug_assert!(seg.is_garbage(off), "garbage as its record said");
                 freed(seg, off, client, workers, true);
             }
             // Only the frees above lowered the segment's live count, and this task was live
