@@ -249,6 +249,10 @@ pub struct Server {
     /// Tests: FINISHED frames handled as plain ([`on_worker::ReadCtx::plain`]).
     #[cfg(test)]
     plain_finished: u64,
+    /// Tests: FINISHED frames handled by the common instance of the one FINISHED handler
+    /// (`on_worker`'s `finished_found::<true>`).
+    #[cfg(test)]
+    common_finished: u64,
 }
 
 impl Server {
@@ -300,6 +304,8 @@ impl Server {
             general_only: false,
             #[cfg(test)]
             plain_finished: 0,
+            #[cfg(test)]
+            common_finished: 0,
         }
     }
 

@@ -166,6 +166,12 @@ impl Server {
     /// ready is queued, a freed input has nothing rare to forget). Returns whether it was
     /// plain: nothing `ctx` depends on changed (else the caller decides the context again: a
     /// length recorded, an expansion run, a residual answer).
+    ///
+    /// Once the task is found running on `w`, its steps ([`Server::finished_found`]) are
+    /// compiled twice from the one source: for the common case (a light task that is no
+    /// result, in a plain segment, in a quiet read: W1's merges, a map's tasks) with what that
+    /// fixes known to the optimiser (no cpus to unbook, no client to tell, plain), and for
+    /// everything else. The test `common_and_rare_finished_cases_agree` compares the two.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn finished_in(
@@ -182,9 +188,8 @@ impl Server {
             self.residual(w, id, true);
             return false;
         };
-        let off = s.off;
-        let mut seg = &mut self.graph.segs[s.seg];
-        let t = &seg.tasks[off];
+        let seg = &self.graph.segs[s.seg];
+        let t = &seg.tasks[s.off];
         if t.state != TaskState::Running || t.wk != Some(w) {
             self.residual(w, id, true);
             return false;
@@ -194,14 +199,56 @@ impl Server {
         // here: nothing below changes its references (its consumers' release does not, and a
         // task is not its own input) nor its RESULT flag.
         let garbage = t.refc == 0 && !flags.has(TaskFlags::RESULT);
-        let program = c != 0 && t.ttype == self.sym.run;
-        let quiet = ctx.quiet && length == 0;
-        let result = notify && flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED);
+        let common = c == 0
+            && ctx.quiet
+            && length == 0
+            && seg.plain
+            && !flags.has(TaskFlags::RESULT_OR_EXCLUDED);
+        let ttype = t.ttype;
+        if common {
+            self.finished_found::<true>(
+                ctx, tally, w, s, id, size, length, notify, flags, c, ttype, garbage,
+            )
+        } else {
+            self.finished_found::<false>(
+                ctx, tally, w, s, id, size, length, notify, flags, c, ttype, garbage,
+            )
+        }
+    }
+
+    /// The rest of [`Server::finished_in`] once the task at `s` is found running on `w`
+    /// (`flags`, `c` cpus, type `ttype`, `garbage` once finished). `COMMON`: the caller found
+    /// it a light task (`c == 0`) that is no result, in a plain segment, in a quiet read and
+    /// without a length; the steps are the same, each of those facts a constant.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn finished_found<const COMMON: bool>(
+        &mut self,
+        ctx: ReadCtx,
+        tally: &mut Tally,
+        w: WorkerIdx,
+        s: Slot,
+        id: TaskId,
+        size: u64,
+        length: u64,
+        notify: bool,
+        flags: TaskFlags,
+        c: u16,
+        ttype: i32,
+        garbage: bool,
+    ) -> bool {
+        let off = s.off;
+        let c = if COMMON { 0 } else { c };
+        let program = c != 0 && ttype == self.sym.run;
+        let quiet = COMMON || (ctx.quiet && length == 0);
+        let result =
+            !COMMON && notify && flags.has(TaskFlags::RESULT) && !flags.has(TaskFlags::NOTIFIED);
+        let mut seg = &mut self.graph.segs[s.seg];
         if !quiet || (result && self.journal.is_some()) {
             self.finished_rare(s, w, size, length, result);
             seg = &mut self.graph.segs[s.seg];
         }
-        let plain = ReadCtx::plain(quiet, seg, flags);
+        let plain = COMMON || ReadCtx::plain(quiet, seg, flags);
         moved(seg, off, TaskState::Running, TaskState::Finished, plain);
         seg.size[off] = size;
         let client = &mut self.clients[seg.client];
@@ -263,6 +310,7 @@ impl Server {
         #[cfg(test)]
         {
             self.plain_finished += plain as u64;
+            self.common_finished += COMMON as u64;
         }
         plain
     }

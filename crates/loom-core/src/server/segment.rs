@@ -69,6 +69,8 @@ impl TaskFlags {
     /// What keeps a task's FINISHED from being plain (`on_worker::ReadCtx::plain`): an
     /// expansion's rewrite, a checkpoint load.
     pub(crate) const QUIET_EXCLUDED: TaskFlags = TaskFlags(2 | 16);
+    /// [`TaskFlags::RESULT`] or any of [`TaskFlags::QUIET_EXCLUDED`].
+    pub(crate) const RESULT_OR_EXCLUDED: TaskFlags = TaskFlags(1 | 2 | 16);
 
     #[inline(always)]
     pub(crate) fn has(self, f: TaskFlags) -> bool {

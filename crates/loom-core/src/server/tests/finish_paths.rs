@@ -23,7 +23,7 @@ fn plain_finished(out: &mut Vec<u8>, id: i32, size: u64) {
 /// one's result (another segment); every TASK answered in one read per worker and round;
 /// the first result released at the end. Returns what the server wrote, round by round, and
 /// the final counts.
-fn run(general_only: bool) -> (Vec<String>, String, u64) {
+fn run(general_only: bool) -> (Vec<String>, String, (u64, u64)) {
     let mut h = H::new();
     h.s.general_only = general_only;
     h.worker(1, 2);
@@ -99,7 +99,7 @@ fn run(general_only: bool) -> (Vec<String>, String, u64) {
             .collect::<Vec<_>>(),
         snap.clients.iter().map(|c| c.objects).collect::<Vec<_>>()
     );
-    (log, counts, h.s.plain_finished)
+    (log, counts, (h.s.plain_finished, h.s.common_finished))
 }
 
 fn sorted<T: std::fmt::Debug>(m: &HashMap<ConnId, Vec<T>>) -> Vec<(ConnId, String)> {
@@ -110,12 +110,17 @@ fn sorted<T: std::fmt::Debug>(m: &HashMap<ConnId, Vec<T>>) -> Vec<(ConnId, Strin
 
 #[test]
 fn common_and_rare_finished_cases_agree() {
-    let (quiet_log, quiet_counts, taken) = run(false);
+    let (quiet_log, quiet_counts, (taken, common)) = run(false);
     let (general_log, general_counts, none) = run(true);
-    assert_eq!(none, 0, "with no quiet read no FINISHED is plain");
+    assert_eq!(none, (0, 0), "with no quiet read no FINISHED is plain");
     // The first plan's tasks until the later plan consumes one of its results (a cross-plan
     // consumer: no quiet read from then on).
     assert!(taken >= 40, "the common case was taken ({taken} times)");
+    // Light tasks that are no result, in those reads: the common instance of the handler.
+    assert!(
+        common >= 40,
+        "the common instance was taken ({common} times)"
+    );
     assert_eq!(quiet_log.len(), general_log.len(), "rounds");
     for (k, (q, g)) in quiet_log.iter().zip(&general_log).enumerate() {
         assert_eq!(q, g, "round {k}");
