@@ -10,7 +10,7 @@ use super::ids::{ClientIdx, TaskId};
 use super::plan_scan::{
     malformed, plan_err, scan_fast_task, scan_header, scan_task, Culprit, PlanError,
 };
-use super::segment::{Segment, Task, TaskFlags, TaskState};
+use super::segment::{Segment, Task, TaskFlags, TaskState, MAX_PIPELINE_INPUTS};
 use super::Server;
 
 /// Where a plan's ids go: client ids `base..base+n` become internal ids `ibase..ibase+n`.
@@ -553,6 +553,9 @@ impl Server {
                     live = true;
                 }
             }
+            // (Its inputs may pipeline it: see `TaskFlags::NARROW_CONSUMER`.)
+            let narrow =
+                TaskFlags::when(TaskFlags::NARROW_CONSUMER, ins.len() <= MAX_PIPELINE_INPUTS);
             if !live {
                 // Its edges are linked all the same (a consumer list has no holes).
                 for &x in ins {
@@ -560,6 +563,7 @@ impl Server {
                         let end = &mut cons_off[d];
                         *end -= 1;
                         cons[*end as usize] = id;
+                        tasks[d].flags.insert(narrow);
                     }
                 }
                 continue;
@@ -574,6 +578,7 @@ impl Server {
                     cons[*end as usize] = id;
                     let input = &mut tasks[d];
                     input.refc += 1;
+                    input.flags.insert(narrow);
                     if input.state == TaskState::Unplanned {
                         input.state = TaskState::Waiting;
                     }
@@ -633,7 +638,9 @@ impl Server {
         }
         let mut waiting = 0;
         let id = seg.id(t);
-        for k in seg.input_range(t) {
+        let r = seg.input_range(t);
+        let narrow = TaskFlags::when(TaskFlags::NARROW_CONSUMER, r.len() <= MAX_PIPELINE_INPUTS);
+        for k in r {
             let x = seg.inputs[k];
             if let Some(d) = seg.offset_of(x) {
                 waiting += 1;
@@ -641,6 +648,7 @@ impl Server {
                     let end = &mut seg.cons_off[d];
                     *end -= 1;
                     seg.cons[*end as usize] = id;
+                    seg.tasks[d].flags.insert(narrow);
                 }
                 seg.tasks[d].refc += 1;
                 if seg.tasks[d].state == TaskState::Unplanned {
@@ -664,11 +672,14 @@ impl Server {
 /// [`Server::plan_walk`] (for a task it does not plan).
 fn link_inputs(seg: &mut Segment, t: usize) {
     let id = seg.id(t);
-    for k in seg.input_range(t) {
+    let r = seg.input_range(t);
+    let narrow = TaskFlags::when(TaskFlags::NARROW_CONSUMER, r.len() <= MAX_PIPELINE_INPUTS);
+    for k in r {
         if let Some(d) = seg.offset_of(seg.inputs[k]) {
             let end = &mut seg.cons_off[d];
             *end -= 1;
             seg.cons[*end as usize] = id;
+            seg.tasks[d].flags.insert(narrow);
         }
     }
 }

@@ -7,13 +7,9 @@
 
 use super::ids::{Idx, Slot, TaskId, WorkerIdx};
 use super::queues::QueueRef;
-use super::segment::{TaskFlags, TaskState};
+use super::segment::{TaskFlags, TaskState, MAX_PIPELINE_INPUTS};
 use super::workers::{Queueing, Worker, LIGHT_CAP};
 use super::{wire, Server};
-
-/// Consumers with more inputs than this are not pipelined, nor are their producers placed
-/// together: not worth checking on every assignment.
-const MAX_PIPELINE_INPUTS: usize = 8;
 
 /// How much more loaded than the least loaded worker a sibling's worker may be and still take an
 /// input-less task next to its sibling (see `Server::with_sibling`): one cpu's worth of load per
@@ -146,14 +142,14 @@ impl Server {
                         // Its inputs' worker is full: `w` first takes a task whose inputs it
                         // holds, if one is queued (no input moves); the head waits for room.
                         if let Some((t, tw)) = self.near_task(qi, w) {
-                            self.assign(t, tw, false);
-                            self.pipeline(t, tw);
+                            let flags = self.assign(t, tw, false);
+                            self.pipeline(t, tw, flags);
                             continue;
                         }
                     }
                     self.ready.pop(q);
-                    self.assign(s, w, false);
-                    self.pipeline(s, w);
+                    let flags = self.assign(s, w, false);
+                    self.pipeline(s, w, flags);
                     if matches!(q, QueueRef::Light) && self.trace.is_none() {
                         self.place_light_run();
                     }
@@ -248,7 +244,7 @@ impl Server {
                 self.ready.unpop_light(id);
                 break;
             }
-            let ty = t.ttype;
+            let (ty, flags) = (t.ttype, t.flags);
             // The placement rule (a light task needs no cpus; with one worker its inputs are
             // there, with more it has none).
             let Some(w) = self.choose(s, Some(ty), 0, Queueing::Plain, None).best else {
@@ -285,7 +281,7 @@ impl Server {
                 0,
                 "",
             );
-            self.pipeline(s, w);
+            self.pipeline(s, w, flags);
         }
         self.flush_moved(moved);
         self.counters.assigned += assigned;
@@ -494,9 +490,10 @@ impl Server {
     }
 
     /// Sends a task to worker `w`, with the SENDs of missing inputs; `early`: before its
-    /// inputs finished (pipelining, see [`TaskFlags::EARLY`]).
+    /// inputs finished (pipelining, see [`TaskFlags::EARLY`]). Returns its flags (for
+    /// [`Server::pipeline`]).
     #[inline(always)]
-    fn assign(&mut self, s: Slot, w: WorkerIdx, early: bool) {
+    fn assign(&mut self, s: Slot, w: WorkerIdx, early: bool) -> TaskFlags {
         // A task sent early has every input on `w` or computed there ([`Server::can_pipeline`]):
         // nothing to send.
         if self.workers.n_alive > 1 && !early {
@@ -552,19 +549,22 @@ impl Server {
         if traced {
             wire::mark_traced(out, frame);
         }
+        flags
     }
 
     /// Pipelining: after a task went to worker `w`, its light consumers whose inputs are all
     /// on `w` already or being computed there are sent to `w` too, at once, and so on down the
     /// graph. The worker starts each as soon as its inputs are published locally, so a chain
     /// costs no round trip to the server per task. Consumers with many inputs (e.g. one array
-    /// over a million tasks) are left to the normal path, keeping this O(1) per edge.
-    fn pipeline(&mut self, s: Slot, w: WorkerIdx) {
-        let mut range = self.graph.seg(s).cons_range(s.off);
+    /// over a million tasks) are left to the normal path, keeping this O(1) per edge: the
+    /// consumers of a task are looked at only if it has a narrow one
+    /// ([`TaskFlags::NARROW_CONSUMER`], marked while planning; `flags` are `s`'s).
+    fn pipeline(&mut self, s: Slot, w: WorkerIdx, flags: TaskFlags) {
         // The light cap is checked where the worker's light count changes (an assignment).
-        if range.is_empty() || self.workers[w].light >= LIGHT_CAP {
+        if !flags.has(TaskFlags::NARROW_CONSUMER) || self.workers[w].light >= LIGHT_CAP {
             return;
         }
+        let mut range = self.graph.seg(s).cons_range(s.off);
         // The pipelined tasks that have consumers themselves are walked last in, first out:
         // the last one in `next`, earlier ones in the work list (empty between calls, kept for
         // its capacity; a chain never uses it). A task's own consumers are looked at without it
@@ -579,9 +579,9 @@ impl Server {
                     continue;
                 };
                 if self.can_pipeline(cs, w) {
-                    self.assign(cs, w, true);
-                    let r = self.graph.seg(cs).cons_range(cs.off);
-                    if !r.is_empty() {
+                    let flags = self.assign(cs, w, true);
+                    if flags.has(TaskFlags::NARROW_CONSUMER) {
+                        let r = self.graph.seg(cs).cons_range(cs.off);
                         if let Some((earlier, _)) = next.replace((cs, r)) {
                             self.scratch.pipeline.push(earlier);
                         }

@@ -7,6 +7,10 @@
 use super::counters::{LabelGroups, PlanNo, StateCounts};
 use super::ids::{ClientIdx, TaskId, WorkerIdx};
 
+/// Consumers with more inputs than this are not pipelined, nor are their producers placed
+/// together: not worth checking on every assignment (see [`TaskFlags::NARROW_CONSUMER`]).
+pub(crate) const MAX_PIPELINE_INPUTS: usize = 8;
+
 /// Where a task is in its life cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
@@ -65,6 +69,10 @@ impl TaskFlags {
     /// Loaded from its checkpoint file instead of computed (`load_checkpoints`, spec 8): it
     /// runs as `LOAD_CHECKPOINT` on any worker, and its inputs are not needed through it.
     pub(crate) const LOAD: TaskFlags = TaskFlags(16);
+    /// Some consumer in its segment takes at most [`MAX_PIPELINE_INPUTS`] inputs: pipelining
+    /// may send one after it (`Server::pipeline` walks the consumers of a task that has it
+    /// only). Set where the consumer edges are linked; input counts never change.
+    pub(crate) const NARROW_CONSUMER: TaskFlags = TaskFlags(32);
 
     /// What keeps a task's FINISHED from being plain (`on_worker::ReadCtx::plain`): an
     /// expansion's rewrite, a checkpoint load.
@@ -75,6 +83,12 @@ impl TaskFlags {
     #[inline(always)]
     pub(crate) fn has(self, f: TaskFlags) -> bool {
         self.0 & f.0 != 0
+    }
+
+    /// `f` if `cond`, else no flag (for a branchless [`TaskFlags::insert`]).
+    #[inline(always)]
+    pub(crate) fn when(f: TaskFlags, cond: bool) -> TaskFlags {
+        TaskFlags(f.0 & (cond as u8).wrapping_neg())
     }
 
     #[inline(always)]
@@ -273,11 +287,15 @@ impl Segment {
         // `cnt[d]` is the next free place of d's consumers; once filled it is where d + 1's
         // begin, so one shift puts the offsets back (no second array of n + 1 offsets).
         for i in 0..n {
-            for k in self.input_range(i) {
+            let r = self.input_range(i);
+            let narrow =
+                TaskFlags::when(TaskFlags::NARROW_CONSUMER, r.len() <= MAX_PIPELINE_INPUTS);
+            for k in r {
                 if let Some(d) = self.offset_of(self.inputs[k]) {
                     let slot = &mut cnt[d];
                     cons[*slot as usize] = self.base.plus(i);
                     *slot += 1;
+                    self.tasks[d].flags.insert(narrow);
                 }
             }
         }

@@ -369,8 +369,71 @@ fn consumers_linked_while_planning() {
         }
         assert_eq!(seg.consumers(0).len(), 4);
         assert_eq!(seg.cons_off[n] as usize, seg.cons.len());
+        assert_narrow_flags(seg);
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every task of `seg` has [`TaskFlags::NARROW_CONSUMER`] exactly when one of its consumers
+/// there takes at most `MAX_PIPELINE_INPUTS` inputs (pipelining walks only those tasks).
+fn assert_narrow_flags(seg: &crate::server::segment::Segment) {
+    use crate::server::segment::{TaskFlags, MAX_PIPELINE_INPUTS};
+    for d in 0..seg.n as usize {
+        let want = seg.consumers(d).iter().any(|&c| {
+            let off = seg.offset_of(c).unwrap();
+            seg.inputs(off).len() <= MAX_PIPELINE_INPUTS
+        });
+        let has = seg.tasks[d].flags.has(TaskFlags::NARROW_CONSUMER);
+        assert_eq!(has, want, "task {d}");
+    }
+}
+
+/// The intake marks the producers of narrow consumers (8 inputs or fewer) on each of its
+/// linking paths: the usual plan, one with labels, one with a forward reference; a consumer
+/// of 9 inputs leaves its producers unmarked, and is not pipelined, one of 8 is.
+#[test]
+fn producers_of_narrow_consumers_are_marked_while_planning() {
+    for variant in ["plain", "labels", "forward"] {
+        let mut h = setup(1);
+        let c = |cfg: &[u8]| task(CONST, cfg, &[], false);
+        // 0..9 consts; 9: merge of 0..8 (8 inputs); 10: merge of 0..9 (9); 11: merge of 9;
+        // 12: unreachable merge of 10 and 11; 13: a const taken by the forward reference.
+        let mut tasks: Vec<_> = (0..9).map(|i| c(format!("{i}").as_bytes())).collect();
+        tasks.push(task(MERGE, b"", &(0..8).collect::<Vec<_>>(), true));
+        tasks.push(task(MERGE, b"", &(0..9).collect::<Vec<_>>(), true));
+        tasks.push(task(MERGE, b"", &[9], true));
+        tasks.push(task(MERGE, b"", &[10, 11], false));
+        match variant {
+            "labels" => tasks[11].label = Some("m".into()),
+            "forward" => tasks[11].input_ids = vec![9, 13],
+            _ => {}
+        }
+        tasks.push(c(b"f"));
+        h.send(2, &plan_req(0, tasks, &[]));
+        let seen = h.take();
+        assert!(seen.errors(2).is_empty(), "{variant}");
+        let seg = h.s.graph.segs.iter().next().unwrap();
+        assert_narrow_flags(seg);
+        let narrow = |d: usize| {
+            seg.tasks[d]
+                .flags
+                .has(crate::server::segment::TaskFlags::NARROW_CONSUMER)
+        };
+        assert!(narrow(0) && narrow(7) && narrow(9), "{variant}");
+        assert!(!narrow(8), "only a consumer of 9 inputs: {variant}");
+        assert!(
+            narrow(10) && narrow(11),
+            "the unreachable consumer: {variant}"
+        );
+        // The 8-input merge (and its consumer) went out with the consts, pipelined; the
+        // 9-input one waits for its inputs.
+        let sent = seen.tasks(1);
+        assert!(
+            sent.contains(&9) && sent.contains(&11),
+            "{variant}: {sent:?}"
+        );
+        assert!(!sent.contains(&10), "{variant}: {sent:?}");
+    }
 }
 
 #[test]
