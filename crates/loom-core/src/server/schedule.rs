@@ -559,11 +559,18 @@ impl Server {
     /// over a million tasks) are left to the normal path, keeping this O(1) per edge: the
     /// consumers of a task are looked at only if it has a narrow one
     /// ([`TaskFlags::NARROW_CONSUMER`], marked while planning; `flags` are `s`'s).
+    #[inline(always)]
     fn pipeline(&mut self, s: Slot, w: WorkerIdx, flags: TaskFlags) {
         // The light cap is checked where the worker's light count changes (an assignment).
-        if !flags.has(TaskFlags::NARROW_CONSUMER) || self.workers[w].light >= LIGHT_CAP {
-            return;
+        if flags.has(TaskFlags::NARROW_CONSUMER) && self.workers[w].light < LIGHT_CAP {
+            self.pipeline_walk(s, w);
         }
+    }
+
+    /// The walk of [`Server::pipeline`] from `s`, placed on `w`, which has room for a light
+    /// task and a narrow consumer (out of line: the usual task has none).
+    #[inline(never)]
+    fn pipeline_walk(&mut self, s: Slot, w: WorkerIdx) {
         let mut range = self.graph.seg(s).cons_range(s.off);
         // The pipelined tasks that have consumers themselves are walked last in, first out:
         // the last one in `next`, earlier ones in the work list (empty between calls, kept for
