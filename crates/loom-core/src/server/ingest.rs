@@ -107,7 +107,7 @@ impl Server {
             });
         }
         seg.plain = !shape.expansions && seg.groups.is_none();
-        self.commit(seg, load, forward, linked);
+        self.commit(seg, load, shape, linked);
         self.counters
             .ingest_done(no, started.elapsed().as_secs_f64());
         Ok(())
@@ -376,46 +376,78 @@ impl Server {
         Ok(())
     }
 
-    /// Inserts an accepted plan: backward planning from its results (what they need becomes
-    /// WAITING, with reference and waiting counts), edges to earlier plans, then the tasks
-    /// with nothing to wait for become ready. `forward`: some input refers to a later task of
-    /// the plan (see [`Server::plan_walk`]).
+    /// Inserts an accepted plan: what its results need becomes WAITING (with reference and
+    /// waiting counts), edges to earlier plans are recorded, then the tasks with nothing to
+    /// wait for become ready. `shape.forward`: some input refers to a later task of the plan
+    /// (see [`Server::plan_walk`]).
+    ///
+    /// The usual plan (no forward reference, dslice/dget, label groups, checkpoints, reconnect
+    /// grace or journal restore) in which every task is needed by a result is planned by the
+    /// one pass that links its consumers ([`plan_forward`]); if some task turns out to be
+    /// needed by no result, that pass is undone (its ready tasks taken back off the light
+    /// queue) and the walk from the results plans it, as it plans every other plan.
     ///
     /// With `load` (spec 4.3 and 8): a task reached by the walk whose checkpoint file exists
     /// on the server's file system is marked [`TaskFlags::LOAD`] (a light task, loaded on any
     /// worker) and the walk does not continue through its inputs, so they are computed only
     /// if another planned task needs them.
     ///
-    /// `linked`: the consumers are linked already (else the walk links them; it needs no
-    /// forward references then).
-    fn commit(&mut self, mut seg: Segment, load: bool, forward: bool, linked: bool) {
+    /// `linked`: the consumers are linked already (else they are linked here; there is no
+    /// forward reference then).
+    fn commit(&mut self, mut seg: Segment, load: bool, shape: PlanShape, linked: bool) {
         let n = seg.n as usize;
         let mut ext: Vec<(TaskId, TaskId)> = Vec::new(); // (earlier input, consumer) edges
-        let ready_light = self.plan_walk(&mut seg, load, forward, !linked, &mut ext);
-        // Set by the caller from the plan's shape (no dslice/dget, no label groups).
+                                                         // Set by the caller from the plan's shape (no dslice/dget, no label groups).
         let simple = seg.plain;
+        if !linked {
+            let usual = simple
+                && seg.checkpoints.is_empty()
+                && self.awaiting.is_empty()
+                && self.restoring_released.is_empty();
+            if !usual {
+                plan_forward::<false>(&mut seg, &self.graph, &mut ext);
+            } else {
+                let done = plan_forward::<true>(&mut seg, &self.graph, &mut ext);
+                if done.all_needed {
+                    self.ready.extend_light(&done.light);
+                    for &(id, cpus) in &done.heavy {
+                        self.ready.push(id, cpus);
+                    }
+                    seg.live += n as u32;
+                    seg.counts
+                        .moved_n(TaskState::Unplanned, TaskState::Waiting, n as u32);
+                    seg.counts
+                        .moved_n(TaskState::Waiting, TaskState::Ready, done.readied);
+                    seg.plain &= ext.is_empty();
+                    // In the walk's order (the last consumer first), as for every plan: an
+                    // earlier input's finish readies its consumers in this order.
+                    ext.reverse();
+                    self.link_earlier(&mut seg, &ext, false);
+                    self.counters.segment_added(seg.plan);
+                    let si = self.graph.push(seg);
+                    self.trace_segment(si);
+                    return;
+                }
+                // Some task is needed by no result: the pass's planning undone (its links
+                // stay), the walk below plans the plan.
+                ext.clear();
+                for t in &mut seg.tasks {
+                    (t.state, t.waiting, t.refc) = (TaskState::Unplanned, 0, 0);
+                }
+            }
+        }
+        let ready_light = self.plan_walk(&mut seg, load, shape.forward, &mut ext);
         // No edge to an earlier plan either.
         seg.plain &= ext.is_empty();
-        for &(x, c) in &ext {
-            let s = self.graph.locate(x).expect("validated input");
-            let xs = self.graph.seg_mut(s);
-            xs.tasks[s.off].refc += 1;
-            if xs.tasks[s.off].state != TaskState::Finished {
-                let off = seg.offset_of(c).expect("own task");
-                seg.tasks[off].waiting += 1;
-            }
-            // Recorded even for finished inputs: if the input is lost with a worker and
-            // recomputed, its consumers must wait for it again.
-            self.graph.add_extra_consumer(x, c);
-        }
+        self.link_earlier(&mut seg, &ext, true);
         // Reserve the ready queue once (rather than growing it by doubling).
         self.ready.reserve_light(ready_light);
         self.counters.segment_added(seg.plan);
         let si = self.graph.push(seg);
         self.trace_segment(si);
         if simple && self.awaiting.is_empty() {
-            // The usual case: no reconnect grace, no dslice/dget, no label groups; one pass
-            // over the task records, the counts moved at the end.
+            // No reconnect grace, no dslice/dget, no label groups: one pass over the task
+            // records, the counts moved at the end.
             let seg = &mut self.graph.segs[si];
             let mut readied = 0;
             for (off, t) in seg.tasks.iter_mut().enumerate() {
@@ -438,47 +470,39 @@ impl Server {
         }
     }
 
-    /// The backward walk of [`Server::commit`]: marks what the results need WAITING (live),
+    /// The edges `ext` (earlier input, consumer in `seg`) of a committed plan: each input is
+    /// referenced once more and records its consumer; `count_waiting`: a consumer waits for
+    /// an unfinished input here (else its waiting count has it already).
+    fn link_earlier(&mut self, seg: &mut Segment, ext: &[(TaskId, TaskId)], count_waiting: bool) {
+        for &(x, c) in ext {
+            let s = self.graph.locate(x).expect("validated input");
+            let xs = self.graph.seg_mut(s);
+            xs.tasks[s.off].refc += 1;
+            if count_waiting && xs.tasks[s.off].state != TaskState::Finished {
+                let off = seg.offset_of(c).expect("own task");
+                seg.tasks[off].waiting += 1;
+            }
+            // Recorded even for finished inputs: if the input is lost with a worker and
+            // recomputed, its consumers must wait for it again.
+            self.graph.add_extra_consumer(x, c);
+        }
+    }
+
+    /// The walk of [`Server::commit`] from the results: marks what they need WAITING (live),
     /// counts in-plan references and waits, and collects the edges to earlier plans. Returns
-    /// how many light tasks may become ready (at most), to size the ready queue.
+    /// how many light tasks may become ready (at most), to size the ready queue. The
+    /// consumers are linked.
     ///
     /// Without forward references every consumer comes after its inputs, so one pass from the
     /// last task to the first sees each task's consumers before the task; with them, a stack.
-    ///
-    /// `link` (no forward references): the pass also links the consumer index, whose counts
-    /// `cons_off[d + 1]` were taken while reading the plan: `cons_off[d]` becomes the end of
-    /// d's consumers, and each edge, met from the last consumer to the first, takes the place
-    /// before it, which leaves `cons_off[d]` at the start (the CSR of
-    /// [`Segment::link_consumers`], without its separate pass over the inputs).
     fn plan_walk(
         &self,
         seg: &mut Segment,
         load: bool,
         forward: bool,
-        link: bool,
         ext: &mut Vec<(TaskId, TaskId)>,
     ) -> usize {
         let n = seg.n as usize;
-        debug_assert!(!(link && forward), "links in the backward pass only");
-        if link {
-            // `cnt[d]` := the end of d's consumers (the count of d is at `d + 1`).
-            let cnt = &mut seg.cons_off[..];
-            debug_assert_eq!(cnt.len(), n + 1, "consumer counts of every task");
-            let mut end = 0;
-            for d in 0..n {
-                end += cnt[d + 1];
-                cnt[d] = end;
-            }
-            cnt[n] = end;
-            seg.cons = vec![TaskId(0); end as usize];
-        }
-        if link && seg.groups.is_none() && seg.checkpoints.is_empty() {
-            let (planned, ready_light) = self.walk_plain(seg, ext);
-            seg.live += planned;
-            seg.counts
-                .moved_n(TaskState::Unplanned, TaskState::Waiting, planned);
-            return ready_light;
-        }
         let mut walk = Walk {
             // Label groups count each task's moves: then every move goes through `set_state`.
             grouped: seg.groups.is_some(),
@@ -495,19 +519,14 @@ impl Server {
             }
             // Each task is pushed once: when it leaves UNPLANNED.
             while let Some(t) = walk.stack.pop() {
-                self.plan_task(seg, t as usize, load, &mut walk, ext, false);
+                self.plan_task(seg, t as usize, load, &mut walk, ext);
             }
         } else {
             for t in (0..n).rev() {
                 let planned = self.plan_result(seg, t, walk.grouped)
                     || seg.tasks[t].state == TaskState::Waiting;
-                if planned && self.plan_task(seg, t, load, &mut walk, ext, link) {
-                    continue;
-                }
-                if link {
-                    // Not planned (or loaded from its checkpoint): its edges are linked all
-                    // the same (a consumer list has no holes).
-                    link_inputs(seg, t);
+                if planned {
+                    self.plan_task(seg, t, load, &mut walk, ext);
                 }
             }
         }
@@ -517,76 +536,6 @@ impl Server {
                 .moved_n(TaskState::Unplanned, TaskState::Waiting, walk.planned);
         }
         walk.ready_light
-    }
-
-    /// [`Server::plan_walk`]'s backward pass for the usual plan (consumers to link, no forward
-    /// reference, no label groups, no checkpoints): the same steps as `plan_result` and
-    /// `plan_task` on the segment's columns borrowed once. Returns (tasks planned, light
-    /// tasks that may become ready).
-    fn walk_plain(&self, seg: &mut Segment, ext: &mut Vec<(TaskId, TaskId)>) -> (u32, usize) {
-        let n = seg.n;
-        let base = seg.base;
-        let restoring = !self.restoring_released.is_empty();
-        let Segment {
-            tasks,
-            in_off,
-            inputs,
-            cons_off,
-            cons,
-            ..
-        } = seg;
-        let tasks = &mut tasks[..n as usize];
-        let in_off = &in_off[..n as usize + 1];
-        let cons_off = &mut cons_off[..n as usize + 1];
-        let (mut planned, mut ready_light) = (0u32, 0usize);
-        // Task t's input range is the window `in_off[t..t + 2]`.
-        for (t, w) in in_off.windows(2).enumerate().rev() {
-            let id = base.plus(t);
-            let ins = &inputs[w[0] as usize..w[1] as usize];
-            // Planned: a consumer planned it already, or a result (not released before a
-            // journal's restart).
-            let mut live = tasks[t].state == TaskState::Waiting;
-            if tasks[t].flags.has(TaskFlags::RESULT) {
-                if restoring && self.restored_release(id) {
-                    tasks[t].flags.remove(TaskFlags::RESULT);
-                } else {
-                    live = true;
-                }
-            }
-            if !live {
-                // Its edges are linked all the same (a consumer list has no holes).
-                for &x in ins {
-                    if let Some(d) = x.offset_in(base, n) {
-                        let end = &mut cons_off[d];
-                        *end -= 1;
-                        cons[*end as usize] = id;
-                    }
-                }
-                continue;
-            }
-            planned += 1;
-            let mut waiting = 0;
-            for &x in ins {
-                if let Some(d) = x.offset_in(base, n) {
-                    waiting += 1;
-                    let end = &mut cons_off[d];
-                    *end -= 1;
-                    cons[*end as usize] = id;
-                    let input = &mut tasks[d];
-                    input.refc += 1;
-                    if input.state == TaskState::Unplanned {
-                        input.state = TaskState::Waiting;
-                    }
-                } else {
-                    ext.push((x, id));
-                }
-            }
-            let task = &mut tasks[t];
-            task.state = TaskState::Waiting;
-            task.waiting += waiting;
-            ready_light += (waiting == 0 && task.cpus == 0) as usize;
-        }
-        (planned, ready_light)
     }
 
     /// Whether task `t` is a result to compute (then it is WAITING).
@@ -606,9 +555,8 @@ impl Server {
         true
     }
 
-    /// Plans task `t` (WAITING): its in-plan inputs become WAITING and referenced (with
-    /// `link`, their consumer edges linked, see [`Server::plan_walk`]), its earlier-plan
-    /// inputs go to `ext`. False (nothing linked) when it is loaded from its checkpoint.
+    /// Plans task `t` (WAITING): its in-plan inputs become WAITING and referenced, its
+    /// earlier-plan inputs go to `ext`; nothing when it is loaded from its checkpoint.
     #[inline(always)]
     fn plan_task(
         &self,
@@ -617,8 +565,7 @@ impl Server {
         load: bool,
         walk: &mut Walk,
         ext: &mut Vec<(TaskId, TaskId)>,
-        link: bool,
-    ) -> bool {
+    ) {
         walk.planned += 1;
         // After a restart, a checkpoint the journal says was written is loaded too.
         if !seg.checkpoints.is_empty()
@@ -629,7 +576,7 @@ impl Server {
             seg.tasks[t].flags.insert(TaskFlags::LOAD);
             seg.tasks[t].cpus = 0;
             walk.ready_light += 1;
-            return false;
+            return;
         }
         let mut waiting = 0;
         let id = seg.id(t);
@@ -637,11 +584,6 @@ impl Server {
             let x = seg.inputs[k];
             if let Some(d) = seg.offset_of(x) {
                 waiting += 1;
-                if link {
-                    let end = &mut seg.cons_off[d];
-                    *end -= 1;
-                    seg.cons[*end as usize] = id;
-                }
                 seg.tasks[d].refc += 1;
                 if seg.tasks[d].state == TaskState::Unplanned {
                     set_waiting(seg, d, walk.grouped);
@@ -656,21 +598,97 @@ impl Server {
         let task = &mut seg.tasks[t];
         task.waiting += waiting;
         walk.ready_light += (waiting == 0 && task.cpus == 0) as usize;
-        true
     }
 }
 
-/// Links the in-plan consumer edges of task `t` in the backward pass of
-/// [`Server::plan_walk`] (for a task it does not plan).
-fn link_inputs(seg: &mut Segment, t: usize) {
-    let id = seg.id(t);
-    for k in seg.input_range(t) {
-        if let Some(d) = seg.offset_of(seg.inputs[k]) {
-            let end = &mut seg.cons_off[d];
-            *end -= 1;
-            seg.cons[*end as usize] = id;
+/// What [`plan_forward`] did when it planned.
+struct Forward {
+    /// Every task is a result or an input of another task (so every task is needed by a
+    /// result); else the pass's planning is to be undone.
+    all_needed: bool,
+    /// Tasks made READY.
+    readied: u32,
+    /// The light ones, in order, for the caller to queue.
+    light: Vec<TaskId>,
+    /// The others (id, cpus), in order.
+    heavy: Vec<(TaskId, u16)>,
+}
+
+/// One pass from the first task to the last of a plan without forward references: links
+/// the consumer index, whose counts `cons_off[d + 1]` were taken while reading the plan
+/// (`cons_off[d + 1]` becomes d's fill position once every earlier task's consumers are
+/// placed before it, each edge then takes that position and moves it on, which leaves
+/// `cons_off[d + 1]` at d's end, the start of d + 1's: the CSR of
+/// [`Segment::link_consumers`] in one pass over the inputs instead of two).
+///
+/// `PLAN` (the usual plan, see [`Server::commit`]): plans every task as it goes, assuming
+/// every task is needed by a result (WAITING, referenced by its consumers, waiting for its
+/// in-plan and unfinished earlier inputs; READY when it waits for none, returned for the
+/// caller to queue), collects the edges to earlier plans in `ext`, and says whether the
+/// assumption held: a task that is neither a result nor an input is needed by none.
+fn plan_forward<const PLAN: bool>(
+    seg: &mut Segment,
+    graph: &super::graph::TaskGraph,
+    ext: &mut Vec<(TaskId, TaskId)>,
+) -> Forward {
+    let n = seg.n;
+    let base = seg.base;
+    let Segment {
+        tasks,
+        in_off,
+        inputs,
+        cons_off,
+        cons,
+        ..
+    } = seg;
+    // At most one consumer edge per input (the inputs from earlier plans are cut off below).
+    *cons = vec![TaskId(0); inputs.len()];
+    let tasks = &mut tasks[..n as usize];
+    let cons_off = &mut cons_off[..n as usize + 1];
+    let mut done = Forward {
+        all_needed: true,
+        readied: 0,
+        light: Vec::new(),
+        heavy: Vec::new(),
+    };
+    let mut edges = 0u32;
+    // Task t's input range is the window `in_off[t..t + 2]`.
+    for (t, w) in in_off[..n as usize + 1].windows(2).enumerate() {
+        let id = base.plus(t);
+        let count = cons_off[t + 1];
+        cons_off[t + 1] = edges;
+        edges += count;
+        let mut waiting = 0;
+        for &x in &inputs[w[0] as usize..w[1] as usize] {
+            if let Some(d) = x.offset_in(base, n) {
+                let at = &mut cons_off[d + 1];
+                cons[*at as usize] = id;
+                *at += 1;
+                waiting += 1;
+            } else if PLAN {
+                ext.push((x, id));
+                waiting += (graph.state_of(x) != Some(TaskState::Finished)) as u32;
+            }
+        }
+        if PLAN {
+            let task = &mut tasks[t];
+            done.all_needed &= count != 0 || task.flags.has(TaskFlags::RESULT);
+            task.refc = count;
+            task.waiting = waiting;
+            task.state = TaskState::Waiting;
+            if waiting == 0 {
+                task.state = TaskState::Ready;
+                done.readied += 1;
+                if task.cpus == 0 {
+                    done.light.push(id);
+                } else {
+                    done.heavy.push((id, task.cpus));
+                }
+            }
         }
     }
+    cons.truncate(edges as usize);
+    done
 }
 
 /// What the whole-plan checks of [`Server::check_shape`] need to look at.
