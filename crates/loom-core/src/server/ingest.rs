@@ -8,7 +8,7 @@ use super::clients::PlanRange;
 use super::counters::LabelGroups;
 use super::ids::{ClientIdx, TaskId};
 use super::plan_scan::{
-    malformed, plan_err, scan_fast_task, scan_header, scan_task, Culprit, PlanError,
+    malformed, plan_err, scan_fast_task, scan_header, scan_task, Culprit, InputSink, PlanError,
 };
 use super::segment::{Segment, Task, TaskFlags, TaskState};
 use super::Server;
@@ -162,8 +162,20 @@ impl Server {
             let own = map.base + i as i32;
             // Short path: nothing after the inputs but the result flag (no resource request,
             // label or checkpoint), a known plain type; the same checks as below, in the same
-            // order, for what such a task can get wrong.
-            if let Some(t) = scan_fast_task::<false>(body, &mut seg.inputs) {
+            // order, for what such a task can get wrong. Inputs that are earlier tasks of the
+            // plan are resolved as they are read, from the first other one on by
+            // `resolve_inputs`.
+            let mut sink = Resolving {
+                inputs: &mut seg.inputs,
+                cons_off: &mut seg.cons_off,
+                base: map.base,
+                ibase: map.ibase,
+                below: i as u32,
+                raw: usize::MAX,
+            };
+            let fast = scan_fast_task::<false>(body, &mut sink);
+            let raw = sink.raw;
+            if let Some(t) = fast {
                 if plain_type.get(t.ttype as usize) == Some(&true) {
                     debug_assert!(t.rr == -1 && t.label.is_none() && t.checkpoint.is_empty());
                     if !t.config.is_empty() {
@@ -176,27 +188,26 @@ impl Server {
                         task.flags = TaskFlags::RESULT;
                     }
                     seg.tasks.push(task);
-                    self.resolve_inputs(
-                        ci,
-                        &mut seg,
-                        first_input,
-                        own,
-                        map,
-                        &mut forward,
-                        &mut uses,
-                    )
-                    .map_err(|cause| PlanError {
-                        task: Some(Culprit {
-                            id: own,
-                            label: String::new(),
-                        }),
-                        cause,
-                    })?;
+                    if raw != usize::MAX {
+                        self.resolve_inputs(ci, &mut seg, raw, own, map, &mut forward, &mut uses)
+                            .map_err(|cause| PlanError {
+                                task: Some(Culprit {
+                                    id: own,
+                                    label: String::new(),
+                                }),
+                                cause,
+                            })?;
+                    }
                     i += 1;
                     continue;
                 }
             }
-            // Anything else: the task read again, whole (the short path's inputs dropped).
+            // Anything else: the task read again, whole (the short path's inputs dropped,
+            // and the consumers counted for those it resolved).
+            for &x in &seg.inputs[first_input..raw.min(seg.inputs.len())] {
+                let d = x.offset_in(map.ibase, n as u32).expect("an earlier task's");
+                seg.cons_off[d + 1] -= 1;
+            }
             seg.inputs.truncate(first_input);
             let t = scan_task(body, &mut seg.inputs).map_err(malformed)?;
             let err = |cause: String| PlanError {
@@ -598,6 +609,46 @@ impl Server {
         let task = &mut seg.tasks[t];
         task.waiting += waiting;
         walk.ready_light += (waiting == 0 && task.cpus == 0) as usize;
+    }
+}
+
+/// The intake's short path's [`InputSink`]: an input that is an earlier task of the plan
+/// (`id - base < below`, the task's own offset) is resolved to its internal id as it is read,
+/// its consumer counted in `cons_off`; from the first other input on (a later task, the task
+/// itself, an earlier plan's or an unknown id: checked by `Server::resolve_inputs`), the
+/// inputs are kept as on the wire, `raw` marking where they start.
+struct Resolving<'s> {
+    inputs: &'s mut Vec<TaskId>,
+    cons_off: &'s mut Vec<u32>,
+    /// The plan's client id base and internal id base.
+    base: i32,
+    ibase: TaskId,
+    /// The offset of the task read; 0 once an input was kept as on the wire.
+    below: u32,
+    /// The index in `inputs` of the first input kept as on the wire (`usize::MAX`: none).
+    raw: usize,
+}
+
+impl InputSink for Resolving<'_> {
+    #[inline(always)]
+    fn input(&mut self, id: i32) {
+        let d = id.wrapping_sub(self.base) as u32;
+        if d < self.below {
+            self.cons_off[d as usize + 1] += 1;
+            self.inputs.push(self.ibase.plus(d as usize));
+        } else {
+            self.keep_raw(id);
+        }
+    }
+}
+
+impl Resolving<'_> {
+    /// Keeps `id` and every later input of the task as on the wire.
+    #[cold]
+    fn keep_raw(&mut self, id: i32) {
+        self.raw = self.raw.min(self.inputs.len());
+        self.below = 0;
+        self.inputs.push(TaskId(id));
     }
 }
 

@@ -379,7 +379,8 @@ fn consumers_linked_while_planning() {
 /// (results, tasks no result needs, 1-cpu tasks, inputs from an earlier plan's finished and
 /// unfinished results), every task record (state, flags, counts), consumer list, state count,
 /// earlier input's references and consumers, TASK sent and queued task is the same, whether
-/// or not a labelled plan's first task has the label. A task no result needs stays UNPLANNED.
+/// or not the plan's last and middle tasks have a label (then they are read by the generic
+/// reader after the short path resolved their inputs). A task no result needs stays UNPLANNED.
 #[test]
 fn the_usual_plan_is_planned_as_the_walk_from_its_results_plans_it() {
     let mut rnd = 0x9e37_79b9_u32;
@@ -442,7 +443,10 @@ fn the_usual_plan_is_planned_as_the_walk_from_its_results_plans_it() {
                 h.take();
                 let mut plan = tasks.clone();
                 if labelled {
-                    plan[0].label = Some("first".into());
+                    // Read by the generic reader after the short path took its inputs.
+                    let last = plan.len() - 1;
+                    plan[last].label = Some("last".into());
+                    plan[last / 2].label = Some("middle".into());
                 }
                 h.send(2, &plan_req(100, plan, &[1]));
                 let out = h.take();
