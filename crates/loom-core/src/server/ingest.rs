@@ -652,6 +652,20 @@ impl Resolving<'_> {
     }
 }
 
+/// [`plan_forward`]'s edge from `x` of an earlier plan to `id`: noted in `ext`; 1 if `x` is
+/// not finished (`id` waits for it). Out of line: most plans have none.
+#[cold]
+#[inline(never)]
+fn earlier_edge(
+    graph: &super::graph::TaskGraph,
+    ext: &mut Vec<(TaskId, TaskId)>,
+    x: TaskId,
+    id: TaskId,
+) -> u32 {
+    ext.push((x, id));
+    (graph.state_of(x) != Some(TaskState::Finished)) as u32
+}
+
 /// What [`plan_forward`] did when it planned.
 struct Forward {
     /// Every task is a result or an input of another task (so every task is needed by a
@@ -717,8 +731,7 @@ fn plan_forward<const PLAN: bool>(
                 *at += 1;
                 waiting += 1;
             } else if PLAN {
-                ext.push((x, id));
-                waiting += (graph.state_of(x) != Some(TaskState::Finished)) as u32;
+                waiting += earlier_edge(graph, ext, x, id);
             }
         }
         if PLAN {
