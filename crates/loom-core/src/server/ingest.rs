@@ -267,9 +267,10 @@ impl Server {
 
     /// Resolves the inputs of task `own` (client id), `seg.inputs[first..]` as on the wire, to
     /// internal ids in place, counting in-plan consumers (`cons_off[d + 1]`), noting forward
-    /// references and the earlier plans used. Err: the cause (the task's culprit).
+    /// references and the earlier plans used. Err: the cause (the task's culprit). Out of
+    /// line: the short path resolves most inputs as it reads them (`Resolving`).
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
+    #[inline(never)]
     fn resolve_inputs(
         &self,
         ci: ClientIdx,
