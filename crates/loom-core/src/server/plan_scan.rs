@@ -51,10 +51,10 @@ pub(crate) fn scan_header(plan: &[u8], cpus_sym: i32) -> Result<PlanHeader, Plan
     };
     let mut r = Scanner::new(plan);
     while !r.done() {
-        // The usual task (under 128 bytes) in a few comparisons.
-        if r.skip_short(2 << 3 | 2) {
-            h.n += 1;
-            continue;
+        // Runs of usual tasks (under 128 bytes), a few comparisons each.
+        h.n += r.skip_short_run(2 << 3 | 2);
+        if r.done() {
+            break;
         }
         let (f, wt) = r.key().map_err(malformed)?;
         match f {
