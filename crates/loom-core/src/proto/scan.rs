@@ -178,7 +178,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Takes the length-delimited field of one-byte key `key` if it comes next with a one-byte
-    /// length (a payload under 128 bytes) that fits, like [`Scanner::skip_short`], returning
+    /// length (a payload under 128 bytes) that fits, like [`Scanner::skip_short_run`], returning
     /// its payload; anything else is left to [`Scanner::key`].
     #[inline(always)]
     pub fn take_short(&mut self, key: u8) -> Option<&'a [u8]> {

@@ -57,7 +57,8 @@ impl Server {
         };
         let (mut seg, labels, shape, uses) = self.fill_segment(ci, plan, &header.requests, map)?;
         let forward = shape.forward;
-        // The whole-plan checks read consumers; otherwise the backward walk links them.
+        // The whole-plan checks read consumers (and with forward references the one forward
+        // pass cannot link them); otherwise `commit` links them in its forward pass.
         let linked = forward || shape.expansions;
         if linked {
             seg.link_consumers();
