@@ -158,24 +158,27 @@ impl<'a> Scanner<'a> {
         hit
     }
 
-    /// Skips the length-delimited field of one-byte key `key` if it comes next with a one-byte
-    /// length (a payload under 128 bytes) that fits: for passes that only count such fields
-    /// (a plan's tasks); anything else is left to [`Scanner::key`].
+    /// Skips the run of length-delimited fields of one-byte key `key` with a one-byte length
+    /// (payloads under 128 bytes) that come next and fit: for passes that only count such
+    /// fields (a plan's tasks); returns how many. Anything else is left to [`Scanner::key`].
     #[inline(always)]
-    pub fn skip_short(&mut self, key: u8) -> bool {
-        let p = self.p;
-        if let Some(&[k, len]) = self.b.get(p..p + 2) {
-            let end = p + 2 + len as usize;
-            if k == key && len < 0x80 && end <= self.b.len() {
-                self.p = end;
-                return true;
+    pub fn skip_short_run(&mut self, key: u8) -> usize {
+        let mut rest = self.b.get(self.p..).unwrap_or_default();
+        let mut n = 0;
+        while let [k, len, ref tail @ ..] = *rest {
+            let len = len as usize;
+            if k != key || len >= 0x80 || len > tail.len() {
+                break;
             }
+            rest = &tail[len..];
+            n += 1;
         }
-        false
+        self.p = self.b.len() - rest.len();
+        n
     }
 
     /// Takes the length-delimited field of one-byte key `key` if it comes next with a one-byte
-    /// length (a payload under 128 bytes) that fits, like [`Scanner::skip_short`], returning
+    /// length (a payload under 128 bytes) that fits, like [`Scanner::skip_short_run`], returning
     /// its payload; anything else is left to [`Scanner::key`].
     #[inline(always)]
     pub fn take_short(&mut self, key: u8) -> Option<&'a [u8]> {
@@ -297,19 +300,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn skip_short_takes_only_a_whole_short_field() {
+    fn skip_short_run_takes_only_whole_short_fields() {
         let mut rd = Scanner::new(&[0x12, 0x02, 7, 7, 0x12, 0x00, 0x1a, 0x00]);
-        assert!(rd.skip_short(0x12) && rd.skip_short(0x12));
-        assert!(!rd.skip_short(0x12), "another key");
+        assert_eq!(rd.skip_short_run(0x12), 2);
+        assert_eq!(rd.skip_short_run(0x12), 0, "another key");
         assert_eq!(rd.key(), Ok((3, 2)));
-        let mut long = vec![0x12, 0x80, 0x01];
+        let mut long = vec![0x12, 0x01, 9, 0x12, 0x80, 0x01];
         long.extend([0; 128]);
-        assert!(!Scanner::new(&long).skip_short(0x12), "a two-byte length");
-        assert!(
-            !Scanner::new(&[0x12, 0x03, 1, 2]).skip_short(0x12),
-            "truncated"
+        let mut rd = Scanner::new(&long);
+        assert_eq!(rd.skip_short_run(0x12), 1, "stops at a two-byte length");
+        assert_eq!(rd.key(), Ok((2, 2)));
+        let mut rd = Scanner::new(&[0x12, 0x00, 0x12, 0x03, 1, 2]);
+        assert_eq!(rd.skip_short_run(0x12), 1, "truncated");
+        assert_eq!(rd.key(), Ok((2, 2)));
+        let mut rd = Scanner::new(&[0x12, 0x01, 5, 0x12]);
+        assert_eq!(rd.skip_short_run(0x12), 1, "no length");
+        assert_eq!(rd.key(), Ok((2, 2)));
+        let mut rd = Scanner::new(&[0x12, 0x7f]);
+        assert_eq!(
+            rd.skip_short_run(0x12),
+            0,
+            "the only field runs past the end"
         );
-        assert!(!Scanner::new(&[0x12]).skip_short(0x12), "no length");
+        let mut rd = Scanner::new(&[0x12, 0x01, 5]);
+        assert_eq!(rd.skip_short_run(0x12), 1, "up to the end");
+        assert!(rd.done());
         let mut rd = Scanner::new(&[0x12, 0x02, 7, 8, 0x12, 0x03, 1]);
         assert_eq!(rd.take_short(0x12), Some(&[7u8, 8][..]));
         assert_eq!(rd.take_short(0x12), None, "truncated");

@@ -8,7 +8,7 @@ use super::clients::PlanRange;
 use super::counters::LabelGroups;
 use super::ids::{ClientIdx, TaskId};
 use super::plan_scan::{
-    malformed, plan_err, scan_fast_task, scan_header, scan_task, Culprit, PlanError,
+    malformed, plan_err, scan_fast_task, scan_header, scan_task, Culprit, InputSink, PlanError,
 };
 use super::segment::{Segment, Task, TaskFlags, TaskState, MAX_PIPELINE_INPUTS};
 use super::Server;
@@ -57,7 +57,8 @@ impl Server {
         };
         let (mut seg, labels, shape, uses) = self.fill_segment(ci, plan, &header.requests, map)?;
         let forward = shape.forward;
-        // The whole-plan checks read consumers; otherwise the backward walk links them.
+        // The whole-plan checks read consumers (and with forward references the one forward
+        // pass cannot link them); otherwise `commit` links them in its forward pass.
         let linked = forward || shape.expansions;
         if linked {
             seg.link_consumers();
@@ -107,7 +108,7 @@ impl Server {
             });
         }
         seg.plain = !shape.expansions && seg.groups.is_none();
-        self.commit(seg, load, forward, linked);
+        self.commit(seg, load, shape, linked);
         self.counters
             .ingest_done(no, started.elapsed().as_secs_f64());
         Ok(())
@@ -162,8 +163,20 @@ impl Server {
             let own = map.base + i as i32;
             // Short path: nothing after the inputs but the result flag (no resource request,
             // label or checkpoint), a known plain type; the same checks as below, in the same
-            // order, for what such a task can get wrong.
-            if let Some(t) = scan_fast_task::<false>(body, &mut seg.inputs) {
+            // order, for what such a task can get wrong. Inputs that are earlier tasks of the
+            // plan are resolved as they are read, from the first other one on by
+            // `resolve_inputs`.
+            let mut sink = Resolving {
+                inputs: &mut seg.inputs,
+                cons_off: &mut seg.cons_off,
+                base: map.base,
+                ibase: map.ibase,
+                below: i as u32,
+                raw: usize::MAX,
+            };
+            let fast = scan_fast_task::<false>(body, &mut sink);
+            let raw = sink.raw;
+            if let Some(t) = fast {
                 if plain_type.get(t.ttype as usize) == Some(&true) {
                     debug_assert!(t.rr == -1 && t.label.is_none() && t.checkpoint.is_empty());
                     if !t.config.is_empty() {
@@ -176,27 +189,26 @@ impl Server {
                         task.flags = TaskFlags::RESULT;
                     }
                     seg.tasks.push(task);
-                    self.resolve_inputs(
-                        ci,
-                        &mut seg,
-                        first_input,
-                        own,
-                        map,
-                        &mut forward,
-                        &mut uses,
-                    )
-                    .map_err(|cause| PlanError {
-                        task: Some(Culprit {
-                            id: own,
-                            label: String::new(),
-                        }),
-                        cause,
-                    })?;
+                    if raw != usize::MAX {
+                        self.resolve_inputs(ci, &mut seg, raw, own, map, &mut forward, &mut uses)
+                            .map_err(|cause| PlanError {
+                                task: Some(Culprit {
+                                    id: own,
+                                    label: String::new(),
+                                }),
+                                cause,
+                            })?;
+                    }
                     i += 1;
                     continue;
                 }
             }
-            // Anything else: the task read again, whole (the short path's inputs dropped).
+            // Anything else: the task read again, whole (the short path's inputs dropped,
+            // and the consumers counted for those it resolved).
+            for &x in &seg.inputs[first_input..raw.min(seg.inputs.len())] {
+                let d = x.offset_in(map.ibase, n as u32).expect("an earlier task's");
+                seg.cons_off[d + 1] -= 1;
+            }
             seg.inputs.truncate(first_input);
             let t = scan_task(body, &mut seg.inputs).map_err(malformed)?;
             let err = |cause: String| PlanError {
@@ -256,9 +268,10 @@ impl Server {
 
     /// Resolves the inputs of task `own` (client id), `seg.inputs[first..]` as on the wire, to
     /// internal ids in place, counting in-plan consumers (`cons_off[d + 1]`), noting forward
-    /// references and the earlier plans used. Err: the cause (the task's culprit).
+    /// references and the earlier plans used. Err: the cause (the task's culprit). Out of
+    /// line: the short path resolves most inputs as it reads them (`Resolving`).
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
+    #[inline(never)]
     fn resolve_inputs(
         &self,
         ci: ClientIdx,
@@ -376,46 +389,78 @@ impl Server {
         Ok(())
     }
 
-    /// Inserts an accepted plan: backward planning from its results (what they need becomes
-    /// WAITING, with reference and waiting counts), edges to earlier plans, then the tasks
-    /// with nothing to wait for become ready. `forward`: some input refers to a later task of
-    /// the plan (see [`Server::plan_walk`]).
+    /// Inserts an accepted plan: what its results need becomes WAITING (with reference and
+    /// waiting counts), edges to earlier plans are recorded, then the tasks with nothing to
+    /// wait for become ready. `shape.forward`: some input refers to a later task of the plan
+    /// (see [`Server::plan_walk`]).
+    ///
+    /// The usual plan (no forward reference, dslice/dget, label groups, checkpoints, reconnect
+    /// grace or journal restore) in which every task is needed by a result is planned by the
+    /// one pass that links its consumers ([`plan_forward`]); if some task turns out to be
+    /// needed by no result, that pass is undone (its ready tasks taken back off the light
+    /// queue) and the walk from the results plans it, as it plans every other plan.
     ///
     /// With `load` (spec 4.3 and 8): a task reached by the walk whose checkpoint file exists
     /// on the server's file system is marked [`TaskFlags::LOAD`] (a light task, loaded on any
     /// worker) and the walk does not continue through its inputs, so they are computed only
     /// if another planned task needs them.
     ///
-    /// `linked`: the consumers are linked already (else the walk links them; it needs no
-    /// forward references then).
-    fn commit(&mut self, mut seg: Segment, load: bool, forward: bool, linked: bool) {
+    /// `linked`: the consumers are linked already (else they are linked here; there is no
+    /// forward reference then).
+    fn commit(&mut self, mut seg: Segment, load: bool, shape: PlanShape, linked: bool) {
         let n = seg.n as usize;
         let mut ext: Vec<(TaskId, TaskId)> = Vec::new(); // (earlier input, consumer) edges
-        let ready_light = self.plan_walk(&mut seg, load, forward, !linked, &mut ext);
-        // Set by the caller from the plan's shape (no dslice/dget, no label groups).
+                                                         // Set by the caller from the plan's shape (no dslice/dget, no label groups).
         let simple = seg.plain;
+        if !linked {
+            let usual = simple
+                && seg.checkpoints.is_empty()
+                && self.awaiting.is_empty()
+                && self.restoring_released.is_empty();
+            if !usual {
+                plan_forward::<false>(&mut seg, &self.graph, &mut ext);
+            } else {
+                let done = plan_forward::<true>(&mut seg, &self.graph, &mut ext);
+                if done.all_needed {
+                    self.ready.extend_light(&done.light);
+                    for &(id, cpus) in &done.heavy {
+                        self.ready.push(id, cpus);
+                    }
+                    seg.live += n as u32;
+                    seg.counts
+                        .moved_n(TaskState::Unplanned, TaskState::Waiting, n as u32);
+                    seg.counts
+                        .moved_n(TaskState::Waiting, TaskState::Ready, done.readied);
+                    seg.plain &= ext.is_empty();
+                    // In the walk's order (the last consumer first), as for every plan: an
+                    // earlier input's finish readies its consumers in this order.
+                    ext.reverse();
+                    self.link_earlier(&mut seg, &ext, false);
+                    self.counters.segment_added(seg.plan);
+                    let si = self.graph.push(seg);
+                    self.trace_segment(si);
+                    return;
+                }
+                // Some task is needed by no result: the pass's planning undone (its links
+                // stay), the walk below plans the plan.
+                ext.clear();
+                for t in &mut seg.tasks {
+                    (t.state, t.waiting, t.refc) = (TaskState::Unplanned, 0, 0);
+                }
+            }
+        }
+        let ready_light = self.plan_walk(&mut seg, load, shape.forward, &mut ext);
         // No edge to an earlier plan either.
         seg.plain &= ext.is_empty();
-        for &(x, c) in &ext {
-            let s = self.graph.locate(x).expect("validated input");
-            let xs = self.graph.seg_mut(s);
-            xs.tasks[s.off].refc += 1;
-            if xs.tasks[s.off].state != TaskState::Finished {
-                let off = seg.offset_of(c).expect("own task");
-                seg.tasks[off].waiting += 1;
-            }
-            // Recorded even for finished inputs: if the input is lost with a worker and
-            // recomputed, its consumers must wait for it again.
-            self.graph.add_extra_consumer(x, c);
-        }
+        self.link_earlier(&mut seg, &ext, true);
         // Reserve the ready queue once (rather than growing it by doubling).
         self.ready.reserve_light(ready_light);
         self.counters.segment_added(seg.plan);
         let si = self.graph.push(seg);
         self.trace_segment(si);
         if simple && self.awaiting.is_empty() {
-            // The usual case: no reconnect grace, no dslice/dget, no label groups; one pass
-            // over the task records, the counts moved at the end.
+            // No reconnect grace, no dslice/dget, no label groups: one pass over the task
+            // records, the counts moved at the end.
             let seg = &mut self.graph.segs[si];
             let mut readied = 0;
             for (off, t) in seg.tasks.iter_mut().enumerate() {
@@ -438,47 +483,39 @@ impl Server {
         }
     }
 
-    /// The backward walk of [`Server::commit`]: marks what the results need WAITING (live),
+    /// The edges `ext` (earlier input, consumer in `seg`) of a committed plan: each input is
+    /// referenced once more and records its consumer; `count_waiting`: a consumer waits for
+    /// an unfinished input here (else its waiting count has it already).
+    fn link_earlier(&mut self, seg: &mut Segment, ext: &[(TaskId, TaskId)], count_waiting: bool) {
+        for &(x, c) in ext {
+            let s = self.graph.locate(x).expect("validated input");
+            let xs = self.graph.seg_mut(s);
+            xs.tasks[s.off].refc += 1;
+            if count_waiting && xs.tasks[s.off].state != TaskState::Finished {
+                let off = seg.offset_of(c).expect("own task");
+                seg.tasks[off].waiting += 1;
+            }
+            // Recorded even for finished inputs: if the input is lost with a worker and
+            // recomputed, its consumers must wait for it again.
+            self.graph.add_extra_consumer(x, c);
+        }
+    }
+
+    /// The walk of [`Server::commit`] from the results: marks what they need WAITING (live),
     /// counts in-plan references and waits, and collects the edges to earlier plans. Returns
-    /// how many light tasks may become ready (at most), to size the ready queue.
+    /// how many light tasks may become ready (at most), to size the ready queue. The
+    /// consumers are linked.
     ///
     /// Without forward references every consumer comes after its inputs, so one pass from the
     /// last task to the first sees each task's consumers before the task; with them, a stack.
-    ///
-    /// `link` (no forward references): the pass also links the consumer index, whose counts
-    /// `cons_off[d + 1]` were taken while reading the plan: `cons_off[d]` becomes the end of
-    /// d's consumers, and each edge, met from the last consumer to the first, takes the place
-    /// before it, which leaves `cons_off[d]` at the start (the CSR of
-    /// [`Segment::link_consumers`], without its separate pass over the inputs).
     fn plan_walk(
         &self,
         seg: &mut Segment,
         load: bool,
         forward: bool,
-        link: bool,
         ext: &mut Vec<(TaskId, TaskId)>,
     ) -> usize {
         let n = seg.n as usize;
-        debug_assert!(!(link && forward), "links in the backward pass only");
-        if link {
-            // `cnt[d]` := the end of d's consumers (the count of d is at `d + 1`).
-            let cnt = &mut seg.cons_off[..];
-            debug_assert_eq!(cnt.len(), n + 1, "consumer counts of every task");
-            let mut end = 0;
-            for d in 0..n {
-                end += cnt[d + 1];
-                cnt[d] = end;
-            }
-            cnt[n] = end;
-            seg.cons = vec![TaskId(0); end as usize];
-        }
-        if link && seg.groups.is_none() && seg.checkpoints.is_empty() {
-            let (planned, ready_light) = self.walk_plain(seg, ext);
-            seg.live += planned;
-            seg.counts
-                .moved_n(TaskState::Unplanned, TaskState::Waiting, planned);
-            return ready_light;
-        }
         let mut walk = Walk {
             // Label groups count each task's moves: then every move goes through `set_state`.
             grouped: seg.groups.is_some(),
@@ -495,19 +532,14 @@ impl Server {
             }
             // Each task is pushed once: when it leaves UNPLANNED.
             while let Some(t) = walk.stack.pop() {
-                self.plan_task(seg, t as usize, load, &mut walk, ext, false);
+                self.plan_task(seg, t as usize, load, &mut walk, ext);
             }
         } else {
             for t in (0..n).rev() {
                 let planned = self.plan_result(seg, t, walk.grouped)
                     || seg.tasks[t].state == TaskState::Waiting;
-                if planned && self.plan_task(seg, t, load, &mut walk, ext, link) {
-                    continue;
-                }
-                if link {
-                    // Not planned (or loaded from its checkpoint): its edges are linked all
-                    // the same (a consumer list has no holes).
-                    link_inputs(seg, t);
+                if planned {
+                    self.plan_task(seg, t, load, &mut walk, ext);
                 }
             }
         }
@@ -517,81 +549,6 @@ impl Server {
                 .moved_n(TaskState::Unplanned, TaskState::Waiting, walk.planned);
         }
         walk.ready_light
-    }
-
-    /// [`Server::plan_walk`]'s backward pass for the usual plan (consumers to link, no forward
-    /// reference, no label groups, no checkpoints): the same steps as `plan_result` and
-    /// `plan_task` on the segment's columns borrowed once. Returns (tasks planned, light
-    /// tasks that may become ready).
-    fn walk_plain(&self, seg: &mut Segment, ext: &mut Vec<(TaskId, TaskId)>) -> (u32, usize) {
-        let n = seg.n;
-        let base = seg.base;
-        let restoring = !self.restoring_released.is_empty();
-        let Segment {
-            tasks,
-            in_off,
-            inputs,
-            cons_off,
-            cons,
-            ..
-        } = seg;
-        let tasks = &mut tasks[..n as usize];
-        let in_off = &in_off[..n as usize + 1];
-        let cons_off = &mut cons_off[..n as usize + 1];
-        let (mut planned, mut ready_light) = (0u32, 0usize);
-        // Task t's input range is the window `in_off[t..t + 2]`.
-        for (t, w) in in_off.windows(2).enumerate().rev() {
-            let id = base.plus(t);
-            let ins = &inputs[w[0] as usize..w[1] as usize];
-            // Planned: a consumer planned it already, or a result (not released before a
-            // journal's restart).
-            let mut live = tasks[t].state == TaskState::Waiting;
-            if tasks[t].flags.has(TaskFlags::RESULT) {
-                if restoring && self.restored_release(id) {
-                    tasks[t].flags.remove(TaskFlags::RESULT);
-                } else {
-                    live = true;
-                }
-            }
-            // (Its inputs may pipeline it: see `TaskFlags::NARROW_CONSUMER`.)
-            let narrow =
-                TaskFlags::when(TaskFlags::NARROW_CONSUMER, ins.len() <= MAX_PIPELINE_INPUTS);
-            if !live {
-                // Its edges are linked all the same (a consumer list has no holes).
-                for &x in ins {
-                    if let Some(d) = x.offset_in(base, n) {
-                        let end = &mut cons_off[d];
-                        *end -= 1;
-                        cons[*end as usize] = id;
-                        tasks[d].flags.insert(narrow);
-                    }
-                }
-                continue;
-            }
-            planned += 1;
-            let mut waiting = 0;
-            for &x in ins {
-                if let Some(d) = x.offset_in(base, n) {
-                    waiting += 1;
-                    let end = &mut cons_off[d];
-                    *end -= 1;
-                    cons[*end as usize] = id;
-                    let input = &mut tasks[d];
-                    input.refc += 1;
-                    input.flags.insert(narrow);
-                    if input.state == TaskState::Unplanned {
-                        input.state = TaskState::Waiting;
-                    }
-                } else {
-                    ext.push((x, id));
-                }
-            }
-            let task = &mut tasks[t];
-            task.state = TaskState::Waiting;
-            task.waiting += waiting;
-            ready_light += (waiting == 0 && task.cpus == 0) as usize;
-        }
-        (planned, ready_light)
     }
 
     /// Whether task `t` is a result to compute (then it is WAITING).
@@ -611,9 +568,8 @@ impl Server {
         true
     }
 
-    /// Plans task `t` (WAITING): its in-plan inputs become WAITING and referenced (with
-    /// `link`, their consumer edges linked, see [`Server::plan_walk`]), its earlier-plan
-    /// inputs go to `ext`. False (nothing linked) when it is loaded from its checkpoint.
+    /// Plans task `t` (WAITING): its in-plan inputs become WAITING and referenced, its
+    /// earlier-plan inputs go to `ext`; nothing when it is loaded from its checkpoint.
     #[inline(always)]
     fn plan_task(
         &self,
@@ -622,8 +578,7 @@ impl Server {
         load: bool,
         walk: &mut Walk,
         ext: &mut Vec<(TaskId, TaskId)>,
-        link: bool,
-    ) -> bool {
+    ) {
         walk.planned += 1;
         // After a restart, a checkpoint the journal says was written is loaded too.
         if !seg.checkpoints.is_empty()
@@ -634,22 +589,15 @@ impl Server {
             seg.tasks[t].flags.insert(TaskFlags::LOAD);
             seg.tasks[t].cpus = 0;
             walk.ready_light += 1;
-            return false;
+            return;
         }
         let mut waiting = 0;
         let id = seg.id(t);
         let r = seg.input_range(t);
-        let narrow = TaskFlags::when(TaskFlags::NARROW_CONSUMER, r.len() <= MAX_PIPELINE_INPUTS);
         for k in r {
             let x = seg.inputs[k];
             if let Some(d) = seg.offset_of(x) {
                 waiting += 1;
-                if link {
-                    let end = &mut seg.cons_off[d];
-                    *end -= 1;
-                    seg.cons[*end as usize] = id;
-                    seg.tasks[d].flags.insert(narrow);
-                }
                 seg.tasks[d].refc += 1;
                 if seg.tasks[d].state == TaskState::Unplanned {
                     set_waiting(seg, d, walk.grouped);
@@ -664,24 +612,154 @@ impl Server {
         let task = &mut seg.tasks[t];
         task.waiting += waiting;
         walk.ready_light += (waiting == 0 && task.cpus == 0) as usize;
-        true
     }
 }
 
-/// Links the in-plan consumer edges of task `t` in the backward pass of
-/// [`Server::plan_walk`] (for a task it does not plan).
-fn link_inputs(seg: &mut Segment, t: usize) {
-    let id = seg.id(t);
-    let r = seg.input_range(t);
-    let narrow = TaskFlags::when(TaskFlags::NARROW_CONSUMER, r.len() <= MAX_PIPELINE_INPUTS);
-    for k in r {
-        if let Some(d) = seg.offset_of(seg.inputs[k]) {
-            let end = &mut seg.cons_off[d];
-            *end -= 1;
-            seg.cons[*end as usize] = id;
-            seg.tasks[d].flags.insert(narrow);
+/// The intake's short path's [`InputSink`]: an input that is an earlier task of the plan
+/// (`id - base < below`, the task's own offset) is resolved to its internal id as it is read,
+/// its consumer counted in `cons_off`; from the first other input on (a later task, the task
+/// itself, an earlier plan's or an unknown id: checked by `Server::resolve_inputs`), the
+/// inputs are kept as on the wire, `raw` marking where they start.
+struct Resolving<'s> {
+    inputs: &'s mut Vec<TaskId>,
+    cons_off: &'s mut Vec<u32>,
+    /// The plan's client id base and internal id base.
+    base: i32,
+    ibase: TaskId,
+    /// The offset of the task read; 0 once an input was kept as on the wire.
+    below: u32,
+    /// The index in `inputs` of the first input kept as on the wire (`usize::MAX`: none).
+    raw: usize,
+}
+
+impl InputSink for Resolving<'_> {
+    #[inline(always)]
+    fn input(&mut self, id: i32) {
+        let d = id.wrapping_sub(self.base) as u32;
+        if d < self.below {
+            self.cons_off[d as usize + 1] += 1;
+            self.inputs.push(self.ibase.plus(d as usize));
+        } else {
+            self.keep_raw(id);
         }
     }
+}
+
+impl Resolving<'_> {
+    /// Keeps `id` and every later input of the task as on the wire.
+    #[cold]
+    fn keep_raw(&mut self, id: i32) {
+        self.raw = self.raw.min(self.inputs.len());
+        self.below = 0;
+        self.inputs.push(TaskId(id));
+    }
+}
+
+/// [`plan_forward`]'s edge from `x` of an earlier plan to `id`: noted in `ext`; 1 if `x` is
+/// not finished (`id` waits for it). Out of line: most plans have none.
+#[cold]
+#[inline(never)]
+fn earlier_edge(
+    graph: &super::graph::TaskGraph,
+    ext: &mut Vec<(TaskId, TaskId)>,
+    x: TaskId,
+    id: TaskId,
+) -> u32 {
+    ext.push((x, id));
+    (graph.state_of(x) != Some(TaskState::Finished)) as u32
+}
+
+/// What [`plan_forward`] did when it planned.
+struct Forward {
+    /// Every task is a result or an input of another task (so every task is needed by a
+    /// result); else the pass's planning is to be undone.
+    all_needed: bool,
+    /// Tasks made READY.
+    readied: u32,
+    /// The light ones, in order, for the caller to queue.
+    light: Vec<TaskId>,
+    /// The others (id, cpus), in order.
+    heavy: Vec<(TaskId, u16)>,
+}
+
+/// One pass from the first task to the last of a plan without forward references: links
+/// the consumer index, whose counts `cons_off[d + 1]` were taken while reading the plan
+/// (`cons_off[d + 1]` becomes d's fill position once every earlier task's consumers are
+/// placed before it, each edge then takes that position and moves it on, which leaves
+/// `cons_off[d + 1]` at d's end, the start of d + 1's: the CSR of
+/// [`Segment::link_consumers`] in one pass over the inputs instead of two).
+///
+/// `PLAN` (the usual plan, see [`Server::commit`]): plans every task as it goes, assuming
+/// every task is needed by a result (WAITING, referenced by its consumers, waiting for its
+/// in-plan and unfinished earlier inputs; READY when it waits for none, returned for the
+/// caller to queue), collects the edges to earlier plans in `ext`, and says whether the
+/// assumption held: a task that is neither a result nor an input is needed by none.
+fn plan_forward<const PLAN: bool>(
+    seg: &mut Segment,
+    graph: &super::graph::TaskGraph,
+    ext: &mut Vec<(TaskId, TaskId)>,
+) -> Forward {
+    let n = seg.n;
+    let base = seg.base;
+    let Segment {
+        tasks,
+        in_off,
+        inputs,
+        cons_off,
+        cons,
+        ..
+    } = seg;
+    // At most one consumer edge per input (the inputs from earlier plans are cut off below).
+    *cons = vec![TaskId(0); inputs.len()];
+    let tasks = &mut tasks[..n as usize];
+    let cons_off = &mut cons_off[..n as usize + 1];
+    let mut done = Forward {
+        all_needed: true,
+        readied: 0,
+        light: Vec::new(),
+        heavy: Vec::new(),
+    };
+    let mut edges = 0u32;
+    // Task t's input range is the window `in_off[t..t + 2]`.
+    for (t, w) in in_off[..n as usize + 1].windows(2).enumerate() {
+        let id = base.plus(t);
+        let count = cons_off[t + 1];
+        cons_off[t + 1] = edges;
+        edges += count;
+        let mut waiting = 0;
+        let ins = &inputs[w[0] as usize..w[1] as usize];
+        // (Its inputs may pipeline it: see `TaskFlags::NARROW_CONSUMER`.)
+        let narrow = TaskFlags::when(TaskFlags::NARROW_CONSUMER, ins.len() <= MAX_PIPELINE_INPUTS);
+        for &x in ins {
+            if let Some(d) = x.offset_in(base, n) {
+                let at = &mut cons_off[d + 1];
+                cons[*at as usize] = id;
+                *at += 1;
+                tasks[d].flags.insert(narrow);
+                waiting += 1;
+            } else if PLAN {
+                waiting += earlier_edge(graph, ext, x, id);
+            }
+        }
+        if PLAN {
+            let task = &mut tasks[t];
+            done.all_needed &= count != 0 || task.flags.has(TaskFlags::RESULT);
+            task.refc = count;
+            task.waiting = waiting;
+            task.state = TaskState::Waiting;
+            if waiting == 0 {
+                task.state = TaskState::Ready;
+                done.readied += 1;
+                if task.cpus == 0 {
+                    done.light.push(id);
+                } else {
+                    done.heavy.push((id, task.cpus));
+                }
+            }
+        }
+    }
+    cons.truncate(edges as usize);
+    done
 }
 
 /// What the whole-plan checks of [`Server::check_shape`] need to look at.

@@ -51,10 +51,10 @@ pub(crate) fn scan_header(plan: &[u8], cpus_sym: i32) -> Result<PlanHeader, Plan
     };
     let mut r = Scanner::new(plan);
     while !r.done() {
-        // The usual task (under 128 bytes) in a few comparisons.
-        if r.skip_short(2 << 3 | 2) {
-            h.n += 1;
-            continue;
+        // Runs of usual tasks (under 128 bytes), a few comparisons each.
+        h.n += r.skip_short_run(2 << 3 | 2);
+        if r.done() {
+            break;
         }
         let (f, wt) = r.key().map_err(malformed)?;
         match f {
@@ -103,6 +103,20 @@ pub(crate) fn scan_task<'a>(
     scan_any_task(b, inputs)
 }
 
+/// Where [`scan_fast_task`] puts the input ids it reads, in order: a vector keeps them as on
+/// the wire; the intake's short path resolves them as they come (`ingest::Resolving`).
+pub(crate) trait InputSink {
+    /// One input id as on the wire (a client's id, under 2^28 on the fast reader).
+    fn input(&mut self, id: i32);
+}
+
+impl InputSink for Vec<TaskId> {
+    #[inline(always)]
+    fn input(&mut self, id: i32) {
+        self.push(TaskId(id));
+    }
+}
+
 /// Field keys of `Task` (`field << 3 | wire type`).
 mod key {
     pub const TYPE: u8 = 1 << 3;
@@ -118,9 +132,9 @@ mod key {
 /// type, config, unpacked inputs, then resource request, result flag, checkpoint path and
 /// label where present, each once, in field order; a type id, resource request index and
 /// result under 128, config, checkpoint path and label under 128 bytes, input ids under 2^28.
-/// Read by slice patterns on the bytes, appending the inputs to `inputs`. None for anything
-/// else (packed inputs, another order, longer fields, a malformed task), which
-/// [`scan_any_task`] reads (see [`scan_task`]); the caller then drops what was appended.
+/// Read by slice patterns on the bytes, handing the inputs to `inputs` in order. None for
+/// anything else (packed inputs, another order, longer fields, a malformed task), which
+/// [`scan_any_task`] reads (see [`scan_task`]); the caller then drops what was handed over.
 ///
 /// `TAIL`: whether to read a resource request, checkpoint path or label ([`scan_fast_tail`]);
 /// without, a task with any of them is None (the intake's short path, which handles none of
@@ -128,7 +142,7 @@ mod key {
 #[inline(always)]
 pub(crate) fn scan_fast_task<'a, const TAIL: bool>(
     b: &'a [u8],
-    inputs: &mut Vec<TaskId>,
+    inputs: &mut impl InputSink,
 ) -> Option<TaskScan<'a>> {
     let &[key::TYPE, ty, ref rest @ ..] = b else {
         return None;
@@ -166,7 +180,7 @@ pub(crate) fn scan_fast_task<'a, const TAIL: bool>(
             [key::INPUT, ..] => return None,
             _ => break,
         };
-        inputs.push(TaskId(v as i32));
+        inputs.input(v as i32);
         rest = tail;
     }
     let mut t = TaskScan {

@@ -68,6 +68,12 @@ impl ReadyQueues {
         self.light.reserve(n);
     }
 
+    /// Queues a run of light ready tasks, in order (one reservation and copy; a plan's
+    /// intake collects its ready tasks before it knows it keeps them).
+    pub(crate) fn extend_light(&mut self, ids: &[TaskId]) {
+        self.light.extend(ids);
+    }
+
     /// Whether no task is queued (parked ones aside).
     pub(crate) fn is_empty(&self) -> bool {
         self.light.is_empty() && self.heavy.iter().all(|q| q.tasks.is_empty())

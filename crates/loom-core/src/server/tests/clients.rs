@@ -113,6 +113,15 @@ fn plan_validation_errors() {
     );
     let e = rejected(&mut h, plan_req(0, vec![task(MERGE, b"", &[0], true)], &[]));
     assert!(e.contains("task id=0") && e.contains("itself"), "{e}");
+    // After inputs the intake resolved as it read them (earlier tasks of the plan).
+    let after = |bad: i32| {
+        let c = task(CONST, b"", &[], false);
+        plan_req(0, vec![c, task(MERGE, b"", &[0, 0, bad], true)], &[])
+    };
+    let e = rejected(&mut h, after(1));
+    assert!(e.contains("task id=1") && e.contains("itself"), "{e}");
+    let e = rejected(&mut h, after(7));
+    assert_eq!(e, "Plan rejected: task id=1 (label ''): unknown input id 7");
     let e = rejected(
         &mut h,
         plan_req(

@@ -1,6 +1,7 @@
 //! Placement: cpu accounting and overbooking, light tasks, locality and transfers, reference counts, pipelining.
 
 use super::*;
+use crate::server::segment::{Segment, TaskState};
 
 #[test]
 fn cpu_accounting() {
@@ -326,7 +327,7 @@ fn branches_are_pipelined_last_in_first_out() {
     assert_eq!(h.s.workers[W0].light, 6);
 }
 
-/// The consumer index the backward walk links while planning is the one built from the
+/// The consumer index the intake links in one pass over the inputs is the one built from the
 /// inputs: every in-plan edge once, consumers ascending, also for tasks the walk does not plan
 /// (unreachable from a result, or loaded from their checkpoint).
 #[test]
@@ -434,6 +435,139 @@ fn producers_of_narrow_consumers_are_marked_while_planning() {
         );
         assert!(!sent.contains(&10), "{variant}: {sent:?}");
     }
+}
+
+/// The usual plan is planned by the pass that links its consumers, a plan with a label by the
+/// walk from its results; both plan alike: for random plans without forward references
+/// (results, tasks no result needs, 1-cpu tasks, inputs from an earlier plan's finished and
+/// unfinished results), every task record (state, flags, counts), consumer list, state count,
+/// earlier input's references and consumers, TASK sent and queued task is the same, whether
+/// or not the plan's last and middle tasks have a label (then they are read by the generic
+/// reader after the short path resolved their inputs). A task no result needs stays UNPLANNED.
+#[test]
+fn the_usual_plan_is_planned_as_the_walk_from_its_results_plans_it() {
+    let mut rnd = 0x9e37_79b9_u32;
+    let mut next = move |m: u32| {
+        rnd ^= rnd << 13;
+        rnd ^= rnd >> 17;
+        rnd ^= rnd << 5;
+        rnd % m
+    };
+    // The worker runs no merge: merges stay queued and other tasks run, so both show.
+    let types: Vec<&str> = ORIGINAL_TASK_TYPES
+        .iter()
+        .copied()
+        .filter(|t| *t != "loom/data/merge")
+        .collect();
+    let mut unplanned = 0;
+    for round in 0..60 {
+        // Earlier results 0..6, of which 0..3 finished.
+        let earlier: Vec<Task> = (0..6).map(|_| task(CONST, b"e", &[], true)).collect();
+        let n = 1 + next(30) as i32;
+        let mut tasks: Vec<Task> = (0..n)
+            .map(|t| {
+                let ins: Vec<i32> = (0..next(4))
+                    .filter_map(|_| match next(5) {
+                        0 => Some(next(6) as i32),
+                        _ if t > 0 => Some(100 + next(t as u32) as i32),
+                        _ => None,
+                    })
+                    .collect();
+                let ty = if ins.is_empty() { CONST } else { MERGE };
+                let t = task(ty, b"", &ins, next(4) == 0);
+                if ins.is_empty() && next(4) == 0 {
+                    with_cpus(task(RUN, b"r", &[], t.result == Some(true)), 0)
+                } else {
+                    t
+                }
+            })
+            .collect();
+        if round % 2 == 0 {
+            // Every task needed: each one without a consumer is a result.
+            for t in 0..n as usize {
+                let used = tasks
+                    .iter()
+                    .any(|c| c.input_ids.contains(&(100 + t as i32)));
+                if !used {
+                    tasks[t].result = Some(true);
+                }
+            }
+        }
+        let seen: Vec<String> = [false, true]
+            .into_iter()
+            .map(|labelled| {
+                let mut h = H::new();
+                h.worker_with_types(1, 1, &types);
+                h.client(2);
+                h.send(2, &plan_req(0, earlier.clone(), &[]));
+                for id in h.take().tasks(1).into_iter().filter(|&id| id < 3) {
+                    h.fin(1, id, 1);
+                }
+                h.take();
+                let mut plan = tasks.clone();
+                if labelled {
+                    // Read by the generic reader after the short path took its inputs.
+                    let last = plan.len() - 1;
+                    plan[last].label = Some("last".into());
+                    plan[last / 2].label = Some("middle".into());
+                }
+                h.send(2, &plan_req(100, plan, &[1]));
+                let out = h.take();
+                assert!(out.errors(2).is_empty(), "{:?}", out.errors(2));
+                let s = &h.s;
+                let segs: Vec<&Segment> = s.graph.segs.iter().collect();
+                let first = segs[0];
+                // A plan of which no result needs anything is collected at once.
+                let Some(seg) = segs.iter().find(|g| g.cbase == Some(100)) else {
+                    unplanned += tasks.len();
+                    return format!("collected, sent {:?}", out.tasks(1));
+                };
+                assert_eq!(seg.groups.is_some(), labelled, "the labelled plan is grouped");
+                let n = seg.n as usize;
+                unplanned += (0..n)
+                    .filter(|&t| seg.tasks[t].state == TaskState::Unplanned)
+                    .count();
+                let records: Vec<String> = (0..n)
+                    .map(|t| format!("{:?} {:?}", seg.tasks[t], seg.consumers(t)))
+                    .collect();
+                let counts: Vec<u32> = (0..7u8)
+                    .map(|k| seg.counts.get(state_no(k)))
+                    .collect();
+                let earlier: Vec<String> = (0..6)
+                    .map(|t| {
+                        let id = first.id(t);
+                        format!("{:?} {:?}", first.tasks[t], s.graph.extra_cons.get(&id))
+                    })
+                    .collect();
+                let queued: Vec<(u16, Vec<TaskId>)> = s
+                    .ready
+                    .queued()
+                    .map(|(c, q)| (c, q.iter().copied().collect()))
+                    .collect();
+                format!(
+                    "{records:?}\n{counts:?} live {}\n{earlier:?}\nsent {:?}\nqueued {queued:?} parked {:?}",
+                    seg.live,
+                    out.tasks(1),
+                    s.ready.parked()
+                )
+            })
+            .collect();
+        assert_eq!(seen[0], seen[1], "round {round}: {:?}", tasks);
+    }
+    assert!(unplanned > 0, "some plans have tasks no result needs");
+}
+
+/// The task state of number `k` (in declaration order).
+fn state_no(k: u8) -> TaskState {
+    [
+        TaskState::Unplanned,
+        TaskState::Waiting,
+        TaskState::Ready,
+        TaskState::Running,
+        TaskState::Finished,
+        TaskState::Freed,
+        TaskState::Failed,
+    ][k as usize]
 }
 
 #[test]
