@@ -120,13 +120,15 @@ fn take(candidates: &[u32], slots: usize, explicit: bool) -> PinnedCpus {
     }
 }
 
-/// The CPUs this process may run on, ascending.
+/// The CPUs this process may run on, ascending: its main thread's (a runner thread is bound to
+/// its program's CPUs, `spawn::bind_thread`).
 #[cfg(target_os = "linux")]
 pub(crate) fn allowed() -> Option<Vec<u32>> {
     // SAFETY: sched_getaffinity writes at most the size of the set we own.
     let set = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(libc::getpid(), size, &mut set) != 0 {
             return None;
         }
         set

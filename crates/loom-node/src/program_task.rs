@@ -73,8 +73,9 @@ pub(crate) struct ProgramHost {
     shared: Weak<Shared>,
     /// `<work dir>/run`: run directories are taken from the ones reused under it.
     run_root: PathBuf,
-    /// Pin programs: slot `i` of a task runs on CPU `pin[i]` (set in the child before its exec,
-    /// `spawn.rs`; the worker's CPUs, `cpu_claim.rs`). None: not pinned.
+    /// Pin programs: slot `i` of a task runs on CPU `pin[i]` (inherited from its runner thread,
+    /// bound to them before the spawn, `spawn.rs`; the worker's CPUs, `cpu_claim.rs`). None: not
+    /// pinned.
     pin: Option<Vec<u32>>,
     /// The worker runs in a cluster job: a program killed by SIGUSR1 is reported after
     /// [`STOP_SIGNAL_GRACE`].

@@ -68,6 +68,9 @@ pub fn release(dir: PathBuf) {
         std::thread::Builder::new()
             .name("hyperloom-rundir".into())
             .spawn(move || {
+                // Started by a runner thread, it would stay on that runner's CPU (its
+                // programs'); the cleaner may run on any.
+                let _ = crate::spawn::bind_thread(&[]);
                 for d in rx {
                     recycle(d);
                 }

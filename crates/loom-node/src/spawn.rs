@@ -59,8 +59,8 @@ pub(crate) struct SpawnSpec<'a> {
     pub(crate) stdio: [OwnedFd; 3],
     /// Its reaper slot, written with its group before it execs.
     pub(crate) slot: Option<SlotTarget>,
-    /// The CPUs to pin it to (`sched_setaffinity` in the child before its exec); empty: not
-    /// pinned.
+    /// The CPUs to pin it to (the calling thread is bound to them first, see [`bind_thread`]);
+    /// empty: not pinned (the thread is bound to every CPU the process may use).
     pub(crate) cpus: &'a [u32],
 }
 
@@ -121,6 +121,66 @@ fn cpu_mask(cpus: &[u32]) -> Vec<libc::c_ulong> {
         mask[(c / bits) as usize] |= 1 << (c % bits);
     }
     mask
+}
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    /// The CPUs the calling thread was last bound to by [`bind_thread`] (empty: the process's);
+    /// None: not known (a new thread has its creator's, which may be a pinned runner's).
+    static BOUND: std::cell::RefCell<Option<Vec<u32>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Binds the calling thread to `cpus`, or to every CPU the process may use when `cpus` is
+/// empty; a system call only when they differ from the thread's last binding. A runner thread
+/// binds itself to its program's CPUs before the spawn: the program inherits them (no
+/// `sched_setaffinity` in the child, which started on the thread's CPU and then moved), and the
+/// thread waits on that CPU, which is idle when the program exits, as the pinned bare-spawn
+/// probe does. Unbound, a runner woke on whichever CPU the scheduler chose, often the other
+/// worker's busy one (issue #26: W4 at 66% of the probe). Errors are `sched_setaffinity`'s (the
+/// binding is unchanged then).
+#[cfg(target_os = "linux")]
+pub(crate) fn bind_thread(cpus: &[u32]) -> std::io::Result<()> {
+    BOUND.with(|bound| {
+        let mut bound = bound.borrow_mut();
+        if bound.as_deref() == Some(cpus) {
+            return Ok(());
+        }
+        *bound = None;
+        let r = if cpus.is_empty() {
+            // SAFETY: sched_getaffinity/sched_setaffinity read and write a set we own, of its size.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                let size = std::mem::size_of::<libc::cpu_set_t>();
+                match libc::sched_getaffinity(libc::getpid(), size, &mut set) {
+                    0 => libc::sched_setaffinity(0, size, &set),
+                    e => e,
+                }
+            }
+        } else {
+            let mask = cpu_mask(cpus);
+            // The raw call: glibc's wrapper checks the mask against a size of its own.
+            // SAFETY: the kernel reads `size` bytes of the mask we own.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_sched_setaffinity,
+                    0,
+                    std::mem::size_of_val(&mask[..]),
+                    mask.as_ptr(),
+                ) as libc::c_int
+            }
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        *bound = Some(cpus.to_vec());
+        Ok(())
+    })
+}
+
+/// Elsewhere threads are not bound.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn bind_thread(_cpus: &[u32]) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// A started program: its process id, also its process group (a group of its own).
@@ -267,7 +327,17 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         candidates.iter().map(|c| c.as_ptr()).collect();
     candidate_ptrs.push(std::ptr::null());
     let dir = nul(spec.dir.as_os_str().as_bytes())?;
-    let mask = cpu_mask(spec.cpus);
+    // The child inherits the calling thread's CPUs: binding this thread pins the program (and
+    // keeps the thread next to it, see `bind_thread`).
+    bind_thread(spec.cpus).map_err(|error| {
+        if spec.cpus.is_empty() {
+            return SpawnError::Start(error);
+        }
+        let mut cpus = spec.cpus.to_vec();
+        cpus.sort_unstable();
+        cpus.dedup();
+        SpawnError::Pin { cpus, error }
+    })?;
     // The child puts them at 0, 1 and 2: none may already be there (dup2 onto itself would
     // keep close-on-exec), nor be overwritten before it is moved.
     let mut kept = Vec::new();
@@ -294,9 +364,7 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         dir: dir.as_ptr(),
         fds,
         slot: spec.slot,
-        mask: (!mask.is_empty()).then(|| (mask.as_ptr(), std::mem::size_of_val(&mask[..]))),
         error: std::sync::atomic::AtomicI32::new(0),
-        pinning: std::sync::atomic::AtomicBool::new(false),
     };
     STACK.with(|stack| {
         let mut stack = stack.borrow_mut();
@@ -330,14 +398,7 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
         if error != 0 {
             // It exited without exec'ing: reap it.
             let _ = Spawned { pid, pidfd: None }.wait(|| ());
-            let error = std::io::Error::from_raw_os_error(error);
-            if child.pinning.load(std::sync::atomic::Ordering::Acquire) {
-                let mut cpus = spec.cpus.to_vec();
-                cpus.sort_unstable();
-                cpus.dedup();
-                return Err(SpawnError::Pin { cpus, error });
-            }
-            return Err(SpawnError::Start(error));
+            return Err(SpawnError::Start(std::io::Error::from_raw_os_error(error)));
         }
         // SAFETY: clone stored a fresh descriptor (close-on-exec) when it took CLONE_PIDFD.
         let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
@@ -367,12 +428,8 @@ struct Child {
     dir: *const libc::c_char,
     fds: [RawFd; 3],
     slot: Option<SlotTarget>,
-    /// The affinity mask to set (its words and its size in bytes), if pinned.
-    mask: Option<(*const libc::c_ulong, usize)>,
     /// The errno of the step that failed (0: it exec'd).
     error: std::sync::atomic::AtomicI32,
-    /// The step that failed was the pinning.
-    pinning: std::sync::atomic::AtomicBool,
 }
 
 /// Ends the child that could not exec, telling the worker why (`e`: an errno).
@@ -425,16 +482,6 @@ extern "C" fn start(arg: *mut libc::c_void) -> libc::c_int {
                 SLOT,
                 slot.offset as libc::off_t,
             );
-        }
-        if let Some((words, size)) = child.mask {
-            // The raw call: glibc's wrapper checks the mask against a size of its own.
-            if libc::syscall(libc::SYS_sched_setaffinity, 0, size, words) != 0 {
-                let e = errno();
-                child
-                    .pinning
-                    .store(true, std::sync::atomic::Ordering::Release);
-                fail(e);
-            }
         }
         for (to, &from) in child.fds.iter().enumerate() {
             if libc::dup2(from, to as i32) < 0 {
@@ -558,9 +605,31 @@ mod tests {
         let first: u32 = allowed.split([',', '-']).next().unwrap().parse().unwrap();
         let list = pinned("grep Cpus_allowed_list /proc/self/status", &[first]).unwrap();
         assert_eq!(list.split_whitespace().nth(1), Some(&*first.to_string()));
+        // The spawning thread waits on the program's CPU; the process's CPUs are still all
+        // those it may use (what a pin failure names).
+        assert_eq!(thread_cpus(), [first]);
+        assert_eq!(allowed_cpus().as_deref(), Some(&*allowed));
         // Not pinned: what the worker may use.
         let list = pinned("grep Cpus_allowed_list /proc/self/status", &[]).unwrap();
         assert_eq!(list.split_whitespace().nth(1), Some(&*allowed));
+        assert_eq!(cpu_list(&thread_cpus()), allowed);
+    }
+
+    /// The CPUs the calling thread may run on.
+    fn thread_cpus() -> Vec<u32> {
+        // SAFETY: sched_getaffinity writes at most the size of the set we own.
+        let set = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                0
+            );
+            set
+        };
+        (0..libc::CPU_SETSIZE as u32)
+            // SAFETY: CPU_ISSET reads a bit of the set, in range.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c as usize, &set) })
+            .collect()
     }
 
     #[test]
