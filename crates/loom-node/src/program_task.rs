@@ -155,7 +155,10 @@ impl ProgramHost {
                     task = next;
                     flush_by = deadline;
                 }
-                (None, _) => return,
+                (None, _) => {
+                    run_dir::clean_released();
+                    return;
+                }
             }
         }
     }
@@ -185,7 +188,8 @@ impl ProgramHost {
                 Ok((result, dir)) => {
                     // The core moves output files out of the directory right here.
                     core.finish_js_task(id, result);
-                    run_dir::release(dir);
+                    // Emptied once the batch is handed over (`wake`), or when this runner stops.
+                    run_dir::release_in_batch(dir);
                 }
                 Err(message) => core.fail_task(id, message.as_bytes()),
             }
@@ -259,10 +263,13 @@ impl ProgramHost {
         self.wake();
     }
 
+    /// Wakes the JS thread for a batch, and the run directories' cleaner for the batch's
+    /// directories (`run_dir::release_in_batch`).
     fn wake(&self) {
         if let Some(wake) = self.wake.get() {
             wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
         }
+        run_dir::clean_released();
     }
 
     /// On the JS thread: the effects of the output the runner threads left.
