@@ -5,8 +5,8 @@
 //! thread pool stay free. Run directories are reused (`run_dir.rs`), standard input up to a
 //! pipe's capacity goes through a pipe, and small outputs come back as bytes. Standard output is
 //! the file `+out` of the run directory (programs see it there, as in the original), kept for
-//! the next program while it is empty and removed once written (see `run_dir.rs` for why it is
-//! not truncated).
+//! the next program and emptied after a program wrote it (see `run_dir.rs` for how, and why
+//! not by the next program's open).
 //!
 //! Every program runs in a process group of its own, registered under a token (the task id)
 //! until it ends, so the worker can signal it and everything it started: when its task is
@@ -21,7 +21,7 @@ use napi::Env;
 use napi_derive::napi;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 #[cfg(unix)]
 use std::os::unix::process::CommandExt;
 #[cfg(unix)]
@@ -110,8 +110,8 @@ fn exit_signal(_status: &std::process::ExitStatus) -> Option<i32> {
 
 /// Opens `+out`/`+err` for the program, never through a symlink (an input mapped to that name
 /// is a link to a data file, which must not be truncated). `truncate`: only when an input was
-/// placed there; otherwise the file is new or kept empty (`run_dir.rs`), and truncating it would
-/// make ext4 flush what the program writes to disk at close.
+/// placed there; otherwise the file is new or kept and emptied (`run_dir.rs`), and truncating it
+/// here would make ext4 flush what the program writes to disk at close.
 fn open_out(path: &Path, truncate: bool) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
@@ -485,27 +485,34 @@ impl Program {
             place(dir, name, source)
                 .map_err(|e| format!("cannot map input '{name}': {}", strerror(&e)))?;
         }
-        let stdin: OwnedFd = match &self.stdin {
-            None => {
-                spawn::dev_null().map_err(|e| format!("cannot open /dev/null: {}", strerror(&e)))?
-            }
-            Some(Source::Path(p)) => File::open(p)
-                .map_err(|e| {
-                    format!(
-                        "cannot open the standard input {}: {}",
-                        p.display(),
-                        strerror(&e)
-                    )
-                })?
-                .into(),
-            Some(Source::Bytes(b)) => stdin_of(dir, b)
-                .map_err(|e| format!("cannot feed the standard input: {}", strerror(&e)))?,
+        let null =
+            || spawn::dev_null().map_err(|e| format!("cannot open /dev/null: {}", strerror(&e)));
+        // None: /dev/null.
+        let stdin: Option<OwnedFd> = match &self.stdin {
+            None => None,
+            Some(Source::Path(p)) => Some(
+                File::open(p)
+                    .map_err(|e| {
+                        format!(
+                            "cannot open the standard input {}: {}",
+                            p.display(),
+                            strerror(&e)
+                        )
+                    })?
+                    .into(),
+            ),
+            Some(Source::Bytes(b)) => Some(
+                stdin_of(dir, b)
+                    .map_err(|e| format!("cannot feed the standard input: {}", strerror(&e)))?,
+            ),
         };
         let placed = |n: &str| self.files.iter().any(|(name, _)| name == n);
-        let stdout: OwnedFd = if self.outputs.iter().any(|o| o == "+out") {
-            open_out(&dir.join("+out"), placed("+out"))
-                .map_err(|e| format!("cannot create +out: {}", strerror(&e)))?
-                .into()
+        let stdout: Option<OwnedFd> = if self.outputs.iter().any(|o| o == "+out") {
+            Some(
+                open_out(&dir.join("+out"), placed("+out"))
+                    .map_err(|e| format!("cannot create +out: {}", strerror(&e)))?
+                    .into(),
+            )
         } else {
             // Without the output, no +out in the directory (an empty one may be kept from an
             // earlier program), as in the original.
@@ -513,7 +520,7 @@ impl Program {
                 remove_kept(&dir.join("+out"))
                     .map_err(|e| format!("cannot remove +out: {}", strerror(&e)))?;
             }
-            spawn::dev_null().map_err(|e| format!("cannot open /dev/null: {}", strerror(&e)))?
+            None
         };
         let stderr: OwnedFd = open_out(&dir.join("+err"), placed("+err"))
             .map_err(|e| format!("cannot create +err: {}", strerror(&e)))?
@@ -532,7 +539,11 @@ impl Program {
         let child = spawn::spawn(SpawnSpec {
             argv: &self.argv,
             dir,
-            stdio: [stdin, stdout, stderr],
+            stdio: [
+                stdin.as_ref().map_or_else(null, |f| Ok(f.as_fd()))?,
+                stdout.as_ref().map_or_else(null, |f| Ok(f.as_fd()))?,
+                stderr.as_fd(),
+            ],
             slot: reaper_target(),
             cpus: &self.cpus,
         })
@@ -540,6 +551,7 @@ impl Program {
             spawn::SpawnError::Start(e) => format!("spawning '{program}': {}", strerror(&e)),
             spawn::SpawnError::Pin { cpus, error } => pin_failure(program, &cpus, &error),
         })?;
+        drop((stdin, stdout, stderr)); // the program has its own
         let pgid = child.pid;
         let before = programs()
             .lock()
@@ -643,6 +655,13 @@ fn place(dir: &Path, name: &str, source: &Source) -> std::io::Result<()> {
 fn stdin_of(dir: &Path, bytes: &[u8]) -> std::io::Result<OwnedFd> {
     use std::io::Write;
     let (reader, mut writer) = std::io::pipe()?;
+    // An empty pipe takes `PIPE_BUF` bytes whatever its capacity (at least a page): a write of
+    // that much never blocks, and needs no switch to non-blocking first (two system calls).
+    if bytes.len() <= libc::PIPE_BUF {
+        writer.write_all(bytes)?;
+        drop(writer);
+        return Ok(reader.into());
+    }
     set_nonblocking(&writer)?;
     let mut written = 0;
     while written < bytes.len() {
@@ -692,9 +711,15 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
 }
 
 /// Output file `path`: its bytes when small, else its path; only a regular file (reading a FIFO
-/// the program left would wait for a writer forever).
+/// the program left would wait for a writer forever). An empty regular file (the standard
+/// output of a program that printed nothing) is one `statx`, not opened; a small one is read
+/// in one `read` of the size its open descriptor has (no `read_to_end`: its own size query and
+/// its extra `read` to see the end were three more system calls per program, issue #26).
 fn collect_output(path: &Path) -> Result<Collected, String> {
     use std::io::Read;
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        return Ok(Collected::Bytes(Vec::new()));
+    }
     let mut file = open_nonblocking(path).map_err(|e| strerror(&e))?;
     let meta = file.metadata().map_err(|e| strerror(&e))?;
     let ty = meta.file_type();
@@ -714,8 +739,18 @@ fn collect_output(path: &Path) -> Result<Collected, String> {
     if meta.len() > OUTPUT_IN_MEMORY {
         return Ok(Collected::Path(path.to_path_buf()));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes).map_err(|e| strerror(&e))?;
+    // What it held when the program ended (a process it left behind may still append).
+    let mut bytes = vec![0; meta.len() as usize];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(strerror(&e)),
+        }
+    }
+    bytes.truncate(filled);
     Ok(Collected::Bytes(bytes))
 }
 
@@ -945,11 +980,61 @@ mod tests {
     }
 
     #[test]
+    fn outputs_are_collected_as_bytes_or_paths_and_only_from_regular_files() {
+        let dir = std::env::temp_dir().join(format!("loom-collect-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes = |name: &str| match collect_output(&dir.join(name)) {
+            Ok(Collected::Bytes(b)) => b,
+            Ok(Collected::Path(p)) => panic!("{name}: a path {}", p.display()),
+            Err(e) => panic!("{name}: {e}"),
+        };
+        std::fs::write(dir.join("empty"), b"").unwrap();
+        assert_eq!(bytes("empty"), b"");
+        std::fs::write(dir.join("small"), b"line 1\n").unwrap();
+        assert_eq!(bytes("small"), b"line 1\n");
+        let full = vec![5u8; OUTPUT_IN_MEMORY as usize];
+        std::fs::write(dir.join("full"), &full).unwrap();
+        assert_eq!(bytes("full"), full, "64 KiB exactly: in memory");
+        std::fs::write(dir.join("large"), vec![1u8; OUTPUT_IN_MEMORY as usize + 1]).unwrap();
+        match collect_output(&dir.join("large")) {
+            Ok(Collected::Path(p)) => assert_eq!(p, dir.join("large")),
+            _ => panic!("a large output is its file"),
+        }
+        // Links are followed (an input mapped to the output's name), to an empty file too.
+        std::os::unix::fs::symlink(dir.join("small"), dir.join("link")).unwrap();
+        assert_eq!(bytes("link"), b"line 1\n");
+        std::os::unix::fs::symlink(dir.join("empty"), dir.join("link-empty")).unwrap();
+        assert_eq!(bytes("link-empty"), b"");
+        let error = |name: &str| match collect_output(&dir.join(name)) {
+            Err(e) => e,
+            Ok(_) => panic!("{name} collected"),
+        };
+        assert_eq!(error("missing"), "No such file or directory");
+        std::fs::create_dir(dir.join("dir")).unwrap();
+        assert_eq!(error("dir"), "not a regular file (it is a directory)");
+        let fifo =
+            std::ffi::CString::new(dir.join("fifo").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        assert_eq!(
+            error("fifo"),
+            "not a regular file (it is a FIFO)",
+            "and no wait for a writer"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn standard_input_goes_through_a_pipe_or_a_file_when_the_pipe_is_too_small() {
         let dir = std::env::temp_dir().join(format!("loom-stdin-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let small = b"line 1\n".to_vec();
         assert_eq!(read_all(stdin_of(&dir, &small).unwrap()), small);
+        for n in [libc::PIPE_BUF, libc::PIPE_BUF + 1, 60_000] {
+            let medium: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            assert_eq!(read_all(stdin_of(&dir, &medium).unwrap()), medium, "{n}");
+        }
         assert!(!dir.join("+in").exists(), "small input: no file");
         let big = vec![7u8; 1 << 20]; // more than a pipe takes
         assert_eq!(read_all(stdin_of(&dir, &big).unwrap()), big);

@@ -17,7 +17,7 @@
 #[cfg(target_os = "linux")]
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::process::ExitStatus;
 
@@ -55,8 +55,9 @@ pub(crate) struct SlotTarget {
 pub(crate) struct SpawnSpec<'a> {
     pub(crate) argv: &'a [String],
     pub(crate) dir: &'a Path,
-    /// Standard input, output and error of the program.
-    pub(crate) stdio: [OwnedFd; 3],
+    /// Standard input, output and error of the program (the caller closes its own after the
+    /// spawn).
+    pub(crate) stdio: [BorrowedFd<'a>; 3],
     /// Its reaper slot, written with its group before it execs.
     pub(crate) slot: Option<SlotTarget>,
     /// The CPUs to pin it to (the calling thread is bound to them first, see [`bind_thread`]);
@@ -268,8 +269,9 @@ impl Spawned {
     }
 }
 
-/// `/dev/null`, opened once (a program without standard input or output gets it).
-pub(crate) fn dev_null() -> std::io::Result<OwnedFd> {
+/// `/dev/null`, opened once and kept open (a program without standard input or output gets
+/// it; lent, not duplicated, to each spawn).
+pub(crate) fn dev_null() -> std::io::Result<BorrowedFd<'static>> {
     static NULL: std::sync::OnceLock<File> = std::sync::OnceLock::new();
     let file = match NULL.get() {
         Some(f) => f,
@@ -281,7 +283,7 @@ pub(crate) fn dev_null() -> std::io::Result<OwnedFd> {
             NULL.get_or_init(|| f)
         }
     };
-    file.try_clone().map(OwnedFd::from)
+    Ok(file.as_fd())
 }
 
 /// Starts `spec` in a process group of its own; errors are those of the exec (or of the steps
@@ -533,14 +535,14 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>) -> Result<Spawned, SpawnError> {
             ),
         });
     }
-    let [stdin, stdout, stderr] = spec.stdio;
+    let [stdin, stdout, stderr] = spec.stdio.map(|fd| fd.try_clone_to_owned());
     let program = spec.argv.first().map_or("", String::as_str);
     let child = std::process::Command::new(program)
         .args(spec.argv.iter().skip(1))
         .current_dir(spec.dir)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdin(stdin?)
+        .stdout(stdout?)
+        .stderr(stderr?)
         .process_group(0)
         .spawn()?;
     let pid = child.id() as i32;
@@ -569,11 +571,7 @@ mod tests {
         spawn(SpawnSpec {
             argv: &argv.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             dir,
-            stdio: [
-                dev_null().unwrap(),
-                dev_null().unwrap(),
-                dev_null().unwrap(),
-            ],
+            stdio: [dev_null().unwrap(); 3],
             slot: None,
             cpus: &[],
         })
@@ -589,10 +587,11 @@ mod tests {
         let spawned = spawn(SpawnSpec {
             argv: &["/bin/sh".into(), "-c".into(), script.into()],
             dir: &std::env::temp_dir(),
-            stdio: [dev_null().unwrap(), out_w, dev_null().unwrap()],
+            stdio: [dev_null().unwrap(), out_w.as_fd(), dev_null().unwrap()],
             slot: None,
             cpus,
         })?;
+        drop(out_w); // the program holds its own
         assert!(spawned.wait(|| ()).unwrap().success());
         let mut text = String::new();
         out.read_to_string(&mut text).unwrap();
@@ -679,7 +678,7 @@ mod tests {
                     slots.1.clone(),
                 ],
                 dir: &dir,
-                stdio: [dev_null().unwrap(), out_w, dev_null().unwrap()],
+                stdio: [dev_null().unwrap(), out_w.as_fd(), dev_null().unwrap()],
                 slot: Some(SlotTarget {
                     fd: slots.0.as_raw_fd(),
                     offset: SLOT as u64,
@@ -687,6 +686,7 @@ mod tests {
                 cpus: &[],
             })
             .unwrap();
+            drop(out_w); // the program holds its own
             let status = spawned.wait(|| ()).unwrap();
             assert!(status.success());
             let mut text = String::new();
@@ -736,11 +736,12 @@ mod tests {
                 "pwd; cut -d' ' -f5 /proc/$$/stat; cat".into(),
             ],
             dir: &dir,
-            stdio: [OwnedFd::from(stdin_r), out_w, dev_null().unwrap()],
+            stdio: [stdin_r.as_fd(), out_w.as_fd(), dev_null().unwrap()],
             slot: None,
             cpus: &[],
         })
         .unwrap();
+        drop((out_w, stdin_r)); // the program holds its own
         let status = spawned.wait(|| ()).unwrap();
         assert!(status.success());
         let mut text = String::new();
@@ -802,11 +803,12 @@ mod tests {
                 "grep SigIgn /proc/self/status".into(),
             ],
             dir: &dir,
-            stdio: [dev_null().unwrap(), out_w, dev_null().unwrap()],
+            stdio: [dev_null().unwrap(), out_w.as_fd(), dev_null().unwrap()],
             slot: None,
             cpus: &[],
         })
         .unwrap();
+        drop(out_w); // the program holds its own
         assert!(spawned.wait(|| ()).unwrap().success());
         let mut text = String::new();
         out.read_to_string(&mut text).unwrap();
