@@ -197,7 +197,6 @@ fn empty(dir: &Path) -> io::Result<()> {
 /// (`recently_deleted`): under a stream of programs that write their standard output, the
 /// creation cost more than the rest of the worker's work per program (issue #26, W4-cat).
 fn emptied(path: &Path) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let file = match std::fs::OpenOptions::new()
         .write(true)
@@ -212,13 +211,35 @@ fn emptied(path: &Path) -> io::Result<bool> {
     if !meta.is_file() || meta.nlink() != 1 {
         return Ok(false);
     }
-    // SAFETY: fcntl on a descriptor we own; no memory is involved.
-    let leased = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) } == 0;
-    if !leased {
+    if !lease_alone(&file) {
         return Ok(false);
     }
     file.set_len(0)?;
     Ok(true)
+}
+
+/// Elsewhere no lease is taken: a written file is removed.
+#[cfg(not(target_os = "linux"))]
+fn lease_alone(_file: &std::fs::File) -> bool {
+    false
+}
+
+/// Takes a write lease on `file`: true when no other open file description of it exists (the
+/// kernel's check). The lease goes with the descriptor's close. A process opening the file
+/// meanwhile waits for that close, and the kernel tells the lease holder with a signal:
+/// SIGURG, which a process ignores unless it handles it (the default, SIGIO, would end the
+/// worker).
+#[cfg(target_os = "linux")]
+fn lease_alone(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    /// `F_SETSIG` of Linux's `<fcntl.h>` (every architecture), which the libc crate lacks.
+    const F_SETSIG: libc::c_int = 10;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; no memory is involved.
+    unsafe {
+        libc::fcntl(fd, F_SETSIG, libc::SIGURG) == 0
+            && libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK) == 0
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +309,40 @@ mod tests {
         let fresh = take(&root).unwrap();
         assert_ne!(fresh, d);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A process that opens a file while the cleaner holds its lease waits for the cleaner's
+    /// close, and the worker survives the kernel's signal (with SIGIO, the default, this test's
+    /// process ended).
+    #[test]
+    fn an_open_during_the_cleaners_lease_waits_for_it_and_the_signal_is_harmless() {
+        let path = std::env::temp_dir().join(format!("loom-lease-test-{}", std::process::id()));
+        std::fs::write(&path, b"x").unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(lease_alone(&file));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opener = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let f = std::fs::OpenOptions::new().append(true).open(&path);
+                tx.send(()).unwrap();
+                f.map(|_| ())
+            })
+        };
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the open waits while the lease is held"
+        );
+        drop(file);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the open goes on after the close");
+        opener.join().unwrap().unwrap();
+        let other = std::fs::File::open(&path).unwrap();
+        let again = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(!lease_alone(&again), "another open description: no lease");
+        drop(other);
+        std::fs::remove_file(&path).unwrap();
     }
 
     fn names(dir: &Path) -> Vec<String> {
