@@ -125,6 +125,14 @@ t("a program sees a clean run directory (+err and +out only), though directories
   }
 });
 
+t("what a process left running by a program writes to its stdout never reaches a later program's output", async ({ client }) => {
+  const first = client.submit(Array.from({ length: 6 }, () => tasks.run(["/bin/sh", "-c", "(sleep 0.4; echo late; echo late >&2) & echo first"])));
+  for (const out of await client.gather(first)) assert.is(str(out), "first\n");
+  // The run directories just emptied are reused first, while the processes left running write.
+  const second = client.submit(Array.from({ length: 6 }, () => tasks.run(["/bin/sh", "-c", "sleep 0.8; echo second"])));
+  for (const out of await client.gather(second)) assert.is(str(out), "second\n");
+});
+
 t("an input named +out or +err is the program's file; stdout into +out never writes through it", async ({ client }) => {
   const data = tasks.const("DATA\n");
   const [a, b] = client.submit([
