@@ -171,10 +171,11 @@ fn empty(dir: &Path) -> io::Result<()> {
         let ty = entry.file_type()?; // of the entry itself: a symlink is not followed
         let name = entry.file_name();
         let path = entry.path();
-        if ty.is_file() && KEPT.iter().any(|k| name == *k) {
-            if entry.metadata()?.len() == 0 || emptied(&path)? {
-                continue;
-            }
+        if ty.is_file()
+            && KEPT.iter().any(|k| name == *k)
+            && (entry.metadata()?.len() == 0 || emptied(&path)?)
+        {
+            continue;
         }
         if ty.is_dir() {
             std::fs::remove_dir_all(&path)?;
