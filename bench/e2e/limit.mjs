@@ -4,9 +4,10 @@
 // frames back -> TASK_FINISHED -> FETCH -> SEND -> the worker's data stream -> onDataHeader ->
 // decodeData in JS. Every byte that would cross a socket is handed over in memory instead.
 //
-// W1-fused (`--fused`): the ceiling of any runtime behind this client API: the same plan built
+// W1-fused (`--fused`): the ceiling of one thread behind this client API: the same plan built
 // with `tasks.*`, then evaluated where it stands (each merge's bytes concatenated, the array
-// made), no encoding, no scheduler, no sockets, no serialization between stages.
+// made), no encoding, no scheduler, no sockets, no serialization between stages. A cluster runs
+// its client, server and workers on several cores at once and can pass it.
 //
 //   node bench/e2e/limit.mjs --n 1000000 [--fused]          prints one JSON line
 import { createRequire } from "node:module";

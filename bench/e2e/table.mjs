@@ -50,7 +50,7 @@ export function render(result, { markdown = false } = {}) {
     `HyperLoom e2e benchmark${when ? `, ${when}` : ""} — ${result.machine}`,
     result.command ? `command: \`${result.command}\`` : "",
     `${result.reps} rep(s) per cell${peersOn.length ? ", peers at the same N, repetitions interleaved (ours, " + peersOn.join(", ") + ", ours, ...)" : ""}; ms = first task built -> last result gathered (W6, W6-fetch: the transfer phase alone, on every side; ours in W6-fetch until a byte of every 4 KiB page of the result was read); peer/ours = peer median / our median (> 1: we are faster).`,
-    "W1-serial: one process and one thread, stage after stage (not a limit); W1-fused: the plan built with the client API and evaluated in place, the ceiling. srv B/task = server RSS growth over idle (first rep).",
+    "W1-serial: one process and one thread, stage after stage (not a limit); W1-fused: the plan built with the client API and evaluated in place, one thread's ceiling (a cluster's processes use several cores and can pass it). srv B/task = server RSS growth over idle (first rep).",
   ].filter(Boolean);
   if (markdown) {
     s += intro.map((l) => l + "  ").join("\n") + "\n\n";

@@ -144,7 +144,7 @@ export const WORKLOADS = {
     inProcess: true,
   },
   "W1-fused": {
-    what: "the ceiling: W1 built with the client API, then evaluated in place (no encoding, scheduler, sockets or serialization between stages)",
+    what: "one thread's ceiling: W1 built with the client API, then evaluated in place (no encoding, scheduler, sockets or serialization between stages)",
     sizes: [10_000, 100_000, 1_000_000],
     quick: [2_000],
     inProcess: true,
