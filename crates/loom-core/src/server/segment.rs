@@ -78,7 +78,8 @@ impl TaskFlags {
     /// expansion's rewrite, a checkpoint load.
     pub(crate) const QUIET_EXCLUDED: TaskFlags = TaskFlags(2 | 16);
     /// [`TaskFlags::RESULT`] or any of [`TaskFlags::QUIET_EXCLUDED`].
-    pub(crate) const RESULT_OR_EXCLUDED: TaskFlags = TaskFlags(1 | 2 | 16);
+    pub(crate) const RESULT_OR_EXCLUDED: TaskFlags =
+        TaskFlags(TaskFlags::RESULT.0 | TaskFlags::QUIET_EXCLUDED.0);
 
     #[inline(always)]
     pub(crate) fn has(self, f: TaskFlags) -> bool {
