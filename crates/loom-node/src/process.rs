@@ -567,6 +567,11 @@ impl Program {
         }
         // Forgotten before it is reaped: its id is not reused while a signal may still go to it.
         let status = child.wait(|| {
+            // What it left running in its group is killed now, before its outputs are read: a
+            // task's outputs are final when it ends, and its run directory is reused (a
+            // leftover writing there by name would write into a later program's files). As a
+            // Slurm step ends; a process that left the group (setsid) is not reached.
+            signal_group(pgid, libc::SIGKILL);
             programs()
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -320,6 +320,28 @@ abandoned("a stopping worker kills every program it started", async () => {
   await until(() => processesWith(`sleep ${marker}`).length === 0, 3_000, "no orphan program");
 });
 
+abandoned("what a program leaves running in its group is killed when it exits", async () => {
+  const cluster = await LocalCluster.start({ workers: 1, cpus: 1 });
+  const marker = `${50 + Math.random()}`.slice(0, 8);
+  const dir = mkdtempSync(join(tmpdir(), "loom-leftover-"));
+  try {
+    const a = await cluster.connect();
+    // A background sleep, and a background writer that would write a file 0.5 s later.
+    const script = `/bin/sleep ${marker} & (/bin/sleep 0.5; echo late > ${dir}/late) & echo done`;
+    const out = await settles(a.submitOne(tasks.run(["/bin/sh", "-c", script])).gather(), 10_000, "the program");
+    assert.is(String(out), "done\n");
+    await until(() => processesWith(`sleep ${marker}`).length === 0, 3_000, "its leftovers are gone");
+    await new Promise((r) => setTimeout(r, 800));
+    assert.equal(readdirSync(dir), [], "the leftover writer never wrote");
+    // The worker keeps serving programs (their directories reused).
+    assert.is(String(await a.submitOne(tasks.run("/bin/echo next")).gather()), "next\n");
+    await a.close();
+  } finally {
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 abandoned("a worker killed with SIGKILL leaves no program behind (its reaper kills them)", async () => {
   const cluster = await LocalCluster.start({ workers: 1, cpus: 1 });
   const marker = `${40 + Math.random()}`.slice(0, 8);
