@@ -21,6 +21,15 @@ const SIBLING_SLACK: u64 = 64 * 1024;
 /// some twenty times while it starts its ~500,000 transfers on two workers.
 const GATHER_RESERVE_FROM: usize = 64;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: every walk of [`Server::pipeline`] is made (none skipped), to compare runs with
+    /// and without the skip.
+    pub(super) static ALWAYS_WALK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: how many walks were skipped on this thread.
+    pub(super) static SKIPPED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// What [`Server::choose`] found.
 struct Choice {
     /// The worker chosen (None: no candidate has room).
@@ -562,9 +571,48 @@ impl Server {
     #[inline(always)]
     fn pipeline(&mut self, s: Slot, w: WorkerIdx, flags: TaskFlags) {
         // The light cap is checked where the worker's light count changes (an assignment).
-        if flags.has(TaskFlags::NARROW_CONSUMER) && self.workers[w].light < LIGHT_CAP {
+        if flags.has(TaskFlags::NARROW_CONSUMER)
+            && self.workers[w].light < LIGHT_CAP
+            && !self.skips_walk(s)
+        {
             self.pipeline_walk(s, w);
         }
+    }
+
+    /// Whether [`Server::pipeline`] skips the walk from `s` ([`Server::sole_consumer_waits`]).
+    /// Tests may turn the skip off ([`ALWAYS_WALK`]) to check it changes nothing.
+    #[inline(always)]
+    fn skips_walk(&self, s: Slot) -> bool {
+        #[cfg(test)]
+        if ALWAYS_WALK.get() {
+            return false;
+        }
+        let skip = self.sole_consumer_waits(s);
+        #[cfg(test)]
+        SKIPPED.set(SKIPPED.get() + skip as u64);
+        skip
+    }
+
+    /// Whether task `s` has one consumer in its segment, and that consumer's last input is
+    /// a task of the segment that is not placed (neither running nor finished): then
+    /// [`Server::can_pipeline`] rejects the consumer on any worker, so the walk is not made
+    /// (W1's first const of each merge; the first check `can_pipeline` makes, without the
+    /// call). False if anything else is the case.
+    #[inline(always)]
+    fn sole_consumer_waits(&self, s: Slot) -> bool {
+        let seg = &self.graph.segs[s.seg];
+        let r = seg.cons_range(s.off);
+        if r.len() != 1 {
+            return false;
+        }
+        let Some(c) = seg.offset_of(seg.cons[r.start]) else {
+            return false;
+        };
+        let Some(&x) = seg.inputs(c).last() else {
+            return false;
+        };
+        seg.offset_of(x)
+            .is_some_and(|xo| !seg.tasks[xo].state.is_placed())
     }
 
     /// The walk of [`Server::pipeline`] from `s`, placed on `w`, which has room for a light
@@ -626,6 +674,7 @@ impl Server {
         } else {
             &seg.inputs[r]
         };
+        // (Placed on `w`: an input not placed at all, `TaskState::is_placed`, is not.)
         let placed = |xt: &super::segment::Task, x: TaskId| match xt.state {
             TaskState::Running => xt.wk == Some(w),
             TaskState::Finished => xt.wk == Some(w) || self.moves.has_copy(x, w),

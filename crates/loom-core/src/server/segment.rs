@@ -41,6 +41,13 @@ impl TaskState {
         )
     }
 
+    /// Placed on a worker: sent to it (running) or computed there (finished). Pipelining sends
+    /// a consumer only once every input is placed on its worker.
+    #[inline(always)]
+    pub(crate) fn is_placed(self) -> bool {
+        matches!(self, TaskState::Running | TaskState::Finished)
+    }
+
     /// Counted in [`Segment::live`]: planned and neither freed nor failed.
     #[inline]
     pub(crate) fn is_live(self) -> bool {
