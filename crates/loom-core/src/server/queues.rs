@@ -97,18 +97,17 @@ impl ReadyQueues {
         self.q(q).front().copied()
     }
 
-    /// Takes the head of the light queue (one step for a run of light tasks placed in a row;
-    /// see [`ReadyQueues::unpop_light`]).
-    #[inline]
-    pub(crate) fn pop_light(&mut self) -> Option<TaskId> {
-        self.light.pop_front()
+    /// The entry `i` places behind the head of the light queue, if there is one (a run of
+    /// light tasks placed in a row reads them in place: see [`ReadyQueues::drop_light`]).
+    #[inline(always)]
+    pub(crate) fn light_at(&self, i: usize) -> Option<TaskId> {
+        self.light.get(i).copied()
     }
 
-    /// Puts `id`, just taken by [`ReadyQueues::pop_light`] and not placed, back at the head of
-    /// the light queue.
+    /// Drops the first `n` entries of the light queue (those a run placed or found stale).
     #[inline]
-    pub(crate) fn unpop_light(&mut self, id: TaskId) {
-        self.light.push_front(id);
+    pub(crate) fn drop_light(&mut self, n: usize) {
+        self.light.drain(..n);
     }
 
     /// Drops the head of a queue.

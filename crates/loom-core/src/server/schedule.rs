@@ -238,28 +238,32 @@ impl Server {
         // (segment, tasks moved Ready -> Running there not yet counted)
         let mut moved: Option<(super::ids::SegIdx, u32)> = None;
         let mut assigned = 0u64;
-        // Each head is taken, and put back if it is left to `drain_queue`.
-        while let Some(id) = self.ready.pop_light() {
+        // The queue's entries are read in place from its head; those placed or stale are
+        // dropped at the end, all at once (the queue does not change meanwhile: placing and
+        // pipelining queue nothing).
+        let mut taken = 0;
+        while let Some(id) = self.ready.light_at(taken) {
             let Some(s) = self.graph.locate(id) else {
+                taken += 1;
                 continue;
             };
             let seg = &mut self.graph.segs[s.seg];
             let plain = seg.checkpoints.is_empty() && (single || seg.input_range(s.off).is_empty());
             let t = &mut seg.tasks[s.off];
             if t.state != TaskState::Ready {
+                taken += 1;
                 continue;
             }
             if !plain || t.flags.has(TaskFlags::LOAD) || t.flags.has(TaskFlags::OVERRIDE) {
-                self.ready.unpop_light(id);
                 break;
             }
             let (ty, flags) = (t.ttype, t.flags);
             // The placement rule (a light task needs no cpus; with one worker its inputs are
             // there, with more it has none).
             let Some(w) = self.choose(s, Some(ty), 0, Queueing::Plain, None).best else {
-                self.ready.unpop_light(id);
                 break;
             };
+            taken += 1;
             let seg = &mut self.graph.segs[s.seg];
             let t = &mut seg.tasks[s.off];
             t.state = TaskState::Running;
@@ -292,6 +296,7 @@ impl Server {
             );
             self.pipeline(s, w, flags);
         }
+        self.ready.drop_light(taken);
         self.flush_moved(moved);
         self.counters.assigned += assigned;
     }
