@@ -39,6 +39,12 @@ impl<'a> Scanner<'a> {
         Scanner { b, p }
     }
 
+    /// The offset of the next byte to read.
+    #[inline]
+    pub fn pos(&self) -> usize {
+        self.p
+    }
+
     /// Whether the whole message was read.
     #[inline]
     pub fn done(&self) -> bool {

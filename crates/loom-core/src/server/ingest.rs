@@ -7,19 +7,10 @@ use crate::proto::scan::Scanner;
 use super::clients::PlanRange;
 use super::counters::LabelGroups;
 use super::ids::{ClientIdx, TaskId};
-use super::plan_scan::{
-    malformed, plan_err, scan_fast_task, scan_header, scan_task, Culprit, InputSink, PlanError,
-};
+use super::plan_scan::{malformed, plan_err, scan_header, scan_task, Culprit, PlanError};
 use super::segment::{Segment, Task, TaskFlags, TaskState, MAX_PIPELINE_INPUTS};
+use super::usual_tasks::{too_many_tasks, usual_tasks, IdMap, RunEnd};
 use super::Server;
-
-/// Where a plan's ids go: client ids `base..base+n` become internal ids `ibase..ibase+n`.
-#[derive(Clone, Copy)]
-struct IdMap {
-    base: i32,
-    ibase: TaskId,
-    n: usize,
-}
 
 impl Server {
     /// Validates and inserts a plan of client `ci`; `load`: the request's `load_checkpoints`
@@ -145,9 +136,27 @@ impl Server {
             .map(|(t, &known)| known && !self.sym.is_expansion(t as i32))
             .collect();
         let mut r = Scanner::new(plan);
-        let mut i = 0usize;
-        while !r.done() {
-            // The usual task (under 128 bytes) without a key/length decode.
+        loop {
+            // The usual tasks, as many as come (most plans: all of them).
+            let (end, at) = usual_tasks(&mut seg, plan, r.pos(), map, &plain_type)?;
+            let i = seg.tasks.len();
+            r = Scanner::at(plan, at);
+            if let RunEnd::Raw(first) = end {
+                let own = map.base + i as i32 - 1;
+                self.resolve_inputs(ci, &mut seg, first, own, map, &mut forward, &mut uses)
+                    .map_err(|cause| PlanError {
+                        task: Some(Culprit {
+                            id: own,
+                            label: String::new(),
+                        }),
+                        cause,
+                    })?;
+                continue;
+            }
+            if r.done() {
+                break;
+            }
+            // Anything else: read whole by the generic reader.
             let body = match r.take_short(2 << 3 | 2) {
                 Some(b) => b,
                 None => {
@@ -159,57 +168,11 @@ impl Server {
                     r.bytes_of(wt).map_err(malformed)?
                 }
             };
+            if i == n {
+                return Err(too_many_tasks());
+            }
             let first_input = seg.inputs.len();
             let own = map.base + i as i32;
-            // Short path: nothing after the inputs but the result flag (no resource request,
-            // label or checkpoint), a known plain type; the same checks as below, in the same
-            // order, for what such a task can get wrong. Inputs that are earlier tasks of the
-            // plan are resolved as they are read, from the first other one on by
-            // `resolve_inputs`.
-            let mut sink = Resolving {
-                inputs: &mut seg.inputs,
-                cons_off: &mut seg.cons_off,
-                base: map.base,
-                ibase: map.ibase,
-                below: i as u32,
-                raw: usize::MAX,
-            };
-            let fast = scan_fast_task::<false>(body, &mut sink);
-            let raw = sink.raw;
-            if let Some(t) = fast {
-                if plain_type.get(t.ttype as usize) == Some(&true) {
-                    debug_assert!(t.rr == -1 && t.label.is_none() && t.checkpoint.is_empty());
-                    if !t.config.is_empty() {
-                        push_config(&mut seg.arena, plan, t.config);
-                    }
-                    seg.cfg_off.push(seg.arena.len() as u32);
-                    seg.in_off.push(seg.inputs.len() as u32);
-                    let mut task = Task::new(TaskState::Unplanned, t.ttype);
-                    if t.result {
-                        task.flags = TaskFlags::RESULT;
-                    }
-                    seg.tasks.push(task);
-                    if raw != usize::MAX {
-                        self.resolve_inputs(ci, &mut seg, raw, own, map, &mut forward, &mut uses)
-                            .map_err(|cause| PlanError {
-                                task: Some(Culprit {
-                                    id: own,
-                                    label: String::new(),
-                                }),
-                                cause,
-                            })?;
-                    }
-                    i += 1;
-                    continue;
-                }
-            }
-            // Anything else: the task read again, whole (the short path's inputs dropped,
-            // and the consumers counted for those it resolved).
-            for &x in &seg.inputs[first_input..raw.min(seg.inputs.len())] {
-                let d = x.offset_in(map.ibase, n as u32).expect("an earlier task's");
-                seg.cons_off[d + 1] -= 1;
-            }
-            seg.inputs.truncate(first_input);
             let t = scan_task(body, &mut seg.inputs).map_err(malformed)?;
             let err = |cause: String| PlanError {
                 task: Some(Culprit {
@@ -248,7 +211,6 @@ impl Server {
             }
             self.resolve_inputs(ci, &mut seg, first_input, own, map, &mut forward, &mut uses)
                 .map_err(err)?;
-            i += 1;
         }
         debug_assert_eq!(
             seg.tasks.len(),
@@ -269,7 +231,7 @@ impl Server {
     /// Resolves the inputs of task `own` (client id), `seg.inputs[first..]` as on the wire, to
     /// internal ids in place, counting in-plan consumers (`cons_off[d + 1]`), noting forward
     /// references and the earlier plans used. Err: the cause (the task's culprit). Out of
-    /// line: the short path resolves most inputs as it reads them (`Resolving`).
+    /// line: the usual tasks' inputs are mostly resolved as they are read (`usual_tasks`).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn resolve_inputs(
@@ -615,46 +577,6 @@ impl Server {
     }
 }
 
-/// The intake's short path's [`InputSink`]: an input that is an earlier task of the plan
-/// (`id - base < below`, the task's own offset) is resolved to its internal id as it is read,
-/// its consumer counted in `cons_off`; from the first other input on (a later task, the task
-/// itself, an earlier plan's or an unknown id: checked by `Server::resolve_inputs`), the
-/// inputs are kept as on the wire, `raw` marking where they start.
-struct Resolving<'s> {
-    inputs: &'s mut Vec<TaskId>,
-    cons_off: &'s mut Vec<u32>,
-    /// The plan's client id base and internal id base.
-    base: i32,
-    ibase: TaskId,
-    /// The offset of the task read; 0 once an input was kept as on the wire.
-    below: u32,
-    /// The index in `inputs` of the first input kept as on the wire (`usize::MAX`: none).
-    raw: usize,
-}
-
-impl InputSink for Resolving<'_> {
-    #[inline(always)]
-    fn input(&mut self, id: i32) {
-        let d = id.wrapping_sub(self.base) as u32;
-        if d < self.below {
-            self.cons_off[d as usize + 1] += 1;
-            self.inputs.push(self.ibase.plus(d as usize));
-        } else {
-            self.keep_raw(id);
-        }
-    }
-}
-
-impl Resolving<'_> {
-    /// Keeps `id` and every later input of the task as on the wire.
-    #[cold]
-    fn keep_raw(&mut self, id: i32) {
-        self.raw = self.raw.min(self.inputs.len());
-        self.below = 0;
-        self.inputs.push(TaskId(id));
-    }
-}
-
 /// [`plan_forward`]'s edge from `x` of an earlier plan to `id`: noted in `ext`; 1 if `x` is
 /// not finished (`id` waits for it). Out of line: most plans have none.
 #[cold]
@@ -793,27 +715,6 @@ fn set_waiting(seg: &mut Segment, t: usize, grouped: bool) {
     }
 }
 
-/// Appends `config`, a slice of `plan`, to a segment's config arena. Most configs are a few
-/// bytes: one of up to 16 bytes with 16 bytes of `plan` from its start is copied as one
-/// 16-byte block and the arena cut back to its end (the bytes after it are overwritten by the
-/// next config), not by a call to `memcpy` for a few bytes; anything else as it is.
-#[inline(always)]
-fn push_config(arena: &mut Vec<u8>, plan: &[u8], config: &[u8]) {
-    const BLOCK: usize = 16;
-    let at = (config.as_ptr() as usize).wrapping_sub(plan.as_ptr() as usize);
-    let len = config.len();
-    if len <= BLOCK {
-        if let Some(block) = plan.get(at..at.wrapping_add(BLOCK)) {
-            let block: &[u8; BLOCK] = block.try_into().expect("a block");
-            let end = arena.len() + len;
-            arena.extend_from_slice(block);
-            arena.truncate(end);
-            return;
-        }
-    }
-    arena.extend_from_slice(config);
-}
-
 /// A task's `checkpoint_path`: it must be UTF-8 and absolute (spec 8; the client checks too).
 fn checkpoint_path(b: &[u8]) -> Result<Box<str>, String> {
     let p = std::str::from_utf8(b).map_err(|_| "checkpoint path is not valid UTF-8".to_owned())?;
@@ -839,43 +740,5 @@ fn resource(
             "no worker can satisfy cpus({c}): no worker has more than {m}"
         )),
         _ => Ok(c),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_config;
-
-    /// The arena holds exactly the configs pushed, one after another, whether a config was
-    /// copied as a 16-byte block (short, with 16 bytes of the plan from its start) or not (17
-    /// bytes and more, or too near the plan's end), and a block's extra bytes never show.
-    #[test]
-    fn configs_land_in_the_arena_as_they_are() {
-        let plan: Vec<u8> = (0..=255u8).cycle().take(300).collect();
-        let cuts = [
-            (0, 1),
-            (5, 0),
-            (10, 16),
-            (40, 17),
-            (100, 3),
-            (284, 16),
-            (285, 15),
-            (297, 3),
-            (299, 1),
-            (3, 200),
-        ];
-        let mut arena = Vec::new();
-        let mut expected = Vec::new();
-        for (at, len) in cuts {
-            let config = &plan[at..at + len];
-            push_config(&mut arena, &plan, config);
-            expected.extend_from_slice(config);
-            assert_eq!(arena, expected, "after {len} bytes at {at}");
-        }
-        // A config that is not a slice of the plan is copied as it is.
-        let other = [7u8; 5];
-        push_config(&mut arena, &plan, &other);
-        expected.extend_from_slice(&other);
-        assert_eq!(arena, expected);
     }
 }

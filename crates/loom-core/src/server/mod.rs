@@ -83,6 +83,7 @@ mod segment;
 mod tracing;
 mod transfer_failure;
 mod transfers;
+mod usual_tasks;
 mod waiting;
 mod wire;
 mod worker_loss;
