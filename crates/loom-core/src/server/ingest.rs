@@ -9,7 +9,7 @@ use super::counters::LabelGroups;
 use super::ids::{ClientIdx, TaskId};
 use super::plan_scan::{malformed, plan_err, scan_header, scan_task, Culprit, PlanError};
 use super::segment::{Segment, Task, TaskFlags, TaskState, MAX_PIPELINE_INPUTS};
-use super::usual_tasks::{too_many_tasks, usual_tasks, IdMap, RunEnd};
+use super::usual_tasks::{too_many_tasks, usual_tasks, IdMap, RunEnd, RUN_ROOM};
 use super::Server;
 
 impl Server {
@@ -120,8 +120,9 @@ impl Server {
         let n = map.n;
         let max_cpus = self.workers.plan_cpus_limit();
         let mut seg = Segment::with_columns(map.ibase, n, ci, Some(map.base), TaskState::Unplanned);
-        seg.arena.reserve(n);
-        seg.inputs.reserve(n + n / 2);
+        // With the room `usual_tasks` makes for a chunk of tasks past the last one.
+        seg.arena.reserve(n + RUN_ROOM.0);
+        seg.inputs.reserve(n + n / 2 + RUN_ROOM.1);
         seg.cfg_off.push(0);
         seg.in_off.push(0);
         // In-plan consumers per task, counted as inputs are read (see `link_consumers`).
@@ -132,9 +133,11 @@ impl Server {
         let mut expansions = false;
         let mut uses: Vec<i32> = Vec::new();
         // Task types a task may name on the fast path: known and not dslice/dget.
-        let plain_type: Vec<bool> = (self.known_type.iter().enumerate())
-            .map(|(t, &known)| known && !self.sym.is_expansion(t as i32))
-            .collect();
+        // (The fast reader takes types under 128 only.)
+        let mut plain_type = [false; 128];
+        for (t, &known) in self.known_type.iter().enumerate().take(128) {
+            plain_type[t] = known && !self.sym.is_expansion(t as i32);
+        }
         let mut r = Scanner::new(plan);
         loop {
             // The usual tasks, as many as come (most plans: all of them).

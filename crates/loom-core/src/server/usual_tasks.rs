@@ -14,6 +14,16 @@ use super::segment::{Segment, Task, TaskFlags, TaskState};
 /// A plan's `tasks` field key (`Plan.tasks`, field 2, length-delimited).
 const TASK: u8 = 2 << 3 | 2;
 
+/// Tasks a run makes room for at once (see [`usual_tasks`]).
+const CHUNK: usize = 32;
+/// The most inputs a usual task can have: one per two bytes of a body under 128 bytes.
+const MOST_INPUTS: usize = 63;
+/// The longest config a usual task can have (under its body's 128 bytes).
+const MOST_CONFIG: usize = 127;
+/// The room (config bytes, inputs) a run makes for a chunk of tasks: reserved past a plan's
+/// expected sizes, so that the last chunk does not grow the columns.
+pub(super) const RUN_ROOM: (usize, usize) = (CHUNK * MOST_CONFIG + BLOCK, CHUNK * MOST_INPUTS);
+
 /// Where a plan's ids go: client ids `base..base+n` become internal ids `ibase..ibase+n`.
 #[derive(Clone, Copy)]
 pub(super) struct IdMap {
@@ -58,7 +68,7 @@ pub(super) fn usual_tasks(
     plan: &[u8],
     at: usize,
     map: IdMap,
-    plain_type: &[bool],
+    plain_type: &[bool; 128],
 ) -> Result<(RunEnd, usize), PlanError> {
     let n = map.n;
     let t0 = seg.tasks.len();
@@ -72,11 +82,11 @@ pub(super) fn usual_tasks(
         "columns prepared for the plan's {n} tasks"
     );
     // Safety of the writes below: task record `t` and offsets `t + 1` are written only for
-    // `t < n` (checked per task), within the capacities asserted above; a consumer count at
-    // `d + 1` only for `d < t` (`Resolving`); configs and inputs after `Cursor::room` made
-    // room for the most a task's body can hold (a config no longer than the body, plus the
-    // 16-byte block `push_config` may copy; an input per two bytes of body, and `Resolving`
-    // checks its end before each write all the same).
+    // `t < limit <= n`, within the capacities asserted above; a consumer count at `d + 1`
+    // only for `d < t` (`Resolving`); configs and inputs after `Cursor::room` made room for
+    // the most the bodies of the tasks up to `limit` can hold (a config no longer than the
+    // body, plus the 16-byte block `push_config` may copy; an input per two bytes of body,
+    // and `Resolving` checks its end before each write all the same).
     let tasks = seg.tasks.as_mut_ptr();
     let cfg_off = seg.cfg_off.as_mut_ptr();
     let in_off = seg.in_off.as_mut_ptr();
@@ -84,6 +94,9 @@ pub(super) fn usual_tasks(
     let mut arena = Cursor::of(&mut seg.arena);
     let mut inputs = Cursor::of(&mut seg.inputs);
     let mut t = t0;
+    // Room is made for `CHUNK` tasks at a time, up to `limit`: one comparison per task for
+    // the header's count and the room for configs and inputs.
+    let mut limit = t0;
     let mut rest = plan.get(at..).unwrap_or_default();
     let end = loop {
         let &[TASK, len, ref tail @ ..] = rest else {
@@ -93,16 +106,19 @@ pub(super) fn usual_tasks(
         if len >= 0x80 || len > tail.len() {
             break Ok(RunEnd::Other);
         }
-        if t == n {
-            break Err(too_many_tasks());
+        if t == limit {
+            if t == n {
+                break Err(too_many_tasks());
+            }
+            limit = n.min(t + CHUNK);
+            inputs.room(&mut seg.inputs, (limit - t) * MOST_INPUTS);
+            arena.room(&mut seg.arena, (limit - t) * MOST_CONFIG + BLOCK);
+            debug_assert!((limit - t) * MOST_CONFIG + BLOCK <= RUN_ROOM.0);
         }
         let (body, after) = tail.split_at(len);
-        let most = len / 2;
-        inputs.room(&mut seg.inputs, most);
-        arena.room(&mut seg.arena, len + BLOCK);
         let first = inputs.len;
-        // SAFETY: `room` made `most` slots from `first` on.
-        let (at, end) = unsafe { (inputs.ptr.add(first), inputs.ptr.add(first + most)) };
+        // SAFETY: room for `MOST_INPUTS` from `first` on (for each task up to `limit`).
+        let (at, end) = unsafe { (inputs.ptr.add(first), inputs.ptr.add(first + MOST_INPUTS)) };
         let mut sink = Resolving {
             at,
             end,
@@ -116,7 +132,7 @@ pub(super) fn usual_tasks(
         let read = scan_fast_task::<false>(body, &mut sink);
         let usual = read
             .as_ref()
-            .is_some_and(|r| plain_type.get(r.ttype as usize) == Some(&true));
+            .is_some_and(|r| plain_type[r.ttype as usize & 0x7f]);
         if !usual || sink.full {
             // The consumers counted for the inputs resolved are uncounted.
             let resolved_end = if sink.raw.is_null() {
@@ -137,7 +153,7 @@ pub(super) fn usual_tasks(
             break Ok(RunEnd::Other);
         }
         let r = read.expect("usual");
-        // SAFETY: `sink.at` is within `first..first + most` of the inputs' buffer.
+        // SAFETY: `sink.at` is within `first..first + MOST_INPUTS` of the inputs' buffer.
         inputs.len = unsafe { sink.at.offset_from(inputs.ptr) } as usize;
         if !r.config.is_empty() {
             push_config(&mut arena, plan, r.config);
@@ -389,7 +405,8 @@ mod tests {
             ibase: TaskId(100),
             n,
         };
-        let types = [false, true];
+        let mut types = [false; 128];
+        types[1] = true;
         let mut seg = prepared(5);
         let (end, at) = usual_tasks(&mut seg, &plan, 0, map(5), &types).expect("5 of 5");
         assert_eq!((end, at), (RunEnd::Other, plan.len()));
@@ -417,7 +434,9 @@ mod tests {
             n: 3,
         };
         let mut seg = prepared(3);
-        let (end, at) = usual_tasks(&mut seg, &plan, 0, map, &[false, true]).expect("read");
+        let mut types = [false; 128];
+        types[1] = true;
+        let (end, at) = usual_tasks(&mut seg, &plan, 0, map, &types).expect("read");
         assert_eq!((end, at), (RunEnd::Other, plan.len() - 6));
         assert_eq!(seg.tasks.len(), 2);
         assert_eq!((seg.cfg_off.len(), seg.in_off.len()), (3, 3));
