@@ -248,7 +248,22 @@ impl Server {
         uses: &mut Vec<i32>,
     ) -> Result<(), String> {
         let n = map.n;
-        for input in &mut seg.inputs[first..] {
+        // First the inputs that are earlier tasks of the plan (most inputs of most tasks, e.g.
+        // a reduction's many): nothing to check but the range, one count each.
+        let below = own.wrapping_sub(map.base) as u32;
+        let ins = &mut seg.inputs[first..];
+        let counts = &mut seg.cons_off[..(below as usize + 1).min(n + 1)];
+        let mut k = 0;
+        while let Some(input) = ins.get_mut(k) {
+            let d = input.get().wrapping_sub(map.base) as u32;
+            if d >= below {
+                break;
+            }
+            *input = map.ibase.plus(d as usize);
+            counts[d as usize + 1] += 1;
+            k += 1;
+        }
+        for input in &mut seg.inputs[first + k..] {
             let cid = input.get();
             let d = cid.wrapping_sub(map.base) as u32;
             if (d as usize) < n {
