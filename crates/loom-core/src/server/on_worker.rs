@@ -55,6 +55,8 @@ impl Server {
                 }
                 return Ok(());
             }
+            // What it changes on `w` is counted at once: the read's counts first.
+            tally.apply(&mut self.workers[w]);
             let r = self.worker_frame(w, frame);
             ctx = self.read_ctx();
             r
@@ -258,18 +260,17 @@ impl Server {
             client.task_finished(seg.client_id(off).expect("results are plan tasks"));
         }
         let workers = &mut self.workers;
-        let wk = &mut workers[w];
         if c == 0 {
             tally.light_ended += 1;
         } else {
+            let wk = &mut workers[w];
             wk.unbook(c);
             if program {
                 wk.program_ended(c, std::time::Instant::now());
             }
         }
-        // At once, not tallied: a free later in this read may drop this object on `w`, and a
-        // drop is clamped at zero ([`Worker::dropped`]).
-        wk.holds(size);
+        tally.held += 1;
+        tally.held_bytes += size;
         if plain {
             // Everything happens in this segment, which stays borrowed: a consumer made
             // ready is queued (no grace to hold it back, no expansion to run), a freed object
@@ -286,25 +287,30 @@ impl Server {
                     self.ready.push(c, cpus);
                 }
             }
+            // Its inputs that this frees, and itself if garbage, as one batch: the counts
+            // they lower are lowered once by their number ([`gone`]), `w`'s in `tally`.
+            let mut n = 0;
             for k in seg.input_range(off) {
                 let Some(xo) = seg.offset_of(seg.inputs[k]) else {
                     continue;
                 };
                 if input_released(seg, xo) {
-                    freed(seg, xo, client, workers, true);
+                    freed(seg, xo, workers, true, Some(w), tally);
+                    n += 1;
                 }
             }
             if garbage {
                 debug_assert!(seg.is_garbage(off), "garbage as its record said");
-                freed(seg, off, client, workers, true);
+                freed(seg, off, workers, true, Some(w), tally);
+                n += 1;
             }
-            // Only the frees above lowered the segment's live count, and this task was live
-            // before them: one of them emptied it if it is empty now (one test, not one per
-            // free).
-            if seg.live == 0 {
+            if n != 0 && gone(seg, client, n) {
                 self.graph.mark_emptied();
             }
         } else {
+            // Its frees count at once on their owners: the read's counts first (see
+            // [`Tally`]).
+            tally.apply(&mut self.workers[w]);
             self.release_general(s, id, flags);
         }
         #[cfg(test)]
@@ -490,13 +496,15 @@ impl Server {
         let seg = &mut self.graph.segs[s.seg];
         let id = seg.id(s.off);
         let size = seg.size[s.off];
-        if freed(
+        freed(
             seg,
             s.off,
-            &mut self.clients[seg.client],
             &mut self.workers,
             false,
-        ) {
+            None,
+            &mut Tally::default(),
+        );
+        if gone(seg, &mut self.clients[seg.client], 1) {
             self.graph.mark_emptied();
         }
         self.remove_extra_copies(id, size);
@@ -578,17 +586,26 @@ impl Server {
     }
 }
 
-/// What one worker read's FINISHED frames change in their worker's light-task counters,
-/// added up over the read and applied once at its end ([`Tally::apply`]): light tasks ended
-/// (each [`Worker::unbook`]). Applying the sum is applying each: nothing reads these counters
-/// during a read (the scheduler runs after the read, the status between events), and nothing
-/// else in a read lowers them below what the read's own light tasks booked (each was booked
-/// there). The objects a worker holds are not tallied: a read's frees lower them too, and a
-/// drop clamps at zero, so deferred adds would miscount (test
-/// `a_chain_finished_in_one_read_leaves_one_object_on_its_worker`).
+/// What one worker read's FINISHED frames change in their worker's counters, added up over
+/// the read and applied at once ([`Tally::apply`]): light tasks ended (each
+/// [`Worker::unbook`]), objects it now holds ([`Worker::holds`]) and objects freed there
+/// ([`Worker::dropped`]). Applying the sums is applying each: nothing reads these counters
+/// during a read (the scheduler runs after it, the status between events), nothing else in a
+/// read lowers the light tasks below what its own light tasks booked, and the objects are
+/// added before they are dropped (a drop clamps at zero: it must not come before the add of
+/// the same object, so adds are never deferred past a drop, test
+/// `a_chain_finished_in_one_read_leaves_one_object_on_its_worker`). Anything in a read that
+/// counts at once on the worker (a frame other than a FINISHED in the layout workers send,
+/// a FINISHED whose frees take the general path) applies the tally first.
 #[derive(Default)]
 pub(super) struct Tally {
     light_ended: u32,
+    /// Objects the read's FINISHED frames left on the read's worker, and their bytes.
+    held: u64,
+    held_bytes: u64,
+    /// Objects of the read's FINISHED frames freed on the read's worker, and their bytes.
+    dropped: u64,
+    dropped_bytes: u64,
 }
 
 impl Tally {
@@ -596,6 +613,8 @@ impl Tally {
     #[inline(always)]
     fn apply(&mut self, wk: &mut Worker) {
         wk.unbook_light(self.light_ended);
+        wk.holds_n(self.held, self.held_bytes);
+        wk.dropped_n(self.dropped, self.dropped_bytes);
         *self = Tally::default();
     }
 }
@@ -667,26 +686,56 @@ fn input_released(seg: &mut Segment, xo: usize) -> bool {
     seg.is_garbage(xo)
 }
 
-/// Task `off` of `seg` (of `client`) is freed: FREED, the client's object count, REMOVE to
-/// its primary owner (`plain`: `seg` is plain, see [`moved`]). True when that leaves the segment without a live task. What else an
-/// object may have (extra copies, transfers, length, cross-plan consumers) is
-/// [`Server::free`]'s.
+/// Task `off` of `seg` is freed: FREED, REMOVE to its primary owner if alive, which holds it
+/// no longer (`plain`: `seg` is plain, see [`moved`]). The counts this lowers for the
+/// segment and its client are lowered by [`gone`], once for the frees of one event; the
+/// owner's objects and bytes at once, or in `tally` when it is `read`, the worker whose read
+/// this is (alive: it is being read). What else an object may have (extra copies, transfers,
+/// length, cross-plan consumers) is [`Server::free`]'s.
 #[inline(always)]
 fn freed(
     seg: &mut Segment,
     off: usize,
-    client: &mut Client,
     workers: &mut Workers,
     plain: bool,
-) -> bool {
+    read: Option<WorkerIdx>,
+    tally: &mut Tally,
+) {
     // Freeing twice would drop the segment while tasks in it are still live.
     debug_assert!(seg.tasks[off].state == TaskState::Finished, "freed once");
-    // Read before anything is written, so that the task is indexed (bounds-checked) once.
-    let owner = seg.tasks[off].wk;
-    moved(seg, off, TaskState::Finished, TaskState::Freed, plain);
-    seg.live -= 1;
-    client.n_data -= 1;
-    remove_from(workers, owner, seg.id(off), seg.size[off]);
+    debug_assert!(
+        !plain || seg.groups.is_none(),
+        "a plain segment has no label groups"
+    );
+    if !plain {
+        if let Some(g) = seg.groups.as_deref_mut() {
+            g.moved(off, TaskState::Finished, TaskState::Freed);
+        }
+    }
+    // The record indexed (bounds-checked) once.
+    let t = &mut seg.tasks[off];
+    let owner = t.wk;
+    t.state = TaskState::Freed;
+    let (id, size) = (seg.id(off), seg.size[off]);
+    match owner {
+        Some(p) if owner == read => {
+            debug_assert!(workers[p].alive, "a worker being read is alive");
+            tally.dropped += 1;
+            tally.dropped_bytes += size;
+            wire::push_remove(&mut workers[p].out, id);
+        }
+        _ => remove_from(workers, owner, id, size),
+    }
+}
+
+/// `n` tasks of `seg` (of `client`) were [`freed`] by one event: the segment's counts
+/// (FINISHED -> FREED, live tasks) and the client's objects go down by `n` at once. True
+/// when that leaves the segment without a live task.
+#[inline(always)]
+fn gone(seg: &mut Segment, client: &mut Client, n: u32) -> bool {
+    seg.counts.moved_n(TaskState::Finished, TaskState::Freed, n);
+    seg.live -= n;
+    client.n_data -= n as i64;
     seg.live == 0
 }
 

@@ -211,15 +211,28 @@ impl Worker {
     /// It now holds an object of `size` bytes.
     #[inline]
     pub(crate) fn holds(&mut self, size: u64) {
-        self.objects += 1;
-        self.bytes += size;
+        self.holds_n(1, size);
+    }
+
+    /// It now holds `n` more objects of `bytes` bytes in all.
+    #[inline]
+    pub(crate) fn holds_n(&mut self, n: u64, bytes: u64) {
+        self.objects += n;
+        self.bytes += bytes;
     }
 
     /// An object of `size` bytes it held was removed.
     #[inline]
     pub(crate) fn dropped(&mut self, size: u64) {
-        self.objects = self.objects.saturating_sub(1);
-        self.bytes = self.bytes.saturating_sub(size);
+        self.dropped_n(1, size);
+    }
+
+    /// `n` objects of `bytes` bytes in all that it held were removed: [`Worker::dropped`] of
+    /// each at once (the same counts: a run of saturating subtractions is one of their sum).
+    #[inline]
+    pub(crate) fn dropped_n(&mut self, n: u64, bytes: u64) {
+        self.objects = self.objects.saturating_sub(n);
+        self.bytes = self.bytes.saturating_sub(bytes);
     }
 
     /// Load per cpu (scaled by 1024), light tasks counted as 1/64 of a cpu.

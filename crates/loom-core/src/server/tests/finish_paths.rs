@@ -236,3 +236,47 @@ fn a_plan_emptied_by_a_plain_finished_is_collected() {
     assert!(h.s.graph.segs.is_empty(), "the plan's segment is dropped");
     assert_eq!(h.s.snapshot().plans[0].state, "done");
 }
+
+/// A read whose first FINISHED leaves an object on its worker and whose next FINISHED frees
+/// it on the general path (which counts at once) leaves the worker holding exactly the second
+/// task's object and bytes: the read's counts so far are applied before anything that counts
+/// at once. The second FINISHED takes the general path as a frame in another layout (a
+/// length) after a plain one, or with every read forced rare. (Without that, the free of the
+/// first object's 100 bytes was clamped at zero before their add was applied, and the worker
+/// showed 100 bytes, or two objects.)
+#[test]
+fn a_general_free_after_finished_frames_of_one_read_counts_in_order() {
+    for general_only in [false, true] {
+        let mut h = H::new();
+        h.s.general_only = general_only;
+        h.worker(1, 1);
+        h.client(2);
+        h.take();
+        let tasks = vec![task(CONST, b"a", &[], false), task(MERGE, b"", &[0], true)];
+        h.send(2, &plan_req(0, tasks, &[]));
+        let sent = h.take().tasks(1);
+        assert_eq!(sent.len(), 2, "the chain is sent at once: {sent:?}");
+        let mut read = Vec::new();
+        plain_finished(&mut read, sent[0], 100);
+        if general_only {
+            plain_finished(&mut read, sent[1], 10);
+        } else {
+            read.extend(framed(&WorkerResponse {
+                r#type: worker_response::Type::Finished as i32,
+                id: sent[1],
+                size: Some(10),
+                length: Some(3),
+                error_msg: None,
+            }));
+        }
+        h.s.on_data(1, &read);
+        assert_eq!(h.take().removes(1), vec![sent[0]], "the const is freed");
+        assert_eq!(h.s.plain_finished, !general_only as u64, "plain frames");
+        let w = &h.s.snapshot().workers[0];
+        assert_eq!(
+            (w.running, w.objects, w.bytes),
+            (0, 1, 10),
+            "general only: {general_only}"
+        );
+    }
+}
