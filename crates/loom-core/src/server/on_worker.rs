@@ -724,8 +724,17 @@ fn freed(
             tally.dropped_bytes += size;
             wire::push_remove(&mut workers[p].out, id);
         }
-        _ => remove_from(workers, owner, id, size),
+        _ => remove_elsewhere(workers, owner, id, size),
     }
+}
+
+/// [`remove_from`] out of line, for [`freed`] objects not on the read's worker (in a read,
+/// rare: an input computed elsewhere; and every free of the general path): in a worker
+/// read's loop, that case costs the usual one no registers.
+#[cold]
+#[inline(never)]
+fn remove_elsewhere(workers: &mut Workers, owner: Option<WorkerIdx>, id: TaskId, size: u64) {
+    remove_from(workers, owner, id, size);
 }
 
 /// `n` tasks of `seg` (of `client`) were [`freed`] by one event: the segment's counts
