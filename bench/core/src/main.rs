@@ -47,6 +47,17 @@ unsafe impl GlobalAlloc for Counting {
         }
         p
     }
+    // Forwarded, not left to the default (`alloc` and a memset): the addon's `vec![0; n]`
+    // gets calloc's zero pages in production, so the bench must not pay a memset for them.
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded to the system allocator with the caller's layout.
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            let c = CUR.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(c, Ordering::Relaxed);
+        }
+        p
+    }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         // SAFETY: `p` was allocated by `alloc` with layout `l`.
         unsafe { System.dealloc(p, l) };
