@@ -29,8 +29,6 @@ pub(crate) struct Client {
     pub(crate) ranges: Vec<PlanRange>,
     /// Lowest id_base the next plan may use.
     pub(crate) next_base: i64,
-    /// Computed, not-yet-freed objects of this client.
-    pub(crate) n_data: i64,
     /// Framed responses not yet handed to the socket layer.
     pub(crate) out: Vec<u8>,
     /// It announced "dictionary-updates": it gets the dictionary again when it grows.
@@ -56,7 +54,6 @@ impl Client {
             alive: true,
             ranges: Vec::new(),
             next_base: 0,
-            n_data: 0,
             out: Vec::new(),
             dict_updates: true,
             direct_fetch: false,

@@ -17,7 +17,6 @@ impl Server {
         // Expansion pieces have no client id (they are never results).
         let root_cid = seg.client_id(s.off).unwrap_or(-1);
         let ci = seg.client;
-        let was_finished = seg.tasks[s.off].state == TaskState::Finished;
         let held = seg.tasks[s.off].flags.has(TaskFlags::RESULT);
         let failed = FailedTask {
             id: root_cid,
@@ -25,10 +24,6 @@ impl Server {
         };
         self.graph.retire(s, TaskState::Failed);
         self.crashes.forget(root);
-        if was_finished {
-            // Its data is gone.
-            self.clients[ci].n_data -= 1;
-        }
         if held {
             self.clients[ci].task_failed(root_cid, &failed, worker, &msg);
         }

@@ -431,6 +431,18 @@ impl Server {
         self.on_close(conn);
     }
 
+    /// The objects each client holds (computed and not yet freed), by client index: its
+    /// segments' FINISHED counts, which every transition keeps (finish, free, failure,
+    /// recompute after a worker loss; a client's segments go with it). Derived where read
+    /// (STATS, the status) rather than counted per FINISHED and free. O(clients + segments).
+    fn client_objects(&self) -> Vec<i64> {
+        let mut objects = vec![0i64; self.clients.len()];
+        for seg in self.graph.segs.iter() {
+            objects[seg.client.index()] += seg.counts.get(segment::TaskState::Finished) as i64;
+        }
+        objects
+    }
+
     /// The server's status now: workers, clients, plans with their tasks by state and label
     /// group, transfers, scheduler and ingest counters, recent failures. Costs O(workers +
     /// clients + segments + kept plans), never a pass over tasks.
@@ -462,6 +474,7 @@ impl Server {
             })
             .collect();
         // Every connected client, and the newest gone ones (clients never reuse a slot).
+        let objects = self.client_objects();
         let gone = self.clients.iter().filter(|c| !c.alive).count();
         let mut skip_gone = gone.saturating_sub(counters::KEEP_GONE_CLIENTS);
         let clients = self
@@ -477,7 +490,7 @@ impl Server {
                 address: c.ip.clone(),
                 alive: c.alive,
                 plans: c.ranges.len() as u32,
-                objects: c.n_data,
+                objects: objects[i.index()],
             })
             .collect();
         let k = &self.counters;

@@ -84,11 +84,12 @@ impl Server {
     /// STATS: live workers, and objects held on the server by every client (spec 4.1).
     fn stats(&mut self, ci: ClientIdx) {
         let n_workers = self.workers.n_alive as i32;
+        let objects = self.client_objects();
         let n_data: i64 = self
             .clients
-            .iter()
-            .filter(|c| c.alive)
-            .map(|c| c.n_data)
+            .iter_enumerated()
+            .filter(|(_, c)| c.alive)
+            .map(|(i, _)| objects[i.index()])
             .sum();
         let c = &mut self.clients[ci];
         push_frame(

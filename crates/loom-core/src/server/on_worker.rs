@@ -7,7 +7,6 @@ use crate::proto::comm::worker_response;
 
 use crate::frame::FrameReader;
 
-use super::clients::Client;
 use super::counters::{failure_message, now_ms, Failure};
 use super::ids::{SegIdx, Slot, TaskId, WorkerIdx};
 use super::segment::{Segment, TaskFlags, TaskState};
@@ -253,11 +252,10 @@ impl Server {
         let plain = COMMON || ReadCtx::plain(quiet, seg, flags);
         moved(seg, off, TaskState::Running, TaskState::Finished, plain);
         seg.size[off] = size;
-        let client = &mut self.clients[seg.client];
-        client.n_data += 1;
         if result {
             seg.tasks[off].flags.insert(TaskFlags::NOTIFIED);
-            client.task_finished(seg.client_id(off).expect("results are plan tasks"));
+            let cid = seg.client_id(off).expect("results are plan tasks");
+            self.clients[seg.client].task_finished(cid);
         }
         let workers = &mut self.workers;
         if c == 0 {
@@ -304,7 +302,7 @@ impl Server {
                 freed(seg, off, workers, true, Some(w), tally);
                 n += 1;
             }
-            if n != 0 && gone(seg, client, n) {
+            if n != 0 && gone(seg, n) {
                 self.graph.mark_emptied();
             }
         } else {
@@ -504,7 +502,7 @@ impl Server {
             None,
             &mut Tally::default(),
         );
-        if gone(seg, &mut self.clients[seg.client], 1) {
+        if gone(seg, 1) {
             self.graph.mark_emptied();
         }
         self.remove_extra_copies(id, size);
@@ -737,14 +735,13 @@ fn remove_elsewhere(workers: &mut Workers, owner: Option<WorkerIdx>, id: TaskId,
     remove_from(workers, owner, id, size);
 }
 
-/// `n` tasks of `seg` (of `client`) were [`freed`] by one event: the segment's counts
-/// (FINISHED -> FREED, live tasks) and the client's objects go down by `n` at once. True
-/// when that leaves the segment without a live task.
+/// `n` tasks of `seg` were [`freed`] by one event: the segment's counts (FINISHED -> FREED,
+/// live tasks) go down by `n` at once (a client's objects are its segments' FINISHED count,
+/// [`Server::client_objects`]). True when that leaves the segment without a live task.
 #[inline(always)]
-fn gone(seg: &mut Segment, client: &mut Client, n: u32) -> bool {
+fn gone(seg: &mut Segment, n: u32) -> bool {
     seg.counts.moved_n(TaskState::Finished, TaskState::Freed, n);
     seg.live -= n;
-    client.n_data -= n as i64;
     seg.live == 0
 }
 

@@ -217,7 +217,6 @@ impl Server {
             alive: true,
             ranges: Vec::new(),
             next_base: 0,
-            n_data: 0,
             out,
             dict_updates: r.features.iter().any(|f| f == "dictionary-updates"),
             direct_fetch: r.features.iter().any(|f| f == "fetch-direct"),

@@ -205,9 +205,7 @@ impl Server {
                 continue;
             }
             let seg = self.graph.seg(s);
-            let client = seg.client;
             if seg.tasks[s.off].refc == 0 && !seg.tasks[s.off].flags.has(TaskFlags::RESULT) {
-                self.clients[client].n_data -= 1;
                 self.graph.retire(s, TaskState::Freed);
                 continue;
             }
@@ -219,7 +217,6 @@ impl Server {
                 fail.push(x);
                 continue;
             }
-            self.clients[client].n_data -= 1;
             self.graph.seg_mut(s).set_state(s.off, TaskState::Waiting);
             for &i in &ins {
                 let is = self.graph.locate(i).expect("checked");
