@@ -86,6 +86,10 @@ impl TaskGraph {
 
     /// Adds a segment (its base is above every existing one).
     pub(crate) fn push(&mut self, seg: Segment) -> SegIdx {
+        debug_assert!(
+            seg.offsets_hold(),
+            "the offset-table invariant (see `Segment`)"
+        );
         if seg.live == 0 {
             self.dirty = true;
         }

@@ -144,6 +144,14 @@ impl Task {
 }
 
 /// The tasks of one plan: internal ids `base..base+n`.
+///
+/// The offset-table invariant: each CSR offset table (`cfg_off`, `in_off`, `cons_off`) of a
+/// segment in the graph holds `n + 1` ascending offsets starting at 0, the last one the length of
+/// its column (`arena`, `inputs`, `cons`). Intake establishes it before the segment joins the
+/// graph (`TaskGraph::push` checks it in debug builds, [`Segment::offsets_hold`]), and nothing
+/// changes the tables or the columns afterwards (input and consumer counts never change). The
+/// accessors [`Segment::config`], [`Segment::inputs`] and [`Segment::consumers`] rely on it
+/// to read a task's window with one bounds check (see [`window`]).
 pub(crate) struct Segment {
     pub(crate) base: TaskId,
     pub(crate) n: u32,
@@ -236,21 +244,22 @@ impl Segment {
         id.offset_in(self.base, self.n)
     }
 
-    #[inline]
+    /// The config bytes of task `off`.
+    #[inline(always)]
     pub(crate) fn config(&self, off: usize) -> &[u8] {
-        &self.arena[self.cfg_off[off] as usize..self.cfg_off[off + 1] as usize]
+        window(&self.cfg_off, &self.arena, off)
     }
 
     /// The plan's inputs of task `off` (see `TaskGraph::inputs_of` for expansions).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn inputs(&self, off: usize) -> &[TaskId] {
-        &self.inputs[self.in_off[off] as usize..self.in_off[off + 1] as usize]
+        window(&self.in_off, &self.inputs, off)
     }
 
     /// Consumers of task `off` inside this segment.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn consumers(&self, off: usize) -> &[TaskId] {
-        &self.cons[self.cons_off[off] as usize..self.cons_off[off + 1] as usize]
+        window(&self.cons_off, &self.cons, off)
     }
 
     /// Indices into `cons` of task `off`'s consumers (for loops that mutate the graph).
@@ -267,6 +276,22 @@ impl Segment {
         // Both offsets with one bounds check.
         let r = &self.in_off[off..off + 2];
         r[0] as usize..r[1] as usize
+    }
+
+    /// Whether the three offset tables keep the offset-table invariant (see [`Segment`]):
+    /// `n + 1` ascending offsets each, the last one the length of its column. O(n); for the
+    /// debug check where a segment joins the graph, and for tests.
+    pub(crate) fn offsets_hold(&self) -> bool {
+        let n = self.n as usize;
+        let holds = |offsets: &[u32], len: usize| {
+            offsets.len() == n + 1
+                && offsets[0] == 0
+                && offsets.windows(2).all(|w| w[0] <= w[1])
+                && offsets[n] as usize == len
+        };
+        holds(&self.cfg_off, self.arena.len())
+            && holds(&self.in_off, self.inputs.len())
+            && holds(&self.cons_off, self.cons.len())
     }
 
     /// Builds the consumer CSR from the inputs (edges whose input lies in this segment).
@@ -339,4 +364,20 @@ impl Segment {
             && self.tasks[off].refc == 0
             && !self.tasks[off].flags.has(TaskFlags::RESULT)
     }
+}
+
+/// Task `off`'s window `column[offsets[off]..offsets[off + 1]]` of a CSR column, with the
+/// bounds check of the two offsets only: the window lies in the column by the offset-table
+/// invariant (see [`Segment`]), which intake establishes once per segment, so every TASK,
+/// pipelining check and FINISHED does not check it again (four checks per window before).
+#[inline(always)]
+fn window<'a, T>(offsets: &[u32], column: &'a [T], off: usize) -> &'a [T] {
+    let &[a, b] = offsets[off..]
+        .first_chunk::<2>()
+        .expect("a task's two offsets");
+    let (a, b) = (a as usize, b as usize);
+    debug_assert!(a <= b && b <= column.len(), "the offset-table invariant");
+    // SAFETY: by the offset-table invariant (see `Segment`) the offsets ascend and the last
+    // one is the column's length, so `a <= b <= column.len()`.
+    unsafe { column.get_unchecked(a..b) }
 }

@@ -850,11 +850,80 @@ fn skipping_a_walk_sends_what_the_walk_would() {
         log
     };
     SKIPPED.set(0);
-    for round in 0..300 {
-        let seed = 0x2545_f491 ^ (round * 0x9e37_79b9);
+    for round in 0..300u32 {
+        // (Wrapping: the product overflows in a debug build.)
+        let seed = 0x2545_f491 ^ round.wrapping_mul(0x9e37_79b9);
         let skipping = run(seed, false);
         let walking = run(seed, true);
         assert_eq!(skipping, walking, "round {round}");
     }
     assert!(SKIPPED.get() > 50, "the skip happens ({})", SKIPPED.get());
+}
+
+/// The offset-table invariant that `Segment::config`, `inputs` and `consumers` rely on to read
+/// a task's window without checking it (see `Segment`) holds for every segment intake builds:
+/// the usual plan, one with labels, one with a forward reference, one with checkpoints to load,
+/// and a dslice's expansion segment. Its check fails on a segment that breaks it (a last offset
+/// short of its column, offsets that descend).
+#[test]
+fn segments_built_by_intake_keep_the_offset_table_invariant() {
+    let dir = std::env::temp_dir().join(format!("loom-offsets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for variant in ["plain", "labels", "forward", "load"] {
+        let mut h = setup(1);
+        let c = |cfg: &[u8]| task(CONST, cfg, &[], false);
+        let mut tasks: Vec<_> = (0..9).map(|i| c(format!("cfg {i}").as_bytes())).collect();
+        tasks.push(task(MERGE, b"m", &(0..8).collect::<Vec<_>>(), true)); // 9
+        tasks.push(task(MERGE, b"", &(0..9).collect::<Vec<_>>(), true)); // 10
+        tasks.push(task(MERGE, b"", &[9, 10], true)); // 11
+        tasks.push(c(b"")); // 12
+        match variant {
+            "labels" => tasks[11].label = Some("m".into()),
+            "forward" => tasks[11].input_ids = vec![9, 12],
+            "load" => tasks[9].checkpoint_path = Some(dir.to_str().unwrap().into()),
+            _ => {}
+        }
+        let mut p = plan_req(0, tasks, &[]);
+        p.load_checkpoints = Some(variant == "load");
+        h.send(2, &p);
+        assert!(h.take().errors(2).is_empty(), "{variant}");
+        for seg in h.s.graph.segs.iter() {
+            assert!(seg.offsets_hold(), "{variant}");
+            assert_eq!(seg.config(9), b"m", "{variant}");
+            assert_eq!(seg.inputs(10).len(), 9, "{variant}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // A dslice over an array of 8 consts: its pieces and copies are an expansion's segment.
+    let mut h = setup(1);
+    let mut tasks: Vec<Task> = (0..8).map(|_| task(CONST, b"c", &[], false)).collect();
+    tasks.push(task(ARRAY, b"", &(0..8).collect::<Vec<_>>(), false)); // 8
+    tasks.push(task(DSLICE, b"", &[8], false)); // 9
+    tasks.push(task(MERGE, b"", &[9], true)); // 10
+    h.send(2, &plan_req(0, tasks, &[]));
+    h.take();
+    for i in 0..8 {
+        h.fin(1, i, 1);
+    }
+    h.respond(1, worker_response::Type::Finished, 8, 8, 8);
+    assert!(!h.take().of(1, 1).is_empty(), "the pieces went out");
+    assert_eq!(
+        h.s.graph.segs.iter().count(),
+        2,
+        "the plan and its expansion"
+    );
+    assert!(h.s.graph.segs.iter().all(Segment::offsets_hold));
+
+    // The check fails on a broken table.
+    let seg = h.s.graph.segs.iter_mut().next().unwrap();
+    seg.arena.push(0);
+    assert!(!seg.offsets_hold(), "a last offset short of its column");
+    seg.arena.pop();
+    assert!(seg.offsets_hold());
+    let first = seg.cons_off[1];
+    seg.cons_off[1] = u32::MAX;
+    assert!(!seg.offsets_hold(), "descending offsets");
+    seg.cons_off[1] = first;
+    assert!(seg.offsets_hold());
 }
