@@ -606,11 +606,10 @@ impl Server {
     #[inline(always)]
     fn sole_consumer_waits(&self, s: Slot) -> bool {
         let seg = &self.graph.segs[s.seg];
-        let r = seg.cons_range(s.off);
-        if r.len() != 1 {
+        let &[c] = seg.consumers(s.off) else {
             return false;
-        }
-        let Some(c) = seg.offset_of(seg.cons[r.start]) else {
+        };
+        let Some(c) = seg.offset_of(c) else {
             return false;
         };
         let Some(&x) = seg.inputs(c).last() else {
@@ -677,7 +676,7 @@ impl Server {
         let inputs = if t.flags.has(TaskFlags::LOAD) {
             &[][..]
         } else {
-            &seg.inputs[r]
+            seg.inputs(s.off)
         };
         // (Placed on `w`: an input not placed at all, `TaskState::is_placed`, is not.)
         let placed = |xt: &super::segment::Task, x: TaskId| match xt.state {
