@@ -42,7 +42,8 @@ pub(crate) fn data_header_complete(b: &[u8]) -> bool {
 /// [`scan_worker_response`]). The hot case of a worker's frames: the usual ones (an id below
 /// 2^21, a size below 128: up to 3 and 1 varint bytes) by one slice pattern per length; any
 /// other by three byte comparisons and the scanner's varints ([`scan_finished_varints`]; the
-/// test `plain_finished_agrees_with_the_scanner` compares the two).
+/// tests `usual_finished_frames_agree_with_the_scanner` and
+/// `plain_finished_agrees_with_the_scanner` compare them with the scanner).
 #[inline(always)]
 pub(crate) fn scan_plain_finished(b: &[u8]) -> Option<(i32, u64)> {
     const T: u8 = key::TYPE;
