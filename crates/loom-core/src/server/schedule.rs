@@ -264,14 +264,7 @@ impl Server {
                 break;
             };
             taken += 1;
-            let seg = &mut self.graph.segs[s.seg];
-            let t = &mut seg.tasks[s.off];
-            t.state = TaskState::Running;
-            t.wk = Some(w);
-            t.flags.remove(TaskFlags::EARLY);
-            if let Some(g) = seg.groups.as_deref_mut() {
-                g.moved(s.off, TaskState::Ready, TaskState::Running);
-            }
+            self.place_light(s, w, TaskState::Ready);
             match &mut moved {
                 Some((ms, n)) if *ms == s.seg => *n += 1,
                 _ => {
@@ -280,25 +273,62 @@ impl Server {
                 }
             }
             assigned += 1;
-            let seg = &self.graph.segs[s.seg];
-            let wk = &mut self.workers[w];
-            wk.light += 1;
-            wk.tasks += 1;
-            // (Inputs only with one worker: nothing to send.)
-            wire::push_task(
-                &mut wk.out,
-                id,
-                ty,
-                seg.config(s.off),
-                seg.inputs(s.off),
-                0,
-                "",
-            );
             self.pipeline(s, w, flags);
         }
         self.ready.drop_light(taken);
         self.flush_moved(moved);
         self.counters.assigned += assigned;
+    }
+
+    /// Whether task `s`, a light task, may be placed by [`Server::place_light`]: it is sent
+    /// as planned (no checkpoint to load, no expansion's rewrite), its plan has no checkpoints
+    /// (its TASK names no path) and nothing is traced (its TASK is not marked).
+    #[inline(always)]
+    fn plain_light(&self, s: Slot) -> bool {
+        let seg = &self.graph.segs[s.seg];
+        let f = seg.tasks[s.off].flags;
+        self.trace.is_none()
+            && seg.checkpoints.is_empty()
+            && !f.has(TaskFlags::LOAD)
+            && !f.has(TaskFlags::OVERRIDE)
+    }
+
+    /// Places light task `s` (0 cpus; [`Server::plain_light`]), now in state `from` (Ready, or
+    /// Waiting when pipelined: then sent early, see [`TaskFlags::EARLY`]), on worker `w`, whose
+    /// inputs are there or computed there: Running on `w`, its label group's count moved, `w`'s
+    /// light and task counts, its TASK frame. The one placement of a light plain task, for the
+    /// light run and the pipelining walk; the segment's state counts and the assignment counter
+    /// are the caller's (the light run moves them once per run). Returns its flags (for
+    /// [`Server::pipeline`]).
+    #[inline(always)]
+    fn place_light(&mut self, s: Slot, w: WorkerIdx, from: TaskState) -> TaskFlags {
+        let seg = &mut self.graph.segs[s.seg];
+        let t = &mut seg.tasks[s.off];
+        debug_assert!(t.cpus == 0 && t.state == from);
+        t.state = TaskState::Running;
+        t.wk = Some(w);
+        t.flags.remove(TaskFlags::EARLY);
+        if from == TaskState::Waiting {
+            t.flags.insert(TaskFlags::EARLY);
+        }
+        let (ty, flags) = (t.ttype, t.flags);
+        if let Some(g) = seg.groups.as_deref_mut() {
+            g.moved(s.off, from, TaskState::Running);
+        }
+        let seg = &self.graph.segs[s.seg];
+        let wk = &mut self.workers[w];
+        wk.light += 1;
+        wk.tasks += 1;
+        wire::push_task(
+            &mut wk.out,
+            seg.id(s.off),
+            ty,
+            seg.config(s.off),
+            seg.inputs(s.off),
+            0,
+            "",
+        );
+        flags
     }
 
     /// Counts `n` tasks of segment `seg` moved from Ready to Running (see
@@ -638,7 +668,15 @@ impl Server {
                     continue;
                 };
                 if self.can_pipeline(cs, w) {
-                    let flags = self.assign(cs, w, true);
+                    let flags = if self.plain_light(cs) {
+                        self.graph.segs[cs.seg]
+                            .counts
+                            .moved(TaskState::Waiting, TaskState::Running);
+                        self.counters.assigned += 1;
+                        self.place_light(cs, w, TaskState::Waiting)
+                    } else {
+                        self.assign(cs, w, true)
+                    };
                     if flags.has(TaskFlags::NARROW_CONSUMER) {
                         let r = self.graph.seg(cs).cons_range(cs.off);
                         if let Some((earlier, _)) = next.replace((cs, r)) {
