@@ -23,11 +23,14 @@ const GATHER_RESERVE_FROM: usize = 64;
 
 #[cfg(test)]
 thread_local! {
-    /// Tests: every walk of [`Server::pipeline`] is made (none skipped), to compare runs with
-    /// and without the skip.
+    /// Tests: every start of [`Server::pipeline`] is the walk (none skipped, no first step
+    /// found by `Server::sole_consumer`), to compare runs with and without those shortcuts.
     pub(super) static ALWAYS_WALK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Tests: how many walks were skipped on this thread.
     pub(super) static SKIPPED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Tests: how many walks started at a consumer `Server::sole_consumer` found, on this
+    /// thread.
+    pub(super) static FIRST_STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// What [`Server::choose`] found.
@@ -38,6 +41,16 @@ struct Choice {
     any: bool,
     /// A candidate holding more of its input bytes than `best` had no room.
     displaced: bool,
+}
+
+/// How pipelining starts from a placed task (see [`Server::sole_consumer`]).
+enum FirstStep {
+    /// Its one consumer waits for an input not placed: nothing to pipeline.
+    Waits,
+    /// Its one consumer, whose last input is placed: the walk's first and only step.
+    One(Slot),
+    /// The walk over its consumers.
+    Walk,
 }
 
 /// The outcome of choosing a worker for a task.
@@ -534,8 +547,9 @@ impl Server {
     }
 
     /// Sends a task to worker `w`, with the SENDs of missing inputs; `early`: before its
-    /// inputs finished (pipelining, see [`TaskFlags::EARLY`]). Returns its flags (for
-    /// [`Server::pipeline`]).
+    /// inputs finished (pipelining, see [`TaskFlags::EARLY`]; the task is Waiting, else
+    /// Ready). A light plain task is placed by [`Server::place_light`], as in a light run.
+    /// Returns its flags (for [`Server::pipeline`]).
     #[inline(always)]
     fn assign(&mut self, s: Slot, w: WorkerIdx, early: bool) -> TaskFlags {
         // A task sent early has every input on `w` or computed there ([`Server::can_pipeline`]):
@@ -551,6 +565,19 @@ impl Server {
                 let x = self.graph.inputs_of(s)[k];
                 self.ensure_on(x, w);
             }
+        }
+        // (The same placement as a light run's: one mechanism for the light plain task.)
+        if self.graph.segs[s.seg].tasks[s.off].cpus == 0 && self.plain_light(s) {
+            let from = if early {
+                TaskState::Waiting
+            } else {
+                TaskState::Ready
+            };
+            self.graph.segs[s.seg]
+                .counts
+                .moved(from, TaskState::Running);
+            self.counters.assigned += 1;
+            return self.place_light(s, w, from);
         }
         // The segment and the worker borrowed once each (one bounds check each).
         let seg = &mut self.graph.segs[s.seg];
@@ -606,47 +633,68 @@ impl Server {
     #[inline(always)]
     fn pipeline(&mut self, s: Slot, w: WorkerIdx, flags: TaskFlags) {
         // The light cap is checked where the worker's light count changes (an assignment).
-        if flags.has(TaskFlags::NARROW_CONSUMER)
-            && self.workers[w].light < LIGHT_CAP
-            && !self.skips_walk(s)
-        {
-            self.pipeline_walk(s, w);
+        if flags.has(TaskFlags::NARROW_CONSUMER) && self.workers[w].light < LIGHT_CAP {
+            match self.first_step(s) {
+                FirstStep::Waits => {}
+                FirstStep::One(c) => self.pipeline_one(c, w),
+                FirstStep::Walk => self.pipeline_walk(s, w),
+            }
         }
     }
 
-    /// Whether [`Server::pipeline`] skips the walk from `s` ([`Server::sole_consumer_waits`]).
-    /// Tests may turn the skip off ([`ALWAYS_WALK`]) to check it changes nothing.
+    /// How [`Server::pipeline`] starts from `s` ([`Server::sole_consumer`]). Tests may turn
+    /// the shortcuts off ([`ALWAYS_WALK`]: every start is the walk) to check they change
+    /// nothing.
     #[inline(always)]
-    fn skips_walk(&self, s: Slot) -> bool {
+    fn first_step(&self, s: Slot) -> FirstStep {
         #[cfg(test)]
         if ALWAYS_WALK.get() {
-            return false;
+            return FirstStep::Walk;
         }
-        let skip = self.sole_consumer_waits(s);
+        let step = self.sole_consumer(s);
         #[cfg(test)]
-        SKIPPED.set(SKIPPED.get() + skip as u64);
-        skip
+        {
+            SKIPPED.set(SKIPPED.get() + matches!(step, FirstStep::Waits) as u64);
+            FIRST_STEPS.set(FIRST_STEPS.get() + matches!(step, FirstStep::One(_)) as u64);
+        }
+        step
     }
 
-    /// Whether task `s` has one consumer in its segment, and that consumer's last input is
-    /// a task of the segment that is not placed (neither running nor finished): then
-    /// [`Server::can_pipeline`] rejects the consumer on any worker, so the walk is not made
-    /// (W1's first const of each merge; the first check `can_pipeline` makes, without the
-    /// call). False if anything else is the case.
+    /// Whether task `s` has one consumer in its segment, and if so, whether that consumer's
+    /// last input is a task of the segment that is not placed (neither running nor finished):
+    /// then [`Server::can_pipeline`] rejects the consumer on any worker, so the walk is not
+    /// made (W1's first const of each merge; the first check `can_pipeline` makes, without the
+    /// call); else the walk's first step is that one consumer, found here (W1's second const).
+    /// [`FirstStep::Walk`] if anything else is the case.
     #[inline(always)]
-    fn sole_consumer_waits(&self, s: Slot) -> bool {
+    fn sole_consumer(&self, s: Slot) -> FirstStep {
         let seg = &self.graph.segs[s.seg];
         let &[c] = seg.consumers(s.off) else {
-            return false;
+            return FirstStep::Walk;
         };
         let Some(c) = seg.offset_of(c) else {
-            return false;
+            return FirstStep::Walk;
         };
         let Some(&x) = seg.inputs(c).last() else {
-            return false;
+            return FirstStep::Walk;
         };
-        seg.offset_of(x)
-            .is_some_and(|xo| !seg.tasks[xo].state.is_placed())
+        match seg.offset_of(x) {
+            Some(xo) if !seg.tasks[xo].state.is_placed() => FirstStep::Waits,
+            _ => FirstStep::One(Slot { seg: s.seg, off: c }),
+        }
+    }
+
+    /// The walk of [`Server::pipeline`] from a task whose one consumer is `c` (see
+    /// [`Server::sole_consumer`]): `c` is pipelined to `w` if it can be, then the walk goes on
+    /// from it, as [`Server::pipeline_walk`] from its producer would (out of line, as the walk).
+    #[inline(never)]
+    fn pipeline_one(&mut self, c: Slot, w: WorkerIdx) {
+        if self.can_pipeline(c, w) {
+            let flags = self.assign(c, w, true);
+            if flags.has(TaskFlags::NARROW_CONSUMER) && self.workers[w].light < LIGHT_CAP {
+                self.pipeline_walk(c, w);
+            }
+        }
     }
 
     /// The walk of [`Server::pipeline`] from `s`, placed on `w`, which has room for a light
@@ -668,15 +716,7 @@ impl Server {
                     continue;
                 };
                 if self.can_pipeline(cs, w) {
-                    let flags = if self.plain_light(cs) {
-                        self.graph.segs[cs.seg]
-                            .counts
-                            .moved(TaskState::Waiting, TaskState::Running);
-                        self.counters.assigned += 1;
-                        self.place_light(cs, w, TaskState::Waiting)
-                    } else {
-                        self.assign(cs, w, true)
-                    };
+                    let flags = self.assign(cs, w, true);
                     if flags.has(TaskFlags::NARROW_CONSUMER) {
                         let r = self.graph.seg(cs).cons_range(cs.off);
                         if let Some((earlier, _)) = next.replace((cs, r)) {
@@ -700,6 +740,7 @@ impl Server {
     }
 
     /// Whether a waiting task may be sent to `w` before its inputs finished.
+    #[inline(always)]
     fn can_pipeline(&self, s: Slot, w: WorkerIdx) -> bool {
         let seg = self.graph.seg(s);
         let t = &seg.tasks[s.off];
@@ -723,14 +764,20 @@ impl Server {
             _ => false,
         };
         // The last input is the likeliest not to be placed yet (queues are in id order).
-        inputs.iter().rev().all(|&x| match seg.offset_of(x) {
-            // Most inputs are in the consumer's own segment (one lookup fewer).
-            Some(off) => placed(&seg.tasks[off], x),
-            None => self
-                .graph
-                .locate(x)
-                .is_some_and(|xs| placed(&self.graph.seg(xs).tasks[xs.off], x)),
-        }) && t.cpus == 0
+        for &x in inputs.iter().rev() {
+            let here = match seg.offset_of(x) {
+                // Most inputs are in the consumer's own segment (one lookup fewer).
+                Some(off) => placed(&seg.tasks[off], x),
+                None => self
+                    .graph
+                    .locate(x)
+                    .is_some_and(|xs| placed(&self.graph.seg(xs).tasks[xs.off], x)),
+            };
+            if !here {
+                return false;
+            }
+        }
+        t.cpus == 0
             && !t.flags.has(TaskFlags::OVERRIDE)
             && !self.sym.is_expansion(t.ttype)
             && self.workers[w].runs(t.ttype)

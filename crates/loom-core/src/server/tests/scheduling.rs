@@ -707,7 +707,7 @@ fn a_worker_with_room_takes_a_queued_task_whose_input_it_holds() {
 }
 
 /// A narrow consumer is sent with the input placed last, once, on that input's worker: the
-/// walk skipped when its producer is placed first (`Server::sole_consumer_waits`) leaves it for
+/// walk skipped when its producer is placed first (`Server::sole_consumer`) leaves it for
 /// the second. Plain, labelled and forward-referencing plans; with a second consumer of the
 /// first input (a walk, not the skip); and on two workers, where the consts of each merge meet.
 #[test]
@@ -773,15 +773,19 @@ fn a_narrow_consumer_is_sent_with_its_last_input() {
     }
 }
 
-/// Skipping the walk from a producer whose one consumer waits for an unplaced last input
-/// (`Server::sole_consumer_waits`) changes nothing: random plans (merges of up to 3 inputs,
-/// some declared before their inputs) on two workers, run with and without the skip, with
-/// inputs finished in random order and one worker lost (its tasks placed again), send the
-/// same TASKs in the same order and end in the same task records; the skip does happen.
+/// Skipping the walk from a producer whose one consumer waits for an unplaced last input, and
+/// starting it at the one consumer found otherwise (`Server::sole_consumer`), change nothing:
+/// random plans (merges of up to 3 inputs, some declared before their inputs) on one, two or
+/// three workers, run with and without those shortcuts, with inputs finished in random order
+/// and (with more than one) a worker lost (its tasks placed again), send the same commands
+/// (every field of every TASK, SEND and REMOVE) in the same order and end in the same task
+/// records; both shortcuts do happen.
 #[test]
 fn skipping_a_walk_sends_what_the_walk_would() {
-    use crate::server::schedule::{ALWAYS_WALK, SKIPPED};
-    let run = |seed: u32, always_walk: bool| -> String {
+    use crate::server::schedule::{ALWAYS_WALK, FIRST_STEPS, SKIPPED};
+    // `big`: plans of more tasks than a worker takes light ones (`LIGHT_CAP`), so that walks
+    // and runs stop at the cap.
+    let run = |seed: u32, n_workers: usize, big: bool, always_walk: bool| -> String {
         ALWAYS_WALK.set(always_walk);
         let mut rnd = seed;
         let mut next = move |m: u32| {
@@ -791,11 +795,17 @@ fn skipping_a_walk_sends_what_the_walk_would() {
             rnd % m
         };
         let mut h = H::new();
-        h.worker(1, 1);
-        h.worker(3, 1);
+        let conns: &[ConnId] = &[1, 3, 4][..n_workers];
+        for &conn in conns {
+            h.worker(conn, 1);
+        }
         h.client(2);
         h.take();
-        let n = 4 + next(24) as i32;
+        let n = if big {
+            2 * LIGHT_CAP as i32 + next(1000) as i32
+        } else {
+            4 + next(24) as i32
+        };
         let tasks: Vec<Task> = (0..n)
             .map(|t| {
                 // Mostly recent tasks (producers of one consumer, as in W1), some older ones.
@@ -819,11 +829,11 @@ fn skipping_a_walk_sends_what_the_walk_would() {
         let mut log = String::new();
         let mut lost = false;
         let mut queue: Vec<(ConnId, i32)> = Vec::new();
-        for _step in 0..400 {
+        for _step in 0..if big { 3 * n } else { 400 } {
             let seen = h.take();
-            for conn in [1, 3] {
+            for &conn in conns {
+                log += &format!("{conn}: {:?}\n", seen.cmds.get(&conn));
                 let sent = seen.tasks(conn);
-                log += &format!("{conn}: {sent:?}\n");
                 queue.extend(sent.into_iter().map(|id| (conn, id)));
             }
             if queue.is_empty() {
@@ -833,7 +843,7 @@ fn skipping_a_walk_sends_what_the_walk_would() {
             if lost && conn == 3 {
                 continue;
             }
-            if !lost && next(10) == 0 {
+            if !lost && n_workers > 1 && next(10) == 0 {
                 lost = true;
                 h.s.on_close(3);
                 queue.retain(|&(c, _)| c != 3);
@@ -850,14 +860,28 @@ fn skipping_a_walk_sends_what_the_walk_would() {
         log
     };
     SKIPPED.set(0);
+    FIRST_STEPS.set(0);
     for round in 0..300u32 {
         // (Wrapping: the product overflows in a debug build.)
         let seed = 0x2545_f491 ^ round.wrapping_mul(0x9e37_79b9);
-        let skipping = run(seed, false);
-        let walking = run(seed, true);
+        let n_workers = 1 + round as usize % 3;
+        let skipping = run(seed, n_workers, false, false);
+        let walking = run(seed, n_workers, false, true);
         assert_eq!(skipping, walking, "round {round}");
     }
+    for round in 0..6u32 {
+        let seed = 0x1b87_3593 ^ round.wrapping_mul(0x9e37_79b9);
+        let n_workers = 1 + round as usize % 2;
+        let skipping = run(seed, n_workers, true, false);
+        let walking = run(seed, n_workers, true, true);
+        assert!(skipping == walking, "big round {round}");
+    }
     assert!(SKIPPED.get() > 50, "the skip happens ({})", SKIPPED.get());
+    assert!(
+        FIRST_STEPS.get() > 50,
+        "the first step is found ({})",
+        FIRST_STEPS.get()
+    );
 }
 
 /// The offset-table invariant that `Segment::config`, `inputs` and `consumers` rely on to read
