@@ -239,8 +239,8 @@ impl Server {
 
     /// Places the light tasks at the head of the light queue in one pass (no trace): each on the
     /// worker the placement rule chooses ([`Server::choose`], as [`Server::pick`] does; a light
-    /// task needs no cpus, and has no inputs here with more than one worker), the state counts
-    /// moved once per segment and run.
+    /// task needs no cpus, and has no inputs here with more than one worker), placed by
+    /// [`Server::place_light`].
     /// Tasks with inputs go on only with one connected worker (with more, `pick` weighs where
     /// their inputs are). Stops at the first task that is not plain (loaded from a checkpoint,
     /// rewritten by an expansion, in a plan with checkpoints), that no worker runs, or that no
@@ -248,9 +248,6 @@ impl Server {
     /// before. Stale entries are dropped as there.
     fn place_light_run(&mut self) {
         let single = self.workers.n_alive == 1;
-        // (segment, tasks moved Ready -> Running there not yet counted)
-        let mut moved: Option<(super::ids::SegIdx, u32)> = None;
-        let mut assigned = 0u64;
         // The queue's entries are read in place from its head; those placed or stale are
         // dropped at the end, all at once (the queue does not change meanwhile: placing and
         // pipelining queue nothing).
@@ -278,19 +275,9 @@ impl Server {
             };
             taken += 1;
             self.place_light(s, w, TaskState::Ready);
-            match &mut moved {
-                Some((ms, n)) if *ms == s.seg => *n += 1,
-                _ => {
-                    self.flush_moved(moved);
-                    moved = Some((s.seg, 1));
-                }
-            }
-            assigned += 1;
             self.pipeline(s, w, flags);
         }
         self.ready.drop_light(taken);
-        self.flush_moved(moved);
-        self.counters.assigned += assigned;
     }
 
     /// Whether task `s`, a light task, may be placed by [`Server::place_light`]: it is sent
@@ -308,11 +295,10 @@ impl Server {
 
     /// Places light task `s` (0 cpus; [`Server::plain_light`]), now in state `from` (Ready, or
     /// Waiting when pipelined: then sent early, see [`TaskFlags::EARLY`]), on worker `w`, whose
-    /// inputs are there or computed there: Running on `w`, its label group's count moved, `w`'s
-    /// light and task counts, its TASK frame. The one placement of a light plain task, for the
-    /// light run and the pipelining walk; the segment's state counts and the assignment counter
-    /// are the caller's (the light run moves them once per run). Returns its flags (for
-    /// [`Server::pipeline`]).
+    /// inputs are there or computed there: Running on `w`, its segment's and label group's
+    /// state counts, the assignment counter, `w`'s light and task counts, its TASK frame. The
+    /// one placement of a light plain task, for the light run and [`Server::assign`] (the
+    /// pipelining walk's). Returns its flags (for [`Server::pipeline`]).
     #[inline(always)]
     fn place_light(&mut self, s: Slot, w: WorkerIdx, from: TaskState) -> TaskFlags {
         let seg = &mut self.graph.segs[s.seg];
@@ -325,9 +311,11 @@ impl Server {
             t.flags.insert(TaskFlags::EARLY);
         }
         let (ty, flags) = (t.ttype, t.flags);
+        seg.counts.moved(from, TaskState::Running);
         if let Some(g) = seg.groups.as_deref_mut() {
             g.moved(s.off, from, TaskState::Running);
         }
+        self.counters.assigned += 1;
         let seg = &self.graph.segs[s.seg];
         let wk = &mut self.workers[w];
         wk.light += 1;
@@ -342,17 +330,6 @@ impl Server {
             "",
         );
         flags
-    }
-
-    /// Counts `n` tasks of segment `seg` moved from Ready to Running (see
-    /// [`Server::place_light_run`]).
-    #[inline]
-    fn flush_moved(&mut self, moved: Option<(super::ids::SegIdx, u32)>) {
-        if let Some((seg, n)) = moved {
-            self.graph.segs[seg]
-                .counts
-                .moved_n(TaskState::Ready, TaskState::Running, n);
-        }
     }
 
     /// The task type a task runs as (`array/make` once an expansion rewrote it).
@@ -573,10 +550,6 @@ impl Server {
             } else {
                 TaskState::Ready
             };
-            self.graph.segs[s.seg]
-                .counts
-                .moved(from, TaskState::Running);
-            self.counters.assigned += 1;
             return self.place_light(s, w, from);
         }
         // The segment and the worker borrowed once each (one bounds check each).

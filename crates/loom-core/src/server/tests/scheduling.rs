@@ -574,7 +574,7 @@ fn state_no(k: u8) -> TaskState {
 fn a_run_of_light_tasks_on_the_only_worker_stops_at_one_it_cannot_run() {
     // With one worker, the light queue is placed in one pass (`place_light_run`): a task of a
     // type the worker did not register is parked as before, the tasks after it still placed,
-    // and the per-plan and per-group state counts (moved once per run) are right.
+    // and the per-plan and per-group state counts are right.
     let mut h = H::new();
     let types: Vec<&str> = ORIGINAL_TASK_TYPES
         .iter()
