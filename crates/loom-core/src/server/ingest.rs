@@ -131,6 +131,7 @@ impl Server {
         // Some in-plan input later than its consumer: the sign bit (see `resolve_inputs`).
         let mut forward = 0i32;
         let mut expansions = false;
+        let mut earlier = false;
         let mut uses: Vec<i32> = Vec::new();
         // Task types a task may name on the fast path: known and not dslice/dget.
         // (The fast reader takes types under 128 only.)
@@ -146,14 +147,23 @@ impl Server {
             r = Scanner::at(plan, at);
             if let RunEnd::Raw(first) = end {
                 let own = map.base + i as i32 - 1;
-                self.resolve_inputs(ci, &mut seg, first, own, map, &mut forward, &mut uses)
-                    .map_err(|cause| PlanError {
-                        task: Some(Culprit {
-                            id: own,
-                            label: String::new(),
-                        }),
-                        cause,
-                    })?;
+                self.resolve_inputs(
+                    ci,
+                    &mut seg,
+                    first,
+                    own,
+                    map,
+                    &mut forward,
+                    &mut earlier,
+                    &mut uses,
+                )
+                .map_err(|cause| PlanError {
+                    task: Some(Culprit {
+                        id: own,
+                        label: String::new(),
+                    }),
+                    cause,
+                })?;
                 continue;
             }
             if r.done() {
@@ -212,8 +222,17 @@ impl Server {
                 let path = checkpoint_path(t.checkpoint).map_err(err)?;
                 seg.checkpoints.push((i as u32, path));
             }
-            self.resolve_inputs(ci, &mut seg, first_input, own, map, &mut forward, &mut uses)
-                .map_err(err)?;
+            self.resolve_inputs(
+                ci,
+                &mut seg,
+                first_input,
+                own,
+                map,
+                &mut forward,
+                &mut earlier,
+                &mut uses,
+            )
+            .map_err(err)?;
         }
         debug_assert_eq!(
             seg.tasks.len(),
@@ -227,14 +246,17 @@ impl Server {
         let shape = PlanShape {
             forward: forward < 0,
             expansions,
+            earlier,
         };
         Ok((seg, labels, shape, uses))
     }
 
     /// Resolves the inputs of task `own` (client id), `seg.inputs[first..]` as on the wire, to
     /// internal ids in place, counting in-plan consumers (`cons_off[d + 1]`), noting forward
-    /// references and the earlier plans used. Err: the cause (the task's culprit). Out of
-    /// line: the usual tasks' inputs are mostly resolved as they are read (`usual_tasks`).
+    /// references and the earlier plans used; an input from an earlier plan sets `earlier`
+    /// and, if unfinished, counts in the task's `waiting` (see [`plan_forward`]). Err: the
+    /// cause (the task's culprit). Out of line: the usual tasks' inputs are mostly resolved
+    /// as they are read (`usual_tasks`).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn resolve_inputs(
@@ -245,6 +267,7 @@ impl Server {
         own: i32,
         map: IdMap,
         forward: &mut i32,
+        earlier: &mut bool,
         uses: &mut Vec<i32>,
     ) -> Result<(), String> {
         let n = map.n;
@@ -277,6 +300,10 @@ impl Server {
                 continue;
             }
             *input = self.earlier_input(ci, cid)?;
+            // Counted now (the usual plan's pass plans from it, see `plan_forward`).
+            let unfinished = self.graph.state_of(*input) != Some(TaskState::Finished);
+            seg.tasks[below as usize].waiting += unfinished as u32;
+            *earlier = true;
             if let Some(b) = self.clients[ci].plan_base(cid) {
                 if !uses.contains(&b) {
                     uses.push(b);
@@ -398,9 +425,9 @@ impl Server {
                 && self.awaiting.is_empty()
                 && self.restoring_released.is_empty();
             if !usual {
-                plan_forward::<false>(&mut seg, &self.graph, &mut ext);
+                plan_forward::<false>(&mut seg, &mut ext);
             } else {
-                let done = plan_forward::<true>(&mut seg, &self.graph, &mut ext);
+                let done = plan_forward::<true>(&mut seg, &mut ext);
                 if done.all_needed {
                     self.ready.extend_light(&done.light);
                     for &(id, cpus) in &done.heavy {
@@ -427,6 +454,13 @@ impl Server {
                 for t in &mut seg.tasks {
                     (t.state, t.waiting, t.refc) = (TaskState::Unplanned, 0, 0);
                 }
+            }
+        }
+        if shape.earlier {
+            // The counts of unfinished earlier inputs taken for `plan_forward`: the walk
+            // counts them itself.
+            for t in &mut seg.tasks {
+                t.waiting = 0;
             }
         }
         let ready_light = self.plan_walk(&mut seg, load, shape.forward, &mut ext);
@@ -595,18 +629,34 @@ impl Server {
     }
 }
 
-/// [`plan_forward`]'s edge from `x` of an earlier plan to `id`: noted in `ext`; 1 if `x` is
-/// not finished (`id` waits for it). Out of line: most plans have none.
+/// [`plan_forward`]'s edges from tasks of earlier plans (inputs not in `base..base + n`) to
+/// their consumers, in the plan's order, appended to `ext`. Out of line: most plans have none.
 #[cold]
 #[inline(never)]
-fn earlier_edge(
-    graph: &super::graph::TaskGraph,
+fn earlier_edges(
+    in_off: &[u32],
+    inputs: &[TaskId],
+    base: TaskId,
+    n: u32,
     ext: &mut Vec<(TaskId, TaskId)>,
-    x: TaskId,
-    id: TaskId,
-) -> u32 {
-    ext.push((x, id));
-    (graph.state_of(x) != Some(TaskState::Finished)) as u32
+) {
+    for (t, w) in in_off.windows(2).enumerate() {
+        for &x in &inputs[w[0] as usize..w[1] as usize] {
+            if x.offset_in(base, n).is_none() {
+                ext.push((x, base.plus(t)));
+            }
+        }
+    }
+}
+
+/// [`plan_forward`]'s READY heavy tasks (id, cpus), in order. Out of line: most plans have
+/// none.
+#[cold]
+#[inline(never)]
+fn ready_heavy(tasks: &[Task], base: TaskId) -> Vec<(TaskId, u16)> {
+    let ready = |t: &Task| t.state == TaskState::Ready && t.cpus != 0;
+    let heavy = tasks.iter().enumerate().filter(|(_, t)| ready(t));
+    heavy.map(|(off, t)| (base.plus(off), t.cpus)).collect()
 }
 
 /// What [`plan_forward`] did when it planned.
@@ -631,14 +681,14 @@ struct Forward {
 ///
 /// `PLAN` (the usual plan, see [`Server::commit`]): plans every task as it goes, assuming
 /// every task is needed by a result (WAITING, referenced by its consumers, waiting for its
-/// in-plan and unfinished earlier inputs; READY when it waits for none, returned for the
-/// caller to queue), collects the edges to earlier plans in `ext`, and says whether the
-/// assumption held: a task that is neither a result nor an input is needed by none.
-fn plan_forward<const PLAN: bool>(
-    seg: &mut Segment,
-    graph: &super::graph::TaskGraph,
-    ext: &mut Vec<(TaskId, TaskId)>,
-) -> Forward {
+/// in-plan inputs and the unfinished earlier ones `Server::resolve_inputs` counted; READY
+/// when it waits for none, returned for the caller to queue), collects the edges to earlier
+/// plans in `ext`, and says whether the assumption held: a task that is neither a result
+/// nor an input is needed by none.
+///
+/// The loop calls nothing (the rare heavy tasks and earlier-plan edges are collected after
+/// it), so that its many values can stay in registers.
+fn plan_forward<const PLAN: bool>(seg: &mut Segment, ext: &mut Vec<(TaskId, TaskId)>) -> Forward {
     let n = seg.n;
     let base = seg.base;
     let Segment {
@@ -653,12 +703,14 @@ fn plan_forward<const PLAN: bool>(
     *cons = vec![TaskId(0); inputs.len()];
     let tasks = &mut tasks[..n as usize];
     let cons_off = &mut cons_off[..n as usize + 1];
-    let mut done = Forward {
-        all_needed: true,
-        readied: 0,
-        light: Vec::new(),
-        heavy: Vec::new(),
-    };
+    let mut all_needed = true;
+    // Room for every task: the READY light ones are written in order, each at the count so
+    // far (written always, kept when READY and light).
+    let mut light: Vec<TaskId> = Vec::with_capacity(if PLAN { n as usize } else { 0 });
+    let room = &mut light.spare_capacity_mut()[..if PLAN { n as usize } else { 0 }];
+    let mut n_light = 0;
+    let mut n_heavy = 0u32;
+    let mut earlier = false;
     let mut edges = 0u32;
     // Task t's input range is the window `in_off[t..t + 2]`.
     for (t, w) in in_off[..n as usize + 1].windows(2).enumerate() {
@@ -677,27 +729,44 @@ fn plan_forward<const PLAN: bool>(
                 *at += 1;
                 tasks[d].flags.insert(narrow);
                 waiting += 1;
-            } else if PLAN {
-                waiting += earlier_edge(graph, ext, x, id);
+            } else {
+                earlier = true;
             }
         }
         if PLAN {
             let task = &mut tasks[t];
-            done.all_needed &= count != 0 || task.flags.has(TaskFlags::RESULT);
+            all_needed &= (count != 0) | task.flags.has(TaskFlags::RESULT);
             task.refc = count;
-            task.waiting = waiting;
-            task.state = TaskState::Waiting;
-            if waiting == 0 {
-                task.state = TaskState::Ready;
-                done.readied += 1;
-                if task.cpus == 0 {
-                    done.light.push(id);
-                } else {
-                    done.heavy.push((id, task.cpus));
-                }
-            }
+            task.waiting += waiting;
+            let ready = task.waiting == 0;
+            task.state = if ready {
+                TaskState::Ready
+            } else {
+                TaskState::Waiting
+            };
+            n_heavy += (ready && task.cpus != 0) as u32;
+            // SAFETY: `n_light <= t < n`, the room's length (a place per task before `t`
+            // at most).
+            unsafe { room.get_unchecked_mut(n_light) }.write(id);
+            n_light += (ready && task.cpus == 0) as usize;
         }
     }
+    // SAFETY: the first `n_light` places of `light`'s room are written.
+    unsafe { light.set_len(n_light) };
+    let heavy = if n_heavy != 0 {
+        ready_heavy(tasks, base)
+    } else {
+        Vec::new()
+    };
+    if PLAN && earlier {
+        earlier_edges(&in_off[..n as usize + 1], inputs, base, n, ext);
+    }
+    let done = Forward {
+        all_needed,
+        readied: (light.len() + heavy.len()) as u32,
+        light,
+        heavy,
+    };
     cons.truncate(edges as usize);
     done
 }
@@ -709,6 +778,9 @@ struct PlanShape {
     forward: bool,
     /// Some task is a dslice/dget.
     expansions: bool,
+    /// Some input is a task of an earlier plan (its consumer's `waiting` counts it if it is
+    /// unfinished, see [`plan_forward`]).
+    earlier: bool,
 }
 
 /// The state of [`Server::plan_walk`].

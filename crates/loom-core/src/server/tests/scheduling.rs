@@ -557,6 +557,92 @@ fn the_usual_plan_is_planned_as_the_walk_from_its_results_plans_it() {
     assert!(unplanned > 0, "some plans have tasks no result needs");
 }
 
+/// A task's wait for inputs from an earlier plan is counted as the plan is read (when they
+/// are resolved), the rest by the usual plan's forward pass: the usual plan so planned waits,
+/// readies and queues as the walk from its results plans the same plan with a label (which
+/// does not use those counts). Here the tasks the generic reader takes (1-cpu tasks, in the
+/// middle and last) take finished and unfinished results of an earlier plan, alone or with
+/// in-plan inputs, and results sit in the middle.
+#[test]
+fn waits_for_earlier_plans_counted_as_read_are_the_walks() {
+    let types: Vec<&str> = ORIGINAL_TASK_TYPES
+        .iter()
+        .copied()
+        .filter(|t| *t != "loom/data/merge")
+        .collect();
+    let heavy = |ins: &[i32], result: bool| with_cpus(task(RUN, b"r", ins, result), 0);
+    // Earlier results 0, 1 (finished) and 2 (not).
+    let plan = vec![
+        heavy(&[0], false),                 // 100: READY (heavy), its input finished
+        heavy(&[2], false),                 // 101: waits for 2
+        task(CONST, b"c", &[], true),       // 102: a result in the middle
+        heavy(&[102, 1, 0], false),         // 103: waits for 102 only
+        task(MERGE, b"", &[2, 102], false), // 104: usual reader, then 2 resolved
+        heavy(&[2, 2, 101], false),         // 105: waits for 2 twice and 101
+        task(MERGE, b"", &[100, 103, 104, 105], true),
+        heavy(&[1], true), // 107: last, READY (heavy)
+    ];
+    let seen: Vec<String> = [false, true]
+        .into_iter()
+        .map(|labelled| {
+            let mut h = H::new();
+            h.worker_with_types(1, 4, &types);
+            h.client(2);
+            let earlier = (0..3).map(|_| task(CONST, b"e", &[], true)).collect();
+            h.send(2, &plan_req(0, earlier, &[]));
+            for id in h.take().tasks(1).into_iter().filter(|&id| id < 2) {
+                h.fin(1, id, 1);
+            }
+            h.take();
+            let mut plan = plan.clone();
+            if labelled {
+                plan[3].label = Some("middle".into());
+            }
+            h.send(2, &plan_req(100, plan, &[1]));
+            let out = h.take();
+            assert!(out.errors(2).is_empty(), "{:?}", out.errors(2));
+            let s = &h.s;
+            let seg = s.graph.segs.iter().find(|g| g.cbase == Some(100)).unwrap();
+            let n = seg.n as usize;
+            let records: Vec<String> = (0..n)
+                .map(|t| {
+                    let r = &seg.tasks[t];
+                    format!("{:?} waits {} refs {}", r.state, r.waiting, r.refc)
+                })
+                .collect();
+            let queued: Vec<(u16, Vec<TaskId>)> = s
+                .ready
+                .queued()
+                .map(|(c, q)| (c, q.iter().copied().collect()))
+                .collect();
+            format!(
+                "{records:?}\nsent {:?}\nqueued {queued:?} parked {:?}",
+                out.tasks(1),
+                s.ready.parked()
+            )
+        })
+        .collect();
+    assert_eq!(seen[0], seen[1]);
+    // What a user sees: the tasks with nothing to wait for run, the others wait.
+    let records = seen[0].lines().next().unwrap();
+    for (t, want) in [
+        (0, "Running waits 0"),
+        (1, "Waiting waits 1"),
+        (2, "Running waits 0"),
+        (3, "Waiting waits 1"),
+        (4, "Waiting waits 2"),
+        (5, "Waiting waits 3"),
+        (6, "Waiting waits 4"),
+        (7, "Running waits 0"),
+    ] {
+        let got = records.split("\", \"").nth(t).unwrap();
+        assert!(
+            got.trim_matches(['[', '"']).starts_with(want),
+            "task {t}: {got}"
+        );
+    }
+}
+
 /// The task state of number `k` (in declaration order).
 fn state_no(k: u8) -> TaskState {
     [
