@@ -6,11 +6,7 @@ use super::*;
 fn dslice_and_dget_expand() {
     let mut h = setup(1);
     // X = array of 8 consts (length 8); dslice(X) -> merge copies; result is T (array).
-    let mut tasks: Vec<Task> = (0..8).map(|_| task(CONST, b"c", &[], false)).collect();
-    tasks.push(task(ARRAY, b"", &(0..8).collect::<Vec<_>>(), false)); // 8
-    tasks.push(task(DSLICE, b"", &[8], false)); // 9
-    tasks.push(task(MERGE, b"", &[9], true)); // 10
-    h.send(2, &plan_req(0, tasks, &[]));
+    h.send(2, &plan_req(0, dslice_plan(), &[]));
     // The consts, and the array over them pipelined behind them.
     assert_eq!(h.take().tasks(1).len(), 9);
     for i in 0..8 {

@@ -6,13 +6,18 @@ use super::*;
 
 /// FINISHED in the layout workers send (type, id, size), as a worker read scans it.
 fn plain_finished(out: &mut Vec<u8>, id: i32, size: u64) {
+    finished_with_length(out, id, size, None);
+}
+
+/// A FINISHED frame with `length` (an array's; `Some` takes the general reader's path).
+fn finished_with_length(out: &mut Vec<u8>, id: i32, size: u64, length: Option<u64>) {
     push_frame(
         out,
         &WorkerResponse {
             r#type: worker_response::Type::Finished as i32,
             id,
             size: Some(size),
-            length: None,
+            length,
             error_msg: None,
         },
     );
@@ -156,13 +161,7 @@ fn a_reads_finished_frames_count_on_their_worker() {
     let mut read = Vec::new();
     plain_finished(&mut read, sent[0], 100);
     plain_finished(&mut read, sent[1], 20);
-    read.extend(framed(&WorkerResponse {
-        r#type: worker_response::Type::Finished as i32,
-        id: sent[2],
-        size: Some(3),
-        length: Some(0),
-        error_msg: None,
-    }));
+    finished_with_length(&mut read, sent[2], 3, Some(0));
     plain_finished(&mut read, 1_000_000, 5);
     plain_finished(&mut read, sent[3], 4000);
     plain_finished(&mut read, sent[5], 1);
@@ -261,13 +260,7 @@ fn a_general_free_after_finished_frames_of_one_read_counts_in_order() {
         if general_only {
             plain_finished(&mut read, sent[1], 10);
         } else {
-            read.extend(framed(&WorkerResponse {
-                r#type: worker_response::Type::Finished as i32,
-                id: sent[1],
-                size: Some(10),
-                length: Some(3),
-                error_msg: None,
-            }));
+            finished_with_length(&mut read, sent[1], 10, Some(3));
         }
         h.s.on_data(1, &read);
         assert_eq!(h.take().removes(1), vec![sent[0]], "the const is freed");

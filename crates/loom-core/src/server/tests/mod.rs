@@ -63,6 +63,30 @@ pub(super) fn task(ty: i32, cfg: &[u8], inputs: &[i32], result: bool) -> Task {
     }
 }
 
+/// Two merges (results) of two consts each: tasks 0, 1 -> 2 and 3, 4 -> 5; the second merge
+/// takes its consts in the order `second` (`[3, 4]` or `[4, 3]`).
+pub(super) fn two_merges(second: [i32; 2]) -> Vec<Task> {
+    let c = |cfg: &[u8]| task(CONST, cfg, &[], false);
+    vec![
+        c(b"a"),
+        c(b"b"),
+        task(MERGE, b"", &[0, 1], true),
+        c(b"c"),
+        c(b"d"),
+        task(MERGE, b"", &second, true),
+    ]
+}
+
+/// A dslice over an array of 8 consts, and a merge over the dslice (the result): consts 0..8,
+/// the array 8, the dslice 9, the merge 10.
+pub(super) fn dslice_plan() -> Vec<Task> {
+    let mut tasks: Vec<Task> = (0..8).map(|_| task(CONST, b"c", &[], false)).collect();
+    tasks.push(task(ARRAY, b"", &(0..8).collect::<Vec<_>>(), false)); // 8
+    tasks.push(task(DSLICE, b"", &[8], false)); // 9
+    tasks.push(task(MERGE, b"", &[9], true)); // 10
+    tasks
+}
+
 pub(super) fn with_cpus(mut t: Task, rr: i32) -> Task {
     t.resource_request_index = Some(rr);
     t

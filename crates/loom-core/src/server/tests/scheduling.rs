@@ -167,22 +167,7 @@ fn producers_of_one_consumer_meet_on_one_worker() {
     h.worker(3, 1);
     h.client(2);
     h.take();
-    let c = |cfg: &[u8]| task(CONST, cfg, &[], false);
-    h.send(
-        2,
-        &plan_req(
-            0,
-            vec![
-                c(b"a"),
-                c(b"b"),
-                task(MERGE, b"", &[0, 1], true),
-                c(b"c"),
-                c(b"d"),
-                task(MERGE, b"", &[3, 4], true),
-            ],
-            &[],
-        ),
-    );
+    h.send(2, &plan_req(0, two_merges([3, 4]), &[]));
     let seen = h.take();
     assert_eq!(
         seen.tasks(1),
@@ -208,14 +193,7 @@ fn producers_of_one_consumer_meet_on_one_worker() {
     let dir = std::env::temp_dir().join(format!("loom-sibling-trace-{}", std::process::id()));
     h.s.trace_start(dir.to_str().unwrap().as_bytes());
     assert!(h.s.trace.is_some());
-    h.send(
-        2,
-        &plan_req(
-            0,
-            vec![c(b"a"), c(b"b"), task(MERGE, b"", &[0, 1], true)],
-            &[],
-        ),
-    );
+    h.send(2, &plan_req(0, two_merges([3, 4])[..3].to_vec(), &[]));
     let seen = h.take();
     assert_eq!(seen.tasks(1), vec![0, 1, 2]);
     assert!(seen.tasks(3).is_empty());
@@ -801,14 +779,7 @@ fn a_narrow_consumer_is_sent_with_its_last_input() {
     for variant in ["plain", "labels", "forward", "two consumers"] {
         let mut h = setup(1);
         let c = |cfg: &[u8]| task(CONST, cfg, &[], false);
-        let mut tasks = vec![
-            c(b"a"),
-            c(b"b"),
-            task(MERGE, b"", &[0, 1], true),
-            c(b"c"),
-            c(b"d"),
-            task(MERGE, b"", &[4, 3], true),
-        ];
+        let mut tasks = two_merges([4, 3]);
         match variant {
             "labels" => tasks[2].label = Some("m".into()),
             // The second merge takes a const declared after it.
@@ -1007,11 +978,7 @@ fn segments_built_by_intake_keep_the_offset_table_invariant() {
 
     // A dslice over an array of 8 consts: its pieces and copies are an expansion's segment.
     let mut h = setup(1);
-    let mut tasks: Vec<Task> = (0..8).map(|_| task(CONST, b"c", &[], false)).collect();
-    tasks.push(task(ARRAY, b"", &(0..8).collect::<Vec<_>>(), false)); // 8
-    tasks.push(task(DSLICE, b"", &[8], false)); // 9
-    tasks.push(task(MERGE, b"", &[9], true)); // 10
-    h.send(2, &plan_req(0, tasks, &[]));
+    h.send(2, &plan_req(0, dslice_plan(), &[]));
     h.take();
     for i in 0..8 {
         h.fin(1, i, 1);
