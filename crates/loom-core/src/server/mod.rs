@@ -204,7 +204,13 @@ pub(crate) struct Scratch {
     pub(crate) score: Vec<u64>,
     /// Work list of [`Server::pipeline`].
     pub(crate) pipeline: Vec<Slot>,
+    /// The frees a worker read gathers (see `on_worker::Tally`; empty between reads, kept for
+    /// its capacity).
+    pub(crate) frees: Vec<(u32, u32)>,
 }
+
+/// The room [`Scratch::frees`] starts with (a worker read's frees; 32 KiB).
+const FREES_CAPACITY: usize = 4096;
 
 /// The HyperLoom server core.
 pub struct Server {
@@ -290,7 +296,12 @@ impl Server {
             clients: Clients::default(),
             ready: ReadyQueues::default(),
             moves: Transfers::default(),
-            scratch: Scratch::default(),
+            scratch: Scratch {
+                // A read's usual frees fit from the start (allocated with the server, not
+                // among the first read's buffers).
+                frees: Vec::with_capacity(FREES_CAPACITY),
+                ..Scratch::default()
+            },
             out: Output::default(),
             trace: None,
             trace_client: None,

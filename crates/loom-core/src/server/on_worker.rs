@@ -8,7 +8,8 @@ use crate::proto::comm::worker_response;
 use crate::frame::FrameReader;
 
 use super::counters::{failure_message, now_ms, Failure};
-use super::ids::{SegIdx, Slot, TaskId, WorkerIdx};
+use super::graph::TaskGraph;
+use super::ids::{Idx, SegIdx, Slot, TaskId, WorkerIdx};
 use super::segment::{Segment, TaskFlags, TaskState};
 use super::workers::{Worker, Workers};
 use super::{wire, LogLevel, Server, ServerError};
@@ -46,7 +47,7 @@ impl Server {
         chunk: &[u8],
     ) -> Result<(), ServerError> {
         let mut ctx = self.read_ctx();
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(std::mem::take(&mut self.scratch.frees));
         let r = reader.feed(chunk, |frame| {
             if let Some((id, size)) = wire::scan_plain_finished(frame) {
                 if !self.finished_in(ctx, &mut tally, w, TaskId(id), size, 0, true) {
@@ -54,15 +55,26 @@ impl Server {
                 }
                 return Ok(());
             }
-            // What it changes on `w` is counted at once: the read's counts first.
-            tally.apply(&mut self.workers[w]);
+            // What it changes on `w` is counted at once: the read's counts and frees first.
+            self.apply(&mut tally, w);
             let r = self.worker_frame(w, frame);
             ctx = self.read_ctx();
             r
         });
         // Also after a frame that ends the read with an error: the frames before it counted.
-        tally.apply(&mut self.workers[w]);
+        self.apply(&mut tally, w);
+        self.scratch.frees = tally.frees;
         r
+    }
+
+    /// Applies `tally`, the counts and frees of a read of worker `w` so far ([`Tally`]), and
+    /// starts it again from zero.
+    #[inline(always)]
+    fn apply(&mut self, tally: &mut Tally, w: WorkerIdx) {
+        if !tally.frees.is_empty() {
+            free_batch(&mut self.graph, &mut self.workers, w, tally);
+        }
+        tally.apply(&mut self.workers[w]);
     }
 
     /// What a worker read may skip now (see [`ReadCtx`]).
@@ -155,9 +167,10 @@ impl Server {
         notify: bool,
     ) {
         let ctx = self.read_ctx();
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(std::mem::take(&mut self.scratch.frees));
         self.finished_in(ctx, &mut tally, w, id, size, length, notify);
-        tally.apply(&mut self.workers[w]);
+        self.apply(&mut tally, w);
+        self.scratch.frees = tally.frees;
     }
 
     /// [`Server::finished`] within a worker read whose context is `ctx` and whose counters of
@@ -285,30 +298,24 @@ impl Server {
                     self.ready.push(c, cpus);
                 }
             }
-            // Its inputs that this frees, and itself if garbage, as one batch: the counts
-            // they lower are lowered once by their number ([`gone`]), `w`'s in `tally`.
-            let mut n = 0;
+            // Its inputs that this frees, and itself if garbage, are freed with the read's
+            // other frees in one batch ([`free_batch`], when the tally is applied).
             for k in seg.input_range(off) {
                 let Some(xo) = seg.offset_of(seg.inputs[k]) else {
                     continue;
                 };
                 if input_released(seg, xo) {
-                    freed(seg, xo, workers, true, Some(w), tally);
-                    n += 1;
+                    tally.frees.push((s.seg.index() as u32, xo as u32));
                 }
             }
             if garbage {
                 debug_assert!(seg.is_garbage(off), "garbage as its record said");
-                freed(seg, off, workers, true, Some(w), tally);
-                n += 1;
-            }
-            if n != 0 && gone(seg, n) {
-                self.graph.mark_emptied();
+                tally.frees.push((s.seg.index() as u32, off as u32));
             }
         } else {
-            // Its frees count at once on their owners: the read's counts first (see
-            // [`Tally`]).
-            tally.apply(&mut self.workers[w]);
+            // Its frees count at once on their owners: the read's counts and frees first
+            // (see [`Tally`]).
+            self.apply(tally, w);
             self.release_general(s, id, flags);
         }
         #[cfg(test)]
@@ -493,15 +500,8 @@ impl Server {
     pub(super) fn free(&mut self, s: Slot) {
         let seg = &mut self.graph.segs[s.seg];
         let id = seg.id(s.off);
-        let size = seg.size[s.off];
-        freed(
-            seg,
-            s.off,
-            &mut self.workers,
-            false,
-            None,
-            &mut Tally::default(),
-        );
+        let (owner, size) = freed(seg, s.off, false);
+        remove_from(&mut self.workers, owner, id, size);
         if gone(seg, 1) {
             self.graph.mark_emptied();
         }
@@ -584,18 +584,21 @@ impl Server {
     }
 }
 
-/// What one worker read's FINISHED frames change in their worker's counters, added up over
-/// the read and applied at once ([`Tally::apply`]): light tasks ended (each
-/// [`Worker::unbook`]), objects it now holds ([`Worker::holds`]) and objects freed there
-/// ([`Worker::dropped`]). Applying the sums is applying each: nothing reads these counters
-/// during a read (the scheduler runs after it, the status between events), nothing else in a
-/// read lowers the light tasks below what its own light tasks booked, and the objects are
-/// added before they are dropped (a drop clamps at zero: it must not come before the add of
-/// the same object, so adds are never deferred past a drop, test
-/// `a_chain_finished_in_one_read_leaves_one_object_on_its_worker`). Anything in a read that
-/// counts at once on the worker (a frame other than a FINISHED in the layout workers send,
-/// a FINISHED whose frees take the general path) applies the tally first.
-#[derive(Default)]
+/// What one worker read's FINISHED frames change in their worker's counters and which objects
+/// they free, gathered over the read and applied at once ([`Server::apply`]): light tasks ended
+/// (each [`Worker::unbook`]), objects it now holds ([`Worker::holds`]) and objects freed there
+/// ([`Worker::dropped`]); the objects the plain FINISHED frames free, freed together by
+/// [`free_batch`] (their REMOVEs to the read's worker written into one reservation). Applying
+/// the sums is applying each: nothing reads these counters during a read (the scheduler runs
+/// after it, the status between events), nothing else in a read lowers the light tasks below
+/// what its own light tasks booked, and the objects are added before they are dropped (a drop
+/// clamps at zero: it must not come before the add of the same object, so adds are never
+/// deferred past a drop, test `a_chain_finished_in_one_read_leaves_one_object_on_its_worker`).
+/// An object waiting in `frees` is FINISHED with no reference and no RESULT flag: nothing in a
+/// plain FINISHED looks at it again (no consumer is left to release it). Anything in a read
+/// that counts at once on the worker or may look at such an object (a frame other than a
+/// FINISHED in the layout workers send, a FINISHED whose frees take the general path) applies
+/// the tally first.
 pub(super) struct Tally {
     light_ended: u32,
     /// Objects the read's FINISHED frames left on the read's worker, and their bytes.
@@ -604,16 +607,85 @@ pub(super) struct Tally {
     /// Objects of the read's FINISHED frames freed on the read's worker, and their bytes.
     dropped: u64,
     dropped_bytes: u64,
+    /// Garbage objects of plain segments to free (segment index, offset), in the order the read
+    /// found them (its capacity kept between reads, `Scratch::frees`).
+    frees: Vec<(u32, u32)>,
 }
 
 impl Tally {
-    /// Applies the counts to `wk` (the read's worker) and starts again from zero.
+    /// Nothing counted yet; `frees` (empty) keeps its capacity.
+    #[inline(always)]
+    fn new(frees: Vec<(u32, u32)>) -> Self {
+        debug_assert!(frees.is_empty(), "frees applied");
+        Tally {
+            light_ended: 0,
+            held: 0,
+            held_bytes: 0,
+            dropped: 0,
+            dropped_bytes: 0,
+            frees,
+        }
+    }
+
+    /// Applies the counts to `wk` (the read's worker) and starts them again from zero (the
+    /// frees are applied first, by [`Server::apply`]).
     #[inline(always)]
     fn apply(&mut self, wk: &mut Worker) {
+        debug_assert!(self.frees.is_empty(), "frees applied first");
         wk.unbook_light(self.light_ended);
         wk.holds_n(self.held, self.held_bytes);
         wk.dropped_n(self.dropped, self.dropped_bytes);
-        *self = Tally::default();
+        self.light_ended = 0;
+        self.held = 0;
+        self.held_bytes = 0;
+        self.dropped = 0;
+        self.dropped_bytes = 0;
+    }
+}
+
+/// Frees the objects of `tally.frees` (garbage objects of plain segments found by a read of
+/// worker `w`; emptied): FREED ([`freed`]), their segments' counts lowered ([`gone`]), the
+/// REMOVEs to `w` written into one reservation ([`wire::Removes`]) and counted in `tally`, any
+/// other owner's ([`remove_from`]; rare: an input computed on another worker) after them. Out of
+/// line: the loop of a worker read's frames keeps its registers.
+#[inline(never)]
+fn free_batch(graph: &mut TaskGraph, workers: &mut Workers, w: WorkerIdx, tally: &mut Tally) {
+    let mut elsewhere: Vec<(Option<WorkerIdx>, TaskId, u64)> = Vec::new();
+    let mut removes = wire::Removes::begin(&mut workers[w].out, tally.frees.len());
+    let mut bytes = 0u64;
+    let frees = &tally.frees[..];
+    let mut k = 0;
+    // By runs of frees in one segment (a read's usually all are): the segment looked up and
+    // its counts lowered once per run.
+    while let Some(&(si, _)) = frees.get(k) {
+        let seg = &mut graph.segs[SegIdx::from_index(si as usize)];
+        let mut n = 0;
+        while let Some(&(sj, off)) = frees.get(k) {
+            if sj != si {
+                break;
+            }
+            k += 1;
+            n += 1;
+            let off = off as usize;
+            let (owner, size) = freed(seg, off, true);
+            let id = seg.id(off);
+            if owner == Some(w) {
+                removes.push(id);
+                bytes += size;
+            } else {
+                held_elsewhere(&mut elsewhere, owner, id, size);
+            }
+        }
+        if gone(seg, n) {
+            graph.mark_emptied();
+        }
+    }
+    removes.finish();
+    tally.dropped += (frees.len() - elsewhere.len()) as u64;
+    tally.dropped_bytes += bytes;
+    tally.frees.clear();
+    for (owner, id, size) in elsewhere {
+        remove_from(workers, owner, id, size);
     }
 }
 
@@ -684,21 +756,27 @@ fn input_released(seg: &mut Segment, xo: usize) -> bool {
     seg.is_garbage(xo)
 }
 
-/// Task `off` of `seg` is freed: FREED, REMOVE to its primary owner if alive, which holds it
-/// no longer (`plain`: `seg` is plain, see [`moved`]). The counts this lowers for the
-/// segment and its client are lowered by [`gone`], once for the frees of one event; the
-/// owner's objects and bytes at once, or in `tally` when it is `read`, the worker whose read
-/// this is (alive: it is being read). What else an object may have (extra copies, transfers,
-/// length, cross-plan consumers) is [`Server::free`]'s.
-#[inline(always)]
-fn freed(
-    seg: &mut Segment,
-    off: usize,
-    workers: &mut Workers,
-    plain: bool,
-    read: Option<WorkerIdx>,
-    tally: &mut Tally,
+/// [`free_batch`]'s object `id` of `size` bytes whose owner is not the read's worker, kept in
+/// `elsewhere` for after the batch (out of line: rare, and the batch's loop keeps its
+/// registers).
+#[cold]
+#[inline(never)]
+fn held_elsewhere(
+    elsewhere: &mut Vec<(Option<WorkerIdx>, TaskId, u64)>,
+    owner: Option<WorkerIdx>,
+    id: TaskId,
+    size: u64,
 ) {
+    elsewhere.push((owner, id, size));
+}
+
+/// Task `off` of `seg` is freed: FREED (`plain`: `seg` is plain, see [`moved`]). Returns its
+/// primary owner and its size: the caller sends the REMOVE to the owner if alive, which holds
+/// it no longer ([`remove_from`], or a worker read's batch, [`free_batch`]). The counts this
+/// lowers for the segment and its client are lowered by [`gone`]. What else an object may have
+/// (extra copies, transfers, length, cross-plan consumers) is [`Server::free`]'s.
+#[inline(always)]
+fn freed(seg: &mut Segment, off: usize, plain: bool) -> (Option<WorkerIdx>, u64) {
     // Freeing twice would drop the segment while tasks in it are still live.
     debug_assert!(seg.tasks[off].state == TaskState::Finished, "freed once");
     debug_assert!(
@@ -712,27 +790,8 @@ fn freed(
     }
     // The record indexed (bounds-checked) once.
     let t = &mut seg.tasks[off];
-    let owner = t.wk;
     t.state = TaskState::Freed;
-    let (id, size) = (seg.id(off), seg.size[off]);
-    match owner {
-        Some(p) if owner == read => {
-            debug_assert!(workers[p].alive, "a worker being read is alive");
-            tally.dropped += 1;
-            tally.dropped_bytes += size;
-            wire::push_remove(&mut workers[p].out, id);
-        }
-        _ => remove_elsewhere(workers, owner, id, size),
-    }
-}
-
-/// [`remove_from`] out of line, for [`freed`] objects not on the read's worker (in a read,
-/// rare: an input computed elsewhere; and every free of the general path): in a worker
-/// read's loop, that case costs the usual one no registers.
-#[cold]
-#[inline(never)]
-fn remove_elsewhere(workers: &mut Workers, owner: Option<WorkerIdx>, id: TaskId, size: u64) {
-    remove_from(workers, owner, id, size);
+    (t.wk, seg.size[off])
 }
 
 /// `n` tasks of `seg` were [`freed`] by one event: the segment's counts (FINISHED -> FREED,

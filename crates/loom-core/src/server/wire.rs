@@ -40,29 +40,63 @@ pub(crate) fn data_header_complete(b: &[u8]) -> bool {
 /// A FINISHED `WorkerResponse` in the layout workers send it, `type`, `id`, `size` and nothing
 /// else, with an id of at most `i32::MAX`: `(id, size)`. None for anything else (read by
 /// [`scan_worker_response`]). The hot case of a worker's frames: the usual ones (an id below
-/// 2^21, a size below 128: up to 3 and 1 varint bytes) by one slice pattern per length; any
-/// other by three byte comparisons and the scanner's varints ([`scan_finished_varints`]; the
-/// tests `usual_finished_frames_agree_with_the_scanner` and
-/// `plain_finished_agrees_with_the_scanner` compare them with the scanner).
+/// 2^21, a size below 128: up to 3 and 1 varint bytes, a frame of 6 to 8 bytes) read as one
+/// little-endian word, whose fixed bytes and varint continuation bits are compared at once
+/// under a mask ([`UsualFinished`]); any other by three byte comparisons and the scanner's
+/// varints ([`scan_finished_varints`]; the tests `usual_finished_frames_agree_with_the_scanner`
+/// and `plain_finished_agrees_with_the_scanner` compare them with the scanner).
 #[inline(always)]
 pub(crate) fn scan_plain_finished(b: &[u8]) -> Option<(i32, u64)> {
-    const T: u8 = key::TYPE;
-    const F: u8 = crate::proto::comm::worker_response::Type::Finished as u8;
-    const I: u8 = key::ID;
-    const S: u8 = key::RESPONSE_SIZE;
-    /// The 7 bits of a varint byte with more to follow.
-    const fn low(b: u8) -> i32 {
-        (b & 0x7f) as i32
+    // Each word read by one or two loads (two overlapping ones for 7 bytes).
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
+    let usual = match b.len() {
+        6 => {
+            let hi = u16::from_le_bytes(b[4..6].try_into().expect("2 bytes")) as u64;
+            UsualFinished::<1>::read(u32_at(0) | hi << 32)
+        }
+        7 => UsualFinished::<2>::read(u32_at(0) | u32_at(3) << 24),
+        8 => UsualFinished::<3>::read(u64::from_le_bytes(b.try_into().expect("8 bytes"))),
+        _ => None,
+    };
+    match usual {
+        Some(r) => Some(r),
+        None => scan_finished_varints(b),
     }
-    match *b {
-        [T, F, I, i0 @ 0..=0x7f, S, s @ 0..=0x7f] => Some((i0 as i32, s as u64)),
-        [T, F, I, i0 @ 0x80..=0xff, i1 @ 0..=0x7f, S, s @ 0..=0x7f] => {
-            Some((low(i0) | (i1 as i32) << 7, s as u64))
+}
+
+/// The usual FINISHED frame whose id takes `N` varint bytes (1 to 3), as a little-endian word
+/// (zero past the frame): `[TYPE, FINISHED, ID, id..., RESPONSE_SIZE, size]`, the id's bytes but
+/// its last with the continuation bit set, its last and the size's one byte without.
+struct UsualFinished<const N: usize>;
+
+impl<const N: usize> UsualFinished<N> {
+    /// The word's bits that must be as in [`UsualFinished::WANT`]: the three header bytes,
+    /// each varint byte's continuation bit and the `RESPONSE_SIZE` key.
+    const MASK: u64 = 0xff_ffff | Self::CONT << 24 | 0xff << (24 + 8 * N) | 0x80 << (32 + 8 * N);
+    /// Those bits in a usual frame: the id's bytes before its last continue.
+    const WANT: u64 = (key::TYPE as u64)
+        | (crate::proto::comm::worker_response::Type::Finished as u64) << 8
+        | (key::ID as u64) << 16
+        | (Self::CONT & !(0x80 << (8 * (N - 1)))) << 24
+        | (key::RESPONSE_SIZE as u64) << (24 + 8 * N);
+    /// The continuation bit of each of the id's `N` bytes (from byte 0 of the id).
+    const CONT: u64 = 0x80_8080 & ((1 << (8 * N)) - 1);
+
+    /// `(id, size)` if `v` is such a frame.
+    #[inline(always)]
+    fn read(v: u64) -> Option<(i32, u64)> {
+        if v & Self::MASK != Self::WANT {
+            return None;
         }
-        [T, F, I, i0 @ 0x80..=0xff, i1 @ 0x80..=0xff, i2 @ 0..=0x7f, S, s @ 0..=0x7f] => {
-            Some((low(i0) | low(i1) << 7 | (i2 as i32) << 14, s as u64))
+        let ids = v >> 24;
+        let mut id = ids & 0x7f;
+        if N > 1 {
+            id |= (ids >> 1) & (0x7f << 7);
         }
-        _ => scan_finished_varints(b),
+        if N > 2 {
+            id |= (ids >> 2) & (0x7f << 14);
+        }
+        Some((id as i32, v >> (32 + 8 * N)))
     }
 }
 
@@ -328,26 +362,149 @@ pub(crate) fn push_location(out: &mut Vec<u8>, cid: i32, address: &str, id: Task
 /// `WorkerCommand{REMOVE, id}`.
 #[inline]
 pub(crate) fn push_remove(out: &mut Vec<u8>, id: TaskId) {
-    push_id_command(out, key::REMOVE, id);
+    let mut r = Removes::begin(out, 1);
+    r.push(id);
+    r.finish();
 }
 
 /// `WorkerCommand{CANCEL, id}` (our extension; only to workers announcing "cancel").
 pub(crate) fn push_cancel(out: &mut Vec<u8>, id: TaskId) {
-    push_id_command(out, key::CANCEL, id);
-}
-
-/// `WorkerCommand{type, id}`.
-#[inline(always)]
-fn push_id_command(out: &mut Vec<u8>, ty: u8, id: TaskId) {
     let mut w = FrameWriter::begin(out, 13);
     // SAFETY: 3 bytes and a varint of at most 10.
     unsafe {
         w.put_byte(key::TYPE);
-        w.put_byte(ty);
+        w.put_byte(key::CANCEL);
         w.put_byte(key::ID);
         w.put_varint(id.get() as i64 as u64);
     }
     w.finish();
+}
+
+/// REMOVE frames to one worker ([`push_remove`] is one of them), written one after another
+/// into one reservation: an event freeing many objects on one worker (a FINISHED freeing its
+/// inputs, an array's consumer freeing thousands) checks the buffer's capacity and commits its
+/// length once, not per object. Each object still gets its own `WorkerCommand{REMOVE, id}`
+/// frame: the original's workers read one id per REMOVE (wire compatibility, spec 2.3).
+/// The frames are appended by [`Removes::finish`] (and those written before room is made
+/// again, when a batch outgrows its reservation).
+pub(crate) struct Removes<'a> {
+    out: &'a mut Vec<u8>,
+    /// Where the next frame goes (inside `out`'s allocation, past its length).
+    p: *mut u8,
+    /// Where the reserved room ends: a frame is written only if [`Removes::MAX`] bytes fit.
+    end: *mut u8,
+}
+
+impl<'a> Removes<'a> {
+    /// The most bytes one frame takes: the 8-byte length prefix, three bytes of keys and
+    /// type, and a varint of at most 10 (a negative id).
+    const MAX: usize = 8 + 13;
+
+    /// Room is reserved for at most this many frames at a time: a consumer of a million
+    /// inputs that frees a few of them does not reserve room for a million.
+    const CHUNK: usize = 1024;
+
+    /// REMOVE frames to be appended to `out`, `most` of them or fewer (room for more is made
+    /// as needed).
+    #[inline(always)]
+    pub(crate) fn begin(out: &'a mut Vec<u8>, most: usize) -> Self {
+        out.reserve(most.min(Self::CHUNK) * Self::MAX);
+        let (p, end) = Self::room(out);
+        Removes { out, p, end }
+    }
+
+    /// The spare capacity of `out`: where it starts and ends.
+    #[inline(always)]
+    fn room(out: &mut Vec<u8>) -> (*mut u8, *mut u8) {
+        let spare = out.spare_capacity_mut().as_mut_ptr_range();
+        (spare.start.cast(), spare.end.cast())
+    }
+
+    /// Appends `WorkerCommand{REMOVE, id}`.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, id: TaskId) {
+        if (self.end as usize) - (self.p as usize) < Self::MAX {
+            (self.p, self.end) = Self::more(self.out, self.p);
+        }
+        let v = id.get() as i64 as u64;
+        // SAFETY: `MAX` bytes from `p` lie in `out`'s spare capacity (checked above), and
+        // the frame takes at most that; `p` stays within it.
+        unsafe {
+            let body = self.p.add(8);
+            body.write(key::TYPE);
+            body.add(1).write(key::REMOVE);
+            body.add(2).write(key::ID);
+            let n = put_varint_raw(body.add(3), v);
+            self.p
+                .cast::<[u8; 8]>()
+                .write_unaligned(((3 + n) as u64).to_le_bytes());
+            self.p = body.add(3 + n);
+        }
+    }
+
+    /// Commits the frames written so far (up to `p`) and reserves room for
+    /// [`Removes::CHUNK`] more; returns the new room (out of line: past the first
+    /// reservation, rare; and with the writer's state passed by value, so that it stays in
+    /// registers).
+    #[cold]
+    #[inline(never)]
+    fn more(out: &mut Vec<u8>, p: *mut u8) -> (*mut u8, *mut u8) {
+        Self::commit(out, p);
+        out.reserve(Self::CHUNK * Self::MAX);
+        Self::room(out)
+    }
+
+    /// Sets `out`'s length to cover the frames written up to `p`.
+    #[inline(always)]
+    fn commit(out: &mut Vec<u8>, p: *mut u8) {
+        // SAFETY: `p` lies in `out`'s allocation at or past its length, and every byte up to
+        // it was written by `push`.
+        unsafe {
+            let len = p.offset_from(out.as_ptr()) as usize;
+            out.set_len(len);
+        }
+    }
+
+    /// Appends the frames written.
+    #[inline(always)]
+    pub(crate) fn finish(self) {
+        Self::commit(self.out, self.p);
+    }
+}
+
+/// Writes `v` as a varint at `p`; returns its length (1 to 10).
+///
+/// # Safety
+/// 10 bytes from `p` are writable.
+#[inline(always)]
+unsafe fn put_varint_raw(p: *mut u8, mut v: u64) -> usize {
+    // SAFETY: at most 10 bytes from `p` (the caller's contract).
+    unsafe {
+        // Up to three bytes (ids below 2^21) without a loop.
+        if v < 1 << 7 {
+            p.write(v as u8);
+            return 1;
+        }
+        if v < 1 << 14 {
+            p.write(v as u8 | 0x80);
+            p.add(1).write((v >> 7) as u8);
+            return 2;
+        }
+        if v < 1 << 21 {
+            p.write(v as u8 | 0x80);
+            p.add(1).write((v >> 7) as u8 | 0x80);
+            p.add(2).write((v >> 14) as u8);
+            return 3;
+        }
+        let mut n = 0;
+        while v >= 0x80 {
+            p.add(n).write(v as u8 | 0x80);
+            n += 1;
+            v >>= 7;
+        }
+        p.add(n).write(v as u8);
+        n + 1
+    }
 }
 
 /// `ClientResponse{TASK_FINISHED, id}`.
@@ -459,6 +616,46 @@ mod tests {
         assert_eq!((r.r#type, r.id), (3, Some(-1)));
         let r = WorkerCommand::decode(&rest[16 + l2..]).unwrap();
         assert_eq!(r.id, Some(1 << 30));
+    }
+
+    /// A batch of REMOVEs is one `WorkerCommand{REMOVE, id}` frame per id, as prost encodes
+    /// it, in order: ids of every varint length (negative ones take 10 bytes), more frames
+    /// than one reservation holds (room made again twice), after bytes already in the buffer;
+    /// a small batch dropped without `finish` appends nothing.
+    #[test]
+    fn a_batch_of_removes_is_one_frame_per_id() {
+        let ids: Vec<i32> = (0..2500)
+            .map(|i: i32| match i % 5 {
+                0 => i,
+                1 => -i,
+                2 => i.wrapping_mul(0x9e37_79b9u32 as i32),
+                3 => i << 14,
+                _ => i32::MAX - i,
+            })
+            .collect();
+        let mut out = vec![7u8; 3];
+        let mut r = Removes::begin(&mut out, 10);
+        for &id in &ids {
+            r.push(TaskId(id));
+        }
+        r.finish();
+        let mut want = vec![7u8; 3];
+        for &id in &ids {
+            crate::frame::push_frame(
+                &mut want,
+                &WorkerCommand {
+                    r#type: worker_command::Type::Remove as i32,
+                    id: Some(id),
+                    ..Default::default()
+                },
+            );
+        }
+        assert_eq!(out, want);
+        {
+            let mut r = Removes::begin(&mut out, 3);
+            r.push(TaskId(1));
+        }
+        assert_eq!(out, want, "unfinished: nothing appended");
     }
 
     #[test]

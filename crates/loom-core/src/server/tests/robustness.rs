@@ -205,6 +205,29 @@ fn random_event_sequences_keep_invariants() {
                         if running.is_empty() {
                             return;
                         }
+                        if rnd() % 3 == 0 {
+                            // One worker answers all it runs in one read, in the layout
+                            // workers send: a read's FINISHED frames free their inputs
+                            // together (a merge's two, an array's many, across plans).
+                            let w = running[(rnd() as usize) % running.len()].0;
+                            let mut read = Vec::new();
+                            for &(_, id) in running.iter().filter(|r| r.0 == w) {
+                                push_frame(
+                                    &mut read,
+                                    &WorkerResponse {
+                                        r#type: worker_response::Type::Finished as i32,
+                                        id,
+                                        size: Some(rnd() % 100),
+                                        length: None,
+                                        error_msg: None,
+                                    },
+                                );
+                            }
+                            running.retain(|r| r.0 != w);
+                            log.push(format!("worker {w} finishes all it runs"));
+                            h.s.on_data(w, &read);
+                            return;
+                        }
                         let k = (rnd() as usize) % running.len();
                         let (w, id) = running.swap_remove(k);
                         let ty = match rnd() % 6 {
