@@ -659,16 +659,15 @@ fn free_batch(graph: &mut TaskGraph, workers: &mut Workers, w: WorkerIdx, tally:
     // its counts lowered once per run.
     while let Some(&(si, _)) = frees.get(k) {
         let seg = &mut graph.segs[SegIdx::from_index(si as usize)];
-        let mut n = 0;
+        let (base, first) = (seg.base, k);
         while let Some(&(sj, off)) = frees.get(k) {
             if sj != si {
                 break;
             }
             k += 1;
-            n += 1;
             let off = off as usize;
             let (owner, size) = freed(seg, off, true);
-            let id = seg.id(off);
+            let id = base.plus(off);
             if owner == Some(w) {
                 removes.push(id);
                 bytes += size;
@@ -676,7 +675,7 @@ fn free_batch(graph: &mut TaskGraph, workers: &mut Workers, w: WorkerIdx, tally:
                 held_elsewhere(&mut elsewhere, owner, id, size);
             }
         }
-        if gone(seg, n) {
+        if gone(seg, (k - first) as u32) {
             graph.mark_emptied();
         }
     }
