@@ -699,10 +699,15 @@ fn plan_forward<const PLAN: bool>(seg: &mut Segment, ext: &mut Vec<(TaskId, Task
         cons,
         ..
     } = seg;
-    // At most one consumer edge per input (the inputs from earlier plans are cut off below).
-    *cons = vec![TaskId(0); inputs.len()];
     let tasks = &mut tasks[..n as usize];
     let cons_off = &mut cons_off[..n as usize + 1];
+    // The counts as read, to check in debug builds that the pass filled each task's places.
+    #[cfg(debug_assertions)]
+    let counts = cons_off.to_vec();
+    // At most one consumer edge per input: the places, not zeroed first (every place below
+    // the edges' count is written, see below).
+    *cons = Vec::with_capacity(inputs.len());
+    let places = &mut cons.spare_capacity_mut()[..inputs.len()];
     let mut all_needed = true;
     // Room for every task: the READY light ones are written in order, each at the count so
     // far (written always, kept when READY and light).
@@ -725,7 +730,7 @@ fn plan_forward<const PLAN: bool>(seg: &mut Segment, ext: &mut Vec<(TaskId, Task
         for &x in ins {
             if let Some(d) = x.offset_in(base, n) {
                 let at = &mut cons_off[d + 1];
-                cons[*at as usize] = id;
+                places[*at as usize].write(id);
                 *at += 1;
                 tasks[d].flags.insert(narrow);
                 waiting += 1;
@@ -761,14 +766,27 @@ fn plan_forward<const PLAN: bool>(seg: &mut Segment, ext: &mut Vec<(TaskId, Task
     if PLAN && earlier {
         earlier_edges(&in_off[..n as usize + 1], inputs, base, n, ext);
     }
-    let done = Forward {
+    // Each task's count `cons_off[d + 1]` was taken for exactly the in-plan inputs naming it
+    // (`usual_tasks`, `Server::resolve_inputs`), which the loop visits once each: so each
+    // task's places were filled up to the next task's first place, every place below `edges`
+    // is written.
+    #[cfg(debug_assertions)]
+    {
+        let mut start = 0;
+        for (d, &count) in counts[1..].iter().enumerate() {
+            start += count;
+            debug_assert_eq!(cons_off[d + 1], start, "consumers of task {d} all placed");
+        }
+    }
+    assert!(edges as usize <= inputs.len(), "an edge per in-plan input at most");
+    // SAFETY: the places below `edges` are written (above), within the capacity.
+    unsafe { cons.set_len(edges as usize) };
+    Forward {
         all_needed,
         readied: (light.len() + heavy.len()) as u32,
         light,
         heavy,
-    };
-    cons.truncate(edges as usize);
-    done
+    }
 }
 
 /// What the whole-plan checks of [`Server::check_shape`] need to look at.
