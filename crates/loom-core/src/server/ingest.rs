@@ -778,7 +778,10 @@ fn plan_forward<const PLAN: bool>(seg: &mut Segment, ext: &mut Vec<(TaskId, Task
             debug_assert_eq!(cons_off[d + 1], start, "consumers of task {d} all placed");
         }
     }
-    assert!(edges as usize <= inputs.len(), "an edge per in-plan input at most");
+    assert!(
+        edges as usize <= inputs.len(),
+        "an edge per in-plan input at most"
+    );
     // SAFETY: the places below `edges` are written (above), within the capacity.
     unsafe { cons.set_len(edges as usize) };
     Forward {

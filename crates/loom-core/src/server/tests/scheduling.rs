@@ -535,6 +535,48 @@ fn the_usual_plan_is_planned_as_the_walk_from_its_results_plans_it() {
     assert!(unplanned > 0, "some plans have tasks no result needs");
 }
 
+/// The usual plan's forward pass writes each task's consumers into places it does not zero
+/// first: every task's consumer list is its in-plan consumers, in plan order, one per input
+/// naming it (a task taking it twice is listed twice), and nothing else, also when inputs
+/// from an earlier plan (which take no place) come between them. Fails when a place is left
+/// unwritten or the list is cut at another length.
+#[test]
+fn the_forward_pass_lists_every_consumer_once_per_input() {
+    let mut h = H::new();
+    h.worker(1, 4);
+    h.client(2);
+    let earlier = (0..2).map(|_| task(CONST, b"e", &[], true)).collect();
+    h.send(2, &plan_req(0, earlier, &[]));
+    h.take();
+    let plan = vec![
+        task(CONST, b"a", &[], false),           // 100
+        task(MERGE, b"", &[0, 100], false),      // 101
+        task(MERGE, b"", &[100, 1, 100], false), // 102: takes 100 twice
+        task(MERGE, b"", &[101, 0, 102], false), // 103
+        task(MERGE, b"", &[1, 103, 100], true),  // 104
+    ];
+    let inputs: Vec<Vec<i32>> = plan.iter().map(|t| t.input_ids.clone()).collect();
+    h.send(2, &plan_req(100, plan, &[4]));
+    let out = h.take();
+    assert!(out.errors(2).is_empty(), "{:?}", out.errors(2));
+    let seg =
+        h.s.graph
+            .segs
+            .iter()
+            .find(|g| g.cbase == Some(100))
+            .unwrap();
+    for d in 0..5 {
+        let want: Vec<TaskId> = (0..5)
+            .flat_map(|c| {
+                let n = inputs[c].iter().filter(|&&x| x == 100 + d as i32).count();
+                std::iter::repeat_n(seg.base.plus(c), n)
+            })
+            .collect();
+        assert_eq!(seg.consumers(d), &want[..], "consumers of task {}", 100 + d);
+    }
+    assert_eq!(seg.cons.len(), 7, "one place per in-plan input");
+}
+
 /// A task's wait for inputs from an earlier plan is counted as the plan is read (when they
 /// are resolved), the rest by the usual plan's forward pass: the usual plan so planned waits,
 /// readies and queues as the walk from its results plans the same plan with a label (which
