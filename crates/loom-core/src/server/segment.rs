@@ -265,17 +265,15 @@ impl Segment {
     /// Indices into `cons` of task `off`'s consumers (for loops that mutate the graph).
     #[inline]
     pub(crate) fn cons_range(&self, off: usize) -> std::ops::Range<usize> {
-        // Both offsets with one bounds check.
-        let r = &self.cons_off[off..off + 2];
-        r[0] as usize..r[1] as usize
+        let (a, b) = offsets_of(&self.cons_off, off);
+        a..b
     }
 
     /// Input edge range of task `off` (indices into `inputs`).
     #[inline]
     pub(crate) fn input_range(&self, off: usize) -> std::ops::Range<usize> {
-        // Both offsets with one bounds check.
-        let r = &self.in_off[off..off + 2];
-        r[0] as usize..r[1] as usize
+        let (a, b) = offsets_of(&self.in_off, off);
+        a..b
     }
 
     /// Whether the three offset tables keep the offset-table invariant (see [`Segment`]):
@@ -366,16 +364,36 @@ impl Segment {
     }
 }
 
+/// Task `off`'s two offsets, `offsets[off]` and `offsets[off + 1]`, with one bounds check
+/// (`off + 1 < offsets.len()`; slicing `offsets[off..off + 2]` makes two). Panics if the table
+/// has no offset `off + 1` (`off` is not a task of the table's segment, or the table is not
+/// built yet).
+#[inline(always)]
+fn offsets_of(offsets: &[u32], off: usize) -> (usize, usize) {
+    // A task's offset is below its segment's `n: u32`: as a `u32`, `off + 1` cannot wrap (an
+    // offset past `u32::MAX` would read another task's offsets, never outside the table).
+    debug_assert!(off < u32::MAX as usize, "a task's offset");
+    let off = off as u32 as usize;
+    let b = *offsets.get(off + 1).expect("a task's two offsets");
+    // SAFETY: `off < off + 1 < offsets.len()` (`off + 1 <= 2^32` did not wrap).
+    let a = unsafe { *offsets.get_unchecked(off) };
+    (a as usize, b as usize)
+}
+
+// `offsets_of`'s `off + 1` on a `u32` offset does not wrap where `usize` is wider (every
+// target the addon builds for is 64-bit).
+const _: () = assert!(
+    usize::BITS > u32::BITS,
+    "a u32 offset plus one fits in usize"
+);
+
 /// Task `off`'s window `column[offsets[off]..offsets[off + 1]]` of a CSR column, with the
-/// bounds check of the two offsets only: the window lies in the column by the offset-table
-/// invariant (see [`Segment`]), which intake establishes once per segment, so every TASK,
-/// pipelining check and FINISHED does not check it again (four checks per window before).
+/// bounds check of the two offsets only ([`offsets_of`]): the window lies in the column by the
+/// offset-table invariant (see [`Segment`]), which intake establishes once per segment, so
+/// every TASK, pipelining check and FINISHED does not check it again.
 #[inline(always)]
 fn window<'a, T>(offsets: &[u32], column: &'a [T], off: usize) -> &'a [T] {
-    let &[a, b] = offsets[off..]
-        .first_chunk::<2>()
-        .expect("a task's two offsets");
-    let (a, b) = (a as usize, b as usize);
+    let (a, b) = offsets_of(offsets, off);
     debug_assert!(a <= b && b <= column.len(), "the offset-table invariant");
     // SAFETY: by the offset-table invariant (see `Segment`) the offsets ascend and the last
     // one is the column's length, so `a <= b <= column.len()`.

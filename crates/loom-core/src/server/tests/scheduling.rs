@@ -983,6 +983,37 @@ fn skipping_a_walk_sends_what_the_walk_would() {
     );
 }
 
+/// A task's windows are read with one bounds check of its two offsets
+/// (`segment::offsets_of`): the last task's windows are whole, and an offset past the
+/// segment's tasks panics rather than reading past its tables (also one past `u32::MAX`).
+#[test]
+fn a_window_past_the_last_task_panics() {
+    let mut h = setup(1);
+    let tasks = vec![
+        task(CONST, b"first", &[], false),
+        task(MERGE, b"last", &[0], true),
+    ];
+    h.send(2, &plan_req(0, tasks, &[]));
+    assert!(h.take().errors(2).is_empty());
+    let seg = h.s.graph.segs.iter().next().unwrap();
+    assert_eq!(seg.config(0), b"first");
+    assert_eq!(seg.config(1), b"last");
+    assert_eq!(seg.inputs(1), &[seg.id(0)]);
+    assert_eq!(seg.consumers(0), &[seg.id(1)]);
+    assert!(seg.consumers(1).is_empty());
+    assert_eq!(seg.input_range(1).len(), 1);
+    for off in [2, 3, u32::MAX as usize, usize::MAX] {
+        let read = |f: &dyn Fn() -> usize| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err()
+        };
+        assert!(read(&|| seg.config(off).len()), "config({off})");
+        assert!(read(&|| seg.inputs(off).len()), "inputs({off})");
+        assert!(read(&|| seg.consumers(off).len()), "consumers({off})");
+        assert!(read(&|| seg.input_range(off).len()), "input_range({off})");
+        assert!(read(&|| seg.cons_range(off).len()), "cons_range({off})");
+    }
+}
+
 /// The offset-table invariant that `Segment::config`, `inputs` and `consumers` rely on to read
 /// a task's window without checking it (see `Segment`) holds for every segment intake builds:
 /// the usual plan, one with labels, one with a forward reference, one with checkpoints to load,
