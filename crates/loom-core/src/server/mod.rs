@@ -206,11 +206,11 @@ pub(crate) struct Scratch {
     pub(crate) pipeline: Vec<Slot>,
     /// The frees a worker read gathers (see `on_worker::Tally`; empty between reads, kept for
     /// its capacity).
-    pub(crate) frees: Vec<(u32, u32)>,
+    pub(crate) frees: Vec<u32>,
 }
 
 /// The room [`Scratch::frees`] starts with (a worker read's frees; 32 KiB).
-const FREES_CAPACITY: usize = 4096;
+const FREES_CAPACITY: usize = 8192;
 
 /// The HyperLoom server core.
 pub struct Server {

@@ -77,6 +77,18 @@ impl Server {
         tally.apply(&mut self.workers[w]);
     }
 
+    /// The plain FINISHED of a task in segment `seg` frees objects there: `tally`'s frees,
+    /// of another segment, are freed first ([`free_batch`]; out of line: a read's frees are
+    /// usually of one segment).
+    #[cold]
+    #[inline(never)]
+    fn switch_frees(&mut self, tally: &mut Tally, w: WorkerIdx, seg: SegIdx) {
+        if !tally.frees.is_empty() {
+            free_batch(&mut self.graph, &mut self.workers, w, tally);
+        }
+        tally.seg = seg;
+    }
+
     /// What a worker read may skip now (see [`ReadCtx`]).
     #[inline(always)]
     pub(super) fn read_ctx(&self) -> ReadCtx {
@@ -283,6 +295,12 @@ impl Server {
         tally.held += 1;
         tally.held_bytes += size;
         if plain {
+            // The read's frees are of one segment ([`Tally`]): those of another are freed
+            // first.
+            if tally.seg != s.seg {
+                self.switch_frees(tally, w, s.seg);
+                seg = &mut self.graph.segs[s.seg];
+            }
             // Everything happens in this segment, which stays borrowed: a consumer made
             // ready is queued (no grace to hold it back, no expansion to run), a freed object
             // has nothing rare to forget; the same steps as the general functions
@@ -305,12 +323,12 @@ impl Server {
                     continue;
                 };
                 if input_released(seg, xo) {
-                    tally.frees.push((s.seg.index() as u32, xo as u32));
+                    tally.frees.push(xo as u32);
                 }
             }
             if garbage {
                 debug_assert!(seg.is_garbage(off), "garbage as its record said");
-                tally.frees.push((s.seg.index() as u32, off as u32));
+                tally.frees.push(off as u32);
             }
         } else {
             // Its frees count at once on their owners: the read's counts and frees first
@@ -607,15 +625,19 @@ pub(super) struct Tally {
     /// Objects of the read's FINISHED frames freed on the read's worker, and their bytes.
     dropped: u64,
     dropped_bytes: u64,
-    /// Garbage objects of plain segments to free (segment index, offset), in the order the read
-    /// found them (its capacity kept between reads, `Scratch::frees`).
-    frees: Vec<(u32, u32)>,
+    /// Garbage objects of plain segment `seg` to free (offsets), in the order the read found
+    /// them (its capacity kept between reads, `Scratch::frees`). One segment at a time (a
+    /// FINISHED in another frees these first, [`Server::switch_frees`]): the batch looks its
+    /// segment up once and compares no segment per free.
+    frees: Vec<u32>,
+    /// The segment of `frees` (any while they are empty).
+    seg: SegIdx,
 }
 
 impl Tally {
     /// Nothing counted yet; `frees` (empty) keeps its capacity.
     #[inline(always)]
-    fn new(frees: Vec<(u32, u32)>) -> Self {
+    fn new(frees: Vec<u32>) -> Self {
         debug_assert!(frees.is_empty(), "frees applied");
         Tally {
             light_ended: 0,
@@ -624,6 +646,7 @@ impl Tally {
             dropped: 0,
             dropped_bytes: 0,
             frees,
+            seg: SegIdx::from_index(0),
         }
     }
 
@@ -643,44 +666,34 @@ impl Tally {
     }
 }
 
-/// Frees the objects of `tally.frees` (garbage objects of plain segments found by a read of
-/// worker `w`; emptied): FREED ([`freed`]), their segments' counts lowered ([`gone`]), the
-/// REMOVEs to `w` written into one reservation ([`wire::Removes`]) and counted in `tally`, any
-/// other owner's ([`remove_from`]; rare: an input computed on another worker) after them. Out of
-/// line: the loop of a worker read's frames keeps its registers.
+/// Frees the objects of `tally.frees` (garbage objects of plain segment `tally.seg` found by a
+/// read of worker `w`; emptied): FREED ([`freed`]), the segment's counts lowered once
+/// ([`gone`]), the REMOVEs to `w` written into one reservation ([`wire::Removes`]) and counted in
+/// `tally`, any other owner's ([`remove_from`]; rare: an input computed on another worker) after
+/// them. Out of line: the loop of a worker read's frames keeps its registers.
 #[inline(never)]
 fn free_batch(graph: &mut TaskGraph, workers: &mut Workers, w: WorkerIdx, tally: &mut Tally) {
     let mut elsewhere: Vec<(Option<WorkerIdx>, TaskId, u64)> = Vec::new();
     let mut removes = wire::Removes::begin(&mut workers[w].out, tally.frees.len());
     let mut bytes = 0u64;
-    let frees = &tally.frees[..];
-    let mut k = 0;
-    // By runs of frees in one segment (a read's usually all are): the segment looked up and
-    // its counts lowered once per run.
-    while let Some(&(si, _)) = frees.get(k) {
-        let seg = &mut graph.segs[SegIdx::from_index(si as usize)];
-        let (base, first) = (seg.base, k);
-        while let Some(&(sj, off)) = frees.get(k) {
-            if sj != si {
-                break;
-            }
-            k += 1;
-            let off = off as usize;
-            let (owner, size) = freed(seg, off, true);
-            let id = base.plus(off);
-            if owner == Some(w) {
-                removes.push(id);
-                bytes += size;
-            } else {
-                held_elsewhere(&mut elsewhere, owner, id, size);
-            }
-        }
-        if gone(seg, (k - first) as u32) {
-            graph.mark_emptied();
+    let seg = &mut graph.segs[tally.seg];
+    let base = seg.base;
+    for &off in &tally.frees {
+        let off = off as usize;
+        let (owner, size) = freed(seg, off, true);
+        let id = base.plus(off);
+        if owner == Some(w) {
+            removes.push(id);
+            bytes += size;
+        } else {
+            held_elsewhere(&mut elsewhere, owner, id, size);
         }
     }
     removes.finish();
-    tally.dropped += (frees.len() - elsewhere.len()) as u64;
+    if gone(seg, tally.frees.len() as u32) {
+        graph.mark_emptied();
+    }
+    tally.dropped += (tally.frees.len() - elsewhere.len()) as u64;
     tally.dropped_bytes += bytes;
     tally.frees.clear();
     for (owner, id, size) in elsewhere {
