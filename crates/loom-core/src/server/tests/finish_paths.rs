@@ -273,3 +273,53 @@ fn a_general_free_after_finished_frames_of_one_read_counts_in_order() {
         );
     }
 }
+
+/// One read whose FINISHED frames alternate between two plans (two segments) and free objects
+/// in both: each plan's inputs are freed in their own segment (a read gathers the frees of one
+/// segment at a time, and a FINISHED in the other frees them first), with one REMOVE each, the
+/// right counts per segment and on the worker.
+#[test]
+fn a_read_freeing_in_two_plans_frees_each_in_its_own_segment() {
+    let mut h = H::new();
+    h.worker(1, 1);
+    h.client(2);
+    h.take();
+    // Ids base, base + 1 and the merge of both.
+    let plan = |base: i32| {
+        vec![
+            task(CONST, b"a", &[], false),
+            task(CONST, b"b", &[], false),
+            task(MERGE, b"", &[base, base + 1], true),
+        ]
+    };
+    h.send(2, &plan_req(0, plan(0), &[]));
+    h.send(2, &plan_req(3, plan(3), &[]));
+    let mut sent = h.take().tasks(1);
+    sent.sort();
+    assert_eq!(sent.len(), 6, "both plans run at once: {sent:?}");
+    assert_eq!(h.s.graph.segs.len(), 2, "a segment per plan");
+    let (a, b) = (&sent[..3], &sent[3..]);
+    // The frames alternate between the plans: A's merge frees A's consts, then B's merge,
+    // in the other segment, frees B's (A's frees are freed first, in A's segment).
+    let mut read = Vec::new();
+    for (id, size) in [(a[0], 1), (b[0], 2), (a[1], 4), (b[1], 8), (a[2], 16), (b[2], 32)] {
+        plain_finished(&mut read, id, size);
+    }
+    h.s.on_data(1, &read);
+    assert_eq!(h.s.plain_finished, 6, "read as plain");
+    assert_eq!(h.take().removes(1), vec![a[0], a[1], b[0], b[1]]);
+    for seg in h.s.graph.segs.iter() {
+        assert_eq!(
+            (
+                seg.counts.get(segment::TaskState::Freed),
+                seg.counts.get(segment::TaskState::Finished),
+                seg.live
+            ),
+            (2, 1, 1),
+            "two consts freed and the merge held in segment of base {:?}",
+            seg.base
+        );
+    }
+    let w = &h.s.snapshot().workers[0];
+    assert_eq!((w.running, w.objects, w.bytes), (0, 2, 48));
+}
