@@ -10,7 +10,7 @@ use crate::frame::FrameReader;
 use super::counters::{failure_message, now_ms, Failure};
 use super::graph::TaskGraph;
 use super::ids::{Idx, SegIdx, Slot, TaskId, WorkerIdx};
-use super::segment::{Segment, TaskFlags, TaskState};
+use super::segment::{Segment, Task, TaskFlags, TaskState};
 use super::workers::{Worker, Workers};
 use super::{wire, LogLevel, Server, ServerError};
 
@@ -677,10 +677,14 @@ fn free_batch(graph: &mut TaskGraph, workers: &mut Workers, w: WorkerIdx, tally:
     let mut removes = wire::Removes::begin(&mut workers[w].out, tally.frees.len());
     let mut bytes = 0u64;
     let seg = &mut graph.segs[tally.seg];
+    debug_assert!(seg.groups.is_none(), "a plain segment has no label groups");
     let base = seg.base;
+    // The columns as local slices: their lengths stay in registers (not reloaded past each
+    // record's store).
+    let (tasks, sizes) = (&mut seg.tasks[..], &seg.size[..]);
     for &off in &tally.frees {
         let off = off as usize;
-        let (owner, size) = freed(seg, off, true);
+        let (owner, size) = freed_record(tasks, sizes, off);
         let id = base.plus(off);
         if owner == Some(w) {
             removes.push(id);
@@ -789,8 +793,6 @@ fn held_elsewhere(
 /// (extra copies, transfers, length, cross-plan consumers) is [`Server::free`]'s.
 #[inline(always)]
 fn freed(seg: &mut Segment, off: usize, plain: bool) -> (Option<WorkerIdx>, u64) {
-    // Freeing twice would drop the segment while tasks in it are still live.
-    debug_assert!(seg.tasks[off].state == TaskState::Finished, "freed once");
     debug_assert!(
         !plain || seg.groups.is_none(),
         "a plain segment has no label groups"
@@ -800,10 +802,19 @@ fn freed(seg: &mut Segment, off: usize, plain: bool) -> (Option<WorkerIdx>, u64)
             g.moved(off, TaskState::Finished, TaskState::Freed);
         }
     }
+    freed_record(&mut seg.tasks, &seg.size, off)
+}
+
+/// [`freed`]'s change of task `off`'s record (`tasks`, `sizes`: its segment's columns): FREED;
+/// returns its primary owner and its size.
+#[inline(always)]
+fn freed_record(tasks: &mut [Task], sizes: &[u64], off: usize) -> (Option<WorkerIdx>, u64) {
+    // Freeing twice would drop the segment while tasks in it are still live.
+    debug_assert!(tasks[off].state == TaskState::Finished, "freed once");
     // The record indexed (bounds-checked) once.
-    let t = &mut seg.tasks[off];
+    let t = &mut tasks[off];
     t.state = TaskState::Freed;
-    (t.wk, seg.size[off])
+    (t.wk, sizes[off])
 }
 
 /// `n` tasks of `seg` were [`freed`] by one event: the segment's counts (FINISHED -> FREED,
