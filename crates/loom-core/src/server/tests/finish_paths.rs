@@ -302,7 +302,14 @@ fn a_read_freeing_in_two_plans_frees_each_in_its_own_segment() {
     // The frames alternate between the plans: A's merge frees A's consts, then B's merge,
     // in the other segment, frees B's (A's frees are freed first, in A's segment).
     let mut read = Vec::new();
-    for (id, size) in [(a[0], 1), (b[0], 2), (a[1], 4), (b[1], 8), (a[2], 16), (b[2], 32)] {
+    for (id, size) in [
+        (a[0], 1),
+        (b[0], 2),
+        (a[1], 4),
+        (b[1], 8),
+        (a[2], 16),
+        (b[2], 32),
+    ] {
         plain_finished(&mut read, id, size);
     }
     h.s.on_data(1, &read);
