@@ -518,7 +518,7 @@ impl Server {
     pub(super) fn free(&mut self, s: Slot) {
         let seg = &mut self.graph.segs[s.seg];
         let id = seg.id(s.off);
-        let (owner, size) = freed(seg, s.off, false);
+        let (owner, size) = freed(seg, s.off);
         remove_from(&mut self.workers, owner, id, size);
         if gone(seg, 1) {
             self.graph.mark_emptied();
@@ -667,7 +667,7 @@ impl Tally {
 }
 
 /// Frees the objects of `tally.frees` (garbage objects of plain segment `tally.seg` found by a
-/// read of worker `w`; emptied): FREED ([`freed`]), the segment's counts lowered once
+/// read of worker `w`; emptied): FREED ([`freed_record`]), the segment's counts lowered once
 /// ([`gone`]), the REMOVEs to `w` written into one reservation ([`wire::Removes`]) and counted in
 /// `tally`, any other owner's ([`remove_from`]; rare: an input computed on another worker) after
 /// them. Out of line: the loop of a worker read's frames keeps its registers.
@@ -786,27 +786,22 @@ fn held_elsewhere(
     elsewhere.push((owner, id, size));
 }
 
-/// Task `off` of `seg` is freed: FREED (`plain`: `seg` is plain, see [`moved`]). Returns its
-/// primary owner and its size: the caller sends the REMOVE to the owner if alive, which holds
-/// it no longer ([`remove_from`], or a worker read's batch, [`free_batch`]). The counts this
-/// lowers for the segment and its client are lowered by [`gone`]. What else an object may have
-/// (extra copies, transfers, length, cross-plan consumers) is [`Server::free`]'s.
+/// Task `off` of `seg` is freed: FREED (its label group's counts too, if the plan has label
+/// groups). Returns its primary owner and its size: the caller sends the REMOVE to the owner
+/// if alive, which holds it no longer ([`remove_from`]). The counts this lowers for the segment
+/// and its client are lowered by [`gone`]. What else an object may have (extra copies,
+/// transfers, length, cross-plan consumers) is [`Server::free`]'s. A worker read's batch, of a
+/// plain segment (no label groups), changes the record alone ([`free_batch`], [`freed_record`]).
 #[inline(always)]
-fn freed(seg: &mut Segment, off: usize, plain: bool) -> (Option<WorkerIdx>, u64) {
-    debug_assert!(
-        !plain || seg.groups.is_none(),
-        "a plain segment has no label groups"
-    );
-    if !plain {
-        if let Some(g) = seg.groups.as_deref_mut() {
-            g.moved(off, TaskState::Finished, TaskState::Freed);
-        }
+fn freed(seg: &mut Segment, off: usize) -> (Option<WorkerIdx>, u64) {
+    if let Some(g) = seg.groups.as_deref_mut() {
+        g.moved(off, TaskState::Finished, TaskState::Freed);
     }
     freed_record(&mut seg.tasks, &seg.size, off)
 }
 
-/// [`freed`]'s change of task `off`'s record (`tasks`, `sizes`: its segment's columns): FREED;
-/// returns its primary owner and its size.
+/// The change of task `off`'s record when it is freed ([`freed`]; `tasks`, `sizes`: its
+/// segment's columns): FREED; returns its primary owner and its size.
 #[inline(always)]
 fn freed_record(tasks: &mut [Task], sizes: &[u64], off: usize) -> (Option<WorkerIdx>, u64) {
     // Freeing twice would drop the segment while tasks in it are still live.
