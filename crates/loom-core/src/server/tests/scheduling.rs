@@ -517,11 +517,7 @@ fn the_usual_plan_is_planned_as_the_walk_from_its_results_plans_it() {
                         format!("{:?} {:?}", first.tasks[t], s.graph.extra_cons.get(&id))
                     })
                     .collect();
-                let queued: Vec<(u16, Vec<TaskId>)> = s
-                    .ready
-                    .queued()
-                    .map(|(c, q)| (c, q.iter().copied().collect()))
-                    .collect();
+                let queued = ready_queues(s);
                 format!(
                     "{records:?}\n{counts:?} live {}\n{earlier:?}\nsent {:?}\nqueued {queued:?} parked {:?}",
                     seg.live,
@@ -630,11 +626,7 @@ fn waits_for_earlier_plans_counted_as_read_are_the_walks() {
                     format!("{:?} waits {} refs {}", r.state, r.waiting, r.refc)
                 })
                 .collect();
-            let queued: Vec<(u16, Vec<TaskId>)> = s
-                .ready
-                .queued()
-                .map(|(c, q)| (c, q.iter().copied().collect()))
-                .collect();
+            let queued = ready_queues(s);
             format!(
                 "{records:?}\nsent {:?}\nqueued {queued:?} parked {:?}",
                 out.tasks(1),
@@ -1076,4 +1068,12 @@ fn segments_built_by_intake_keep_the_offset_table_invariant() {
     assert!(!seg.offsets_hold(), "descending offsets");
     seg.cons_off[1] = first;
     assert!(seg.offsets_hold());
+}
+
+/// The ready queues' entries by cpus, in queue order (for comparing two runs).
+fn ready_queues(s: &Server) -> Vec<(u16, Vec<TaskId>)> {
+    s.ready
+        .queued()
+        .map(|(c, q)| (c, q.iter().copied().collect()))
+        .collect()
 }
